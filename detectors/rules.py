@@ -1,0 +1,121 @@
+"""Regulatory threshold rules kept as data (``riskwatch/data/rules.yaml``).
+
+A rule fires on one event by itself — no learning, no warm-up: a cold-chain reading above its
+legal limit, a boiler above rated pressure, an elevator trapping passengers, a rodent on the
+kitchen camera, a complaint of suspected food poisoning, a failed inspection.
+
+>>> rules = load_rules()
+>>> hit = rules.on_sensor("cold_chain_temp", 9.5)
+>>> hit.level, hit.rule, hit.title
+('orange', 'rule.sensor.cold_chain_temp', '冷链温度超过8℃上限')
+>>> rules.on_sensor("cold_chain_temp", 4.0) is None
+True
+>>> rules.on_sensor("elevator_fault", 1).title
+'电梯困人'
+>>> rules.on_video("rodent", 0.9).level
+'orange'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from riskwatch.settings import DATA_DIR
+
+LevelName = Literal["blue", "yellow", "orange", "red"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    level: LevelName
+    title: str = Field(min_length=1)
+
+
+class CodeRule(_Rule):
+    pass
+
+
+class SensorRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    level: LevelName | None = None
+    codes: dict[str, CodeRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "SensorRule":
+        if self.codes:
+            return self
+        if self.level is None or (self.min is None and self.max is None):
+            raise ValueError("a sensor rule needs `level` and `min` and/or `max`, or `codes`")
+        return self
+
+
+class VideoRule(_Rule):
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sensor: dict[str, SensorRule] = Field(default_factory=dict)
+    video: dict[str, VideoRule] = Field(default_factory=dict)
+    complaint: dict[str, _Rule] = Field(default_factory=dict)
+    inspection: dict[Literal["fail", "critical"], _Rule] = Field(default_factory=dict)
+
+    # --- evaluation --------------------------------------------------------------------------
+    def on_sensor(self, channel: str, value: float) -> "Hit | None":
+        r = self.sensor.get(channel)
+        if r is None:
+            return None
+        rule = f"rule.sensor.{channel}"
+        if r.codes:
+            code = r.codes.get(str(int(value))) if value == value and abs(value) < 1e9 else None
+            return Hit(rule, code.level, code.title, value) if code else None
+        if (r.max is not None and value > r.max) or (r.min is not None and value < r.min):
+            return Hit(rule, r.level, r.title, value)
+        return None
+
+    def on_video(self, cls: str, confidence: float) -> "Hit | None":
+        r = self.video.get(cls)
+        if r is None or confidence < r.min_confidence:
+            return None
+        return Hit(f"rule.video.{cls}", r.level, r.title, confidence)
+
+    def on_complaint(self, category: str) -> "Hit | None":
+        r = self.complaint.get(category)
+        return Hit(f"rule.complaint.{category}", r.level, r.title, 1.0) if r else None
+
+    def on_inspection(self, outcome: str, worst: str | None) -> "Hit | None":
+        rules = self.inspection
+        if worst == "critical" and "critical" in rules:
+            r = rules["critical"]
+            return Hit("rule.inspection", r.level, r.title, 1.0)
+        if outcome == "fail" and "fail" in rules:
+            r = rules["fail"]
+            return Hit("rule.inspection", r.level, r.title, 1.0)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A rule that fired: its code, warning level, Chinese title and the value that tripped it."""
+
+    rule: str
+    level: str
+    title: str
+    value: float
+
+
+def load_rules(path: Path | str | None = None) -> RuleSet:
+    path = Path(path) if path else DATA_DIR / "rules.yaml"
+    try:
+        return RuleSet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as e:
+        lines = [f"  {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+        raise ValueError(f"invalid rules file {path}:\n" + "\n".join(lines)) from None

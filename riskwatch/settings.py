@@ -1,0 +1,96 @@
+"""One typed settings object for the whole product.
+
+Values come from (highest first): keyword arguments, environment variables prefixed
+``RISKWATCH_`` (e.g. ``RISKWATCH_KAFKA_BOOTSTRAP=127.0.0.1:9092``), a ``.env``-style file named by
+``RISKWATCH_ENV_FILE`` (default ``riskwatch.env`` in the working directory, optional), then the
+defaults below. Every field is documented by its description; ``riskwatch settings`` prints them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RISKWATCH_",
+        env_file=os.environ.get("RISKWATCH_ENV_FILE", "riskwatch.env"),
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
+    topic_prefix: str = Field("", description="Prefix for every topic name (lets several deployments share a cluster)")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of each topic created at start-up (the unit of scale-out)")
+    replication: int = Field(1, ge=1, le=5, description="Replication factor of topics created at start-up")
+    app_id: str = Field("riskwatch", description="Faust application id = Kafka consumer group")
+    max_message_bytes: int = Field(65536, ge=1024, description="Payloads larger than this are refused to the dead-letter topic unparsed")
+
+    # --- Local broker (riskwatch kafka start|stop|status) ---------------------------------------
+    kafka_home: Path = Field(Path.home() / ".cache" / "riskwatch" / "kafka", description="Where broker jars are cached (outside the work tree)")
+    kafka_data_dir: Path = Field(Path("var/kafka"), description="KRaft log directory of the local broker")
+    kafka_port: int = Field(19092, ge=1, le=65535, description="Local broker PLAINTEXT port on 127.0.0.1")
+    kafka_controller_port: int = Field(19093, ge=1, le=65535, description="Local broker KRaft controller port on 127.0.0.1")
+
+    # --- ClickHouse ----------------------------------------------------------------------------
+    clickhouse_url: str = Field(
+        "chdb://var/clickhouse",
+        description="chdb://<dir> for the embedded engine (one process per directory) or http(s)://user:pass@host:port/db for a server",
+    )
+    clickhouse_database: str = Field("riskwatch", description="Database holding all riskwatch tables")
+    sink_batch_rows: int = Field(2000, ge=1, description="A ClickHouse insert is flushed at this many rows ...")
+    sink_batch_seconds: float = Field(1.0, gt=0, description="... or after this many seconds, whichever comes first")
+    sink_retry_max_seconds: float = Field(30.0, gt=0, description="Longest back-off between retries of a failed ClickHouse insert")
+
+    # --- Worker --------------------------------------------------------------------------------
+    web_port: int = Field(6066, ge=1, le=65535, description="Worker HTTP port: /query (read-only SQL), /metrics")
+    web_host: str = Field("127.0.0.1", description="Worker HTTP bind address")
+    state_dir: Path = Field(Path("var/state"), description="Faust table store directory")
+    entity_ttl_days: float = Field(90.0, gt=0, description="Per-entity detector state is evicted after this many days of silence")
+    catalog_path: Path = Field(DATA_DIR / "catalog.yaml", description="Supervision catalog (departments, entity kinds, items)")
+    rules_path: Path = Field(DATA_DIR / "rules.yaml", description="Regulatory threshold rules (data)")
+    timezone: str = Field("Asia/Shanghai", description="Time zone assumed for timestamps without one")
+
+    # --- Simulator -----------------------------------------------------------------------------
+    sim_seed: int = Field(7, description="Simulator random seed")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {v!r}")
+        return v
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _ch_url(cls, v: str) -> str:
+        if not v.startswith(("chdb://", "http://", "https://")):
+            raise ValueError(f"must start with chdb://, http:// or https://, got {v!r}")
+        return v
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment; a readable error (which variable, what was wrong) on failure."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  RISKWATCH_{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+        raise SystemExit("riskwatch: invalid settings:\n" + "\n".join(lines) + "\nFix the environment variable(s) above or riskwatch.env.") from None

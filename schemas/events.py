@@ -1,0 +1,349 @@
+"""The events riskwatch consumes and produces, one pydantic model each (JSON on the wire).
+
+Every input event carries ``schema_version``, a unique ``event_id`` (idempotency key),
+``entity_id`` (the Kafka key), a timezone-aware ``occurred_at`` (a timestamp without zone is read
+as Asia/Shanghai, the county's local time) and ``source``. Codes that the catalog owns (entity
+kind, department) are checked against the catalog passed as validation context::
+
+    >>> from riskwatch.catalog import load_catalog
+    >>> raw = b'{"event_id":"e1","entity_id":"E1","occurred_at":"2026-11-27T08:00:00",'\\
+    ...       b'"source":"iot","device_id":"d1","channel":"cold_chain_temp","value":9.5,"unit":"C"}'
+    >>> r = SensorReading.model_validate_json(raw, context={"catalog": load_catalog()})
+    >>> r.occurred_at.isoformat()
+    '2026-11-27T08:00:00+08:00'
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+
+def _localize(v: Any) -> Any:
+    if isinstance(v, datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=LOCAL_TZ)
+    return v
+
+
+def _plausible(v: datetime) -> datetime:
+    if v.tzinfo is None:  # after BeforeValidator a str may still parse naive
+        v = v.replace(tzinfo=LOCAL_TZ)
+    if v < EARLIEST:
+        raise ValueError(f"timestamp {v.isoformat()} is before {EARLIEST.date()}: not a plausible event time")
+    if v > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+        raise ValueError(f"timestamp {v.isoformat()} is more than {MAX_CLOCK_SKEW} in the future: check the device clock")
+    return v
+
+
+EventTime = Annotated[datetime, BeforeValidator(_localize), AfterValidator(_plausible)]
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+def _catalog_code(kind: str):
+    """Validator factory: the value must be a code in the catalog given as validation context."""
+
+    def check(v: str, info: ValidationInfo) -> str:
+        cat = (info.context or {}).get("catalog")
+        if cat is not None:
+            known = cat.entity_kinds if kind == "entity kind" else cat.departments
+            if v not in known:
+                raise ValueError(f"unknown {kind} {v!r}; known: {', '.join(known)}")
+        return v
+
+    return check
+
+
+class Event(BaseModel):
+    """Fields every input event carries."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    topic: ClassVar[str]
+
+    schema_version: Literal[1] = Field(1, description="Version of this contract; bumped on breaking change")
+    event_id: Id = Field(description="Unique id of this event, the idempotency key (a UUID is a good choice)")
+    entity_id: Id = Field(description="Supervised entity (名录库 id); the Kafka message key")
+    occurred_at: EventTime = Field(description="When it happened, ISO 8601; without zone = Asia/Shanghai")
+    source: ShortText = Field(min_length=1, description="Producing system, e.g. iot-gateway-3, 12315, video-ai")
+
+
+# --- 名录库: supervised-entity registry -------------------------------------------------------------
+class EntityAction(StrEnum):
+    registered = "registered"
+    updated = "updated"
+    closed = "closed"
+
+
+class EntityEvent(Event):
+    """An entity registered in, updated in or closed from the supervised-entity registry (名录库)."""
+
+    topic: ClassVar[str] = "events.registry"
+    action: EntityAction
+    name: str = Field(min_length=1, max_length=200, description="Registered name (Chinese)")
+    kind: str = Field(description="Entity kind code from the catalog, e.g. food_producer")
+    township: str = Field(min_length=1, max_length=50, description="Township (乡镇) name, e.g. 舞泉镇")
+    address: str = Field("", max_length=300)
+    licence: str = Field("", max_length=64, description="Licence number, if licensed")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+
+    _kind = field_validator("kind")(_catalog_code("entity kind"))
+
+
+# --- IoT sensors ----------------------------------------------------------------------------------
+class SensorChannel(StrEnum):
+    cold_chain_temp = "cold_chain_temp"  # °C, cold storage / refrigerated transport
+    boiler_pressure = "boiler_pressure"  # MPa
+    boiler_temp = "boiler_temp"  # °C
+    vessel_pressure = "vessel_pressure"  # MPa, pressure vessel
+    elevator_fault = "elevator_fault"  # fault code (0 = none)
+    elevator_door_cycles = "elevator_door_cycles"  # per hour
+    pump_vibration = "pump_vibration"  # mm/s
+    storage_humidity = "storage_humidity"  # %RH, drug storage
+    storage_temp = "storage_temp"  # °C, drug storage
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+class SensorReading(Event):
+    """One reading of one IoT sensor channel."""
+
+    topic: ClassVar[str] = "events.sensor"
+    device_id: Id
+    channel: SensorChannel
+    value: Annotated[float, AfterValidator(_finite)] = Field(ge=-1e6, le=1e6)
+    unit: str = Field(max_length=16)
+
+
+# --- AI video -------------------------------------------------------------------------------------
+class VideoClass(StrEnum):
+    no_mask = "no_mask"
+    no_hat = "no_hat"
+    rodent = "rodent"
+    smoking = "smoking"
+    fire_exit_blocked = "fire_exit_blocked"
+    phone_use = "phone_use"
+    no_uniform = "no_uniform"
+
+
+class VideoDetection(Event):
+    """An AI video detection (明厨亮灶 and site cameras)."""
+
+    topic: ClassVar[str] = "events.video"
+    camera_id: Id
+    cls: VideoClass = Field(description="Detected class")
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence_ref: str = Field("", max_length=500, description="URI of the stored clip or frame")
+
+
+# --- Complaints -----------------------------------------------------------------------------------
+class ComplaintChannel(StrEnum):
+    hotline_12315 = "12315"
+    hotline_12345 = "12345"
+    online = "online"
+    walk_in = "walk_in"
+
+
+class ComplaintCategory(StrEnum):
+    food_poisoning = "food_poisoning"  # 食物中毒: always opens a case
+    food_quality = "food_quality"
+    hygiene = "hygiene"
+    counterfeit_drug = "counterfeit_drug"  # 假药: always opens a case
+    drug_sales = "drug_sales"
+    medical_beauty_injury = "medical_beauty_injury"  # always opens a case
+    product_quality = "product_quality"
+    equipment_safety = "equipment_safety"  # e.g. trapped in an elevator: always opens a case
+    pricing = "pricing"
+    other = "other"
+
+
+class Complaint(Event):
+    """A citizen's complaint; ``entity_id`` is ``unknown`` when the complainant could not name one."""
+
+    topic: ClassVar[str] = "events.complaint"
+    channel: ComplaintChannel
+    category: ComplaintCategory
+    text: str = Field("", max_length=2000, description="Free text; phone and ID numbers are masked before storage")
+    township: str = Field("", max_length=50)
+    location: str = Field("", max_length=300)
+
+
+# --- Inspections ----------------------------------------------------------------------------------
+class Severity(StrEnum):
+    minor = "minor"
+    serious = "serious"
+    critical = "critical"
+
+
+class Violation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str = Field(min_length=1, max_length=32)
+    severity: Severity
+    description: str = Field("", max_length=500)
+
+
+class InspectionOutcome(StrEnum):
+    passed = "pass"
+    pass_with_conditions = "pass_with_conditions"
+    fail = "fail"
+
+
+class InspectionResult(Event):
+    """Result of one (possibly joint) inspection."""
+
+    topic: ClassVar[str] = "events.inspection"
+    inspection_id: Id
+    item_id: int = Field(ge=1, description="Key supervision item id from the catalog")
+    departments: list[str] = Field(min_length=1, max_length=20)
+    inspectors: list[str] = Field(default_factory=list, max_length=20)
+    checklist: dict[str, bool] = Field(default_factory=dict, description="Checklist point → compliant")
+    violations: list[Violation] = Field(default_factory=list, max_length=200)
+    outcome: InspectionOutcome
+
+    @field_validator("departments")
+    @classmethod
+    def _depts(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        check = _catalog_code("department")
+        return [check(d, info) for d in v]
+
+    @field_validator("item_id")
+    @classmethod
+    def _item(cls, v: int, info: ValidationInfo) -> int:
+        cat = (info.context or {}).get("catalog")
+        if cat is not None and v not in cat.items:
+            raise ValueError(f"unknown supervision item {v}; known: {sorted(cat.items)}")
+        return v
+
+    @property
+    def worst(self) -> Severity | None:
+        order = {Severity.minor: 0, Severity.serious: 1, Severity.critical: 2}
+        return max((x.severity for x in self.violations), key=order.__getitem__, default=None)
+
+
+# --- Disposal feedback ----------------------------------------------------------------------------
+class FeedbackStatus(StrEnum):
+    acknowledged = "acknowledged"
+    in_progress = "in_progress"
+    disposed = "disposed"
+    not_ours = "not_ours"
+
+
+class DisposalFeedback(Event):
+    """A department's feedback on an alert it received (督促反馈)."""
+
+    topic: ClassVar[str] = "events.feedback"
+    alert_id: Id
+    department: str
+    status: FeedbackStatus
+    comment: str = Field("", max_length=2000)
+    result: str = Field("", max_length=2000, description="Disposal result when status=disposed")
+
+    _dept = field_validator("department")(_catalog_code("department"))
+
+
+# --- Produced: alerts and dead letters ------------------------------------------------------------
+class Level(StrEnum):
+    """China's four early-warning colours; red is the most severe."""
+
+    blue = "blue"
+    yellow = "yellow"
+    orange = "orange"
+    red = "red"
+
+    @property
+    def zh(self) -> str:
+        return {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}[self.value]
+
+    @property
+    def rank(self) -> int:
+        return ("blue", "yellow", "orange", "red").index(self.value)
+
+
+class AlertStatus(StrEnum):
+    pending = "pending"
+    firing = "firing"
+    acknowledged = "acknowledged"
+    disposing = "disposing"
+    resolved = "resolved"
+    closed = "closed"
+
+
+class Contribution(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    signal: str = Field(description="Signal code, e.g. sensor.cold_chain_temp")
+    value: float
+    detail: str = Field("", description="Chinese explanation")
+
+
+class Alert(BaseModel):
+    """An alert as published on ``alerts.<dept>`` and ``alerts.all`` (one message per revision).
+
+    ``alert_id`` is stable for one incident (fingerprint of entity, item and rule plus the
+    episode number); consumers keep the highest ``revision`` per ``alert_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    alert_id: str
+    revision: int = Field(ge=1, description="Increases with every change of this alert")
+    fingerprint: str = Field(description="entity|item|rule")
+    entity_id: str
+    entity_name: str = ""
+    entity_kind: str = ""
+    township: str = ""
+    item_id: int | None = Field(None, description="None when no item covers the entity kind (task-force office decides)")
+    item_name: str = ""
+    rule: str = Field(description="Detector or rule code that raised it")
+    level: Level
+    level_zh: str
+    status: AlertStatus
+    score: float = Field(ge=0, le=100)
+    title: str = Field(description="Chinese one-line title")
+    message: str = Field(description="Chinese text for the department")
+    explanation: list[Contribution] = Field(default_factory=list)
+    lead_department: str
+    departments: list[str] = Field(description="Every receiving department code")
+    first_seen: datetime
+    last_seen: datetime
+    updated_at: datetime
+    source_event_id: str = Field(description="The event that caused this revision")
+    topic: ClassVar[str] = "alerts.all"
+
+
+class DeadLetter(BaseModel):
+    """A message refused at the edge, with its original bytes and the reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = Field(description="Original key, UTF-8 with replacement, or None")
+    payload_b64: str = Field(description="Original message bytes, base64")
+    error: str = Field(description="Why it was refused: which field of which message was wrong")
+    received_at: datetime
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    m.topic: m for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback)
+}
