@@ -129,7 +129,7 @@ class EntityHistory:
     >>> f["kind"], f["risk"], f["flag_tavern"], f["inspector"]
     ('restaurant', '1', 1.0, 'blue')
     >>> round(f["complaints_30d"], 2), round(f["signal_temperature_30d"], 2)
-    (0.72, 1.42)
+    (0.72, 0.91)
     >>> import pickle
     >>> len(pickle.dumps(h)) < 1024
     True
@@ -484,8 +484,8 @@ class InspectionOutcomeModel:
                 vals = self.vocab.setdefault(g, {})
                 if v not in vals and len(vals) < self.max_onehot_per_group:
                     vals[v] = None
-        z = self._features(num, cat)
-        self.scaler.learn_one({k: v for k, v in num.items()})
+        self._features(num, cat)  # adds the te_* encodings to num
+        self.scaler.learn_one(num)
         z = self._features(*self._split(x))
         self.model.learn_one(z, bool(outcome))
         # target encodings are updated after the model saw the pre-outcome encodings

@@ -22,6 +22,7 @@ class SensorAnomaly:
         "threshold", "suppress", "bins", "peak_decay", "season_gain",
         "n", "fast", "slow", "dev_fast", "dev_slow", "last_x", "last_t", "since_alert", "peak",
         "s_mean", "s_cnt", "err_ns", "err_s", "dev_s", "t_first",
+        "alpha_lik", "alpha_avg", "u0", "lm", "lv", "am", "av", "avg",
     )
 
     def __init__(
@@ -38,6 +39,9 @@ class SensorAnomaly:
         bins: int = 48,
         peak_decay: float = 0.99,
         season_gain: float = 0.8,
+        alpha_lik: float = 0.002,
+        alpha_avg: float = 0.15,
+        u0: float = 3.0,
     ):
         self.warmup = int(warmup)
         self.alpha_fast = float(alpha_fast)
@@ -61,6 +65,12 @@ class SensorAnomaly:
         self.s_mean = array("f", [0.0] * self.bins)
         self.s_cnt = array("B", [0] * self.bins)
         self.err_ns = self.err_s = self.dev_s = 0.0
+        self.alpha_lik = float(alpha_lik)
+        self.alpha_avg = float(alpha_avg)
+        self.u0 = float(u0)
+        self.lm = self.am = 0.0
+        self.lv = self.av = 1.0
+        self.avg = 0.0
 
     # ------------------------------------------------------------------ internals
     def _bin(self, t: float) -> int:
@@ -96,14 +106,19 @@ class SensorAnomaly:
         if self.n < 2:
             return 0.0
         z = self._z(x, t)
-        if z != z:
+        if z != z or z == _INF:
             return 1.0
-        ze = z - self.peak
-        if ze <= 0.0:
+        u = self._u(z)
+        if u <= 0.0:
             return 0.0
-        if ze == _INF:
-            return 1.0
-        return ze / (ze + self.z0)
+        return u / (u + self.u0)
+
+    def _u(self, z: float) -> float:
+        l = math.log1p(z)
+        avg = self.avg + self.alpha_avg * (l - self.avg)
+        u1 = (l - self.lm) / math.sqrt(self.lv + 1e-12)
+        u2 = (avg - self.am) / math.sqrt(self.av + 1e-12)
+        return u1 if u1 > u2 else u2
 
     def learn_one(self, x: float, t: float = float("nan")) -> None:
         try:
@@ -156,8 +171,21 @@ class SensorAnomaly:
         self.slow += (self.alpha_slow if self.n > 50 else 1.0 / (self.n + 1)) * rs
         self.last_x = x
         self.n += 1
-        if z == z:
-            self.peak = max(self.peak * self.peak_decay, z - 0.0) if z > 4.0 else self.peak * self.peak_decay
+        if z == z and z != _INF:
+            l = math.log1p(z)
+            self.avg += self.alpha_avg * (l - self.avg)
+            al = self.alpha_lik if self.n > 1.0 / self.alpha_lik else 1.0 / self.n
+            # winsorised long-run stats of the raw surprise and of its short average
+            sd = math.sqrt(self.lv)
+            lc = min(l, self.lm + 3.0 * sd) if self.n > 30 else l
+            d = lc - self.lm
+            self.lm += al * d
+            self.lv = (1.0 - al) * (self.lv + al * d * d)
+            sd = math.sqrt(self.av)
+            ac = min(self.avg, self.am + 3.0 * sd) if self.n > 30 else self.avg
+            d = ac - self.am
+            self.am += al * d
+            self.av = (1.0 - al) * (self.av + al * d * d)
 
     def update(self, x: float, t: float = float("nan")) -> tuple[float, bool]:
         s = self.score_one(x, t)

@@ -75,15 +75,21 @@ class _Progress:
             )
 
 
+def _norm_addr(s: pd.Series) -> np.ndarray:
+    return s.astype("string").fillna("").str.upper().str.strip().str.replace(r"\s+", " ", regex=True).to_numpy(dtype=object)
+
+
+def _norm_name(s: pd.Series) -> np.ndarray:
+    """Chain / brand name: upper case, no punctuation, no store numbers."""
+    s = s.astype("string").fillna("").str.upper().str.replace(r"[^A-Z ]", " ", regex=True)
+    return s.str.replace(r"\s+", " ", regex=True).str.strip().str.slice(0, 32).to_numpy(dtype=object)
+
+
 def load(data_dir: Path) -> dict[str, pd.DataFrame]:
     data_dir = Path(data_dir)
     ins = pd.read_csv(data_dir / "inspections.csv", low_memory=False)
     lic = pd.read_csv(data_dir / "business_licenses.csv", low_memory=False)
-    comp = pd.read_csv(
-        data_dir / "sanitation_complaints.csv",
-        usecols=["Creation_Date", "Latitude", "Longitude"],
-        low_memory=False,
-    )
+    comp = pd.read_csv(data_dir / "sanitation_complaints.csv", low_memory=False)
     weather = pd.read_csv(data_dir / "weather.csv", low_memory=False)
     return {"inspections": ins, "licences": lic, "complaints": comp, "weather": weather}
 
@@ -124,6 +130,8 @@ def replay(
     flag_cols = [c for c in LICENCE_FLAGS if c in lic.columns]
     flag_vals = lic[flag_cols].fillna(0).to_numpy(dtype=bool) if flag_cols else None
     lic_pos = {iid: k for k, iid in enumerate(lic.index)}
+    attr_cols = [c for c in ("WARD", "POLICE_DISTRICT", "BUSINESS_ACTIVITY") if c in lic.columns]
+    attr_vals = lic[attr_cols].astype("string").fillna("").to_numpy(dtype=object) if attr_cols else None
 
     # weather: day -> max temperature
     wday = _days(weather["date"])
@@ -134,10 +142,15 @@ def replay(
     clat = pd.to_numeric(comp["Latitude"], errors="coerce").to_numpy()
     clon = pd.to_numeric(comp["Longitude"], errors="coerce").to_numpy()
     corder = np.argsort(cday, kind="stable")
-    cday, clat, clon = cday[corder], clat[corder], clon[corder]
+    caddr = _norm_addr(comp["Street_Address"]) if "Street_Address" in comp else np.full(len(comp), "")
+    cday, clat, clon, caddr = cday[corder], clat[corder], clon[corder], caddr[corder]
     cday_ok = ~np.isnan(cday)
-    cday, clat, clon = cday[cday_ok], clat[cday_ok], clon[cday_ok]
+    cday, clat, clon, caddr = cday[cday_ok], clat[cday_ok], clon[cday_ok], caddr[cday_ok]
     cptr = 0
+    # complaints at an establishment's address go to its history (entity-level complaints);
+    # complaints at addresses without a known establishment wait (≤ 90 days) in `pending`
+    addr_entities: dict[str, list] = {}
+    pending: dict[str, list[float]] = {}
 
     grid = ComplaintGrid(cell_km=0.5, horizon_days=90.0)
     model = model_factory() if model_factory is not None else InspectionOutcomeModel()
@@ -155,6 +168,9 @@ def replay(
     minor = pd.to_numeric(ins["minorCount"], errors="coerce").fillna(0).to_numpy()
     results = ins["Results"].astype(str).to_numpy() if "Results" in ins else np.full(len(ins), "")
     inspector = ins["Inspector"].to_numpy() if "Inspector" in ins else np.full(len(ins), None)
+    addr = _norm_addr(ins["Address"]) if "Address" in ins else np.full(len(ins), "")
+    zips = ins["Zip"].astype("string").fillna("").to_numpy(dtype=object) if "Zip" in ins else None
+    names = _norm_name(ins["DBA_Name"]) if "DBA_Name" in ins else None
 
     def temp_3d(d: float) -> float:
         vals = [tmax.get(d - k) for k in (1.0, 2.0, 3.0)]
@@ -177,6 +193,14 @@ def replay(
         # complaints created before day d are known
         while cptr < len(cday) and cday[cptr] < d:
             grid.add(clat[cptr], clon[cptr], cday[cptr])
+            a = caddr[cptr]
+            if a:
+                keys = addr_entities.get(a)
+                if keys:
+                    for key in keys:
+                        states[key].on_complaint(cday[cptr])
+                else:
+                    pending.setdefault(a, []).append(cday[cptr])
             cptr += 1
         t3 = temp_3d(d)
         if math.isnan(t3):
@@ -189,26 +213,38 @@ def replay(
             st = states.get(key)
             if st is None:
                 st = states[key] = EntityHistory()
+                a = addr[k]
+                if a:
+                    addr_entities.setdefault(a, []).append(key)
+                    for cd in pending.pop(a, ()):
+                        if cd > d - 90.0:
+                            st.on_complaint(cd)
             p = lic_pos.get(iid[k])
             flags = ()
             ls = None
+            attrs = {"name": names[k]} if names is not None else {}
+            if zips is not None and zips[k]:
+                attrs["zip"] = zips[k]
             if p is not None:
                 ls = lic_start.get(iid[k])
                 if ls is not None and math.isnan(ls):
                     ls = None
                 if flag_vals is not None:
                     flags = tuple(c for c, v in zip(flag_cols, flag_vals[p]) if v)
+                if attr_vals is not None:
+                    for c, v in zip(attr_cols, attr_vals[p]):
+                        if v:
+                            attrs[c.lower()] = v
             st.on_licence(d, kind=ftype[k] if isinstance(ftype[k], str) else None,
                           risk=risk[k] if isinstance(risk[k], str) else None,
-                          licence_start=ls, flags=flags)
+                          licence_start=ls, flags=flags, attrs=attrs)
             ctx = {
                 "temp_max_3d": (t3 - 60.0) / 20.0,
                 "area_complaints_30d": math.log1p(grid.count(lat[k], lon[k], d, 30.0)),
                 "area_complaints_90d": math.log1p(grid.count(lat[k], lon[k], d, 90.0)),
             }
             if use_inspector:
-                insp = inspector[k] if isinstance(inspector[k], str) and inspector[k] else "unknown"
-                ctx[f"inspector={insp}"] = 1.0
+                ctx["inspector"] = inspector[k] if isinstance(inspector[k], str) and inspector[k] else "unknown"
             x = st.features(d, ctx)
             xs.append(x)
             if d >= start:

@@ -1,0 +1,151 @@
+"""The `riskwatch` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from riskwatch.evals.cli import app as eval_app
+from riskwatch.settings import Settings, load_settings
+
+app = typer.Typer(help="riskwatch — 三品一特 cross-department risk monitoring and early warning.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+kafka_app = typer.Typer(help="A local single-node Kafka broker (KRaft) for development, demo and tests.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(eval_app, name="eval")
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+# --- kafka ------------------------------------------------------------------------------------
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Fetch (once) and start the broker on 127.0.0.1; reuse it if already running."""
+    from riskwatch.broker import Broker, BrokerError
+
+    try:
+        print(Broker(_settings()).start(log=lambda m: print(m, file=sys.stderr)))
+    except BrokerError as e:
+        raise SystemExit(f"riskwatch kafka start: {e}")
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker (keeps its data)."""
+    from riskwatch.broker import Broker
+
+    print(Broker(_settings()).stop())
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker runs, is stale or stopped."""
+    from riskwatch.broker import Broker
+
+    print(Broker(_settings()).status())
+
+
+@kafka_app.command("reset")
+def kafka_reset() -> None:
+    """Stop the local broker and delete its data (all topics and offsets)."""
+    from riskwatch.broker import Broker
+
+    Broker(_settings()).reset()
+    print("broker stopped and data deleted")
+
+
+# --- topics -----------------------------------------------------------------------------------
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every riskwatch topic that is missing (the worker also does this at start-up)."""
+    from riskwatch.catalog import load_catalog
+    from streams.topics import ensure_topics
+
+    s = _settings()
+    created = ensure_topics(s, load_catalog(s.catalog_path))
+    print(f"created {len(created)} topics" + (": " + ", ".join(created) if created else " (all existed)"))
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the topics riskwatch uses."""
+    from riskwatch.catalog import load_catalog
+    from streams.topics import all_topics
+
+    s = _settings()
+    for t in all_topics(s, load_catalog(s.catalog_path)):
+        print(t)
+
+
+# --- schemas ----------------------------------------------------------------------------------
+@schemas_app.command("export")
+def schemas_export() -> None:
+    """Write the JSON Schema of every event and output payload to schemas/json/."""
+    from schemas.export import export
+
+    for p in export():
+        print(p)
+
+
+# --- worker, query, settings ------------------------------------------------------------------
+@app.command()
+def worker(loglevel: str = typer.Option("warn", help="crit|error|warn|info|debug")) -> None:
+    """Run a stream worker (start more on other machines to scale out: partitions are the unit)."""
+    from streams.app import run_worker
+
+    run_worker(_settings(), loglevel=loglevel)
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN)")) -> None:
+    """Run read-only SQL against ClickHouse and print a table.
+
+    Embedded mode: asks the running worker (which owns the chDB directory); if none runs, opens
+    the directory itself. Server mode: connects to the server. Writes are refused either way.
+    """
+    from sinks.query import run_cli_query
+
+    raise SystemExit(run_cli_query(_settings(), sql))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print every setting, its environment variable, current value and meaning."""
+    s = _settings()
+    for name, f in Settings.model_fields.items():
+        print(f"RISKWATCH_{name.upper():<28} = {getattr(s, name)!s:<40}  # {f.description}")
+
+
+@app.command()
+def demo(
+    duration: float = typer.Option(120.0, help="Seconds of simulated input"),
+    scale: float = typer.Option(1.0, help="Multiplies the number of simulated entities"),
+    seed: int = typer.Option(7, help="Simulator seed"),
+) -> None:
+    """The main job on embedded defaults: broker, worker, simulator, then a summary."""
+    from riskwatch.demo import run_demo
+
+    raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed))
+
+
+def _mount_optional() -> None:
+    try:
+        from riskwatch.simulator.cli import app as sim_app
+
+        app.add_typer(sim_app, name="simulate")
+    except ImportError:  # pragma: no cover - during development only
+        pass
+
+
+_mount_optional()
+
+if __name__ == "__main__":
+    app()

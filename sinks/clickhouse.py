@@ -1,0 +1,83 @@
+"""A clickhouse-connect client from ``settings.clickhouse_url``.
+
+* ``chdb://<dir>`` → ``clickhouse_connect.get_client(interface='chdb', path=<dir>)``: the real
+  ClickHouse engine in-process, persisted to ``<dir>`` (relative to the working directory;
+  ``chdb:///abs/dir`` for an absolute one). chDB hosts ONE engine path per process and the
+  directory must not be opened by two processes at once: the worker owns it and serves
+  analysts' reads over HTTP. Several clients (handles) on the same path inside one process are
+  fine; the writer uses one for inserts and one for read-only queries.
+* ``http(s)://user:pass@host:port[/db]`` → a server client. The database in the URL path is
+  ignored (``settings.clickhouse_database`` names it, and migrations create it).
+
+We never use clickhouse-connect's own ``chdb://`` DSN parsing: it reads ``chdb://var/clickhouse``
+as location ``var`` + database ``clickhouse``, not as the relative directory ``var/clickhouse``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+# Since ClickHouse 26.2 ``async_insert`` defaults to 1 (chDB 4.4 / engine 26.9 reports 1 too).
+# With async inserts the server acknowledges before the data is in a part (or, with
+# wait_for_async_insert=0, before it is even flushed), so a Kafka offset committed after the
+# acknowledgement could lose rows on a crash. We already batch client-side (sink_batch_rows /
+# sink_batch_seconds), so server-side buffering buys nothing: every insert is synchronous and
+# returns only once the part is written. The writer acks Kafka only after that.
+INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0}
+
+# Analysts' queries: ``readonly=1`` makes the engine itself refuse writes, DDL, SET of
+# ``readonly`` and table functions such as file()/url() (checked with chDB). A time limit keeps a
+# runaway query from holding the single ClickHouse thread (inserts queue behind it) for long.
+READ_SETTINGS: dict[str, Any] = {"readonly": 1, "max_execution_time": 30}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
+
+
+def chdb_path(url: str) -> str:
+    """The directory of a ``chdb://`` URL: ``chdb://var/ch`` → ``var/ch``, ``chdb:///tmp/ch`` → ``/tmp/ch``."""
+    if not url.startswith("chdb://"):
+        raise ValueError(f"not a chdb:// URL: {url!r}")
+    path = unquote(url[len("chdb://") :].split("?", 1)[0])
+    if not path:
+        raise ValueError(f"chdb:// URL without a directory: {url!r}; use e.g. chdb://var/clickhouse")
+    return path
+
+
+def make_client(url: str, *, connect_timeout: float = 5, send_receive_timeout: float = 300, **settings: Any) -> Client:
+    """Open a client for ``url`` (see module doc). ``settings`` are session-wide ClickHouse settings.
+
+    Raises clickhouse-connect's ``OperationalError`` if a server is unreachable (the HTTP client
+    connects eagerly) and ``ProgrammingError`` if this process already hosts another chDB path.
+    """
+    if url.startswith("chdb://"):
+        path = chdb_path(url)
+        os.makedirs(path, exist_ok=True)
+        return clickhouse_connect.get_client(interface="chdb", path=path, settings=settings or None)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"clickhouse_url must start with chdb://, http:// or https://, got {redact_url(url)!r}")
+    return clickhouse_connect.get_client(
+        interface=parts.scheme,
+        host=parts.hostname or "localhost",
+        port=parts.port or (8443 if parts.scheme == "https" else 8123),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else "",
+        connect_timeout=connect_timeout,
+        send_receive_timeout=send_receive_timeout,
+        # Stateless requests: no server session to lock or expire; all state is in the SQL.
+        autogenerate_session_id=False,
+        settings=settings or None,
+    )

@@ -1,0 +1,303 @@
+"""Idempotent schema migrations, applied at start-up.
+
+Each migration is a version number, a description and SQL statements that are themselves
+idempotent (``IF NOT EXISTS``), so a crash between a statement and the ``schema_migrations``
+record is harmless: the next start re-runs the statements and records the version. Never edit an
+applied migration; append a new one (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...``).
+
+Design notes (also in the COMMENT clauses, where analysts see them with ``SHOW CREATE``):
+
+* Times are ``DateTime64(3, 'Asia/Shanghai')``: millisecond precision, county local time.
+* Codes (kinds, channels, departments, statuses) are ``LowCardinality(String)``.
+* Event tables are ``ReplacingMergeTree`` keyed on ``event_id`` (plus entity and time for
+  locality): a Kafka replay or a retried insert re-writes the same key, and ``FINAL`` (or a merge)
+  keeps one row. ``PARTITION BY toYYYYMM(occurred_at)``: the same event always lands in the same
+  partition (dedup works per partition), months can be dropped by TTL as whole parts.
+* Sensor, video, inspection and feedback events carry no township: join ``registry FINAL`` on
+  ``entity_id`` for per-township questions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from clickhouse_connect.driver.client import Client
+
+from sinks.clickhouse import INSERT_SETTINGS
+
+log = logging.getLogger(__name__)
+TZ = "DateTime64(3, 'Asia/Shanghai')"
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def _q(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _event_table(name: str, comment: str, columns: str, order_by: str, ttl_days: int | None) -> str:
+    ttl = f"TTL toDateTime(occurred_at) + INTERVAL {ttl_days} DAY\n" if ttl_days else ""
+    return f"""
+CREATE TABLE IF NOT EXISTS {{db}}.{name}
+(
+    event_id String COMMENT 'Unique id of the event: the idempotency key (dedup key with entity_id, time)',
+    entity_id String COMMENT 'Supervised entity (名录库 id); the Kafka key',
+    occurred_at {TZ} COMMENT 'When it happened, county local time',
+    source LowCardinality(String) COMMENT 'Producing system, e.g. iot-gateway-3, 12315, video-ai',
+    schema_version UInt8 COMMENT 'Version of the event contract',
+{columns},
+    ingested_at {TZ} DEFAULT now64(3, 'Asia/Shanghai') COMMENT 'When riskwatch stored the row (a replay keeps the last)'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY ({order_by})
+{ttl}SETTINGS ttl_only_drop_parts = 1
+COMMENT '{_q(comment)}'
+"""
+
+
+V1 = (
+    "CREATE DATABASE IF NOT EXISTS {db}",
+    _event_table(
+        "events_registry",
+        "名录库 events (registered/updated/closed), the audit trail of the registry. "
+        "Dedup on (entity_id, occurred_at, event_id) after FINAL. No TTL: registry history is kept. "
+        "Current state of each entity: table registry.",
+        """    action LowCardinality(String) COMMENT 'registered | updated | closed',
+    name String COMMENT 'Registered name (Chinese)',
+    kind LowCardinality(String) COMMENT 'Entity kind code from the catalog',
+    township LowCardinality(String) COMMENT 'Township (乡镇)',
+    address String,
+    licence String COMMENT 'Licence number, empty if unlicensed',
+    lat Nullable(Float64),
+    lon Nullable(Float64)""",
+        "entity_id, occurred_at, event_id",
+        None,
+    ),
+    _event_table(
+        "events_sensor",
+        "Raw IoT sensor readings, the high-volume table. ORDER BY (entity_id, channel, occurred_at, event_id) "
+        "serves per-entity/per-channel time series; dedup on event_id after FINAL. "
+        "TTL 400 days: a year of raw data plus a month of slack for year-on-year checks; "
+        "longer-term trends live in risk_scores and alerts.",
+        """    device_id LowCardinality(String) COMMENT 'IoT device id (thousands at most: LowCardinality)',
+    channel LowCardinality(String) COMMENT 'Sensor channel, e.g. cold_chain_temp, boiler_pressure',
+    value Float64 COMMENT 'Reading in unit',
+    unit LowCardinality(String) COMMENT 'Unit, e.g. C, MPa, %RH'""",
+        "entity_id, channel, occurred_at, event_id",
+        400,
+    ),
+    _event_table(
+        "events_video",
+        "AI video detections (明厨亮灶, site cameras). Dedup on event_id after FINAL. "
+        "TTL 400 days, like raw sensor data; the clip itself is kept elsewhere (evidence_ref).",
+        """    camera_id LowCardinality(String),
+    cls LowCardinality(String) COMMENT 'Detected class, e.g. no_mask, rodent, fire_exit_blocked',
+    confidence Float32 COMMENT 'Model confidence 0..1',
+    evidence_ref String COMMENT 'URI of the stored clip or frame'""",
+        "entity_id, occurred_at, event_id",
+        400,
+    ),
+    _event_table(
+        "events_complaint",
+        "Citizen complaints (12315/12345/online/walk-in). text and location are stored MASKED "
+        "(phone and ID numbers, riskwatch.privacy.mask_pii). Dedup on event_id after FINAL. "
+        "TTL 3 years: complaint statistics for the annual and 3-year reviews, then personal data is removed.",
+        """    channel LowCardinality(String) COMMENT '12315 | 12345 | online | walk_in',
+    category LowCardinality(String) COMMENT 'Complaint category code',
+    text String COMMENT 'Complaint text with phone/ID numbers masked',
+    township LowCardinality(String) COMMENT 'Township named by the complainant, may be empty',
+    location String COMMENT 'Location text, masked like text'""",
+        "entity_id, occurred_at, event_id",
+        1095,
+    ),
+    _event_table(
+        "events_inspection",
+        "Inspection results (possibly joint). Violations are parallel arrays (ARRAY JOIN them). "
+        "Dedup on event_id after FINAL. No TTL: inspection records are law-enforcement files.",
+        """    inspection_id String,
+    item_id UInt16 COMMENT 'Key supervision item id from the catalog',
+    departments Array(LowCardinality(String)) COMMENT 'Inspecting department codes',
+    inspectors Array(String),
+    checklist Map(String, Bool) COMMENT 'Checklist point -> compliant',
+    violation_codes Array(LowCardinality(String)),
+    violation_severities Array(LowCardinality(String)) COMMENT 'minor | serious | critical, parallel to violation_codes',
+    violation_descriptions Array(String),
+    worst_severity LowCardinality(String) COMMENT 'Worst violation severity, empty if none',
+    outcome LowCardinality(String) COMMENT 'pass | pass_with_conditions | fail'""",
+        "entity_id, occurred_at, event_id",
+        None,
+    ),
+    _event_table(
+        "events_feedback",
+        "Disposal feedback on alerts (督促反馈). comment/result are masked like complaints. "
+        "Dedup on event_id after FINAL. No TTL: accountability record.",
+        """    alert_id String,
+    department LowCardinality(String),
+    status LowCardinality(String) COMMENT 'acknowledged | in_progress | disposed | not_ours',
+    comment String,
+    result String COMMENT 'Disposal result when status=disposed'""",
+        "entity_id, occurred_at, event_id",
+        None,
+    ),
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.alerts
+(
+    alert_id String COMMENT 'Stable id of one incident',
+    revision UInt32 COMMENT 'Increases with every change; FINAL keeps the highest',
+    fingerprint String COMMENT 'entity|item|rule',
+    entity_id String,
+    entity_name String,
+    entity_kind LowCardinality(String),
+    township LowCardinality(String),
+    item_id Nullable(UInt16) COMMENT 'NULL when no item covers the entity kind',
+    item_name LowCardinality(String),
+    rule LowCardinality(String) COMMENT 'Detector or rule code',
+    level LowCardinality(String) COMMENT 'blue | yellow | orange | red',
+    level_zh LowCardinality(String),
+    status LowCardinality(String) COMMENT 'pending | firing | acknowledged | disposing | resolved | closed',
+    score Float32 COMMENT '0..100',
+    title String,
+    message String,
+    explanation_signals Array(LowCardinality(String)) COMMENT 'Contribution signal codes, parallel arrays',
+    explanation_values Array(Float64),
+    explanation_details Array(String),
+    lead_department LowCardinality(String),
+    departments Array(LowCardinality(String)) COMMENT 'Every receiving department',
+    first_seen {TZ},
+    last_seen {TZ},
+    updated_at {TZ},
+    source_event_id String COMMENT 'Event that caused this revision',
+    schema_version UInt8
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY alert_id
+COMMENT 'One row per alert revision; SELECT ... FROM alerts FINAL gives the current state of each alert. Not partitioned: a partition key could change between revisions and defeat FINAL; alerts are few. No TTL.'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.alert_history
+(
+    alert_id String,
+    at {TZ} COMMENT 'When the transition happened',
+    from_status LowCardinality(String) COMMENT 'Empty for the first state',
+    to_status LowCardinality(String),
+    actor LowCardinality(String) COMMENT 'Department code, user or system component',
+    comment String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (alert_id, at, to_status)
+COMMENT 'Alert state transitions (audit trail). ReplacingMergeTree on (alert_id, at, to_status) so a replay adds no duplicate. No TTL.'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.dead_letters
+(
+    topic LowCardinality(String),
+    partition Int32,
+    offset Int64,
+    key Nullable(String) COMMENT 'Original key, UTF-8 with replacement, or NULL',
+    payload String COMMENT 'Original message bytes, base64',
+    error String COMMENT 'Why it was refused: which field of which message was wrong',
+    received_at {TZ}
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (topic, partition, offset)
+TTL toDateTime(received_at) + INTERVAL 90 DAY
+COMMENT 'Messages refused at the edge. Keyed by (topic, partition, offset) so a replay writes no duplicate after FINAL; not partitioned because received_at differs between replays. TTL 90 days: fix and replay within a quarter.'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.registry
+(
+    entity_id String,
+    version UInt64 COMMENT 'occurred_at of the last registry event, epoch milliseconds: the latest event wins',
+    name String,
+    kind LowCardinality(String),
+    township LowCardinality(String),
+    address String,
+    licence String,
+    lat Nullable(Float64),
+    lon Nullable(Float64),
+    status LowCardinality(String) COMMENT 'active | closed',
+    updated_at {TZ} COMMENT 'occurred_at of the last registry event',
+    last_event_id String
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY entity_id
+COMMENT 'Current state of each supervised entity: SELECT ... FROM registry FINAL. Join on entity_id for township/kind of events.'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.risk_scores
+(
+    entity_id String,
+    at {TZ} COMMENT 'When the score was computed (event time)',
+    score Float32 COMMENT '0..100',
+    level LowCardinality(String) COMMENT 'blue | yellow | orange | red, empty below blue',
+    item_id Nullable(UInt16),
+    top_signals Array(LowCardinality(String)) COMMENT 'Largest contributions, parallel to top_values',
+    top_values Array(Float64)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (entity_id, at)
+TTL toDateTime(at) + INTERVAL 730 DAY
+SETTINGS ttl_only_drop_parts = 1
+COMMENT 'Risk score time series per entity; one row per (entity_id, at) after FINAL. TTL 2 years: trends and year-on-year.'
+""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),)
+
+_SCHEMA_MIGRATIONS = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.schema_migrations
+(
+    version UInt32,
+    description String,
+    applied_at {TZ}
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version
+COMMENT 'Applied riskwatch schema migrations (sinks/migrations.py)'
+"""
+
+
+def _check_db(database: str) -> str:
+    if not database.replace("_", "").isalnum() or database[0].isdigit():
+        raise ValueError(f"clickhouse_database must be a plain identifier, got {database!r}")
+    return database
+
+
+def applied_versions(client: Client, database: str) -> set[int]:
+    rows = client.query(f"SELECT version FROM {_check_db(database)}.schema_migrations FINAL").result_rows
+    return {r[0] for r in rows}
+
+
+def migrate(client: Client, database: str = "riskwatch") -> list[int]:
+    """Apply the migrations not yet recorded; return the versions applied now (empty if up to date)."""
+    db = _check_db(database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(_SCHEMA_MIGRATIONS.format(db=db))
+    done = applied_versions(client, db)
+    applied = []
+    for m in MIGRATIONS:
+        if m.version in done:
+            continue
+        log.info("ClickHouse: applying migration %d (%s) to database %s", m.version, m.description, db)
+        for sql in m.statements:
+            client.command(sql.format(db=db))
+        client.insert(
+            "schema_migrations",
+            [(m.version, m.description, datetime.now(LOCAL_TZ))],
+            column_names=["version", "description", "applied_at"],
+            database=db,
+            settings=INSERT_SETTINGS,
+        )
+        applied.append(m.version)
+    return applied

@@ -1,0 +1,216 @@
+"""The application object: a Faust app wiring topics, the entity table, the processor and sinks.
+
+Agents (each reads a batch with ``take_events``; offsets are acknowledged only after the batch's
+outputs are sent and its rows are in ClickHouse — at-least-once, made idempotent downstream by
+event ids and alert revisions):
+
+* ``entities`` — all input topics (co-partitioned by ``entity_id``). Per event: decode at the edge
+  (``streams/ingest.py``; bad input → ``deadletter``), load the entity's state from the
+  ``entities`` table, run :class:`streams.processor.Processor`, send alert revisions to
+  ``alerts.<dept>`` and ``alerts.all`` and notices to ``notices``, write the event rows to
+  ClickHouse, store the state back.
+* ``alert_sink`` — ``alerts.all``, ``notices`` and ``deadletter`` → ClickHouse.
+* a timer evicting entities silent for ``entity_ttl_days``.
+
+The worker also serves ``GET/POST /query`` (read-only SQL; how analysts query the embedded chDB,
+which only one process can open) and ``/metrics`` (Prometheus) on ``settings.web_port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+import faust
+import orjson
+from prometheus_client import Counter as PCounter, Histogram, generate_latest, CONTENT_TYPE_LATEST
+
+from detectors.rules import load_rules
+from riskwatch.catalog import load_catalog
+from riskwatch.settings import Settings
+from schemas.events import Alert, DeadLetter
+from sinks import rows as sink_rows
+from sinks.query import QueryRefused, check_readonly
+from sinks.writer import ClickHouseWriter
+from streams import topics as T
+from streams.ingest import Decoder
+from streams.processor import Processor
+from streams.state import EntityState
+
+log = logging.getLogger("riskwatch.worker")
+
+EVENTS_IN = PCounter("riskwatch_events_total", "Input events by topic and result", ["topic", "result"])
+ALERTS_OUT = PCounter("riskwatch_alert_revisions_total", "Alert revisions published", ["level", "status"])
+BATCH_SECONDS = Histogram("riskwatch_batch_seconds", "Time to process one batch end to end")
+SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write latency per batch")
+
+BATCH_MAX = 1000
+BATCH_WITHIN = 0.25
+
+
+def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time) -> faust.App:
+    catalog = load_catalog(settings.catalog_path)
+    rules = load_rules(settings.rules_path)
+    decoder = Decoder(catalog, settings.max_message_bytes, settings.topic_prefix)
+    processor = Processor(catalog, rules, clock=clock)
+    writer = writer or ClickHouseWriter(settings)
+    tp = settings.topic
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        store="memory://",  # state is rebuilt from the changelog topic on start / rebalance
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_every=BATCH_MAX,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        datadir=str(settings.state_dir / "faust"),
+        logging_config=None,
+    )
+    app.conf.producer_max_request_size = max(1_048_576, settings.max_message_bytes * 4)
+
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    inputs = app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **raw)
+    alerts_all = app.topic(tp(T.ALERTS_ALL), **raw)
+    dept_topics = {d: app.topic(tp(T.dept_topic(d)), **raw) for d in catalog.departments}
+    notices = app.topic(tp(T.NOTICES), **raw)
+    deadletter = app.topic(tp(T.DEADLETTER), **raw)
+
+    # Keyed exactly like the input topics (entity_id bytes, Kafka's murmur2 partitioner), so the
+    # changelog partition of an entity = the input partition of its events.
+    entities = app.Table("entities", partitions=settings.partitions, use_partitioner=True,
+                         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(inputs, name="entities")
+    async def entity_agent(stream):
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            t0 = time.perf_counter()
+            states: dict[bytes, EntityState] = {}
+            event_rows: dict[str, list] = {}
+            sends: list[tuple] = []
+            counts: Counter = Counter()
+            for event in batch:
+                msg = event.message
+                ev = decoder.decode(msg.topic, msg.partition, msg.offset, msg.key, event.value)
+                if isinstance(ev, DeadLetter):
+                    sends.append((deadletter, msg.key, _dl_bytes(ev)))
+                    counts[(msg.topic, "dead")] += 1
+                    continue
+                key = ev.entity_id.encode()
+                st = states.get(key)
+                if st is None:
+                    st = states[key] = EntityState.loads(entities.get(key))
+                out = processor.process(ev, st, (msg.topic, msg.partition, msg.offset))
+                if out.redelivered:
+                    counts[(msg.topic, "redelivered")] += 1
+                    continue
+                if out.rejected:
+                    dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, event.value, out.rejected)
+                    sends.append((deadletter, msg.key, _dl_bytes(dl)))
+                    counts[(msg.topic, "dead")] += 1
+                    continue
+                counts[(msg.topic, "ok")] += 1
+                table, row = sink_rows.event_row(ev)
+                event_rows.setdefault(table, []).append(row)
+                for a in out.alerts:
+                    body = a.model_dump_json().encode()
+                    sends.append((alerts_all, key, body))
+                    for d in a.departments:
+                        sends.append((dept_topics[d], key, body))
+                    ALERTS_OUT.labels(a.level.value, a.status.value).inc()
+                for n in out.notices:
+                    sends.append((notices, key, orjson.dumps(n.as_dict())))
+            for topic, key, value in sends:
+                await topic.send(key=key, value=value)
+            t1 = time.perf_counter()
+            for table, rows in event_rows.items():
+                await writer.write(table, rows)
+            SINK_SECONDS.observe(time.perf_counter() - t1)
+            for key, st in states.items():
+                entities[key] = st.dumps()
+            for (topic, result), n in counts.items():
+                EVENTS_IN.labels(topic, result).inc(n)
+            BATCH_SECONDS.observe(time.perf_counter() - t0)
+
+    @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.DEADLETTER), tp(T.NOTICES), **raw), name="alert_sink")
+    async def alert_sink(stream):
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            by_table: dict[str, list] = {}
+            for event in batch:
+                msg = event.message
+                try:
+                    if msg.topic == tp(T.ALERTS_ALL):
+                        table, row = sink_rows.alert_row(Alert.model_validate_json(event.value))
+                    elif msg.topic == tp(T.DEADLETTER):
+                        table, row = sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value))
+                    else:
+                        table, row = sink_rows.notice_row(orjson.loads(event.value))
+                except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
+                    log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
+                    continue
+                by_table.setdefault(table, []).append(row)
+            for table, rows in by_table.items():
+                await writer.write(table, rows)
+
+    @app.timer(interval=3600.0, on_leader=False)
+    async def evict_silent_entities():
+        ttl = settings.entity_ttl_days * 86400
+        now = clock()
+        n = 0
+        for key, raw_state in list(entities.items()):
+            if now - EntityState.loads(raw_state).last_seen > ttl:
+                del entities[key]
+                n += 1
+        if n:
+            log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)
+
+    @app.page("/query")
+    async def query_view(web, request):
+        sql = request.query.get("sql")
+        if sql is None:
+            sql = (await request.read()).decode("utf-8", "replace")
+        try:
+            check_readonly(sql)
+            cols, rows = await writer.query(sql)
+        except QueryRefused as e:
+            return web.json({"error": str(e)}, status=403)
+        except Exception as e:  # noqa: BLE001
+            return web.json({"error": f"{type(e).__name__}: {e}"}, status=400)
+        return web.bytes(orjson.dumps({"columns": cols, "rows": rows}, default=str), content_type="application/json")
+
+    @app.page("/metrics")
+    async def metrics_view(web, request):
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.task
+    async def _migrate():
+        await writer.start()
+
+    app.riskwatch = {"catalog": catalog, "writer": writer, "entities": entities}  # for tests / CLI
+    return app
+
+
+def _dl_bytes(dl: DeadLetter) -> bytes:
+    return dl.model_dump_json().encode()
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Create topics, then run the worker until interrupted (SIGINT/SIGTERM)."""
+    from faust.worker import Worker
+
+    catalog = load_catalog(settings.catalog_path)
+    created = T.ensure_topics(settings, catalog)
+    if created:
+        print(f"created {len(created)} topics with {settings.partitions} partitions")
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,264 @@
+"""The processing step: one validated event + its entity's state → alerts and notices.
+
+This is the user-facing processing API: pure Python, no Kafka, so every rule of the product is
+testable on its own. The Faust app (``streams/app.py``) feeds it events partition by partition.
+
+Path of one event: ``events.sensor`` → :meth:`Processor.process` → rules (``detectors/rules.py``)
+and the stream detector (``detectors/sensor.py``) → :class:`~schemas.events.Alert` →
+``alerts.<dept>`` for the item's lead and cooperating departments + ``alerts.all`` → ClickHouse.
+
+>>> from datetime import datetime, timezone
+>>> from riskwatch.catalog import load_catalog
+>>> from detectors.rules import load_rules
+>>> from schemas.events import EntityEvent, SensorReading
+>>> p = Processor(load_catalog(), load_rules())
+>>> st = EntityState()
+>>> t = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
+>>> _ = p.process(EntityEvent(event_id="r1", entity_id="E1", occurred_at=t, source="amr", action="registered",
+...     name="舞泉镇鑫源食品有限公司", kind="food_producer", township="舞泉镇"), st, ("events.registry", 0, 0))
+>>> out = p.process(SensorReading(event_id="s1", entity_id="E1", occurred_at=t, source="iot", device_id="d1",
+...     channel="cold_chain_temp", value=9.5, unit="C"), st, ("events.sensor", 0, 0))
+>>> a = out.alerts[0]
+>>> a.title, a.level_zh, a.departments
+('冷链温度超过8℃上限', '橙色', ['amr', 'emergency', 'eco'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from detectors.rules import Hit, RuleSet
+from detectors.sensor import SensorAnomaly
+from riskwatch.catalog import Catalog
+from schemas.events import (
+    Alert,
+    AlertStatus,
+    Complaint,
+    Contribution,
+    DisposalFeedback,
+    EntityEvent,
+    Event,
+    InspectionResult,
+    Level,
+    SensorReading,
+    VideoDetection,
+)
+from streams.state import EntityState, OpenAlert
+
+RESOLVE_AFTER_OK = 3  # consecutive in-limit readings that resolve a sensor alert
+LEVELS = ("blue", "yellow", "orange", "red")
+
+
+@dataclass(slots=True)
+class Notice:
+    """A message to departments that is not an alert: 双告知, unassigned kind, urging, escalation."""
+
+    kind: str
+    entity_id: str
+    departments: list[str]
+    text: str
+    at: datetime
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "entity_id": self.entity_id, "departments": self.departments,
+                "text": self.text, "at": self.at.isoformat()}
+
+
+@dataclass(slots=True)
+class Outcome:
+    alerts: list[Alert] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    rejected: str | None = None  # reason, when the event is valid JSON but not acceptable (→ dead letter)
+    duplicate_of: tuple | None = None  # where the same event_id was first seen
+    redelivered: bool = False  # same message again (after a restart): already processed, skipped
+
+
+class Processor:
+    """Turns events into alert revisions; owns no I/O. ``clock`` is injectable for tests."""
+
+    def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time):
+        self.catalog = catalog
+        self.rules = rules
+        self.clock = clock
+
+    # --- entry point ---------------------------------------------------------------------------
+    def process(self, ev: Event, st: EntityState, where: tuple) -> Outcome:
+        out = Outcome()
+        first = st.first_delivery(ev.event_id)
+        if first is not None:
+            if tuple(first) == tuple(where):
+                out.redelivered = True
+            else:
+                out.duplicate_of = tuple(first)
+                out.rejected = (f"duplicate event_id {ev.event_id!r}: first seen at "
+                                f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids")
+            return out
+        st.seen(ev.event_id, where)
+        st.last_seen = max(st.last_seen, ev.occurred_at.timestamp())
+        handler = self._handlers.get(type(ev))
+        if handler is not None:
+            handler(self, ev, st, out)
+        return out
+
+    # --- handlers ------------------------------------------------------------------------------
+    def _registry(self, ev: EntityEvent, st: EntityState, out: Outcome) -> None:
+        new = not st.registered
+        st.name, st.kind, st.township = ev.name, ev.kind, ev.township
+        st.registered = True
+        st.closed = ev.action == "closed"
+        if new and ev.action == "registered":
+            items = self.catalog.items_for_kind(ev.kind)
+            kind_zh = self.catalog.entity_kinds[ev.kind].name
+            if items:
+                leads = sorted({i.lead for i in items})
+                names = "、".join(i.name for i in items)
+                out.notices.append(Notice("dual_notification", ev.entity_id, leads,
+                                          f"双告知:新登记{kind_zh}「{ev.name}」({ev.township}),纳入{names},请落实监管责任。",
+                                          ev.occurred_at))
+            else:
+                tf = self.catalog.taskforce_office
+                out.notices.append(Notice("unassigned", ev.entity_id, [tf],
+                                          f"待研判:新登记主体「{ev.name}」类型为{kind_zh},尚无对应监管事项和行业主管部门,请专班办公室研判定性。",
+                                          ev.occurred_at))
+
+    def _sensor(self, ev: SensorReading, st: EntityState, out: Outcome) -> None:
+        hit = self.rules.on_sensor(ev.channel, ev.value)
+        fp_rule = f"rule.sensor.{ev.channel}"
+        if hit:
+            self._raise(ev, st, out, hit, [Contribution(signal=f"sensor.{ev.channel}", value=ev.value,
+                                                        detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit}")])
+        else:
+            self._ok(ev, st, out, fp_rule)
+        key = f"{ev.device_id}:{ev.channel}"
+        det = st.sensors.get(key)
+        if det is None:
+            det = st.sensors[key] = SensorAnomaly()
+        score, alert = det.update(ev.value, ev.occurred_at.timestamp())
+        model_rule = f"model.sensor.{ev.channel}"
+        if alert and not hit:
+            level = "yellow" if score >= 0.9 else "blue"
+            self._raise(ev, st, out, Hit(model_rule, level, "传感器读数异常(模型预警)", score),
+                        [Contribution(signal=f"anomaly.{ev.channel}", value=round(score, 4),
+                                      detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit},偏离该设备历史规律")])
+
+    def _video(self, ev: VideoDetection, st: EntityState, out: Outcome) -> None:
+        hit = self.rules.on_video(ev.cls, ev.confidence)
+        if hit:
+            self._raise(ev, st, out, hit, [Contribution(signal=f"video.{ev.cls}", value=ev.confidence,
+                                                        detail=f"摄像头 {ev.camera_id},证据 {ev.evidence_ref}")])
+
+    def _complaint(self, ev: Complaint, st: EntityState, out: Outcome) -> None:
+        hit = self.rules.on_complaint(ev.category)
+        if hit:
+            self._raise(ev, st, out, hit, [Contribution(signal=f"complaint.{ev.category}", value=1.0,
+                                                        detail=f"{ev.channel} 渠道投诉")])
+
+    def _inspection(self, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
+        worst = ev.worst
+        hit = self.rules.on_inspection(ev.outcome, worst.value if worst else None)
+        if hit:
+            n = sum(1 for v in ev.violations if v.severity != "minor")
+            self._raise(ev, st, out, hit, [Contribution(signal="inspection.violations", value=float(n),
+                                                        detail=f"检查 {ev.inspection_id}:{ev.outcome}")], item_id=ev.item_id)
+        elif ev.outcome == "pass":
+            # A clean inspection confirms the entity is in order: open inspection/complaint/video
+            # alerts of that item are resolved (sensor alerts resolve from their readings).
+            for oa in list(st.alerts.values()):
+                if oa.status not in ("resolved", "closed") and not oa.rule.startswith(("rule.sensor", "model.sensor")):
+                    self._transition(ev, st, out, oa, "resolved")
+
+    def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
+        oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
+        if oa is None:
+            out.rejected = f"feedback for unknown alert {ev.alert_id!r} of entity {ev.entity_id!r}"
+            return
+        if ev.department not in oa.departments:
+            out.rejected = (f"department {ev.department!r} is not a receiver of alert {ev.alert_id!r} "
+                            f"(receivers: {', '.join(oa.departments)}); feedback refused")
+            return
+        to = {"acknowledged": "acknowledged", "in_progress": "disposing", "disposed": "resolved"}.get(ev.status)
+        if to and oa.status not in ("resolved", "closed"):
+            self._transition(ev, st, out, oa, to)
+
+    _handlers = {EntityEvent: _registry, SensorReading: _sensor, VideoDetection: _video,
+                 Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback}
+
+    # --- alert bookkeeping ---------------------------------------------------------------------
+    def _route(self, st: EntityState, item_id: int | None) -> tuple[int | None, tuple[str, ...]]:
+        items = self.catalog.items_for_kind(st.kind) if st.kind else ()
+        if item_id is None and items:
+            item_id = items[0].id
+        if item_id is None or item_id not in self.catalog.items:
+            return None, (self.catalog.taskforce_office,)
+        depts = list(self.catalog.receivers(item_id))
+        for other in items:  # an entity under several items: every item's departments are told
+            for d in self.catalog.receivers(other.id):
+                if d not in depts:
+                    depts.append(d)
+        return item_id, tuple(depts)
+
+    def _raise(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution],
+               item_id: int | None = None) -> None:
+        item_id, depts = self._route(st, item_id)
+        fp = f"{ev.entity_id}|{item_id or 0}|{hit.rule}"
+        t = ev.occurred_at.timestamp()
+        oa = st.alerts.get(fp)
+        if oa is not None and oa.status not in ("resolved", "closed"):
+            oa.hits += 1
+            oa.ok_streak = 0
+            oa.last_seen = max(oa.last_seen, t)
+            if LEVELS.index(hit.level) > LEVELS.index(oa.level):  # escalation re-notifies at once
+                oa.level, oa.title = hit.level, hit.title
+                oa.revision += 1
+                out.alerts.append(self._alert(ev, st, oa, why))
+            return
+        episode = st.episodes.get(fp, 0) + 1
+        st.episodes[fp] = episode
+        alert_id = hashlib.blake2b(f"{fp}#{episode}".encode(), digest_size=10).hexdigest()
+        oa = OpenAlert(alert_id=alert_id, fingerprint=fp, rule=hit.rule, item_id=item_id, level=hit.level,
+                       status="firing", revision=1, first_seen=t, last_seen=t, title=hit.title,
+                       departments=depts, score=_level_score(hit.level))
+        st.alerts[fp] = oa
+        out.alerts.append(self._alert(ev, st, oa, why))
+
+    def _ok(self, ev: SensorReading, st: EntityState, out: Outcome, rule: str) -> None:
+        for oa in st.alerts.values():
+            if oa.rule == rule and oa.status not in ("resolved", "closed"):
+                oa.ok_streak += 1
+                if oa.ok_streak >= RESOLVE_AFTER_OK:
+                    self._transition(ev, st, out, oa, "resolved")
+
+    def _transition(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, to: str) -> None:
+        oa.status = to
+        oa.revision += 1
+        oa.last_seen = max(oa.last_seen, ev.occurred_at.timestamp())
+        out.alerts.append(self._alert(ev, st, oa, []))
+
+    def _alert(self, ev: Event, st: EntityState, oa: OpenAlert, why: list[Contribution]) -> Alert:
+        item = self.catalog.items.get(oa.item_id) if oa.item_id else None
+        level = Level(oa.level)
+        name = st.name or ev.entity_id
+        status_zh = {"firing": "预警", "acknowledged": "已签收", "disposing": "处置中", "resolved": "已解除"}.get(oa.status, oa.status)
+        return Alert(
+            alert_id=oa.alert_id, revision=oa.revision, fingerprint=oa.fingerprint, entity_id=ev.entity_id,
+            entity_name=name, entity_kind=st.kind, township=st.township, item_id=oa.item_id,
+            item_name=item.name if item else "待专班研判", rule=oa.rule, level=level, level_zh=level.zh,
+            status=AlertStatus(oa.status), score=oa.score, title=oa.title,
+            message=f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
+                    + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""),
+            explanation=why, lead_department=oa.departments[0], departments=list(oa.departments),
+            first_seen=_dt(oa.first_seen), last_seen=_dt(oa.last_seen), updated_at=_dt(self.clock()),
+            source_event_id=ev.event_id,
+        )
+
+
+def _level_score(level: str) -> float:
+    return {"blue": 40.0, "yellow": 60.0, "orange": 80.0, "red": 95.0}[level]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)

@@ -1,0 +1,82 @@
+"""Per-entity state: everything the pipeline remembers about one supervised entity.
+
+One :class:`EntityState` per ``entity_id`` lives in a Faust table (changelog-backed, so a
+restarted or newly assigned worker restores it) keyed like the input topics, so an entity's
+events and its state are always in the same partition, on the same worker.
+
+State is bounded: a fixed number of recent event ids, one small detector per sensor stream,
+open alerts only. Entities silent for ``entity_ttl_days`` are evicted by the worker.
+
+>>> s = EntityState()
+>>> s.seen("ev-1", ("events.sensor", 0, 10))
+False
+>>> s.seen("ev-1", ("events.sensor", 0, 10))   # same message redelivered after a restart
+True
+>>> s2 = EntityState.loads(s.dumps())
+>>> s2.seen("ev-1", ("events.sensor", 0, 11))  # same event_id at another offset: a duplicate
+True
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+RECENT_IDS = 64
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """The part of an alert the pipeline needs to update it (the full alert lives in ClickHouse)."""
+
+    alert_id: str
+    fingerprint: str
+    rule: str
+    item_id: int | None
+    level: str
+    status: str
+    revision: int
+    first_seen: float
+    last_seen: float
+    title: str
+    departments: tuple[str, ...]
+    hits: int = 1
+    ok_streak: int = 0
+    score: float = 0.0
+
+
+@dataclass(slots=True)
+class EntityState:
+    name: str = ""
+    kind: str = ""
+    township: str = ""
+    registered: bool = False
+    closed: bool = False
+    last_seen: float = 0.0
+    # event_id -> (topic, partition, offset) of its first delivery; insertion-ordered, bounded
+    recent: dict = field(default_factory=dict)
+    # "<device_id>:<channel>" -> detectors.sensor.SensorAnomaly
+    sensors: dict = field(default_factory=dict)
+    # fingerprint -> OpenAlert (open or recently resolved, until closed)
+    alerts: dict = field(default_factory=dict)
+    # fingerprint -> number of episodes so far (makes alert ids of later incidents distinct)
+    episodes: dict = field(default_factory=dict)
+
+    def seen(self, event_id: str, where: tuple) -> bool:
+        """Record an event id; True if it was processed before (redelivery or duplicate)."""
+        if event_id in self.recent:
+            return True
+        self.recent[event_id] = where
+        if len(self.recent) > RECENT_IDS:
+            del self.recent[next(iter(self.recent))]
+        return False
+
+    def first_delivery(self, event_id: str) -> tuple | None:
+        return self.recent.get(event_id)
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(raw: bytes | None) -> "EntityState":
+        return pickle.loads(raw) if raw else EntityState()

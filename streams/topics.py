@@ -1,0 +1,81 @@
+"""Every Kafka topic riskwatch uses, and their creation at start-up.
+
+Input topics (one per event kind, keyed by ``entity_id``)::
+
+    events.registry  events.sensor  events.video  events.complaint  events.inspection  events.feedback
+
+Output topics::
+
+    alerts.<dept>   one per department in the catalog (lead and cooperating departments of an item)
+    alerts.all      every alert revision (the ClickHouse sink and wall screens read this)
+    alerts.events   alert state transitions (acknowledged, escalated, resolved, ...)
+    notices         双告知 notices, urging (督促) and escalation notices to departments
+    deadletter      refused input: original bytes, where it came from, and why
+
+All input topics have the same partition count so that partition *n* of every input topic (and
+of every per-entity state table) lands on the same worker: partitions are the unit of scale-out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from riskwatch.catalog import Catalog
+from riskwatch.settings import Settings
+from schemas.events import EVENT_MODELS
+
+log = logging.getLogger(__name__)
+
+INPUT_TOPICS: tuple[str, ...] = tuple(EVENT_MODELS)
+ALERTS_ALL = "alerts.all"
+ALERT_EVENTS = "alerts.events"
+NOTICES = "notices"
+DEADLETTER = "deadletter"
+
+
+def dept_topic(code: str) -> str:
+    return f"alerts.{code}"
+
+
+def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
+    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER]
+    names += [dept_topic(d) for d in catalog.departments]
+    return [settings.topic(n) for n in names]
+
+
+def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics with ``settings.partitions``; return the names created.
+
+    Existing topics are kept; an existing input topic with a different partition count is an
+    error (state tables would no longer line up with their source partitions).
+    """
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-admin",
+                                 request_timeout_ms=int(timeout_s * 1000))
+    except Exception as e:  # noqa: BLE001
+        raise SystemExit(f"riskwatch: cannot reach Kafka at {settings.kafka_bootstrap} ({e}). "
+                         "Start it with `riskwatch kafka start` or set RISKWATCH_KAFKA_BOOTSTRAP.") from None
+    try:
+        wanted = all_topics(settings, catalog)
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, settings.partitions, settings.replication) for t in missing])
+            except TopicAlreadyExistsError:
+                pass  # another worker raced us
+        inputs = [settings.topic(t) for t in INPUT_TOPICS]
+        described = admin.describe_topics(inputs)
+        for d in described:
+            n = len(d["partitions"])
+            if n != settings.partitions:
+                raise SystemExit(
+                    f"riskwatch: topic {d['topic']} has {n} partitions but RISKWATCH_PARTITIONS={settings.partitions}. "
+                    "All input topics must match; set RISKWATCH_PARTITIONS accordingly or recreate the topics.")
+        return missing
+    finally:
+        admin.close()
