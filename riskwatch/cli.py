@@ -111,9 +111,31 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
     Embedded mode: asks the running worker (which owns the chDB directory); if none runs, opens
     the directory itself. Server mode: connects to the server. Writes are refused either way.
     """
-    from sinks.query import run_cli_query
+    from riskwatch.runner import WorkerProcess
+    from sinks.clickhouse import make_client
+    from sinks.query import QueryRefused, check_read_only, format_table, run_read_query
 
-    raise SystemExit(run_cli_query(_settings(), sql))
+    s = _settings()
+    try:
+        check_read_only(sql)
+        rows = None
+        if s.clickhouse_url.startswith("chdb://"):
+            try:
+                rows = WorkerProcess(s).query(sql)  # the running worker owns the directory
+            except RuntimeError as e:
+                raise SystemExit(f"riskwatch query: {e}")
+        if rows is not None:
+            cols = list(rows[0]) if rows else []
+            print(format_table(cols, [list(r.values()) for r in rows]))
+            return
+        client = make_client(s.clickhouse_url)
+        try:
+            cols, data = run_read_query(client, sql)
+        finally:
+            client.close()
+        print(format_table(cols, data))
+    except QueryRefused as e:
+        raise SystemExit(f"riskwatch query: refused: {e}. Only one read statement (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) is allowed.")
 
 
 @app.command("settings")

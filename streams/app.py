@@ -32,7 +32,7 @@ from riskwatch.catalog import load_catalog
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
 from sinks import rows as sink_rows
-from sinks.query import QueryRefused, check_readonly
+from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
 from streams import topics as T
 from streams.ingest import Decoder
@@ -57,6 +57,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     processor = Processor(catalog, rules, clock=clock)
     writer = writer or ClickHouseWriter(settings)
     tp = settings.topic
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
 
     app = faust.App(
         settings.app_id,
@@ -89,7 +90,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     # Keyed exactly like the input topics (entity_id bytes, Kafka's murmur2 partitioner), so the
     # changelog partition of an entity = the input partition of its events.
     entities = app.Table("entities", partitions=settings.partitions, use_partitioner=True,
-                         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+                         key_type=bytes, value_type=bytes)
+    entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
 
     @app.agent(inputs, name="entities")
     async def entity_agent(stream):
@@ -142,7 +144,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 EVENTS_IN.labels(topic, result).inc(n)
             BATCH_SECONDS.observe(time.perf_counter() - t0)
 
-    @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.DEADLETTER), tp(T.NOTICES), **raw), name="alert_sink")
+    @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.DEADLETTER), **raw), name="alert_sink")
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
             by_table: dict[str, list] = {}
@@ -150,15 +152,16 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 msg = event.message
                 try:
                     if msg.topic == tp(T.ALERTS_ALL):
-                        table, row = sink_rows.alert_row(Alert.model_validate_json(event.value))
-                    elif msg.topic == tp(T.DEADLETTER):
-                        table, row = sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value))
+                        a = Alert.model_validate_json(event.value)
+                        by_table.setdefault("alerts", []).append(sink_rows.alert_row(a))
+                        by_table.setdefault("alert_history", []).append(sink_rows.alert_history_row(
+                            a.alert_id, a.updated_at, None, a.status.value, "riskwatch", a.title))
                     else:
-                        table, row = sink_rows.notice_row(orjson.loads(event.value))
+                        by_table.setdefault("dead_letters", []).append(
+                            sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value)))
                 except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
                     log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
                     continue
-                by_table.setdefault(table, []).append(row)
             for table, rows in by_table.items():
                 await writer.write(table, rows)
 
@@ -175,26 +178,28 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)
 
     @app.page("/query")
-    async def query_view(web, request):
-        sql = request.query.get("sql")
-        if sql is None:
-            sql = (await request.read()).decode("utf-8", "replace")
-        try:
-            check_readonly(sql)
-            cols, rows = await writer.query(sql)
-        except QueryRefused as e:
-            return web.json({"error": str(e)}, status=403)
-        except Exception as e:  # noqa: BLE001
-            return web.json({"error": f"{type(e).__name__}: {e}"}, status=400)
-        return web.bytes(orjson.dumps({"columns": cols, "rows": rows}, default=str), content_type="application/json")
+    class QueryView(faust.web.View):
+        """Read-only SQL for analysts: GET ?sql=... or POST the statement as the body."""
+
+        async def _run(self, sql: str):
+            try:
+                cols, rows = await writer.aquery(sql)
+            except QueryRefused as e:
+                return self.json({"error": f"refused: {e}"}, status=403)
+            except Exception as e:  # noqa: BLE001 — report the engine's message to the analyst
+                return self.json({"error": f"{type(e).__name__}: {e}"}, status=400)
+            return self.bytes(orjson.dumps({"columns": cols, "rows": rows}, default=str),
+                              content_type="application/json")
+
+        async def get(self, request):
+            return await self._run(request.query.get("sql", ""))
+
+        async def post(self, request):
+            return await self._run((await request.read()).decode("utf-8", "replace"))
 
     @app.page("/metrics")
     async def metrics_view(web, request):
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    @app.task
-    async def _migrate():
-        await writer.start()
 
     app.riskwatch = {"catalog": catalog, "writer": writer, "entities": entities}  # for tests / CLI
     return app
@@ -212,5 +217,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     created = T.ensure_topics(settings, catalog)
     if created:
         print(f"created {len(created)} topics with {settings.partitions} partitions")
-    app = create_app(settings)
+    writer = ClickHouseWriter(settings)
+    writer.open()  # connect + idempotent migrations before consuming anything
+    app = create_app(settings, writer=writer)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

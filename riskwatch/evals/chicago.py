@@ -345,3 +345,21 @@ def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
         f"  AUC {metrics['auc']:.3f}; runtime {metrics['runtime_s']:.1f}s; scores written to {out}"
     )
     return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m riskwatch.evals.chicago --data DIR --score-from D [--score-to D]`` (second windows)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--score-from", required=True)
+    ap.add_argument("--score-to", default=None, help="last inspection date to replay and score (inclusive)")
+    args = ap.parse_args(argv)
+    _, metrics = evaluate(args.data, args.score_from, args.score_to)
+    print(metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -177,7 +177,7 @@ NAME_TEMPLATES: dict[str, list[tuple[str, float]]] = {
     "medical_beauty": [("舞阳{brand}医疗美容诊所", 3), ("舞阳县{brand}医疗美容门诊部", 1), ("{brand}美容医院舞阳分院", 1)],
     "catering": [
         ("{brand}饭店", 3), ("{surname}记烩面馆", 3), ("{brand}酒楼", 2), ("{surname}记胡辣汤", 2), ("{brand}火锅店", 2),
-        ("{town}{brand}快餐店", 2), ("{town}中心学校食堂", 1), ("{brand}烧烤", 1), ("{surname}家羊肉汤馆", 1),
+        ("{town}{brand}快餐店", 2), ("{town}{village}小学食堂", 1), ("{brand}烧烤", 1), ("{surname}家羊肉汤馆", 1),
     ],
     "new_business": [("舞阳县{brand}网络科技有限公司", 2), ("{brand}社区团购{town}站", 2), ("舞阳县{brand}直播电商有限公司", 1)],
 }
@@ -229,13 +229,12 @@ def _licence(rng: random.Random, kind: str, serial: int) -> str:
 
 
 def _unique(name: str, used: set[str], rng: random.Random) -> str:
-    cand, k = name, 2
+    """A clash gets a branch suffix like a real chain store: 王记烩面馆(人民路店), then a number."""
+    cand, k = name, 0
     while cand in used:
-        if name.endswith("有限公司") and k < 8:
-            cand = f"{name[:-4]}{rng.choice(BRANDS)}有限公司"
-        else:
-            cand = f"{name}({k})"
         k += 1
+        road = rng.choice(ROADS).removesuffix("大道").removesuffix("路").removesuffix("街")
+        cand = f"{name}({road}店)" if k < 5 else f"{name}({k}号店)"
     used.add(cand)
     return cand
 
@@ -290,10 +289,12 @@ def build_county(cfg: SimConfig) -> County:
                     tmpl = _pick(rng, SE_NAME_TEMPLATES[profile])
                 else:
                     tmpl = _pick(rng, NAME_TEMPLATES[kind])
-                short = town["name"]
-                base = tmpl.format(
-                    town=short, brand=rng.choice(BRANDS), surname=rng.choice(SURNAMES), village=_village(rng), n=rng.randint(1, 30)
-                )
+                for _ in range(10):  # another brand/surname on a clash, then a number
+                    base = tmpl.format(
+                        town=town["name"], brand=rng.choice(BRANDS), surname=rng.choice(SURNAMES), village=_village(rng), n=rng.randint(1, 30)
+                    )
+                    if base not in used:
+                        break
             name = _unique(base, used, rng)
             jitter = c["seat_jitter_km"] if town["name"] == seat else c["township_jitter_km"]
             dlat, dlon = _km_to_deg(jitter, town["lat"])

@@ -1,0 +1,125 @@
+"""Run and watch worker processes: start, wait until ready, wait until caught up, stop.
+
+Used by ``riskwatch demo``, the benchmark and the tests (real processes, real broker). Every wait
+polls a condition with a deadline and says what to check when it expires.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from riskwatch.settings import Settings
+
+
+class WaitTimeout(RuntimeError):
+    pass
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
+    """Poll ``cond`` until it returns a truthy value; raise :class:`WaitTimeout` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001
+            last_exc = e
+        time.sleep(interval)
+    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process see exactly these settings."""
+    env = {}
+    for name in Settings.model_fields:
+        env[f"RISKWATCH_{name.upper()}"] = str(getattr(settings, name))
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """A ``riskwatch worker`` child process with the given settings."""
+
+    settings: Settings
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    def start(self, timeout: float = 120.0) -> "WorkerProcess":
+        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "worker"], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
+                 + (f"; see {self.log_path}" if self.log_path else ""))
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path and self.log_path.exists() else ""
+            raise SystemExit(f"worker exited with code {self.proc.returncode} during start-up:\n{tail}")
+        return self.query("SELECT 1") is not None
+
+    def query(self, sql: str) -> list[dict] | None:
+        """Rows as dicts from the worker's read-only /query endpoint, or None if it does not answer."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://{self.settings.web_host}:{self.settings.web_port}/query",
+                                     data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = orjson.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"query refused: {e.read().decode(errors='replace')}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return [dict(zip(body["columns"], row)) for row in body["rows"]]
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def consumer_lag(settings: Settings, topics: list[str]) -> int | None:
+    """Messages not yet committed by the worker's consumer group on ``topics`` (None: no group yet)."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-lag")
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-lag")
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(tps)
+    finally:
+        consumer.close()
+    lag = 0
+    for tp, end in ends.items():
+        c = committed.get(tp)
+        lag += end - (c.offset if c is not None and c.offset >= 0 else 0)
+    return lag

@@ -1,0 +1,183 @@
+"""Validated pydantic models → row tuples for each ClickHouse table (the one place for this mapping).
+
+``COLUMNS[table]`` is the column list that goes with the tuples of that table; columns left out
+(``ingested_at``) take their DEFAULT. Datetimes are passed timezone-aware; clickhouse-connect
+converts them to the instant, stored in the ``Asia/Shanghai`` columns. Free text written by
+people (complaints, feedback) is masked with :func:`riskwatch.privacy.mask_pii` here.
+
+>>> from schemas.events import SensorReading
+>>> r = SensorReading(event_id="e1", entity_id="E1", occurred_at="2026-11-27T08:00:00", source="iot",
+...                   device_id="d1", channel="cold_chain_temp", value=9.5, unit="C")
+>>> table, row = event_row(r)
+>>> table, dict(zip(COLUMNS[table], row))["channel"]
+('events_sensor', 'cold_chain_temp')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from riskwatch.privacy import mask_pii
+from schemas.events import (
+    Alert,
+    Complaint,
+    Contribution,
+    DeadLetter,
+    DisposalFeedback,
+    EntityAction,
+    EntityEvent,
+    Event,
+    InspectionResult,
+    SensorReading,
+    VideoDetection,
+)
+
+_BASE = ("event_id", "entity_id", "occurred_at", "source", "schema_version")
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "events_registry": _BASE + ("action", "name", "kind", "township", "address", "licence", "lat", "lon"),
+    "events_sensor": _BASE + ("device_id", "channel", "value", "unit"),
+    "events_video": _BASE + ("camera_id", "cls", "confidence", "evidence_ref"),
+    "events_complaint": _BASE + ("channel", "category", "text", "township", "location"),
+    "events_inspection": _BASE
+    + (
+        "inspection_id",
+        "item_id",
+        "departments",
+        "inspectors",
+        "checklist",
+        "violation_codes",
+        "violation_severities",
+        "violation_descriptions",
+        "worst_severity",
+        "outcome",
+    ),
+    "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
+    "alerts": (
+        "alert_id", "revision", "fingerprint", "entity_id", "entity_name", "entity_kind", "township",
+        "item_id", "item_name", "rule", "level", "level_zh", "status", "score", "title", "message",
+        "explanation_signals", "explanation_values", "explanation_details", "lead_department",
+        "departments", "first_seen", "last_seen", "updated_at", "source_event_id", "schema_version",
+    ),  # fmt: skip
+    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment"),
+    "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at"),
+    "registry": (
+        "entity_id", "version", "name", "kind", "township", "address", "licence", "lat", "lon",
+        "status", "updated_at", "last_event_id",
+    ),  # fmt: skip
+    "risk_scores": ("entity_id", "at", "score", "level", "item_id", "top_signals", "top_values"),
+}
+
+EVENT_TABLES: dict[type[Event], str] = {
+    EntityEvent: "events_registry",
+    SensorReading: "events_sensor",
+    VideoDetection: "events_video",
+    Complaint: "events_complaint",
+    InspectionResult: "events_inspection",
+    DisposalFeedback: "events_feedback",
+}
+
+
+def _base(e: Event) -> tuple:
+    return (e.event_id, e.entity_id, e.occurred_at, e.source, e.schema_version)
+
+
+def registry_event_row(e: EntityEvent) -> tuple:
+    return _base(e) + (e.action.value, e.name, e.kind, e.township, e.address, e.licence, e.lat, e.lon)
+
+
+def sensor_row(e: SensorReading) -> tuple:
+    return (e.event_id, e.entity_id, e.occurred_at, e.source, e.schema_version, e.device_id, e.channel.value, e.value, e.unit)
+
+
+def video_row(e: VideoDetection) -> tuple:
+    return _base(e) + (e.camera_id, e.cls.value, e.confidence, e.evidence_ref)
+
+
+def complaint_row(e: Complaint) -> tuple:
+    return _base(e) + (e.channel.value, e.category.value, mask_pii(e.text), e.township, mask_pii(e.location))
+
+
+def inspection_row(e: InspectionResult) -> tuple:
+    v = e.violations
+    worst = e.worst
+    return _base(e) + (
+        e.inspection_id,
+        e.item_id,
+        list(e.departments),
+        list(e.inspectors),
+        dict(e.checklist),
+        [x.code for x in v],
+        [x.severity.value for x in v],
+        [x.description for x in v],
+        worst.value if worst else "",
+        e.outcome.value,
+    )
+
+
+def feedback_row(e: DisposalFeedback) -> tuple:
+    return _base(e) + (e.alert_id, e.department, e.status.value, mask_pii(e.comment), mask_pii(e.result))
+
+
+_EVENT_ROW = {
+    EntityEvent: registry_event_row,
+    SensorReading: sensor_row,
+    VideoDetection: video_row,
+    Complaint: complaint_row,
+    InspectionResult: inspection_row,
+    DisposalFeedback: feedback_row,
+}
+
+
+def event_row(e: Event) -> tuple[str, tuple]:
+    """``(table, row)`` for any input event."""
+    try:
+        return EVENT_TABLES[type(e)], _EVENT_ROW[type(e)](e)
+    except KeyError:
+        raise TypeError(f"no ClickHouse table for {type(e).__name__}") from None
+
+
+def event_rows(events: Iterable[Event]) -> dict[str, list[tuple]]:
+    """Group events by table: ``{table: [row, ...]}``, ready for ``writer.write`` per table."""
+    out: dict[str, list[tuple]] = {}
+    for e in events:
+        table, row = event_row(e)
+        out.setdefault(table, []).append(row)
+    return out
+
+
+def registry_row(e: EntityEvent) -> tuple:
+    """The ``registry`` (current state) row an entity event leads to; version = occurred_at in ms."""
+    status = "closed" if e.action == EntityAction.closed else "active"
+    version = int(e.occurred_at.timestamp() * 1000)
+    return (e.entity_id, version, e.name, e.kind, e.township, e.address, e.licence, e.lat, e.lon, status, e.occurred_at, e.event_id)
+
+
+def alert_row(a: Alert) -> tuple:
+    x = a.explanation
+    return (
+        a.alert_id, a.revision, a.fingerprint, a.entity_id, a.entity_name, a.entity_kind, a.township,
+        a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, a.title, a.message,
+        [c.signal for c in x], [c.value for c in x], [c.detail for c in x], a.lead_department,
+        list(a.departments), a.first_seen, a.last_seen, a.updated_at, a.source_event_id, a.schema_version,
+    )  # fmt: skip
+
+
+def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "") -> tuple:
+    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment)
+
+
+def transition_row(previous: Alert | None, current: Alert, actor: str = "riskwatch", comment: str = "") -> tuple | None:
+    """The ``alert_history`` row for a new alert revision, or None if its status did not change."""
+    if previous is not None and previous.status == current.status:
+        return None
+    return alert_history_row(current.alert_id, current.updated_at, previous.status.value if previous else "", current.status.value, actor, comment)
+
+
+def dead_letter_row(d: DeadLetter) -> tuple:
+    return (d.topic, d.partition, d.offset, d.key, d.payload_b64, d.error, d.received_at)
+
+
+def risk_score_row(entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()) -> tuple:
+    return (entity_id, at, score, str(level), item_id, [c.signal for c in top], [c.value for c in top])

@@ -1,0 +1,341 @@
+"""``ClickHouseWriter``: batched, retried, never-dropping inserts on ONE dedicated thread.
+
+Every blocking clickhouse-connect call (connect, migrate, insert, query) runs on a single
+``ThreadPoolExecutor(max_workers=1)`` thread, so the asyncio loop of a Faust agent never blocks
+and a chDB engine directory is driven from one place in the one process that owns it.
+
+Rows handed to :meth:`ClickHouseWriter.submit` / :meth:`write` are buffered per table and flushed
+when ``batch_rows`` rows are pending or the oldest pending row is ``batch_seconds`` old. The
+future of a submission resolves only once its rows are durably inserted (synchronous insert,
+``async_insert=0``), so the caller commits Kafka offsets after it::
+
+    writer = ClickHouseWriter(settings)
+    await writer.start()                              # connect + migrate (retried)
+    await writer.write("events_sensor", rows)          # returns once inserted
+    cols, rows = await writer.aquery("SELECT count() FROM riskwatch.events_sensor FINAL")
+    await writer.aclose()
+
+A failed insert is retried forever with exponential back-off (tenacity, capped at
+``sink_retry_max_seconds``); every retry is logged with what to do. Rows are never dropped:
+only :meth:`close` with a timeout gives up, failing the pending futures with
+:class:`WriterClosed` so their Kafka offsets are not committed and Kafka redelivers them. An
+insert that succeeded but whose acknowledgement was lost is re-sent; the ReplacingMergeTree keys
+make that duplicate vanish under ``FINAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from sinks import migrations
+from sinks.clickhouse import INSERT_SETTINGS, make_client, redact_url
+from sinks.query import run_read_query
+from sinks.rows import COLUMNS, event_rows
+
+log = logging.getLogger(__name__)
+
+
+class WriterClosed(RuntimeError):
+    """The writer was closed before these rows could be inserted; they were NOT stored."""
+
+
+@dataclass(frozen=True)
+class RetryInfo:
+    """Passed to ``on_retry`` before each back-off sleep."""
+
+    what: str  # e.g. "insert into events_sensor (2000 rows)"
+    attempt: int  # attempts made so far
+    wait: float  # seconds until the next attempt
+    error: BaseException
+    message: str  # the logged line
+
+
+@dataclass
+class _Batch:
+    rows: list = field(default_factory=list)
+    futures: list = field(default_factory=list)  # (Future, n_rows)
+    since: float = field(default_factory=time.monotonic)
+    scheduled: bool = False
+
+
+class ClickHouseWriter:
+    """Batched, retried inserts and read-only queries on one dedicated ClickHouse thread.
+
+    :param settings: riskwatch Settings (default: :func:`riskwatch.settings.load_settings`)
+    :param url, database, batch_rows, batch_seconds, retry_max_seconds: override the settings
+    :param retry_initial_seconds: first back-off; doubles per attempt up to retry_max_seconds
+    :param client_factory: ``() -> clickhouse_connect Client``; default ``make_client(url)``.
+        Called on the writer thread, once for the write client and once for the read client.
+    :param on_retry: ``(RetryInfo) -> None``, called (on the writer thread) before each back-off
+    :param migrate: apply :mod:`sinks.migrations` when the write client connects
+    """
+
+    def __init__(
+        self,
+        settings: Any = None,
+        *,
+        url: str | None = None,
+        database: str | None = None,
+        batch_rows: int | None = None,
+        batch_seconds: float | None = None,
+        retry_max_seconds: float | None = None,
+        retry_initial_seconds: float = 0.5,
+        client_factory: Callable[[], Any] | None = None,
+        on_retry: Callable[[RetryInfo], None] | None = None,
+        migrate: bool = True,
+    ):
+        if settings is None:
+            from riskwatch.settings import load_settings
+
+            settings = load_settings()
+        self.url = url or settings.clickhouse_url
+        self.database = database or settings.clickhouse_database
+        self.batch_rows = batch_rows or settings.sink_batch_rows
+        self.batch_seconds = batch_seconds or settings.sink_batch_seconds
+        self.retry_max_seconds = retry_max_seconds or settings.sink_retry_max_seconds
+        self.retry_initial_seconds = min(retry_initial_seconds, self.retry_max_seconds)
+        self.insert_settings: dict[str, Any] = dict(INSERT_SETTINGS)
+        self._factory = client_factory or (lambda: make_client(self.url))
+        self._on_retry = on_retry
+        self._migrate = migrate
+        self._client: Any = None
+        self._read_client: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._cond = threading.Condition()
+        self._pending: dict[str, _Batch] = {}
+        self._closed = False  # no new submissions
+        self._abort = threading.Event()  # give up retrying (close timeout)
+        self._timer: threading.Thread | None = None
+        self.rows_written = 0
+        self.retries = 0
+
+    # --- life cycle ------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect and migrate now (retried until it works), instead of on the first insert."""
+        self._executor.submit(self._retrying, "connect", self._write_client).result()
+
+    async def start(self) -> None:
+        await asyncio.wrap_future(self._executor.submit(self._retrying, "connect", self._write_client))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush what is pending (retrying), then release the clients and the thread.
+
+        With ``timeout``, pending rows that are not inserted by then are given up: their futures
+        fail with :class:`WriterClosed` (not acknowledged, so Kafka redelivers them).
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            tables = list(self._pending)
+            for t in tables:
+                self._schedule(t)
+            futures = [f for b in self._pending.values() for f, _ in b.futures]
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for f in futures:
+            try:
+                f.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except Exception:
+                break
+        self._abort.set()
+        self._executor.submit(self._close_clients)
+        self._executor.shutdown(wait=True)
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
+
+    def __enter__(self) -> "ClickHouseWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writes ----------------------------------------------------------------------------------
+    def submit(self, table: str, rows: Sequence[tuple]) -> Future:
+        """Queue rows (tuples in ``sinks.rows.COLUMNS[table]`` order); the future resolves to the
+        number of rows once they are inserted. Never blocks."""
+        if table not in COLUMNS:
+            raise ValueError(f"unknown table {table!r}; known: {', '.join(COLUMNS)}")
+        fut: Future = Future()
+        if not rows:
+            fut.set_result(0)
+            return fut
+        with self._cond:
+            if self._closed:
+                raise WriterClosed("ClickHouseWriter is closed")
+            batch = self._pending.get(table)
+            if batch is None:
+                batch = self._pending[table] = _Batch()
+                self._ensure_timer()
+                self._cond.notify_all()
+            batch.rows.extend(rows)
+            batch.futures.append((fut, len(rows)))
+            if len(batch.rows) >= self.batch_rows:
+                self._schedule(table)
+        return fut
+
+    async def write(self, table: str, rows: Sequence[tuple]) -> int:
+        """Queue rows and wait until they are durably inserted (then ack the Kafka offsets)."""
+        return await asyncio.wrap_future(self.submit(table, rows))
+
+    def write_sync(self, table: str, rows: Sequence[tuple], timeout: float | None = None) -> int:
+        """Insert rows now (flushing that table's batch) and wait; for the CLI and tests."""
+        fut = self.submit(table, rows)
+        with self._cond:
+            if table in self._pending:
+                self._schedule(table)
+        return fut.result(timeout)
+
+    def submit_events(self, events: Iterable[Any]) -> list[Future]:
+        return [self.submit(t, rows) for t, rows in event_rows(events).items()]
+
+    async def write_events(self, events: Iterable[Any]) -> int:
+        """Map validated input events to their tables and write them; returns once all are stored."""
+        futures = self.submit_events(events)
+        return sum(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Insert everything pending now and wait for it."""
+        with self._cond:
+            futures = [f for b in self._pending.values() for f, _ in b.futures]
+            for t in list(self._pending):
+                self._schedule(t)
+        for f in futures:
+            f.result(timeout)
+
+    async def aflush(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.flush)
+
+    # --- reads -----------------------------------------------------------------------------------
+    def query(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        """Run a read-only query (gate + ``readonly=1``) on the writer thread; ``(columns, rows)``."""
+        return self._executor.submit(self._query, sql, params, limit).result()
+
+    async def aquery(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        return await asyncio.wrap_future(self._executor.submit(self._query, sql, params, limit))
+
+    # --- internals (writer thread) -----------------------------------------------------------------
+    def _write_client(self) -> Any:
+        if self._client is None:
+            client = self._factory()
+            if self._migrate:
+                applied = migrations.migrate(client, self.database)
+                if applied:
+                    log.info("ClickHouse %s: applied migrations %s", redact_url(self.url), applied)
+            self._client = client
+        return self._client
+
+    def _query(self, sql: str, params: dict | None, limit: int | None) -> tuple[list[str], list[tuple]]:
+        if self._read_client is None:
+            self._write_client()  # the schema exists before the first read
+            self._read_client = self._factory()  # own handle/session: read settings never touch writes
+        return run_read_query(self._read_client, sql, params, limit=limit)
+
+    def _close_clients(self) -> None:
+        for c in (self._read_client, self._client):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # pragma: no cover - best effort at shutdown
+                    log.debug("error closing ClickHouse client", exc_info=True)
+        self._client = self._read_client = None
+
+    def _flush(self, table: str) -> None:
+        with self._cond:
+            batch = self._pending.pop(table, None)
+        if batch is None:
+            return
+        rows, done = batch.rows, 0
+        try:
+            while done < len(rows):
+                chunk = rows[done : done + self.batch_rows]
+                self._retrying(f"insert into {table} ({len(chunk)} rows)", self._insert, table, chunk)
+                done += len(chunk)
+        except BaseException as e:
+            err = e if isinstance(e, WriterClosed) else WriterClosed(f"rows for {table} not inserted: {e}")
+            for f, _ in batch.futures:
+                f.set_exception(err)
+            return
+        self.rows_written += len(rows)
+        for f, n in batch.futures:
+            f.set_result(n)
+
+    def _insert(self, table: str, rows: list) -> None:
+        self._write_client().insert(
+            table, rows, column_names=COLUMNS[table], database=self.database, settings=self.insert_settings
+        )
+
+    def _retrying(self, what: str, fn: Callable, *args: Any) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=self.retry_initial_seconds, max=self.retry_max_seconds),
+            stop=lambda state: self._abort.is_set(),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._log_retry(what, state),
+            reraise=True,
+        )
+        return retrying(fn, *args)
+
+    def _sleep(self, seconds: float) -> None:
+        if self._abort.wait(seconds):
+            raise WriterClosed("ClickHouseWriter closed while retrying; rows not inserted")
+
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        where = redact_url(self.url)
+        detail = str(err).strip().splitlines()[0][:300] if err and str(err).strip() else type(err).__name__
+        if isinstance(err, OperationalError):
+            msg = f"ClickHouse unreachable at {where}: {what} failed ({detail}); retry {state.attempt_number} in {wait:.1f}s — check that the server is up and reachable, and its disk"
+        elif isinstance(err, ProgrammingError) and "chdb" in str(err).lower():
+            msg = f"chDB engine at {where} cannot be opened ({detail}); retry {state.attempt_number} in {wait:.1f}s — only one engine directory per process: is another component of this process using a different chdb:// path?"
+        else:
+            msg = f"ClickHouse at {where} refused {what} ({type(err).__name__}: {detail}); retry {state.attempt_number} in {wait:.1f}s — if it repeats: is the disk full, did migrations run, do sinks/rows.py and the table agree?"
+        self.retries += 1
+        log.warning(msg)
+        if self._on_retry is not None:
+            try:
+                self._on_retry(RetryInfo(what, state.attempt_number, wait, err, msg))
+            except Exception:
+                log.exception("on_retry callback failed")
+
+    # --- batching timer ----------------------------------------------------------------------------
+    def _schedule(self, table: str) -> None:  # caller holds self._cond
+        batch = self._pending.get(table)
+        if batch is not None and not batch.scheduled:
+            batch.scheduled = True
+            self._executor.submit(self._flush, table)
+
+    def _ensure_timer(self) -> None:  # caller holds self._cond
+        if self._timer is None:
+            self._timer = threading.Thread(target=self._tick, name="clickhouse-batch-timer", daemon=True)
+            self._timer.start()
+
+    def _tick(self) -> None:
+        """Schedule a flush for every batch whose oldest row is batch_seconds old."""
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                next_due = None
+                for table, b in list(self._pending.items()):
+                    if b.scheduled:
+                        continue
+                    due = b.since + self.batch_seconds
+                    if due <= now:
+                        self._schedule(table)
+                    else:
+                        next_due = due if next_due is None else min(next_due, due)
+                self._cond.wait(None if next_due is None else next_due - now)

@@ -1,0 +1,42 @@
+"""Valid input events as dicts (JSON-ready), for tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+_ids = itertools.count()
+BASE = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
+
+
+def _base(entity_id: str, at: datetime | None = None, **kw) -> dict:
+    return {"event_id": f"ev-{next(_ids)}-{entity_id}", "entity_id": entity_id,
+            "occurred_at": (at or BASE).isoformat(), "source": "test", **kw}
+
+
+def registered(entity_id: str, kind: str = "food_producer", name: str = "舞泉镇鑫源食品有限公司", township: str = "舞泉镇", **kw) -> dict:
+    return _base(entity_id, action="registered", name=name, kind=kind, township=township,
+                 address="舞泉镇人民路1号", licence="SC10441102100123", lat=33.44, lon=113.61, **kw)
+
+
+def sensor(entity_id: str, value: float, channel: str = "cold_chain_temp", at: datetime | None = None, device: str = "d1") -> dict:
+    return _base(entity_id, at, device_id=device, channel=channel, value=value, unit="C")
+
+
+def video(entity_id: str, cls: str = "rodent", confidence: float = 0.93, at: datetime | None = None) -> dict:
+    return _base(entity_id, at, camera_id="cam1", cls=cls, confidence=confidence, evidence_ref="oss://clips/1.mp4")
+
+
+def complaint(entity_id: str, category: str = "food_poisoning", at: datetime | None = None) -> dict:
+    return _base(entity_id, at, channel="12315", category=category, text="吃了以后腹泻,电话13812345678",
+                 township="舞泉镇", location="人民路")
+
+
+def inspection(entity_id: str, item_id: int = 1, outcome: str = "fail", severity: str = "critical", at=None) -> dict:
+    return _base(entity_id, at, inspection_id=f"insp-{next(_ids)}", item_id=item_id, departments=["amr"],
+                 inspectors=["amr-01", "emergency-02"], checklist={"证照公示": True, "原料台账": False},
+                 violations=[{"code": "V12", "severity": severity, "description": "原料台账缺失"}], outcome=outcome)
+
+
+def feedback(entity_id: str, alert_id: str, department: str, status: str = "acknowledged") -> dict:
+    return _base(entity_id, alert_id=alert_id, department=department, status=status, comment="已安排人员核查")
