@@ -54,7 +54,8 @@ class SensorAnomaly:
        ``update``.  Counts live in ``array('B')`` / ``array('H')`` (a few hundred bytes).
 
     ``score_one`` is the point score (components 2 and 3); ``update`` adds the window
-    component 4, then decides the production alert: after ``warmup`` samples,
+    component 4, then decides the production alert: after the warm-up (``warmup`` samples
+    and ``warmup_time`` seconds of stream, i.e. one daily cycle, or ``warmup_max`` samples),
     ``score >= threshold`` and at most one alert per ``suppress`` samples (one notice per
     incident).  While an alert is being suppressed ``update`` reports ``damp * score``, so
     the reported score peaks at the start of an incident and one threshold can be swept.
@@ -85,19 +86,21 @@ class SensorAnomaly:
 
     __slots__ = (
         # config
-        "warmup", "alpha_fast", "alpha_slow", "alpha_scale", "alpha_season", "alpha_lik",
+        "warmup", "warmup_time", "warmup_max", "alpha_fast", "alpha_slow", "alpha_scale", "alpha_season", "alpha_lik",
         "alpha_avg", "clip", "z0", "l0", "mean_floor", "std_floor", "spatial_tol", "range_clip",
         "w_re", "re_win", "re_bins", "re_max", "re_T", "threshold", "suppress", "damp",
         "bins", "season_gain",
         # state
         "n", "fast", "slow", "dev_fast", "dev_slow", "err_ns", "err_s", "dev_s",
         "s_mean", "s_cnt", "lm", "lv", "avg", "lo", "hi",
-        "re_buf", "re_pos", "re_hist", "re_hyp", "re_cnt", "re_cur", "re_new", "since_alert",
+        "re_buf", "re_pos", "re_hist", "re_hyp", "re_cnt", "re_cur", "re_new", "since_alert", "t_first",
     )
 
     def __init__(
         self,
         warmup: int = 150,
+        warmup_time: float = _DAY,
+        warmup_max: int = 750,
         alpha_fast: float = 0.1,
         alpha_slow: float = 0.02,
         alpha_scale: float = 0.02,
@@ -123,6 +126,8 @@ class SensorAnomaly:
         season_gain: float = 0.8,
     ):
         self.warmup = int(warmup)
+        self.warmup_time = float(warmup_time)
+        self.warmup_max = int(warmup_max)
         self.alpha_fast = float(alpha_fast)
         self.alpha_slow = float(alpha_slow)
         self.alpha_scale = float(alpha_scale)
@@ -161,6 +166,7 @@ class SensorAnomaly:
         self.re_cur = -1  # hypothesis the current window agrees with
         self.re_new = False  # the last learnt window was novel
         self.since_alert = 1 << 30
+        self.t_first = float("nan")
 
     # ------------------------------------------------------------------ internals
     def _bin(self, t: float) -> int:
@@ -300,6 +306,7 @@ class SensorAnomaly:
         if x != x or x in (_INF, -_INF):
             return
         if self.n == 0:
+            self.t_first = t if abs(t) < _INF else float("nan")
             self.fast = self.slow = self.lo = self.hi = x
             self.n = 1
             return
@@ -361,6 +368,18 @@ class SensorAnomaly:
             self.lm += al * d
             self.lv = (1.0 - al) * (self.lv + al * d * d)
 
+    def warmed_up(self, t: float = float("nan")) -> bool:
+        """Alerts are allowed after ``warmup`` samples covering ``warmup_time`` seconds of the
+        stream (one day: the daily cycle has been seen once), or after ``warmup_max`` samples."""
+        if self.n <= self.warmup:
+            return False
+        if self.n > self.warmup_max:
+            return True
+        try:
+            return not (float(t) - self.t_first < self.warmup_time)  # NaN time: count only
+        except (TypeError, ValueError, OverflowError):
+            return True
+
     def update(self, x: float, t: float = float("nan")) -> tuple[float, bool]:
         """Score then learn; returns ``(score, alert)`` with the production alert decision."""
         s = self.score_one(x, t)
@@ -372,7 +391,7 @@ class SensorAnomaly:
         self.since_alert += 1
         suppressed = self.since_alert <= self.suppress
         alert = False
-        if self.n > self.warmup and s >= self.threshold and not suppressed:
+        if s >= self.threshold and not suppressed and self.warmed_up(t):
             alert = True
             self.since_alert = 0
         return (s * self.damp if suppressed else s), alert

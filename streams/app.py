@@ -74,6 +74,10 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         producer_linger_ms=5,
         broker_commit_every=BATCH_MAX,
         consumer_auto_offset_reset="earliest",
+        # A worker that dies is noticed in ~10 s (not Kafka's default 45 s): its partitions and
+        # their state move to the survivors quickly.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         table_standby_replicas=0,
         datadir=str(settings.state_dir / "faust"),
         logging_config=None,

@@ -124,3 +124,17 @@ def test_run_cli_without_labels(tmp_path, capsys):
     res = nab.run_cli(tmp_path / "d", tmp_path / "o", tmp_path / "missing.json")
     assert res["scoring"] == "skipped" and "skipped" in capsys.readouterr().out
     assert (tmp_path / "o" / "cat" / "x.csv").is_file()
+
+
+def test_detect_frame_passes_unix_seconds():
+    """The detector sees real unix seconds whatever pandas' datetime resolution (us / ns)."""
+    from detectors.sensor import SensorAnomaly
+
+    ts = pd.date_range("2024-01-01", periods=400, freq="1h")
+    x = np.sin(np.arange(400) * 2 * np.pi / 24) + (np.arange(400) == 300) * 5.0
+    df = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": x})
+    scores, _ = nab.detect_frame(df)
+    det = SensorAnomaly()
+    t0 = pd.Timestamp("2024-01-01").timestamp()
+    expected = [det.update(float(v), t0 + 3600.0 * i)[0] for i, v in enumerate(x)]
+    assert np.allclose(scores, expected)

@@ -227,7 +227,8 @@ def detect_frame(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
     cols = _numeric_columns(df)
     ts = pd.to_datetime(df["timestamp"], errors="coerce")
-    t = (ts.astype("int64") / 1e9).to_numpy(dtype=float) if len(ts) else np.empty(0)
+    # unix seconds whatever the datetime resolution (pandas >= 2 may parse to datetime64[us])
+    t = (ts.astype("datetime64[ns]").astype("int64") / 1e9).to_numpy(dtype=float) if len(ts) else np.empty(0)
     t = np.where(ts.isna().to_numpy(), np.nan, t)
     n = len(df)
     scores = np.zeros(n)
