@@ -48,7 +48,7 @@ def _plausible(v: datetime) -> datetime:
     if v < EARLIEST:
         raise ValueError(f"timestamp {v.isoformat()} is before {EARLIEST.date()}: not a plausible event time")
     if v > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
-        raise ValueError(f"timestamp {v.isoformat()} is more than {MAX_CLOCK_SKEW} in the future: check the device clock")
+        raise ValueError(f"timestamp {v.isoformat()} is more than {MAX_CLOCK_SKEW.days} day in the future: check the device clock")
     return v
 
 

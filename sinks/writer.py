@@ -191,6 +191,18 @@ class ClickHouseWriter:
         """Queue rows and wait until they are durably inserted (then ack the Kafka offsets)."""
         return await asyncio.wrap_future(self.submit(table, rows))
 
+    async def write_now(self, batches: dict[str, Sequence[tuple]]) -> int:
+        """Insert already-batched rows per table now (no waiting for the size/time bound) and
+        return once all are stored. The stream agents batch with ``take_events``; this is their
+        path, so an agent batch costs one insert per table, not a wait of ``batch_seconds``."""
+        futures = []
+        for table, rows in batches.items():
+            futures.append(self.submit(table, rows))
+            with self._cond:
+                if table in self._pending:
+                    self._schedule(table)
+        return sum(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
     def write_sync(self, table: str, rows: Sequence[tuple], timeout: float | None = None) -> int:
         """Insert rows now (flushing that table's batch) and wait; for the CLI and tests."""
         fut = self.submit(table, rows)

@@ -139,8 +139,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
             t1 = time.perf_counter()
-            for table, rows in event_rows.items():
-                await writer.write(table, rows)
+            await writer.write_now(event_rows)
             SINK_SECONDS.observe(time.perf_counter() - t1)
             for key, st in states.items():
                 entities[key] = st.dumps()
@@ -166,8 +165,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
                     log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
                     continue
-            for table, rows in by_table.items():
-                await writer.write(table, rows)
+            await writer.write_now(by_table)
 
     @app.timer(interval=3600.0, on_leader=False)
     async def evict_silent_entities():
