@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="Worker HTTP port: /query (read-only SQL), /metrics")
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address")
     state_dir: Path = Field(Path("var/state"), description="Faust table store directory")
+    state_cache_entries: int = Field(200_000, ge=0, description="Entity states kept as live objects in front of the state table (memory vs. unpickling cost)")
     entity_ttl_days: float = Field(90.0, gt=0, description="Per-entity detector state is evicted after this many days of silence")
     catalog_path: Path = Field(DATA_DIR / "catalog.yaml", description="Supervision catalog (departments, entity kinds, items)")
     rules_path: Path = Field(DATA_DIR / "rules.yaml", description="Regulatory threshold rules (data)")

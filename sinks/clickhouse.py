@@ -56,6 +56,35 @@ def chdb_path(url: str) -> str:
     return path
 
 
+_LOCKS: dict[str, Any] = {}
+
+
+def _lock_directory(path: str) -> None:
+    """chDB allows one process per directory: hold an exclusive lock for this process's lifetime
+    so a second process fails at once with a clear message instead of corrupting data."""
+    import fcntl
+
+    path = os.path.realpath(path)
+    if path in _LOCKS:
+        return
+    f = open(os.path.join(path, ".riskwatch.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        owner = f.read().strip() or "another process"
+        f.close()
+        raise RuntimeError(
+            f"the embedded ClickHouse directory {path} is in use by {owner} (chDB allows one process per "
+            "directory). Query it through that process (`riskwatch query` asks the running worker), stop it, "
+            "or point RISKWATCH_CLICKHOUSE_URL at another directory or a ClickHouse server.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    _LOCKS[path] = f
+
+
 def make_client(url: str, *, connect_timeout: float = 5, send_receive_timeout: float = 300, **settings: Any) -> Client:
     """Open a client for ``url`` (see module doc). ``settings`` are session-wide ClickHouse settings.
 
@@ -65,6 +94,7 @@ def make_client(url: str, *, connect_timeout: float = 5, send_receive_timeout: f
     if url.startswith("chdb://"):
         path = chdb_path(url)
         os.makedirs(path, exist_ok=True)
+        _lock_directory(path)
         return clickhouse_connect.get_client(interface="chdb", path=path, settings=settings or None)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):

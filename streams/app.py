@@ -97,6 +97,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                          key_type=bytes, value_type=bytes)
     entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
 
+    cache = StateCache(entities, max_entries=settings.state_cache_entries)
+
     @app.agent(inputs, name="entities")
     async def entity_agent(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
@@ -115,7 +117,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 key = ev.entity_id.encode()
                 st = states.get(key)
                 if st is None:
-                    st = states[key] = EntityState.loads(entities.get(key))
+                    st = states[key] = cache.load(key)
                 out = processor.process(ev, st, (msg.topic, msg.partition, msg.offset))
                 if out.redelivered:
                     counts[(msg.topic, "redelivered")] += 1
@@ -142,7 +144,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             await writer.write_now(event_rows)
             SINK_SECONDS.observe(time.perf_counter() - t1)
             for key, st in states.items():
-                entities[key] = st.dumps()
+                entities[key] = cache.store(key, st)
             for (topic, result), n in counts.items():
                 EVENTS_IN.labels(topic, result).inc(n)
             BATCH_SECONDS.observe(time.perf_counter() - t0)
@@ -205,6 +207,35 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     app.riskwatch = {"catalog": catalog, "writer": writer, "entities": entities}  # for tests / CLI
     return app
+
+
+class StateCache:
+    """Live :class:`EntityState` objects in front of the changelog-backed table of their bytes.
+
+    Unpickling an entity's state for every event costs more than processing it, so the worker
+    keeps the objects it last stored. A cached object is used only while the table still holds
+    the very bytes object it was stored as: after a rebalance or a changelog recovery the table
+    holds other bytes and the state is reloaded from them, so the table stays the truth.
+    """
+
+    def __init__(self, table, max_entries: int):
+        self.table = table
+        self.max_entries = max_entries
+        self._objs: dict[bytes, tuple[EntityState, bytes]] = {}
+
+    def load(self, key: bytes) -> EntityState:
+        raw = self.table.get(key)
+        hit = self._objs.get(key)
+        if hit is not None and raw is not None and hit[1] is raw:
+            return hit[0]
+        return EntityState.loads(raw)
+
+    def store(self, key: bytes, st: EntityState) -> bytes:
+        raw = st.dumps()
+        if len(self._objs) >= self.max_entries and key not in self._objs:
+            self._objs.pop(next(iter(self._objs)))  # oldest first: dicts keep insertion order
+        self._objs[key] = (st, raw)
+        return raw
 
 
 def _dl_bytes(dl: DeadLetter) -> bytes:

@@ -5,7 +5,10 @@ restarted or newly assigned worker restores it) keyed like the input topics, so 
 events and its state are always in the same partition, on the same worker.
 
 State is bounded: a fixed number of recent event ids, one small detector per sensor stream,
-open alerts only. Entities silent for ``entity_ttl_days`` are evicted by the worker.
+open alerts only (one per fingerprint), the inspection history (``detectors.inspection.EntityHistory``,
+a fixed set of numbers), one rate-surge detector per rate signal (four floats each) and the risk
+fusion state (``detectors.fusion.EntityRisk``: decayed signals, pruned when they fade). Entities
+silent for ``entity_ttl_days`` (``last_seen``, event time) are evicted by the worker.
 
 >>> s = EntityState()
 >>> s.seen("ev-1", ("events.sensor", 0, 10))
@@ -20,7 +23,10 @@ True
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from detectors.fusion import EntityRisk
+from detectors.inspection import EntityHistory
 
 RECENT_IDS = 64
 
@@ -61,6 +67,12 @@ class EntityState:
     alerts: dict = field(default_factory=dict)
     # fingerprint -> number of episodes so far (makes alert ids of later incidents distinct)
     episodes: dict = field(default_factory=dict)
+    # inspection history: features for the shared inspection-outcome model
+    history: EntityHistory = field(default_factory=EntityHistory)
+    # "complaint" | "video" -> detectors.rates.RateSurprise
+    rates: dict = field(default_factory=dict)
+    # risk fusion state: decayed signals, warning level, credit peak
+    risk: EntityRisk = field(default_factory=EntityRisk)
 
     def seen(self, event_id: str, where: tuple) -> bool:
         """Record an event id; True if it was processed before (redelivery or duplicate)."""
@@ -73,6 +85,19 @@ class EntityState:
 
     def first_delivery(self, event_id: str) -> tuple | None:
         return self.recent.get(event_id)
+
+    def __getstate__(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state):
+        # a state pickled by an older version lacks the newer fields: they start empty
+        if isinstance(state, tuple | list):  # dataclass(slots=True) default pickling
+            state = dict(zip([f.name for f in fields(self)], state))
+        for f in fields(self):
+            if f.name in state:
+                setattr(self, f.name, state[f.name])
+            else:
+                setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1,0 +1,613 @@
+"""The alert life cycle: a pure state machine with an injected clock.
+
+States ``pending → firing → acknowledged → disposing → resolved → closed`` (as
+:class:`schemas.events.AlertStatus`). Every change is recorded as a :class:`Transition` (time,
+actor, comment). Policy — pending periods, hysteresis, flapping, deadlines, urging (督促) and
+escalation back-off — is data (``riskwatch/data/lifecycle.yaml``).
+
+Two parts, so per-entity state stays small and picklable:
+
+* :class:`AlertLifecycle` — the state of one alert episode, a slotted dataclass (lives in the
+  entity's state in the Faust table);
+* :class:`Lifecycle` — the engine holding the policy; every method takes the state and the time
+  (``float`` epoch seconds or an aware ``datetime``) and returns :class:`Notification` records.
+  Nothing is sent, nothing sleeps, no wall clock is read.
+
+>>> from riskwatch.catalog import load_catalog
+>>> lc = load_lifecycle(catalog=load_catalog())
+>>> st, out = lc.open("a1", "E1", "rule.sensor.boiler_pressure", 8, "red", ["amr", "emergency"], at=0.0,
+...                   title="锅炉超压", entity_name="舞阳县鑫源热力有限公司")
+>>> st.status, [n.kind for n in out]
+('firing', ['firing'])
+>>> [n.kind for n in lc.tick(st, 3600.0)]           # item 8 red: acknowledge within 1 h
+['urge']
+>>> lc.on_feedback(st, "police", "acknowledged", 3700.0).rejected.split("，")[0].split(",")[0]
+'部门 police(县公安局)不是该预警的接收单位'
+>>> lc.on_feedback(st, "amr", "disposed", 3800.0).notifications[0].kind
+'resolved'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from riskwatch.catalog import Catalog, _line_for, _line_index, load_catalog
+from riskwatch.settings import DATA_DIR
+
+LEVELS = ("blue", "yellow", "orange", "red")
+LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
+STATUS_ZH = {"pending": "待定", "firing": "预警中", "acknowledged": "已签收", "disposing": "处置中",
+             "resolved": "已解除", "closed": "已关闭"}
+FEEDBACK = ("acknowledged", "in_progress", "disposed", "not_ours")
+FEEDBACK_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "处置完毕", "not_ours": "非本部门职责"}
+OPEN = ("firing", "acknowledged", "disposing")  # notified and not yet resolved
+DEFAULT_LIFECYCLE_PATH = DATA_DIR / "lifecycle.yaml"
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+LevelName = Literal["blue", "yellow", "orange", "red"]
+
+
+# --- policy (data) ----------------------------------------------------------------------------------
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hysteresis(_M):
+    enter: float = Field(ge=0, le=100)
+    exit: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Hysteresis":
+        if self.exit > self.enter:
+            raise ValueError(f"exit ({self.exit}) must be <= enter ({self.enter})")
+        return self
+
+
+class Flapping(_M):
+    max_changes: int = Field(ge=1)
+    window_minutes: float = Field(gt=0)
+    stable_minutes: float = Field(gt=0)
+
+
+class Deadline(_M):
+    ack_hours: float = Field(gt=0)
+    dispose_hours: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Deadline":
+        if self.dispose_hours < self.ack_hours:
+            raise ValueError("dispose_hours must be >= ack_hours")
+        return self
+
+
+class Reminders(_M):
+    base_minutes: dict[LevelName, float]
+    factor: float = Field(ge=1)
+    max_minutes: float = Field(gt=0)
+
+
+class LifecyclePolicy(_M):
+    pending_minutes: dict[LevelName, float]
+    hysteresis: Hysteresis
+    flapping: Flapping
+    close_grace_minutes: float = Field(ge=0)
+    resolve_on_disposed: Literal["lead", "all", "any"] = "lead"
+    deadlines: dict[LevelName, Deadline]
+    item_deadlines: dict[int | str, dict[LevelName, Deadline]] = Field(default_factory=dict)
+    reminders: Reminders
+    max_transitions: int = Field(256, ge=8)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "LifecyclePolicy":
+        for name in ("pending_minutes", "deadlines"):
+            missing = [lv for lv in LEVELS if lv not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"{name}: missing level(s) {', '.join(missing)}")
+        if any(v < 0 for v in self.pending_minutes.values()):
+            raise ValueError("pending_minutes must be >= 0")
+        missing = [lv for lv in LEVELS if lv not in self.reminders.base_minutes]
+        if missing:
+            raise ValueError(f"reminders.base_minutes: missing level(s) {', '.join(missing)}")
+        return self
+
+
+class LifecycleError(ValueError):
+    """A lifecycle policy file that is invalid; the message names line and field."""
+
+
+# --- records ----------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Transition:
+    """One recorded change. ``kind``: status | level | feedback | receivers | flapping | silence."""
+
+    at: float
+    kind: str
+    from_status: str
+    to_status: str
+    actor: str
+    comment: str = ""
+
+    def as_dict(self) -> dict:
+        return {"at": _iso(self.at), "kind": self.kind, "from": self.from_status, "to": self.to_status,
+                "actor": self.actor, "comment": self.comment}
+
+
+@dataclass(slots=True)
+class Notification:
+    """A message to publish (``notices`` topic); the engine never sends it.
+
+    ``kind``: firing | level_up | resolved | urge | escalate | not_ours | flapping | stable |
+    silence_expired | receiver_added.
+    """
+
+    kind: str
+    departments: list[str]
+    text_zh: str
+    at: float
+    alert_id: str = ""
+    entity_id: str = ""
+    level: str = ""
+    status: str = ""
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "alert_id": self.alert_id, "entity_id": self.entity_id,
+                "departments": list(self.departments), "text": self.text_zh, "level": self.level,
+                "status": self.status, "at": _iso(self.at)}
+
+
+@dataclass(slots=True)
+class Silence:
+    """A silence / maintenance window: every given matcher must hold (``rule`` is a glob)."""
+
+    silence_id: str
+    ends_at: float
+    starts_at: float = 0.0
+    entity_id: str | None = None
+    item_id: int | None = None
+    rule: str | None = None
+    created_by: str = ""
+    comment: str = ""
+
+    def matches(self, st: "AlertLifecycle", now: float) -> bool:
+        if not (self.starts_at <= now < self.ends_at):
+            return False
+        if self.entity_id is not None and self.entity_id != st.entity_id:
+            return False
+        if self.item_id is not None and self.item_id != st.item_id:
+            return False
+        if self.rule is not None and not fnmatch.fnmatchcase(st.rule, self.rule):
+            return False
+        return True
+
+
+@dataclass(slots=True)
+class FeedbackOutcome:
+    rejected: str | None = None  # reason (Chinese + codes) when the feedback is refused
+    notifications: list[Notification] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.rejected is None
+
+
+@dataclass(slots=True)
+class AlertLifecycle:
+    """State of one alert episode. Small, slotted, picklable; times are epoch seconds."""
+
+    alert_id: str
+    entity_id: str
+    rule: str
+    item_id: int | None
+    level: str
+    departments: list[str]  # every receiver, lead first
+    title: str = ""
+    entity_name: str = ""
+    status: str = "pending"
+    score: float = 0.0
+    active: bool = True  # condition holds (hysteresis)
+    opened_at: float = 0.0
+    pending_since: float = 0.0
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
+    revision: int = 0  # +1 per recorded transition
+    transitions: list = field(default_factory=list)
+    dropped_transitions: int = 0
+    responders: list = field(default_factory=list)  # receivers still responsible (minus not_ours)
+    responses: dict = field(default_factory=dict)  # dept -> last feedback status
+    ack_due: float | None = None
+    ack_reminders: int = 0
+    dispose_due: float | None = None
+    dispose_reminders: int = 0
+    changes: list = field(default_factory=list)  # times of recent active/inactive changes
+    flapping: bool = False
+    silence_id: str | None = None
+    silence_ends: float = 0.0
+    suppressed: int = 0  # notifications held back (silence, flapping)
+
+    @property
+    def lead(self) -> str:
+        return self.departments[0]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+
+# --- the engine -------------------------------------------------------------------------------------
+class Lifecycle:
+    """The policy + the transition logic. Stateless itself: all state is in :class:`AlertLifecycle`."""
+
+    def __init__(self, policy: LifecyclePolicy, catalog: Catalog):
+        self.policy = policy
+        self.catalog = catalog
+        self.taskforce = catalog.taskforce_office
+        codes = {i.code: i.id for i in catalog.items_list}
+        self._item_deadlines: dict[int, dict[str, Deadline]] = {}
+        for key, per_level in policy.item_deadlines.items():
+            iid = key if isinstance(key, int) else codes.get(key)
+            if iid is None or iid not in catalog.items:
+                raise LifecycleError(f"item_deadlines: unknown item {key!r}; known ids {sorted(catalog.items)} "
+                                     f"or codes {', '.join(sorted(codes))}")
+            self._item_deadlines[iid] = dict(per_level)
+
+    # --- policy lookups -----------------------------------------------------------------------
+    def deadline(self, item_id: int | None, level: str) -> Deadline:
+        return self._item_deadlines.get(item_id, {}).get(level) or self.policy.deadlines[level]
+
+    def reminder_interval(self, level: str, sent: int) -> float:
+        """Seconds until the next reminder after ``sent`` (>= 1) reminders."""
+        r = self.policy.reminders
+        minutes = min(r.base_minutes[level] * r.factor ** (sent - 1), r.max_minutes)
+        return minutes * 60.0
+
+    # --- entry points -------------------------------------------------------------------------
+    def open(self, alert_id: str, entity_id: str, rule: str, item_id: int | None, level: str,
+             departments: Sequence[str], at: float | datetime, score: float = 100.0, title: str = "",
+             entity_name: str = "", silences: Iterable[Silence] = ()) -> tuple[AlertLifecycle, list[Notification]]:
+        """A new episode whose condition just entered (``score >= enter``): pending, or firing at once."""
+        at = _ts(at)
+        level = _level(level)
+        if score < self.policy.hysteresis.enter:
+            raise ValueError(f"score {score} is below the enter threshold {self.policy.hysteresis.enter}")
+        if not departments:
+            raise ValueError("an alert needs at least one receiving department")
+        st = AlertLifecycle(alert_id=alert_id, entity_id=entity_id, rule=rule, item_id=item_id, level=level,
+                            departments=list(dict.fromkeys(departments)), title=title, entity_name=entity_name,
+                            score=score, opened_at=at, pending_since=at)
+        st.responders = list(st.departments)
+        self._record(st, at, "status", "", "pending", "detector", f"score {score:g}")
+        out: list[Notification] = []
+        self._maybe_fire(st, at, out, list(silences))
+        return st, out
+
+    def observe(self, st: AlertLifecycle, at: float | datetime, score: float, level: str | None = None,
+                departments: Sequence[str] | None = None, silences: Iterable[Silence] = ()) -> list[Notification]:
+        """A new evaluation of the alert's condition (score 0–100, optionally a new level/receivers)."""
+        at, silences, out = _ts(at), list(silences), []
+        if st.status == "closed":
+            return out
+        self._refresh_silence(st, at, out, silences)
+        st.score = score
+        if departments:
+            self._add_receivers(st, departments, at, "router", out, silences)
+        if level is not None:
+            self._change_level(st, _level(level), at, out, silences)
+        h = self.policy.hysteresis
+        was = st.active
+        if score >= h.enter:
+            st.active = True
+        elif score < h.exit:
+            st.active = False
+        if st.status == "pending":
+            if not st.active:
+                self._record(st, at, "status", "pending", "closed", "detector",
+                             f"待定期内恢复(score {score:g} < {h.exit:g}),未发出预警")
+                st.closed_at = at
+                return out
+            self._maybe_fire(st, at, out, silences)
+        elif st.status in OPEN and was and not st.active:
+            self._set(st, at, "resolved", "detector", f"score {score:g} < {h.exit:g}")
+            st.resolved_at = at
+            self._flap(st, at, out, silences)
+            self._emit(st, out, at, "resolved", st.departments, f"【预警解除】{self._desc(st)}:监测指标已恢复正常。", silences)
+        elif st.status == "resolved" and st.active and not was:
+            self._set(st, at, "firing", "detector", f"再次触发(score {score:g} >= {h.enter:g})")
+            st.resolved_at = None
+            self._start_timers(st, at)
+            self._flap(st, at, out, silences)
+            self._emit(st, out, at, "firing", st.departments, f"【{LEVEL_ZH[st.level]}预警·再次触发】{self._desc(st)}", silences)
+        self._check_stable(st, at, out, silences)
+        return out
+
+    def tick(self, st: AlertLifecycle, now: float | datetime, silences: Iterable[Silence] = ()) -> list[Notification]:
+        """Due actions at ``now``: firing after the pending period, urging, escalation, stability, closing."""
+        now, silences, out = _ts(now), list(silences), []
+        if st.status == "closed":
+            return out
+        self._refresh_silence(st, now, out, silences)
+        if st.status == "pending":
+            if st.active:
+                self._maybe_fire(st, now, out, silences)
+            return out
+        self._check_stable(st, now, out, silences)
+        if st.status in OPEN:
+            self._reminder(st, now, "ack", out, silences)
+            self._reminder(st, now, "dispose", out, silences)
+        elif (st.status == "resolved" and not st.flapping and st.resolved_at is not None
+              and now >= st.resolved_at + self.policy.close_grace_minutes * 60):
+            self._set(st, now, "closed", "system", f"解除后 {self.policy.close_grace_minutes:g} 分钟无复发,关闭")
+            st.closed_at = now
+        return out
+
+    def on_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "",
+                    silences: Iterable[Silence] = ()) -> FeedbackOutcome:
+        """A department's feedback (督促反馈). Only receivers of this alert may give feedback."""
+        at, silences, res = _ts(at), list(silences), FeedbackOutcome()
+        status = str(status)
+        out = res.notifications
+        if status not in FEEDBACK:
+            res.rejected = f"未知反馈状态 {status!r}(unknown feedback status; known: {', '.join(FEEDBACK)})"
+            return res
+        if dept not in st.departments:
+            res.rejected = (f"部门 {dept}({self._dname(dept)})不是该预警的接收单位,反馈不予受理"
+                            f"(not a receiver of alert {st.alert_id}; receivers: {', '.join(st.departments)})")
+            return res
+        if st.status == "pending":
+            res.rejected = f"预警 {st.alert_id} 尚未发出(pending),不接受反馈"
+            return res
+        if st.status == "closed":
+            res.rejected = f"预警 {st.alert_id} 已关闭(closed),不接受反馈"
+            return res
+        if dept not in st.responders:
+            res.rejected = f"部门 {dept}({self._dname(dept)})已反馈非本部门职责(not_ours),不再接受其反馈"
+            return res
+        self._refresh_silence(st, at, out, silences)
+        st.responses[dept] = status
+        self._record(st, at, "feedback", st.status, st.status, dept, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
+        if status == "not_ours":
+            st.responders.remove(dept)
+            if not st.responders:
+                st.responders.append(self.taskforce)
+                if self.taskforce not in st.departments:
+                    st.departments.append(self.taskforce)
+            self._emit(st, out, at, "not_ours", [self.taskforce],
+                       f"【待研判】{self._desc(st)}:{self._dname(dept)}反馈非本部门职责"
+                       + (f"(理由:{comment})" if comment else "") + ",请专班办公室研判确定责任部门。", silences)
+        elif status == "acknowledged":
+            if st.status == "firing":
+                self._set(st, at, "acknowledged", dept, comment)
+        elif status == "in_progress":
+            if st.status in ("firing", "acknowledged"):
+                self._set(st, at, "disposing", dept, comment)
+        elif status == "disposed" and st.status in OPEN:
+            if not self._dispose_waiting(st):
+                self._set(st, at, "resolved", dept, comment or "部门反馈处置完毕")
+                st.resolved_at = at
+                st.active = False
+                self._emit(st, out, at, "resolved", st.departments,
+                           f"【预警解除】{self._desc(st)}:{self._dname(dept)}反馈处置完毕。", silences)
+            elif st.status in ("firing", "acknowledged"):
+                self._set(st, at, "disposing", dept, comment)
+        return res
+
+    def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
+                     silences: Iterable[Silence] = ()) -> list[Notification]:
+        """The task-force office assigns a department (e.g. after a not_ours); it must respond too."""
+        at, out = _ts(at), []
+        if dept not in self.catalog.departments:
+            raise ValueError(f"unknown department code {dept!r}")
+        self._add_receivers(st, [dept], at, actor, out, list(silences), comment)
+        return out
+
+    # --- internals ----------------------------------------------------------------------------
+    def _add_receivers(self, st, depts, at, actor, out, silences, comment="") -> None:
+        new = [d for d in depts if d not in st.departments]
+        if not new:
+            return
+        st.departments.extend(new)
+        for d in new:
+            st.responders.append(d)
+        self._record(st, at, "receivers", st.status, st.status, actor, f"+{','.join(new)} {comment}".strip())
+        if st.status in OPEN:
+            self._emit(st, out, at, "receiver_added", new,
+                       f"【{LEVEL_ZH[st.level]}预警·指派】{self._desc(st)}:请贵单位签收处置。", silences)
+
+    def _change_level(self, st, level, at, out, silences) -> None:
+        if level == st.level:
+            return
+        up = LEVELS.index(level) > LEVELS.index(st.level)
+        old = st.level
+        st.level = level
+        self._record(st, at, "level", st.status, st.status, "detector", f"{old}→{level}({LEVEL_ZH[old]}→{LEVEL_ZH[level]})")
+        if not up or st.status not in OPEN:
+            return
+        d = self.deadline(st.item_id, level)  # deadlines never get longer, and tighten with the level
+        if st.ack_due is not None and st.ack_reminders == 0:
+            st.ack_due = min(st.ack_due, at + d.ack_hours * 3600)
+        if st.dispose_due is not None and st.dispose_reminders == 0:
+            st.dispose_due = min(st.dispose_due, at + d.dispose_hours * 3600)
+        self._emit(st, out, at, "level_up", st.departments,
+                   f"【预警升级 {LEVEL_ZH[old]}→{LEVEL_ZH[level]}】{self._desc(st)}", silences)
+
+    def _maybe_fire(self, st, at, out, silences) -> None:
+        wait = self.policy.pending_minutes[st.level] * 60
+        if at < st.pending_since + wait:
+            return
+        self._set(st, at, "firing", "detector", f"待定期 {wait / 60:g} 分钟已满" if wait else "立即发出")
+        st.fired_at = at
+        self._start_timers(st, at)
+        d = self.deadline(st.item_id, st.level)
+        self._emit(st, out, at, "firing", st.departments,
+                   f"【{LEVEL_ZH[st.level]}预警】{self._desc(st)}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
+                   silences)
+
+    def _start_timers(self, st, at) -> None:
+        d = self.deadline(st.item_id, st.level)
+        st.ack_due, st.ack_reminders = at + d.ack_hours * 3600, 0
+        st.dispose_due, st.dispose_reminders = at + d.dispose_hours * 3600, 0
+
+    def _ack_waiting(self, st) -> list[str]:
+        return [d for d in st.responders if d not in st.responses]
+
+    def _dispose_waiting(self, st) -> list[str]:
+        if st.status not in OPEN:
+            return []
+        waiting = [d for d in st.responders if st.responses.get(d) != "disposed"]
+        mode = self.policy.resolve_on_disposed
+        if mode == "any":
+            return [] if any(st.responses.get(d) == "disposed" for d in st.responders) else waiting
+        if mode == "lead" and st.lead in st.responders:
+            return [st.lead] if st.lead in waiting else []
+        return waiting
+
+    def _reminder(self, st, now, stage, out, silences) -> None:
+        due = getattr(st, f"{stage}_due")
+        if due is None or now < due:
+            return
+        waiting = self._ack_waiting(st) if stage == "ack" else self._dispose_waiting(st)
+        if not waiting:
+            setattr(st, f"{stage}_due", None)
+            return
+        sent = getattr(st, f"{stage}_reminders")
+        d = self.deadline(st.item_id, st.level)
+        what = f"签收时限{_h(d.ack_hours)}" if stage == "ack" else f"处置时限{_h(d.dispose_hours)}"
+        names = "、".join(f"{self._dname(x)}({x})" for x in waiting)
+        if sent == 0:
+            self._emit(st, out, now, "urge", waiting,
+                       f"【督促】{self._desc(st)}:已超过{what},请尽快反馈。", silences)
+        else:
+            self._emit(st, out, now, "escalate", [self.taskforce],
+                       f"【升级督办·第{sent}次】{self._desc(st)}:{names}超过{what}仍未反馈,请专班办公室督办。", silences)
+        sent += 1
+        setattr(st, f"{stage}_reminders", sent)
+        setattr(st, f"{stage}_due", max(due, now) + self.reminder_interval(st.level, sent))
+        self._record(st, now, "reminder", st.status, st.status, "system",
+                     f"{stage} {'urge' if sent == 1 else 'escalate'} #{sent}: {','.join(waiting)}")
+
+    def _flap(self, st, at, out, silences) -> None:
+        f = self.policy.flapping
+        st.changes.append(at)
+        horizon = at - f.window_minutes * 60
+        st.changes = [t for t in st.changes if t >= horizon]
+        if not st.flapping and len(st.changes) > f.max_changes:
+            st.flapping = True
+            self._record(st, at, "flapping", st.status, st.status, "system",
+                         f"{len(st.changes)} changes in {f.window_minutes:g} min")
+            self._emit(st, out, at, "flapping", st.departments,
+                       f"【预警抖动】{self._desc(st)}:{f.window_minutes:g}分钟内状态变化{len(st.changes)}次,"
+                       f"暂停通知,稳定{f.stable_minutes:g}分钟后恢复。", silences, force=True)
+
+    def _check_stable(self, st, now, out, silences) -> None:
+        if not st.flapping or not st.changes:
+            return
+        if now - st.changes[-1] >= self.policy.flapping.stable_minutes * 60:
+            st.flapping = False
+            st.changes = []
+            self._record(st, now, "flapping", st.status, st.status, "system", "stable")
+            self._emit(st, out, now, "stable", st.departments,
+                       f"【预警已稳定】{self._desc(st)}:当前状态{STATUS_ZH[st.status]}。", silences, force=True)
+
+    def _refresh_silence(self, st, now, out, silences) -> None:
+        s = next((s for s in silences if s.matches(st, now)), None)
+        if s is not None:
+            if st.silence_id != s.silence_id:
+                self._record(st, now, "silence", st.status, st.status, s.created_by or "system",
+                             f"silenced by {s.silence_id} until {_iso(s.ends_at)} {s.comment}".strip())
+            st.silence_id, st.silence_ends = s.silence_id, s.ends_at
+            return
+        if st.silence_id is None:
+            return
+        ended = st.silence_id
+        st.silence_id, st.silence_ends = None, 0.0
+        self._record(st, now, "silence", st.status, st.status, "system", f"silence {ended} ended")
+        if st.status in OPEN:
+            self._emit(st, out, now, "silence_expired", st.departments,
+                       f"【静默期结束】{self._desc(st)}:预警仍未解除,当前状态{STATUS_ZH[st.status]}。", [])
+
+    def _emit(self, st, out, at, kind, depts, text, silences, force: bool = False) -> None:
+        s = next((s for s in silences if s.matches(st, at)), None)
+        if s is not None:
+            st.silence_id, st.silence_ends = s.silence_id, s.ends_at
+            st.suppressed += 1
+            return
+        if st.flapping and not force:
+            st.suppressed += 1
+            return
+        out.append(Notification(kind=kind, departments=list(depts), text_zh=text, at=at, alert_id=st.alert_id,
+                                entity_id=st.entity_id, level=st.level, status=st.status))
+
+    def _set(self, st, at, to, actor, comment) -> None:
+        self._record(st, at, "status", st.status, to, actor, comment)
+        st.status = to
+
+    def _record(self, st, at, kind, frm, to, actor, comment) -> None:
+        st.transitions.append(Transition(at=at, kind=kind, from_status=frm, to_status=to, actor=actor, comment=comment))
+        st.revision += 1
+        extra = len(st.transitions) - self.policy.max_transitions
+        if extra > 0:
+            del st.transitions[:extra]
+            st.dropped_transitions += extra
+
+    def _dname(self, code: str) -> str:
+        d = self.catalog.departments.get(code)
+        return d.name if d else code
+
+    def _desc(self, st) -> str:
+        who = st.entity_name or st.entity_id
+        return f"{who}:{st.title or st.rule}(预警编号 {st.alert_id})"
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def _ts(t: float | datetime) -> float:
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=LOCAL_TZ)
+        return t.timestamp()
+    return float(t)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).astimezone(LOCAL_TZ).isoformat()
+
+
+def _level(v) -> str:
+    v = str(v)
+    if v not in LEVELS:
+        raise ValueError(f"unknown level {v!r}; known: {', '.join(LEVELS)}")
+    return v
+
+
+def _h(hours: float) -> str:
+    return f"{hours / 24:g}天" if hours >= 48 and hours % 24 == 0 else f"{hours:g}小时"
+
+
+def load_policy(path: Path | str | None = None) -> LifecyclePolicy:
+    path = Path(path) if path else DEFAULT_LIFECYCLE_PATH
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise LifecycleError(f"{path}: not valid YAML: {e}") from None
+    lines = _line_index(node) if node is not None else {}
+    try:
+        return LifecyclePolicy.model_validate(raw)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            msgs.append(f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc)) or '<top>'}): {err['msg']}")
+        raise LifecycleError("invalid lifecycle policy:\n  " + "\n  ".join(msgs)) from None
+
+
+def load_lifecycle(path: Path | str | None = None, catalog: Catalog | None = None) -> Lifecycle:
+    """The engine with the policy from ``path`` (default ``riskwatch/data/lifecycle.yaml``)."""
+    return Lifecycle(load_policy(path), catalog or load_catalog())

@@ -1,0 +1,145 @@
+"""`riskwatch route …` and `riskwatch plan …`: the routing tester and the monthly spot-check draw.
+
+Two typer apps; the main CLI mounts them::
+
+    app.add_typer(route_app, name="route")
+    app.add_typer(plan_app, name="plan")
+
+Neither needs Kafka, ClickHouse or a running worker.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+route_app = typer.Typer(help="Alert routing: who receives an alert, and why (data: riskwatch/data/routing.yaml).",
+                        no_args_is_help=True)
+plan_app = typer.Typer(help="Inspection planning: 双随机、一公开 spot checks by credit tier (data: riskwatch/data/spot_checks.yaml).",
+                       no_args_is_help=True)
+
+
+@route_app.callback()
+def _route_group() -> None:
+    """Alert routing (keeps `test` a subcommand)."""
+
+
+@plan_app.callback()
+def _plan_group() -> None:
+    """Inspection planning (keeps `spot-checks` a subcommand)."""
+
+
+def _catalog(path: Optional[Path]):
+    from riskwatch.catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(path)
+    except CatalogError as e:
+        raise SystemExit(str(e))
+
+
+@route_app.command("test")
+def route_test(
+    entity_kind: str = typer.Option(..., "--entity-kind", help="Entity kind code, e.g. special_equipment"),
+    level: str = typer.Option(..., "--level", help="blue | yellow | orange | red"),
+    item: Optional[str] = typer.Option(None, "--item", help="Item id or code; default: the entity kind's first item"),
+    township: str = typer.Option("", "--township", help="Township (乡镇), e.g. 舞泉镇"),
+    routing: Optional[Path] = typer.Option(None, "--routing", help="Routing file (default: bundled routing.yaml)"),
+    catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
+) -> None:
+    """Print who receives an alert and why (which rule), without running anything."""
+    from riskwatch.routing import LEVEL_ZH, RoutingError, load_routing
+
+    cat = _catalog(catalog_path)
+    try:
+        router = load_routing(routing, catalog=cat)
+    except RoutingError as e:
+        raise SystemExit(str(e))
+    item_id: int | None = None
+    if item is not None:
+        by_code = {i.code: i.id for i in cat.items_list}
+        if item.isdigit() and int(item) in cat.items:
+            item_id = int(item)
+        elif item in by_code:
+            item_id = by_code[item]
+        else:
+            raise SystemExit(f"riskwatch route test: unknown item {item!r}; known: "
+                             + ", ".join(f"{i.id}={i.code}" for i in cat.items_list))
+    if entity_kind not in cat.entity_kinds:
+        raise SystemExit(f"riskwatch route test: unknown entity kind {entity_kind!r}; known: {', '.join(cat.entity_kinds)}")
+    if level not in LEVEL_ZH:
+        raise SystemExit(f"riskwatch route test: unknown level {level!r}; known: {', '.join(LEVEL_ZH)}")
+    if item_id is not None and entity_kind not in cat.items[item_id].objects:
+        typer.echo(f"注意 note: 事项{item_id} 的监管对象不含 {entity_kind}(item {item_id} does not cover this kind)", err=True)
+    d = router.route(item_id, entity_kind, level, township)
+    it = cat.items.get(d.item_id) if d.item_id else None
+    typer.echo("预警路由测试 (routing test, nothing is sent)")
+    typer.echo(f"  事项 item:          {f'{it.id} {it.code} {it.name}' if it else '无(待专班研判 unassigned)'}")
+    typer.echo(f"  主体类型 kind:      {entity_kind} {cat.entity_kinds[entity_kind].name}")
+    typer.echo(f"  等级 level:         {level} {LEVEL_ZH[level]}")
+    typer.echo(f"  乡镇 township:      {township or '-'}")
+    typer.echo(f"  命中规则 rules:     {', '.join(d.matched_rules) or '-'}")
+    typer.echo(f"接收单位 receivers ({len(d.departments)}, 牵头单位在前 lead first):")
+    for line in router.explain_zh(d):
+        typer.echo(f"  {line}")
+
+
+@plan_app.command("spot-checks")
+def plan_spot_checks(
+    month: str = typer.Option(..., "--month", help="YYYY-MM"),
+    seed: int = typer.Option(0, "--seed", help="Draw seed (publish it with the list: anyone can re-draw)"),
+    entities: Optional[Path] = typer.Option(None, "--entities", help="CSV entity_id,kind,township,tier[,name]; default: the simulated county"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default var/plans/spot_checks_<month>.csv)"),
+    scale: float = typer.Option(1.0, "--scale", help="Simulated county size (only without --entities)"),
+    sim_seed: int = typer.Option(7, "--sim-seed", help="Simulated county seed (only without --entities)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Spot-check data file (default: bundled spot_checks.yaml)"),
+    catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file"),
+) -> None:
+    """Draw the month's 双随机 spot checks per item × credit tier, print a summary and write the CSV."""
+    from riskwatch.planning import (
+        MONTH_RE,
+        PlanningError,
+        SpotEntity,
+        load_spot_checks,
+        read_entities_csv,
+        write_spot_checks_csv,
+    )
+
+    if not MONTH_RE.match(month):
+        raise SystemExit(f"riskwatch plan spot-checks: --month must be YYYY-MM, got {month!r}")
+    cat = _catalog(catalog_path)
+    try:
+        planner = load_spot_checks(config, catalog=cat)
+        if entities is not None:
+            ents = read_entities_csv(entities, planner)
+            origin = str(entities)
+        else:
+            from riskwatch.simulator.county import CST, SimConfig, build_county
+
+            y, m = map(int, month.split("-"))
+            now = datetime(y, m, 1, tzinfo=CST)  # fixed clock: same county for the same month
+            county = build_county(SimConfig(seed=sim_seed, scale=scale, now=now, start=now.replace(year=y - 1)))
+            ents = [SpotEntity(e.entity_id, e.kind, e.township, planner.tier_for(e.entity_id), e.name)
+                    for e in county.entities]
+            origin = f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; 信用等级按默认比例确定性分配 tiers assigned deterministically)"
+    except PlanningError as e:
+        raise SystemExit(f"riskwatch plan spot-checks: {e}")
+    checks = planner.draw(ents, month, seed)
+    rows = planner.summary(ents, checks)
+
+    typer.echo(f"双随机抽查 spot checks {month}  seed={seed}  主体来源 entities: {origin}")
+    typer.echo(f"{'事项 item':<34}{'等级 tier':>10}{'总数 population':>18}{'抽取 drawn':>12}{'比例 rate':>11}{'实际 share':>12}")
+    for r in rows:
+        label = f"{r['item_id']} {r['item_code']}"
+        typer.echo(f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}")
+    covered = {k for i in cat.items_list for k in i.objects}
+    unassigned = Counter(e.kind for e in ents if e.kind not in covered)
+    if unassigned:
+        typer.echo("无对应监管事项(不抽查,专班研判) unassigned kinds: "
+                   + ", ".join(f"{k} {cat.entity_kinds[k].name} {n}" for k, n in sorted(unassigned.items())))
+    path = write_spot_checks_csv(checks, out or Path("var/plans") / f"spot_checks_{month}.csv", cat)
+    typer.echo(f"共抽取 {len(checks)} 项 total drawn; 已写入 written: {path}")
