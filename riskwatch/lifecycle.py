@@ -308,8 +308,7 @@ class Lifecycle:
             st.active = False
         if st.status == "pending":
             if not st.active:
-                self._record(st, at, "status", "pending", "closed", "detector",
-                             f"待定期内恢复(score {score:g} < {h.exit:g}),未发出预警")
+                self._set(st, at, "closed", "detector", f"待定期内恢复(score {score:g} < {h.exit:g}),未发出预警")
                 st.closed_at = at
                 return out
             self._maybe_fire(st, at, out, silences)

@@ -30,7 +30,7 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -159,9 +159,10 @@ class SpotCheck:
 def merge_tasks(tasks: Iterable[InspectionTask], window: float | timedelta, catalog: Catalog | None = None) -> list[JointInspection]:
     """Merge each entity's tasks whose due times fall within ``window`` of the cluster's first task.
 
-    The lead is the lead department of the tasks' item (the most frequent item lead; ties → the
-    earliest task's); it joins even if it had no task. Tasks without an item are led by the
-    department of the earliest task. Output is sorted by due time, then entity.
+    When two or more departments take part, the lead is the lead department of the tasks' item
+    (the most frequent item lead; ties → the earliest task's), and it joins even if it had no task;
+    tasks without an item are led by the department of the earliest task. One department's own
+    tasks stay its own (merged, not joint). Output is sorted by due time, then entity.
     """
     catalog = catalog or load_catalog()
     win = window.total_seconds() if isinstance(window, timedelta) else float(window)
@@ -191,7 +192,9 @@ def merge_tasks(tasks: Iterable[InspectionTask], window: float | timedelta, cata
 
 def _joint(entity_id: str, tasks: list[InspectionTask], catalog: Catalog) -> JointInspection:
     leads = [catalog.items[t.item_id].lead for t in tasks if t.item_id is not None]
-    if leads:
+    if len({t.department for t in tasks}) == 1:  # one department's own visit(s): not a joint inspection
+        lead = tasks[0].department
+    elif leads:
         counts = Counter(leads)
         top = max(counts.values())
         lead = next(x for x in leads if counts[x] == top)  # earliest among the most frequent

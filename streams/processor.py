@@ -21,16 +21,40 @@ and the stream detector (``detectors/sensor.py``) → :class:`~schemas.events.Al
 >>> a = out.alerts[0]
 >>> a.title, a.level_zh, a.departments
 ('冷链温度超过8℃上限', '橙色', ['amr', 'emergency', 'eco'])
+
+Every event also updates the entity's fused risk (``detectors/fusion.py``, weights and thresholds
+in ``riskwatch/data/fusion.yaml``): rule hits, sensor anomaly evidence, complaint / video-violation
+surges (``detectors/rates.py``) and the inspection-outcome probability. ``Outcome.risk`` carries a
+risk-score record when the score moved or the level changed; when the level changes (enter/exit
+hysteresis) a ``model.risk`` alert is raised, revised or resolved:
+
+>>> r = out.risk[0]
+>>> r["score"], r["level"], r["item_id"], r["top"][0].signal, r["tier"]
+(80.0, 'orange', 1, 'rule.sensor.cold_chain_temp', 'C')
+>>> [x.rule for x in out.alerts]      # the rule alert already told the departments: no double notice
+['rule.sensor.cold_chain_temp']
+
+Inspection-outcome model: ``EntityHistory`` per entity (in :class:`EntityState`) and one shared
+:class:`~detectors.inspection.InspectionOutcomeModel` per ``Processor`` — i.e. per worker process,
+learning from the inspections of the partitions that worker holds. On an ``InspectionResult`` it
+scores first (``Outcome.inspection_p``: the probability it gave before knowing the result), then
+learns. Its state is NOT in the changelog: a restarted worker starts a fresh model and relearns
+from the inspections it sees (``model_dumps``/``model_loads`` let the app checkpoint it, e.g.
+under a reserved key per partition — not wired yet).
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from detectors.fusion import LEVELS as RISK_LEVELS, FusionConfig, load_fusion
+from detectors.inspection import InspectionOutcomeModel, to_days
+from detectors.rates import RateConfig, RateSurprise
 from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
 from riskwatch.catalog import Catalog
@@ -75,15 +99,31 @@ class Outcome:
     rejected: str | None = None  # reason, when the event is valid JSON but not acceptable (→ dead letter)
     duplicate_of: tuple | None = None  # where the same event_id was first seen
     redelivered: bool = False  # same message again (after a restart): already processed, skipped
+    # risk-score records for ClickHouse risk_scores (sinks.rows.risk_score_row): dicts with
+    # entity_id, at, score, level ("" below blue), item_id, top (Contributions), tier (A–D)
+    risk: list = field(default_factory=list)
+    inspection_p: float | None = None  # inspection-outcome model's score before it learnt this result
 
 
 class Processor:
     """Turns events into alert revisions; owns no I/O. ``clock`` is injectable for tests."""
 
-    def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time):
+    def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
+                 fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None):
         self.catalog = catalog
         self.rules = rules
         self.clock = clock
+        self.fusion = fusion or load_fusion()
+        # shared per worker process (see the module docstring): learns from this worker's inspections
+        self.model = model or InspectionOutcomeModel()
+        self._rate_cfg: dict[tuple[str, str], RateConfig] = {}
+
+    def model_dumps(self) -> bytes:
+        """The per-worker inspection-outcome model, for a checkpoint."""
+        return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def model_loads(self, raw: bytes) -> None:
+        self.model = pickle.loads(raw)
 
     # --- entry point ---------------------------------------------------------------------------
     def process(self, ev: Event, st: EntityState, where: tuple) -> Outcome:
@@ -102,6 +142,8 @@ class Processor:
         handler = self._handlers.get(type(ev))
         if handler is not None:
             handler(self, ev, st, out)
+        if not out.rejected and ev.entity_id != "unknown":
+            self._risk(ev, st, out)
         return out
 
     # --- handlers ------------------------------------------------------------------------------
@@ -137,27 +179,47 @@ class Processor:
         det = st.sensors.get(key)
         if det is None:
             det = st.sensors[key] = SensorAnomaly()
-        score, alert = det.update(ev.value, ev.occurred_at.timestamp())
+        t = ev.occurred_at.timestamp()
+        score, alert = det.update(ev.value, t)
+        if score > 0.0 and det.warmed_up(t):
+            st.risk.learn_one(t, f"anomaly.{ev.channel}", score, self.fusion)
+        if alert:
+            st.history.on_signal(to_days(t), "sensor")
         model_rule = f"model.sensor.{ev.channel}"
-        if alert and not hit:
+        if alert and not hit and self.fusion.sensor_model_alerts:
             level = "yellow" if score >= 0.9 else "blue"
             self._raise(ev, st, out, Hit(model_rule, level, "传感器读数异常(模型预警)", score),
                         [Contribution(signal=f"anomaly.{ev.channel}", value=round(score, 4),
                                       detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit},偏离该设备历史规律")])
 
     def _video(self, ev: VideoDetection, st: EntityState, out: Outcome) -> None:
+        self._rate(ev, st, "video")
+        st.history.on_signal(to_days(ev.occurred_at), "video")
         hit = self.rules.on_video(ev.cls, ev.confidence)
         if hit:
             self._raise(ev, st, out, hit, [Contribution(signal=f"video.{ev.cls}", value=ev.confidence,
                                                         detail=f"摄像头 {ev.camera_id},证据 {ev.evidence_ref}")])
 
     def _complaint(self, ev: Complaint, st: EntityState, out: Outcome) -> None:
+        if ev.entity_id != "unknown":
+            self._rate(ev, st, "complaint")
+            st.history.on_complaint(to_days(ev.occurred_at))
         hit = self.rules.on_complaint(ev.category)
         if hit:
             self._raise(ev, st, out, hit, [Contribution(signal=f"complaint.{ev.category}", value=1.0,
                                                         detail=f"{ev.channel} 渠道投诉")])
 
     def _inspection(self, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
+        # the inspection-outcome model: score with the history as it was before the visit, then learn
+        days = to_days(ev.occurred_at)
+        ctx = {"item": str(ev.item_id), "lead": ev.departments[0]}
+        x = st.history.features(days, ctx)
+        out.inspection_p = self.model.predict_proba_one(x)
+        n_crit = sum(1 for v in ev.violations if v.severity == "critical")
+        n_ser = sum(1 for v in ev.violations if v.severity == "serious")
+        n_min = sum(1 for v in ev.violations if v.severity == "minor")
+        self.model.learn_one(x, n_crit + n_ser > 0)
+        st.history.on_inspection(days, critical=n_crit, serious=n_ser, minor=n_min, failed=ev.outcome == "fail")
         worst = ev.worst
         hit = self.rules.on_inspection(ev.outcome, worst.value if worst else None)
         if hit:
@@ -184,6 +246,70 @@ class Processor:
         if to and oa.status not in ("resolved", "closed"):
             self._transition(ev, st, out, oa, to)
 
+    # --- signals, rates and the fused risk ------------------------------------------------------
+    def _rate(self, ev: Event, st: EntityState, signal: str) -> None:
+        key = (signal, st.kind)
+        cfg = self._rate_cfg.get(key)
+        if cfg is None:
+            spec = self.fusion.rates.get(signal)
+            cfg = self._rate_cfg[key] = RateConfig() if spec is None else RateConfig(
+                prior_rate=spec.per_kind.get(st.kind, spec.default), prior_days=spec.prior_days,
+                window=spec.window_days, half_life=spec.half_life_days, l_max=spec.l_max)
+        t = ev.occurred_at.timestamp()
+        r = st.rates.get(signal)
+        if r is None:
+            r = st.rates[signal] = RateSurprise(t)
+        r.learn_one(t, cfg)
+        s = r.score_one(t, cfg)
+        if s > 0.0:
+            st.risk.learn_one(t, f"rate.{signal}", s, self.fusion)
+
+    def _inspection_signal(self, ev: Event, st: EntityState) -> None:
+        base = self.model.base_rate
+        p = self.model.predict_proba_one(st.history.features(to_days(ev.occurred_at), {}))
+        st.risk.set_one(ev.occurred_at.timestamp(), "inspection.p", max(0.0, (p - base) / (1.0 - base)))
+
+    def _risk(self, ev: Event, st: EntityState, out: Outcome) -> None:
+        """Update the entity's fused risk; emit a risk record and raise/revise/resolve model.risk."""
+        risk = st.risk
+        if isinstance(ev, (InspectionResult, Complaint, VideoDetection)):
+            self._inspection_signal(ev, st)
+        if not risk.signals and not risk.level:
+            return  # nothing to fuse (the common case of a quiet entity's sensor reading)
+        cfg = self.fusion
+        t = ev.occurred_at.timestamp()
+        item_id = self._route(st, ev.item_id if isinstance(ev, InspectionResult) else None)[0]
+        rs = risk.update(t, cfg, item_id)
+        if rs.changed or abs(rs.score - risk.emitted) >= cfg.emit_min_delta:
+            risk.emitted = rs.score
+            out.risk.append({"entity_id": ev.entity_id, "at": ev.occurred_at, "score": rs.score, "level": rs.level,
+                             "item_id": item_id, "top": rs.top, "tier": risk.tier(cfg)})
+        if not rs.changed:
+            return
+        fp = f"{ev.entity_id}|{item_id or 0}|model.risk"
+        oa = st.alerts.get(fp)
+        is_open = oa is not None and oa.status not in ("resolved", "closed")
+        floor = RISK_LEVELS.index(cfg.alert_min_level)
+        rank = RISK_LEVELS.index(rs.level)
+        title = f"综合风险评分{rs.score:.0f}分"
+        if rank >= floor:
+            if is_open:
+                oa.level, oa.title, oa.score = rs.level, title, rs.score
+                oa.revision += 1
+                oa.last_seen = max(oa.last_seen, t)
+                out.alerts.append(self._alert(ev, st, oa, rs.top))
+                return
+            covered = any(a.status not in ("resolved", "closed") and not a.rule.startswith("model.")
+                          and LEVELS.index(a.level) + 1 >= rank for a in st.alerts.values())
+            if not covered:
+                self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), rs.top, item_id=item_id)
+                oa = st.alerts[fp]
+                oa.score = rs.score
+                out.alerts[-1] = self._alert(ev, st, oa, rs.top)
+        elif is_open:
+            oa.score = rs.score
+            self._transition(ev, st, out, oa, "resolved")
+
     _handlers = {EntityEvent: _registry, SensorReading: _sensor, VideoDetection: _video,
                  Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback}
 
@@ -206,6 +332,8 @@ class Processor:
         item_id, depts = self._route(st, item_id)
         fp = f"{ev.entity_id}|{item_id or 0}|{hit.rule}"
         t = ev.occurred_at.timestamp()
+        if not hit.rule.startswith("model."):
+            st.risk.learn_one(t, hit.rule, _level_score(hit.level) / 100.0, self.fusion)
         oa = st.alerts.get(fp)
         if oa is not None and oa.status not in ("resolved", "closed"):
             oa.hits += 1

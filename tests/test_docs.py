@@ -1,0 +1,35 @@
+"""The README's example payloads are valid events, and the exported JSON Schemas are current."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from riskwatch.catalog import load_catalog
+from schemas.events import EVENT_MODELS
+from schemas.export import all_schemas
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_examples() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"### (events\.\w+)\n```json\n(.*?)\n```", text, flags=re.S))
+
+
+def test_readme_has_one_valid_example_per_event_kind():
+    examples = _readme_examples()
+    assert set(examples) == set(EVENT_MODELS)
+    cat = load_catalog()
+    for topic, body in examples.items():
+        ev = EVENT_MODELS[topic].model_validate_json(body, context={"catalog": cat})
+        assert ev.entity_id == "E000123"
+
+
+@pytest.mark.parametrize("name", sorted(all_schemas()))
+def test_exported_json_schemas_are_current(name):
+    on_disk = json.loads((ROOT / "schemas" / "json" / name).read_text(encoding="utf-8"))
+    assert on_disk == all_schemas()[name], f"schemas/json/{name} is stale: run `riskwatch schemas export`"
