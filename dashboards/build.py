@@ -219,7 +219,7 @@ def _catalog_variable(name: str, label: str, pairs: list[tuple[str, str]]) -> db
 
 # --- 1. 县级总览 --------------------------------------------------------------------------------------
 def overview() -> db.Dashboard:
-    d = _dashboard("riskwatch-overview", "三品一特 县级风险总览",
+    d = _dashboard("riskwatch-overview", "县级总览 · 三品一特风险监测",
                    "Wall screen: open alerts by level, township risk map, live alert stream, items, top entities, overdue disposal.",
                    "10s", "now-24h", ["wall"])
     L = Layout(d)

@@ -147,11 +147,22 @@ class RiskScore:
     score: float
     level: str  # "" below blue
     previous: str
-    top: list[Contribution] = field(default_factory=list)
+    raw: list = field(default_factory=list)  # (contribution, signal, value), largest first
+    cfg: FusionConfig | None = None
 
     @property
     def changed(self) -> bool:
         return self.level != self.previous
+
+    @property
+    def top(self) -> list[Contribution]:
+        """The top contributions with a Chinese ``detail`` (built on demand: not per reading)."""
+        return _explain(self.raw, self.cfg)
+
+
+def _explain(raw: list, cfg: FusionConfig) -> list[Contribution]:
+    return [Contribution(signal=sig, value=round(v, 4), detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
+            for c, sig, v in raw]
 
 
 class EntityRisk:
@@ -212,6 +223,10 @@ class EntityRisk:
 
     def score_one(self, t: float, cfg: FusionConfig, item_id: int | None = None, top: int = 3) -> tuple[float, list[Contribution]]:
         """Risk score 0–100 at ``t`` and the ``top`` contributions (no level change)."""
+        score, raw = self._score(t, cfg, item_id, top)
+        return score, _explain(raw, cfg)
+
+    def _score(self, t: float, cfg: FusionConfig, item_id: int | None, top: int = 3) -> tuple[float, list]:
         keep = 1.0
         contribs = []
         for sig in list(self.signals):
@@ -224,19 +239,16 @@ class EntityRisk:
             contribs.append((c, sig, v))
         score = round(100.0 * (1.0 - keep), 2)
         contribs.sort(reverse=True)
-        out = [Contribution(signal=sig, value=round(v, 4),
-                            detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
-               for c, sig, v in contribs[:top]]
-        return score, out
+        return score, contribs[:top]
 
     def update(self, t: float, cfg: FusionConfig, item_id: int | None = None) -> RiskScore:
         """Score at ``t``, move the level with hysteresis, update the credit peak."""
-        score, top = self.score_one(t, cfg, item_id)
+        score, raw = self._score(t, cfg, item_id)
         prev = self.level
         self.level = cfg.level_for(score, prev)
         if score >= self._peak(t, cfg):
             self.peak, self.peak_t = score, t
-        return RiskScore(score, self.level, prev, top)
+        return RiskScore(score, self.level, prev, raw, cfg)
 
     def _peak(self, t: float, cfg: FusionConfig) -> float:
         return self._decayed(self.peak, self.peak_t, t, cfg.credit.half_life_days * 24.0)

@@ -158,7 +158,26 @@ def demo(
     raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed))
 
 
+@app.command()
+def bench(
+    events: int = typer.Option(100_000, "--events", help="Simulated events to produce"),
+    entities: int = typer.Option(1_000, "--entities", help="Approximate number of entities"),
+    out: Path = typer.Option(Path("var/bench/bench.json"), "--out", help="JSON result file"),
+    partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topics"),
+) -> None:
+    """Throughput of the full pipeline against the raw-consume ceiling; latency, memory, state size."""
+    from riskwatch.bench import run
+
+    run(_settings(), events=events, entities=entities, out=out, partitions=partitions)
+
+
 def _mount_optional() -> None:
+    from dashboards.cli import app as grafana_app
+    from riskwatch.planning_cli import plan_app, route_app
+
+    app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: build JSON, provision a Grafana.")
+    app.add_typer(route_app, name="route", help="Alert routing to departments.")
+    app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
     try:
         from riskwatch.simulator.cli import app as sim_app
 

@@ -88,6 +88,20 @@ def route_test(
         typer.echo(f"  {line}")
 
 
+def _width(s: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _ljust(s: str, n: int) -> str:
+    return s + " " * max(0, n - _width(s))
+
+
+def _rjust(s: str, n: int) -> str:
+    return " " * max(0, n - _width(s)) + s
+
+
 @plan_app.command("spot-checks")
 def plan_spot_checks(
     month: str = typer.Option(..., "--month", help="YYYY-MM"),
@@ -132,7 +146,8 @@ def plan_spot_checks(
     rows = planner.summary(ents, checks)
 
     typer.echo(f"双随机抽查 spot checks {month}  seed={seed}  主体来源 entities: {origin}")
-    typer.echo(f"{'事项 item':<34}{'等级 tier':>10}{'总数 population':>18}{'抽取 drawn':>12}{'比例 rate':>11}{'实际 share':>12}")
+    typer.echo(_ljust("事项 item", 34) + _rjust("等级 tier", 10) + _rjust("总数 population", 18) + _rjust("抽取 drawn", 12)
+               + _rjust("比例 rate", 11) + _rjust("实际 share", 12))
     for r in rows:
         label = f"{r['item_id']} {r['item_code']}"
         typer.echo(f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}")

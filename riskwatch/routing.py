@@ -17,6 +17,7 @@ Alertmanager routes (``continue: false`` stops evaluation). Pure: no I/O after l
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +190,9 @@ class Router:
         out = []
         for n, d in enumerate(decision.departments, 1):
             why = ";".join(decision.reasons_for(d))
-            out.append(f"{n}. {d:<10} {self.catalog.dept_name(d)}  ← {why}")
+            name = self.catalog.dept_name(d)
+            pad = " " * max(0, 24 - sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in name))
+            out.append(f"{n}. {d:<10} {name}{pad} ← {why}")
         return out
 
 

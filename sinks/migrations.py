@@ -300,4 +300,7 @@ def migrate(client: Client, database: str = "riskwatch") -> list[int]:
             settings=INSERT_SETTINGS,
         )
         applied.append(m.version)
+    from sinks.migrations_mv import migrate_views  # local import: migrations_mv imports this module
+
+    migrate_views(client, db)
     return applied

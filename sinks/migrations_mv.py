@@ -149,9 +149,13 @@ def backfill_views(client: Client, database: str = "riskwatch") -> None:
             continue
         head, select = sql.split(" AS\n", 1)
         target = head.split(" TO ", 1)[1].strip()
-        source_final = select.replace(f"FROM {{db}}.", "FROM {db}.", 1)
-        # read the base table with FINAL (the first FROM names it)
-        for table in EVENT_KINDS.values():  # not alerts: FINAL would drop the revision-1 rows
+        source_final = select
+        # read the base tables with FINAL (duplicates once). For alerts: one row per alert
+        # (its latest revision; first_seen does not change) instead of the revision-1 rows,
+        # which a ReplacingMergeTree may already have replaced (optimize_on_insert / merges).
+        source_final = source_final.replace("FROM {db}.alerts\nARRAY JOIN", "FROM {db}.alerts FINAL\nARRAY JOIN", 1)
+        source_final = source_final.replace("WHERE revision = 1\n", "", 1)
+        for table in EVENT_KINDS.values():
             marker = f"FROM {{db}}.{table}\n"
             if marker in source_final:
                 source_final = source_final.replace(marker, f"FROM {{db}}.{table} FINAL\n", 1)

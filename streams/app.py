@@ -138,6 +138,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     ALERTS_OUT.labels(a.level.value, a.status.value).inc()
                 for n in out.notices:
                     sends.append((notices, key, orjson.dumps(n.as_dict())))
+                for r in out.risk:
+                    event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
+                        r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
             t1 = time.perf_counter()

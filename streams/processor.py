@@ -280,10 +280,12 @@ class Processor:
         t = ev.occurred_at.timestamp()
         item_id = self._route(st, ev.item_id if isinstance(ev, InspectionResult) else None)[0]
         rs = risk.update(t, cfg, item_id)
-        if rs.changed or abs(rs.score - risk.emitted) >= cfg.emit_min_delta:
-            risk.emitted = rs.score
-            out.risk.append({"entity_id": ev.entity_id, "at": ev.occurred_at, "score": rs.score, "level": rs.level,
-                             "item_id": item_id, "top": rs.top, "tier": risk.tier(cfg)})
+        if not rs.changed and abs(rs.score - risk.emitted) < cfg.emit_min_delta:
+            return
+        top = rs.top
+        risk.emitted = rs.score
+        out.risk.append({"entity_id": ev.entity_id, "at": ev.occurred_at, "score": rs.score, "level": rs.level,
+                         "item_id": item_id, "top": top, "tier": risk.tier(cfg)})
         if not rs.changed:
             return
         fp = f"{ev.entity_id}|{item_id or 0}|model.risk"
@@ -297,15 +299,15 @@ class Processor:
                 oa.level, oa.title, oa.score = rs.level, title, rs.score
                 oa.revision += 1
                 oa.last_seen = max(oa.last_seen, t)
-                out.alerts.append(self._alert(ev, st, oa, rs.top))
+                out.alerts.append(self._alert(ev, st, oa, top))
                 return
             covered = any(a.status not in ("resolved", "closed") and not a.rule.startswith("model.")
                           and LEVELS.index(a.level) + 1 >= rank for a in st.alerts.values())
             if not covered:
-                self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), rs.top, item_id=item_id)
+                self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id)
                 oa = st.alerts[fp]
                 oa.score = rs.score
-                out.alerts[-1] = self._alert(ev, st, oa, rs.top)
+                out.alerts[-1] = self._alert(ev, st, oa, top)
         elif is_open:
             oa.score = rs.score
             self._transition(ev, st, out, oa, "resolved")

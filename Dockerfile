@@ -1,0 +1,26 @@
+# riskwatch worker / simulator / bulletin image (docker-compose.yml builds it).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TZ=Asia/Shanghai
+# fonts-wqy-microhei: the CJK TrueType font `riskwatch bulletin` embeds in its PDFs and charts
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei tzdata \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/riskwatch
+COPY pyproject.toml README.md* ./
+COPY riskwatch ./riskwatch
+COPY streams ./streams
+COPY detectors ./detectors
+COPY schemas ./schemas
+COPY sinks ./sinks
+COPY dashboards ./dashboards
+COPY deploy ./deploy
+RUN pip install . && useradd --system --home-dir /var/lib/riskwatch --create-home riskwatch \
+ && mkdir -p /var/lib/riskwatch/state && chown -R riskwatch /var/lib/riskwatch
+
+USER riskwatch
+WORKDIR /var/lib/riskwatch
+EXPOSE 6066
+CMD ["riskwatch", "worker"]

@@ -1,0 +1,234 @@
+"""`riskwatch bench`: end-to-end throughput against the machine's raw-consume ceiling.
+
+1. Produce N simulated events (the simulator's realistic mix) to fresh topics.
+2. Ceiling: a plain aiokafka consumer reads them all, no processing → ``raw_consume_eps``.
+3. The full pipeline (a real worker process: validation, detectors, alerts, department topics,
+   ClickHouse writes) consumes the same events → ``pipeline_eps`` (first offset committed →
+   lag zero), worker peak RSS.
+4. Latency at half the measured pipeline rate: events are produced at that rate with a share of
+   alert-raising complaints on fresh entities; latency = the alert's Kafka timestamp on its
+   department topic − the input event's Kafka timestamp → p50/p95/p99.
+5. Model state: pickled bytes per sensor stream and per entity, from the same event stream.
+Writes JSON with at least raw_consume_eps, pipeline_eps, ratio, latency_ms_p50, latency_ms_p99,
+rss_mb, state_bytes_per_sensor, events, entities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+from rich.progress import Progress
+
+from riskwatch.catalog import load_catalog
+from riskwatch.runner import WorkerProcess, consumer_lag, wait_for
+from riskwatch.settings import Settings
+from riskwatch.simulator import SimConfig, generate
+from streams import topics as T
+
+BASE_ENTITIES = 1017  # entities of the simulator at scale 1
+
+
+def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    now = datetime.now(timezone.utc)
+    scale = max(entities / BASE_ENTITIES, 0.05)
+    # enough simulated days to yield n events (~450k/day at scale 1)
+    days = max(0.05, min(30.0, n / (450_000 * scale) * 1.3))
+    cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=0.0, start=now - timedelta(days=days + 0.5), now=now)
+    evs = list(itertools.islice(generate(cfg), n))
+    if len(evs) < n:
+        raise SystemExit(f"simulator produced only {len(evs)} events; raise --entities or lower --events")
+    return evs
+
+
+def _produce(settings: Settings, evs, progress: Progress, rate: float | None = None) -> dict[str, float]:
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, batch_size=262144,
+                      compression_type="lz4", acks="all")
+    task = progress.add_task("producing" if rate is None else f"producing at {rate:,.0f}/s", total=len(evs))
+    sent_at: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for i, (topic, key, value) in enumerate(evs):
+        if rate:
+            ahead = (i / rate) - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the load generator, not synchronisation
+        p.send(settings.topic(topic), key=key, value=value)
+        if i % 2000 == 0:
+            progress.update(task, completed=i)
+    p.flush(60)
+    p.close()
+    progress.update(task, completed=len(evs))
+    return sent_at
+
+
+async def _raw_consume(settings: Settings, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(*(settings.topic(t) for t in T.INPUT_TOPICS), bootstrap_servers=settings.kafka_bootstrap,
+                         group_id=f"{settings.app_id}-raw", auto_offset_reset="earliest", enable_auto_commit=False,
+                         max_poll_records=5000, fetch_max_bytes=52428800)
+    await c.start()
+    got = 0
+    t0 = None
+    try:
+        while got < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=5000)
+            for recs in batch.values():
+                if t0 is None and recs:
+                    t0 = time.perf_counter()
+                got += len(recs)
+        return got / (time.perf_counter() - t0)
+    finally:
+        await c.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _state_sizes(evs) -> tuple[float, float]:
+    from detectors.rules import load_rules
+    from schemas.events import DeadLetter
+    from streams.ingest import Decoder
+    from streams.processor import Processor
+    from streams.state import EntityState
+    import pickle
+
+    cat = load_catalog()
+    dec, proc = Decoder(cat), Processor(cat, load_rules())
+    states: dict[bytes, EntityState] = {}
+    for i, (topic, key, value) in enumerate(evs[:200_000]):
+        ev = dec.decode(topic, 0, i, key, value)
+        if not isinstance(ev, DeadLetter):
+            proc.process(ev, states.setdefault(key, EntityState()), (topic, 0, i))
+    sensors = [len(pickle.dumps(d, protocol=5)) for st in states.values() for d in st.sensors.values()]
+    per_entity = [len(st.dumps()) for st in states.values()]
+    return statistics.median(sensors) if sensors else 0.0, statistics.median(per_entity)
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, partitions: int = 4) -> dict:
+    run_id = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="riskwatch-bench-"))
+    s = base.model_copy(update=dict(topic_prefix=f"bench{run_id}.", app_id=f"riskwatch-bench-{run_id}",
+                                    clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state",
+                                    partitions=partitions, web_port=base.web_port + 7))
+    T.ensure_topics(s, load_catalog(s.catalog_path))
+    print(f"generating {events:,} simulated events for ~{entities:,} entities ...", file=sys.stderr)
+    evs = _events(events, entities, seed)
+    n_entities = len({k for _, k, _ in evs})
+    result: dict = {"events": len(evs), "entities": n_entities, "partitions": partitions}
+    with Progress(transient=False) as progress:
+        _produce(s, evs, progress)
+    print("raw consume (aiokafka, no processing) ...", file=sys.stderr)
+    result["raw_consume_eps"] = round(asyncio.run(_raw_consume(s, len(evs))))
+    print(f"  {result['raw_consume_eps']:,} events/s", file=sys.stderr)
+
+    worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
+    try:
+        topics = [s.topic(t) for t in T.INPUT_TOPICS]
+        first: list[float] = []
+        last_print = [0.0]
+
+        def done() -> bool:
+            lag = consumer_lag(s, topics)
+            now = time.perf_counter()
+            if lag is not None and lag < len(evs) and not first:
+                first.append(now)
+            if now - last_print[0] > 5:
+                print(f"  pipeline: {lag:,} events left", file=sys.stderr)
+                last_print[0] = now
+            return lag == 0
+
+        t_ready = time.perf_counter()
+        wait_for(done, timeout=3600, what="the worker to consume the benchmark events", interval=0.25)
+        t_end = time.perf_counter()
+        t_begin = first[0] if first else t_ready
+        result["pipeline_eps"] = round(len(evs) / max(t_end - t_begin, 1e-6))
+        result["pipeline_eps_incl_startup"] = round(len(evs) / (t_end - t_ready))
+        result["ratio"] = round(result["pipeline_eps"] / result["raw_consume_eps"], 3)
+        print(f"  pipeline {result['pipeline_eps']:,} events/s (ratio {result['ratio']})", file=sys.stderr)
+
+        # latency at half the pipeline rate: realistic events + alert-raising complaints on fresh entities
+        rate = max(100.0, result["pipeline_eps"] / 2)
+        n_lat = int(min(len(evs), rate * 20))
+        probe_every = 50
+        mix = []
+        for i, (topic, key, value) in enumerate(evs[:n_lat]):
+            if i % probe_every == 0:
+                eid = f"P{run_id}{i:07d}"
+                mix.append(("events.complaint", eid.encode(), orjson.dumps({
+                    "event_id": f"probe-{run_id}-{i}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
+                    "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
+            else:
+                d = orjson.loads(value)
+                d["event_id"] = f"{d['event_id']}-L"  # a new event, not a duplicate of phase 1
+                mix.append((topic, key, orjson.dumps(d)))
+        with Progress(transient=False) as progress:
+            _produce(s, mix, progress, rate=rate)
+        wait_for(lambda: consumer_lag(s, topics) == 0, timeout=600, what="the latency phase to be consumed")
+        lat = _probe_latencies(s, run_id)
+        result.update(latency_rate_eps=round(rate), latency_samples=len(lat),
+                      latency_ms_p50=round(_percentile(lat, 0.50), 1), latency_ms_p95=round(_percentile(lat, 0.95), 1),
+                      latency_ms_p99=round(_percentile(lat, 0.99), 1))
+        result["rss_mb"] = round(_rss_mb(worker.proc.pid), 1)
+    finally:
+        worker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    per_sensor, per_entity = _state_sizes(evs)
+    result["state_bytes_per_sensor"] = round(per_sensor)
+    result["state_bytes_per_entity"] = round(per_entity)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def _probe_latencies(s: Settings, run_id: str) -> list[float]:
+    """ms from each probe complaint's Kafka timestamp to its alert's timestamp on alerts.taskforce."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    def read(topic: str) -> list:
+        c = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out = []
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            for recs in c.poll(timeout_ms=1000, max_records=10000).values():
+                out.extend(recs)
+        c.close()
+        return out
+
+    sent = {orjson.loads(r.value)["event_id"]: r.timestamp for r in read(s.topic("events.complaint"))
+            if r.key and r.key.startswith(f"P{run_id}".encode())}
+    lat = []
+    for r in read(s.topic("alerts.taskforce")):
+        a = orjson.loads(r.value)
+        t0 = sent.get(a.get("source_event_id"))
+        if t0 is not None and a.get("revision") == 1:
+            lat.append(float(r.timestamp - t0))
+    return lat
