@@ -54,7 +54,7 @@ def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
 def _produce(settings: Settings, evs, progress: Progress, rate: float | None = None) -> dict[str, float]:
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, batch_size=262144,
+    p = KafkaProducer(**settings.kafka_kwargs(), linger_ms=20, batch_size=262144,
                       compression_type="lz4", acks="all")
     task = progress.add_task("producing" if rate is None else f"producing at {rate:,.0f}/s", total=len(evs))
     sent_at: dict[str, float] = {}
@@ -211,7 +211,7 @@ def _probe_latencies(s: Settings, run_id: str) -> list[float]:
     from kafka.structs import TopicPartition
 
     def read(topic: str) -> list:
-        c = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+        c = KafkaConsumer(**s.kafka_kwargs(), enable_auto_commit=False)
         tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
         c.assign(tps)
         c.seek_to_beginning(*tps)

@@ -173,6 +173,9 @@ def bench(
 
 def _mount_optional() -> None:
     from dashboards.cli import app as grafana_app
+    from riskwatch.bulletin import app as bulletin_app
+
+    app.add_typer(bulletin_app, name="bulletin", help="情况通报: situation bulletins (HTML + PDF).")
     from riskwatch.planning_cli import plan_app, route_app
 
     app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: build JSON, provision a Grafana.")

@@ -43,7 +43,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see exactly these settings."""
     env = {}
     for name in Settings.model_fields:
-        env[f"RISKWATCH_{name.upper()}"] = str(getattr(settings, name))
+        v = getattr(settings, name)
+        env[f"RISKWATCH_{name.upper()}"] = v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
     return env
 
 
@@ -107,12 +108,12 @@ def consumer_lag(settings: Settings, topics: list[str]) -> int | None:
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.structs import TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-lag")
+    admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-lag")
     try:
         committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
     finally:
         admin.close()
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-lag")
+    consumer = KafkaConsumer(**settings.kafka_kwargs(), client_id="riskwatch-lag")
     try:
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
         ends = consumer.end_offsets(tps)

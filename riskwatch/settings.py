@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
 
     # --- Kafka ---------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT for the local broker; SASL_PLAINTEXT/SASL_SSL with per-service users in production")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when kafka_security_protocol is SASL_*")
+    kafka_sasl_username: str = Field("", description="SASL user of this service (e.g. riskwatch, simulator)")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password of this service (never logged)")
     topic_prefix: str = Field("", description="Prefix for every topic name (lets several deployments share a cluster)")
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of each topic created at start-up (the unit of scale-out)")
     replication: int = Field(1, ge=1, le=5, description="Replication factor of topics created at start-up")
@@ -81,6 +87,25 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def kafka_kwargs(self) -> dict:
+        """Connection arguments for kafka-python clients (admin, producer, consumer)."""
+        kw: dict = {"bootstrap_servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            kw.update(security_protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+                      sasl_plain_username=self.kafka_sasl_username,
+                      sasl_plain_password=self.kafka_sasl_password.get_secret_value())
+        return kw
+
+    def faust_credentials(self):
+        """Faust ``broker_credentials`` (None for PLAINTEXT)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        import faust
+
+        return faust.SASLCredentials(username=self.kafka_sasl_username,
+                                     password=self.kafka_sasl_password.get_secret_value(),
+                                     mechanism=self.kafka_sasl_mechanism)
 
 
 def load_settings(**overrides) -> Settings:

@@ -62,6 +62,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        broker_credentials=settings.faust_credentials(),
         store="memory://",  # state is rebuilt from the changelog topic on start / rebalance
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,

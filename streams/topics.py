@@ -54,7 +54,7 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
     from kafka.errors import TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="riskwatch-admin",
+        admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-admin",
                                  request_timeout_ms=int(timeout_s * 1000))
     except Exception as e:  # noqa: BLE001
         raise SystemExit(f"riskwatch: cannot reach Kafka at {settings.kafka_bootstrap} ({e}). "

@@ -91,7 +91,8 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
             if a.alert_id not in first_rev:
                 first_rev[a.alert_id] = {"alert_id": a.alert_id, "entity_id": a.entity_id, "rule": a.rule,
                                          "level": a.level.value, "first_seen": a.first_seen.isoformat(),
-                                         "kind": a.entity_kind, "title": a.title}
+                                         "kind": a.entity_kind, "title": a.title,
+                                         "why": a.explanation[0].signal if a.explanation else ""}
         if progress and n_events % 200_000 == 0:
             print(f"  {n_events:,} events, sim {datetime.fromtimestamp(now[0], CST):%m-%d %H:%M}, "
                   f"{len(first_rev)} alerts, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
@@ -126,6 +127,7 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
         "false_alerts": len(false),
         "false_per_1000_entity_days": round(1000 * len(false) / entity_days, 3) if entity_days else None,
         "false_by_rule": dict(Counter(a["rule"] for a in false).most_common()),
+        "false_risk_by_top_signal": dict(Counter(a["why"] for a in false if a["rule"] == "model.risk").most_common()),
         "legit_background_alerts": len(legit),
         "legit_by_rule": dict(Counter(a["rule"] for a in legit).most_common()),
         "max_state_bytes": max_state,
@@ -150,6 +152,9 @@ def run_cli(seed: int) -> dict[str, Any]:
     print(f"false alerts                {r['false_alerts']} = {r['false_per_1000_entity_days']} per 1,000 entity-days")
     for rule, n in r["false_by_rule"].items():
         print(f"  {rule:27s} {n}")
+        if rule == "model.risk":
+            for sig, k in r["false_risk_by_top_signal"].items():
+                print(f"    top signal {sig:31s} {k}")
     print(f"rule alerts on background   {r['legit_background_alerts']} (not counted as false: regulation opens a case)")
     for rule, n in r["legit_by_rule"].items():
         print(f"  {rule:27s} {n}")

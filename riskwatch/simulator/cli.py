@@ -84,7 +84,8 @@ def read_out(path: Path | str) -> Iterator[tuple[str, bytes, bytes]]:
 
 # --- Kafka output ---------------------------------------------------------------------------------
 class KafkaSink:
-    def __init__(self, bootstrap: str, topics: list[str]):
+    def __init__(self, bootstrap: str, topics: list[str], auth: dict | None = None):
+        auth = {k: v for k, v in (auth or {}).items() if k != "bootstrap_servers"}
         try:
             from kafka import KafkaProducer
             from kafka.admin import KafkaAdminClient
@@ -92,7 +93,7 @@ class KafkaSink:
         except ImportError as e:  # pragma: no cover
             raise SystemExit(f"riskwatch simulate: kafka-python is not installed ({e}); use --out FILE or --no-kafka") from None
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riskwatch-simulator", request_timeout_ms=10000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riskwatch-simulator", request_timeout_ms=10000, **auth)
             existing = set(admin.list_topics())
             admin.close()
         except (KafkaError, OSError, ValueError) as e:
@@ -123,6 +124,7 @@ class KafkaSink:
             acks="all",
             allow_auto_create_topics=False,
             max_request_size=4 * 1024 * KIB,
+            **auth,
         )
         self.compression = compression
 
@@ -232,7 +234,7 @@ def run(
     elif no_kafka:
         sink, where = NullSink(), "nowhere (--no-kafka)"
     else:
-        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in TOPICS])
+        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in TOPICS], auth=Settings().kafka_kwargs())
         where = f"Kafka {bootstrap} (compression={sink.compression})"
     counts = sim.county.counts()
     console.print(
