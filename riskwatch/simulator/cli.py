@@ -234,7 +234,7 @@ def run(
     elif no_kafka:
         sink, where = NullSink(), "nowhere (--no-kafka)"
     else:
-        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in TOPICS], auth=Settings().kafka_kwargs())
+        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in TOPICS], auth=settings.kafka_kwargs())
         where = f"Kafka {bootstrap} (compression={sink.compression})"
     counts = sim.county.counts()
     console.print(
