@@ -182,7 +182,9 @@ class Processor:
         t = ev.occurred_at.timestamp()
         score, alert = det.update(ev.value, t)
         if score > 0.0 and det.warmed_up(t):
-            st.risk.learn_one(t, f"anomaly.{ev.channel}", score, self.fusion)
+            # fusion accumulates evidence: use the undamped score while the detector suppresses
+            raw = score / det.damp if (not alert and det.since_alert <= det.suppress and det.damp > 0) else score
+            st.risk.learn_one(t, f"anomaly.{ev.channel}", min(raw, 1.0), self.fusion)
         if alert:
             st.history.on_signal(to_days(t), "sensor")
         model_rule = f"model.sensor.{ev.channel}"
@@ -303,7 +305,9 @@ class Processor:
                 return
             covered = any(a.status not in ("resolved", "closed") and not a.rule.startswith("model.")
                           and LEVELS.index(a.level) + 1 >= rank for a in st.alerts.values())
-            if not covered:
+            # a new risk alert only when the level goes UP into the alert range (a decaying risk
+            # passing through orange after a rule alert resolved is not news)
+            if not covered and rank > RISK_LEVELS.index(rs.previous):
                 self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id)
                 oa = st.alerts[fp]
                 oa.score = rs.score
