@@ -97,6 +97,7 @@ class FusionConfig(BaseModel):
     alert_min_level: Literal["blue", "yellow", "orange", "red"] = "orange"
     emit_min_delta: float = Field(5.0, ge=0)
     sensor_model_alerts: bool = False
+    inspection_min_seen: int = Field(200, ge=0)
     signals: dict[str, _Signal]
     items: dict[int, dict[str, float]] = Field(default_factory=dict)
     credit: _Credit

@@ -124,3 +124,23 @@ def consumer_lag(settings: Settings, topics: list[str]) -> int | None:
         c = committed.get(tp)
         lag += end - (c.offset if c is not None and c.offset >= 0 else 0)
     return lag
+
+
+def group_assignment(settings: Settings) -> dict[str, int]:
+    """member id → number of input-topic partitions assigned, when the worker group is Stable (else {})."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-group")
+    try:
+        g = admin.describe_groups([settings.app_id]).get(settings.app_id) or {}
+    finally:
+        admin.close()
+    if g.get("group_state") != "Stable":
+        return {}
+    out = {}
+    for m in g.get("members", []):
+        a = m.get("member_assignment") or {}
+        parts = a.get("assigned_partitions", []) if isinstance(a, dict) else []
+        out[m.get("member_id", "?")] = sum(len(p.get("partitions", ())) for p in parts
+                                           if p.get("topic", "").startswith(settings.topic_prefix + "events."))
+    return out

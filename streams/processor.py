@@ -267,6 +267,8 @@ class Processor:
             st.risk.learn_one(t, f"rate.{signal}", s, self.fusion)
 
     def _inspection_signal(self, ev: Event, st: EntityState) -> None:
+        if self.model.n_seen < self.fusion.inspection_min_seen:
+            return  # a model that has seen few inspections is noise, not evidence
         base = self.model.base_rate
         p = self.model.predict_proba_one(st.history.features(to_days(ev.occurred_at), {}))
         st.risk.set_one(ev.occurred_at.timestamp(), "inspection.p", max(0.0, (p - base) / (1.0 - base)))
