@@ -121,10 +121,12 @@ class RateConfig:
     window: float = 1.0
     half_life: float = 60.0
     l_max: float = 6.0
+    min_count: int = 2  # one event is not a surge (and a rule may already have alerted on it)
 
     def with_prior(self, rate: float, days: float | None = None) -> "RateConfig":
         """The same settings with a peer prior (e.g. from :meth:`PeerRates.prior`)."""
-        return RateConfig(rate, self.prior_days if days is None else days, self.window, self.half_life, self.l_max)
+        return RateConfig(rate, self.prior_days if days is None else days, self.window, self.half_life, self.l_max,
+                          self.min_count)
 
 
 class RateSurprise:
@@ -182,7 +184,7 @@ class RateSurprise:
             return 0.0
         dt = max(0.0, (t - self.t) / _DAY)
         k = int(self.recent * math.exp(-dt / cfg.window) + 0.5)
-        if k <= 0:
+        if k < max(cfg.min_count, 1):
             return 0.0
         alpha = cfg.prior_rate * cfg.prior_days + self.base
         beta = cfg.prior_days + self.expo
@@ -225,7 +227,8 @@ class PeerRates:
 
     def _cfg(self, g: list) -> RateConfig:
         rate = self._rate(g) * max(g[0], 1)
-        return RateConfig(prior_rate=rate, prior_days=self.prior_days, window=self.window, half_life=self.half_life)
+        return RateConfig(prior_rate=rate, prior_days=self.prior_days, window=self.window, half_life=self.half_life,
+                          min_count=1)
 
     def _rate(self, g: list) -> float:
         # shrink towards the default rate with prior_days entity-days of pseudo-exposure
