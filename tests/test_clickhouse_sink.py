@@ -122,11 +122,12 @@ def test_migrations_are_idempotent(writer, raw):
             "SELECT name, engine, sorting_key, comment FROM system.tables WHERE database = {db:String}", parameters={"db": DB}
         ).result_rows)
     )  # fmt: skip
-    assert set(tables) == TABLES
+    assert TABLES <= set(tables)  # plus the dashboard aggregates of sinks/migrations_mv.py
+    assert {t for t in tables if t not in TABLES} == {t for t in tables if t.startswith("agg_")}
     assert tables["alerts"][:2] == ("ReplacingMergeTree", "alert_id")
     assert tables["dead_letters"][1] == "topic, partition, offset"
     assert "event_id" in tables["events_sensor"][1]
-    assert all(comment for _, _, comment in tables.values())
+    assert all(tables[t][2] for t in TABLES)
     ddl = raw.query(f"SHOW CREATE TABLE {DB}.events_sensor").result_rows[0][0]
     assert "toIntervalDay(400)" in ddl and "toYYYYMM(occurred_at)" in ddl and "DateTime64(3, 'Asia/Shanghai')" in ddl
 
