@@ -20,6 +20,9 @@ def _alerts_by_entity(p) -> dict[str, set[str]]:
 def test_broker_stopped_and_restarted_mid_stream_worker_recovers_by_itself(pipeline):
     p = pipeline
     p.start_worker()
+    # fully started = it holds its partitions (a worker that loses the broker *during* start-up
+    # exits and is restarted by its supervisor: compose `restart: unless-stopped`)
+    wait_for(lambda: (g := group_assignment(p.settings)) and all(g.values()), 120, "the worker to hold its partitions")
     ents = [f"E-b{i}" for i in range(10)]
     for e in ents:
         p.send("events.registry", F.registered(e))
