@@ -10,7 +10,7 @@ kitchen camera, a complaint of suspected food poisoning, a failed inspection.
 ('orange', 'rule.sensor.cold_chain_temp', '冷链温度超过8℃上限')
 >>> rules.on_sensor("cold_chain_temp", 4.0) is None
 True
->>> rules.on_sensor("elevator_fault", 1).title
+>>> rules.on_sensor("elevator_fault", 3).title
 '电梯困人'
 >>> rules.on_video("rodent", 0.9).level
 'orange'
@@ -43,6 +43,11 @@ class CodeRule(_Rule):
 class SensorRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     title: str = Field(min_length=1)
+    confirm: int = Field(1, ge=1, le=20, description="Breaching readings of one device needed to open a case")
+    max_rise: float | None = Field(None, gt=0, description="Also a breach: this far above the device's own learned baseline "
+                                   "(a freezer at -18 ℃ warming to -8 ℃ never crosses a chiller's 8 ℃ limit)")
+    rise_title: str = ""
+    within_minutes: float = Field(60.0, gt=0, description="... within this many minutes")
     min: float | None = None
     max: float | None = None
     level: LevelName | None = None
@@ -59,6 +64,8 @@ class SensorRule(BaseModel):
 
 class VideoRule(_Rule):
     min_confidence: float = Field(0.5, ge=0, le=1)
+    confirm: int = Field(1, ge=1, le=50, description="Detections needed to open a case")
+    within_minutes: float = Field(1440.0, gt=0, description="... within this many minutes")
 
 
 class RuleSet(BaseModel):
@@ -69,7 +76,7 @@ class RuleSet(BaseModel):
     inspection: dict[Literal["fail", "critical"], _Rule] = Field(default_factory=dict)
 
     # --- evaluation --------------------------------------------------------------------------
-    def on_sensor(self, channel: str, value: float) -> "Hit | None":
+    def on_sensor(self, channel: str, value: float, baseline: float | None = None) -> "Hit | None":
         r = self.sensor.get(channel)
         if r is None:
             return None
@@ -78,14 +85,16 @@ class RuleSet(BaseModel):
             code = r.codes.get(str(int(value))) if value == value and abs(value) < 1e9 else None
             return Hit(rule, code.level, code.title, value) if code else None
         if (r.max is not None and value > r.max) or (r.min is not None and value < r.min):
-            return Hit(rule, r.level, r.title, value)
+            return Hit(rule, r.level, r.title, value, r.confirm, r.within_minutes * 60)
+        if r.max_rise is not None and baseline is not None and value - baseline > r.max_rise:
+            return Hit(rule, r.level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
         return None
 
     def on_video(self, cls: str, confidence: float) -> "Hit | None":
         r = self.video.get(cls)
         if r is None or confidence < r.min_confidence:
             return None
-        return Hit(f"rule.video.{cls}", r.level, r.title, confidence)
+        return Hit(f"rule.video.{cls}", r.level, r.title, confidence, r.confirm, r.within_minutes * 60)
 
     def on_complaint(self, category: str) -> "Hit | None":
         r = self.complaint.get(category)
@@ -110,6 +119,8 @@ class Hit:
     level: str
     title: str
     value: float
+    confirm: int = 1  # hits needed (of this rule, same device/camera class) ...
+    within_s: float = 0.0  # ... within this many seconds, before a case opens
 
 
 def load_rules(path: Path | str | None = None) -> RuleSet:

@@ -16,8 +16,11 @@ and the stream detector (``detectors/sensor.py``) → :class:`~schemas.events.Al
 >>> t = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
 >>> _ = p.process(EntityEvent(event_id="r1", entity_id="E1", occurred_at=t, source="amr", action="registered",
 ...     name="舞泉镇鑫源食品有限公司", kind="food_producer", township="舞泉镇"), st, ("events.registry", 0, 0))
->>> out = p.process(SensorReading(event_id="s1", entity_id="E1", occurred_at=t, source="iot", device_id="d1",
-...     channel="cold_chain_temp", value=9.5, unit="C"), st, ("events.sensor", 0, 0))
+>>> reading = lambda n, v: SensorReading(event_id=f"s{n}", entity_id="E1", occurred_at=t, source="iot",
+...     device_id="d1", channel="cold_chain_temp", value=v, unit="C")
+>>> [p.process(reading(i, 9.5), st, ("events.sensor", 0, i)).alerts for i in (1, 2)]  # a door opened?
+[[], []]
+>>> out = p.process(reading(3, 9.8), st, ("events.sensor", 0, 3))      # confirmed (3 in 30 min): a case opens
 >>> a = out.alerts[0]
 >>> a.title, a.level_zh, a.departments
 ('冷链温度超过8℃上限', '橙色', ['amr', 'emergency', 'eco'])
@@ -167,19 +170,32 @@ class Processor:
                                           f"待研判:新登记主体「{ev.name}」类型为{kind_zh},尚无对应监管事项和行业主管部门,请专班办公室研判定性。",
                                           ev.occurred_at))
 
+    @staticmethod
+    def _confirmed(st: EntityState, key: str, t: float, hit: Hit) -> bool:
+        """A rule that needs ``confirm`` hits within ``within_s`` (one stray reading or detection is
+        not a case): remember the recent hit times and say whether there are enough now."""
+        if hit.confirm <= 1:
+            return True
+        times = [x for x in st.confirm.get(key, ()) if t - x <= hit.within_s] + [t]
+        st.confirm[key] = times[-hit.confirm:]
+        return len(times) >= hit.confirm
+
     def _sensor(self, ev: SensorReading, st: EntityState, out: Outcome) -> None:
-        hit = self.rules.on_sensor(ev.channel, ev.value)
+        key = f"{ev.device_id}:{ev.channel}"
+        det = st.sensors.get(key)
+        t = ev.occurred_at.timestamp()
+        baseline = det.slow if det is not None and det.warmed_up(t) else None
+        hit = self.rules.on_sensor(ev.channel, ev.value, baseline)
         fp_rule = f"rule.sensor.{ev.channel}"
-        if hit:
+        if hit and not self._confirmed(st, f"{hit.rule}:{ev.device_id}", ev.occurred_at.timestamp(), hit):
+            pass  # a breach not yet confirmed: neither a case nor a sign of recovery
+        elif hit:
             self._raise(ev, st, out, hit, [Contribution(signal=f"sensor.{ev.channel}", value=ev.value,
                                                         detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit}")])
         else:
             self._ok(ev, st, out, fp_rule)
-        key = f"{ev.device_id}:{ev.channel}"
-        det = st.sensors.get(key)
         if det is None:
             det = st.sensors[key] = SensorAnomaly()
-        t = ev.occurred_at.timestamp()
         score, alert = det.update(ev.value, t)
         if score > 0.0 and det.warmed_up(t):
             # fusion accumulates evidence: use the undamped score while the detector suppresses
@@ -198,7 +214,7 @@ class Processor:
         self._rate(ev, st, "video")
         st.history.on_signal(to_days(ev.occurred_at), "video")
         hit = self.rules.on_video(ev.cls, ev.confidence)
-        if hit:
+        if hit and self._confirmed(st, hit.rule, ev.occurred_at.timestamp(), hit):
             self._raise(ev, st, out, hit, [Contribution(signal=f"video.{ev.cls}", value=ev.confidence,
                                                         detail=f"摄像头 {ev.camera_id},证据 {ev.evidence_ref}")])
 

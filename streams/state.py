@@ -71,6 +71,8 @@ class EntityState:
     history: EntityHistory = field(default_factory=EntityHistory)
     # "complaint" | "video" -> detectors.rates.RateSurprise
     rates: dict = field(default_factory=dict)
+    # "<rule>:<device>" -> recent hit times of a rule that needs confirmation (bounded by its `confirm`)
+    confirm: dict = field(default_factory=dict)
     # risk fusion state: decayed signals, warning level, credit peak
     risk: EntityRisk = field(default_factory=EntityRisk)
 

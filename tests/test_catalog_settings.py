@@ -57,7 +57,7 @@ def test_a_ninth_item_needs_no_code_change(tmp_path):
     proc.process(EntityEvent(event_id="r", entity_id="S1", occurred_at=t, source="t", action="registered",
                              name="舞阳县第一中学食堂", kind="school_canteen", township="舞泉镇"), st, ("r", 0, 0))
     out = proc.process(SensorReading(event_id="s", entity_id="S1", occurred_at=t, source="t", device_id="d",
-                                     channel="cold_chain_temp", value=12.0, unit="C"), st, ("s", 0, 0))
+                                     channel="storage_temp", value=35.0, unit="C"), st, ("s", 0, 0))
     assert out.alerts[0].item_id == 9 and out.alerts[0].departments == ["amr", "edu", "health"]
 
 

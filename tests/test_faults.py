@@ -67,7 +67,7 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
     p.flush()
     p.wait_consumed()
     for e in ents:  # every entity opens one cold-chain alert
-        p.send("events.sensor", F.sensor(e, 12.0))
+        p.send("events.sensor", F.sensor(e, 35.0, channel="storage_temp"))
     p.flush()
     p.wait_consumed()
     n_a = wait_for(lambda: (r := a.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")) and r[0]["n"], 30, "worker A rows")
@@ -78,11 +78,11 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
 
     assert b.stop() is not None  # B leaves the group cleanly; A takes its partitions and their state
     for e in ents:  # the breach goes on: with B's state restored on A, no entity gets a second alert
-        p.send("events.sensor", F.sensor(e, 13.0))
+        p.send("events.sensor", F.sensor(e, 36.0, channel="storage_temp"))
     p.flush()
     p.wait_consumed(timeout=180)
     after = _alerts_by_entity(p)
     assert all(after[e] == before[e] for e in ents), {e: (before[e], after[e]) for e in ents if after[e] != before[e]}
-    n = wait_for(lambda: (r := a.query("SELECT uniqExact(entity_id) AS n FROM riskwatch.events_sensor FINAL WHERE value = 13"))
+    n = wait_for(lambda: (r := a.query("SELECT uniqExact(entity_id) AS n FROM riskwatch.events_sensor FINAL WHERE value = 36"))
                  and r[0]["n"] == len(ents) and r, 60, "worker A to store every entity's second reading")
     assert n[0]["n"] == len(ents)
