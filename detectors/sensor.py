@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 
 __all__ = ["SensorAnomaly"]
@@ -99,8 +100,7 @@ class SensorAnomaly:
     # Compact, fast pickling (the state is written to a Faust changelog after every batch): one
     # flat tuple of slot values, arrays as (typecode, bytes) — ~3x faster than slot-by-slot pickle.
     def __getstate__(self):
-        return tuple((v.typecode, v.tobytes()) if isinstance(v, array) else v
-                     for v in (getattr(self, s) for s in self.__slots__))
+        return tuple([(v.typecode, v.tobytes()) if type(v) is array else v for v in _GET_SLOTS(self)])
 
     def __setstate__(self, state):
         for s, v in zip(self.__slots__, state):
@@ -409,3 +409,6 @@ class SensorAnomaly:
             alert = True
             self.since_alert = 0
         return (s * self.damp if suppressed else s), alert
+
+_GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
+

@@ -196,6 +196,7 @@ class Processor:
             self._ok(ev, st, out, fp_rule)
         if det is None:
             det = st.sensors[key] = SensorAnomaly()
+        st.touch_sensor(key)
         score, alert = det.update(ev.value, t)
         if score > 0.0 and det.warmed_up(t):
             # fusion accumulates evidence: use the undamped score while the detector suppresses

@@ -75,6 +75,13 @@ class EntityState:
     confirm: dict = field(default_factory=dict)
     # risk fusion state: decayed signals, warning level, credit peak
     risk: EntityRisk = field(default_factory=EntityRisk)
+    # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
+    # since (the processor marks them) — dumps() re-pickles only those
+    _blobs: dict = field(default_factory=dict, repr=False, compare=False)
+    _dirty: set = field(default_factory=set, repr=False, compare=False)
+
+    def touch_sensor(self, key: str) -> None:
+        self._dirty.add(key)
 
     def seen(self, event_id: str, where: tuple) -> bool:
         """Record an event id; True if it was processed before (redelivery or duplicate)."""
@@ -89,13 +96,29 @@ class EntityState:
         return self.recent.get(event_id)
 
     def __getstate__(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        state = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        blobs = self._blobs
+        for k, det in self.sensors.items():
+            if k in self._dirty or k not in blobs:
+                blobs[k] = pickle.dumps(det, protocol=pickle.HIGHEST_PROTOCOL)
+        self._dirty.clear()
+        state["sensors"] = {k: blobs[k] for k in self.sensors}
+        return state
 
     def __setstate__(self, state):
         # a state pickled by an older version lacks the newer fields: they start empty
         if isinstance(state, tuple | list):  # dataclass(slots=True) default pickling
             state = dict(zip([f.name for f in fields(self)], state))
+        sensors = state.get("sensors") or {}
+        if sensors and isinstance(next(iter(sensors.values())), bytes):
+            state = {**state, "sensors": {k: pickle.loads(b) for k, b in sensors.items()}}
+            self._blobs = dict(sensors)
+        else:
+            self._blobs = {}
+        self._dirty = set()
         for f in fields(self):
+            if f.name.startswith("_"):
+                continue
             if f.name in state:
                 setattr(self, f.name, state[f.name])
             else:
