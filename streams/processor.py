@@ -131,7 +131,7 @@ class Processor:
     # --- entry point ---------------------------------------------------------------------------
     def process(self, ev: Event, st: EntityState, where: tuple) -> Outcome:
         out = Outcome()
-        first = st.first_delivery(ev.event_id)
+        first = st.first_delivery(ev.event_id, where)
         if first is not None:
             if tuple(first) == tuple(where):
                 out.redelivered = True

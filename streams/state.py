@@ -22,13 +22,19 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+from array import array
 from dataclasses import dataclass, field, fields
 
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 
 RECENT_IDS = 64
+
+
+def _h(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass(slots=True)
@@ -59,8 +65,12 @@ class EntityState:
     registered: bool = False
     closed: bool = False
     last_seen: float = 0.0
-    # event_id -> (topic, partition, offset) of its first delivery; insertion-ordered, bounded
-    recent: dict = field(default_factory=dict)
+    # the last RECENT_IDS event ids as 64-bit hashes (a ring), with where each was first seen
+    # packed as offset<<20 | partition<<8 | topic index; plus the highest offset per topic
+    recent: array = field(default_factory=lambda: array("q"))
+    recent_at: array = field(default_factory=lambda: array("q"))
+    topics: list = field(default_factory=list)
+    offsets: dict = field(default_factory=dict)
     # "<device_id>:<channel>" -> detectors.sensor.SensorAnomaly
     sensors: dict = field(default_factory=dict)
     # fingerprint -> OpenAlert (open or recently resolved, until closed)
@@ -85,15 +95,32 @@ class EntityState:
 
     def seen(self, event_id: str, where: tuple) -> bool:
         """Record an event id; True if it was processed before (redelivery or duplicate)."""
-        if event_id in self.recent:
+        if self.first_delivery(event_id, where) is not None:
             return True
-        self.recent[event_id] = where
-        if len(self.recent) > RECENT_IDS:
-            del self.recent[next(iter(self.recent))]
+        topic, partition, offset = where
+        if topic not in self.topics:
+            self.topics.append(topic)
+        packed = (offset << 20) | (partition << 8) | self.topics.index(topic)
+        if len(self.recent) >= RECENT_IDS:
+            del self.recent[0]
+            del self.recent_at[0]
+        self.recent.append(_h(event_id))
+        self.recent_at.append(packed)
+        if offset > self.offsets.get(topic, -1):
+            self.offsets[topic] = offset
         return False
 
-    def first_delivery(self, event_id: str) -> tuple | None:
-        return self.recent.get(event_id)
+    def first_delivery(self, event_id: str, where: tuple | None = None) -> tuple | None:
+        """Where this event id was first processed; for a message at or below the highest offset
+        already processed on its topic (a redelivery after a restart), that message itself."""
+        h = _h(event_id)
+        for i in range(len(self.recent) - 1, -1, -1):
+            if self.recent[i] == h:
+                p = self.recent_at[i]
+                return (self.topics[p & 0xFF], (p >> 8) & 0xFFF, p >> 20)
+        if where is not None and where[2] <= self.offsets.get(where[0], -1):
+            return tuple(where)
+        return None
 
     def __getstate__(self):
         state = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}

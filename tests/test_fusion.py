@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import itertools
+
 import pytest
 import yaml
 
@@ -138,6 +140,9 @@ def test_inspection_model_scores_before_learning():
     assert p2.model.n_seen == 40
 
 
+_OFF = itertools.count()  # Kafka offsets only grow
+
+
 def test_processor_state_stays_bounded():
     """A year of a busy entity: readings, detections, complaints, inspections → state stays small."""
     p, st = _proc(), EntityState()
@@ -149,14 +154,14 @@ def test_processor_state_stays_bounded():
             at = t + timedelta(days=day, hours=h)
             for dev in ("FRZ-1", "CHL-1"):
                 p.process(_ev(SensorReading, at=at, device_id=dev, channel="cold_chain_temp",
-                              value=(12.0 if day % 50 == 7 and h == 10 else 3.0 + (h % 5) * 0.2), unit="C"), st, ("s", 0, 0))
+                              value=(12.0 if day % 50 == 7 and h == 10 else 3.0 + (h % 5) * 0.2), unit="C"), st, ("s", 0, next(_OFF)))
             p.process(_ev(VideoDetection, at=at, camera_id="c1", cls=("no_mask", "smoking", "rodent")[h % 3],
-                          confidence=0.9), st, ("v", 0, 0))
+                          confidence=0.9), st, ("v", 0, next(_OFF)))
         if day % 9 == 0:
-            p.process(_ev(Complaint, at=t + timedelta(days=day, hours=12), channel="12315", category="food_quality"), st, ("c", 0, 0))
+            p.process(_ev(Complaint, at=t + timedelta(days=day, hours=12), channel="12315", category="food_quality"), st, ("c", 0, next(_OFF)))
         if day % 30 == 0:
             p.process(_ev(InspectionResult, at=t + timedelta(days=day, hours=10), inspection_id=f"I{day}", item_id=1,
-                          departments=["amr"], violations=[], outcome="pass"), st, ("i", 0, 0))
+                          departments=["amr"], violations=[], outcome="pass"), st, ("i", 0, next(_OFF)))
         if day % 30 == 29:
             sizes.append(len(st.dumps()))
     assert len(st.recent) <= 64 and len(st.sensors) == 2 and len(st.rates) == 2
