@@ -151,11 +151,12 @@ def demo(
     duration: float = typer.Option(120.0, help="Seconds of simulated input"),
     scale: float = typer.Option(1.0, help="Multiplies the number of simulated entities"),
     seed: int = typer.Option(7, help="Simulator seed"),
+    rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
     from riskwatch.demo import run_demo
 
-    raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed))
+    raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate))
 
 
 @app.command()

@@ -30,7 +30,10 @@ from prometheus_client import Counter as PCounter, Histogram, generate_latest, C
 from detectors.rules import load_rules
 from riskwatch.catalog import load_catalog
 from riskwatch.settings import Settings
-from schemas.events import Alert, DeadLetter
+from datetime import datetime, timezone
+
+from detectors.rates import PeerRates
+from schemas.events import Alert, Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
 from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
@@ -44,10 +47,11 @@ log = logging.getLogger("riskwatch.worker")
 EVENTS_IN = PCounter("riskwatch_events_total", "Input events by topic and result", ["topic", "result"])
 ALERTS_OUT = PCounter("riskwatch_alert_revisions_total", "Alert revisions published", ["level", "status"])
 BATCH_SECONDS = Histogram("riskwatch_batch_seconds", "Time to process one batch end to end")
+EVICTED = PCounter("riskwatch_evicted_entities_total", "Entity states evicted after entity_ttl_days of silence")
 SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write latency per batch")
 
-BATCH_MAX = 1000
-BATCH_WITHIN = 0.25
+BATCH_MAX = 5000
+BATCH_WITHIN = 0.5
 
 
 def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time) -> faust.App:
@@ -91,6 +95,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     dept_topics = {d: app.topic(tp(T.dept_topic(d)), **raw) for d in catalog.departments}
     notices = app.topic(tp(T.NOTICES), **raw)
     deadletter = app.topic(tp(T.DEADLETTER), **raw)
+
+    peer_signals = app.topic(tp(T.PEER_SIGNALS), **raw)
+    # group state (township, entity kind): reached through a repartition, never shared
+    peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    peers.key_serializer = peers.value_serializer = "raw"
 
     # Keyed exactly like the input topics (entity_id bytes, Kafka's murmur2 partitioner), so the
     # changelog partition of an entity = the input partition of its events.
@@ -139,6 +148,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     ALERTS_OUT.labels(a.level.value, a.status.value).inc()
                 for n in out.notices:
                     sends.append((notices, key, orjson.dumps(n.as_dict())))
+                peer = _peer_signal(ev, st)
+                if peer is not None:
+                    sends.append((peer_signals, key, peer))
                 for r in out.risk:
                     event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
                         r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
@@ -173,7 +185,30 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     continue
             await writer.write_now(by_table)
 
-    @app.timer(interval=3600.0, on_leader=False)
+    @app.agent(peer_signals, name="peers")
+    async def peer_agent(stream):
+        """Township and entity-kind rates: ``group_by`` re-keys each signal by its group, so one
+        worker owns each group's state; a township surge (many entities of one town at once)
+        becomes a notice to the market regulator and the task-force office."""
+        async for raw_sig in stream.group_by(lambda v: orjson.loads(v)["group"].encode(), name="group"):
+            sig = orjson.loads(raw_sig)
+            g = sig["group"].encode()
+            pr = PeerRates.loads(peers.get(g))
+            pr.learn_one(sig["group"], sig["t"], n=sig["n"], entities=sig["entities"])
+            last = getattr(pr, "notified_at", 0.0)
+            if sig["n"] and sig["group"].startswith("town:") and sig["t"] - last > 86400:
+                s = pr.score_one(sig["group"], sig["t"])
+                if s >= settings.township_surge_threshold:
+                    pr.notified_at = sig["t"]
+                    town = sig["group"][5:]
+                    await notices.send(key=g, value=orjson.dumps({
+                        "kind": "township_surge", "entity_id": "", "township": town, "score": round(s, 4),
+                        "departments": [catalog.items[1].lead, catalog.taskforce_office],
+                        "text": f"{town}近期投诉和视频违规明显增多(异常度{s:.2f}),请关注辖区内主体。",
+                        "at": datetime.fromtimestamp(sig["t"], tz=timezone.utc).isoformat()}))
+            peers[g] = pr.dumps()
+
+    @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
         ttl = settings.entity_ttl_days * 86400
         now = clock()
@@ -182,6 +217,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             if now - EntityState.loads(raw_state).last_seen > ttl:
                 del entities[key]
                 n += 1
+        EVICTED.inc(n)
         if n:
             log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)
 
@@ -240,6 +276,19 @@ class StateCache:
             self._objs.pop(next(iter(self._objs)))  # oldest first: dicts keep insertion order
         self._objs[key] = (st, raw)
         return raw
+
+
+def _peer_signal(ev, st: EntityState) -> bytes | None:
+    """What the group agent needs of an event: complaints and video detections counted per
+    township, registrations/closures changing the group's size."""
+    if isinstance(ev, (Complaint, VideoDetection)) and st.township:
+        n, entities = 1.0, 0
+    elif isinstance(ev, EntityEvent) and ev.action != "updated":
+        n, entities = 0.0, (1 if ev.action == "registered" else -1)
+    else:
+        return None
+    return orjson.dumps({"group": f"town:{st.township or getattr(ev, 'township', '')}",
+                         "t": ev.occurred_at.timestamp(), "n": n, "entities": entities})
 
 
 def _dl_bytes(dl: DeadLetter) -> bytes:

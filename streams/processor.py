@@ -61,6 +61,7 @@ from detectors.rates import RateConfig, RateSurprise
 from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
 from riskwatch.catalog import Catalog
+from riskwatch.routing import Router, load_routing
 from schemas.events import (
     Alert,
     AlertStatus,
@@ -112,8 +113,12 @@ class Processor:
     """Turns events into alert revisions; owns no I/O. ``clock`` is injectable for tests."""
 
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
-                 fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None):
+                 fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
+                 router: Router | None = None):
         self.catalog = catalog
+        # who receives an alert: the item's lead and cooperating departments + rules in data
+        # (riskwatch/data/routing.yaml, e.g. red alerts also to the task-force office)
+        self.router = router or load_routing(catalog=catalog)
         self.rules = rules
         self.clock = clock
         self.fusion = fusion or load_fusion()
@@ -339,22 +344,17 @@ class Processor:
                  Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback}
 
     # --- alert bookkeeping ---------------------------------------------------------------------
-    def _route(self, st: EntityState, item_id: int | None) -> tuple[int | None, tuple[str, ...]]:
-        items = self.catalog.items_for_kind(st.kind) if st.kind else ()
-        if item_id is None and items:
-            item_id = items[0].id
-        if item_id is None or item_id not in self.catalog.items:
+    def _route(self, st: EntityState, item_id: int | None, level: str = "blue") -> tuple[int | None, tuple[str, ...]]:
+        if not st.kind:  # not (yet) in the registry: the task-force office decides
             return None, (self.catalog.taskforce_office,)
-        depts = list(self.catalog.receivers(item_id))
-        for other in items:  # an entity under several items: every item's departments are told
-            for d in self.catalog.receivers(other.id):
-                if d not in depts:
-                    depts.append(d)
-        return item_id, tuple(depts)
+        if item_id is not None and item_id not in self.catalog.items:
+            item_id = None
+        d = self.router.route(item_id, st.kind, level, st.township)
+        return d.item_id, tuple(d.departments)
 
     def _raise(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution],
                item_id: int | None = None) -> None:
-        item_id, depts = self._route(st, item_id)
+        item_id, depts = self._route(st, item_id, hit.level)
         fp = f"{ev.entity_id}|{item_id or 0}|{hit.rule}"
         t = ev.occurred_at.timestamp()
         if not hit.rule.startswith("model."):
@@ -366,6 +366,7 @@ class Processor:
             oa.last_seen = max(oa.last_seen, t)
             if LEVELS.index(hit.level) > LEVELS.index(oa.level):  # escalation re-notifies at once
                 oa.level, oa.title = hit.level, hit.title
+                oa.departments = tuple(dict.fromkeys((*oa.departments, *depts)))  # e.g. red adds the task force
                 oa.revision += 1
                 out.alerts.append(self._alert(ev, st, oa, why))
             return

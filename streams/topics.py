@@ -9,7 +9,9 @@ Output topics::
     alerts.<dept>   one per department in the catalog (lead and cooperating departments of an item)
     alerts.all      every alert revision (the ClickHouse sink and wall screens read this)
     alerts.events   alert state transitions (acknowledged, escalated, resolved, ...)
-    notices         双告知 notices, urging (督促) and escalation notices to departments
+    notices         双告知 notices, township surges, urging (督促) and escalation notices to departments
+    peer.signals    complaint/video counts of an entity's kind and township; the ``peers`` agent
+                    re-keys them by group (Faust ``group_by``), so group state is never shared
     deadletter      refused input: original bytes, where it came from, and why
 
 All input topics have the same partition count so that partition *n* of every input topic (and
@@ -31,6 +33,7 @@ ALERTS_ALL = "alerts.all"
 ALERT_EVENTS = "alerts.events"
 NOTICES = "notices"
 DEADLETTER = "deadletter"
+PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 
 
 def dept_topic(code: str) -> str:
@@ -38,7 +41,7 @@ def dept_topic(code: str) -> str:
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER]
+    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS]
     names += [dept_topic(d) for d in catalog.departments]
     return [settings.topic(n) for n in names]
 

@@ -21,7 +21,7 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
         ("E-food", "food_producer", lambda e: [("events.sensor", F.sensor(e, v)) for v in (11.0, 11.5, 11.8)], {"amr", "emergency", "eco"}),
         ("E-mkt", "produce_market", lambda e: [("events.video", F.video(e, "rodent")), ("events.video", F.video(e, "rodent", 0.88))], {"amr", "commerce", "police", "agri"}),
         ("E-beauty", "medical_beauty", lambda e: ("events.complaint", F.complaint(e, "medical_beauty_injury")), {"health", "police", "commerce", "amr"}),
-        ("E-boiler", "special_equipment", lambda e: ("events.sensor", F.sensor(e, 1.6, channel="boiler_pressure")), {"amr", "emergency", "police", "fire", "urban"}),
+        ("E-boiler", "special_equipment", lambda e: ("events.sensor", F.sensor(e, 1.6, channel="boiler_pressure")), {"amr", "emergency", "police", "fire", "urban", "taskforce"}),  # red: + task force (routing.yaml)
         ("E-pharm", "retail_pharmacy", lambda e: ("events.inspection", F.inspection(e, item_id=2)), {"amr", "medinsure"}),
     ]
     for ent, kind, make, _ in cases:
