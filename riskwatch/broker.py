@@ -176,8 +176,9 @@ class Broker:
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster = str(uuid.uuid4())
             import base64
+            # `--cluster-id=` form: a base64 id may start with "-", which argparse would take for an option
             cluster = base64.urlsafe_b64encode(uuid.UUID(cluster).bytes).decode().rstrip("=")
-            r = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)),
+            r = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)),
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise BrokerError(f"formatting KRaft storage failed:\n{r.stdout}{r.stderr}")
