@@ -149,7 +149,7 @@ def show_settings() -> None:
 @app.command()
 def demo(
     duration: float = typer.Option(120.0, help="Seconds of simulated input"),
-    scale: float = typer.Option(1.0, help="Multiplies the number of simulated entities"),
+    scale: float = typer.Option(0.5, help="Multiplies the number of simulated entities (1.0 ≈ 1,000)"),
     seed: int = typer.Option(7, help="Simulator seed"),
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
 ) -> None:

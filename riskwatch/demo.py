@@ -52,7 +52,7 @@ def _show(title: str, rows: list[dict]) -> None:
     console.print(t)
 
 
-def run_demo(settings: Settings, duration: float = 120.0, scale: float = 1.0, seed: int = 7, rate: float = 1000.0) -> int:
+def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, seed: int = 7, rate: float = 1000.0) -> int:
     console.rule("[bold]riskwatch demo[/] — 三品一特跨部门综合监管 风险监测预警")
     console.print(Broker(settings).start(log=console.print) if settings.kafka_bootstrap.startswith("127.0.0.1:") else
                   f"using Kafka at {settings.kafka_bootstrap}")
@@ -67,7 +67,10 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 1.0, se
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
         sim = subprocess.run([sys.executable, "-m", "riskwatch.cli", "simulate", "--duration", str(duration),
-                              "--seed", str(seed), "--scale", str(scale), "--rate", str(rate)], env=env)
+                              "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
+                              # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
+                              # (the simulator's incidents start after a 14 h warm-up)
+                              "--sample-minutes", "15", "--days", "3"], env=env)
         if sim.returncode != 0:
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode

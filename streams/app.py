@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import traceback
 import time
 from collections import Counter
 
@@ -101,17 +103,27 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes)
     peers.key_serializer = peers.value_serializer = "raw"
 
-    # Keyed exactly like the input topics (entity_id bytes, Kafka's murmur2 partitioner), so the
-    # changelog partition of an entity = the input partition of its events.
-    entities = app.Table("entities", partitions=settings.partitions, use_partitioner=True,
-                         key_type=bytes, value_type=bytes)
+    # Keyed like the input topics (entity_id bytes). An entity's state is written to the changelog
+    # partition its events came from (whatever partitioner the producers used), so the worker that
+    # owns an input partition also owns, and recovers, the state of its entities.
+    entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes)
     entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
+    partition_of: dict[bytes, int] = {}
+
+    def _partition_for_key(key: bytes) -> int | None:
+        p = partition_of.get(key)
+        return p if p is not None else entities.data._key_partition.get(key)
+
+    entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
 
     @app.agent(inputs, name="entities")
     async def entity_agent(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await _crash_only("entities", _entity_batch, batch)
+
+    async def _entity_batch(batch):
             t0 = time.perf_counter()
             states: dict[bytes, EntityState] = {}
             event_rows: dict[str, list] = {}
@@ -128,6 +140,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 st = states.get(key)
                 if st is None:
                     st = states[key] = cache.load(key)
+                    partition_of[key] = msg.partition
                 out = processor.process(ev, st, (msg.topic, msg.partition, msg.offset))
                 if out.redelivered:
                     counts[(msg.topic, "redelivered")] += 1
@@ -168,6 +181,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.DEADLETTER), **raw), name="alert_sink")
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await _crash_only("alert_sink", _sink_batch, batch)
+
+    async def _sink_batch(batch):
             by_table: dict[str, list] = {}
             for event in batch:
                 msg = event.message
@@ -276,6 +292,24 @@ class StateCache:
             self._objs.pop(next(iter(self._objs)))  # oldest first: dicts keep insertion order
         self._objs[key] = (st, raw)
         return raw
+
+
+async def _crash_only(agent: str, fn, batch) -> None:
+    """Run one batch; on an unexpected error exit the process at once.
+
+    Faust acknowledges a ``take_events`` batch even when its body raises, and restarts the agent:
+    the batch would be lost. Exiting before the next offset commit keeps at-least-once: the
+    supervisor (compose ``restart: unless-stopped``) restarts the worker and the batch is
+    redelivered; per-entity state and idempotent sinks make the replay harmless."""
+    try:
+        await fn(batch)
+    except asyncio.CancelledError:
+        raise
+    except BaseException:  # noqa: BLE001
+        log.critical("agent %s failed on a batch of %d events; exiting so that it is redelivered:\n%s",
+                     agent, len(batch), traceback.format_exc())
+        logging.shutdown()
+        os._exit(70)
 
 
 def _peer_signal(ev, st: EntityState) -> bytes | None:
