@@ -153,6 +153,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 counts[(msg.topic, "ok")] += 1
                 table, row = sink_rows.event_row(ev)
                 event_rows.setdefault(table, []).append(row)
+                if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
+                    event_rows.setdefault("registry", []).append(sink_rows.registry_row(ev))
                 for a in out.alerts:
                     body = a.model_dump_json().encode()
                     sends.append((alerts_all, key, body))

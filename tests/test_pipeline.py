@@ -53,6 +53,8 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
     assert boiler["level"] == "red" and "锅炉压力" in boiler["title"]
     stored = p.worker.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")[0]["n"]
     assert stored == len(cases)
+    registry = p.worker.query("SELECT entity_id, kind, township FROM riskwatch.registry FINAL ORDER BY entity_id")
+    assert {r["entity_id"]: r["kind"] for r in registry} == {c[0]: c[1] for c in cases}
     # 双告知: every new entity produced a notice to its competent department
     notices = [orjson.loads(v) for _, v in p.read_topic("notices")]
     assert {n["entity_id"] for n in notices if n["kind"] == "dual_notification"} == {c[0] for c in cases}
