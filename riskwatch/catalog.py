@@ -168,16 +168,22 @@ def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
     return lines.get(loc, 1)
 
 
-def load_catalog(path: Path | str | None = None) -> Catalog:
-    """Load and validate a catalog file; raise :class:`CatalogError` naming line and field."""
-    path = Path(path) if path else DATA_DIR / "catalog.yaml"
+def load_yaml_with_lines(path: Path, error_cls: type[Exception] = ValueError) -> tuple[object, dict[tuple, int]]:
+    """Parse a YAML data file; return its content and a map from key path to line number, so a
+    validation error can name the line (shared by catalog, routing, lifecycle and planning data)."""
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise CatalogError(f"{path}: not valid YAML: {e}") from None
-    lines = _line_index(node) if node is not None else {}
+        raise error_cls(f"{path}: not valid YAML: {e}") from None
+    return raw, (_line_index(node) if node is not None else {})
+
+
+def load_catalog(path: Path | str | None = None) -> Catalog:
+    """Load and validate a catalog file; raise :class:`CatalogError` naming line and field."""
+    path = Path(path) if path else DATA_DIR / "catalog.yaml"
+    raw, lines = load_yaml_with_lines(path, CatalogError)
     try:
         return Catalog.model_validate(raw)
     except ValidationError as e:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.catalog import Catalog, _line_for, _line_index, load_catalog
+from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 LEVELS = ("blue", "yellow", "orange", "red")
@@ -590,13 +590,8 @@ def _h(hours: float) -> str:
 
 def load_policy(path: Path | str | None = None) -> LifecyclePolicy:
     path = Path(path) if path else DEFAULT_LIFECYCLE_PATH
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise LifecycleError(f"{path}: not valid YAML: {e}") from None
-    lines = _line_index(node) if node is not None else {}
+    raw, lines = load_yaml_with_lines(path, LifecycleError)
+    raw = raw or {}
     try:
         return LifecyclePolicy.model_validate(raw)
     except ValidationError as e:

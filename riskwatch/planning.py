@@ -38,7 +38,7 @@ from typing import Iterable, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.catalog import Catalog, _line_for, _line_index, load_catalog
+from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 DEFAULT_SPOT_CHECKS_PATH = DATA_DIR / "spot_checks.yaml"
@@ -358,13 +358,8 @@ class _Ref(PlanningError):
 def load_spot_checks(path: Path | str | None = None, catalog: Catalog | None = None) -> SpotCheckPlanner:
     path = Path(path) if path else DEFAULT_SPOT_CHECKS_PATH
     catalog = catalog or load_catalog()
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise PlanningError(f"{path}: not valid YAML: {e}") from None
-    lines = _line_index(node) if node is not None else {}
+    raw, lines = load_yaml_with_lines(path, PlanningError)
+    raw = raw or {}
 
     def where(loc: tuple) -> str:
         return f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc)) or '<top>'})"

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from riskwatch.catalog import Catalog, _line_for, _line_index, load_catalog
+from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 LEVELS = ("blue", "yellow", "orange", "red")
@@ -229,13 +229,8 @@ def load_routing(path: Path | str | None = None, catalog: Catalog | None = None)
     """Load, validate and check a routing file against the catalog; errors name line, rule and field."""
     path = Path(path) if path else DEFAULT_ROUTING_PATH
     catalog = catalog or load_catalog()
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise RoutingError(f"{path}: not valid YAML: {e}") from None
-    lines = _line_index(node) if node is not None else {}
+    raw, lines = load_yaml_with_lines(path, RoutingError)
+    raw = raw or {}
 
     def where(loc: tuple) -> str:
         loc = tuple("continue" if p == "continue_" else p for p in loc)
