@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Iterable, Literal, Sequence
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines

@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines

@@ -21,7 +21,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
