@@ -43,7 +43,11 @@ def dept_topic(code: str) -> str:
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
     names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS]
     names += [dept_topic(d) for d in catalog.departments]
-    return [settings.topic(n) for n in names]
+    out = [settings.topic(n) for n in names]
+    # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the
+    # first signal, it would change every worker's subscription mid-run and force a rebalance
+    out.append(f"peers-{settings.topic(PEER_SIGNALS)}-group-repartition")
+    return out
 
 
 def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0) -> list[str]:

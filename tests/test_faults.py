@@ -59,13 +59,19 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
     a = p.start_worker()
     b = p.start_worker(web_port=p.settings.web_port + 1, clickhouse_url=f"chdb://{tmp_path / 'clickhouse-b'}",
                        state_dir=tmp_path / "state-b")
-    wait_for(lambda: (g := group_assignment(p.settings)) and len(g) == 2 and all(g.values()), 120,
-             "both workers to hold input partitions")
+    seen: list = []
+
+    def settled() -> bool:  # both hold input partitions, and the assignment held for 3 polls
+        g = group_assignment(p.settings)
+        seen.append(tuple(sorted(g.items())) if len(g) == 2 and all(g.values()) else None)
+        return len(seen) >= 3 and seen[-1] is not None and seen[-1] == seen[-2] == seen[-3]
+
+    wait_for(settled, 120, "both workers to hold input partitions, stably", interval=1.0)
     ents = [f"E-w{i}" for i in range(24)]
     for e in ents:
         p.send("events.registry", F.registered(e))
     p.flush()
-    p.wait_consumed()
+    p.wait_consumed(timeout=240)
     for e in ents:  # every entity opens one cold-chain alert
         p.send("events.sensor", F.sensor(e, 35.0, channel="storage_temp"))
     p.flush()
