@@ -163,7 +163,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     ALERTS_OUT.labels(a.level.value, a.status.value).inc()
                 for n in out.notices:
                     sends.append((notices, key, orjson.dumps(n.as_dict())))
-                peer = _peer_signal(ev, st)
+                peer = _peer_signal(ev, st) if settings.township_surges else None
                 if peer is not None:
                     sends.append((peer_signals, key, peer))
                 for r in out.risk:
@@ -203,7 +203,6 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     continue
             await writer.write_now(by_table)
 
-    @app.agent(peer_signals, name="peers")
     async def peer_agent(stream):
         """Township and entity-kind rates: ``group_by`` re-keys each signal by its group, so one
         worker owns each group's state; a township surge (many entities of one town at once)
@@ -225,6 +224,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                         "text": f"{town}近期投诉和视频违规明显增多(异常度{s:.2f}),请关注辖区内主体。",
                         "at": datetime.fromtimestamp(sig["t"], tz=timezone.utc).isoformat()}))
             peers[g] = pr.dumps()
+
+    if settings.township_surges:
+        app.agent(peer_signals, name="peers")(peer_agent)
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():

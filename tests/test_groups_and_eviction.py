@@ -19,7 +19,7 @@ def _metric(worker, name: str) -> float:
 
 def test_township_surge_is_detected_through_a_group_by_repartition(pipeline):
     p = pipeline
-    p.start_worker()
+    p.start_worker(township_surges=True)
     ents = [f"E-t{i}" for i in range(12)]
     for e in ents:
         p.send("events.registry", F.registered(e, kind="catering", township="文峰乡"))
