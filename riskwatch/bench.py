@@ -207,26 +207,12 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
 
 def _probe_latencies(s: Settings, run_id: str) -> list[float]:
     """ms from each probe complaint's Kafka timestamp to its alert's timestamp on alerts.taskforce."""
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
+    from riskwatch.runner import read_all as read
 
-    def read(topic: str) -> list:
-        c = KafkaConsumer(**s.kafka_kwargs(), enable_auto_commit=False)
-        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out = []
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            for recs in c.poll(timeout_ms=1000, max_records=10000).values():
-                out.extend(recs)
-        c.close()
-        return out
-
-    sent = {orjson.loads(r.value)["event_id"]: r.timestamp for r in read(s.topic("events.complaint"))
+    sent = {orjson.loads(r.value)["event_id"]: r.timestamp for r in read(s, s.topic("events.complaint"))
             if r.key and r.key.startswith(f"P{run_id}".encode())}
     lat = []
-    for r in read(s.topic("alerts.taskforce")):
+    for r in read(s, s.topic("alerts.taskforce")):
         a = orjson.loads(r.value)
         t0 = sent.get(a.get("source_event_id"))
         if t0 is not None and a.get("revision") == 1:

@@ -144,3 +144,23 @@ def group_assignment(settings: Settings) -> dict[str, int]:
         out[m.get("member_id", "?")] = sum(len(p.get("partitions", ())) for p in parts
                                            if p.get("topic", "").startswith(settings.topic_prefix + "events."))
     return out
+
+
+def read_all(settings: Settings, topic: str) -> list:
+    """Every record currently in ``topic`` (full name), from the beginning of each partition."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    c = KafkaConsumer(**settings.kafka_kwargs(), enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out = []
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            for recs in c.poll(timeout_ms=1000, max_records=10000).values():
+                out.extend(recs)
+        return out
+    finally:
+        c.close()

@@ -72,23 +72,10 @@ class Pipeline:
         wait_for(lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5)
 
     def read_topic(self, topic: str, timeout: float = 10.0) -> list[tuple[bytes | None, bytes]]:
-        """Every message currently in a topic (from the beginning)."""
-        from kafka import KafkaConsumer
-        from kafka.structs import TopicPartition
+        """Every message currently in a topic (from the beginning), as (key, value)."""
+        from riskwatch.runner import read_all
 
-        c = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                          consumer_timeout_ms=int(timeout * 1000))
-        name = self.settings.topic(topic)
-        tps = [TopicPartition(name, p) for p in c.partitions_for_topic(name) or ()]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out = []
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            for recs in c.poll(timeout_ms=1000).values():
-                out.extend((r.key, r.value) for r in recs)
-        c.close()
-        return out
+        return [(r.key, r.value) for r in read_all(self.settings, self.settings.topic(topic))]
 
     def close(self) -> None:
         for w in self.workers:
