@@ -229,6 +229,7 @@ class AlertLifecycle:
     flapping: bool = False
     silence_id: str | None = None
     silence_ends: float = 0.0
+    immediate: bool = False  # fires without the pending period (a confirmed fact, not a fluctuating signal)
     suppressed: int = 0  # notifications held back (silence, flapping)
 
     @property
@@ -270,8 +271,13 @@ class Lifecycle:
     # --- entry points -------------------------------------------------------------------------
     def open(self, alert_id: str, entity_id: str, rule: str, item_id: int | None, level: str,
              departments: Sequence[str], at: float | datetime, score: float = 100.0, title: str = "",
-             entity_name: str = "", silences: Iterable[Silence] = ()) -> tuple[AlertLifecycle, list[Notification]]:
-        """A new episode whose condition just entered (``score >= enter``): pending, or firing at once."""
+             entity_name: str = "", silences: Iterable[Silence] = (),
+             immediate: bool = False) -> tuple[AlertLifecycle, list[Notification]]:
+        """A new episode whose condition just entered (``score >= enter``): pending, or firing at once.
+
+        ``immediate`` skips the pending period: for conditions already confirmed by their detector
+        (a rule that needs several hits, an inspection finding, a complaint) rather than a signal
+        that may go away by itself."""
         at = _ts(at)
         level = _level(level)
         if score < self.policy.hysteresis.enter:
@@ -280,7 +286,7 @@ class Lifecycle:
             raise ValueError("an alert needs at least one receiving department")
         st = AlertLifecycle(alert_id=alert_id, entity_id=entity_id, rule=rule, item_id=item_id, level=level,
                             departments=list(dict.fromkeys(departments)), title=title, entity_name=entity_name,
-                            score=score, opened_at=at, pending_since=at)
+                            score=score, opened_at=at, pending_since=at, immediate=immediate)
         st.responders = list(st.departments)
         self._record(st, at, "status", "", "pending", "detector", f"score {score:g}")
         out: list[Notification] = []
@@ -436,7 +442,7 @@ class Lifecycle:
                    f"【预警升级 {LEVEL_ZH[old]}→{LEVEL_ZH[level]}】{self._desc(st)}", silences)
 
     def _maybe_fire(self, st, at, out, silences) -> None:
-        wait = self.policy.pending_minutes[st.level] * 60
+        wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
         if at < st.pending_since + wait:
             return
         self._set(st, at, "firing", "detector", f"待定期 {wait / 60:g} 分钟已满" if wait else "立即发出")

@@ -59,7 +59,8 @@ class WorkerProcess:
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
         env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "worker"], env=env,
+        loglevel = os.environ.get("RISKWATCH_WORKER_LOGLEVEL", "warn")  # e.g. info when debugging a test
+        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "worker", "--loglevel", loglevel], env=env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
                  + (f"; see {self.log_path}" if self.log_path else ""))
@@ -96,6 +97,17 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait(10)
+
+    def dump_stacks(self) -> None:
+        """Ask a live worker to log the stack of every thread and asyncio task (mode's SIGUSR1)."""
+        if self.proc is None or self.proc.poll() is not None or self.log_path is None:
+            return
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        try:
+            wait_for(lambda: self.log_path.stat().st_size > size, 10, "the worker to log its stacks")
+        except WaitTimeout:
+            pass
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("var/state"), description="Faust table store directory")
     state_cache_entries: int = Field(200_000, ge=0, description="Entity states kept as live objects in front of the state table (memory vs. unpickling cost)")
     eviction_interval_seconds: float = Field(3600.0, gt=0, description="How often the worker looks for entities to evict")
+    lifecycle_path: Path = Field(DATA_DIR / "lifecycle.yaml", description="Alert life cycle policy: pending, hysteresis, flapping, deadlines, urging, escalation")
+    lifecycle_tick_seconds: float = Field(30.0, gt=0, description="How often the worker checks alert deadlines (urging, escalation), pending periods and closing")
+    lifecycle_clock: Literal["wall", "event"] = Field(
+        "wall", description="Clock of alert deadlines: 'wall' (production: departments answer in real time) or 'event' "
+                            "(the latest event time the worker has seen: replays and the demo's compressed simulated days)")
     township_surges: bool = Field(True, description="Run the township-surge agent (Faust group_by repartition by township)")
     township_surge_threshold: float = Field(0.9, gt=0, le=1, description="Surprise of a township's complaint/video count that raises a township_surge notice")
     entity_ttl_days: float = Field(90.0, gt=0, description="Per-entity detector state is evicted after this many days of silence")

@@ -286,6 +286,10 @@ class AlertStatus(StrEnum):
     closed = "closed"
 
 
+NotificationKind = Literal["firing", "level_up", "resolved", "urge", "escalate", "flapping", "stable",
+                           "silence_expired", "receiver_added", "not_ours"]
+
+
 class Contribution(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     signal: str = Field(description="Signal code, e.g. sensor.cold_chain_temp")
@@ -324,8 +328,31 @@ class Alert(BaseModel):
     first_seen: datetime
     last_seen: datetime
     updated_at: datetime
-    source_event_id: str = Field(description="The event that caused this revision")
+    source_event_id: str = Field(description="The event that caused this revision (or 'timer' for deadlines)")
+    notification: NotificationKind | None = Field(
+        None, description="Why this revision was sent to departments (None: a state update for alerts.all only)")
+    recipients: list[str] = Field(default_factory=list, description="Departments whose alerts.<dept> topic carries this revision")
+    ack_due: datetime | None = Field(None, description="Acknowledgement (签收) deadline while open")
+    dispose_due: datetime | None = Field(None, description="Disposal (处置) deadline while open")
+    flapping: bool = Field(False, description="Held as flapping: notifications paused until stable")
     topic: ClassVar[str] = "alerts.all"
+
+
+class AlertTransition(BaseModel):
+    """One recorded change of an alert (the audit trail), as published on ``alerts.events``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    alert_id: str
+    seq: int = Field(ge=1, description="Position in this alert's history (1, 2, ...)")
+    entity_id: str
+    at: datetime
+    kind: str = Field(description="status | level | feedback | receivers | reminder | flapping | silence")
+    from_status: str = ""
+    to_status: str
+    actor: str = Field(description="Department code, 'detector', 'system', 'router' or a user")
+    comment: str = ""
+    topic: ClassVar[str] = "alerts.events"
 
 
 class DeadLetter(BaseModel):

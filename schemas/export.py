@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.events import EVENT_MODELS, Alert, DeadLetter
+from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter
 
 OUT_DIR = Path(__file__).parent / "json"
 
@@ -18,6 +18,7 @@ def all_schemas() -> dict[str, dict]:
     out = {f"{topic}.schema.json": model.model_json_schema() for topic, model in EVENT_MODELS.items()}
     out["alerts.schema.json"] = Alert.model_json_schema()
     out["deadletter.schema.json"] = DeadLetter.model_json_schema()
+    out["alerts.events.schema.json"] = AlertTransition.model_json_schema()
     return out
 
 

@@ -253,7 +253,28 @@ COMMENT 'Risk score time series per entity; one row per (entity_id, at) after FI
 """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),)
+V2 = (
+    f"""
+ALTER TABLE {{db}}.alerts
+    ADD COLUMN IF NOT EXISTS notification LowCardinality(String) DEFAULT '' COMMENT 'Why this revision went to departments: firing | level_up | resolved | urge | escalate | flapping | stable | silence_expired | receiver_added | not_ours; empty for a state update',
+    ADD COLUMN IF NOT EXISTS recipients Array(LowCardinality(String)) COMMENT 'Departments this revision was sent to (alerts.<dept>)',
+    ADD COLUMN IF NOT EXISTS ack_due Nullable({TZ}) COMMENT 'Acknowledgement (签收) deadline while open',
+    ADD COLUMN IF NOT EXISTS dispose_due Nullable({TZ}) COMMENT 'Disposal (处置) deadline while open; overdue = dispose_due < now() AND status IN open statuses',
+    ADD COLUMN IF NOT EXISTS flapping Bool DEFAULT false COMMENT 'Held as flapping (notifications paused until stable)'
+""",
+    f"""
+ALTER TABLE {{db}}.alert_history
+    ADD COLUMN IF NOT EXISTS seq UInt32 COMMENT 'Position in the alert''s history (alerts.events seq)',
+    ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'status' COMMENT 'status | level | feedback | receivers | reminder | flapping | silence',
+    ADD COLUMN IF NOT EXISTS entity_id String DEFAULT '',
+    MODIFY ORDER BY (alert_id, at, to_status, seq)
+""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
+    Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
+)
 
 _SCHEMA_MIGRATIONS = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.schema_migrations

@@ -21,6 +21,7 @@ from datetime import datetime
 from riskwatch.privacy import mask_pii
 from schemas.events import (
     Alert,
+    AlertTransition,
     Complaint,
     Contribution,
     DeadLetter,
@@ -59,8 +60,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "item_id", "item_name", "rule", "level", "level_zh", "status", "score", "title", "message",
         "explanation_signals", "explanation_values", "explanation_details", "lead_department",
         "departments", "first_seen", "last_seen", "updated_at", "source_event_id", "schema_version",
+        "notification", "recipients", "ack_due", "dispose_due", "flapping",
     ),  # fmt: skip
-    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment"),
+    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment", "seq", "kind", "entity_id"),
     "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at"),
     "registry": (
         "entity_id", "version", "name", "kind", "township", "address", "licence", "lat", "lon",
@@ -161,18 +163,18 @@ def alert_row(a: Alert) -> tuple:
         a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, a.title, a.message,
         [c.signal for c in x], [c.value for c in x], [c.detail for c in x], a.lead_department,
         list(a.departments), a.first_seen, a.last_seen, a.updated_at, a.source_event_id, a.schema_version,
+        a.notification or "", list(a.recipients), a.ack_due, a.dispose_due, a.flapping,
     )  # fmt: skip
 
 
-def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "") -> tuple:
-    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment)
+def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "",
+                      seq: int = 0, kind: str = "status", entity_id: str = "") -> tuple:
+    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment, seq, kind, entity_id)
 
 
-def transition_row(previous: Alert | None, current: Alert, actor: str = "riskwatch", comment: str = "") -> tuple | None:
-    """The ``alert_history`` row for a new alert revision, or None if its status did not change."""
-    if previous is not None and previous.status == current.status:
-        return None
-    return alert_history_row(current.alert_id, current.updated_at, previous.status.value if previous else "", current.status.value, actor, comment)
+def transition_row(t: AlertTransition) -> tuple:
+    """The ``alert_history`` row of one recorded alert transition (``alerts.events``)."""
+    return (t.alert_id, t.at, t.from_status, t.to_status, t.actor, mask_pii(t.comment), t.seq, t.kind, t.entity_id)
 
 
 def dead_letter_row(d: DeadLetter) -> tuple:

@@ -27,6 +27,7 @@ from collections import Counter
 
 import faust
 import orjson
+from faust.types import TP
 from prometheus_client import Counter as PCounter, Histogram, generate_latest, CONTENT_TYPE_LATEST
 
 from detectors.rules import load_rules
@@ -35,7 +36,8 @@ from riskwatch.settings import Settings
 from datetime import datetime, timezone
 
 from detectors.rates import PeerRates
-from schemas.events import Alert, Complaint, DeadLetter, EntityEvent, VideoDetection
+from riskwatch.lifecycle import load_lifecycle
+from schemas.events import Alert, AlertTransition, Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
 from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
@@ -60,7 +62,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     catalog = load_catalog(settings.catalog_path)
     rules = load_rules(settings.rules_path)
     decoder = Decoder(catalog, settings.max_message_bytes, settings.topic_prefix)
-    processor = Processor(catalog, rules, clock=clock)
+    processor = Processor(catalog, rules, clock=clock, lifecycle=load_lifecycle(settings.lifecycle_path, catalog))
     writer = writer or ClickHouseWriter(settings)
     tp = settings.topic
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
@@ -94,6 +96,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     inputs = app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **raw)
     alerts_all = app.topic(tp(T.ALERTS_ALL), **raw)
+    alert_events = app.topic(tp(T.ALERT_EVENTS), **raw)
     dept_topics = {d: app.topic(tp(T.dept_topic(d)), **raw) for d in catalog.departments}
     notices = app.topic(tp(T.NOTICES), **raw)
     deadletter = app.topic(tp(T.DEADLETTER), **raw)
@@ -117,11 +120,34 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
+    # The batch agent and the timers (deadlines, eviction) change entity states; they take turns.
+    state_lock = asyncio.Lock()
+    alert_keys: set[bytes] = set()  # entities with alerts in their state: what the deadline timer visits
+    stream_time = [0.0]  # latest event time seen (the 'event' lifecycle clock)
+
+    def lifecycle_now() -> float:
+        return stream_time[0] if settings.lifecycle_clock == "event" else clock()
+
+    def owned(key: bytes) -> bool:
+        """Whether this worker currently owns the key's partition (a table keeps revoked keys in memory)."""
+        p = _partition_for_key(key)
+        return p is not None and TP(tp(T.INPUT_TOPICS[0]), p) in app.assignor.assigned_actives()
+
+    def alert_sends(out, key: bytes, sends: list) -> None:
+        for a in out.alerts:
+            body = a.model_dump_json().encode()
+            sends.append((alerts_all, key, body))
+            for d in a.recipients:
+                sends.append((dept_topics[d], key, body))
+            ALERTS_OUT.labels(a.level.value, a.notification or a.status.value).inc()
+        for tr in out.transitions:
+            sends.append((alert_events, key, orjson.dumps(tr)))
 
     @app.agent(inputs, name="entities")
     async def entity_agent(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await _crash_only("entities", _entity_batch, batch)
+            async with state_lock:
+                await _crash_only("entities", _entity_batch, batch)
 
     async def _entity_batch(batch):
             t0 = time.perf_counter()
@@ -151,16 +177,13 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     counts[(msg.topic, "dead")] += 1
                     continue
                 counts[(msg.topic, "ok")] += 1
+                if ev.occurred_at.timestamp() > stream_time[0]:
+                    stream_time[0] = ev.occurred_at.timestamp()
                 table, row = sink_rows.event_row(ev)
                 event_rows.setdefault(table, []).append(row)
                 if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
                     event_rows.setdefault("registry", []).append(sink_rows.registry_row(ev))
-                for a in out.alerts:
-                    body = a.model_dump_json().encode()
-                    sends.append((alerts_all, key, body))
-                    for d in a.departments:
-                        sends.append((dept_topics[d], key, body))
-                    ALERTS_OUT.labels(a.level.value, a.status.value).inc()
+                alert_sends(out, key, sends)
                 for n in out.notices:
                     sends.append((notices, key, orjson.dumps(n.as_dict())))
                 peer = _peer_signal(ev, st) if settings.township_surges else None
@@ -176,11 +199,12 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             SINK_SECONDS.observe(time.perf_counter() - t1)
             for key, st in states.items():
                 entities[key] = cache.store(key, st)
+                (alert_keys.add if st.alerts else alert_keys.discard)(key)
             for (topic, result), n in counts.items():
                 EVENTS_IN.labels(topic, result).inc(n)
             BATCH_SECONDS.observe(time.perf_counter() - t0)
 
-    @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.DEADLETTER), **raw), name="alert_sink")
+    @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), **raw), name="alert_sink")
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
             await _crash_only("alert_sink", _sink_batch, batch)
@@ -193,8 +217,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     if msg.topic == tp(T.ALERTS_ALL):
                         a = Alert.model_validate_json(event.value)
                         by_table.setdefault("alerts", []).append(sink_rows.alert_row(a))
-                        by_table.setdefault("alert_history", []).append(sink_rows.alert_history_row(
-                            a.alert_id, a.updated_at, None, a.status.value, "riskwatch", a.title))
+                    elif msg.topic == tp(T.ALERT_EVENTS):
+                        tr = AlertTransition.model_validate_json(event.value)
+                        by_table.setdefault("alert_history", []).append(sink_rows.transition_row(tr))
                     else:
                         by_table.setdefault("dead_letters", []).append(
                             sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value)))
@@ -228,15 +253,45 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     if settings.township_surges:
         app.agent(peer_signals, name="peers")(peer_agent)
 
+    ticks = [0]
+
+    @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
+    async def alert_deadlines():
+        """Pending alerts fire, overdue ones are urged (督促) and escalated, resolved ones close."""
+        now = lifecycle_now()
+        if not now:
+            return
+        sends: list[tuple] = []
+        async with state_lock:
+            ticks[0] += 1
+            if ticks[0] % 20 == 1:  # after a start or a rebalance the index is rebuilt from the table
+                alert_keys.update(k for k, raw_state in list(entities.items())
+                                  if owned(k) and cache.load(k).alerts)
+            for key in list(alert_keys):
+                if not owned(key):
+                    alert_keys.discard(key)
+                    continue
+                st = cache.load(key)
+                out = processor.tick(key.decode(), st, now)
+                if out.alerts or out.transitions:
+                    alert_sends(out, key, sends)
+                    entities[key] = cache.store(key, st)
+                if not st.alerts:
+                    alert_keys.discard(key)
+            for topic, key, value in sends:
+                await topic.send(key=key, value=value)
+
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
         ttl = settings.entity_ttl_days * 86400
         now = clock()
         n = 0
-        for key, raw_state in list(entities.items()):
-            if now - EntityState.loads(raw_state).last_seen > ttl:
-                del entities[key]
-                n += 1
+        async with state_lock:
+            for key, raw_state in list(entities.items()):
+                if owned(key) and now - EntityState.loads(raw_state).last_seen > ttl:
+                    del entities[key]
+                    alert_keys.discard(key)
+                    n += 1
         EVICTED.inc(n)
         if n:
             log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)

@@ -61,6 +61,7 @@ from detectors.rates import RateConfig, RateSurprise
 from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
 from riskwatch.catalog import Catalog
+from riskwatch.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
 from riskwatch.routing import Router, load_routing
 from schemas.events import (
     Alert,
@@ -107,6 +108,7 @@ class Outcome:
     # entity_id, at, score, level ("" below blue), item_id, top (Contributions), tier (A–D)
     risk: list = field(default_factory=list)
     inspection_p: float | None = None  # inspection-outcome model's score before it learnt this result
+    transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
 
 
 class Processor:
@@ -114,8 +116,11 @@ class Processor:
 
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
-                 router: Router | None = None):
+                 router: Router | None = None, lifecycle: Lifecycle | None = None):
         self.catalog = catalog
+        # pending, hysteresis, flapping, deadlines, urging and escalation (riskwatch/data/lifecycle.yaml)
+        self.lifecycle = lifecycle or load_lifecycle(catalog=catalog)
+        self.silences: list[Silence] = []  # maintenance windows; the app keeps them current
         # who receives an alert: the item's lead and cooperating departments + rules in data
         # (riskwatch/data/routing.yaml, e.g. red alerts also to the task-force office)
         self.router = router or load_routing(catalog=catalog)
@@ -255,20 +260,22 @@ class Processor:
             # alerts of that item are resolved (sensor alerts resolve from their readings).
             for oa in list(st.alerts.values()):
                 if oa.status not in ("resolved", "closed") and not oa.rule.startswith(("rule.sensor", "model.sensor")):
-                    self._transition(ev, st, out, oa, "resolved")
+                    self._clear(ev, st, out, oa)
 
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
         if oa is None:
-            out.rejected = f"feedback for unknown alert {ev.alert_id!r} of entity {ev.entity_id!r}"
+            out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
+                            f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
             return
-        if ev.department not in oa.departments:
-            out.rejected = (f"department {ev.department!r} is not a receiver of alert {ev.alert_id!r} "
-                            f"(receivers: {', '.join(oa.departments)}); feedback refused")
+        comment = " ".join(x for x in (ev.comment, ev.result) if x)
+        rev = oa.lc.revision
+        res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
+                                         ev.occurred_at, comment, self.silences)
+        if res.rejected:
+            out.rejected = res.rejected
             return
-        to = {"acknowledged": "acknowledged", "in_progress": "disposing", "disposed": "resolved"}.get(ev.status)
-        if to and oa.status not in ("resolved", "closed"):
-            self._transition(ev, st, out, oa, to)
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
 
     # --- signals, rates and the fused risk ------------------------------------------------------
     def _rate(self, ev: Event, st: EntityState, signal: str) -> None:
@@ -316,29 +323,29 @@ class Processor:
             return
         fp = f"{ev.entity_id}|{item_id or 0}|model.risk"
         oa = st.alerts.get(fp)
-        is_open = oa is not None and oa.status not in ("resolved", "closed")
+        is_open = oa is not None and oa.status in ("pending", "firing", "acknowledged", "disposing")
         floor = RISK_LEVELS.index(cfg.alert_min_level)
         rank = RISK_LEVELS.index(rs.level)
         title = f"综合风险评分{rs.score:.0f}分"
         if rank >= floor:
             if is_open:
-                oa.level, oa.title, oa.score = rs.level, title, rs.score
-                oa.revision += 1
+                oa.title, oa.score = title, rs.score
                 oa.last_seen = max(oa.last_seen, t)
-                out.alerts.append(self._alert(ev, st, oa, top))
+                rev = oa.lc.revision
+                notes = self.lifecycle.observe(oa.lc, t, max(rs.score, self.lifecycle.policy.hysteresis.enter),
+                                               level=rs.level, silences=self.silences)
+                self._publish(ev.entity_id, ev.event_id, st, out, oa, top, notes, rev, force=True)
                 return
             covered = any(a.status not in ("resolved", "closed") and not a.rule.startswith("model.")
                           and LEVELS.index(a.level) + 1 >= rank for a in st.alerts.values())
             # a new risk alert only when the level goes UP into the alert range (a decaying risk
             # passing through orange after a rule alert resolved is not news)
             if not covered and rank > RISK_LEVELS.index(rs.previous):
-                self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id)
-                oa = st.alerts[fp]
-                oa.score = rs.score
-                out.alerts[-1] = self._alert(ev, st, oa, top)
+                self._raise(ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id,
+                            score=rs.score)
         elif is_open:
             oa.score = rs.score
-            self._transition(ev, st, out, oa, "resolved")
+            self._clear(ev, st, out, oa)
 
     _handlers = {EntityEvent: _registry, SensorReading: _sensor, VideoDetection: _video,
                  Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback}
@@ -353,60 +360,115 @@ class Processor:
         return d.item_id, tuple(d.departments)
 
     def _raise(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution],
-               item_id: int | None = None) -> None:
+               item_id: int | None = None, score: float | None = None) -> None:
+        """A detector's condition holds: open an alert (pending or firing), or feed the open one."""
         item_id, depts = self._route(st, item_id, hit.level)
         fp = f"{ev.entity_id}|{item_id or 0}|{hit.rule}"
         t = ev.occurred_at.timestamp()
+        lc = self.lifecycle
+        score = _level_score(hit.level) if score is None else score
         if not hit.rule.startswith("model."):
             st.risk.learn_one(t, hit.rule, _level_score(hit.level) / 100.0, self.fusion)
         oa = st.alerts.get(fp)
-        if oa is not None and oa.status not in ("resolved", "closed"):
+        if oa is not None and oa.lc.status != "closed":  # open, pending, or resolved within its grace period
             oa.hits += 1
             oa.ok_streak = 0
             oa.last_seen = max(oa.last_seen, t)
-            if LEVELS.index(hit.level) > LEVELS.index(oa.level):  # escalation re-notifies at once
-                oa.level, oa.title = hit.level, hit.title
-                oa.departments = tuple(dict.fromkeys((*oa.departments, *depts)))  # e.g. red adds the task force
-                oa.revision += 1
-                out.alerts.append(self._alert(ev, st, oa, why))
+            up = LEVELS.index(hit.level) > LEVELS.index(oa.lc.level)
+            if up:
+                oa.title = hit.title
+            rev = oa.lc.revision
+            notes = lc.observe(oa.lc, t, max(score, lc.policy.hysteresis.enter), level=hit.level if up else None,
+                               departments=depts if up else None, silences=self.silences)
+            self._publish(ev.entity_id, ev.event_id, st, out, oa, why, notes, rev)
             return
         episode = st.episodes.get(fp, 0) + 1
         st.episodes[fp] = episode
         alert_id = hashlib.blake2b(f"{fp}#{episode}".encode(), digest_size=10).hexdigest()
+        # a confirmed rule (several hits), an inspection finding, a complaint or a video detection is a
+        # fact: it fires at once; a single reading or a model score waits out the pending period
+        immediate = hit.confirm > 1 or not isinstance(ev, SensorReading) and not hit.rule.startswith("model.")
+        lst, notes = lc.open(alert_id, ev.entity_id, hit.rule, item_id, hit.level, depts, at=t,
+                             score=max(score, lc.policy.hysteresis.enter), title=hit.title,
+                             entity_name=st.name or ev.entity_id, silences=self.silences, immediate=immediate)
         oa = OpenAlert(alert_id=alert_id, fingerprint=fp, rule=hit.rule, item_id=item_id, level=hit.level,
-                       status="firing", revision=1, first_seen=t, last_seen=t, title=hit.title,
-                       departments=depts, score=_level_score(hit.level))
+                       status=lst.status, revision=0, first_seen=t, last_seen=t, title=hit.title,
+                       departments=depts, score=score, lc=lst)
         st.alerts[fp] = oa
-        out.alerts.append(self._alert(ev, st, oa, why))
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, why, notes, 0)
 
     def _ok(self, ev: SensorReading, st: EntityState, out: Outcome, rule: str) -> None:
-        for oa in st.alerts.values():
+        for oa in list(st.alerts.values()):
             if oa.rule == rule and oa.status not in ("resolved", "closed"):
                 oa.ok_streak += 1
                 if oa.ok_streak >= RESOLVE_AFTER_OK:
-                    self._transition(ev, st, out, oa, "resolved")
+                    self._clear(ev, st, out, oa)
 
-    def _transition(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, to: str) -> None:
-        oa.status = to
-        oa.revision += 1
+    def _clear(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
+        """The alert's condition no longer holds (in-limit readings, a clean inspection, low risk)."""
         oa.last_seen = max(oa.last_seen, ev.occurred_at.timestamp())
-        out.alerts.append(self._alert(ev, st, oa, []))
+        rev = oa.lc.revision
+        notes = self.lifecycle.observe(oa.lc, ev.occurred_at, 0.0, silences=self.silences)
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, [], notes, rev)
 
-    def _alert(self, ev: Event, st: EntityState, oa: OpenAlert, why: list[Contribution]) -> Alert:
+    def tick(self, entity_id: str, st: EntityState, now: float) -> Outcome:
+        """Time passing without events: pending alerts fire, overdue ones are urged and escalated,
+        resolved ones close after their grace period (closed ones leave the state). The app calls it
+        for every entity with alerts, from a timer, with its clock (wall or stream time)."""
+        out = Outcome()
+        for fp, oa in list(st.alerts.items()):
+            rev = oa.lc.revision
+            notes = self.lifecycle.tick(oa.lc, now, self.silences)
+            self._publish(entity_id, "timer", st, out, oa, [], notes, rev, at=now)
+            if oa.lc.status == "closed":
+                del st.alerts[fp]
+        return out
+
+    def _publish(self, entity_id: str, source: str, st: EntityState, out: Outcome, oa: OpenAlert,
+                 why: list[Contribution], notes: list[Notification], rev_before: int, force: bool = False,
+                 at: float | None = None) -> None:
+        """After a lifecycle step: record its transitions, and one alert revision per notification
+        (sent to the notification's departments) or, without one, a state update for alerts.all."""
+        lc = oa.lc
+        oa.status, oa.level, oa.departments = lc.status, lc.level, tuple(lc.departments)
+        new = lc.revision - rev_before
+        if new <= 0 and not notes and not force:
+            return
+        if new > 0:
+            for i, tr in enumerate(lc.transitions[-new:] if new <= len(lc.transitions) else lc.transitions):
+                out.transitions.append({
+                    "alert_id": lc.alert_id, "seq": lc.revision - min(new, len(lc.transitions)) + i + 1,
+                    "entity_id": entity_id, "at": _dt(tr.at), "kind": tr.kind, "from_status": tr.from_status,
+                    "to_status": tr.to_status, "actor": tr.actor, "comment": tr.comment})
+        for n in notes or [None]:
+            oa.revision += 1
+            out.alerts.append(self._alert(entity_id, source, st, oa, why, n, at))
+
+    def _alert(self, entity_id: str, source: str, st: EntityState, oa: OpenAlert, why: list[Contribution],
+               note: Notification | None = None, at: float | None = None) -> Alert:
         item = self.catalog.items.get(oa.item_id) if oa.item_id else None
+        lc = oa.lc
         level = Level(oa.level)
-        name = st.name or ev.entity_id
-        status_zh = {"firing": "预警", "acknowledged": "已签收", "disposing": "处置中", "resolved": "已解除"}.get(oa.status, oa.status)
+        name = st.name or entity_id
+        status_zh = {"pending": "待定", "firing": "预警", "acknowledged": "已签收", "disposing": "处置中",
+                     "resolved": "已解除", "closed": "已关闭"}.get(oa.status, oa.status)
+        message = note.text_zh if note is not None else (
+            f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
+            + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""))
+        is_open = oa.status in ("firing", "acknowledged", "disposing")
         return Alert(
-            alert_id=oa.alert_id, revision=oa.revision, fingerprint=oa.fingerprint, entity_id=ev.entity_id,
+            alert_id=oa.alert_id, revision=oa.revision, fingerprint=oa.fingerprint, entity_id=entity_id,
             entity_name=name, entity_kind=st.kind, township=st.township, item_id=oa.item_id,
             item_name=item.name if item else "待专班研判", rule=oa.rule, level=level, level_zh=level.zh,
-            status=AlertStatus(oa.status), score=oa.score, title=oa.title,
-            message=f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
-                    + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""),
-            explanation=why, lead_department=oa.departments[0], departments=list(oa.departments),
-            first_seen=_dt(oa.first_seen), last_seen=_dt(oa.last_seen), updated_at=_dt(self.clock()),
-            source_event_id=ev.event_id,
+            status=AlertStatus(oa.status), score=min(100.0, max(0.0, oa.score)), title=oa.title,
+            message=message, explanation=why, lead_department=oa.departments[0], departments=list(oa.departments),
+            first_seen=_dt(oa.first_seen), last_seen=_dt(oa.last_seen),
+            updated_at=_dt(at if at is not None else self.clock()), source_event_id=source,
+            notification=note.kind if note is not None else None,
+            recipients=list(note.departments) if note is not None else [],
+            ack_due=_dt(lc.ack_due) if is_open and lc.ack_due else None,
+            dispose_due=_dt(lc.dispose_due) if is_open and lc.dispose_due else None,
+            flapping=lc.flapping,
         )
 
 

@@ -55,6 +55,7 @@ class OpenAlert:
     hits: int = 1
     ok_streak: int = 0
     score: float = 0.0
+    lc: object = None  # riskwatch.lifecycle.AlertLifecycle: status, deadlines, feedback, history
 
 
 @dataclass(slots=True)

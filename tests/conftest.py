@@ -15,7 +15,7 @@ import pytest
 
 from riskwatch.broker import Broker
 from riskwatch.catalog import load_catalog
-from riskwatch.runner import WorkerProcess, consumer_lag, wait_for
+from riskwatch.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
 from streams import topics as T
 
@@ -69,7 +69,12 @@ class Pipeline:
 
     def wait_consumed(self, timeout: float = 120.0, topics: list[str] | None = None) -> None:
         names = [self.settings.topic(t) for t in (topics or [*T.INPUT_TOPICS, T.ALERTS_ALL, T.DEADLETTER])]
-        wait_for(lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5)
+        try:
+            wait_for(lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5)
+        except WaitTimeout:
+            for w in self.workers:  # leave every task's stack in the worker logs for the post-mortem
+                w.dump_stacks()
+            raise
 
     def read_topic(self, topic: str, timeout: float = 10.0) -> list[tuple[bytes | None, bytes]]:
         """Every message currently in a topic (from the beginning), as (key, value)."""

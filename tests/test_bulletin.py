@@ -182,7 +182,7 @@ def test_cjk_glyphs_render(report, tmp_path):
         pytest.fail(f"no CJK TrueType font on this machine: {B.APT_HINT}")
     # a text-only bulletin page: same content, charts replaced by blank images
     b = B.summarize([], "week", END - timedelta(days=7), END, catalog=CATALOG, as_of=AS_OF)
-    blank = B.make_charts(b, None)
+    blank = B.make_charts(b, font)
     with_font = B.render_pdf(b, blank, tmp_path / "with.pdf", font)
     without = B.render_pdf(b, blank, tmp_path / "without.pdf", None, font_name="Helvetica")
     _, a = _render(with_font)

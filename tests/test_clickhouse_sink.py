@@ -17,6 +17,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from riskwatch.catalog import load_catalog
 from riskwatch.settings import Settings
 from schemas.events import (
+    AlertTransition,
     Alert,
     Complaint,
     Contribution,
@@ -116,7 +117,7 @@ def test_url_helpers():
 def test_migrations_are_idempotent(writer, raw):
     assert migrate(raw, DB) == []  # the writer already applied them
     assert migrate(raw, DB) == []
-    assert raw.query(f"SELECT version FROM {DB}.schema_migrations FINAL").result_rows == [(m.version,) for m in MIGRATIONS]
+    assert raw.query(f"SELECT version FROM {DB}.schema_migrations FINAL ORDER BY version").result_rows == [(m.version,) for m in MIGRATIONS]
     tables = dict(
         ((name, (engine, key, comment)) for name, engine, key, comment in raw.query(
             "SELECT name, engine, sorting_key, comment FROM system.tables WHERE database = {db:String}", parameters={"db": DB}
@@ -187,12 +188,17 @@ def test_alerts_final_gives_latest_revision(writer):
     _, rows = writer.query(f"SELECT revision, status, level, departments, explanation_signals FROM {DB}.alerts FINAL WHERE alert_id = 'al-final'")
     assert rows == [(3, "disposing", "red", ["amr", "health"], ["sensor.cold_chain_temp"])]
 
-    history = [R.transition_row(None, revisions[1]), R.transition_row(revisions[1], revisions[2], actor="amr"),
-               R.transition_row(revisions[2], revisions[2])]  # fmt: skip
-    assert history[2] is None  # no status change, no transition
-    writer.write_sync("alert_history", [h for h in history if h] * 2)
-    _, rows = writer.query(f"SELECT from_status, to_status, actor FROM {DB}.alert_history FINAL WHERE alert_id = 'al-final' ORDER BY at")
-    assert rows == [("", "firing", "riskwatch"), ("firing", "acknowledged", "amr")]
+    tr = lambda seq, minutes, frm, to, actor, kind="status": AlertTransition(  # noqa: E731
+        alert_id="al-final", seq=seq, entity_id="E1", at=T0 + timedelta(minutes=minutes), kind=kind,
+        from_status=frm, to_status=to, actor=actor, comment="电话13812345678联系店主")
+    history = [tr(1, 0, "", "firing", "detector"), tr(2, 5, "firing", "firing", "amr", "feedback"),
+               tr(3, 5, "firing", "acknowledged", "amr"), tr(4, 5, "acknowledged", "acknowledged", "health", "feedback")]
+    writer.write_sync("alert_history", [R.transition_row(t) for t in history] * 2)  # a replay adds nothing
+    _, rows = writer.query(f"SELECT seq, kind, to_status, actor, comment FROM {DB}.alert_history FINAL "
+                           "WHERE alert_id = 'al-final' ORDER BY seq")
+    assert [r[:4] for r in rows] == [(1, "status", "firing", "detector"), (2, "feedback", "firing", "amr"),
+                                     (3, "status", "acknowledged", "amr"), (4, "feedback", "acknowledged", "health")]
+    assert "13812345678" not in rows[0][4]  # free text is masked
 
 
 def test_registry_and_risk_scores(writer):

@@ -116,7 +116,7 @@ def test_feedback_from_a_non_receiver_is_refused_with_reason():
     assert alert.departments == ["amr", "medinsure"]
     bad = DEC.decode("events.feedback", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police")))
     out = PROC.process(bad, st_, ("events.feedback", 0, 2))
-    assert out.rejected and "'police' is not a receiver" in out.rejected
+    assert out.rejected and "police" in out.rejected and "not a receiver" in out.rejected
     good = DEC.decode("events.feedback", 0, 3, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "medinsure")))
     out = PROC.process(good, st_, ("events.feedback", 0, 3))
     assert not out.rejected and out.alerts[0].status == "acknowledged"

@@ -3,6 +3,10 @@
 Mounted by the main CLI as ``app.add_typer(simulator.cli.app, name="simulate")``; the options are
 on the callback, so ``riskwatch simulate --days 1 --duration 120`` runs it. Topics are NOT created
 here: the worker creates them at start-up (or ``riskwatch topics create``).
+
+``riskwatch simulate departments`` plays the other side: it reads ``alerts.all`` and answers as the
+receiving departments on ``events.feedback`` (:mod:`riskwatch.simulator.departments`), in
+simulated time, until no alert has come for ``--idle-seconds``.
 """
 
 from __future__ import annotations
@@ -191,6 +195,7 @@ def run_simulation(
 
 @app.callback(invoke_without_command=True)
 def run(
+    ctx: typer.Context,
     bootstrap: str | None = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"),
     topic_prefix: str | None = typer.Option(None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: settings sim_seed, 7)"),
@@ -208,6 +213,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
 ) -> None:
     """Generate the county's events (as fast as possible by default) and send them to Kafka."""
+    if ctx.invoked_subcommand is not None:
+        return  # e.g. `riskwatch simulate departments`: the options above belong to the event simulation
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -284,4 +291,178 @@ def run(
     console.print(table)
     console.print(f"ground truth: {truth_path} ({s['incidents']} incidents, {s['bad_messages']} malformed messages)")
     if isinstance(sink, KafkaSink) and sink.errors:
+        raise typer.Exit(1)
+
+
+# --- the departments ------------------------------------------------------------------------------
+def play_departments(
+    player: Any,
+    settings: Any,
+    idle_seconds: float = 20.0,
+    progress: Callable[[dict], None] | None = None,
+    progress_every: float = 2.0,
+) -> dict:
+    """Consume ``alerts.all`` from the beginning, answer as the departments, stop when idle.
+
+    Simulated "now" is the latest ``last_seen`` among the alerts read; feedback due by then is
+    produced to ``events.feedback`` keyed by ``entity_id``. After ``idle_seconds`` real seconds
+    without an alert message, what is still scheduled up to the wall clock is produced as well
+    (feedback dated later would be in the future); the rest stays pending. Returns the player's
+    summary plus ``bad_alerts`` / ``send_errors`` / ``sim_now``.
+    """
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.structs import TopicPartition
+    from pydantic import ValidationError
+
+    from schemas.events import Alert
+
+    kw = settings.kafka_kwargs()
+    topic_in, topic_out = settings.topic("alerts.all"), settings.topic("events.feedback")
+    consumer = KafkaConsumer(**kw, client_id="riskwatch-departments", group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", allow_auto_create_topics=False)
+    producer = KafkaProducer(**kw, client_id="riskwatch-departments", acks="all", linger_ms=20,
+                             allow_auto_create_topics=False)
+    errors: Counter[str] = Counter()
+    bad = 0
+    now: datetime | None = None
+    last_new = time.monotonic()
+
+    def send(fb: dict) -> None:
+        producer.send(topic_out, key=fb["entity_id"].encode(), value=orjson.dumps(fb)).add_errback(
+            lambda e: errors.update([type(e).__name__]))
+
+    def report(final: bool = False) -> None:
+        if progress:
+            progress({**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad, "final": final})
+
+    try:
+        parts: set[int] = set()
+        while not parts:  # the worker creates the topics at start-up; wait for it as long as for alerts
+            parts = consumer.partitions_for_topic(topic_in)
+            if not parts:
+                if time.monotonic() - last_new >= idle_seconds:
+                    raise SystemExit(f"riskwatch simulate departments: topic {topic_in} does not exist on "
+                                     f"{settings.kafka_bootstrap} (start the worker or `riskwatch topics create`)")
+                time.sleep(0.5)
+        if not consumer.partitions_for_topic(topic_out):
+            raise SystemExit(f"riskwatch simulate departments: topic {topic_out} does not exist on {settings.kafka_bootstrap}")
+        tps = [TopicPartition(topic_in, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        last_new = next_report = time.monotonic()
+        while True:
+            got = False
+            for recs in consumer.poll(timeout_ms=250, max_records=5000).values():
+                for r in recs:
+                    got = True
+                    try:
+                        a = Alert.model_validate_json(r.value)
+                    except (ValidationError, ValueError):
+                        bad += 1
+                        continue
+                    player.on_alert(a)
+                    if now is None or a.last_seen > now:
+                        now = a.last_seen
+            t = time.monotonic()
+            if got:
+                last_new = t
+            if now is not None:
+                for fb in player.due(now):
+                    send(fb)
+            if t >= next_report:
+                report()
+                next_report = t + progress_every
+            if not got and t - last_new >= idle_seconds:
+                break
+        for fb in player.drain(until=datetime.now(CST)):
+            send(fb)
+        producer.flush(timeout=60)
+    finally:
+        consumer.close()
+        producer.close(timeout=10)
+    report(final=True)
+    return {**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad,
+            "send_errors": dict(errors)}
+
+
+@app.command("departments")
+def departments(
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: settings sim_seed, 7)"),
+    idle_seconds: float = typer.Option(20.0, "--idle-seconds", min=0.1, help="Stop after this many real seconds without a new alert"),
+    late_rate: float = typer.Option(0.15, "--late-rate", min=0.0, max=1.0, help="Share of receiving departments that answer after the acknowledgement deadline"),
+    silent_rate: float = typer.Option(0.05, "--silent-rate", min=0.0, max=1.0, help="Share of receiving departments that never answer"),
+    unauthorised_rate: float = typer.Option(0.02, "--unauthorised-rate", min=0.0, max=1.0, help="Share of alerts that also get feedback from a department that is not a receiver (→ dead letters)"),
+    not_ours_rate: float = typer.Option(0.05, "--not-ours-rate", min=0.0, max=1.0, help="Share of alerts where one cooperating department answers not_ours"),
+    bootstrap: str | None = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"),
+    topic_prefix: str | None = typer.Option(None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"),
+    truth: Path | None = typer.Option(None, "--truth", help="Also write the departments' ground truth here (JSONL, one planned response per line)"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output"),
+) -> None:
+    """Play the departments: read alerts.all, answer on events.feedback (签收, 处置, 非本部门职责, late or never).
+
+    Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of lifecycle.yaml).
+    Prints the counts as one JSON object on stdout at the end.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from riskwatch.settings import load_settings
+    from riskwatch.simulator.departments import DepartmentPlayer
+
+    settings = load_settings()
+    overrides: dict[str, Any] = {}
+    if bootstrap:
+        overrides["kafka_bootstrap"] = bootstrap
+    if topic_prefix is not None:
+        overrides["topic_prefix"] = topic_prefix
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    seed = settings.sim_seed if seed is None else seed
+    console = Console(stderr=True)
+    try:
+        player = DepartmentPlayer(seed=seed, late_rate=late_rate, silent_rate=silent_rate,
+                                  unauthorised_rate=unauthorised_rate, not_ours_rate=not_ours_rate)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if not quiet:
+        console.print(f"[bold]riskwatch simulate departments[/] seed={seed} {settings.topic('alerts.all')} → "
+                      f"{settings.topic('events.feedback')} on {settings.kafka_bootstrap} "
+                      f"(late {late_rate:.0%}, silent {silent_rate:.0%}, unauthorised {unauthorised_rate:.0%}); "
+                      f"stops after {idle_seconds:g}s without alerts")
+
+    def tick(s: dict) -> None:
+        if quiet or s["final"]:
+            return
+        fb = ", ".join(f"{k}={v}" for k, v in s["feedback"].items()) or "none yet"
+        console.print(f"departments: {s['alerts']:,} alert revisions read, sim now {s['sim_now'] or '-'}; "
+                      f"feedback sent {s['sent']:,} ({fb}), {s['pending']:,} scheduled")
+
+    try:
+        res = play_departments(player, settings, idle_seconds=idle_seconds, progress=tick)
+    except KeyboardInterrupt:
+        res = {**player.summary(), "interrupted": True}
+    if truth is not None:
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        truth.write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in player.truth()))
+    if not quiet:
+        table = Table(title="riskwatch simulate departments: summary")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        table.add_row("alert revisions read", f"{res['alerts']:,}")
+        for k, v in res["feedback"].items():
+            table.add_row(f"feedback {k}", f"{v:,}")
+        table.add_row("late (after the acknowledgement deadline)", f"{res['late']:,}")
+        table.add_row("never answering", f"{res['never']:,}")
+        table.add_row("[red]unauthorised (not a receiver)[/]", f"{res['unauthorised']:,}")
+        table.add_row("cancelled (alert resolved first)", f"{res['cancelled']:,}")
+        table.add_row("still scheduled (after now)", f"{res['pending']:,}")
+        if res.get("bad_alerts"):
+            table.add_row("[red]unreadable alert messages[/]", f"{res['bad_alerts']:,}")
+        if res.get("send_errors"):
+            table.add_row("[red]send errors[/]", ", ".join(f"{k}={v}" for k, v in res["send_errors"].items()))
+        console.print(table)
+        if truth is not None:
+            console.print(f"ground truth: {truth}")
+    typer.echo(orjson.dumps(res).decode())
+    if res.get("send_errors"):
         raise typer.Exit(1)

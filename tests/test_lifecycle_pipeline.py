@@ -1,0 +1,93 @@
+"""The alert life cycle in the running worker (real broker, real ClickHouse engine): firing,
+refused feedback, urging and escalation after deadlines, acknowledgement, disposal, resolution,
+and the audit trail on ``alerts.events`` and in ``alert_history``.
+
+The worker runs with ``lifecycle_clock=event`` (deadlines follow the events' own time), so the test
+moves time forward by sending events, never by sleeping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+
+from riskwatch.runner import wait_for
+from tests import factories as F
+
+T0 = F.BASE
+
+
+def _msgs(p, topic: str) -> list[dict]:
+    return [orjson.loads(v) for _, v in p.read_topic(topic)]
+
+
+def _advance(p, minutes: float) -> None:
+    """Move the worker's event clock: an in-limit reading of another entity at T0 + minutes."""
+    p.send("events.sensor", F.sensor("E-clock", 0.8, channel="boiler_pressure", at=T0 + timedelta(minutes=minutes)))
+    p.flush()
+
+
+def _feedback(p, alert_id: str, dept: str, status: str, minutes: float) -> None:
+    fb = F.feedback("E-boil", alert_id, dept, status)
+    fb["occurred_at"] = (T0 + timedelta(minutes=minutes)).isoformat()
+    p.send("events.feedback", fb)
+    p.flush()
+
+
+def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
+    p = pipeline
+    w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
+    for e in ("E-boil", "E-clock"):
+        p.send("events.registry", F.registered(e, kind="special_equipment", name="舞阳县鑫源热力有限公司"))
+    p.flush()
+    p.wait_consumed()
+
+    # boiler over pressure: red, special equipment (item deadlines: acknowledge within 1 h)
+    p.send("events.sensor", F.sensor("E-boil", 1.6, channel="boiler_pressure", at=T0))
+    p.flush()
+    firing = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert")
+    a = firing[0]
+    aid, receivers = a["alert_id"], a["departments"]
+    assert a["level"] == "red" and a["status"] == "firing" and set(a["recipients"]) == set(receivers)
+    assert "taskforce" in receivers and "medinsure" not in receivers
+    assert a["ack_due"] is not None
+
+    # feedback from a department that is not a receiver → dead letter with the reason
+    _feedback(p, aid, "medinsure", "acknowledged", 10)
+    dead = wait_for(lambda: [d for d in _msgs(p, "deadletter") if d["topic"].endswith("events.feedback")], 60, "refused feedback")
+    assert "medinsure" in dead[0]["error"] and "not a receiver" in dead[0]["error"]
+
+    # the lead acknowledges in time; the others do not
+    _feedback(p, aid, "amr", "acknowledged", 20)
+    _advance(p, 61)  # past the 1 h acknowledgement deadline
+    urges = wait_for(lambda: [x for x in _msgs(p, "alerts.all") if x["notification"] == "urge"], 60, "an urging notice")
+    assert set(urges[0]["recipients"]) == set(receivers) - {"amr"}  # only those who did not respond
+    assert all(any(x["notification"] == "urge" for x in _msgs(p, f"alerts.{d}")) for d in urges[0]["recipients"])
+    assert not any(x["notification"] == "urge" for x in _msgs(p, "alerts.amr"))
+
+    _advance(p, 60 * 6)  # still no answer from them: escalation to the task-force office
+    esc = wait_for(lambda: [x for x in _msgs(p, "alerts.taskforce") if x["notification"] == "escalate"], 60, "an escalation")
+    assert esc[0]["recipients"] == ["taskforce"] and "督办" in esc[0]["message"]
+
+    # the lead disposes: resolved (resolve_on_disposed: lead), every receiver is told at once
+    _feedback(p, aid, "amr", "in_progress", 60 * 6 + 10)
+    _feedback(p, aid, "amr", "disposed", 60 * 7)
+    resolved = wait_for(lambda: [x for x in _msgs(p, "alerts.all") if x["notification"] == "resolved"], 60, "the resolution")
+    assert resolved[0]["status"] == "resolved" and set(resolved[0]["recipients"]) == set(receivers)
+
+    # the audit trail: alerts.events, one seq per transition, and the same in ClickHouse
+    events = [e for e in _msgs(p, "alerts.events") if e["alert_id"] == aid]
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    statuses = [e["to_status"] for e in events if e["kind"] == "status"]
+    assert statuses == ["pending", "firing", "acknowledged", "disposing", "resolved"]
+    assert [e["actor"] for e in events if e["kind"] == "feedback"] == ["amr", "amr", "amr"]
+    assert any(e["kind"] == "reminder" for e in events)
+    p.wait_consumed()
+    rows = wait_for(lambda: (r := w.query(f"SELECT seq, kind, to_status, actor FROM riskwatch.alert_history FINAL "
+                                          f"WHERE alert_id = '{aid}' ORDER BY seq")) and len(r) == len(events) and r,
+                    60, "the history in ClickHouse")
+    assert [(r["seq"], r["kind"], r["to_status"], r["actor"]) for r in rows] == \
+        [(e["seq"], e["kind"], e["to_status"], e["actor"]) for e in events]
+    final = w.query(f"SELECT status, notification FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")
+    assert final == [{"status": "resolved", "notification": "resolved"}]
