@@ -182,6 +182,9 @@ def _mount_optional() -> None:
     app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: build JSON, provision a Grafana.")
     app.add_typer(route_app, name="route", help="Alert routing to departments.")
     app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
+    from riskwatch.silence_cli import app as silence_app
+
+    app.add_typer(silence_app, name="silence")
     try:
         from riskwatch.simulator.cli import app as sim_app
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
 
+    # --- Fault injection -----------------------------------------------------------------------
+    fault_clickhouse_down_file: Path | None = Field(
+        None, description="Drills/tests: while this file exists, every ClickHouse insert fails as if the server were unreachable")
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap(cls, v: str) -> str:
@@ -85,6 +89,11 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port], got {v!r}")
         return v
+
+    @field_validator("fault_clickhouse_down_file", mode="before")
+    @classmethod
+    def _unset_path(cls, v):  # RISKWATCH_FAULT_CLICKHOUSE_DOWN_FILE="" or "None" means unset, not "." / "./None"
+        return None if isinstance(v, str) and v.strip() in ("", "None") else v
 
     @field_validator("clickhouse_url")
     @classmethod

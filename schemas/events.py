@@ -24,11 +24,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -353,6 +355,33 @@ class AlertTransition(BaseModel):
     actor: str = Field(description="Department code, 'detector', 'system', 'router' or a user")
     comment: str = ""
     topic: ClassVar[str] = "alerts.events"
+
+
+class SilenceSpec(BaseModel):
+    """A silence / maintenance window (静默期) on ``control.silences``, keyed by ``silence_id``.
+
+    Alerts matching every given matcher still change state and are recorded, but send no
+    notification until ``ends_at``; then, if still open, one ``silence_expired`` notice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    silence_id: Id
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    entity_id: Id | None = Field(None, description="Only this entity (None: any)")
+    item_id: int | None = Field(None, ge=1, description="Only alerts of this supervision item (None: any)")
+    rule: str | None = Field(None, max_length=200, description="Glob on the detector/rule code, e.g. rule.sensor.*")
+    created_by: str = Field(..., min_length=1, max_length=64, description="Who set it (department code or user)")
+    comment: str = Field("", max_length=500)
+    topic: ClassVar[str] = "control.silences"
+
+    @model_validator(mode="after")
+    def _window(self) -> "SilenceSpec":
+        if self.ends_at <= self.starts_at:
+            raise ValueError(f"ends_at ({self.ends_at.isoformat()}) must be after starts_at ({self.starts_at.isoformat()})")
+        if self.entity_id is None and self.item_id is None and self.rule is None:
+            raise ValueError("a silence needs at least one matcher (entity_id, item_id or rule): silencing everything is refused")
+        return self
 
 
 class DeadLetter(BaseModel):

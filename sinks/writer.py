@@ -21,20 +21,32 @@ only :meth:`close` with a timeout gives up, failing the pending futures with
 :class:`WriterClosed` so their Kafka offsets are not committed and Kafka redelivers them. An
 insert that succeeded but whose acknowledgement was lost is re-sent; the ReplacingMergeTree keys
 make that duplicate vanish under ``FINAL``.
+
+Read-only queries (:meth:`query`, :meth:`aquery`: the worker's ``/query``) share the thread but
+are answered during a retry's back-off too, so analysts can still read while inserts are failing.
+
+Fault injection for drills and tests: with ``settings.fault_clickhouse_down_file`` set, every
+insert attempt made while that file exists fails with ``OperationalError`` (before touching
+ClickHouse), exactly as if the server were unreachable: the normal retry, back-off, logging and
+back-pressure path runs; reads keep working. Remove the file and the next retry stores the rows.
+Retries are counted in the Prometheus counter ``riskwatch_clickhouse_retries_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import OperationalError, ProgrammingError
+from prometheus_client import Counter as PCounter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from sinks import migrations
@@ -43,6 +55,10 @@ from sinks.query import run_read_query
 from sinks.rows import COLUMNS, event_rows
 
 log = logging.getLogger(__name__)
+
+RETRIES = PCounter("riskwatch_clickhouse_retries_total",
+                   "Failed ClickHouse attempts retried with back-off (rows wait, Kafka offsets are not committed)",
+                   ["operation"])
 
 
 class WriterClosed(RuntimeError):
@@ -118,6 +134,12 @@ class ClickHouseWriter:
         self._timer: threading.Thread | None = None
         self.rows_written = 0
         self.retries = 0
+        self._reads: deque = deque()  # (Future, sql, params, limit): answered in order, also during back-off
+        self._wake = threading.Event()  # a read arrived or the writer is closing: interrupts a back-off
+        self.fault_down_file = getattr(settings, "fault_clickhouse_down_file", None)
+        if self.fault_down_file is not None:
+            log.warning("fault injection enabled: every ClickHouse insert fails while %s exists "
+                        "(setting fault_clickhouse_down_file; drills and tests only)", self.fault_down_file)
 
     # --- life cycle ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -149,6 +171,7 @@ class ClickHouseWriter:
             except Exception:
                 break
         self._abort.set()
+        self._wake.set()
         self._executor.submit(self._close_clients)
         self._executor.shutdown(wait=True)
         if self._timer is not None:
@@ -234,10 +257,18 @@ class ClickHouseWriter:
     # --- reads -----------------------------------------------------------------------------------
     def query(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
         """Run a read-only query (gate + ``readonly=1``) on the writer thread; ``(columns, rows)``."""
-        return self._executor.submit(self._query, sql, params, limit).result()
+        return self._submit_read(sql, params, limit).result()
 
     async def aquery(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
-        return await asyncio.wrap_future(self._executor.submit(self._query, sql, params, limit))
+        return await asyncio.wrap_future(self._submit_read(sql, params, limit))
+
+    def _submit_read(self, sql: str, params: dict | None, limit: int | None) -> Future:
+        """Queue a read for the writer thread: run in turn, or at once if an insert is backing off."""
+        fut: Future = Future()
+        self._reads.append((fut, sql, params, limit))
+        self._wake.set()
+        self._executor.submit(self._run_reads)
+        return fut
 
     # --- internals (writer thread) -----------------------------------------------------------------
     def _write_client(self) -> Any:
@@ -255,6 +286,19 @@ class ClickHouseWriter:
             self._write_client()  # the schema exists before the first read
             self._read_client = self._factory()  # own handle/session: read settings never touch writes
         return run_read_query(self._read_client, sql, params, limit=limit)
+
+    def _run_reads(self) -> None:  # writer thread
+        while True:
+            try:
+                fut, sql, params, limit = self._reads.popleft()
+            except IndexError:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(self._query(sql, params, limit))
+            except BaseException as e:  # noqa: BLE001 — the reader gets the error
+                fut.set_exception(e)
 
     def _close_clients(self) -> None:
         for c in (self._read_client, self._client):
@@ -286,6 +330,10 @@ class ClickHouseWriter:
             f.set_result(n)
 
     def _insert(self, table: str, rows: list) -> None:
+        f = self.fault_down_file
+        if f is not None and os.path.exists(f):
+            raise OperationalError(f"simulated outage: fault-injection file {f} exists (fault_clickhouse_down_file); "
+                                   "remove it to let inserts through")
         self._write_client().insert(
             table, rows, column_names=COLUMNS[table], database=self.database, settings=self.insert_settings
         )
@@ -302,8 +350,17 @@ class ClickHouseWriter:
         return retrying(fn, *args)
 
     def _sleep(self, seconds: float) -> None:
-        if self._abort.wait(seconds):
-            raise WriterClosed("ClickHouseWriter closed while retrying; rows not inserted")
+        """Back off for ``seconds``, answering reads that arrive meanwhile (the thread is idle)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._run_reads()
+            if self._abort.is_set():
+                raise WriterClosed("ClickHouseWriter closed while retrying; rows not inserted")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._wake.clear()
 
     def _log_retry(self, what: str, state: RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
@@ -317,6 +374,7 @@ class ClickHouseWriter:
         else:
             msg = f"ClickHouse at {where} refused {what} ({type(err).__name__}: {detail}); retry {state.attempt_number} in {wait:.1f}s — if it repeats: is the disk full, did migrations run, do sinks/rows.py and the table agree?"
         self.retries += 1
+        RETRIES.labels("connect" if what == "connect" else "insert").inc()
         log.warning(msg)
         if self._on_retry is not None:
             try:

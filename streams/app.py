@@ -44,6 +44,7 @@ from sinks.writer import ClickHouseWriter
 from streams import topics as T
 from streams.ingest import Decoder
 from streams.processor import Processor
+from streams.silences import SilenceBoard, follow as follow_silences
 from streams.state import EntityState
 
 log = logging.getLogger("riskwatch.worker")
@@ -120,6 +121,19 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
+    silences = SilenceBoard()
+
+    @app.task
+    async def silence_reader():
+        """Every worker follows all of control.silences (maintenance windows apply to any entity)."""
+        while True:
+            try:
+                await follow_silences(settings, tp(T.SILENCES), silences)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - keep following; the broker may be restarting
+                log.warning("silences: reading %s failed (%s); retrying in 5 s", tp(T.SILENCES), e)
+                await asyncio.sleep(5)
     # The batch agent and the timers (deadlines, eviction) change entity states; they take turns.
     state_lock = asyncio.Lock()
     alert_keys: set[bytes] = set()  # entities with alerts in their state: what the deadline timer visits
@@ -151,6 +165,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     async def _entity_batch(batch):
             t0 = time.perf_counter()
+            processor.silences = silences.active()
             states: dict[bytes, EntityState] = {}
             event_rows: dict[str, list] = {}
             sends: list[tuple] = []
@@ -262,6 +277,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         if not now:
             return
         sends: list[tuple] = []
+        processor.silences = silences.active()
         async with state_lock:
             ticks[0] += 1
             if ticks[0] % 20 == 1:  # after a start or a rebalance the index is rebuilt from the table

@@ -13,6 +13,8 @@ Output topics::
     peer.signals    complaint/video counts of an entity's kind and township; the ``peers`` agent
                     re-keys them by group (Faust ``group_by``), so group state is never shared
     deadletter      refused input: original bytes, where it came from, and why
+    control.silences  silences / maintenance windows (compacted, one partition, read in full by
+                    every worker; ``riskwatch silence add|list|end``)
 
 All input topics have the same partition count so that partition *n* of every input topic (and
 of every per-entity state table) lands on the same worker: partitions are the unit of scale-out.
@@ -33,6 +35,7 @@ ALERTS_ALL = "alerts.all"
 ALERT_EVENTS = "alerts.events"
 NOTICES = "notices"
 DEADLETTER = "deadletter"
+SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 
 
@@ -41,7 +44,7 @@ def dept_topic(code: str) -> str:
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS]
+    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
     # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the
@@ -72,7 +75,10 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
         missing = [t for t in wanted if t not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(t, settings.partitions, settings.replication) for t in missing])
+                compact = {settings.topic(SILENCES)}  # the latest spec per silence_id is the truth
+                admin.create_topics([NewTopic(t, 1 if t in compact else settings.partitions, settings.replication,
+                                              topic_configs={"cleanup.policy": "compact"} if t in compact else {})
+                                     for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another worker raced us
         inputs = [settings.topic(t) for t in INPUT_TOPICS]

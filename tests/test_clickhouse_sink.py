@@ -289,6 +289,33 @@ def test_unreachable_server_is_retried_and_never_acknowledged(settings):
         fut.result(timeout=5)
 
 
+def test_fault_file_fails_inserts_reads_still_answer_then_rows_land_once(settings, raw, tmp_path):
+    down = tmp_path / "ch-down"
+    down.touch()
+    retries: list[RetryInfo] = []
+    backing_off = threading.Event()
+    on_retry = lambda info: (retries.append(info), backing_off.set())  # noqa: E731
+    s = settings.model_copy(update={"fault_clickhouse_down_file": down})
+    w = ClickHouseWriter(s, on_retry=on_retry, retry_initial_seconds=2.0, retry_max_seconds=2.0)
+    rows = [R.sensor_row(SensorReading(event_id=f"fault-{i}", entity_id="ent-fault", occurred_at=T0, source="t",
+                                       device_id="d", channel="storage_temp", value=i, unit="C")) for i in range(20)]  # fmt: skip
+    try:
+        w.open()  # connecting is not an insert: unaffected
+        fut = w.submit("events_sensor", rows)
+        assert backing_off.wait(timeout=15), "the writer did not retry"
+        assert "simulated outage" in retries[0].message and str(down) in retries[0].message
+        assert "ClickHouse unreachable" in retries[0].message
+        # the writer thread is in a 2 s back-off: a read is answered meanwhile, not after it
+        sql = f"SELECT count() FROM {DB}.events_sensor WHERE entity_id = 'ent-fault'"
+        assert asyncio.run(asyncio.wait_for(w.aquery(sql), 1.0))[1] == [(0,)]
+        assert not fut.done()
+        down.unlink()
+        assert fut.result(timeout=15) == 20
+    finally:
+        w.close(timeout=10)
+    assert count(raw, "events_sensor", "entity_id = 'ent-fault'", final=False) == 20
+
+
 def test_batches_flush_by_size_and_by_time(settings, url):
     clients: list[Recording] = []
     factory = lambda: clients.append(Recording(make_client(url))) or clients[-1]  # noqa: E731

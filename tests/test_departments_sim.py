@@ -209,14 +209,23 @@ def test_unauthorised_feedback_comes_from_non_receivers_and_is_marked():
     assert 5 <= p2.summary()["unauthorised"] <= 40
 
 
-def _replay(alert: dict, fbs: list[dict], until: datetime):
-    """The feedback through the real life-cycle engine, with ticks at every deadline (the pipeline's timer)."""
+def _fire(alert: dict):
+    """Open the alert in the real life-cycle engine at first_seen; it fires after its pending period.
+    Returns the engine state and the firing revision as the pipeline publishes it (with ack_due)."""
     a = Alert.model_validate(alert)
-    pending = LC.policy.pending_minutes[a.level.value] * 60
-    st, notes = LC.open(a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments,
-                        at=a.first_seen.timestamp() - pending, title=a.title)
-    notes += LC.tick(st, a.first_seen)  # fires at first_seen, as the alert says
-    assert st.status == "firing"
+    st, _ = LC.open(a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments, at=a.first_seen,
+                    title=a.title)
+    fired = a.first_seen + timedelta(minutes=LC.policy.pending_minutes[a.level.value])
+    notes = LC.tick(st, fired)
+    assert st.status == "firing" and st.fired_at == fired.timestamp()
+    rev = {**alert, "revision": 2, "last_seen": fired.isoformat(), "updated_at": fired.isoformat(),
+           "ack_due": datetime.fromtimestamp(st.ack_due, CST).isoformat(),
+           "dispose_due": datetime.fromtimestamp(st.dispose_due, CST).isoformat()}
+    return st, notes, rev
+
+
+def _replay(st, notes: list, fbs: list[dict], until: datetime):
+    """The feedback through the engine, with ticks at every deadline (the pipeline's timer)."""
     rejected: dict[str, str] = {}
 
     def advance(t: float) -> None:
@@ -228,6 +237,7 @@ def _replay(alert: dict, fbs: list[dict], until: datetime):
 
     for fb in fbs:
         t = ts(fb).timestamp()
+        assert t > st.fired_at  # nobody answers an alert before it was sent
         advance(t)
         if not st.is_open:
             break  # resolved: the player would have seen the revision and cancelled the rest
@@ -236,12 +246,19 @@ def _replay(alert: dict, fbs: list[dict], until: datetime):
             rejected[fb["event_id"]] = res.rejected
         notes.extend(res.notifications)
     advance(until.timestamp())
-    return st, notes, rejected
+    return notes, rejected
 
 
 def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_engine():
-    alerts = random_alerts(250, seed=7)
-    p, out = play(alerts, seed=8, unauthorised_rate=0.1)
+    """Alerts wait out their pending period in the engine; the player answers the firing revision
+    (which carries the engine's ack_due); the engine urges exactly the late and silent ones."""
+    fired = {a["alert_id"]: _fire(a) for a in random_alerts(250, seed=7)}
+    p = DepartmentPlayer(seed=8, unauthorised_rate=0.1)
+    for aid, (_, _, rev) in fired.items():
+        p.on_alert({**rev, "status": "pending", "revision": 1, "ack_due": None, "dispose_due": None})  # ignored
+        p.on_alert(rev)
+    assert p.summary()["ignored_revisions"] == len(fired)
+    out = p.drain()
     fbs = defaultdict(list)
     for fb in out:
         fbs[fb["alert_id"]].append(fb)
@@ -249,9 +266,10 @@ def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_en
     for x in p.truth():
         plans[x["alert_id"]].append(x)
     seen = Counter()
-    for a in alerts:
-        aid = a["alert_id"]
-        st, notes, rejected = _replay(a, fbs[aid], START + timedelta(days=60))
+    for aid, (st, notes, rev) in fired.items():
+        assert all(datetime.fromisoformat(x["ack_deadline"]).timestamp() == st.ack_due for x in plans[aid])
+        assert all(datetime.fromisoformat(x["anchor"]).timestamp() == st.fired_at for x in plans[aid])
+        notes, rejected = _replay(st, list(notes), fbs[aid], START + timedelta(days=60))
         urged = {d for n in notes if n.kind == "urge" for d in n.departments}
         kinds = {n.kind for n in notes}
         receivers = [x for x in plans[aid] if x["role"] != "outsider"]
@@ -349,17 +367,20 @@ def test_rates_are_checked(kw):
 
 
 # --- CLI --------------------------------------------------------------------------------------------------
-def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation():
+def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation(tmp_path):
     from typer.testing import CliRunner
 
     from riskwatch.simulator.cli import app
 
     res = CliRunner().invoke(app, ["--help"])
     assert res.exit_code == 0 and "departments" in res.output
-    res = CliRunner().invoke(app, ["departments", "--help"])
+    # were the callback to simulate anyway, these options keep it small and away from Kafka and var/
+    out, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
+    res = CliRunner().invoke(app, ["--out", str(out), "--truth", str(truth), "--days", "0.01", "--scale", "0.01",
+                                   "--quiet", "departments", "--help"])
     assert res.exit_code == 0, res.output
     assert "--late-rate" in res.output and "--idle-seconds" in res.output
-    assert "riskwatch simulate seed=" not in res.output  # the callback returned before simulating
+    assert not out.exists() and not truth.exists()  # the callback returned before simulating
 
 
 def test_cli_answers_the_alerts_of_a_real_broker(broker, tmp_path):

@@ -91,3 +91,40 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
         [(e["seq"], e["kind"], e["to_status"], e["actor"]) for e in events]
     final = w.query(f"SELECT status, notification FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")
     assert final == [{"status": "resolved", "notification": "resolved"}]
+
+
+def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from riskwatch.runner import settings_env
+
+    p = pipeline
+    w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
+    p.send("events.registry", F.registered("E-maint", kind="special_equipment", name="舞阳县热力公司二号锅炉房"))
+    p.send("events.registry", F.registered("E-clock", kind="special_equipment"))
+    p.flush()
+    p.wait_consumed()
+    env = {**__import__("os").environ, **settings_env(p.settings)}
+    r = subprocess.run([sys.executable, "-m", "riskwatch.cli", "silence", "add", "--entity", "E-maint", "--hours", "2",
+                        "--starts", T0.isoformat(), "--by", "amr", "--comment", "锅炉年检停机", "--id", "S-test"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    metrics = f"http://{w.settings.web_host}:{w.settings.web_port}/metrics"
+    wait_for(lambda: "riskwatch_silences_known 1.0" in urllib.request.urlopen(metrics, timeout=10).read().decode(),
+             30, "the worker to read the silence")
+
+    p.send("events.sensor", F.sensor("E-maint", 1.6, channel="boiler_pressure", at=T0 + timedelta(minutes=5)))
+    p.flush()
+    p.wait_consumed()
+    revs = wait_for(lambda: [a for a in _msgs(p, "alerts.all") if a["entity_id"] == "E-maint"], 60, "the alert's state")
+    assert revs[0]["status"] == "firing" and revs[0]["notification"] is None  # recorded, not notified
+    assert not [a for a in _msgs(p, "alerts.amr") if a["entity_id"] == "E-maint"]
+
+    _advance(p, 60 * 3)  # the silence ended at T0 + 2 h; the alert is still open
+    exp = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "silence_expired"], 60,
+                   "the silence-expired notice")
+    assert "静默期结束" in exp[0]["message"]
+    events = [e for e in _msgs(p, "alerts.events") if e["alert_id"] == revs[0]["alert_id"] and e["kind"] == "silence"]
+    assert any("S-test" in e["comment"] for e in events) and any("ended" in e["comment"] for e in events)

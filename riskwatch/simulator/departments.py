@@ -9,8 +9,11 @@ report that they are assisting, and occasionally one answers ``not_ours`` (ÈùûÊú
 Time is *simulated*: feedback is scheduled relative to the alert's ``first_seen`` (the simulated
 moment it fired), with delays drawn as fractions of the deadlines of
 ``riskwatch/data/lifecycle.yaml`` for the alert's item and level (:meth:`Lifecycle.deadline
-<riskwatch.lifecycle.Lifecycle.deadline>`). The wall clock is never read: the caller says what
-"now" is (``due(now)``), e.g. the latest ``last_seen`` of the alerts it has seen.
+<riskwatch.lifecycle.Lifecycle.deadline>`). When the revision carries the pipeline's own
+``ack_due`` / ``dispose_due``, those are the deadlines and the alert is taken to have fired
+``ack_hours`` before ``ack_due`` (later than ``first_seen`` when it waited out a pending period).
+The wall clock is never read: the caller says what "now" is (``due(now)``), e.g. the latest
+``last_seen`` of the alerts it has seen.
 
 Per receiving department (independently, per alert):
 
@@ -315,6 +318,14 @@ class DepartmentPlayer:
         d = self.lifecycle.deadline(a.item_id, level)
         A, D = d.ack_hours * 3600.0, d.dispose_hours * 3600.0
         anchor = anchor_dt.timestamp()
+        ack_due, dispose_due = anchor + A, anchor + D
+        if new_round and a.ack_due is not None and a.ack_due.timestamp() > anchor:
+            # the pipeline's own deadline: the alert fired ack_hours before it (after a pending period
+            # the firing moment is later than first_seen)
+            ack_due = a.ack_due.timestamp()
+            anchor = max(anchor, ack_due - A)
+            dispose_due = a.dispose_due.timestamp() if a.dispose_due is not None else anchor + D
+        A, D = ack_due - anchor, max(dispose_due - anchor, ack_due - anchor)
         key = f"{self.seed}|{a.alert_id}|{st.round}" + ("" if new_round else "|+" + ",".join(depts))
         rng = random.Random(key)
         lead = a.lead_department if a.lead_department in a.departments else a.departments[0]
@@ -325,7 +336,7 @@ class DepartmentPlayer:
             if e.plan.role == "outsider" and e.plan.department in depts:
                 self._drop(st, eid)
         # who answers not_ours (one cooperating department, per round)
-        coop = list(depts)
+        coop = [x for x in depts if x != lead and x != self.taskforce]
         u_not_ours, pick = rng.random(), rng.random()
         not_ours = coop[int(pick * len(coop))] if coop and new_round and u_not_ours < self.not_ours_rate else None
         for dept in depts:
@@ -339,7 +350,7 @@ class DepartmentPlayer:
             role: Role = "lead" if dept == lead else "cooperating"
             answer = "" if behaviour == "silent" else "not_ours" if dept == not_ours else "acknowledged"
             plan = Plan(alert_id=a.alert_id, entity_id=a.entity_id, department=dept, role=role, behaviour=behaviour,
-                        answer=answer, level=level, item_id=a.item_id, anchor=iso(anchor), ack_deadline=iso(anchor + A),
+                        answer=answer, level=level, item_id=a.item_id, anchor=iso(anchor), ack_deadline=iso(ack_due),
                         dispose_deadline=iso(anchor + D), round=st.round)
             self._plans.append(plan)
             if behaviour == "silent":
@@ -369,7 +380,7 @@ class DepartmentPlayer:
                 dept = outsiders[int(pick_out * len(outsiders))]
                 plan = Plan(alert_id=a.alert_id, entity_id=a.entity_id, department=dept, role="outsider",
                             behaviour="on_time", answer="acknowledged", level=level, item_id=a.item_id,
-                            anchor=iso(anchor), ack_deadline=iso(anchor + A), dispose_deadline=iso(anchor + D),
+                            anchor=iso(anchor), ack_deadline=iso(ack_due), dispose_deadline=iso(anchor + D),
                             round=st.round)
                 self._plans.append(plan)
                 self._add(st, plan, anchor + A * (0.05 + 0.8 * f_out), 0, "acknowledged",
