@@ -61,6 +61,8 @@ class InspectorEntry(_M):
 
 class SpotCheckConfig(_M):
     method: Literal["proportion", "bernoulli"] = "proportion"
+    joint_window_days: float = Field(14.0, ge=0)
+    alert_task_levels: tuple[str, ...] = ("orange", "red")
     tiers: dict[str, Tier] = Field(min_length=1)
     default_tier_mix: dict[str, float] = Field(default_factory=dict)
     rosters: dict[str, tuple[InspectorEntry, ...]] = Field(default_factory=dict)

@@ -112,6 +112,8 @@ def plan_spot_checks(
     sim_seed: int = typer.Option(7, "--sim-seed", help="Simulated county seed (only without --entities)"),
     config: Optional[Path] = typer.Option(None, "--config", help="Spot-check data file (default: bundled spot_checks.yaml)"),
     catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file"),
+    publish: bool = typer.Option(False, "--publish", help="Also publish every drawn check as inspection tasks on "
+                                 "events.task (the worker stores them and merges joint inspections)"),
 ) -> None:
     """Draw the month's 双随机 spot checks per item × credit tier, print a summary and write the CSV."""
     from riskwatch.planning import (
@@ -158,3 +160,39 @@ def plan_spot_checks(
                    + ", ".join(f"{k} {cat.entity_kinds[k].name} {n}" for k, n in sorted(unassigned.items())))
     path = write_spot_checks_csv(checks, out or Path("var/plans") / f"spot_checks_{month}.csv", cat)
     typer.echo(f"共抽取 {len(checks)} 项 total drawn; 已写入 written: {path}")
+    if publish:
+        n = _publish_tasks(checks, month)
+        typer.echo(f"已发布 published {n} inspection tasks to events.task")
+
+
+def _publish_tasks(checks, month: str) -> int:
+    """Each check → one InspectionTask per inspecting department, due at the end of the month."""
+    import calendar
+
+    import orjson
+    from kafka import KafkaProducer
+
+    from riskwatch.settings import load_settings
+    from schemas.events import InspectionTask
+
+    s = load_settings()
+    y, m = map(int, month.split("-"))
+    tz = ZoneInfo("Asia/Shanghai")
+    due = datetime(y, m, calendar.monthrange(y, m)[1], 17, 0, tzinfo=tz)
+    now = datetime.now(tz)
+    producer = KafkaProducer(**s.kafka_kwargs(), acks="all", linger_ms=20)
+    n = 0
+    try:
+        for c in checks:
+            for t in c.as_tasks(due):
+                ev = InspectionTask(event_id=t.task_id.replace(":", "-"), entity_id=t.entity_id, occurred_at=now,
+                                    source="spot-check-draw", task_id=t.task_id.replace(":", "-"), department=t.department,
+                                    due=due, item_id=t.item_id, kind="spot_check", ref=c.check_id,
+                                    note=f"双随机抽查 {month}:" + "、".join(i.name for i in c.inspectors))
+                producer.send(s.topic(InspectionTask.topic), key=t.entity_id.encode(),
+                              value=orjson.dumps(ev.model_dump(mode="json")))
+                n += 1
+        producer.flush(60)
+    finally:
+        producer.close()
+    return n

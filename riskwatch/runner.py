@@ -103,7 +103,8 @@ class WorkerProcess:
         if self.proc is None or self.proc.poll() is not None or self.log_path is None:
             return
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
-        os.kill(self.proc.pid, signal.SIGUSR1)
+        os.kill(self.proc.pid, signal.SIGUSR1)  # mode: threads and tasks (async generators truncated)
+        os.kill(self.proc.pid, signal.SIGUSR2)  # riskwatch: each task's await chain to the innermost frame
         try:
             wait_for(lambda: self.log_path.stat().st_size > size, 10, "the worker to log its stacks")
         except WaitTimeout:

@@ -261,6 +261,59 @@ class DisposalFeedback(Event):
     _dept = field_validator("department")(_catalog_code("department"))
 
 
+# --- Inspection tasks (§二(四): joint inspections) --------------------------------------------------
+class TaskSource(StrEnum):
+    alert = "alert"
+    plan = "plan"
+    spot_check = "spot_check"
+
+
+class InspectionTask(Event):
+    """A department's pending inspection of an entity: from a spot-check draw (双随机), a
+    department's own plan, or another system. The worker merges an entity's tasks of several
+    departments due within a window into one joint inspection (联合检查) on ``inspection.plans``."""
+
+    topic: ClassVar[str] = "events.task"
+    task_id: Id
+    department: str
+    due: AwareDatetime = Field(description="When the inspection should happen by (may be in the future)")
+    item_id: int | None = Field(None, ge=1, description="Key supervision item, if any")
+    kind: TaskSource = TaskSource.plan
+    ref: ShortText = Field("", description="Spot-check id, plan id or alert id")
+    note: ShortText = ""
+
+    _dept = field_validator("department")(_catalog_code("department"))
+
+    @field_validator("item_id")
+    @classmethod
+    def _item(cls, v: int | None, info: ValidationInfo) -> int | None:
+        cat = (info.context or {}).get("catalog")
+        if v is not None and cat is not None and v not in cat.items:
+            raise ValueError(f"unknown supervision item {v}; known: {sorted(cat.items)}")
+        return v
+
+
+class InspectionPlan(BaseModel):
+    """One planned visit on ``inspection.plans``: the merged tasks of one entity, led by the lead
+    department of their item; ``joint`` when several departments take part."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    inspection_id: str
+    entity_id: str
+    entity_name: str = ""
+    township: str = ""
+    lead: str
+    departments: list[str]
+    item_ids: list[int]
+    due: datetime
+    joint: bool
+    task_ids: list[str]
+    sources: list[str] = Field(description="alert | plan | spot_check, per task")
+    planned_at: datetime
+    topic: ClassVar[str] = "inspection.plans"
+
+
 # --- Produced: alerts and dead letters ------------------------------------------------------------
 class Level(StrEnum):
     """China's four early-warning colours; red is the most severe."""
@@ -398,5 +451,6 @@ class DeadLetter(BaseModel):
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
-    m.topic: m for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback)
+    m.topic: m for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback,
+                         InspectionTask)
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter, SilenceSpec
+from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter, InspectionPlan, SilenceSpec
 
 OUT_DIR = Path(__file__).parent / "json"
 
@@ -20,6 +20,7 @@ def all_schemas() -> dict[str, dict]:
     out["deadletter.schema.json"] = DeadLetter.model_json_schema()
     out["alerts.events.schema.json"] = AlertTransition.model_json_schema()
     out["control.silences.schema.json"] = SilenceSpec.model_json_schema()
+    out["inspection.plans.schema.json"] = InspectionPlan.model_json_schema()
     return out
 
 

@@ -271,9 +271,48 @@ ALTER TABLE {{db}}.alert_history
 """,
 )
 
+V3 = (
+    _event_table(
+        "events_task",
+        "Pending inspection tasks (events.task): spot-check draws (双随机, kind=spot_check), departments' plans and "
+        "alert follow-ups. The published spot-check list of a month is WHERE kind = 'spot_check' AND ref LIKE 'SC-<month>%'; "
+        "its results are events_inspection rows of the same entity and item after the task. No TTL.",
+        """    task_id String,
+    department LowCardinality(String),
+    due {TZ} COMMENT 'Inspect by',
+    item_id Nullable(UInt16),
+    kind LowCardinality(String) COMMENT 'alert | plan | spot_check',
+    ref String COMMENT 'Spot-check id, plan id or alert id',
+    note String""".replace("{TZ}", TZ),
+        "entity_id, occurred_at, event_id",
+        None,
+    ),
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.inspection_plans
+(
+    inspection_id String COMMENT 'JI-… : one visit, the merged tasks of one entity',
+    entity_id String,
+    entity_name String,
+    township LowCardinality(String),
+    lead LowCardinality(String) COMMENT 'Lead department (the item''s lead when several take part)',
+    departments Array(LowCardinality(String)) COMMENT 'Lead first',
+    item_ids Array(UInt16),
+    due {TZ} COMMENT 'Earliest due time of the merged tasks',
+    joint Bool COMMENT 'Several departments: a joint inspection (联合检查)',
+    task_ids Array(String),
+    sources Array(LowCardinality(String)) COMMENT 'alert | plan | spot_check per task',
+    planned_at {TZ} COMMENT 'When the worker merged them'
+)
+ENGINE = ReplacingMergeTree(planned_at)
+ORDER BY (entity_id, inspection_id)
+COMMENT 'Planned (joint) inspections from inspection.plans; a replan with more tasks gets a new inspection_id. FINAL: one row per plan.'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
+    Migration(3, "inspection tasks (events_task) and planned joint inspections (inspection_plans)", V3),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -29,7 +29,9 @@ from schemas.events import (
     EntityAction,
     EntityEvent,
     Event,
+    InspectionPlan,
     InspectionResult,
+    InspectionTask,
     SensorReading,
     VideoDetection,
 )
@@ -55,6 +57,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "outcome",
     ),
     "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
+    "events_task": _BASE + ("task_id", "department", "due", "item_id", "kind", "ref", "note"),
+    "inspection_plans": ("inspection_id", "entity_id", "entity_name", "township", "lead", "departments", "item_ids",
+                         "due", "joint", "task_ids", "sources", "planned_at"),
     "alerts": (
         "alert_id", "revision", "fingerprint", "entity_id", "entity_name", "entity_kind", "township",
         "item_id", "item_name", "rule", "level", "level_zh", "status", "score", "title", "message",
@@ -78,6 +83,7 @@ EVENT_TABLES: dict[type[Event], str] = {
     Complaint: "events_complaint",
     InspectionResult: "events_inspection",
     DisposalFeedback: "events_feedback",
+    InspectionTask: "events_task",
 }
 
 
@@ -122,6 +128,15 @@ def feedback_row(e: DisposalFeedback) -> tuple:
     return _base(e) + (e.alert_id, e.department, e.status.value, mask_pii(e.comment), mask_pii(e.result))
 
 
+def task_row(e: InspectionTask) -> tuple:
+    return _base(e) + (e.task_id, e.department, e.due, e.item_id, e.kind.value, e.ref, e.note)
+
+
+def plan_row(p: InspectionPlan) -> tuple:
+    return (p.inspection_id, p.entity_id, p.entity_name, p.township, p.lead, list(p.departments), list(p.item_ids),
+            p.due, p.joint, list(p.task_ids), list(p.sources), p.planned_at)
+
+
 _EVENT_ROW = {
     EntityEvent: registry_event_row,
     SensorReading: sensor_row,
@@ -129,6 +144,7 @@ _EVENT_ROW = {
     Complaint: complaint_row,
     InspectionResult: inspection_row,
     DisposalFeedback: feedback_row,
+    InspectionTask: task_row,
 }
 
 

@@ -347,7 +347,11 @@ class ClickHouseWriter:
             before_sleep=lambda state: self._log_retry(what, state),
             reraise=True,
         )
-        return retrying(fn, *args)
+        result = retrying(fn, *args)
+        attempts = retrying.statistics.get("attempt_number", 1)
+        if attempts > 1:
+            log.warning("ClickHouse at %s is back: %s succeeded at attempt %d", redact_url(self.url), what, attempts)
+        return result
 
     def _sleep(self, seconds: float) -> None:
         """Back off for ``seconds``, answering reads that arrive meanwhile (the thread is idle)."""

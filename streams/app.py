@@ -98,6 +98,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     inputs = app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **raw)
     alerts_all = app.topic(tp(T.ALERTS_ALL), **raw)
     alert_events = app.topic(tp(T.ALERT_EVENTS), **raw)
+    inspection_plans = app.topic(tp(T.INSPECTION_PLANS), **raw)
     dept_topics = {d: app.topic(tp(T.dept_topic(d)), **raw) for d in catalog.departments}
     notices = app.topic(tp(T.NOTICES), **raw)
     deadletter = app.topic(tp(T.DEADLETTER), **raw)
@@ -122,6 +123,12 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
     silences = SilenceBoard()
+
+    @app.task
+    async def install_task_dump():
+        import signal as _signal
+
+        asyncio.get_running_loop().add_signal_handler(_signal.SIGUSR2, dump_tasks)
 
     @app.task
     async def silence_reader():
@@ -156,6 +163,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             ALERTS_OUT.labels(a.level.value, a.notification or a.status.value).inc()
         for tr in out.transitions:
             sends.append((alert_events, key, orjson.dumps(tr)))
+
+    def plan_sends(out, key: bytes, sends: list, rows: dict) -> None:
+        for plan in out.plans:
+            sends.append((inspection_plans, key, plan.model_dump_json().encode()))
+            rows.setdefault("inspection_plans", []).append(sink_rows.plan_row(plan))
 
     @app.agent(inputs, name="entities")
     async def entity_agent(stream):
@@ -199,6 +211,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
                     event_rows.setdefault("registry", []).append(sink_rows.registry_row(ev))
                 alert_sends(out, key, sends)
+                plan_sends(out, key, sends, event_rows)
                 for n in out.notices:
                     sends.append((notices, key, orjson.dumps(n.as_dict())))
                 peer = _peer_signal(ev, st) if settings.township_surges else None
@@ -276,9 +289,14 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         now = lifecycle_now()
         if not now:
             return
-        sends: list[tuple] = []
-        processor.silences = silences.active()
         async with state_lock:
+            await _crash_only("alert_deadlines", _deadlines, now)
+
+    async def _deadlines(now: float) -> None:
+            sends: list[tuple] = []
+            rows: dict[str, list] = {}
+            changed: dict[bytes, EntityState] = {}
+            processor.silences = silences.active()
             ticks[0] += 1
             if ticks[0] % 20 == 1:  # after a start or a rebalance the index is rebuilt from the table
                 alert_keys.update(k for k, raw_state in list(entities.items())
@@ -291,11 +309,18 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 out = processor.tick(key.decode(), st, now)
                 if out.alerts or out.transitions:
                     alert_sends(out, key, sends)
-                    entities[key] = cache.store(key, st)
+                    plan_sends(out, key, sends, rows)
+                    changed[key] = st
                 if not st.alerts:
                     alert_keys.discard(key)
+            # outputs first, state last (as in a batch): a crash in between repeats the notices
+            # with the same revisions, which consumers drop, rather than losing them
             for topic, key, value in sends:
                 await topic.send(key=key, value=value)
+            if rows:
+                await writer.write_now(rows)
+            for key, st in changed.items():
+                entities[key] = cache.store(key, st)
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
@@ -382,7 +407,7 @@ async def _crash_only(agent: str, fn, batch) -> None:
         raise
     except BaseException:  # noqa: BLE001
         log.critical("agent %s failed on a batch of %d events; exiting so that it is redelivered:\n%s",
-                     agent, len(batch), traceback.format_exc())
+                     agent, len(batch) if isinstance(batch, list) else 1, traceback.format_exc())
         logging.shutdown()
         os._exit(70)
 
@@ -416,3 +441,29 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     writer.open()  # connect + idempotent migrations before consuming anything
     app = create_app(settings, writer=writer)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def dump_tasks(file=None) -> None:
+    """Log where every asyncio task is suspended, following awaits into coroutines and async
+    generators (which mode's SIGUSR1 dump truncates). Installed on SIGUSR2 in the worker."""
+    import sys
+
+    out = []
+    for task in asyncio.all_tasks():
+        out.append(f"TASK {task.get_name()}")
+        obj, depth = task.get_coro(), 0
+        while obj is not None and depth < 60:
+            frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
+            if frame is not None:
+                out.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
+            if nxt is None and type(obj).__name__ in ("async_generator_asend", "async_generator_athrow"):
+                import gc
+
+                nxt = next((r for r in gc.get_referents(obj) if hasattr(r, "ag_frame")), None)
+            if nxt is None and hasattr(obj, "_coro"):  # a Task or Future wrapper
+                nxt = obj._coro
+            if nxt is None and frame is None:
+                out.append(f"  awaiting {obj!r}"[:300])
+            obj, depth = nxt, depth + 1
+    print("\n".join(out), file=file or sys.stderr, flush=True)

@@ -62,6 +62,7 @@ from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
 from riskwatch.catalog import Catalog
 from riskwatch.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
+from riskwatch.planning import InspectionTask as Task, SpotCheckConfig, load_spot_checks, merge_tasks
 from riskwatch.routing import Router, load_routing
 from schemas.events import (
     Alert,
@@ -71,7 +72,9 @@ from schemas.events import (
     DisposalFeedback,
     EntityEvent,
     Event,
+    InspectionPlan,
     InspectionResult,
+    InspectionTask,
     Level,
     SensorReading,
     VideoDetection,
@@ -109,6 +112,7 @@ class Outcome:
     risk: list = field(default_factory=list)
     inspection_p: float | None = None  # inspection-outcome model's score before it learnt this result
     transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
+    plans: list = field(default_factory=list)  # InspectionPlan (inspection.plans, inspection_plans)
 
 
 class Processor:
@@ -116,8 +120,11 @@ class Processor:
 
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
-                 router: Router | None = None, lifecycle: Lifecycle | None = None):
+                 router: Router | None = None, lifecycle: Lifecycle | None = None,
+                 planning: SpotCheckConfig | None = None):
         self.catalog = catalog
+        # joint inspections: merge window and which alert levels ask for an on-site check (spot_checks.yaml)
+        self.planning = planning or load_spot_checks(catalog=catalog).config
         # pending, hysteresis, flapping, deadlines, urging and escalation (riskwatch/data/lifecycle.yaml)
         self.lifecycle = lifecycle or load_lifecycle(catalog=catalog)
         self.silences: list[Silence] = []  # maintenance windows; the app keeps them current
@@ -239,6 +246,9 @@ class Processor:
                                                         detail=f"{ev.channel} 渠道投诉")])
 
     def _inspection(self, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
+        # the visit happened: the pending tasks of its departments for this entity are done
+        done = set(ev.departments)
+        st.tasks = {k: t for k, t in st.tasks.items() if t.department not in done}
         # the inspection-outcome model: score with the history as it was before the visit, then learn
         days = to_days(ev.occurred_at)
         ctx = {"item": str(ev.item_id), "lead": ev.departments[0]}
@@ -261,6 +271,41 @@ class Processor:
             for oa in list(st.alerts.values()):
                 if oa.status not in ("resolved", "closed") and not oa.rule.startswith(("rule.sensor", "model.sensor")):
                     self._clear(ev, st, out, oa)
+
+    def _task(self, ev: InspectionTask, st: EntityState, out: Outcome) -> None:
+        if ev.task_id in st.tasks:
+            return
+        st.tasks[ev.task_id] = Task(ev.task_id, ev.entity_id, ev.department, ev.due.timestamp(), ev.item_id,
+                                    ev.kind.value, ev.ref, ev.note)
+        self._plan(ev.entity_id, st, out, ev.task_id, ev.occurred_at.timestamp())
+
+    def _plan(self, entity_id: str, st: EntityState, out: Outcome, task_id: str, at: float) -> None:
+        """Merge the entity's pending tasks; publish the visit the new task belongs to when several
+        departments take part (a joint inspection led by the item's lead department)."""
+        window = self.planning.joint_window_days * 86400
+        stale = [k for k, t in st.tasks.items() if t.due < at - 90 * 86400]  # long overdue: dropped, never planned
+        for k in stale:
+            del st.tasks[k]
+        for ji in merge_tasks(st.tasks.values(), window, self.catalog):
+            if not ji.joint or ji.inspection_id in st.plans or not any(t.task_id == task_id for t in ji.tasks):
+                continue
+            st.plans = [*st.plans[-15:], ji.inspection_id]
+            out.plans.append(InspectionPlan(
+                inspection_id=ji.inspection_id, entity_id=entity_id, entity_name=st.name, township=st.township,
+                lead=ji.lead, departments=list(ji.departments), item_ids=list(ji.item_ids), due=_dt(ji.due),
+                joint=True, task_ids=[t.task_id for t in ji.tasks], sources=[t.source for t in ji.tasks],
+                planned_at=_dt(at)))
+
+    def _alert_task(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, at: float) -> None:
+        """A firing alert of a serious level asks its lead department for an on-site check."""
+        if oa.level not in self.planning.alert_task_levels or oa.lc.dispose_due is None:
+            return
+        tid = f"AT-{oa.alert_id}"
+        if tid in st.tasks:
+            return
+        st.tasks[tid] = Task(tid, entity_id, oa.departments[0], oa.lc.dispose_due, oa.item_id, "alert", oa.alert_id,
+                             f"预警核查:{oa.title}")
+        self._plan(entity_id, st, out, tid, at)
 
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
@@ -348,7 +393,8 @@ class Processor:
             self._clear(ev, st, out, oa)
 
     _handlers = {EntityEvent: _registry, SensorReading: _sensor, VideoDetection: _video,
-                 Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback}
+                 Complaint: _complaint, InspectionResult: _inspection, DisposalFeedback: _feedback,
+                 InspectionTask: _task}
 
     # --- alert bookkeeping ---------------------------------------------------------------------
     def _route(self, st: EntityState, item_id: int | None, level: str = "blue") -> tuple[int | None, tuple[str, ...]]:
@@ -443,6 +489,8 @@ class Processor:
         for n in notes or [None]:
             oa.revision += 1
             out.alerts.append(self._alert(entity_id, source, st, oa, why, n, at))
+            if n is not None and n.kind in ("firing", "level_up"):
+                self._alert_task(entity_id, st, out, oa, n.at)
 
     def _alert(self, entity_id: str, source: str, st: EntityState, oa: OpenAlert, why: list[Contribution],
                note: Notification | None = None, at: float | None = None) -> Alert:

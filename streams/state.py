@@ -86,6 +86,10 @@ class EntityState:
     confirm: dict = field(default_factory=dict)
     # risk fusion state: decayed signals, warning level, credit peak
     risk: EntityRisk = field(default_factory=EntityRisk)
+    # pending inspection tasks: task_id -> riskwatch.planning.InspectionTask (done by an inspection)
+    tasks: dict = field(default_factory=dict)
+    # inspection plans already published (ids, the last few)
+    plans: list = field(default_factory=list)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict = field(default_factory=dict, repr=False, compare=False)

@@ -3,6 +3,7 @@
 Input topics (one per event kind, keyed by ``entity_id``)::
 
     events.registry  events.sensor  events.video  events.complaint  events.inspection  events.feedback
+    events.task      (pending inspection tasks: spot-check draws, departments' plans)
 
 Output topics::
 
@@ -13,6 +14,8 @@ Output topics::
     peer.signals    complaint/video counts of an entity's kind and township; the ``peers`` agent
                     re-keys them by group (Faust ``group_by``), so group state is never shared
     deadletter      refused input: original bytes, where it came from, and why
+    inspection.plans  joint inspections (联合检查): an entity's tasks of several departments merged into
+                    one visit led by the item's lead department
     control.silences  silences / maintenance windows (compacted, one partition, read in full by
                     every worker; ``riskwatch silence add|list|end``)
 
@@ -35,6 +38,7 @@ ALERTS_ALL = "alerts.all"
 ALERT_EVENTS = "alerts.events"
 NOTICES = "notices"
 DEADLETTER = "deadletter"
+INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from events.task and alerts
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 
@@ -44,7 +48,7 @@ def dept_topic(code: str) -> str:
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES]
+    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES, INSPECTION_PLANS]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
     # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the

@@ -40,3 +40,9 @@ def inspection(entity_id: str, item_id: int = 1, outcome: str = "fail", severity
 
 def feedback(entity_id: str, alert_id: str, department: str, status: str = "acknowledged") -> dict:
     return _base(entity_id, alert_id=alert_id, department=department, status=status, comment="已安排人员核查")
+
+
+def task(entity_id: str, department: str = "amr", item_id: int | None = 1, kind: str = "plan",
+         due: datetime | None = None, task_id: str | None = None, at: datetime | None = None) -> dict:
+    return _base(entity_id, at, task_id=task_id or f"task-{next(_ids)}", department=department,
+                 due=(due or BASE + timedelta(days=10)).isoformat(), item_id=item_id, kind=kind, ref="", note="")

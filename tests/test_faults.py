@@ -92,3 +92,77 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
     n = wait_for(lambda: (r := a.query("SELECT uniqExact(entity_id) AS n FROM riskwatch.events_sensor FINAL WHERE value = 36"))
                  and r[0]["n"] == len(ents) and r, 60, "worker A to store every entity's second reading")
     assert n[0]["n"] == len(ents)
+
+
+def _metric(w, name: str, **labels: str) -> float:
+    """Sum of a Prometheus sample on the worker's /metrics (0 if absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{w.settings.web_host}:{w.settings.web_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if line.startswith("#") or sample.split("{")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_clickhouse_outage_applies_back_pressure_and_loses_nothing(pipeline, tmp_path):
+    from riskwatch.runner import consumer_lag
+    from streams import topics as T
+
+    p = pipeline
+    down = tmp_path / "ch-down"  # fault injection: while it exists every insert fails as if ClickHouse were down
+    w = p.start_worker(fault_clickhouse_down_file=down, sink_retry_max_seconds=1.0)
+    count_sql = "SELECT count() AS n, uniqExact(event_id) AS u FROM riskwatch.events_sensor"
+    ents = [f"E-o{i}" for i in range(6)]
+    for e in ents:
+        p.send("events.registry", F.registered(e))
+    sent = [F.sensor(e, 3.0) for e in ents]
+    for ev in sent:
+        p.send("events.sensor", ev)
+    p.flush()
+    p.wait_consumed()
+    wait_for(lambda: w.query(count_sql)[0]["n"] == len(sent), 60, "the first readings in ClickHouse")
+    members = wait_for(lambda: group_assignment(p.settings), 60, "a stable consumer group")
+
+    down.touch()  # ClickHouse "goes away"
+    during = [F.sensor(e, 3.0) for _ in range(4) for e in ents]
+    during += [F.sensor("E-o0", v) for v in (11.0, 11.5, 11.8)]  # cold chain breached and confirmed: an alert
+    late = F.registered("E-o-late")
+    for ev in during:
+        p.send("events.sensor", ev)
+    p.send("events.registry", late)
+    p.flush()
+    # held past the group session timeout (10 s) at ~1 retry/s (sink_retry_max_seconds=1)
+    wait_for(lambda: _metric(w, "riskwatch_clickhouse_retries_total", operation="insert") >= 12, 90,
+             "the worker to keep retrying its inserts")
+    assert w.proc.poll() is None, "the worker died during the outage"
+    log_text = (tmp_path / "worker-0.log").read_text(errors="replace")
+    assert "ClickHouse unreachable" in log_text and "simulated outage" in log_text, log_text[-3000:]
+    # back-pressure: nothing acknowledged that is not stored — every event of the outage still uncommitted
+    inputs = [p.settings.topic(t) for t in T.INPUT_TOPICS]
+    assert consumer_lag(p.settings, inputs) == len(during) + 1
+    # reads keep working, and show nothing new: no insert got through
+    assert w.query(count_sql)[0]["n"] == len(sent)
+    assert w.query("SELECT count() AS n FROM riskwatch.alerts")[0]["n"] == 0
+    assert group_assignment(p.settings) == members, "the consumer group rebalanced during the outage"
+
+    down.unlink()  # ClickHouse is back
+    p.wait_consumed()
+    assert w.proc.poll() is None
+    assert "is back: insert into" in (tmp_path / "worker-0.log").read_text(errors="replace")
+    stored = wait_for(lambda: (r := w.query(count_sql)[0])["n"] >= len(sent) + len(during) and r, 60,
+                      "every event in ClickHouse")
+    assert stored == {"n": len(sent) + len(during), "u": len(sent) + len(during)}  # each exactly once, even without FINAL
+    ids = {r["event_id"] for r in w.query("SELECT event_id FROM riskwatch.events_sensor")}
+    assert ids == {ev["event_id"] for ev in sent + during}
+    assert w.query("SELECT count() AS n FROM riskwatch.events_registry WHERE entity_id = 'E-o-late'")[0]["n"] == 1
+    published = _alerts_by_entity(p)
+    assert published.get("E-o0"), "the cold-chain breach raised no alert"
+    stored_alerts = w.query("SELECT entity_id, alert_id FROM riskwatch.alerts FINAL")
+    assert {(r["entity_id"], r["alert_id"]) for r in stored_alerts} == {(e, a) for e, ids_ in published.items() for a in ids_}
+    assert group_assignment(p.settings) == members

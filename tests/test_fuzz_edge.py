@@ -34,6 +34,7 @@ VALID = {
     "events.complaint": lambda: F.complaint("E-fz"),
     "events.inspection": lambda: F.inspection("E-fz"),
     "events.feedback": lambda: F.feedback("E-fz", "abc", "amr"),
+    "events.task": lambda: F.task("E-fz"),
 }
 
 json_values = st.recursive(

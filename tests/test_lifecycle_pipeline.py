@@ -128,3 +128,33 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
     assert "静默期结束" in exp[0]["message"]
     events = [e for e in _msgs(p, "alerts.events") if e["alert_id"] == revs[0]["alert_id"] and e["kind"] == "silence"]
     assert any("S-test" in e["comment"] for e in events) and any("ended" in e["comment"] for e in events)
+
+
+def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
+    p = pipeline
+    w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
+    # a hospital canteen (catering: item 1, lead amr); health and edu have their own plans for it
+    p.send("events.registry", F.registered("E-joint", kind="catering", name="舞阳县人民医院职工食堂"))
+    p.flush()
+    p.wait_consumed()
+    # a spot-check draw for amr and a health plan a few days apart: one visit, led by item 1's lead
+    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"))
+    p.send("events.task", F.task("E-joint", "health", None, "plan", due=T0 + timedelta(days=12), task_id="PL-health-9"))
+    p.send("events.task", F.task("E-joint", "edu", None, "plan", due=T0 + timedelta(days=60), task_id="PL-edu-far"))  # outside the window
+    p.flush()
+    p.wait_consumed()
+    plans = wait_for(lambda: [orjson.loads(v) for _, v in p.read_topic("inspection.plans")], 60, "a joint inspection")
+    assert len(plans) == 1
+    ji = plans[0]
+    assert ji["joint"] and ji["lead"] == "amr" and ji["departments"] == ["amr", "health"]
+    assert set(ji["task_ids"]) == {"SC-t-1-amr", "PL-health-9"} and ji["item_ids"] == [1]
+    rows = wait_for(lambda: w.query("SELECT inspection_id, lead, departments FROM riskwatch.inspection_plans FINAL"),
+                    60, "the plan in ClickHouse")
+    assert rows == [{"inspection_id": ji["inspection_id"], "lead": "amr", "departments": ["amr", "health"]}]
+    stored = w.query("SELECT count() AS n FROM riskwatch.events_task FINAL WHERE entity_id = 'E-joint'")
+    assert stored == [{"n": 3}]
+    # the same task again (a re-published draw) plans nothing new
+    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"))
+    p.flush()
+    p.wait_consumed()
+    assert len(p.read_topic("inspection.plans")) == 1
