@@ -2,10 +2,15 @@
 
 1. start (or reuse) the local Kafka broker, create the topics;
 2. start a worker process (it owns the embedded ClickHouse directory);
-3. run the county simulator for ``duration`` seconds;
-4. wait until the worker has consumed everything (progress: remaining lag);
-5. print a summary from ClickHouse (alerts by item × department, dead letters, rows per table)
-   and the next commands to try; stop the worker.
+3. run the county simulator for ``duration`` seconds, and at the same time the departments
+   (``riskwatch simulate departments``: they acknowledge, dispose, say "not ours", answer late or
+   never, in simulated time); the worker's alert deadlines follow the events' time
+   (``lifecycle_clock=event``), so urging and escalation happen within the demo;
+4. publish this month's 双随机 spot-check draw as inspection tasks (joint inspections are merged);
+5. wait until the worker has consumed everything (progress: remaining lag);
+6. print a summary from ClickHouse (alerts by item × department and by status, notifications,
+   one alert's whole life cycle, joint inspections, dead letters, rows per table) and the next
+   commands to try; stop the worker.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ SUMMARY_SQL = {
         SELECT item_name AS item, dept, level_zh AS level, count() AS alerts
         FROM riskwatch.alerts FINAL ARRAY JOIN departments AS dept
         GROUP BY item, dept, level ORDER BY item, dept, level""",
+    "预警状态 alerts by status (FINAL)": """
+        SELECT status, count() AS alerts, countIf(dispose_due < last_seen AND status IN ('firing', 'acknowledged', 'disposing')) AS overdue
+        FROM riskwatch.alerts FINAL GROUP BY status ORDER BY alerts DESC""",
+    "通知 notifications sent to departments by kind": """
+        SELECT notification, count() AS messages, sum(length(recipients)) AS deliveries
+        FROM riskwatch.alerts WHERE notification != '' GROUP BY notification ORDER BY messages DESC""",
+    "联合检查 joint inspections": """
+        SELECT count() AS plans, countIf(has(sources, 'alert')) AS with_alert_followup,
+               countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
+        FROM riskwatch.inspection_plans FINAL""",
     "死信 dead letters by topic (first reason)": """
         SELECT topic, count() AS messages, any(substring(error, 1, 90)) AS example_reason
         FROM riskwatch.dead_letters FINAL GROUP BY topic ORDER BY messages DESC""",
@@ -52,6 +67,15 @@ def _show(title: str, rows: list[dict]) -> None:
     console.print(t)
 
 
+LIFECYCLE_SQL = """
+    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substring(comment, 1, 60) AS comment
+    FROM riskwatch.alert_history FINAL
+    WHERE alert_id = (SELECT alert_id FROM riskwatch.alert_history FINAL GROUP BY alert_id
+                      ORDER BY countIf(kind = 'feedback') > 0 AND countIf(kind = 'reminder') > 0 DESC,
+                               countIf(to_status = 'resolved') DESC, count() DESC, alert_id LIMIT 1)
+    ORDER BY seq"""
+
+
 def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, seed: int = 7, rate: float = 1000.0) -> int:
     console.rule("[bold]riskwatch demo[/] — 三品一特跨部门综合监管 风险监测预警")
     console.print(Broker(settings).start(log=console.print) if settings.kafka_bootstrap.startswith("127.0.0.1:") else
@@ -61,11 +85,18 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
     Path("var/demo").mkdir(parents=True, exist_ok=True)
     log = Path("var/demo/worker.log")
     console.print(f"starting worker (log: {log}) ...")
+    # simulated days pass in minutes: alert deadlines follow the events' time, not the wall clock
+    settings = settings.model_copy(update={"lifecycle_clock": "event", "lifecycle_tick_seconds": 2.0})
     worker = WorkerProcess(settings, log_path=log).start()
+    depts = None
     try:
-        console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) ...")
+        console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
+                      "and its departments answering alerts ...")
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
+        depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "simulate", "departments", "--seed", str(seed),
+                                  "--idle-seconds", "20", "--truth", "var/demo/departments_truth.jsonl", "--quiet"],
+                                 env=env, stdout=subprocess.PIPE, text=True)
         sim = subprocess.run([sys.executable, "-m", "riskwatch.cli", "simulate", "--duration", str(duration),
                               "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
                               # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
@@ -74,6 +105,14 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         if sim.returncode != 0:
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode
+        console.print("simulation sent; the departments answer the last alerts (they stop 20 s after the last one) ...")
+        out, _ = depts.communicate(timeout=max(600.0, duration * 5))
+        console.print(f"departments: {out.strip().splitlines()[-1] if out.strip() else '(no summary)'}")
+        month = time.strftime("%Y-%m")
+        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli", "plan", "spot-checks", "--month", month, "--seed", str(seed),
+                               "--scale", str(scale), "--sim-seed", str(seed), "--publish",
+                               "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
+        console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")
         topics = [settings.topic(t) for t in T.INPUT_TOPICS]
         last = [None]
 
@@ -98,7 +137,10 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
                       f"→ {n_events / elapsed:,.0f} events/s end to end")
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
+        _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
     finally:
+        if depts is not None and depts.poll() is None:
+            depts.kill()
         worker.stop()
     console.rule("next")
     console.print(

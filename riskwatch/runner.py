@@ -48,23 +48,52 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+CRASH_ONLY_EXIT = 70  # the worker exits with this code to have a batch redelivered (streams/app.py)
+
+
 @dataclass
 class WorkerProcess:
-    """A ``riskwatch worker`` child process with the given settings."""
+    """A ``riskwatch worker`` child process with the given settings.
+
+    Like compose's ``restart: unless-stopped``, a supervisor thread restarts the worker when it
+    exits with code 70 (crash-only: a failed or stuck batch; its events are redelivered). Other
+    exits, ``stop()`` and ``kill9()`` are left alone. ``restarts`` counts the restarts."""
 
     settings: Settings
     log_path: Path | None = None
+    supervise: bool = True
     proc: subprocess.Popen | None = field(default=None, init=False)
+    restarts: int = field(default=0, init=False)
+    _stopping: bool = field(default=False, init=False)
 
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
+        self._stopping = False
+        self._spawn()
+        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
+                 + (f"; see {self.log_path}" if self.log_path else ""))
+        if self.supervise:
+            import threading
+
+            threading.Thread(target=self._supervisor, args=(self.proc,), daemon=True, name="worker-supervisor").start()
+        return self
+
+    def _supervisor(self, proc: subprocess.Popen) -> None:
+        while True:
+            code = proc.wait()
+            if self._stopping or proc is not self.proc or code != CRASH_ONLY_EXIT:
+                return
+            self.restarts += 1
+            print(f"riskwatch: worker exited with code {code} (crash-only: a batch is redelivered); restarting it"
+                  + (f" — see {self.log_path}" if self.log_path else ""), file=sys.stderr)
+            self._spawn()
+            proc = self.proc
+
+    def _spawn(self) -> None:
         env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         loglevel = os.environ.get("RISKWATCH_WORKER_LOGLEVEL", "warn")  # e.g. info when debugging a test
         self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "worker", "--loglevel", loglevel], env=env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
-                 + (f"; see {self.log_path}" if self.log_path else ""))
-        return self
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -89,6 +118,7 @@ class WorkerProcess:
         return [dict(zip(body["columns"], row)) for row in body["rows"]]
 
     def stop(self, timeout: float = 60.0) -> int | None:
+        self._stopping = True
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -111,6 +141,7 @@ class WorkerProcess:
             pass
 
     def kill9(self) -> None:
+        self._stopping = True
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)

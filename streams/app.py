@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import traceback
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ from streams import topics as T
 from streams.ingest import Decoder
 from streams.processor import Processor
 from streams.silences import SilenceBoard, follow as follow_silences
+from streams.watchdog import Watchdog
 from streams.state import EntityState
 
 log = logging.getLogger("riskwatch.worker")
@@ -123,6 +125,19 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
     silences = SilenceBoard()
+    watchdog = Watchdog(settings.stall_exit_seconds)
+
+    @app.timer(interval=5.0, on_leader=False)
+    async def stall_watchdog():
+        hit = watchdog.stuck()
+        if hit is not None:
+            agent, stage, secs = hit
+            log.critical("agent %s has been stuck at '%s' for %.0f s: exiting so that the supervisor restarts the "
+                         "worker and the batch is redelivered (nothing is lost; report this with the task dump below)",
+                         agent, stage, secs)
+            dump_tasks(file=sys.stderr)
+            logging.shutdown()
+            os._exit(70)
 
     @app.task
     async def install_task_dump():
@@ -177,6 +192,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     async def _entity_batch(batch):
             t0 = time.perf_counter()
+            watchdog.stage("entities", "process")
             processor.silences = silences.active()
             states: dict[bytes, EntityState] = {}
             event_rows: dict[str, list] = {}
@@ -221,13 +237,17 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
                         r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
             for topic, key, value in sends:
+                watchdog.stage("entities", f"send {topic.get_topic_name()}")
                 await topic.send(key=key, value=value)
             t1 = time.perf_counter()
+            watchdog.stage("entities", "clickhouse", patient=True)
             await writer.write_now(event_rows)
             SINK_SECONDS.observe(time.perf_counter() - t1)
+            watchdog.stage("entities", "store")
             for key, st in states.items():
                 entities[key] = cache.store(key, st)
                 (alert_keys.add if st.alerts else alert_keys.discard)(key)
+            watchdog.done("entities")
             for (topic, result), n in counts.items():
                 EVENTS_IN.labels(topic, result).inc(n)
             BATCH_SECONDS.observe(time.perf_counter() - t0)
@@ -238,6 +258,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             await _crash_only("alert_sink", _sink_batch, batch)
 
     async def _sink_batch(batch):
+            watchdog.stage("alert_sink", "process")
             by_table: dict[str, list] = {}
             for event in batch:
                 msg = event.message
@@ -254,7 +275,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
                     log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
                     continue
+            watchdog.stage("alert_sink", "clickhouse", patient=True)
             await writer.write_now(by_table)
+            watchdog.done("alert_sink")
 
     async def peer_agent(stream):
         """Township and entity-kind rates: ``group_by`` re-keys each signal by its group, so one
@@ -316,11 +339,14 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             # outputs first, state last (as in a batch): a crash in between repeats the notices
             # with the same revisions, which consumers drop, rather than losing them
             for topic, key, value in sends:
+                watchdog.stage("alert_deadlines", f"send {topic.get_topic_name()}")
                 await topic.send(key=key, value=value)
             if rows:
+                watchdog.stage("alert_deadlines", "clickhouse", patient=True)
                 await writer.write_now(rows)
             for key, st in changed.items():
                 entities[key] = cache.store(key, st)
+            watchdog.done("alert_deadlines")
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():

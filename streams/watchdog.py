@@ -1,0 +1,47 @@
+"""A stuck batch is a failure, not a wait: log where it is stuck, then exit so it is redelivered.
+
+Each agent reports the stage of its current batch (``process``, ``send alerts.all``, ``store``…).
+A stage that does not change for ``limit`` seconds means a hung dependency or a bug; the worker
+logs the stage and every task's await chain, then exits with code 70, before the batch's offsets
+are committed: the supervisor (compose ``restart: unless-stopped``, or the test harness) restarts
+it and the batch is redelivered (at-least-once; state and sinks are idempotent).
+
+Stages marked ``patient`` (the ClickHouse write, which retries with back-off while the server is
+away and so applies back-pressure on purpose) are never cut short.
+
+>>> w = Watchdog(limit=60.0, clock=lambda: 100.0)
+>>> w.stage("entities", "send alerts.all")
+>>> w.stuck(now=130.0), w.stuck(now=161.0)
+(None, ('entities', 'send alerts.all', 61.0))
+>>> w.stage("entities", "clickhouse", patient=True)
+>>> w.stuck(now=1000.0) is None
+True
+>>> w.done("entities"); w.stuck(now=1e9) is None
+True
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+class Watchdog:
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.clock = clock
+        self._stages: dict[str, tuple[str, float, bool]] = {}
+
+    def stage(self, agent: str, stage: str, patient: bool = False) -> None:
+        self._stages[agent] = (stage, self.clock(), patient)
+
+    def done(self, agent: str) -> None:
+        self._stages.pop(agent, None)
+
+    def stuck(self, now: float | None = None) -> tuple[str, str, float] | None:
+        """(agent, stage, seconds) of the first batch stuck longer than ``limit``, else None."""
+        now = self.clock() if now is None else now
+        for agent, (stage, since, patient) in list(self._stages.items()):
+            if not patient and now - since > self.limit:
+                return agent, stage, now - since
+        return None
