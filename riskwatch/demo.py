@@ -39,9 +39,14 @@ SUMMARY_SQL = {
     "预警状态 alerts by status (FINAL)": """
         SELECT status, count() AS alerts, countIf(dispose_due < last_seen AND status IN ('firing', 'acknowledged', 'disposing')) AS overdue
         FROM riskwatch.alerts FINAL GROUP BY status ORDER BY alerts DESC""",
-    "通知 notifications sent to departments by kind": """
-        SELECT notification, count() AS messages, sum(length(recipients)) AS deliveries
-        FROM riskwatch.alerts WHERE notification != '' GROUP BY notification ORDER BY messages DESC""",
+    "通知 notifications sent to departments by kind (alert_history kind='notify')": """
+        SELECT splitByString(' → ', comment)[1] AS notification, count() AS messages,
+               sum(length(splitByChar(',', splitByString(' → ', comment)[2]))) AS deliveries
+        FROM riskwatch.alert_history FINAL WHERE kind = 'notify' GROUP BY notification ORDER BY messages DESC""",
+    "部门反馈 department feedback (alert_history kind='feedback')": """
+        SELECT actor AS department, count() AS feedback, countIf(comment LIKE 'acknowledged%') AS acknowledged,
+               countIf(comment LIKE 'disposed%') AS disposed, countIf(comment LIKE 'not_ours%') AS not_ours
+        FROM riskwatch.alert_history FINAL WHERE kind = 'feedback' GROUP BY department ORDER BY feedback DESC LIMIT 8""",
     "联合检查 joint inspections": """
         SELECT count() AS plans, countIf(has(sources, 'alert')) AS with_alert_followup,
                countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
@@ -95,7 +100,7 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
         depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "simulate", "departments", "--seed", str(seed),
-                                  "--idle-seconds", "20", "--truth", "var/demo/departments_truth.jsonl", "--quiet"],
+                                  "--idle-seconds", "86400", "--truth", "var/demo/departments_truth.jsonl", "--quiet"],
                                  env=env, stdout=subprocess.PIPE, text=True)
         sim = subprocess.run([sys.executable, "-m", "riskwatch.cli", "simulate", "--duration", str(duration),
                               "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
@@ -105,14 +110,6 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         if sim.returncode != 0:
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode
-        console.print("simulation sent; the departments answer the last alerts (they stop 20 s after the last one) ...")
-        out, _ = depts.communicate(timeout=max(600.0, duration * 5))
-        console.print(f"departments: {out.strip().splitlines()[-1] if out.strip() else '(no summary)'}")
-        month = time.strftime("%Y-%m")
-        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli", "plan", "spot-checks", "--month", month, "--seed", str(seed),
-                               "--scale", str(scale), "--sim-seed", str(seed), "--publish",
-                               "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
-        console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")
         topics = [settings.topic(t) for t in T.INPUT_TOPICS]
         last = [None]
 
@@ -123,7 +120,20 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
                 last[0] = lag
             return lag == 0
 
-        wait_for(caught_up, timeout=max(300.0, duration * 3), what="the worker to consume every simulated event", interval=2.0)
+        wait_for(caught_up, timeout=max(300.0, duration * 5), what="the worker to consume every simulated event", interval=2.0)
+        # the departments answer the last alerts, then stop (SIGTERM: they send what is due and report)
+        wait_for(lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL)]) == 0, timeout=120,
+                 what="the last alerts to be published", interval=1.0)
+        time.sleep(5)  # noqa: the player polls alerts.all every 0.25 s; give it the last ones (demo pacing, not sync)
+        depts.terminate()
+        out, _ = depts.communicate(timeout=120)
+        console.print(f"departments: {out.strip().splitlines()[-1] if out.strip() else '(no summary)'}")
+        month = time.strftime("%Y-%m")
+        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli", "plan", "spot-checks", "--month", month, "--seed", str(seed),
+                               "--scale", str(scale), "--sim-seed", str(seed), "--publish",
+                               "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
+        console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")
+        wait_for(caught_up, timeout=max(300.0, duration * 3), what="the worker to consume the feedback and the tasks", interval=2.0)
         elapsed = time.monotonic() - t0
         # the sink of alerts/dead letters runs a batch behind: wait until its lag is zero too
         wait_for(lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL), settings.topic(T.DEADLETTER)]) == 0,

@@ -124,7 +124,8 @@ class LifecycleError(ValueError):
 # --- records ----------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class Transition:
-    """One recorded change. ``kind``: status | level | feedback | receivers | flapping | silence."""
+    """One recorded change. ``kind``: status | level | feedback | receivers | reminder | flapping |
+    silence | notify (a notification sent: which kind, to whom)."""
 
     at: float
     kind: str
@@ -547,6 +548,7 @@ class Lifecycle:
             return
         out.append(Notification(kind=kind, departments=list(depts), text_zh=text, at=at, alert_id=st.alert_id,
                                 entity_id=st.entity_id, level=st.level, status=st.status))
+        self._record(st, at, "notify", st.status, st.status, "riskwatch", f"{kind} → {','.join(depts)}")
 
     def _set(self, st, at, to, actor, comment) -> None:
         self._record(st, at, "status", st.status, to, actor, comment)

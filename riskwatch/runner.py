@@ -44,6 +44,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name in Settings.model_fields:
         v = getattr(settings, name)
+        if v is None:
+            continue  # unset: the child's default (None) too
         env[f"RISKWATCH_{name.upper()}"] = v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
     return env
 

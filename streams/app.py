@@ -57,6 +57,7 @@ BATCH_SECONDS = Histogram("riskwatch_batch_seconds", "Time to process one batch 
 EVICTED = PCounter("riskwatch_evicted_entities_total", "Entity states evicted after entity_ttl_days of silence")
 SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write latency per batch")
 
+IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
 BATCH_MAX = 5000
 BATCH_WITHIN = 0.5
 
@@ -159,15 +160,29 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     # The batch agent and the timers (deadlines, eviction) change entity states; they take turns.
     state_lock = asyncio.Lock()
     alert_keys: set[bytes] = set()  # entities with alerts in their state: what the deadline timer visits
-    stream_time = [0.0]  # latest event time seen (the 'event' lifecycle clock)
+    part_time: dict[int, tuple[float, float]] = {}  # input partition -> (latest event time, wall time it came)
 
     def lifecycle_now() -> float:
-        return stream_time[0] if settings.lifecycle_clock == "event" else clock()
+        """The deadline clock: the wall clock, or (``event``) the watermark: the event time every
+        partition this worker owns has reached (the slowest one), so an entity's deadline never
+        passes before its own partition's events up to then were processed. A partition without
+        new events for ``IDLE_PARTITION_SECONDS`` does not hold the watermark back (idleness)."""
+        if settings.lifecycle_clock != "event":
+            return clock()
+        owned_parts = {x.partition for x in app.assignor.assigned_actives() if x.topic == tp_name0}
+        seen = [(t, w) for p, (t, w) in part_time.items() if p in owned_parts]
+        if not seen:
+            return 0.0
+        wall = time.monotonic()
+        active = [t for t, w in seen if wall - w < IDLE_PARTITION_SECONDS]
+        return min(active) if active else max(t for t, _ in seen)
+
+    tp_name0 = tp(T.INPUT_TOPICS[0])
 
     def owned(key: bytes) -> bool:
         """Whether this worker currently owns the key's partition (a table keeps revoked keys in memory)."""
         p = _partition_for_key(key)
-        return p is not None and TP(tp(T.INPUT_TOPICS[0]), p) in app.assignor.assigned_actives()
+        return p is not None and TP(tp_name0, p) in app.assignor.assigned_actives()
 
     def alert_sends(out, key: bytes, sends: list) -> None:
         for a in out.alerts:
@@ -220,8 +235,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     counts[(msg.topic, "dead")] += 1
                     continue
                 counts[(msg.topic, "ok")] += 1
-                if ev.occurred_at.timestamp() > stream_time[0]:
-                    stream_time[0] = ev.occurred_at.timestamp()
+                t_ev = ev.occurred_at.timestamp()
+                part_time[msg.partition] = (max(t_ev, part_time.get(msg.partition, (0.0, 0.0))[0]), time.monotonic())
                 table, row = sink_rows.event_row(ev)
                 event_rows.setdefault(table, []).append(row)
                 if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL

@@ -183,7 +183,7 @@ def test_each_department_reads_only_its_own_topic():
         reads = PLAN.allowed(user, "read")
         assert [(b.pattern, b.name) for b in reads] == [("literal", T.dept_topic(code))], (user, reads)
         writes = PLAN.allowed(user, "write")
-        assert [(b.pattern, b.name) for b in writes] == [("literal", "events.feedback")], (user, writes)
+        assert [(b.pattern, b.name) for b in writes] == [("literal", "events.feedback"), ("literal", "events.task")], (user, writes)
         assert not [b for b in PLAN.bindings if b.user == user and b.resource in ("cluster", "transactional_id")]
         assert not [b for b in PLAN.bindings if b.user == user and b.operation == "all"]
         groups = PLAN.allowed(user, "read", "group")

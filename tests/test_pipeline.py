@@ -166,4 +166,6 @@ def test_restart_mid_stream_loses_nothing_and_duplicates_no_alert(pipeline):
         "FROM riskwatch.alerts FINAL GROUP BY entity_id")
     assert {x["entity_id"] for x in per_entity} == set(ents)
     assert all(x["n"] == 3 and x["rows"] == 3 for x in per_entity), per_entity
-    assert all(x["st"] == ["resolved"] for x in per_entity), per_entity
+    # over: a one-reading breach waits out its pending period and closes unnotified when the readings
+    # recover; a notified one is resolved, then closed after the grace period
+    assert all(set(x["st"]) <= {"resolved", "closed"} for x in per_entity), per_entity

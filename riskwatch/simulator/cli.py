@@ -372,7 +372,7 @@ def play_departments(
             if t >= next_report:
                 report()
                 next_report = t + progress_every
-            if not got and t - last_new >= idle_seconds:
+            if not got and (t - last_new >= idle_seconds or _STOP.is_set()):
                 break
         for fb in player.drain(until=datetime.now(CST)):
             send(fb)
@@ -383,6 +383,9 @@ def play_departments(
     report(final=True)
     return {**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad,
             "send_errors": dict(errors)}
+
+
+_STOP = __import__("threading").Event()  # SIGTERM/SIGINT: finish (drain what is due) and report
 
 
 @app.command("departments")
@@ -409,6 +412,10 @@ def departments(
     from riskwatch.settings import load_settings
     from riskwatch.simulator.departments import DepartmentPlayer
 
+    import signal as _signal
+
+    for _sig in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(_sig, lambda *_: _STOP.set())
     settings = load_settings()
     overrides: dict[str, Any] = {}
     if bootstrap:
