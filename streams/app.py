@@ -128,9 +128,31 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     silences = SilenceBoard()
     watchdog = Watchdog(settings.stall_exit_seconds)
 
+    def input_backlog() -> tuple[int, int]:
+        """(messages of this worker's input partitions the broker has and no commit covers,
+        sum of the committed offsets) — what the stall watchdog watches."""
+        n = total = 0
+        for x in app.assignor.assigned_actives():
+            if x.topic.startswith(settings.topic_prefix + "events."):
+                try:
+                    hw = app.consumer.highwater(x)
+                except Exception:  # noqa: BLE001 - not fetched yet
+                    continue
+                done = app.consumer._committed_offset.get(x)
+                nxt = done + 1 if done is not None else 0
+                total += nxt
+                if hw is not None and hw > nxt:
+                    n += hw - nxt
+        return n, total
+
     @app.timer(interval=5.0, on_leader=False)
     async def stall_watchdog():
         hit = watchdog.stuck()
+        if watchdog.patient():
+            watchdog.no_progress(0, -1)  # waiting for ClickHouse on purpose: restart the commit clock
+        elif hit is None:
+            # input waiting while the commits do not move (batches or commits hung)?
+            hit = watchdog.no_progress(*input_backlog())
         if hit is not None:
             agent, stage, secs = hit
             log.critical("agent %s has been stuck at '%s' for %.0f s: exiting so that the supervisor restarts the "

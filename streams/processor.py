@@ -164,7 +164,22 @@ class Processor:
             handler(self, ev, st, out)
         if not out.rejected and ev.entity_id != "unknown":
             self._risk(ev, st, out)
+        if st.alerts:
+            self._close_quiet(ev, st, out)
         return out
+
+    def _close_quiet(self, ev: Event, st: EntityState, out: Outcome) -> None:
+        """Resolved alerts whose grace period passed by this entity's own event time are closed
+        (and leave the state) here too, not only by the deadline timer."""
+        t = ev.occurred_at.timestamp()
+        grace = self.lifecycle.policy.close_grace_minutes * 60
+        for fp, oa in list(st.alerts.items()):
+            lc = oa.lc
+            if lc.status == "resolved" and not lc.flapping and lc.resolved_at is not None and t >= lc.resolved_at + grace:
+                rev = lc.revision
+                self._publish(ev.entity_id, ev.event_id, st, out, oa, [], self.lifecycle.tick(lc, t, self.silences), rev)
+                if lc.status == "closed":
+                    del st.alerts[fp]
 
     # --- handlers ------------------------------------------------------------------------------
     def _registry(self, ev: EntityEvent, st: EntityState, out: Outcome) -> None:

@@ -6,6 +6,10 @@ logs the stage and every task's await chain, then exits with code 70, before the
 are committed: the supervisor (compose ``restart: unless-stopped``, or the test harness) restarts
 it and the batch is redelivered (at-least-once; state and sinks are idempotent).
 
+A worker that has input waiting (the broker has it, the worker committed less) while its
+committed offsets do not move for ``limit`` seconds is stuck too (``no_progress``: batches or
+commits hung): the same exit.
+
 Stages marked ``patient`` (the ClickHouse write, which retries with back-off while the server is
 away and so applies back-pressure on purpose) are never cut short.
 
@@ -18,6 +22,14 @@ away and so applies back-pressure on purpose) are never cut short.
 True
 >>> w.done("entities"); w.stuck(now=1e9) is None
 True
+>>> w.no_progress(backlog=0, committed=10, now=2000.0) is None     # nothing waiting: idle is fine
+True
+>>> w.no_progress(backlog=5, committed=10, now=2010.0) is None     # input waiting: the clock runs
+True
+>>> w.no_progress(backlog=5, committed=12, now=2050.0) is None     # commits moved: it restarts
+True
+>>> w.no_progress(backlog=5, committed=12, now=2111.0)             # and then nothing for a minute
+('consumer', '5 messages waiting, commits not moving', 61.0)
 """
 
 from __future__ import annotations
@@ -31,12 +43,30 @@ class Watchdog:
         self.limit = limit
         self.clock = clock
         self._stages: dict[str, tuple[str, float, bool]] = {}
+        self._committed: int = -1
+        self._since: float = 0.0
 
     def stage(self, agent: str, stage: str, patient: bool = False) -> None:
         self._stages[agent] = (stage, self.clock(), patient)
 
     def done(self, agent: str) -> None:
         self._stages.pop(agent, None)
+
+    def patient(self) -> bool:
+        """Whether some batch is waiting on purpose (a ClickHouse write during an outage)."""
+        return any(p for _, _, p in self._stages.values())
+
+    def no_progress(self, backlog: int, committed: int, now: float | None = None) -> tuple[str, str, float] | None:
+        """(agent, what, seconds) when input has been waiting (``backlog`` > 0) while the committed
+        offsets (``committed``, their sum) did not move for longer than ``limit``: batches stuck,
+        or commits stuck. The clock restarts whenever the commits move or the backlog clears."""
+        now = self.clock() if now is None else now
+        if backlog <= 0 or committed != self._committed:
+            self._committed, self._since = committed, now
+            return None
+        if now - self._since > self.limit:
+            return "consumer", f"{backlog} messages waiting, commits not moving", now - self._since
+        return None
 
     def stuck(self, now: float | None = None) -> tuple[str, str, float] | None:
         """(agent, stage, seconds) of the first batch stuck longer than ``limit``, else None."""
