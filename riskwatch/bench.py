@@ -121,6 +121,33 @@ def _state_sizes(evs) -> tuple[float, float]:
     return statistics.median(sensors) if sensors else 0.0, statistics.median(per_entity)
 
 
+def _batch_metrics(s: Settings) -> dict:
+    """Where a batch's time went, from the worker's /metrics after the throughput phase: batches,
+    mean events per batch, mean seconds per batch and of it the ClickHouse write."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
+    m: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, v = line.rsplit(" ", 1)
+        if name.startswith("riskwatch_events_total{"):
+            m["events"] = m.get("events", 0.0) + float(v)
+        elif name in ("riskwatch_batch_seconds_count", "riskwatch_batch_seconds_sum",
+                      "riskwatch_sink_write_seconds_sum"):
+            m[name] = float(v)
+    n = m.get("riskwatch_batch_seconds_count", 0.0)
+    if not n:
+        return {}
+    return {"batches": int(n), "batch_events_mean": round(m.get("events", 0.0) / n),
+            "batch_ms_mean": round(1000 * m["riskwatch_batch_seconds_sum"] / n, 1),
+            "batch_clickhouse_ms_mean": round(1000 * m.get("riskwatch_sink_write_seconds_sum", 0.0) / n, 1)}
+
+
 def _percentile(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -168,6 +195,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         result["pipeline_eps"] = round(len(evs) / max(t_end - t_begin, 1e-6))
         result["pipeline_eps_incl_startup"] = round(len(evs) / (t_end - t_ready))
         result["ratio"] = round(result["pipeline_eps"] / result["raw_consume_eps"], 3)
+        result.update(_batch_metrics(s))
         print(f"  pipeline {result['pipeline_eps']:,} events/s (ratio {result['ratio']})", file=sys.stderr)
 
         # latency at half the pipeline rate: realistic events + alert-raising complaints on fresh entities

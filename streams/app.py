@@ -127,6 +127,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
     silences = SilenceBoard()
     watchdog = Watchdog(settings.stall_exit_seconds)
+    commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
 
     def input_backlog() -> tuple[int, int]:
         """(messages of this worker's input partitions the broker has and no commit covers,
@@ -145,19 +146,41 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     n += hw - nxt
         return n, total
 
+    def consumer_diagnosis() -> str:
+        """Faust's view of the input partitions: assigned, paused, buffered-full, offsets."""
+        c = app.consumer
+        try:
+            ins = sorted((x for x in app.assignor.assigned_actives() if x.topic.startswith(settings.topic_prefix + "events.")),
+                         key=lambda x: (x.topic, x.partition))
+            rows = []
+            for x in ins:
+                try:
+                    hw = c.highwater(x)
+                except Exception:  # noqa: BLE001
+                    hw = "?"
+                rows.append(f"{x.topic}[{x.partition}] read={c._read_offset.get(x)} committed={c._committed_offset.get(x)} "
+                            f"highwater={hw} paused={x in c._paused_partitions} "
+                            f"buffer_full={x in getattr(c, '_buffered_partitions', ())}")
+            return (f"flow_control active={app.flow_control.is_active()} generation={app.consumer_generation_id} "
+                    f"paused={len(c._paused_partitions)} active={len(c._active_partitions or ())}\n  " + "\n  ".join(rows))
+        except Exception as e:  # noqa: BLE001 - diagnosis must never fail the exit
+            return f"(diagnosis failed: {e!r})"
+
     @app.timer(interval=5.0, on_leader=False)
     async def stall_watchdog():
         hit = watchdog.stuck()
         if watchdog.patient():
-            watchdog.no_progress(0, -1)  # waiting for ClickHouse on purpose: restart the commit clock
+            commit_watchdog.no_progress(0, -1)  # waiting for ClickHouse on purpose: restart the commit clock
         elif hit is None:
-            # input waiting while the commits do not move (batches or commits hung)?
-            hit = watchdog.no_progress(*input_backlog())
+            # input waiting while the commits do not move (batches or commits hung; or the broker away
+            # for that long — hence a limit far above a broker restart's)
+            hit = commit_watchdog.no_progress(*input_backlog())
         if hit is not None:
             agent, stage, secs = hit
             log.critical("agent %s has been stuck at '%s' for %.0f s: exiting so that the supervisor restarts the "
                          "worker and the batch is redelivered (nothing is lost; report this with the task dump below)",
                          agent, stage, secs)
+            log.critical("consumer state: %s", consumer_diagnosis())
             dump_tasks(file=sys.stderr)
             logging.shutdown()
             os._exit(70)
@@ -166,7 +189,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     async def install_task_dump():
         import signal as _signal
 
-        asyncio.get_running_loop().add_signal_handler(_signal.SIGUSR2, dump_tasks)
+        def _dump():
+            log.warning("consumer state: %s", consumer_diagnosis())
+            dump_tasks()
+
+        asyncio.get_running_loop().add_signal_handler(_signal.SIGUSR2, _dump)
 
     @app.task
     async def silence_reader():
@@ -520,10 +547,10 @@ def dump_tasks(file=None) -> None:
             if frame is not None:
                 out.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
             nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
-            if nxt is None and type(obj).__name__ in ("async_generator_asend", "async_generator_athrow"):
+            if nxt is None and type(obj).__name__ in ("async_generator_asend", "async_generator_athrow", "coroutine_wrapper"):
                 import gc
 
-                nxt = next((r for r in gc.get_referents(obj) if hasattr(r, "ag_frame")), None)
+                nxt = next((r for r in gc.get_referents(obj) if hasattr(r, "ag_frame") or hasattr(r, "cr_frame")), None)
             if nxt is None and hasattr(obj, "_coro"):  # a Task or Future wrapper
                 nxt = obj._coro
             if nxt is None and frame is None:
