@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import operator
 from collections.abc import Mapping
 
 from river import linear_model, optim, preprocessing
@@ -191,7 +192,7 @@ class EntityHistory:
 
     # -- pickling: compact tuple, no per-instance __dict__ ------------------------------------
     def __getstate__(self):
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return _HISTORY_SLOTS(self)
 
     def __setstate__(self, state):
         for s, v in zip(self.__slots__, state):
@@ -322,6 +323,9 @@ class EntityHistory:
         if context:
             f.update(context)
         return f
+
+
+_HISTORY_SLOTS = operator.attrgetter(*EntityHistory.__slots__)  # __getstate__: one flat tuple
 
 
 class ComplaintGrid:

@@ -99,11 +99,22 @@ class SensorAnomaly:
 
     # Compact, fast pickling (the state is written to a Faust changelog after every batch): one
     # flat tuple of slot values, arrays as (typecode, bytes) — ~3x faster than slot-by-slot pickle.
+    # A detector with the default configuration (every production stream) pickles its state
+    # slots only; one with another configuration pickles all slots (the older format, still read).
     def __getstate__(self):
-        return tuple([(v.typecode, v.tobytes()) if type(v) is array else v for v in _GET_SLOTS(self)])
+        v = _GET_SLOTS(self)
+        state = [(x.typecode, x.tobytes()) if type(x) is array else x for x in v[_N_CONFIG:]]
+        if v[:_N_CONFIG] != _DEFAULT_CONFIG:
+            return tuple(v[:_N_CONFIG]) + tuple(state)
+        return tuple(state)
 
     def __setstate__(self, state):
-        for s, v in zip(self.__slots__, state):
+        slots = self.__slots__
+        if len(state) < len(slots):  # state slots only: the default configuration
+            for s, v in zip(slots, _DEFAULT_CONFIG):
+                object.__setattr__(self, s, v)
+            slots = slots[_N_CONFIG:]
+        for s, v in zip(slots, state):
             if type(v) is tuple:
                 a = array(v[0])
                 a.frombytes(v[1])
@@ -411,4 +422,6 @@ class SensorAnomaly:
         return (s * self.damp if suppressed else s), alert
 
 _GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
+_N_CONFIG = SensorAnomaly.__slots__.index("n")  # the configuration slots come first
+_DEFAULT_CONFIG = _GET_SLOTS(SensorAnomaly())[:_N_CONFIG]
 

@@ -101,6 +101,14 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all threads)."""
+    import os
+
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _state_sizes(evs) -> tuple[float, float]:
     from detectors.rules import load_rules
     from schemas.events import DeadLetter
@@ -176,6 +184,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     try:
         topics = [s.topic(t) for t in T.INPUT_TOPICS]
         first: list[float] = []
+        cpu0: list[float] = []
         last_print = [0.0]
 
         def done() -> bool:
@@ -183,6 +192,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
             now = time.perf_counter()
             if lag is not None and lag < len(evs) and not first:
                 first.append(now)
+                cpu0.append(_cpu_seconds(worker.proc.pid))
             if now - last_print[0] > 5:
                 print(f"  pipeline: {lag:,} events left", file=sys.stderr)
                 last_print[0] = now
@@ -191,10 +201,16 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         t_ready = time.perf_counter()
         wait_for(done, timeout=3600, what="the worker to consume the benchmark events", interval=0.25)
         t_end = time.perf_counter()
+        cpu_end = _cpu_seconds(worker.proc.pid)
         t_begin = first[0] if first else t_ready
         result["pipeline_eps"] = round(len(evs) / max(t_end - t_begin, 1e-6))
         result["pipeline_eps_incl_startup"] = round(len(evs) / (t_end - t_ready))
         result["ratio"] = round(result["pipeline_eps"] / result["raw_consume_eps"], 3)
+        # worker CPU (all threads, user + system) per event: less sensitive than the rate to other
+        # load on the machine (the rate is wall-clock and the worker shares the cores)
+        if cpu0:
+            result["worker_cpu_us_per_event"] = round((cpu_end - cpu0[0]) / len(evs) * 1e6, 1)
+            result["worker_cpu_share"] = round((cpu_end - cpu0[0]) / max(t_end - t_begin, 1e-6), 2)
         result.update(_batch_metrics(s))
         print(f"  pipeline {result['pipeline_eps']:,} events/s (ratio {result['ratio']})", file=sys.stderr)
 

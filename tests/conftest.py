@@ -65,7 +65,7 @@ class Pipeline:
         self.producer.send(self.settings.topic(topic), value=value, key=key)
 
     def flush(self) -> None:
-        self.producer.flush(30)
+        self.producer.flush(120)  # a busy shared machine can stall the broker for a while
 
     def wait_consumed(self, timeout: float = 120.0, topics: list[str] | None = None) -> None:
         names = [self.settings.topic(t) for t in (topics or [*T.INPUT_TOPICS, T.ALERTS_ALL, T.DEADLETTER])]
