@@ -86,13 +86,21 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
             except TopicAlreadyExistsError:
                 pass  # another worker raced us
         inputs = [settings.topic(t) for t in INPUT_TOPICS]
-        described = admin.describe_topics(inputs)
-        for d in described:
-            n = len(d["partitions"])
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:  # a topic just created (or a broker just restarted) may not be described fully yet
+            described = {d.get("topic") or d.get("name"): d for d in admin.describe_topics(inputs)}
+            counts = {t: len((described.get(t) or {}).get("partitions") or ()) for t in inputs}
+            if all(counts.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for t, n in counts.items():
             if n != settings.partitions:
                 raise SystemExit(
-                    f"riskwatch: topic {d['topic']} has {n} partitions but RISKWATCH_PARTITIONS={settings.partitions}. "
-                    "All input topics must match; set RISKWATCH_PARTITIONS accordingly or recreate the topics.")
+                    f"riskwatch: topic {t} has {n} partitions but RISKWATCH_PARTITIONS={settings.partitions}. "
+                    "All input topics must match; set RISKWATCH_PARTITIONS accordingly or recreate the topics"
+                    + (" (0: not visible yet — is the broker healthy? `riskwatch kafka status`)" if n == 0 else "") + ".")
         return missing
     finally:
         admin.close()
