@@ -1,7 +1,7 @@
 # riskwatch worker / simulator / bulletin image (docker-compose.yml builds it).
 FROM python:3.11-slim-bookworm
 
-ENV NO_CYTHON=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TZ=Asia/Shanghai
 # fonts-wqy-microhei: the CJK TrueType font `riskwatch bulletin` embeds in its PDFs and charts
 RUN apt-get update \

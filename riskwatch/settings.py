@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     state_cache_entries: int = Field(200_000, ge=0, description="Entity states kept as live objects in front of the state table (memory vs. unpickling cost)")
     eviction_interval_seconds: float = Field(3600.0, gt=0, description="How often the worker looks for entities to evict")
     stall_exit_seconds: float = Field(120.0, gt=0, description="A batch stuck this long at one stage (other than a ClickHouse write, which waits for the server on purpose) makes the worker log where and exit (code 70) so the supervisor restarts it and the batch is redelivered")
-    commit_stall_exit_seconds: float = Field(900.0, gt=0, description="Input waiting while this worker's committed offsets do not move for this long (and no batch is waiting for ClickHouse) makes it log a task dump and exit (code 70) for a restart; well above a broker restart, so an unreachable broker is waited out")
+    commit_stall_exit_seconds: float = Field(180.0, gt=0, description="Input waiting while this worker's committed offsets do not move for this long (and no batch is waiting for ClickHouse) makes it log its consumer state and a task dump and exit (code 70) for a restart, which redelivers from the last commit (Faust can leave a skipped message unacknowledged after a rebalance; its commits then never move again)")
     lifecycle_path: Path = Field(DATA_DIR / "lifecycle.yaml", description="Alert life cycle policy: pending, hysteresis, flapping, deadlines, urging, escalation")
     lifecycle_tick_seconds: float = Field(30.0, gt=0, description="How often the worker checks alert deadlines (urging, escalation), pending periods and closing")
     lifecycle_clock: Literal["wall", "event"] = Field(

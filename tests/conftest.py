@@ -94,7 +94,7 @@ def pipeline(broker: Settings, tmp_path: Path):
     s = broker.model_copy(update=dict(
         topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
         clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}", state_dir=tmp_path / "state", partitions=4,
-        stall_exit_seconds=45.0,  # a stuck worker exits (70) and the harness restarts it, like compose
+        stall_exit_seconds=45.0, commit_stall_exit_seconds=60.0,  # a stuck worker exits (70); the harness restarts it, like compose
     ))
     p = Pipeline(s, tmp_path)
     yield p
