@@ -127,8 +127,11 @@ class EntityState:
         return False
 
     def first_delivery(self, event_id: str, where: tuple | None = None) -> tuple | None:
-        """Where this event id was first processed; for a message at or below the highest offset
-        already processed on its topic (a redelivery after a restart), that message itself."""
+        """Where this event id was first processed (from the ring of the last RECENT_IDS ids), else None.
+
+        Not inferred from offsets: Faust can skip a message around a rebalance and process later
+        ones of the partition first, so "at or below the highest offset processed" does not mean
+        processed; after the restart that redelivers it, it must be processed, not dropped."""
         h = _h(event_id)
         recent = self.recent
         if h in recent:  # a scan in C; the common answer is "no"
@@ -136,8 +139,6 @@ class EntityState:
                 if recent[i] == h:
                     p = self.recent_at[i]
                     return (self.topics[p & 0xFF], (p >> 8) & 0xFFF, p >> 20)
-        if where is not None and where[2] <= self.offsets.get(where[0], -1):
-            return tuple(where)
         return None
 
     def __getstate__(self):
