@@ -572,12 +572,16 @@ class Lifecycle:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-def _ts(t: float | datetime) -> float:
+def to_epoch(t: float | datetime) -> float:
+    """Epoch seconds of a time given as epoch seconds or a datetime (naive = Asia/Shanghai)."""
     if isinstance(t, datetime):
         if t.tzinfo is None:
             t = t.replace(tzinfo=LOCAL_TZ)
         return t.timestamp()
     return float(t)
+
+
+_ts = to_epoch
 
 
 def _iso(t: float) -> str:

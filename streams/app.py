@@ -25,6 +25,7 @@ import sys
 import traceback
 import time
 from collections import Counter
+from datetime import datetime, timezone
 
 import faust
 import orjson
@@ -34,8 +35,6 @@ from prometheus_client import Counter as PCounter, Histogram, generate_latest, C
 from detectors.rules import load_rules
 from riskwatch.catalog import load_catalog
 from riskwatch.settings import Settings
-from datetime import datetime, timezone
-
 from detectors.rates import PeerRates
 from riskwatch.lifecycle import load_lifecycle
 from schemas.events import Alert, AlertTransition, Complaint, DeadLetter, EntityEvent, VideoDetection
@@ -129,31 +128,35 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     watchdog = Watchdog(settings.stall_exit_seconds)
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
 
+    input_prefix = settings.topic_prefix + "events."
+
+    def input_tps() -> list:
+        """This worker's input topic partitions, sorted."""
+        return sorted((x for x in app.assignor.assigned_actives() if x.topic.startswith(input_prefix)),
+                      key=lambda x: (x.topic, x.partition))
+
     def input_backlog() -> tuple[int, int]:
         """(messages of this worker's input partitions the broker has and no commit covers,
         sum of the committed offsets) — what the stall watchdog watches."""
         n = total = 0
-        for x in app.assignor.assigned_actives():
-            if x.topic.startswith(settings.topic_prefix + "events."):
-                try:
-                    hw = app.consumer.highwater(x)
-                except Exception:  # noqa: BLE001 - not fetched yet
-                    continue
-                done = app.consumer._committed_offset.get(x)
-                nxt = done + 1 if done is not None else 0
-                total += nxt
-                if hw is not None and hw > nxt:
-                    n += hw - nxt
+        for x in input_tps():
+            try:
+                hw = app.consumer.highwater(x)
+            except Exception:  # noqa: BLE001 - not fetched yet
+                continue
+            done = app.consumer._committed_offset.get(x)
+            nxt = done + 1 if done is not None else 0
+            total += nxt
+            if hw is not None and hw > nxt:
+                n += hw - nxt
         return n, total
 
     def consumer_diagnosis() -> str:
         """Faust's view of the input partitions: assigned, paused, buffered-full, offsets."""
         c = app.consumer
         try:
-            ins = sorted((x for x in app.assignor.assigned_actives() if x.topic.startswith(settings.topic_prefix + "events.")),
-                         key=lambda x: (x.topic, x.partition))
             rows = []
-            for x in ins:
+            for x in input_tps():
                 try:
                     hw = c.highwater(x)
                 except Exception:  # noqa: BLE001
@@ -259,6 +262,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             watchdog.stage("entities", "process")
             processor.silences = silences.active()
             states: dict[bytes, EntityState] = {}
+            batch_time: dict[int, float] = {}  # input partition -> latest event time in this batch
             event_rows: dict[str, list] = {}
             sends: list[tuple] = []
             counts: Counter = Counter()
@@ -285,7 +289,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     continue
                 counts[(msg.topic, "ok")] += 1
                 t_ev = ev.occurred_at.timestamp()
-                part_time[msg.partition] = (max(t_ev, part_time.get(msg.partition, (0.0, 0.0))[0]), time.monotonic())
+                if t_ev > batch_time.get(msg.partition, 0.0):
+                    batch_time[msg.partition] = t_ev
                 table, row = sink_rows.event_row(ev)
                 event_rows.setdefault(table, []).append(row)
                 if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
@@ -300,8 +305,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 for r in out.risk:
                     event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
                         r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
+            wall = time.monotonic()
+            for p, t_ev in batch_time.items():
+                part_time[p] = (max(t_ev, part_time.get(p, (0.0, 0.0))[0]), wall)
+            watchdog.stage("entities", f"send {len(sends)} outputs")
             for topic, key, value in sends:
-                watchdog.stage("entities", f"send {topic.get_topic_name()}")
                 await topic.send(key=key, value=value)
             t1 = time.perf_counter()
             watchdog.stage("entities", "clickhouse", patient=True)
@@ -368,7 +376,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     if settings.township_surges:
         app.agent(peer_signals, name="peers")(peer_agent)
 
-    ticks = [0]
+    owned_then: list[frozenset] = [frozenset()]  # the input partitions at the last deadline check
 
     @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
     async def alert_deadlines():
@@ -384,10 +392,10 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             rows: dict[str, list] = {}
             changed: dict[bytes, EntityState] = {}
             processor.silences = silences.active()
-            ticks[0] += 1
-            if ticks[0] % 20 == 1:  # after a start or a rebalance the index is rebuilt from the table
-                alert_keys.update(k for k, raw_state in list(entities.items())
-                                  if owned(k) and cache.load(k).alerts)
+            owned_now = frozenset(app.assignor.assigned_actives())
+            if owned_now != owned_then[0]:  # a start or a rebalance: states came from the changelog
+                owned_then[0] = owned_now
+                alert_keys.update(k for k in list(entities.keys()) if owned(k) and cache.load(k).alerts)
             for key in list(alert_keys):
                 if not owned(key):
                     alert_keys.discard(key)
@@ -402,8 +410,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     alert_keys.discard(key)
             # outputs first, state last (as in a batch): a crash in between repeats the notices
             # with the same revisions, which consumers drop, rather than losing them
+            watchdog.stage("alert_deadlines", f"send {len(sends)} outputs")
             for topic, key, value in sends:
-                watchdog.stage("alert_deadlines", f"send {topic.get_topic_name()}")
                 await topic.send(key=key, value=value)
             if rows:
                 watchdog.stage("alert_deadlines", "clickhouse", patient=True)

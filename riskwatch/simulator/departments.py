@@ -53,7 +53,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from riskwatch.catalog import Catalog, load_catalog
-from riskwatch.lifecycle import Lifecycle, load_lifecycle
+from riskwatch.lifecycle import Lifecycle, load_lifecycle, to_epoch
 from schemas.events import Alert
 
 __all__ = ["DepartmentPlayer", "Plan", "CST"]
@@ -424,9 +424,4 @@ def _pick(options: tuple[str, ...], u: float) -> str:
     return options[min(int(u * len(options)), len(options) - 1)]
 
 
-def _ts(t: datetime | float) -> float:
-    if isinstance(t, datetime):
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=CST)
-        return t.timestamp()
-    return float(t)
+_ts = to_epoch  # naive datetimes are county time (+08:00), as everywhere in riskwatch
