@@ -41,8 +41,9 @@ from schemas.events import Alert, AlertTransition, Complaint, DeadLetter, Entity
 from sinks import rows as sink_rows
 from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
-from streams import topics as T
+from streams import faust_fastpath, topics as T
 from streams.ingest import Decoder
+from streams.changelog import BulkChangelog
 from streams.processor import Processor
 from streams.silences import SilenceBoard, follow as follow_silences
 from streams.watchdog import Watchdog
@@ -62,6 +63,8 @@ BATCH_WITHIN = 0.5
 
 
 def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time) -> faust.App:
+    if settings.faust_fastpath:
+        faust_fastpath.install()
     catalog = load_catalog(settings.catalog_path)
     rules = load_rules(settings.rules_path)
     decoder = Decoder(catalog, settings.max_message_bytes, settings.topic_prefix)
@@ -95,6 +98,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         logging_config=None,
     )
     app.conf.producer_max_request_size = max(1_048_576, settings.max_message_bytes * 4)
+    app.conf.producer_max_batch_size = 262_144  # one record batch carries ~150 entity states to the changelog
 
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     inputs = app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **raw)
@@ -124,6 +128,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
+    changelog = BulkChangelog(app, entities)  # entity states: table + changelog in one produce per partition
     silences = SilenceBoard()
     watchdog = Watchdog(settings.stall_exit_seconds)
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
@@ -316,8 +321,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             await writer.write_now(event_rows)
             SINK_SECONDS.observe(time.perf_counter() - t1)
             watchdog.stage("entities", "store")
+            await changelog.write({key: (partition_of[key], cache.store(key, st)) for key, st in states.items()})
             for key, st in states.items():
-                entities[key] = cache.store(key, st)
                 (alert_keys.add if st.alerts else alert_keys.discard)(key)
             watchdog.done("entities")
             for (topic, result), n in counts.items():
@@ -416,21 +421,19 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             if rows:
                 watchdog.stage("alert_deadlines", "clickhouse", patient=True)
                 await writer.write_now(rows)
-            for key, st in changed.items():
-                entities[key] = cache.store(key, st)
+            await changelog.write({key: (_partition_for_key(key), cache.store(key, st)) for key, st in changed.items()})
             watchdog.done("alert_deadlines")
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
         ttl = settings.entity_ttl_days * 86400
         now = clock()
-        n = 0
         async with state_lock:
-            for key, raw_state in list(entities.items()):
-                if owned(key) and now - EntityState.loads(raw_state).last_seen > ttl:
-                    del entities[key]
-                    alert_keys.discard(key)
-                    n += 1
+            gone = {key: (_partition_for_key(key), None) for key, raw_state in list(entities.items())
+                    if owned(key) and now - EntityState.loads(raw_state).last_seen > ttl}
+            await changelog.write(gone)
+            alert_keys.difference_update(gone)
+        n = len(gone)
         EVICTED.inc(n)
         if n:
             log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)
