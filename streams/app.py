@@ -43,7 +43,7 @@ from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
 from streams import faust_fastpath, topics as T
 from streams.ingest import Decoder
-from streams.changelog import BulkChangelog
+from streams.bulk import BulkProducer, table_records
 from streams.processor import Processor
 from streams.silences import SilenceBoard, follow as follow_silences
 from streams.watchdog import Watchdog
@@ -128,7 +128,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
-    changelog = BulkChangelog(app, entities)  # entity states: table + changelog in one produce per partition
+    bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
     silences = SilenceBoard()
     watchdog = Watchdog(settings.stall_exit_seconds)
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
@@ -313,15 +313,20 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             wall = time.monotonic()
             for p, t_ev in batch_time.items():
                 part_time[p] = (max(t_ev, part_time.get(p, (0.0, 0.0))[0]), wall)
-            watchdog.stage("entities", f"send {len(sends)} outputs")
-            for topic, key, value in sends:
-                await topic.send(key=key, value=value)
+            # Order of durability: outputs and ClickHouse rows first, entity state (whose event-id ring
+            # marks these events done) last. ClickHouse inserts in its own thread, mostly outside the
+            # GIL, while the outputs are produced and the states serialized.
             t1 = time.perf_counter()
+            stored = asyncio.ensure_future(writer.write_now(event_rows))
+            watchdog.stage("entities", f"send {len(sends)} outputs")
+            await bulk.send(_records(sends))
+            watchdog.stage("entities", "serialize state")
+            changed = {key: (partition_of[key], cache.store(key, st)) for key, st in states.items()}
             watchdog.stage("entities", "clickhouse", patient=True)
-            await writer.write_now(event_rows)
+            await stored
             SINK_SECONDS.observe(time.perf_counter() - t1)
             watchdog.stage("entities", "store")
-            await changelog.write({key: (partition_of[key], cache.store(key, st)) for key, st in states.items()})
+            await bulk.send(table_records(entities, changed))
             for key, st in states.items():
                 (alert_keys.add if st.alerts else alert_keys.discard)(key)
             watchdog.done("entities")
@@ -416,12 +421,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             # outputs first, state last (as in a batch): a crash in between repeats the notices
             # with the same revisions, which consumers drop, rather than losing them
             watchdog.stage("alert_deadlines", f"send {len(sends)} outputs")
-            for topic, key, value in sends:
-                await topic.send(key=key, value=value)
+            await bulk.send(_records(sends))
             if rows:
                 watchdog.stage("alert_deadlines", "clickhouse", patient=True)
                 await writer.write_now(rows)
-            await changelog.write({key: (_partition_for_key(key), cache.store(key, st)) for key, st in changed.items()})
+            await bulk.send(table_records(entities, {key: (_partition_for_key(key), cache.store(key, st)) for key, st in changed.items()}))
             watchdog.done("alert_deadlines")
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
@@ -431,7 +435,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         async with state_lock:
             gone = {key: (_partition_for_key(key), None) for key, raw_state in list(entities.items())
                     if owned(key) and now - EntityState.loads(raw_state).last_seen > ttl}
-            await changelog.write(gone)
+            await bulk.send(table_records(entities, gone))
             alert_keys.difference_update(gone)
         n = len(gone)
         EVICTED.inc(n)
@@ -524,6 +528,11 @@ def _peer_signal(ev, st: EntityState) -> bytes | None:
         return None
     return orjson.dumps({"group": f"town:{st.township or getattr(ev, 'township', '')}",
                          "t": ev.occurred_at.timestamp(), "n": n, "entities": entities})
+
+
+def _records(sends: list[tuple]) -> list[tuple]:
+    """(Faust topic, key, value) → bulk records, partitioned by key as ``topic.send`` would."""
+    return [(t.get_topic_name(), None, k, v) for t, k, v in sends]
 
 
 def _dl_bytes(dl: DeadLetter) -> bytes:
