@@ -1,16 +1,19 @@
 """The application object: a Faust app wiring topics, the entity table, the processor and sinks.
 
 Agents (each reads a batch with ``take_events``; offsets are acknowledged only after the batch's
-outputs are sent and its rows are in ClickHouse — at-least-once, made idempotent downstream by
-event ids and alert revisions):
+outputs are sent, its rows are in ClickHouse and its states in the changelog — at-least-once,
+made idempotent downstream by event ids and alert revisions):
 
 * ``entities`` — all input topics (co-partitioned by ``entity_id``). Per event: decode at the edge
-  (``streams/ingest.py``; bad input → ``deadletter``), load the entity's state from the
-  ``entities`` table, run :class:`streams.processor.Processor`, send alert revisions to
-  ``alerts.<dept>`` and ``alerts.all`` and notices to ``notices``, write the event rows to
-  ClickHouse, store the state back.
-* ``alert_sink`` — ``alerts.all``, ``notices`` and ``deadletter`` → ClickHouse.
-* a timer evicting entities silent for ``entity_ttl_days``.
+  (``streams/ingest.py``; bad input → ``deadletter``), load the entity's state, run
+  :class:`streams.processor.Processor`; per batch: send alert revisions to ``alerts.<dept>`` and
+  ``alerts.all``, notices and dead letters at once (``streams/bulk.py``), then hand the rows, the
+  changed states and the events to the commit pipeline (``streams/commit.py``), which stores and
+  acknowledges them in the background while the next batches are processed.
+* ``alert_sink`` — ``alerts.all``, ``alerts.events`` and ``deadletter`` → ClickHouse.
+* ``peers`` — township rates, reached through a ``group_by`` repartition.
+* timers: alert deadlines (urging, escalation, closing) and evicting entities silent for
+  ``entity_ttl_days``.
 
 The worker also serves ``GET/POST /query`` (read-only SQL; how analysts query the embedded chDB,
 which only one process can open) and ``/metrics`` (Prometheus) on ``settings.web_port``.
@@ -43,7 +46,8 @@ from sinks.query import QueryRefused
 from sinks.writer import ClickHouseWriter
 from streams import faust_fastpath, topics as T
 from streams.ingest import Decoder
-from streams.bulk import BulkProducer, table_records
+from streams.bulk import BulkProducer
+from streams.commit import Commit
 from streams.processor import Processor
 from streams.silences import SilenceBoard, follow as follow_silences
 from streams.watchdog import Watchdog
@@ -55,11 +59,15 @@ EVENTS_IN = PCounter("riskwatch_events_total", "Input events by topic and result
 ALERTS_OUT = PCounter("riskwatch_alert_revisions_total", "Alert revisions published", ["level", "status"])
 BATCH_SECONDS = Histogram("riskwatch_batch_seconds", "Time to process one batch end to end")
 EVICTED = PCounter("riskwatch_evicted_entities_total", "Entity states evicted after entity_ttl_days of silence")
-SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write latency per batch")
+SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write latency per batch of the alert sink")
+COMMIT_SECONDS = Histogram("riskwatch_commit_seconds", "Time to commit processed batches: ClickHouse rows, changelog, acknowledgements")
+COMMIT_EVENTS = PCounter("riskwatch_committed_events_total", "Input events committed (rows stored, state in the changelog, offsets acknowledged)")
 
 IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
 BATCH_MAX = 5000
-BATCH_WITHIN = 0.5
+BATCH_WITHIN = 0.05  # the entity agent: a batch waits at most this long to fill (alert latency)
+SINK_WITHIN = 1.0  # the alert sink: ClickHouse rows for analysts, larger inserts
+MAX_PENDING = 25_000  # processed events waiting for their commit before the entity agent waits
 
 
 def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time) -> faust.App:
@@ -128,9 +136,22 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     entities.partition_for_key = _partition_for_key  # batches hold many events: no "current event"
 
     cache = StateCache(entities, max_entries=settings.state_cache_entries)
-    bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
-    silences = SilenceBoard()
     watchdog = Watchdog(settings.stall_exit_seconds)
+    bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
+    commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
+                    observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
+
+    def load(key: bytes) -> EntityState:
+        """An entity's current state: its uncommitted change, else the cached/stored one."""
+        pending, st = commit.live(key)
+        if pending:
+            return st if st is not None else EntityState()
+        return cache.load(key)
+
+    @app.task
+    async def committer():
+        await _crash_only("commit", lambda _: commit.run(), None)
+    silences = SilenceBoard()
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
 
     input_prefix = settings.topic_prefix + "events."
@@ -260,9 +281,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     async def entity_agent(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
             async with state_lock:
-                await _crash_only("entities", _entity_batch, batch)
+                await _crash_only("entities", _entity_batch, (batch, stream))
+            await commit.wait_room()
 
-    async def _entity_batch(batch):
+    async def _entity_batch(batch_stream):
+            batch, stream = batch_stream
             t0 = time.perf_counter()
             watchdog.stage("entities", "process")
             processor.silences = silences.active()
@@ -281,7 +304,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 key = ev.entity_id.encode()
                 st = states.get(key)
                 if st is None:
-                    st = states[key] = cache.load(key)
+                    st = states[key] = load(key)
                     partition_of[key] = msg.partition
                 out = processor.process(ev, st, (msg.topic, msg.partition, msg.offset))
                 if out.redelivered:
@@ -313,20 +336,10 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             wall = time.monotonic()
             for p, t_ev in batch_time.items():
                 part_time[p] = (max(t_ev, part_time.get(p, (0.0, 0.0))[0]), wall)
-            # Order of durability: outputs and ClickHouse rows first, entity state (whose event-id ring
-            # marks these events done) last. ClickHouse inserts in its own thread, mostly outside the
-            # GIL, while the outputs are produced and the states serialized.
-            t1 = time.perf_counter()
-            stored = asyncio.ensure_future(writer.write_now(event_rows))
+            # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/commit.py)
             watchdog.stage("entities", f"send {len(sends)} outputs")
             await bulk.send(_records(sends))
-            watchdog.stage("entities", "serialize state")
-            changed = {key: (partition_of[key], cache.store(key, st)) for key, st in states.items()}
-            watchdog.stage("entities", "clickhouse", patient=True)
-            await stored
-            SINK_SECONDS.observe(time.perf_counter() - t1)
-            watchdog.stage("entities", "store")
-            await bulk.send(table_records(entities, changed))
+            commit.add(event_rows, {key: (partition_of[key], st) for key, st in states.items()}, batch, stream)
             for key, st in states.items():
                 (alert_keys.add if st.alerts else alert_keys.discard)(key)
             watchdog.done("entities")
@@ -336,7 +349,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     @app.agent(app.topic(tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), **raw), name="alert_sink")
     async def alert_sink(stream):
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        async for batch in stream.take_events(BATCH_MAX, within=SINK_WITHIN):
             await _crash_only("alert_sink", _sink_batch, batch)
 
     async def _sink_batch(batch):
@@ -358,7 +371,9 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                     log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
                     continue
             watchdog.stage("alert_sink", "clickhouse", patient=True)
+            t1 = time.perf_counter()
             await writer.write_now(by_table)
+            SINK_SECONDS.observe(time.perf_counter() - t1)
             watchdog.done("alert_sink")
 
     async def peer_agent(stream):
@@ -405,12 +420,12 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             owned_now = frozenset(app.assignor.assigned_actives())
             if owned_now != owned_then[0]:  # a start or a rebalance: states came from the changelog
                 owned_then[0] = owned_now
-                alert_keys.update(k for k in list(entities.keys()) if owned(k) and cache.load(k).alerts)
+                alert_keys.update(k for k in list(entities.keys()) if owned(k) and load(k).alerts)
             for key in list(alert_keys):
                 if not owned(key):
                     alert_keys.discard(key)
                     continue
-                st = cache.load(key)
+                st = load(key)
                 out = processor.tick(key.decode(), st, now)
                 if out.alerts or out.transitions:
                     alert_sends(out, key, sends)
@@ -422,10 +437,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             # with the same revisions, which consumers drop, rather than losing them
             watchdog.stage("alert_deadlines", f"send {len(sends)} outputs")
             await bulk.send(_records(sends))
-            if rows:
-                watchdog.stage("alert_deadlines", "clickhouse", patient=True)
-                await writer.write_now(rows)
-            await bulk.send(table_records(entities, {key: (_partition_for_key(key), cache.store(key, st)) for key, st in changed.items()}))
+            commit.add(rows, {key: (_partition_for_key(key), st) for key, st in changed.items()}, [], None)
             watchdog.done("alert_deadlines")
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
@@ -434,8 +446,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         now = clock()
         async with state_lock:
             gone = {key: (_partition_for_key(key), None) for key, raw_state in list(entities.items())
-                    if owned(key) and now - EntityState.loads(raw_state).last_seen > ttl}
-            await bulk.send(table_records(entities, gone))
+                    if owned(key) and not commit.live(key)[0] and now - EntityState.loads(raw_state).last_seen > ttl}
+            commit.add({}, gone, [], None)
             alert_keys.difference_update(gone)
         n = len(gone)
         EVICTED.inc(n)

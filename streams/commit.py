@@ -1,0 +1,144 @@
+"""The commit pipeline: processed batches become durable in the background, in order.
+
+A batch's alerts and other outputs are published as soon as it is processed (that is the alert
+latency). What makes the batch *done* — its rows in ClickHouse, its entities' states in the
+changelog, and only then its offsets acknowledged — runs here, one commit at a time, while the
+agent goes on with the next batches. Each commit takes everything processed since the previous
+one began, so under load commits grow by themselves: one ClickHouse insert per table and one
+changelog record per changed entity however many batches they cover (Kafka Streams' record
+cache and commit interval, with the interval set by how long a commit takes).
+
+Why it is safe:
+
+* **Snapshot.** A commit serializes the dirty states and takes the rows and events without
+  awaiting in between; the agent runs on the same event loop, so the snapshot holds exactly the
+  effects of the events it acknowledges — never of a later one whose rows are not stored yet.
+* **Order.** Rows first, then the changelog (whose per-entity event-id ring marks the events as
+  done), then the acknowledgements: a crash anywhere redelivers from the last committed offset,
+  against the last committed state; ClickHouse rows repeated by it collapse under ``FINAL``.
+* **Holding acknowledgements.** The agent takes one reference on each event's message
+  (``Message.incref``) before Faust's batch loop drops its own; the commit releases it. Faust's
+  rebalance waits until the consumer has no unacknowledged message left (``stream_wait_empty``),
+  so every processed batch is committed before partitions move.
+* **Back-pressure.** The agent waits while more than ``max_pending`` events are uncommitted
+  (a slow or unavailable ClickHouse stops consumption; nothing is dropped).
+
+>>> import asyncio
+>>> from types import SimpleNamespace as NS
+>>> class Writer:
+...     def __init__(self): self.rows = []
+...     async def write_now(self, rows): self.rows.append(rows)
+>>> class Bulk:
+...     def __init__(self): self.sent = []
+...     async def send(self, records): self.sent.extend(records)
+>>> class Table:
+...     def __init__(self): self.data = {}
+...     changelog_topic = NS(get_topic_name=lambda: "app-entities-changelog")
+>>> class Stream:
+...     def __init__(self): self.acked = []
+...     async def ack(self, event): event.message.refcount -= 1; self.acked.append(event)
+>>> async def demo():
+...     c = Commit(Writer(), Bulk(), Table(), dumps=lambda key, st: repr(st).encode())
+...     task = asyncio.ensure_future(c.run())
+...     ev = NS(message=NS(refcount=1, incref=lambda: None))
+...     s = Stream()
+...     c.add({"events_sensor": [(1,), (2,)]}, {b"E1": (0, {"n": 2})}, [ev], s)
+...     await c.drained()
+...     task.cancel()
+...     return c.writer.rows, c.bulk.sent, c.table.data, len(s.acked), c.commits
+>>> asyncio.run(demo())
+([{'events_sensor': [(1,), (2,)]}], [('app-entities-changelog', 0, b'E1', b"{'n': 2}")], {b'E1': b"{'n': 2}"}, 1, 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from streams.bulk import table_records
+
+
+class Commit:
+    """Coalesce processed batches and commit them in the background (see the module docstring).
+
+    ``dumps(key, state)`` serializes a state (the worker's live-object cache keeps the pair);
+    ``state=None`` in ``add`` deletes the key (eviction).
+    """
+
+    def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
+                 max_pending: int = 25_000, observe: Callable[[float, int], None] | None = None) -> None:
+        self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
+        self.watchdog, self.max_pending, self.observe = watchdog, max_pending, observe
+        self.rows: dict[str, list] = {}
+        self.dirty: dict[bytes, tuple[int, Any]] = {}
+        self.held: list[tuple[Any, list]] = []
+        self.pending = 0  # events processed and not yet committed (including the commit in flight)
+        self.commits = 0
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+
+    # --- the agent's side ----------------------------------------------------------------------
+    def live(self, key: bytes) -> tuple[bool, Any]:
+        """``(True, state)`` if the key has a change not yet committed (``state`` None: deleted)."""
+        hit = self.dirty.get(key)
+        return (False, None) if hit is None else (True, hit[1])
+
+    def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream) -> None:
+        """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge."""
+        for table, r in rows.items():
+            if r:
+                self.rows.setdefault(table, []).extend(r)
+        self.dirty.update(dirty)
+        if events:
+            for e in events:
+                e.message.incref()  # released by the commit; Faust's own ack no longer completes it
+            self.held.append((stream, events))
+            self.pending += len(events)
+            self._queued += len(events)
+        self._wake.set()
+
+    async def wait_room(self) -> None:
+        """Back-pressure: return once no more than ``max_pending`` events wait for a commit."""
+        while self.pending > self.max_pending:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def drained(self) -> None:
+        """Return once everything added so far is committed (tests, shutdown)."""
+        while self.rows or self.dirty or self.held or self._queued or self.pending:
+            self._progress.clear()
+            await self._progress.wait()
+
+    # --- the background task ---------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.rows or self.dirty or self.held:
+                await self.commit_once()
+
+    async def commit_once(self) -> None:
+        t0 = time.perf_counter()
+        # the snapshot: no await until the states are serialized and applied to the table
+        rows, dirty, held, n = self.rows, self.dirty, self.held, self._queued
+        self.rows, self.dirty, self.held, self._queued = {}, {}, [], 0
+        changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in dirty.items()}
+        records = table_records(self.table, changed)
+        wd = self.watchdog
+        if rows:
+            wd and wd.stage("commit", f"clickhouse ({n} events)", patient=True)
+            await self.writer.write_now(rows)
+        wd and wd.stage("commit", f"changelog ({len(records)} states)")
+        await self.bulk.send(records)
+        wd and wd.stage("commit", "acknowledge")
+        for stream, events in held:
+            for e in events:
+                await stream.ack(e)
+        wd and wd.done("commit")
+        self.pending -= n
+        self.commits += 1
+        if self.observe:
+            self.observe(time.perf_counter() - t0, n)
+        self._progress.set()
