@@ -110,6 +110,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _host_busy() -> float:
+    """CPU seconds all cores of this machine have been busy (from /proc/stat)."""
+    import os
+
+    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in f]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _state_sizes(evs) -> tuple[float, float]:
     from detectors.rules import load_rules
     from schemas.events import DeadLetter
@@ -147,6 +157,9 @@ def _batch_metrics(s: Settings) -> dict:
         name, v = line.rsplit(" ", 1)
         if name.startswith("riskwatch_events_total{"):
             m["events"] = m.get("events", 0.0) + float(v)
+        elif name.startswith("riskwatch_gc_pause_seconds_sum") or name.startswith("riskwatch_gc_pause_seconds_count"):
+            key = name.split("{")[0] + name[name.index("generation="):].split('"')[1]
+            m[key] = float(v)
         elif name in ("riskwatch_batch_seconds_count", "riskwatch_batch_seconds_sum", "riskwatch_commit_seconds_count",
                       "riskwatch_commit_seconds_sum", "riskwatch_committed_events_total"):
             m[name] = float(v)
@@ -157,7 +170,9 @@ def _batch_metrics(s: Settings) -> dict:
     return {"batches": int(n), "batch_events_mean": round(m.get("events", 0.0) / n),
             "batch_ms_mean": round(1000 * m["riskwatch_batch_seconds_sum"] / n, 1),
             "commits": int(c), "commit_events_mean": round(m.get("riskwatch_committed_events_total", 0.0) / c),
-            "commit_ms_mean": round(1000 * m["riskwatch_commit_seconds_sum"] / c, 1)}
+            "commit_ms_mean": round(1000 * m["riskwatch_commit_seconds_sum"] / c, 1),
+            "gc_full_collections": int(m.get("riskwatch_gc_pause_seconds_count2", 0)),
+            "gc_full_ms_mean": round(1000 * m.get("riskwatch_gc_pause_seconds_sum2", 0.0) / max(1.0, m.get("riskwatch_gc_pause_seconds_count2", 0.0)), 1)}
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -234,12 +249,17 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
                     "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
             else:
                 mix.append((topic, key, value))
+        cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.proc.pid), time.perf_counter(), _host_busy()
         with Progress(transient=False) as progress:
             _produce(s, mix, progress, rate=rate)
         t_sent = time.perf_counter()
         wait_for(lambda: consumer_lag(s, topics) == 0, timeout=600, what="the latency phase to be consumed")
         # how long the worker needed after the last event was sent: ~0 when it kept up with the rate
         result["latency_phase_drain_s"] = round(time.perf_counter() - t_sent, 2)
+        # the load generator and the broker share the machine's cores with the worker in this phase
+        wall_l = time.perf_counter() - t_l0
+        result["latency_phase_worker_cpu_us_per_event"] = round((_cpu_seconds(worker.proc.pid) - cpu_l0) / len(mix) * 1e6, 1)
+        result["latency_phase_host_busy_cores"] = round((_host_busy() - host_l0) / wall_l, 2)
         lat = _probe_latencies(s, run_id)
         result.update(latency_rate_eps=round(rate), latency_samples=len(lat),
                       latency_ms_p50=round(_percentile(lat, 0.50), 1), latency_ms_p95=round(_percentile(lat, 0.95), 1),

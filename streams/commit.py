@@ -4,9 +4,10 @@ A batch's alerts and other outputs are published as soon as it is processed (tha
 latency). What makes the batch *done* — its rows in ClickHouse, its entities' states in the
 changelog, and only then its offsets acknowledged — runs here, one commit at a time, while the
 agent goes on with the next batches. Each commit takes everything processed since the previous
-one began, so under load commits grow by themselves: one ClickHouse insert per table and one
-changelog record per changed entity however many batches they cover (Kafka Streams' record
-cache and commit interval, with the interval set by how long a commit takes).
+one began, and commits start at most every ``interval`` seconds (unless events pile up): one
+ClickHouse insert per table and one changelog record per changed entity however many batches a
+commit covers (Kafka Streams' record cache and commit interval). A ClickHouse insert has a fixed
+cost of 10–30 ms whatever its size, so small commits would spend the CPU on that.
 
 Why it is safe:
 
@@ -67,9 +68,10 @@ class Commit:
     """
 
     def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
-                 max_pending: int = 25_000, observe: Callable[[float, int], None] | None = None) -> None:
+                 max_pending: int = 25_000, interval: float = 0.0,
+                 observe: Callable[[float, int], None] | None = None) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
-        self.watchdog, self.max_pending, self.observe = watchdog, max_pending, observe
+        self.watchdog, self.max_pending, self.interval, self.observe = watchdog, max_pending, interval, observe
         self.rows: dict[str, list] = {}
         self.dirty: dict[bytes, tuple[int, Any]] = {}
         self.held: list[tuple[Any, list]] = []
@@ -77,7 +79,9 @@ class Commit:
         self.commits = 0
         self._queued = 0
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # commit now, without waiting for the interval
         self._progress = asyncio.Event()
+        self._last = 0.0
 
     # --- the agent's side ----------------------------------------------------------------------
     def live(self, key: bytes) -> tuple[bool, Any]:
@@ -97,6 +101,8 @@ class Commit:
             self.held.append((stream, events))
             self.pending += len(events)
             self._queued += len(events)
+            if self._queued > self.max_pending // 2:
+                self._urgent.set()
         self._wake.set()
 
     async def wait_room(self) -> None:
@@ -108,6 +114,7 @@ class Commit:
     async def drained(self) -> None:
         """Return once everything added so far is committed (tests, shutdown)."""
         while self.rows or self.dirty or self.held or self._queued or self.pending:
+            self._urgent.set()
             self._progress.clear()
             await self._progress.wait()
 
@@ -115,7 +122,15 @@ class Commit:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            early = self.interval - (time.monotonic() - self._last)
+            if early > 0 and not self._urgent.is_set():
+                try:
+                    await asyncio.wait_for(self._urgent.wait(), early)  # the commit interval, not a sync sleep
+                except asyncio.TimeoutError:
+                    pass
             self._wake.clear()
+            self._urgent.clear()
+            self._last = time.monotonic()
             if self.rows or self.dirty or self.held:
                 await self.commit_once()
 
