@@ -95,6 +95,22 @@ async def _raw_consume(settings: Settings, n: int) -> float:
         await c.stop()
 
 
+def _faust_floor(settings: Settings, n: int, stock: bool) -> int:
+    """events/s of a do-nothing Faust agent on the benchmark topics (``riskwatch.bench_floor``)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "riskwatch.bench_floor", "--events", str(n), "--bootstrap", settings.kafka_bootstrap]
+    for t in T.INPUT_TOPICS:
+        cmd += ["--topic", settings.topic(t)]
+    if stock:
+        cmd.append("--stock")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)["faust_floor_eps"]
+    raise SystemExit(f"the Faust floor run failed (exit {out.returncode}): {out.stderr[-2000:]}")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -201,6 +217,12 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     print("raw consume (aiokafka, no processing) ...", file=sys.stderr)
     result["raw_consume_eps"] = round(asyncio.run(_raw_consume(s, len(evs))))
     print(f"  {result['raw_consume_eps']:,} events/s", file=sys.stderr)
+    for stock in (False, True):
+        what = "Faust's own delivery loop" if stock else "with streams/faust_fastpath.py"
+        print(f"Faust floor ({what}): a do-nothing Faust agent ...", file=sys.stderr)
+        key = "faust_floor_stock_eps" if stock else "faust_floor_eps"
+        result[key] = _faust_floor(s, len(evs), stock)
+        print(f"  {result[key]:,} events/s", file=sys.stderr)
 
     worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
     try:
@@ -228,6 +250,8 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         result["pipeline_eps"] = round(len(evs) / max(t_end - t_begin, 1e-6))
         result["pipeline_eps_incl_startup"] = round(len(evs) / (t_end - t_ready))
         result["ratio"] = round(result["pipeline_eps"] / result["raw_consume_eps"], 3)
+        if result.get("faust_floor_eps"):
+            result["ratio_to_faust_floor"] = round(result["pipeline_eps"] / result["faust_floor_eps"], 3)
         # worker CPU (all threads, user + system) per event: less sensitive than the rate to other
         # load on the machine (the rate is wall-clock and the worker shares the cores)
         if cpu0:
@@ -268,6 +292,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     finally:
         worker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        T.delete_topics(s, [s.topic_prefix, s.app_id + "-", "riskwatch-floor-"])
     per_sensor, per_entity = _state_sizes(evs)
     result["state_bytes_per_sensor"] = round(per_sensor)
     result["state_bytes_per_entity"] = round(per_entity)

@@ -104,3 +104,27 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
         return missing
     finally:
         admin.close()
+
+
+def delete_topics(settings: Settings, prefixes: list[str], timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (a test's or a benchmark's
+    own topics, Faust's changelog and repartition topics included); returns the names deleted.
+
+    Best effort: a broker that is away is not an error here (the topics stay; `riskwatch kafka
+    reset` clears a development broker)."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-admin",
+                                 request_timeout_ms=int(timeout_s * 1000))
+    except Exception:  # noqa: BLE001
+        return []
+    try:
+        doomed = [t for t in admin.list_topics() if any(t.startswith(p) for p in prefixes)]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=int(timeout_s * 1000))
+        return doomed
+    except Exception:  # noqa: BLE001
+        return []
+    finally:
+        admin.close()

@@ -99,3 +99,7 @@ def pipeline(broker: Settings, tmp_path: Path):
     p = Pipeline(s, tmp_path)
     yield p
     p.close()
+    # its ~30 topics × 4 partitions and Faust's own: a broker holding thousands slows down every later test
+    from streams.topics import delete_topics
+
+    delete_topics(s, [s.topic_prefix, s.app_id + "-"])

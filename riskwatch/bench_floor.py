@@ -1,0 +1,63 @@
+"""The Faust floor: how fast a Faust agent that does nothing consumes the benchmark's topics.
+
+``python -m riskwatch.bench_floor --events N --topic T [--topic T ...] [--stock]`` runs a worker
+with one agent reading the topics the way riskwatch's entity agent does (raw bytes,
+``take_events``, a memory-store table app) and acknowledging every batch without work; it prints
+one JSON line ``{"faust_floor_eps": ..., "cpu_us_per_event": ...}`` and exits. ``--stock`` keeps
+Faust's own delivery loop instead of ``streams/faust_fastpath.py``. ``riskwatch bench`` runs it as
+a subprocess to separate the framework's share of the per-event cost from riskwatch's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, required=True)
+    ap.add_argument("--topic", action="append", required=True)
+    ap.add_argument("--bootstrap", default=os.environ.get("RISKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    ap.add_argument("--stock", action="store_true", help="Faust's own delivery loop (no fast path)")
+    ap.add_argument("--batch-max", type=int, default=5000)
+    ap.add_argument("--within", type=float, default=0.05)
+    a = ap.parse_args(argv)
+
+    import faust
+    from faust.worker import Worker
+
+    if not a.stock:
+        from streams import faust_fastpath
+
+        faust_fastpath.install()
+    app = faust.App(f"riskwatch-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{a.bootstrap}", store="memory://",
+                    web_enabled=False, consumer_auto_offset_reset="earliest", broker_commit_every=a.batch_max,
+                    logging_config=None)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    src = app.topic(*a.topic, **raw)
+    seen = {"n": 0}
+
+    @app.agent(src)
+    async def floor(stream):
+        async for batch in stream.take_events(a.batch_max, within=a.within):
+            if not seen["n"]:  # the clock starts after the first batch (start-up and fetch latency excluded)
+                seen["t0"], seen["c0"], seen["first"] = time.perf_counter(), time.process_time(), len(batch)
+            seen["n"] += len(batch)
+            if seen["n"] >= a.events:
+                secs, cpu = time.perf_counter() - seen["t0"], time.process_time() - seen["c0"]
+                n = seen["n"] - seen["first"]
+                print(json.dumps({"faust_floor_eps": round(n / secs), "cpu_us_per_event": round(cpu / n * 1e6, 1),
+                                  "events": seen["n"]}), flush=True)
+                sys.stderr.flush()
+                os._exit(0)
+
+    Worker(app, loglevel="error", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
