@@ -105,9 +105,9 @@ def _faust_floor(settings: Settings, n: int, stock: bool) -> int:
     if stock:
         cmd.append("--stock")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)["faust_floor_eps"]
+    for line in reversed((out.stdout + "\n" + out.stderr).splitlines()):
+        if '"faust_floor_eps"' in line:
+            return json.loads(line[line.index("{"):])["faust_floor_eps"]
     raise SystemExit(f"the Faust floor run failed (exit {out.returncode}): {out.stderr[-2000:]}")
 
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                 sys.stderr.flush()
                 os._exit(0)
 
-    Worker(app, loglevel="error", quiet=True).execute_from_commandline()
+    Worker(app, loglevel="error", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 if __name__ == "__main__":

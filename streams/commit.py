@@ -64,14 +64,16 @@ class Commit:
     """Coalesce processed batches and commit them in the background (see the module docstring).
 
     ``dumps(key, state)`` serializes a state (the worker's live-object cache keeps the pair);
-    ``state=None`` in ``add`` deletes the key (eviction).
+    ``state=None`` in ``add`` deletes the key (eviction). ``collect()``, called in the snapshot,
+    returns more records to send with the changelog (outputs the worker sums per commit).
     """
 
     def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
-                 max_pending: int = 25_000, interval: float = 0.0,
+                 max_pending: int = 25_000, interval: float = 0.0, collect: Callable[[], list] | None = None,
                  observe: Callable[[float, int], None] | None = None) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
         self.watchdog, self.max_pending, self.interval, self.observe = watchdog, max_pending, interval, observe
+        self.collect = collect  # more records to send with the changelog (outputs summed per commit)
         self.rows: dict[str, list] = {}
         self.dirty: dict[bytes, tuple[int, Any]] = {}
         self.held: list[tuple[Any, list]] = []
@@ -141,6 +143,8 @@ class Commit:
         self.rows, self.dirty, self.held, self._queued = {}, {}, [], 0
         changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in dirty.items()}
         records = table_records(self.table, changed)
+        if self.collect is not None:
+            records = self.collect() + records
         wd = self.watchdog
         if rows:
             wd and wd.stage("commit", f"clickhouse ({n} events)", patient=True)
