@@ -17,9 +17,14 @@ would write, so its recovery reads them as its own; ``None`` is a tombstone (a d
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Iterable, Mapping
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
+
+log = logging.getLogger(__name__)
 
 Record = tuple[str, "int | None", "bytes | None", "bytes | None"]  # topic, partition, key, value
 
@@ -27,8 +32,10 @@ Record = tuple[str, "int | None", "bytes | None", "bytes | None"]  # topic, part
 class BulkProducer:
     """Send many records at once through a started Faust app's producer; counts what it sent."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, delivery_timeout: float = 90.0) -> None:
         self.app = app
+        self.delivery_timeout = delivery_timeout
+        self._ready: set[str] = set()
         self.partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self.records = 0
@@ -39,6 +46,27 @@ class BulkProducer:
         if parts is None:
             parts = self._partitions[topic] = sorted(await producer.partitions_for(topic))
         return parts
+
+    async def _leaders_known(self, producer, topic: str, timeout: float = 30.0) -> None:
+        """Wait until every partition of ``topic`` has a leader in the producer's metadata.
+
+        A record batch for a partition without a known leader waits in aiokafka's accumulator
+        until the batch expires (Faust's producer request timeout: 20 minutes), e.g. for a
+        changelog topic Faust created a moment ago."""
+        deadline = time.monotonic() + timeout
+        while True:
+            parts = await producer.partitions_for(topic)
+            cluster = producer.client.cluster
+            missing = [p for p in parts if cluster.leader_for_partition(TopicPartition(topic, p)) in (None, -1)]
+            if not missing:
+                self._ready.add(topic)
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka reports no leader for {topic} partitions {missing} after {timeout:.0f} s; "
+                                   "check the broker (`riskwatch kafka status`, its log)")
+            log.info("waiting for leaders of %s partitions %s", topic, missing)
+            await producer.client.force_metadata_update()
+            await asyncio.sleep(0.2)
 
     async def send(self, records: Iterable[Record]) -> None:
         producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
@@ -51,6 +79,8 @@ class BulkProducer:
                 partition = self.partitioner(key, parts, parts)
             batch = batches.get((topic, partition))
             if batch is None:
+                if topic not in self._ready:
+                    await self._leaders_known(producer, topic)
                 batch = batches[(topic, partition)] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start anew
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
@@ -65,7 +95,12 @@ class BulkProducer:
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 self.requests += 1
         self.records += n
-        await asyncio.gather(*sent)
+        try:
+            await asyncio.wait_for(asyncio.gather(*sent), self.delivery_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"Kafka did not acknowledge {len(sent)} record batches within {self.delivery_timeout:.0f} s "
+                               f"(topics {sorted({t for t, _ in batches})}); the worker exits and its uncommitted events "
+                               "are redelivered — check the broker if this repeats") from None
 
 
 def table_records(table, items: Mapping[bytes, tuple[int, bytes | None]]) -> list[Record]:
