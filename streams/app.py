@@ -175,8 +175,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 hw = app.consumer.highwater(x)
             except Exception:  # noqa: BLE001 - not fetched yet
                 continue
-            done = app.consumer._committed_offset.get(x)
-            nxt = done + 1 if done is not None else 0
+            nxt = app.consumer._committed_offset.get(x) or 0  # Faust keeps the committed *next* offset
             total += nxt
             if hw is not None and hw > nxt:
                 n += hw - nxt
