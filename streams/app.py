@@ -156,6 +156,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     @app.task
     async def committer():
         await _crash_only("commit", lambda _: commit.run(), None)
+
     silences = SilenceBoard()
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)
 

@@ -30,37 +30,31 @@ Record = tuple[str, "int | None", "bytes | None", "bytes | None"]  # topic, part
 
 
 class BulkProducer:
-    """Send many records at once through a started Faust app's producer; counts what it sent."""
+    """Send many records at once through a started Faust app's producer."""
 
     def __init__(self, app, delivery_timeout: float = 90.0) -> None:
         self.app = app
         self.delivery_timeout = delivery_timeout
-        self._ready: set[str] = set()
         self.partitioner = DefaultPartitioner()
-        self._partitions: dict[str, list[int]] = {}
-        self.records = 0
-        self.requests = 0
+        self._partitions: dict[str, list[int]] = {}  # topics whose partitions all have a leader
 
-    async def _partitions_of(self, producer, topic: str) -> list[int]:
-        parts = self._partitions.get(topic)
-        if parts is None:
-            parts = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        return parts
-
-    async def _leaders_known(self, producer, topic: str, timeout: float = 30.0) -> None:
-        """Wait until every partition of ``topic`` has a leader in the producer's metadata.
+    async def _partitions_of(self, producer, topic: str, timeout: float = 30.0) -> list[int]:
+        """The topic's partitions, once every one has a leader in the producer's metadata.
 
         A record batch for a partition without a known leader waits in aiokafka's accumulator
         until the batch expires (Faust's producer request timeout: 20 minutes), e.g. for a
         changelog topic Faust created a moment ago."""
+        parts = self._partitions.get(topic)
+        if parts is not None:
+            return parts
         deadline = time.monotonic() + timeout
         while True:
-            parts = await producer.partitions_for(topic)
+            parts = sorted(await producer.partitions_for(topic))
             cluster = producer.client.cluster
             missing = [p for p in parts if cluster.leader_for_partition(TopicPartition(topic, p)) in (None, -1)]
             if not missing:
-                self._ready.add(topic)
-                return
+                self._partitions[topic] = parts
+                return parts
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka reports no leader for {topic} partitions {missing} after {timeout:.0f} s; "
                                    "check the broker (`riskwatch kafka status`, its log)")
@@ -69,32 +63,29 @@ class BulkProducer:
             await asyncio.sleep(0.2)
 
     async def send(self, records: Iterable[Record]) -> None:
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
+        producer = None
         batches: dict[tuple[str, int], object] = {}
         sent = []
-        n = 0
         for topic, partition, key, value in records:
+            if producer is None:
+                producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
+            parts = self._partitions.get(topic) or await self._partitions_of(producer, topic)
             if partition is None:
-                parts = self._partitions.get(topic) or await self._partitions_of(producer, topic)
                 partition = self.partitioner(key, parts, parts)
             batch = batches.get((topic, partition))
             if batch is None:
-                if topic not in self._ready:
-                    await self._leaders_known(producer, topic)
                 batch = batches[(topic, partition)] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start anew
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
-                self.requests += 1
                 batch = batches[(topic, partition)] = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record for {topic}[{partition}] key {key!r} ({len(value or b'')} bytes) "
                                      f"exceeds the producer batch size; raise producer_max_batch_size")
-            n += 1
+        if producer is None:
+            return  # nothing to send (most batches have no alerts)
         for (topic, partition), batch in batches.items():
             if batch.record_count():
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
-                self.requests += 1
-        self.records += n
         try:
             await asyncio.wait_for(asyncio.gather(*sent), self.delivery_timeout)
         except asyncio.TimeoutError:
