@@ -6,6 +6,7 @@ directory, so tests never see each other's data, and runs a real ``riskwatch wor
 
 from __future__ import annotations
 
+import random
 import socket
 import uuid
 from pathlib import Path
@@ -20,10 +21,37 @@ from riskwatch.settings import Settings
 from streams import topics as T
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free listening port for a worker, chosen *below* the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) lies in the ephemeral range, so between this call
+    and the worker's own bind any outgoing connection (a Kafka client, say) may take it; CI
+    failed once that way. Ports below the range are only ever taken by listeners.
+    """
+    rng = random.Random()
+    reserved = {int(p) for p in (Settings().kafka_port, Settings().kafka_controller_port)}
+    for _ in range(2000):
+        port = rng.randrange(20000, _ephemeral_low())
+        if port in _HANDED_OUT or port in reserved:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range; free some listeners and rerun")
 
 
 @pytest.fixture(scope="session")

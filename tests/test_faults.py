@@ -7,6 +7,7 @@ import orjson
 from riskwatch.broker import Broker
 from riskwatch.runner import group_assignment, wait_for
 from tests import factories as F
+from tests.conftest import free_port
 
 
 def _alerts_by_entity(p) -> dict[str, set[str]]:
@@ -57,7 +58,7 @@ def test_broker_stopped_and_restarted_mid_stream_worker_recovers_by_itself(pipel
 def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(pipeline, tmp_path):
     p = pipeline
     a = p.start_worker()
-    b = p.start_worker(web_port=p.settings.web_port + 1, clickhouse_url=f"chdb://{tmp_path / 'clickhouse-b'}",
+    b = p.start_worker(web_port=free_port(), clickhouse_url=f"chdb://{tmp_path / 'clickhouse-b'}",
                        state_dir=tmp_path / "state-b")
     seen: list = []
 
