@@ -3,8 +3,9 @@
 ``python -m riskwatch.bench_floor --events N --topic T [--topic T ...] [--stock]`` runs a worker
 with one agent reading the topics the way riskwatch's entity agent does (raw bytes,
 ``take_events``, a memory-store table app) and acknowledging every batch without work; it prints
-one JSON line ``{"faust_floor_eps": ..., "cpu_us_per_event": ...}`` and exits. ``--stock`` keeps
-Faust's own delivery loop instead of ``streams/faust_fastpath.py``. ``riskwatch bench`` runs it as
+one JSON line ``{"faust_floor_eps": ..., "cpu_us_per_event": ...}`` and exits. ``--stock`` is Faust
+as shipped: its own delivery loop and worker, instead of ``streams/faust_fastpath.py``'s loop and
+``quiet_worker`` (no start-up spinner, which leaves the root logger at DEBUG). ``riskwatch bench`` runs it as
 a subprocess to separate the framework's share of the per-event cost from riskwatch's own.
 """
 
@@ -31,9 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     import faust
     from faust.worker import Worker
 
-    if not a.stock:
-        from streams import faust_fastpath
+    from streams import faust_fastpath
 
+    if not a.stock:
         faust_fastpath.install()
     app = faust.App(f"riskwatch-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{a.bootstrap}", store="memory://",
                     web_enabled=False, consumer_auto_offset_reset="earliest", broker_commit_every=a.batch_max,
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
                 sys.stderr.flush()
                 os._exit(0)
 
-    Worker(app, loglevel="error", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    if a.stock:
+        Worker(app, loglevel="error", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    else:
+        faust_fastpath.quiet_worker(app, loglevel="error", redirect_stdouts=False).execute_from_commandline()
 
 
 if __name__ == "__main__":

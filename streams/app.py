@@ -624,8 +624,6 @@ def _time_gc() -> None:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Create topics, then run the worker until interrupted (SIGINT/SIGTERM)."""
-    from faust.worker import Worker
-
     catalog = load_catalog(settings.catalog_path)
     created = T.ensure_topics(settings, catalog)
     if created:
@@ -634,7 +632,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     writer.open()  # connect + idempotent migrations before consuming anything
     app = create_app(settings, writer=writer)
     _time_gc()
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    faust_fastpath.quiet_worker(app, loglevel=loglevel).execute_from_commandline()
 
 
 def dump_tasks(file=None) -> None:

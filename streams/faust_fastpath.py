@@ -18,6 +18,9 @@ needed, and if it does suspend, the rest of it runs exactly as before — in a t
 order, offsets, gaps and commits are untouched: the loop below is Faust's own, with that one call
 changed. With it the do-nothing agent runs at ~12,700 messages/s (~80 µs each).
 
+``quiet_worker()`` is Faust's worker without its start-up spinner, whose side effect costs CPU for
+the worker's whole life (see there).
+
 ``install()`` is idempotent and refuses (with a warning, keeping Faust's loop) any Faust version
 other than the one it was written against.
 """
@@ -170,3 +173,24 @@ def install() -> bool:
     _consumer.Consumer._drain_messages = _drain_messages
     _installed = True
     return True
+
+
+def quiet_worker(app: faust.App, **kwargs: Any) -> Any:
+    """Faust's ``Worker`` for ``app``, without the terminal spinner it shows while starting.
+
+    To turn the spinner once per log record, Faust sets the *root* logger to DEBUG (its console
+    handler keeps the chosen level) and never sets it back. Every ``log.debug`` call in aiokafka
+    (one per partition per fetch request, others per produce request) then builds a LogRecord and
+    looks up its caller's frame, only for the handlers to drop it. Measured with py-spy at 1,000
+    events/s: 24 % of the consumer thread's samples. Without the spinner the root logger keeps the
+    ``loglevel`` given (``riskwatch worker --loglevel``).
+    """
+    from faust.worker import Worker
+
+    class QuietWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            self.spinner = None
+            super().on_setup_root_logger(logger, level)
+
+    kwargs.setdefault("quiet", True)
+    return QuietWorker(app, **kwargs)
