@@ -69,6 +69,7 @@ IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall 
 BATCH_MAX = 5000
 BATCH_WITHIN = 0.05  # the entity agent: a batch waits at most this long to fill (alert latency)
 SINK_WITHIN = 1.0  # the alert sink: ClickHouse rows for analysts, larger inserts
+SCAN_CHUNK = 500  # entity states read per step of a full-table scan (~50 ms), then the loop runs others
 MAX_PENDING = 25_000  # processed events waiting for their commit before the entity agent waits
 
 
@@ -262,10 +263,11 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     tp_name0 = tp(T.INPUT_TOPICS[0])
 
-    def owned(key: bytes) -> bool:
-        """Whether this worker currently owns the key's partition (a table keeps revoked keys in memory)."""
+    def owned(key: bytes, actives: frozenset | None = None) -> bool:
+        """Whether this worker currently owns the key's partition (a table keeps revoked keys in memory).
+        A loop over many keys passes ``actives`` (the assignor builds the set anew on every call)."""
         p = _partition_for_key(key)
-        return p is not None and TP(tp_name0, p) in app.assignor.assigned_actives()
+        return p is not None and TP(tp_name0, p) in (app.assignor.assigned_actives() if actives is None else actives)
 
     def alert_sends(out, key: bytes, sends: list) -> None:
         for a in out.alerts:
@@ -414,8 +416,22 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         now = lifecycle_now()
         if not now:
             return
+        actives = frozenset(app.assignor.assigned_actives())
+        if actives != owned_then[0]:  # a start or a rebalance: states came from the changelog
+            owned_then[0] = actives
+            await _crash_only("alert_deadlines", _find_alert_keys, actives)
         async with state_lock:
             await _crash_only("alert_deadlines", _deadlines, now)
+
+    async def _find_alert_keys(actives: frozenset) -> None:
+        """Which owned entities have alerts, a chunk at a time (unpickling a state costs ~0.1 ms:
+        all 100k at once held the event loop for ~10 s). Between chunks the entity agent may change
+        states; it keeps ``alert_keys`` up to date for the entities it processes."""
+        keys = list(entities.keys())
+        for i in range(0, len(keys), SCAN_CHUNK):
+            alert_keys.update(k for k in keys[i:i + SCAN_CHUNK]
+                              if owned(k, actives) and entities.get(k) is not None and load(k).alerts)
+            await asyncio.sleep(0)
 
     async def _deadlines(now: float) -> None:
             sends: list[tuple] = []
@@ -423,11 +439,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
             changed: dict[bytes, EntityState] = {}
             processor.silences = silences.active()
             owned_now = frozenset(app.assignor.assigned_actives())
-            if owned_now != owned_then[0]:  # a start or a rebalance: states came from the changelog
-                owned_then[0] = owned_now
-                alert_keys.update(k for k in list(entities.keys()) if owned(k) and load(k).alerts)
             for key in list(alert_keys):
-                if not owned(key):
+                if not owned(key, owned_now):
                     alert_keys.discard(key)
                     continue
                 st = load(key)
@@ -447,14 +460,23 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
+        """Tombstone entities silent for ``entity_ttl_days``, a chunk of keys per hold of the state
+        lock (checking all 100k at once held the event loop for ~10 s)."""
         ttl = settings.entity_ttl_days * 86400
         now = clock()
-        async with state_lock:
-            gone = {key: (_partition_for_key(key), None) for key, raw_state in list(entities.items())
-                    if owned(key) and not commit.live(key)[0] and now - EntityState.loads(raw_state).last_seen > ttl}
-            commit.add({}, gone, [], None)
-            alert_keys.difference_update(gone)
-        n = len(gone)
+        keys = list(entities.keys())
+        n = 0
+        for i in range(0, len(keys), SCAN_CHUNK):
+            async with state_lock:
+                actives = frozenset(app.assignor.assigned_actives())
+                gone = {key: (_partition_for_key(key), None) for key in keys[i:i + SCAN_CHUNK]
+                        if owned(key, actives) and not commit.live(key)[0] and entities.get(key) is not None
+                        and now - cache.load(key).last_seen > ttl}
+                if gone:
+                    commit.add({}, gone, [], None)
+                    alert_keys.difference_update(gone)
+            n += len(gone)
+            await asyncio.sleep(0)
         EVICTED.inc(n)
         if n:
             log.info("evicted %d entities silent for more than %.0f days", n, settings.entity_ttl_days)
