@@ -191,6 +191,35 @@ def _batch_metrics(s: Settings) -> dict:
             "gc_full_ms_mean": round(1000 * m.get("riskwatch_gc_pause_seconds_sum2", 0.0) / max(1.0, m.get("riskwatch_gc_pause_seconds_count2", 0.0)), 1)}
 
 
+def _histogram(s: Settings, name: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts from the worker's /metrics: {upper bound: count}."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line[line.index('le="') + 4:].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _loop_lag(before: dict[float, float], after: dict[float, float]) -> dict:
+    """Event-loop lag in a phase, from the histogram's buckets: p99 (as its bucket's upper bound, in
+    ms) and how many 0.25 s probes woke more than 100 ms late."""
+    d = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    n = d.get(float("inf"), 0.0)
+    if not n:
+        return {}
+    p99 = next(le for le in sorted(d) if d[le] >= 0.99 * n)
+    return {"latency_phase_loop_lag_ms_p99": None if p99 == float("inf") else round(p99 * 1000),
+            "latency_phase_loop_lag_over_100ms": int(n - d.get(0.1, 0.0)),
+            "latency_phase_loop_lag_probes": int(n)}
+
+
 def _percentile(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -274,6 +303,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
             else:
                 mix.append((topic, key, value))
         cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.proc.pid), time.perf_counter(), _host_busy()
+        lag0 = _histogram(s, "riskwatch_event_loop_lag_seconds")
         with Progress(transient=False) as progress:
             _produce(s, mix, progress, rate=rate)
         t_sent = time.perf_counter()
@@ -284,6 +314,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         wall_l = time.perf_counter() - t_l0
         result["latency_phase_worker_cpu_us_per_event"] = round((_cpu_seconds(worker.proc.pid) - cpu_l0) / len(mix) * 1e6, 1)
         result["latency_phase_host_busy_cores"] = round((_host_busy() - host_l0) / wall_l, 2)
+        result.update(_loop_lag(lag0, _histogram(s, "riskwatch_event_loop_lag_seconds")))
         lat = _probe_latencies(s, run_id)
         result.update(latency_rate_eps=round(rate), latency_samples=len(lat),
                       latency_ms_p50=round(_percentile(lat, 0.50), 1), latency_ms_p95=round(_percentile(lat, 0.95), 1),

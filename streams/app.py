@@ -63,6 +63,11 @@ SINK_SECONDS = Histogram("riskwatch_sink_write_seconds", "ClickHouse write laten
 COMMIT_SECONDS = Histogram("riskwatch_commit_seconds", "Time to commit processed batches: ClickHouse rows, changelog, acknowledgements")
 GC_PAUSE = Histogram("riskwatch_gc_pause_seconds", "Python garbage-collection pauses (they stall the event loop)",
                      ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+LOOP_LAG = Histogram("riskwatch_event_loop_lag_seconds",
+                     "How late the worker's event loop woke a 0.25 s timer: how long a ready batch, alert or "
+                     "/query waited for work holding the loop (a scan, a GC pause, a saturated core)",
+                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LOOP_LAG_PROBE = 0.25
 COMMIT_EVENTS = PCounter("riskwatch_committed_events_total", "Input events committed (rows stored, state in the changelog, offsets acknowledged)")
 
 IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
@@ -157,6 +162,13 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     @app.task
     async def committer():
         await _crash_only("commit", lambda _: commit.run(), None)
+
+    @app.task
+    async def event_loop_lag():
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(LOOP_LAG_PROBE)
+            LOOP_LAG.observe(max(0.0, time.monotonic() - t - LOOP_LAG_PROBE))
 
     silences = SilenceBoard()
     commit_watchdog = Watchdog(settings.commit_stall_exit_seconds)

@@ -11,9 +11,12 @@ cost of 10–30 ms whatever its size, so small commits would spend the CPU on th
 
 Why it is safe:
 
-* **Snapshot.** A commit serializes the dirty states and takes the rows and events without
-  awaiting in between; the agent runs on the same event loop, so the snapshot holds exactly the
-  effects of the events it acknowledges — never of a later one whose rows are not stored yet.
+* **Snapshot.** A commit takes the rows, events and dirty states without awaiting in between;
+  the agent runs on the same event loop, so the snapshot holds exactly the effects of the events
+  it acknowledges — never of a later one whose rows are not stored yet. The states are then
+  serialized ``chunk`` at a time, letting the loop run in between (2,000 states take ~100 ms:
+  that long, no alert could go out). The agent reaches a state only through ``live(key)``, which
+  serializes it first if this commit has not yet (copy on write), so later changes stay out.
 * **Order.** Rows first, then the changelog (whose per-entity event-id ring marks the events as
   done), then the acknowledgements: a crash anywhere redelivers from the last committed offset,
   against the last committed state; ClickHouse rows repeated by it collapse under ``FINAL``.
@@ -54,6 +57,7 @@ Why it is safe:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any, Callable
 
@@ -70,12 +74,15 @@ class Commit:
 
     def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
                  max_pending: int = 25_000, interval: float = 0.0, collect: Callable[[], list] | None = None,
-                 observe: Callable[[float, int], None] | None = None) -> None:
+                 observe: Callable[[float, int], None] | None = None, chunk: int = 256) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
         self.watchdog, self.max_pending, self.interval, self.observe = watchdog, max_pending, interval, observe
         self.collect = collect  # more records to send with the changelog (outputs summed per commit)
         self.rows: dict[str, list] = {}
         self.dirty: dict[bytes, tuple[int, Any]] = {}
+        self.chunk = chunk
+        self._unserialized: dict[bytes, tuple[int, Any]] = {}  # the snapshot's states not serialized yet
+        self._records: list = []  # the commit in flight's changelog records
         self.held: list[tuple[Any, list]] = []
         self.pending = 0  # events processed and not yet committed (including the commit in flight)
         self.commits = 0
@@ -87,9 +94,22 @@ class Commit:
 
     # --- the agent's side ----------------------------------------------------------------------
     def live(self, key: bytes) -> tuple[bool, Any]:
-        """``(True, state)`` if the key has a change not yet committed (``state`` None: deleted)."""
+        """``(True, state)`` if the key has a change not yet in a commit (``state`` None: deleted).
+
+        Call it before changing a state: if the commit in flight has not serialized the key's state
+        yet, it does so now, so the change cannot leak into that commit's snapshot."""
         hit = self.dirty.get(key)
-        return (False, None) if hit is None else (True, hit[1])
+        if hit is not None:
+            return (True, hit[1])
+        if self._unserialized:
+            snap = self._unserialized.pop(key, None)
+            if snap is not None:
+                self._serialize({key: snap})
+        return (False, None)
+
+    def _serialize(self, states: dict[bytes, tuple[int, Any]]) -> None:
+        changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in states.items()}
+        self._records.extend(table_records(self.table, changed))
 
     def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream) -> None:
         """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge."""
@@ -138,13 +158,18 @@ class Commit:
 
     async def commit_once(self) -> None:
         t0 = time.perf_counter()
-        # the snapshot: no await until the states are serialized and applied to the table
+        # the snapshot: no await until rows, events and states are taken
         rows, dirty, held, n = self.rows, self.dirty, self.held, self._queued
         self.rows, self.dirty, self.held, self._queued = {}, {}, [], 0
-        changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in dirty.items()}
-        records = table_records(self.table, changed)
-        if self.collect is not None:
-            records = self.collect() + records
+        self._records = self.collect() if self.collect is not None else []
+        self._unserialized = dirty
+        # then the states, a chunk at a time; live() serializes a state the agent reaches first
+        while self._unserialized:
+            keys = list(itertools.islice(self._unserialized, self.chunk))
+            self._serialize({key: self._unserialized.pop(key) for key in keys})
+            if self._unserialized:
+                await asyncio.sleep(0)
+        records, self._records = self._records, []
         wd = self.watchdog
         if rows:
             wd and wd.stage("commit", f"clickhouse ({n} events)", patient=True)

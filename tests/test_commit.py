@@ -191,3 +191,33 @@ def test_a_deleted_key_is_a_tombstone_and_collected_records_go_with_the_changelo
 
     steps, data = asyncio.run(main())
     assert ("changelog", [(b"town:A", b"{}"), (b"E9", None)]) in steps and b"E9" not in data
+
+
+def test_states_are_serialized_in_chunks_and_a_state_reached_mid_commit_is_copied_first():
+    async def main():
+        log = Log()
+        dumped: list[bytes] = []
+
+        def dumps(key, st):
+            dumped.append(key)
+            return repr(st).encode()
+
+        c = Commit(Writer(log), Bulk(log), Table(), dumps=dumps, chunk=2)
+        states = {b"E%d" % i: {"n": i} for i in range(6)}
+        c.add({"t": [(1,)]}, {k: (0, st) for k, st in states.items()}, events(1), Stream(log))
+        commit = asyncio.ensure_future(c.commit_once())
+        for _ in range(1000):  # one step of the loop at a time: stop right after the first chunk
+            if dumped:
+                break
+            await asyncio.sleep(0)
+        first_chunk = len(dumped)  # the commit yielded after one chunk: the loop ran this test
+        assert c.live(b"E5") == (False, None)  # the agent reaches E5: copied before it changes
+        states[b"E5"]["n"] = 99
+        states[b"E4"]["n"] = 98  # (an agent always goes through live(); this one did not)
+        await asyncio.wait_for(commit, TIMEOUT)
+        return first_chunk, dumped, dict(next(s[1] for s in log.steps if s[0] == "changelog"))
+
+    first_chunk, dumped, changelog = asyncio.run(main())
+    assert first_chunk == 2 and sorted(dumped) == sorted(b"E%d" % i for i in range(6))  # each once
+    assert changelog[b"E5"] == b"{'n': 5}"  # the snapshot's value, not the later change
+    assert changelog[b"E4"] == b"{'n': 98}"  # shows the chunks really interleave with the agent

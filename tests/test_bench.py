@@ -1,0 +1,35 @@
+"""riskwatch/bench.py helpers that turn the worker's /metrics into benchmark numbers."""
+
+from __future__ import annotations
+
+import math
+
+from riskwatch.bench import _loop_lag, _percentile
+
+INF = math.inf
+BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, INF)
+
+
+def _cumulative(lags: list[float]) -> dict[float, float]:
+    return {le: float(sum(1 for x in lags if x <= le)) for le in BOUNDS}
+
+
+def test_loop_lag_counts_only_the_phase_and_finds_the_p99_bucket():
+    before = _cumulative([0.3] * 50)  # earlier stalls must not count in the phase
+    phase = [0.0005] * 190 + [0.02] * 7 + [0.2] * 3  # 200 probes: 3 woke 200 ms late
+    after = _cumulative([0.3] * 50 + phase)
+    r = _loop_lag(before, after)
+    assert r["latency_phase_loop_lag_probes"] == 200
+    assert r["latency_phase_loop_lag_over_100ms"] == 3
+    assert r["latency_phase_loop_lag_ms_p99"] == 250  # the 99th percentile lies in the (100, 250] ms bucket
+
+
+def test_loop_lag_without_probes_reports_nothing():
+    same = _cumulative([0.001] * 5)
+    assert _loop_lag(same, same) == {}
+
+
+def test_percentile_picks_an_observed_value():
+    xs = [float(i) for i in range(1, 101)]
+    assert _percentile(xs, 0.50) == 51.0 and _percentile(xs, 0.99) == 100.0
+    assert math.isnan(_percentile([], 0.5))
