@@ -172,6 +172,19 @@ def bench(
     run(_settings(), events=events, entities=entities, out=out, partitions=partitions)
 
 
+@app.command("bench-paced")
+def bench_paced(
+    rate: float = typer.Option(2_000, "--rate", help="Input events per second"),
+    seconds: float = typer.Option(15, "--seconds", help="How long to produce at that rate"),
+    entities: int = typer.Option(10_000, "--entities", help="Approximate number of entities"),
+    probes: bool = typer.Option(False, "--probes", help="One alert-raising complaint in 50, as the bench's latency phase"),
+) -> None:
+    """What a steady, paced load costs one worker, per thread (where "half the rate" spends its CPU)."""
+    from riskwatch.bench_paced import run
+
+    run(_settings(), rate=rate, seconds=seconds, entities=entities, probes=probes)
+
+
 def _mount_optional() -> None:
     from dashboards.cli import app as grafana_app
     from riskwatch.bulletin import app as bulletin_app
