@@ -33,3 +33,26 @@ def test_percentile_picks_an_observed_value():
     xs = [float(i) for i in range(1, 101)]
     assert _percentile(xs, 0.50) == 51.0 and _percentile(xs, 0.99) == 100.0
     assert math.isnan(_percentile([], 0.5))
+
+
+def test_paced_bench_splits_cpu_into_the_event_loop_python_threads_and_native_threads():
+    from riskwatch.bench_paced import thread_groups
+
+    before = {"python3:100": 10.0, "python3:101": 2.0, "Unknown:102": 1.0}
+    after = {"python3:100": 14.0, "python3:101": 3.0, "Unknown:102": 2.0, "MergeMutate:103": 1.0}  # 103 started later
+    assert thread_groups(before, after, main_tid=100, seconds=4.0) == {
+        "event_loop": 1.0, "python_threads": 0.25, "native_threads": 0.5}
+
+
+def test_paced_bench_reads_this_process_threads():
+    import os
+    import threading
+
+    from riskwatch.bench_paced import thread_cpu
+
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+    cpu = thread_cpu(os.getpid())
+    assert any(k.endswith(f":{os.getpid()}") for k in cpu)  # the main thread's tid is the pid
+    assert all(v >= 0 for v in cpu.values())
