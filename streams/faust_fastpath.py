@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, AsyncIterator, cast
 
 import faust
@@ -191,6 +192,11 @@ def quiet_worker(app: faust.App, **kwargs: Any) -> Any:
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             self.spinner = None
             super().on_setup_root_logger(logger, level)
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            # what the spinner's "OK" said; to the real stderr, which Faust may have redirected to its log
+            print(f"{self.app.conf.id}: started, state recovered, consuming (Ctrl-C stops)", file=sys.__stderr__ or sys.stderr, flush=True)
 
     kwargs.setdefault("quiet", True)
     return QuietWorker(app, **kwargs)

@@ -55,6 +55,8 @@ def test_silent_entities_are_evicted(pipeline):
     p.flush()
     p.wait_consumed()
     wait_for(lambda: _metric(w, "riskwatch_evicted_entities_total") >= 2, 60, "two entities to be evicted")
+    # the worker says when it is ready (Faust's spinner no longer does)
+    assert "started, state recovered, consuming" in w.log_path.read_text(errors="replace")
     # the event-loop lag probe runs (it would show an eviction scan holding the loop)
     assert wait_for(lambda: _metric(w, "riskwatch_event_loop_lag_seconds_count"), 10, "a loop-lag observation") >= 1
     # the state is gone: the same event_id is no longer known, so it is not a duplicate any more
