@@ -36,6 +36,7 @@ from riskwatch.settings import Settings
 from riskwatch.simulator import SimConfig, generate
 from streams import topics as T
 
+PROBE_EVERY = 50  # one latency probe (an alert-raising complaint) in this many events
 LATENCY_EVENTS_MAX = 60_000  # the latency phase lasts 20 s at half the pipeline rate (at most this many)
 BASE_ENTITIES = 1017  # entities of the simulator at scale 1
 
@@ -156,29 +157,47 @@ def _state_sizes(evs) -> tuple[float, float]:
     return statistics.median(sensors) if sensors else 0.0, statistics.median(per_entity)
 
 
-def _batch_metrics(s: Settings) -> dict:
-    """Where the time went, from the worker's /metrics after the throughput phase: batches and mean
-    events and ms per batch (processing and publishing alerts), commits and mean events and ms per
-    commit (ClickHouse rows, changelog, acknowledgements; in the background)."""
+def with_probes(evs: list, run_id: str) -> list:
+    """The events with every PROBE_EVERY-th replaced by an alert-raising complaint on a fresh entity
+    (keys ``P<run_id>…``): the latency probes of ``run`` and of ``riskwatch bench-paced --probes``."""
+    out = []
+    for i, (topic, key, value) in enumerate(evs):
+        if i % PROBE_EVERY == 0:
+            eid = f"P{run_id}{i:07d}"
+            out.append(("events.complaint", eid.encode(), orjson.dumps({
+                "event_id": f"probe-{run_id}-{i}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
+                "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
+        else:
+            out.append((topic, key, value))
+    return out
+
+
+def _metric_samples(s: Settings) -> list:
+    """The worker's /metrics as prometheus_client samples (name, labels, value); [] if unreachable."""
     import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         text = urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}/metrics", timeout=10).read().decode()
     except OSError:
-        return {}
+        return []
+    return [x for family in text_string_to_metric_families(text) for x in family.samples]
+
+
+def _batch_metrics(s: Settings) -> dict:
+    """Where the time went, from the worker's /metrics after the throughput phase: batches and mean
+    events and ms per batch (processing and publishing alerts), commits and mean events and ms per
+    commit (ClickHouse rows, changelog, acknowledgements; in the background)."""
     m: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        name, v = line.rsplit(" ", 1)
-        if name.startswith("riskwatch_events_total{"):
-            m["events"] = m.get("events", 0.0) + float(v)
-        elif name.startswith("riskwatch_gc_pause_seconds_sum") or name.startswith("riskwatch_gc_pause_seconds_count"):
-            key = name.split("{")[0] + name[name.index("generation="):].split('"')[1]
-            m[key] = float(v)
-        elif name in ("riskwatch_batch_seconds_count", "riskwatch_batch_seconds_sum", "riskwatch_commit_seconds_count",
-                      "riskwatch_commit_seconds_sum", "riskwatch_committed_events_total"):
-            m[name] = float(v)
+    for x in _metric_samples(s):
+        if x.name == "riskwatch_events_total":
+            m["events"] = m.get("events", 0.0) + x.value
+        elif x.name in ("riskwatch_gc_pause_seconds_sum", "riskwatch_gc_pause_seconds_count"):
+            m[x.name + x.labels["generation"]] = x.value
+        elif x.name in ("riskwatch_batch_seconds_count", "riskwatch_batch_seconds_sum", "riskwatch_commit_seconds_count",
+                        "riskwatch_commit_seconds_sum", "riskwatch_committed_events_total"):
+            m[x.name] = x.value
     n = m.get("riskwatch_batch_seconds_count", 0.0)
     c = m.get("riskwatch_commit_seconds_count", 0.0)
     if not n or not c:
@@ -193,18 +212,7 @@ def _batch_metrics(s: Settings) -> dict:
 
 def _histogram(s: Settings, name: str) -> dict[float, float]:
     """A histogram's cumulative bucket counts from the worker's /metrics: {upper bound: count}."""
-    import urllib.request
-
-    try:
-        text = urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}/metrics", timeout=10).read().decode()
-    except OSError:
-        return {}
-    out: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name + "_bucket{"):
-            le = line[line.index('le="') + 4:].split('"')[0]
-            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
-    return out
+    return {float(x.labels["le"]): x.value for x in _metric_samples(s) if x.name == name + "_bucket"}
 
 
 def _loop_lag(before: dict[float, float], after: dict[float, float]) -> dict:
@@ -292,16 +300,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         # latency at half the pipeline rate: realistic events + alert-raising complaints on fresh entities
         rate = max(100.0, result["pipeline_eps"] / 2)
         n_lat = int(min(len(later), rate * 20))
-        probe_every = 50
-        mix = []
-        for i, (topic, key, value) in enumerate(later[:n_lat]):
-            if i % probe_every == 0:
-                eid = f"P{run_id}{i:07d}"
-                mix.append(("events.complaint", eid.encode(), orjson.dumps({
-                    "event_id": f"probe-{run_id}-{i}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
-                    "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
-            else:
-                mix.append((topic, key, value))
+        mix = with_probes(later[:n_lat], run_id)
         cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.proc.pid), time.perf_counter(), _host_busy()
         lag0 = _histogram(s, "riskwatch_event_loop_lag_seconds")
         with Progress(transient=False) as progress:

@@ -17,10 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
 from rich.progress import Progress
 
 from riskwatch import bench as B
@@ -30,7 +28,6 @@ from riskwatch.settings import Settings
 from streams import topics as T
 
 WARM_EVENTS = 20_000
-PROBE_EVERY = 50
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
@@ -63,19 +60,6 @@ def thread_groups(before: dict[str, float], after: dict[str, float], main_tid: i
     return {k: round(v / seconds, 3) for k, v in g.items()}
 
 
-def _with_probes(evs: list, run_id: str) -> list:
-    out = []
-    for i, (topic, key, value) in enumerate(evs):
-        if i % PROBE_EVERY == 0:
-            eid = f"P{run_id}{i:07d}"
-            out.append(("events.complaint", eid.encode(), orjson.dumps({
-                "event_id": f"probe-{run_id}-{i}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
-                "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
-        else:
-            out.append((topic, key, value))
-    return out
-
-
 def run(base: Settings, rate: float, seconds: float, entities: int = 10_000, probes: bool = False, seed: int = 7) -> dict:
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="riskwatch-paced-"))
@@ -88,7 +72,7 @@ def run(base: Settings, rate: float, seconds: float, entities: int = 10_000, pro
     evs = B._events(WARM_EVENTS + n, entities, seed)
     warm, paced = evs[:WARM_EVENTS], evs[WARM_EVENTS:]
     if probes:
-        paced = _with_probes(paced, run_id)
+        paced = B.with_probes(paced, run_id)
     topics = [s.topic(t) for t in T.INPUT_TOPICS]
     worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
     try:

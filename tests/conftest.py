@@ -39,7 +39,8 @@ def free_port() -> int:
     failed once that way. Ports below the range are only ever taken by listeners.
     """
     rng = random.Random()
-    reserved = {int(p) for p in (Settings().kafka_port, Settings().kafka_controller_port)}
+    s = Settings()
+    reserved = {s.kafka_port, s.kafka_controller_port}
     for _ in range(2000):
         port = rng.randrange(20000, _ephemeral_low())
         if port in _HANDED_OUT or port in reserved:

@@ -56,3 +56,49 @@ def test_paced_bench_reads_this_process_threads():
     cpu = thread_cpu(os.getpid())
     assert any(k.endswith(f":{os.getpid()}") for k in cpu)  # the main thread's tid is the pid
     assert all(v >= 0 for v in cpu.values())
+
+
+def test_batch_metrics_and_histograms_are_read_from_the_workers_prometheus_text(monkeypatch):
+    import io
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from riskwatch import bench
+    from riskwatch.settings import Settings
+
+    reg = CollectorRegistry()
+    events = Counter("riskwatch_events", "", ["topic", "result"], registry=reg)
+    events.labels("events.sensor", "ok").inc(900)
+    events.labels("events.video", "dead").inc(100)
+    batch = Histogram("riskwatch_batch_seconds", "", registry=reg)
+    for _ in range(4):
+        batch.observe(0.05)
+    commit = Histogram("riskwatch_commit_seconds", "", registry=reg)
+    commit.observe(0.5)
+    Counter("riskwatch_committed_events", "", registry=reg).inc(1000)
+    gc = Histogram("riskwatch_gc_pause_seconds", "", ["generation"], registry=reg)
+    gc.labels("2").observe(0.2)
+    lag = Histogram("riskwatch_event_loop_lag_seconds", "", buckets=(0.01, 0.1, 1), registry=reg)
+    for x in (0.005, 0.05, 0.5):
+        lag.observe(x)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(generate_latest(reg)))
+
+    s = Settings()
+    assert bench._batch_metrics(s) == {
+        "batches": 4, "batch_events_mean": 250, "batch_ms_mean": 50.0, "commits": 1, "commit_events_mean": 1000,
+        "commit_ms_mean": 500.0, "gc_full_collections": 1, "gc_full_ms_mean": 200.0}
+    assert bench._histogram(s, "riskwatch_event_loop_lag_seconds") == {0.01: 1.0, 0.1: 2.0, 1.0: 3.0, INF: 3.0}
+
+
+def test_probes_replace_every_fiftieth_event_with_a_complaint_on_a_fresh_entity():
+    import orjson
+
+    from riskwatch.bench import PROBE_EVERY, with_probes
+
+    evs = [("events.sensor", b"E%d" % i, b"{}") for i in range(2 * PROBE_EVERY)]
+    out = with_probes(evs, "r1")
+    probes = [x for x in out if x[0] == "events.complaint"]
+    assert len(out) == len(evs) and len(probes) == 2
+    assert [orjson.loads(v)["entity_id"] for _, _, v in probes] == ["Pr10000000", f"Pr1{PROBE_EVERY:07d}"]
+    assert out[1] == evs[1]
