@@ -1,6 +1,6 @@
 """The riskwatch Grafana dashboards, built with Grafana's typed builders (grafana-foundation-sdk).
 
-``python -m dashboards.cli build`` (``riskwatch grafana build``) writes ``dashboards/json/<uid>.json``;
+``python -m riskwatch.cli.grafana build`` (``riskwatch grafana build``) writes ``dashboards/json/<uid>.json``;
 those files are committed and read by Grafana's file provider (dashboards/provisioning) or pushed
 by ``dashboards.provision``. Titles are Chinese (users read Chinese); code and SQL English.
 
@@ -28,7 +28,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder, variants as cogvar
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm, dashboard as dm, geomap as gm, text as tm
 
-from riskwatch.catalog import DATA_DIR, load_catalog
+from riskwatch.domain.catalog import DATA_DIR, load_catalog
 
 JSON_DIR = Path(__file__).parent / "json"
 DS_TYPE = "grafana-clickhouse-datasource"
@@ -403,7 +403,7 @@ def pipeline_dashboard() -> db.Dashboard:
         description="ingested_at − occurred_at: includes device/gateway delay and Kafka backlog (a proxy for end-to-end latency)"), 6, 5)
     L.add(text.Panel().title("消费延迟(Kafka lag)").mode(tm.TextMode.MARKDOWN).content(
         "Kafka consumer lag is not stored in ClickHouse.\n\n"
-        "* `riskwatch.runner.consumer_lag(settings, topics)` computes it (committed vs end offsets).\n"
+        "* `riskwatch.tools.runner.consumer_lag(settings, topics)` computes it (committed vs end offsets).\n"
         "* The worker's Prometheus `/metrics` carries `riskwatch_events_total{topic,result}`, "
         "`riskwatch_batch_seconds` and `riskwatch_sink_write_seconds`; add a Prometheus datasource "
         "(or a Kafka exporter for `kafka_consumergroup_lag`) to chart lag here."), 6, 5)

@@ -1,7 +1,7 @@
 """Sample data for checking dashboards and analyst queries offline (tests, demos).
 
 ``load_sample(url, database)`` migrates a ClickHouse (``chdb://<dir>`` works), creates the
-dashboard views, and inserts about one simulated day of county events (riskwatch.simulator)
+dashboard views, and inserts about one simulated day of county events (riskwatch.tools.simulator)
 through ``sinks.rows`` + ``ClickHouseWriter.write_sync``, refused messages as dead letters, plus
 synthetic alerts (every level × status, with revisions), alert history, disposal feedback and
 rising/falling risk scores over several days. Deterministic for a given ``now``.
@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from riskwatch.catalog import load_catalog
-from riskwatch.simulator import SimConfig, generate
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.simulator import SimConfig, generate
 from schemas.events import EVENT_MODELS, Alert, AlertStatus, Contribution, DisposalFeedback, EntityEvent, InspectionResult, Level, Violation
 from sinks import migrations, migrations_mv
 from sinks.clickhouse import make_client

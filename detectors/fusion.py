@@ -14,7 +14,8 @@ header for the formula). :class:`FusionConfig` is the validated, shared configur
 Signals decay with their kind's half-life since they were last raised, so the risk of a quiet
 entity falls back (and the level steps down once the score is below the level's ``exit``).
 
->>> cfg = load_fusion()
+>>> from riskwatch.domain.county import load_county
+>>> cfg = load_county().fusion
 >>> r = EntityRisk()
 >>> r.learn_one(0.0, "rule.sensor.boiler_pressure", 1.0, cfg)
 >>> s = r.update(0.0, cfg, item_id=8)
@@ -42,7 +43,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.settings import DATA_DIR
 from schemas.events import Contribution
 
 __all__ = ["FusionConfig", "EntityRisk", "RiskScore", "load_fusion", "LEVELS"]
@@ -264,8 +264,8 @@ class EntityRisk:
         return best
 
 
-def load_fusion(path: Path | str | None = None) -> FusionConfig:
-    path = Path(path) if path else DATA_DIR / "fusion.yaml"
+def load_fusion(path: Path | str) -> FusionConfig:
+    path = Path(path)
     try:
         return FusionConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except ValidationError as e:

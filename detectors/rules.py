@@ -4,7 +4,8 @@ A rule fires on one event by itself — no learning, no warm-up: a cold-chain re
 legal limit, a boiler above rated pressure, an elevator trapping passengers, a rodent on the
 kitchen camera, a complaint of suspected food poisoning, a failed inspection.
 
->>> rules = load_rules()
+>>> from riskwatch.domain.county import load_county
+>>> rules = load_county().rules
 >>> hit = rules.on_sensor("cold_chain_temp", 9.5)
 >>> hit.level, hit.rule, hit.title
 ('orange', 'rule.sensor.cold_chain_temp', '冷链温度超过8℃上限')
@@ -25,7 +26,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.settings import DATA_DIR
 
 LevelName = Literal["blue", "yellow", "orange", "red"]
 
@@ -123,8 +123,8 @@ class Hit:
     within_s: float = 0.0  # ... within this many seconds, before a case opens
 
 
-def load_rules(path: Path | str | None = None) -> RuleSet:
-    path = Path(path) if path else DATA_DIR / "rules.yaml"
+def load_rules(path: Path | str) -> RuleSet:
+    path = Path(path)
     try:
         return RuleSet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except ValidationError as e:

@@ -5,7 +5,7 @@ Every input event carries ``schema_version``, a unique ``event_id`` (idempotency
 as Asia/Shanghai, the county's local time) and ``source``. Codes that the catalog owns (entity
 kind, department) are checked against the catalog passed as validation context::
 
-    >>> from riskwatch.catalog import load_catalog
+    >>> from riskwatch.domain.catalog import load_catalog
     >>> raw = b'{"event_id":"e1","entity_id":"E1","occurred_at":"2026-11-27T08:00:00",'\\
     ...       b'"source":"iot","device_id":"d1","channel":"cold_chain_temp","value":9.5,"unit":"C"}'
     >>> r = SensorReading.model_validate_json(raw, context={"catalog": load_catalog()})

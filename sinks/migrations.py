@@ -110,7 +110,7 @@ V1 = (
     _event_table(
         "events_complaint",
         "Citizen complaints (12315/12345/online/walk-in). text and location are stored MASKED "
-        "(phone and ID numbers, riskwatch.privacy.mask_pii). Dedup on event_id after FINAL. "
+        "(phone and ID numbers, schemas.privacy.mask_pii). Dedup on event_id after FINAL. "
         "TTL 3 years: complaint statistics for the annual and 3-year reviews, then personal data is removed.",
         """    channel LowCardinality(String) COMMENT '12315 | 12345 | online | walk_in',
     category LowCardinality(String) COMMENT 'Complaint category code',

@@ -3,7 +3,7 @@
 ``COLUMNS[table]`` is the column list that goes with the tuples of that table; columns left out
 (``ingested_at``) take their DEFAULT. Datetimes are passed timezone-aware; clickhouse-connect
 converts them to the instant, stored in the ``Asia/Shanghai`` columns. Free text written by
-people (complaints, feedback) is masked with :func:`riskwatch.privacy.mask_pii` here.
+people (complaints, feedback) is masked with :func:`schemas.privacy.mask_pii` here.
 
 >>> from schemas.events import SensorReading
 >>> r = SensorReading(event_id="e1", entity_id="E1", occurred_at="2026-11-27T08:00:00", source="iot",
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from riskwatch.privacy import mask_pii
+from schemas.privacy import mask_pii
 from schemas.events import (
     Alert,
     AlertTransition,

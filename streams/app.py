@@ -36,10 +36,10 @@ from faust.types import TP
 from prometheus_client import Counter as PCounter, Histogram, generate_latest, CONTENT_TYPE_LATEST
 
 from detectors.rules import load_rules
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from detectors.rates import PeerRates
-from riskwatch.lifecycle import load_lifecycle
+from riskwatch.domain.lifecycle import load_lifecycle
 from schemas.events import Alert, AlertTransition, Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
 from sinks.query import QueryRefused

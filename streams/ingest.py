@@ -3,7 +3,7 @@
 Nothing raises out of :meth:`Decoder.decode`; every refusal keeps the original bytes and where
 they came from.
 
->>> from riskwatch.catalog import load_catalog
+>>> from riskwatch.domain.catalog import load_catalog
 >>> d = Decoder(load_catalog())
 >>> dl = d.decode("events.sensor", 0, 42, b"E1", b'{"event_id": 1}')
 >>> dl.offset, dl.error.splitlines()[0]
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from pydantic import TypeAdapter, ValidationError
 
-from riskwatch.catalog import Catalog
+from riskwatch.domain.catalog import Catalog
 from schemas.events import EVENT_MODELS, DeadLetter, Event
 
 MAX_DEPTH = 32

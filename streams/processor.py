@@ -8,10 +8,10 @@ and the stream detector (``detectors/sensor.py``) → :class:`~schemas.events.Al
 ``alerts.<dept>`` for the item's lead and cooperating departments + ``alerts.all`` → ClickHouse.
 
 >>> from datetime import datetime, timezone
->>> from riskwatch.catalog import load_catalog
->>> from detectors.rules import load_rules
+>>> from riskwatch.domain.county import load_county
 >>> from schemas.events import EntityEvent, SensorReading
->>> p = Processor(load_catalog(), load_rules())
+>>> county = load_county()
+>>> p = Processor(county.catalog, county.rules)
 >>> st = EntityState()
 >>> t = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
 >>> _ = p.process(EntityEvent(event_id="r1", entity_id="E1", occurred_at=t, source="amr", action="registered",
@@ -55,15 +55,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from riskwatch.settings import DATA_DIR
 from detectors.fusion import LEVELS as RISK_LEVELS, FusionConfig, load_fusion
 from detectors.inspection import InspectionOutcomeModel, to_days
 from detectors.rates import RateConfig, RateSurprise
 from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
-from riskwatch.catalog import Catalog
-from riskwatch.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
-from riskwatch.planning import InspectionTask as Task, SpotCheckConfig, load_spot_checks, merge_tasks
-from riskwatch.routing import Router, load_routing
+from riskwatch.domain.catalog import Catalog
+from riskwatch.domain.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
+from riskwatch.domain.planning import InspectionTask as Task, SpotCheckConfig, load_spot_checks, merge_tasks
+from riskwatch.domain.routing import Router, load_routing
 from schemas.events import (
     Alert,
     AlertStatus,
@@ -133,7 +134,7 @@ class Processor:
         self.router = router or load_routing(catalog=catalog)
         self.rules = rules
         self.clock = clock
-        self.fusion = fusion or load_fusion()
+        self.fusion = fusion or load_fusion(DATA_DIR / "fusion.yaml")
         # shared per worker process (see the module docstring): learns from this worker's inspections
         self.model = model or InspectionOutcomeModel()
         self._rate_cfg: dict[tuple[str, str], RateConfig] = {}

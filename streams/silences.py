@@ -26,7 +26,7 @@ import logging
 from prometheus_client import Gauge
 from pydantic import ValidationError
 
-from riskwatch.lifecycle import Silence
+from riskwatch.domain.lifecycle import Silence
 from schemas.events import SilenceSpec
 
 log = logging.getLogger(__name__)

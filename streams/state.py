@@ -66,7 +66,7 @@ class OpenAlert:
     hits: int = 1
     ok_streak: int = 0
     score: float = 0.0
-    lc: object = None  # riskwatch.lifecycle.AlertLifecycle: status, deadlines, feedback, history
+    lc: object = None  # riskwatch.domain.lifecycle.AlertLifecycle: status, deadlines, feedback, history
 
 
 @dataclass(slots=True)
@@ -97,7 +97,7 @@ class EntityState:
     confirm: dict = field(default_factory=dict)
     # risk fusion state: decayed signals, warning level, credit peak
     risk: EntityRisk = field(default_factory=EntityRisk)
-    # pending inspection tasks: task_id -> riskwatch.planning.InspectionTask (done by an inspection)
+    # pending inspection tasks: task_id -> riskwatch.domain.planning.InspectionTask (done by an inspection)
     tasks: dict = field(default_factory=dict)
     # inspection plans already published (ids, the last few)
     plans: list = field(default_factory=list)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 
-from riskwatch.catalog import Catalog
+from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
 from schemas.events import EVENT_MODELS
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from riskwatch.broker import Broker
-from riskwatch.catalog import load_catalog
-from riskwatch.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
+from riskwatch.tools.broker import Broker
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
 from streams import topics as T
 
@@ -107,7 +107,7 @@ class Pipeline:
 
     def read_topic(self, topic: str, timeout: float = 10.0) -> list[tuple[bytes | None, bytes]]:
         """Every message currently in a topic (from the beginning), as (key, value)."""
-        from riskwatch.runner import read_all
+        from riskwatch.tools.runner import read_all
 
         return [(r.key, r.value) for r in read_all(self.settings, self.settings.topic(topic))]
 

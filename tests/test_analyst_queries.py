@@ -1,6 +1,6 @@
 """Every query in docs/analyst-queries.sql runs on the real engine (chDB) against sample data.
 
-Sample: one simulated day (riskwatch.simulator) + synthetic alerts/history/feedback/scores
+Sample: one simulated day (riskwatch.tools.simulator) + synthetic alerts/history/feedback/scores
 (dashboards.sample). Queries run read-only (sinks.clickhouse.READ_SETTINGS), as analysts do.
 Row counts are printed (pytest -s) and a few queries must find rows.
 """

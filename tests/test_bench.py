@@ -1,10 +1,10 @@
-"""riskwatch/bench.py helpers that turn the worker's /metrics into benchmark numbers."""
+"""riskwatch/tools/bench/pipeline.py helpers that turn the worker's /metrics into benchmark numbers."""
 
 from __future__ import annotations
 
 import math
 
-from riskwatch.bench import _loop_lag, _percentile
+from riskwatch.tools.bench.pipeline import _loop_lag, _percentile
 
 INF = math.inf
 BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, INF)
@@ -36,7 +36,7 @@ def test_percentile_picks_an_observed_value():
 
 
 def test_paced_bench_splits_cpu_into_the_event_loop_python_threads_and_native_threads():
-    from riskwatch.bench_paced import thread_groups
+    from riskwatch.tools.bench.paced import thread_groups
 
     before = {"python3:100": 10.0, "python3:101": 2.0, "Unknown:102": 1.0}
     after = {"python3:100": 14.0, "python3:101": 3.0, "Unknown:102": 2.0, "MergeMutate:103": 1.0}  # 103 started later
@@ -48,7 +48,7 @@ def test_paced_bench_reads_this_process_threads():
     import os
     import threading
 
-    from riskwatch.bench_paced import thread_cpu
+    from riskwatch.tools.bench.paced import thread_cpu
 
     t = threading.Thread(target=lambda: None)
     t.start()
@@ -64,7 +64,7 @@ def test_batch_metrics_and_histograms_are_read_from_the_workers_prometheus_text(
 
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-    from riskwatch import bench
+    from riskwatch.tools.bench import pipeline as bench
     from riskwatch.settings import Settings
 
     reg = CollectorRegistry()
@@ -94,7 +94,7 @@ def test_batch_metrics_and_histograms_are_read_from_the_workers_prometheus_text(
 def test_probes_replace_every_fiftieth_event_with_a_complaint_on_a_fresh_entity():
     import orjson
 
-    from riskwatch.bench import PROBE_EVERY, with_probes
+    from riskwatch.tools.bench.pipeline import PROBE_EVERY, with_probes
 
     evs = [("events.sensor", b"E%d" % i, b"{}") for i in range(2 * PROBE_EVERY)]
     out = with_probes(evs, "r1")

@@ -1,4 +1,4 @@
-"""情况通报 (riskwatch.bulletin) rendered from synthetic alerts stored in a real chDB directory.
+"""情况通报 (reports.bulletin) rendered from synthetic alerts stored in a real chDB directory.
 
 chDB hosts one engine directory per process: this module uses ONE directory and closes its
 writer at module teardown, like tests/test_clickhouse_sink.py.
@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from riskwatch import bulletin as B
-from riskwatch.catalog import load_catalog
+from reports import bulletin as B
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from schemas.events import Alert, AlertStatus, Contribution, Level
 from sinks.rows import alert_row

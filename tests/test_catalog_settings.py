@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.catalog import CatalogError, load_catalog
+from riskwatch.domain.catalog import CatalogError, load_catalog
 from riskwatch.settings import DATA_DIR, load_settings
 from streams.processor import Processor
 from detectors.rules import load_rules
@@ -49,7 +49,7 @@ def test_a_ninth_item_needs_no_code_change(tmp_path):
     cat = load_catalog(p)
     assert cat.items[9].name == "学校食堂食品安全综合监管"
     # and the pipeline routes an alert of the new item to its lead and cooperating departments
-    proc = Processor(cat, load_rules())
+    proc = Processor(cat, load_rules(DATA_DIR / "rules.yaml"))
     st = EntityState()
     from datetime import datetime, timezone
 

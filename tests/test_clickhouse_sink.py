@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from schemas.events import (
     AlertTransition,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from streams import topics as T
 

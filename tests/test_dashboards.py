@@ -159,7 +159,7 @@ def test_views_idempotent_and_filled(ch):
 def test_townships_match_simulator():
     import yaml
 
-    from riskwatch.catalog import DATA_DIR
+    from riskwatch.domain.catalog import DATA_DIR
 
     sim = {t["name"]: (t["lat"], t["lon"]) for t in yaml.safe_load((DATA_DIR / "simulator.yaml").read_text(encoding="utf-8"))["county"]["townships"]}
     ours = {t["name"]: (t["lat"], t["lon"]) for t in B.townships()}

@@ -1,4 +1,4 @@
-"""The simulated departments (riskwatch.simulator.departments, `riskwatch simulate departments`).
+"""The simulated departments (riskwatch.tools.simulator.departments, `riskwatch simulate departments`).
 
 Pure tests of :class:`DepartmentPlayer` (determinism, who answers what and when, replayed through
 the real life-cycle engine so late answers really cause urging), and one run of the CLI command
@@ -19,9 +19,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from riskwatch.catalog import load_catalog
-from riskwatch.lifecycle import load_lifecycle
-from riskwatch.simulator.departments import CST, DepartmentPlayer
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.domain.lifecycle import load_lifecycle
+from riskwatch.tools.simulator.departments import CST, DepartmentPlayer
 from schemas.events import Alert, DisposalFeedback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,7 +370,7 @@ def test_rates_are_checked(kw):
 def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation(tmp_path):
     from typer.testing import CliRunner
 
-    from riskwatch.simulator.cli import app
+    from riskwatch.cli.simulate import app
 
     res = CliRunner().invoke(app, ["--help"])
     assert res.exit_code == 0 and "departments" in res.output
@@ -386,7 +386,7 @@ def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation(
 def test_cli_answers_the_alerts_of_a_real_broker(broker, tmp_path):
     from kafka import KafkaProducer
 
-    from riskwatch.runner import read_all, settings_env
+    from riskwatch.tools.runner import read_all, settings_env
     from streams import topics as T
 
     run = uuid.uuid4().hex[:8]
@@ -411,7 +411,7 @@ def test_cli_answers_the_alerts_of_a_real_broker(broker, tmp_path):
     producer.close()
 
     rates = dict(seed=11, late_rate=0.3, silent_rate=0.1, unauthorised_rate=0.5, not_ours_rate=0.5)
-    args = [sys.executable, "-m", "riskwatch.cli", "simulate", "departments", "--idle-seconds", "3",
+    args = [sys.executable, "-m", "riskwatch.cli.main", "simulate", "departments", "--idle-seconds", "3",
             "--truth", str(tmp_path / "truth.jsonl")]
     for k, v in rates.items():
         args += [f"--{k.replace('_', '-')}", str(v)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from schemas.events import EVENT_MODELS
 from schemas.export import all_schemas
 

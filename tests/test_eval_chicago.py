@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskwatch.evals import chicago
+from riskwatch.tools.evals import chicago
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chicago"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskwatch.evals import nab
+from riskwatch.tools.evals import nab
 
 NAB = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nab"
 STD = nab.STANDARD

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from riskwatch.evals.simulated import _is_legit, run
+from riskwatch.tools.evals.simulated import _is_legit, run
 
 
 def test_small_simulated_run_detects_incidents_and_reports_breakdown():

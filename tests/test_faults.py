@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from riskwatch.broker import Broker
-from riskwatch.runner import group_assignment, wait_for
+from riskwatch.tools.broker import Broker
+from riskwatch.tools.runner import group_assignment, wait_for
 from tests import factories as F
 from tests.conftest import free_port
 
@@ -112,7 +112,7 @@ def _metric(w, name: str, **labels: str) -> float:
 
 
 def test_clickhouse_outage_applies_back_pressure_and_loses_nothing(pipeline, tmp_path):
-    from riskwatch.runner import consumer_lag
+    from riskwatch.tools.runner import consumer_lag
     from streams import topics as T
 
     p = pipeline

@@ -12,14 +12,14 @@ import yaml
 
 from detectors.fusion import EntityRisk, load_fusion
 from detectors.rules import load_rules
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import Complaint, EntityEvent, InspectionResult, SensorReading, VideoDetection
 from streams.processor import Processor
 from streams.state import EntityState
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
-CFG = load_fusion()
+CFG = load_fusion(DATA_DIR / "fusion.yaml")
 
 
 def test_hysteresis_enter_and_exit():
@@ -75,7 +75,7 @@ def test_invalid_fusion_file_names_the_field(tmp_path):
 
 # --- in the processor ------------------------------------------------------------------------------
 def _proc() -> Processor:
-    return Processor(load_catalog(), load_rules(), clock=lambda: T0.timestamp())
+    return Processor(load_catalog(), load_rules(DATA_DIR / "rules.yaml"), clock=lambda: T0.timestamp())
 
 
 _n = [0]

@@ -14,8 +14,9 @@ import time
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
-from riskwatch.catalog import load_catalog
+from riskwatch.domain.catalog import load_catalog
 from schemas.events import EVENT_MODELS, DeadLetter
 from streams.ingest import Decoder
 from streams.processor import Processor
@@ -24,7 +25,7 @@ from tests import factories as F
 
 CAT = load_catalog()
 DEC = Decoder(CAT)
-PROC = Processor(CAT, load_rules())
+PROC = Processor(CAT, load_rules(DATA_DIR / "rules.yaml"))
 TOPICS = sorted(EVENT_MODELS)
 
 VALID = {

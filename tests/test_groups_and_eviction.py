@@ -7,7 +7,7 @@ import urllib.request
 
 import orjson
 
-from riskwatch.runner import wait_for
+from riskwatch.tools.runner import wait_for
 from tests import factories as F
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import riskwatch.lifecycle as lifecycle_mod
-from riskwatch.catalog import load_catalog
-from riskwatch.lifecycle import (
+import riskwatch.domain.lifecycle as lifecycle_mod
+from riskwatch.settings import DATA_DIR
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.domain.lifecycle import (
     AlertLifecycle,
     LifecycleError,
     Silence,
@@ -259,7 +260,7 @@ def test_transitions_are_bounded() -> None:
 
 
 def test_policy_validation_names_line_and_field(tmp_path: Path) -> None:
-    src = (Path(lifecycle_mod.__file__).parent / "data" / "lifecycle.yaml").read_text(encoding="utf-8")
+    src = (DATA_DIR / "lifecycle.yaml").read_text(encoding="utf-8")
     bad = tmp_path / "lifecycle.yaml"
     bad.write_text(src.replace("hysteresis: {enter: 60, exit: 40}", "hysteresis: {enter: 60, exit: 70}"), encoding="utf-8")
     with pytest.raises(LifecycleError, match=r"line 11 \(hysteresis\).*exit \(70.0\) must be <= enter"):

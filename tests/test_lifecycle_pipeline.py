@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import orjson
 
-from riskwatch.runner import wait_for
+from riskwatch.tools.runner import wait_for
 from tests import factories as F
 
 T0 = F.BASE
@@ -98,7 +98,7 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
     import sys
     import urllib.request
 
-    from riskwatch.runner import settings_env
+    from riskwatch.tools.runner import settings_env
 
     p = pipeline
     w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
@@ -107,7 +107,7 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
     p.flush()
     p.wait_consumed()
     env = {**__import__("os").environ, **settings_env(p.settings)}
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli", "silence", "add", "--entity", "E-maint", "--hours", "2",
+    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "silence", "add", "--entity", "E-maint", "--hours", "2",
                         "--starts", T0.isoformat(), "--by", "amr", "--comment", "锅炉年检停机", "--id", "S-test"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -6,7 +6,7 @@ import base64
 
 import orjson
 
-from riskwatch.runner import wait_for
+from riskwatch.tools.runner import wait_for
 from tests import factories as F
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import riskwatch.planning as planning_mod
-from riskwatch.catalog import load_catalog
-from riskwatch.planning import (
+import riskwatch.domain.planning as planning_mod
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.domain.planning import (
     CSV_HEADERS,
     InspectionTask,
     PlanningError,
@@ -28,7 +28,7 @@ from riskwatch.planning import (
     read_entities_csv,
     spot_checks_csv,
 )
-from riskwatch.planning_cli import plan_app
+from riskwatch.cli.planning import plan_app
 
 CAT = load_catalog()
 PLANNER = load_spot_checks(catalog=CAT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from riskwatch.privacy import mask_pii
+from schemas.privacy import mask_pii
 from schemas.events import Complaint
 from sinks.rows import COLUMNS, complaint_row
 

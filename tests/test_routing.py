@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import riskwatch.routing as routing_mod
-from riskwatch.catalog import load_catalog
-from riskwatch.planning_cli import route_app
-from riskwatch.routing import RoutingError, load_routing
+import riskwatch.domain.routing as routing_mod
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.cli.planning import route_app
+from riskwatch.domain.routing import RoutingError, load_routing
 
 CAT = load_catalog()
 ROUTER = load_routing(catalog=CAT)

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from riskwatch.catalog import load_catalog
-from riskwatch.simulator import SimConfig, Simulator, generate
-from riskwatch.simulator.county import CST
-from riskwatch.simulator.incidents import INCIDENT_TYPES
-from riskwatch.simulator.streams import TOPICS, fake_id_number
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.simulator import SimConfig, Simulator, generate
+from riskwatch.tools.simulator.county import CST
+from riskwatch.tools.simulator.incidents import INCIDENT_TYPES
+from riskwatch.tools.simulator.streams import TOPICS, fake_id_number
 from schemas.events import EVENT_MODELS
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=CST)
@@ -251,7 +251,7 @@ def test_generation_is_fast():
 def test_cli_out_file_roundtrip(tmp_path):
     from typer.testing import CliRunner
 
-    from riskwatch.simulator.cli import app, read_out
+    from riskwatch.cli.simulate import app, read_out
 
     for name in ("out.tsv", "out.jsonl"):
         out, truth = tmp_path / name, tmp_path / f"{name}.truth.jsonl"
@@ -267,7 +267,7 @@ def test_cli_out_file_roundtrip(tmp_path):
 
 
 def test_match_alerts_maps_alerts_to_incidents(run):
-    from riskwatch.simulator.incidents import match_alerts
+    from riskwatch.tools.simulator.incidents import match_alerts
 
     sim, _ = run
     incs = [r for r in sim.ground_truth() if r["record"] == "incident"]

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
-from riskwatch.catalog import load_catalog
-from riskwatch.runner import wait_for
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.runner import wait_for
 from schemas.events import EntityEvent, SensorReading
 from streams.processor import Processor
 from streams.state import EntityState
@@ -37,7 +38,7 @@ def _reading(e: str, k: int, i: int) -> dict:
 
 def _uninterrupted(events: list[dict]) -> dict[tuple[str, int], float]:
     cat = load_catalog()
-    p = Processor(cat, load_rules())
+    p = Processor(cat, load_rules(DATA_DIR / "rules.yaml"))
     states: dict[str, EntityState] = {}
     out: dict[tuple[str, int], float] = {}
     for n, ev in enumerate(events):

@@ -5,7 +5,7 @@ on the callback, so ``riskwatch simulate --days 1 --duration 120`` runs it. Topi
 here: the worker creates them at start-up (or ``riskwatch topics create``).
 
 ``riskwatch simulate departments`` plays the other side: it reads ``alerts.all`` and answers as the
-receiving departments on ``events.feedback`` (:mod:`riskwatch.simulator.departments`), in
+receiving departments on ``events.feedback`` (:mod:`riskwatch.tools.simulator.departments`), in
 simulated time, until no alert has come for ``--idle-seconds``.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator
 import orjson
 import typer
 
-from riskwatch.simulator.county import CST, SimConfig
-from riskwatch.simulator.streams import TOPICS, Simulator
+from riskwatch.tools.simulator.county import CST, SimConfig
+from riskwatch.tools.simulator.streams import TOPICS, Simulator
 
 app = typer.Typer(help="Simulate the county's event streams (registry, IoT, video, complaints, inspections) with injected incidents.")
 
@@ -410,7 +410,7 @@ def departments(
     from rich.table import Table
 
     from riskwatch.settings import load_settings
-    from riskwatch.simulator.departments import DepartmentPlayer
+    from riskwatch.tools.simulator.departments import DepartmentPlayer
 
     import signal as _signal
 

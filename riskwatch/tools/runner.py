@@ -94,7 +94,7 @@ class WorkerProcess:
         env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         loglevel = os.environ.get("RISKWATCH_WORKER_LOGLEVEL", "warn")  # e.g. info when debugging a test
-        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "worker", "--loglevel", loglevel], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "worker", "--loglevel", loglevel], env=env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _ready(self) -> bool:

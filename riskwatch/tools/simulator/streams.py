@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
-from riskwatch.catalog import Catalog, load_catalog
-from riskwatch.simulator.county import CST, ROADS, County, Entity, SimConfig, build_county
-from riskwatch.simulator.incidents import Incident, schedule_incidents
+from riskwatch.domain.catalog import Catalog, load_catalog
+from riskwatch.tools.simulator.county import CST, ROADS, County, Entity, SimConfig, build_county
+from riskwatch.tools.simulator.incidents import Incident, schedule_incidents
 
 T_REGISTRY = "events.registry"
 T_SENSOR = "events.sensor"

@@ -35,7 +35,7 @@ def _plan_group() -> None:
 
 
 def _catalog(path: Optional[Path]):
-    from riskwatch.catalog import CatalogError, load_catalog
+    from riskwatch.domain.catalog import CatalogError, load_catalog
 
     try:
         return load_catalog(path)
@@ -53,7 +53,7 @@ def route_test(
     catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
 ) -> None:
     """Print who receives an alert and why (which rule), without running anything."""
-    from riskwatch.routing import LEVEL_ZH, RoutingError, load_routing
+    from riskwatch.domain.routing import LEVEL_ZH, RoutingError, load_routing
 
     cat = _catalog(catalog_path)
     try:
@@ -117,7 +117,7 @@ def plan_spot_checks(
                                  "events.task (the worker stores them and merges joint inspections)"),
 ) -> None:
     """Draw the month's 双随机 spot checks per item × credit tier, print a summary and write the CSV."""
-    from riskwatch.planning import (
+    from riskwatch.domain.planning import (
         MONTH_RE,
         PlanningError,
         SpotEntity,
@@ -135,7 +135,7 @@ def plan_spot_checks(
             ents = read_entities_csv(entities, planner)
             origin = str(entities)
         else:
-            from riskwatch.simulator.county import CST, SimConfig, build_county
+            from riskwatch.tools.simulator.county import CST, SimConfig, build_county
 
             y, m = map(int, month.split("-"))
             now = datetime(y, m, 1, tzinfo=CST)  # fixed clock: same county for the same month

@@ -9,7 +9,7 @@ report that they are assisting, and occasionally one answers ``not_ours`` (ÈùûÊú
 Time is *simulated*: feedback is scheduled relative to the alert's ``first_seen`` (the simulated
 moment it fired), with delays drawn as fractions of the deadlines of
 ``riskwatch/data/lifecycle.yaml`` for the alert's item and level (:meth:`Lifecycle.deadline
-<riskwatch.lifecycle.Lifecycle.deadline>`). When the revision carries the pipeline's own
+<riskwatch.domain.lifecycle.Lifecycle.deadline>`). When the revision carries the pipeline's own
 ``ack_due`` / ``dispose_due``, those are the deadlines and the alert is taken to have fired
 ``ack_hours`` before ``ack_due`` (later than ``first_seen`` when it waited out a pending period).
 The wall clock is never read: the caller says what "now" is (``due(now)``), e.g. the latest
@@ -52,8 +52,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from riskwatch.catalog import Catalog, load_catalog
-from riskwatch.lifecycle import Lifecycle, load_lifecycle, to_epoch
+from riskwatch.domain.catalog import Catalog, load_catalog
+from riskwatch.domain.lifecycle import Lifecycle, load_lifecycle, to_epoch
 from schemas.events import Alert
 
 __all__ = ["DepartmentPlayer", "Plan", "CST"]
@@ -158,14 +158,14 @@ class DepartmentPlayer:
     not_ours_rate
         Probability per alert (with cooperating departments) that one of them answers ``not_ours``.
     lifecycle
-        The deadline policy (default: :func:`riskwatch.lifecycle.load_lifecycle`).
+        The deadline policy (default: :func:`riskwatch.domain.lifecycle.load_lifecycle`).
     catalog
         Departments to pick outsiders from (default: the lifecycle's catalog).
 
     Examples
     --------
     >>> from datetime import datetime
-    >>> from riskwatch.simulator.departments import CST, DepartmentPlayer
+    >>> from riskwatch.tools.simulator.departments import CST, DepartmentPlayer
     >>> t0 = datetime(2026, 3, 2, 8, 0, tzinfo=CST)
     >>> alert = {"alert_id": "a1", "revision": 1, "fingerprint": "E1|8|rule.sensor.boiler_pressure",
     ...          "entity_id": "E1", "item_id": 8, "rule": "rule.sensor.boiler_pressure", "level": "red",

@@ -1,6 +1,6 @@
 """Cost benchmark of the production sensor detector: µs per ``update`` and pickled state bytes.
 
-Run as ``python -m riskwatch.evals.bench_sensor``.
+Run as ``python -m riskwatch.tools.evals.bench_sensor``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Two parts, so per-entity state stays small and picklable:
   (``float`` epoch seconds or an aware ``datetime``) and returns :class:`Notification` records.
   Nothing is sent, nothing sleeps, no wall clock is read.
 
->>> from riskwatch.catalog import load_catalog
+>>> from riskwatch.domain.catalog import load_catalog
 >>> lc = load_lifecycle(catalog=load_catalog())
 >>> st, out = lc.open("a1", "E1", "rule.sensor.boiler_pressure", 8, "red", ["amr", "emergency"], at=0.0,
 ...                   title="锅炉超压", entity_name="舞阳县鑫源热力有限公司")
@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
+from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 LEVELS = ("blue", "yellow", "orange", "red")

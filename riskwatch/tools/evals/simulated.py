@@ -1,13 +1,13 @@
 """``riskwatch eval simulated --seed N``: the simulator's incidents through the production processor.
 
-The simulator (``riskwatch.simulator``) generates a county's streams with injected incidents and
+The simulator (``riskwatch.tools.simulator``) generates a county's streams with injected incidents and
 their ground truth. Every message goes through the same code as the pipeline — the edge decoder
 (``streams.ingest.Decoder``) and :class:`streams.processor.Processor` with one
 :class:`streams.state.EntityState` per entity — only Kafka and ClickHouse are left out. The
 processor's clock is the event time, so ``updated_at`` is simulated time.
 
 Alert revisions are collected; the first revision of each alert id is mapped back to the incidents
-with :func:`riskwatch.simulator.incidents.match_alerts`. Reported:
+with :func:`riskwatch.tools.simulator.incidents.match_alerts`. Reported:
 
 * recall over injected incidents, median time to detect (from incident start, and from the first
   reading above the limit for limit incidents);
@@ -32,11 +32,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
-from riskwatch.catalog import load_catalog
-from riskwatch.simulator import SimConfig, Simulator
-from riskwatch.simulator.county import CST
-from riskwatch.simulator.incidents import match_alerts
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.simulator import SimConfig, Simulator
+from riskwatch.tools.simulator.county import CST
+from riskwatch.tools.simulator.incidents import match_alerts
 from schemas.events import DeadLetter
 from streams.ingest import Decoder
 from streams.processor import Processor
@@ -62,7 +63,7 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
     catalog = load_catalog()
     decoder = Decoder(catalog)
     now = [start.timestamp()]
-    proc = Processor(catalog, load_rules(), clock=lambda: now[0])
+    proc = Processor(catalog, load_rules(DATA_DIR / "rules.yaml"), clock=lambda: now[0])
     states: dict[str, EntityState] = {}
     first_rev: dict[str, dict] = {}
     n_rev = 0

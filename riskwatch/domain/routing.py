@@ -4,7 +4,7 @@ Base receivers are the catalog's lead + cooperating departments of the alert's s
 (lead first). Rules from ``riskwatch/data/routing.yaml`` add departments, evaluated in order like
 Alertmanager routes (``continue: false`` stops evaluation). Pure: no I/O after loading.
 
->>> from riskwatch.catalog import load_catalog
+>>> from riskwatch.domain.catalog import load_catalog
 >>> router = load_routing(catalog=load_catalog())
 >>> d = router.route(8, "special_equipment", "red", "舞泉镇")
 >>> d.departments
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
+from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 LEVELS = ("blue", "yellow", "orange", "red")

@@ -30,10 +30,11 @@ from pathlib import Path
 import orjson
 from rich.progress import Progress
 
-from riskwatch.catalog import load_catalog
-from riskwatch.runner import WorkerProcess, consumer_lag, wait_for
+from riskwatch.settings import DATA_DIR
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
-from riskwatch.simulator import SimConfig, generate
+from riskwatch.tools.simulator import SimConfig, generate
 from streams import topics as T
 
 PROBE_EVERY = 50  # one latency probe (an alert-raising complaint) in this many events
@@ -97,10 +98,10 @@ async def _raw_consume(settings: Settings, n: int) -> float:
 
 
 def _faust_floor(settings: Settings, n: int, stock: bool) -> int:
-    """events/s of a do-nothing Faust agent on the benchmark topics (``riskwatch.bench_floor``)."""
+    """events/s of a do-nothing Faust agent on the benchmark topics (``riskwatch.tools.bench.floor``)."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "riskwatch.bench_floor", "--events", str(n), "--bootstrap", settings.kafka_bootstrap]
+    cmd = [sys.executable, "-m", "riskwatch.tools.bench.floor", "--events", str(n), "--bootstrap", settings.kafka_bootstrap]
     for t in T.INPUT_TOPICS:
         cmd += ["--topic", settings.topic(t)]
     if stock:
@@ -146,7 +147,7 @@ def _state_sizes(evs) -> tuple[float, float]:
     import pickle
 
     cat = load_catalog()
-    dec, proc = Decoder(cat), Processor(cat, load_rules())
+    dec, proc = Decoder(cat), Processor(cat, load_rules(DATA_DIR / "rules.yaml"))
     states: dict[bytes, EntityState] = {}
     for i, (topic, key, value) in enumerate(evs[:200_000]):
         ev = dec.decode(topic, 0, i, key, value)
@@ -334,7 +335,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
 
 def _probe_latencies(s: Settings, run_id: str) -> list[float]:
     """ms from each probe complaint's Kafka timestamp to its alert's timestamp on alerts.taskforce."""
-    from riskwatch.runner import read_all as read
+    from riskwatch.tools.runner import read_all as read
 
     sent = {orjson.loads(r.value)["event_id"]: r.timestamp for r in read(s, s.topic("events.complaint"))
             if r.key and r.key.startswith(f"P{run_id}".encode())}

@@ -14,7 +14,7 @@ def nab(
     labels: Path | None = typer.Option(None, "--labels", help="NAB combined_windows.json (default: ../labels next to --data)"),
 ) -> None:
     """Score every NAB-style file with the production sensor detector and print the NAB standard score."""
-    from riskwatch.evals import nab as nab_eval
+    from riskwatch.tools.evals import nab as nab_eval
 
     nab_eval.run_cli(data, out, labels)
 
@@ -26,7 +26,7 @@ def chicago(
     out: Path = typer.Option(..., "--out", help="Output CSV: Inspection_ID,score"),
 ) -> None:
     """Replay Chicago's food inspections through the inspection-outcome model; print days-earlier."""
-    from riskwatch.evals import chicago as chicago_eval
+    from riskwatch.tools.evals import chicago as chicago_eval
 
     chicago_eval.run_cli(data, score_from, out)
 
@@ -34,6 +34,6 @@ def chicago(
 @app.command("simulated")
 def simulated(seed: int = typer.Option(7, "--seed", help="Simulator seed")) -> None:
     """Run the simulator's incidents through the detectors; print recall, false alerts, time to detect."""
-    from riskwatch.evals import simulated as sim_eval
+    from riskwatch.tools.evals import simulated as sim_eval
 
     sim_eval.run_cli(seed)

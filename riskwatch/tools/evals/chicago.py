@@ -348,7 +348,7 @@ def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``python -m riskwatch.evals.chicago --data DIR --score-from D [--score-to D]`` (second windows)."""
+    """``python -m riskwatch.tools.evals.chicago --data DIR --score-from D [--score-to D]`` (second windows)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)

@@ -171,7 +171,7 @@ def summarize(alerts: list[dict], period: str, start: datetime, end: datetime, *
               catalog: Any = None, as_of: datetime | None = None, top_n: int = 10, notable_n: int = 30) -> Bulletin:
     """Aggregate the alerts of the period (see module doc for what is counted)."""
     if catalog is None:
-        from riskwatch.catalog import load_catalog
+        from riskwatch.domain.catalog import load_catalog
 
         catalog = load_catalog()
     names = {code: d.name for code, d in catalog.departments.items()}
@@ -554,7 +554,7 @@ def generate(period: str, dept: str | None = None, out: Path | str = "var/bullet
     ``query``: ``sql -> (columns, rows)``; default a :class:`sinks.writer.ClickHouseWriter` on
     ``settings.clickhouse_url`` (read-only gate + ``readonly=1``).
     """
-    from riskwatch.catalog import load_catalog
+    from riskwatch.domain.catalog import load_catalog
 
     if settings is None:
         from riskwatch.settings import load_settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from riskwatch.evals.cli import app as eval_app
+from riskwatch.cli.evals import app as eval_app
 from riskwatch.settings import Settings, load_settings
 
 app = typer.Typer(help="riskwatch — 三品一特 cross-department risk monitoring and early warning.",
@@ -29,7 +29,7 @@ def _settings() -> Settings:
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Fetch (once) and start the broker on 127.0.0.1; reuse it if already running."""
-    from riskwatch.broker import Broker, BrokerError
+    from riskwatch.tools.broker import Broker, BrokerError
 
     try:
         print(Broker(_settings()).start(log=lambda m: print(m, file=sys.stderr)))
@@ -40,7 +40,7 @@ def kafka_start() -> None:
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the local broker (keeps its data)."""
-    from riskwatch.broker import Broker
+    from riskwatch.tools.broker import Broker
 
     print(Broker(_settings()).stop())
 
@@ -48,7 +48,7 @@ def kafka_stop() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Say whether the local broker runs, is stale or stopped."""
-    from riskwatch.broker import Broker
+    from riskwatch.tools.broker import Broker
 
     print(Broker(_settings()).status())
 
@@ -56,7 +56,7 @@ def kafka_status() -> None:
 @kafka_app.command("reset")
 def kafka_reset() -> None:
     """Stop the local broker and delete its data (all topics and offsets)."""
-    from riskwatch.broker import Broker
+    from riskwatch.tools.broker import Broker
 
     Broker(_settings()).reset()
     print("broker stopped and data deleted")
@@ -66,7 +66,7 @@ def kafka_reset() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every riskwatch topic that is missing (the worker also does this at start-up)."""
-    from riskwatch.catalog import load_catalog
+    from riskwatch.domain.catalog import load_catalog
     from streams.topics import ensure_topics
 
     s = _settings()
@@ -77,7 +77,7 @@ def topics_create() -> None:
 @topics_app.command("list")
 def topics_list() -> None:
     """List the topics riskwatch uses."""
-    from riskwatch.catalog import load_catalog
+    from riskwatch.domain.catalog import load_catalog
     from streams.topics import all_topics
 
     s = _settings()
@@ -111,7 +111,7 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
     Embedded mode: asks the running worker (which owns the chDB directory); if none runs, opens
     the directory itself. Server mode: connects to the server. Writes are refused either way.
     """
-    from riskwatch.runner import WorkerProcess
+    from riskwatch.tools.runner import WorkerProcess
     from sinks.clickhouse import make_client
     from sinks.query import QueryRefused, check_read_only, format_table, run_read_query
 
@@ -154,7 +154,7 @@ def demo(
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
-    from riskwatch.demo import run_demo
+    from riskwatch.tools.demo import run_demo
 
     raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate))
 
@@ -167,7 +167,7 @@ def bench(
     partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topics"),
 ) -> None:
     """Throughput of the full pipeline against the raw-consume ceiling; latency, memory, state size."""
-    from riskwatch.bench import run
+    from riskwatch.tools.bench.pipeline import run
 
     run(_settings(), events=events, entities=entities, out=out, partitions=partitions)
 
@@ -180,26 +180,26 @@ def bench_paced(
     probes: bool = typer.Option(False, "--probes", help="One alert-raising complaint in 50, as the bench's latency phase"),
 ) -> None:
     """What a steady, paced load costs one worker, per thread (where "half the rate" spends its CPU)."""
-    from riskwatch.bench_paced import run
+    from riskwatch.tools.bench.paced import run
 
     run(_settings(), rate=rate, seconds=seconds, entities=entities, probes=probes)
 
 
 def _mount_optional() -> None:
-    from dashboards.cli import app as grafana_app
-    from riskwatch.bulletin import app as bulletin_app
+    from riskwatch.cli.grafana import app as grafana_app
+    from reports.bulletin import app as bulletin_app
 
     app.add_typer(bulletin_app, name="bulletin", help="情况通报: situation bulletins (HTML + PDF).")
-    from riskwatch.planning_cli import plan_app, route_app
+    from riskwatch.cli.planning import plan_app, route_app
 
     app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: build JSON, provision a Grafana.")
     app.add_typer(route_app, name="route", help="Alert routing to departments.")
     app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
-    from riskwatch.silence_cli import app as silence_app
+    from riskwatch.cli.silence import app as silence_app
 
     app.add_typer(silence_app, name="silence")
     try:
-        from riskwatch.simulator.cli import app as sim_app
+        from riskwatch.cli.simulate import app as sim_app
 
         app.add_typer(sim_app, name="simulate")
     except ImportError:  # pragma: no cover - during development only

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from riskwatch import bench as B
-from riskwatch.catalog import load_catalog
-from riskwatch.runner import WorkerProcess, consumer_lag, wait_for
+from riskwatch.tools.bench import pipeline as B
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
 from streams import topics as T
 

@@ -9,7 +9,7 @@ Pure functions over plain records; rates, tier mix and inspector rosters are dat
   monthly rate (reproducible: ``random.Random(f"{seed}-{month}")``) and assign two random
   inspectors from different departments: the item's lead and one of its cooperating departments.
 
->>> from riskwatch.catalog import load_catalog
+>>> from riskwatch.domain.catalog import load_catalog
 >>> cat = load_catalog()
 >>> t = [InspectionTask("t1", "E9", "emergency", due=0.0, item_id=8, source="alert", ref="a1"),
 ...      InspectionTask("t2", "E9", "fire", due=86400.0, item_id=8)]
@@ -37,7 +37,7 @@ from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from riskwatch.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
+from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
 
 DEFAULT_SPOT_CHECKS_PATH = DATA_DIR / "spot_checks.yaml"

@@ -23,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from riskwatch.broker import Broker
-from riskwatch.catalog import load_catalog
-from riskwatch.runner import WorkerProcess, consumer_lag, settings_env, wait_for
+from riskwatch.tools.broker import Broker
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
 from streams import topics as T
 
@@ -108,10 +108,10 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         n_before = _count_events(worker)
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
-        depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli", "simulate", "departments", "--seed", str(seed),
+        depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "simulate", "departments", "--seed", str(seed),
                                   "--idle-seconds", "86400", "--truth", "var/demo/departments_truth.jsonl", "--quiet"],
                                  env=env, stdout=subprocess.PIPE, text=True)
-        sim = subprocess.run([sys.executable, "-m", "riskwatch.cli", "simulate", "--duration", str(duration),
+        sim = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "simulate", "--duration", str(duration),
                               "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
                               # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
                               # (the simulator's incidents start after a 14 h warm-up)
@@ -138,7 +138,7 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         out, _ = depts.communicate(timeout=120)
         console.print(f"departments: {out.strip().splitlines()[-1] if out.strip() else '(no summary)'}")
         month = time.strftime("%Y-%m")
-        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli", "plan", "spot-checks", "--month", month, "--seed", str(seed),
+        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "plan", "spot-checks", "--month", month, "--seed", str(seed),
                                "--scale", str(scale), "--sim-seed", str(seed), "--publish",
                                "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
         console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")

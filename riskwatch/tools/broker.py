@@ -27,7 +27,7 @@ from pathlib import Path
 
 from riskwatch.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "kafka" / "pom.xml"
 
 

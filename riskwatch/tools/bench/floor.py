@@ -1,6 +1,6 @@
 """The Faust floor: how fast a Faust agent that does nothing consumes the benchmark's topics.
 
-``python -m riskwatch.bench_floor --events N --topic T [--topic T ...] [--stock]`` runs a worker
+``python -m riskwatch.tools.bench.floor --events N --topic T [--topic T ...] [--stock]`` runs a worker
 with one agent reading the topics the way riskwatch's entity agent does (raw bytes,
 ``take_events``, a memory-store table app) and acknowledging every batch without work; it prints
 one JSON line ``{"faust_floor_eps": ..., "cpu_us_per_event": ...}`` and exits. ``--stock`` is Faust

@@ -71,7 +71,7 @@ def end(silence_id: str = typer.Argument(..., help="The silence to end now")) ->
 @app.command("list")
 def list_() -> None:
     """Every silence on the topic, latest spec per id, with whether it is in force now."""
-    from riskwatch.runner import read_all
+    from riskwatch.tools.runner import read_all
     from streams.silences import SilenceBoard
 
     s = _settings()

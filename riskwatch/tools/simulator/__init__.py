@@ -2,10 +2,10 @@
 
 ``generate(config)`` yields ``(topic, key, value)`` with JSON values valid against
 ``schemas.events``; ``Simulator`` also keeps the ground truth of injected incidents and of the
-malformed messages it sent. ``riskwatch simulate`` (``riskwatch.simulator.cli``) sends them to Kafka.
+malformed messages it sent. ``riskwatch simulate`` (``riskwatch.cli.simulate``) sends them to Kafka.
 """
 
-from riskwatch.simulator.county import SimConfig, build_county
-from riskwatch.simulator.streams import Simulator, generate
+from riskwatch.tools.simulator.county import SimConfig, build_county
+from riskwatch.tools.simulator.streams import Simulator, generate
 
 __all__ = ["SimConfig", "Simulator", "build_county", "generate"]

@@ -1,0 +1,1 @@
+"""Command-line front ends: ``riskwatch`` and its sub-commands."""

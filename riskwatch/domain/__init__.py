@@ -1,0 +1,1 @@
+"""The county's domain rules: supervision catalog, routing, alert life cycle, inspection planning."""

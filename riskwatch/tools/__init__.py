@@ -1,0 +1,1 @@
+"""Tools around the product: local broker, worker runner, demo, simulator, evaluations, benchmarks."""

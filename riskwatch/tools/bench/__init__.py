@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print numbers (pipeline, Faust floor, paced load)."""
