@@ -68,12 +68,62 @@ class VideoRule(_Rule):
     within_minutes: float = Field(1440.0, gt=0, description="... within this many minutes")
 
 
+class EvidenceWindow(BaseModel):
+    """Sensor readings an alert's evidence bundle holds: this long before and after the trigger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    before_minutes: float = Field(30.0, ge=0, le=24 * 60)
+    after_minutes: float = Field(10.0, ge=0, le=24 * 60)
+    max_points: int = Field(64, ge=1, le=1024, description="Readings kept per device and channel (a bound on state)")
+
+
+class PoisoningCluster(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    complaints: int = Field(3, ge=2, description="Food-poisoning complaints about one entity ...")
+    within_hours: float = Field(24.0, gt=0, description="... within this many hours: a suspected poisoning cluster")
+    title: str = Field(min_length=1)
+
+
+class UnlicensedInjury(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    entity_kinds: tuple[str, ...] = ("special_equipment",)
+    complaint_categories: tuple[str, ...] = ("equipment_safety",)
+    keywords: tuple[str, ...] = Field(min_length=1, description="Words in the complaint text that mean someone was hurt")
+    title: str = Field(min_length=1)
+
+
+class SuspectedCrime(BaseModel):
+    """What makes an alert a suspected crime to transfer (行刑衔接); where it goes: routing.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    violation_codes: dict[str, str] = Field(default_factory=dict, description="Inspection violation code → Chinese offence")
+    complaint_categories: dict[str, str] = Field(default_factory=dict, description="Complaint category → Chinese offence")
+    food_poisoning_cluster: PoisoningCluster | None = None
+    unlicensed_equipment_injury: UnlicensedInjury | None = None
+
+    def on_violations(self, violations) -> list[tuple[str, str]]:
+        """(flag, Chinese reason) for each violation that is a suspected crime."""
+        out = []
+        for v in violations:
+            if v.code in self.violation_codes:
+                out.append((f"violation:{v.code}", f"{self.violation_codes[v.code]}(违法代码 {v.code})"))
+            elif getattr(v, "suspected_crime", False):
+                out.append(("violation:suspected_crime", f"检查人员标记涉嫌犯罪:{v.description or v.code}(违法代码 {v.code})"))
+        return out
+
+
 class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     sensor: dict[str, SensorRule] = Field(default_factory=dict)
     video: dict[str, VideoRule] = Field(default_factory=dict)
     complaint: dict[str, _Rule] = Field(default_factory=dict)
     inspection: dict[Literal["fail", "critical"], _Rule] = Field(default_factory=dict)
+    # per sensor channel (or "default"): the readings window of an alert's evidence bundle
+    evidence: dict[str, EvidenceWindow] = Field(default_factory=lambda: {"default": EvidenceWindow()})
+    suspected_crime: SuspectedCrime = Field(default_factory=SuspectedCrime)
+
+    def evidence_window(self, channel: str) -> EvidenceWindow:
+        return self.evidence.get(channel) or self.evidence.get("default") or _DEFAULT_WINDOW
 
     # --- evaluation --------------------------------------------------------------------------
     def on_sensor(self, channel: str, value: float, baseline: float | None = None) -> "Hit | None":
@@ -109,6 +159,9 @@ class RuleSet(BaseModel):
             r = rules["fail"]
             return Hit("rule.inspection", r.level, r.title, 1.0)
         return None
+
+
+_DEFAULT_WINDOW = EvidenceWindow()
 
 
 @dataclass(frozen=True, slots=True)

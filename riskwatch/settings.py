@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     lifecycle_clock: Literal["wall", "event"] = Field(
         "wall", description="Clock of alert deadlines: 'wall' (production: departments answer in real time) or 'event' "
                             "(the latest event time the worker has seen: replays and the demo's compressed simulated days)")
+    audit_chain: bool = Field(True, description="Evidence bundles and the tamper-evident audit chain of alert_history (docs/evidence-and-audit.md); off only to measure their cost")
+    audit_anchor_seconds: float = Field(86400.0, gt=0, description="How often each worker publishes a Merkle root over its partitions' new audit-chain heads to audit.anchors (and ClickHouse audit_anchors)")
     township_surges: bool = Field(True, description="Run the township-surge agent (Faust group_by repartition by township)")
     township_surge_threshold: float = Field(0.9, gt=0, le=1, description="Surprise of a township's complaint/video count that raises a township_surge notice")
     entity_ttl_days: float = Field(90.0, gt=0, description="Per-entity detector state is evicted after this many days of silence")

@@ -200,6 +200,8 @@ class Violation(BaseModel):
     code: str = Field(min_length=1, max_length=32)
     severity: Severity
     description: str = Field("", max_length=500)
+    suspected_crime: bool = Field(False, description="The inspector marks the finding as a suspected crime (涉嫌犯罪): "
+                                  "the alert is transferred to the police (行刑衔接)")
 
 
 class InspectionOutcome(StrEnum):
@@ -246,6 +248,9 @@ class FeedbackStatus(StrEnum):
     in_progress = "in_progress"
     disposed = "disposed"
     not_ours = "not_ours"
+    # a case transfer's receiver (县公安局) answers (行刑衔接)
+    accepted = "accepted"  # 受理 / 立案
+    declined = "declined"  # 不予受理, with the reason in ``comment``: the case returns to the lead department
 
 
 class DisposalFeedback(Event):
@@ -342,7 +347,8 @@ class AlertStatus(StrEnum):
 
 
 NotificationKind = Literal["firing", "level_up", "resolved", "urge", "escalate", "flapping", "stable",
-                           "silence_expired", "receiver_added", "not_ours"]
+                           "silence_expired", "receiver_added", "not_ours",
+                           "case_transfer", "transfer_urge", "transfer_accepted", "transfer_returned"]
 
 
 class Contribution(BaseModel):
@@ -390,6 +396,8 @@ class Alert(BaseModel):
     ack_due: datetime | None = Field(None, description="Acknowledgement (签收) deadline while open")
     dispose_due: datetime | None = Field(None, description="Disposal (处置) deadline while open")
     flapping: bool = Field(False, description="Held as flapping: notifications paused until stable")
+    evidence_hash: str = Field("", description="SHA-256 of the alert's latest evidence bundle (table evidence)")
+    transfer: str = Field("", description="Case transfer (案件移送) state: '' | transferred | accepted | returned")
     topic: ClassVar[str] = "alerts.all"
 
 
@@ -402,11 +410,14 @@ class AlertTransition(BaseModel):
     seq: int = Field(ge=1, description="Position in this alert's history (1, 2, ...)")
     entity_id: str
     at: datetime
-    kind: str = Field(description="status | level | feedback | receivers | reminder | flapping | silence")
+    kind: str = Field(description="status | level | feedback | receivers | reminder | flapping | silence | notify | "
+                      "evidence | transfer")
     from_status: str = ""
     to_status: str
     actor: str = Field(description="Department code, 'detector', 'system', 'router' or a user")
     comment: str = ""
+    prev_hash: str = Field("", description="Hash of the previous row of this alert's chain (seq 1: the evidence bundle hash)")
+    hash: str = Field("", description="SHA-256(prev_hash ‖ RFC 8785 JSON of the row): schemas/audit.py")
     topic: ClassVar[str] = "alerts.events"
 
 

@@ -309,10 +309,59 @@ COMMENT 'Planned (joint) inspections from inspection.plans; a replan with more t
 """,
 )
 
+V4 = (
+    f"""
+ALTER TABLE {{db}}.alert_history
+    ADD COLUMN IF NOT EXISTS prev_hash String DEFAULT '' COMMENT 'Audit chain: hash of the previous row of this alert (seq 1: its evidence bundle hash)',
+    ADD COLUMN IF NOT EXISTS hash String DEFAULT '' COMMENT 'Audit chain: SHA-256(prev_hash || RFC 8785 JSON of the row); riskwatch audit verify recomputes it'
+""",
+    f"""
+ALTER TABLE {{db}}.alerts
+    ADD COLUMN IF NOT EXISTS evidence_hash String DEFAULT '' COMMENT 'SHA-256 of the alert''s latest evidence bundle (table evidence)',
+    ADD COLUMN IF NOT EXISTS transfer LowCardinality(String) DEFAULT '' COMMENT 'Case transfer (案件移送) state: empty | transferred | accepted | returned'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.evidence
+(
+    alert_id String,
+    version UInt8 COMMENT '1: sealed when the alert opened; 2: with the readings after the trigger (final)',
+    bundle_hash String COMMENT 'SHA-256 of the canonical (RFC 8785) bundle header, which lists every item hash',
+    entity_id String,
+    rule LowCardinality(String),
+    final Bool,
+    trigger_at {TZ},
+    sealed_at {TZ},
+    supersedes String COMMENT 'Hash of the version this one replaces (empty for version 1)',
+    header String COMMENT 'The bundle header, canonical JSON',
+    items Array(String) COMMENT 'The items, canonical JSON each (complaint text masked)'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (alert_id, version)
+COMMENT 'Evidence bundles (远程取证固证): riskwatch evidence export ALERT_ID writes one out and verifies it. No TTL: law-enforcement files.'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.audit_anchors
+(
+    partition UInt16 COMMENT 'Input partition whose alert chains this anchor covers',
+    anchored_at {TZ},
+    root String COMMENT 'RFC 9162 Merkle root over the leaves (schemas/audit.py merkle_root)',
+    size UInt32,
+    leaf_alert_ids Array(String) COMMENT 'Chain heads anchored: alert id, seq and row hash (parallel arrays)',
+    leaf_seqs Array(UInt32),
+    leaf_hashes Array(String),
+    record String COMMENT 'The anchor as published on audit.anchors (canonical JSON)'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (partition, anchored_at)
+COMMENT 'Periodic Merkle roots over the audit chain heads, one per partition per period (audit.anchors). No TTL.'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
     Migration(3, "inspection tasks (events_task) and planned joint inspections (inspection_plans)", V3),
+    Migration(4, "evidence bundles, audit chain hashes, anchors, case transfers", V4),
 )
 
 _SCHEMA_MIGRATIONS = f"""

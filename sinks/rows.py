@@ -16,7 +16,9 @@ people (complaints, feedback) is masked with :func:`schemas.privacy.mask_pii` he
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+
+from schemas.audit import canonical
 
 from schemas.privacy import mask_pii
 from schemas.events import (
@@ -36,6 +38,7 @@ from schemas.events import (
     VideoDetection,
 )
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _BASE = ("event_id", "entity_id", "occurred_at", "source", "schema_version")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -65,9 +68,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "item_id", "item_name", "rule", "level", "level_zh", "status", "score", "title", "message",
         "explanation_signals", "explanation_values", "explanation_details", "lead_department",
         "departments", "first_seen", "last_seen", "updated_at", "source_event_id", "schema_version",
-        "notification", "recipients", "ack_due", "dispose_due", "flapping",
+        "notification", "recipients", "ack_due", "dispose_due", "flapping", "evidence_hash", "transfer",
     ),  # fmt: skip
-    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment", "seq", "kind", "entity_id"),
+    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment", "seq", "kind", "entity_id",
+                      "prev_hash", "hash"),
+    "evidence": ("alert_id", "version", "bundle_hash", "entity_id", "rule", "final", "trigger_at", "sealed_at",
+                 "supersedes", "header", "items"),
+    "audit_anchors": ("partition", "anchored_at", "root", "size", "leaf_alert_ids", "leaf_seqs", "leaf_hashes", "record"),
     "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at"),
     "registry": (
         "entity_id", "version", "name", "kind", "township", "address", "licence", "lat", "lon",
@@ -179,18 +186,38 @@ def alert_row(a: Alert) -> tuple:
         a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, a.title, a.message,
         [c.signal for c in x], [c.value for c in x], [c.detail for c in x], a.lead_department,
         list(a.departments), a.first_seen, a.last_seen, a.updated_at, a.source_event_id, a.schema_version,
-        a.notification or "", list(a.recipients), a.ack_due, a.dispose_due, a.flapping,
+        a.notification or "", list(a.recipients), a.ack_due, a.dispose_due, a.flapping, a.evidence_hash, a.transfer,
     )  # fmt: skip
 
 
 def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "",
                       seq: int = 0, kind: str = "status", entity_id: str = "") -> tuple:
-    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment, seq, kind, entity_id)
+    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment, seq, kind, entity_id, "", "")
 
 
 def transition_row(t: AlertTransition) -> tuple:
-    """The ``alert_history`` row of one recorded alert transition (``alerts.events``)."""
-    return (t.alert_id, t.at, t.from_status, t.to_status, t.actor, mask_pii(t.comment), t.seq, t.kind, t.entity_id)
+    """The ``alert_history`` row of one recorded alert transition (``alerts.events``). A chained
+    row (``hash`` set) is stored as hashed: the worker masked its comment before hashing it."""
+    comment = t.comment if t.hash else mask_pii(t.comment)
+    return (t.alert_id, t.at, t.from_status, t.to_status, t.actor, comment, t.seq, t.kind, t.entity_id, t.prev_hash, t.hash)
+
+
+def evidence_row(d: dict) -> tuple:
+    """The ``evidence`` row of a sealed bundle (``streams.evidence.Draft`` row dict)."""
+    return (d["alert_id"], d["version"], d["bundle_hash"], d["entity_id"], d["rule"], d["final"],
+            _ms_dt(d["trigger_at_ms"]), _ms_dt(d["sealed_at_ms"]), d["supersedes"],
+            canonical(d["header"]).decode(), list(d["items"]))
+
+
+def anchor_row(a: dict) -> tuple:
+    """The ``audit_anchors`` row of an anchor record (``streams/anchors.py``)."""
+    leaves = a["leaves"]
+    return (a["partition"], _ms_dt(a["anchored_at_ms"]), a["root"], a["size"], [x[0] for x in leaves],
+            [x[1] for x in leaves], [x[2] for x in leaves], canonical(a).decode())
+
+
+def _ms_dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def dead_letter_row(d: DeadLetter) -> tuple:

@@ -9,6 +9,7 @@ revisions. Read the parts in this order:
 * ``streams/sink_agent.py`` — ``alerts.all``, ``alerts.events``, ``deadletter`` → ClickHouse;
 * ``streams/peer_agent.py`` — township rates through a ``group_by`` repartition;
 * ``streams/timers.py`` — alert deadlines (urging, escalation, closing) and eviction;
+* ``streams/anchors.py`` — audit anchors: Merkle roots over the alert chains' heads per partition;
 * ``streams/health.py`` — crash-only batches, stall watchdog, loop lag, GC, task dump;
 * ``streams/pages.py`` — ``/query`` (read-only SQL) and ``/metrics`` on ``settings.web_port``.
 """
@@ -24,7 +25,7 @@ import faust
 from riskwatch.domain.county import County, county_from_settings
 from riskwatch.settings import Settings
 from sinks.writer import ClickHouseWriter
-from streams import entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers, topics as T
+from streams import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers, topics as T
 from streams.silences import follow as follow_silences
 from streams.worker import Worker
 
@@ -37,7 +38,7 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
         faust_fastpath.install()
     county = county or county_from_settings(settings)
     w = Worker.build(settings, county, writer or ClickHouseWriter(settings), clock=clock)
-    for part in (entity_agent, sink_agent, peer_agent, timers, health, pages):
+    for part in (entity_agent, sink_agent, peer_agent, timers, anchors, health, pages):
         part.register(w)
 
     @w.app.task

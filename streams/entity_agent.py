@@ -92,7 +92,7 @@ def register(w: Worker) -> None:
         await w.bulk.send(records(sends))
         w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream)
         for key, st in states.items():
-            (w.alert_keys.add if st.alerts else w.alert_keys.discard)(key)
+            w.note_state(key, st)
         w.watchdog.done("entities")
         for (topic, result), n in counts.items():
             EVENTS_IN.labels(topic, result).inc(n)

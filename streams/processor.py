@@ -51,8 +51,9 @@ from __future__ import annotations
 import hashlib
 import pickle
 import time
+from array import array
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from riskwatch.settings import DATA_DIR
@@ -65,6 +66,8 @@ from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
 from riskwatch.domain.planning import InspectionTask as Task, SpotCheckConfig, load_spot_checks, merge_tasks
 from riskwatch.domain.routing import Router, load_routing
+from schemas.audit import chain_hash, chain_row
+from schemas.privacy import mask_pii
 from schemas.events import (
     Alert,
     AlertStatus,
@@ -80,6 +83,7 @@ from schemas.events import (
     SensorReading,
     VideoDetection,
 )
+from streams import evidence as E
 from streams.state import EntityState, OpenAlert
 
 RESOLVE_AFTER_OK = 3  # consecutive in-limit readings that resolve a sensor alert
@@ -114,6 +118,7 @@ class Outcome:
     inspection_p: float | None = None  # inspection-outcome model's score before it learnt this result
     transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
     plans: list = field(default_factory=list)  # InspectionPlan (inspection.plans, inspection_plans)
+    evidence: list = field(default_factory=list)  # sealed evidence bundles (streams/evidence.py Draft rows)
 
 
 class Processor:
@@ -122,8 +127,10 @@ class Processor:
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
                  router: Router | None = None, lifecycle: Lifecycle | None = None,
-                 planning: SpotCheckConfig | None = None):
+                 planning: SpotCheckConfig | None = None, evidence: bool = True):
         self.catalog = catalog
+        # evidence bundles + the audit hash chain (docs/evidence-and-audit.md); off only to measure their cost
+        self.evidence = evidence
         # joint inspections: merge window and which alert levels ask for an on-site check (spot_checks.yaml)
         self.planning = planning or load_spot_checks(catalog=catalog).config
         # pending, hysteresis, flapping, deadlines, urging and escalation (riskwatch/data/lifecycle.yaml)
@@ -141,10 +148,11 @@ class Processor:
 
     @classmethod
     def from_county(cls, county, clock: Callable[[], float] = time.time,
-                    model: InspectionOutcomeModel | None = None) -> "Processor":
+                    model: InspectionOutcomeModel | None = None, evidence: bool = True) -> "Processor":
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
         return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
-                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config)
+                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config,
+                   evidence=evidence)
 
     def model_dumps(self) -> bytes:
         """The per-worker inspection-outcome model, for a checkpoint."""
@@ -173,6 +181,8 @@ class Processor:
         if not out.rejected and ev.entity_id != "unknown":
             self._risk(ev, st, out)
         if st.alerts:
+            if self.evidence:
+                self._seal_due(ev.entity_id, st, out, ev.occurred_at.timestamp(), ev.event_id)
             self._close_quiet(ev, st, out)
         return out
 
@@ -195,6 +205,7 @@ class Processor:
         st.name, st.kind, st.township = ev.name, ev.kind, ev.township
         st.registered = True
         st.closed = ev.action == "closed"
+        st.licensed = bool(ev.licence)
         if new and ev.action == "registered":
             items = self.catalog.items_for_kind(ev.kind)
             kind_zh = self.catalog.entity_kinds[ev.kind].name
@@ -224,6 +235,19 @@ class Processor:
         key = f"{ev.device_id}:{ev.channel}"
         det = st.sensors.get(key)
         t = ev.occurred_at.timestamp()
+        if self.evidence:  # the evidence window: the device's last readings (bounded), and open after-windows
+            buf = st.readings.get(key)
+            if buf is None:
+                buf = st.readings[key] = array("d")
+            buf.append(t)
+            buf.append(ev.value)
+            if len(buf) > 2 * self.rules.evidence_window(ev.channel).max_points:
+                del buf[:2]
+            if st.alerts:
+                for oa in st.alerts.values():
+                    d = oa.evidence
+                    if d is not None and not d.final and d.key == key:
+                        d.add_point(t, ev.value)
         baseline = det.slow if det is not None and det.warmed_up(t) else None
         hit = self.rules.on_sensor(ev.channel, ev.value, baseline)
         fp_rule = f"rule.sensor.{ev.channel}"
@@ -252,6 +276,9 @@ class Processor:
                                       detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit},偏离该设备历史规律")])
 
     def _video(self, ev: VideoDetection, st: EntityState, out: Outcome) -> None:
+        if self.evidence:
+            st.videos = [*st.videos[-7:], (ev.occurred_at.timestamp(), ev.event_id, ev.camera_id, ev.cls.value,
+                                            ev.confidence, ev.evidence_ref)]
         self._rate(ev, st, "video")
         st.history.on_signal(to_days(ev.occurred_at), "video")
         hit = self.rules.on_video(ev.cls, ev.confidence)
@@ -263,10 +290,37 @@ class Processor:
         if ev.entity_id != "unknown":
             self._rate(ev, st, "complaint")
             st.history.on_complaint(to_days(ev.occurred_at))
+        if self.evidence:
+            st.complaints = [*st.complaints[-7:], E.complaint_record(ev)]
         hit = self.rules.on_complaint(ev.category)
+        crime = self._complaint_crime(ev, st)
+        if crime and not hit:
+            hit = Hit("rule.crime", "red", crime[0][1], 1.0)
         if hit:
-            self._raise(ev, st, out, hit, [Contribution(signal=f"complaint.{ev.category}", value=1.0,
-                                                        detail=f"{ev.channel} 渠道投诉")])
+            oa = self._raise(ev, st, out, hit, [Contribution(signal=f"complaint.{ev.category}", value=1.0,
+                                                             detail=f"{ev.channel} 渠道投诉")], crime=crime)
+            if crime and oa is not None:
+                self._transfer(ev.entity_id, st, out, oa, crime, ev.occurred_at.timestamp())
+
+    def _complaint_crime(self, ev: Complaint, st: EntityState) -> list[tuple[str, str]]:
+        """Suspected-crime flags of a complaint (rules.yaml suspected_crime): its category, a
+        food-poisoning cluster, unlicensed special equipment that hurt someone."""
+        sc = self.rules.suspected_crime
+        cat = ev.category.value
+        flags = []
+        if cat in sc.complaint_categories:
+            flags.append((f"complaint:{cat}", sc.complaint_categories[cat]))
+        pc = sc.food_poisoning_cluster
+        if pc is not None and cat == "food_poisoning" and ev.entity_id != "unknown":
+            since = ev.occurred_at.timestamp() - pc.within_hours * 3600
+            n = sum(1 for c in st.complaints if c[3] == "food_poisoning" and c[0] >= since)
+            if n >= pc.complaints:
+                flags.append(("food_poisoning_cluster", f"{pc.title}({pc.within_hours:g}小时内{n}起食物中毒投诉)"))
+        ui = sc.unlicensed_equipment_injury
+        if (ui is not None and st.registered and not st.licensed and st.kind in ui.entity_kinds
+                and cat in ui.complaint_categories and any(k in ev.text for k in ui.keywords)):
+            flags.append(("unlicensed_equipment_injury", ui.title))
+        return flags
 
     def _inspection(self, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
         # the visit happened: the pending tasks of its departments for this entity are done
@@ -284,10 +338,16 @@ class Processor:
         st.history.on_inspection(days, critical=n_crit, serious=n_ser, minor=n_min, failed=ev.outcome == "fail")
         worst = ev.worst
         hit = self.rules.on_inspection(ev.outcome, worst.value if worst else None)
+        crime = self.rules.suspected_crime.on_violations(ev.violations) if ev.violations else []
+        if crime and not hit:
+            hit = Hit("rule.inspection", "orange", "检查发现涉嫌犯罪线索", 1.0)
         if hit:
             n = sum(1 for v in ev.violations if v.severity != "minor")
-            self._raise(ev, st, out, hit, [Contribution(signal="inspection.violations", value=float(n),
-                                                        detail=f"检查 {ev.inspection_id}:{ev.outcome}")], item_id=ev.item_id)
+            oa = self._raise(ev, st, out, hit, [Contribution(signal="inspection.violations", value=float(n),
+                                                             detail=f"检查 {ev.inspection_id}:{ev.outcome}")],
+                             item_id=ev.item_id, crime=crime)
+            if crime and oa is not None:
+                self._transfer(ev.entity_id, st, out, oa, crime, ev.occurred_at.timestamp())
         elif ev.outcome == "pass":
             # A clean inspection confirms the entity is in order: open inspection/complaint/video
             # alerts of that item are resolved (sensor alerts resolve from their readings).
@@ -338,6 +398,15 @@ class Processor:
             return
         comment = " ".join(x for x in (ev.comment, ev.result) if x)
         rev = oa.lc.revision
+        status = ev.status.value if hasattr(ev.status, "value") else ev.status
+        if status in ("accepted", "declined"):  # a case transfer's receiver answers (行刑衔接)
+            res = self.lifecycle.on_transfer_feedback(oa.lc, ev.department, status, ev.occurred_at,
+                                                      mask_pii(comment) if self.evidence else comment)
+            if res.rejected:
+                out.rejected = res.rejected
+                return
+            self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+            return
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
                                          ev.occurred_at, comment, self.silences)
         if res.rejected:
@@ -429,7 +498,8 @@ class Processor:
         return d.item_id, tuple(d.departments)
 
     def _raise(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution],
-               item_id: int | None = None, score: float | None = None) -> None:
+               item_id: int | None = None, score: float | None = None,
+               crime: list[tuple[str, str]] | None = None) -> OpenAlert:
         """A detector's condition holds: open an alert (pending or firing), or feed the open one."""
         item_id, depts = self._route(st, item_id, hit.level)
         fp = f"{ev.entity_id}|{item_id or 0}|{hit.rule}"
@@ -450,7 +520,7 @@ class Processor:
             notes = lc.observe(oa.lc, t, max(score, lc.policy.hysteresis.enter), level=hit.level if up else None,
                                departments=depts if up else None, silences=self.silences)
             self._publish(ev.entity_id, ev.event_id, st, out, oa, why, notes, rev)
-            return
+            return oa
         episode = st.episodes.get(fp, 0) + 1
         st.episodes[fp] = episode
         alert_id = hashlib.blake2b(f"{fp}#{episode}".encode(), digest_size=10).hexdigest()
@@ -464,7 +534,59 @@ class Processor:
                        status=lst.status, revision=0, first_seen=t, last_seen=t, title=hit.title,
                        departments=depts, score=score, lc=lst)
         st.alerts[fp] = oa
+        if self.evidence:
+            oa.evidence = self._bundle(ev, st, alert_id, hit, why, crime)
+            out.evidence.append(oa.evidence.seal_first())
         self._publish(ev.entity_id, ev.event_id, st, out, oa, why, notes, 0)
+        return oa
+
+    # --- evidence and case transfers ------------------------------------------------------------
+    def _bundle(self, ev: Event, st: EntityState, alert_id: str, hit: Hit, why, crime) -> E.Draft:
+        """The evidence bundle of a new alert (streams/evidence.py): what the entity has on it now."""
+        t = ev.occurred_at.timestamp()
+        items, after_s, key = [], 0.0, ""
+        if isinstance(ev, SensorReading):
+            w = self.rules.evidence_window(ev.channel)
+            key = f"{ev.device_id}:{ev.channel}"
+            pts = E.window_points(st.readings.get(key), t - w.before_minutes * 60, t)
+            items.append(E.readings_item(ev.device_id, ev.channel.value, ev.unit, w.before_minutes, w.after_minutes,
+                                         pts or [(t, ev.value)]))
+            after_s = w.after_minutes * 60
+        elif isinstance(ev, VideoDetection):
+            since = t - (hit.within_s or 0.0)
+            items += [E.video_item(v) for v in st.videos if v[3] == ev.cls.value and v[0] >= since]
+        elif isinstance(ev, Complaint):
+            if ev.entity_id == "unknown":
+                items.append(E.complaint_item(E.complaint_record(ev)))
+            else:
+                since = t - 86400.0
+                items += [E.complaint_item(c) for c in st.complaints if c[3] == ev.category.value and c[0] >= since]
+        elif isinstance(ev, InspectionResult):
+            items.append(E.inspection_item(ev))
+        items.append(E.explanation_item(hit.rule, hit.level, hit.title, why))
+        if crime:
+            items.append(E.crime_item(crime))
+        return E.Draft.open(ev, alert_id, hit.rule, items, after_s=after_s, key=key)
+
+    def _seal_due(self, entity_id: str, st: EntityState, out: Outcome, now: float, source: str) -> None:
+        """Bundles whose after-window has passed are sealed as version 2 (recorded in the chain)."""
+        for oa in list(st.alerts.values()):
+            d = oa.evidence
+            if d is None or d.final or now < d.end:
+                continue
+            out.evidence.append(d.seal(d.end))
+            rev = oa.lc.revision
+            self.lifecycle.record(oa.lc, d.end, "evidence", "system",
+                                  f"证据包 v{d.version} sha256:{d.hash}(含触发后读数 {len(out.evidence[-1]['header']['items'])} 项,取代 v1 {d.first_hash[:16]}…)")
+            self._publish(entity_id, source, st, out, oa, [], [], rev, force=True, at=d.end)
+
+    def _transfer(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, crime, at: float) -> None:
+        """A suspected crime: the case goes to the police (and others, routing.yaml case_transfer)."""
+        to = self.router.config.case_transfer.targets([f for f, _ in crime])
+        rev = oa.lc.revision
+        reasons = ";".join(dict.fromkeys(r for _, r in crime))
+        notes = self.lifecycle.transfer(oa.lc, to, at, reasons, oa.evidence.hash if oa.evidence is not None else "")
+        self._publish(entity_id, "router", st, out, oa, [], notes, rev)
 
     def _ok(self, ev: SensorReading, st: EntityState, out: Outcome, rule: str) -> None:
         for oa in list(st.alerts.values()):
@@ -485,6 +607,8 @@ class Processor:
         resolved ones close after their grace period (closed ones leave the state). The app calls it
         for every entity with alerts, from a timer, with its clock (wall or stream time)."""
         out = Outcome()
+        if self.evidence:
+            self._seal_due(entity_id, st, out, now, "timer")
         for fp, oa in list(st.alerts.items()):
             rev = oa.lc.revision
             notes = self.lifecycle.tick(oa.lc, now, self.silences)
@@ -504,11 +628,26 @@ class Processor:
         if new <= 0 and not notes and not force:
             return
         if new > 0:
+            chained = self.evidence
             for i, tr in enumerate(lc.transitions[-new:] if new <= len(lc.transitions) else lc.transitions):
+                seq = lc.revision - min(new, len(lc.transitions)) + i + 1
+                if not chained:
+                    out.transitions.append({
+                        "alert_id": lc.alert_id, "seq": seq, "entity_id": entity_id, "at": _dt(tr.at), "kind": tr.kind,
+                        "from_status": tr.from_status, "to_status": tr.to_status, "actor": tr.actor, "comment": tr.comment})
+                    continue
+                # the audit chain: the row exactly as alert_history stores it (time in ms, comment masked)
+                at_ms = int(round(tr.at * 1000))
+                row = chain_row(lc.alert_id, seq, entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor,
+                                mask_pii(tr.comment))
+                prev = oa.chain or (oa.evidence.first_hash if oa.evidence is not None else "")
+                h = chain_hash(prev, row)
+                oa.chain = h
+                st.unanchored[lc.alert_id] = (seq, h)
                 out.transitions.append({
-                    "alert_id": lc.alert_id, "seq": lc.revision - min(new, len(lc.transitions)) + i + 1,
-                    "entity_id": entity_id, "at": _dt(tr.at), "kind": tr.kind, "from_status": tr.from_status,
-                    "to_status": tr.to_status, "actor": tr.actor, "comment": tr.comment})
+                    "alert_id": lc.alert_id, "seq": seq, "entity_id": entity_id, "at": _EPOCH + timedelta(milliseconds=at_ms),
+                    "kind": tr.kind, "from_status": row["from_status"], "to_status": tr.to_status, "actor": tr.actor,
+                    "comment": row["comment"], "prev_hash": prev, "hash": h})
         for n in notes or [None]:
             oa.revision += 1
             out.alerts.append(self._alert(entity_id, source, st, oa, why, n, at))
@@ -540,11 +679,16 @@ class Processor:
             ack_due=_dt(lc.ack_due) if is_open and lc.ack_due else None,
             dispose_due=_dt(lc.dispose_due) if is_open and lc.dispose_due else None,
             flapping=lc.flapping,
+            evidence_hash=oa.evidence.hash if oa.evidence is not None else "",
+            transfer=lc.transfer_status,
         )
 
 
 def _level_score(level: str) -> float:
     return {"blue": 40.0, "yellow": 60.0, "orange": 80.0, "red": 95.0}[level]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _dt(ts: float) -> datetime:

@@ -67,6 +67,8 @@ class OpenAlert:
     ok_streak: int = 0
     score: float = 0.0
     lc: object = None  # riskwatch.domain.lifecycle.AlertLifecycle: status, deadlines, feedback, history
+    evidence: object = None  # streams.evidence.Draft: the evidence bundle (hash; readings after the trigger)
+    chain: str = ""  # hash of the alert's last alert_history row (the audit chain's head)
 
 
 @dataclass(slots=True)
@@ -101,6 +103,14 @@ class EntityState:
     tasks: dict = field(default_factory=dict)
     # inspection plans already published (ids, the last few)
     plans: list = field(default_factory=list)
+    # evidence (streams/evidence.py): "<device_id>:<channel>" -> array('d') [t0, v0, t1, v1, ...]
+    # (the last `max_points` readings), and the last few complaints and video detections
+    readings: dict = field(default_factory=dict)
+    complaints: list = field(default_factory=list)
+    videos: list = field(default_factory=list)
+    licensed: bool = True  # the registry shows a licence number (行刑衔接: unlicensed equipment)
+    # audit chain heads not yet anchored: alert_id -> (seq, hash) (streams/anchors.py)
+    unanchored: dict = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict = field(default_factory=dict, repr=False, compare=False)
@@ -151,6 +161,8 @@ class EntityState:
         state["sensors"] = {k: blobs[k] for k in self.sensors}
         # the event-id ring as raw little-endian int64 bytes (an array pickles ~10x slower)
         state["recent"], state["recent_at"] = _le_bytes(self.recent), _le_bytes(self.recent_at)
+        if self.readings:  # evidence windows: raw float64 bytes too
+            state["readings"] = {k: _le_bytes(a) for k, a in self.readings.items()}
         return state
 
     def __setstate__(self, state):
@@ -173,6 +185,8 @@ class EntityState:
             v = getattr(self, name)
             if not isinstance(v, array):
                 setattr(self, name, _from_le_bytes(v))
+        if self.readings:
+            self.readings = {k: _from_le_bytes(b, "d") for k, b in self.readings.items()}
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -189,8 +203,8 @@ def _le_bytes(a: array) -> bytes:
     return a.tobytes()
 
 
-def _from_le_bytes(b: bytes) -> array:
-    a = array("q")
+def _from_le_bytes(b: bytes, typecode: str = "q") -> array:
+    a = array(typecode)
     a.frombytes(b)
     if sys.byteorder != "little":
         a.byteswap()

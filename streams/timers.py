@@ -42,8 +42,13 @@ def register(w: Worker) -> None:
         states; it keeps ``alert_keys`` up to date for the entities it processes."""
         keys = list(w.entities.keys())
         for i in range(0, len(keys), SCAN_CHUNK):
-            w.alert_keys.update(k for k in keys[i:i + SCAN_CHUNK]
-                                if w.owned(k, actives) and w.entities.get(k) is not None and w.load(k).alerts)
+            for k in keys[i:i + SCAN_CHUNK]:
+                if w.owned(k, actives) and w.entities.get(k) is not None:
+                    st = w.load(k)
+                    if st.alerts:
+                        w.alert_keys.add(k)
+                    if st.unanchored:
+                        w.unanchored_keys.add(k)
             await asyncio.sleep(0)
 
     async def deadlines(now: float) -> None:
@@ -58,10 +63,12 @@ def register(w: Worker) -> None:
                 continue
             st = w.load(key)
             out = w.processor.tick(key.decode(), st, now)
-            if out.alerts or out.transitions:
+            if out.alerts or out.transitions or out.evidence:
                 w.alert_sends(out, key, sends)
                 w.plan_sends(out, key, sends, rows)
                 changed[key] = st
+                if st.unanchored:
+                    w.unanchored_keys.add(key)
             if not st.alerts:
                 w.alert_keys.discard(key)
         # outputs first, state last (as in a batch): a crash in between repeats the notices

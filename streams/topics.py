@@ -18,6 +18,8 @@ Output topics::
                     one visit led by the item's lead department
     control.silences  silences / maintenance windows (compacted, one partition, read in full by
                     every worker; ``riskwatch silence add|list|end``)
+    audit.anchors   Merkle roots over the alert audit chains' heads, one per input partition per
+                    period (compacted, keyed ``<partition>:<anchored_at_ms>``; replicated to the city)
 
 All input topics have the same partition count so that partition *n* of every input topic (and
 of every per-entity state table) lands on the same worker: partitions are the unit of scale-out.
@@ -41,6 +43,7 @@ DEADLETTER = "deadletter"
 INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from events.task and alerts
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
+AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/anchors.py); compacted
 
 
 def dept_topic(code: str) -> str:
@@ -48,7 +51,8 @@ def dept_topic(code: str) -> str:
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES, INSPECTION_PLANS]
+    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES, INSPECTION_PLANS,
+             AUDIT_ANCHORS]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
     # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the
@@ -80,8 +84,9 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
         if missing:
             try:
                 compact = {settings.topic(SILENCES)}  # the latest spec per silence_id is the truth
+                compacted = compact | {settings.topic(AUDIT_ANCHORS)}  # one record per key (re-sent anchors replace)
                 admin.create_topics([NewTopic(t, 1 if t in compact else settings.partitions, settings.replication,
-                                              topic_configs={"cleanup.policy": "compact"} if t in compact else {})
+                                              topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
                                      for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another worker raced us

@@ -82,6 +82,7 @@ class Topics:
     notices: faust.TopicT
     deadletter: faust.TopicT
     peer_signals: faust.TopicT
+    audit_anchors: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings, county: County) -> "Topics":
@@ -95,6 +96,7 @@ class Topics:
             notices=app.topic(tp(T.NOTICES), **RAW),
             deadletter=app.topic(tp(T.DEADLETTER), **RAW),
             peer_signals=app.topic(tp(T.PEER_SIGNALS), **RAW),
+            audit_anchors=app.topic(tp(T.AUDIT_ANCHORS), **RAW),
         )
 
 
@@ -121,6 +123,7 @@ class Worker:
     # the batch agent and the timers (deadlines, eviction) change entity states; they take turns
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     alert_keys: set[bytes] = field(default_factory=set)  # entities with alerts: what the deadline timer visits
+    unanchored_keys: set[bytes] = field(default_factory=set)  # entities with audit-chain heads not yet anchored
     part_time: dict[int, tuple[float, float]] = field(default_factory=dict)  # partition -> (latest event time, wall time)
     partition_of: dict[bytes, int] = field(default_factory=dict)  # entity key -> input partition it came from
     peer_counts: object = None
@@ -147,7 +150,7 @@ class Worker:
         commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
                         collect=peer_counts.drain, interval=settings.commit_interval_seconds,
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
-        processor = Processor.from_county(county, clock=clock)
+        processor = Processor.from_county(county, clock=clock, evidence=settings.audit_chain)
         w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
                 decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
                 processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,
@@ -217,10 +220,19 @@ class Worker:
             sends.append((self.topics.alert_events, key, orjson.dumps(tr)))
 
     def plan_sends(self, out, key: bytes, sends: list, rows: dict) -> None:
-        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows."""
+        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows; sealed
+        evidence bundles: their ``evidence`` rows (stored with the batch, before its offsets)."""
         for plan in out.plans:
             sends.append((self.topics.inspection_plans, key, plan.model_dump_json().encode()))
             rows.setdefault("inspection_plans", []).append(sink_rows.plan_row(plan))
+        for b in out.evidence:
+            rows.setdefault("evidence", []).append(sink_rows.evidence_row(b))
+
+    def note_state(self, key: bytes, st: EntityState) -> None:
+        """Keep the timers' key sets current for a changed state (alerts; unanchored chain heads)."""
+        (self.alert_keys.add if st.alerts else self.alert_keys.discard)(key)
+        if st.unanchored:
+            self.unanchored_keys.add(key)
 
 
 def records(sends: list[tuple]) -> list[tuple]:

@@ -92,6 +92,15 @@ class Reminders(_M):
     max_minutes: float = Field(gt=0)
 
 
+class TransferPolicy(_M):
+    """Case transfers (行刑衔接): the receiver accepts or declines within ``accept_hours``;
+    without an answer it is urged, then urged again every ``remind_hours`` (the task-force
+    office is told from the second urging on)."""
+
+    accept_hours: float = Field(72, gt=0)
+    remind_hours: float = Field(24, gt=0)
+
+
 class LifecyclePolicy(_M):
     pending_minutes: dict[LevelName, float]
     hysteresis: Hysteresis
@@ -102,6 +111,7 @@ class LifecyclePolicy(_M):
     item_deadlines: dict[int | str, dict[LevelName, Deadline]] = Field(default_factory=dict)
     reminders: Reminders
     max_transitions: int = Field(256, ge=8)
+    transfer: TransferPolicy = TransferPolicy()
 
     @model_validator(mode="after")
     def _complete(self) -> "LifecyclePolicy":
@@ -232,6 +242,11 @@ class AlertLifecycle:
     silence_ends: float = 0.0
     immediate: bool = False  # fires without the pending period (a confirmed fact, not a fluctuating signal)
     suppressed: int = 0  # notifications held back (silence, flapping)
+    # case transfer (行刑衔接): receivers, state ('' | transferred | accepted | returned), deadline
+    transfer_to: list = field(default_factory=list)
+    transfer_status: str = ""
+    transfer_due: float | None = None
+    transfer_reminders: int = 0
 
     @property
     def lead(self) -> str:
@@ -343,11 +358,13 @@ class Lifecycle:
                 self._maybe_fire(st, now, out, silences)
             return out
         self._check_stable(st, now, out, silences)
+        self._transfer_reminder(st, now, out)
         if st.status in OPEN:
             self._reminder(st, now, "ack", out, silences)
             self._reminder(st, now, "dispose", out, silences)
         elif (st.status == "resolved" and not st.flapping and st.resolved_at is not None
-              and now >= st.resolved_at + self.policy.close_grace_minutes * 60):
+              and now >= st.resolved_at + self.policy.close_grace_minutes * 60
+              and st.transfer_status != "transferred"):  # a transferred case stays until its receiver answers
             self._set(st, now, "closed", "system", f"解除后 {self.policy.close_grace_minutes:g} 分钟无复发,关闭")
             st.closed_at = now
         return out
@@ -411,6 +428,84 @@ class Lifecycle:
             raise ValueError(f"unknown department code {dept!r}")
         self._add_receivers(st, [dept], at, actor, out, list(silences), comment)
         return out
+
+    def record(self, st: AlertLifecycle, at: float | datetime, kind: str, actor: str, comment: str) -> None:
+        """Record a change that is not a status change (e.g. the evidence bundle sealed again)."""
+        self._record(st, _ts(at), kind, st.status, st.status, actor, comment)
+
+    def transfer(self, st: AlertLifecycle, to: Sequence[str], at: float | datetime, reasons: str,
+                 evidence_hash: str) -> list[Notification]:
+        """Transfer the case (案件移送) to ``to`` (police first): recorded, and told to them now."""
+        at, out = _ts(at), []
+        new = [d for d in to if d not in st.transfer_to]
+        if not new:
+            return out
+        for d in new:
+            if d not in self.catalog.departments:
+                raise ValueError(f"unknown department code {d!r} for a case transfer")
+        st.transfer_to.extend(new)
+        st.transfer_status = "transferred"
+        st.transfer_due = at + self.policy.transfer.accept_hours * 3600
+        st.transfer_reminders = 0
+        names = "、".join(f"{self._dname(d)}({d})" for d in new)
+        self._record(st, at, "transfer", st.status, "transferred", "router",
+                     f"案件移送 → {','.join(new)}:{reasons};证据包 sha256:{evidence_hash}")
+        out.append(Notification(kind="case_transfer", departments=new, at=at, alert_id=st.alert_id,
+                                entity_id=st.entity_id, level=st.level, status=st.status,
+                                text_zh=f"【涉嫌犯罪案件移送】{self._desc(st)}:{reasons}。移送{names},"
+                                        f"请于{_h(self.policy.transfer.accept_hours)}内反馈是否受理。证据包 sha256:{evidence_hash}"))
+        self._record(st, at, "notify", st.status, st.status, "riskwatch", f"case_transfer → {','.join(new)}")
+        return out
+
+    def on_transfer_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime,
+                             comment: str = "") -> FeedbackOutcome:
+        """The transfer's receiver accepts (受理) or declines (不予受理, with a reason): a decline
+        returns the case to the lead department, told with the reason."""
+        at, res = _ts(at), FeedbackOutcome()
+        if dept not in st.transfer_to:
+            res.rejected = (f"部门 {dept}({self._dname(dept)})不是该案件的移送对象"
+                            f"(not a case-transfer receiver of alert {st.alert_id}; receivers: {', '.join(st.transfer_to) or 'none'})")
+            return res
+        if st.transfer_status not in ("transferred",):
+            res.rejected = f"案件 {st.alert_id} 移送状态为 {st.transfer_status or '未移送'},不接受 {status} 反馈"
+            return res
+        if status == "declined" and not comment.strip():
+            res.rejected = f"不予受理须说明理由(declining a case transfer needs the reason in comment; alert {st.alert_id})"
+            return res
+        st.transfer_due = None
+        if status == "accepted":
+            st.transfer_status = "accepted"
+            self._record(st, at, "transfer", "transferred", "accepted", dept, f"受理 {comment}".strip())
+            res.notifications.append(Notification(
+                kind="transfer_accepted", departments=[st.lead], at=at, alert_id=st.alert_id, entity_id=st.entity_id,
+                level=st.level, status=st.status, text_zh=f"【移送案件已受理】{self._desc(st)}:{self._dname(dept)}已受理。"))
+        else:
+            self._record(st, at, "transfer", "transferred", "declined", dept, f"不予受理:{comment}")
+            st.transfer_status = "returned"
+            self._record(st, at, "transfer", "declined", "returned", "system",
+                         f"退回牵头单位 {st.lead}({self._dname(st.lead)}),理由:{comment}")
+            res.notifications.append(Notification(
+                kind="transfer_returned", departments=[st.lead], at=at, alert_id=st.alert_id, entity_id=st.entity_id,
+                level=st.level, status=st.status,
+                text_zh=f"【移送案件退回】{self._desc(st)}:{self._dname(dept)}不予受理,理由:{comment}。请牵头单位依法继续处理。"))
+        self._record(st, at, "notify", st.status, st.status, "riskwatch",
+                     f"{res.notifications[0].kind} → {st.lead}")
+        return res
+
+    def _transfer_reminder(self, st, now, out) -> None:
+        due = st.transfer_due
+        if due is None or now < due or st.transfer_status != "transferred":
+            return
+        sent = st.transfer_reminders
+        to = list(st.transfer_to) + ([self.taskforce] if sent >= 1 and self.taskforce not in st.transfer_to else [])
+        out.append(Notification(kind="transfer_urge", departments=to, at=due, alert_id=st.alert_id,
+                                entity_id=st.entity_id, level=st.level, status=st.status,
+                                text_zh=f"【移送案件督促·第{sent + 1}次】{self._desc(st)}:移送后"
+                                        f"{_h(self.policy.transfer.accept_hours)}内未反馈是否受理,请尽快反馈。"))
+        st.transfer_reminders = sent + 1
+        # recorded at the deadline itself (not the timer's clock): a replay writes the same row
+        self._record(st, due, "reminder", st.status, st.status, "system", f"transfer urge #{sent + 1}: {','.join(to)}")
+        st.transfer_due = due + self.policy.transfer.remind_hours * 3600
 
     # --- internals ----------------------------------------------------------------------------
     def _add_receivers(self, st, depts, at, actor, out, silences, comment="") -> None:

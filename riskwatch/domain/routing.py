@@ -76,10 +76,30 @@ class Rule(BaseModel):
     continue_: bool = Field(True, alias="continue")
 
 
+class CaseTransfer(BaseModel):
+    """Where a suspected crime goes (行刑衔接): ``to`` always, ``also`` per suspected-crime flag
+    (flags: ``violation:<code>``, ``violation:suspected_crime``, ``complaint:<category>``,
+    ``food_poisoning_cluster``, ``unlicensed_equipment_injury``; see rules.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    to: tuple[str, ...] = Field(("police",), min_length=1)
+    also: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    description: str = "涉嫌犯罪案件移送公安机关"
+
+    def targets(self, flags) -> list[str]:
+        out = list(self.to)
+        for f in flags:
+            for d in self.also.get(f, ()):
+                if d not in out:
+                    out.append(d)
+        return out
+
+
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     also_other_items_of_kind: bool = True
     rules: tuple[Rule, ...] = ()
+    case_transfer: CaseTransfer = Field(default_factory=CaseTransfer)
 
 
 class RoutingError(ValueError):
@@ -216,6 +236,15 @@ def _check_refs(config: RoutingConfig, catalog: Catalog) -> None:
         for m, k in enumerate(rule.match.entity_kind or ()):
             if k not in kinds:
                 raise _Ref(("rules", n, "match", "entity_kind", m), f"unknown entity kind {k!r}; known: {', '.join(sorted(kinds))}")
+    ct = config.case_transfer
+    for m, d in enumerate(ct.to):
+        if d not in catalog.departments:
+            raise _Ref(("case_transfer", "to", m), f"unknown department code {d!r} for case transfers; known: {', '.join(depts)}")
+    for flag, ds in ct.also.items():
+        for m, d in enumerate(ds):
+            if d not in catalog.departments:
+                raise _Ref(("case_transfer", "also", flag, m),
+                           f"unknown department code {d!r} for case transfers ({flag}); known: {', '.join(depts)}")
 
 
 class _Ref(RoutingError):

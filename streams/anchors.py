@@ -1,0 +1,80 @@
+"""Audit anchors: every ``audit_anchor_seconds``, a Merkle root over the new audit-chain heads.
+
+Every alert's ``alert_history`` rows form a hash chain (``schemas/audit.py``); the head of each
+chain (its last ``(seq, hash)``) is kept in the entity's state as *unanchored* until an anchor
+covers it. This timer takes the unanchored heads of the entities this worker owns, groups them by
+input partition and publishes **one anchor per partition per period**: the sorted leaves
+``(alert_id, seq, hash)``, their RFC 9162 Merkle root, the partition and the time, to the
+compacted topic ``audit.anchors`` (key ``<partition>:<anchored_at_ms>``) and ClickHouse
+``audit_anchors``. Anchors are per partition because the chain heads are per-entity state and
+partitions are the unit of scale-out: whichever worker owns a partition anchors it, and
+``riskwatch audit verify`` checks each anchor on its own (root recomputed, every anchored head
+present in ``alert_history`` with that hash), so a chain cut short after it was anchored is caught.
+
+Crash safety as everywhere: the anchor is sent first, then the cleared heads go to the commit
+pipeline with the anchor's row. A crash in between re-anchors the same heads later (a head in two
+anchors is harmless); nothing is left unanchored.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from schemas.audit import ANCHOR_FORMAT, canonical, merkle_root
+from sinks import rows as sink_rows
+from streams.health import crash_only
+from streams.worker import Worker, records
+
+log = logging.getLogger("riskwatch.worker")
+
+
+def build_anchor(partition: int, anchored_at_ms: int, leaves: list[tuple[str, int, str]], app_id: str = "") -> dict:
+    """The anchor record of one partition (leaves sorted, root over them).
+
+    >>> a = build_anchor(0, 1000, [("b", 2, "h2"), ("a", 1, "h1")])
+    >>> a["leaves"], a["size"], len(a["root"])
+    ([['a', 1, 'h1'], ['b', 2, 'h2']], 2, 64)
+    """
+    leaves = sorted((str(a), int(s), str(h)) for a, s, h in leaves)
+    return {"format": ANCHOR_FORMAT, "partition": int(partition), "anchored_at_ms": int(anchored_at_ms),
+            "app_id": app_id, "size": len(leaves), "leaves": [list(x) for x in leaves], "root": merkle_root(leaves)}
+
+
+def register(w: Worker) -> None:
+    settings = w.settings
+
+    @w.app.timer(interval=settings.audit_anchor_seconds, on_leader=False)
+    async def audit_anchors():
+        if not settings.audit_chain:
+            return
+        async with w.state_lock:
+            await crash_only("audit_anchors", anchor_once, None)
+
+    async def anchor_once(_) -> None:
+        actives = w.actives()
+        by_part: dict[int, list] = {}
+        changed: dict[bytes, tuple] = {}
+        for key in list(w.unanchored_keys):
+            w.unanchored_keys.discard(key)
+            if not w.owned(key, actives):
+                continue
+            st = w.load(key)
+            if not st.unanchored:
+                continue
+            p = w.partition_for_key(key)
+            by_part.setdefault(p, []).extend((aid, seq, h) for aid, (seq, h) in st.unanchored.items())
+            st.unanchored = {}
+            changed[key] = (p, st)
+        if not by_part:
+            return
+        now_ms = int(w.clock() * 1000)
+        sends, rows = [], []
+        for p, leaves in sorted(by_part.items()):
+            rec = build_anchor(p, now_ms, leaves, settings.app_id)
+            sends.append((w.topics.audit_anchors, f"{p}:{now_ms}".encode(), canonical(rec)))
+            rows.append(sink_rows.anchor_row(rec))
+        w.watchdog.stage("audit_anchors", f"send {len(sends)} anchors")
+        await w.bulk.send(records(sends))
+        w.commit.add({"audit_anchors": rows}, changed, [], None)
+        w.watchdog.done("audit_anchors")
+        log.info("audit anchors: %d partitions, %d chain heads", len(sends), sum(len(v) for v in by_part.values()))
