@@ -20,7 +20,7 @@ so a row read back from ClickHouse hashes to the same bytes.
 
 >>> item = evidence_item("readings:d1:cold_chain_temp", "readings", {"unit": "C", "points": [[1, 9.5]]})
 >>> item_hash(item)[:16]
-'4c4f5fa3b3b8c1dc'
+'6deaff6f244b49f6'
 >>> row = {"alert_id": "a1", "seq": 1, "entity_id": "E1", "at_ms": 0, "kind": "status", "from_status": "",
 ...        "to_status": "pending", "actor": "detector", "comment": ""}
 >>> h1 = chain_hash("0" * 64, row)
@@ -94,3 +94,96 @@ def merkle_root(leaves: Iterable[tuple[str, int, str]]) -> str:
     if n == 0:
         return sha256_hex(b"")
     return tree.get_root().hex()
+
+
+# --- verification (pure: rows in, findings out) --------------------------------------------------
+class Finding(tuple):
+    """``(alert_id, seq, what)``: one broken link, in words that say what happened."""
+
+    __slots__ = ()
+
+    def __new__(cls, alert_id: str, seq: int, what: str):
+        return super().__new__(cls, (alert_id, seq, what))
+
+    alert_id = property(lambda self: self[0])
+    seq = property(lambda self: self[1])
+    what = property(lambda self: self[2])
+
+
+def verify_bundle(header: dict, items: list[dict], expected_hash: str | None = None) -> list[str]:
+    """Problems of one bundle: an item whose hash is not the one the header lists (named), a
+    header whose hash is not ``expected_hash``."""
+    problems = []
+    listed = {x["name"]: x["sha256"] for x in header.get("items", [])}
+    seen = set()
+    for it in items:
+        name = it.get("name", "?")
+        seen.add(name)
+        if name not in listed:
+            problems.append(f"item {name!r} is not listed in the bundle header (added)")
+        elif item_hash(it) != listed[name]:
+            problems.append(f"item {name!r} does not match its hash: listed {listed[name]}, content hashes to {item_hash(it)} (modified)")
+    for name in listed:
+        if name not in seen:
+            problems.append(f"item {name!r} listed in the bundle header is missing (deleted)")
+    if expected_hash is not None and bundle_hash(header) != expected_hash:
+        problems.append(f"bundle header hashes to {bundle_hash(header)}, expected {expected_hash} (header modified)")
+    return problems
+
+
+def verify_chain(alert_id: str, rows: list[dict], genesis: str | None) -> Finding | None:
+    """The first broken link of one alert's chain, or None. ``rows``: every stored row of the
+    alert (duplicates of a replay are identical and count once); ``genesis``: the alert's
+    version-1 evidence bundle hash (None: no bundle found)."""
+    by_seq: dict[int, list[dict]] = {}
+    for r in rows:
+        key = tuple(r[k] for k in (*CHAIN_FIELDS, "prev_hash", "hash"))
+        cands = by_seq.setdefault(int(r["seq"]), [])
+        if all(tuple(c[k] for k in (*CHAIN_FIELDS, "prev_hash", "hash")) != key for c in cands):
+            cands.append(r)
+    if not by_seq:
+        return None
+    top = max(by_seq)
+    prev = genesis
+    if genesis is None:
+        return Finding(alert_id, 1, "no evidence bundle: the chain has no genesis (evidence row deleted?)")
+    for seq in range(1, top + 1):
+        cands = by_seq.get(seq)
+        if not cands:
+            return Finding(alert_id, seq, f"row seq {seq} is missing (deleted): the chain jumps from seq {seq - 1} to {seq + 1}")
+        if len(cands) > 1:
+            nxt = by_seq.get(seq + 1, [])
+            linked = {c["prev_hash"] for c in nxt}
+            good = [c for c in cands if c["prev_hash"] == prev and chain_hash(prev, c) == c["hash"]
+                    and (not nxt or c["hash"] in linked)]
+            extra = [c for c in cands if c not in good[:1]]
+            what = extra[0]
+            return Finding(alert_id, seq, f"{len(cands)} different rows with seq {seq} (inserted row: {what['kind']} "
+                                          f"{what['to_status']} by {what['actor']}, comment {what['comment'][:60]!r})")
+        r = cands[0]
+        if r["prev_hash"] != prev:
+            what = ("does not start from the alert's evidence bundle hash" if seq == 1
+                    else f"does not link to row seq {seq - 1} (a row inserted, replaced or reordered)")
+            return Finding(alert_id, seq, f"row seq {seq} {what}")
+        if chain_hash(r["prev_hash"], r) != r["hash"]:
+            return Finding(alert_id, seq, f"row seq {seq} was modified: its content no longer matches its hash "
+                                          f"({r['kind']} {r['to_status']} by {r['actor']}, comment {r['comment'][:60]!r})")
+        prev = r["hash"]
+    return None
+
+
+def verify_anchor(anchor: dict, heads: dict[tuple[str, int], set[str]]) -> list[Finding]:
+    """An anchor's root recomputed from its leaves, and every anchored head present in
+    ``alert_history`` (``heads``: (alert_id, seq) → hashes stored) with its hash."""
+    out = []
+    leaves = [tuple(x) for x in anchor["leaves"]]
+    where = f"anchor of partition {anchor['partition']} at {anchor['anchored_at_ms']}"
+    if merkle_root(leaves) != anchor["root"]:
+        out.append(Finding("", 0, f"{where}: its leaves do not give its Merkle root (anchor modified)"))
+    for aid, seq, h in leaves:
+        stored = heads.get((aid, int(seq)))
+        if not stored:
+            out.append(Finding(aid, int(seq), f"anchored row seq {seq} is missing from alert_history (deleted after {where})"))
+        elif h not in stored:
+            out.append(Finding(aid, int(seq), f"anchored row seq {seq} has another hash now (modified after {where})"))
+    return out

@@ -198,6 +198,10 @@ def _mount_optional() -> None:
     from riskwatch.cli.silence import app as silence_app
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.audit import audit_app, evidence_app
+
+    app.add_typer(evidence_app, name="evidence")
+    app.add_typer(audit_app, name="audit")
     try:
         from riskwatch.cli.simulate import app as sim_app
 
