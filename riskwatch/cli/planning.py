@@ -51,8 +51,12 @@ def route_test(
     township: str = typer.Option("", "--township", help="Township (乡镇), e.g. 舞泉镇"),
     routing: Optional[Path] = typer.Option(None, "--routing", help="Routing file (default: bundled routing.yaml)"),
     catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
+    suspected_crime: Optional[list[str]] = typer.Option(
+        None, "--suspected-crime", help="A suspected-crime flag (rules.yaml suspected_crime), e.g. violation:DRUG-COUNTERFEIT, "
+                                        "complaint:counterfeit_drug, food_poisoning_cluster; repeatable"),
 ) -> None:
-    """Print who receives an alert and why (which rule), without running anything."""
+    """Print who receives an alert and why (which rule), and the case transfer (案件移送) of a
+    suspected crime, without running anything."""
     from riskwatch.domain.routing import LEVEL_ZH, RoutingError, load_routing
 
     cat = _catalog(catalog_path)
@@ -87,6 +91,16 @@ def route_test(
     typer.echo(f"接收单位 receivers ({len(d.departments)}, 牵头单位在前 lead first):")
     for line in router.explain_zh(d):
         typer.echo(f"  {line}")
+    if suspected_crime:
+        ct = router.config.case_transfer
+        typer.echo(f"案件移送 case transfer (行刑衔接, routing.yaml case_transfer): {ct.description}")
+        typer.echo(f"  涉嫌犯罪标记 flags:  {', '.join(suspected_crime)}")
+        for n, dept in enumerate(ct.targets(suspected_crime), 1):
+            why = "移送对象 to" if dept in ct.to else "按标记追加 also: " + ", ".join(
+                f for f in suspected_crime if dept in ct.also.get(f, ()))
+            typer.echo(f"  {n}. {dept:<10} {cat.dept_name(dept)} ← {why}")
+        typer.echo("  携带证据包 sha256;受理 accepted / 不予受理 declined(须说明理由,退回牵头单位 "
+                   f"{d.lead} {cat.dept_name(d.lead)})")
 
 
 def _width(s: str) -> int:
