@@ -353,9 +353,12 @@ class Lifecycle:
         if st.status == "closed":
             return out
         self._refresh_silence(st, now, out, silences)
+        # Rows a deadline causes are recorded at the deadline, not at the timer's clock: a tick
+        # replayed after a crash (later, on another clock) writes the same audit-chain rows.
         if st.status == "pending":
             if st.active:
-                self._maybe_fire(st, now, out, silences)
+                wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
+                self._maybe_fire(st, min(now, st.pending_since + wait), out, silences)
             return out
         self._check_stable(st, now, out, silences)
         self._transfer_reminder(st, now, out)
@@ -365,8 +368,9 @@ class Lifecycle:
         elif (st.status == "resolved" and not st.flapping and st.resolved_at is not None
               and now >= st.resolved_at + self.policy.close_grace_minutes * 60
               and st.transfer_status != "transferred"):  # a transferred case stays until its receiver answers
-            self._set(st, now, "closed", "system", f"解除后 {self.policy.close_grace_minutes:g} 分钟无复发,关闭")
-            st.closed_at = now
+            at = st.resolved_at + self.policy.close_grace_minutes * 60
+            self._set(st, at, "closed", "system", f"解除后 {self.policy.close_grace_minutes:g} 分钟无复发,关闭")
+            st.closed_at = at
         return out
 
     def on_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "",
@@ -581,15 +585,15 @@ class Lifecycle:
         what = f"签收时限{_h(d.ack_hours)}" if stage == "ack" else f"处置时限{_h(d.dispose_hours)}"
         names = "、".join(f"{self._dname(x)}({x})" for x in waiting)
         if sent == 0:
-            self._emit(st, out, now, "urge", waiting,
+            self._emit(st, out, due, "urge", waiting,
                        f"【督促】{self._desc(st)}:已超过{what},请尽快反馈。", silences)
         else:
-            self._emit(st, out, now, "escalate", [self.taskforce],
+            self._emit(st, out, due, "escalate", [self.taskforce],
                        f"【升级督办·第{sent}次】{self._desc(st)}:{names}超过{what}仍未反馈,请专班办公室督办。", silences)
         sent += 1
         setattr(st, f"{stage}_reminders", sent)
         setattr(st, f"{stage}_due", max(due, now) + self.reminder_interval(st.level, sent))
-        self._record(st, now, "reminder", st.status, st.status, "system",
+        self._record(st, due, "reminder", st.status, st.status, "system",
                      f"{stage} {'urge' if sent == 1 else 'escalate'} #{sent}: {','.join(waiting)}")
 
     def _flap(self, st, at, out, silences) -> None:
@@ -609,6 +613,7 @@ class Lifecycle:
         if not st.flapping or not st.changes:
             return
         if now - st.changes[-1] >= self.policy.flapping.stable_minutes * 60:
+            now = st.changes[-1] + self.policy.flapping.stable_minutes * 60  # the moment it became stable
             st.flapping = False
             st.changes = []
             self._record(st, now, "flapping", st.status, st.status, "system", "stable")
