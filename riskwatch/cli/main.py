@@ -185,6 +185,18 @@ def bench_paced(
     run(_settings(), rate=rate, seconds=seconds, entities=entities, probes=probes)
 
 
+@app.command("bench-evidence")
+def bench_evidence(
+    events: int = typer.Option(100_000, "--events", help="Simulated events"),
+    entities: int = typer.Option(1_000, "--entities", help="Approximate number of entities"),
+    rounds: int = typer.Option(3, "--rounds", help="Rounds with and without, alternating"),
+) -> None:
+    """Processor CPU per event with and without evidence bundles and the audit chain."""
+    from riskwatch.tools.bench.evidence import run
+
+    run(events=events, entities=entities, rounds=rounds)
+
+
 def _mount_optional() -> None:
     from riskwatch.cli.grafana import app as grafana_app
     from reports.bulletin import app as bulletin_app
