@@ -49,21 +49,21 @@ def _feedback(aid, dept, status, comment, hours, eid="P1", n=1):
 def test_counterfeit_drug_violation_is_transferred_to_police_with_the_bundle_hash(county):
     p, st = Processor.from_county(county), EntityState()
     _pharmacy(p, st)
-    out = p.process(_inspection([Violation(code="DRUG-COUNTERFEIT", severity="critical", description="销售假药")]), st, ("i", 0, 1))
+    out = p.process(_inspection([Violation(code="D05", severity="critical", description="销售假药")]), st, ("i", 0, 1))
     bundle = out.evidence[0]["bundle_hash"]
     tr = next(a for a in out.alerts if a.notification == "case_transfer")
     assert tr.recipients == ["police"] and tr.transfer == "transferred" and tr.evidence_hash == bundle
-    assert bundle in tr.message and "生产、销售假药" in tr.message
+    assert bundle in tr.message and "假药劣药" in tr.message
     rows = [t for t in out.transitions if t["kind"] == "transfer"]
     assert rows[0]["to_status"] == "transferred" and bundle in rows[0]["comment"]
     items = [json.loads(x) for x in out.evidence[0]["items"]]
-    assert next(i for i in items if i["kind"] == "suspected_crime")["data"]["flags"] == ["violation:DRUG-COUNTERFEIT"]
+    assert next(i for i in items if i["kind"] == "suspected_crime")["data"]["flags"] == ["violation:D05"]
 
 
 def test_police_declining_returns_the_case_to_amr_with_the_reason(county):
     p, st = Processor.from_county(county), EntityState()
     _pharmacy(p, st)
-    aid = p.process(_inspection([Violation(code="DRUG-COUNTERFEIT", severity="critical")]), st, ("i", 0, 1)).alerts[0].alert_id
+    aid = p.process(_inspection([Violation(code="D05", severity="critical")]), st, ("i", 0, 1)).alerts[0].alert_id
     bad = p.process(_feedback(aid, "police", "declined", "", 5), st, ("f", 0, 1))
     assert bad.rejected and "reason" in bad.rejected  # a decline needs its reason
     out = p.process(_feedback(aid, "police", "declined", "涉案金额未达立案标准", 6, n=2), st, ("f", 0, 2))
@@ -115,7 +115,7 @@ def test_unknown_transfer_department_is_refused_naming_the_line(tmp_path):
 
 def test_route_test_shows_the_transfer():
     r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "route", "test", "--entity-kind", "retail_pharmacy",
-                        "--level", "orange", "--suspected-crime", "violation:DRUG-COUNTERFEIT"],
+                        "--level", "orange", "--suspected-crime", "violation:D05"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "案件移送" in r.stdout and "police" in r.stdout and "县公安局" in r.stdout
@@ -127,7 +127,7 @@ def test_counterfeit_drug_on_the_worker_transfer_decline_and_exported_evidence(p
     w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
     p.send("events.registry", F.registered("E-drug", kind="retail_pharmacy", name="舞泉镇康源大药房"))
     insp = F.inspection("E-drug", item_id=2)
-    insp["violations"] = [{"code": "DRUG-COUNTERFEIT", "severity": "critical", "description": "销售假药"}]
+    insp["violations"] = [{"code": "D05", "severity": "critical", "description": "销售假药"}]
     p.send("events.inspection", insp)
     p.flush()
     police = wait_for(lambda: [orjson.loads(v) for _, v in p.read_topic("alerts.police")], 60, "the transfer to the police")
