@@ -198,3 +198,18 @@ def test_replay_after_kill9_leaves_the_chains_valid(pipeline):
     r = _cli(p, "audit", "verify")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{n} alert chains" in r.stdout
+
+
+def test_notarisation_request_covers_the_anchor_bytes():
+    """RFC 3161 request for an anchor (no TSA is contacted: that needs the network)."""
+    import hashlib
+
+    from rfc3161_client import TimeStampRequest  # noqa: F401 - the library the command uses
+    from rfc3161_client._rust import parse_timestamp_request
+
+    from riskwatch.cli.audit import timestamp_request
+    from schemas.audit import canonical
+
+    record = canonical(build_anchor(0, 1000, [("a1", 3, "ab" * 32)]))
+    req = parse_timestamp_request(timestamp_request(record))
+    assert req.message_imprint.message == hashlib.sha512(record).digest() and req.cert_req and req.nonce
