@@ -171,9 +171,14 @@ def demo(
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
+    from riskwatch.tools.broker import BrokerError
     from riskwatch.tools.demo import run_demo
 
-    raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate))
+    try:
+        code = run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate)
+    except BrokerError as e:
+        raise SystemExit(f"riskwatch demo: {e}")
+    raise SystemExit(code)
 
 
 @app.command()

@@ -169,7 +169,9 @@ class Broker:
             log(f"stale pid file {self.pid_file} (process gone): cleaning it")
             self.pid_file.unlink()
         if not pid and self.port_open():
-            raise BrokerError(f"port {self.settings.kafka_port} is in use by another process; stop it or set RISKWATCH_KAFKA_PORT")
+            raise BrokerError(f"port {self.settings.kafka_port} is in use by a process this checkout did not start; stop it, "
+                              "set RISKWATCH_KAFKA_PORT, or, for a broker started from another checkout, set "
+                              "RISKWATCH_KAFKA_DATA_DIR to its var/kafka")
         self.fetch(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._properties()
