@@ -67,7 +67,7 @@ class Broker:
         if marker.exists():
             return self.libs
         if not shutil.which("mvn"):
-            raise BrokerError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (see README prerequisites)")
+            raise BrokerError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
         self.libs.mkdir(parents=True, exist_ok=True)
         log(f"fetching Apache Kafka {kafka_version()} broker jars from Maven Central into {self.libs} (once) ...")
         cmd = ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
@@ -156,7 +156,7 @@ class Broker:
     def _java(self, *args: str, log4j: bool = True) -> list[str]:
         java = shutil.which("java")
         if not java:
-            raise BrokerError("java is not on PATH: install Java 17+ (see README prerequisites)")
+            raise BrokerError("java is not on PATH: install Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
         opts = [f"-Dlog4j.configuration=file:{REPO / 'kafka' / 'log4j.properties'}",
                 f"-Dlog4j2.configurationFile={REPO / 'kafka' / 'log4j2.properties'}"]
         return [java, "-Xms256m", "-Xmx1g", *opts, "-cp", f"{self.libs}/*", *args]

@@ -165,5 +165,5 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
-        "  kafka consumer for one department:    see README, 'Subscribing to alerts'")
+        "  kafka consumer for one department:    see README, 'Who connects, and how'")
     return 0
