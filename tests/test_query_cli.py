@@ -90,3 +90,30 @@ def test_refusals_and_engine_errors_are_one_line(sql, expected, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("riskwatch query: ") and expected in lines[0], r.stderr
     assert "Traceback" not in r.stderr and "│" not in r.stderr
+
+
+def _query_as(settings, sql: str, cwd: Path) -> subprocess.CompletedProcess:
+    from riskwatch.tools.runner import settings_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKWATCH_")}
+    env.update(settings_env(settings), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "query", sql], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+def test_this_worker_is_recognised_and_answers(pipeline):
+    """A real worker: its /identity matches, the query goes through it (it owns the chDB directory),
+    its engine errors come back as one line; a configuration with another app id is told so."""
+    from riskwatch.tools.runner import WebPortTaken, identify_worker
+
+    pipeline.start_worker()
+    s = pipeline.settings
+    assert identify_worker(s) is True
+    r = _query_as(s, "SELECT '舞泉镇' AS township, count() AS n FROM riskwatch.alerts", Path.cwd())
+    assert r.returncode == 0 and "舞泉镇" in r.stdout and r.stderr == "", r.stderr
+    r = _query_as(s, "SELECT * FROM file('/etc/passwd')", Path.cwd())
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "READONLY" in lines[0], r.stderr
+    other = s.model_copy(update={"app_id": s.app_id + "-other"})
+    with pytest.raises(WebPortTaken, match="another riskwatch worker"):
+        identify_worker(other)

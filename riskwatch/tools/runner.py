@@ -114,7 +114,7 @@ class WorkerProcess:
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
         self._stopping = False
         self._spawn()
-        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
+        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /identity and /query"
                  + (f"; see {self.log_path}" if self.log_path else ""))
         if self.supervise:
             import threading
@@ -144,7 +144,7 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path and self.log_path.exists() else ""
             raise SystemExit(f"worker exited with code {self.proc.returncode} during start-up:\n{tail}")
-        return self.query("SELECT 1") is not None
+        return identify_worker(self.settings) and self.query("SELECT 1") is not None
 
     def query(self, sql: str) -> list[dict] | None:
         """Rows as dicts from the worker's read-only /query endpoint, or None if it does not answer."""
