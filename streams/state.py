@@ -70,6 +70,11 @@ class OpenAlert:
     evidence: object = None  # streams.evidence.Draft: the evidence bundle (hash; readings after the trigger)
     chain: str = ""  # hash of the alert's last alert_history row (the audit chain's head)
 
+    def __setstate__(self, state) -> None:  # states pickled before a field was added
+        from riskwatch.domain.lifecycle import setstate_with_defaults
+
+        setstate_with_defaults(self, state)
+
 
 @dataclass(slots=True)
 class EntityState:

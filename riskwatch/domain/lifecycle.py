@@ -248,6 +248,9 @@ class AlertLifecycle:
     transfer_due: float | None = None
     transfer_reminders: int = 0
 
+    def __setstate__(self, state) -> None:
+        setstate_with_defaults(self, state)
+
     @property
     def lead(self) -> str:
         return self.departments[0]
@@ -672,6 +675,22 @@ class Lifecycle:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+def setstate_with_defaults(obj, state) -> None:
+    """Unpickle a slotted dataclass pickled by an older version (fewer fields): the fields it
+    lacks take their defaults (the generated ``__setstate__`` would leave them unset)."""
+    from dataclasses import MISSING, fields
+
+    if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)):
+        state = {**(state[0] or {}), **(state[1] or {})}  # object's default: (dict, slots)
+    if not isinstance(state, dict):
+        state = {f.name: v for f, v in zip(fields(obj), state)}
+    for f in fields(obj):
+        if f.name in state:
+            v = state[f.name]
+        else:
+            v = f.default_factory() if f.default_factory is not MISSING else f.default
+        object.__setattr__(obj, f.name, v)
+
 def to_epoch(t: float | datetime) -> float:
     """Epoch seconds of a time given as epoch seconds or a datetime (naive = Asia/Shanghai)."""
     if isinstance(t, datetime):
