@@ -180,7 +180,7 @@ class Processor:
             handler(self, ev, st, out)
         if not out.rejected and ev.entity_id != "unknown":
             self._risk(ev, st, out)
-        if st.alerts:
+        if st.alerts and not out.rejected:  # a refused event goes to the dead letters: it changes no alert
             if self.evidence:
                 self._seal_due(ev.entity_id, st, out, ev.occurred_at.timestamp(), ev.event_id)
             self._close_quiet(ev, st, out)

@@ -150,3 +150,16 @@ def test_without_the_audit_chain_nothing_is_built(county):
     for n, m in enumerate((36, 38, 40), 1):
         out = p.process(_reading(n, m, 9.5), st, ("s", 0, n))
     assert out.alerts and not out.evidence and out.transitions[0].get("hash") is None and not st.readings
+
+
+def test_a_refused_event_does_not_seal_the_bundle(county):
+    """A refused event goes to the dead letters with nothing else: its side effects would be lost."""
+    from schemas.events import DisposalFeedback
+
+    p, st, outs, n = _cold_chain_alert(county)
+    aid = outs[-1].alerts[0].alert_id
+    bad = DisposalFeedback(event_id="fb", entity_id="E1", occurred_at=T0 + timedelta(minutes=55), source="t",
+                           alert_id=aid, department="police", status="acknowledged")
+    out = p.process(bad, st, ("f", 0, 1))
+    assert out.rejected and not out.evidence and not out.transitions
+    assert p.tick("E1", st, (T0 + timedelta(minutes=56)).timestamp()).evidence  # the next tick seals it
