@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from schemas.audit import chain_hash, chain_row
 from schemas.events import Alert, AlertTransition, DeadLetter
 from sinks import rows as sink_rows
 from streams import topics as T
@@ -20,6 +21,13 @@ from streams.worker import BATCH_MAX, RAW, Worker
 log = logging.getLogger("riskwatch.worker")
 
 SINK_WITHIN = 1.0
+
+
+def chain_ok(tr: AlertTransition) -> bool:
+    """Whether a chained transition's hash is the hash of its content (schemas/audit.py)."""
+    at_ms = int(round(tr.at.timestamp() * 1000))
+    row = chain_row(tr.alert_id, tr.seq, tr.entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor, tr.comment)
+    return chain_hash(tr.prev_hash, row) == tr.hash
 
 
 def register(w: Worker) -> None:
@@ -41,6 +49,9 @@ def register(w: Worker) -> None:
                     by_table.setdefault("alerts", []).append(sink_rows.alert_row(a))
                 elif msg.topic == tp(T.ALERT_EVENTS):
                     tr = AlertTransition.model_validate_json(event.value)
+                    if tr.hash and not chain_ok(tr):  # stored all the same: `riskwatch audit verify` reports it
+                        log.error("alerts.events[%s]@%s: alert %s seq %s does not match its audit-chain hash (forged or "
+                                  "corrupted); run `riskwatch audit verify`", msg.partition, msg.offset, tr.alert_id, tr.seq)
                     by_table.setdefault("alert_history", []).append(sink_rows.transition_row(tr))
                 else:
                     by_table.setdefault("dead_letters", []).append(

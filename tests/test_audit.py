@@ -213,3 +213,17 @@ def test_notarisation_request_covers_the_anchor_bytes():
     record = canonical(build_anchor(0, 1000, [("a1", 3, "ab" * 32)]))
     req = parse_timestamp_request(timestamp_request(record))
     assert req.message_imprint.message == hashlib.sha512(record).digest() and req.cert_req and req.nonce
+
+
+def test_the_sink_recognises_a_transition_whose_hash_does_not_match():
+    from schemas.events import AlertTransition
+    from streams.sink_agent import chain_ok
+
+    _, _, rows, _ = _lifecycle()
+    r = rows[3]
+    tr = AlertTransition(alert_id=r["alert_id"], seq=r["seq"], entity_id=r["entity_id"],
+                         at=datetime.fromtimestamp(r["at_ms"] / 1000, timezone.utc), kind=r["kind"],
+                         from_status=r["from_status"], to_status=r["to_status"], actor=r["actor"], comment=r["comment"],
+                         prev_hash=r["prev_hash"], hash=r["hash"])
+    assert chain_ok(tr)
+    assert not chain_ok(tr.model_copy(update={"comment": "改过"}))
