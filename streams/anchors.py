@@ -2,7 +2,8 @@
 
 Every alert's ``alert_history`` rows form a hash chain (``schemas/audit.py``); the head of each
 chain (its last ``(seq, hash)``) is kept in the entity's state as *unanchored* until an anchor
-covers it. This timer takes the unanchored heads of the entities this worker owns, groups them by
+covers it. When the wall clock enters a new period (periods aligned on local midnight), this
+timer takes the unanchored heads of the entities this worker owns, groups them by
 input partition and publishes **one anchor per partition per period**: the sorted leaves
 ``(alert_id, seq, hash)``, their RFC 9162 Merkle root, the partition and the time, to the
 compacted topic ``audit.anchors`` (key ``<partition>:<anchored_at_ms>``) and ClickHouse
@@ -40,13 +41,31 @@ def build_anchor(partition: int, anchored_at_ms: int, leaves: list[tuple[str, in
             "app_id": app_id, "size": len(leaves), "leaves": [list(x) for x in leaves], "root": merkle_root(leaves)}
 
 
+def period_of(t: float, period_s: float) -> int:
+    """The anchor period a time falls in, periods aligned on Asia/Shanghai midnight.
+
+    >>> period_of(16 * 3600.0, 86400.0) - period_of(15.99 * 3600, 86400.0)   # 00:00 local = 16:00 UTC
+    1
+    """
+    return int((t + 8 * 3600) // period_s)
+
+
 def register(w: Worker) -> None:
     settings = w.settings
 
-    @w.app.timer(interval=settings.audit_anchor_seconds, on_leader=False)
+    period_s = settings.audit_anchor_seconds
+    last = [period_of(w.clock(), period_s)]  # the first anchor at the next boundary after start
+
+    @w.app.timer(interval=min(period_s, 60.0), on_leader=False)
     async def audit_anchors():
+        """Anchor when the wall clock enters a new period (local midnight for the default day): a
+        worker restarted more often than once a period still anchors; heads wait in the state."""
         if not settings.audit_chain:
             return
+        now = period_of(w.clock(), period_s)
+        if now == last[0]:
+            return
+        last[0] = now
         async with w.state_lock:
             await crash_only("audit_anchors", anchor_once, None)
 
