@@ -74,7 +74,11 @@ class EvidenceWindow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     before_minutes: float = Field(30.0, ge=0, le=24 * 60)
     after_minutes: float = Field(10.0, ge=0, le=24 * 60)
-    max_points: int = Field(64, ge=1, le=1024, description="Readings kept per device and channel (a bound on state)")
+    max_points: int = Field(32, ge=1, le=1024, description="Readings kept per device and channel (a bound on state)")
+
+    @property
+    def before_s(self) -> float:
+        return self.before_minutes * 60.0
 
 
 class PoisoningCluster(BaseModel):

@@ -241,8 +241,15 @@ class Processor:
                 buf = st.readings[key] = array("d")
             buf.append(t)
             buf.append(ev.value)
-            if len(buf) > 2 * self.rules.evidence_window(ev.channel).max_points:
+            win = self.rules.evidence_window(ev.channel)
+            if len(buf) > 2 * win.max_points:
                 del buf[:2]
+            if buf[0] < t - win.before_s:  # only the window before a trigger is ever needed
+                horizon = t - win.before_s
+                i = 0
+                while i < len(buf) and buf[i] < horizon:
+                    i += 2
+                del buf[:i]
             if st.alerts:
                 for oa in st.alerts.values():
                     d = oa.evidence
