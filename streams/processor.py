@@ -87,6 +87,7 @@ from streams import evidence as E
 from streams.state import EntityState, OpenAlert
 
 RESOLVE_AFTER_OK = 3  # consecutive in-limit readings that resolve a sensor alert
+TRIM_SLACK_S = 600.0  # evidence readings older than the window are dropped once they are this much older
 LEVELS = ("blue", "yellow", "orange", "red")
 
 
@@ -145,6 +146,7 @@ class Processor:
         # shared per worker process (see the module docstring): learns from this worker's inspections
         self.model = model or InspectionOutcomeModel()
         self._rate_cfg: dict[tuple[str, str], RateConfig] = {}
+        self._windows: dict[str, tuple[int, float, float]] = {}  # channel -> (array length, before s, trim at s)
 
     @classmethod
     def from_county(cls, county, clock: Callable[[], float] = time.time,
@@ -241,11 +243,14 @@ class Processor:
                 buf = st.readings[key] = array("d")
             buf.append(t)
             buf.append(ev.value)
-            win = self.rules.evidence_window(ev.channel)
-            if len(buf) > 2 * win.max_points:
+            win = self._windows.get(ev.channel)
+            if win is None:
+                w = self.rules.evidence_window(ev.channel)
+                win = self._windows[ev.channel] = (2 * w.max_points, w.before_s, w.before_s + TRIM_SLACK_S)
+            if len(buf) > win[0]:
                 del buf[:2]
-            if buf[0] < t - win.before_s:  # only the window before a trigger is ever needed
-                horizon = t - win.before_s
+            if buf[0] < t - win[2]:  # only the window before a trigger is needed: trimmed lazily, in steps
+                horizon = t - win[1]
                 i = 0
                 while i < len(buf) and buf[i] < horizon:
                     i += 2
