@@ -81,11 +81,27 @@ class Settings(BaseSettings):
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
 
+    # --- City platform docking (riskwatch city-link; docs/city-link.md) --------------------------
+    citylink_city_bootstrap: str = Field("127.0.0.1:29092", description="The city platform's Kafka bootstrap servers, host:port[,host:port]")
+    citylink_county_alias: str = Field("county", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                       description="MirrorMaker 2 alias of the county cluster: the city sees <alias>.<topic>")
+    citylink_city_alias: str = Field("city", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                     description="MirrorMaker 2 alias of the city cluster: the county sees <alias>.<topic>")
+    citylink_topics: list[str] = Field(
+        ["alerts.all", "alerts.events", "events.inspection", "inspection.plans", "events.registry", "audit.anchors"],
+        description="County topics sent to the city (without topic_prefix); each leaves as its masked copy <prefix>masked.<topic>")
+    citylink_redact_fields: list[str] = Field(["inspectors"], description="JSON fields whose string values are replaced by '***' before leaving (people's names)")
+    citylink_city_task_topic: str = Field("events.task", description="The city's topic of tasks issued to the county (on the city cluster)")
+    citylink_dir: Path = Field(Path("var/citylink"), description="MirrorMaker 2 properties, pid files and logs of `riskwatch city-link start`")
+    citylink_offset_flush_ms: int = Field(2000, ge=100, description="How often MirrorMaker commits its source positions: what a kill -9 replays at most")
+    citylink_city_properties: dict[str, str] = Field(
+        {}, description="Extra client properties for the city cluster, e.g. {\"security.protocol\": \"SASL_SSL\", ...} (written as city.<key>=<value>)")
+
     # --- Fault injection -----------------------------------------------------------------------
     fault_clickhouse_down_file: Path | None = Field(
         None, description="Drills/tests: while this file exists, every ClickHouse insert fails as if the server were unreachable")
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "citylink_city_bootstrap")
     @classmethod
     def _bootstrap(cls, v: str) -> str:
         for part in v.split(","):
