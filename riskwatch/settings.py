@@ -94,8 +94,14 @@ class Settings(BaseSettings):
     citylink_city_task_topic: str = Field("events.task", description="The city's topic of tasks issued to the county (on the city cluster)")
     citylink_dir: Path = Field(Path("var/citylink"), description="MirrorMaker 2 properties, pid files and logs of `riskwatch city-link start`")
     citylink_offset_flush_ms: int = Field(2000, ge=100, description="How often MirrorMaker commits its source positions: what a kill -9 replays at most")
+    citylink_exactly_once: bool = Field(True, description="MirrorMaker 2 writes records and its positions in one transaction (no replays after a crash); the city must read with isolation.level=read_committed")
+    citylink_city_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How MirrorMaker reaches the city's cluster (the city issues the user and password)")
+    citylink_city_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("SCRAM-SHA-512", description="SASL mechanism on the city's cluster")
+    citylink_city_sasl_username: str = Field("", description="The county's SASL user on the city's cluster")
+    citylink_city_sasl_password: SecretStr = Field(SecretStr(""), description="Its password (never logged; written only to the 0600 MirrorMaker properties)")
     citylink_city_properties: dict[str, str] = Field(
-        {}, description="Extra client properties for the city cluster, e.g. {\"security.protocol\": \"SASL_SSL\", ...} (written as city.<key>=<value>)")
+        {}, description="Further client properties for the city's cluster, e.g. {\"ssl.truststore.location\": \"...\"} (written as <city alias>.<key> = <value>)")
 
     # --- Fault injection -----------------------------------------------------------------------
     fault_clickhouse_down_file: Path | None = Field(

@@ -41,11 +41,15 @@ def _regex(topic: str) -> str:
     return re.escape(topic).replace("\\", "\\\\")
 
 
-def _jaas(settings: Settings) -> str:
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if settings.kafka_sasl_mechanism == "PLAIN"
+def _sasl(alias: str, protocol: str, mechanism: str, user: str, password: str) -> list[str]:
+    if protocol == "PLAINTEXT":
+        return []
+    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
               else "org.apache.kafka.common.security.scram.ScramLoginModule")
-    pw = settings.kafka_sasl_password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
-    return f'{module} required username="{settings.kafka_sasl_username}" password="{pw}";'
+    pw = password.replace("\\", "\\\\").replace('"', '\\"')  # JAAS quoting ...
+    pw = pw.replace("\\", "\\\\")  # ... inside a .properties value, where a backslash is an escape too
+    return [f"{alias}.security.protocol = {protocol}", f"{alias}.sasl.mechanism = {mechanism}",
+            f'{alias}.sasl.jaas.config = {module} required username="{user}" password="{pw}";']
 
 
 def mm2_properties(settings: Settings) -> str:
@@ -62,10 +66,10 @@ def mm2_properties(settings: Settings) -> str:
         f"{c}.bootstrap.servers = {s.kafka_bootstrap}",
         f"{y}.bootstrap.servers = {s.citylink_city_bootstrap}",
     ]
-    if s.kafka_security_protocol != "PLAINTEXT":
-        lines += [f"{c}.security.protocol = {s.kafka_security_protocol}",
-                  f"{c}.sasl.mechanism = {s.kafka_sasl_mechanism}",
-                  f"{c}.sasl.jaas.config = {_jaas(s)}"]
+    lines += _sasl(c, s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
+                   s.kafka_sasl_password.get_secret_value())
+    lines += _sasl(y, s.citylink_city_security_protocol, s.citylink_city_sasl_mechanism, s.citylink_city_sasl_username,
+                   s.citylink_city_sasl_password.get_secret_value())
     lines += [f"{y}.{k} = {v}" for k, v in sorted(s.citylink_city_properties.items())]
     lines += [
         "",
@@ -93,6 +97,10 @@ def mm2_properties(settings: Settings) -> str:
         "# Positions of the source connector, committed to mm2-offsets.<source>.internal on the target:",
         "# a restart resumes from there; a kill -9 replays at most this interval (exact copies).",
         f"offset.flush.interval.ms = {s.citylink_offset_flush_ms}",
+        *([f"# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
+           f"# transaction on the target; readers on the city must use isolation.level=read_committed",
+           f"{y}.exactly.once.source.support = enabled", f"{c}.exactly.once.source.support = enabled"]
+          if s.citylink_exactly_once else []),
         "tasks.max = 1",
         f"replication.factor = {rf}",
         f"checkpoints.topic.replication.factor = {rf}",
@@ -280,17 +288,12 @@ def _n(v) -> str:
 
 
 def _city_client_kwargs(settings: Settings) -> dict:
-    """kafka-python arguments from the city's client properties (security only)."""
-    p = settings.citylink_city_properties
-    kw = {}
-    if "security.protocol" in p:
-        kw["security_protocol"] = p["security.protocol"]
-    if "sasl.mechanism" in p:
-        kw["sasl_mechanism"] = p["sasl.mechanism"]
-    m = re.search(r'username="([^"]*)".*password="([^"]*)"', p.get("sasl.jaas.config", ""))
-    if m:
-        kw.update(sasl_plain_username=m.group(1), sasl_plain_password=m.group(2))
-    return kw
+    """kafka-python connection arguments for the city's cluster."""
+    if settings.citylink_city_security_protocol == "PLAINTEXT":
+        return {}
+    return dict(security_protocol=settings.citylink_city_security_protocol, sasl_mechanism=settings.citylink_city_sasl_mechanism,
+                sasl_plain_username=settings.citylink_city_sasl_username,
+                sasl_plain_password=settings.citylink_city_sasl_password.get_secret_value())
 
 
 def _record_counts(kw: dict, topics: list[str]) -> dict[str, int] | None:
@@ -300,7 +303,7 @@ def _record_counts(kw: dict, topics: list[str]) -> dict[str, int] | None:
 
     try:
         c = KafkaConsumer(**kw, group_id=None, enable_auto_commit=False, request_timeout_ms=6000,
-                          client_id="riskwatch-citylink-status")
+                          bootstrap_timeout_ms=5000, client_id="riskwatch-citylink-status")
     except Exception:  # noqa: BLE001
         return None
     try:
