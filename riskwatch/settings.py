@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     citylink_redact_fields: list[str] = Field(["inspectors"], description="JSON fields whose string values are replaced by '***' before leaving (people's names)")
     citylink_city_task_topic: str = Field("events.task", description="The city's topic of tasks issued to the county (on the city cluster)")
     citylink_dir: Path = Field(Path("var/citylink"), description="MirrorMaker 2 properties, pid files and logs of `riskwatch city-link start`")
-    citylink_offset_flush_ms: int = Field(2000, ge=100, description="How often MirrorMaker commits its source positions: what a kill -9 replays at most")
+    citylink_offset_flush_ms: int = Field(500, ge=100, description="How often MirrorMaker commits its source positions: with exactly_once, how often its transaction is committed (city readers see records then); without, what a kill -9 replays at most")
     citylink_exactly_once: bool = Field(True, description="MirrorMaker 2 writes records and its positions in one transaction (no replays after a crash); the city must read with isolation.level=read_committed")
     citylink_city_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How MirrorMaker reaches the city's cluster (the city issues the user and password)")

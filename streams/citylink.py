@@ -171,7 +171,12 @@ class Bridge:
         producer = KafkaProducer(**self.s.kafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=5,
                                  client_id="riskwatch-citylink")
         consumer = KafkaConsumer(**self.s.kafka_kwargs(), group_id=self.group, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", max_poll_records=2000, client_id="riskwatch-citylink")
+                                 auto_offset_reset="earliest", max_poll_records=2000, fetch_max_wait_ms=100,
+                                 client_id="riskwatch-citylink")
+        from kafka.structs import OffsetAndMetadata
+
+        pending: dict = {}  # flushed but not yet committed positions
+        last_commit = time.monotonic()
         assigned: set[TopicPartition] = set()
         next_refresh = 0.0
         last_log = time.monotonic()
@@ -187,6 +192,11 @@ class Bridge:
                     stop.wait(1.0)
                     continue
                 batch = consumer.poll(timeout_ms=500)
+                if pending and (not batch or time.monotonic() - last_commit >= 1.0):
+                    # copies resume from their own last record; the committed offsets matter for the
+                    # inbound relay (a crash repeats at most this second's tasks) and as a fallback
+                    consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in pending.items()})
+                    pending, last_commit = {}, time.monotonic()
                 if not batch:
                     continue
                 commits = {}
@@ -203,13 +213,13 @@ class Bridge:
                             self.stats.masked += 1
                     commits[tp] = recs[-1].offset + 1
                 producer.flush()  # raises if the county broker refused: the process exits, a restart resumes exactly
-                from kafka.structs import OffsetAndMetadata
-
-                consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in commits.items()})
+                pending.update(commits)
                 if time.monotonic() - last_log >= self.log_every:
                     last_log = time.monotonic()
                     log.info("city-link bridge: %d records masked out, %d city tasks relayed in",
                              self.stats.masked, self.stats.relayed)
+            if pending:
+                consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in pending.items()})
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=10)
@@ -230,16 +240,16 @@ class Bridge:
         consumer.assign(sorted(assigned))
         resume = self._resume_offsets([tp for tp in new if tp.topic != self._inbound])
         for tp in new:
-            if tp in resume:
+            if tp in resume:  # a copy: right after its last copied record
                 consumer.seek(tp, resume[tp])
-            elif tp.topic != self._inbound:
+                continue
+            # the inbound relay, or a copy that is empty (new, or emptied by retention): the
+            # committed position, else the beginning
+            committed = consumer.committed(tp)
+            if committed is None:
                 consumer.seek_to_beginning(tp)
             else:
-                committed = consumer.committed(tp)
-                if committed is None:
-                    consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, committed)
+                consumer.seek(tp, committed)
         log.info("city-link bridge: reading %s", ", ".join(sorted({tp.topic for tp in assigned})))
 
     def _resume_offsets(self, tps: list) -> dict:

@@ -107,5 +107,10 @@ def bench(
     """MirrorMaker 2 replication lag (county produce -> city remote topic, bridge included) at a paced rate:
     starts its own city broker and MirrorMaker on spare loopback ports, prints p50/p90/p99/max."""
     from riskwatch.tools.bench.citylink import run
+    from riskwatch.tools.citylink import BrokerError, CityLinkError
+    from riskwatch.tools.runner import WaitTimeout
 
-    run(_settings(), rate=rate, seconds=seconds, topic=topic)
+    try:
+        run(_settings(), rate=rate, seconds=seconds, topic=topic)
+    except (BrokerError, CityLinkError, WaitTimeout) as e:
+        raise SystemExit(f"riskwatch city-link bench: {str(e).splitlines()[0]} (logs under var/citylink-bench/; rerun when the machine is quieter)")

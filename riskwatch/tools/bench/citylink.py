@@ -44,7 +44,8 @@ def _free_port() -> int:
 def _watch(bootstrap: str, topic: str, seen: dict[int, float], stop: threading.Event, ready: threading.Event) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
+                      isolation_level="read_committed")
     try:
         while not stop.is_set():
             parts = c.partitions_for_topic(topic)
@@ -86,10 +87,10 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
         print(m, file=sys.stderr, flush=True)
 
     run_id = uuid.uuid4().hex[:8]
-    root = Path("var/citylink-bench").resolve()
-    shutil.rmtree(root, ignore_errors=True)
+    root = Path("var/citylink-bench").resolve() / run_id  # its own: another run may still be tearing down
     city = city_settings(settings, _free_port(), _free_port(), root / "city")
     s = settings.model_copy(update=dict(
+        citylink_city_alias=f"city{run_id}", citylink_county_alias=f"county{run_id}",  # MirrorMaker's group and internal topics
         topic_prefix=f"bench{run_id}.", app_id=f"riskwatch-bench-{run_id}", citylink_city_bootstrap=city.kafka_bootstrap,
         citylink_dir=root / "link", citylink_city_task_topic=f"bench{run_id}.events.task"))
     say(f"starting a city broker on {city.kafka_bootstrap} ...")
@@ -149,6 +150,7 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
     finally:
         stop.set()
         say(link.stop())
-        Broker(city).stop()
-        delete_topics(s, [s.topic_prefix, f"{s.citylink_city_alias}.{s.topic_prefix}", f"{s.app_id}-"])
+        Broker(city).stop(timeout=10)
+        y = s.citylink_city_alias
+        delete_topics(s, [s.topic_prefix, f"{y}.", f"{s.app_id}-", *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs"))])
         shutil.rmtree(root, ignore_errors=True)
