@@ -99,7 +99,9 @@ def mm2_properties(settings: Settings) -> str:
         f"offset.flush.interval.ms = {s.citylink_offset_flush_ms}",
         *([f"# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
            f"# transaction on the target; readers on the city must use isolation.level=read_committed",
-           f"{y}.exactly.once.source.support = enabled", f"{c}.exactly.once.source.support = enabled"]
+           f"{y}.exactly.once.source.support = enabled", f"{c}.exactly.once.source.support = enabled",
+           "# one transaction per interval, not per poll: a commit per small poll batch cannot keep up at 1,000/s",
+           "transaction.boundary = interval", f"transaction.boundary.interval.ms = {s.citylink_offset_flush_ms}"]
           if s.citylink_exactly_once else []),
         "tasks.max = 1",
         f"replication.factor = {rf}",
