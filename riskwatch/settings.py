@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     rules_path: Path = Field(DATA_DIR / "rules.yaml", description="Regulatory threshold rules (data)")
     timezone: str = Field("Asia/Shanghai", description="Time zone assumed for timestamps without one")
 
+    # --- Workbench (riskwatch web): the departments' and the public's web pages ----------------
+    web_public_url: str = Field("http://127.0.0.1:8080", description="Base URL under which people reach the workbench; every alert revision carries <this>/alerts/<alert_id>")
+    workbench_host: str = Field("127.0.0.1", description="Workbench (riskwatch web) bind address")
+    workbench_port: int = Field(8080, ge=1, le=65535, description="Workbench (riskwatch web) HTTP port")
+    workbench_dir: Path = Field(Path("var/web"), description="Workbench accounts (argon2 hashes), session secret, attachments, pid and log")
+    workbench_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (set true when the workbench is served over HTTPS)")
+    workbench_session_hours: float = Field(8.0, gt=0, description="A login lasts this long (a working day)")
+    workbench_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest attachment accepted (413 beyond)")
+
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
 

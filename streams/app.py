@@ -84,7 +84,8 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
     catalog = load_catalog(settings.catalog_path)
     rules = load_rules(settings.rules_path)
     decoder = Decoder(catalog, settings.max_message_bytes, settings.topic_prefix)
-    processor = Processor(catalog, rules, clock=clock, lifecycle=load_lifecycle(settings.lifecycle_path, catalog))
+    processor = Processor(catalog, rules, clock=clock, lifecycle=load_lifecycle(settings.lifecycle_path, catalog),
+                          web_url=settings.web_public_url)
     writer = writer or ClickHouseWriter(settings)
     tp = settings.topic
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)

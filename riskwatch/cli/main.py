@@ -196,6 +196,10 @@ def _mount_optional() -> None:
     app.add_typer(route_app, name="route", help="Alert routing to departments.")
     app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
     from riskwatch.cli.silence import app as silence_app
+    from riskwatch.cli.web import users_app, web_app
+
+    app.add_typer(web_app, name="web")
+    app.add_typer(users_app, name="users")
 
     app.add_typer(silence_app, name="silence")
     try:

@@ -1,0 +1,4 @@
+"""(to do)"""
+from fastapi import APIRouter
+
+router = APIRouter()
