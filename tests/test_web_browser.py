@@ -103,3 +103,70 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     assert r.status_code == 403
     p.flush()
     assert len(_feedback_msgs(p)) == before + 1  # nothing produced for police
+
+
+def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(pipeline, web, browser):
+    """amr (lead of item 1) enters the result of a joint inspection with emergency; the worker
+    stores it and the plan's tasks are done: a later task of emergency is not merged with them
+    again. The task-force office sees its tables and decides an entity without an item; the public
+    spot-check page shows the result without personal data."""
+    from datetime import timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    p = pipeline
+    w = p.start_worker(web_public_url=web.url)
+    p.send("events.registry", F.registered("E-joint", kind="food_producer", name="舞阳县鑫盛食品厂"))
+    p.send("events.registry", F.registered("E-new", kind="new_business", name="舞泉镇社区团购自提点"))
+    p.flush()
+    p.wait_consumed()
+    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"))
+    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
+    p.flush()
+    plan = wait_for(lambda: w.query("SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL"), 90, "the joint plan")[0]
+    assert plan["departments"] == ["amr", "emergency"]
+    iid = plan["inspection_id"]
+
+    browser_login(browser, web, "amr")
+    browser.get(f"{web.url}/tasks")
+    row = browser.find_element(By.CSS_SELECTOR, f'#plans tr[data-plan="{iid}"]')
+    assert "待检查" in row.text and "县应急管理局" in row.text
+    row.find_element(By.LINK_TEXT, "录入结果").click()
+    browser.find_element(By.ID, "check_0_yes").click()
+    browser.find_element(By.ID, "check_1_no").click()
+    browser.find_element(By.ID, "v0_code").send_keys("V12")
+    Select(browser.find_element(By.ID, "v0_severity")).select_by_value("serious")
+    browser.find_element(By.ID, "v0_description").send_keys("原料进货查验台账缺失<b>")
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("pass_with_conditions")
+    screenshot(browser, "inspection_form")
+    browser.find_element(By.ID, "btn-result").click()
+    wait_text(browser, "#plan-state", "已完成", timeout=90)
+    rows = w.query("SELECT departments, outcome, violation_severities, inspectors FROM riskwatch.events_inspection FINAL "
+                   f"WHERE inspection_id = '{iid}'")
+    assert rows == [{"departments": ["amr", "emergency"], "outcome": "pass_with_conditions",
+                     "violation_severities": ["serious"], "inspectors": ["amr/张三"]}]
+    # the plan's tasks are done in the worker: a new emergency task is not merged with the old amr task
+    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
+    p.flush()
+    p.wait_consumed()
+    assert len(p.read_topic("inspection.plans")) == 1
+    browser.get(f"{web.url}/tasks")
+    assert "已完成" in browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task="SC-w-1-amr"]').text
+
+    # public: the spot-check result is published (entity, date, departments, outcome) — nothing else
+    browser.get(f"{web.url}/public/spot-checks")
+    wait_text(browser, "#spot-checks", "舞阳县鑫盛食品厂", timeout=60, refresh=True)
+    assert "限期整改" in browser.find_element(By.ID, "spot-checks").text
+    assert "张三" not in browser.page_source and "原料进货查验台账缺失" not in browser.page_source
+
+    # the task-force office: tables, and deciding the entity without an item (a registry update)
+    browser_login(browser, web, "taskforce")
+    browser.get(f"{web.url}/taskforce")
+    assert "督促反馈" in browser.page_source and "待研判主体" in browser.page_source
+    row = browser.find_element(By.CSS_SELECTOR, '#unassigned tr[data-entity="E-new"]')
+    Select(row.find_element(By.NAME, "kind")).select_by_value("food_producer")
+    screenshot(browser, "taskforce")
+    row.find_element(By.TAG_NAME, "button").click()
+    wait_for(lambda: w.query("SELECT kind FROM riskwatch.registry FINAL WHERE entity_id = 'E-new'") == [{"kind": "food_producer"}],
+             90, "the registry update")

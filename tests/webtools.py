@@ -135,4 +135,9 @@ def wait_text(driver, css: str, text: str, timeout: float = 90.0, refresh: bool 
         els = driver.find_elements(By.CSS_SELECTOR, css)
         return els if any(text in e.text for e in els) else None
 
-    return wait_for(seen, timeout, f"{text!r} in {css}", interval=1.0)
+    try:
+        return wait_for(seen, timeout, f"{text!r} in {css}", interval=1.0)
+    except Exception:
+        screenshot(driver, "failed_wait")
+        (SCREENSHOTS / "failed_wait.html").write_text(driver.page_source)
+        raise

@@ -98,6 +98,7 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     @app.exception_handler(StoreDown)
     async def _store_down(request: Request, exc: StoreDown):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
         return render(request, "error.html", 503, title="数据暂不可用",
                       message=f"{exc} 页面稍后自动恢复;如持续出现请联系运维。")
 

@@ -70,6 +70,7 @@ def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
         if len(s) <= 60:
             out.extend(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.2" fill="{colour}"/>' for t, v in s)
-        out.append(f'<text x="{left + 6}" y="{top + 14 + 14 * i}" font-size="12" fill="{colour}">{escape(name)}</text>')
+        out.append(f'<text x="{left + pw - 6}" y="{top + 14 + 14 * i}" font-size="12" text-anchor="end" '
+                   f'fill="{colour}">{escape(name)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
