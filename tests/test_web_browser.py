@@ -104,6 +104,55 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     p.flush()
     assert len(_feedback_msgs(p)) == before + 1  # nothing produced for police
 
+    # bad input from amr: each refused with its status, nothing produced
+    amr = web.client("amr")
+    tok = csrf_of(amr.get("/inbox").text)
+    url = f"/alerts/{aid}/feedback"
+    assert amr.get("/alerts/NO-SUCH-ALERT").status_code == 404
+    assert amr.post("/alerts/NO-SUCH-ALERT/feedback", data={"csrf_token": tok, "action": "acknowledged"}).status_code == 404
+    assert amr.post(url, data={"csrf_token": tok, "action": "in_progress", "comment": ""}).status_code == 400
+    assert amr.post(url, data={"csrf_token": tok, "action": "delete"}).status_code == 400
+    big = b"%PDF-" + b"0" * (web.settings.workbench_max_upload_bytes + 1)
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", big, "application/pdf")})
+    assert r.status_code == 413 and "附件不能超过" in r.text
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.exe", b"MZ..", "application/pdf")})
+    assert r.status_code == 400 and "只接受" in r.text
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", b"MZ..", "application/pdf")})
+    assert r.status_code == 400  # a .pdf that is not a PDF
+    p.flush()
+    assert len(_feedback_msgs(p)) == before + 1
+    # Kafka down: the action is refused with a message, not lost silently (a second app, same worker)
+    from tests.conftest import free_port
+
+    dead = start_web(p.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}), p.tmp / "dead",
+                     accounts={"amr": ("dept", "amr", "张三")})
+    try:
+        d = dead.client("amr")
+        r = d.post(url, data={"csrf_token": csrf_of(d.get("/inbox").text), "action": "in_progress", "comment": "现场核查中"})
+        assert r.status_code == 503 and "操作未提交" in r.text and "Kafka" in r.text
+    finally:
+        dead.stop()
+
+    # an allowed attachment is stored content-addressed and the feedback carries its hash
+    import hashlib
+
+    pdf = b"%PDF-1.4 disposal report"
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "已整改,冷库温控恢复"},
+                 files={"attachment": ("report.pdf", pdf, "application/pdf")})
+    assert r.status_code == 303
+    sha = hashlib.sha256(pdf).hexdigest()
+    assert (web.settings.workbench_dir / "attachments" / sha[:2] / f"{sha}.pdf").read_bytes() == pdf
+    assert _feedback_msgs(p)[-1]["attachment_sha256"] == sha
+    wait_for(lambda: "已解除" in amr.get(r.headers["location"]).text, 90, "the disposal to resolve the alert")
+    assert amr.get(f"/attachments/{sha}").content == pdf
+    assert police.get(f"/attachments/{sha}").status_code == 403
+
+    # public pages with a real alert in the store: no alert id, no score, no phone or ID number
+    pub = web.client()
+    for path in ("/public", "/public/spot-checks", "/public/items/1"):
+        html = pub.get(path).text
+        assert aid not in html and "风险分" not in html and "13812345678" not in html and "138****5678" not in html
+
 
 def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(pipeline, web, browser):
     """amr (lead of item 1) enters the result of a joint inspection with emergency; the worker
