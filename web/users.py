@@ -144,6 +144,19 @@ class UserStore:
             self._write(users)
         return u
 
+    def reset_password(self, username: str) -> str:
+        """A new generated password (printed once by the caller); older sessions end."""
+        password = secrets.token_urlsafe(12)
+        with self._locked():
+            users = self._read()
+            if username not in users:
+                raise UserError(f"no user {username!r}; `riskwatch users list` shows them")
+            u = users[username]
+            u.password_hash, u.disabled = _hasher.hash(password), False
+            u.generation += 1
+            self._write(users)
+        return password
+
     # --- login --------------------------------------------------------------------------------
     def verify(self, username: str, password: str) -> User | None:
         u = self.get(username)
