@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
+        t0 = time.perf_counter()
         resp = await call_next(request)
+        resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
         resp.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                 "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")

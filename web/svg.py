@@ -60,7 +60,7 @@ def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 
     if marker is not None:
         mx = x(marker.timestamp())
         out.append(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + ph}" stroke="#c0392b" stroke-dasharray="4 3"/>'
-                   f'<text x="{mx + 3:.1f}" y="{top + 12}" font-size="11" fill="#c0392b">{escape(marker_label)}</text>')
+                   f'<text x="{mx + 3:.1f}" y="{top + ph - 4:.1f}" font-size="11" fill="#c0392b">{escape(marker_label)}</text>')
     for i, (name, s) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         s = sorted((t.timestamp(), v) for t, v in s if t is not None and v is not None)

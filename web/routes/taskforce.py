@@ -58,7 +58,7 @@ GROUP BY dept ORDER BY alerts DESC"""
 
 UNASSIGNED_SQL = """
 SELECT entity_id, name, kind, township, address, licence, lat, lon, updated_at FROM {db}.registry FINAL
-WHERE status = 'active' AND has(%(kinds)s, kind) ORDER BY updated_at DESC LIMIT 200"""
+WHERE status = 'active' AND has(%(kinds)s, kind) ORDER BY updated_at DESC LIMIT 50"""
 
 
 def _unassigned_kinds(catalog) -> list[str]:
@@ -76,6 +76,8 @@ async def office(request: Request, user: User = Depends(require_taskforce), days
                   open_rows=await c.reader.rows(OPEN_SQL),
                   response=await c.reader.rows(RESPONSE_SQL, days=days),
                   unassigned=await c.reader.rows(UNASSIGNED_SQL, kinds=kinds) if kinds else [],
+                  unassigned_total=(await c.reader.one("SELECT count() AS n FROM {db}.registry FINAL WHERE status = 'active' "
+                                                       "AND has(%(kinds)s, kind)", kinds=kinds) or {"n": 0})["n"] if kinds else 0,
                   assignable=[(k, v.name, [it for it in c.catalog.items.values() if k in it.objects])
                               for k, v in c.catalog.entity_kinds.items() if k not in kinds])
 
