@@ -13,6 +13,7 @@ Either way a failure raises :class:`StoreDown` with a Chinese message the pages 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ class Reader:
         self.embedded = settings.clickhouse_url.startswith("chdb://")
         self._session: aiohttp.ClientSession | None = None
         self._client = None
+        self._cache: dict[tuple, tuple[float, list[dict]]] = {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -48,6 +50,20 @@ class Reader:
         if self.embedded:
             return await self._worker(sql)
         return await asyncio.to_thread(self._direct, sql)
+
+    async def cached(self, ttl: float, sql: str, **params: Any) -> list[dict]:
+        """``rows`` remembered for ``ttl`` seconds (navigation counts, filter choices: every page
+        shows them, a few seconds' staleness is fine, a FINAL scan per page view is not)."""
+        key = (sql, tuple(sorted(params.items(), key=lambda kv: kv[0])).__repr__())
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]
+        rows = await self.rows(sql, **params)
+        if len(self._cache) > 1000:
+            self._cache.clear()
+        self._cache[key] = (now, rows)
+        return rows
 
     async def one(self, sql: str, **params: Any) -> dict | None:
         r = await self.rows(sql, **params)

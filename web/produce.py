@@ -6,6 +6,7 @@ action was NOT recorded, nothing is queued silently."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ from riskwatch.settings import Settings
 from schemas.events import Event
 
 SOURCE = "workbench"
+log = logging.getLogger("riskwatch.web.audit")
 
 
 class BusDown(RuntimeError):
@@ -48,7 +50,8 @@ class Producer:
             self._producer = p
         return self._producer
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: Event, actor: str = "") -> None:
+        """Produce and wait for the broker's acknowledgement; the audit log names who did it."""
         p = await self._ensure()
         value = event.model_dump_json().encode()
         try:
@@ -58,6 +61,7 @@ class Producer:
         except (KafkaError, OSError, asyncio.TimeoutError) as e:
             raise BusDown(f"消息总线(Kafka)未确认写入:{type(e).__name__}") from None
         self.sent.append(event)
+        log.info("produced %s %s entity=%s by %s", event.topic, event.event_id, event.entity_id, actor or "?")
 
     async def close(self) -> None:
         if self._producer is not None:

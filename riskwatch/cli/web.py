@@ -68,11 +68,17 @@ def users_disable(username: str = typer.Argument(...)) -> None:
 @web_app.command("run")
 def web_run() -> None:
     """Serve the workbench in the foreground (uvicorn)."""
+    import logging
+
     import uvicorn
 
     from web.app import create_app
 
     s = load_settings()
+    # the audit trail (who produced which event) and refusals go to stderr (web.log in the background)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     print(f"riskwatch web at http://{s.workbench_host}:{s.workbench_port} (public URL {s.web_public_url})", file=sys.stderr)
     uvicorn.run(create_app(s), host=s.workbench_host, port=s.workbench_port, log_level="warning",
                 proxy_headers=False, server_header=False)

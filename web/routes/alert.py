@@ -176,7 +176,7 @@ async def feedback(request: Request, alert_id: str, user: User = Depends(require
         raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
             f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
     since = int(time.time() * 1000)
-    await c.producer.send(ev)
+    await c.producer.send(ev, user.actor)
     return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
 
 

@@ -38,7 +38,8 @@ def scope(user: User, dept: str = "") -> tuple[str, dict]:
 
 async def nav_counts(request: Request, user: User) -> dict:
     where, params = scope(user)
-    return await ctx(request).reader.one(COUNTS_SQL.replace("{where}", where), **params) or {}
+    rows = await ctx(request).reader.cached(10.0, COUNTS_SQL.replace("{where}", where), **params)
+    return rows[0] if rows else {}
 
 
 @router.get("/inbox")
@@ -63,9 +64,8 @@ async def inbox(request: Request, user: User = Depends(require_user), item: str 
         params["status"] = status
     rows = await c.reader.rows(INBOX_SQL.replace("{where}", " AND ".join(conds)), limit=LIMIT, **params)
     w0, p0 = scope(user)
-    townships = [r["township"] for r in await c.reader.rows(
-        "SELECT DISTINCT township FROM {db}.alerts FINAL WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100",
-        **p0)]
+    townships = [r["township"] for r in await c.reader.cached(300.0, 
+        "SELECT DISTINCT township FROM {db}.alerts WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100", **p0)]
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "inbox.html", alerts=rows, limit=LIMIT, townships=townships, open_statuses=OPEN,
                   f={"item": item, "township": township, "level": level, "status": status, "dept": dept})

@@ -100,5 +100,5 @@ async def assign(request: Request, entity_id: str, user: User = Depends(require_
                               lat=e["lat"], lon=e["lon"], source=f"workbench:{user.actor}"[:200])
     except ValidationError as ex:
         raise PageError(400, "内容不合规", "; ".join(x["msg"] for x in ex.errors()) + "。本次研判未提交。") from None
-    await c.producer.send(ev)
+    await c.producer.send(ev, user.actor)
     return RedirectResponse(f"/taskforce?assigned={entity_id}", status_code=303)

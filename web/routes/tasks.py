@@ -113,5 +113,5 @@ async def enter_result(request: Request, inspection_id: str, user: User = Depend
     except ValidationError as e:
         raise PageError(400, "检查结果不完整", "请检查:" + "; ".join(
             f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次结果未提交。") from None
-    await c.producer.send(ev)
+    await c.producer.send(ev, user.actor)
     return RedirectResponse(f"/tasks/{inspection_id}?wait={ev.event_id}&t={int(time.time())}", status_code=303)
