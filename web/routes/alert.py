@@ -97,8 +97,7 @@ async def evidence(request: Request, a: dict) -> dict:
 @router.get("/alerts/{alert_id}")
 async def alert_page(request: Request, alert_id: str, user: User = Depends(require_user), wait: str = "", since: int = 0):
     c = ctx(request)
-    a = await load_alert(request, user, alert_id)
-    history = await c.reader.rows(HISTORY_SQL, a=alert_id)
+    a = await load_alert(request, user, alert_id)  # 404/403 before anything else
     waiting = refused = None
     if wait and ID.match(wait):
         w = await c.reader.one(WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since,
@@ -107,6 +106,9 @@ async def alert_page(request: Request, alert_id: str, user: User = Depends(requi
             refused = w["refused"]
         elif not (w and w["revised"] and w["recorded"]):
             waiting = wait
+        else:  # processed: read the alert again, it may have changed since the read above
+            a = await load_alert(request, user, alert_id)
+    history = await c.reader.rows(HISTORY_SQL, a=alert_id)
     explanation = [{"signal": s, "value": v, "detail": d} for s, v, d in
                    zip(a["explanation_signals"], a["explanation_values"], a["explanation_details"])]
     request.state.nav_counts = await nav_counts(request, user)

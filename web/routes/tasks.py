@@ -85,6 +85,8 @@ async def plan_page(request: Request, inspection_id: str, user: User = Depends(r
             raise PageError(400, "检查结果未受理", f"处理引擎未受理本次结果:{refused['error']}")
         if not (got and got["n"]):
             waiting = wait
+        else:  # stored: read the plan again, it may have changed since the read above
+            p = await _plan(request, user, inspection_id)
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "plan.html", p=p, checklist=CHECKLIST, waiting=waiting,
                   can_enter=user.can_act and user.dept == p["lead"] and not p["done"])
