@@ -22,21 +22,28 @@ def _store():
 
 @users_app.command("add")
 def users_add(
-    username: str = typer.Argument(..., help="Login name, e.g. amr-zhang"),
-    dept: str = typer.Option("", "--dept", help="Department code of the catalog (role dept)"),
-    name: str = typer.Option("", "--name", help="Person's name, shown and recorded as the actor, e.g. 张三"),
+    dept: str = typer.Option("", "--dept", help="Department code of the catalog (role dept), e.g. amr"),
+    name: str = typer.Option(..., "--name", help="Person's name, shown and recorded as the actor, e.g. 张三"),
+    username: str = typer.Option("", "--user", help="Login name (default: <dept>-<n>, e.g. amr-1)"),
     role: str = typer.Option("dept", "--role", help="dept | taskforce (专班办公室) | leader (县领导, read-only)"),
     prompt: bool = typer.Option(False, "--prompt", help="Type the password instead of generating one"),
 ) -> None:
-    """Add an account; prints a generated password once (or prompts with --prompt)."""
+    """Add an account: `riskwatch users add --dept amr --name 张三`; prints a generated password once."""
     from riskwatch.domain.catalog import load_catalog
     from web.users import UserError
 
     s = load_settings()
+    store = _store()
+    if not username:
+        base = dept if role == "dept" else role
+        n = 1
+        while store.get(f"{base}-{n}") is not None:
+            n += 1
+        username = f"{base}-{n}"
     password = typer.prompt("password", hide_input=True, confirmation_prompt=True) if prompt else None
     try:
-        u, pw = _store().add(username, dept=dept, name=name, role=role, password=password,
-                             departments=tuple(load_catalog(s.catalog_path).departments))
+        u, pw = store.add(username, dept=dept, name=name, role=role, password=password,
+                          departments=tuple(load_catalog(s.catalog_path).departments))
     except UserError as e:
         raise SystemExit(f"riskwatch users add: {e}")
     print(f"added {u.username} ({u.name}, {u.role}{', ' + u.dept if u.dept else ''})")
