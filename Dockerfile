@@ -3,9 +3,9 @@ FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TZ=Asia/Shanghai
-# fonts-wqy-microhei: the CJK TrueType font `riskwatch bulletin` embeds in its PDFs and charts
+# the CJK font of `riskwatch bulletin` comes with the Python packages (paperang-p2-fonts-cjk)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends fonts-wqy-microhei tzdata \
+ && apt-get install -y --no-install-recommends tzdata \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/riskwatch

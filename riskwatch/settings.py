@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DATA_DIR = Path(__file__).parent / "data"
 
 
+WORKER_SERVICE = "riskwatch-worker"  # the "service" field of a worker's GET /identity
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RISKWATCH_",
@@ -117,6 +120,27 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def data_location(self) -> str:
+        """Where this configuration's ClickHouse data lives: the absolute chDB directory, or the
+        server URL without credentials. Part of the worker's identity (``GET /identity``).
+
+        >>> Settings(clickhouse_url="https://writer:pw@ch.example:8443/riskwatch", _env_file=None).data_location()
+        'https://ch.example:8443/riskwatch'
+        """
+        url = self.clickhouse_url
+        if url.startswith("chdb://"):
+            return "chdb://" + str(Path(url[len("chdb://"):]).resolve())
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+    def worker_identity(self) -> dict:
+        """What a worker with these settings answers on ``GET /identity``; ``riskwatch query``
+        compares it with its own before it trusts the server on the web port."""
+        return {"service": WORKER_SERVICE, "app_id": self.app_id, "data": self.data_location()}
 
     def kafka_kwargs(self) -> dict:
         """Connection arguments for kafka-python clients (admin, producer, consumer)."""

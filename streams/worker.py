@@ -26,6 +26,7 @@ from streams.bulk import BulkProducer
 from streams.commit import Commit
 from streams.ingest import Decoder
 from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS
+from streams.peer_counts import PeerCounts
 from streams.processor import Processor
 from streams.silences import SilenceBoard
 from streams.state import EntityState, StateCache
@@ -127,8 +128,6 @@ class Worker:
 
     @classmethod
     def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> "Worker":
-        from streams.peer_agent import PeerCounts  # the group agent's batching of its signals
-
         (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         app = faust_app(settings)
         topics = Topics.declare(app, settings, county)

@@ -56,7 +56,7 @@ SUMMARY_SQL = {
                countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
         FROM riskwatch.inspection_plans FINAL""",
     "死信 dead letters by topic (first reason)": """
-        SELECT topic, count() AS messages, any(substring(error, 1, 90)) AS example_reason
+        SELECT topic, count() AS messages, any(substringUTF8(error, 1, 90)) AS example_reason
         FROM riskwatch.dead_letters FINAL GROUP BY topic ORDER BY messages DESC""",
     "rows per table": """
         SELECT name AS table, total_rows AS rows FROM system.tables
@@ -77,7 +77,7 @@ def _show(title: str, rows: list[dict]) -> None:
 
 
 LIFECYCLE_SQL = """
-    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substring(comment, 1, 60) AS comment
+    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substringUTF8(comment, 1, 60) AS comment
     FROM riskwatch.alert_history FINAL
     WHERE alert_id = (SELECT alert_id FROM riskwatch.alert_history FINAL GROUP BY alert_id
                       ORDER BY countIf(kind = 'feedback') > 0 AND countIf(kind = 'reminder') > 0 DESC,
@@ -176,7 +176,7 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
-        "  kafka consumer for one department:    see README, 'Subscribing to alerts'")
+        "  kafka consumer for one department:    see README, 'Who connects, and how'")
     return 0
 
 
