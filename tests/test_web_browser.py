@@ -104,6 +104,15 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     p.flush()
     assert len(_feedback_msgs(p)) == before + 1  # nothing produced for police
 
+    # a county leader reads everything and acts on nothing
+    leader = web.client("leader")
+    assert leader.get(f"/alerts/{aid}").status_code == 200 and "只读账号" in leader.get(f"/alerts/{aid}").text
+    r = leader.post(f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(leader.get("/inbox").text), "action": "acknowledged"})
+    assert r.status_code == 403
+    assert leader.get("/taskforce").status_code == 200 and police.get("/taskforce").status_code == 403
+    p.flush()
+    assert len(_feedback_msgs(p)) == before + 1
+
     # bad input from amr: each refused with its status, nothing produced
     amr = web.client("amr")
     tok = csrf_of(amr.get("/inbox").text)

@@ -38,7 +38,8 @@ def client(tmp_path_factory):
     h = [alert_history_row(a, T0, "pending", "firing", "detector", seq=1, kind="status") for a in ("A1", "A2", "A3")]
     h += [alert_history_row("A1", m(10), "firing", "firing", "amr/张三", "acknowledged(签收) 已安排", seq=2, kind="feedback"),
           alert_history_row("A1", m(30), "acknowledged", "acknowledged", "emergency/赵六", "acknowledged(签收)", seq=3, kind="feedback"),
-          alert_history_row("A1", m(120), "acknowledged", "acknowledged", "amr", "disposed(处置完毕) 已整改", seq=4, kind="feedback")]
+          alert_history_row("A1", m(120), "acknowledged", "acknowledged", "amr", "disposed(处置完毕) 已整改", seq=4, kind="feedback"),
+          alert_history_row("A2", m(40), "firing", "firing", "emergency/赵六", "not_ours(非本部门职责) 不属于本部门", seq=2, kind="feedback")]
     c.insert("alert_history", h, column_names=list(COLUMNS["alert_history"]), database="riskwatch", settings=INSERT_SETTINGS)
     yield c
     c.close()
@@ -73,3 +74,5 @@ def test_other_pages_queries_run(client):
     assert _q(client, tasks.TASKS_SQL.replace("{where}", "1")) == []
     assert _q(client, public.SPOT_SQL) == []
     assert _q(client, taskforce.UNASSIGNED_SQL, kinds=["catering"]) == []
+    rows = _q(client, taskforce.NOT_OURS_SQL, days=30)
+    assert [(r["alert_id"], r["refused_by"]) for r in rows] == [("A2", ["emergency"])]

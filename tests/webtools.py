@@ -24,6 +24,7 @@ ACCOUNTS = {  # username: (role, dept, name)
     "police": ("dept", "police", "李四"),
     "taskforce": ("taskforce", "", "王五"),
     "emergency": ("dept", "emergency", "赵六"),
+    "leader": ("leader", "", "县领导"),
 }
 
 

@@ -56,6 +56,15 @@ LEFT JOIN fb ON fb.alert_id = r.alert_id AND fb.dept = r.dept
 LEFT JOIN due AS d ON d.alert_id = r.alert_id
 GROUP BY dept ORDER BY alerts DESC"""
 
+# Open alerts on which a department answered 非本部门 (not_ours): the office decides who handles them.
+NOT_OURS_SQL = """
+SELECT a.alert_id AS alert_id, a.title AS title, a.entity_name AS entity_name, a.level AS level, a.level_zh AS level_zh,
+       a.status AS status, a.departments AS departments, h.depts AS refused_by, h.reasons AS reasons, h.at AS at
+FROM (SELECT alert_id, groupUniqArray(splitByChar('/', actor)[1]) AS depts, groupArray(comment) AS reasons, max(at) AS at
+      FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND comment LIKE 'not_ours%%' GROUP BY alert_id) AS h
+INNER JOIN (SELECT * FROM {db}.alerts FINAL WHERE status IN ('firing', 'acknowledged', 'disposing')) AS a ON a.alert_id = h.alert_id
+ORDER BY h.at DESC LIMIT 100"""
+
 UNASSIGNED_SQL = """
 SELECT entity_id, name, kind, township, address, licence, lat, lon, updated_at FROM {db}.registry FINAL
 WHERE status = 'active' AND has(%(kinds)s, kind) ORDER BY updated_at DESC LIMIT 50"""
@@ -74,6 +83,7 @@ async def office(request: Request, user: User = Depends(require_taskforce), days
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "taskforce.html", days=days,
                   open_rows=await c.reader.rows(OPEN_SQL),
+                  not_ours=await c.reader.rows(NOT_OURS_SQL, days=days),
                   response=await c.reader.rows(RESPONSE_SQL, days=days),
                   unassigned=await c.reader.rows(UNASSIGNED_SQL, kinds=kinds) if kinds else [],
                   unassigned_total=(await c.reader.one("SELECT count() AS n FROM {db}.registry FINAL WHERE status = 'active' "
