@@ -104,6 +104,17 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     p.flush()
     assert len(_feedback_msgs(p)) == before + 1  # nothing produced for police
 
+    # emergency answers 非本部门 (the office sees it to decide); a later 签收 of emergency is refused by the worker
+    em = web.client("emergency")
+    tok = csrf_of(em.get(f"/alerts/{aid}").text)
+    r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "not_ours", "comment": "不属于本部门监管范围"})
+    wait_for(lambda: "反馈已由处理引擎确认" in em.get(r.headers["location"]).text, 90, "the not_ours feedback")
+    r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "acknowledged"})
+    wait_for(lambda: "处理引擎未受理本次反馈" in em.get(r.headers["location"]).text, 90, "the worker's refusal shown")
+    office = web.client("taskforce").get("/taskforce").text
+    assert f"/alerts/{aid}" in office and "不属于本部门监管范围" in office
+    n = len(_feedback_msgs(p))  # amr's and emergency's feedback so far
+
     # a county leader reads everything and acts on nothing
     leader = web.client("leader")
     assert leader.get(f"/alerts/{aid}").status_code == 200 and "只读账号" in leader.get(f"/alerts/{aid}").text
@@ -111,7 +122,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     assert r.status_code == 403
     assert leader.get("/taskforce").status_code == 200 and police.get("/taskforce").status_code == 403
     p.flush()
-    assert len(_feedback_msgs(p)) == before + 1
+    assert len(_feedback_msgs(p)) == n
 
     # bad input from amr: each refused with its status, nothing produced
     amr = web.client("amr")
@@ -129,7 +140,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", b"MZ..", "application/pdf")})
     assert r.status_code == 400  # a .pdf that is not a PDF
     p.flush()
-    assert len(_feedback_msgs(p)) == before + 1
+    assert len(_feedback_msgs(p)) == n
     # Kafka down: the action is refused with a message, not lost silently (a second app, same worker)
     from tests.conftest import free_port
 
