@@ -115,6 +115,14 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     assert f"/alerts/{aid}" in office and "不属于本部门监管范围" in office
     n = len(_feedback_msgs(p))  # amr's and emergency's feedback so far
 
+    # an action the worker has not confirmed: the page waits (refreshing), after a minute it says so and stops
+    import time
+
+    page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000)}").text
+    assert 'id="waiting"' in page and 'http-equiv="refresh"' in page
+    page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000) - 61_000}").text
+    assert 'id="stalled"' in page and "不会丢失" in page and 'http-equiv="refresh"' not in page
+
     # a county leader reads everything and acts on nothing
     leader = web.client("leader")
     assert leader.get(f"/alerts/{aid}").status_code == 200 and "只读账号" in leader.get(f"/alerts/{aid}").text

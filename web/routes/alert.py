@@ -29,6 +29,7 @@ from web.users import User
 router = APIRouter()
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 SHA = re.compile(r"^[0-9a-f]{64}$")
+STALLED_SECONDS = 60  # the worker has not confirmed an action this long: stop refreshing, say so
 ACTIONS = ("acknowledged", "in_progress", "disposed", "not_ours")
 # attachment types: extension → (leading bytes, media type)
 ALLOWED = {".pdf": (b"%PDF-", "application/pdf"), ".png": (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -115,7 +116,8 @@ async def alert_page(request: Request, alert_id: str, user: User = Depends(requi
     can_act = (user.can_act and user.dept in a["departments"] and a["status"] in OPEN)
     return render(request, "alert.html", a=a, history=history, states=feedback_states(a, history),
                   explanation=explanation, ev=await evidence(request, a), waiting=waiting, refused=refused,
-                  can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes)
+                  can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes,
+                  stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS)
 
 
 async def limit_body(request: Request) -> None:
