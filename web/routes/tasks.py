@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from schemas.events import InspectionResult
 from web.deps import PageError, check_csrf, ctx, render, require_user
-from web.routes.alert import ID
+from web.routes.alert import ID, STALLED_SECONDS
 from web.routes.inbox import nav_counts
 from web.users import User
 
@@ -73,7 +73,7 @@ async def _plan(request: Request, user: User, inspection_id: str) -> dict:
 
 
 @router.get("/tasks/{inspection_id}")
-async def plan_page(request: Request, inspection_id: str, user: User = Depends(require_user), wait: str = ""):
+async def plan_page(request: Request, inspection_id: str, user: User = Depends(require_user), wait: str = "", t: int = 0):
     c = ctx(request)
     p = await _plan(request, user, inspection_id)
     waiting = None
@@ -89,6 +89,7 @@ async def plan_page(request: Request, inspection_id: str, user: User = Depends(r
             p = await _plan(request, user, inspection_id)
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "plan.html", p=p, checklist=CHECKLIST, waiting=waiting,
+                  stalled=bool(waiting) and time.time() - t > STALLED_SECONDS,
                   can_enter=user.can_act and user.dept == p["lead"] and not p["done"])
 
 
