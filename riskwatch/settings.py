@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="Time zone assumed for timestamps without one")
 
     # --- Workbench (riskwatch web): the departments' and the public's web pages ----------------
-    web_public_url: str = Field("http://127.0.0.1:8080", description="Base URL under which people reach the workbench; every alert revision carries <this>/alerts/<alert_id>")
+    web_public_url: str = Field("", description="Base URL under which people reach the workbench; every alert revision carries <this>/alerts/<alert_id> (empty: http://<workbench_host>:<workbench_port>)")
     workbench_host: str = Field("127.0.0.1", description="Workbench (riskwatch web) bind address")
     workbench_port: int = Field(8080, ge=1, le=65535, description="Workbench (riskwatch web) HTTP port")
     workbench_dir: Path = Field(Path("var/web"), description="Workbench accounts (argon2 hashes), session secret, attachments, pid and log")
@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         if not v.startswith(("chdb://", "http://", "https://")):
             raise ValueError(f"must start with chdb://, http:// or https://, got {v!r}")
         return v
+
+    @property
+    def workbench_url(self) -> str:
+        """The workbench's base URL for links: ``web_public_url``, or where ``riskwatch web`` listens."""
+        return (self.web_public_url or f"http://{self.workbench_host}:{self.workbench_port}").rstrip("/")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

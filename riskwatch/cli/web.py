@@ -86,7 +86,7 @@ def web_run() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    print(f"riskwatch web at http://{s.workbench_host}:{s.workbench_port} (public URL {s.web_public_url})", file=sys.stderr)
+    print(f"riskwatch web at http://{s.workbench_host}:{s.workbench_port} (links in alerts: {s.workbench_url})", file=sys.stderr)
     uvicorn.run(create_app(s), host=s.workbench_host, port=s.workbench_port, log_level="warning",
                 proxy_headers=False, server_header=False)
 
