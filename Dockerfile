@@ -1,4 +1,4 @@
-# riskwatch worker / simulator / bulletin image (docker-compose.yml builds it).
+# riskwatch worker / workbench / simulator / bulletin image (docker-compose.yml builds it).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -17,11 +17,12 @@ COPY schemas ./schemas
 COPY sinks ./sinks
 COPY dashboards ./dashboards
 COPY reports ./reports
+COPY web ./web
 COPY deploy ./deploy
 RUN pip install . && useradd --system --home-dir /var/lib/riskwatch --create-home riskwatch \
  && mkdir -p /var/lib/riskwatch/state && chown -R riskwatch /var/lib/riskwatch
 
 USER riskwatch
 WORKDIR /var/lib/riskwatch
-EXPOSE 6066
+EXPOSE 6066 8080
 CMD ["riskwatch", "worker"]

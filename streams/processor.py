@@ -128,8 +128,9 @@ class Processor:
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
                  router: Router | None = None, lifecycle: Lifecycle | None = None,
-                 planning: SpotCheckConfig | None = None, evidence: bool = True):
+                 planning: SpotCheckConfig | None = None, web_url: str = "", evidence: bool = True):
         self.catalog = catalog
+        self.web_url = web_url.rstrip("/")  # workbench base URL: each alert revision links to its page
         # evidence bundles + the audit hash chain (docs/evidence-and-audit.md); off only to measure their cost
         self.evidence = evidence
         # joint inspections: merge window and which alert levels ask for an on-site check (spot_checks.yaml)
@@ -150,11 +151,12 @@ class Processor:
 
     @classmethod
     def from_county(cls, county, clock: Callable[[], float] = time.time,
-                    model: InspectionOutcomeModel | None = None, evidence: bool = True) -> "Processor":
+                    model: InspectionOutcomeModel | None = None, web_url: str = "",
+                    evidence: bool = True) -> "Processor":
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
         return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
                    router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config,
-                   evidence=evidence)
+                   web_url=web_url, evidence=evidence)
 
     def model_dumps(self) -> bytes:
         """The per-worker inspection-outcome model, for a checkpoint."""
@@ -408,7 +410,8 @@ class Processor:
             out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
                             f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
             return
-        comment = " ".join(x for x in (ev.comment, ev.result) if x)
+        attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
+        comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
         rev = oa.lc.revision
         status = ev.status.value if hasattr(ev.status, "value") else ev.status
         if status in ("accepted", "declined"):  # a case transfer's receiver answers (行刑衔接)
@@ -420,7 +423,7 @@ class Processor:
             self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
             return
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
-                                         ev.occurred_at, comment, self.silences)
+                                         ev.occurred_at, comment, self.silences, user=ev.user)
         if res.rejected:
             out.rejected = res.rejected
             return
@@ -693,6 +696,7 @@ class Processor:
             flapping=lc.flapping,
             evidence_hash=oa.evidence.hash if oa.evidence is not None else "",
             transfer=lc.transfer_status,
+            url=f"{self.web_url}/alerts/{oa.alert_id}" if self.web_url else "",
         )
 
 

@@ -149,7 +149,8 @@ class Worker:
         commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
                         collect=peer_counts.drain, interval=settings.commit_interval_seconds,
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
-        processor = Processor.from_county(county, clock=clock, evidence=settings.audit_chain)
+        processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url,
+                                          evidence=settings.audit_chain)
         w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
                 decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
                 processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,

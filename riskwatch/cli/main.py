@@ -230,8 +230,15 @@ def _mount_optional() -> None:
     app.add_typer(route_app, name="route", help="Alert routing to departments.")
     app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
     from riskwatch.cli.silence import app as silence_app
+    from riskwatch.cli.web import users_app, web_app
+
+    app.add_typer(web_app, name="web")
+    app.add_typer(users_app, name="users")
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.citylink import app as citylink_app
+
+    app.add_typer(citylink_app, name="city-link")
     from riskwatch.cli.audit import audit_app, evidence_app
 
     app.add_typer(evidence_app, name="evidence")
