@@ -341,6 +341,14 @@ class Processor:
         attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
         comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
         rev = oa.lc.revision
+        if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
+            res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
+                                          self.silences, user=ev.user)
+            if res.rejected:
+                out.rejected = res.rejected
+                return
+            self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+            return
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
                                          ev.occurred_at, comment, self.silences, user=ev.user)
         if res.rejected:
