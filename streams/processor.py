@@ -535,7 +535,7 @@ class Processor:
         status_zh = {"pending": "待定", "firing": "预警", "acknowledged": "已签收", "disposing": "处置中",
                      "resolved": "已解除", "closed": "已关闭"}.get(oa.status, oa.status)
         message = note.text_zh if note is not None else (
-            f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
+            f"【{level.zh}{status_zh}】{'' if name.startswith(st.township) else st.township}{name}:{oa.title}。"
             + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""))
         is_open = oa.status in ("firing", "acknowledged", "disposing")
         return Alert(

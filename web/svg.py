@@ -39,11 +39,12 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 640, height: int = 220,
                marker: datetime | None = None, marker_label: str = "触发", y_label: str = "",
                bands: list[tuple[float, float, str]] = (), limits: dict[float, str] | None = None,
-               y_range: tuple[float, float] | None = None) -> Markup:
+               y_range: tuple[float, float] | None = None, step: bool = False) -> Markup:
     """Polyline per series; x = time, y = value. The legend sits above the plot (it never covers
     data or labels); ``marker``: a vertical line labelled at its top, on the side with room;
     ``bands``: (lo, hi, colour); ``limits``: value → label, dashed horizontal lines (rule limits);
-    ``y_range``: a fixed value axis (e.g. 0–100 for a score)."""
+    ``y_range``: a fixed value axis (e.g. 0–100 for a score); ``step``: a value holds until the
+    next point (a score recorded when it changes), drawn as steps instead of slopes."""
     pts = [(t, v) for s in series.values() for t, v in s if t is not None and v is not None]
     if not pts:
         return Markup('<p class="muted">暂无数据</p>')
@@ -108,7 +109,11 @@ def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 
         s = sorted((t.timestamp(), v) for t, v in s if t is not None and v is not None)
         if not s:
             continue
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
+        if step:
+            s_pts = [p for i, (t, v) in enumerate(s) for p in ([(t, s[i - 1][1])] if i else []) + [(t, v)]]
+        else:
+            s_pts = s
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s_pts)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
         if len(s) <= 60:
             out.extend(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.4" fill="{colour}"/>' for t, v in s)

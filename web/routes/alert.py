@@ -119,11 +119,11 @@ async def evidence(request: Request, a: dict) -> dict:
         unit = UNIT_ZH.get(x["unit"], x["unit"])
         series.setdefault(f"{CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
             (ts(x["occurred_at"]), float(x["value"])))
-        r = rules.sensor.get(x["channel"]) if rules is not None else None
-        if r is not None and r.max is not None:
-            limits[r.max] = f"上限 {r.max:g}{unit}"
-        if r is not None and r.min is not None:
-            limits[r.min] = f"下限 {r.min:g}{unit}"
+        rule = rules.sensor.get(x["channel"]) if rules is not None else None
+        if rule is not None and rule.max is not None:
+            limits[rule.max] = f"上限 {rule.max:g}{unit}"
+        if rule is not None and rule.min is not None:
+            limits[rule.min] = f"下限 {rule.min:g}{unit}"
     videos = await r.rows("""SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
         WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
     complaints = await r.rows("""SELECT occurred_at, channel, category, text FROM {db}.events_complaint
