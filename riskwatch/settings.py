@@ -93,11 +93,33 @@ class Settings(BaseSettings):
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
 
+    # --- City platform docking (riskwatch city-link; docs/city-link.md) --------------------------
+    citylink_city_bootstrap: str = Field("127.0.0.1:29092", description="The city platform's Kafka bootstrap servers, host:port[,host:port]")
+    citylink_county_alias: str = Field("county", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                       description="MirrorMaker 2 alias of the county cluster: the city sees <alias>.<topic>")
+    citylink_city_alias: str = Field("city", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                     description="MirrorMaker 2 alias of the city cluster: the county sees <alias>.<topic>")
+    citylink_topics: list[str] = Field(
+        ["alerts.all", "alerts.events", "events.inspection", "inspection.plans", "events.registry", "audit.anchors"],
+        description="County topics sent to the city (without topic_prefix); each leaves as its masked copy <prefix>masked.<topic>")
+    citylink_redact_fields: list[str] = Field(["inspectors"], description="JSON fields whose string values are replaced by '***' before leaving (people's names)")
+    citylink_city_task_topic: str = Field("events.task", description="The city's topic of tasks issued to the county (on the city cluster)")
+    citylink_dir: Path = Field(Path("var/citylink"), description="MirrorMaker 2 properties, pid files and logs of `riskwatch city-link start`")
+    citylink_offset_flush_ms: int = Field(500, ge=100, description="How often MirrorMaker commits its source positions: with exactly_once, how often its transaction is committed (city readers see records then); without, what a kill -9 replays at most")
+    citylink_exactly_once: bool = Field(True, description="MirrorMaker 2 writes records and its positions in one transaction (no replays after a crash); the city must read with isolation.level=read_committed")
+    citylink_city_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How MirrorMaker reaches the city's cluster (the city issues the user and password)")
+    citylink_city_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("SCRAM-SHA-512", description="SASL mechanism on the city's cluster")
+    citylink_city_sasl_username: str = Field("", description="The county's SASL user on the city's cluster")
+    citylink_city_sasl_password: SecretStr = Field(SecretStr(""), description="Its password (never logged; written only to the 0600 MirrorMaker properties)")
+    citylink_city_properties: dict[str, str] = Field(
+        {}, description="Further client properties for the city's cluster, e.g. {\"ssl.truststore.location\": \"...\"} (written as <city alias>.<key> = <value>)")
+
     # --- Fault injection -----------------------------------------------------------------------
     fault_clickhouse_down_file: Path | None = Field(
         None, description="Drills/tests: while this file exists, every ClickHouse insert fails as if the server were unreachable")
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "citylink_city_bootstrap")
     @classmethod
     def _bootstrap(cls, v: str) -> str:
         for part in v.split(","):

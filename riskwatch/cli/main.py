@@ -224,6 +224,9 @@ def _mount_optional() -> None:
     app.add_typer(users_app, name="users")
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.citylink import app as citylink_app
+
+    app.add_typer(citylink_app, name="city-link")
     try:
         from riskwatch.cli.simulate import app as sim_app
 

@@ -46,6 +46,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         v = getattr(settings, name)
         if v is None:
             continue  # unset: the child's default (None) too
+        if isinstance(v, (list, dict)):  # pydantic-settings reads complex values as JSON
+            env[f"RISKWATCH_{name.upper()}"] = orjson.dumps(v).decode()
+            continue
         env[f"RISKWATCH_{name.upper()}"] = v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
     return env
 
