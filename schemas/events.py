@@ -242,13 +242,14 @@ class InspectionResult(Event):
 
 # --- Disposal feedback ----------------------------------------------------------------------------
 class FeedbackStatus(StrEnum):
+    # the task-force office's decision (专班研判改派), e.g. after a not_ours: ``assign_to`` become
+    # receivers, departments that answered not_ours are released; only the office may send it
+    reassign = "reassign"
+    # a receiving department's answers (督促反馈)
     acknowledged = "acknowledged"
     in_progress = "in_progress"
     disposed = "disposed"
     not_ours = "not_ours"
-    # the task-force office's decision (专班研判改派), e.g. after a not_ours: ``assign_to`` become
-    # receivers, departments that answered not_ours are released; only the office may send it
-    reassign = "reassign"
 
 
 class DisposalFeedback(Event):

@@ -332,23 +332,28 @@ class Processor:
                              f"预警核查:{oa.title}")
         self._plan(entity_id, st, out, tid, at)
 
+    def _reassign(self, ev: DisposalFeedback, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
+        """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason)."""
+        rev = oa.lc.revision
+        res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
+                                      self.silences, user=ev.user)
+        if res.rejected:
+            out.rejected = res.rejected
+            return
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
         if oa is None:
             out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
                             f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
             return
+        if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
+            self._reassign(ev, st, out, oa)
+            return
         attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
         comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
         rev = oa.lc.revision
-        if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
-            res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
-                                          self.silences, user=ev.user)
-            if res.rejected:
-                out.rejected = res.rejected
-                return
-            self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
-            return
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
                                          ev.occurred_at, comment, self.silences, user=ev.user)
         if res.rejected:

@@ -406,15 +406,6 @@ class Lifecycle:
                 self._set(st, at, "disposing", actor, comment)
         return res
 
-    def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
-                     silences: Iterable[Silence] = ()) -> list[Notification]:
-        """The task-force office assigns a department (e.g. after a not_ours); it must respond too."""
-        at, out = _ts(at), []
-        if dept not in self.catalog.departments:
-            raise ValueError(f"unknown department code {dept!r}")
-        self._add_receivers(st, [dept], at, actor, out, list(silences), comment)
-        return out
-
     def reassign(self, st: AlertLifecycle, by: str, to: Sequence[str], at: float | datetime, reason: str,
                  silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
         """The task-force office decides who is responsible (专班研判改派), typically after a 非本部门.
@@ -476,6 +467,15 @@ class Lifecycle:
                    f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})。"
                    f"请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
         return res
+
+    def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
+                     silences: Iterable[Silence] = ()) -> list[Notification]:
+        """The task-force office assigns a department (e.g. after a not_ours); it must respond too."""
+        at, out = _ts(at), []
+        if dept not in self.catalog.departments:
+            raise ValueError(f"unknown department code {dept!r}")
+        self._add_receivers(st, [dept], at, actor, out, list(silences), comment)
+        return out
 
     # --- internals ----------------------------------------------------------------------------
     def _add_receivers(self, st, depts, at, actor, out, silences, comment="") -> None:
