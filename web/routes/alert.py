@@ -97,7 +97,8 @@ async def explanation(request: Request, a: dict) -> list[dict]:
         row = await ctx(request).reader.one(EXPLAIN_SQL, a=a["alert_id"])
         if row:
             sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
-    out = [{"signal": s, "name": signal_zh(s), "value": v, "detail": d} for s, v, d in zip(sig, val, det)]
+    out = [{"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
+           for s, v, d in zip(sig, val, det)]
     if not out:
         out = [{"signal": a["rule"], "name": signal_zh(a["rule"]), "value": a["score"],
                 "detail": f"触发规则:{a['title']}(风险分 {a['score']:.0f})"}]
