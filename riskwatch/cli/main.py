@@ -198,6 +198,13 @@ def _mount_optional() -> None:
     from riskwatch.cli.silence import app as silence_app
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.notify import app as notify_app
+
+    app.add_typer(notify_app, name="notify")
+    from riskwatch.cli.alertmanager import app as alertmanager_app, prometheus_app
+
+    app.add_typer(alertmanager_app, name="alertmanager")
+    app.add_typer(prometheus_app, name="prometheus")
     try:
         from riskwatch.cli.simulate import app as sim_app
 
