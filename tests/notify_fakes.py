@@ -31,6 +31,7 @@ class Request:
     body: dict
     at: float  # wall clock
     status: int
+    answer: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class FakeReceivers:
                 path, _, q = self.path.partition("?")
                 status, answer = outer._answer(path, dict(urllib.parse.parse_qsl(q)), q)
                 with outer.lock:
-                    outer.requests.append(Request(path, dict(urllib.parse.parse_qsl(q)), body, time.time(), status))
+                    outer.requests.append(Request(path, dict(urllib.parse.parse_qsl(q)), body, time.time(), status, answer))
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -107,7 +108,7 @@ class FakeReceivers:
     def ok(self, prefix: str) -> list[Request]:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(prefix) and r.status == 200
-                    and r.body.get("errcode", 0) in (0, None)]
+                    and r.answer.get("errcode", 0) == 0]
 
     def hook_alerts(self, dept: str) -> list[dict]:
         """Every alert Alertmanager delivered (HTTP 200) to a department's generic webhook."""
