@@ -109,7 +109,6 @@ class Bridge:
     settings: Settings
     catalog: Catalog = field(default_factory=load_catalog)
     stopping: threading.Event = field(default_factory=threading.Event)
-    committed: dict = field(default_factory=dict)  # TopicPartition -> next offset committed
 
     def __post_init__(self) -> None:
         self.http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=10.0), retries=False)
@@ -161,11 +160,14 @@ class Bridge:
     # --- the loop -------------------------------------------------------------------------------
     def run(self, ready: threading.Event | None = None) -> None:
         from kafka import KafkaConsumer, KafkaProducer
+        from kafka.errors import CommitFailedError
 
         s = self.settings
         consumer = KafkaConsumer(**s.kafka_kwargs(), group_id=self.group, client_id="riskwatch-notify",
                                  enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_interval_ms=24 * 3600 * 1000, max_poll_records=500)
+                                 max_poll_interval_ms=24 * 3600 * 1000, max_poll_records=500,
+                                 session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
+        self._wait_for_topics(consumer)
         consumer.subscribe(self.topics)
         producer = KafkaProducer(**s.kafka_kwargs(), acks="all", linger_ms=5)
         lag_thread = threading.Thread(target=self._lag_loop, daemon=True, name="notify-lag")
@@ -212,9 +214,11 @@ class Bridge:
                         KAFKA_TO_AM.observe(max(0.0, wall - rec.timestamp / 1000))
                 if records:
                     producer.flush(60)  # dead letters before the commit
-                    consumer.commit()
-                    for tp in polled:
-                        self.committed[tp] = consumer.position(tp)
+                    try:
+                        consumer.commit()
+                    except CommitFailedError as e:  # a rebalance took the partitions: redelivered, idempotent
+                        log.warning("commit failed (%s); these notifications will be posted again, "
+                                    "Alertmanager sends them once", str(e).splitlines()[0])
                 if time.monotonic() >= next_resend:
                     self._resend()
                     next_resend = time.monotonic() + s.notify_resend_seconds
@@ -222,6 +226,19 @@ class Bridge:
         finally:
             consumer.close(autocommit=False)
             producer.close(5)
+
+    def _wait_for_topics(self, consumer, timeout: float = 120.0) -> None:
+        """Join the group only once every topic's partitions are known: kafka-python's assignor
+        leaves a topic without metadata unassigned and does not always rejoin when it arrives."""
+        deadline = time.monotonic() + timeout
+        while not self.stopping.is_set():
+            missing = [t for t in self.topics if not consumer.partitions_for_topic(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"riskwatch notify: topics {', '.join(missing[:3])}... do not exist on "
+                                 f"{self.settings.kafka_bootstrap}; start a worker (it creates them) or run `riskwatch topics create`")
+            self.stopping.wait(0.5)
 
     def _resend(self) -> None:
         now = time.monotonic()

@@ -196,11 +196,12 @@ def write_alertmanager_config(settings: Settings, out_dir: Path, robot_url: str)
 
 
 class Prometheus(LocalService):
-    def __init__(self, settings: Settings, worker_ports: list[int] | None = None):
+    def __init__(self, settings: Settings, worker_ports: list[int] | None = None, rules: Path | None = None):
         super().__init__("prometheus", (settings.alertmanager_data_dir.parent / "prometheus").resolve(),
                          settings.prometheus_port, "/-/ready")
         self.settings = settings
         self.worker_ports = worker_ports or [settings.web_port]
+        self.rules = rules or RULES
 
     @property
     def config_path(self) -> Path:
@@ -209,7 +210,7 @@ class Prometheus(LocalService):
     def prepare(self) -> None:
         write_prometheus_config(self.settings, self.config_path, [f"127.0.0.1:{p}" for p in self.worker_ports],
                                 [f"127.0.0.1:{self.settings.notify_port}"], [f"127.0.0.1:{self.settings.robot_port}"],
-                                f"127.0.0.1:{self.settings.alertmanager_port}", RULES)
+                                f"127.0.0.1:{self.settings.alertmanager_port}", self.rules)
 
     def command(self) -> list[str]:
         return [_binary("prometheus"), f"--config.file={self.config_path}", f"--storage.tsdb.path={self.data_dir / 'data'}",
