@@ -11,6 +11,12 @@
 6. print a summary from ClickHouse (alerts by item × department and by status, notifications,
    one alert's whole life cycle, joint inspections, dead letters, rows per table) and the next
    commands to try; stop the worker.
+
+Notifications go through a local Alertmanager (riskwatch/tools/notify_demo.py): the bridge posts
+every department notification, Alertmanager routes it to the department's channels (webhook,
+企业微信 and 钉钉 robots through the robot adapter, email), all pointed at a local receiver sink
+that prints the first messages of each department; the summary counts what each department
+received per channel against what riskwatch decided.
 """
 
 from __future__ import annotations
@@ -102,7 +108,16 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
     settings = settings.model_copy(update={"lifecycle_clock": "event", "lifecycle_tick_seconds": 2.0})
     worker = WorkerProcess(settings, log_path=log).start()
     depts = None
+    notify = None
     try:
+        from riskwatch.tools.notify_demo import DemoNotify
+        from riskwatch.tools.services import ServiceError
+
+        try:
+            notify = DemoNotify(settings, catalog, console).start()
+        except ServiceError as e:
+            console.print(f"[yellow]notifications through Alertmanager are off in this run: {e}[/]")
+            notify = None
         console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
                       "and its departments answering alerts ...")
         n_before = _count_events(worker)
@@ -155,7 +170,11 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
         _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
+        if notify is not None:
+            notify.summary()
     finally:
+        if notify is not None:
+            notify.stop()
         if depts is not None and depts.poll() is None:
             depts.kill()
         worker.stop()
@@ -165,5 +184,6 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
+        "  riskwatch alertmanager start && riskwatch notify start   # deliver notifications (receivers: riskwatch/data/receivers.yaml)\n"
         "  kafka consumer for one department:    see README, 'Subscribing to alerts'")
     return 0
