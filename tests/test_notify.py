@@ -184,3 +184,24 @@ def test_robot_adapter_answers_503_while_a_robot_stays_rate_limited(tmp_path):
         assert len([r for r in fake.requests if r.path == "/wecom/amr"]) == 3  # first try + two backed-off retries
     finally:
         fake.stop()
+
+
+def test_compose_runs_alertmanager_prometheus_bridge_and_robots_with_generated_config(tmp_path):
+    from riskwatch.tools.services import write_prometheus_config
+
+    root = Path(__file__).resolve().parents[1]
+    services = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    assert services["alertmanager"]["image"] == "prom/alertmanager:v0.25.0"  # = Debian's prometheus-alertmanager in CI
+    assert services["prometheus"]["image"] == "prom/prometheus:v2.42.0"
+    assert services["alertmanager-config"]["command"][:3] == ["riskwatch", "alertmanager", "config"]
+    assert services["notify"]["command"] == ["riskwatch", "notify", "run"]
+    assert services["robots"]["command"] == ["riskwatch", "notify", "robots"]
+    # the secrets the receivers file names reach the robot adapter and the config job
+    for svc in ("robots", "alertmanager-config"):
+        assert set(variables()) <= set(services[svc]["environment"]), svc
+    workers = [n for n, s in services.items() if s.get("command", [])[:2] == ["riskwatch", "worker"]]
+    # deploy/prometheus/prometheus.yml is the generator's output for the compose services
+    want = write_prometheus_config(Settings(_env_file=None), tmp_path / "p.yml", [f"{w}:6066" for w in workers],
+                                   ["notify:9096"], ["robots:9095"], "alertmanager:9093", "/etc/prometheus/rules.yml")
+    assert (root / "deploy/prometheus/prometheus.yml").read_text() == want.read_text(), \
+        "regenerate deploy/prometheus/prometheus.yml (riskwatch/tools/services.py write_prometheus_config)"
