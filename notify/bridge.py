@@ -160,7 +160,7 @@ class Bridge:
     # --- the loop -------------------------------------------------------------------------------
     def run(self, ready: threading.Event | None = None) -> None:
         from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import CommitFailedError
+        from kafka.errors import KafkaError
 
         s = self.settings
         consumer = KafkaConsumer(**s.kafka_kwargs(), group_id=self.group, client_id="riskwatch-notify",
@@ -190,6 +190,7 @@ class Bridge:
                     try:
                         alert = Alert.model_validate_json(rec.value)
                         a = am_alert(alert, dept, s, self.catalog, now)
+                        a["annotations"]["published_at_ms"] = str(rec.timestamp)  # Kafka time of the revision (latency)
                     except (ValidationError, ValueError) as e:
                         self._dead(producer, rec, f"not a riskwatch alert revision: {e}".splitlines()[0][:500])
                         continue
@@ -216,7 +217,7 @@ class Bridge:
                     producer.flush(60)  # dead letters before the commit
                     try:
                         consumer.commit()
-                    except CommitFailedError as e:  # a rebalance took the partitions: redelivered, idempotent
+                    except KafkaError as e:  # a rebalance (in progress, or it took the partitions): redelivered, idempotent
                         log.warning("commit failed (%s); these notifications will be posted again, "
                                     "Alertmanager sends them once", str(e).splitlines()[0])
                 if time.monotonic() >= next_resend:
@@ -301,4 +302,11 @@ def serve(settings: Settings) -> None:
     b = Bridge(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: b.stopping.set())
-    b.run()
+    try:
+        b.run()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 — crash-only: exit for a restart; uncommitted notifications are posted again
+        log.error("riskwatch notify: %s: %s; exiting (code 70) for a restart — nothing is lost, "
+                  "notifications not yet committed are posted again", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        raise SystemExit(70) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import typer
 
@@ -85,3 +86,17 @@ def status() -> None:
     s = _settings()
     for svc in (bridge(s), robots_svc(s)):
         print(svc.status())
+
+
+@app.command("bench")
+def bench(
+    rate: float = typer.Option(1000.0, "--rate", help="Input events per second (the simulator)"),
+    seconds: float = typer.Option(60.0, "--seconds", help="How long to simulate"),
+    scale: float = typer.Option(0.5, "--scale", help="Simulated entities (1.0 ≈ 1,000), as the demo"),
+    out: Path = typer.Option(Path("var/bench/notify.json"), "--out", help="JSON result file"),
+) -> None:
+    """Latency from the event's Kafka timestamp to the receiver's HTTP request (p50/p99), and
+    notifications delivered against decided, through a real Alertmanager."""
+    from riskwatch.tools.bench.notify import run
+
+    run(_settings(), rate=rate, seconds=seconds, scale=scale, out=out)
