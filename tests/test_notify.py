@@ -205,3 +205,11 @@ def test_compose_runs_alertmanager_prometheus_bridge_and_robots_with_generated_c
                                    ["notify:9096"], ["robots:9095"], "alertmanager:9093", "/etc/prometheus/rules.yml")
     assert (root / "deploy/prometheus/prometheus.yml").read_text() == want.read_text(), \
         "regenerate deploy/prometheus/prometheus.yml (riskwatch/tools/services.py write_prometheus_config)"
+
+
+def test_bench_percentiles():
+    from riskwatch.tools.bench.notify import percentiles
+
+    assert percentiles([]) == {"n": 0}
+    p = percentiles([i / 100 for i in range(1, 101)])
+    assert (p["p50"], p["p99"], p["max"]) == (0.5, 0.99, 1.0)

@@ -122,6 +122,10 @@ class DemoNotify:
         last = [None]
 
         def done() -> bool:
+            for svc in self.services:  # like compose's restart: unless-stopped (crash-only: nothing is lost)
+                if svc.pid() is None:
+                    self.console.print(f"[yellow]{svc.name} exited; restarting it (see {svc.log_file})[/]")
+                    svc.start(log=lambda m: None)
             got = sum(self.delivered().get(d, Counter())["webhook"] for d in decided)
             if got != last[0]:
                 self.console.print(f"  waiting for deliveries: {got:,} of {total:,} notifications at the departments' webhooks")
