@@ -18,6 +18,7 @@ in simulated time (``lifecycle_clock=event``). Then it waits until every notific
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -57,7 +58,7 @@ def percentiles(xs: list[float]) -> dict:
     s = sorted(xs)
 
     def q(p: float) -> float:
-        return round(s[min(len(s) - 1, max(0, int(round(p * len(s) + 0.5)) - 1))], 3)
+        return round(s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))], 3)  # nearest rank
 
     return {"n": len(s), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(s[-1], 3)}
 
