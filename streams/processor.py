@@ -139,6 +139,13 @@ class Processor:
         self.model = model or InspectionOutcomeModel()
         self._rate_cfg: dict[tuple[str, str], RateConfig] = {}
 
+    @classmethod
+    def from_county(cls, county, clock: Callable[[], float] = time.time,
+                    model: InspectionOutcomeModel | None = None) -> "Processor":
+        """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
+        return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
+                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config)
+
     def model_dumps(self) -> bytes:
         """The per-worker inspection-outcome model, for a checkpoint."""
         return pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)

@@ -201,3 +201,32 @@ def _from_le_bytes(b: bytes) -> array:
 _PERSISTED_FIELDS = tuple(f for f in fields(EntityState) if not f.name.startswith("_"))
 _PERSISTED = tuple(f.name for f in _PERSISTED_FIELDS)
 _get_persisted = operator.attrgetter(*_PERSISTED)
+
+
+class StateCache:
+    """Live :class:`EntityState` objects in front of the changelog-backed table of their bytes.
+
+    Unpickling an entity's state for every event costs more than processing it, so the worker
+    keeps the objects it last stored. A cached object is used only while the table still holds
+    the very bytes object it was stored as: after a rebalance or a changelog recovery the table
+    holds other bytes and the state is reloaded from them, so the table stays the truth.
+    """
+
+    def __init__(self, table, max_entries: int):
+        self.table = table
+        self.max_entries = max_entries
+        self._objs: dict[bytes, tuple[EntityState, bytes]] = {}
+
+    def load(self, key: bytes) -> EntityState:
+        raw = self.table.get(key)
+        hit = self._objs.get(key)
+        if hit is not None and raw is not None and hit[1] is raw:
+            return hit[0]
+        return EntityState.loads(raw)
+
+    def store(self, key: bytes, st: EntityState) -> bytes:
+        raw = st.dumps()
+        if len(self._objs) >= self.max_entries and key not in self._objs:
+            self._objs.pop(next(iter(self._objs)))  # oldest first: dicts keep insertion order
+        self._objs[key] = (st, raw)
+        return raw

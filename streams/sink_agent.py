@@ -1,0 +1,55 @@
+"""The ``alert_sink`` agent: ``alerts.all``, ``alerts.events`` and ``deadletter`` → ClickHouse.
+
+Rows for analysts, in larger inserts than the entity agent's (it waits up to ``SINK_WITHIN``).
+The topics are the worker's own output, so a row that does not parse is logged loudly and
+skipped, never allowed to crash the worker; the writer's inserts are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from schemas.events import Alert, AlertTransition, DeadLetter
+from sinks import rows as sink_rows
+from streams import topics as T
+from streams.health import crash_only
+from streams.metrics import SINK_SECONDS
+from streams.worker import BATCH_MAX, RAW, Worker
+
+log = logging.getLogger("riskwatch.worker")
+
+SINK_WITHIN = 1.0
+
+
+def register(w: Worker) -> None:
+    tp = w.settings.topic
+
+    @w.app.agent(w.app.topic(tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), **RAW), name="alert_sink")
+    async def alert_sink(stream):
+        async for batch in stream.take_events(BATCH_MAX, within=SINK_WITHIN):
+            await crash_only("alert_sink", sink_batch, batch)
+
+    async def sink_batch(batch) -> None:
+        w.watchdog.stage("alert_sink", "process")
+        by_table: dict[str, list] = {}
+        for event in batch:
+            msg = event.message
+            try:
+                if msg.topic == tp(T.ALERTS_ALL):
+                    a = Alert.model_validate_json(event.value)
+                    by_table.setdefault("alerts", []).append(sink_rows.alert_row(a))
+                elif msg.topic == tp(T.ALERT_EVENTS):
+                    tr = AlertTransition.model_validate_json(event.value)
+                    by_table.setdefault("alert_history", []).append(sink_rows.transition_row(tr))
+                else:
+                    by_table.setdefault("dead_letters", []).append(
+                        sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value)))
+            except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
+                log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
+                continue
+        w.watchdog.stage("alert_sink", "clickhouse", patient=True)
+        t1 = time.perf_counter()
+        await w.writer.write_now(by_table)
+        SINK_SECONDS.observe(time.perf_counter() - t1)
+        w.watchdog.done("alert_sink")

@@ -1,0 +1,228 @@
+"""What the agents and timers of one worker share: the Faust app, its topics and tables, the
+processor, the state cache and the commit pipeline (the app object, apart from the user API).
+
+:func:`streams.app.create_app` builds one :class:`Worker`; each agent module
+(``entity_agent``, ``sink_agent``, ``peer_agent``, ``timers``, ``health``, ``pages``) registers
+its agents, timers or pages on it. State is reached only through :meth:`Worker.load` (an entity's
+uncommitted change, else the cached or stored state) and changed only under ``state_lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import faust
+import orjson
+from faust.types import TP
+
+from riskwatch.domain.county import County
+from riskwatch.settings import Settings
+from sinks import rows as sink_rows
+from sinks.writer import ClickHouseWriter
+from streams import topics as T
+from streams.bulk import BulkProducer
+from streams.commit import Commit
+from streams.ingest import Decoder
+from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS
+from streams.processor import Processor
+from streams.silences import SilenceBoard
+from streams.state import EntityState, StateCache
+from streams.watchdog import Watchdog
+
+BATCH_MAX = 5000
+MAX_PENDING = 25_000  # processed events waiting for their commit before the entity agent waits
+IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust application: consumer group, broker, web port, producer and failure timings."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
+        broker_credentials=settings.faust_credentials(),
+        store="memory://",  # state is rebuilt from the changelog topic on start / rebalance
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_every=BATCH_MAX,
+        consumer_auto_offset_reset="earliest",
+        # A worker that dies is noticed in ~10 s (not Kafka's default 45 s): its partitions and
+        # their state move to the survivors quickly.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        table_standby_replicas=0,
+        datadir=str(settings.state_dir / "faust"),
+        logging_config=None,
+    )
+    app.conf.producer_max_request_size = max(1_048_576, settings.max_message_bytes * 4)
+    app.conf.producer_max_batch_size = 262_144  # one record batch carries ~150 entity states to the changelog
+    return app
+
+
+RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+@dataclass
+class Topics:
+    """The worker's Faust topics (raw bytes in and out; contracts are checked by the decoder)."""
+
+    inputs: faust.TopicT
+    alerts_all: faust.TopicT
+    alert_events: faust.TopicT
+    inspection_plans: faust.TopicT
+    departments: dict[str, faust.TopicT]
+    notices: faust.TopicT
+    deadletter: faust.TopicT
+    peer_signals: faust.TopicT
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings, county: County) -> "Topics":
+        tp = settings.topic
+        return cls(
+            inputs=app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **RAW),
+            alerts_all=app.topic(tp(T.ALERTS_ALL), **RAW),
+            alert_events=app.topic(tp(T.ALERT_EVENTS), **RAW),
+            inspection_plans=app.topic(tp(T.INSPECTION_PLANS), **RAW),
+            departments={d: app.topic(tp(T.dept_topic(d)), **RAW) for d in county.catalog.departments},
+            notices=app.topic(tp(T.NOTICES), **RAW),
+            deadletter=app.topic(tp(T.DEADLETTER), **RAW),
+            peer_signals=app.topic(tp(T.PEER_SIGNALS), **RAW),
+        )
+
+
+@dataclass
+class Worker:
+    """One worker's shared parts. Built by :func:`Worker.build`; read by the agent modules."""
+
+    settings: Settings
+    county: County
+    app: faust.App
+    topics: Topics
+    entities: faust.types.TableT  # entity_id bytes -> pickled EntityState (changelog-backed)
+    peers: faust.types.TableT  # group -> PeerRates bytes (reached through a repartition)
+    decoder: Decoder
+    processor: Processor
+    writer: ClickHouseWriter
+    cache: StateCache
+    bulk: BulkProducer
+    commit: Commit
+    watchdog: Watchdog
+    commit_watchdog: Watchdog
+    clock: object = time.time
+    silences: SilenceBoard = field(default_factory=SilenceBoard)
+    # the batch agent and the timers (deadlines, eviction) change entity states; they take turns
+    state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    alert_keys: set[bytes] = field(default_factory=set)  # entities with alerts: what the deadline timer visits
+    part_time: dict[int, tuple[float, float]] = field(default_factory=dict)  # partition -> (latest event time, wall time)
+    partition_of: dict[bytes, int] = field(default_factory=dict)  # entity key -> input partition it came from
+    peer_counts: object = None
+
+    @classmethod
+    def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> "Worker":
+        from streams.peer_agent import PeerCounts  # the group agent's batching of its signals
+
+        (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
+        app = faust_app(settings)
+        topics = Topics.declare(app, settings, county)
+        # group state (township, entity kind): reached through a repartition, never shared
+        peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        peers.key_serializer = peers.value_serializer = "raw"
+        # Keyed like the input topics (entity_id bytes). An entity's state is written to the changelog
+        # partition its events came from (whatever partitioner the producers used), so the worker that
+        # owns an input partition also owns, and recovers, the state of its entities.
+        entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
+        cache = StateCache(entities, max_entries=settings.state_cache_entries)
+        watchdog = Watchdog(settings.stall_exit_seconds)
+        bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
+        peer_counts = PeerCounts(settings.topic(T.PEER_SIGNALS))  # township/kind counts, once per commit and hour
+        commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
+                        collect=peer_counts.drain, interval=settings.commit_interval_seconds,
+                        observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
+        processor = Processor.from_county(county, clock=clock)
+        w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
+                decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
+                processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,
+                watchdog=watchdog, commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
+                clock=clock, peer_counts=peer_counts)
+        entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
+        return w
+
+    # --- state ----------------------------------------------------------------------------------
+    def partition_for_key(self, key: bytes) -> int | None:
+        p = self.partition_of.get(key)
+        return p if p is not None else self.entities.data._key_partition.get(key)
+
+    def load(self, key: bytes) -> EntityState:
+        """An entity's current state: its uncommitted change, else the cached/stored one."""
+        pending, st = self.commit.live(key)
+        if pending:
+            return st if st is not None else EntityState()
+        return self.cache.load(key)
+
+    # --- partitions -----------------------------------------------------------------------------
+    @property
+    def first_input(self) -> str:
+        return self.settings.topic(T.INPUT_TOPICS[0])
+
+    def actives(self) -> frozenset:
+        return frozenset(self.app.assignor.assigned_actives())
+
+    def owned(self, key: bytes, actives: frozenset | None = None) -> bool:
+        """Whether this worker currently owns the key's partition (a table keeps revoked keys in memory).
+        A loop over many keys passes ``actives`` (the assignor builds the set anew on every call)."""
+        p = self.partition_for_key(key)
+        return p is not None and TP(self.first_input, p) in (self.actives() if actives is None else actives)
+
+    def input_tps(self) -> list:
+        """This worker's input topic partitions, sorted."""
+        prefix = self.settings.topic_prefix + "events."
+        return sorted((x for x in self.app.assignor.assigned_actives() if x.topic.startswith(prefix)),
+                      key=lambda x: (x.topic, x.partition))
+
+    def lifecycle_now(self) -> float:
+        """The deadline clock: the wall clock, or (``event``) the watermark: the event time every
+        partition this worker owns has reached (the slowest one), so an entity's deadline never
+        passes before its own partition's events up to then were processed. A partition without
+        new events for ``IDLE_PARTITION_SECONDS`` does not hold the watermark back (idleness)."""
+        if self.settings.lifecycle_clock != "event":
+            return self.clock()
+        owned_parts = {x.partition for x in self.app.assignor.assigned_actives() if x.topic == self.first_input}
+        seen = [(t, w) for p, (t, w) in self.part_time.items() if p in owned_parts]
+        if not seen:
+            return 0.0
+        wall = time.monotonic()
+        active = [t for t, w in seen if wall - w < IDLE_PARTITION_SECONDS]
+        return min(active) if active else max(t for t, _ in seen)
+
+    # --- outputs --------------------------------------------------------------------------------
+    def alert_sends(self, out, key: bytes, sends: list) -> None:
+        """A processor output's alert revisions (to ``alerts.all`` and each recipient's topic) and
+        transitions (``alerts.events``), appended to a batch's sends."""
+        for a in out.alerts:
+            body = a.model_dump_json().encode()
+            sends.append((self.topics.alerts_all, key, body))
+            for d in a.recipients:
+                sends.append((self.topics.departments[d], key, body))
+            ALERTS_OUT.labels(a.level.value, a.notification or a.status.value).inc()
+        for tr in out.transitions:
+            sends.append((self.topics.alert_events, key, orjson.dumps(tr)))
+
+    def plan_sends(self, out, key: bytes, sends: list, rows: dict) -> None:
+        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows."""
+        for plan in out.plans:
+            sends.append((self.topics.inspection_plans, key, plan.model_dump_json().encode()))
+            rows.setdefault("inspection_plans", []).append(sink_rows.plan_row(plan))
+
+
+def records(sends: list[tuple]) -> list[tuple]:
+    """(Faust topic, key, value) → bulk records, partitioned by key as ``topic.send`` would."""
+    return [(t.get_topic_name(), None, k, v) for t, k, v in sends]
