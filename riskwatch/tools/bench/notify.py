@@ -11,6 +11,7 @@ in simulated time (``lifecycle_clock=event``). Then it waits until every notific
   urging, escalation, pending periods ending — have no event);
 * ``alert_to_receiver_s``: from the alert revision's Kafka timestamp to the receiver (the bridge,
   Alertmanager and the webhook: the delivery part alone), over every notification;
+* ``event_to_alert_s``: the worker's part (event's Kafka timestamp to the alert revision's);
 * ``decided`` and ``delivered`` notifications (deliveries to the departments' webhooks; robots and
   email are counted per channel in the table).
 """
@@ -100,7 +101,7 @@ def run(settings: Settings, rate: float = 1000.0, seconds: float = 60.0, scale: 
                     events[orjson.loads(r.value)["event_id"]] = r.timestamp
                 except (ValueError, KeyError, TypeError):
                     pass
-        ev_lat, al_lat = [], []
+        ev_lat, al_lat, worker_lat = [], [], []
         for req in notify.sink.ok("/hook/"):
             if req.path == "/hook/_ops":
                 continue
@@ -111,10 +112,13 @@ def run(settings: Settings, rate: float = 1000.0, seconds: float = 60.0, scale: 
                 ts = events.get(ann.get("source_event_id", ""))
                 if ts is not None:
                     ev_lat.append(req.at - ts / 1000)
+                    if "published_at_ms" in ann:
+                        worker_lat.append((int(ann["published_at_ms"]) - ts) / 1000)
         result = {
             "rate_target": rate, "events": n_events, "events_per_s": round(n_events / sim_s, 1), "seconds": round(sim_s, 1),
             "decided": decided, "delivered": delivered,
             "event_to_receiver_s": percentiles(ev_lat), "alert_to_receiver_s": percentiles(al_lat),
+            "event_to_alert_s": percentiles(worker_lat),
             "note": "2-core machine shared with other work: absolute timings are noisy",
         }
         out.parent.mkdir(parents=True, exist_ok=True)
