@@ -25,8 +25,7 @@ import yaml
 from notify.receivers import Channels, Receivers
 from riskwatch.domain.catalog import Catalog
 
-REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO / "deploy" / "alertmanager" / "riskwatch.tmpl"
+TEMPLATE = Path(__file__).with_name("riskwatch.tmpl")  # message templates (package data: also in the image)
 OPS = "_ops"  # the ops team's path segment at the robot adapter
 RISKWATCH_TIMING = {"group_wait": "0s", "group_interval": "1m", "repeat_interval": "168h"}
 OPS_TIMING = {"group_wait": "10s", "group_interval": "1m", "repeat_interval": "4h"}
