@@ -213,3 +213,19 @@ def test_bench_percentiles():
     assert percentiles([]) == {"n": 0}
     p = percentiles([i / 100 for i in range(1, 101)])
     assert (p["p50"], p["p99"], p["max"]) == (0.5, 0.99, 1.0)
+
+
+def test_cli_alertmanager_config_checks_with_amtool_and_refuses_a_missing_secret(tmp_path):
+    import os
+    import sys
+
+    env = {**os.environ, **ENV, "RISKWATCH_ENV_FILE": str(tmp_path / "none.env")}
+    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "am" / "alertmanager.yml") and (tmp_path / "am" / "riskwatch.tmpl").exists()
+    env.pop("DINGTALK_AMR_SECRET")
+    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am2")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "(departments.amr.dingtalk.0.secret): environment variable DINGTALK_AMR_SECRET is not set" in r.stderr
