@@ -192,7 +192,8 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
                                   worker_ports=[p.settings.web_port], rules=fast)
     stack.prometheus.start(log=lambda m: None)
     wait_for(lambda: _prom_query(stack, 'up{job="riskwatch-worker"} == 1'), 30, "Prometheus to scrape the worker")
-    assert _prom_query(stack, "riskwatch_consumer_lag")  # the bridge exports consumer lag
+    wait_for(lambda: _prom_query(stack, f'riskwatch_consumer_lag{{group="{p.settings.app_id}"}}'), 30,
+             "the workers' consumer lag (exported by the bridge) in Prometheus")
     p.worker.kill9()
     ops = wait_for(lambda: [a for a in stack.fake.hook_alerts("_ops") if a["labels"]["alertname"] == "RiskwatchWorkerDown"],
                    60, "RiskwatchWorkerDown at the ops receiver")

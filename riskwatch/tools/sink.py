@@ -72,7 +72,11 @@ class ReceiverSink:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # Alertmanager flushes hundreds of groups at once (the default 5 drops SYNs: 1 s retries)
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", self.port), H)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-receivers").start()
         return self
