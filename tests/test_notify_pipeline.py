@@ -148,10 +148,14 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
     p.flush()
     p.wait_consumed()
     now = F.datetime.now(F.timezone.utc)
-    for i in range(n // 2):
+    for i in range(n // 4):
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()
     wait_for(lambda: stack.fake.hook_alerts("amr"), 60, "the first deliveries")
+    for i in range(n // 4, n // 2):  # the next wave is on its way through worker and bridge when the bridge dies
+        p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
+    p.flush()
+    time.sleep(0.3)
     at_kill = sum(len(stack.fake.hook_alerts(d)) for d in p.catalog.departments)
     stack.bridge.stop(kill=True)  # kill -9 mid-stream: some posted, some not, offsets maybe not committed
     stack.bridge.start(log=lambda m: None)
