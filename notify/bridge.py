@@ -73,7 +73,7 @@ class Refused(RuntimeError):
 def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog, now: datetime) -> dict:
     """The Alertmanager alert for one notification revision to one department."""
     dname = catalog.departments[department].name if department in catalog.departments else department
-    link = f"{settings.workbench_url.rstrip('/')}/alerts/{alert.alert_id}" if settings.workbench_url else ""
+    link = alert.url  # the alert's workbench page (RISKWATCH_WEB_PUBLIC_URL), when the worker knows one
     starts = min(alert.updated_at, now) if alert.updated_at.tzinfo else now
     ann = {
         "title": alert.title, "summary": alert.message,

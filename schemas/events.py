@@ -257,6 +257,10 @@ class DisposalFeedback(Event):
     status: FeedbackStatus
     comment: str = Field("", max_length=2000)
     result: str = Field("", max_length=2000, description="Disposal result when status=disposed")
+    user: str = Field("", max_length=64, description="Person who gave the feedback (the workbench fills it); "
+                                                   "alert_history records <department>/<user> as the actor")
+    attachment_sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$",
+                                   description="SHA-256 of an attached file (content-addressed store of the workbench)")
 
     _dept = field_validator("department")(_catalog_code("department"))
 
@@ -390,6 +394,7 @@ class Alert(BaseModel):
     ack_due: datetime | None = Field(None, description="Acknowledgement (签收) deadline while open")
     dispose_due: datetime | None = Field(None, description="Disposal (处置) deadline while open")
     flapping: bool = Field(False, description="Held as flapping: notifications paused until stable")
+    url: str = Field("", description="The alert's page in the workbench (RISKWATCH_WEB_PUBLIC_URL), for notifications to link to")
     topic: ClassVar[str] = "alerts.all"
 
 

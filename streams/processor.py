@@ -122,8 +122,9 @@ class Processor:
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
                  router: Router | None = None, lifecycle: Lifecycle | None = None,
-                 planning: SpotCheckConfig | None = None):
+                 planning: SpotCheckConfig | None = None, web_url: str = ""):
         self.catalog = catalog
+        self.web_url = web_url.rstrip("/")  # workbench base URL: each alert revision links to its page
         # joint inspections: merge window and which alert levels ask for an on-site check (spot_checks.yaml)
         self.planning = planning or load_spot_checks(catalog=catalog).config
         # pending, hysteresis, flapping, deadlines, urging and escalation (riskwatch/data/lifecycle.yaml)
@@ -141,10 +142,11 @@ class Processor:
 
     @classmethod
     def from_county(cls, county, clock: Callable[[], float] = time.time,
-                    model: InspectionOutcomeModel | None = None) -> "Processor":
+                    model: InspectionOutcomeModel | None = None, web_url: str = "") -> "Processor":
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
         return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
-                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config)
+                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config,
+                   web_url=web_url)
 
     def model_dumps(self) -> bytes:
         """The per-worker inspection-outcome model, for a checkpoint."""
@@ -336,10 +338,11 @@ class Processor:
             out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
                             f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
             return
-        comment = " ".join(x for x in (ev.comment, ev.result) if x)
+        attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
+        comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
         rev = oa.lc.revision
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
-                                         ev.occurred_at, comment, self.silences)
+                                         ev.occurred_at, comment, self.silences, user=ev.user)
         if res.rejected:
             out.rejected = res.rejected
             return
@@ -540,6 +543,7 @@ class Processor:
             ack_due=_dt(lc.ack_due) if is_open and lc.ack_due else None,
             dispose_due=_dt(lc.dispose_due) if is_open and lc.dispose_due else None,
             flapping=lc.flapping,
+            url=f"{self.web_url}/alerts/{oa.alert_id}" if self.web_url else "",
         )
 
 

@@ -97,9 +97,9 @@ def _alert(**kw) -> Alert:
 
 
 def test_one_revision_becomes_one_alertmanager_alert_with_its_own_labels():
-    s = Settings(workbench_url="https://wb.county.cn")
+    s = Settings(_env_file=None)
     now = datetime(2026, 5, 1, 3, 0, tzinfo=timezone.utc)
-    a = am_alert(_alert(), "police", s, CATALOG, now)
+    a = am_alert(_alert(url="https://wb.county.cn/alerts/a1"), "police", s, CATALOG, now)
     assert a["labels"] == {"source": "riskwatch", "department": "police", "alert_id": "a1", "seq": "4", "notification": "urge",
                            "item": "8", "level": "red", "township": "北舞渡镇", "alertname": "riskwatch_urge"}
     ann = a["annotations"]

@@ -353,8 +353,9 @@ class Lifecycle:
         return out
 
     def on_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "",
-                    silences: Iterable[Silence] = ()) -> FeedbackOutcome:
-        """A department's feedback (督促反馈). Only receivers of this alert may give feedback."""
+                    silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
+        """A department's feedback (督促反馈). Only receivers of this alert may give feedback.
+        The recorded actor is ``dept/user`` when a person is named, else the department."""
         at, silences, res = _ts(at), list(silences), FeedbackOutcome()
         status = str(status)
         out = res.notifications
@@ -376,7 +377,8 @@ class Lifecycle:
             return res
         self._refresh_silence(st, at, out, silences)
         st.responses[dept] = status
-        self._record(st, at, "feedback", st.status, st.status, dept, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
+        actor = f"{dept}/{user}" if user else dept
+        self._record(st, at, "feedback", st.status, st.status, actor, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
         if status == "not_ours":
             st.responders.remove(dept)
             if not st.responders:
@@ -388,19 +390,19 @@ class Lifecycle:
                        + (f"(理由:{comment})" if comment else "") + ",请专班办公室研判确定责任部门。", silences)
         elif status == "acknowledged":
             if st.status == "firing":
-                self._set(st, at, "acknowledged", dept, comment)
+                self._set(st, at, "acknowledged", actor, comment)
         elif status == "in_progress":
             if st.status in ("firing", "acknowledged"):
-                self._set(st, at, "disposing", dept, comment)
+                self._set(st, at, "disposing", actor, comment)
         elif status == "disposed" and st.status in OPEN:
             if not self._dispose_waiting(st):
-                self._set(st, at, "resolved", dept, comment or "部门反馈处置完毕")
+                self._set(st, at, "resolved", actor, comment or "部门反馈处置完毕")
                 st.resolved_at = at
                 st.active = False
                 self._emit(st, out, at, "resolved", st.departments,
                            f"【预警解除】{self._desc(st)}:{self._dname(dept)}反馈处置完毕。", silences)
             elif st.status in ("firing", "acknowledged"):
-                self._set(st, at, "disposing", dept, comment)
+                self._set(st, at, "disposing", actor, comment)
         return res
 
     def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
