@@ -29,6 +29,7 @@ of the worker group on the input topics (``riskwatch_consumer_lag``), for the Pr
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -99,6 +100,35 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
 
 
 @dataclass
+class StallWatch:
+    """Crash-only guard of the bridge (as the worker's commit watchdog): notifications wait on the
+    department topics (lag > 0) yet the bridge's committed lag has not gone down for ``limit``
+    seconds, while Alertmanager is not the reason (posts succeed) — the Kafka consumer is stuck (seen
+    after a broker restart). The bridge then exits (code 70) for its supervisor to restart it;
+    nothing is lost, uncommitted notifications are read and posted again.
+
+    >>> w = StallWatch(limit=60)
+    >>> w.stalled(lag=5, now=0, am_down=False), w.stalled(5, 59, False), w.stalled(5, 61, False)
+    (False, False, True)
+    >>> w = StallWatch(limit=60)
+    >>> w.stalled(5, 0, False), w.stalled(3, 50, False), w.stalled(3, 100, False), w.stalled(3, 111, False)
+    (False, False, False, True)
+    >>> w.stalled(3, 500, am_down=True), w.stalled(0, 900, False), w.stalled(2, 950, False)
+    (False, False, False)
+    """
+
+    limit: float
+    _last_lag: int | None = None
+    _progress_at: float | None = None
+
+    def stalled(self, lag: int, now: float, am_down: bool) -> bool:
+        if self._progress_at is None or lag == 0 or am_down or (self._last_lag is not None and lag < self._last_lag):
+            self._progress_at = now
+        self._last_lag = lag
+        return now - self._progress_at > self.limit
+
+
+@dataclass
 class _Held:
     alert: dict
     until: float  # monotonic: stop re-sending after this
@@ -113,6 +143,8 @@ class Bridge:
     def __post_init__(self) -> None:
         self.http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=10.0), retries=False)
         self.held: dict[tuple[str, int, str], _Held] = {}
+        self.am_down = False
+        self.watch = StallWatch(self.settings.notify_stall_exit_seconds)
         self.group = f"{self.settings.app_id}-notify"
         self.prefix = self.settings.topic("alerts.")
         self.topics = [self.settings.topic(f"alerts.{d}") for d in self.catalog.departments]
@@ -129,6 +161,7 @@ class Bridge:
         if r.status == 200:
             POST_SECONDS.observe(time.perf_counter() - t0)
             UP_AM.set(1)
+            self.am_down = False
             return
         body = r.data[:300].decode(errors="replace")
         if r.status >= 500 or r.status == 429:
@@ -139,6 +172,7 @@ class Bridge:
 
     def _before_sleep(self, rs: RetryCallState) -> None:
         UP_AM.set(0)
+        self.am_down = True
         wait = rs.next_action.sleep if rs.next_action else 0
         msg = (f"{rs.outcome.exception()}; retrying in {wait:.1f}s (attempt {rs.attempt_number}); nothing is lost "
                f"— start it with `riskwatch alertmanager start` or check RISKWATCH_ALERTMANAGER_URL")
@@ -289,7 +323,14 @@ class Bridge:
                     for t, n in per_topic.items():
                         CONSUMER_LAG.labels(group, t).set(n)
                     if group == self.group:
-                        LAG.set(sum(per_topic.values()))
+                        lag = sum(per_topic.values())
+                        LAG.set(lag)
+                        if self.watch.stalled(lag, time.monotonic(), self.am_down):
+                            log.error("riskwatch notify: %d notifications wait and nothing was committed for %.0fs while "
+                                      "Alertmanager accepts posts: the Kafka consumer is stuck; exiting (code 70) for a "
+                                      "restart — nothing is lost, they are read again", lag, self.watch.limit)
+                            logging.shutdown()
+                            os._exit(70)
             except Exception as e:  # noqa: BLE001 — a broker away: keep the last values, try again
                 log.debug("lag: %s", e)
                 admin = consumer = None

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     notify_host: str = Field("127.0.0.1", description="Bridge /metrics bind address")
     notify_retry_max_seconds: float = Field(30.0, gt=0, description="Longest back-off between attempts while Alertmanager is unreachable (the bridge waits, loses nothing)")
     notify_hold_seconds: float = Field(900.0, ge=60, description="How long the bridge keeps re-sending a posted alert to Alertmanager (Alertmanager keeps alerts in memory only; a restarted one gets them again) and its endsAt window; longer than any delivery retry")
+    notify_stall_exit_seconds: float = Field(120.0, gt=0, description="Notifications waiting while the bridge commits nothing for this long (Alertmanager up) make it exit (code 70) for a restart (its Kafka consumer is stuck); nothing is lost")
     notify_resend_seconds: float = Field(30.0, gt=0, description="How often held alerts are re-sent to Alertmanager (as Prometheus does)")
     prometheus_port: int = Field(19097, ge=1, le=65535, description="Port of the local Prometheus (riskwatch prometheus start) on 127.0.0.1")
     prometheus_scrape_seconds: float = Field(15.0, gt=0, description="Prometheus scrape and rule evaluation interval")
