@@ -7,8 +7,10 @@ own; and it reads exactly what departments are told (a message on ``alerts.<dept
 notification to that department), so it needs nothing but the topics.
 
 One Kafka message on ``alerts.<dept>`` becomes one Alertmanager alert whose labels identify that
-notification: ``alert_id``, ``seq`` (the revision), ``notification``, ``department`` (+ ``item``,
-``level``, ``township``, ``source="riskwatch"``). Every notification has its own label set, so
+notification: ``alert_id``, ``first_seen`` (alert ids repeat when a county resets riskwatch's state,
+and Alertmanager's notification log would take a new incident for one it already sent), ``seq``
+(the revision), ``notification``, ``department`` (+ ``item``, ``level``, ``township``,
+``source="riskwatch"``). Every notification has its own label set, so
 Alertmanager makes it its own group (``group_by: ['...']``) and sends it once; the same message
 posted again (a redelivery after a crash) has the same label set, which Alertmanager has already
 notified: no second message. ``endsAt`` is ``notify_hold_seconds`` after the post and
@@ -90,7 +92,8 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
         ann["link"] = link
     return {
         "labels": {"source": "riskwatch", "department": department, "alert_id": alert.alert_id,
-                   "seq": str(alert.revision), "notification": alert.notification or "update",
+                   "seq": str(alert.revision), "first_seen": alert.first_seen.astimezone(timezone.utc).isoformat(),
+                   "notification": alert.notification or "update",
                    "item": str(alert.item_id) if alert.item_id is not None else "none", "level": alert.level.value,
                    "township": alert.township or "unknown", "alertname": f"riskwatch_{alert.notification or 'update'}"},
         "annotations": {k: v for k, v in ann.items() if v},

@@ -100,7 +100,8 @@ def test_one_revision_becomes_one_alertmanager_alert_with_its_own_labels():
     s = Settings(_env_file=None)
     now = datetime(2026, 5, 1, 3, 0, tzinfo=timezone.utc)
     a = am_alert(_alert(url="https://wb.county.cn/alerts/a1"), "police", s, CATALOG, now)
-    assert a["labels"] == {"source": "riskwatch", "department": "police", "alert_id": "a1", "seq": "4", "notification": "urge",
+    assert a["labels"] == {"source": "riskwatch", "department": "police", "alert_id": "a1", "seq": "4",
+                           "first_seen": "2026-05-01T02:00:00+00:00", "notification": "urge",
                            "item": "8", "level": "red", "township": "北舞渡镇", "alertname": "riskwatch_urge"}
     ann = a["annotations"]
     assert ann["link"] == "https://wb.county.cn/alerts/a1" and ann["ack_due"].startswith("2026-05-01T03:00")
