@@ -332,11 +332,24 @@ class Processor:
                              f"预警核查:{oa.title}")
         self._plan(entity_id, st, out, tid, at)
 
+    def _reassign(self, ev: DisposalFeedback, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
+        """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason)."""
+        rev = oa.lc.revision
+        res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
+                                      self.silences, user=ev.user)
+        if res.rejected:
+            out.rejected = res.rejected
+            return
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
         if oa is None:
             out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
                             f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
+            return
+        if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
+            self._reassign(ev, st, out, oa)
             return
         attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
         comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
@@ -527,7 +540,7 @@ class Processor:
         status_zh = {"pending": "待定", "firing": "预警", "acknowledged": "已签收", "disposing": "处置中",
                      "resolved": "已解除", "closed": "已关闭"}.get(oa.status, oa.status)
         message = note.text_zh if note is not None else (
-            f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
+            f"【{level.zh}{status_zh}】{'' if name.startswith(st.township) else st.township}{name}:{oa.title}。"
             + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""))
         is_open = oa.status in ("firing", "acknowledged", "disposing")
         return Alert(

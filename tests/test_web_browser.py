@@ -18,29 +18,41 @@ from tests.webtools import browser_login, chromium, csrf_of, screenshot, start_w
 pytestmark = pytest.mark.timeout(420)
 
 
-@pytest.fixture
-def web(pipeline, tmp_path):
-    w = start_web(pipeline.settings, tmp_path)
-    yield w
-    w.stop()
+@pytest.fixture(scope="module")
+def shared(broker, tmp_path_factory):
+    """One pipeline, worker, app and browser for the module's flows (each starts in ~15–30 s on
+    the shared machine; the flows use different entities, so they do not disturb each other)."""
+    import uuid
 
+    from tests.conftest import Pipeline, free_port
+    from streams.topics import delete_topics
 
-@pytest.fixture
-def browser(tmp_path):
-    d = chromium(tmp_path)
-    yield d
-    d.quit()
+    tmp = tmp_path_factory.mktemp("webflow")
+    run = uuid.uuid4().hex[:8]
+    s = broker.model_copy(update=dict(
+        topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
+        clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state", partitions=4,
+        stall_exit_seconds=45.0, commit_stall_exit_seconds=60.0))
+    p = Pipeline(s, tmp)
+    web = start_web(s, tmp)
+    worker = p.start_worker(web_public_url=web.url)
+    browser = chromium(tmp)
+    yield p, worker, web, browser
+    browser.quit()
+    web.stop()
+    p.close()
+    delete_topics(s, [s.topic_prefix, s.app_id + "-"])
 
 
 def _feedback_msgs(p) -> list[dict]:
     return [orjson.loads(v) for _, v in p.read_topic("events.feedback")]
 
 
-def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pipeline, web, browser):
+def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(shared):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
-    p = pipeline
-    w = p.start_worker(web_public_url=web.url)
+    p, w, web, browser = shared
     p.send("events.registry", F.registered("E-food", kind="food_producer", name="舞泉镇鑫源食品有限公司"))
     c = F.complaint("E-food", category="hygiene")
     c["text"] = "后厨有老鼠<script>alert(1)</script> 联系电话13812345678"
@@ -113,6 +125,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     wait_for(lambda: "处理引擎未受理本次反馈" in em.get(r.headers["location"]).text, 90, "the worker's refusal shown")
     office = web.client("taskforce").get("/taskforce").text
     assert f"/alerts/{aid}" in office and "不属于本部门监管范围" in office
+
     n = len(_feedback_msgs(p))  # amr's and emergency's feedback so far
 
     # an action the worker has not confirmed: the page waits (refreshing), after a minute it says so and stops
@@ -131,6 +144,39 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
     assert leader.get("/taskforce").status_code == 200 and police.get("/taskforce").status_code == 403
     p.flush()
     assert len(_feedback_msgs(p)) == n
+
+    # the task-force office decides (改派): agri becomes responsible, emergency (which refused) is released
+    assert amr_client_reassign(web, aid).status_code == 403  # only the office may
+    browser_login(browser, web, "taskforce")
+    browser.get(f"{web.url}/taskforce")
+    browser.find_element(By.CSS_SELECTOR, f'#not-ours a[href="/alerts/{aid}#reassign"]').click()
+    wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
+    Select(browser.find_element(By.ID, "assign-to")).select_by_value("agri")
+    browser.find_element(By.ID, "reassign-reason").send_keys("经研判属农产品种植环节,由县农业农村局负责")
+    browser.find_element(By.ID, "btn-reassign").click()
+    wait_text(browser, "#receivers", "县农业农村局", timeout=90)
+    assert browser.find_elements(By.ID, "confirmed")
+    assert "已改派他部门" in browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="emergency"]').text
+    assert "专班改派 → 县农业农村局" in browser.find_element(By.ID, "timeline").text
+    screenshot(browser, "alert_reassigned")
+    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
+                   "AND kind IN ('feedback', 'receivers') AND actor LIKE 'taskforce%' ORDER BY seq")
+    assert [h["actor"] for h in hist] == ["taskforce/王五"] * 2 and hist[1]["comment"] == "+agri -emergency"
+    a = w.query(f"SELECT departments FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")[0]
+    assert a["departments"] == ["amr", "eco", "agri"]
+    assert any(m["alert_id"] == aid and m["notification"] == "receiver_added" for m in
+               (orjson.loads(v) for _, v in p.read_topic("alerts.agri")))
+    assert f"/alerts/{aid}" not in web.client("taskforce").get("/taskforce").text  # decided: off the office's list
+    assert web.client("emergency").get(f"/alerts/{aid}").status_code == 403  # released
+    # a 改派 sent by a department straight to Kafka is refused by the worker into the dead letters
+    forged = F.feedback("E-food", aid, "amr", "reassign")
+    forged.update(assign_to=["police"], comment="x")
+    p.send("events.feedback", forged)
+    p.flush()
+    dl = wait_for(lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, '只有专班办公室') > 0"),
+                  90, "the forged reassign in the dead letters")
+    assert "amr" in dl[0]["error"]
+    n = len(_feedback_msgs(p))  # with the office's decision and the forged one
 
     # bad input from amr: each refused with its status, nothing produced
     amr = web.client("amr")
@@ -182,7 +228,13 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(pi
         assert aid not in html and "风险分" not in html and "13812345678" not in html and "138****5678" not in html
 
 
-def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(pipeline, web, browser):
+def amr_client_reassign(web, aid: str):
+    amr = web.client("amr")
+    return amr.post(f"/alerts/{aid}/reassign", data={"csrf_token": csrf_of(amr.get("/inbox").text),
+                                                    "assign_to": "police", "reason": "x"})
+
+
+def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(shared):
     """amr (lead of item 1) enters the result of a joint inspection with emergency; the worker
     stores it and the plan's tasks are done: a later task of emergency is not merged with them
     again. The task-force office sees its tables and decides an entity without an item; the public
@@ -192,8 +244,7 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    p = pipeline
-    w = p.start_worker(web_public_url=web.url)
+    p, w, web, browser = shared
     p.send("events.registry", F.registered("E-joint", kind="food_producer", name="舞阳县鑫盛食品厂"))
     p.send("events.registry", F.registered("E-new", kind="new_business", name="舞泉镇社区团购自提点"))
     p.flush()
@@ -201,7 +252,8 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"))
     p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
     p.flush()
-    plan = wait_for(lambda: w.query("SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL"), 90, "the joint plan")[0]
+    plan = wait_for(lambda: w.query("SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL "
+                                    "WHERE entity_id = 'E-joint'"), 90, "the joint plan")[0]
     assert plan["departments"] == ["amr", "emergency"]
     iid = plan["inspection_id"]
 
@@ -227,7 +279,7 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
     p.flush()
     p.wait_consumed()
-    assert len(p.read_topic("inspection.plans")) == 1
+    assert sum(orjson.loads(v)["entity_id"] == "E-joint" for _, v in p.read_topic("inspection.plans")) == 1
     browser.get(f"{web.url}/tasks")
     assert "已完成" in browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task="SC-w-1-amr"]').text
 

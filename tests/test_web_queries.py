@@ -33,13 +33,17 @@ def client(tmp_path_factory):
     c = make_client(f"chdb://{tmp_path_factory.mktemp('webq') / 'ch'}")
     migrate(c, "riskwatch")
     m = lambda x: T0 + timedelta(minutes=x)  # noqa: E731
-    c.insert("alerts", [_alert("A1", "resolved"), _alert("A2", "firing", "red"), _alert("A3", "firing", "blue", depts=("police",))],
+    c.insert("alerts", [_alert("A1", "resolved"), _alert("A2", "firing", "red"), _alert("A3", "firing", "blue", depts=("police",)),
+                        _alert("A4", "firing", depts=("agri",))],
              column_names=list(COLUMNS["alerts"]), database="riskwatch", settings=INSERT_SETTINGS)
     h = [alert_history_row(a, T0, "pending", "firing", "detector", seq=1, kind="status") for a in ("A1", "A2", "A3")]
     h += [alert_history_row("A1", m(10), "firing", "firing", "amr/张三", "acknowledged(签收) 已安排", seq=2, kind="feedback"),
           alert_history_row("A1", m(30), "acknowledged", "acknowledged", "emergency/赵六", "acknowledged(签收)", seq=3, kind="feedback"),
           alert_history_row("A1", m(120), "acknowledged", "acknowledged", "amr", "disposed(处置完毕) 已整改", seq=4, kind="feedback"),
-          alert_history_row("A2", m(40), "firing", "firing", "emergency/赵六", "not_ours(非本部门职责) 不属于本部门", seq=2, kind="feedback")]
+          alert_history_row("A2", m(40), "firing", "firing", "emergency/赵六", "not_ours(非本部门职责) 不属于本部门", seq=2, kind="feedback"),
+          # A4: amr refused, the office decided (改派 to agri): no longer waiting for the office
+          alert_history_row("A4", m(40), "firing", "firing", "amr/张三", "not_ours(非本部门职责) 种植环节", seq=1, kind="feedback"),
+          alert_history_row("A4", m(50), "firing", "firing", "taskforce/王五", "reassign(专班改派) → agri:属农业", seq=2, kind="feedback")]
     c.insert("alert_history", h, column_names=list(COLUMNS["alert_history"]), database="riskwatch", settings=INSERT_SETTINGS)
     yield c
     c.close()

@@ -55,6 +55,20 @@ def test_five_wrong_passwords_lock_the_account_for_this_ip(web):
     assert login(web.client(), "police", web.passwords["police"]).status_code == 303  # other accounts unaffected
 
 
+def test_lock_survives_an_app_restart_and_stays_per_account_and_ip(web):
+    c = web.client()
+    for _ in range(5):
+        login(c, "leader", "wrong-password")
+    web.restart()  # a new app process: the lock is in var/web/throttle.json, not in the old process
+    assert (web.settings.workbench_dir / "throttle.json").stat().st_mode & 0o777 == 0o600
+    r = login(web.client(), "leader", web.passwords["leader"])
+    assert r.status_code == 429 and "账号已锁定" in r.text
+    assert login(web.client(), "amr", web.passwords["amr"]).status_code == 303  # other accounts unaffected
+    # per IP: the same account from another address (the file as a second process would see it)
+    t = LoginThrottle(path=web.settings.workbench_dir / "throttle.json")
+    assert t.locked_for("leader", "127.0.0.1") > 800 and t.locked_for("leader", "10.1.2.3") == 0
+
+
 def test_throttle_window_and_unlock():
     now = [0.0]
     t = LoginThrottle(clock=lambda: now[0])

@@ -50,6 +50,11 @@ class Web:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    def restart(self) -> None:
+        """Stop the app process and start a new one on the same settings, directory and port."""
+        self.stop()
+        self.proc = _spawn(self.settings, self.log, self.url)
+
 
 def csrf_of(html: str) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', html)
@@ -73,10 +78,14 @@ def start_web(settings: Settings, tmp: Path, accounts=ACCOUNTS) -> Web:
     for u, (role, dept, name) in accounts.items():
         pw[u] = store.add(u, role=role, dept=dept, name=name)[1]
     log = tmp / "web.log"
+    url = f"http://127.0.0.1:{port}"
+    return Web(s, url, _spawn(s, log, url), log, pw)
+
+
+def _spawn(s: Settings, log: Path, url: str) -> subprocess.Popen:
     env = {**os.environ, **settings_env(s), "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "web", "run"], env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -87,7 +96,7 @@ def start_web(settings: Settings, tmp: Path, accounts=ACCOUNTS) -> Web:
             return False
 
     wait_for(up, 60, "the workbench to answer /healthz", interval=0.3)
-    return Web(s, url, proc, log, pw)
+    return proc
 
 
 def chromium(tmp: Path):

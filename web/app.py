@@ -48,11 +48,12 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     catalog = load_catalog(settings.catalog_path)
     wdir = Path(settings.workbench_dir)
     from detectors.fusion import load_fusion
+    from detectors.rules import load_rules
     from riskwatch.settings import DATA_DIR
 
     ctx = Ctx(settings=settings, catalog=catalog, users=UserStore(wdir / "users.json"), reader=Reader(settings),
-              producer=Producer(settings, catalog), templates=make_templates(), throttle=throttle or LoginThrottle(),
-              credit=load_fusion(DATA_DIR / "fusion.yaml").credit)
+              producer=Producer(settings, catalog), templates=make_templates(), throttle=throttle or LoginThrottle(path=wdir / "throttle.json"),
+              credit=load_fusion(DATA_DIR / "fusion.yaml").credit, rules=load_rules(settings.rules_path))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
 from web.data import Reader, ts
+from web.texts import signal_zh
 from web.produce import Producer
 from web.users import ROLE_ZH, LoginThrottle, User, UserStore
 
@@ -25,7 +26,8 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 OPEN = ("firing", "acknowledged", "disposing")
 STATUS_ZH = {"pending": "待定", "firing": "待签收", "acknowledged": "已签收", "disposing": "处置中",
              "resolved": "已解除", "closed": "已关闭"}
-FEEDBACK_ZH = {"acknowledged": "已签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门"}
+FEEDBACK_ZH = {"acknowledged": "已签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门",
+               "reassign": "已改派", "released": "已改派他部门"}
 LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 OUTCOME_ZH = {"pass": "合格", "pass_with_conditions": "限期整改", "fail": "不合格"}
 CATEGORY_ZH = {"food_poisoning": "食物中毒", "food_quality": "食品质量", "hygiene": "卫生状况", "counterfeit_drug": "假劣药品",
@@ -49,6 +51,7 @@ class Ctx:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     started: float = field(default_factory=time.time)
     credit: Any = None  # fusion credit config (half_life_days, tiers)
+    rules: Any = None  # threshold rules (limits drawn on the evidence chart)
 
 
 class PageError(Exception):
@@ -137,7 +140,9 @@ def make_templates() -> Jinja2Templates:
     t.env.filters["regex_sha"] = lambda s: re.findall(r"sha256:([0-9a-f]{64})", s or "")
     t.env.globals.update(STATUS_ZH=STATUS_ZH, FEEDBACK_ZH=FEEDBACK_ZH, LEVEL_ZH=LEVEL_ZH, ROLE_ZH=ROLE_ZH,
                          OUTCOME_ZH=OUTCOME_ZH, SEVERITY_ZH=SEVERITY_ZH,
-                         CATEGORY_ZH=CATEGORY_ZH, CHANNEL_ZH=CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH, VIDEO_ZH=VIDEO_ZH, countdown=countdown, OPEN=OPEN)
+                         CATEGORY_ZH=CATEGORY_ZH, CHANNEL_ZH=CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH, VIDEO_ZH=VIDEO_ZH, countdown=countdown, OPEN=OPEN,
+                         signal_zh=signal_zh)
+    t.env.filters["signal_zh"] = signal_zh
     return t
 
 

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
 from web.data import ts
-from web.deps import OPEN, PageError, check_csrf, ctx, render, require_user
+from web.deps import OPEN, STATUS_ZH, PageError, check_csrf, ctx, render, require_user
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
+from web.texts import CHANNEL_ZH, UNIT_ZH, describe, signal_zh
 from web.users import User
 
 router = APIRouter()
@@ -64,14 +65,44 @@ async def load_alert(request: Request, user: User, alert_id: str) -> dict:
 
 
 def feedback_states(alert: dict, history: list[dict]) -> list[dict]:
-    """Each receiving department with its last feedback (from alert_history kind='feedback')."""
+    """Each receiving department with its last feedback (from alert_history kind='feedback'), then
+    the departments the task-force office released (``receivers`` rows ``-dept``) as 已改派他部门."""
     last: dict[str, dict] = {}
+    released: dict[str, dict] = {}
     for h in history:
         if h["kind"] == "feedback":
             dept = h["actor"].split("/", 1)[0]
             last[dept] = {"status": h["comment"].split("(", 1)[0], "actor": h["actor"], "at": h["at"]}
-    return [{"dept": d, "lead": d == alert["lead_department"], **last.get(d, {"status": "", "actor": "", "at": None})}
+        elif h["kind"] == "receivers":
+            for tok in (h["comment"] or "").split(" "):
+                if tok.startswith("-"):
+                    for d in tok[1:].split(","):
+                        released[d] = {"status": "released", "actor": h["actor"], "at": h["at"]}
+    rows = [{"dept": d, "lead": d == alert["lead_department"], **last.get(d, {"status": "", "actor": "", "at": None})}
             for d in alert["departments"]]
+    rows += [{"dept": d, "lead": False, **x} for d, x in released.items() if d not in alert["departments"]]
+    return rows
+
+
+EXPLAIN_SQL = """
+SELECT explanation_signals, explanation_values, explanation_details FROM {db}.alerts
+WHERE alert_id = %(a)s AND notEmpty(explanation_signals) ORDER BY revision DESC LIMIT 1"""
+
+
+async def explanation(request: Request, a: dict) -> list[dict]:
+    """The top contributing signals: of the latest revision that carries them (a feedback or a
+    deadline revision carries none), else the rule that fired with its score."""
+    sig, val, det = a["explanation_signals"], a["explanation_values"], a["explanation_details"]
+    if not sig:
+        row = await ctx(request).reader.one(EXPLAIN_SQL, a=a["alert_id"])
+        if row:
+            sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
+    out = [{"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
+           for s, v, d in zip(sig, val, det)]
+    if not out:
+        out = [{"signal": a["rule"], "name": signal_zh(a["rule"]), "value": a["score"],
+                "detail": f"触发规则:{a['title']}(风险分 {a['score']:.0f})"}]
+    return out
 
 
 async def evidence(request: Request, a: dict) -> dict:
@@ -83,15 +114,24 @@ async def evidence(request: Request, a: dict) -> dict:
     readings = await r.rows("""SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
         WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""", **p)
     series: dict[str, list] = {}
+    limits: dict[float, str] = {}
+    rules = ctx(request).rules
     for x in readings:
-        series.setdefault(f"{x['channel']} ({x['unit']})", []).append((ts(x["occurred_at"]), float(x["value"])))
+        unit = UNIT_ZH.get(x["unit"], x["unit"])
+        series.setdefault(f"{CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
+            (ts(x["occurred_at"]), float(x["value"])))
+        rule = rules.sensor.get(x["channel"]) if rules is not None else None
+        if rule is not None and rule.max is not None:
+            limits[rule.max] = f"上限 {rule.max:g}{unit}"
+        if rule is not None and rule.min is not None:
+            limits[rule.min] = f"下限 {rule.min:g}{unit}"
     videos = await r.rows("""SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
         WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
     complaints = await r.rows("""SELECT occurred_at, channel, category, text FROM {db}.events_complaint
         WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
     for c in complaints:
         c["text"] = mask_pii(c["text"])  # stored masked; masked again in case of older rows
-    return {"chart": line_chart(series, marker=first, y_label="触发前后的传感器读数") if series else None,
+    return {"chart": line_chart(series, marker=first, y_label="触发前后的传感器读数", limits=limits) if series else None,
             "videos": videos, "complaints": complaints}
 
 
@@ -110,12 +150,14 @@ async def alert_page(request: Request, alert_id: str, user: User = Depends(requi
         else:  # processed: read the alert again, it may have changed since the read above
             a = await load_alert(request, user, alert_id)
     history = await c.reader.rows(HISTORY_SQL, a=alert_id)
-    explanation = [{"signal": s, "value": v, "detail": d} for s, v, d in
-                   zip(a["explanation_signals"], a["explanation_values"], a["explanation_details"])]
+    for h in history:
+        h["zh"] = describe(h, c.catalog)
     request.state.nav_counts = await nav_counts(request, user)
     can_act = (user.can_act and user.dept in a["departments"] and a["status"] in OPEN)
+    can_reassign = user.role == "taskforce" and a["status"] in OPEN
     return render(request, "alert.html", a=a, history=history, states=feedback_states(a, history),
-                  explanation=explanation, ev=await evidence(request, a), waiting=waiting, refused=refused,
+                  can_reassign=can_reassign, departments=c.catalog.departments,
+                  explanation=await explanation(request, a), ev=await evidence(request, a), waiting=waiting, refused=refused,
                   can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes,
                   stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS)
 
@@ -178,6 +220,37 @@ async def feedback(request: Request, alert_id: str, user: User = Depends(require
                               user=user.name, attachment_sha256=sha)
     except ValidationError as e:
         raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
+            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+    since = int(time.time() * 1000)
+    await c.producer.send(ev, user.actor)
+    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/reassign", dependencies=[Depends(check_csrf)])
+async def reassign(request: Request, alert_id: str, user: User = Depends(require_user),
+                   assign_to: list[str] = Form([]), reason: str = Form("")):
+    """The task-force office decides who is responsible (专班研判改派): ``events.feedback`` with
+    ``status=reassign``; the worker releases the departments that said 非本部门."""
+    c = ctx(request)
+    if user.role != "taskforce":
+        raise PageError(403, "无权改派", "只有专班办公室可以改派责任部门,本次操作未提交。")
+    a = await load_alert(request, user, alert_id)
+    if a["status"] not in OPEN:
+        raise PageError(400, "预警已结束", f"该预警当前状态为“{STATUS_ZH.get(a['status'], a['status'])}”,不能改派。")
+    assign_to = [d for d in dict.fromkeys(x.strip() for x in assign_to) if d]
+    if not assign_to:
+        raise PageError(400, "请选择责任部门", "请选择改派的责任部门,本次操作未提交。")
+    unknown = [d for d in assign_to if d not in c.catalog.departments]
+    if unknown:
+        raise PageError(400, "部门无效", f"未知部门 {', '.join(x[:20] for x in unknown)},本次操作未提交。")
+    if not reason.strip():
+        raise PageError(400, "请填写说明", "“研判理由”不能为空,本次操作未提交。")
+    try:
+        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id,
+                              department=c.catalog.taskforce_office, status="reassign", assign_to=assign_to,
+                              comment=reason.strip(), user=user.name)
+    except ValidationError as e:
+        raise PageError(400, "内容不合规", "改派内容未通过校验:" + "; ".join(
             f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
     since = int(time.time() * 1000)
     await c.producer.send(ev, user.actor)

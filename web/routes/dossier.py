@@ -50,7 +50,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
     spot = await r.rows("""SELECT occurred_at, task_id, department, due, item_id, ref FROM {db}.events_task FINAL
         WHERE entity_id = %(e)s AND kind = 'spot_check' ORDER BY due DESC LIMIT 50""", e=entity_id)
     chart = line_chart({"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]}, y_label="风险分", width=1100, height=240,
-                       bands=[(85, 100, "#c0392b"), (70, 85, "#e67e22")]) if scores else None
+                       bands=[(85, 100, "#c0392b"), (70, 85, "#e67e22")], y_range=(0, 100), step=True) if scores else None
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "dossier.html", e=reg, entity_id=entity_id, alerts=alerts, chart=chart, tier=tier, peak=p,

@@ -56,14 +56,18 @@ LEFT JOIN fb ON fb.alert_id = r.alert_id AND fb.dept = r.dept
 LEFT JOIN due AS d ON d.alert_id = r.alert_id
 GROUP BY dept ORDER BY alerts DESC"""
 
-# Open alerts on which a department answered 非本部门 (not_ours): the office decides who handles them.
+# Open alerts on which a department answered 非本部门 (not_ours) after the office's last decision
+# (改派, comment 'reassign...'): the office decides who handles them.
 NOT_OURS_SQL = """
 SELECT a.alert_id AS alert_id, a.title AS title, a.entity_name AS entity_name, a.level AS level, a.level_zh AS level_zh,
-       a.status AS status, a.departments AS departments, h.depts AS refused_by, h.reasons AS reasons, h.at AS at
-FROM (SELECT alert_id, groupUniqArray(splitByChar('/', actor)[1]) AS depts, groupArray(comment) AS reasons, max(at) AS at
-      FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND comment LIKE 'not_ours%%' GROUP BY alert_id) AS h
+       a.status AS status, a.departments AS departments, h.depts AS refused_by, h.reasons AS reasons, h.refused_at AS at
+FROM (SELECT alert_id, groupUniqArrayIf(splitByChar('/', actor)[1], comment LIKE 'not_ours%%') AS depts,
+             groupArrayIf(comment, comment LIKE 'not_ours%%') AS reasons, maxIf(at, comment LIKE 'not_ours%%') AS refused_at,
+             maxIf(at, comment LIKE 'reassign%%') AS decided
+      FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND (comment LIKE 'not_ours%%' OR comment LIKE 'reassign%%')
+      GROUP BY alert_id HAVING refused_at > decided) AS h
 INNER JOIN (SELECT * FROM {db}.alerts FINAL WHERE status IN ('firing', 'acknowledged', 'disposing')) AS a ON a.alert_id = h.alert_id
-ORDER BY h.at DESC LIMIT 100"""
+ORDER BY h.refused_at DESC LIMIT 100"""
 
 UNASSIGNED_SQL = """
 SELECT entity_id, name, kind, township, address, licence, lat, lon, updated_at FROM {db}.registry FINAL
