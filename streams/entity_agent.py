@@ -102,7 +102,8 @@ def register(w: Worker) -> None:
         # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/commit.py)
         w.watchdog.stage("entities", f"send {len(sends)} outputs")
         await w.bulk.send(records(sends))
-        w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream)
+        w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream,
+                     count=sum(counts.values()))
         for key, st in states.items():
             (w.alert_keys.add if st.alerts else w.alert_keys.discard)(key)
         w.watchdog.done("entities")

@@ -1,16 +1,28 @@
-"""`riskwatch bench`: end-to-end throughput against the machine's raw-consume ceiling.
+"""`riskwatch bench`: per-worker throughput, single readings and gateway batches, beside a peer.
 
-1. Produce N simulated events (the simulator's realistic mix) to fresh topics.
-2. Ceiling: a plain aiokafka consumer reads them all, no processing → ``raw_consume_eps``.
-3. The full pipeline (a real worker process: validation, detectors, alerts, department topics,
-   ClickHouse writes) consumes the same events → ``pipeline_eps`` (first offset committed →
-   lag zero), worker peak RSS.
-4. Latency at half the measured pipeline rate: events are produced at that rate with a share of
-   alert-raising complaints on fresh entities; latency = the alert's Kafka timestamp on its
-   department topic − the input event's Kafka timestamp → p50/p95/p99.
-5. Model state: pickled bytes per sensor stream and per entity, from the same event stream.
-Writes JSON with at least raw_consume_eps, pipeline_eps, ratio, latency_ms_p50, latency_ms_p99,
-rss_mb, state_bytes_per_sensor, events, entities.
+1. Simulate N events (the simulator's realistic mix) and produce them once per mode to fresh
+   topics: ``single`` (one reading per message) and ``batch`` (the same readings as gateway
+   batches of K readings of one entity, ``schemas.events.SensorBatch``; other events unchanged).
+2. Ceiling: a plain aiokafka consumer reads the first mode's messages, no processing.
+3. Faust floor: a do-nothing Faust agent on each mode's topics (CPU per message), so that
+   riskwatch's own CPU per reading = worker CPU per reading − floor CPU per message × messages/readings.
+4. The full pipeline (a real worker process: validation, detectors, rules, fusion, lifecycle,
+   routing, department topics, ClickHouse rows, changelog) consumes each mode's topics →
+   ``readings_eps``, ``messages_eps`` (first committed offset → lag zero), CPU, peak RSS;
+   optionally py-spy samples it (``--profile``).
+5. Latency at half the single-message rate (alert-raising complaints on fresh entities; latency =
+   the alert's Kafka timestamp on its department topic − the complaint's) → p50/p95/p99.
+6. ``--recovery``: kill -9 of the worker after the last mode, a new worker restores the state from
+   the changelog; time until an alert of a probe complaint flows, split into process start,
+   restore and first alert.
+7. Two workers (a new consumer group) share the last mode's partitions → ``two_workers_eps``.
+8. The peer: a Quix Streams app (``riskwatch.tools.bench.peer``) on the same sensor topic runs
+   riskwatch's ``SensorAnomaly`` per sensor stream with its state in Quix's RocksDB store →
+   ``peer_readings_eps``, ``ratio_to_peer``.
+
+Writes JSON (today's keys plus ``mode``, ``readings_eps``, ``messages_eps``, ``peer_readings_eps``,
+``ratio_to_peer``, ``two_workers_eps``, ``recovery_s``, ``rss_mb_100k``; per mode under ``modes``)
+and prints a table.
 """
 
 from __future__ import annotations
@@ -263,7 +275,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _settings_for(base: Settings, tmp: Path, run_id: str, tag: str, partitions: int, port_offset: int) -> Settings:
+def _settings_for(base: Settings, tmp: Path, run_id: str, tag: str, partitions: int) -> Settings:
     return base.model_copy(update=dict(topic_prefix=f"bench{run_id}{tag}.", app_id=f"riskwatch-bench-{run_id}{tag}",
                                        clickhouse_url=f"chdb://{tmp / tag / 'clickhouse'}", state_dir=tmp / tag / "state",
                                        partitions=partitions, web_port=_free_port()))
@@ -454,7 +466,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="riskwatch-bench-"))
     modes = ["single", "batch"] if mode == "both" else [mode]
-    S = {m: _settings_for(base, tmp, run_id, m[0], partitions, 7 + 10 * i) for i, m in enumerate(modes)}
+    S = {m: _settings_for(base, tmp, run_id, m[0], partitions) for m in modes}
     for s in S.values():
         T.ensure_topics(s, load_catalog(s.catalog_path))
     print(f"generating {events:,} simulated events for ~{entities:,} entities ...", file=sys.stderr)
