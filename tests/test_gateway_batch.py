@@ -127,3 +127,14 @@ def test_worker_processes_a_batch_sends_its_bad_reading_to_the_dead_letter_topic
 
     wait_for(lambda: (r := p.worker.query("SELECT count() AS n FROM riskwatch.events_sensor FINAL WHERE entity_id = 'E-gw'"))
              and r[0]["n"] == 20, 60, "the batch's 20 good readings in ClickHouse")
+
+
+def test_the_documented_batch_example_is_a_valid_batch():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "throughput.md").read_text(encoding="utf-8")
+    body = re.search(r"### events\.sensor \(gateway batch\)\n```json\n(.*?)\n```", text, flags=re.S).group(1)
+    b = DEC.decode("events.sensor", 0, 0, b"E000123", body.encode())
+    assert isinstance(b, Batch) and not b.dead and len(b.events) == 3
+    assert [r.source for r in b.events] == ["iot-gw-07", "iot-gw-07", "iot-gw-07b"]

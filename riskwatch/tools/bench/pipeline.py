@@ -567,7 +567,8 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     main = result["modes"][modes[-1]]
     result.update(readings_eps=main["readings_eps"], messages_eps=main["messages_eps"],
                   peer_readings_eps=main.get("peer_readings_eps"), ratio_to_peer=main.get("ratio_to_peer"),
-                  rss_mb=main["rss_mb"], rss_mb_100k=main["rss_mb"] if n_entities >= 100_000 else None)
+                  rss_mb=main["rss_mb"],
+                  rss_mb_100k=max(r["rss_mb"] for r in result["modes"].values()) if entities >= 100_000 else None)
     if "single" in result["modes"]:  # today's keys, from the single-message run
         sm = result["modes"]["single"]
         result["pipeline_eps"] = sm["readings_eps"]
