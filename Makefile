@@ -1,10 +1,14 @@
 # Two commands for a newcomer: `make demo` (the pipeline end to end) and `make test` (the suite).
-# Prerequisites: Python 3.11+, Java 17+, Maven 3.8+ (Kafka's jars come from Maven Central).
+# Prerequisites: Python 3.11+ and the Debian packages in deploy/debian-packages.txt (Java 17+,
+# Maven, Chromium, Alertmanager, ...); `make prereqs` checks them and says what to install.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install broker clean
+.PHONY: demo test install broker prereqs clean
+
+prereqs:
+	@PYTHON=$(PYTHON) deploy/prereqs.sh
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-install: $(BIN)/.installed
+install: prereqs $(BIN)/.installed
 
 broker: install
 	$(BIN)/riskwatch kafka start

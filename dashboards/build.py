@@ -28,7 +28,8 @@ from grafana_foundation_sdk.cog import builder as cogbuilder, variants as cogvar
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm, dashboard as dm, geomap as gm, text as tm
 
-from riskwatch.domain.catalog import DATA_DIR, load_catalog
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.settings import DATA_DIR
 
 JSON_DIR = Path(__file__).parent / "json"
 DS_TYPE = "grafana-clickhouse-datasource"

@@ -95,7 +95,7 @@ ORDER BY median_hours DESC;
 -- 本周死信按主题与原因统计(原因取错误信息首行的要点)
 -- Dead letters this week per topic and reason (first line of the error, numbers stripped).
 SELECT topic,
-       replaceRegexpAll(substring(splitByChar('\n', error)[1], 1, 120), '[0-9]+', 'N') AS reason,
+       replaceRegexpAll(substringUTF8(splitByChar('\n', error)[1], 1, 120), '[0-9]+', 'N') AS reason,
        count() AS messages,
        min(received_at) AS first,
        max(received_at) AS last

@@ -11,9 +11,10 @@ alerts still open past their disposal time limit (:data:`DISPOSAL_LIMIT_HOURS`),
 entities and the notable cases (red and orange alerts), with matplotlib charts. The HTML embeds
 the charts as PNG data URIs (one self-contained file to mail); the PDF is laid out by ReportLab.
 
-Chinese glyphs need a CJK TrueType font, found by :func:`find_cjk_font` (Debian
-``fonts-wqy-microhei`` by default). It is embedded (subset) in the PDF, so the PDF reads the same
-on any machine. Without such a font the PDF falls back to ReportLab's built-in ``STSong-Light``
+Chinese glyphs need a CJK TrueType font, found by :func:`find_cjk_font`: by default WenQuanYi
+Micro Hei from the ``paperang-p2-fonts-cjk`` package, a dependency installed with riskwatch itself
+(the Noto Sans CJK packages on PyPI ship CFF outlines, which ReportLab cannot embed). It is embedded
+(subset) in the PDF, so the PDF reads the same on any machine. Without such a font the PDF falls back to ReportLab's built-in ``STSong-Light``
 CID font, which is NOT embedded (a viewer without Adobe's Asian font pack shows blanks) and the
 charts lose their Chinese labels: a warning says how to fix it.
 
@@ -56,6 +57,7 @@ PERIOD_DAYS = {"week": 7, "month": 30}
 PERIOD_ZH = {"week": "周报", "month": "月报"}
 UNASSIGNED_ITEM = "待专班研判"
 
+PACKAGED_FONT = ("paperang_p2_fonts_cjk", "fonts/wqy-microhei.ttc")  # (package, resource): a riskwatch dependency
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # Debian/Ubuntu: fonts-wqy-microhei
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",  # fonts-wqy-zenhei
@@ -65,7 +67,7 @@ FONT_CANDIDATES = (
     "C:/Windows/Fonts/simhei.ttf",
     "/System/Library/Fonts/STHeiti Medium.ttc",
 )
-APT_HINT = "apt-get install -y fonts-wqy-microhei"
+FONT_HINT = "reinstall riskwatch (`make install`), which brings the font package paperang-p2-fonts-cjk, or set BULLETIN_FONT to a TrueType CJK font"
 
 QueryFn = Callable[[str], tuple[Sequence[str], Sequence[Sequence[Any]]]]
 
@@ -231,13 +233,16 @@ def find_cjk_font(explicit: str | Path | None = None) -> Path | None:
     """A TrueType font with Chinese glyphs that ReportLab can embed, or None.
 
     Order: ``explicit``, the ``BULLETIN_FONT`` environment variable (deliberately outside the
-    ``RISKWATCH_`` settings namespace, whose unknown names are refused), the
-    well-known paths of :data:`FONT_CANDIDATES`, then any font fontconfig/matplotlib knows whose
+    ``RISKWATCH_`` settings namespace, whose unknown names are refused), the font shipped by the
+    :data:`PACKAGED_FONT` dependency, the well-known paths of :data:`FONT_CANDIDATES`, then any font fontconfig/matplotlib knows whose
     name says CJK. Only fonts with TrueType outlines qualify (ReportLab cannot embed CFF/OTF).
     """
     cands: list[str] = [str(explicit)] if explicit else []
     if os.environ.get("BULLETIN_FONT"):
         cands.append(os.environ["BULLETIN_FONT"])
+    packaged = packaged_font()
+    if packaged is not None:
+        cands.append(str(packaged))
     cands += FONT_CANDIDATES
     try:
         from matplotlib import font_manager
@@ -255,6 +260,18 @@ def find_cjk_font(explicit: str | Path | None = None) -> Path | None:
     if explicit:
         raise FileNotFoundError(f"font {explicit} does not exist or has no TrueType outlines ReportLab can embed")
     return None
+
+
+def packaged_font() -> Path | None:
+    """The CJK TrueType font that the ``paperang-p2-fonts-cjk`` dependency ships, or None."""
+    from importlib import resources
+
+    pkg, res = PACKAGED_FONT
+    try:
+        path = Path(str(resources.files(pkg).joinpath(res)))
+    except ModuleNotFoundError:
+        return None
+    return path if path.is_file() else None
 
 
 _RL_FONTS: dict[str, str] = {}
@@ -579,7 +596,7 @@ def generate(period: str, dept: str | None = None, out: Path | str = "var/bullet
     font_path = find_cjk_font(font)
     if font_path is None:
         log.warning("no CJK TrueType font found: the PDF uses the non-embedded STSong-Light and the charts lose "
-                    "their Chinese labels. Install one (%s) or pass --font.", APT_HINT)
+                    "their Chinese labels: %s.", FONT_HINT)
     charts = make_charts(b, font_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

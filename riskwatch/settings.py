@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DATA_DIR = Path(__file__).parent / "data"
 
 
+WORKER_SERVICE = "riskwatch-worker"  # the "service" field of a worker's GET /identity
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RISKWATCH_",
@@ -78,14 +81,45 @@ class Settings(BaseSettings):
     rules_path: Path = Field(DATA_DIR / "rules.yaml", description="Regulatory threshold rules (data)")
     timezone: str = Field("Asia/Shanghai", description="Time zone assumed for timestamps without one")
 
+    # --- Workbench (riskwatch web): the departments' and the public's web pages ----------------
+    web_public_url: str = Field("", description="Base URL under which people reach the workbench; every alert revision carries <this>/alerts/<alert_id> (empty: http://<workbench_host>:<workbench_port>)")
+    workbench_host: str = Field("127.0.0.1", description="Workbench (riskwatch web) bind address")
+    workbench_port: int = Field(8080, ge=1, le=65535, description="Workbench (riskwatch web) HTTP port")
+    workbench_dir: Path = Field(Path("var/web"), description="Workbench accounts (argon2 hashes), session secret, attachments, pid and log")
+    workbench_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (set true when the workbench is served over HTTPS)")
+    workbench_session_hours: float = Field(8.0, gt=0, description="A login lasts this long (a working day)")
+    workbench_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest attachment accepted (413 beyond)")
+
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
+
+    # --- City platform docking (riskwatch city-link; docs/city-link.md) --------------------------
+    citylink_city_bootstrap: str = Field("127.0.0.1:29092", description="The city platform's Kafka bootstrap servers, host:port[,host:port]")
+    citylink_county_alias: str = Field("county", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                       description="MirrorMaker 2 alias of the county cluster: the city sees <alias>.<topic>")
+    citylink_city_alias: str = Field("city", pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+                                     description="MirrorMaker 2 alias of the city cluster: the county sees <alias>.<topic>")
+    citylink_topics: list[str] = Field(
+        ["alerts.all", "alerts.events", "events.inspection", "inspection.plans", "events.registry", "audit.anchors"],
+        description="County topics sent to the city (without topic_prefix); each leaves as its masked copy <prefix>masked.<topic>")
+    citylink_redact_fields: list[str] = Field(["inspectors"], description="JSON fields whose string values are replaced by '***' before leaving (people's names)")
+    citylink_city_task_topic: str = Field("events.task", description="The city's topic of tasks issued to the county (on the city cluster)")
+    citylink_dir: Path = Field(Path("var/citylink"), description="MirrorMaker 2 properties, pid files and logs of `riskwatch city-link start`")
+    citylink_offset_flush_ms: int = Field(500, ge=100, description="How often MirrorMaker commits its source positions: with exactly_once, how often its transaction is committed (city readers see records then); without, what a kill -9 replays at most")
+    citylink_exactly_once: bool = Field(True, description="MirrorMaker 2 writes records and its positions in one transaction (no replays after a crash); the city must read with isolation.level=read_committed")
+    citylink_city_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How MirrorMaker reaches the city's cluster (the city issues the user and password)")
+    citylink_city_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("SCRAM-SHA-512", description="SASL mechanism on the city's cluster")
+    citylink_city_sasl_username: str = Field("", description="The county's SASL user on the city's cluster")
+    citylink_city_sasl_password: SecretStr = Field(SecretStr(""), description="Its password (never logged; written only to the 0600 MirrorMaker properties)")
+    citylink_city_properties: dict[str, str] = Field(
+        {}, description="Further client properties for the city's cluster, e.g. {\"ssl.truststore.location\": \"...\"} (written as <city alias>.<key> = <value>)")
 
     # --- Fault injection -----------------------------------------------------------------------
     fault_clickhouse_down_file: Path | None = Field(
         None, description="Drills/tests: while this file exists, every ClickHouse insert fails as if the server were unreachable")
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "citylink_city_bootstrap")
     @classmethod
     def _bootstrap(cls, v: str) -> str:
         for part in v.split(","):
@@ -106,8 +140,34 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with chdb://, http:// or https://, got {v!r}")
         return v
 
+    @property
+    def workbench_url(self) -> str:
+        """The workbench's base URL for links: ``web_public_url``, or where ``riskwatch web`` listens."""
+        return (self.web_public_url or f"http://{self.workbench_host}:{self.workbench_port}").rstrip("/")
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def data_location(self) -> str:
+        """Where this configuration's ClickHouse data lives: the absolute chDB directory, or the
+        server URL without credentials. Part of the worker's identity (``GET /identity``).
+
+        >>> Settings(clickhouse_url="https://writer:pw@ch.example:8443/riskwatch", _env_file=None).data_location()
+        'https://ch.example:8443/riskwatch'
+        """
+        url = self.clickhouse_url
+        if url.startswith("chdb://"):
+            return "chdb://" + str(Path(url[len("chdb://"):]).resolve())
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+    def worker_identity(self) -> dict:
+        """What a worker with these settings answers on ``GET /identity``; ``riskwatch query``
+        compares it with its own before it trusts the server on the web port."""
+        return {"service": WORKER_SERVICE, "app_id": self.app_id, "data": self.data_location()}
 
     def kafka_kwargs(self) -> dict:
         """Connection arguments for kafka-python clients (admin, producer, consumer)."""

@@ -304,6 +304,10 @@ class InspectionResult(Event):
 
 # --- Disposal feedback ----------------------------------------------------------------------------
 class FeedbackStatus(StrEnum):
+    # the task-force office's decision (专班研判改派), e.g. after a not_ours: ``assign_to`` become
+    # receivers, departments that answered not_ours are released; only the office may send it
+    reassign = "reassign"
+    # a receiving department's answers (督促反馈)
     acknowledged = "acknowledged"
     in_progress = "in_progress"
     disposed = "disposed"
@@ -311,7 +315,8 @@ class FeedbackStatus(StrEnum):
 
 
 class DisposalFeedback(Event):
-    """A department's feedback on an alert it received (督促反馈)."""
+    """A department's feedback on an alert it received (督促反馈), or the task-force office's
+    decision who handles it (``status=reassign`` with ``assign_to`` and the reason in ``comment``)."""
 
     topic: ClassVar[str] = "events.feedback"
     alert_id: Id
@@ -319,8 +324,31 @@ class DisposalFeedback(Event):
     status: FeedbackStatus
     comment: str = Field("", max_length=2000)
     result: str = Field("", max_length=2000, description="Disposal result when status=disposed")
+    user: str = Field("", max_length=64, description="Person who gave the feedback (the workbench fills it); "
+                                                   "alert_history records <department>/<user> as the actor")
+    attachment_sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$",
+                                   description="SHA-256 of an attached file (content-addressed store of the workbench)")
+    assign_to: list[str] = Field(default_factory=list, max_length=20,
+                                 description="status=reassign: department codes the task-force office makes responsible")
 
     _dept = field_validator("department")(_catalog_code("department"))
+
+    @field_validator("assign_to")
+    @classmethod
+    def _assign_to(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        check = _catalog_code("department")
+        return [check(d, info) for d in v]
+
+    @model_validator(mode="after")
+    def _reassign(self) -> "DisposalFeedback":
+        if self.status == FeedbackStatus.reassign:
+            if not self.assign_to:
+                raise ValueError("status=reassign needs assign_to (the responsible department codes)")
+            if not self.comment:
+                raise ValueError("status=reassign needs the reason in comment")
+        elif self.assign_to:
+            raise ValueError(f"assign_to is only for status=reassign (got status={self.status})")
+        return self
 
 
 # --- Inspection tasks (§二(四): joint inspections) --------------------------------------------------
@@ -452,6 +480,7 @@ class Alert(BaseModel):
     ack_due: datetime | None = Field(None, description="Acknowledgement (签收) deadline while open")
     dispose_due: datetime | None = Field(None, description="Disposal (处置) deadline while open")
     flapping: bool = Field(False, description="Held as flapping: notifications paused until stable")
+    url: str = Field("", description="The alert's page in the workbench (RISKWATCH_WEB_PUBLIC_URL), for notifications to link to")
     topic: ClassVar[str] = "alerts.all"
 
 

@@ -46,6 +46,13 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
 
 
+def check_database_name(database: str) -> str:
+    """``database`` if it is a plain identifier (it is formatted into DDL), else ValueError."""
+    if not database.replace("_", "").isalnum() or database[0].isdigit():
+        raise ValueError(f"clickhouse_database must be a plain identifier, got {database!r}")
+    return database
+
+
 def chdb_path(url: str) -> str:
     """The directory of a ``chdb://`` URL: ``chdb://var/ch`` → ``var/ch``, ``chdb:///tmp/ch`` → ``/tmp/ch``."""
     if not url.startswith("chdb://"):

@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import INSERT_SETTINGS
+from sinks.clickhouse import INSERT_SETTINGS, check_database_name
+from sinks.migrations_mv import migrate_views
 
 log = logging.getLogger(__name__)
 TZ = "DateTime64(3, 'Asia/Shanghai')"
@@ -328,20 +329,14 @@ COMMENT 'Applied riskwatch schema migrations (sinks/migrations.py)'
 """
 
 
-def _check_db(database: str) -> str:
-    if not database.replace("_", "").isalnum() or database[0].isdigit():
-        raise ValueError(f"clickhouse_database must be a plain identifier, got {database!r}")
-    return database
-
-
 def applied_versions(client: Client, database: str) -> set[int]:
-    rows = client.query(f"SELECT version FROM {_check_db(database)}.schema_migrations FINAL").result_rows
+    rows = client.query(f"SELECT version FROM {check_database_name(database)}.schema_migrations FINAL").result_rows
     return {r[0] for r in rows}
 
 
 def migrate(client: Client, database: str = "riskwatch") -> list[int]:
     """Apply the migrations not yet recorded; return the versions applied now (empty if up to date)."""
-    db = _check_db(database)
+    db = check_database_name(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     client.command(_SCHEMA_MIGRATIONS.format(db=db))
     done = applied_versions(client, db)
@@ -360,7 +355,5 @@ def migrate(client: Client, database: str = "riskwatch") -> list[int]:
             settings=INSERT_SETTINGS,
         )
         applied.append(m.version)
-    from sinks.migrations_mv import migrate_views  # local import: migrations_mv imports this module
-
     migrate_views(client, db)
     return applied

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.migrations import _check_db
+from sinks.clickhouse import check_database_name
 
 HOUR = "DateTime('Asia/Shanghai')"
 
@@ -130,7 +130,7 @@ TARGETS = ("agg_alerts_opened_hourly", "agg_events_hourly", "agg_township_hourly
 
 def migrate_views(client: Client, database: str = "riskwatch") -> None:
     """Create the aggregate tables and their materialized views if missing (idempotent)."""
-    db = _check_db(database)
+    db = check_database_name(database)
     for sql in STATEMENTS:
         client.command(sql.format(db=db))
 
@@ -141,7 +141,7 @@ def backfill_views(client: Client, database: str = "riskwatch") -> None:
     For a database that held data before the views existed. Not atomic: run it while nothing
     is being written, or accept that rows inserted during the backfill may be counted twice.
     """
-    db = _check_db(database)
+    db = check_database_name(database)
     for t in TARGETS:
         client.command(f"TRUNCATE TABLE IF EXISTS {db}.{t}")
     for sql in STATEMENTS:

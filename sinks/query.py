@@ -89,6 +89,36 @@ def check_read_only(sql: str) -> str:
     return sql.strip()
 
 
+_CH_ERROR = re.compile(r"Code:\s*(\d+)\.\s*(?:DB::Exception:\s*)?(.*?)(?:\s*\(([A-Z][A-Z0-9_]+)\))?(?:\s*\(version [^)]*\))?\s*$", re.S)
+_HINTS = {
+    "READONLY": "queries run with readonly=1, so writes, settings changes and table functions such as file() or url() are refused",
+    "UNKNOWN_TABLE": "`riskwatch query 'SHOW TABLES FROM riskwatch'` lists the tables",
+    "UNKNOWN_DATABASE": "the tables are in the database riskwatch (RISKWATCH_CLICKHOUSE_DATABASE)",
+    "TIMEOUT_EXCEEDED": "narrow the query (a WHERE on time, a LIMIT)",
+}
+
+
+def engine_error_line(err: BaseException | str, limit: int = 400) -> str:
+    """One readable line for a ClickHouse error (no traceback, no stack, whitespace collapsed).
+
+    >>> engine_error_line("Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)")
+    'ClickHouse refused it (READONLY, code 164): default: Cannot execute query in readonly mode. Hint: queries run with readonly=1, so writes, settings changes and table functions such as file() or url() are refused'
+    """
+    text = str(err).strip() or type(err).__name__
+    text = re.sub(r"^[A-Za-z]*(Error|Exception):\s*", "", text)  # "DatabaseError: Code: ..." from the worker
+    m = _CH_ERROR.search(text)
+    if not m:
+        line = " ".join(text.split())
+        return line if len(line) <= limit else line[: limit - 1] + "…"
+    code, msg, name = m.group(1), " ".join(m.group(2).split()), m.group(3)
+    msg = re.sub(r"\s*Stack trace.*$", "", msg)
+    if len(msg) > limit:
+        msg = msg[: limit - 1] + "…"
+    head = f"ClickHouse refused it ({name}, code {code})" if name else f"ClickHouse error code {code}"
+    hint = _HINTS.get(name or "")
+    return f"{head}: {msg}" + (f" Hint: {hint}" if hint else "")
+
+
 def execute_readonly(client: Any, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
     """Run ``sql`` with ``readonly=1`` (engine-level refusal of writes); ``(columns, rows)``.
 

@@ -1,7 +1,10 @@
-"""The worker's web pages on ``settings.web_port``: ``/query`` and ``/metrics``.
+"""The worker's web pages on ``settings.web_port``: ``/identity``, ``/query`` and ``/metrics``.
 
-``GET/POST /query`` runs read-only SQL: how analysts (``riskwatch query``) and the workbench read
-the embedded chDB, which only one process can open. ``/metrics`` is Prometheus text.
+``GET /identity`` says which worker this is (service, app id, data location:
+:meth:`riskwatch.settings.Settings.worker_identity`); ``riskwatch query`` sends its SQL only to a
+worker whose identity matches its own settings. ``GET/POST /query`` runs read-only SQL: how
+analysts (``riskwatch query``) and the workbench read the embedded chDB, which only one process
+can open; an error is one line. ``/metrics`` is Prometheus text.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ import faust
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sinks.query import QueryRefused
+from sinks.query import QueryRefused, engine_error_line
 from streams.worker import Worker
 
 
 def register(w: Worker) -> None:
     writer = w.writer
+    identity = w.settings.worker_identity()
+
+    @w.app.page("/identity")
+    async def identity_view(web, request):
+        return web.json(identity)
 
     @w.app.page("/query")
     class QueryView(faust.web.View):
@@ -27,7 +35,7 @@ def register(w: Worker) -> None:
             except QueryRefused as e:
                 return self.json({"error": f"refused: {e}"}, status=403)
             except Exception as e:  # noqa: BLE001 — report the engine's message to the analyst
-                return self.json({"error": f"{type(e).__name__}: {e}"}, status=400)
+                return self.json({"error": engine_error_line(e)}, status=400)
             return self.bytes(orjson.dumps({"columns": cols, "rows": rows}, default=str),
                               content_type="application/json")
 

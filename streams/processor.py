@@ -122,8 +122,9 @@ class Processor:
     def __init__(self, catalog: Catalog, rules: RuleSet, clock: Callable[[], float] = time.time,
                  fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
                  router: Router | None = None, lifecycle: Lifecycle | None = None,
-                 planning: SpotCheckConfig | None = None):
+                 planning: SpotCheckConfig | None = None, web_url: str = ""):
         self.catalog = catalog
+        self.web_url = web_url.rstrip("/")  # workbench base URL: each alert revision links to its page
         # joint inspections: merge window and which alert levels ask for an on-site check (spot_checks.yaml)
         self.planning = planning or load_spot_checks(catalog=catalog).config
         # pending, hysteresis, flapping, deadlines, urging and escalation (riskwatch/data/lifecycle.yaml)
@@ -141,10 +142,11 @@ class Processor:
 
     @classmethod
     def from_county(cls, county, clock: Callable[[], float] = time.time,
-                    model: InspectionOutcomeModel | None = None) -> "Processor":
+                    model: InspectionOutcomeModel | None = None, web_url: str = "") -> "Processor":
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
         return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
-                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config)
+                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config,
+                   web_url=web_url)
 
     def model_dumps(self) -> bytes:
         """The per-worker inspection-outcome model, for a checkpoint."""
@@ -333,16 +335,30 @@ class Processor:
                              f"预警核查:{oa.title}")
         self._plan(entity_id, st, out, tid, at)
 
+    def _reassign(self, ev: DisposalFeedback, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
+        """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason)."""
+        rev = oa.lc.revision
+        res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
+                                      self.silences, user=ev.user)
+        if res.rejected:
+            out.rejected = res.rejected
+            return
+        self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
         if oa is None:
             out.rejected = (f"feedback for unknown or already closed alert {ev.alert_id!r} of entity "
                             f"{ev.entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
             return
-        comment = " ".join(x for x in (ev.comment, ev.result) if x)
+        if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
+            self._reassign(ev, st, out, oa)
+            return
+        attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
+        comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
         rev = oa.lc.revision
         res = self.lifecycle.on_feedback(oa.lc, ev.department, ev.status.value if hasattr(ev.status, "value") else ev.status,
-                                         ev.occurred_at, comment, self.silences)
+                                         ev.occurred_at, comment, self.silences, user=ev.user)
         if res.rejected:
             out.rejected = res.rejected
             return
@@ -527,7 +543,7 @@ class Processor:
         status_zh = {"pending": "待定", "firing": "预警", "acknowledged": "已签收", "disposing": "处置中",
                      "resolved": "已解除", "closed": "已关闭"}.get(oa.status, oa.status)
         message = note.text_zh if note is not None else (
-            f"【{level.zh}{status_zh}】{st.township}{name}:{oa.title}。"
+            f"【{level.zh}{status_zh}】{'' if name.startswith(st.township) else st.township}{name}:{oa.title}。"
             + (f"牵头单位:{self.catalog.dept_name(oa.departments[0])}。" if oa.departments else ""))
         is_open = oa.status in ("firing", "acknowledged", "disposing")
         return Alert(
@@ -543,6 +559,7 @@ class Processor:
             ack_due=_dt(lc.ack_due) if is_open and lc.ack_due else None,
             dispose_due=_dt(lc.dispose_due) if is_open and lc.dispose_due else None,
             flapping=lc.flapping,
+            url=f"{self.web_url}/alerts/{oa.alert_id}" if self.web_url else "",
         )
 
 

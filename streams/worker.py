@@ -26,6 +26,7 @@ from streams.bulk import BulkProducer
 from streams.commit import Commit
 from streams.ingest import Decoder
 from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS
+from streams.peer_counts import PeerCounts
 from streams.processor import Processor
 from streams.silences import SilenceBoard
 from streams.state import EntityState, StateCache
@@ -127,8 +128,6 @@ class Worker:
 
     @classmethod
     def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> "Worker":
-        from streams.peer_agent import PeerCounts  # the group agent's batching of its signals
-
         (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         app = faust_app(settings)
         topics = Topics.declare(app, settings, county)
@@ -147,7 +146,7 @@ class Worker:
         commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
                         collect=peer_counts.drain, interval=settings.commit_interval_seconds,
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
-        processor = Processor.from_county(county, clock=clock)
+        processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url)
         w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
                 decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
                 processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,

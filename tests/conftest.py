@@ -35,8 +35,8 @@ def free_port() -> int:
     """A free listening port for a worker, chosen *below* the kernel's ephemeral range.
 
     A port the kernel hands out (bind to 0) lies in the ephemeral range, so between this call
-    and the worker's own bind any outgoing connection (a Kafka client, say) may take it; CI
-    failed once that way. Ports below the range are only ever taken by listeners.
+    and the worker's own bind any outgoing connection (a Kafka client, say) may take it. Ports
+    below the range are only ever taken by listeners.
     """
     rng = random.Random()
     s = Settings()

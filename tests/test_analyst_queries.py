@@ -1,7 +1,7 @@
 """Every query in docs/analyst-queries.sql runs on the real engine (chDB) against sample data.
 
 Sample: one simulated day (riskwatch.tools.simulator) + synthetic alerts/history/feedback/scores
-(dashboards.sample). Queries run read-only (sinks.clickhouse.READ_SETTINGS), as analysts do.
+(riskwatch.tools.sample_data). Queries run read-only (sinks.clickhouse.READ_SETTINGS), as analysts do.
 Row counts are printed (pytest -s) and a few queries must find rows.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.sample import load_sample
+from riskwatch.tools.sample_data import load_sample
 from sinks.clickhouse import READ_SETTINGS, make_client
 
 SQL_FILE = Path(__file__).resolve().parents[1] / "docs" / "analyst-queries.sql"

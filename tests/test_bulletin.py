@@ -164,7 +164,7 @@ def test_pdf_pages_not_blank_and_font_embedded(report):
     _, pdf_path = report
     font = B.find_cjk_font()
     if font is None:
-        pytest.fail(f"no CJK TrueType font on this machine: {B.APT_HINT} (the .ci/run installs it)")
+        pytest.fail(f"no CJK TrueType font on this machine: {B.FONT_HINT}")
     n, px = _render(pdf_path)
     assert n >= 2  # tables, charts and cases do not fit one A4 page
     dark = int((px < 200).sum())
@@ -179,7 +179,7 @@ def test_cjk_glyphs_render(report, tmp_path):
     strokes: clearly visible ink, but much less of it than the boxes."""
     font = B.find_cjk_font()
     if font is None:
-        pytest.fail(f"no CJK TrueType font on this machine: {B.APT_HINT}")
+        pytest.fail(f"no CJK TrueType font on this machine: {B.FONT_HINT}")
     # a text-only bulletin page: same content, charts replaced by blank images
     b = B.summarize([], "week", END - timedelta(days=7), END, catalog=CATALOG, as_of=AS_OF)
     blank = B.make_charts(b, font)
@@ -209,3 +209,12 @@ def test_period_bounds():
         B.period_bounds("year")
     with pytest.raises(ValueError):
         B.alerts_sql(s, e, "amr'; DROP")
+
+
+def test_default_font_comes_with_the_python_packages(monkeypatch):
+    """The CJK font is installed by riskwatch's own dependencies (no Debian font package needed):
+    with BULLETIN_FONT unset, the font found first is the packaged one, and ReportLab can embed it."""
+    monkeypatch.delenv("BULLETIN_FONT", raising=False)
+    packaged = B.packaged_font()
+    assert packaged is not None, B.FONT_HINT
+    assert B.find_cjk_font() == packaged

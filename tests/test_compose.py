@@ -246,3 +246,19 @@ def test_docker_compose_config(tmp_path):
     r = subprocess.run([*cmd, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(empty), "config", "-q"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode != 0 and "set " in r.stderr
+
+
+def test_web_service_runs_the_workbench_with_a_write_only_kafka_user():
+    web = SERVICES["web"]
+    assert web["command"] == ["riskwatch", "web", "run"]
+    assert any(str(p).endswith(":8080") for p in web["ports"])
+    e = _env("web")
+    assert e["RISKWATCH_WORKBENCH_PORT"] == "8080" and e["RISKWATCH_WORKBENCH_HOST"] == "0.0.0.0"
+    assert e["RISKWATCH_KAFKA_SASL_USERNAME"] == "workbench"
+    for key in e:
+        if key.startswith("RISKWATCH_"):
+            assert key[len("RISKWATCH_"):].lower() in Settings.model_fields, key
+    writes = {b.name for b in PLAN.bindings if b.user == "workbench" and b.resource == "topic"}
+    assert writes == {"events.feedback", "events.inspection", "events.registry"}
+    assert not PLAN.allowed("workbench", "read")
+    assert "8080" in " ".join(web["healthcheck"]["test"])

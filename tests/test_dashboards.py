@@ -2,7 +2,7 @@
 
 Grafana cannot run here. Panel SQL is expanded like the grafana-clickhouse-datasource plugin
 would (dashboards.sqlcheck) and run read-only on a chDB loaded with sample data
-(dashboards.sample: one simulated day + synthetic alerts), after sinks.migrations.migrate and
+(riskwatch.tools.sample_data: one simulated day + synthetic alerts), after sinks.migrations.migrate and
 sinks.migrations_mv.migrate_views.
 """
 
@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from dashboards import build as B
-from dashboards.sample import load_sample
+from riskwatch.tools.sample_data import load_sample
 from dashboards.sqlcheck import expand
 from sinks import migrations, migrations_mv
 from sinks.clickhouse import READ_SETTINGS, make_client

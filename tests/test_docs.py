@@ -33,3 +33,23 @@ def test_readme_has_one_valid_example_per_event_kind():
 def test_exported_json_schemas_are_current(name):
     on_disk = json.loads((ROOT / "schemas" / "json" / name).read_text(encoding="utf-8"))
     assert on_disk == all_schemas()[name], f"schemas/json/{name} is stale: run `riskwatch schemas export`"
+
+
+def test_walkthrough_links_point_at_what_they_name():
+    """docs/walkthrough.md links each step to a file, most with a line anchor; the anchored line
+    must hold the function or class the link names (update the anchor when code moves)."""
+    doc = (ROOT / "docs" / "walkthrough.md").read_text(encoding="utf-8")
+    links = re.findall(r"\[`?([^\]]*?)`?\]\((\.\./[^)#]+)(?:#L(\d+))?\)", doc)
+    assert len(links) > 30
+    bad = []
+    for label, path, line in links:
+        target = (ROOT / "docs" / path).resolve()
+        if not target.exists():
+            bad.append(f"{path}: no such file")
+            continue
+        if line and target.is_file():
+            name = label.split(",")[-1].strip().strip("`").split(".")[-1]
+            text = target.read_text(encoding="utf-8").splitlines()[int(line) - 1]
+            if not re.search(rf"\b(def|class)\s+{re.escape(name)}\b", text):
+                bad.append(f"{path}#L{line} should show {name}, shows: {text.strip()[:60]}")
+    assert not bad, "docs/walkthrough.md links that drifted:\n" + "\n".join(bad)

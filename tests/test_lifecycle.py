@@ -271,3 +271,56 @@ def test_policy_validation_names_line_and_field(tmp_path: Path) -> None:
     bad.write_text(src.replace("blue:   {ack_hours: 72, dispose_hours: 360}", ""), encoding="utf-8")
     with pytest.raises(LifecycleError, match="deadlines: missing level"):
         load_lifecycle(bad, catalog=CAT)
+
+
+def test_taskforce_reassigns_after_not_ours_releasing_the_refusing_lead() -> None:
+    st, _ = _open("orange", immediate=True)  # amr leads, emergency and eco cooperate
+    LC.on_feedback(st, "emergency", "acknowledged", T0 + M)
+    LC.on_feedback(st, "amr", "not_ours", T0 + 10 * M, "非食品生产环节")
+    at = T0 + 9 * H  # past the first 8 h acknowledgement deadline: the new department's start now
+    res = LC.reassign(st, "taskforce", ["agri"], at, "属农产品种植环节,由县农业农村局负责", user="王五")
+    assert res.accepted
+    assert st.departments == ["agri", "emergency", "eco"] and st.lead == "agri"  # amr released, agri leads
+    assert st.responders == ["agri", "emergency", "eco"]
+    assert [(n.kind, n.departments) for n in res.notifications] == [("receiver_added", ["agri"])]
+    text = res.notifications[0].text_zh
+    assert "专班改派" in text and "县农业农村局" in text and "属农产品种植环节" in text and "8小时内签收" in text
+    assert st.ack_due == at + 8 * H and st.dispose_due == at + 72 * H and st.ack_reminders == 0
+    rows = [(t.kind, t.actor, t.comment) for t in st.transitions[-3:]]
+    assert rows[0] == ("feedback", "taskforce/王五", "reassign(专班改派) → agri:属农产品种植环节,由县农业农村局负责")
+    assert rows[1] == ("receivers", "taskforce/王五", "+agri -amr")
+    assert rows[2][0] == "notify" and "receiver_added → agri" in rows[2][2]
+    # amr is no longer a receiver; agri must answer and is the one urged at its deadline
+    assert "不是该预警的接收单位" in LC.on_feedback(st, "amr", "acknowledged", at + M).rejected
+    urge = [n for _, n in _run(st, at, at + 8 * H, step=30 * M) if n.kind == "urge"]
+    assert [n.departments for n in urge] == [["agri", "eco"]]  # eco never answered either
+    assert LC.on_feedback(st, "agri", "disposed", at + 9 * H, "已处置").notifications[0].kind == "resolved"
+
+
+def test_reassign_when_everyone_refused_takes_the_office_off_and_may_overrule_a_refusal() -> None:
+    st, _ = _open("red", depts=["amr", "emergency"])
+    LC.on_feedback(st, "amr", "not_ours", T0 + M, "a")
+    LC.on_feedback(st, "emergency", "not_ours", T0 + 2 * M, "b")
+    assert st.responders == ["taskforce"]
+    res = LC.reassign(st, "taskforce", ["emergency"], T0 + 3 * M, "经研判属应急管理职责")
+    assert res.accepted and st.departments == ["emergency"] and st.responders == ["emergency"]
+    assert st.transitions[-2].comment == "+emergency -amr,taskforce" and st.transitions[-2].actor == "taskforce"
+    assert LC.on_feedback(st, "emergency", "acknowledged", T0 + 4 * M).accepted  # its refusal is overruled
+    assert st.status == "acknowledged"
+
+
+def test_reassign_refusals() -> None:
+    st, _ = _open("orange", immediate=True)
+    LC.on_feedback(st, "amr", "not_ours", T0 + M, "x")
+    n = len(st.transitions)
+    r = LC.reassign(st, "amr", ["agri"], T0 + 2 * M, "理由").rejected
+    assert r.startswith("只有专班办公室可以改派") and "'amr'" in r
+    assert "assign_to" in LC.reassign(st, "taskforce", [], T0 + 2 * M, "理由").rejected
+    assert "unknown department" in LC.reassign(st, "taskforce", ["nosuch"], T0 + 2 * M, "理由").rejected
+    assert "理由" in LC.reassign(st, "taskforce", ["agri"], T0 + 2 * M, "  ").rejected
+    assert "已是该预警的责任部门" in LC.reassign(st, "taskforce", ["emergency"], T0 + 2 * M, "理由").rejected
+    assert len(st.transitions) == n  # nothing recorded
+    LC.on_feedback(st, "emergency", "disposed", T0 + 3 * M, "done")  # amr refused: emergency and eco remain
+    LC.on_feedback(st, "eco", "disposed", T0 + 3 * M, "done")
+    assert st.status == "resolved"
+    assert "不能改派" in LC.reassign(st, "taskforce", ["agri"], T0 + 4 * M, "理由").rejected

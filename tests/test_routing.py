@@ -121,6 +121,31 @@ def test_route_tester_cli() -> None:
     assert "特种设备综合监管" in out and "红色" in out
 
 
+def test_route_tester_item_without_entity_kind() -> None:
+    res = CliRunner().invoke(route_app, ["test", "--item", "8", "--level", "red"])
+    assert res.exit_code == 0, res.output
+    assert "special_equipment 特种设备生产、使用单位" in res.output and "6. taskforce" in res.output
+
+
+def test_route_tester_item_with_several_kinds_shows_each(tmp_path) -> None:
+    import yaml
+
+    from riskwatch.domain.catalog import DATA_DIR as CATALOG_DIR
+
+    data = yaml.safe_load((CATALOG_DIR / "catalog.yaml").read_text(encoding="utf-8"))
+    item = next(i for i in data["items"] if i["id"] == 3)
+    item["objects"] = ["medical_institution", "retail_pharmacy"]
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    res = CliRunner().invoke(route_app, ["test", "--item", "3", "--level", "yellow", "--catalog", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "2 类监管对象" in res.output
+    kinds = [ln.split()[2] for ln in res.output.splitlines() if "主体类型 kind" in ln]
+    assert kinds == ["medical_institution", "retail_pharmacy"]
+    res = CliRunner().invoke(route_app, ["test", "--level", "yellow"])
+    assert res.exit_code != 0 and "give --item" in str(res.exception or res.output)
+
+
 def test_route_tester_cli_item_code_and_unassigned_and_errors() -> None:
     r = CliRunner()
     res = r.invoke(route_app, ["test", "--item", "retail_pharmacy", "--entity-kind", "retail_pharmacy", "--level", "blue"])

@@ -108,27 +108,38 @@ def worker(loglevel: str = typer.Option("warn", help="crit|error|warn|info|debug
 def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN)")) -> None:
     """Run read-only SQL against ClickHouse and print a table.
 
-    Embedded mode: asks the running worker (which owns the chDB directory); if none runs, opens
-    the directory itself. Server mode: connects to the server. Writes are refused either way.
+    Embedded mode: asks the running worker (which owns the chDB directory) once its ``/identity``
+    shows it is this configuration's worker; if none runs, opens the directory itself. Server
+    mode: connects to the server. Writes are refused either way; every error is one line.
     """
-    from riskwatch.tools.runner import WorkerProcess
+    from riskwatch.tools.runner import QueryFailed, WebPortTaken, WorkerProcess, identify_worker
     from sinks.clickhouse import make_client
-    from sinks.query import QueryRefused, check_read_only, format_table, run_read_query
+    from sinks.query import QueryRefused, check_read_only, engine_error_line, format_table, run_read_query
 
     s = _settings()
+    note = ""
     try:
         check_read_only(sql)
-        rows = None
         if s.clickhouse_url.startswith("chdb://"):
             try:
-                rows = WorkerProcess(s).query(sql)  # the running worker owns the directory
-            except RuntimeError as e:
-                raise SystemExit(f"riskwatch query: {e}")
-        if rows is not None:
-            cols = list(rows[0]) if rows else []
-            print(format_table(cols, [list(r.values()) for r in rows]))
-            return
-        client = make_client(s.clickhouse_url)
+                ours = identify_worker(s)
+            except WebPortTaken as e:
+                ours, note = False, str(e)
+            if ours:
+                rows = WorkerProcess(s).query(sql)
+                if rows is None:
+                    raise SystemExit(f"riskwatch query: the worker on {s.web_host}:{s.web_port} stopped answering; "
+                                     "check it is running (`riskwatch worker`) and try again")
+                print(format_table(list(rows[0]) if rows else [], [list(r.values()) for r in rows]))
+                return
+            if note:
+                print(f"riskwatch query: note: {note}; reading {s.data_location()} directly", file=sys.stderr)
+        try:
+            client = make_client(s.clickhouse_url)
+        except Exception as e:  # noqa: BLE001 - one line, and what to do
+            where = s.data_location()
+            raise SystemExit(f"riskwatch query: cannot open ClickHouse at {where}: {engine_error_line(e)}"
+                             + (f" ({note}; set RISKWATCH_WEB_PORT to the worker's port if one runs)" if note else ""))
         try:
             cols, data = run_read_query(client, sql)
         finally:
@@ -136,6 +147,12 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
         print(format_table(cols, data))
     except QueryRefused as e:
         raise SystemExit(f"riskwatch query: refused: {e}. Only one read statement (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) is allowed.")
+    except QueryFailed as e:
+        raise SystemExit(f"riskwatch query: {e}")
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - ClickHouse's errors as one line, no traceback
+        raise SystemExit(f"riskwatch query: {engine_error_line(e)}")
 
 
 @app.command("settings")
@@ -154,9 +171,14 @@ def demo(
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
+    from riskwatch.tools.broker import BrokerError
     from riskwatch.tools.demo import run_demo
 
-    raise SystemExit(run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate))
+    try:
+        code = run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate)
+    except BrokerError as e:
+        raise SystemExit(f"riskwatch demo: {e}")
+    raise SystemExit(code)
 
 
 @app.command()
@@ -208,8 +230,15 @@ def _mount_optional() -> None:
     app.add_typer(route_app, name="route", help="Alert routing to departments.")
     app.add_typer(plan_app, name="plan", help="Inspection planning: 双随机一公开 spot checks.")
     from riskwatch.cli.silence import app as silence_app
+    from riskwatch.cli.web import users_app, web_app
+
+    app.add_typer(web_app, name="web")
+    app.add_typer(users_app, name="users")
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.citylink import app as citylink_app
+
+    app.add_typer(citylink_app, name="city-link")
     try:
         from riskwatch.cli.simulate import app as sim_app
 

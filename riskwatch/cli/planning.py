@@ -45,14 +45,18 @@ def _catalog(path: Optional[Path]):
 
 @route_app.command("test")
 def route_test(
-    entity_kind: str = typer.Option(..., "--entity-kind", help="Entity kind code, e.g. special_equipment"),
+    entity_kind: Optional[str] = typer.Option(None, "--entity-kind",
+                                              help="Entity kind code, e.g. special_equipment; default: each kind the item supervises"),
     level: str = typer.Option(..., "--level", help="blue | yellow | orange | red"),
     item: Optional[str] = typer.Option(None, "--item", help="Item id or code; default: the entity kind's first item"),
     township: str = typer.Option("", "--township", help="Township (乡镇), e.g. 舞泉镇"),
     routing: Optional[Path] = typer.Option(None, "--routing", help="Routing file (default: bundled routing.yaml)"),
     catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
 ) -> None:
-    """Print who receives an alert and why (which rule), without running anything."""
+    """Print who receives an alert and why (which rule), without running anything.
+
+    With ``--item`` and no ``--entity-kind``, shows the routing for each kind of object the item
+    supervises, one block per kind."""
     from riskwatch.domain.routing import LEVEL_ZH, RoutingError, load_routing
 
     cat = _catalog(catalog_path)
@@ -70,23 +74,31 @@ def route_test(
         else:
             raise SystemExit(f"riskwatch route test: unknown item {item!r}; known: "
                              + ", ".join(f"{i.id}={i.code}" for i in cat.items_list))
-    if entity_kind not in cat.entity_kinds:
+    if entity_kind is None and item_id is None:
+        raise SystemExit("riskwatch route test: give --item (routes each kind of object it supervises) or --entity-kind; "
+                         "`riskwatch catalog items` lists both")
+    if entity_kind is not None and entity_kind not in cat.entity_kinds:
         raise SystemExit(f"riskwatch route test: unknown entity kind {entity_kind!r}; known: {', '.join(cat.entity_kinds)}")
     if level not in LEVEL_ZH:
         raise SystemExit(f"riskwatch route test: unknown level {level!r}; known: {', '.join(LEVEL_ZH)}")
-    if item_id is not None and entity_kind not in cat.items[item_id].objects:
+    if entity_kind is not None and item_id is not None and entity_kind not in cat.items[item_id].objects:
         typer.echo(f"注意 note: 事项{item_id} 的监管对象不含 {entity_kind}(item {item_id} does not cover this kind)", err=True)
-    d = router.route(item_id, entity_kind, level, township)
-    it = cat.items.get(d.item_id) if d.item_id else None
-    typer.echo("预警路由测试 (routing test, nothing is sent)")
-    typer.echo(f"  事项 item:          {f'{it.id} {it.code} {it.name}' if it else '无(待专班研判 unassigned)'}")
-    typer.echo(f"  主体类型 kind:      {entity_kind} {cat.entity_kinds[entity_kind].name}")
-    typer.echo(f"  等级 level:         {level} {LEVEL_ZH[level]}")
-    typer.echo(f"  乡镇 township:      {township or '-'}")
-    typer.echo(f"  命中规则 rules:     {', '.join(d.matched_rules) or '-'}")
-    typer.echo(f"接收单位 receivers ({len(d.departments)}, 牵头单位在前 lead first):")
-    for line in router.explain_zh(d):
-        typer.echo(f"  {line}")
+    kinds = [entity_kind] if entity_kind is not None else list(cat.items[item_id].objects)
+    typer.echo("预警路由测试 (routing test, nothing is sent)"
+               + (f": 事项{item_id} 的 {len(kinds)} 类监管对象 (each kind the item supervises)" if len(kinds) > 1 else ""))
+    for n, kind in enumerate(kinds):
+        if n:
+            typer.echo("")
+        d = router.route(item_id, kind, level, township)
+        it = cat.items.get(d.item_id) if d.item_id else None
+        typer.echo(f"  事项 item:          {f'{it.id} {it.code} {it.name}' if it else '无(待专班研判 unassigned)'}")
+        typer.echo(f"  主体类型 kind:      {kind} {cat.entity_kinds[kind].name}")
+        typer.echo(f"  等级 level:         {level} {LEVEL_ZH[level]}")
+        typer.echo(f"  乡镇 township:      {township or '-'}")
+        typer.echo(f"  命中规则 rules:     {', '.join(d.matched_rules) or '-'}")
+        typer.echo(f"  接收单位 receivers ({len(d.departments)}, 牵头单位在前 lead first):")
+        for line in router.explain_zh(d):
+            typer.echo(f"    {line}")
 
 
 def _width(s: str) -> int:

@@ -46,7 +46,8 @@ LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "�
 STATUS_ZH = {"pending": "待定", "firing": "预警中", "acknowledged": "已签收", "disposing": "处置中",
              "resolved": "已解除", "closed": "已关闭"}
 FEEDBACK = ("acknowledged", "in_progress", "disposed", "not_ours")
-FEEDBACK_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "处置完毕", "not_ours": "非本部门职责"}
+FEEDBACK_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "处置完毕", "not_ours": "非本部门职责",
+               "reassign": "专班改派"}  # reassign: the task-force office's decision (Lifecycle.reassign)
 OPEN = ("firing", "acknowledged", "disposing")  # notified and not yet resolved
 DEFAULT_LIFECYCLE_PATH = DATA_DIR / "lifecycle.yaml"
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -353,8 +354,9 @@ class Lifecycle:
         return out
 
     def on_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "",
-                    silences: Iterable[Silence] = ()) -> FeedbackOutcome:
-        """A department's feedback (督促反馈). Only receivers of this alert may give feedback."""
+                    silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
+        """A department's feedback (督促反馈). Only receivers of this alert may give feedback.
+        The recorded actor is ``dept/user`` when a person is named, else the department."""
         at, silences, res = _ts(at), list(silences), FeedbackOutcome()
         status = str(status)
         out = res.notifications
@@ -376,7 +378,8 @@ class Lifecycle:
             return res
         self._refresh_silence(st, at, out, silences)
         st.responses[dept] = status
-        self._record(st, at, "feedback", st.status, st.status, dept, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
+        actor = f"{dept}/{user}" if user else dept
+        self._record(st, at, "feedback", st.status, st.status, actor, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
         if status == "not_ours":
             st.responders.remove(dept)
             if not st.responders:
@@ -388,19 +391,81 @@ class Lifecycle:
                        + (f"(理由:{comment})" if comment else "") + ",请专班办公室研判确定责任部门。", silences)
         elif status == "acknowledged":
             if st.status == "firing":
-                self._set(st, at, "acknowledged", dept, comment)
+                self._set(st, at, "acknowledged", actor, comment)
         elif status == "in_progress":
             if st.status in ("firing", "acknowledged"):
-                self._set(st, at, "disposing", dept, comment)
+                self._set(st, at, "disposing", actor, comment)
         elif status == "disposed" and st.status in OPEN:
             if not self._dispose_waiting(st):
-                self._set(st, at, "resolved", dept, comment or "部门反馈处置完毕")
+                self._set(st, at, "resolved", actor, comment or "部门反馈处置完毕")
                 st.resolved_at = at
                 st.active = False
                 self._emit(st, out, at, "resolved", st.departments,
                            f"【预警解除】{self._desc(st)}:{self._dname(dept)}反馈处置完毕。", silences)
             elif st.status in ("firing", "acknowledged"):
-                self._set(st, at, "disposing", dept, comment)
+                self._set(st, at, "disposing", actor, comment)
+        return res
+
+    def reassign(self, st: AlertLifecycle, by: str, to: Sequence[str], at: float | datetime, reason: str,
+                 silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
+        """The task-force office decides who is responsible (专班研判改派), typically after a 非本部门.
+
+        ``to`` become receivers that must respond, their deadlines starting now; the departments
+        that answered not_ours (and are not in ``to``) are released: no longer receivers. If the
+        lead is released, the first of ``to`` leads. The office itself stops being a responder if it
+        only held the alert because everyone refused it. Only ``by`` = the office may do this.
+
+        >>> from riskwatch.domain.catalog import load_catalog
+        >>> lc = load_lifecycle(catalog=load_catalog())
+        >>> st, _ = lc.open("a1", "E1", "rule.x", 1, "orange", ["amr", "emergency"], at=0.0, immediate=True)
+        >>> _ = lc.on_feedback(st, "amr", "not_ours", 60.0, "不属本局")
+        >>> res = lc.reassign(st, "taskforce", ["agri"], 120.0, "属农业农村局职责", user="王五")
+        >>> st.departments, [(n.kind, n.departments) for n in res.notifications], st.transitions[-3].actor
+        (['agri', 'emergency'], [('receiver_added', ['agri'])], 'taskforce/王五')
+        >>> lc.reassign(st, "amr", ["police"], 180.0, "x").rejected.split("(")[0]
+        '只有专班办公室可以改派责任部门'
+        """
+        at, silences, res = _ts(at), list(silences), FeedbackOutcome()
+        to = list(dict.fromkeys(to))
+        if by != self.taskforce:
+            res.rejected = (f"只有专班办公室可以改派责任部门(only the task-force office {self.taskforce!r} may "
+                            f"reassign alert {st.alert_id}; sent by {by!r})")
+        elif st.status not in OPEN:
+            res.rejected = (f"预警 {st.alert_id} 当前状态为{STATUS_ZH.get(st.status, st.status)}({st.status}),"
+                            f"不能改派(only open alerts can be reassigned)")
+        elif not to:
+            res.rejected = f"改派须指定责任部门(reassign needs assign_to; alert {st.alert_id})"
+        elif unknown := [d for d in to if d not in self.catalog.departments]:
+            res.rejected = f"未知部门 {', '.join(unknown)}(unknown department code; known: {', '.join(self.catalog.departments)})"
+        elif not reason.strip():
+            res.rejected = f"改派须说明理由(reassign needs the reason in comment; alert {st.alert_id})"
+        elif not (new := [d for d in to if d not in st.responders]):
+            res.rejected = f"{'、'.join(self._dname(d) for d in to)}已是该预警的责任部门,无需改派(already responsible)"
+        if res.rejected:
+            return res
+        self._refresh_silence(st, at, res.notifications, silences)
+        actor = f"{by}/{user}" if user else by
+        released = [d for d in st.departments if st.responses.get(d) == "not_ours" and d not in to]
+        if (st.responders == [self.taskforce] and self.taskforce not in to
+                and st.responses.get(self.taskforce) is None):
+            st.responders.remove(self.taskforce)  # it only held the alert because every receiver refused it
+            released.append(self.taskforce)
+        lead_released = st.lead in released
+        kept = [d for d in st.departments if d not in released and d not in new]
+        st.departments = [*new, *kept] if lead_released else [*kept, *new]
+        for d in new:
+            st.responses.pop(d, None)  # assigned back after its own not_ours: it must answer again
+        st.responders = [*new, *st.responders] if lead_released else [*st.responders, *new]
+        self._record(st, at, "feedback", st.status, st.status, actor, f"reassign({FEEDBACK_ZH['reassign']}) "
+                     f"→ {','.join(new)}:{reason.strip()}")
+        self._record(st, at, "receivers", st.status, st.status, actor,
+                     " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]))
+        self._start_timers(st, at)  # the new department's 签收/处置 deadlines start now
+        d = self.deadline(st.item_id, st.level)
+        self._emit(st, res.notifications, at, "receiver_added", new,
+                   f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,由"
+                   f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})。"
+                   f"请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
         return res
 
     def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",

@@ -67,7 +67,7 @@ class Broker:
         if marker.exists():
             return self.libs
         if not shutil.which("mvn"):
-            raise BrokerError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (see README prerequisites)")
+            raise BrokerError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
         self.libs.mkdir(parents=True, exist_ok=True)
         log(f"fetching Apache Kafka {kafka_version()} broker jars from Maven Central into {self.libs} (once) ...")
         cmd = ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
@@ -156,7 +156,7 @@ class Broker:
     def _java(self, *args: str, log4j: bool = True) -> list[str]:
         java = shutil.which("java")
         if not java:
-            raise BrokerError("java is not on PATH: install Java 17+ (see README prerequisites)")
+            raise BrokerError("java is not on PATH: install Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
         opts = [f"-Dlog4j.configuration=file:{REPO / 'kafka' / 'log4j.properties'}",
                 f"-Dlog4j2.configurationFile={REPO / 'kafka' / 'log4j2.properties'}"]
         return [java, "-Xms256m", "-Xmx1g", *opts, "-cp", f"{self.libs}/*", *args]
@@ -169,7 +169,9 @@ class Broker:
             log(f"stale pid file {self.pid_file} (process gone): cleaning it")
             self.pid_file.unlink()
         if not pid and self.port_open():
-            raise BrokerError(f"port {self.settings.kafka_port} is in use by another process; stop it or set RISKWATCH_KAFKA_PORT")
+            raise BrokerError(f"port {self.settings.kafka_port} is in use by a process this checkout did not start; stop it, "
+                              "set RISKWATCH_KAFKA_PORT, or, for a broker started from another checkout, set "
+                              "RISKWATCH_KAFKA_DATA_DIR to its var/kafka")
         self.fetch(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._properties()

@@ -10,7 +10,10 @@
 5. wait until the worker has consumed everything (progress: remaining lag);
 6. print a summary from ClickHouse (alerts by item × department and by status, notifications,
    one alert's whole life cycle, joint inspections, dead letters, rows per table) and the next
-   commands to try; stop the worker.
+   commands to try;
+7. start the workbench in the background (``riskwatch web start``), give the demo accounts
+   (amr, police, taskforce) fresh generated passwords and print the URL and the accounts. The
+   worker and the workbench stay up to be explored until ``riskwatch web stop``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from riskwatch.tools.broker import Broker
+from riskwatch.tools.webserver import WebError, WebServer
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
@@ -52,7 +56,7 @@ SUMMARY_SQL = {
                countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
         FROM riskwatch.inspection_plans FINAL""",
     "死信 dead letters by topic (first reason)": """
-        SELECT topic, count() AS messages, any(substring(error, 1, 90)) AS example_reason
+        SELECT topic, count() AS messages, any(substringUTF8(error, 1, 90)) AS example_reason
         FROM riskwatch.dead_letters FINAL GROUP BY topic ORDER BY messages DESC""",
     "rows per table": """
         SELECT name AS table, total_rows AS rows FROM system.tables
@@ -73,7 +77,7 @@ def _show(title: str, rows: list[dict]) -> None:
 
 
 LIFECYCLE_SQL = """
-    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substring(comment, 1, 60) AS comment
+    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substringUTF8(comment, 1, 60) AS comment
     FROM riskwatch.alert_history FINAL
     WHERE alert_id = (SELECT alert_id FROM riskwatch.alert_history FINAL GROUP BY alert_id
                       ORDER BY countIf(kind = 'feedback') > 0 AND countIf(kind = 'reminder') > 0 DESC,
@@ -100,8 +104,11 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
     console.print(f"starting worker (log: {log}) ...")
     # simulated days pass in minutes: alert deadlines follow the events' time, not the wall clock
     settings = settings.model_copy(update={"lifecycle_clock": "event", "lifecycle_tick_seconds": 2.0})
+    web = WebServer(settings)
+    web.stop()  # a previous demo's workbench and worker (the embedded ClickHouse allows one process)
     worker = WorkerProcess(settings, log_path=log).start()
     depts = None
+    keep = False
     try:
         console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
                       "and its departments answering alerts ...")
@@ -155,15 +162,55 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
         _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
+        keep = _start_workbench(settings, web, worker)
     finally:
         if depts is not None and depts.poll() is None:
             depts.kill()
-        worker.stop()
+        if not keep:
+            worker.stop()
+    if keep:
+        console.print(f"  riskwatch web stop                    # stop the workbench and the demo's worker ({web.url})")
     console.rule("next")
     console.print(
         "  riskwatch query \"SELECT level_zh, count() FROM riskwatch.alerts FINAL GROUP BY level_zh\"\n"
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
-        "  kafka consumer for one department:    see README, 'Subscribing to alerts'")
+        "  kafka consumer for one department:    see README, 'Who connects, and how'")
     return 0
+
+
+DEMO_ACCOUNTS = (("amr", "dept", "amr", "市场监管局演示账号"), ("police", "dept", "police", "公安局演示账号"),
+                 ("taskforce", "taskforce", "", "专班办公室演示账号"))
+
+
+def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) -> bool:
+    """Start the workbench, (re)create the demo accounts, print the URL and the accounts; leave
+    the worker running for it (its pid in var/web/worker.pid, stopped by `riskwatch web stop`)."""
+    from web.users import UserStore
+
+    store = UserStore(Path(settings.workbench_dir) / "users.json")
+    rows = []
+    for username, role, dept, name in DEMO_ACCOUNTS:
+        if store.get(username) is None:
+            pw = store.add(username, role=role, dept=dept, name=name)[1]
+        else:
+            pw = store.reset_password(username)
+        rows.append((username, name, pw))
+    web.dir.mkdir(parents=True, exist_ok=True)
+    web.worker_pid_file.write_text(str(worker.proc.pid))
+    try:
+        console.print(web.start(log=console.print))
+    except WebError as e:
+        console.print(f"[red]the workbench did not start: {e}[/]")
+        web.worker_pid_file.unlink(missing_ok=True)
+        return False
+    console.rule("workbench 部门工作台")
+    t = Table(title=f"{web.url}  (public pages: {web.url}/public)")
+    for c in ("account", "who", "password (new each demo run)"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    console.print("The worker and the workbench keep running; `riskwatch web stop` stops both.")
+    return True

@@ -46,8 +46,54 @@ def settings_env(settings: Settings) -> dict[str, str]:
         v = getattr(settings, name)
         if v is None:
             continue  # unset: the child's default (None) too
+        if isinstance(v, (list, dict)):  # pydantic-settings reads complex values as JSON
+            env[f"RISKWATCH_{name.upper()}"] = orjson.dumps(v).decode()
+            continue
         env[f"RISKWATCH_{name.upper()}"] = v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
     return env
+
+
+class WebPortTaken(RuntimeError):
+    """Something other than this configuration's worker answers on the web port (one-line reason)."""
+
+
+def identify_worker(settings: Settings, timeout: float = 5.0) -> bool:
+    """Whether this configuration's worker answers on its web port.
+
+    ``GET /identity`` must return this configuration's :meth:`Settings.worker_identity` (service,
+    app id, data location). False when nothing listens; :class:`WebPortTaken` when something else
+    answers: another program, or a riskwatch worker of another app id or data location.
+    """
+    import urllib.error
+    import urllib.request
+
+    where = f"{settings.web_host}:{settings.web_port}"
+    try:
+        with urllib.request.urlopen(f"http://{where}/identity", timeout=timeout) as r:
+            raw = r.read(65536)
+    except urllib.error.HTTPError as e:
+        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker "
+                           f"(GET /identity: HTTP {e.code} {e.reason})") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+    try:
+        ident = orjson.loads(raw)
+        service = ident.get("service")
+    except (orjson.JSONDecodeError, AttributeError):
+        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker "
+                           "(GET /identity did not return riskwatch's JSON)") from None
+    mine = settings.worker_identity()
+    if service != mine["service"]:
+        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker (service {service!r})")
+    theirs = {k: ident.get(k) for k in ("app_id", "data")}
+    if theirs != {k: mine[k] for k in ("app_id", "data")}:
+        raise WebPortTaken(f"port {where} is answered by another riskwatch worker (app id {theirs['app_id']}, data "
+                           f"{theirs['data']}), not this configuration's (app id {mine['app_id']}, data {mine['data']})")
+    return True
+
+
+class QueryFailed(RuntimeError):
+    """The worker answered ``/query`` with an error (one-line message)."""
 
 
 CRASH_ONLY_EXIT = 70  # the worker exits with this code to have a batch redelivered (streams/app.py)
@@ -71,7 +117,7 @@ class WorkerProcess:
     def start(self, timeout: float = 120.0) -> "WorkerProcess":
         self._stopping = False
         self._spawn()
-        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /query"
+        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /identity and /query"
                  + (f"; see {self.log_path}" if self.log_path else ""))
         if self.supervise:
             import threading
@@ -101,7 +147,7 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path and self.log_path.exists() else ""
             raise SystemExit(f"worker exited with code {self.proc.returncode} during start-up:\n{tail}")
-        return self.query("SELECT 1") is not None
+        return identify_worker(self.settings) and self.query("SELECT 1") is not None
 
     def query(self, sql: str) -> list[dict] | None:
         """Rows as dicts from the worker's read-only /query endpoint, or None if it does not answer."""
@@ -114,7 +160,14 @@ class WorkerProcess:
             with urllib.request.urlopen(req, timeout=30) as r:
                 body = orjson.loads(r.read())
         except urllib.error.HTTPError as e:
-            raise RuntimeError(f"query refused: {e.read().decode(errors='replace')}") from None
+            from sinks.query import engine_error_line
+
+            body = e.read().decode(errors="replace")
+            try:
+                msg = orjson.loads(body)["error"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                msg = f"HTTP {e.code} {e.reason}"
+            raise QueryFailed(engine_error_line(msg)) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
         return [dict(zip(body["columns"], row)) for row in body["rows"]]

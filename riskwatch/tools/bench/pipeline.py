@@ -42,7 +42,6 @@ from pathlib import Path
 import orjson
 from rich.progress import Progress
 
-from riskwatch.settings import DATA_DIR
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
@@ -153,15 +152,15 @@ def _host_busy() -> float:
 
 
 def _state_sizes(evs) -> tuple[float, float]:
-    from detectors.rules import load_rules
+    from riskwatch.domain.county import load_county
     from schemas.events import DeadLetter
     from streams.ingest import Decoder
     from streams.processor import Processor
     from streams.state import EntityState
     import pickle
 
-    cat = load_catalog()
-    dec, proc = Decoder(cat), Processor(cat, load_rules(DATA_DIR / "rules.yaml"))
+    county = load_county()
+    dec, proc = Decoder(county.catalog), Processor.from_county(county)
     states: dict[bytes, EntityState] = {}
     for i, (topic, key, value) in enumerate(evs[:200_000]):
         ev = dec.decode(topic, 0, i, key, value)

@@ -32,9 +32,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from riskwatch.settings import DATA_DIR
-from detectors.rules import load_rules
-from riskwatch.domain.catalog import load_catalog
+from riskwatch.domain.county import load_county
 from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
@@ -60,10 +58,11 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
     """Simulate, process, match; return the metrics (see :func:`run_cli` for the printout)."""
     cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=0.0, start=start, now=start + timedelta(days=days))
     sim = Simulator(cfg)
-    catalog = load_catalog()
+    county = load_county()
+    catalog = county.catalog
     decoder = Decoder(catalog)
     now = [start.timestamp()]
-    proc = Processor(catalog, load_rules(DATA_DIR / "rules.yaml"), clock=lambda: now[0])
+    proc = Processor.from_county(county, clock=lambda: now[0])
     states: dict[str, EntityState] = {}
     first_rev: dict[str, dict] = {}
     n_rev = 0

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from riskwatch.tools.simulator.county import CST, County, Entity, SimConfig
+from riskwatch.tools.simulator.words import DISHES, DRUGS, FOODS, PROCEDURES, SYMPTOMS
 
 INCIDENT_TYPES = (
     "cold_chain_failure",
@@ -253,8 +254,6 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                     f"{e.name}一天内被集中投诉{count}次({category})", params={"count": count, "category": category},
                 )
                 # one story told by many: the same dish/product/drug in every complaint of the surge
-                from riskwatch.tools.simulator.streams import DISHES, DRUGS, FOODS, PROCEDURES, SYMPTOMS
-
                 fixed = {"food": rng.choice(FOODS), "dish": rng.choice(DISHES), "drug": rng.choice(DRUGS),
                          "proc": rng.choice(PROCEDURES), "symptom": rng.choice(SYMPTOMS)}
                 inc.params["story"] = fixed

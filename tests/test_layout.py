@@ -1,0 +1,152 @@
+"""The layout shows the architecture, and the imports follow it.
+
+Every module's imports (module level and inside functions; doctest lines are strings, not imports)
+are parsed with :mod:`ast`. Layers, lowest first::
+
+    schemas ← detectors ← riskwatch.domain, riskwatch.settings ← streams → sinks
+
+- ``sinks`` may import only ``schemas`` and ``riskwatch.settings``;
+- ``streams`` may import everything of the product (schemas, detectors, domain, settings, sinks);
+- front ends (``riskwatch.cli``, ``web``, ``notify``, ``dashboards``, ``reports``) may import the
+  product; product packages never import ``riskwatch.tools``, ``riskwatch.cli`` or a front end;
+- tools (``riskwatch.tools``) may import the product and front ends, never ``riskwatch.cli``;
+- no import cycle between modules, at any level.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP = ("schemas", "detectors", "riskwatch", "streams", "sinks", "dashboards", "reports", "web", "notify")
+FRONT_ENDS = ("riskwatch.cli", "web", "notify", "dashboards", "reports")
+
+# layer -> the layers it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "schemas": set(),
+    "detectors": {"schemas"},
+    "riskwatch.settings": set(),
+    "riskwatch.domain": {"schemas", "detectors", "riskwatch.settings"},
+    "riskwatch": {"riskwatch.settings"},  # the package's own __init__
+    "sinks": {"schemas", "riskwatch.settings"},
+    "streams": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks"},
+    "front end": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams", "front end"},
+    "riskwatch.tools": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams",
+                        "front end"},
+    "riskwatch.cli": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams",
+                      "front end", "riskwatch.tools"},
+}
+
+
+def layer(module: str) -> str:
+    for prefix in ("riskwatch.cli", "riskwatch.tools", "riskwatch.domain", "riskwatch.settings"):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix
+    top = module.split(".")[0]
+    if top in ("web", "notify", "dashboards", "reports"):
+        return "front end"
+    return top
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    out = {}
+    for top in TOP:
+        base = ROOT / top
+        if base.is_dir():
+            for path in sorted(base.rglob("*.py")):
+                if "__pycache__" not in path.parts:
+                    out[_module_name(path)] = path
+    return out
+
+
+def _resolve(name: str) -> str | None:
+    """The project module an imported name lives in (``a.b.c`` → ``a.b`` if ``c`` is not a module)."""
+    mods = modules()
+    while name:
+        if name in mods:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+@cache
+def imports(module: str) -> dict[str, int]:
+    """Project modules that ``module`` imports -> first line, module level or inside functions."""
+    path = modules()[module]
+    is_pkg = path.name == "__init__.py"
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = module.split(".") if is_pkg else module.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names] + [base]
+        for n in names:
+            target = _resolve(n)
+            if target and target != module and not module.startswith(target + "."):  # a package's own __init__
+                found.setdefault(target, node.lineno)
+    return found
+
+
+def test_layout_has_the_architecture_folders():
+    for d in ("schemas", "detectors", "riskwatch/domain", "riskwatch/cli", "riskwatch/tools", "riskwatch/data",
+              "streams", "sinks", "dashboards", "reports", "deploy", "docs", "tests"):
+        assert (ROOT / d).is_dir(), d
+    assert len(modules()) > 50  # the walk found the code
+
+
+def test_no_upward_import():
+    bad = []
+    for mod in modules():
+        src = layer(mod)
+        for target, line in imports(mod).items():
+            dst = layer(target)
+            if dst != src and dst not in ALLOWED[src]:
+                bad.append(f"{modules()[mod].relative_to(ROOT)}:{line} ({src}) imports {target} ({dst})")
+    assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle():
+    graph = {m: set(imports(m)) for m in modules()}
+    cycles, state, stack = [], {}, []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(" → ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
+    """The walk counts an import inside a function and a relative import, not a doctest line."""
+    src = 'def f():\n    """\n    >>> import riskwatch.tools\n    """\n    from riskwatch.cli import main\n'
+    tree = ast.parse(src)
+    seen = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [getattr(n, "module", None) for n in seen] == ["riskwatch.cli"]
+    assert layer("riskwatch.tools.simulator.streams") == "riskwatch.tools" and layer("web.pages") == "front end"
+    assert "riskwatch.tools" not in ALLOWED["streams"] and "riskwatch.cli" not in ALLOWED["riskwatch.tools"]

@@ -1,0 +1,59 @@
+"""The task-force office's 改派 (DisposalFeedback status=reassign) through the processor, pure
+Python: the contract's checks, the office-only rule (others are refused → dead letter) and the new
+alert revision with its receivers. The lifecycle rules themselves are in tests/test_lifecycle.py;
+the workbench form and the real worker in tests/test_web_browser.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from riskwatch.domain.county import load_county
+from schemas.events import DisposalFeedback, EntityEvent, SensorReading
+from streams.processor import Processor
+from streams.state import EntityState
+
+COUNTY = load_county()
+T = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
+
+
+def _fb(n: int, alert_id: str, dept: str, status: str, **kw) -> DisposalFeedback:
+    return DisposalFeedback.model_validate(
+        dict(event_id=f"f{n}", entity_id="E1", occurred_at=T + timedelta(minutes=n), source="workbench",
+             alert_id=alert_id, department=dept, status=status, **kw), context={"catalog": COUNTY.catalog})
+
+
+def test_contract_needs_targets_and_reason_and_known_codes() -> None:
+    with pytest.raises(ValidationError, match="assign_to"):
+        _fb(1, "a", "taskforce", "reassign", comment="理由")
+    with pytest.raises(ValidationError, match="reason"):
+        _fb(1, "a", "taskforce", "reassign", assign_to=["agri"])
+    with pytest.raises(ValidationError, match="unknown department"):
+        _fb(1, "a", "taskforce", "reassign", assign_to=["nosuch"], comment="理由")
+    with pytest.raises(ValidationError, match="only for status=reassign"):
+        _fb(1, "a", "amr", "acknowledged", assign_to=["agri"])
+
+
+def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None:
+    p = Processor.from_county(COUNTY, clock=lambda: T.timestamp())
+    st = EntityState()
+    p.process(EntityEvent(event_id="r1", entity_id="E1", occurred_at=T, source="amr", action="registered",
+                          name="舞泉镇鑫源食品有限公司", kind="food_producer", township="舞泉镇"), st, ("events.registry", 0, 0))
+    for i in range(3):
+        out = p.process(SensorReading(event_id=f"s{i}", entity_id="E1", occurred_at=T, source="iot", device_id="d1",
+                                      channel="cold_chain_temp", value=9.8, unit="C"), st, ("events.sensor", 0, i))
+    aid = out.alerts[0].alert_id
+    assert p.process(_fb(1, aid, "amr", "not_ours", comment="非本局"), st, ("events.feedback", 0, 1)).rejected is None
+    out = p.process(_fb(2, aid, "amr", "reassign", assign_to=["agri"], comment="理由"), st, ("events.feedback", 0, 2))
+    assert out.rejected.startswith("只有专班办公室可以改派") and not out.alerts and not out.transitions
+    out = p.process(_fb(3, aid, "taskforce", "reassign", assign_to=["agri"], comment="属农业农村局职责", user="王五"),
+                    st, ("events.feedback", 0, 3))
+    assert out.rejected is None
+    a = out.alerts[-1]
+    assert a.notification == "receiver_added" and a.recipients == ["agri"]
+    assert a.departments == ["agri", "emergency", "eco"] and a.lead_department == "agri"
+    assert a.ack_due == T + timedelta(minutes=3, hours=8)  # orange: 8 h from the decision
+    assert [(x["kind"], x["actor"]) for x in out.transitions] == [
+        ("feedback", "taskforce/王五"), ("receivers", "taskforce/王五"), ("notify", "riskwatch")]

@@ -1,0 +1,301 @@
+"""The workbench in a real Chromium, on the real broker, a real worker and the real ClickHouse engine.
+
+Flow of issue #10: sensor readings raise an item-1 alert; amr logs in, finds it in the inbox, opens
+it, acknowledges it with a comment; the page shows 已签收 once the worker processed it;
+``alert_history`` holds the feedback with the user as actor; police (not a receiver) does not see
+it, gets 403 for its URL and for a forged action, and nothing is produced. Screenshots go to
+var/screenshots/."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from riskwatch.tools.runner import wait_for
+from tests import factories as F
+from tests.webtools import browser_login, chromium, csrf_of, screenshot, start_web, wait_text
+
+pytestmark = pytest.mark.timeout(420)
+
+
+@pytest.fixture(scope="module")
+def shared(broker, tmp_path_factory):
+    """One pipeline, worker, app and browser for the module's flows (each starts in ~15–30 s on
+    the shared machine; the flows use different entities, so they do not disturb each other)."""
+    import uuid
+
+    from tests.conftest import Pipeline, free_port
+    from streams.topics import delete_topics
+
+    tmp = tmp_path_factory.mktemp("webflow")
+    run = uuid.uuid4().hex[:8]
+    s = broker.model_copy(update=dict(
+        topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
+        clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state", partitions=4,
+        stall_exit_seconds=45.0, commit_stall_exit_seconds=60.0))
+    p = Pipeline(s, tmp)
+    web = start_web(s, tmp)
+    worker = p.start_worker(web_public_url=web.url)
+    browser = chromium(tmp)
+    yield p, worker, web, browser
+    browser.quit()
+    web.stop()
+    p.close()
+    delete_topics(s, [s.topic_prefix, s.app_id + "-"])
+
+
+def _feedback_msgs(p) -> list[dict]:
+    return [orjson.loads(v) for _, v in p.read_topic("events.feedback")]
+
+
+def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(shared):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    p, w, web, browser = shared
+    p.send("events.registry", F.registered("E-food", kind="food_producer", name="舞泉镇鑫源食品有限公司"))
+    c = F.complaint("E-food", category="hygiene")
+    c["text"] = "后厨有老鼠<script>alert(1)</script> 联系电话13812345678"
+    p.send("events.complaint", c)
+    for v in (11.0, 11.5, 11.8):
+        p.send("events.sensor", F.sensor("E-food", v))
+    p.flush()
+    alert = wait_for(lambda: w.query("SELECT alert_id, departments FROM riskwatch.alerts FINAL "
+                                     "WHERE entity_id = 'E-food' AND item_id = 1 AND status = 'firing'"), 90, "the item-1 alert")[0]
+    aid = alert["alert_id"]
+    assert set(alert["departments"]) >= {"amr", "emergency", "eco"} and "police" not in alert["departments"]
+    sent = [orjson.loads(v) for _, v in p.read_topic("alerts.amr")]
+    assert any(m["alert_id"] == aid and m["url"] == f"{web.url}/alerts/{aid}" for m in sent)
+
+    # amr: inbox → alert page → 签收 with a comment
+    browser_login(browser, web, "amr")
+    link = wait_text(browser, "#inbox a.alert-link", "", timeout=30, refresh=True)
+    rows = browser.find_elements(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"]')
+    assert rows, "the alert is listed in amr's inbox"
+    screenshot(browser, "inbox")
+    rows[0].find_element(By.CSS_SELECTOR, "a.alert-link").click()
+    wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
+    assert "待签收" in browser.find_element(By.ID, "alert-status").text
+    page = browser.page_source
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page  # escaped
+    assert "13812345678" not in page  # masked
+    screenshot(browser, "alert")
+    before = len(_feedback_msgs(p))
+    browser.find_element(By.ID, "ack-comment").send_keys("已安排执法人员现场核查")
+    browser.find_element(By.ID, "btn-ack").click()
+    wait_for(lambda: "wait=" in browser.current_url, 30, "the action to be submitted")
+    # the page says it waits for the worker, then shows the new state (it refreshes itself)
+    wait_text(browser, "#alert-status", "已签收", timeout=90)
+    assert browser.find_elements(By.ID, "confirmed")
+    amr_row = browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="amr"]')
+    assert "已签收" in amr_row.text and "张三" in amr_row.text
+    screenshot(browser, "alert_acknowledged")
+    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' AND kind = 'feedback'")
+    assert [h["actor"] for h in hist] == ["amr/张三"] and "已安排执法人员现场核查" in hist[0]["comment"]
+    fb = _feedback_msgs(p)
+    assert len(fb) == before + 1 and fb[-1]["department"] == "amr" and fb[-1]["user"] == "张三"
+
+    # the dossier and the public service manual
+    browser.get(f"{web.url}/entities/E-food")
+    wait_text(browser, "h1", "舞泉镇鑫源食品有限公司", timeout=30)
+    screenshot(browser, "dossier")
+    browser.get(f"{web.url}/public/items/1")
+    wait_text(browser, "h1", "食品生产企业综合监管", timeout=30)
+    screenshot(browser, "public_manual")
+
+    # police: not a receiver — not listed, 403 on the URL, 403 on a forged action, nothing produced
+    browser_login(browser, web, "police")
+    assert not browser.find_elements(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"]')
+    browser.get(f"{web.url}/alerts/{aid}")
+    assert "无权查看" in browser.find_element(By.TAG_NAME, "h1").text
+    police = web.client("police")
+    assert police.get(f"/alerts/{aid}").status_code == 403
+    tok = csrf_of(police.get("/inbox").text)
+    r = police.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "acknowledged", "comment": "x"})
+    assert r.status_code == 403
+    p.flush()
+    assert len(_feedback_msgs(p)) == before + 1  # nothing produced for police
+
+    # emergency answers 非本部门 (the office sees it to decide); a later 签收 of emergency is refused by the worker
+    em = web.client("emergency")
+    tok = csrf_of(em.get(f"/alerts/{aid}").text)
+    r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "not_ours", "comment": "不属于本部门监管范围"})
+    wait_for(lambda: "反馈已由处理引擎确认" in em.get(r.headers["location"]).text, 90, "the not_ours feedback")
+    r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "acknowledged"})
+    wait_for(lambda: "处理引擎未受理本次反馈" in em.get(r.headers["location"]).text, 90, "the worker's refusal shown")
+    office = web.client("taskforce").get("/taskforce").text
+    assert f"/alerts/{aid}" in office and "不属于本部门监管范围" in office
+
+    n = len(_feedback_msgs(p))  # amr's and emergency's feedback so far
+
+    # an action the worker has not confirmed: the page waits (refreshing), after a minute it says so and stops
+    import time
+
+    page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000)}").text
+    assert 'id="waiting"' in page and 'http-equiv="refresh"' in page
+    page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000) - 61_000}").text
+    assert 'id="stalled"' in page and "不会丢失" in page and 'http-equiv="refresh"' not in page
+
+    # a county leader reads everything and acts on nothing
+    leader = web.client("leader")
+    assert leader.get(f"/alerts/{aid}").status_code == 200 and "只读账号" in leader.get(f"/alerts/{aid}").text
+    r = leader.post(f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(leader.get("/inbox").text), "action": "acknowledged"})
+    assert r.status_code == 403
+    assert leader.get("/taskforce").status_code == 200 and police.get("/taskforce").status_code == 403
+    p.flush()
+    assert len(_feedback_msgs(p)) == n
+
+    # the task-force office decides (改派): agri becomes responsible, emergency (which refused) is released
+    assert amr_client_reassign(web, aid).status_code == 403  # only the office may
+    browser_login(browser, web, "taskforce")
+    browser.get(f"{web.url}/taskforce")
+    browser.find_element(By.CSS_SELECTOR, f'#not-ours a[href="/alerts/{aid}#reassign"]').click()
+    wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
+    Select(browser.find_element(By.ID, "assign-to")).select_by_value("agri")
+    browser.find_element(By.ID, "reassign-reason").send_keys("经研判属农产品种植环节,由县农业农村局负责")
+    browser.find_element(By.ID, "btn-reassign").click()
+    wait_text(browser, "#receivers", "县农业农村局", timeout=90)
+    assert browser.find_elements(By.ID, "confirmed")
+    assert "已改派他部门" in browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="emergency"]').text
+    assert "专班改派 → 县农业农村局" in browser.find_element(By.ID, "timeline").text
+    screenshot(browser, "alert_reassigned")
+    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
+                   "AND kind IN ('feedback', 'receivers') AND actor LIKE 'taskforce%' ORDER BY seq")
+    assert [h["actor"] for h in hist] == ["taskforce/王五"] * 2 and hist[1]["comment"] == "+agri -emergency"
+    a = w.query(f"SELECT departments FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")[0]
+    assert a["departments"] == ["amr", "eco", "agri"]
+    assert any(m["alert_id"] == aid and m["notification"] == "receiver_added" for m in
+               (orjson.loads(v) for _, v in p.read_topic("alerts.agri")))
+    assert f"/alerts/{aid}" not in web.client("taskforce").get("/taskforce").text  # decided: off the office's list
+    assert web.client("emergency").get(f"/alerts/{aid}").status_code == 403  # released
+    # a 改派 sent by a department straight to Kafka is refused by the worker into the dead letters
+    forged = F.feedback("E-food", aid, "amr", "reassign")
+    forged.update(assign_to=["police"], comment="x")
+    p.send("events.feedback", forged)
+    p.flush()
+    dl = wait_for(lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, '只有专班办公室') > 0"),
+                  90, "the forged reassign in the dead letters")
+    assert "amr" in dl[0]["error"]
+    n = len(_feedback_msgs(p))  # with the office's decision and the forged one
+
+    # bad input from amr: each refused with its status, nothing produced
+    amr = web.client("amr")
+    tok = csrf_of(amr.get("/inbox").text)
+    url = f"/alerts/{aid}/feedback"
+    assert amr.get("/alerts/NO-SUCH-ALERT").status_code == 404
+    assert amr.post("/alerts/NO-SUCH-ALERT/feedback", data={"csrf_token": tok, "action": "acknowledged"}).status_code == 404
+    assert amr.post(url, data={"csrf_token": tok, "action": "in_progress", "comment": ""}).status_code == 400
+    assert amr.post(url, data={"csrf_token": tok, "action": "delete"}).status_code == 400
+    big = b"%PDF-" + b"0" * (web.settings.workbench_max_upload_bytes + 1)
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", big, "application/pdf")})
+    assert r.status_code == 413 and "附件不能超过" in r.text
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.exe", b"MZ..", "application/pdf")})
+    assert r.status_code == 400 and "只接受" in r.text
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", b"MZ..", "application/pdf")})
+    assert r.status_code == 400  # a .pdf that is not a PDF
+    p.flush()
+    assert len(_feedback_msgs(p)) == n
+    # Kafka down: the action is refused with a message, not lost silently (a second app, same worker)
+    from tests.conftest import free_port
+
+    dead = start_web(p.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}), p.tmp / "dead",
+                     accounts={"amr": ("dept", "amr", "张三")})
+    try:
+        d = dead.client("amr")
+        r = d.post(url, data={"csrf_token": csrf_of(d.get("/inbox").text), "action": "in_progress", "comment": "现场核查中"})
+        assert r.status_code == 503 and "操作未提交" in r.text and "Kafka" in r.text
+    finally:
+        dead.stop()
+
+    # an allowed attachment is stored content-addressed and the feedback carries its hash
+    import hashlib
+
+    pdf = b"%PDF-1.4 disposal report"
+    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "已整改,冷库温控恢复"},
+                 files={"attachment": ("report.pdf", pdf, "application/pdf")})
+    assert r.status_code == 303
+    sha = hashlib.sha256(pdf).hexdigest()
+    assert (web.settings.workbench_dir / "attachments" / sha[:2] / f"{sha}.pdf").read_bytes() == pdf
+    assert _feedback_msgs(p)[-1]["attachment_sha256"] == sha
+    wait_for(lambda: "已解除" in amr.get(r.headers["location"]).text, 90, "the disposal to resolve the alert")
+    assert amr.get(f"/attachments/{sha}").content == pdf
+    assert police.get(f"/attachments/{sha}").status_code == 403
+
+    # public pages with a real alert in the store: no alert id, no score, no phone or ID number
+    pub = web.client()
+    for path in ("/public", "/public/spot-checks", "/public/items/1"):
+        html = pub.get(path).text
+        assert aid not in html and "风险分" not in html and "13812345678" not in html and "138****5678" not in html
+
+
+def amr_client_reassign(web, aid: str):
+    amr = web.client("amr")
+    return amr.post(f"/alerts/{aid}/reassign", data={"csrf_token": csrf_of(amr.get("/inbox").text),
+                                                    "assign_to": "police", "reason": "x"})
+
+
+def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(shared):
+    """amr (lead of item 1) enters the result of a joint inspection with emergency; the worker
+    stores it and the plan's tasks are done: a later task of emergency is not merged with them
+    again. The task-force office sees its tables and decides an entity without an item; the public
+    spot-check page shows the result without personal data."""
+    from datetime import timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    p, w, web, browser = shared
+    p.send("events.registry", F.registered("E-joint", kind="food_producer", name="舞阳县鑫盛食品厂"))
+    p.send("events.registry", F.registered("E-new", kind="new_business", name="舞泉镇社区团购自提点"))
+    p.flush()
+    p.wait_consumed()
+    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"))
+    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
+    p.flush()
+    plan = wait_for(lambda: w.query("SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL "
+                                    "WHERE entity_id = 'E-joint'"), 90, "the joint plan")[0]
+    assert plan["departments"] == ["amr", "emergency"]
+    iid = plan["inspection_id"]
+
+    browser_login(browser, web, "amr")
+    browser.get(f"{web.url}/tasks")
+    row = browser.find_element(By.CSS_SELECTOR, f'#plans tr[data-plan="{iid}"]')
+    assert "待检查" in row.text and "县应急管理局" in row.text
+    row.find_element(By.LINK_TEXT, "录入结果").click()
+    browser.find_element(By.ID, "check_0_yes").click()
+    browser.find_element(By.ID, "check_1_no").click()
+    browser.find_element(By.ID, "v0_code").send_keys("V12")
+    Select(browser.find_element(By.ID, "v0_severity")).select_by_value("serious")
+    browser.find_element(By.ID, "v0_description").send_keys("原料进货查验台账缺失<b>")
+    Select(browser.find_element(By.ID, "outcome")).select_by_value("pass_with_conditions")
+    screenshot(browser, "inspection_form")
+    browser.find_element(By.ID, "btn-result").click()
+    wait_text(browser, "#plan-state", "已完成", timeout=90)
+    rows = w.query("SELECT departments, outcome, violation_severities, inspectors FROM riskwatch.events_inspection FINAL "
+                   f"WHERE inspection_id = '{iid}'")
+    assert rows == [{"departments": ["amr", "emergency"], "outcome": "pass_with_conditions",
+                     "violation_severities": ["serious"], "inspectors": ["amr/张三"]}]
+    # the plan's tasks are done in the worker: a new emergency task is not merged with the old amr task
+    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
+    p.flush()
+    p.wait_consumed()
+    assert sum(orjson.loads(v)["entity_id"] == "E-joint" for _, v in p.read_topic("inspection.plans")) == 1
+    browser.get(f"{web.url}/tasks")
+    assert "已完成" in browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task="SC-w-1-amr"]').text
+
+    # public: the spot-check result is published (entity, date, departments, outcome) — nothing else
+    browser.get(f"{web.url}/public/spot-checks")
+    wait_text(browser, "#spot-checks", "舞阳县鑫盛食品厂", timeout=60, refresh=True)
+    assert "限期整改" in browser.find_element(By.ID, "spot-checks").text
+    assert "张三" not in browser.page_source and "原料进货查验台账缺失" not in browser.page_source
+
+    # the task-force office: tables, and deciding the entity without an item (a registry update)
+    browser_login(browser, web, "taskforce")
+    browser.get(f"{web.url}/taskforce")
+    assert "督促反馈" in browser.page_source and "待研判主体" in browser.page_source
+    row = browser.find_element(By.CSS_SELECTOR, '#unassigned tr[data-entity="E-new"]')
+    Select(row.find_element(By.NAME, "kind")).select_by_value("food_producer")
+    screenshot(browser, "taskforce")
+    row.find_element(By.TAG_NAME, "button").click()
+    wait_for(lambda: w.query("SELECT kind FROM riskwatch.registry FINAL WHERE entity_id = 'E-new'") == [{"kind": "food_producer"}],
+             90, "the registry update")

@@ -1,0 +1,1 @@
+"""riskwatch web: the departments' workbench and the public pages (``riskwatch web``)."""

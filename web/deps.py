@@ -1,0 +1,157 @@
+"""Shared state and the dependencies every router uses: who is logged in, CSRF, rendering."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+
+from riskwatch.domain.catalog import Catalog
+from riskwatch.settings import Settings
+from web.data import Reader, ts
+from web.texts import signal_zh
+from web.produce import Producer
+from web.users import ROLE_ZH, LoginThrottle, User, UserStore
+
+HERE = Path(__file__).parent
+LOCAL = ZoneInfo("Asia/Shanghai")
+OPEN = ("firing", "acknowledged", "disposing")
+STATUS_ZH = {"pending": "待定", "firing": "待签收", "acknowledged": "已签收", "disposing": "处置中",
+             "resolved": "已解除", "closed": "已关闭"}
+FEEDBACK_ZH = {"acknowledged": "已签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门",
+               "reassign": "已改派", "released": "已改派他部门"}
+LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
+OUTCOME_ZH = {"pass": "合格", "pass_with_conditions": "限期整改", "fail": "不合格"}
+CATEGORY_ZH = {"food_poisoning": "食物中毒", "food_quality": "食品质量", "hygiene": "卫生状况", "counterfeit_drug": "假劣药品",
+               "drug_sales": "药品销售", "medical_beauty_injury": "医美损害", "product_quality": "产品质量",
+               "equipment_safety": "设备安全", "pricing": "价格", "other": "其他"}
+CHANNEL_ZH = {"12315": "12315热线", "12345": "12345热线", "online": "网上投诉", "walk_in": "来访"}
+ACTOR_ZH = {"detector": "监测模型", "system": "系统", "router": "预警路由", "riskwatch": "系统通知", "timer": "时限检查"}
+VIDEO_ZH = {"no_mask": "未戴口罩", "no_hat": "未戴帽子", "rodent": "鼠患", "smoking": "吸烟", "fire_exit_blocked": "消防通道堵塞",
+            "phone_use": "违规使用手机", "no_uniform": "未穿工作服"}
+SEVERITY_ZH = {"minor": "一般", "serious": "严重", "critical": "重大"}
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    catalog: Catalog
+    users: UserStore
+    reader: Reader
+    producer: Producer
+    templates: Jinja2Templates
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    started: float = field(default_factory=time.time)
+    credit: Any = None  # fusion credit config (half_life_days, tiers)
+    rules: Any = None  # threshold rules (limits drawn on the evidence chart)
+
+
+class PageError(Exception):
+    """A refusal or failure shown as a page with the right status code."""
+
+    def __init__(self, status: int, title: str, message: str):
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def ctx(request: Request) -> Ctx:
+    return request.app.state.ctx
+
+
+def current_user(request: Request) -> User | None:
+    s = request.session
+    if not s.get("u"):
+        return None
+    u = ctx(request).users.get(s["u"])
+    if u is None or u.disabled or u.generation != s.get("g") or time.time() > s.get("exp", 0):
+        request.session.clear()
+        return None
+    return u
+
+
+def require_user(request: Request) -> User:
+    u = current_user(request)
+    if u is None:
+        raise LoginRequired()
+    return u
+
+
+def require_taskforce(user: User = Depends(require_user)) -> User:
+    if not user.sees_all:
+        raise PageError(403, "无权访问", "此页面仅限专班办公室和县领导查看。")
+    return user
+
+
+def csrf_token(request: Request) -> str:
+    tok = request.session.get("csrf")
+    if not tok:
+        tok = request.session["csrf"] = secrets.token_urlsafe(32)
+    return tok
+
+
+async def check_csrf(request: Request) -> None:
+    """Synchronizer token: the form's ``csrf_token`` must equal the one in the signed session."""
+    form = await request.form()
+    sent = form.get("csrf_token")
+    tok = request.session.get("csrf")
+    if not tok or not isinstance(sent, str) or not secrets.compare_digest(sent, tok):
+        raise PageError(403, "表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。")
+
+
+# --- template helpers ------------------------------------------------------------------------------
+def fmt_dt(v: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    d = ts(v)
+    if d is None:
+        return "—"
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=LOCAL)
+    return d.astimezone(LOCAL).strftime(fmt)
+
+
+def countdown(v: Any) -> dict:
+    """``{"text", "overdue"}`` for a deadline: 剩余 2小时15分 / 已超期 1天3小时."""
+    d = ts(v)
+    if d is None:
+        return {"text": "—", "overdue": False}
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=LOCAL)
+    secs = (d - datetime.now(timezone.utc)).total_seconds()
+    a = abs(int(secs)) // 60
+    days, hours, mins = a // 1440, (a % 1440) // 60, a % 60
+    text = (f"{days}天{hours}小时" if days else f"{hours}小时{mins}分" if hours else f"{mins}分钟")
+    return {"text": ("已超期 " if secs < 0 else "剩余 ") + text, "overdue": secs < 0}
+
+
+def make_templates() -> Jinja2Templates:
+    t = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
+    t.env.filters["dt"] = fmt_dt
+    t.env.filters["regex_sha"] = lambda s: re.findall(r"sha256:([0-9a-f]{64})", s or "")
+    t.env.globals.update(STATUS_ZH=STATUS_ZH, FEEDBACK_ZH=FEEDBACK_ZH, LEVEL_ZH=LEVEL_ZH, ROLE_ZH=ROLE_ZH,
+                         OUTCOME_ZH=OUTCOME_ZH, SEVERITY_ZH=SEVERITY_ZH,
+                         CATEGORY_ZH=CATEGORY_ZH, CHANNEL_ZH=CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH, VIDEO_ZH=VIDEO_ZH, countdown=countdown, OPEN=OPEN,
+                         signal_zh=signal_zh)
+    t.env.filters["signal_zh"] = signal_zh
+    return t
+
+
+def render(request: Request, name: str, status_code: int = 200, **context):
+    c = ctx(request)
+    user = current_user(request)
+    context.setdefault("user", user)
+    context.setdefault("nav_counts", getattr(request.state, "nav_counts", None))
+    return c.templates.TemplateResponse(
+        request, name, {"csrf": "" if context.get("public") else csrf_token(request), "catalog": c.catalog,
+                        "dept_name": lambda code: c.catalog.departments[code].name if code in c.catalog.departments else code,
+                        **context}, status_code=status_code)

@@ -1,0 +1,273 @@
+"""预警详情 and the four actions (签收 / 处置中 / 已处置 / 非本部门), each one ``events.feedback``.
+
+After an action the page waits for the worker: it shows "已提交,等待处理引擎确认" (refreshing
+itself every 2 s, no script) until the alert revision caused by the feedback event is in
+ClickHouse, or says why the worker refused it (the dead letter's reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import ValidationError
+
+from schemas.events import DisposalFeedback
+from schemas.privacy import mask_pii
+from web.data import ts
+from web.deps import OPEN, STATUS_ZH, PageError, check_csrf, ctx, render, require_user
+from web.routes.inbox import nav_counts
+from web.svg import line_chart
+from web.texts import CHANNEL_ZH, UNIT_ZH, describe, signal_zh
+from web.users import User
+
+router = APIRouter()
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+SHA = re.compile(r"^[0-9a-f]{64}$")
+STALLED_SECONDS = 60  # the worker has not confirmed an action this long: stop refreshing, say so
+ACTIONS = ("acknowledged", "in_progress", "disposed", "not_ours")
+# attachment types: extension → (leading bytes, media type)
+ALLOWED = {".pdf": (b"%PDF-", "application/pdf"), ".png": (b"\x89PNG\r\n\x1a\n", "image/png"),
+           ".jpg": (b"\xff\xd8\xff", "image/jpeg"), ".jpeg": (b"\xff\xd8\xff", "image/jpeg")}
+
+ALERT_SQL = """
+SELECT alert_id, revision, entity_id, entity_name, entity_kind, township, item_id, item_name, rule, level, level_zh,
+       status, score, title, message, explanation_signals, explanation_values, explanation_details, lead_department,
+       departments, first_seen, last_seen, updated_at, ack_due, dispose_due, flapping
+FROM {db}.alerts FINAL WHERE alert_id = %(a)s"""
+
+HISTORY_SQL = """
+SELECT seq, at, kind, from_status, to_status, actor, comment
+FROM {db}.alert_history FINAL WHERE alert_id = %(a)s ORDER BY at, seq LIMIT 500"""
+
+WAIT_SQL = """
+SELECT (SELECT count() FROM {db}.alerts WHERE alert_id = %(a)s AND source_event_id = %(e)s) AS revised,
+       (SELECT count() FROM {db}.alert_history WHERE alert_id = %(a)s AND kind = 'feedback' AND actor = %(actor)s
+        AND at >= fromUnixTimestamp64Milli(%(since)s) - INTERVAL 1 SECOND) AS recorded,
+       (SELECT any(error) FROM {db}.dead_letters WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
+
+
+async def load_alert(request: Request, user: User, alert_id: str) -> dict:
+    if not ID.match(alert_id):
+        raise PageError(404, "预警不存在", f"没有编号为 {alert_id[:80]} 的预警。请从收件箱进入。")
+    a = await ctx(request).reader.one(ALERT_SQL, a=alert_id)
+    if a is None:
+        raise PageError(404, "预警不存在", f"没有编号为 {alert_id} 的预警。请从收件箱进入。")
+    if not user.sees_all and user.dept not in a["departments"]:
+        raise PageError(403, "无权查看", "该预警未发送给本部门,无权查看或反馈。如认为有误,请联系专班办公室。")
+    return a
+
+
+def feedback_states(alert: dict, history: list[dict]) -> list[dict]:
+    """Each receiving department with its last feedback (from alert_history kind='feedback'), then
+    the departments the task-force office released (``receivers`` rows ``-dept``) as 已改派他部门."""
+    last: dict[str, dict] = {}
+    released: dict[str, dict] = {}
+    for h in history:
+        if h["kind"] == "feedback":
+            dept = h["actor"].split("/", 1)[0]
+            last[dept] = {"status": h["comment"].split("(", 1)[0], "actor": h["actor"], "at": h["at"]}
+        elif h["kind"] == "receivers":
+            for tok in (h["comment"] or "").split(" "):
+                if tok.startswith("-"):
+                    for d in tok[1:].split(","):
+                        released[d] = {"status": "released", "actor": h["actor"], "at": h["at"]}
+    rows = [{"dept": d, "lead": d == alert["lead_department"], **last.get(d, {"status": "", "actor": "", "at": None})}
+            for d in alert["departments"]]
+    rows += [{"dept": d, "lead": False, **x} for d, x in released.items() if d not in alert["departments"]]
+    return rows
+
+
+EXPLAIN_SQL = """
+SELECT explanation_signals, explanation_values, explanation_details FROM {db}.alerts
+WHERE alert_id = %(a)s AND notEmpty(explanation_signals) ORDER BY revision DESC LIMIT 1"""
+
+
+async def explanation(request: Request, a: dict) -> list[dict]:
+    """The top contributing signals: of the latest revision that carries them (a feedback or a
+    deadline revision carries none), else the rule that fired with its score."""
+    sig, val, det = a["explanation_signals"], a["explanation_values"], a["explanation_details"]
+    if not sig:
+        row = await ctx(request).reader.one(EXPLAIN_SQL, a=a["alert_id"])
+        if row:
+            sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
+    out = [{"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
+           for s, v, d in zip(sig, val, det)]
+    if not out:
+        out = [{"signal": a["rule"], "name": signal_zh(a["rule"]), "value": a["score"],
+                "detail": f"触发规则:{a['title']}(风险分 {a['score']:.0f})"}]
+    return out
+
+
+async def evidence(request: Request, a: dict) -> dict:
+    r = ctx(request).reader
+    first = ts(a["first_seen"])
+    last = ts(a["last_seen"]) or first
+    lo, hi = first - timedelta(hours=6), max(last, first) + timedelta(hours=2)
+    p = {"e": a["entity_id"], "lo": int(lo.timestamp() * 1000), "hi": int(hi.timestamp() * 1000)}
+    readings = await r.rows("""SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""", **p)
+    series: dict[str, list] = {}
+    limits: dict[float, str] = {}
+    rules = ctx(request).rules
+    for x in readings:
+        unit = UNIT_ZH.get(x["unit"], x["unit"])
+        series.setdefault(f"{CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
+            (ts(x["occurred_at"]), float(x["value"])))
+        rule = rules.sensor.get(x["channel"]) if rules is not None else None
+        if rule is not None and rule.max is not None:
+            limits[rule.max] = f"上限 {rule.max:g}{unit}"
+        if rule is not None and rule.min is not None:
+            limits[rule.min] = f"下限 {rule.min:g}{unit}"
+    videos = await r.rows("""SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
+    complaints = await r.rows("""SELECT occurred_at, channel, category, text FROM {db}.events_complaint
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
+    for c in complaints:
+        c["text"] = mask_pii(c["text"])  # stored masked; masked again in case of older rows
+    return {"chart": line_chart(series, marker=first, y_label="触发前后的传感器读数", limits=limits) if series else None,
+            "videos": videos, "complaints": complaints}
+
+
+@router.get("/alerts/{alert_id}")
+async def alert_page(request: Request, alert_id: str, user: User = Depends(require_user), wait: str = "", since: int = 0):
+    c = ctx(request)
+    a = await load_alert(request, user, alert_id)  # 404/403 before anything else
+    waiting = refused = None
+    if wait and ID.match(wait):
+        w = await c.reader.one(WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since,
+                               topic=c.settings.topic("events.feedback"))
+        if w and w.get("refused"):
+            refused = w["refused"]
+        elif not (w and w["revised"] and w["recorded"]):
+            waiting = wait
+        else:  # processed: read the alert again, it may have changed since the read above
+            a = await load_alert(request, user, alert_id)
+    history = await c.reader.rows(HISTORY_SQL, a=alert_id)
+    for h in history:
+        h["zh"] = describe(h, c.catalog)
+    request.state.nav_counts = await nav_counts(request, user)
+    can_act = (user.can_act and user.dept in a["departments"] and a["status"] in OPEN)
+    can_reassign = user.role == "taskforce" and a["status"] in OPEN
+    return render(request, "alert.html", a=a, history=history, states=feedback_states(a, history),
+                  can_reassign=can_reassign, departments=c.catalog.departments,
+                  explanation=await explanation(request, a), ev=await evidence(request, a), waiting=waiting, refused=refused,
+                  can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes,
+                  stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS)
+
+
+async def limit_body(request: Request) -> None:
+    """413 before parsing when the declared body is larger than an attachment may be."""
+    n = request.headers.get("content-length")
+    if n and n.isdigit() and int(n) > ctx(request).settings.workbench_max_upload_bytes + 64 * 1024:
+        raise PageError(413, "附件过大", f"附件不能超过 {ctx(request).settings.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。")
+
+
+def store_attachment(request: Request, up: UploadFile) -> str:
+    """Content-addressed: ``<workbench_dir>/attachments/<sha[:2]>/<sha><ext>``; returns the SHA-256."""
+    s = ctx(request).settings
+    ext = Path(up.filename or "").suffix.lower()
+    if ext not in ALLOWED:
+        raise PageError(400, "文件类型不允许", f"只接受 {', '.join(sorted(ALLOWED))} 格式的附件,本次操作未提交。")
+    data = up.file.read(s.workbench_max_upload_bytes + 1)
+    if len(data) > s.workbench_max_upload_bytes:
+        raise PageError(413, "附件过大", f"附件不能超过 {s.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。")
+    magic, _ = ALLOWED[ext]
+    if not data.startswith(magic):
+        raise PageError(400, "文件类型不允许", f"文件内容不是 {ext} 格式,本次操作未提交。")
+    sha = hashlib.sha256(data).hexdigest()
+    d = Path(s.workbench_dir) / "attachments" / sha[:2]
+    d.mkdir(parents=True, exist_ok=True)
+    target = d / f"{sha}{ext}"
+    if not target.exists():
+        tmp = d / f".{sha}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return sha
+
+
+@router.post("/alerts/{alert_id}/feedback", dependencies=[Depends(limit_body), Depends(check_csrf)])
+async def feedback(request: Request, alert_id: str, user: User = Depends(require_user), action: str = Form(""),
+                   comment: str = Form(""), result: str = Form(""), attachment: UploadFile | None = None):
+    c = ctx(request)
+    if not user.can_act:
+        raise PageError(403, "只读账号", "县领导账号只能查看,不能反馈。")
+    a = await load_alert(request, user, alert_id)
+    if user.dept not in a["departments"]:
+        raise PageError(403, "无权反馈", "本部门不是该预警的接收单位,不能反馈。")
+    if action not in ACTIONS:
+        raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
+    if a["status"] not in OPEN:
+        raise PageError(400, "预警已结束", f"该预警当前状态为“{a['status']}”,不再接受反馈。")
+    comment, result = comment.strip(), result.strip()
+    if action in ("in_progress", "disposed", "not_ours") and not (comment or result):
+        need = {"in_progress": "处置进展说明", "disposed": "处置结果", "not_ours": "非本部门的理由"}[action]
+        raise PageError(400, "请填写说明", f"“{need}”不能为空,本次操作未提交。")
+    sha = ""
+    if attachment is not None and attachment.filename:
+        if action != "disposed":
+            raise PageError(400, "附件只用于处置结果", "附件只能随“已处置”一起提交,本次操作未提交。")
+        sha = store_attachment(request, attachment)
+    try:
+        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, department=user.dept,
+                              status=action, comment=comment, result=result if action == "disposed" else "",
+                              user=user.name, attachment_sha256=sha)
+    except ValidationError as e:
+        raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
+            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+    since = int(time.time() * 1000)
+    await c.producer.send(ev, user.actor)
+    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/reassign", dependencies=[Depends(check_csrf)])
+async def reassign(request: Request, alert_id: str, user: User = Depends(require_user),
+                   assign_to: list[str] = Form([]), reason: str = Form("")):
+    """The task-force office decides who is responsible (专班研判改派): ``events.feedback`` with
+    ``status=reassign``; the worker releases the departments that said 非本部门."""
+    c = ctx(request)
+    if user.role != "taskforce":
+        raise PageError(403, "无权改派", "只有专班办公室可以改派责任部门,本次操作未提交。")
+    a = await load_alert(request, user, alert_id)
+    if a["status"] not in OPEN:
+        raise PageError(400, "预警已结束", f"该预警当前状态为“{STATUS_ZH.get(a['status'], a['status'])}”,不能改派。")
+    assign_to = [d for d in dict.fromkeys(x.strip() for x in assign_to) if d]
+    if not assign_to:
+        raise PageError(400, "请选择责任部门", "请选择改派的责任部门,本次操作未提交。")
+    unknown = [d for d in assign_to if d not in c.catalog.departments]
+    if unknown:
+        raise PageError(400, "部门无效", f"未知部门 {', '.join(x[:20] for x in unknown)},本次操作未提交。")
+    if not reason.strip():
+        raise PageError(400, "请填写说明", "“研判理由”不能为空,本次操作未提交。")
+    try:
+        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id,
+                              department=c.catalog.taskforce_office, status="reassign", assign_to=assign_to,
+                              comment=reason.strip(), user=user.name)
+    except ValidationError as e:
+        raise PageError(400, "内容不合规", "改派内容未通过校验:" + "; ".join(
+            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+    since = int(time.time() * 1000)
+    await c.producer.send(ev, user.actor)
+    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+
+
+@router.get("/attachments/{sha}")
+async def attachment(request: Request, sha: str, user: User = Depends(require_user)):
+    if not SHA.match(sha):
+        raise PageError(404, "附件不存在", "附件编号无效。")
+    c = ctx(request)
+    hit = await c.reader.one("SELECT alert_id FROM {db}.alert_history WHERE position(comment, %(s)s) > 0 LIMIT 1", s=sha)
+    if hit is None:
+        raise PageError(404, "附件不存在", "没有引用该附件的反馈。")
+    await load_alert(request, user, hit["alert_id"])  # 403 unless the user may see that alert
+    for ext, (_, media) in ALLOWED.items():
+        p = Path(c.settings.workbench_dir) / "attachments" / sha[:2] / f"{sha}{ext}"
+        if p.exists():
+            return FileResponse(p, media_type=media, filename=f"{sha[:12]}{ext}")
+    raise PageError(404, "附件不存在", "附件文件不在本机存储中。")

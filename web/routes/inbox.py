@@ -1,0 +1,71 @@
+"""部门收件箱: the alerts addressed to the department, open ones first, with deadlines."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from web.deps import OPEN, ctx, render, require_user
+from web.users import User
+
+router = APIRouter()
+LIMIT = 200
+
+INBOX_SQL = """
+SELECT alert_id, title, entity_id, entity_name, township, item_id, item_name, level, level_zh, status, score,
+       ack_due, dispose_due, first_seen, updated_at, lead_department, departments
+FROM {db}.alerts FINAL
+WHERE {where}
+ORDER BY status IN ('firing', 'acknowledged', 'disposing') DESC,
+         indexOf(['blue', 'yellow', 'orange', 'red'], level) DESC, first_seen DESC
+LIMIT %(limit)s"""
+
+COUNTS_SQL = """
+SELECT countIf(status IN ('firing', 'acknowledged', 'disposing')) AS open,
+       countIf(status = 'firing') AS unacked,
+       countIf(status IN ('firing', 'acknowledged', 'disposing') AND dispose_due < now64(3)) AS overdue,
+       count() AS total
+FROM {db}.alerts FINAL WHERE {where}"""
+
+
+def scope(user: User, dept: str = "") -> tuple[str, dict]:
+    """WHERE clause of the alerts a user may see (a department: its own; the office/leaders: all)."""
+    if not user.sees_all:
+        return "has(departments, %(dept)s)", {"dept": user.dept}
+    if dept:
+        return "has(departments, %(dept)s)", {"dept": dept}
+    return "1", {}
+
+
+async def nav_counts(request: Request, user: User) -> dict:
+    where, params = scope(user)
+    rows = await ctx(request).reader.cached(10.0, COUNTS_SQL.replace("{where}", where), **params)
+    return rows[0] if rows else {}
+
+
+@router.get("/inbox")
+async def inbox(request: Request, user: User = Depends(require_user), item: str = "", township: str = "",
+                level: str = "", status: str = "open", dept: str = ""):
+    c = ctx(request)
+    where, params = scope(user, dept if dept in c.catalog.departments else "")
+    conds = [where]
+    if item.isdigit():
+        conds.append("item_id = %(item)s")
+        params["item"] = int(item)
+    if township:
+        conds.append("township = %(township)s")
+        params["township"] = township
+    if level in ("blue", "yellow", "orange", "red"):
+        conds.append("level = %(level)s")
+        params["level"] = level
+    if status == "open":
+        conds.append("status IN ('firing', 'acknowledged', 'disposing')")
+    elif status in ("firing", "acknowledged", "disposing", "resolved", "closed", "pending"):
+        conds.append("status = %(status)s")
+        params["status"] = status
+    rows = await c.reader.rows(INBOX_SQL.replace("{where}", " AND ".join(conds)), limit=LIMIT, **params)
+    w0, p0 = scope(user)
+    townships = [r["township"] for r in await c.reader.cached(300.0, 
+        "SELECT DISTINCT township FROM {db}.alerts WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100", **p0)]
+    request.state.nav_counts = await nav_counts(request, user)
+    return render(request, "inbox.html", alerts=rows, limit=LIMIT, townships=townships, open_statuses=OPEN,
+                  f={"item": item, "township": township, "level": level, "status": status, "dept": dept})
