@@ -15,12 +15,14 @@ COPY streams ./streams
 COPY detectors ./detectors
 COPY schemas ./schemas
 COPY sinks ./sinks
+COPY notify ./notify
 COPY dashboards ./dashboards
 COPY reports ./reports
 COPY web ./web
 COPY deploy ./deploy
 RUN pip install . && useradd --system --home-dir /var/lib/riskwatch --create-home riskwatch \
- && mkdir -p /var/lib/riskwatch/state && chown -R riskwatch /var/lib/riskwatch
+ && mkdir -p /var/lib/riskwatch/state && chown -R riskwatch /var/lib/riskwatch \
+ && mkdir -p /etc/alertmanager && chown 65534:65534 /etc/alertmanager   # alertmanager-config writes here as Alertmanager's user
 
 USER riskwatch
 WORKDIR /var/lib/riskwatch

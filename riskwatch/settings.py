@@ -83,6 +83,21 @@ class Settings(BaseSettings):
     rules_path: Path = Field(DATA_DIR / "rules.yaml", description="Regulatory threshold rules (data)")
     timezone: str = Field("Asia/Shanghai", description="Time zone assumed for timestamps without one")
 
+    # --- Notification delivery (riskwatch notify, riskwatch alertmanager) -------------------------
+    alertmanager_url: str = Field("http://127.0.0.1:19094", description="Alertmanager the bridge posts to (POST /api/v2/alerts)")
+    alertmanager_port: int = Field(19094, ge=1, le=65535, description="Port of the local Alertmanager (riskwatch alertmanager start) on 127.0.0.1")
+    alertmanager_data_dir: Path = Field(Path("var/alertmanager"), description="Local Alertmanager: config, notification log, silences, pid and log file")
+    receivers_path: Path = Field(DATA_DIR / "receivers.yaml", description="The county's receivers file: each department's channels (robots, email, webhook, 企业微信 app)")
+    robot_port: int = Field(19095, ge=1, le=65535, description="Robot adapter (企业微信/钉钉 group robots) port on 127.0.0.1; Alertmanager's webhook posts to it")
+    notify_port: int = Field(19096, ge=1, le=65535, description="Bridge (riskwatch notify) /metrics port")
+    notify_host: str = Field("127.0.0.1", description="Bridge /metrics bind address")
+    notify_retry_max_seconds: float = Field(30.0, gt=0, description="Longest back-off between attempts while Alertmanager is unreachable (the bridge waits, loses nothing)")
+    notify_hold_seconds: float = Field(900.0, ge=60, description="How long the bridge keeps re-sending a posted alert to Alertmanager (Alertmanager keeps alerts in memory only; a restarted one gets them again) and its endsAt window; longer than any delivery retry")
+    notify_stall_exit_seconds: float = Field(120.0, gt=0, description="Notifications waiting while the bridge commits nothing for this long (Alertmanager up) make it exit (code 70) for a restart (its Kafka consumer is stuck); nothing is lost")
+    notify_resend_seconds: float = Field(30.0, gt=0, description="How often held alerts are re-sent to Alertmanager (as Prometheus does)")
+    prometheus_port: int = Field(19097, ge=1, le=65535, description="Port of the local Prometheus (riskwatch prometheus start) on 127.0.0.1")
+    prometheus_scrape_seconds: float = Field(15.0, gt=0, description="Prometheus scrape and rule evaluation interval")
+
     # --- Workbench (riskwatch web): the departments' and the public's web pages ----------------
     web_public_url: str = Field("", description="Base URL under which people reach the workbench; every alert revision carries <this>/alerts/<alert_id> (empty: http://<workbench_host>:<workbench_port>)")
     workbench_host: str = Field("127.0.0.1", description="Workbench (riskwatch web) bind address")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter, InspectionPlan, SilenceSpec
+from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter, InspectionPlan, SensorBatch, SilenceSpec
 
 OUT_DIR = Path(__file__).parent / "json"
 
 
 def all_schemas() -> dict[str, dict]:
     out = {f"{topic}.schema.json": model.model_json_schema() for topic, model in EVENT_MODELS.items()}
+    out["events.sensor.batch.schema.json"] = SensorBatch.model_json_schema()  # a gateway's batch, also on events.sensor
     out["alerts.schema.json"] = Alert.model_json_schema()
     out["deadletter.schema.json"] = DeadLetter.model_json_schema()
     out["alerts.events.schema.json"] = AlertTransition.model_json_schema()

@@ -111,8 +111,11 @@ class Commit:
         changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in states.items()}
         self._records.extend(table_records(self.table, changed))
 
-    def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream) -> None:
-        """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge."""
+    def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream,
+            count: int | None = None) -> None:
+        """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge.
+        ``count``: how many events the messages carried (a gateway batch is many readings; the
+        back-pressure and the commit size count readings, not messages); default one per message."""
         for table, r in rows.items():
             if r:
                 self.rows.setdefault(table, []).extend(r)
@@ -121,8 +124,9 @@ class Commit:
             for e in events:
                 e.message.incref()  # released by the commit; Faust's own ack no longer completes it
             self.held.append((stream, events))
-            self.pending += len(events)
-            self._queued += len(events)
+            n = len(events) if count is None else count
+            self.pending += n
+            self._queued += n
             if self._queued > self.max_pending // 2:
                 self._urgent.set()
         self._wake.set()

@@ -17,9 +17,9 @@ import orjson
 from schemas.events import Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
 from streams.health import crash_only
-from streams.ingest import Decoder
+from streams.ingest import Batch, Decoder
 from streams.metrics import BATCH_SECONDS, EVENTS_IN
-from streams.state import EntityState
+from streams.state import RECENT_IDS, EntityState
 from streams.worker import BATCH_MAX, Worker, records
 
 BATCH_WITHIN = 0.05  # a batch waits at most this long to fill (alert latency)
@@ -45,27 +45,23 @@ def register(w: Worker) -> None:
         event_rows: dict[str, list] = {}
         sends: list[tuple] = []
         counts: Counter = Counter()
-        for event in batch:
-            msg = event.message
-            ev = w.decoder.decode(msg.topic, msg.partition, msg.offset, msg.key, event.value)
-            if isinstance(ev, DeadLetter):
-                sends.append((topics.deadletter, msg.key, ev.model_dump_json().encode()))
-                counts[(msg.topic, "dead")] += 1
-                continue
+
+        def handle(ev, msg, value, keep: int, index: int | None = None) -> None:
             key = ev.entity_id.encode()
             st = states.get(key)
             if st is None:
                 st = states[key] = w.load(key)
                 w.partition_of[key] = msg.partition
-            out = w.processor.process(ev, st, (msg.topic, msg.partition, msg.offset))
+            out = w.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep)
             if out.redelivered:
                 counts[(msg.topic, "redelivered")] += 1
-                continue
+                return
             if out.rejected:
-                dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, event.value, out.rejected)
+                reason = out.rejected if index is None else f"readings[{index}]: {out.rejected}"
+                dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, value, reason, index=index)
                 sends.append((topics.deadletter, msg.key, dl.model_dump_json().encode()))
                 counts[(msg.topic, "dead")] += 1
-                continue
+                return
             counts[(msg.topic, "ok")] += 1
             t_ev = ev.occurred_at.timestamp()
             if t_ev > batch_time.get(msg.partition, 0.0):
@@ -84,13 +80,30 @@ def register(w: Worker) -> None:
             for r in out.risk:
                 event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
                     r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
+
+        for event in batch:
+            msg = event.message
+            ev = w.decoder.decode(msg.topic, msg.partition, msg.offset, msg.key, event.value)
+            if isinstance(ev, DeadLetter):
+                sends.append((topics.deadletter, msg.key, ev.model_dump_json().encode()))
+                counts[(msg.topic, "dead")] += 1
+            elif isinstance(ev, Batch):  # a gateway's batch: each reading on its own, bad ones to the DLQ
+                for dl in ev.dead:
+                    sends.append((topics.deadletter, msg.key, dl.model_dump_json().encode()))
+                counts[(msg.topic, "dead")] += len(ev.dead)
+                keep = RECENT_IDS + len(ev.events)  # the ring keeps this whole batch (replay skips it reading by reading)
+                for i, reading in zip(ev.positions, ev.events):
+                    handle(reading, msg, event.value, keep, i)
+            else:
+                handle(ev, msg, event.value, RECENT_IDS)
         wall = time.monotonic()
         for p, t_ev in batch_time.items():
             w.part_time[p] = (max(t_ev, w.part_time.get(p, (0.0, 0.0))[0]), wall)
         # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/commit.py)
         w.watchdog.stage("entities", f"send {len(sends)} outputs")
         await w.bulk.send(records(sends))
-        w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream)
+        w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream,
+                     count=sum(counts.values()))
         for key, st in states.items():
             w.note_state(key, st)
         w.watchdog.done("entities")

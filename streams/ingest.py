@@ -10,6 +10,19 @@ they came from.
 (42, 'events.sensor[0]@42: 8 validation errors for SensorReading')
 >>> "event_id: Input should be a valid string" in dl.error
 True
+
+A gateway batch (``kind: sensor_batch``) on ``events.sensor`` decodes to a :class:`Batch`: its
+valid readings as events, and one dead letter per bad reading (with its index; the payload is the
+whole batch message):
+
+>>> raw = (b'{"kind":"sensor_batch","entity_id":"E1","gateway_id":"gw-1","readings":['
+...        b'{"event_id":"r1","device_id":"d1","channel":"cold_chain_temp","value":3.5,"unit":"C","occurred_at":"2026-11-27T08:00:00"},'
+...        b'{"event_id":"r2","device_id":"d1","channel":"cold_chain_temp","value":"hot","unit":"C","occurred_at":"2026-11-27T08:05:00"}]}')
+>>> b = d.decode("events.sensor", 0, 43, b"E1", raw)
+>>> [(r.event_id, r.source, r.value) for r in b.events], [(x.index, x.offset) for x in b.dead]
+([('r1', 'gw-1', 3.5)], [(1, 43)])
+>>> b.dead[0].error.splitlines()[0]
+"events.sensor[0]@43 readings[1] (event_id 'r2'): 1 validation error"
 """
 
 from __future__ import annotations
@@ -17,12 +30,25 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timezone
 
+from typing import NamedTuple
+
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from riskwatch.domain.catalog import Catalog
-from schemas.events import EVENT_MODELS, DeadLetter, Event
+from schemas.events import EVENT_MODELS, DeadLetter, Event, SensorBatch, SensorReading
 
 MAX_DEPTH = 32
+BATCH_MARK = b'"sensor_batch"'  # a gateway batch names its kind; a single reading has no `kind`
+BATCH_BYTES_FACTOR = 4  # a gateway batch (≤ 500 readings of ~140 bytes) may be this many times the message limit
+
+
+class Batch(NamedTuple):
+    """A decoded gateway batch: its valid readings, in order, and a dead letter per bad reading."""
+
+    events: list[SensorReading]
+    dead: list[DeadLetter]
+    positions: list[int]  # each event's index in the batch's ``readings``
 
 
 def _too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -55,8 +81,11 @@ class Decoder:
         self.context = {"catalog": catalog}
         self.max_bytes = max_bytes
         self.adapters = {topic_prefix + t: TypeAdapter(m) for t, m in EVENT_MODELS.items()}
+        self.batch_topic = topic_prefix + SensorBatch.topic
+        self.batch_adapter = TypeAdapter(SensorBatch)
 
-    def decode(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Event | DeadLetter:
+    def decode(self, topic: str, partition: int, offset: int, key: bytes | None,
+               value: bytes | None) -> Event | Batch | DeadLetter:
         where = f"{topic}[{partition}]@{offset}"
         try:
             adapter = self.adapters.get(topic)
@@ -64,11 +93,15 @@ class Decoder:
                 return self.dead(topic, partition, offset, key, value, f"{where}: not an input topic")
             if value is None:
                 return self.dead(topic, partition, offset, key, value, f"{where}: empty message (tombstone)")
-            if len(value) > self.max_bytes:
+            if len(value) > self.max_bytes and not (topic == self.batch_topic and len(value) <= BATCH_BYTES_FACTOR * self.max_bytes
+                                                    and BATCH_MARK in value):
                 return self.dead(topic, partition, offset, key, value,
-                                 f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} (RISKWATCH_MAX_MESSAGE_BYTES)")
+                                 f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} (RISKWATCH_MAX_MESSAGE_BYTES; "
+                                 f"{BATCH_BYTES_FACTOR}x that for a gateway batch)")
             if (value.count(b"{") + value.count(b"[")) > MAX_DEPTH and _too_deep(value):
                 return self.dead(topic, partition, offset, key, value, f"{where}: JSON nested deeper than {MAX_DEPTH} levels")
+            if topic == self.batch_topic and BATCH_MARK in value:
+                return self.decode_batch(topic, partition, offset, key, value)
             event = adapter.validate_json(value, context=self.context)
             if key is not None and key != event.entity_id.encode():
                 return self.dead(topic, partition, offset, key, value,
@@ -80,14 +113,71 @@ class Decoder:
         except Exception as e:  # noqa: BLE001 — the edge never crashes the worker
             return self.dead(topic, partition, offset, key, value, f"{where}: {type(e).__name__}: {e}")
 
+    def decode_batch(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> Batch | DeadLetter:
+        """A gateway batch: one validation of the whole message when it is all good (the common
+        case); else the envelope alone, then each reading on its own. Readings repeating an
+        event_id of an earlier reading of the same batch are refused like any duplicate."""
+        where = f"{topic}[{partition}]@{offset}"
+        try:
+            batch = self.batch_adapter.validate_json(value, context=self.context)
+            bad: dict[int, str] = {}
+            readings: list = []
+        except ValidationError as e:
+            bad = {}
+            for err in e.errors(include_url=False):
+                loc = err["loc"]
+                if len(loc) < 2 or loc[0] != "readings" or not isinstance(loc[1], int):
+                    return self.dead(topic, partition, offset, key, value, f"{where}: {_describe(e)}")
+                bad[loc[1]] = ""
+            raw = orjson.loads(value)
+            readings = raw["readings"]
+            good = [r for i, r in enumerate(readings) if i not in bad]
+            for i in bad:
+                try:
+                    self.batch_adapter.validate_python({**raw, "readings": [readings[i]]}, context=self.context)
+                except ValidationError as e1:
+                    bad[i] = _describe(e1)
+            if not good:
+                batch = None
+            else:
+                batch = self.batch_adapter.validate_python({**raw, "readings": good}, context=self.context)
+        if batch is not None and key is not None and key != batch.entity_id.encode():
+            return self.dead(topic, partition, offset, key, value,
+                             f"{where}: message key {key[:80]!r} does not match entity_id {batch.entity_id!r}; "
+                             "gateways must key by entity_id so an entity's readings stay in one partition")
+        dead = []
+        for i, why in bad.items():
+            r = readings[i]
+            eid = r.get("event_id") if isinstance(r, dict) else None
+            why = why.replace(" for SensorBatch", "").replace("  readings.0.", "  ")
+            dead.append(self.dead(topic, partition, offset, key, value, f"{where} readings[{i}] (event_id {eid!r}): {why}", index=i))
+        events: list[SensorReading] = []
+        kept: list[int] = []
+        if batch is not None:
+            positions = [i for i in range(len(batch.readings) + len(bad)) if i not in bad]
+            seen: set[str] = set()
+            for i, ev in zip(positions, batch.events()):
+                if ev.event_id in seen:
+                    dead.append(self.dead(topic, partition, offset, key, value,
+                                          f"{where} readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "
+                                          "every reading needs its own id", index=i))
+                    continue
+                seen.add(ev.event_id)
+                events.append(ev)
+                kept.append(i)
+        dead.sort(key=lambda d: d.index)
+        return Batch(events, dead, kept)
+
     @staticmethod
-    def dead(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str) -> DeadLetter:
+    def dead(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str,
+             index: int | None = None) -> DeadLetter:
         return DeadLetter(
             topic=topic, partition=partition, offset=offset,
             key=key.decode("utf-8", "replace") if key is not None else None,
             payload_b64=base64.b64encode(value or b"").decode(),
             error=error[:4000],
             received_at=datetime.now(timezone.utc),
+            index=index,
         )
 
 

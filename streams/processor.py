@@ -84,7 +84,7 @@ from schemas.events import (
     VideoDetection,
 )
 from streams import evidence as E
-from streams.state import EntityState, OpenAlert
+from streams.state import RECENT_IDS, EntityState, OpenAlert
 
 RESOLVE_AFTER_OK = 3  # consecutive in-limit readings that resolve a sensor alert
 TRIM_SLACK_S = 600.0  # evidence readings older than the window are dropped once they are this much older
@@ -166,7 +166,10 @@ class Processor:
         self.model = pickle.loads(raw)
 
     # --- entry point ---------------------------------------------------------------------------
-    def process(self, ev: Event, st: EntityState, where: tuple) -> Outcome:
+    def process(self, ev: Event, st: EntityState, where: tuple, keep: int = RECENT_IDS) -> Outcome:
+        """``keep``: how many recent event ids the entity's ring holds after this one (more than
+        ``RECENT_IDS`` for the readings of a gateway batch, so that a replayed batch is skipped
+        reading by reading)."""
         out = Outcome()
         first = st.first_delivery(ev.event_id, where)
         if first is not None:
@@ -177,7 +180,7 @@ class Processor:
                 out.rejected = (f"duplicate event_id {ev.event_id!r}: first seen at "
                                 f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids")
             return out
-        st.seen(ev.event_id, where)
+        st.seen(ev.event_id, where, keep, checked=True)
         st.last_seen = max(st.last_seen, ev.occurred_at.timestamp())
         handler = self._handlers.get(type(ev))
         if handler is not None:

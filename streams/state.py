@@ -124,17 +124,21 @@ class EntityState:
     def touch_sensor(self, key: str) -> None:
         self._dirty.add(key)
 
-    def seen(self, event_id: str, where: tuple) -> bool:
-        """Record an event id; True if it was processed before (redelivery or duplicate)."""
-        if self.first_delivery(event_id, where) is not None:
+    def seen(self, event_id: str, where: tuple, keep: int = RECENT_IDS, checked: bool = False) -> bool:
+        """Record an event id; True if it was processed before (redelivery or duplicate).
+        The ring keeps the last ``keep`` ids (a gateway batch's readings pass more than
+        ``RECENT_IDS``: the ring then holds the whole batch, and shrinks back on later events).
+        ``checked``: the caller just asked :meth:`first_delivery` (None): not asked again."""
+        if not checked and self.first_delivery(event_id, where) is not None:
             return True
         topic, partition, offset = where
         if topic not in self.topics:
             self.topics.append(topic)
         packed = (offset << 20) | (partition << 8) | self.topics.index(topic)
-        if len(self.recent) >= RECENT_IDS:
-            del self.recent[0]
-            del self.recent_at[0]
+        if len(self.recent) >= keep:
+            drop = len(self.recent) - keep + 1
+            del self.recent[:drop]
+            del self.recent_at[:drop]
         self.recent.append(_h(event_id))
         self.recent_at.append(packed)
         if offset > self.offsets.get(topic, -1):

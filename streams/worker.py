@@ -33,7 +33,7 @@ from streams.state import EntityState, StateCache
 from streams.watchdog import Watchdog
 
 BATCH_MAX = 5000
-MAX_PENDING = 25_000  # processed events waiting for their commit before the entity agent waits
+MAX_PENDING = 100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
 IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
 
 

@@ -102,3 +102,33 @@ def test_probes_replace_every_fiftieth_event_with_a_complaint_on_a_fresh_entity(
     assert len(out) == len(evs) and len(probes) == 2
     assert [orjson.loads(v)["entity_id"] for _, _, v in probes] == ["Pr10000000", f"Pr1{PROBE_EVERY:07d}"]
     assert out[1] == evs[1]
+
+
+def test_gateway_batches_group_one_entitys_readings_and_keep_other_events():
+    import orjson
+
+    from riskwatch.tools.bench.pipeline import _count, gateway_batches
+
+    def r(i, e):
+        return ("events.sensor", e.encode(), orjson.dumps({"schema_version": 1, "event_id": f"{e}-{i}", "entity_id": e,
+                                                            "occurred_at": "2026-11-27T08:00:00+08:00", "source": "iot-gw-01",
+                                                            "device_id": "d1", "channel": "storage_temp", "unit": "C", "value": 20.0 + i}))
+
+    evs = [r(i, "E1") for i in range(5)] + [("events.complaint", b"E2", b"{}")] + [r(i, "E2") for i in range(3)]
+    out = gateway_batches(evs, 2)
+    assert [(t, k) for t, k, _ in out] == [("events.sensor", b"E1"), ("events.sensor", b"E1"), ("events.complaint", b"E2"),
+                                          ("events.sensor", b"E2"), ("events.sensor", b"E1"), ("events.sensor", b"E2")]
+    assert [len(orjson.loads(v)["readings"]) for t, _, v in out if t == "events.sensor"] == [2, 2, 2, 1, 1]
+    assert _count(out) == _count(evs) == (9, 8)
+
+
+def test_profile_top_reads_py_spy_collapsed_stacks(tmp_path):
+    from riskwatch.tools.bench.pipeline import profile_top
+
+    p = tmp_path / "p.txt"
+    p.write_text("main (a.py:1);work (streams/x.py:5);dumps (state.py:9) 30\n"
+                 "main (a.py:1);work (streams/x.py:5) 10\n"
+                 "main (a.py:1);idle (sel.py:2) 60\n")
+    top = profile_top(p, 2)
+    assert top[0] == ("idle (sel.py)", 0.6, 0.6)
+    assert top[1] == ("dumps (state.py)", 0.3, 0.3)

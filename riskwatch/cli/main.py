@@ -187,11 +187,23 @@ def bench(
     entities: int = typer.Option(1_000, "--entities", help="Approximate number of entities"),
     out: Path = typer.Option(Path("var/bench/bench.json"), "--out", help="JSON result file"),
     partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topics"),
+    mode: str = typer.Option("both", "--mode", help="single (one reading per message), batch (gateway batches) or both"),
+    gateway_batch: int = typer.Option(20, "--gateway-batch", min=2, max=500, help="Readings per gateway batch in batch mode"),
+    peer: bool = typer.Option(True, "--peer/--no-peer", help="Also run the Quix Streams peer (riskwatch's SensorAnomaly) on the same topics"),
+    two_workers: bool = typer.Option(True, "--two-workers/--no-two-workers", help="Also run two workers sharing the partitions"),
+    recovery: bool = typer.Option(False, "--recovery", help="Also kill -9 the worker and time until alerts flow again"),
+    floor: bool = typer.Option(True, "--floor/--no-floor", help="Measure the Faust floor (a do-nothing agent)"),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure alert latency at half the single-message rate"),
+    profile: float = typer.Option(0.0, "--profile", min=0, help="Sample the one-worker phases with py-spy for this many seconds (var/bench/profile-*.txt)"),
 ) -> None:
-    """Throughput of the full pipeline against the raw-consume ceiling; latency, memory, state size."""
+    """Throughput of the full pipeline (single readings and gateway batches) against the raw-consume
+    ceiling, the Faust floor and a Quix Streams peer; latency, memory, two workers, recovery."""
     from riskwatch.tools.bench.pipeline import run
 
-    run(_settings(), events=events, entities=entities, out=out, partitions=partitions)
+    if mode not in ("single", "batch", "both"):
+        raise typer.BadParameter("--mode must be single, batch or both")
+    run(_settings(), events=events, entities=entities, out=out, partitions=partitions, mode=mode, batch=gateway_batch,
+        peer=peer, two_workers=two_workers, recovery=recovery, floor=floor, latency=latency, profile=profile)
 
 
 @app.command("bench-paced")
@@ -236,6 +248,13 @@ def _mount_optional() -> None:
     app.add_typer(users_app, name="users")
 
     app.add_typer(silence_app, name="silence")
+    from riskwatch.cli.notify import app as notify_app
+
+    app.add_typer(notify_app, name="notify")
+    from riskwatch.cli.alertmanager import app as alertmanager_app, prometheus_app
+
+    app.add_typer(alertmanager_app, name="alertmanager")
+    app.add_typer(prometheus_app, name="prometheus")
     from riskwatch.cli.citylink import app as citylink_app
 
     app.add_typer(citylink_app, name="city-link")

@@ -211,6 +211,8 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Write to this file instead of Kafka (*.jsonl: JSON lines; else topic<TAB>key<TAB>value)"),
     no_kafka: bool = typer.Option(False, "--no-kafka", help="Generate without sending anywhere (measures generation speed)"),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
+    gateway_batch: int = typer.Option(0, "--gateway-batch", min=0, max=500, help="Send sensor readings as gateway batches of K readings of one entity (kind sensor_batch); 0 = one reading per message"),
+    gateway_hold: float = typer.Option(30.0, "--gateway-hold-minutes", min=0.1, help="With --gateway-batch: a gateway uploads a shorter batch once its oldest reading waited this long (simulated minutes)"),
 ) -> None:
     """Generate the county's events (as fast as possible by default) and send them to Kafka."""
     if ctx.invoked_subcommand is not None:
@@ -228,7 +230,8 @@ def run(
     console = Console(stderr=True)
     try:
         cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=bad_rate, sample_minutes=sample_minutes,
-                        start=start.replace(tzinfo=CST) if start else None)
+                        start=start.replace(tzinfo=CST) if start else None, gateway_batch=gateway_batch,
+                        gateway_hold_minutes=gateway_hold)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if cfg.start >= cfg.end:
@@ -283,6 +286,8 @@ def run(
     for typ, c in sorted(by_type.items()):
         table.add_row(f"incident {typ}", str(c))
     table.add_row("[bold]messages sent[/]", f"{s['messages']:,}")
+    if gateway_batch > 1:
+        table.add_row(f"(sensor readings in gateway batches of ≤ {gateway_batch})", "")
     if secs:
         table.add_row("messages/s (real)", f"{n / secs:,.0f}")
     table.add_row("simulated until", s["sim_reached"])

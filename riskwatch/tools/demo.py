@@ -14,6 +14,13 @@
 7. start the workbench in the background (``riskwatch web start``), give the demo accounts
    (amr, police, taskforce) fresh generated passwords and print the URL and the accounts. The
    worker and the workbench stay up to be explored until ``riskwatch web stop``.
+
+Notifications go through a local Alertmanager (riskwatch/tools/notify_demo.py): the bridge posts
+every department notification, Alertmanager routes it to the department's channels (webhook,
+企业微信 and 钉钉 robots through the robot adapter, email), all pointed at a local receiver sink
+that prints the first messages of each department; the summary counts what each department
+received per channel against what riskwatch decided. It stops with the demo (the sink lives in
+the demo's process); `riskwatch alertmanager start` and `riskwatch notify start` run it for real.
 """
 
 from __future__ import annotations
@@ -108,8 +115,17 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
     web.stop()  # a previous demo's workbench and worker (the embedded ClickHouse allows one process)
     worker = WorkerProcess(settings, log_path=log).start()
     depts = None
+    notify = None
     keep = False
     try:
+        from riskwatch.tools.notify_demo import DemoNotify
+        from riskwatch.tools.services import ServiceError
+
+        try:
+            notify = DemoNotify(settings, catalog, console).start()
+        except ServiceError as e:
+            console.print(f"[yellow]notifications through Alertmanager are off in this run: {e}[/]")
+            notify = None
         console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
                       "and its departments answering alerts ...")
         n_before = _count_events(worker)
@@ -162,8 +178,12 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
         _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
+        if notify is not None:
+            notify.summary()
         keep = _start_workbench(settings, web, worker)
     finally:
+        if notify is not None:
+            notify.stop()
         if depts is not None and depts.poll() is None:
             depts.kill()
         if not keep:
@@ -176,6 +196,7 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
+        "  riskwatch alertmanager start && riskwatch notify start   # deliver notifications (receivers: riskwatch/data/receivers.yaml)\n"
         "  kafka consumer for one department:    see README, 'Who connects, and how'")
     return 0
 

@@ -60,6 +60,10 @@ class SimConfig:
     start: datetime | None = None
     now: datetime | None = None
     max_message_bytes: int = 65536
+    # > 1: sensor readings go out as gateway batches (kind sensor_batch) of this many readings of one
+    # entity, or fewer when the oldest reading waited gateway_hold_minutes (simulated) or at the end
+    gateway_batch: int = 0
+    gateway_hold_minutes: float = 30.0
     data: dict | None = None  # parsed simulator.yaml; None = the bundled defaults
     data_path: Path | str | None = None
 

@@ -45,6 +45,57 @@ def generate(config: SimConfig | None = None) -> Iterator[Message]:
     return Simulator(config or SimConfig()).events()
 
 
+class GatewayBatcher:
+    """Groups one entity's sensor readings into gateway batch messages (``schemas.events.SensorBatch``):
+    ``k`` readings, or fewer once the oldest has waited ``hold_s`` simulated seconds.
+
+    >>> g = GatewayBatcher(2, 600)
+    >>> r = lambda i: orjson.dumps({"schema_version": 1, "event_id": f"e{i}", "entity_id": "E1", "occurred_at": "2026-11-27T08:00:00+08:00",
+    ...     "source": "iot-gw-01", "device_id": "d1", "channel": "storage_temp", "unit": "C", "value": 20.5})
+    >>> list(g.add(0.0, b"E1", r(1)))
+    []
+    >>> [(topic, key, value)] = g.add(1.0, b"E1", r(2))
+    >>> topic, key, len(orjson.loads(value)["readings"])
+    ('events.sensor', b'E1', 2)
+    >>> orjson.loads(value)["readings"][0]
+    {'event_id': 'e1', 'occurred_at': '2026-11-27T08:00:00+08:00', 'device_id': 'd1', 'channel': 'storage_temp', 'unit': 'C', 'value': 20.5}
+    """
+
+    def __init__(self, k: int, hold_s: float):
+        self.k, self.hold_s = k, hold_s
+        self.buf: dict[bytes, tuple[float, str, list]] = {}  # key -> (first reading's time, gateway, readings)
+        self._checked = 0.0
+
+    def add(self, t: float, key: bytes, value: bytes) -> list[Message]:
+        d = orjson.loads(value)
+        entity, gw = d.pop("entity_id"), d.pop("source")
+        d.pop("schema_version", None)
+        hit = self.buf.get(key)
+        if hit is None:
+            hit = self.buf[key] = (t, gw, [])
+        hit[2].append(d)
+        out = self.due(t)
+        if len(hit[2]) >= self.k and key in self.buf:
+            out.append(self._emit(key, entity))
+        return out
+
+    def due(self, t: float) -> list[Message]:
+        """Batches whose oldest reading has waited ``hold_s`` (checked once a simulated minute)."""
+        if t - self._checked < 60:
+            return []
+        self._checked = t
+        old = [key for key, (t0, _, _) in self.buf.items() if t - t0 >= self.hold_s]
+        return [self._emit(key) for key in old]
+
+    def flush(self) -> list[Message]:
+        return [self._emit(key) for key in list(self.buf)]
+
+    def _emit(self, key: bytes, entity: str | None = None) -> Message:
+        _, gw, readings = self.buf.pop(key)
+        return T_SENSOR, key, orjson.dumps({"schema_version": 1, "kind": "sensor_batch",
+                                            "entity_id": entity or key.decode(), "gateway_id": gw, "readings": readings})
+
+
 # --- text material --------------------------------------------------------------------------------
 
 TEXTS: dict[str, list[str]] = {
@@ -333,14 +384,29 @@ class Simulator:
         bad_rate = self.cfg.bad_rate
         brng = self._bad_rng
         last = self._last_by_topic
+        k = self.cfg.gateway_batch
+        gw = GatewayBatcher(k, self.cfg.gateway_hold_minutes * 60) if k > 1 else None
         for t, _, topic, key, value in self._stream():
             self.sim_time = t
             self.per_topic[topic] += 1
-            self.sent += 1
-            yield topic, key, value
+            if gw is not None and topic == T_SENSOR:
+                for msg in gw.add(t, key, value):
+                    self.sent += 1
+                    yield msg
+            else:
+                if gw is not None:
+                    for msg in gw.due(t):
+                        self.sent += 1
+                        yield msg
+                self.sent += 1
+                yield topic, key, value
             last[topic] = (key, value)
             if bad_rate and brng.random() < bad_rate:
-                msg = self._bad_message(topic, key, value)
+                msg = self._bad_message(topic, key, value)  # a malformed message stays a message of its own
+                self.sent += 1
+                yield msg
+        if gw is not None:
+            for msg in gw.flush():
                 self.sent += 1
                 yield msg
 

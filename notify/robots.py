@@ -1,0 +1,176 @@
+"""Robot adapter: Alertmanager's webhook payload → 企业微信 and 钉钉 group robots (``riskwatch notify robots``).
+
+Alertmanager has no receiver for the robots' JSON formats; like ``prometheus-webhook-dingtalk``
+this small HTTP service takes Alertmanager's webhook (``POST /wecom/<dept>/<i>`` or
+``/dingtalk/<dept>/<i>``: the *i*-th robot of that department in the receivers file, ``_ops`` for
+the ops team) and posts a markdown message to the robot:
+
+* 企业微信: ``{"msgtype": "markdown", "markdown": {"content": ...}}`` to the robot's webhook URL;
+* 钉钉: ``{"msgtype": "markdown", "markdown": {"title": ..., "text": ...}}`` to the robot's URL plus
+  ``&timestamp=<ms>&sign=<sign>``, sign = URL-encoded base64 of HMAC-SHA256 over
+  ``timestamp + "\\n" + secret`` keyed by the secret (:func:`dingtalk_sign`).
+
+Answers to Alertmanager: 200 when every message went out; 503 when a robot stays rate-limited
+(企业微信 errcode 45009, 钉钉 130101, HTTP 429) after the adapter's own back-off, or is unreachable
+or answers 5xx — Alertmanager then retries; 400 for a refusal that a retry cannot fix (a wrong key
+or signature), which Alertmanager logs and counts as failed. Robot keys, tokens and secrets
+never reach a log line: URLs are logged without their query string.
+
+>>> dingtalk_sign("SEC000", 1700000000000)
+'ltBBey5eZrWKh1cPzFIdz3v3xpkc4Tjx4lLsPSHqdtA%3D'
+>>> redact("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc")
+'https://qyapi.weixin.qq.com/cgi-bin/webhook/send?…'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import time
+import urllib.parse
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from notify.receivers import Channels, Receivers
+
+log = logging.getLogger("riskwatch.robots")
+SENT = Counter("riskwatch_robot_messages_total", "Messages accepted by a group robot", ["channel", "department"])
+FAILED = Counter("riskwatch_robot_failures_total", "Robot posts that failed (after back-off)", ["channel", "reason"])
+RATE_LIMITED = Counter("riskwatch_robot_rate_limited_total", "Rate-limit answers from robots (backed off)", ["channel"])
+RATE_LIMIT_CODES = {"wecom": {45009, 45033}, "dingtalk": {130101, 660026}}
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """钉钉 robot signature: base64(HMAC-SHA256(key=secret, msg=f"{timestamp}\\n{secret}")), URL-encoded."""
+    mac = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(mac).decode())
+
+
+def dingtalk_url(url: str, secret: str, timestamp_ms: int | None = None) -> str:
+    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return f"{url}{'&' if '?' in url else '?'}timestamp={ts}&sign={dingtalk_sign(secret, ts)}"
+
+
+def redact(url: str) -> str:
+    return url.split("?", 1)[0] + ("?…" if "?" in url else "")
+
+
+def _lines(payload: dict) -> tuple[str, list[str]]:
+    """(title, message lines) of one webhook payload: riskwatch's ready text, or an ops alert."""
+    texts, title = [], ""
+    for a in payload.get("alerts", []):
+        ann, lab = a.get("annotations", {}), a.get("labels", {})
+        if ann.get("text"):
+            texts.append(ann["text"])
+            title = title or ann["text"].splitlines()[0]
+        else:
+            state = "已恢复" if a.get("status") == "resolved" else "告警"
+            head = f"【运维{state}】{lab.get('alertname', '')} {lab.get('instance', '')}".strip()
+            texts.append("\n".join(x for x in (head, ann.get("summary", ""), ann.get("description", "")) if x))
+            title = title or head
+    return title or "riskwatch", texts
+
+
+def wecom_body(payload: dict) -> dict:
+    _, texts = _lines(payload)
+    return {"msgtype": "markdown", "markdown": {"content": "\n\n".join(texts)[:4000]}}
+
+
+def dingtalk_body(payload: dict) -> dict:
+    title, texts = _lines(payload)
+    md = "\n\n---\n\n".join("\n\n".join(t.splitlines()) for t in texts)
+    return {"msgtype": "markdown", "markdown": {"title": title[:64], "text": md[:5000]}}
+
+
+class RobotAdapter:
+    def __init__(self, receivers: Receivers, backoff: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)):
+        self.receivers = receivers
+        self.backoff = backoff
+        self.session: ClientSession | None = None
+
+    def channels(self, who: str) -> Channels | None:
+        if who == "_ops":
+            return self.receivers.ops
+        return self.receivers.departments.get(who)
+
+    async def _post(self, channel: str, url: str, body: dict, secret: str = "") -> tuple[int, str]:
+        """(status for Alertmanager, reason). Backs off on rate-limit answers."""
+        assert self.session is not None
+        for attempt, pause in enumerate((*self.backoff, None)):
+            target = url
+            if channel == "dingtalk":
+                target = dingtalk_url(url, secret)
+            try:
+                async with self.session.post(target, json=body) as r:
+                    text = await r.text()
+                    try:
+                        errcode = int((await r.json(content_type=None) or {}).get("errcode", 0))
+                    except (ValueError, TypeError, AttributeError):
+                        errcode = 0 if r.status == 200 else -1
+                    status = r.status
+            except (ClientError, asyncio.TimeoutError) as e:
+                FAILED.labels(channel, "unreachable").inc()
+                return 503, f"{redact(url)} unreachable ({type(e).__name__})"
+            if status == 200 and errcode == 0:
+                return 200, "ok"
+            if status == 429 or errcode in RATE_LIMIT_CODES[channel]:
+                RATE_LIMITED.labels(channel).inc()
+                if pause is None:
+                    FAILED.labels(channel, "rate_limited").inc()
+                    return 503, f"{redact(url)} still rate-limited after {attempt} back-offs"
+                log.warning("%s robot %s rate-limited (errcode %s); backing off %.1fs", channel, redact(url), errcode, pause)
+                await asyncio.sleep(pause)
+                continue
+            if status >= 500:
+                FAILED.labels(channel, str(status)).inc()
+                return 503, f"{redact(url)} answered {status}"
+            FAILED.labels(channel, f"errcode_{errcode}").inc()
+            return 400, f"{redact(url)} refused the message (HTTP {status}, errcode {errcode}): {text[:200]}"
+        return 503, "unreachable"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        channel, who, idx = request.match_info["channel"], request.match_info["who"], int(request.match_info["i"])
+        ch = self.channels(who)
+        robots = (ch.wecom_robot if channel == "wecom" else ch.dingtalk) if ch else []
+        if idx >= len(robots):
+            return web.Response(status=404, text=f"no {channel} robot #{idx} for {who} in the receivers file; "
+                                                 "regenerate alertmanager.yml with `riskwatch alertmanager config`")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        if channel == "wecom":
+            url, body, secret = str(robots[idx]), wecom_body(payload), ""
+        else:
+            url, body, secret = str(robots[idx].url), dingtalk_body(payload), robots[idx].secret.get_secret_value()
+        status, reason = await self._post(channel, url, body, secret)
+        if status == 200:
+            SENT.labels(channel, who).inc()
+        else:
+            log.warning("%s robot of %s: %s", channel, who, reason)
+        return web.Response(status=status, text=reason)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(r"/{channel:wecom|dingtalk}/{who}/{i:\d+}", self.handle)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/-/healthy", lambda r: web.Response(text="ok"))
+
+        async def session(app):
+            self.session = ClientSession(timeout=ClientTimeout(total=10))
+            yield
+            await self.session.close()
+
+        app.cleanup_ctx.append(session)
+        return app
+
+
+def serve(receivers: Receivers, host: str, port: int) -> None:
+    web.run_app(RobotAdapter(receivers).app(), host=host, port=port, print=None, access_log=None)
