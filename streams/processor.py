@@ -432,7 +432,7 @@ class Processor:
         status = ev.status.value if hasattr(ev.status, "value") else ev.status
         if status in ("accepted", "declined"):  # a case transfer's receiver answers (行刑衔接)
             res = self.lifecycle.on_transfer_feedback(oa.lc, ev.department, status, ev.occurred_at,
-                                                      mask_pii(comment) if self.evidence else comment)
+                                                      mask_pii(comment) if self.evidence else comment, user=ev.user)
             if res.rejected:
                 out.rejected = res.rejected
                 return

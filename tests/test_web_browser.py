@@ -299,3 +299,77 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     row.find_element(By.TAG_NAME, "button").click()
     wait_for(lambda: w.query("SELECT kind FROM riskwatch.registry FINAL WHERE entity_id = 'E-new'") == [{"kind": "food_producer"}],
              90, "the registry update")
+
+
+def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared):
+    """Two counterfeit-drug inspections (D05) are transferred to 县公安局 (行刑衔接). Police finds
+    them in its inbox (it is not a receiver of the alerts themselves), sees the transfer and the
+    evidence bundle hash, accepts one in the browser and declines the other with a reason over HTTP;
+    the worker records ``police/李四`` and returns the declined case to amr. amr (the lead) and the
+    leader get 403 for an answer, a decline without reason 400, a second answer 400: nothing produced."""
+    from selenium.webdriver.common.by import By
+
+    p, w, web, browser = shared
+    drugs = (("E-drug", "舞泉镇康源大药房"), ("E-drug2", "舞泉镇仁和大药房"))
+    for eid, name in drugs:
+        p.send("events.registry", F.registered(eid, kind="retail_pharmacy", name=name))
+    p.flush()
+    p.wait_consumed()  # registered before inspected: amr leads (not the office)
+    for eid, _ in drugs:
+        insp = F.inspection(eid, item_id=2)
+        insp["violations"] = [{"code": "D05", "severity": "critical", "description": "销售假药"}]
+        p.send("events.inspection", insp)
+    p.flush()
+    rows = wait_for(lambda: (r := w.query("SELECT alert_id, entity_id, evidence_hash, departments FROM riskwatch.alerts FINAL "
+                                          "WHERE entity_id IN ('E-drug', 'E-drug2') AND transfer = 'transferred'"))
+                    and len(r) == 2 and r, 90, "the two case transfers")
+    by = {r["entity_id"]: r for r in rows}
+    aid, aid2, sha = by["E-drug"]["alert_id"], by["E-drug2"]["alert_id"], by["E-drug"]["evidence_hash"]
+    assert sha and "police" not in by["E-drug"]["departments"] and "amr" in by["E-drug2"]["departments"]
+
+    # police: the inbox lists both transfers; the alert page shows the transfer, the hash, the export command
+    browser_login(browser, web, "police")
+    browser.get(f"{web.url}/inbox?transfer=pending&status=all")
+    wait_text(browser, f'#inbox tr[data-alert-id="{aid}"]', "案件移送·待受理", timeout=30, refresh=True)
+    assert browser.find_elements(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid2}"]')
+    browser.find_element(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"] a.alert-link').click()
+    wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
+    assert "已移送" in browser.find_element(By.ID, "transfer-state").text
+    assert "县公安局" in browser.find_element(By.ID, "transfer-to").text
+    assert sha in browser.find_element(By.ID, "transfer-hash").text and sha in browser.find_element(By.ID, "bundles").text
+    assert f"riskwatch evidence export {aid}" in browser.find_element(By.ID, "export-cmd").text
+    assert not browser.find_elements(By.ID, "btn-ack")  # police is no receiver of the alert itself
+    screenshot(browser, "alert_transfer")
+
+    # refusals: nothing produced
+    before = len(_feedback_msgs(p))
+    amr, leader, police = web.client("amr"), web.client("leader"), web.client("police")
+    assert "btn-accept" not in amr.get(f"/alerts/{aid}").text
+    for c, code in ((amr, 403), (leader, 403)):
+        r = c.post(f"/alerts/{aid}/transfer", data={"csrf_token": csrf_of(c.get("/inbox").text), "action": "accepted"})
+        assert r.status_code == code, (r.status_code, r.text[:300])
+    tok = csrf_of(police.get("/inbox").text)
+    r = police.post(f"/alerts/{aid2}/transfer", data={"csrf_token": tok, "action": "declined", "comment": " "})
+    assert r.status_code == 400 and "不能为空" in r.text
+    assert len(_feedback_msgs(p)) == before
+
+    # police accepts in the browser (the page waits for the worker) and declines the other over HTTP
+    browser.find_element(By.ID, "accept-comment").send_keys("已立案 舞公刑立字〔2026〕001号")
+    browser.find_element(By.ID, "btn-accept").click()
+    r = police.post(f"/alerts/{aid2}/transfer", data={"csrf_token": tok, "action": "declined",
+                                                      "comment": "涉案金额未达立案标准,退回"})
+    assert r.status_code == 303 and "wait=" in r.headers["location"]
+    wait_text(browser, "#transfer-state", "已受理", timeout=90)
+    assert "李四" in browser.find_element(By.ID, "transfer-answer").text
+    assert not browser.find_elements(By.ID, "btn-accept")
+    screenshot(browser, "alert_transfer_accepted")
+    hist = wait_for(lambda: (x := w.query(f"SELECT alert_id, to_status, actor FROM riskwatch.alert_history FINAL WHERE "
+                                          f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY alert_id, seq"))
+                    and len(x) == 4 and x, 60, "the answers in alert_history")
+    assert sorted((h["alert_id"], h["to_status"], h["actor"]) for h in hist) == sorted([
+        (aid, "transferred", "router"), (aid, "accepted", "police/李四"),
+        (aid2, "transferred", "router"), (aid2, "declined", "police/李四")])
+    page = wait_for(lambda: (t := amr.get(f"/alerts/{aid2}").text) and "已退回" in t and t, 60, "amr sees the return")
+    assert "涉案金额未达立案标准" in page
+    r = police.post(f"/alerts/{aid}/transfer", data={"csrf_token": tok, "action": "declined", "comment": "x"})
+    assert r.status_code == 400  # already answered

@@ -49,11 +49,13 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     wdir = Path(settings.workbench_dir)
     from detectors.fusion import load_fusion
     from detectors.rules import load_rules
+    from riskwatch.domain.lifecycle import load_policy
     from riskwatch.settings import DATA_DIR
 
     ctx = Ctx(settings=settings, catalog=catalog, users=UserStore(wdir / "users.json"), reader=Reader(settings),
               producer=Producer(settings, catalog), templates=make_templates(), throttle=throttle or LoginThrottle(path=wdir / "throttle.json"),
-              credit=load_fusion(DATA_DIR / "fusion.yaml").credit, rules=load_rules(settings.rules_path))
+              credit=load_fusion(DATA_DIR / "fusion.yaml").credit, rules=load_rules(settings.rules_path),
+              transfer=load_policy(settings.lifecycle_path).transfer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -52,6 +52,7 @@ class Ctx:
     started: float = field(default_factory=time.time)
     credit: Any = None  # fusion credit config (half_life_days, tiers)
     rules: Any = None  # threshold rules (limits drawn on the evidence chart)
+    transfer: Any = None  # case-transfer policy (lifecycle.yaml transfer: accept_hours)
 
 
 class PageError(Exception):
@@ -137,7 +138,7 @@ def countdown(v: Any) -> dict:
 def make_templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
     t.env.filters["dt"] = fmt_dt
-    t.env.filters["regex_sha"] = lambda s: re.findall(r"sha256:([0-9a-f]{64})", s or "")
+    t.env.filters["regex_sha"] = lambda s: re.findall(r"附件 sha256:([0-9a-f]{64})", s or "")
     t.env.globals.update(STATUS_ZH=STATUS_ZH, FEEDBACK_ZH=FEEDBACK_ZH, LEVEL_ZH=LEVEL_ZH, ROLE_ZH=ROLE_ZH,
                          OUTCOME_ZH=OUTCOME_ZH, SEVERITY_ZH=SEVERITY_ZH,
                          CATEGORY_ZH=CATEGORY_ZH, CHANNEL_ZH=CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH, VIDEO_ZH=VIDEO_ZH, countdown=countdown, OPEN=OPEN,

@@ -16,6 +16,10 @@ shown as recorded, never dropped.
 '增加 县农业农村局;解除 县市场监管局'
 >>> describe({"kind": "reminder", "comment": "ack urge #1: amr", "from_status": "", "to_status": ""}, cat)
 '超过签收时限,督促(第1次) → 县市场监管局'
+>>> describe({"kind": "transfer", "comment": "案件移送 → police,justice:检查发现D05;证据包 sha256:ab12", "from_status": "firing", "to_status": "transferred"}, cat)
+'案件移送 → 县公安局、县司法局:检查发现D05;证据包 sha256:ab12'
+>>> describe({"kind": "transfer", "comment": "退回牵头单位 amr\uff08县市场监管局\uff09\uff0c理由:未达立案标准", "from_status": "declined", "to_status": "returned"}, cat)
+'退回牵头单位 县市场监管局,理由:未达立案标准'
 >>> signal_zh("sensor.cold_chain_temp"), signal_zh("complaint.hygiene"), signal_zh("x.y")
 ('冷链温度', '投诉:卫生状况', 'x.y')
 """
@@ -92,6 +96,13 @@ def describe(h: dict, cat) -> str:
         m = re.match(r"^(\d+) changes in ([\d.]+) min$", c)
         if m:
             return f"{m[2]} 分钟内状态变化 {m[1]} 次,暂停通知"
+    elif kind == "transfer":
+        m = re.match(r"^案件移送 → ([\w,]+):(.*)$", c, re.S)
+        if m:
+            return f"案件移送 → {_depts(m[1], cat)}:{m[2]}"
+        m = re.match("^退回牵头单位 [a-z_]+[(\uff08]([^)\uff09]*)[)\uff09][,\uff0c](.*)$", c, re.S)
+        if m:
+            return f"退回牵头单位 {m[1]},{m[2]}"
     elif kind == "silence":
         m = re.match(r"^silenced by (\S+) until (\S+)\s*(.*)$", c)
         if m:

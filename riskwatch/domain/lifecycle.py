@@ -530,10 +530,12 @@ class Lifecycle:
         return out
 
     def on_transfer_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime,
-                             comment: str = "") -> FeedbackOutcome:
+                             comment: str = "", user: str = "") -> FeedbackOutcome:
         """The transfer's receiver accepts (受理) or declines (不予受理, with a reason): a decline
-        returns the case to the lead department, told with the reason."""
+        returns the case to the lead department, told with the reason. The actor recorded is
+        ``<dept>/<user>`` when the person is known (the workbench fills ``user``), else ``dept``."""
         at, res = _ts(at), FeedbackOutcome()
+        actor = f"{dept}/{user}" if user else dept
         if dept not in st.transfer_to:
             res.rejected = (f"部门 {dept}({self._dname(dept)})不是该案件的移送对象"
                             f"(not a case-transfer receiver of alert {st.alert_id}; receivers: {', '.join(st.transfer_to) or 'none'})")
@@ -547,12 +549,12 @@ class Lifecycle:
         st.transfer_due = None
         if status == "accepted":
             st.transfer_status = "accepted"
-            self._record(st, at, "transfer", "transferred", "accepted", dept, f"受理 {comment}".strip())
+            self._record(st, at, "transfer", "transferred", "accepted", actor, f"受理 {comment}".strip())
             res.notifications.append(Notification(
                 kind="transfer_accepted", departments=[st.lead], at=at, alert_id=st.alert_id, entity_id=st.entity_id,
                 level=st.level, status=st.status, text_zh=f"【移送案件已受理】{self._desc(st)}:{self._dname(dept)}已受理。"))
         else:
-            self._record(st, at, "transfer", "transferred", "declined", dept, f"不予受理:{comment}")
+            self._record(st, at, "transfer", "transferred", "declined", actor, f"不予受理:{comment}")
             st.transfer_status = "returned"
             self._record(st, at, "transfer", "declined", "returned", "system",
                          f"退回牵头单位 {st.lead}({self._dname(st.lead)}),理由:{comment}")

@@ -1,4 +1,6 @@
-"""预警详情 and the four actions (签收 / 处置中 / 已处置 / 非本部门), each one ``events.feedback``.
+"""预警详情 and the four actions (签收 / 处置中 / 已处置 / 非本部门), each one ``events.feedback``;
+for a case transfer's receiver (案件移送, e.g. 县公安局) also 受理 / 不予受理 (``status=accepted`` /
+``declined`` with the reason), and the evidence bundle (hash, ``riskwatch evidence export``).
 
 After an action the page waits for the worker: it shows "已提交,等待处理引擎确认" (refreshing
 itself every 2 s, no script) until the alert revision caused by the feedback event is in
@@ -39,8 +41,17 @@ ALLOWED = {".pdf": (b"%PDF-", "application/pdf"), ".png": (b"\x89PNG\r\n\x1a\n",
 ALERT_SQL = """
 SELECT alert_id, revision, entity_id, entity_name, entity_kind, township, item_id, item_name, rule, level, level_zh,
        status, score, title, message, explanation_signals, explanation_values, explanation_details, lead_department,
-       departments, first_seen, last_seen, updated_at, ack_due, dispose_due, flapping
+       departments, first_seen, last_seen, updated_at, ack_due, dispose_due, flapping, evidence_hash, transfer
 FROM {db}.alerts FINAL WHERE alert_id = %(a)s"""
+
+# the departments a case was transferred to (案件移送): the recipients of its case_transfer revisions
+TRANSFER_TO_SQL = """
+SELECT groupUniqArrayArray(recipients) AS receivers FROM {db}.alerts
+WHERE alert_id = %(a)s AND notification = 'case_transfer'"""
+
+BUNDLES_SQL = """
+SELECT version, bundle_hash, final, sealed_at FROM {db}.evidence FINAL WHERE alert_id = %(a)s ORDER BY version"""
+TRANSFER_ZH = {"transferred": "已移送,待受理", "accepted": "已受理", "returned": "已退回牵头单位"}
 
 HISTORY_SQL = """
 SELECT seq, at, kind, from_status, to_status, actor, comment
@@ -48,7 +59,7 @@ FROM {db}.alert_history FINAL WHERE alert_id = %(a)s ORDER BY at, seq LIMIT 500"
 
 WAIT_SQL = """
 SELECT (SELECT count() FROM {db}.alerts WHERE alert_id = %(a)s AND source_event_id = %(e)s) AS revised,
-       (SELECT count() FROM {db}.alert_history WHERE alert_id = %(a)s AND kind = 'feedback' AND actor = %(actor)s
+       (SELECT count() FROM {db}.alert_history WHERE alert_id = %(a)s AND kind IN ('feedback', 'transfer') AND actor = %(actor)s
         AND at >= fromUnixTimestamp64Milli(%(since)s) - INTERVAL 1 SECOND) AS recorded,
        (SELECT any(error) FROM {db}.dead_letters WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
 
@@ -59,7 +70,11 @@ async def load_alert(request: Request, user: User, alert_id: str) -> dict:
     a = await ctx(request).reader.one(ALERT_SQL, a=alert_id)
     if a is None:
         raise PageError(404, "预警不存在", f"没有编号为 {alert_id} 的预警。请从收件箱进入。")
-    if not user.sees_all and user.dept not in a["departments"]:
+    a["transfer_to"] = []
+    if a["transfer"]:
+        row = await ctx(request).reader.one(TRANSFER_TO_SQL, a=alert_id)
+        a["transfer_to"] = list(row["receivers"]) if row else []
+    if not user.sees_all and user.dept not in a["departments"] and user.dept not in a["transfer_to"]:
         raise PageError(403, "无权查看", "该预警未发送给本部门,无权查看或反馈。如认为有误,请联系专班办公室。")
     return a
 
@@ -82,6 +97,29 @@ def feedback_states(alert: dict, history: list[dict]) -> list[dict]:
             for d in alert["departments"]]
     rows += [{"dept": d, "lead": False, **x} for d, x in released.items() if d not in alert["departments"]]
     return rows
+
+
+def transfer_info(a: dict, history: list[dict]) -> dict | None:
+    """The case transfer (案件移送) of an alert from its ``transfer`` history rows: when, to whom,
+    the reasons and the evidence bundle hash sent with it, and the receiver's answer."""
+    rows = [h for h in history if h["kind"] == "transfer"]
+    if not a["transfer"] and not rows:
+        return None
+    sent = next((h for h in rows if h["to_status"] == "transferred"), None)
+    reasons, sha = "", ""
+    if sent is not None:
+        m = re.match(r"^案件移送 → [\w,]+:(.*?)(?:;证据包 sha256:([0-9a-f]*))?$", sent["comment"] or "", re.S)
+        if m:
+            reasons, sha = m[1], m[2] or ""
+    answer = next((h for h in reversed(rows) if h["to_status"] in ("accepted", "declined")), None)
+    reason = ""
+    if answer is not None and answer["to_status"] == "declined":
+        reason = (answer["comment"] or "").removeprefix("不予受理:")
+    elif answer is not None:
+        reason = (answer["comment"] or "").removeprefix("受理").strip()
+    return {"state": a["transfer"] or "transferred", "state_zh": TRANSFER_ZH.get(a["transfer"], a["transfer"] or "已移送"),
+            "to": a["transfer_to"], "at": sent["at"] if sent else None, "reasons": reasons, "sha": sha,
+            "answer": answer, "reason": reason, "due": None}
 
 
 EXPLAIN_SQL = """
@@ -155,7 +193,13 @@ async def alert_page(request: Request, alert_id: str, user: User = Depends(requi
     request.state.nav_counts = await nav_counts(request, user)
     can_act = (user.can_act and user.dept in a["departments"] and a["status"] in OPEN)
     can_reassign = user.role == "taskforce" and a["status"] in OPEN
+    can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
+    bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
+    transfer = transfer_info(a, history)
+    if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
+        transfer["due"] = ts(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
     return render(request, "alert.html", a=a, history=history, states=feedback_states(a, history),
+                  transfer=transfer, can_answer_transfer=can_answer_transfer, bundles=bundles,
                   can_reassign=can_reassign, departments=c.catalog.departments,
                   explanation=await explanation(request, a), ev=await evidence(request, a), waiting=waiting, refused=refused,
                   can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes,
@@ -251,6 +295,37 @@ async def reassign(request: Request, alert_id: str, user: User = Depends(require
                               comment=reason.strip(), user=user.name)
     except ValidationError as e:
         raise PageError(400, "内容不合规", "改派内容未通过校验:" + "; ".join(
+            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+    since = int(time.time() * 1000)
+    await c.producer.send(ev, user.actor)
+    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/transfer", dependencies=[Depends(check_csrf)])
+async def transfer_answer(request: Request, alert_id: str, user: User = Depends(require_user),
+                          action: str = Form(""), comment: str = Form("")):
+    """The case transfer's receiver answers (行刑衔接): 受理 (``accepted``) or 不予受理 (``declined``,
+    reason required; the worker returns the case to the lead department). Only a department the
+    case was transferred to; anyone else 403, nothing produced."""
+    c = ctx(request)
+    if not user.can_act:
+        raise PageError(403, "只读账号", "县领导账号只能查看,不能反馈。")
+    a = await load_alert(request, user, alert_id)
+    if user.dept not in a["transfer_to"]:
+        raise PageError(403, "无权受理", "本部门不是该案件的移送对象,不能受理或退回。本次操作未提交。")
+    if action not in ("accepted", "declined"):
+        raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
+    if a["transfer"] != "transferred":
+        raise PageError(400, "移送已答复", f"该案件移送状态为“{TRANSFER_ZH.get(a['transfer'], a['transfer'])}”,"
+                                          "不再接受受理或退回。本次操作未提交。")
+    comment = comment.strip()
+    if action == "declined" and not comment:
+        raise PageError(400, "请填写说明", "“不予受理的理由”不能为空,本次操作未提交。")
+    try:
+        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, department=user.dept,
+                              status=action, comment=comment, user=user.name)
+    except ValidationError as e:
+        raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
             f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
     since = int(time.time() * 1000)
     await c.producer.send(ev, user.actor)

@@ -1,4 +1,6 @@
-"""部门收件箱: the alerts addressed to the department, open ones first, with deadlines."""
+"""部门收件箱: the alerts addressed to the department, open ones first, with deadlines; for a
+department cases were transferred to (案件移送, e.g. 县公安局) also those cases, tagged with the
+transfer's state (``transfer=pending`` lists the ones awaiting its answer)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ LIMIT = 200
 
 INBOX_SQL = """
 SELECT alert_id, title, entity_id, entity_name, township, item_id, item_name, level, level_zh, status, score,
-       ack_due, dispose_due, first_seen, updated_at, lead_department, departments
+       ack_due, dispose_due, first_seen, updated_at, lead_department, departments, transfer
 FROM {db}.alerts FINAL
 WHERE {where}
 ORDER BY status IN ('firing', 'acknowledged', 'disposing') DESC,
@@ -23,17 +25,23 @@ COUNTS_SQL = """
 SELECT countIf(status IN ('firing', 'acknowledged', 'disposing')) AS open,
        countIf(status = 'firing') AS unacked,
        countIf(status IN ('firing', 'acknowledged', 'disposing') AND dispose_due < now64(3)) AS overdue,
-       count() AS total
+       count() AS total,
+       countIf(transfer = 'transferred') AS transfers
 FROM {db}.alerts FINAL WHERE {where}"""
 
 
 def scope(user: User, dept: str = "") -> tuple[str, dict]:
     """WHERE clause of the alerts a user may see (a department: its own; the office/leaders: all)."""
     if not user.sees_all:
-        return "has(departments, %(dept)s)", {"dept": user.dept}
+        return RECEIVES, {"dept": user.dept}
     if dept:
-        return "has(departments, %(dept)s)", {"dept": dept}
+        return RECEIVES, {"dept": dept}
     return "1", {}
+
+
+# a department receives an alert it is a receiver of, or a case transferred to it (案件移送)
+RECEIVES = ("(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {db}.alerts "
+            "WHERE notification = 'case_transfer' AND has(recipients, %(dept)s)))")
 
 
 async def nav_counts(request: Request, user: User) -> dict:
@@ -44,7 +52,7 @@ async def nav_counts(request: Request, user: User) -> dict:
 
 @router.get("/inbox")
 async def inbox(request: Request, user: User = Depends(require_user), item: str = "", township: str = "",
-                level: str = "", status: str = "open", dept: str = ""):
+                level: str = "", status: str = "open", dept: str = "", transfer: str = ""):
     c = ctx(request)
     where, params = scope(user, dept if dept in c.catalog.departments else "")
     conds = [where]
@@ -62,10 +70,15 @@ async def inbox(request: Request, user: User = Depends(require_user), item: str 
     elif status in ("firing", "acknowledged", "disposing", "resolved", "closed", "pending"):
         conds.append("status = %(status)s")
         params["status"] = status
+    if transfer == "pending":
+        conds.append("transfer = 'transferred'")
+    elif transfer == "any":
+        conds.append("transfer != ''")
     rows = await c.reader.rows(INBOX_SQL.replace("{where}", " AND ".join(conds)), limit=LIMIT, **params)
     w0, p0 = scope(user)
     townships = [r["township"] for r in await c.reader.cached(300.0, 
         "SELECT DISTINCT township FROM {db}.alerts WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100", **p0)]
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "inbox.html", alerts=rows, limit=LIMIT, townships=townships, open_statuses=OPEN,
-                  f={"item": item, "township": township, "level": level, "status": status, "dept": dept})
+                  f={"item": item, "township": township, "level": level, "status": status, "dept": dept,
+                     "transfer": transfer})
