@@ -332,6 +332,8 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
     browser.get(f"{web.url}/inbox?transfer=pending&status=all")
     wait_text(browser, f'#inbox tr[data-alert-id="{aid}"]', "案件移送·待受理", timeout=30, refresh=True)
     assert browser.find_elements(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid2}"]')
+    assert "移送待受理" in browser.find_element(By.ID, "count-transfers").text
+    screenshot(browser, "inbox_transfer")
     browser.find_element(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"] a.alert-link').click()
     wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
     assert "已移送" in browser.find_element(By.ID, "transfer-state").text

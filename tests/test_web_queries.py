@@ -64,10 +64,11 @@ def test_response_times_per_department(client):
 
 
 def test_inbox_scope_and_order(client):
-    sql = inbox.INBOX_SQL.replace("{where}", "has(departments, %(dept)s)")
+    sql = inbox.INBOX_SQL.replace("{where}", inbox.RECEIVES)
     assert [r["alert_id"] for r in _q(client, sql, dept="amr", limit=50)] == ["A2", "A1"]  # open first
     assert [r["alert_id"] for r in _q(client, sql, dept="police", limit=50)] == ["A3"]
-    counts = _q(client, inbox.COUNTS_SQL.replace("{where}", "has(departments, %(dept)s)"), dept="amr")[0]
+    counts = _q(client, inbox.COUNTS_SQL.replace("{where}", inbox.RECEIVES).replace("{mine}", "has(departments, %(dept)s)"),
+                dept="amr")[0]
     assert (counts["open"], counts["unacked"], counts["total"]) == (1, 1, 2)
     by_dept = {r["dept"]: r for r in _q(client, taskforce.OPEN_SQL)}
     assert by_dept["amr"]["open"] == 1 and "A1" not in str(by_dept)

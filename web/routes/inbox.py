@@ -23,8 +23,8 @@ LIMIT %(limit)s"""
 
 COUNTS_SQL = """
 SELECT countIf(status IN ('firing', 'acknowledged', 'disposing')) AS open,
-       countIf(status = 'firing') AS unacked,
-       countIf(status IN ('firing', 'acknowledged', 'disposing') AND dispose_due < now64(3)) AS overdue,
+       countIf(status = 'firing' AND {mine}) AS unacked,
+       countIf(status IN ('firing', 'acknowledged', 'disposing') AND dispose_due < now64(3) AND {mine}) AS overdue,
        count() AS total,
        countIf(transfer = 'transferred') AS transfers
 FROM {db}.alerts FINAL WHERE {where}"""
@@ -46,7 +46,9 @@ RECEIVES = ("(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {d
 
 async def nav_counts(request: Request, user: User) -> dict:
     where, params = scope(user)
-    rows = await ctx(request).reader.cached(10.0, COUNTS_SQL.replace("{where}", where), **params)
+    # 待签收 / 处置超期 count the alerts the department must answer, not cases only transferred to it
+    mine = "1" if user.sees_all else "has(departments, %(dept)s)"
+    rows = await ctx(request).reader.cached(10.0, COUNTS_SQL.replace("{where}", where).replace("{mine}", mine), **params)
     return rows[0] if rows else {}
 
 
