@@ -15,11 +15,10 @@ kind, department) are checked against the catalog passed as validation context::
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from typing_extensions import NotRequired, TypedDict
 from zoneinfo import ZoneInfo

@@ -25,7 +25,7 @@ LOOP_LAG_PROBE = 0.25
 
 def register(w: Worker) -> None:
     """The stall watchdog timer, the event-loop lag probe and the SIGUSR2 task dump."""
-    app, settings = w.app, w.settings
+    app = w.app
 
     def input_backlog() -> tuple[int, int]:
         """(messages of this worker's input partitions the broker has and no commit covers,

@@ -20,7 +20,6 @@ group-less consumer, like a broadcast. The processor gets the current list befor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from prometheus_client import Gauge

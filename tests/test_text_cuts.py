@@ -9,7 +9,6 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 
 from riskwatch.settings import Settings
 from riskwatch.tools import demo

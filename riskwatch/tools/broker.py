@@ -19,13 +19,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from riskwatch.settings import Settings
+from riskwatch.tools.pidfile import live_pid
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "kafka" / "pom.xml"
@@ -81,17 +81,7 @@ class Broker:
 
     # -- status ---------------------------------------------------------------------------------
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return live_pid(self.pid_file)
 
     def port_open(self) -> bool:
         with socket.socket() as s:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riskwatch.settings import Settings
+from riskwatch.tools.pidfile import live_pid
 from riskwatch.tools.broker import REPO, BrokerError, kafka_version
 from streams.citylink import inbound_topic, masked_topic
 
@@ -170,22 +171,7 @@ class CityLink:
 
     # -- processes -------------------------------------------------------------------------------
     def pid(self, what: str) -> int | None:
-        try:
-            pid = int(self._pid_file(what).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        try:  # a zombie (our own exited child not reaped yet) is gone
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                return None
-        except OSError:
-            pass
-        return pid
+        return live_pid(self._pid_file(what))
 
     def _spawn(self, what: str, cmd: list[str], env: dict | None = None) -> int:
         logf = open(self.log_file(what), "ab")

@@ -40,7 +40,7 @@ from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wa
 from riskwatch.settings import Settings
 from streams import topics as T
 
-console = Console(stderr=True)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs and CI: wide enough for the tables
 
 SUMMARY_SQL = {
     "预警 alerts by item × department": """
@@ -159,7 +159,7 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         time.sleep(5)  # noqa: the player polls alerts.all every 0.25 s; give it the last ones (demo pacing, not sync)
         depts.terminate()
         out, _ = depts.communicate(timeout=120)
-        console.print(f"departments: {out.strip().splitlines()[-1] if out.strip() else '(no summary)'}")
+        _print_departments(console, out)
         month = time.strftime("%Y-%m")
         plan = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "plan", "spot-checks", "--month", month, "--seed", str(seed),
                                "--scale", str(scale), "--sim-seed", str(seed), "--publish",
@@ -235,3 +235,19 @@ def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) 
     console.print(t)
     console.print("The worker and the workbench keep running; `riskwatch web stop` stops both.")
     return True
+
+
+def _print_departments(console, out: str) -> None:
+    """The simulated departments' own summary (their last output line, JSON) as one short sentence."""
+    import json
+
+    try:
+        s = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        console.print("simulated departments: (no summary)")
+        return
+    fb = s.get("feedback", {})
+    console.print(f"simulated departments read {s.get('alerts', 0):,} alert revisions and answered {s.get('sent', 0):,} times "
+                  f"(签收 {fb.get('acknowledged', 0)}, 处置中 {fb.get('in_progress', 0)}, 已处置 {fb.get('disposed', 0)}, "
+                  f"非本部门 {fb.get('not_ours', 0)}; {s.get('late', 0)} late, {s.get('never', 0)} never answered)")
+

@@ -80,6 +80,7 @@ class DemoNotify:
                         + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         self.settings = self.settings.model_copy(update={"receivers_path": path.resolve()})
         self.start_offsets = self._ends()
+        self._bridge_starts_here()
         self.services = [Alertmanager(self.settings), robots(self.settings), bridge(self.settings)]
         for svc in self.services:
             self.console.print(svc.start(log=lambda m: None))
@@ -97,6 +98,25 @@ class DemoNotify:
                 tps = [TopicPartition(t, p) for p in c.partitions_for_topic(t) or ()]
                 out[code] = sum(c.end_offsets(tps).values()) if tps else 0
             return out
+        finally:
+            c.close()
+
+    def _bridge_starts_here(self) -> None:
+        """The first demo run after earlier runs (or a worker run without the bridge) would deliver
+        every old revision still on ``alerts.<dept>``: a brand-new bridge group reads from the
+        earliest offset, as it must in production so that nothing is lost. The demo shows this
+        run's notifications, so a bridge group without committed offsets starts at the current end."""
+        from kafka import KafkaConsumer
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        c = KafkaConsumer(**self.settings.kafka_kwargs(), group_id=f"{self.settings.app_id}-notify",
+                          enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(self.settings.topic(f"alerts.{code}"), p) for code in self.catalog.departments
+                   for p in c.partitions_for_topic(self.settings.topic(f"alerts.{code}")) or ()]
+            if not tps or any(c.committed(tp) is not None for tp in tps):
+                return
+            c.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in c.end_offsets(tps).items()})
         finally:
             c.close()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from riskwatch.settings import Settings
+from riskwatch.tools.pidfile import live_pid
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules.yml"
@@ -62,22 +63,7 @@ class LocalService:
         """Write configuration before a start."""
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        try:  # a zombie (our own child, exited) counts as gone
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return None
-        except (OSError, IndexError):
-            pass
-        return pid
+        return live_pid(self.pid_file)
 
     def healthy(self, timeout: float = 2.0) -> bool:
         try:

@@ -18,29 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riskwatch.settings import Settings
+from riskwatch.tools.pidfile import alive, live_pid
 from riskwatch.tools.runner import settings_env
 
 
 class WebError(RuntimeError):
     pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _read_pid(p: Path) -> int | None:
-    try:
-        pid = int(p.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _alive(pid) else None
 
 
 def _terminate(pid: int, timeout: float) -> None:
@@ -49,9 +32,9 @@ def _terminate(pid: int, timeout: float) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.killpg(pid, signal.SIGKILL)
 
 
@@ -80,7 +63,7 @@ class WebServer:
         return f"http://{self.settings.workbench_host}:{self.settings.workbench_port}"
 
     def pid(self) -> int | None:
-        return _read_pid(self.pid_file)
+        return live_pid(self.pid_file)
 
     def healthy(self) -> bool:
         try:
@@ -91,7 +74,7 @@ class WebServer:
 
     def status(self) -> str:
         pid = self.pid()
-        worker = _read_pid(self.worker_pid_file)
+        worker = live_pid(self.worker_pid_file)
         extra = f"; demo worker pid {worker}" if worker else ""
         if pid and self.healthy():
             return f"running (pid {pid}) at {self.url}{extra}; log: {self.log_file}"
@@ -131,7 +114,7 @@ class WebServer:
     def stop(self, timeout: float = 30.0) -> str:
         said = []
         for what, f in (("workbench", self.pid_file), ("demo worker", self.worker_pid_file)):
-            pid = _read_pid(f)
+            pid = live_pid(f)
             if pid is not None:
                 _terminate(pid, timeout if what == "workbench" else 90.0)
                 said.append(f"{what} stopped (pid {pid})")
