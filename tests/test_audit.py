@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
+from streams import topics as T
+
 from riskwatch.domain.county import load_county
 from riskwatch.tools.runner import settings_env, wait_for
 from schemas.audit import chain_hash, chain_row, merkle_root, verify_anchor, verify_chain
@@ -191,6 +193,8 @@ def test_replay_after_kill9_leaves_the_chains_valid(pipeline):
             w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5, audit_anchor_seconds=1.0)
     p.flush()
     p.wait_consumed(timeout=180)
+    # and the alert sink has stored every transition (its offsets on alerts.events are committed after the write)
+    p.wait_consumed(timeout=120, topics=[T.ALERT_EVENTS])
     n = wait_for(lambda: (r := w.query("SELECT uniqExact(alert_id) AS n FROM riskwatch.alert_history WHERE hash != ''"))
                  and r[0]["n"] >= len(ents) and r[0]["n"], 60, "the chains in ClickHouse")
     forks = w.query("SELECT alert_id, seq, uniqExact(hash) AS n FROM riskwatch.alert_history GROUP BY alert_id, seq HAVING n > 1")
