@@ -258,16 +258,9 @@ async def feedback(request: Request, alert_id: str, user: User = Depends(require
         if action != "disposed":
             raise PageError(400, "附件只用于处置结果", "附件只能随“已处置”一起提交,本次操作未提交。")
         sha = store_attachment(request, attachment)
-    try:
-        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, department=user.dept,
-                              status=action, comment=comment, result=result if action == "disposed" else "",
-                              user=user.name, attachment_sha256=sha)
-    except ValidationError as e:
-        raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
-    since = int(time.time() * 1000)
-    await c.producer.send(ev, user.actor)
-    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+    return await _produce_feedback(c, user, a, alert_id, "反馈", department=user.dept, status=action, comment=comment,
+                                   result=result if action == "disposed" else "", user=user.name,
+                                   attachment_sha256=sha)
 
 
 @router.post("/alerts/{alert_id}/reassign", dependencies=[Depends(check_csrf)])
@@ -289,16 +282,8 @@ async def reassign(request: Request, alert_id: str, user: User = Depends(require
         raise PageError(400, "部门无效", f"未知部门 {', '.join(x[:20] for x in unknown)},本次操作未提交。")
     if not reason.strip():
         raise PageError(400, "请填写说明", "“研判理由”不能为空,本次操作未提交。")
-    try:
-        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id,
-                              department=c.catalog.taskforce_office, status="reassign", assign_to=assign_to,
-                              comment=reason.strip(), user=user.name)
-    except ValidationError as e:
-        raise PageError(400, "内容不合规", "改派内容未通过校验:" + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
-    since = int(time.time() * 1000)
-    await c.producer.send(ev, user.actor)
-    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+    return await _produce_feedback(c, user, a, alert_id, "改派", department=c.catalog.taskforce_office,
+                                   status="reassign", assign_to=assign_to, comment=reason.strip(), user=user.name)
 
 
 @router.post("/alerts/{alert_id}/transfer", dependencies=[Depends(check_csrf)])
@@ -321,15 +306,8 @@ async def transfer_answer(request: Request, alert_id: str, user: User = Depends(
     comment = comment.strip()
     if action == "declined" and not comment:
         raise PageError(400, "请填写说明", "“不予受理的理由”不能为空,本次操作未提交。")
-    try:
-        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, department=user.dept,
-                              status=action, comment=comment, user=user.name)
-    except ValidationError as e:
-        raise PageError(400, "内容不合规", "反馈内容未通过校验:" + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
-    since = int(time.time() * 1000)
-    await c.producer.send(ev, user.actor)
-    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+    return await _produce_feedback(c, user, a, alert_id, "反馈", department=user.dept, status=action, comment=comment,
+                                   user=user.name)
 
 
 @router.get("/attachments/{sha}")
@@ -346,3 +324,17 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
         if p.exists():
             return FileResponse(p, media_type=media, filename=f"{sha[:12]}{ext}")
     raise PageError(404, "附件不存在", "附件文件不在本机存储中。")
+
+
+async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **fields) -> RedirectResponse:
+    """Validate an action as the worker's edge would, produce it to ``events.feedback`` and send the
+    user to the alert page, which waits until the worker has processed it."""
+    try:
+        ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, **fields)
+    except ValidationError as e:
+        raise PageError(400, "内容不合规", f"{what}内容未通过校验:" + "; ".join(
+            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+    since = int(time.time() * 1000)
+    await c.producer.send(ev, who.actor)
+    return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
+
