@@ -6,12 +6,13 @@ records and a few output records per input event that path was over a third of t
 :class:`BulkProducer` writes the same records through the aiokafka producer Faust already runs
 (so Faust's flush before every offset commit covers them too), partitioned as Faust would
 (explicitly, or by aiokafka's default murmur2 partitioner on the key — Kafka's own), and
-:meth:`BulkProducer.send` returns once the broker has them all. Records of one partition keep
-their order.
+:meth:`BulkProducer.send` returns once the broker has them all, with the highest offset written
+per topic partition (what a RocksDB store persists). Records of one partition keep their order.
 
-:func:`table_records` applies ``{key: (partition, value or None)}`` to a raw-serialized Faust
-table and returns the changelog records to send: the same topic, key, value and partition Faust
-would write, so its recovery reads them as its own; ``None`` is a tombstone (a delete).
+:func:`table_records` turns ``{key: (partition, value or None)}`` into a raw-serialized Faust
+table's changelog records: the same topic, key, value and partition Faust would write, so its
+recovery reads them as its own; ``None`` is a tombstone (a delete). The local store is written
+only after the broker acknowledged them (``streams.state.StateCache.written``).
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ class BulkProducer:
             await producer.client.force_metadata_update()
             await asyncio.sleep(0.2)
 
-    async def send(self, records: Iterable[Record]) -> None:
+    async def send(self, records: Iterable[Record]) -> dict[tuple[str, int], int]:
+        """Send and wait for the acknowledgements; return {(topic, partition): highest offset written}."""
         producer = None
         batches: dict[tuple[str, int], object] = {}
         sent = []
+        counts = []  # records per sent batch (its future gives the batch's base offset)
         for topic, partition, key, value in records:
             if producer is None:
                 producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
@@ -76,33 +79,34 @@ class BulkProducer:
             if batch is None:
                 batch = batches[(topic, partition)] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start anew
+                counts.append(batch.record_count())
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[(topic, partition)] = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record for {topic}[{partition}] key {key!r} ({len(value or b'')} bytes) "
                                      f"exceeds the producer batch size; raise producer_max_batch_size")
         if producer is None:
-            return  # nothing to send (most batches have no alerts)
+            return {}  # nothing to send (most batches have no alerts)
         for (topic, partition), batch in batches.items():
             if batch.record_count():
+                counts.append(batch.record_count())
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
         try:
-            await asyncio.wait_for(asyncio.gather(*sent), self.delivery_timeout)
+            metas = await asyncio.wait_for(asyncio.gather(*sent), self.delivery_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"Kafka did not acknowledge {len(sent)} record batches within {self.delivery_timeout:.0f} s "
                                f"(topics {sorted({t for t, _ in batches})}); the worker exits and its uncommitted events "
                                "are redelivered — check the broker if this repeats") from None
+        last: dict[tuple[str, int], int] = {}
+        for meta, n in zip(metas, counts):  # a batch's records have consecutive offsets from its base
+            k = (meta.topic, meta.partition)
+            off = meta.offset + n - 1
+            if off > last.get(k, -1):
+                last[k] = off
+        return last
 
 
 def table_records(table, items: Mapping[bytes, tuple[int, bytes | None]]) -> list[Record]:
-    """Apply ``{key: (partition, value or None)}`` to the table's data and return its changelog records."""
-    data = table.data
+    """The changelog records of ``{key: (partition, value or None)}`` (the table itself is not written)."""
     topic = table.changelog_topic.get_topic_name()
-    out = []
-    for key, (partition, value) in items.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-        out.append((topic, partition, key, value))
-    return out
+    return [(topic, partition, key, value) for key, (partition, value) in items.items()]

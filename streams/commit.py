@@ -18,8 +18,13 @@ Why it is safe:
   that long, no alert could go out). The agent reaches a state only through ``live(key)``, which
   serializes it first if this commit has not yet (copy on write), so later changes stay out.
 * **Order.** Rows first, then the changelog (whose per-entity event-id ring marks the events as
-  done), then the acknowledgements: a crash anywhere redelivers from the last committed offset,
-  against the last committed state; ClickHouse rows repeated by it collapse under ``FINAL``.
+  done), then the local store (``written``: RocksDB, with the changelog offsets it now holds),
+  then the acknowledgements: a crash anywhere redelivers from the last committed offset, against
+  the last committed state; ClickHouse rows repeated by it collapse under ``FINAL``. The local
+  store is written only after the broker acknowledged the changelog, so it is always a prefix of
+  the changelog: a restart reads the changelog after its persisted offset and catches up. A
+  state ahead of the acknowledged input offsets only marks events whose rows were stored and
+  whose alerts were sent: their redelivery is skipped by the ring.
 * **Holding acknowledgements.** The agent takes one reference on each event's message
   (``Message.incref``) before Faust's batch loop drops its own; the commit releases it. Faust's
   rebalance waits until the consumer has no unacknowledged message left (``stream_wait_empty``),
@@ -70,12 +75,19 @@ class Commit:
     ``dumps(key, state)`` serializes a state (the worker's live-object cache keeps the pair);
     ``state=None`` in ``add`` deletes the key (eviction). ``collect()``, called in the snapshot,
     returns more records to send with the changelog (outputs the worker sums per commit).
+    ``written(items, offsets)`` puts the commit's ``{key: (partition, bytes or None)}`` into the
+    local store once the changelog acknowledged them (``offsets``: changelog partition -> highest
+    offset); ``forget(key)`` is told of deletions. Default: the table's ``data`` mapping.
     """
 
     def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
                  max_pending: int = 25_000, interval: float = 0.0, collect: Callable[[], list] | None = None,
-                 observe: Callable[[float, int], None] | None = None, chunk: int = 256) -> None:
+                 observe: Callable[[float, int], None] | None = None, chunk: int = 256,
+                 written: Callable[[dict, dict], None] | None = None,
+                 forget: Callable[[bytes], None] | None = None) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
+        self.written = written or self._write_data
+        self.forget = forget
         self.watchdog, self.max_pending, self.interval, self.observe = watchdog, max_pending, interval, observe
         self.collect = collect  # more records to send with the changelog (outputs summed per commit)
         self.rows: dict[str, list] = {}
@@ -83,6 +95,7 @@ class Commit:
         self.chunk = chunk
         self._unserialized: dict[bytes, tuple[int, Any]] = {}  # the snapshot's states not serialized yet
         self._records: list = []  # the commit in flight's changelog records
+        self._changed: dict[bytes, tuple[int, Any]] = {}  # ... and its states as bytes, for the local store
         self.held: list[tuple[Any, list]] = []
         self.pending = 0  # events processed and not yet committed (including the commit in flight)
         self.commits = 0
@@ -109,7 +122,20 @@ class Commit:
 
     def _serialize(self, states: dict[bytes, tuple[int, Any]]) -> None:
         changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in states.items()}
+        if self.forget is not None:
+            for key, (_, raw) in changed.items():
+                if raw is None:
+                    self.forget(key)
         self._records.extend(table_records(self.table, changed))
+        self._changed.update(changed)
+
+    def _write_data(self, items: dict, offsets: dict) -> None:
+        data = self.table.data
+        for key, (_, value) in items.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
 
     def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream,
             count: int | None = None) -> None:
@@ -174,12 +200,17 @@ class Commit:
             if self._unserialized:
                 await asyncio.sleep(0)
         records, self._records = self._records, []
+        changed, self._changed = self._changed, {}
         wd = self.watchdog
         if rows:
             wd and wd.stage("commit", f"clickhouse ({n} events)", patient=True)
             await self.writer.write_now(rows)
         wd and wd.stage("commit", f"changelog ({len(records)} states)")
-        await self.bulk.send(records)
+        sent = await self.bulk.send(records) or {}
+        if changed:
+            wd and wd.stage("commit", f"local store ({len(changed)} states)")
+            topic = self.table.changelog_topic.get_topic_name()
+            self.written(changed, {p: off for (t, p), off in sent.items() if t == topic})
         wd and wd.stage("commit", "acknowledge")
         for stream, events in held:
             for e in events:

@@ -43,7 +43,9 @@ def faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap.replace(',', ';kafka://')}",
         broker_credentials=settings.faust_credentials(),
-        store="memory://",  # state is rebuilt from the changelog topic on start / rebalance
+        # rocksdb: states on disk under datadir, a restart reads only the changelog after the offset
+        # it persisted; memory: everything in RAM, the whole changelog re-read on every start
+        store="rocksdb://" if settings.state_store == "rocksdb" else "memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
         topic_allow_declare=True,
@@ -69,6 +71,13 @@ def faust_app(settings: Settings) -> faust.App:
 
 
 RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+# RocksDB, per table partition (Faust opens one DB per changelog partition; its defaults are a
+# 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition). States are read
+# from RocksDB only on a miss of the worker's live-object cache (streams/state.py), so a small
+# block cache suffices (the OS page cache holds the SST files anyway), and memtables of 8 MB
+# (~3,000 states of ~2.5 KB) flush often enough to stay small. 8 partitions: <= 8 x (2 x 8 + 16) MB.
+ROCKSDB_OPTIONS = dict(write_buffer_size=8 << 20, max_write_buffer_number=2, block_cache_size=16 << 20)
 
 
 @dataclass
@@ -135,18 +144,26 @@ class Worker:
         app = faust_app(settings)
         topics = Topics.declare(app, settings, county)
         # group state (township, entity kind): reached through a repartition, never shared
-        peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        rocks = dict(options=dict(ROCKSDB_OPTIONS)) if settings.state_store == "rocksdb" else {}
+        peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
         peers.key_serializer = peers.value_serializer = "raw"
         # Keyed like the input topics (entity_id bytes). An entity's state is written to the changelog
         # partition its events came from (whatever partitioner the producers used), so the worker that
         # owns an input partition also owns, and recovers, the state of its entities.
-        entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
         entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
-        cache = StateCache(entities, max_entries=settings.state_cache_entries)
+        cache = StateCache(entities, max_entries=settings.state_cache_entries,
+                           actives=lambda: app.assignor.assigned_actives())
+        # the live objects are the truth only for what this worker stored since its partitions were
+        # assigned: a rebalance or a changelog recovery drops them, the (recovered) table wins
+        app.on_partitions_revoked.connect(cache.aclear)
+        app.on_partitions_assigned.connect(cache.aclear)
+        entities.on_recover(cache.aclear)
         watchdog = Watchdog(settings.stall_exit_seconds)
         bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
         peer_counts = PeerCounts(settings.topic(T.PEER_SIGNALS))  # township/kind counts, once per commit and hour
-        commit = Commit(writer, bulk, entities, dumps=cache.store, watchdog=watchdog, max_pending=MAX_PENDING,
+        commit = Commit(writer, bulk, entities, dumps=cache.store, written=cache.written, forget=cache.forget,
+                        watchdog=watchdog, max_pending=MAX_PENDING,
                         collect=peer_counts.drain, interval=settings.commit_interval_seconds,
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
         processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url,
@@ -157,12 +174,28 @@ class Worker:
                 watchdog=watchdog, commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
                 clock=clock, peer_counts=peer_counts)
         entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
+        cache.partition_for_key = w.partition_for_key
         return w
 
     # --- state ----------------------------------------------------------------------------------
     def partition_for_key(self, key: bytes) -> int | None:
+        """The entity's partition: where its events came from, else where the store holds it."""
         p = self.partition_of.get(key)
-        return p if p is not None else self.entities.data._key_partition.get(key)
+        if p is not None:
+            return p
+        store = self.entities.data
+        kp = getattr(store, "_key_partition", None)
+        if kp is not None:  # memory store
+            return kp.get(key)
+        p = store._key_index.get(key)  # RocksDB: Faust's (bounded) key index, else each open partition
+        if p is None:
+            for part, db in list(store._dbs.items()):
+                if db.key_may_exist(key) and db.get(key) is not None:
+                    p = part
+                    break
+        if p is not None:
+            self.partition_of[key] = p
+        return p
 
     def load(self, key: bytes) -> EntityState:
         """An entity's current state: its uncommitted change, else the cached/stored one."""
