@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address")
     state_dir: Path = Field(Path("var/state"), description="Faust table store directory")
     state_store: Literal["rocksdb", "memory"] = Field("rocksdb", description="Where the worker keeps entity states: rocksdb (on disk under state_dir, changelog as backup: a restart on the same state_dir reads only the changelog tail) or memory (everything in RAM, the whole changelog re-read on every start; tests, small installs)")
-    state_cache_entries: int = Field(30_000, ge=0, description="Entity states kept as live objects in front of the state store (~7.6 KB each; a miss costs a RocksDB read and an unpickle, ~45 µs): memory vs. CPU")
+    state_cache_entries: int = Field(10_000, ge=0, description="Entity states kept as live objects in front of the state store (~10 KB of RSS each; a miss costs a RocksDB read and an unpickle, ~45 µs): memory vs. CPU (docs/throughput.md section 4)")
     commit_interval_seconds: float = Field(1.0, ge=0, description="Processed batches are committed (ClickHouse rows, changelog, offsets) at most this often, coalesced; alerts do not wait for it")
     faust_fastpath: bool = Field(True, description="Deliver fetched messages to streams without Faust's four tasks per message (streams/faust_fastpath.py); off only to measure the difference")
     eviction_interval_seconds: float = Field(3600.0, gt=0, description="How often the worker looks for entities to evict")
