@@ -305,14 +305,18 @@ class SensorAnomaly:
         xt = self._floats(x, t)
         if xt is None:
             return 0.0
-        x, t = xt
+        return self._score(*xt, None)
+
+    def _score(self, x: float, t: float, z: float | None) -> float:
+        """:meth:`score_one` of floats; ``z``: ``_z(x, t)`` if the caller has it already."""
         if x != x:
             return 0.0
         if x in (_INF, -_INF):
             return 1.0
         if self.n < 2:
             return 0.0
-        z = self._z(x, t)
+        if z is None:
+            z = self._z(x, t)
         if z != z or z == _INF:
             return 1.0
         s = self._likelihood(z / (z + self.z0))
@@ -325,9 +329,11 @@ class SensorAnomaly:
         """Update the baselines with ``x`` (winsorised) observed at unix time ``t``."""
         self.re_new = False
         xt = self._floats(x, t)
-        if xt is None:
-            return
-        x, t = xt
+        if xt is not None:
+            self._learn(*xt, None)
+
+    def _learn(self, x: float, t: float, z: float | None) -> None:
+        """:meth:`learn_one` of floats; ``z``: ``_z(x, t)`` of the state before it, if known."""
         if x != x or x in (_INF, -_INF):
             return
         if self.n == 0:
@@ -339,7 +345,8 @@ class SensorAnomaly:
         rs = x - self.slow
         if rf in (_INF, -_INF) or rs in (_INF, -_INF):
             return  # overflow of a huge value against the baseline: do not learn it
-        z = self._z(x, t) if self.n >= 2 else 0.0
+        if z is None:
+            z = self._z(x, t) if self.n >= 2 else 0.0
         fl = 1e-9 + 1e-6 * abs(self.slow)
         # relative entropy window and learnt range (winsorised far from the slow baseline)
         if self.w_re > 0.0:
@@ -407,8 +414,16 @@ class SensorAnomaly:
 
     def update(self, x: float, t: float = float("nan")) -> tuple[float, bool]:
         """Score then learn; returns ``(score, alert)`` with the production alert decision."""
-        s = self.score_one(x, t)
-        self.learn_one(x, t)
+        self.re_new = False
+        xt = self._floats(x, t)
+        if xt is None:
+            s = 0.0
+        else:
+            x, t = xt
+            # scoring and learning need the same z of the state before this value: computed once
+            z = self._z(x, t) if self.n >= 2 and x == x and x not in (_INF, -_INF) else None
+            s = self._score(x, t, z)
+            self._learn(x, t, z)
         if self.re_new:
             s = s + self.w_re
             if s > 1.0:

@@ -120,6 +120,7 @@ class Outcome:
     transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
     plans: list = field(default_factory=list)  # InspectionPlan (inspection.plans, inspection_plans)
     evidence: list = field(default_factory=list)  # sealed evidence bundles (streams/evidence.py Draft rows)
+    at: float = 0.0  # the event's time (unix seconds), computed once per event
 
 
 class Processor:
@@ -181,7 +182,9 @@ class Processor:
                                 f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids")
             return out
         st.seen(ev.event_id, where, keep, checked=True)
-        st.last_seen = max(st.last_seen, ev.occurred_at.timestamp())
+        out.at = t = ev.occurred_at.timestamp()
+        if t > st.last_seen:
+            st.last_seen = t
         handler = self._handlers.get(type(ev))
         if handler is not None:
             handler(self, ev, st, out)
@@ -241,7 +244,7 @@ class Processor:
     def _sensor(self, ev: SensorReading, st: EntityState, out: Outcome) -> None:
         key = f"{ev.device_id}:{ev.channel}"
         det = st.sensors.get(key)
-        t = ev.occurred_at.timestamp()
+        t = out.at
         if self.evidence:  # the evidence window: the device's last readings (bounded), and open after-windows
             buf = st.readings.get(key)
             if buf is None:
@@ -268,7 +271,7 @@ class Processor:
         baseline = det.slow if det is not None and det.warmed_up(t) else None
         hit = self.rules.on_sensor(ev.channel, ev.value, baseline)
         fp_rule = f"rule.sensor.{ev.channel}"
-        if hit and not self._confirmed(st, f"{hit.rule}:{ev.device_id}", ev.occurred_at.timestamp(), hit):
+        if hit and not self._confirmed(st, f"{hit.rule}:{ev.device_id}", t, hit):
             pass  # a breach not yet confirmed: neither a case nor a sign of recovery
         elif hit:
             self._raise(ev, st, out, hit, [Contribution(signal=f"sensor.{ev.channel}", value=ev.value,

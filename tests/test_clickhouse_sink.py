@@ -328,7 +328,8 @@ def test_batches_flush_by_size_and_by_time(settings, url):
         base = len(clients[0].calls)  # migrations' own insert
         by_size = [w.submit("events_sensor", rows[i : i + 5]) for i in range(0, 20, 5)]  # 2 full batches
         assert sum(f.result(timeout=10) for f in by_size) == 20  # resolved long before batch_seconds
-        assert len(clients[0].calls) - base == 2
+        # one insert per full batch, or one for both if the second filled before the thread took the first
+        assert 1 <= len(clients[0].calls) - base <= 2
         w.batch_seconds = 0.2  # read by the timer when the next batch starts
         late = w.submit("events_sensor", rows[20:23])  # below batch_rows: flushed by the timer
         assert late.result(timeout=10) == 3
