@@ -50,8 +50,8 @@ def register(w: Worker) -> None:
             key = ev.entity_id.encode()
             st = states.get(key)
             if st is None:
+                w.partition_of[key] = msg.partition  # before the load: a state store miss reads this partition
                 st = states[key] = w.load(key)
-                w.partition_of[key] = msg.partition
             out = w.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep)
             if out.redelivered:
                 counts[(msg.topic, "redelivered")] += 1

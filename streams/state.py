@@ -27,6 +27,7 @@ import operator
 import pickle
 import sys
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 
 from detectors.fusion import EntityRisk
@@ -262,7 +263,8 @@ class StateCache:
         self.max_entries = max_entries
         self.partition_for_key = partition_for_key or (lambda key: None)
         self.actives = actives  # () -> the worker's assigned active TPs (RocksDB writes only to owned partitions)
-        self._objs: dict[bytes, EntityState] = {}
+        self._objs: OrderedDict[bytes, EntityState] = OrderedDict()  # O(1) eviction of the oldest (a dict's
+        # next(iter(d)) walks the slots its earlier deletions left at the front: O(n) per eviction)
         self._unwritten: dict[bytes, bytes | None] = {}  # serialized, changelog not yet acknowledged
         self.hits = self.misses = 0
 
@@ -277,14 +279,15 @@ class StateCache:
 
     def store(self, key: bytes, st: EntityState) -> bytes:
         raw = st.dumps()
-        objs = self._objs
-        if objs.pop(key, None) is None and len(objs) >= self.max_entries:
-            if not self.max_entries:
-                self._unwritten[key] = raw
-                return raw
-            del objs[next(iter(objs))]  # least recently stored first: dicts keep insertion order
-        objs[key] = st
         self._unwritten[key] = raw
+        objs = self._objs
+        if key in objs:
+            objs.move_to_end(key)
+        elif len(objs) >= self.max_entries:
+            if not self.max_entries:
+                return raw
+            objs.popitem(last=False)  # the least recently stored
+        objs[key] = st
         return raw
 
     def forget(self, key: bytes) -> None:
@@ -307,12 +310,18 @@ class StateCache:
         dbs = getattr(store, "_dbs", None)
         if dbs is None:  # memory store (or a plain dict)
             return store.get(key)
-        p = self.partition_for_key(key)
+        p = self.partition_for_key(key)  # where its events come from (the worker sets it before loading)
         db = dbs.get(p) if p is not None else None
         if db is not None:
-            return db.get(key)
-        hit = store._get_bucket_for_key(key)  # Faust's lookup: its key index, else each open partition's bloom filter
-        return hit.value if hit is not None else None
+            raw = db.get(key)
+            if raw is not None:
+                return raw
+        for part, other in list(dbs.items()):  # a new entity (or one that changed partition): bloom filters first
+            if part != p and other.key_may_exist(key):
+                raw = other.get(key)
+                if raw is not None:
+                    return raw
+        return None
 
     def written(self, items: dict[bytes, tuple[int, bytes | None]], offsets: dict[int, int]) -> None:
         """Put a commit's states into the local store once their changelog records are acknowledged
