@@ -133,6 +133,12 @@ class Commit:
                 self._urgent.set()
         self._wake.set()
 
+    def soon(self) -> None:
+        """Commit without waiting for the interval (a person's action waits for its row in the
+        workbench; the bulk of the input, readings, keeps the interval)."""
+        self._urgent.set()
+        self._wake.set()
+
     async def wait_room(self) -> None:
         """Back-pressure: return once no more than ``max_pending`` events wait for a commit."""
         while self.pending > self.max_pending:
