@@ -43,18 +43,26 @@ _EARLIEST_TS = EARLIEST.timestamp()
 _future_bound = [0.0, 0.0]  # [wall-clock second it was computed, bound as unix time]
 
 
-def _plausible(v: datetime) -> datetime:
-    """Naive → Asia/Shanghai; refuse times before 2000 or more than a day in the future."""
-    if v.tzinfo is None:
-        v = v.replace(tzinfo=LOCAL_TZ)
+def _implausible(v: datetime) -> str | None:
+    """Why an (aware) event time is not plausible: before 2000 or more than a day in the future."""
     ts = v.timestamp()
     now = time.time()
     if now - _future_bound[0] > 1.0:  # the bound moves once a second, not per event
         _future_bound[0], _future_bound[1] = now, now + MAX_CLOCK_SKEW.total_seconds()
     if ts < _EARLIEST_TS:
-        raise ValueError(f"timestamp {v.isoformat()} is before {EARLIEST.date()}: not a plausible event time")
+        return f"timestamp {v.isoformat()} is before {EARLIEST.date()}: not a plausible event time"
     if ts > _future_bound[1]:
-        raise ValueError(f"timestamp {v.isoformat()} is more than {MAX_CLOCK_SKEW.days} day in the future: check the device clock")
+        return f"timestamp {v.isoformat()} is more than {MAX_CLOCK_SKEW.days} day in the future: check the device clock"
+    return None
+
+
+def _plausible(v: datetime) -> datetime:
+    """Naive → Asia/Shanghai; refuse times before 2000 or more than a day in the future."""
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=LOCAL_TZ)
+    why = _implausible(v)
+    if why is not None:
+        raise ValueError(why)
     return v
 
 
@@ -152,7 +160,9 @@ class BatchReading(TypedDict):
     channel: SensorChannel
     value: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False, description="Reading in `unit`; finite")]
     unit: Annotated[str, Field(max_length=16)]
-    occurred_at: Annotated[EventTime, Field(description="When it was measured, ISO 8601; without zone = Asia/Shanghai")]
+    # parsed here, made aware and checked for plausibility by SensorBatch.events() (a Python
+    # validator called per reading from the Rust validator cost 1.8 µs, 40 % of a reading's validation)
+    occurred_at: Annotated[datetime, Field(description="When it was measured, ISO 8601; without zone = Asia/Shanghai")]
     source: NotRequired[Annotated[ShortText, Field(description="Producing system; default: the batch's gateway_id")]]
 
 
@@ -172,25 +182,35 @@ class SensorBatch(BaseModel):
     readings: list[BatchReading] = Field(min_length=1, max_length=MAX_BATCH_READINGS,
                                          description="The readings, each with its own event_id (≤ 500)")
 
-    def events(self) -> list[SensorReading]:
-        """The readings as :class:`SensorReading` events (already validated: no second validation).
+    def events(self) -> tuple[list[SensorReading], dict[int, str]]:
+        """The readings as :class:`SensorReading` events (already validated: no second validation),
+        and ``{index: reason}`` for the readings whose time is not plausible (left out), checked as
+        a single reading's ``occurred_at`` is (naive = Asia/Shanghai).
 
         Built as ``model_construct`` would, without its per-field default handling (every field is
         given): a third of the cost of a reading in a batch went there."""
         eid, gw = self.entity_id, self.gateway_id
         new, setattr_ = object.__new__, object.__setattr__
         out = []
-        for r in self.readings:
+        bad: dict[int, str] = {}
+        for i, r in enumerate(self.readings):
+            at = r["occurred_at"]
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=LOCAL_TZ)
+            why = _implausible(at)
+            if why is not None:
+                bad[i] = f"1 validation error\n  occurred_at: Value error, {why} (got {r['occurred_at']!r})"
+                continue
             ev = new(SensorReading)
             setattr_(ev, "__dict__", {"schema_version": 1, "event_id": r["event_id"], "entity_id": eid,
-                                      "occurred_at": r["occurred_at"], "source": r.get("source") or gw,
+                                      "occurred_at": at, "source": r.get("source") or gw,
                                       "device_id": r["device_id"], "channel": r["channel"], "value": r["value"],
                                       "unit": r["unit"]})
             setattr_(ev, "__pydantic_fields_set__", _READING_FIELDS)
             setattr_(ev, "__pydantic_extra__", None)
             setattr_(ev, "__pydantic_private__", None)
             out.append(ev)
-        return out
+        return out, bad
 
 
 _READING_FIELDS = frozenset(SensorReading.model_fields)

@@ -69,7 +69,9 @@ class BulkProducer:
         batches: dict[tuple[str, int], object] = {}
         sent = []
         counts = []  # records per sent batch (its future gives the batch's base offset)
-        for topic, partition, key, value in records:
+        for n, (topic, partition, key, value) in enumerate(records, 1):
+            if n % 2048 == 0:
+                await asyncio.sleep(0)  # a commit's changelog (thousands of states): let the agents run between slices
             if producer is None:
                 producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
             parts = self._partitions.get(topic) or await self._partitions_of(producer, topic)

@@ -116,6 +116,8 @@ def register(w: Worker) -> None:
         await w.bulk.send(records(sends))
         w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream,
                      count=sum(counts.values()))
+        if any(t in w.urgent_topics for t, _ in counts):
+            w.commit.soon()  # a person waits for this row in the workbench
         for key, st in states.items():
             w.note_state(key, st)
         w.watchdog.done("entities")

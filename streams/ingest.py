@@ -155,8 +155,16 @@ class Decoder:
         kept: list[int] = []
         if batch is not None:
             positions = [i for i in range(len(batch.readings) + len(bad)) if i not in bad]
+            good, late = batch.events()  # late: readings refused for their time, by position in batch.readings
+            for j, why in late.items():
+                i = positions[j]
+                r = readings[i] if readings else batch.readings[j]
+                dead.append(self.dead(topic, partition, offset, key, value,
+                                      f"{where} readings[{i}] (event_id {r.get('event_id')!r}): {why}", index=i))
+            if late:
+                positions = [i for j, i in enumerate(positions) if j not in late]
             seen: set[str] = set()
-            for i, ev in zip(positions, batch.events()):
+            for i, ev in zip(positions, good):
                 if ev.event_id in seen:
                     dead.append(self.dead(topic, partition, offset, key, value,
                                           f"{where} readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "

@@ -36,6 +36,8 @@ from schemas.events import EVENT_MODELS
 log = logging.getLogger(__name__)
 
 INPUT_TOPICS: tuple[str, ...] = tuple(EVENT_MODELS)
+# input topics people write through the workbench: their rows are committed at once, not at the interval
+HUMAN_TOPICS: tuple[str, ...] = ("events.feedback", "events.inspection", "events.registry")
 ALERTS_ALL = "alerts.all"
 ALERT_EVENTS = "alerts.events"
 NOTICES = "notices"

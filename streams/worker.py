@@ -141,6 +141,8 @@ class Worker:
     part_time: dict[int, tuple[float, float]] = field(default_factory=dict)  # partition -> (latest event time, wall time)
     partition_of: dict[bytes, int] = field(default_factory=dict)  # entity key -> input partition it came from
     peer_counts: object = None
+    # input topics of people's actions (workbench forms): a batch with one is committed at once
+    urgent_topics: frozenset = frozenset()
 
     @classmethod
     def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> "Worker":
@@ -176,7 +178,8 @@ class Worker:
                 decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
                 processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,
                 watchdog=watchdog, commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
-                clock=clock, peer_counts=peer_counts)
+                clock=clock, peer_counts=peer_counts,
+                urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS))
         entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
         cache.partition_for_key = w.partition_of.get  # a miss reads that partition's DB (else scans the others)
         return w

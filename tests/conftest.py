@@ -6,6 +6,7 @@ directory, so tests never see each other's data, and runs a real ``riskwatch wor
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import uuid
@@ -20,6 +21,10 @@ from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wai
 from riskwatch.settings import Settings
 from streams import topics as T
 
+
+# Workers in tests commit every second (production: every 5 s, and at once after a person's
+# action): tests wait for sensor rows in ClickHouse, and the suite stays short.
+os.environ.setdefault("RISKWATCH_COMMIT_INTERVAL_SECONDS", "1")
 
 _HANDED_OUT: set[int] = set()
 

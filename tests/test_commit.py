@@ -221,3 +221,20 @@ def test_states_are_serialized_in_chunks_and_a_state_reached_mid_commit_is_copie
     assert first_chunk == 2 and sorted(dumped) == sorted(b"E%d" % i for i in range(6))  # each once
     assert changelog[b"E5"] == b"{'n': 5}"  # the snapshot's value, not the later change
     assert changelog[b"E4"] == b"{'n': 98}"  # shows the chunks really interleave with the agent
+
+
+def test_soon_commits_without_waiting_for_the_interval():
+    async def main():
+        log, c = make(interval=60.0)
+        runner = asyncio.ensure_future(c.run())
+        first = events(1)
+        c.add({"events_sensor": [(1,)]}, {b"E1": (0, "s1")}, first, Stream(log))
+        await wait_until(lambda: c.commits == 1, "the first commit (the interval starts after it)")
+        c.add({"events_feedback": [(2,)]}, {b"E1": (0, "s2")}, events(2), Stream(log))
+        await asyncio.sleep(0.2)
+        assert c.commits == 1  # readings wait for the interval (60 s here)
+        c.soon()  # a person's action: committed at once
+        await wait_until(lambda: c.commits == 2, "the commit asked for")
+        runner.cancel()
+
+    asyncio.run(main())

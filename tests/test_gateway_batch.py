@@ -50,6 +50,22 @@ def test_each_bad_reading_is_a_dead_letter_of_its_own_with_its_index_and_the_bat
     assert "duplicate event_id within the batch" in b.dead[2].error
 
 
+def test_implausible_reading_times_are_dead_letters_of_their_own_and_naive_times_are_shanghai():
+    rs = [reading(0), reading(1, occurred_at="1999-12-31T23:00:00+08:00"), reading(2, value="hot"),
+          reading(3, occurred_at=(datetime.now(timezone.utc) + timedelta(days=3)).isoformat()),
+          reading(4, occurred_at=(T0 + timedelta(minutes=4)).astimezone(timezone(timedelta(hours=8))).replace(tzinfo=None).isoformat())]
+    b = DEC.decode("events.sensor", 0, 8, b"E1", batch(rs))
+    assert [r.event_id for r in b.events] == ["r0", "r4"] and b.positions == [0, 4]
+    assert [d.index for d in b.dead] == [1, 2, 3]
+    assert "readings[1] (event_id 'r1')" in b.dead[0].error and "before 2000" in b.dead[0].error
+    assert "readings[3] (event_id 'r3')" in b.dead[2].error and "in the future" in b.dead[2].error
+    assert b.events[1].occurred_at.utcoffset() == timedelta(hours=8)
+    assert b.events[1].occurred_at == T0 + timedelta(minutes=4)  # the same instant, read as Asia/Shanghai
+    # all good but the time: the one-call path
+    b = DEC.decode("events.sensor", 0, 9, b"E1", batch([reading(0), reading(1, occurred_at="1980-01-01T00:00:00Z")]))
+    assert [r.event_id for r in b.events] == ["r0"] and [d.index for d in b.dead] == [1] and "before 2000" in b.dead[0].error
+
+
 def test_a_bad_envelope_refuses_the_whole_message():
     for raw, why in [
         (batch([reading(i) for i in range(501)]), "readings"),  # more than 500
