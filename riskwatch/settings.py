@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address")
     state_dir: Path = Field(Path("var/state"), description="Faust table store directory")
     state_cache_entries: int = Field(200_000, ge=0, description="Entity states kept as live objects in front of the state table (memory vs. unpickling cost)")
-    commit_interval_seconds: float = Field(5.0, ge=0, description="Processed batches are committed (ClickHouse rows, changelog, offsets) at most this often, coalesced; alerts do not wait for it, and batches with a person's action (feedback, inspection, registry) commit at once")
+    commit_interval_seconds: float = Field(5.0, ge=0, description="Processed batches are committed (ClickHouse rows, changelog, offsets) at most this often, coalesced; alerts do not wait for it, and batches with a person's action (feedback, inspection) commit at once")
     faust_fastpath: bool = Field(True, description="Deliver fetched messages to streams without Faust's four tasks per message (streams/faust_fastpath.py); off only to measure the difference")
     eviction_interval_seconds: float = Field(3600.0, gt=0, description="How often the worker looks for entities to evict")
     stall_exit_seconds: float = Field(120.0, gt=0, description="A batch stuck this long at one stage (other than a ClickHouse write, which waits for the server on purpose) makes the worker log where and exit (code 70) so the supervisor restarts it and the batch is redelivered")
