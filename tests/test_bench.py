@@ -36,7 +36,7 @@ def test_percentile_picks_an_observed_value():
 
 
 def test_paced_bench_splits_cpu_into_the_event_loop_python_threads_and_native_threads():
-    from riskwatch.tools.bench.paced import thread_groups
+    from riskwatch.tools.bench.threads import thread_groups
 
     before = {"python3:100": 10.0, "python3:101": 2.0, "Unknown:102": 1.0}
     after = {"python3:100": 14.0, "python3:101": 3.0, "Unknown:102": 2.0, "MergeMutate:103": 1.0}  # 103 started later
@@ -48,7 +48,7 @@ def test_paced_bench_reads_this_process_threads():
     import os
     import threading
 
-    from riskwatch.tools.bench.paced import thread_cpu
+    from riskwatch.tools.bench.threads import thread_cpu
 
     t = threading.Thread(target=lambda: None)
     t.start()

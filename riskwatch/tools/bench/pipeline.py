@@ -43,6 +43,7 @@ import orjson
 from rich.progress import Progress
 
 from riskwatch.domain.catalog import load_catalog
+from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
 from riskwatch.tools.simulator import SimConfig, generate
@@ -298,6 +299,7 @@ def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log:
     first: list[float] = []
     cpu0: list[float] = []
     host0: list[float] = []
+    threads0: list[dict] = []
     last_print = [0.0]
 
     def done() -> bool:
@@ -307,6 +309,7 @@ def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log:
             first.append(now)
             cpu0.append(sum(_cpu_seconds(w.proc.pid) for w in procs))
             host0.append(_host_busy())
+            threads0.append(thread_cpu(procs[0].proc.pid))
         if now - last_print[0] > 5:
             print(f"  {log}: {lag:,} messages left", file=sys.stderr)
             last_print[0] = now
@@ -327,6 +330,13 @@ def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log:
         r["worker_cpu_us_per_reading"] = round((cpu_end - cpu0[0]) / n_readings * 1e6, 1)
         r["worker_cpu_share"] = round((cpu_end - cpu0[0]) / secs, 2)
         r["host_busy_cores"] = round((_host_busy() - host0[0]) / secs, 2)
+        # where the (first) worker's CPU went: its event loop, its other Python threads (aiokafka's
+        # consumer, the ClickHouse writer's serialization) and the embedded ClickHouse engine's own
+        # threads (inserts and merges; a ClickHouse server does this work on its own machine)
+        groups = thread_groups(threads0[0], thread_cpu(procs[0].proc.pid), procs[0].proc.pid, 1.0)
+        share = n_readings / len(procs)  # the first worker's share of the readings, roughly
+        for g, cpu in groups.items():
+            r[f"worker_cpu_us_per_reading_{g}"] = round(cpu / share * 1e6, 1)
     r["rss_mb"] = round(max(_rss_mb(w.proc.pid) for w in procs), 1)
     return r, procs
 
