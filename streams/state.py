@@ -247,6 +247,11 @@ class StateCache:
     on every read, so "is it still the same bytes" cannot be asked cheaply). On every rebalance
     and after a changelog recovery :meth:`clear` drops the objects, so a recovered table wins.
 
+    Thrash guard: once the cache has dropped more than ``max_entries`` states since it was last
+    cleared, the entities this worker serves do not fit (an LRU of a fraction of them hits that
+    fraction at best, nothing for entities reporting in turn), and each cached state costs ~10 KB
+    of RSS: it then keeps none until the next :meth:`clear` (rebalance). Misses cost an unpickle.
+
     Writes follow the commit (streams/commit.py): :meth:`store` serializes a state and keeps
     its bytes as *unwritten* until :meth:`written` puts them into the local store, which
     happens only after the broker acknowledged their changelog records. A miss reads the
@@ -266,6 +271,9 @@ class StateCache:
     (False, 'A')
     >>> c.forget(b"A"); c.load(b"A").name           # deleted: a fresh state
     ''
+    >>> for k in (b"C", b"D", b"E"): _ = c.store(k, EntityState())
+    >>> len(c._objs), c._dropped                   # more than 1 dropped: thrashing, keeps none
+    (0, 2)
     """
 
     def __init__(self, table, max_entries: int, partition_for_key=None, actives=None):
@@ -276,6 +284,7 @@ class StateCache:
         self._objs: OrderedDict[bytes, EntityState] = OrderedDict()  # O(1) eviction of the oldest (a dict's
         # next(iter(d)) walks the slots its earlier deletions left at the front: O(n) per eviction)
         self._unwritten: dict[bytes, bytes | None] = {}  # serialized, changelog not yet acknowledged
+        self._dropped = 0  # states evicted since the last clear(): more than max_entries turns the cache off
         self.hits = self.misses = 0
 
     def load(self, key: bytes) -> EntityState:
@@ -293,10 +302,13 @@ class StateCache:
         objs = self._objs
         if key in objs:
             objs.move_to_end(key)
+        elif self._dropped > self.max_entries or not self.max_entries:  # thrashing (or no cache): keep nothing
+            if objs:
+                objs.clear()
+            return raw
         elif len(objs) >= self.max_entries:
-            if not self.max_entries:
-                return raw
             objs.popitem(last=False)  # the least recently stored
+            self._dropped += 1
         objs[key] = st
         return raw
 
@@ -309,6 +321,7 @@ class StateCache:
         """Drop the live objects (a rebalance or a recovery: the table is the truth again).
         Unwritten bytes stay: they are newer than the store until :meth:`written`."""
         self._objs.clear()
+        self._dropped = 0
 
     async def aclear(self, *args, **kwargs) -> None:
         self.clear()
