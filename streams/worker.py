@@ -76,11 +76,11 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition, and a bloom
 # filter of 3 bits per key). States are read from RocksDB only on a miss of the worker's
 # live-object cache (streams/state.py), one point lookup per entity, so: a small block cache (the
-# OS page cache holds the SST files anyway), 2 memtables of 16 MB (~6,000 states of ~2 KB; fewer
-# level-0 files to look through than with 8 MB: 8.4 vs 10.5 µs per get) and 10 bits per key
-# (~1 % false positives instead of ~20 %: a lookup of a new entity 11 instead of 26 µs over 4
-# partitions). At most 4 partitions x (2 x 16 + 8) MB = 160 MB, typically well under half that.
-ROCKSDB_OPTIONS = dict(write_buffer_size=16 << 20, max_write_buffer_number=2, block_cache_size=8 << 20,
+# OS page cache holds the SST files anyway), 2 memtables of 8 MB (~4,000 states of ~2 KB; a
+# memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
+# 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a
+# lookup of a new entity over 4 partitions 11 instead of 26 µs). At most 4 x (2 x 8 + 4) MB = 80 MB.
+ROCKSDB_OPTIONS = dict(write_buffer_size=8 << 20, max_write_buffer_number=2, block_cache_size=4 << 20,
                        bloom_filter_size=10)
 
 
