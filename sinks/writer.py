@@ -63,7 +63,7 @@ RETRIES = PCounter("riskwatch_clickhouse_retries_total",
 
 # One insert carries up to this many rows (a commit's rows of one table go in one insert). An
 # insert's fixed cost dominates small ones: 28,000 sensor rows cost 2.9 µs of CPU per row in one
-# insert and 13.2 µs per row in inserts of 2,000 (chDB; docs/throughput.md, section 4).
+# insert and 13.2 µs per row in inserts of 2,000 (chDB; `python -m riskwatch.tools.bench.inserts`).
 INSERT_MAX_ROWS = 200_000
 
 
