@@ -55,6 +55,9 @@ BASE_ENTITIES = 1017  # entities of the simulator at scale 1
 ROOT = Path(__file__).resolve().parents[3]
 
 
+MIN_CPU_SECONDS = 5.0  # a worker phase shorter than this reports no own CPU (use more --events)
+
+
 def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
     now = datetime.now(timezone.utc)
     scale = max(entities / BASE_ENTITIES, 0.05)
@@ -526,7 +529,8 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
                 f = floors[m]
                 r["faust_floor_messages_eps"] = f["faust_floor_eps"]
                 r["faust_floor_cpu_us_per_reading"] = round(f["cpu_us_per_event"] * len(msgs[m]) / n_readings, 1)
-                if "worker_cpu_us_per_reading" in r:
+                if "worker_cpu_us_per_reading" in r and r["seconds"] >= MIN_CPU_SECONDS:
+                    # (a phase of a second or two is mostly start-up: its CPU window misses the first batches)
                     r["own_cpu_us_per_reading"] = round(r["worker_cpu_us_per_reading"] - r["faust_floor_cpu_us_per_reading"], 1)
             print(f"  {r['readings_eps']:,} readings/s, {r['messages_eps']:,} messages/s", file=sys.stderr)
             if m == "single" and latency:
