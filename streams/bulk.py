@@ -27,6 +27,8 @@ from aiokafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 2048  # long loops over a commit's records give the event loop back this often (alert latency)
+
 Record = tuple[str, "int | None", "bytes | None", "bytes | None"]  # topic, partition, key, value
 
 
@@ -70,7 +72,7 @@ class BulkProducer:
         sent = []
         counts = []  # records per sent batch (its future gives the batch's base offset)
         for n, (topic, partition, key, value) in enumerate(records, 1):
-            if n % 2048 == 0:
+            if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a commit's changelog (thousands of states): let the agents run between slices
             if producer is None:
                 producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started

@@ -66,9 +66,7 @@ import itertools
 import time
 from typing import Any, Callable
 
-from streams.bulk import table_records
-
-YIELD_EVERY = 2048  # the commit's long loops give the event loop back this often
+from streams.bulk import YIELD_EVERY, table_records
 
 
 class Commit:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import orjson
 
-from schemas.events import Complaint, DeadLetter, EntityEvent, SensorReading, VideoDetection
+from schemas.events import Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
 from streams.health import crash_only
 from streams.ingest import Batch, Decoder
@@ -66,17 +66,7 @@ def register(w: Worker) -> None:
             if out.at > batch_time.get(msg.partition, 0.0):
                 batch_time[msg.partition] = out.at
             table, row = sink_rows.event_row(ev)
-            rows_of = event_rows.get(table)
-            if rows_of is None:
-                rows_of = event_rows[table] = []
-            rows_of.append(row)
-            if type(ev) is SensorReading:  # the common case: most readings change nothing else
-                if out.alerts or out.transitions or out.plans or out.evidence:
-                    w.alert_sends(out, key, sends)
-                    w.plan_sends(out, key, sends, event_rows)
-                if out.risk:
-                    risk_rows(out)
-                return
+            event_rows.setdefault(table, []).append(row)
             if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
                 event_rows.setdefault("registry", []).append(sink_rows.registry_row(ev))
             w.alert_sends(out, key, sends)
@@ -86,9 +76,6 @@ def register(w: Worker) -> None:
             peer = peer_signal(ev, st) if settings.township_surges else None
             if peer is not None:
                 w.peer_counts.add(*peer)
-            risk_rows(out)
-
-        def risk_rows(out) -> None:
             for r in out.risk:
                 event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
                     r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
