@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 EVENTS_IN = Counter("riskwatch_events_total", "Input events by topic and result", ["topic", "result"])
 ALERTS_OUT = Counter("riskwatch_alert_revisions_total", "Alert revisions published", ["level", "status"])
@@ -17,3 +18,28 @@ LOOP_LAG = Histogram("riskwatch_event_loop_lag_seconds",
                      "How late the worker's event loop woke a 0.25 s timer: how long a ready batch, alert or "
                      "/query waited for work holding the loop (a scan, a GC pause, a saturated core)",
                      buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+class StateCacheMetrics:
+    """The live-object cache in front of the state store (``streams/state.py``), read at scrape time:
+    nothing is counted per event. The hit ratio says whether ``RISKWATCH_STATE_CACHE_ENTRIES`` fits
+    the entities this worker serves; ``thrashing`` 1 means they do not and the cache keeps none."""
+
+    cache = None  # the worker's StateCache, set when the worker is built
+
+    def collect(self):
+        c = self.cache
+        if c is None:
+            return
+        lookups = CounterMetricFamily("riskwatch_state_cache_lookups", "Entity-state lookups by result "
+                                      "(miss: unpickled from the local store)", labels=["result"])
+        lookups.add_metric(["hit"], c.hits)
+        lookups.add_metric(["miss"], c.misses)
+        yield lookups
+        yield GaugeMetricFamily("riskwatch_state_cache_entries", "Live entity states held", value=c.entries)
+        yield GaugeMetricFamily("riskwatch_state_cache_thrashing", "1: the entities do not fit the cache, "
+                                "which keeps none until the next rebalance", value=int(c.thrashing))
+
+
+STATE_CACHE = StateCacheMetrics()
+REGISTRY.register(STATE_CACHE)

@@ -287,6 +287,14 @@ class StateCache:
         self._dropped = 0  # states evicted since the last clear(): more than max_entries turns the cache off
         self.hits = self.misses = 0
 
+    @property
+    def entries(self) -> int:
+        return len(self._objs)
+
+    @property
+    def thrashing(self) -> bool:
+        return self._dropped > self.max_entries
+
     def load(self, key: bytes) -> EntityState:
         st = self._objs.get(key)
         if st is not None:

@@ -25,7 +25,7 @@ from streams import topics as T
 from streams.bulk import BulkProducer
 from streams.commit import Commit
 from streams.ingest import Decoder
-from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS
+from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
 from streams.peer_counts import PeerCounts
 from streams.processor import Processor
 from streams.silences import SilenceBoard
@@ -162,6 +162,7 @@ class Worker:
                            actives=lambda: app.assignor.assigned_actives())
         # the live objects are the truth only for what this worker stored since its partitions were
         # assigned: a rebalance or a changelog recovery drops them, the (recovered) table wins
+        STATE_CACHE.cache = cache  # its hits and misses on /metrics
         app.on_partitions_revoked.connect(cache.aclear)
         app.on_partitions_assigned.connect(cache.aclear)
         entities.on_recover(cache.aclear)
