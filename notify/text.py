@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 KIND_ZH = {"firing": "发布", "level_up": "升级", "urge": "督促", "escalate": "升级督办", "resolved": "解除",
            "silence_expired": "静默期结束", "receiver_added": "指派", "not_ours": "待研判", "flapping": "抖动",
-           "stable": "已稳定"}
+           "stable": "已稳定", "released": "改派释放"}
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 ACK_STATUSES = ("firing",)  # not yet acknowledged: asked to acknowledge (签收)
 OPEN_STATUSES = ("firing", "acknowledged", "disposing")
@@ -41,6 +41,8 @@ def ask(kind: str, status: str) -> tuple[str, str]:
         return "请专班办公室研判确定责任部门", ""
     if kind == "resolved":
         return "预警已解除,无需处置", ""
+    if kind == "released":  # 专班改派: another department is now responsible
+        return "已改由其他部门负责,贵单位无需继续处置", ""
     if kind in ("flapping",):
         return "仅通报,稳定后恢复通知", ""
     if status not in OPEN_STATUSES:

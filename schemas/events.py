@@ -456,7 +456,7 @@ class AlertStatus(StrEnum):
 
 
 NotificationKind = Literal["firing", "level_up", "resolved", "urge", "escalate", "flapping", "stable",
-                           "silence_expired", "receiver_added", "not_ours",
+                           "silence_expired", "receiver_added", "released", "not_ours",
                            "case_transfer", "transfer_urge", "transfer_accepted", "transfer_returned"]
 
 

@@ -81,6 +81,7 @@ from schemas.events import (
     InspectionTask,
     Level,
     SensorReading,
+    TaskSource,
     VideoDetection,
 )
 from streams import evidence as E
@@ -119,6 +120,7 @@ class Outcome:
     inspection_p: float | None = None  # inspection-outcome model's score before it learnt this result
     transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
     plans: list = field(default_factory=list)  # InspectionPlan (inspection.plans, inspection_plans)
+    tasks: list = field(default_factory=list)  # alert on-site checks (schemas InspectionTask → events_task rows)
     evidence: list = field(default_factory=list)  # sealed evidence bundles (streams/evidence.py Draft rows)
     at: float = 0.0  # the event's time (unix seconds), computed once per event
 
@@ -382,21 +384,27 @@ class Processor:
                                     ev.kind.value, ev.ref, ev.note)
         self._plan(ev.entity_id, st, out, ev.task_id, ev.occurred_at.timestamp())
 
-    def _plan(self, entity_id: str, st: EntityState, out: Outcome, task_id: str, at: float) -> None:
+    def _plan(self, entity_id: str, st: EntityState, out: Outcome, task_id: str, at: float, moved: bool = False) -> None:
         """Merge the entity's pending tasks; publish the visit the new task belongs to when several
-        departments take part (a joint inspection led by the item's lead department)."""
+        departments take part (a joint inspection led by the item's lead department). ``moved``:
+        the task changed department; a plan already published with it is published again (same
+        ``inspection_id``, later ``planned_at``: the new version of its row)."""
         window = self.planning.joint_window_days * 86400
         stale = [k for k, t in st.tasks.items() if t.due < at - 90 * 86400]  # long overdue: dropped, never planned
         for k in stale:
             del st.tasks[k]
         for ji in merge_tasks(st.tasks.values(), window, self.catalog):
-            if not ji.joint or ji.inspection_id in st.plans or not any(t.task_id == task_id for t in ji.tasks):
+            if not any(t.task_id == task_id for t in ji.tasks):
                 continue
-            st.plans = [*st.plans[-15:], ji.inspection_id]
+            again = moved and ji.inspection_id in st.plans
+            if not again and (not ji.joint or ji.inspection_id in st.plans):
+                continue
+            if not again:
+                st.plans = [*st.plans[-15:], ji.inspection_id]
             out.plans.append(InspectionPlan(
                 inspection_id=ji.inspection_id, entity_id=entity_id, entity_name=st.name, township=st.township,
                 lead=ji.lead, departments=list(ji.departments), item_ids=list(ji.item_ids), due=_dt(ji.due),
-                joint=True, task_ids=[t.task_id for t in ji.tasks], sources=[t.source for t in ji.tasks],
+                joint=ji.joint, task_ids=[t.task_id for t in ji.tasks], sources=[t.source for t in ji.tasks],
                 planned_at=_dt(at)))
 
     def _alert_task(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, at: float) -> None:
@@ -406,19 +414,42 @@ class Processor:
         tid = f"AT-{oa.alert_id}"
         if tid in st.tasks:
             return
-        st.tasks[tid] = Task(tid, entity_id, oa.departments[0], oa.lc.dispose_due, oa.item_id, "alert", oa.alert_id,
-                             f"预警核查:{oa.title}")
+        st.tasks[tid] = t = Task(tid, entity_id, oa.departments[0], oa.lc.dispose_due, oa.item_id, "alert", oa.alert_id,
+                                 f"预警核查:{oa.title}")
+        out.tasks.append(self._task_event(t, oa))
         self._plan(entity_id, st, out, tid, at)
+
+    def _task_event(self, t: Task, oa: OpenAlert) -> InspectionTask:
+        """The alert's on-site check as an ``events_task`` row: keyed by the task id and the time the
+        alert fired, so a moved task (专班改派 to a new lead) is a new version of the same row."""
+        return InspectionTask.model_construct(
+            event_id=t.task_id, entity_id=t.entity_id, occurred_at=_dt(oa.lc.fired_at or oa.first_seen), source="riskwatch",
+            schema_version=1, task_id=t.task_id, department=t.department, due=_dt(t.due), item_id=t.item_id,
+            kind=TaskSource.alert, ref=t.ref, note=t.note)
+
+    def _move_alert_task(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, old_lead: str,
+                         at: float) -> None:
+        """The office made another department lead (专班改派): the alert's on-site check, if the old
+        lead still has it, moves to the new lead, due by the new disposal deadline."""
+        tid = f"AT-{oa.alert_id}"
+        t = st.tasks.get(tid)
+        if t is None or t.department != old_lead or oa.lc.dispose_due is None:
+            return
+        st.tasks[tid] = t = Task(tid, entity_id, oa.lc.lead, oa.lc.dispose_due, t.item_id, t.source, t.ref, t.note)
+        out.tasks.append(self._task_event(t, oa))
+        self._plan(entity_id, st, out, tid, at, moved=True)
 
     def _reassign(self, ev: DisposalFeedback, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
         """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason)."""
-        rev = oa.lc.revision
+        rev, lead = oa.lc.revision, oa.lc.lead
         res = self.lifecycle.reassign(oa.lc, ev.department, ev.assign_to, ev.occurred_at, ev.comment,
                                       self.silences, user=ev.user)
         if res.rejected:
             out.rejected = res.rejected
             return
         self._publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
+        if oa.lc.lead != lead:
+            self._move_alert_task(ev.entity_id, st, out, oa, lead, ev.occurred_at.timestamp())
 
     def _feedback(self, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
         oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)

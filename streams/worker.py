@@ -261,11 +261,14 @@ class Worker:
             sends.append((self.topics.alert_events, key, orjson.dumps(tr)))
 
     def plan_sends(self, out, key: bytes, sends: list, rows: dict) -> None:
-        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows; sealed
+        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows; alerts' on-site
+        checks: their ``events_task`` rows (a moved one: a new version of its row); sealed
         evidence bundles: their ``evidence`` rows (stored with the batch, before its offsets)."""
         for plan in out.plans:
             sends.append((self.topics.inspection_plans, key, plan.model_dump_json().encode()))
             rows.setdefault("inspection_plans", []).append(sink_rows.plan_row(plan))
+        for t in out.tasks:
+            rows.setdefault("events_task", []).append(sink_rows.task_row(t))
         for b in out.evidence:
             rows.setdefault("evidence", []).append(sink_rows.evidence_row(b))
 

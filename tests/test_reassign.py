@@ -45,15 +45,30 @@ def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None
         out = p.process(SensorReading(event_id=f"s{i}", entity_id="E1", occurred_at=T, source="iot", device_id="d1",
                                       channel="cold_chain_temp", value=9.8, unit="C"), st, ("events.sensor", 0, i))
     aid = out.alerts[0].alert_id
+    assert [(t.task_id, t.department) for t in out.tasks] == [(f"AT-{aid}", "amr")]  # the lead's on-site check
     assert p.process(_fb(1, aid, "amr", "not_ours", comment="非本局"), st, ("events.feedback", 0, 1)).rejected is None
     out = p.process(_fb(2, aid, "amr", "reassign", assign_to=["agri"], comment="理由"), st, ("events.feedback", 0, 2))
     assert out.rejected.startswith("只有专班办公室可以改派") and not out.alerts and not out.transitions
     out = p.process(_fb(3, aid, "taskforce", "reassign", assign_to=["agri"], comment="属农业农村局职责", user="王五"),
                     st, ("events.feedback", 0, 3))
     assert out.rejected is None
-    a = out.alerts[-1]
+    a, freed = out.alerts[-2:]
     assert a.notification == "receiver_added" and a.recipients == ["agri"]
     assert a.departments == ["agri", "emergency", "eco"] and a.lead_department == "agri"
     assert a.ack_due == T + timedelta(minutes=3, hours=8)  # orange: 8 h from the decision
+    # the released lead: one revision to it alone (alerts.amr), it is no longer a receiver
+    assert freed.notification == "released" and freed.recipients == ["amr"] and "amr" not in freed.departments
+    assert "已改由县农业农村局负责" in freed.message and freed.revision == a.revision + 1
     assert [(x["kind"], x["actor"]) for x in out.transitions] == [
-        ("feedback", "taskforce/王五"), ("receivers", "taskforce/王五"), ("notify", "riskwatch")]
+        ("feedback", "taskforce/王五"), ("receivers", "taskforce/王五"), ("notify", "riskwatch"), ("notify", "riskwatch")]
+    # the lead changed: its on-site check moves to agri (same task id and row key, due by agri's deadline)
+    task = st.tasks[f"AT-{aid}"]
+    assert (task.department, task.due) == ("agri", a.dispose_due.timestamp())
+    [row] = out.tasks
+    assert (row.event_id, row.department, row.due, row.kind) == (f"AT-{aid}", "agri", a.dispose_due, "alert")
+    assert row.occurred_at == a.first_seen  # the row's key (entity, time the alert fired, task id) is unchanged
+    # the lead did not change (agri now adds eco's replacement): nothing moves
+    p.process(_fb(4, aid, "eco", "not_ours", comment="非本局"), st, ("events.feedback", 0, 4))
+    out = p.process(_fb(5, aid, "taskforce", "reassign", assign_to=["health"], comment="属卫健局职责"), st, ("events.feedback", 0, 5))
+    assert out.rejected is None and out.alerts[-2].lead_department == "agri" and not out.tasks
+    assert st.tasks[f"AT-{aid}"].department == "agri"

@@ -34,7 +34,7 @@ CHANNEL_ZH = {"cold_chain_temp": "冷链温度", "boiler_pressure": "锅炉压�
 UNIT_ZH = {"C": "℃", "c": "℃", "MPa": "MPa", "%RH": "%RH", "mm/s": "mm/s"}
 NOTIFY_ZH = {"firing": "首次发出", "level_up": "级别上调通知", "resolved": "解除通知", "urge": "督促", "escalate": "升级督办",
              "not_ours": "报专班办公室研判", "flapping": "反复波动,暂停通知", "stable": "恢复稳定通知",
-             "silence_expired": "静默期结束通知", "receiver_added": "指派通知", "case_transfer": "案件移送",
+             "silence_expired": "静默期结束通知", "receiver_added": "指派通知", "released": "改派释放通知", "case_transfer": "案件移送",
              "transfer_urge": "移送督促", "transfer_accepted": "移送已受理", "transfer_returned": "移送退回"}
 FEEDBACK_CODE_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门",
                     "reassign": "专班改派", "accepted": "受理", "declined": "不予受理"}

@@ -155,7 +155,8 @@ class Notification:
     """A message to publish (``notices`` topic); the engine never sends it.
 
     ``kind``: firing | level_up | resolved | urge | escalate | not_ours | flapping | stable |
-    silence_expired | receiver_added.
+    silence_expired | receiver_added | released | case_transfer | transfer_urge | transfer_accepted |
+    transfer_returned.
     """
 
     kind: str
@@ -435,17 +436,21 @@ class Lifecycle:
         """The task-force office decides who is responsible (专班研判改派), typically after a 非本部门.
 
         ``to`` become receivers that must respond, their deadlines starting now; the departments
-        that answered not_ours (and are not in ``to``) are released: no longer receivers. If the
-        lead is released, the first of ``to`` leads. The office itself stops being a responder if it
-        only held the alert because everyone refused it. Only ``by`` = the office may do this.
+        that answered not_ours (and are not in ``to``) are released: no longer receivers, and told so
+        (``released``: who is responsible now, the reason, no further action). If the lead is
+        released, the first of ``to`` leads. The office itself stops being a responder if it only
+        held the alert because everyone refused it (released too, but not told: it decided).
+        Only ``by`` = the office may do this.
 
         >>> from riskwatch.domain.catalog import load_catalog
         >>> lc = load_lifecycle(catalog=load_catalog())
         >>> st, _ = lc.open("a1", "E1", "rule.x", 1, "orange", ["amr", "emergency"], at=0.0, immediate=True)
         >>> _ = lc.on_feedback(st, "amr", "not_ours", 60.0, "不属本局")
         >>> res = lc.reassign(st, "taskforce", ["agri"], 120.0, "属农业农村局职责", user="王五")
-        >>> st.departments, [(n.kind, n.departments) for n in res.notifications], st.transitions[-3].actor
-        (['agri', 'emergency'], [('receiver_added', ['agri'])], 'taskforce/王五')
+        >>> st.departments, [(n.kind, n.departments) for n in res.notifications], st.transitions[-4].actor
+        (['agri', 'emergency'], [('receiver_added', ['agri']), ('released', ['amr'])], 'taskforce/王五')
+        >>> print(res.notifications[1].text_zh)
+        【橙色预警·专班改派】E1:rule.x(预警编号 a1):经专班办公室研判,已改由县农业农村局负责(理由:属农业农村局职责),县市场监管局无需继续处置。
         >>> lc.reassign(st, "amr", ["police"], 180.0, "x").rejected.split("(")[0]
         '只有专班办公室可以改派责任部门'
         """
@@ -490,6 +495,11 @@ class Lifecycle:
                    f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,由"
                    f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})。"
                    f"请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
+        if told := [x for x in released if x != by]:  # the office decided: it is not told its own decision
+            self._emit(st, res.notifications, at, "released", told,
+                       f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,已改由"
+                       f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()}),"
+                       f"{'、'.join(self._dname(x) for x in told)}无需继续处置。", silences)
         return res
 
     def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
