@@ -158,3 +158,42 @@ def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
     p.flush()
     p.wait_consumed()
     assert len(p.read_topic("inspection.plans")) == 1
+
+
+def test_reassign_tells_the_released_lead_and_moves_its_onsite_check(pipeline):
+    """专班改派 in the running worker: amr (lead) answers 非本部门, the office makes housing responsible;
+    amr gets a ``released`` message on alerts.amr, housing ``receiver_added`` on alerts.housing, and
+    the alert's on-site check (AT-<alert>) is housing's in ClickHouse, off amr's 任务 list."""
+    from web.routes.tasks import TASKS_SQL
+
+    p = pipeline
+    w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
+    p.send("events.registry", F.registered("E-boil", kind="special_equipment", name="舞阳县鑫源热力有限公司"))
+    p.flush()
+    p.wait_consumed()
+    p.send("events.sensor", F.sensor("E-boil", 1.6, channel="boiler_pressure", at=T0))  # red: an on-site check for amr
+    p.flush()
+    aid = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert")[0]["alert_id"]
+
+    def amr_tasks(dept: str) -> list[str]:
+        sql = TASKS_SQL.replace("{where}", f"department = '{dept}'").replace("{db}", "riskwatch")
+        return [r["task_id"] for r in w.query(sql)]
+
+    assert wait_for(lambda: f"AT-{aid}" in amr_tasks("amr"), 60, "amr's on-site check in ClickHouse")
+    _feedback(p, aid, "amr", "not_ours", 10)
+    fb = F.feedback("E-boil", aid, "taskforce", "reassign")
+    fb.update(assign_to=["housing"], comment="属城镇集中供热设施,由县住建局牵头", user="王五",
+              occurred_at=(T0 + timedelta(minutes=20)).isoformat())
+    p.send("events.feedback", fb)
+    p.flush()
+    freed = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "released"], 60, "amr released")
+    assert len(freed) == 1 and freed[0]["recipients"] == ["amr"] and "amr" not in freed[0]["departments"]
+    assert "已改由县住建局负责(理由:属城镇集中供热设施" in freed[0]["message"] and "县市场监管局无需继续处置" in freed[0]["message"]
+    added = [a for a in _msgs(p, "alerts.housing") if a["notification"] == "receiver_added"]
+    assert added and added[0]["lead_department"] == "housing"
+    assert not [a for a in _msgs(p, "alerts.all") if a["notification"] == "released" and a["recipients"] != ["amr"]]
+    p.wait_consumed()
+    row = wait_for(lambda: w.query(f"SELECT department, due FROM riskwatch.events_task FINAL WHERE task_id = 'AT-{aid}'"),
+                   60, "the moved task")
+    assert [r["department"] for r in row] == ["housing"]  # one row: the new version of the task
+    assert f"AT-{aid}" not in amr_tasks("amr") and f"AT-{aid}" in amr_tasks("housing")

@@ -46,8 +46,8 @@ def _msgs(p, topic: str) -> list[dict]:
 
 
 def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pipeline, stack):
-    """Firing, urging, escalation to the task-force office and resolution of an item-8 red alert;
-    a silenced alert is held back and its silence_expired arrives; the amr webhook answers 500
+    """Firing, urging, escalation to the task-force office, a 专班改派 (the released department told
+    through its channels) and resolution of an item-8 red alert; a silenced alert is held back and its silence_expired arrives; the amr webhook answers 500
     three times and the 企业微信 robot is rate-limited once, and still everything arrives once."""
     p = pipeline
     p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
@@ -79,6 +79,14 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     _advance(p, 60 * 6)  # still no answer: escalation to the task-force office; the silence has ended
     wait_for(lambda: [x for x in _msgs(p, "alerts.taskforce") if x["notification"] == "escalate"], 60, "an escalation")
     wait_for(lambda: [x for x in _msgs(p, "alerts.amr") if x["notification"] == "silence_expired"], 60, "silence_expired")
+    # urban answers 非本部门; the office makes housing responsible (专班改派): urban is released and told
+    _feedback(p, "E-boil", aid, "urban", "not_ours", 60 * 6 + 2)
+    fb = F.feedback("E-boil", aid, "taskforce", "reassign")
+    fb.update(assign_to=["housing"], comment="属城镇集中供热设施,由县住建局负责",
+              occurred_at=(T0 + timedelta(minutes=60 * 6 + 3)).isoformat())
+    p.send("events.feedback", fb)
+    p.flush()
+    wait_for(lambda: [x for x in _msgs(p, "alerts.urban") if x["notification"] == "released"], 60, "urban's release")
     _feedback(p, "E-boil", aid, "amr", "in_progress", 60 * 6 + 10)
     _feedback(p, "E-boil", aid, "amr", "disposed", 60 * 7)
     wait_for(lambda: [x for x in _msgs(p, "alerts.amr") if x["notification"] == "resolved"], 60, "the resolution")
@@ -94,11 +102,13 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     assert kinds["amr"] >= {"firing", "resolved"} and "urge" not in kinds["amr"]  # amr acknowledged in time
     assert kinds["police"] >= {"firing", "urge", "resolved"}
     assert "escalate" in kinds["taskforce"]
+    assert "released" in kinds["urban"] and "resolved" not in kinds["urban"]  # released before the resolution
+    assert kinds["housing"] >= {"receiver_added", "resolved"}
     for d in depts:
         got = stack.delivered(d)
         assert set(got) == set(decided[d]), d  # exactly what was decided for this department, nothing else
         assert all(n == 1 for n in got.values()), (d, got)  # once each: no Alertmanager repeats, no re-send duplicates
-        if d not in receivers:
+        if d not in receivers + ["housing"]:
             assert not got and not decided[d]
     # the silenced alert: nothing before its silence ended, then silence_expired (and what followed)
     maint = [k for k in decided["amr"] if k[0] != aid]
@@ -123,6 +133,9 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     assert "签收时限" in first and "要求:请签收" in first
     esc = [a["annotations"]["text"] for a in stack.fake.hook_alerts("taskforce") if a["labels"]["notification"] == "escalate"]
     assert "已升级至专班办公室" in esc[0]
+    freed = [a["annotations"]["text"] for a in stack.fake.hook_alerts("urban") if a["labels"]["notification"] == "released"]
+    assert len(freed) == 1 and freed[0].startswith("【红色预警·改派释放】") and "已改由县住建局负责" in freed[0]
+    assert "要求:已改由其他部门负责,贵单位无需继续处置" in freed[0] and "时限" not in freed[0]
     mail = stack.smtp.to("amr@county.test")[0]
     assert "预警" in mail["Subject"] and "预警编号" in mail.get_body(("plain", "html")).get_content()
     log = stack.robots.log_file.read_text() + stack.bridge.log_file.read_text()
