@@ -167,7 +167,14 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     assert any(m["alert_id"] == aid and m["notification"] == "receiver_added" for m in
                (orjson.loads(v) for _, v in p.read_topic("alerts.agri")))
     assert f"/alerts/{aid}" not in web.client("taskforce").get("/taskforce").text  # decided: off the office's list
-    assert web.client("emergency").get(f"/alerts/{aid}").status_code == 403  # released
+    # emergency (released) is told on alerts.emergency, with this page's link: it reads it, it no longer acts
+    freed = wait_for(lambda: [m for m in (orjson.loads(v) for _, v in p.read_topic("alerts.emergency"))
+                              if m["alert_id"] == aid and m["notification"] == "released"], 60, "emergency's release")
+    assert len(freed) == 1 and freed[0]["recipients"] == ["emergency"] and "县应急管理局无需继续处置" in freed[0]["message"]
+    page = wait_for(lambda: (r := em.get(f"/alerts/{aid}")).status_code == 200 and "改派释放通知 → 县应急管理局" in r.text and r,
+                    60, "the released department's read-only page")
+    assert 'id="released-note"' in page.text and 'id="btn-ack"' not in page.text and 'id="btn-notours"' not in page.text
+    assert em.post(f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(page.text), "action": "acknowledged"}).status_code == 403
     # a 改派 sent by a department straight to Kafka is refused by the worker into the dead letters
     forged = F.feedback("E-food", aid, "amr", "reassign")
     forged.update(assign_to=["police"], comment="x")

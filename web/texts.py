@@ -12,6 +12,8 @@ shown as recorded, never dropped.
 '签收:已安排核查'
 >>> describe({"kind": "feedback", "comment": "reassign(专班改派) → agri:属农业农村局职责", "from_status": "", "to_status": ""}, cat)
 '专班改派 → 县农业农村局:属农业农村局职责'
+>>> describe({"kind": "notify", "comment": "released → amr", "from_status": "firing", "to_status": "firing"}, cat)
+'改派释放通知 → 县市场监管局'
 >>> describe({"kind": "receivers", "comment": "+agri -amr", "from_status": "", "to_status": ""}, cat)
 '增加 县农业农村局;解除 县市场监管局'
 >>> describe({"kind": "reminder", "comment": "ack urge #1: amr", "from_status": "", "to_status": ""}, cat)
