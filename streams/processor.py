@@ -53,6 +53,7 @@ import pickle
 import time
 from array import array
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -64,7 +65,7 @@ from detectors.rules import Hit, RuleSet
 from detectors.sensor import SensorAnomaly
 from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Lifecycle, Notification, Silence, load_lifecycle
-from riskwatch.domain.planning import InspectionTask as Task, SpotCheckConfig, load_spot_checks, merge_tasks
+from riskwatch.domain.planning import InspectionTask as Task, JointInspection, SpotCheckConfig, load_spot_checks, merge_tasks
 from riskwatch.domain.routing import Router, load_routing
 from schemas.audit import chain_hash, chain_row
 from schemas.privacy import mask_pii
@@ -401,11 +402,15 @@ class Processor:
                 continue
             if not again:
                 st.plans = [*st.plans[-15:], ji.inspection_id]
-            out.plans.append(InspectionPlan(
-                inspection_id=ji.inspection_id, entity_id=entity_id, entity_name=st.name, township=st.township,
-                lead=ji.lead, departments=list(ji.departments), item_ids=list(ji.item_ids), due=_dt(ji.due),
-                joint=ji.joint, task_ids=[t.task_id for t in ji.tasks], sources=[t.source for t in ji.tasks],
-                planned_at=_dt(at)))
+            out.plans.append(self._plan_of(entity_id, st, ji, at))
+
+    @staticmethod
+    def _plan_of(entity_id: str, st: EntityState, ji: JointInspection, at: float) -> InspectionPlan:
+        return InspectionPlan(
+            inspection_id=ji.inspection_id, entity_id=entity_id, entity_name=st.name, township=st.township,
+            lead=ji.lead, departments=list(ji.departments), item_ids=list(ji.item_ids), due=_dt(ji.due),
+            joint=ji.joint, task_ids=[t.task_id for t in ji.tasks], sources=[t.source for t in ji.tasks],
+            planned_at=_dt(at))
 
     def _alert_task(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, at: float) -> None:
         """A firing alert of a serious level asks its lead department for an on-site check."""
@@ -430,14 +435,28 @@ class Processor:
     def _move_alert_task(self, entity_id: str, st: EntityState, out: Outcome, oa: OpenAlert, old_lead: str,
                          at: float) -> None:
         """The office made another department lead (专班改派): the alert's on-site check, if the old
-        lead still has it, moves to the new lead, due by the new disposal deadline."""
+        lead still has it (not yet inspected), moves to the new lead, due by the new disposal
+        deadline; the joint visits it was or now is part of are published again."""
         tid = f"AT-{oa.alert_id}"
         t = st.tasks.get(tid)
         if t is None or t.department != old_lead or oa.lc.dispose_due is None:
             return
-        st.tasks[tid] = t = Task(tid, entity_id, oa.lc.lead, oa.lc.dispose_due, t.item_id, t.source, t.ref, t.note)
+        window = self.planning.joint_window_days * 86400
+        before = next((ji for ji in merge_tasks(st.tasks.values(), window, self.catalog)
+                       if any(x.task_id == tid for x in ji.tasks)), None)
+        # without its item: the item's lead was released from this alert, and an item would make it
+        # lead a joint visit again (merge_tasks: the item's lead leads)
+        st.tasks[tid] = t = Task(tid, entity_id, oa.lc.lead, oa.lc.dispose_due, None, t.source, t.ref, t.note)
         out.tasks.append(self._task_event(t, oa))
         self._plan(entity_id, st, out, tid, at, moved=True)
+        if before is not None and before.inspection_id in st.plans and not any(
+                p.inspection_id == before.inspection_id for p in out.plans):
+            # the new due date took the check out of the visit it was planned in: that visit keeps
+            # its id (a new version of its row) with the tasks that remain
+            rest = [x for x in before.tasks if x.task_id != tid]
+            if rest:
+                ji = merge_tasks(rest, float("inf"), self.catalog)[0]
+                out.plans.append(self._plan_of(entity_id, st, dc_replace(ji, inspection_id=before.inspection_id), at))
 
     def _reassign(self, ev: DisposalFeedback, st: EntityState, out: Outcome, oa: OpenAlert) -> None:
         """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason)."""

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from riskwatch.domain.county import load_county
-from schemas.events import DisposalFeedback, EntityEvent, SensorReading
+from schemas.events import DisposalFeedback, EntityEvent, InspectionTask, SensorReading
 from streams.processor import Processor
 from streams.state import EntityState
 
@@ -72,3 +72,45 @@ def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None
     out = p.process(_fb(5, aid, "taskforce", "reassign", assign_to=["health"], comment="属卫健局职责"), st, ("events.feedback", 0, 5))
     assert out.rejected is None and out.alerts[-2].lead_department == "agri" and not out.tasks
     assert st.tasks[f"AT-{aid}"].department == "agri"
+
+
+def _alert_with_plan(p: Processor, entity: str, plan_due: timedelta, t0: datetime = T) -> tuple[EntityState, str, str]:
+    """An orange item-1 alert of amr (its on-site check due in 3 days) and a health plan due at
+    ``plan_due``: one joint visit led by amr (item 1's lead). Returns state, alert id, plan id."""
+    st = EntityState()
+    p.process(EntityEvent(event_id=f"r-{entity}", entity_id=entity, occurred_at=t0, source="amr", action="registered",
+                          name="舞泉镇鑫源食品有限公司", kind="food_producer", township="舞泉镇"), st, ("events.registry", 0, 0))
+    p.process(InspectionTask(event_id=f"pl-{entity}", entity_id=entity, occurred_at=t0, source="health", task_id=f"PL-{entity}",
+                             department="health", due=t0 + plan_due), st, ("events.task", 0, 0))
+    for i in range(3):
+        out = p.process(SensorReading(event_id=f"s{i}-{entity}", entity_id=entity, occurred_at=t0, source="iot", device_id="d1",
+                                      channel="cold_chain_temp", value=9.8, unit="C"), st, ("events.sensor", 0, i))
+    [plan] = out.plans
+    assert (plan.lead, plan.departments, plan.joint) == ("amr", ["amr", "health"], True)
+    return st, out.alerts[0].alert_id, plan.inspection_id
+
+
+def _reassign(p: Processor, st: EntityState, entity: str, aid: str, after: timedelta, t0: datetime = T):
+    fb = dict(entity_id=entity, occurred_at=t0 + after, source="workbench", alert_id=aid, comment="属农业农村局职责")
+    p.process(DisposalFeedback.model_validate(dict(fb, event_id=f"n-{entity}", department="amr", status="not_ours")),
+              st, ("events.feedback", 0, 1))
+    return p.process(DisposalFeedback.model_validate(dict(fb, event_id=f"ra-{entity}", department="taskforce", status="reassign",
+                                                          assign_to=["agri"]), context={"catalog": COUNTY.catalog}),
+                     st, ("events.feedback", 0, 2))
+
+
+def test_a_moved_onsite_check_takes_its_joint_visit_along_or_leaves_it() -> None:
+    p = Processor.from_county(COUNTY, clock=lambda: T.timestamp())
+    # the plan after the check: the visit stays one, same id, now without amr (the check lost its item)
+    st, aid, iid = _alert_with_plan(p, "E1", timedelta(days=5))
+    out = _reassign(p, st, "E1", aid, timedelta(minutes=3))
+    [plan] = out.plans
+    assert (plan.inspection_id, plan.lead, plan.departments, plan.joint) == (iid, "agri", ["agri", "health"], True)
+    assert plan.planned_at > T and [t.department for t in out.tasks] == ["agri"]
+    # the plan before the check, the decision 13 days later: the check's new due date (16 days) is
+    # beyond the 14-day window, so the visit keeps its id with health's plan alone
+    t0 = T - timedelta(days=20)
+    st, aid, iid = _alert_with_plan(p, "E2", timedelta(days=1), t0)
+    out = _reassign(p, st, "E2", aid, timedelta(days=13), t0)
+    [plan] = out.plans
+    assert (plan.inspection_id, plan.departments, plan.task_ids, plan.joint) == (iid, ["health"], ["PL-E2"], False)
