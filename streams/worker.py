@@ -34,6 +34,7 @@ from streams.watchdog import Watchdog
 
 BATCH_MAX = 5000
 MAX_PENDING = 100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
+MAX_DIRTY = 10_000  # changed entity states (~10 KB each, live until committed) that start a commit before the interval
 IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
 
 
@@ -170,7 +171,7 @@ class Worker:
         bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
         peer_counts = PeerCounts(settings.topic(T.PEER_SIGNALS))  # township/kind counts, once per commit and hour
         commit = Commit(writer, bulk, entities, dumps=cache.store, written=cache.written, forget=cache.forget,
-                        watchdog=watchdog, max_pending=MAX_PENDING,
+                        watchdog=watchdog, max_pending=MAX_PENDING, max_dirty=MAX_DIRTY,
                         collect=peer_counts.drain, interval=settings.commit_interval_seconds,
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
         processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url,

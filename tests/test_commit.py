@@ -238,3 +238,20 @@ def test_soon_commits_without_waiting_for_the_interval():
         runner.cancel()
 
     asyncio.run(main())
+
+
+def test_many_changed_states_commit_without_waiting_for_the_interval():
+    async def main():
+        log, c = make(interval=60.0)
+        c.max_dirty = 3
+        runner = asyncio.ensure_future(c.run())
+        c.add({"events_sensor": [(1,)]}, {b"E1": (0, "s1")}, events(1), Stream(log))
+        await wait_until(lambda: c.commits == 1, "the first commit (the interval starts after it)")
+        c.add({"events_sensor": [(2,)]}, {b"E1": (0, "s"), b"E2": (0, "s"), b"E3": (0, "s")}, events(2), Stream(log))
+        await asyncio.sleep(0.2)
+        assert c.commits == 1  # three changed states: within the bound, they wait for the interval
+        c.add({"events_sensor": [(3,)]}, {b"E4": (0, "s")}, events(3), Stream(log))
+        await wait_until(lambda: c.commits == 2, "the commit the fourth changed state started")
+        runner.cancel()
+
+    asyncio.run(main())
