@@ -327,7 +327,8 @@ def make_charts(b: Bulletin, font: Path | None) -> dict[str, bytes]:
         ax = fig.subplots()
         vals = [b.total.levels.get(lv, 0) for lv in LEVELS]
         bars = ax.bar([LEVEL_ZH[lv] for lv in LEVELS], vals, color=[LEVEL_COLOR[lv] for lv in LEVELS])
-        ax.bar_label(bars)
+        ax.bar_label(bars, padding=2)
+        ax.set_ylim(0, max(1, max(vals)) * 1.15)  # headroom: the tallest bar's label stays inside the frame
         ax.set_title("预警等级分布")
         ax.set_ylabel("预警数（条）")
         out["levels"] = png(fig)
@@ -352,6 +353,7 @@ def make_charts(b: Bulletin, font: Path | None) -> dict[str, bytes]:
         fig = Figure(figsize=(7.0, 2.6))
         ax = fig.subplots()
         ax.plot([d.strftime("%m-%d") for d, _ in b.by_day], [n for _, n in b.by_day], marker="o", color="#d62728")
+        ax.set_ylim(0, max([1] + [n for _, n in b.by_day]) * 1.15)
         ax.set_title("每日新增预警")
         ax.set_ylabel("条")
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
