@@ -169,14 +169,16 @@ def demo(
     scale: float = typer.Option(0.5, help="Multiplies the number of simulated entities (1.0 ≈ 1,000)"),
     seed: int = typer.Option(7, help="Simulator seed"),
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
+    fresh: bool = typer.Option(False, "--fresh", help="Start from empty: delete the local broker's data, the embedded "
+                               "ClickHouse, the worker's state and Alertmanager's data left by earlier runs"),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
     from riskwatch.tools.broker import BrokerError
-    from riskwatch.tools.demo import run_demo
+    from riskwatch.tools.demo import DemoError, run_demo
 
     try:
-        code = run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate)
-    except BrokerError as e:
+        code = run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate, fresh=fresh)
+    except (BrokerError, DemoError) as e:
         raise SystemExit(f"riskwatch demo: {e}")
     raise SystemExit(code)
 

@@ -100,8 +100,43 @@ def _count_events(worker) -> int:
         "UNION ALL SELECT count() FROM riskwatch.events_registry UNION ALL SELECT count() FROM riskwatch.events_feedback"))
 
 
-def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, seed: int = 7, rate: float = 1000.0) -> int:
+class DemoError(RuntimeError):
+    """A demo that cannot run as asked; the message says what to do."""
+
+
+def fresh_start(settings: Settings) -> list[str]:
+    """``riskwatch demo --fresh``: delete what earlier runs left in this checkout, so that the run
+    starts from empty: the local broker's topics and offsets, the embedded ClickHouse, the
+    worker's state and Alertmanager's notification log and silences (the processes using them are
+    stopped first). Only local data: refused for a remote broker or a ClickHouse server."""
+    import shutil
+
+    from riskwatch.tools.services import Alertmanager, bridge, robots
+    from sinks.clickhouse import chdb_path
+
+    if not settings.kafka_bootstrap.startswith("127.0.0.1:") or not settings.clickhouse_url.startswith("chdb://"):
+        raise DemoError("--fresh deletes local data only: it needs the local broker (127.0.0.1) and the embedded "
+                        "ClickHouse (chdb://); unset RISKWATCH_KAFKA_BOOTSTRAP and RISKWATCH_CLICKHOUSE_URL or drop --fresh")
+    done = [WebServer(settings).stop()]
+    for svc in (bridge(settings), robots(settings), Alertmanager(settings)):
+        done.append(svc.stop(timeout=10))
+    broker = Broker(settings)
+    if broker.data_dir.exists():
+        broker.reset()
+        done.append(f"deleted the local broker's data ({broker.data_dir})")
+    for d in (Path(chdb_path(settings.clickhouse_url)), settings.state_dir, settings.alertmanager_data_dir):
+        if d.exists():
+            shutil.rmtree(d)
+            done.append(f"deleted {d}")
+    return [line for line in done if "was not running" not in line]
+
+
+def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, seed: int = 7, rate: float = 1000.0,
+             fresh: bool = False) -> int:
     console.rule("[bold]riskwatch demo[/] — 三品一特跨部门综合监管 风险监测预警")
+    if fresh:
+        for line in fresh_start(settings):
+            console.print(line)
     console.print(Broker(settings).start(log=console.print) if settings.kafka_bootstrap.startswith("127.0.0.1:") else
                   f"using Kafka at {settings.kafka_bootstrap}")
     catalog = load_catalog(settings.catalog_path)
@@ -129,6 +164,10 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
                       "and its departments answering alerts ...")
         n_before = _count_events(worker)
+        if n_before:
+            console.print(f"[yellow]this checkout already holds {n_before:,} events from earlier runs: the simulator sends "
+                          "the same events again, and those the worker still remembers go to the dead letters as "
+                          "duplicates; `riskwatch demo --fresh` starts from empty[/]")
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
         depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "simulate", "departments", "--seed", str(seed),
