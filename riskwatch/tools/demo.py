@@ -204,6 +204,9 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
                                "--scale", str(scale), "--sim-seed", str(seed), "--publish",
                                "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
         console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")
+        # the simulated incidents have ended and their alerts are resolved by now: one happening
+        # now leaves the workbench an open alert with running 签收/处置 deadlines to act on
+        console.print(_live_incident(settings, worker))
         wait_for(caught_up, timeout=max(300.0, duration * 3), what="the worker to consume the feedback and the tasks", interval=2.0)
         elapsed = time.monotonic() - t0
         # the sink of alerts/dead letters runs a batch behind: wait until its lag is zero too
@@ -274,6 +277,34 @@ def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) 
     console.print(t)
     console.print("The worker and the workbench keep running; `riskwatch web stop` stops both.")
     return True
+
+
+def _live_incident(settings: Settings, worker) -> str:
+    """Boiler pressure above its rated limit at one simulated boiler, now (wall time): a red alert
+    that nobody has answered yet when the demo ends (the simulated departments have stopped)."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    import orjson
+    from kafka import KafkaProducer
+
+    rows = worker.query("SELECT entity_id, device_id FROM riskwatch.events_sensor WHERE channel = 'boiler_pressure' "
+                        "ORDER BY entity_id, device_id LIMIT 1")
+    if not rows:
+        return "no simulated boiler to raise a live alert on"
+    entity, device = rows[0]["entity_id"], rows[0]["device_id"]
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    producer = KafkaProducer(**settings.kafka_kwargs(), acks="all")
+    try:
+        for minutes, value in ((10, 1.22), (5, 1.31), (0, 1.38)):
+            producer.send(settings.topic("events.sensor"), key=entity.encode(), value=orjson.dumps({
+                "schema_version": 1, "event_id": f"demo-live-{uuid.uuid4()}", "entity_id": entity,
+                "occurred_at": (now - timedelta(minutes=minutes)).isoformat(), "source": "demo",
+                "device_id": device, "channel": "boiler_pressure", "unit": "MPa", "value": value}))
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    return f"live incident: boiler {device} of {entity} at 1.38 MPa (rated 1.25) now: a red alert left open for the workbench"
 
 
 def _print_departments(console, out: str) -> None:
