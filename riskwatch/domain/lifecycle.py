@@ -491,15 +491,13 @@ class Lifecycle:
                      " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]))
         self._start_timers(st, at)  # the new department's 签收/处置 deadlines start now
         d = self.deadline(st.item_id, st.level)
+        head = f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
+        who = f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})"
         self._emit(st, res.notifications, at, "receiver_added", new,
-                   f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,由"
-                   f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})。"
-                   f"请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
+                   f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
         if told := [x for x in released if x != by]:  # the office decided: it is not told its own decision
             self._emit(st, res.notifications, at, "released", told,
-                       f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,已改由"
-                       f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()}),"
-                       f"{'、'.join(self._dname(x) for x in told)}无需继续处置。", silences)
+                       f"{head}已改由{who},{'、'.join(self._dname(x) for x in told)}无需继续处置。", silences)
         return res
 
     def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
