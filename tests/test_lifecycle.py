@@ -282,19 +282,20 @@ def test_taskforce_reassigns_after_not_ours_releasing_the_refusing_lead() -> Non
     assert res.accepted
     assert st.departments == ["agri", "emergency", "eco"] and st.lead == "agri"  # amr released, agri leads
     assert st.responders == ["agri", "emergency", "eco"]
-    # agri is told to take it; amr (released) is told it no longer needs to act, with the reason
-    assert [(n.kind, n.departments) for n in res.notifications] == [("receiver_added", ["agri"]), ("released", ["amr"])]
-    text = res.notifications[0].text_zh
+    # amr (released) is told it no longer needs to act, with the reason; agri is told to take it (last:
+    # the alert's latest revision says who is responsible now)
+    assert [(n.kind, n.departments) for n in res.notifications] == [("released", ["amr"]), ("receiver_added", ["agri"])]
+    text = res.notifications[1].text_zh
     assert "专班改派" in text and "县农业农村局" in text and "属农产品种植环节" in text and "8小时内签收" in text
-    freed = res.notifications[1].text_zh
+    freed = res.notifications[0].text_zh
     assert freed.startswith("【橙色预警·专班改派】") and "已改由县农业农村局负责(理由:属农产品种植环节" in freed
     assert freed.endswith("县市场监管局无需继续处置。")
     assert st.ack_due == at + 8 * H and st.dispose_due == at + 72 * H and st.ack_reminders == 0
     rows = [(t.kind, t.actor, t.comment) for t in st.transitions[-4:]]
     assert rows[0] == ("feedback", "taskforce/王五", "reassign(专班改派) → agri:属农产品种植环节,由县农业农村局负责")
     assert rows[1] == ("receivers", "taskforce/王五", "+agri -amr")
-    assert rows[2][0] == "notify" and "receiver_added → agri" in rows[2][2]
-    assert rows[3][0] == "notify" and "released → amr" in rows[3][2]
+    assert rows[2][0] == "notify" and "released → amr" in rows[2][2]
+    assert rows[3][0] == "notify" and "receiver_added → agri" in rows[3][2]
     # amr is no longer a receiver; agri must answer and is the one urged at its deadline
     assert "不是该预警的接收单位" in LC.on_feedback(st, "amr", "acknowledged", at + M).rejected
     urge = [n for _, n in _run(st, at, at + 8 * H, step=30 * M) if n.kind == "urge"]
@@ -311,7 +312,7 @@ def test_reassign_when_everyone_refused_takes_the_office_off_and_may_overrule_a_
     assert res.accepted and st.departments == ["emergency"] and st.responders == ["emergency"]
     assert st.transitions[-3].comment == "+emergency -amr,taskforce" and st.transitions[-3].actor == "taskforce"
     # released: amr and the office; amr is told, the office decided it and is not told its own decision
-    assert [(n.kind, n.departments) for n in res.notifications] == [("receiver_added", ["emergency"]), ("released", ["amr"])]
+    assert [(n.kind, n.departments) for n in res.notifications] == [("released", ["amr"]), ("receiver_added", ["emergency"])]
     assert LC.on_feedback(st, "emergency", "acknowledged", T0 + 4 * M).accepted  # its refusal is overruled
     assert st.status == "acknowledged"
 

@@ -52,13 +52,13 @@ def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None
     out = p.process(_fb(3, aid, "taskforce", "reassign", assign_to=["agri"], comment="属农业农村局职责", user="王五"),
                     st, ("events.feedback", 0, 3))
     assert out.rejected is None
-    a, freed = out.alerts[-2:]
+    freed, a = out.alerts[-2:]  # the release first: the latest revision says who is responsible now
     assert a.notification == "receiver_added" and a.recipients == ["agri"]
     assert a.departments == ["agri", "emergency", "eco"] and a.lead_department == "agri"
     assert a.ack_due == T + timedelta(minutes=3, hours=8)  # orange: 8 h from the decision
     # the released lead: one revision to it alone (alerts.amr), it is no longer a receiver
     assert freed.notification == "released" and freed.recipients == ["amr"] and "amr" not in freed.departments
-    assert "已改由县农业农村局负责" in freed.message and freed.revision == a.revision + 1
+    assert "已改由县农业农村局负责" in freed.message and a.revision == freed.revision + 1
     assert [(x["kind"], x["actor"]) for x in out.transitions] == [
         ("feedback", "taskforce/王五"), ("receivers", "taskforce/王五"), ("notify", "riskwatch"), ("notify", "riskwatch")]
     # the lead changed: its on-site check moves to agri (same task id and row key, due by agri's deadline)

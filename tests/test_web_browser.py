@@ -158,6 +158,8 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     assert browser.find_elements(By.ID, "confirmed")
     assert "已改派他部门" in browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="emergency"]').text
     assert "专班改派 → 县农业农村局" in browser.find_element(By.ID, "timeline").text
+    headline = browser.find_element(By.CSS_SELECTOR, "p.message").text  # who is responsible now, not emergency's release
+    assert "由县农业农村局负责" in headline and "无需继续处置" not in headline, headline
     screenshot(browser, "alert_reassigned")
     hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
                    "AND kind IN ('feedback', 'receivers') AND actor LIKE 'taskforce%' ORDER BY seq")

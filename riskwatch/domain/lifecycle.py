@@ -448,8 +448,8 @@ class Lifecycle:
         >>> _ = lc.on_feedback(st, "amr", "not_ours", 60.0, "不属本局")
         >>> res = lc.reassign(st, "taskforce", ["agri"], 120.0, "属农业农村局职责", user="王五")
         >>> st.departments, [(n.kind, n.departments) for n in res.notifications], st.transitions[-4].actor
-        (['agri', 'emergency'], [('receiver_added', ['agri']), ('released', ['amr'])], 'taskforce/王五')
-        >>> print(res.notifications[1].text_zh)
+        (['agri', 'emergency'], [('released', ['amr']), ('receiver_added', ['agri'])], 'taskforce/王五')
+        >>> print(res.notifications[0].text_zh)
         【橙色预警·专班改派】E1:rule.x(预警编号 a1):经专班办公室研判,已改由县农业农村局负责(理由:属农业农村局职责),县市场监管局无需继续处置。
         >>> lc.reassign(st, "amr", ["police"], 180.0, "x").rejected.split("(")[0]
         '只有专班办公室可以改派责任部门'
@@ -493,11 +493,13 @@ class Lifecycle:
         d = self.deadline(st.item_id, st.level)
         head = f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
         who = f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})"
-        self._emit(st, res.notifications, at, "receiver_added", new,
-                   f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
+        # released first: the alert's latest revision (its headline in the workbench) is then who is
+        # responsible now, not the notice meant only for the departments let go
         if told := [x for x in released if x != by]:  # the office decided: it is not told its own decision
             self._emit(st, res.notifications, at, "released", told,
                        f"{head}已改由{who},{'、'.join(self._dname(x) for x in told)}无需继续处置。", silences)
+        self._emit(st, res.notifications, at, "receiver_added", new,
+                   f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
         return res
 
     def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",

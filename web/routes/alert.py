@@ -44,15 +44,12 @@ SELECT alert_id, revision, entity_id, entity_name, entity_kind, township, item_i
        departments, first_seen, last_seen, updated_at, ack_due, dispose_due, flapping, evidence_hash, transfer
 FROM {db}.alerts FINAL WHERE alert_id = %(a)s"""
 
-# the departments a case was transferred to (案件移送): the recipients of its case_transfer revisions
-TRANSFER_TO_SQL = """
-SELECT groupUniqArrayArray(recipients) AS receivers FROM {db}.alerts
-WHERE alert_id = %(a)s AND notification = 'case_transfer'"""
-
-# a department the task-force office released (专班改派) was told so (``released``) with this page's link:
-# it may read the page, not act
-RELEASED_SQL = """
-SELECT count() AS n FROM {db}.alerts WHERE alert_id = %(a)s AND notification = 'released' AND has(recipients, %(d)s)"""
+# the departments an alert's notifications of one kind went to: case_transfer (案件移送: they may
+# read and answer it) and released (专班改派: they may read it). From the audit trail's ``notify``
+# rows ("<kind> → <dept>,<dept>"): ``alerts`` keeps only an alert's latest revision once merged.
+NOTIFIED_SQL = """
+SELECT groupUniqArrayArray(splitByChar(',', splitByString(' → ', comment)[2])) AS depts
+FROM {db}.alert_history WHERE alert_id = %(a)s AND kind = 'notify' AND startsWith(comment, %(prefix)s)"""
 
 BUNDLES_SQL = """
 SELECT version, bundle_hash, final, sealed_at FROM {db}.evidence FINAL WHERE alert_id = %(a)s ORDER BY version"""
@@ -77,12 +74,12 @@ async def load_alert(request: Request, user: User, alert_id: str) -> dict:
         raise PageError(404, "预警不存在", f"没有编号为 {alert_id} 的预警。请从收件箱进入。")
     a["transfer_to"] = []
     if a["transfer"]:
-        row = await ctx(request).reader.one(TRANSFER_TO_SQL, a=alert_id)
-        a["transfer_to"] = list(row["receivers"]) if row else []
+        row = await ctx(request).reader.one(NOTIFIED_SQL, a=alert_id, prefix="case_transfer → ")
+        a["transfer_to"] = list(row["depts"]) if row else []
     a["released"] = False
     if not user.sees_all and user.dept not in a["departments"] and user.dept not in a["transfer_to"]:
-        row = await ctx(request).reader.one(RELEASED_SQL, a=alert_id, d=user.dept)
-        if not (row and row["n"]):
+        row = await ctx(request).reader.one(NOTIFIED_SQL, a=alert_id, prefix="released → ")
+        if not (row and user.dept in row["depts"]):
             raise PageError(403, "无权查看", "该预警未发送给本部门,无权查看或反馈。如认为有误,请联系专班办公室。")
         a["released"] = True
     return a

@@ -40,8 +40,11 @@ def scope(user: User, dept: str = "") -> tuple[str, dict]:
 
 
 # a department receives an alert it is a receiver of, or a case transferred to it (案件移送)
-RECEIVES = ("(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {db}.alerts "
-            "WHERE notification = 'case_transfer' AND has(recipients, %(dept)s)))")
+# (the audit trail's notify rows "case_transfer → police": ``alerts`` keeps only an alert's latest
+# revision once merged, so the case_transfer revision itself is not a lasting record)
+RECEIVES = ("(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {db}.alert_history "
+            "WHERE kind = 'notify' AND startsWith(comment, 'case_transfer → ') "
+            "AND has(splitByChar(',', splitByString(' → ', comment)[2]), %(dept)s)))")
 
 
 async def nav_counts(request: Request, user: User) -> dict:

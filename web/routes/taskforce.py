@@ -16,10 +16,12 @@ from web.users import User
 
 router = APIRouter()
 
+# escalated: from the audit trail's notify rows (a merge keeps only the latest revision of ``alerts``)
 OPEN_SQL = """
 SELECT dept, count() AS open, countIf(status = 'firing') AS unacked,
        countIf(dispose_due < now64(3)) AS overdue,
-       countIf(alert_id IN (SELECT alert_id FROM {db}.alerts WHERE notification = 'escalate')) AS escalated
+       countIf(alert_id IN (SELECT alert_id FROM {db}.alert_history
+                            WHERE kind = 'notify' AND startsWith(comment, 'escalate → '))) AS escalated
 FROM {db}.alerts FINAL ARRAY JOIN departments AS dept
 WHERE status IN ('firing', 'acknowledged', 'disposing')
 GROUP BY dept ORDER BY open DESC"""
