@@ -20,9 +20,9 @@ from kafka.partitioner.default import murmur2
 
 from riskwatch.settings import Settings
 from riskwatch.tools.broker import Broker
-from riskwatch.tools.citylink import CityLink, city_settings, mm2_properties
+from riskwatch.tools.citylink import (ORIGIN, SRC_OFFSET, CityLink, city_remote_topic, city_settings, delete_run_topics,
+                                      inbound_topic, mask_value, masked_topic, mm2_properties, run_settings)
 from riskwatch.tools.runner import wait_for
-from streams.citylink import ORIGIN, SRC_OFFSET, city_remote_topic, inbound_topic, mask_value, masked_topic
 from tests.conftest import free_port
 from tests import factories as F
 
@@ -74,13 +74,8 @@ def _count(bootstrap: str, topic: str) -> int:
 @pytest.fixture(scope="module")
 def link(broker: Settings, city: Settings, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(update=dict(
-        # own aliases: MirrorMaker's group (<city alias>-mm2) and internal topics on the shared county
-        # broker must not meet another run's
-        citylink_city_alias=f"city{run}", citylink_county_alias=f"county{run}",
-        topic_prefix=f"c{run}.", app_id=f"riskwatch-test-{run}", citylink_city_bootstrap=city.kafka_bootstrap,
-        citylink_dir=tmp_path_factory.mktemp("citylink"), citylink_city_task_topic=f"c{run}.events.task",
-        citylink_offset_flush_ms=1000))
+    s = run_settings(broker, city, run, prefix=f"c{run}.", app_id=f"riskwatch-test-{run}",
+                     link_dir=tmp_path_factory.mktemp("citylink"), citylink_offset_flush_ms=1000)
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     admin.create_topics([NewTopic(s.topic(t), 4, 1, topic_configs={"cleanup.policy": "compact"} if t == "audit.anchors" else {})
                          for t in [*s.citylink_topics, "events.task"]])
@@ -98,10 +93,7 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
         raise
     yield s, cl
     cl.stop(timeout=5)  # exactly-once MirrorMaker and the bridge resume exactly after a kill anyway
-    from streams.topics import delete_topics
-
-    y = s.citylink_city_alias
-    delete_topics(s, [s.topic_prefix, f"{y}.", *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs"))])
+    delete_run_topics(s)
 
 
 def _topics(bootstrap: str) -> set[str]:
@@ -110,6 +102,17 @@ def _topics(bootstrap: str) -> set[str]:
         return set(a.list_topics())
     finally:
         a.close()
+
+
+def test_the_package_examples_run():
+    """riskwatch/tools is outside pytest's doctest paths: the link's examples (masking, names, properties) run here."""
+    import doctest
+    import importlib
+
+    for name in ("", ".topics", ".masking", ".mm2", ".standin"):
+        module = importlib.import_module(f"riskwatch.tools.citylink{name}")
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__
 
 
 def test_properties_name_the_flows_and_escape_regexes():

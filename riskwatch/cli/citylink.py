@@ -1,20 +1,18 @@
 """`riskwatch city-link config|start|stop|status|bridge|bench`: docking with the city platform
-(与市级平台的数据对接) through Kafka MirrorMaker 2. See docs/city-link.md."""
+(与市级平台的数据对接) through Kafka MirrorMaker 2. The link is :mod:`riskwatch.tools.citylink`;
+this module only parses arguments and calls it. See docs/city-link.md."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Docking with the city platform (市级平台对接): masked county topics out, city tasks in, via Kafka MirrorMaker 2.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Docking with the city platform (市级平台对接): masked county topics out, city tasks in, "
+                       "via Kafka MirrorMaker 2.", no_args_is_help=True)
 
 
 def _settings():
@@ -28,26 +26,24 @@ def _err(m: str) -> None:
 
 
 @app.command("config")
-def config(out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of <citylink_dir>/mm2.properties; '-' prints it")) -> None:
+def config(
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of <citylink_dir>/mm2.properties; "
+                                                           "'-' prints it"),
+) -> None:
     """Write MirrorMaker 2's properties from the settings (RISKWATCH_CITYLINK_*)."""
-    from riskwatch.tools.citylink import CityLink, mm2_properties
+    from riskwatch.tools.citylink import CityLink, mm2_properties, write_properties
 
     s = _settings()
     if out is not None and str(out) == "-":
         print(mm2_properties(s))
-        return
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(mm2_properties(s), encoding="utf-8")
-        out.chmod(0o600)
-        print(f"wrote {out}")
-        return
-    print(f"wrote {CityLink(s).write_config()}")
+    else:
+        print(f"wrote {write_properties(s, out) if out is not None else CityLink(s).write_config()}")
 
 
 @app.command("start")
 def start(
-    bridge_only: bool = typer.Option(False, "--bridge-only", help="Only the masking/relay bridge (MirrorMaker runs elsewhere)"),
+    bridge_only: bool = typer.Option(False, "--bridge-only",
+                                     help="Only the masking/relay bridge (MirrorMaker runs elsewhere)"),
 ) -> None:
     """Start the masking/relay bridge and MirrorMaker 2 (detached; pid and logs under citylink_dir)."""
     from riskwatch.tools.citylink import CityLink, CityLinkError
@@ -78,24 +74,11 @@ def status() -> None:
 @app.command("bridge")
 def bridge(loglevel: str = typer.Option("info", "--loglevel")) -> None:
     """Run the masking/relay bridge in the foreground (what `start` runs detached; compose's citylink-bridge)."""
-    from streams.citylink import Bridge
+    from riskwatch.tools.citylink.bridge import serve
 
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    stop_ev = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop_ev.set())
-    settings = _settings()
-    backoff = 1.0
-    while not stop_ev.is_set():
-        started = time.monotonic()
-        try:
-            Bridge(settings).run(stop_ev)
-        except Exception as e:  # noqa: BLE001  # one line, no traceback; a fresh Bridge resumes exactly
-            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
-            _err(f"riskwatch city-link bridge: {type(e).__name__}: {e}. Is the county broker up (`riskwatch kafka status`)? "
-                 f"Retrying in {backoff:.0f}s; nothing is lost (it resumes after the last copied record).")
-            stop_ev.wait(backoff)
+    serve(_settings(), say=_err)
 
 
 @app.command("bench")
@@ -107,10 +90,12 @@ def bench(
     """MirrorMaker 2 replication lag (county produce -> city remote topic, bridge included) at a paced rate:
     starts its own city broker and MirrorMaker on spare loopback ports, prints p50/p90/p99/max."""
     from riskwatch.tools.bench.citylink import run
-    from riskwatch.tools.citylink import BrokerError, CityLinkError
+    from riskwatch.tools.broker import BrokerError
+    from riskwatch.tools.citylink import CityLinkError
     from riskwatch.tools.runner import WaitTimeout
 
     try:
         run(_settings(), rate=rate, seconds=seconds, topic=topic)
     except (BrokerError, CityLinkError, WaitTimeout) as e:
-        raise SystemExit(f"riskwatch city-link bench: {str(e).splitlines()[0]} (logs under var/citylink-bench/; rerun when the machine is quieter)")
+        raise SystemExit(f"riskwatch city-link bench: {str(e).splitlines()[0]} "
+                         "(logs under var/citylink-bench/; rerun when the machine is quieter)")

@@ -28,9 +28,9 @@ from rich.progress import Progress
 
 from riskwatch.settings import Settings
 from riskwatch.tools.broker import Broker
-from riskwatch.tools.citylink import CityLink, city_settings
+from riskwatch.tools.citylink import (CityLink, city_remote_topic, city_settings, delete_run_topics, masked_topic,
+                                      run_settings)
 from riskwatch.tools.runner import wait_for
-from streams.citylink import city_remote_topic, masked_topic
 
 
 def _free_port() -> int:
@@ -81,18 +81,14 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
     from kafka import KafkaAdminClient, KafkaProducer
     from kafka.admin import NewTopic
 
-    from streams.topics import delete_topics
-
     def say(m: str) -> None:
         print(m, file=sys.stderr, flush=True)
 
     run_id = uuid.uuid4().hex[:8]
     root = Path("var/citylink-bench").resolve() / run_id  # its own: another run may still be tearing down
     city = city_settings(settings, _free_port(), _free_port(), root / "city")
-    s = settings.model_copy(update=dict(
-        citylink_city_alias=f"city{run_id}", citylink_county_alias=f"county{run_id}",  # MirrorMaker's group and internal topics
-        topic_prefix=f"bench{run_id}.", app_id=f"riskwatch-bench-{run_id}", citylink_city_bootstrap=city.kafka_bootstrap,
-        citylink_dir=root / "link", citylink_city_task_topic=f"bench{run_id}.events.task"))
+    s = run_settings(settings, city, run_id, prefix=f"bench{run_id}.", app_id=f"riskwatch-bench-{run_id}",
+                     link_dir=root / "link")
     say(f"starting a city broker on {city.kafka_bootstrap} ...")
     Broker(city).start(log=say)
     link = CityLink(s)
@@ -106,17 +102,21 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
         seen_copy: dict[int, float] = {}
         seen_city: dict[int, float] = {}
         ready = [threading.Event(), threading.Event()]
-        threads = [threading.Thread(target=_watch, args=(s.kafka_bootstrap, masked_topic(s, topic), seen_copy, stop, ready[0]), daemon=True),
-                   threading.Thread(target=_watch, args=(city.kafka_bootstrap, remote, seen_city, stop, ready[1]), daemon=True)]
+        threads = [threading.Thread(target=_watch, daemon=True,
+                                    args=(s.kafka_bootstrap, masked_topic(s, topic), seen_copy, stop, ready[0])),
+                   threading.Thread(target=_watch, daemon=True,
+                                    args=(city.kafka_bootstrap, remote, seen_city, stop, ready[1]))]
         for t in threads:
             t.start()
         say("waiting for MirrorMaker 2 to create the city's remote topic ...")
-        wait_for(lambda: all(r.is_set() for r in ready), 180, f"{remote} on the city; see {link.log_file('mirrormaker')}")
+        wait_for(lambda: all(r.is_set() for r in ready), 180,
+                 f"{remote} on the city; see {link.log_file('mirrormaker')}")
         p = KafkaProducer(**s.kafka_kwargs(), acks="all", linger_ms=5)
         sent: dict[int, float] = {}
         warm = 200
         for i in range(-warm, 0):  # warm-up: connections and fetch sessions, not counted
-            p.send(s.topic(topic), key=f"a{i % 97}".encode(), value=orjson.dumps({"seq": i, "message": "电话13812345678"}))
+            p.send(s.topic(topic), key=f"a{i % 97}".encode(),
+                   value=orjson.dumps({"seq": i, "message": "电话13812345678"}))
         p.flush()
         wait_for(lambda: len([k for k in seen_city if k < 0]) >= warm, 120, "the warm-up records on the city")
         n = rate * seconds
@@ -130,8 +130,8 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
                     time.sleep(delay)
                 now = time.time()
                 sent[i] = now
-                p.send(s.topic(topic), key=f"a{i % 97}".encode(),
-                       value=orjson.dumps({"seq": i, "alert_id": f"a{i % 97}", "message": f"已联系投诉人13812345678 #{i}"}))
+                value = {"seq": i, "alert_id": f"a{i % 97}", "message": f"已联系投诉人13812345678 #{i}"}
+                p.send(s.topic(topic), key=f"a{i % 97}".encode(), value=orjson.dumps(value))
                 if i % rate == 0:
                     progress.update(task, completed=i)
             p.flush()
@@ -151,6 +151,5 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
         stop.set()
         say(link.stop())
         Broker(city).stop(timeout=10)
-        y = s.citylink_city_alias
-        delete_topics(s, [s.topic_prefix, f"{y}.", f"{s.app_id}-", *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs"))])
+        delete_run_topics(s)
         shutil.rmtree(root, ignore_errors=True)

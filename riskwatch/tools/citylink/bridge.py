@@ -1,16 +1,14 @@
-"""The county side of the city-platform link (与市级平台的数据对接): masking out, relaying tasks in.
+"""The bridge: one process that writes masked copies out and relays the city's tasks in (与市级平台的数据对接).
 
-MirrorMaker 2 (``riskwatch city-link``, riskwatch/tools/citylink.py) copies bytes; it cannot look
-inside a JSON value. So nothing reaches it unmasked: this bridge writes a **masked copy** of every
-county topic sent to the city, and MirrorMaker replicates only those copies.
+MirrorMaker 2 (:mod:`riskwatch.tools.citylink.service`) copies bytes; it cannot look inside a JSON
+value. So nothing reaches it unmasked: this bridge writes a **masked copy** of every county topic
+sent to the city (:func:`~riskwatch.tools.citylink.masking.mask_value`), and MirrorMaker replicates
+only those copies (names in :mod:`riskwatch.tools.citylink.topics`).
 
 Outbound, for each topic ``T`` of ``settings.citylink_topics``::
 
     <prefix>T  --(mask)-->  <prefix>masked.T  --(MirrorMaker 2)-->  city: <county alias>.<prefix>masked.T
 
-* every string in the JSON value goes through :func:`schemas.privacy.mask_pii` (mobile, landline
-  and ID numbers), and the values of ``citylink_redact_fields`` (inspectors' names) become ``***``;
-  a value that is not JSON is masked as text (the worker dead-letters it in the county anyway);
 * partition ``p`` goes to partition ``p`` (same count, same cleanup policy), so keys keep their order;
 * **exactly once**: each copy carries the source offset in a header (``rw-src-offset``); on start the
   bridge reads the last record of each copy partition and resumes right after it. The producer is
@@ -24,84 +22,29 @@ re-keys each task by its ``entity_id`` onto the county's own ``<prefix>events.ta
 worker consumes it like any other task (a malformed one is dead-lettered there by the worker, with
 its original bytes). Offsets are committed after the producer's flush: a kill -9 may repeat a task
 (same bytes, same ``event_id``), never lose one.
+
+:func:`serve` is ``riskwatch city-link bridge`` (what ``riskwatch city-link start`` runs detached,
+and compose's ``citylink-bridge``): the bridge until SIGTERM/SIGINT, restarted with back-off while
+the county broker is away. In a test::
+
+    stop = threading.Event()
+    threading.Thread(target=Bridge(settings).run, args=(stop,), daemon=True).start()
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
-
 from riskwatch.settings import Settings
-from schemas.privacy import mask_pii
+from riskwatch.tools.citylink.masking import mask_value, task_key
+from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, inbound_topic, masked_topic
 
 log = logging.getLogger(__name__)
-
-MASKED = "masked."
-SRC_OFFSET = "rw-src-offset"
-ORIGIN = "rw-origin"
-
-
-def masked_topic(settings: Settings, name: str) -> str:
-    """The county topic MirrorMaker replicates for ``name`` (a name of ``citylink_topics``)."""
-    return settings.topic(MASKED + name)
-
-
-def city_remote_topic(settings: Settings, name: str) -> str:
-    """Where the city finds ``name`` under MirrorMaker 2's DefaultReplicationPolicy."""
-    return f"{settings.citylink_county_alias}.{masked_topic(settings, name)}"
-
-
-def inbound_topic(settings: Settings) -> str:
-    """Where the county finds the city's tasks under MirrorMaker 2's DefaultReplicationPolicy."""
-    return f"{settings.citylink_city_alias}.{settings.citylink_city_task_topic}"
-
-
-def _mask_obj(obj, redact: frozenset[str]):
-    if isinstance(obj, str):
-        return mask_pii(obj)
-    if isinstance(obj, dict):
-        return {k: (_redact(v) if k in redact else _mask_obj(v, redact)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_mask_obj(v, redact) for v in obj]
-    return obj
-
-
-def _redact(v):
-    if isinstance(v, str):
-        return "***" if v else v
-    if isinstance(v, list):
-        return [_redact(x) for x in v]
-    return v
-
-
-def mask_value(value: bytes | None, redact: frozenset[str] | set[str] = frozenset()) -> bytes | None:
-    """The value as it may leave the county.
-
-    >>> mask_value(b'{"comment":"\\u5df2\\u8054\\u7cfb13812345678","inspectors":["\\u5f20\\u4e09"],"n":1}', {"inspectors"}).decode()
-    '{"comment":"已联系138****5678","inspectors":["***"],"n":1}'
-    >>> mask_value(b'not json 410521199001011234')
-    b'not json 4105**********1234'
-    """
-    if value is None:
-        return None
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return mask_pii(value.decode("utf-8", errors="replace")).encode()
-    return orjson.dumps(_mask_obj(obj, frozenset(redact)))
-
-
-def task_key(value: bytes | None) -> bytes | None:
-    """The county's partitioning key of a relayed task (its ``entity_id``), None if unreadable."""
-    try:
-        ent = orjson.loads(value or b"").get("entity_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return ent.encode() if isinstance(ent, str) and ent else None
 
 
 @dataclass
@@ -153,7 +96,8 @@ class Bridge:
                     cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, src, ["cleanup.policy"])])
                     policy = _cleanup_policy(cfg) or "delete"
                     try:
-                        admin.create_topics([NewTopic(dst, parts, self.s.replication, topic_configs={"cleanup.policy": policy})])
+                        admin.create_topics([NewTopic(dst, parts, self.s.replication,
+                                                      topic_configs={"cleanup.policy": policy})])
                         log.info("created %s (%d partitions, cleanup.policy=%s)", dst, parts, policy)
                     except TopicAlreadyExistsError:
                         pass
@@ -276,7 +220,8 @@ class Bridge:
                 while not recs and time.monotonic() < deadline:
                     recs = reader.poll(timeout_ms=1000).get(ctp, [])
                 if not recs:
-                    raise RuntimeError(f"cannot read the last record of {ctp.topic}[{ctp.partition}]; is the county broker healthy?")
+                    raise RuntimeError(f"cannot read the last record of {ctp.topic}[{ctp.partition}]; "
+                                       "is the county broker healthy?")
                 hdr = dict(recs[-1].headers or ()).get(SRC_OFFSET)
                 if hdr is None:
                     raise RuntimeError(f"{ctp.topic}[{ctp.partition}] has a record without {SRC_OFFSET}: "
@@ -294,3 +239,27 @@ def _cleanup_policy(resp) -> str | None:
         if entry:
             return entry.get("value")
     return None
+
+
+def run_forever(settings: Settings, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """The bridge until ``stop``: after an error (say, the county broker is away) a fresh
+    :class:`Bridge` resumes exactly, after a back-off of 1 s doubling to 30 s (reset after a minute's run)."""
+    backoff = 1.0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            Bridge(settings).run(stop)
+        except Exception as e:  # noqa: BLE001  # one line, no traceback; a fresh Bridge resumes exactly
+            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            say(f"riskwatch city-link bridge: {type(e).__name__}: {e}. "
+                "Is the county broker up (`riskwatch kafka status`)? "
+                f"Retrying in {backoff:.0f}s; nothing is lost (it resumes after the last copied record).")
+            stop.wait(backoff)
+
+
+def serve(settings: Settings, say: Callable[[str], None]) -> None:
+    """``riskwatch city-link bridge``: :func:`run_forever` until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_forever(settings, stop, say)

@@ -1,20 +1,28 @@
-"""Kafka MirrorMaker 2 between the county and the city platform, run locally (docs/city-link.md).
+"""The local processes of the city link: Kafka MirrorMaker 2 and the bridge (docs/city-link.md).
 
 ``riskwatch city-link config|start|stop|status``:
 
 * fetch: ``mvn dependency:copy-dependencies`` on ``kafka/connect-mirror.pom.xml`` with the broker's
   own ``kafka.version`` (kafka/pom.xml), into ``<kafka_home>/<version>/mirror-libs``; once.
-* config: :func:`mm2_properties` writes MirrorMaker 2's dedicated-mode properties from Settings.
-* start: the masking/relay bridge (streams/citylink.py, a Python child) and MirrorMaker 2
-  (``java org.apache.kafka.connect.mirror.MirrorMaker <properties>``, the same main class as
-  ``connect-mirror-maker.sh``), both detached, pid and log files under ``citylink_dir``.
+* config: :func:`~riskwatch.tools.citylink.mm2.write_properties` writes MirrorMaker 2's
+  dedicated-mode properties from Settings.
+* start: the masking/relay bridge (:mod:`riskwatch.tools.citylink.bridge`, a Python child) and
+  MirrorMaker 2 (``java org.apache.kafka.connect.mirror.MirrorMaker <properties>``, the same main
+  class as ``connect-mirror-maker.sh``), both detached, pid and log files under ``citylink_dir``.
 * stop: SIGTERM, SIGKILL after a timeout. ``kill9`` for drills and tests.
+* status: the processes, and per topic the records in the county's masked copy vs. on the city.
+
+Example (a county broker running; MirrorMaker needs Java 17+ and Maven)::
+
+    link = CityLink(load_settings())
+    print(link.start())
+    print("\n".join(link.status()))
+    print(link.stop())
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riskwatch.settings import Settings
+from riskwatch.tools.broker import REPO, kafka_version
+from riskwatch.tools.citylink.mm2 import write_properties
+from riskwatch.tools.citylink.topics import city_remote_topic, inbound_topic, masked_topic
 from riskwatch.tools.pidfile import live_pid
-from riskwatch.tools.broker import REPO, BrokerError, kafka_version
-from streams.citylink import inbound_topic, masked_topic
 
 POM = REPO / "kafka" / "connect-mirror.pom.xml"
 MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
@@ -34,90 +43,6 @@ MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
 
 class CityLinkError(RuntimeError):
     pass
-
-
-def _regex(topic: str) -> str:
-    """A topic name as an exact MM2 topic-filter regex, escaped for a .properties file
-    (where a single backslash is itself an escape)."""
-    return re.escape(topic).replace("\\", "\\\\")
-
-
-def _sasl(alias: str, protocol: str, mechanism: str, user: str, password: str) -> list[str]:
-    if protocol == "PLAINTEXT":
-        return []
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
-              else "org.apache.kafka.common.security.scram.ScramLoginModule")
-    pw = password.replace("\\", "\\\\").replace('"', '\\"')  # JAAS quoting ...
-    pw = pw.replace("\\", "\\\\")  # ... inside a .properties value, where a backslash is an escape too
-    return [f"{alias}.security.protocol = {protocol}", f"{alias}.sasl.mechanism = {mechanism}",
-            f'{alias}.sasl.jaas.config = {module} required username="{user}" password="{pw}";']
-
-
-def mm2_properties(settings: Settings) -> str:
-    """MirrorMaker 2 dedicated-mode properties: county -> city for the masked copies, city -> county
-    for the city's tasks, DefaultReplicationPolicy (``<source alias>.<topic>``)."""
-    s = settings
-    c, y = s.citylink_county_alias, s.citylink_city_alias
-    rf = s.replication
-    out_topics = ", ".join(_regex(masked_topic(s, t)) for t in s.citylink_topics)
-    lines = [
-        "# MirrorMaker 2 (dedicated mode) for the county <-> city platform link; written by `riskwatch city-link config`",
-        "# from riskwatch settings (RISKWATCH_CITYLINK_*). Edit the settings, not this file. See docs/city-link.md.",
-        f"clusters = {c}, {y}",
-        f"{c}.bootstrap.servers = {s.kafka_bootstrap}",
-        f"{y}.bootstrap.servers = {s.citylink_city_bootstrap}",
-    ]
-    lines += _sasl(c, s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                   s.kafka_sasl_password.get_secret_value())
-    lines += _sasl(y, s.citylink_city_security_protocol, s.citylink_city_sasl_mechanism, s.citylink_city_sasl_username,
-                   s.citylink_city_sasl_password.get_secret_value())
-    lines += [f"{y}.{k} = {v}" for k, v in sorted(s.citylink_city_properties.items())]
-    lines += [
-        "",
-        "# county -> city: only the masked copies written by the city-link bridge (personal data masked)",
-        f"{c}->{y}.enabled = true",
-        f"{c}->{y}.topics = {out_topics}",
-        "# city -> county: tasks issued by the city; the bridge re-keys them onto the county's events.task",
-        f"{y}->{c}.enabled = true",
-        f"{y}->{c}.topics = {_regex(s.citylink_city_task_topic)}",
-        "",
-        "# <source alias>.<topic> on the target; a topic never flows back to the cluster it came from",
-        "replication.policy.class = org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
-        "replication.policy.separator = .",
-        "sync.topic.configs.enabled = true",
-        "sync.topic.acls.enabled = false",
-        "refresh.topics.interval.seconds = 5",
-        "# Checkpoints translate consumer-group offsets across the clusters (<source>.checkpoints.internal",
-        "# on the target) for a consumer that fails over; groups are not synced into the target.",
-        "emit.checkpoints.enabled = true",
-        "emit.checkpoints.interval.seconds = 10",
-        "sync.group.offsets.enabled = false",
-        "emit.heartbeats.enabled = true",
-        "emit.heartbeats.interval.seconds = 5",
-        "",
-        "# Positions of the source connector, committed to mm2-offsets.<source>.internal on the target:",
-        "# a restart resumes from there; a kill -9 replays at most this interval (exact copies).",
-        f"offset.flush.interval.ms = {s.citylink_offset_flush_ms}",
-        *([f"# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
-           f"# transaction on the target; readers on the city must use isolation.level=read_committed",
-           f"{y}.exactly.once.source.support = enabled", f"{c}.exactly.once.source.support = enabled",
-           "# one transaction per interval, not per poll: a commit per small poll batch cannot keep up at 1,000/s",
-           "transaction.boundary = interval", f"transaction.boundary.interval.ms = {s.citylink_offset_flush_ms}"]
-          if s.citylink_exactly_once else []),
-        "tasks.max = 1",
-        f"replication.factor = {rf}",
-        f"checkpoints.topic.replication.factor = {rf}",
-        f"heartbeats.topic.replication.factor = {rf}",
-        f"offset-syncs.topic.replication.factor = {rf}",
-        f"offset.storage.replication.factor = {rf}",
-        f"status.storage.replication.factor = {rf}",
-        f"config.storage.replication.factor = {rf}",
-        "# keep going while the city is unreachable: retry forever, never drop a record",
-        f"{y}.producer.delivery.timeout.ms = 2147483647",
-        f"{c}.producer.delivery.timeout.ms = 2147483647",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 @dataclass
@@ -150,24 +75,22 @@ class CityLink:
         if marker.exists():
             return self.libs
         if not shutil.which("mvn"):
-            raise CityLinkError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (see README prerequisites)")
+            raise CityLinkError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ "
+                                "(see README prerequisites)")
         self.libs.mkdir(parents=True, exist_ok=True)
         log(f"fetching MirrorMaker 2 (connect-mirror {kafka_version()}) from Maven Central into {self.libs} (once) ...")
         r = subprocess.run(["mvn", "-B", "-q", "-f", str(POM), f"-Dkafka.version={kafka_version()}",
                             "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            raise CityLinkError(f"mvn failed ({r.returncode}); check network access to Maven Central. {r.stdout[-1500:]}{r.stderr[-1500:]}")
+            raise CityLinkError(f"mvn failed ({r.returncode}); check network access to Maven Central. "
+                                f"{r.stdout[-1500:]}{r.stderr[-1500:]}")
         marker.write_text(kafka_version())
         log(f"fetched {len(list(self.libs.glob('*.jar')))} jars")
         return self.libs
 
     def write_config(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        p = self.properties_file
-        p.write_text(mm2_properties(self.settings), encoding="utf-8")
-        p.chmod(0o600)  # may hold the county's SASL password
-        return p
+        return write_properties(self.settings, self.properties_file)
 
     # -- processes -------------------------------------------------------------------------------
     def pid(self, what: str) -> int | None:
@@ -184,7 +107,8 @@ class CityLink:
         java = shutil.which("java")
         if not java:
             raise CityLinkError("java is not on PATH: install Java 17+ (see README prerequisites)")
-        return [java, "-Xms128m", "-Xmx512m", f"-Dlog4j.configuration=file:{REPO / 'kafka' / 'log4j-mirrormaker.properties'}",
+        log4j = REPO / "kafka" / "log4j-mirrormaker.properties"
+        return [java, "-Xms128m", "-Xmx512m", f"-Dlog4j.configuration=file:{log4j}",
                 "-cp", f"{self.libs}/*", MAIN_CLASS, str(self.properties_file)]
 
     def _bridge_cmd(self) -> tuple[list[str], dict]:
@@ -249,18 +173,19 @@ class CityLink:
             if pid:
                 lines.append(f"{what}: running (pid {pid}); log {self.log_file(what)}")
             elif self._pid_file(what).exists():
-                lines.append(f"{what}: exited (stale pid file); see {self.log_file(what)}; `riskwatch city-link start` restarts it")
+                lines.append(f"{what}: exited (stale pid file); see {self.log_file(what)}; "
+                             "`riskwatch city-link start` restarts it")
             else:
                 lines.append(f"{what}: stopped")
         county = _record_counts(s.kafka_kwargs(), [masked_topic(s, t) for t in s.citylink_topics] + [inbound_topic(s)])
         city_kw = {"bootstrap_servers": s.citylink_city_bootstrap, **_city_client_kwargs(s)}
-        from streams.citylink import city_remote_topic
-
-        city = _record_counts(city_kw, [city_remote_topic(s, t) for t in s.citylink_topics] + [s.citylink_city_task_topic])
+        city = _record_counts(city_kw,
+                              [city_remote_topic(s, t) for t in s.citylink_topics] + [s.citylink_city_task_topic])
         if county is None:
             lines.append(f"county cluster {s.kafka_bootstrap}: unreachable")
         if city is None:
-            lines.append(f"city cluster {s.citylink_city_bootstrap}: unreachable (the county keeps working; MirrorMaker retries)")
+            lines.append(f"city cluster {s.citylink_city_bootstrap}: unreachable "
+                         "(the county keeps working; MirrorMaker retries)")
         for t in s.citylink_topics:
             a = (county or {}).get(masked_topic(s, t))
             b = (city or {}).get(city_remote_topic(s, t))
@@ -279,7 +204,8 @@ def _city_client_kwargs(settings: Settings) -> dict:
     """kafka-python connection arguments for the city's cluster."""
     if settings.citylink_city_security_protocol == "PLAINTEXT":
         return {}
-    return dict(security_protocol=settings.citylink_city_security_protocol, sasl_mechanism=settings.citylink_city_sasl_mechanism,
+    return dict(security_protocol=settings.citylink_city_security_protocol,
+                sasl_mechanism=settings.citylink_city_sasl_mechanism,
                 sasl_plain_username=settings.citylink_city_sasl_username,
                 sasl_plain_password=settings.citylink_city_sasl_password.get_secret_value())
 
@@ -310,11 +236,4 @@ def _record_counts(kw: dict, topics: list[str]) -> dict[str, int] | None:
         c.close()
 
 
-def city_settings(settings: Settings, port: int, controller_port: int, data_dir: Path) -> Settings:
-    """Settings of a local broker standing in for the city's cluster (tests, bench, drills): the
-    county's broker code on other loopback ports and its own data directory."""
-    return settings.model_copy(update=dict(kafka_bootstrap=f"127.0.0.1:{port}", kafka_port=port,
-                                           kafka_controller_port=controller_port, kafka_data_dir=data_dir))
-
-
-__all__ = ["CityLink", "CityLinkError", "mm2_properties", "city_settings", "BrokerError"]
+__all__ = ["CityLink", "CityLinkError"]
