@@ -46,13 +46,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import cache
 from types import MappingProxyType
 
 __all__ = [
     "ACTOR_ZH", "ALERT_STATUSES", "COMPLAINT_CATEGORY_ZH", "COMPLAINT_CHANNEL_ZH", "DEADLINE_STAGE_ZH",
     "DEPARTMENT_ANSWER_ZH", "DONE_STATUSES", "FEEDBACK_ZH", "INSPECTION_OUTCOME_ZH", "LEVELS", "LEVELS_DESC",
     "NOTICE_KINDS", "OPEN_STATUSES", "REPORT_PERIOD_ZH", "SENSOR_CHANNEL_ZH", "SENSOR_UNIT_ZH", "SEVERITY_ZH",
-    "USER_ROLE_ZH", "VIDEO_CLASS_ZH", "AlertStatus", "Level", "NoticeKind", "TransferState", "zh",
+    "TRANSITION_KIND_ZH", "USER_ROLE_ZH", "VIDEO_CLASS_ZH",
+    "AlertStatus", "Level", "NoticeKind", "TransferState", "labels", "zh",
 ]
 
 
@@ -166,9 +168,20 @@ DEPARTMENT_ANSWER_ZH = _frozen({**FEEDBACK_ZH, "released": "已改派他部门"}
 # Who recorded an audit-trail row when it was not a department or a user (AlertTransition.actor).
 ACTOR_ZH = _frozen({"detector": "监测模型", "system": "系统", "router": "预警路由", "riskwatch": "系统通知",
                     "timer": "时限检查"})
+# What an audit-trail row records (AlertTransition.kind).
+TRANSITION_KIND_ZH = _frozen({
+    "status": "状态", "level": "级别", "feedback": "反馈", "receivers": "接收部门", "reminder": "督促", "flapping": "波动",
+    "silence": "静默", "notify": "通知", "evidence": "证据", "transfer": "移送",
+})
 DEADLINE_STAGE_ZH = _frozen({"ack": "签收", "dispose": "处置"})  # the two deadlines of an open alert
 USER_ROLE_ZH = _frozen({"dept": "部门", "taskforce": "专班办公室", "leader": "县领导(只读)"})  # workbench roles
 REPORT_PERIOD_ZH = _frozen({"week": "周报", "month": "月报"})  # bulletin periods
+
+@cache
+def labels(kind: type[_Labelled]) -> Mapping[str, str]:
+    """Code → label of every member of ``kind``, read-only (for templates: ``labels(AlertStatus).get(code, code)``)."""
+    return MappingProxyType({m.value: m.zh for m in kind})
+
 
 def zh(kind: type[_Labelled], code: str) -> str:
     """The label of ``code`` in ``kind``, or the code itself when it is not one (shown as recorded)."""
