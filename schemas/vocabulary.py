@@ -40,6 +40,10 @@ are the ones a county department's clerk acts on, and the ones the workbench alr
 Notification kinds carry one word each, used both in the notification's title (【红色预警·督促】) and
 in the workbench's timeline (督促 → 县市场监管局). ``level_up`` is 级别上调, not 升级, which read
 like ``escalate`` (升级督办).
+
+A department's answers read as states (已签收, 处置中, 已处置, 非本部门职责), the same in the audit trail,
+the timeline and the department's row on the alert page. A transferred case that awaits the
+receiver's answer is 待受理, as the inbox tag, filter and counter (移送待受理) already said.
 """
 
 from __future__ import annotations
