@@ -30,6 +30,7 @@ from grafana_foundation_sdk.models import common as cm, dashboard as dm, geomap 
 
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
+from schemas.vocabulary import ALERT_STATUSES, DONE_STATUSES, FEEDBACK_ZH, LEVELS_DESC
 
 JSON_DIR = Path(__file__).parent / "json"
 DS_TYPE = "grafana-clickhouse-datasource"
@@ -37,19 +38,30 @@ DS_UID = "riskwatch-clickhouse"
 DS = dm.DataSourceRef(type_val=DS_TYPE, uid=DS_UID)
 TZ = "Asia/Shanghai"
 
-LEVELS = (("red", "红色", "red"), ("orange", "橙色", "orange"), ("yellow", "黄色", "yellow"), ("blue", "蓝色", "blue"))
+# (code, Chinese label, Grafana colour), most severe first; Grafana's colour names happen to be the codes
+LEVELS = tuple((lv.value, lv.zh, lv.value) for lv in LEVELS_DESC)
 DEADLINE_HOURS = {"red": 24, "orange": 72, "yellow": 168, "blue": 360}
 DEADLINE = "multiIf(level = 'red', 24, level = 'orange', 72, level = 'yellow', 168, 360)"
-OPEN = "status IN ('pending', 'firing', 'acknowledged', 'disposing')"
-DONE = "status IN ('resolved', 'closed')"
+OPEN = f"status IN ({', '.join(repr(s.value) for s in ALERT_STATUSES if s not in DONE_STATUSES)})"  # not yet done
+DONE = f"status IN ({', '.join(repr(s.value) for s in DONE_STATUSES)})"
 OVERDUE = f"{OPEN} AND first_seen + toIntervalHour({DEADLINE}) < now64(3)"
 EVENT_KINDS = ("registry", "sensor", "video", "complaint", "inspection", "feedback")
 INPUT_TOPICS = ("events.registry", "events.sensor", "events.video", "events.complaint", "events.inspection", "events.feedback")
+def _labels_sql(column: str, labels: dict[str, str]) -> str:
+    """SQL showing a code column by its Chinese label (unknown codes as recorded)."""
+    codes, names = ", ".join(_s(c) for c in labels), ", ".join(_s(z) for z in labels.values())
+    return f"transform({column}, [{codes}], [{names}], {column})"
+
+
 LEVEL_SCORE = "multiIf(level = 'red', 4, level = 'orange', 3, level = 'yellow', 2, 1)"
 
 
 def _s(x: str) -> str:
     return "'" + x.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+STATUS = _labels_sql("status", {s.value: s.zh for s in ALERT_STATUSES})  # alerts.status in Chinese
+FEEDBACK_STATUS = _labels_sql("status", dict(FEEDBACK_ZH))  # events_feedback.status in Chinese
 
 
 def townships(path: Path | None = None) -> list[dict[str, Any]]:
@@ -257,7 +269,7 @@ ORDER BY risk DESC"""  # unmatched townships get 0 (join_use_nulls = 0; a readon
           .layers([markers]).tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
           .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.CONTINUOUS_GR_YL_RD)).unit("none"), 12, 15)
     L.add(table_panel("实时预警流", f"""
-SELECT updated_at AS `更新时间`, level_zh AS `级别`, status AS `状态`, township AS `乡镇`, entity_name AS `主体`,
+SELECT updated_at AS `更新时间`, level_zh AS `级别`, {STATUS} AS `状态`, township AS `乡镇`, entity_name AS `主体`,
        item_name AS `事项`, title AS `预警`, lead_department AS `牵头部门`, revision AS `版本`
 FROM alerts
 WHERE $__timeFilter(updated_at)
@@ -320,7 +332,7 @@ SELECT if(township = '', '未知', township) AS `乡镇`, {level_cols}
 FROM alerts FINAL WHERE {W} AND {OPEN}
 GROUP BY `乡镇` ORDER BY count() DESC""", x="乡镇", stacked=True, colors=LEVEL_COLORS), 12, 9)
     L.add(table_panel("在办预警清单", f"""
-SELECT first_seen AS `首次发现`, level_zh AS `级别`, status AS `状态`, township AS `乡镇`, entity_name AS `主体`,
+SELECT first_seen AS `首次发现`, level_zh AS `级别`, {STATUS} AS `状态`, township AS `乡镇`, entity_name AS `主体`,
        title AS `预警`, lead_department AS `牵头部门`, arrayStringConcat(departments, ',') AS `接收部门`,
        round(dateDiff('second', first_seen, now64(3)) / 3600, 1) AS `已历时(小时)`,
        if(first_seen + toIntervalHour({DEADLINE}) < now64(3), '超期', '') AS `超期`
@@ -356,7 +368,7 @@ def department_dashboard() -> db.Dashboard:
     L.add(stat_panel("本期已处置", f"SELECT count() AS `已处置` FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)", color="green"), 6, 5)
     L.add(stat_panel("处置时长中位数", f"SELECT round(ifNull(quantileExact(0.5)({hours}), 0), 1) AS `小时` FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)",
                      color="blue", unit="h"), 6, 5)
-    cols = f"""first_seen AS `首次发现`, level_zh AS `级别`, status AS `状态`, township AS `乡镇`, entity_name AS `主体`,
+    cols = f"""first_seen AS `首次发现`, level_zh AS `级别`, {STATUS} AS `状态`, township AS `乡镇`, entity_name AS `主体`,
        item_name AS `事项`, title AS `预警`, if(lead_department = '${{department}}', '牵头', '配合') AS `角色`"""
     L.add(table_panel("超期预警", f"""
 SELECT {cols}, round(dateDiff('second', first_seen, now64(3)) / 3600 - {DEADLINE}, 1) AS `超期(小时)`
@@ -379,10 +391,10 @@ GROUP BY `事项` ORDER BY `中位数` DESC""", x="事项", horizontal=True), 12
 SELECT updated_at AS `办结时间`, {cols}, round({hours}, 1) AS `处置时长(小时)`
 FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)
 ORDER BY updated_at DESC LIMIT 200"""), 12, 9)
-    L.add(table_panel("处置反馈记录", """
-SELECT occurred_at AS `时间`, alert_id AS `预警编号`, status AS `反馈状态`, comment AS `说明`, result AS `处置结果`
+    L.add(table_panel("处置反馈记录", f"""
+SELECT occurred_at AS `时间`, alert_id AS `预警编号`, {FEEDBACK_STATUS} AS `反馈状态`, comment AS `说明`, result AS `处置结果`
 FROM events_feedback FINAL
-WHERE department = '${department}' AND $__timeFilter(occurred_at)
+WHERE department = '${{department}}' AND $__timeFilter(occurred_at)
 ORDER BY occurred_at DESC LIMIT 200"""), 12, 9)
     return d
 

@@ -44,10 +44,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.events import Contribution
+from schemas.vocabulary import LEVELS as VOCABULARY_LEVELS
 
 __all__ = ["FusionConfig", "EntityRisk", "RiskScore", "load_fusion", "LEVELS"]
 
-LEVELS = ("", "blue", "yellow", "orange", "red")  # "" = below blue
+LEVELS = ("", *(lv.value for lv in VOCABULARY_LEVELS))  # "" = below blue, then the vocabulary's order
 _LN2 = math.log(2.0)
 _PRUNE = 1e-3
 

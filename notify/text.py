@@ -24,13 +24,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
-KIND_ZH = {"firing": "发布", "level_up": "升级", "urge": "督促", "escalate": "升级督办", "resolved": "解除",
-           "silence_expired": "静默期结束", "receiver_added": "指派", "not_ours": "待研判", "flapping": "抖动",
-           "stable": "已稳定", "released": "改派释放"}
+from schemas.vocabulary import OPEN_STATUSES, AlertStatus, Level, NoticeKind, zh
+
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-ACK_STATUSES = ("firing",)  # not yet acknowledged: asked to acknowledge (签收)
-OPEN_STATUSES = ("firing", "acknowledged", "disposing")
+ACK_STATUSES = (AlertStatus.firing,)  # not yet acknowledged: asked to acknowledge (签收)
 
 
 def ask(kind: str, status: str) -> tuple[str, str]:
@@ -60,7 +57,7 @@ def notification_text(*, kind: str, level: str, title: str, entity_name: str, en
                       status: str, ack_due: datetime | None, dispose_due: datetime | None, alert_id: str,
                       revision: int, message: str, department_name: str = "", link: str = "") -> str:
     what, which = ask(kind, status)
-    lines = [f"【{LEVEL_ZH.get(level, level)}预警·{KIND_ZH.get(kind, kind)}】{title}",
+    lines = [f"【{zh(Level, level)}预警·{zh(NoticeKind, kind)}】{title}",
              f"对象:{entity_name or entity_id}" + (f"({entity_id})" if entity_name else "") + (f",{township}" if township else "")]
     if which == "ack" and ack_due is not None:
         lines.append(f"签收时限:{fmt_time(ack_due)}")

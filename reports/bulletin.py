@@ -39,22 +39,18 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from schemas.vocabulary import DONE_STATUSES, LEVELS_DESC, REPORT_PERIOD_ZH, AlertStatus, Level, zh
+
 log = logging.getLogger(__name__)
 
 CST = ZoneInfo("Asia/Shanghai")
-LEVELS = ("red", "orange", "yellow", "blue")  # most severe first
-LEVEL_ZH = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+LEVELS = LEVELS_DESC  # most severe first
 LEVEL_COLOR = {"red": "#d62728", "orange": "#ff7f0e", "yellow": "#e6c200", "blue": "#1f77b4"}
-STATUS_ZH = {
-    "pending": "待确认", "firing": "预警中", "acknowledged": "已签收", "disposing": "处置中",
-    "resolved": "已处置", "closed": "已办结",
-}  # fmt: skip
-DONE = frozenset({"resolved", "closed"})
+DONE = frozenset(DONE_STATUSES)
 # Disposal time limits (hours from first_seen) per level; an open alert older than this is overdue.
 # The county sets these (no rule in the catalog yet): red 24 h, orange 3 days, yellow 7 days, blue 15 days.
 DISPOSAL_LIMIT_HOURS = {"red": 24, "orange": 72, "yellow": 168, "blue": 360}
 PERIOD_DAYS = {"week": 7, "month": 30}
-PERIOD_ZH = {"week": "周报", "month": "月报"}
 UNASSIGNED_ITEM = "待专班研判"
 
 PACKAGED_FONT = ("paperang_p2_fonts_cjk", "fonts/wqy-microhei.ttc")  # (package, resource): a riskwatch dependency
@@ -162,7 +158,7 @@ class Bulletin:
     @property
     def subtitle(self) -> str:
         last = (self.end - timedelta(seconds=1)).date()
-        return f"{PERIOD_ZH[self.period]} · {self.start:%Y年%m月%d日}至{last:%Y年%m月%d日}"
+        return f"{REPORT_PERIOD_ZH[self.period]} · {self.start:%Y年%m月%d日}至{last:%Y年%m月%d日}"
 
 
 def fmt_rate(r: float | None) -> str:
@@ -326,7 +322,7 @@ def make_charts(b: Bulletin, font: Path | None) -> dict[str, bytes]:
         fig = Figure(figsize=(5.5, 3.0))
         ax = fig.subplots()
         vals = [b.total.levels.get(lv, 0) for lv in LEVELS]
-        bars = ax.bar([LEVEL_ZH[lv] for lv in LEVELS], vals, color=[LEVEL_COLOR[lv] for lv in LEVELS])
+        bars = ax.bar([lv.zh for lv in LEVELS], vals, color=[LEVEL_COLOR[lv] for lv in LEVELS])
         ax.bar_label(bars, padding=2)
         ax.set_ylim(0, max(1, max(vals)) * 1.15)  # headroom: the tallest bar's label stays inside the frame
         ax.set_title("预警等级分布")
@@ -366,7 +362,7 @@ CHART_TITLES = {"levels": "预警等级分布", "items": "分事项预警数", "
 
 # --- tables (shared by HTML and PDF) -----------------------------------------------------------------
 def _count_header() -> list[str]:
-    return ["预警数", *[LEVEL_ZH[lv] for lv in LEVELS], "已处置", "处置率", "超期"]
+    return ["预警数", *[lv.zh for lv in LEVELS], "已处置", "处置率", "超期"]
 
 
 def _count_cells(r: Row) -> list[str]:
@@ -380,18 +376,18 @@ def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
         "depts": (["部门", *_count_header()], [[r.label, *_count_cells(r)] for r in b.by_dept]),
         "overdue": (["预警编号", "主体", "乡镇", "事项", "等级", "状态", "首次预警", "时限（小时）", "已超（小时）", "牵头部门"],
                     [[a["alert_id"], a["entity_name"] or a["entity_id"], a["township"], a["item_name"] or UNASSIGNED_ITEM,
-                      LEVEL_ZH.get(a["level"], a["level"]), STATUS_ZH.get(a["status"], a["status"]),
+                      zh(Level, a["level"]), zh(AlertStatus, a["status"]),
                       f"{a['first_seen']:%m-%d %H:%M}", str(a["limit_h"]), f"{a['age_h'] - a['limit_h']:.0f}",
                       dn.get(a["lead_department"], a["lead_department"])] for a in b.overdue]),
         "entities": (["序号", "主体", "乡镇", "涉及事项", "预警数", "未处置", "最高等级", "最高风险分"],
                      [[str(i), e["entity_name"], e["township"], e["items"], str(e["alerts"]), str(e["open"]),
-                       LEVEL_ZH.get(e["level"], e["level"]), f"{e['max_score']:.0f}"] for i, e in enumerate(b.top_entities, 1)]),
+                       zh(Level, e["level"]), f"{e['max_score']:.0f}"] for i, e in enumerate(b.top_entities, 1)]),
     }  # fmt: skip
 
 
 def summary_text(b: Bulletin) -> str:
     t = b.total
-    lv = "、".join(f"{LEVEL_ZH[x]}{t.levels.get(x, 0)}条" for x in LEVELS)
+    lv = "、".join(f"{x.zh}{t.levels.get(x, 0)}条" for x in LEVELS)
     return (f"本期共产生风险预警{t.total}条（{lv}），涉及监管主体{len({a['entity_id'] for a in b.alerts})}家；"
             f"已处置{t.disposed}条，处置率{fmt_rate(t.rate)}；截至{b.as_of:%Y年%m月%d日%H时}，"
             f"超期未处置{len(b.overdue)}条。")
@@ -428,19 +424,19 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
     t = tables(b)
     total = b.total
     kpi = (f'<p class="kpi">预警总数 <span id="total">{total.total}</span> 条；'
-           + "；".join(f'{LEVEL_ZH[lv]} <span id="level-{lv}">{total.levels.get(lv, 0)}</span> 条' for lv in LEVELS)
+           + "；".join(f'{lv.zh} <span id="level-{lv}">{total.levels.get(lv, 0)}</span> 条' for lv in LEVELS)
            + f'；已处置 <span id="disposed">{total.disposed}</span> 条；处置率 <span id="rate">{fmt_rate(total.rate)}</span>；'
            f'超期未处置 <span id="overdue">{len(b.overdue)}</span> 条。</p>')  # fmt: skip
     cases = []
     for a in b.notable:
         cls = a["level"]
         cases.append(
-            f'<div class="case"><b class="{cls}">【{LEVEL_ZH[cls]}预警】</b> <b>{_e(a["title"])}</b><br>'
+            f'<div class="case"><b class="{cls}">【{zh(Level, cls)}预警】</b> <b>{_e(a["title"])}</b><br>'
             f'主体：{_e(a["entity_name"] or a["entity_id"])}（{_e(a["township"])}）　事项：{_e(a["item_name"] or UNASSIGNED_ITEM)}　'
-            f'风险分：{a["score"]:.0f}　状态：{_e(STATUS_ZH.get(a["status"], a["status"]))}　首次预警：{a["first_seen"]:%m-%d %H:%M}<br>'
+            f'风险分：{a["score"]:.0f}　状态：{_e(zh(AlertStatus, a["status"]))}　首次预警：{a["first_seen"]:%m-%d %H:%M}<br>'
             f'{_e(a["message"])}</div>')  # fmt: skip
     more = f'<p class="muted">另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。</p>' if b.notable_total > len(b.notable) else ""
-    limits = "、".join(f"{LEVEL_ZH[lv]}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS)
+    limits = "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS)
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{_e(b.title)}</title><style>{_CSS}</style></head>
 <body>
@@ -534,16 +530,16 @@ def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | N
                         P("三、分部门预警及处置情况", h2), P("一条预警推送牵头部门和配合部门，各部门分别计数。", muted),
                         table(*t["depts"]), img("departments"),
                         P("四、超期未处置预警清单", h2),
-                        P("处置时限（自首次预警起）：" + "、".join(f"{LEVEL_ZH[lv]}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS) + "。", muted),
+                        P("处置时限（自首次预警起）：" + "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS) + "。", muted),
                         table(*t["overdue"]),
                         P("五、高风险主体", h2), table(*t["entities"]),
                         P("六、典型案例（红色、橙色预警）", h2)]  # fmt: skip
     if not b.notable:
         story.append(P("本期无红色、橙色预警。", muted))
     for a in b.notable:
-        story.append(P(f"【{LEVEL_ZH[a['level']]}预警】{a['title']}", ParagraphStyle("c", parent=body, textColor=colors.HexColor(LEVEL_COLOR[a['level']]))))
+        story.append(P(f"【{zh(Level, a['level'])}预警】{a['title']}", ParagraphStyle("c", parent=body, textColor=colors.HexColor(LEVEL_COLOR[a['level']]))))
         story.append(P(f"主体：{a['entity_name'] or a['entity_id']}（{a['township']}）　事项：{a['item_name'] or UNASSIGNED_ITEM}　"
-                       f"风险分：{a['score']:.0f}　状态：{STATUS_ZH.get(a['status'], a['status'])}　首次预警：{a['first_seen']:%m-%d %H:%M}", small))
+                       f"风险分：{a['score']:.0f}　状态：{zh(AlertStatus, a['status'])}　首次预警：{a['first_seen']:%m-%d %H:%M}", small))
         story.append(P(a["message"], small))
         story.append(Spacer(1, 4))
     if b.notable_total > len(b.notable):

@@ -34,6 +34,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.vocabulary import AlertStatus, Level  # defined there with their labels; re-exported here
+
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -429,32 +431,8 @@ class InspectionPlan(BaseModel):
 
 
 # --- Produced: alerts and dead letters ------------------------------------------------------------
-class Level(StrEnum):
-    """China's four early-warning colours; red is the most severe."""
-
-    blue = "blue"
-    yellow = "yellow"
-    orange = "orange"
-    red = "red"
-
-    @property
-    def zh(self) -> str:
-        return {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}[self.value]
-
-    @property
-    def rank(self) -> int:
-        return ("blue", "yellow", "orange", "red").index(self.value)
-
-
-class AlertStatus(StrEnum):
-    pending = "pending"
-    firing = "firing"
-    acknowledged = "acknowledged"
-    disposing = "disposing"
-    resolved = "resolved"
-    closed = "closed"
-
-
+# the codes of schemas.vocabulary.NoticeKind (a Literal keeps the exported JSON schema; tests/test_vocabulary.py
+# checks that both list the same codes)
 NotificationKind = Literal["firing", "level_up", "resolved", "urge", "escalate", "flapping", "stable",
                            "silence_expired", "receiver_added", "released", "not_ours",
                            "case_transfer", "transfer_urge", "transfer_accepted", "transfer_returned"]

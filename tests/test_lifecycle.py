@@ -158,7 +158,7 @@ def test_flapping_holds_notifications_until_stable() -> None:
     # last change at 50 min (firing); stable 30 min later → one notice with the current state
     assert LC.tick(st, T0 + 79 * M) == []
     out = LC.tick(st, T0 + 80 * M)
-    assert [n.kind for n in out] == ["stable"] and "预警中" in out[0].text_zh and not st.flapping
+    assert [n.kind for n in out] == ["stable"] and AlertStatus.firing.zh in out[0].text_zh and not st.flapping
     assert [n.kind for n in LC.observe(st, T0 + 81 * M, 0.0)] == ["resolved"]  # back to normal
     assert [t.comment for t in st.transitions if t.kind == "flapping"] == ["5 changes in 60 min", "stable"]
 

@@ -345,7 +345,7 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
     screenshot(browser, "inbox_transfer")
     browser.find_element(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"] a.alert-link').click()
     wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
-    assert "已移送" in browser.find_element(By.ID, "transfer-state").text
+    assert "待受理" in browser.find_element(By.ID, "transfer-state").text
     assert "县公安局" in browser.find_element(By.ID, "transfer-to").text
     assert sha in browser.find_element(By.ID, "transfer-hash").text and sha in browser.find_element(By.ID, "bundles").text
     assert f"riskwatch evidence export {aid}" in browser.find_element(By.ID, "export-cmd").text

@@ -16,28 +16,31 @@ from fastapi.templating import Jinja2Templates
 
 from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
+from schemas.vocabulary import (
+    ACTOR_ZH,
+    COMPLAINT_CATEGORY_ZH,
+    COMPLAINT_CHANNEL_ZH,
+    DEPARTMENT_ANSWER_ZH,
+    INSPECTION_OUTCOME_ZH,
+    LEVELS_DESC,
+    OPEN_STATUSES,
+    SEVERITY_ZH,
+    TRANSITION_KIND_ZH,
+    USER_ROLE_ZH,
+    VIDEO_CLASS_ZH,
+    AlertStatus,
+    Level,
+    TransferState,
+    labels,
+)
 from web.data import Reader, ts
 from web.texts import signal_zh
 from web.produce import Producer
-from web.users import ROLE_ZH, LoginThrottle, User, UserStore
+from web.users import LoginThrottle, User, UserStore
 
 HERE = Path(__file__).parent
 LOCAL = ZoneInfo("Asia/Shanghai")
-OPEN = ("firing", "acknowledged", "disposing")
-STATUS_ZH = {"pending": "待定", "firing": "待签收", "acknowledged": "已签收", "disposing": "处置中",
-             "resolved": "已解除", "closed": "已关闭"}
-FEEDBACK_ZH = {"acknowledged": "已签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门",
-               "reassign": "已改派", "released": "已改派他部门"}
-LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
-OUTCOME_ZH = {"pass": "合格", "pass_with_conditions": "限期整改", "fail": "不合格"}
-CATEGORY_ZH = {"food_poisoning": "食物中毒", "food_quality": "食品质量", "hygiene": "卫生状况", "counterfeit_drug": "假劣药品",
-               "drug_sales": "药品销售", "medical_beauty_injury": "医美损害", "product_quality": "产品质量",
-               "equipment_safety": "设备安全", "pricing": "价格", "other": "其他"}
-CHANNEL_ZH = {"12315": "12315热线", "12345": "12345热线", "online": "网上投诉", "walk_in": "来访"}
-ACTOR_ZH = {"detector": "监测模型", "system": "系统", "router": "预警路由", "riskwatch": "系统通知", "timer": "时限检查"}
-VIDEO_ZH = {"no_mask": "未戴口罩", "no_hat": "未戴帽子", "rodent": "鼠患", "smoking": "吸烟", "fire_exit_blocked": "消防通道堵塞",
-            "phone_use": "违规使用手机", "no_uniform": "未穿工作服"}
-SEVERITY_ZH = {"minor": "一般", "serious": "严重", "critical": "重大"}
+OPEN = OPEN_STATUSES
 
 
 @dataclass
@@ -139,10 +142,12 @@ def make_templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(HERE / "templates"))  # autoescape on for .html
     t.env.filters["dt"] = fmt_dt
     t.env.filters["regex_sha"] = lambda s: re.findall(r"附件 sha256:([0-9a-f]{64})", s or "")
-    t.env.globals.update(STATUS_ZH=STATUS_ZH, FEEDBACK_ZH=FEEDBACK_ZH, LEVEL_ZH=LEVEL_ZH, ROLE_ZH=ROLE_ZH,
-                         OUTCOME_ZH=OUTCOME_ZH, SEVERITY_ZH=SEVERITY_ZH,
-                         CATEGORY_ZH=CATEGORY_ZH, CHANNEL_ZH=CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH, VIDEO_ZH=VIDEO_ZH, countdown=countdown, OPEN=OPEN,
-                         signal_zh=signal_zh)
+    t.env.globals.update(
+        STATUS_ZH=labels(AlertStatus), LEVEL_ZH=labels(Level), TRANSFER_ZH=labels(TransferState),
+        STATUSES=tuple(AlertStatus), LEVELS_DESC=LEVELS_DESC, OPEN=OPEN,
+        FEEDBACK_ZH=DEPARTMENT_ANSWER_ZH, ROLE_ZH=USER_ROLE_ZH, OUTCOME_ZH=INSPECTION_OUTCOME_ZH,
+        SEVERITY_ZH=SEVERITY_ZH, CATEGORY_ZH=COMPLAINT_CATEGORY_ZH, COMPLAINT_CHANNEL_ZH=COMPLAINT_CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH,
+        VIDEO_ZH=VIDEO_CLASS_ZH, TRANSITION_KIND_ZH=TRANSITION_KIND_ZH, countdown=countdown, signal_zh=signal_zh)
     t.env.filters["signal_zh"] = signal_zh
     return t
 

@@ -1,19 +1,19 @@
 """Chinese for what the worker records in codes: alert_history rows and explanation signals.
 
 The worker's audit trail (``alert_history``) keeps stable codes (``firing → amr,emergency``,
-``acknowledged(签收) 已核查``); a clerk reads Chinese with department names. Unknown shapes are
+``acknowledged(已签收) 已核查``); a clerk reads Chinese with department names. Unknown shapes are
 shown as recorded, never dropped.
 
 >>> from riskwatch.domain.catalog import load_catalog
 >>> cat = load_catalog()
 >>> describe({"kind": "notify", "comment": "firing → amr,emergency", "from_status": "firing", "to_status": "firing"}, cat)
-'首次发出 → 县市场监管局、县应急管理局'
->>> describe({"kind": "feedback", "comment": "acknowledged(签收) 已安排核查", "from_status": "firing", "to_status": "firing"}, cat)
-'签收:已安排核查'
+'发布 → 县市场监管局、县应急管理局'
+>>> describe({"kind": "feedback", "comment": "acknowledged(已签收) 已安排核查", "from_status": "firing", "to_status": "firing"}, cat)
+'已签收:已安排核查'
 >>> describe({"kind": "feedback", "comment": "reassign(专班改派) → agri:属农业农村局职责", "from_status": "", "to_status": ""}, cat)
 '专班改派 → 县农业农村局:属农业农村局职责'
 >>> describe({"kind": "notify", "comment": "released → amr", "from_status": "firing", "to_status": "firing"}, cat)
-'改派释放通知 → 县市场监管局'
+'改派释放 → 县市场监管局'
 >>> describe({"kind": "receivers", "comment": "+agri -amr", "from_status": "", "to_status": ""}, cat)
 '增加 县农业农村局;解除 县市场监管局'
 >>> describe({"kind": "reminder", "comment": "ack urge #1: amr", "from_status": "", "to_status": ""}, cat)
@@ -30,22 +30,16 @@ from __future__ import annotations
 
 import re
 
-CHANNEL_ZH = {"cold_chain_temp": "冷链温度", "boiler_pressure": "锅炉压力", "boiler_temp": "锅炉温度",
-              "vessel_pressure": "压力容器压力", "elevator_fault": "电梯故障码", "elevator_door_cycles": "电梯开关门次数",
-              "pump_vibration": "设备振动", "storage_humidity": "药品储存湿度", "storage_temp": "药品储存温度"}
-UNIT_ZH = {"C": "℃", "c": "℃", "MPa": "MPa", "%RH": "%RH", "mm/s": "mm/s"}
-NOTIFY_ZH = {"firing": "首次发出", "level_up": "级别上调通知", "resolved": "解除通知", "urge": "督促", "escalate": "升级督办",
-             "not_ours": "报专班办公室研判", "flapping": "反复波动,暂停通知", "stable": "恢复稳定通知",
-             "silence_expired": "静默期结束通知", "receiver_added": "指派通知", "released": "改派释放通知", "case_transfer": "案件移送",
-             "transfer_urge": "移送督促", "transfer_accepted": "移送已受理", "transfer_returned": "移送退回"}
-FEEDBACK_CODE_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门",
-                    "reassign": "专班改派", "accepted": "受理", "declined": "不予受理"}
-VIDEO_ZH = {"no_mask": "未戴口罩", "no_hat": "未戴帽子", "rodent": "鼠患", "smoking": "吸烟", "fire_exit_blocked": "消防通道堵塞",
-            "phone_use": "违规使用手机", "no_uniform": "未穿工作服"}
-CATEGORY_ZH = {"food_poisoning": "食物中毒", "food_quality": "食品质量", "hygiene": "卫生状况", "counterfeit_drug": "假劣药品",
-               "drug_sales": "药品销售", "medical_beauty_injury": "医美损害", "product_quality": "产品质量",
-               "equipment_safety": "设备安全", "pricing": "价格", "other": "其他"}
-STAGE_ZH = {"ack": "签收", "dispose": "处置"}
+from schemas.vocabulary import (
+    COMPLAINT_CATEGORY_ZH,
+    DEADLINE_STAGE_ZH,
+    FEEDBACK_ZH,
+    SENSOR_CHANNEL_ZH,
+    VIDEO_CLASS_ZH,
+    NoticeKind,
+    zh,
+)
+
 
 
 def _depts(codes: str, cat) -> str:
@@ -59,11 +53,11 @@ def describe(h: dict, cat) -> str:
     if kind == "notify":
         m = re.match(r"^(\w+) → (.*)$", c)
         if m:
-            return f"{NOTIFY_ZH.get(m[1], m[1])} → {_depts(m[2], cat)}"
+            return f"{zh(NoticeKind, m[1])} → {_depts(m[2], cat)}"
     elif kind == "feedback":
         m = re.match(r"^(\w+)\([^)]*\)\s*(.*)$", c, re.S)
         if m:
-            what, rest = FEEDBACK_CODE_ZH.get(m[1], m[1]), m[2].strip()
+            what, rest = FEEDBACK_ZH.get(m[1], m[1]), m[2].strip()
             if m[1] == "reassign":
                 r = re.match(r"^→ ([\w,]+):(.*)$", rest, re.S)
                 if r:
@@ -82,7 +76,7 @@ def describe(h: dict, cat) -> str:
     elif kind == "reminder":
         m = re.match(r"^(\w+) (urge|escalate) #(\d+): ([\w,]+)$", c)
         if m:
-            stage, what = STAGE_ZH.get(m[1], m[1]), "督促" if m[2] == "urge" else "报专班升级督办"
+            stage, what = DEADLINE_STAGE_ZH.get(m[1], m[1]), "督促" if m[2] == "urge" else "报专班升级督办"
             return f"超过{stage}时限,{what}(第{m[3]}次) → {_depts(m[4], cat)}"
     elif kind == "status":
         c = re.sub(r"score ([\d.]+) < ([\d.]+)", r"风险分 \1 低于解除线 \2", c)
@@ -118,14 +112,14 @@ def describe(h: dict, cat) -> str:
 def signal_zh(code: str) -> str:
     """Chinese name of an explanation signal (``sensor.cold_chain_temp`` → 冷链温度)."""
     head, _, tail = code.partition(".")
-    if head == "sensor" and tail in CHANNEL_ZH:
-        return CHANNEL_ZH[tail]
-    if head == "anomaly" and tail in CHANNEL_ZH:
-        return f"{CHANNEL_ZH[tail]}偏离历史规律(模型)"
+    if head == "sensor" and tail in SENSOR_CHANNEL_ZH:
+        return SENSOR_CHANNEL_ZH[tail]
+    if head == "anomaly" and tail in SENSOR_CHANNEL_ZH:
+        return f"{SENSOR_CHANNEL_ZH[tail]}偏离历史规律(模型)"
     if head == "video":
-        return f"视频识别:{VIDEO_ZH.get(tail, tail)}"
+        return f"视频识别:{VIDEO_CLASS_ZH.get(tail, tail)}"
     if head == "complaint":
-        return f"投诉:{CATEGORY_ZH.get(tail, tail)}"
+        return f"投诉:{COMPLAINT_CATEGORY_ZH.get(tail, tail)}"
     if head == "rate":
         return {"complaint": "投诉频次异常升高", "video": "视频违规频次异常升高"}.get(tail, code)
     if code == "inspection.violations":
@@ -134,12 +128,12 @@ def signal_zh(code: str) -> str:
         return "检查不合格概率(模型)"
     if head == "rule":
         kind, _, what = tail.partition(".")
-        if kind == "sensor" and what in CHANNEL_ZH:
-            return f"规则:{CHANNEL_ZH[what]}超限"
+        if kind == "sensor" and what in SENSOR_CHANNEL_ZH:
+            return f"规则:{SENSOR_CHANNEL_ZH[what]}超限"
         if kind == "video":
-            return f"规则:视频{VIDEO_ZH.get(what, what)}"
+            return f"规则:视频{VIDEO_CLASS_ZH.get(what, what)}"
         if kind == "complaint":
-            return f"规则:投诉{CATEGORY_ZH.get(what, what)}"
+            return f"规则:投诉{COMPLAINT_CATEGORY_ZH.get(what, what)}"
         if kind == "inspection":
             return "规则:检查结果"
     return code

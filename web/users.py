@@ -27,7 +27,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 ROLES = ("dept", "taskforce", "leader")
-ROLE_ZH = {"dept": "部门", "taskforce": "专班办公室", "leader": "县领导(只读)"}
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
 _DUMMY = _hasher.hash("riskwatch-dummy")  # verify against this for unknown users: same time as a real check
 

@@ -61,7 +61,8 @@ def route_test(
 
     With ``--item`` and no ``--entity-kind``, shows the routing for each kind of object the item
     supervises, one block per kind."""
-    from riskwatch.domain.routing import LEVEL_ZH, RoutingError, load_routing
+    from riskwatch.domain.routing import RoutingError, load_routing
+    from schemas.vocabulary import LEVELS, Level
 
     cat = _catalog(catalog_path)
     try:
@@ -83,8 +84,8 @@ def route_test(
                          "`riskwatch catalog items` lists both")
     if entity_kind is not None and entity_kind not in cat.entity_kinds:
         raise SystemExit(f"riskwatch route test: unknown entity kind {entity_kind!r}; known: {', '.join(cat.entity_kinds)}")
-    if level not in LEVEL_ZH:
-        raise SystemExit(f"riskwatch route test: unknown level {level!r}; known: {', '.join(LEVEL_ZH)}")
+    if level not in LEVELS:
+        raise SystemExit(f"riskwatch route test: unknown level {level!r}; known: {', '.join(LEVELS)}")
     if entity_kind is not None and item_id is not None and entity_kind not in cat.items[item_id].objects:
         typer.echo(f"注意 note: 事项{item_id} 的监管对象不含 {entity_kind}(item {item_id} does not cover this kind)", err=True)
     kinds = [entity_kind] if entity_kind is not None else list(cat.items[item_id].objects)
@@ -97,7 +98,7 @@ def route_test(
         it = cat.items.get(d.item_id) if d.item_id else None
         typer.echo(f"  事项 item:          {f'{it.id} {it.code} {it.name}' if it else '无(待专班研判 unassigned)'}")
         typer.echo(f"  主体类型 kind:      {kind} {cat.entity_kinds[kind].name}")
-        typer.echo(f"  等级 level:         {level} {LEVEL_ZH[level]}")
+        typer.echo(f"  等级 level:         {level} {Level(level).zh}")
         typer.echo(f"  乡镇 township:      {township or '-'}")
         typer.echo(f"  命中规则 rules:     {', '.join(d.matched_rules) or '-'}")
         typer.echo(f"  接收单位 receivers ({len(d.departments)}, 牵头单位在前 lead first):")

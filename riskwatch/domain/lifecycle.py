@@ -40,15 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
+from schemas.vocabulary import FEEDBACK_ZH, LEVELS, OPEN_STATUSES, AlertStatus, Level, zh
 
-LEVELS = ("blue", "yellow", "orange", "red")
-LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
-STATUS_ZH = {"pending": "待定", "firing": "预警中", "acknowledged": "已签收", "disposing": "处置中",
-             "resolved": "已解除", "closed": "已关闭"}
-FEEDBACK = ("acknowledged", "in_progress", "disposed", "not_ours")
-FEEDBACK_ZH = {"acknowledged": "签收", "in_progress": "处置中", "disposed": "处置完毕", "not_ours": "非本部门职责",
-               "reassign": "专班改派"}  # reassign: the task-force office's decision (Lifecycle.reassign)
-OPEN = ("firing", "acknowledged", "disposing")  # notified and not yet resolved
+FEEDBACK = ("acknowledged", "in_progress", "disposed", "not_ours")  # a receiving department's answers
+OPEN = OPEN_STATUSES  # notified and not yet resolved
 DEFAULT_LIFECYCLE_PATH = DATA_DIR / "lifecycle.yaml"
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 LevelName = Literal["blue", "yellow", "orange", "red"]
@@ -348,7 +343,7 @@ class Lifecycle:
             st.resolved_at = None
             self._start_timers(st, at)
             self._flap(st, at, out, silences)
-            self._emit(st, out, at, "firing", st.departments, f"【{LEVEL_ZH[st.level]}预警·再次触发】{self._desc(st)}", silences)
+            self._emit(st, out, at, "firing", st.departments, f"【{Level(st.level).zh}预警·再次触发】{self._desc(st)}", silences)
         self._check_stable(st, at, out, silences)
         return out
 
@@ -460,7 +455,7 @@ class Lifecycle:
             res.rejected = (f"只有专班办公室可以改派责任部门(only the task-force office {self.taskforce!r} may "
                             f"reassign alert {st.alert_id}; sent by {by!r})")
         elif st.status not in OPEN:
-            res.rejected = (f"预警 {st.alert_id} 当前状态为{STATUS_ZH.get(st.status, st.status)}({st.status}),"
+            res.rejected = (f"预警 {st.alert_id} 当前状态为{zh(AlertStatus, st.status)}({st.status}),"
                             f"不能改派(only open alerts can be reassigned)")
         elif not to:
             res.rejected = f"改派须指定责任部门(reassign needs assign_to; alert {st.alert_id})"
@@ -491,7 +486,7 @@ class Lifecycle:
                      " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]))
         self._start_timers(st, at)  # the new department's 签收/处置 deadlines start now
         d = self.deadline(st.item_id, st.level)
-        head = f"【{LEVEL_ZH[st.level]}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
+        head = f"【{Level(st.level).zh}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
         who = f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})"
         # released first: the alert's latest revision (its headline in the workbench) is then who is
         # responsible now, not the notice meant only for the departments let go
@@ -602,7 +597,7 @@ class Lifecycle:
         self._record(st, at, "receivers", st.status, st.status, actor, f"+{','.join(new)} {comment}".strip())
         if st.status in OPEN:
             self._emit(st, out, at, "receiver_added", new,
-                       f"【{LEVEL_ZH[st.level]}预警·指派】{self._desc(st)}:请贵单位签收处置。", silences)
+                       f"【{Level(st.level).zh}预警·指派】{self._desc(st)}:请贵单位签收处置。", silences)
 
     def _change_level(self, st, level, at, out, silences) -> None:
         if level == st.level:
@@ -610,7 +605,7 @@ class Lifecycle:
         up = LEVELS.index(level) > LEVELS.index(st.level)
         old = st.level
         st.level = level
-        self._record(st, at, "level", st.status, st.status, "detector", f"{old}→{level}({LEVEL_ZH[old]}→{LEVEL_ZH[level]})")
+        self._record(st, at, "level", st.status, st.status, "detector", f"{old}→{level}({Level(old).zh}→{Level(level).zh})")
         if not up or st.status not in OPEN:
             return
         d = self.deadline(st.item_id, level)  # deadlines never get longer, and tighten with the level
@@ -619,7 +614,7 @@ class Lifecycle:
         if st.dispose_due is not None and st.dispose_reminders == 0:
             st.dispose_due = min(st.dispose_due, at + d.dispose_hours * 3600)
         self._emit(st, out, at, "level_up", st.departments,
-                   f"【预警升级 {LEVEL_ZH[old]}→{LEVEL_ZH[level]}】{self._desc(st)}", silences)
+                   f"【预警级别上调 {Level(old).zh}→{Level(level).zh}】{self._desc(st)}", silences)
 
     def _maybe_fire(self, st, at, out, silences) -> None:
         wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
@@ -630,7 +625,7 @@ class Lifecycle:
         self._start_timers(st, at)
         d = self.deadline(st.item_id, st.level)
         self._emit(st, out, at, "firing", st.departments,
-                   f"【{LEVEL_ZH[st.level]}预警】{self._desc(st)}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
+                   f"【{Level(st.level).zh}预警】{self._desc(st)}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
                    silences)
 
     def _start_timers(self, st, at) -> None:
@@ -698,7 +693,7 @@ class Lifecycle:
             st.changes = []
             self._record(st, now, "flapping", st.status, st.status, "system", "stable")
             self._emit(st, out, now, "stable", st.departments,
-                       f"【预警已稳定】{self._desc(st)}:当前状态{STATUS_ZH[st.status]}。", silences, force=True)
+                       f"【预警已稳定】{self._desc(st)}:当前状态{AlertStatus(st.status).zh}。", silences, force=True)
 
     def _refresh_silence(self, st, now, out, silences) -> None:
         s = next((s for s in silences if s.matches(st, now)), None)
@@ -715,7 +710,7 @@ class Lifecycle:
         self._record(st, now, "silence", st.status, st.status, "system", f"silence {ended} ended")
         if st.status in OPEN:
             self._emit(st, out, now, "silence_expired", st.departments,
-                       f"【静默期结束】{self._desc(st)}:预警仍未解除,当前状态{STATUS_ZH[st.status]}。", [])
+                       f"【静默期结束】{self._desc(st)}:预警仍未解除,当前状态{AlertStatus(st.status).zh}。", [])
 
     def _emit(self, st, out, at, kind, depts, text, silences, force: bool = False) -> None:
         s = next((s for s in silences if s.matches(st, at)), None)

@@ -25,9 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
+from schemas.vocabulary import LEVELS
 
-LEVELS = ("blue", "yellow", "orange", "red")
-LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 DEFAULT_ROUTING_PATH = DATA_DIR / "routing.yaml"
 
 

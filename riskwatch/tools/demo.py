@@ -38,6 +38,7 @@ from riskwatch.tools.webserver import WebError, WebServer
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
+from schemas.vocabulary import OPEN_STATUSES, AlertStatus
 from streams import topics as T
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs and CI: wide enough for the tables
@@ -48,8 +49,11 @@ SUMMARY_SQL = {
         FROM riskwatch.alerts FINAL ARRAY JOIN departments AS dept
         GROUP BY item, dept, level ORDER BY item, dept, level""",
     "预警状态 alerts by status (FINAL)": """
-        SELECT status, count() AS alerts, countIf(dispose_due < last_seen AND status IN ('firing', 'acknowledged', 'disposing')) AS overdue
-        FROM riskwatch.alerts FINAL GROUP BY status ORDER BY alerts DESC""",
+        SELECT status, {STATUS_ZH} AS status_zh, count() AS alerts,
+               countIf(dispose_due < last_seen AND status IN ({OPEN})) AS overdue
+        FROM riskwatch.alerts FINAL GROUP BY status ORDER BY alerts DESC""".format(
+        STATUS_ZH=f"transform(status, {[s.value for s in AlertStatus]}, {[s.zh for s in AlertStatus]}, status)",
+        OPEN=", ".join(repr(s.value) for s in OPEN_STATUSES)),
     "通知 notifications sent to departments by kind (alert_history kind='notify')": """
         SELECT splitByString(' → ', comment)[1] AS notification, count() AS messages,
                sum(length(splitByChar(',', splitByString(' → ', comment)[2]))) AS deliveries

@@ -22,11 +22,12 @@ from pydantic import ValidationError
 
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
+from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
 from web.data import ts
-from web.deps import OPEN, STATUS_ZH, PageError, check_csrf, ctx, render, require_user
+from web.deps import OPEN, PageError, check_csrf, ctx, render, require_user
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
-from web.texts import CHANNEL_ZH, UNIT_ZH, describe, signal_zh
+from web.texts import describe, signal_zh
 from web.users import User
 
 router = APIRouter()
@@ -53,7 +54,6 @@ FROM {db}.alert_history WHERE alert_id = %(a)s AND kind = 'notify' AND startsWit
 
 BUNDLES_SQL = """
 SELECT version, bundle_hash, final, sealed_at FROM {db}.evidence FINAL WHERE alert_id = %(a)s ORDER BY version"""
-TRANSFER_ZH = {"transferred": "已移送,待受理", "accepted": "已受理", "returned": "已退回牵头单位"}
 
 HISTORY_SQL = """
 SELECT seq, at, kind, from_status, to_status, actor, comment
@@ -123,7 +123,7 @@ def transfer_info(a: dict, history: list[dict]) -> dict | None:
         reason = (answer["comment"] or "").removeprefix("不予受理:")
     elif answer is not None:
         reason = (answer["comment"] or "").removeprefix("受理").strip()
-    return {"state": a["transfer"] or "transferred", "state_zh": TRANSFER_ZH.get(a["transfer"], a["transfer"] or "已移送"),
+    return {"state": a["transfer"] or "transferred", "state_zh": zh(TransferState, a["transfer"] or "transferred"),
             "to": a["transfer_to"], "at": sent["at"] if sent else None, "reasons": reasons, "sha": sha,
             "answer": answer, "reason": reason, "due": None}
 
@@ -161,8 +161,8 @@ async def evidence(request: Request, a: dict) -> dict:
     limits: dict[float, str] = {}
     rules = ctx(request).rules
     for x in readings:
-        unit = UNIT_ZH.get(x["unit"], x["unit"])
-        series.setdefault(f"{CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
+        unit = SENSOR_UNIT_ZH.get(x["unit"], x["unit"])
+        series.setdefault(f"{SENSOR_CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
             (ts(x["occurred_at"]), float(x["value"])))
         rule = rules.sensor.get(x["channel"]) if rules is not None else None
         if rule is not None and rule.max is not None:
@@ -279,7 +279,7 @@ async def reassign(request: Request, alert_id: str, user: User = Depends(require
         raise PageError(403, "无权改派", "只有专班办公室可以改派责任部门,本次操作未提交。")
     a = await load_alert(request, user, alert_id)
     if a["status"] not in OPEN:
-        raise PageError(400, "预警已结束", f"该预警当前状态为“{STATUS_ZH.get(a['status'], a['status'])}”,不能改派。")
+        raise PageError(400, "预警已结束", f"该预警当前状态为“{zh(AlertStatus, a['status'])}”,不能改派。")
     assign_to = [d for d in dict.fromkeys(x.strip() for x in assign_to) if d]
     if not assign_to:
         raise PageError(400, "请选择责任部门", "请选择改派的责任部门,本次操作未提交。")
@@ -307,7 +307,7 @@ async def transfer_answer(request: Request, alert_id: str, user: User = Depends(
     if action not in ("accepted", "declined"):
         raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
     if a["transfer"] != "transferred":
-        raise PageError(400, "移送已答复", f"该案件移送状态为“{TRANSFER_ZH.get(a['transfer'], a['transfer'])}”,"
+        raise PageError(400, "移送已答复", f"该案件移送状态为“{zh(TransferState, a['transfer'])}”,"
                                           "不再接受受理或退回。本次操作未提交。")
     comment = comment.strip()
     if action == "declined" and not comment:

@@ -6,28 +6,32 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from schemas.vocabulary import ALERT_STATUSES, LEVELS
 from web.deps import OPEN, ctx, render, require_user
 from web.users import User
 
 router = APIRouter()
 LIMIT = 200
 
-INBOX_SQL = """
+OPEN_SQL = f"status IN ({', '.join(repr(s.value) for s in OPEN)})"
+LEVEL_RANK_SQL = f"indexOf([{', '.join(repr(lv.value) for lv in LEVELS)}], level)"
+
+INBOX_SQL = f"""
 SELECT alert_id, title, entity_id, entity_name, township, item_id, item_name, level, level_zh, status, score,
        ack_due, dispose_due, first_seen, updated_at, lead_department, departments, transfer
-FROM {db}.alerts FINAL
-WHERE {where}
-ORDER BY status IN ('firing', 'acknowledged', 'disposing') DESC,
-         indexOf(['blue', 'yellow', 'orange', 'red'], level) DESC, first_seen DESC
+FROM {{db}}.alerts FINAL
+WHERE {{where}}
+ORDER BY {OPEN_SQL} DESC,
+         {LEVEL_RANK_SQL} DESC, first_seen DESC
 LIMIT %(limit)s"""
 
-COUNTS_SQL = """
-SELECT countIf(status IN ('firing', 'acknowledged', 'disposing')) AS open,
-       countIf(status = 'firing' AND {mine}) AS unacked,
-       countIf(status IN ('firing', 'acknowledged', 'disposing') AND dispose_due < now64(3) AND {mine}) AS overdue,
+COUNTS_SQL = f"""
+SELECT countIf({OPEN_SQL}) AS open,
+       countIf(status = 'firing' AND {{mine}}) AS unacked,
+       countIf({OPEN_SQL} AND dispose_due < now64(3) AND {{mine}}) AS overdue,
        count() AS total,
        countIf(transfer = 'transferred') AS transfers
-FROM {db}.alerts FINAL WHERE {where}"""
+FROM {{db}}.alerts FINAL WHERE {{where}}"""
 
 
 def scope(user: User, dept: str = "") -> tuple[str, dict]:
@@ -67,12 +71,12 @@ async def inbox(request: Request, user: User = Depends(require_user), item: str 
     if township:
         conds.append("township = %(township)s")
         params["township"] = township
-    if level in ("blue", "yellow", "orange", "red"):
+    if level in LEVELS:
         conds.append("level = %(level)s")
         params["level"] = level
     if status == "open":
-        conds.append("status IN ('firing', 'acknowledged', 'disposing')")
-    elif status in ("firing", "acknowledged", "disposing", "resolved", "closed", "pending"):
+        conds.append(OPEN_SQL)
+    elif status in ALERT_STATUSES:
         conds.append("status = %(status)s")
         params["status"] = status
     if transfer == "pending":
