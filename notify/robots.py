@@ -132,12 +132,12 @@ def _lines(payload: dict) -> tuple[str, list[str]]:
         ann, lab = a.get("annotations", {}), a.get("labels", {})
         if ann.get("text"):
             texts.append(_riskwatch_text(ann, lab))
-            title = title or mask_pii(ann["text"].splitlines()[0])
+            title = title or md_text(ann["text"].splitlines()[0])
         else:
             state = "已恢复" if a.get("status") == "resolved" else "告警"
             head = f"【运维{state}】{lab.get('alertname', '')} {lab.get('instance', '')}".strip()
             texts.append("\n".join(md_text(x) for x in (head, ann.get("summary", ""), ann.get("description", "")) if x))
-            title = title or mask_pii(head)
+            title = title or md_text(head)
     return title or "riskwatch", texts
 
 

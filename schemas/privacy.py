@@ -19,9 +19,9 @@ Full-width characters (``１３８…``, ``＠``, ``（０５７１）``) are ma
 keep their original width. A number may be glued to letters (``tel13812345678``) but not to other
 digits, nor follow a decimal point. Left alone, because they are not personal:
 
-* 18-character 统一社会信用代码 (business ids): digits-only ones that pass the GB 32100 check
-  character and not the ID check digit are not IDs (unless ``身份证``/``证件`` precedes them), and
-  are not bank cards either;
+* 18-character 统一社会信用代码 (business ids) that pass their GB 32100 check character: with
+  letters, nothing in them is masked; digits-only ones are not bank cards, and not IDs unless they
+  pass the ID check digit too (or ``身份证``/``证件`` precedes them);
 * licence, order and equipment numbers of other lengths (``SC10441102100123``), riskwatch ids
   (``E000123``), hex ids (UUIDs, SHA-256 hashes: a token of 16+ hex characters), dates, times and
   measured values (``1.35 MPa``, ``2026-11-27 08:00``).
@@ -62,7 +62,8 @@ def _fold_table() -> dict[int, str]:
 
 
 _FOLD = _fold_table()
-_WIDE = re.compile("[\uff01-\uff5e\u3000\u00a0\u2000-\u200a\u202f\u205f\u2010-\u2014\u2212\ufe63]")
+# translate only a text that has a full-width digit, letter or ＠ (then with its spaces, dashes, brackets)
+_WIDE = re.compile("[\uff10-\uff19\uff20-\uff3a\uff41-\uff5a]")
 
 # a number starts where no digit (nor a decimal point after a digit) precedes it, and ends where
 # no digit (nor a decimal fraction) follows: letters may be glued on either side
@@ -76,10 +77,11 @@ _CARD = re.compile(_L + r"(?:[3-69][0-9]{15,18}"  # one run, or 4-4-4-4(-1..3) w
                    r"|[3-69][0-9]{3}(" + _SEP + r")[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{1,3})?)" + _R)
 _MOBILE = re.compile(r"(?<![0-9+])(?<![0-9]\.)((?:\+|00)?86" + _SEP + r"?|0)?"  # +86 / 0086 / 86 / trunk 0: kept
                      r"(1[3-9][0-9])(" + _SEP + r"?)([0-9]{4})\3([0-9]{4})" + _R)
-_LANDLINE = re.compile(_L + r"(\((?:010|02[0-9]|0[3-9][0-9]{2})\)|(?:010|02[0-9]|0[3-9][0-9]{2}))( ?[ \-]? ?)"
+_LANDLINE = re.compile(_L + r"([(（](?:010|02[0-9]|0[3-9][0-9]{2})[)）]|(?:010|02[0-9]|0[3-9][0-9]{2}))( ?[ \-]? ?)"
                        r"([1-9][0-9]{2,3}[ \-]?[0-9]{4})" + _R)
 _ANY = re.compile(r"[0-9@]")
 _HEX = re.compile(r"[0-9A-Fa-f\-]+")
+_TOKEN_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
 
 _ID_WORDS = ("身份", "证件", "证号", "ID")
 _PROVINCES = frozenset({11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
@@ -162,21 +164,46 @@ def _mask_email(orig: str, norm: str, m: re.Match) -> str:
     return orig[0] + "***" + orig[at:]
 
 
-_RULES: tuple[tuple[re.Pattern, Callable[[str, str, re.Match], str | None]], ...] = (
-    (_EMAIL, _mask_email), (_ID, _mask_id), (_CARD, _mask_card), (_MOBILE, _mask_mobile), (_LANDLINE, _mask_landline),
+_NUMBER_RULES: tuple[tuple[re.Pattern, Callable[[str, str, re.Match], str | None]], ...] = (
+    (_ID, _mask_id), (_CARD, _mask_card), (_MOBILE, _mask_mobile), (_LANDLINE, _mask_landline),
 )
+# the number patterns run only around digit groups of 7+ digits (prefixes and area codes in brackets
+# come up to 8 characters before): a search over the whole text per pattern costs ten times more
+_GROUP = re.compile(r"[0-9][0-9 \-]*")
 
 
-def _in_hex_token(norm: str, start: int, end: int) -> bool:
-    """Inside a long hex id (UUID, SHA-256, alert id): not a number written by a person."""
+_MASKS = dict(_NUMBER_RULES)
+
+
+def _windows(norm: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for g in _GROUP.finditer(norm):
+        s, e = g.span()
+        if e - s >= 7 and (e - s) - g.group().count(" ") - g.group().count("-") >= 7:
+            s, e = max(0, s - 8), min(len(norm), e + 2)
+            if out and s <= out[-1][1]:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+    return out
+
+
+def _business_token(norm: str, start: int, end: int) -> bool:
+    """The number is part of an id, not written by a person: a long hex id (UUID, SHA-256, alert
+    id: 16+ hex characters with a letter) or a 统一社会信用代码 with letters (18 characters, check
+    character right)."""
     a, b = start, end
-    while a > 0 and (norm[a - 1] in "0123456789abcdefABCDEF-"):
+    while a > 0 and norm[a - 1] in _TOKEN_CHARS:
         a -= 1
-    while b < len(norm) and (norm[b] in "0123456789abcdefABCDEF-"):
+    while b < len(norm) and norm[b] in _TOKEN_CHARS:
         b += 1
+    if a == start and b == end:
+        return False
     token = norm[a:b]
-    return (len(token) - token.count("-") >= 16 and _HEX.fullmatch(token) is not None
-            and any(c in "abcdefABCDEF" for c in token))
+    if (len(token) - token.count("-") >= 16 and _HEX.fullmatch(token) is not None
+            and any(c in "abcdefABCDEF" for c in token)):
+        return True
+    return len(token) == 18 and all(c in _USCC_CHARS for c in token) and _uscc_check_ok(token)
 
 
 def mask_pii(text: str) -> str:
@@ -187,14 +214,22 @@ def mask_pii(text: str) -> str:
     if not _ANY.search(norm):
         return text
     spans: list[tuple[int, int, str]] = []
-    for pattern, mask in _RULES:
-        for m in pattern.finditer(norm):
-            s, e = m.span()
-            if any(s < e2 and s2 < e for s2, e2, _ in spans) or (mask is not _mask_email and _in_hex_token(norm, s, e)):
-                continue
-            out = mask(text[s:e], norm[s:e], m)
-            if out is not None:
-                spans.append((s, e, out))
+    matches = [m for m in _EMAIL.finditer(norm)] if "@" in norm else []
+    windows = _windows(norm)
+    for pattern, _ in _NUMBER_RULES:
+        matches += [m for s, e in windows for m in pattern.finditer(norm, s, e)]
+    for m in matches:  # in order of priority: e-mail, ID, card, mobile, landline
+        s, e = m.span()
+        if any(s < e2 and s2 < e for s2, e2, _ in spans):
+            continue
+        if m.re is _EMAIL:
+            out = _mask_email(text[s:e], norm[s:e], m)
+        elif _business_token(norm, s, e):
+            continue
+        else:
+            out = _MASKS[m.re](text[s:e], norm[s:e], m)
+        if out is not None:
+            spans.append((s, e, out))
     if not spans:
         return text
     spans.sort()

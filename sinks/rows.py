@@ -4,7 +4,7 @@
 (``ingested_at``) take their DEFAULT. Datetimes are passed timezone-aware; clickhouse-connect
 converts them to the instant, stored in the ``Asia/Shanghai`` columns. Free text written by
 people or quoting them (complaint text and location, feedback, violation descriptions, task notes,
-alert titles, messages and explanation details, history comments, dead-letter reasons) is masked
+alert entity names, titles, messages and explanation details, history comments, dead-letter reasons) is masked
 with :func:`schemas.privacy.mask_pii` here, the one masking function. Not masked here: a chained
 history row (masked by the worker before it was hashed), evidence bundles (masked when drafted, then
 hashed), the registry's business data, and a dead letter's payload (kept byte-exact for replay).
@@ -186,7 +186,7 @@ def registry_row(e: EntityEvent) -> tuple:
 def alert_row(a: Alert) -> tuple:
     x = a.explanation
     return (
-        a.alert_id, a.revision, a.fingerprint, a.entity_id, a.entity_name, a.entity_kind, a.township,
+        a.alert_id, a.revision, a.fingerprint, a.entity_id, mask_pii(a.entity_name), a.entity_kind, a.township,
         a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, mask_pii(a.title),
         mask_pii(a.message), [c.signal for c in x], [c.value for c in x], [mask_pii(c.detail) for c in x],
         a.lead_department,
