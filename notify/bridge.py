@@ -47,6 +47,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
+from schemas.privacy import mask_pii
 from notify.text import alert_text
 
 log = logging.getLogger("riskwatch.notify")
@@ -73,8 +74,13 @@ class Refused(RuntimeError):
     """Alertmanager refused the alerts as invalid (4xx): not retried, dead-lettered."""
 
 
+_UNMASKED = frozenset({"link", "source_event_id", "ack_due", "dispose_due", "status", "entity_id"})  # ids, times, URL
+
+
 def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog, now: datetime) -> dict:
-    """The Alertmanager alert for one notification revision to one department."""
+    """The Alertmanager alert for one notification revision to one department. Every text annotation
+    (title, message, entity, the notification text that e-mail, 企业微信 application messages and the
+    robots show) goes through :func:`schemas.privacy.mask_pii`; the workbench link and ids do not."""
     dname = catalog.departments[department].name if department in catalog.departments else department
     link = alert.url  # the alert's workbench page (RISKWATCH_WEB_PUBLIC_URL), when the worker knows one
     starts = min(alert.updated_at, now) if alert.updated_at.tzinfo else now
@@ -83,6 +89,8 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
         "entity": f"{alert.entity_name}({alert.entity_id})" if alert.entity_name else alert.entity_id,
         "text": alert_text(alert, dname, link), "department_name": dname, "level_zh": alert.level_zh,
         "item_name": alert.item_name, "status": alert.status.value, "source_event_id": alert.source_event_id,
+        # the parts of ``text`` one by one, so that the robot adapter escapes what is data, not the template
+        "entity_name": alert.entity_name, "entity_id": alert.entity_id, "township": alert.township,
     }
     if alert.ack_due is not None:
         ann["ack_due"] = alert.ack_due.isoformat()
@@ -96,7 +104,7 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
                    "notification": alert.notification or "update",
                    "item": str(alert.item_id) if alert.item_id is not None else "none", "level": alert.level.value,
                    "township": alert.township or "unknown", "alertname": f"riskwatch_{alert.notification or 'update'}"},
-        "annotations": {k: v for k, v in ann.items() if v},
+        "annotations": {k: v if k in _UNMASKED else mask_pii(v) for k, v in ann.items() if v},
         "startsAt": starts.isoformat(),
         "generatorURL": link or f"riskwatch://alerts/{alert.alert_id}",
     }
@@ -293,10 +301,10 @@ class Bridge:
         import base64
 
         DEAD.inc()
-        log.warning("%s[%d]@%d refused: %s", rec.topic, rec.partition, rec.offset, reason)
+        log.warning("%s[%d]@%d refused: %s", rec.topic, rec.partition, rec.offset, mask_pii(reason))
         dl = DeadLetter(topic=rec.topic, partition=rec.partition, offset=rec.offset,
                         key=rec.key.decode(errors="replace") if rec.key is not None else None,
-                        payload_b64=base64.b64encode(rec.value or b"").decode(), error=f"notify: {reason}",
+                        payload_b64=base64.b64encode(rec.value or b"").decode(), error=mask_pii(f"notify: {reason}"),
                         received_at=datetime.now(timezone.utc))
         producer.send(self.settings.topic("deadletter"), value=dl.model_dump_json().encode(), key=rec.key)
 

@@ -16,6 +16,16 @@ or answers 5xx — Alertmanager then retries; 400 for a refusal that a retry can
 or signature), which Alertmanager logs and counts as failed. Robot keys, tokens and secrets
 never reach a log line: URLs are logged without their query string.
 
+What people wrote is data, never markup: the message is built again from the annotations' parts
+(:func:`notify.text.notification_text`), and every part that is data (title, entity, township, the
+message with its 理由 and comments, ops summaries) goes through :func:`md_text` first — masked by
+:func:`schemas.privacy.mask_pii`, markdown characters replaced by their full-width forms (neither
+robot documents backslash escapes) and links defanged — while the template's own structure and the
+workbench link stay as they are.
+
+>>> md_text("理由:**紧急** [点此](http://evil.example/x) 联系13812345678 <@all>")
+'理由:＊＊紧急＊＊ ［点此］（http：／／evil．example／x） 联系138＊＊＊＊5678 ＜@all＞'
+
 >>> dingtalk_sign("SEC000", 1700000000000)
 'ltBBey5eZrWKh1cPzFIdz3v3xpkc4Tjx4lLsPSHqdtA%3D'
 >>> redact("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc")
@@ -29,13 +39,17 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 import urllib.parse
+from datetime import datetime
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from notify.receivers import Channels, Receivers
+from notify.text import notification_text
+from schemas.privacy import mask_pii
 
 log = logging.getLogger("riskwatch.robots")
 SENT = Counter("riskwatch_robot_messages_total", "Messages accepted by a group robot", ["channel", "department"])
@@ -59,19 +73,71 @@ def redact(url: str) -> str:
     return url.split("?", 1)[0] + ("?…" if "?" in url else "")
 
 
+# markdown of 企业微信 and 钉钉 (CommonMark subset, <font>, <@user> mentions): each character that can
+# start markup becomes its full-width form, which both show as the same character
+_MD = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "\\`*_[](){}<>#!|~&"})
+_MD_LINE_START = re.compile(r"^([ \t]*)([-+=>]|\d+\.(?=\s))", re.MULTILINE)
+# links and bare domains, also glued to Chinese text (where \\b finds no word boundary)
+_URL = re.compile(r"(?i)(?<![a-z0-9+.\-])(?:[a-z][a-z0-9+.\-]*:/+|www\d{0,3}\.)[^\s，。；、）】]*")
+_DOMAIN = re.compile(r"(?i)(?<![a-z0-9\-.])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
+                     r"(?:com|cn|net|org|gov|edu|info|io|co|cc|top|xyz|vip|me|ly|site|online|club|shop|link|app|dev|tk|ru|"
+                     r"hk|tw)(?![a-z0-9\-])")
+_DEFANG = str.maketrans({":": "：", "/": "／", ".": "．"})
+
+
+def md_text(s: str) -> str:
+    """User text as inert robot markdown: personal numbers masked, no markup, no clickable link."""
+    s = mask_pii(s)
+    s = _URL.sub(lambda m: m.group(0).translate(_DEFANG), s)
+    s = _DOMAIN.sub(lambda m: m.group(0).replace(".", "．"), s)
+    s = s.translate(_MD)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2).translate(_LINE_START), s)
+
+
+_LINE_START = str.maketrans({"-": "－", "+": "＋", "=": "＝", ">": "＞", ".": "．"})
+
+
+def _when(v: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(v) if v else None
+    except ValueError:
+        return None
+
+
+def _riskwatch_text(ann: dict, lab: dict) -> str:
+    """The notification text of one riskwatch alert, its data escaped (:func:`md_text`). Built again
+    from the annotations' parts; a bridge that sends only ``text`` gets that text escaped line by line."""
+    link = ann.get("link", "")
+    if "title" not in ann or "alert_id" not in lab:
+        return "\n".join(line if link and line == f"链接:{link}" else md_text(line)
+                         for line in ann["text"].splitlines())
+    township = lab.get("township", "")
+    try:
+        revision = int(lab.get("seq", "0"))
+    except ValueError:
+        revision = 0
+    return notification_text(
+        kind=lab.get("notification", ""), level=lab.get("level", ""), title=md_text(ann.get("title", "")),
+        entity_name=md_text(ann.get("entity_name", "")), entity_id=md_text(ann.get("entity_id", "")),
+        township=md_text(township if township != "unknown" else ""), status=ann.get("status", ""),
+        ack_due=_when(ann.get("ack_due")), dispose_due=_when(ann.get("dispose_due")), alert_id=md_text(lab["alert_id"]),
+        revision=revision, message=md_text(ann.get("summary", "")),
+        department_name=md_text(ann.get("department_name", "")), link=link)
+
+
 def _lines(payload: dict) -> tuple[str, list[str]]:
-    """(title, message lines) of one webhook payload: riskwatch's ready text, or an ops alert."""
+    """(title, message lines) of one webhook payload: riskwatch's text, or an ops alert; data escaped."""
     texts, title = [], ""
     for a in payload.get("alerts", []):
         ann, lab = a.get("annotations", {}), a.get("labels", {})
         if ann.get("text"):
-            texts.append(ann["text"])
-            title = title or ann["text"].splitlines()[0]
+            texts.append(_riskwatch_text(ann, lab))
+            title = title or md_text(ann["text"].splitlines()[0])
         else:
             state = "已恢复" if a.get("status") == "resolved" else "告警"
             head = f"【运维{state}】{lab.get('alertname', '')} {lab.get('instance', '')}".strip()
-            texts.append("\n".join(x for x in (head, ann.get("summary", ""), ann.get("description", "")) if x))
-            title = title or head
+            texts.append("\n".join(md_text(x) for x in (head, ann.get("summary", ""), ann.get("description", "")) if x))
+            title = title or md_text(head)
     return title or "riskwatch", texts
 
 

@@ -3,7 +3,11 @@
 ``COLUMNS[table]`` is the column list that goes with the tuples of that table; columns left out
 (``ingested_at``) take their DEFAULT. Datetimes are passed timezone-aware; clickhouse-connect
 converts them to the instant, stored in the ``Asia/Shanghai`` columns. Free text written by
-people (complaints, feedback) is masked with :func:`schemas.privacy.mask_pii` here.
+people or quoting them (complaint text and location, feedback, violation descriptions, task notes,
+alert entity names, titles, messages and explanation details, history comments, dead-letter reasons) is masked
+with :func:`schemas.privacy.mask_pii` here, the one masking function. Not masked here: a chained
+history row (masked by the worker before it was hashed), evidence bundles (masked when drafted, then
+hashed), the registry's business data, and a dead letter's payload (kept byte-exact for replay).
 
 >>> from schemas.events import SensorReading
 >>> r = SensorReading(event_id="e1", entity_id="E1", occurred_at="2026-11-27T08:00:00", source="iot",
@@ -125,7 +129,7 @@ def inspection_row(e: InspectionResult) -> tuple:
         dict(e.checklist),
         [x.code for x in v],
         [x.severity.value for x in v],
-        [x.description for x in v],
+        [mask_pii(x.description) for x in v],
         worst.value if worst else "",
         e.outcome.value,
     )
@@ -136,7 +140,7 @@ def feedback_row(e: DisposalFeedback) -> tuple:
 
 
 def task_row(e: InspectionTask) -> tuple:
-    return _base(e) + (e.task_id, e.department, e.due, e.item_id, e.kind.value, e.ref, e.note)
+    return _base(e) + (e.task_id, e.department, e.due, e.item_id, e.kind.value, e.ref, mask_pii(e.note))
 
 
 def plan_row(p: InspectionPlan) -> tuple:
@@ -182,9 +186,10 @@ def registry_row(e: EntityEvent) -> tuple:
 def alert_row(a: Alert) -> tuple:
     x = a.explanation
     return (
-        a.alert_id, a.revision, a.fingerprint, a.entity_id, a.entity_name, a.entity_kind, a.township,
-        a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, a.title, a.message,
-        [c.signal for c in x], [c.value for c in x], [c.detail for c in x], a.lead_department,
+        a.alert_id, a.revision, a.fingerprint, a.entity_id, mask_pii(a.entity_name), a.entity_kind, a.township,
+        a.item_id, a.item_name, a.rule, a.level.value, a.level_zh, a.status.value, a.score, mask_pii(a.title),
+        mask_pii(a.message), [c.signal for c in x], [c.value for c in x], [mask_pii(c.detail) for c in x],
+        a.lead_department,
         list(a.departments), a.first_seen, a.last_seen, a.updated_at, a.source_event_id, a.schema_version,
         a.notification or "", list(a.recipients), a.ack_due, a.dispose_due, a.flapping, a.evidence_hash, a.transfer,
     )  # fmt: skip
@@ -192,7 +197,8 @@ def alert_row(a: Alert) -> tuple:
 
 def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "",
                       seq: int = 0, kind: str = "status", entity_id: str = "") -> tuple:
-    return (alert_id, at, str(from_status or ""), str(to_status), actor, comment, seq, kind, entity_id, "", "")
+    return (alert_id, at, str(from_status or ""), str(to_status), actor, mask_pii(comment), seq, kind, entity_id,
+            "", "")
 
 
 def transition_row(t: AlertTransition) -> tuple:
@@ -221,7 +227,7 @@ def _ms_dt(ms: int) -> datetime:
 
 
 def dead_letter_row(d: DeadLetter) -> tuple:
-    return (d.topic, d.partition, d.offset, d.key, d.payload_b64, d.error, d.received_at)
+    return (d.topic, d.partition, d.offset, d.key, d.payload_b64, mask_pii(d.error), d.received_at)
 
 
 def risk_score_row(entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()) -> tuple:
