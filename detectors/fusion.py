@@ -58,7 +58,7 @@ class _Level(BaseModel):
     exit: float = Field(ge=0, le=100)
 
     @model_validator(mode="after")
-    def _order(self) -> "_Level":
+    def _order(self) -> _Level:
         if self.exit > self.enter:
             raise ValueError(f"exit ({self.exit}) must not be above enter ({self.enter})")
         return self
@@ -105,7 +105,7 @@ class FusionConfig(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "FusionConfig":
+    def _check(self) -> FusionConfig:
         if set(self.levels) != {"blue", "yellow", "orange", "red"}:
             raise ValueError("levels needs blue, yellow, orange and red")
         enters = [self.levels[x].enter for x in LEVELS[1:]]
@@ -162,8 +162,10 @@ class RiskScore:
 
 
 def _explain(raw: list, cfg: FusionConfig) -> list[Contribution]:
-    return [Contribution(signal=sig, value=round(v, 4), detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
-            for c, sig, v in raw]
+    return [
+        Contribution(signal=sig, value=round(v, 4), detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
+        for c, sig, v in raw
+    ]
 
 
 class EntityRisk:
@@ -222,7 +224,9 @@ class EntityRisk:
         v = self._decayed(cur[0], cur[1], t, spec.half_life_hours)
         return 1.0 - math.exp(-v / spec.scale) if spec.mode == "sum" else v
 
-    def score_one(self, t: float, cfg: FusionConfig, item_id: int | None = None, top: int = 3) -> tuple[float, list[Contribution]]:
+    def score_one(
+        self, t: float, cfg: FusionConfig, item_id: int | None = None, top: int = 3
+    ) -> tuple[float, list[Contribution]]:
         """Risk score 0–100 at ``t`` and the ``top`` contributions (no level change)."""
         score, raw = self._score(t, cfg, item_id, top)
         return score, _explain(raw, cfg)

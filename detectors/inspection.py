@@ -67,7 +67,7 @@ def to_days(t: float | int | _dt.date | _dt.datetime) -> float:
     """
     if isinstance(t, _dt.datetime):
         if t.tzinfo is not None:
-            t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            t = t.astimezone(_dt.UTC).replace(tzinfo=None)
         return (t - _dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
     if isinstance(t, _dt.date):
         return float((t - _EPOCH).days)
@@ -427,9 +427,7 @@ class InspectionOutcomeModel:
         model=None,
     ) -> None:
         self.scaler = preprocessing.StandardScaler()
-        self.model = model if model is not None else linear_model.LogisticRegression(
-            optimizer=optim.SGD(lr), l2=l2
-        )
+        self.model = model if model is not None else linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
         self.onehot_groups = tuple(onehot)
         self.te_prior_n = te_prior_n
         self.te_decay = te_decay

@@ -33,7 +33,8 @@ True
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import rfc8785
 
@@ -59,21 +60,57 @@ def item_hash(item: dict) -> str:
     return sha256_hex(canonical(item))
 
 
-def bundle_header(alert_id: str, version: int, final: bool, entity_id: str, rule: str, trigger_at_ms: int,
-                  sealed_at_ms: int, items: list[dict], supersedes: str = "") -> dict:
-    return {"format": BUNDLE_FORMAT, "alert_id": alert_id, "version": version, "final": final,
-            "entity_id": entity_id, "rule": rule, "trigger_at_ms": trigger_at_ms, "sealed_at_ms": sealed_at_ms,
-            "supersedes": supersedes, "items": [{"name": it["name"], "sha256": item_hash(it)} for it in items]}
+def bundle_header(
+    alert_id: str,
+    version: int,
+    final: bool,
+    entity_id: str,
+    rule: str,
+    trigger_at_ms: int,
+    sealed_at_ms: int,
+    items: list[dict],
+    supersedes: str = "",
+) -> dict:
+    return {
+        "format": BUNDLE_FORMAT,
+        "alert_id": alert_id,
+        "version": version,
+        "final": final,
+        "entity_id": entity_id,
+        "rule": rule,
+        "trigger_at_ms": trigger_at_ms,
+        "sealed_at_ms": sealed_at_ms,
+        "supersedes": supersedes,
+        "items": [{"name": it["name"], "sha256": item_hash(it)} for it in items],
+    }
 
 
 def bundle_hash(header: dict) -> str:
     return sha256_hex(canonical(header))
 
 
-def chain_row(alert_id: str, seq: int, entity_id: str, at_ms: int, kind: str, from_status: str, to_status: str,
-              actor: str, comment: str) -> dict:
-    return {"alert_id": alert_id, "seq": int(seq), "entity_id": entity_id, "at_ms": int(at_ms), "kind": kind,
-            "from_status": from_status or "", "to_status": to_status, "actor": actor, "comment": comment or ""}
+def chain_row(
+    alert_id: str,
+    seq: int,
+    entity_id: str,
+    at_ms: int,
+    kind: str,
+    from_status: str,
+    to_status: str,
+    actor: str,
+    comment: str,
+) -> dict:
+    return {
+        "alert_id": alert_id,
+        "seq": int(seq),
+        "entity_id": entity_id,
+        "at_ms": int(at_ms),
+        "kind": kind,
+        "from_status": from_status or "",
+        "to_status": to_status,
+        "actor": actor,
+        "comment": comment or "",
+    }
 
 
 def chain_hash(prev_hash: str, row: dict) -> str:
@@ -122,7 +159,10 @@ def verify_bundle(header: dict, items: list[dict], expected_hash: str | None = N
         if name not in listed:
             problems.append(f"item {name!r} is not listed in the bundle header (added)")
         elif item_hash(it) != listed[name]:
-            problems.append(f"item {name!r} does not match its hash: listed {listed[name]}, content hashes to {item_hash(it)} (modified)")
+            problems.append(
+                f"item {name!r} does not match its hash: listed {listed[name]}, content hashes to {item_hash(it)} "
+                "(modified)"
+            )
     for name in listed:
         if name not in seen:
             problems.append(f"item {name!r} listed in the bundle header is missing (deleted)")
@@ -150,24 +190,40 @@ def verify_chain(alert_id: str, rows: list[dict], genesis: str | None) -> Findin
     for seq in range(1, top + 1):
         cands = by_seq.get(seq)
         if not cands:
-            return Finding(alert_id, seq, f"row seq {seq} is missing (deleted): the chain jumps from seq {seq - 1} to {seq + 1}")
+            return Finding(
+                alert_id, seq, f"row seq {seq} is missing (deleted): the chain jumps from seq {seq - 1} to {seq + 1}"
+            )
         if len(cands) > 1:
             nxt = by_seq.get(seq + 1, [])
             linked = {c["prev_hash"] for c in nxt}
-            good = [c for c in cands if c["prev_hash"] == prev and chain_hash(prev, c) == c["hash"]
-                    and (not nxt or c["hash"] in linked)]
+            good = [
+                c
+                for c in cands
+                if c["prev_hash"] == prev and chain_hash(prev, c) == c["hash"] and (not nxt or c["hash"] in linked)
+            ]
             extra = [c for c in cands if c not in good[:1]]
             what = extra[0]
-            return Finding(alert_id, seq, f"{len(cands)} different rows with seq {seq} (inserted row: {what['kind']} "
-                                          f"{what['to_status']} by {what['actor']}, comment {what['comment'][:60]!r})")
+            return Finding(
+                alert_id,
+                seq,
+                f"{len(cands)} different rows with seq {seq} (inserted row: {what['kind']} "
+                f"{what['to_status']} by {what['actor']}, comment {what['comment'][:60]!r})",
+            )
         r = cands[0]
         if r["prev_hash"] != prev:
-            what = ("does not start from the alert's evidence bundle hash" if seq == 1
-                    else f"does not link to row seq {seq - 1} (a row inserted, replaced or reordered)")
+            what = (
+                "does not start from the alert's evidence bundle hash"
+                if seq == 1
+                else f"does not link to row seq {seq - 1} (a row inserted, replaced or reordered)"
+            )
             return Finding(alert_id, seq, f"row seq {seq} {what}")
         if chain_hash(r["prev_hash"], r) != r["hash"]:
-            return Finding(alert_id, seq, f"row seq {seq} was modified: its content no longer matches its hash "
-                                          f"({r['kind']} {r['to_status']} by {r['actor']}, comment {r['comment'][:60]!r})")
+            return Finding(
+                alert_id,
+                seq,
+                f"row seq {seq} was modified: its content no longer matches its hash "
+                f"({r['kind']} {r['to_status']} by {r['actor']}, comment {r['comment'][:60]!r})",
+            )
         prev = r["hash"]
     return None
 
@@ -183,7 +239,9 @@ def verify_anchor(anchor: dict, heads: dict[tuple[str, int], set[str]]) -> list[
     for aid, seq, h in leaves:
         stored = heads.get((aid, int(seq)))
         if not stored:
-            out.append(Finding(aid, int(seq), f"anchored row seq {seq} is missing from alert_history (deleted after {where})"))
+            out.append(
+                Finding(aid, int(seq), f"anchored row seq {seq} is missing from alert_history (deleted after {where})")
+            )
         elif h not in stored:
             out.append(Finding(aid, int(seq), f"anchored row seq {seq} has another hash now (modified after {where})"))
     return out

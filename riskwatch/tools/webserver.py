@@ -96,8 +96,14 @@ class WebServer:
         if not pid:
             env = {**os.environ, **settings_env(self.settings)}
             logf = open(self.log_file, "ab")
-            proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "web", "run"], env=env, stdout=logf,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+                env=env,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             self.pid_file.write_text(str(proc.pid))
             pid = proc.pid
             log(f"starting the workbench (pid {pid}) at {self.url}; log: {self.log_file}")

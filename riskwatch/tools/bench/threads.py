@@ -15,8 +15,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
         except OSError:
             continue  # the thread ended
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        f = stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2 :].split()
         out[f"{name}:{tid}"] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
@@ -32,6 +32,12 @@ def thread_groups(before: dict[str, float], after: dict[str, float], main_tid: i
     for key, cpu in after.items():
         name, tid = key.rsplit(":", 1)
         d = cpu - before.get(key, 0.0)
-        group = "event_loop" if int(tid) == main_tid else "python_threads" if name.startswith("python") else "native_threads"
+        group = (
+            "event_loop"
+            if int(tid) == main_tid
+            else "python_threads"
+            if name.startswith("python")
+            else "native_threads"
+        )
         g[group] += d
     return {k: round(v / seconds, 3) for k, v in g.items()}

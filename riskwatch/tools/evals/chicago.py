@@ -76,7 +76,14 @@ class _Progress:
 
 
 def _norm_addr(s: pd.Series) -> np.ndarray:
-    return s.astype("string").fillna("").str.upper().str.strip().str.replace(r"\s+", " ", regex=True).to_numpy(dtype=object)
+    return (
+        s.astype("string")
+        .fillna("")
+        .str.upper()
+        .str.strip()
+        .str.replace(r"\s+", " ", regex=True)
+        .to_numpy(dtype=object)
+    )
 
 
 def _norm_name(s: pd.Series) -> np.ndarray:
@@ -235,9 +242,14 @@ def replay(
                     for c, v in zip(attr_cols, attr_vals[p]):
                         if v:
                             attrs[c.lower()] = v
-            st.on_licence(d, kind=ftype[k] if isinstance(ftype[k], str) else None,
-                          risk=risk[k] if isinstance(risk[k], str) else None,
-                          licence_start=ls, flags=flags, attrs=attrs)
+            st.on_licence(
+                d,
+                kind=ftype[k] if isinstance(ftype[k], str) else None,
+                risk=risk[k] if isinstance(risk[k], str) else None,
+                licence_start=ls,
+                flags=flags,
+                attrs=attrs,
+            )
             ctx = {
                 "temp_max_3d": (t3 - 60.0) / 20.0,
                 "area_complaints_30d": math.log1p(grid.count(lat[k], lon[k], d, 30.0)),
@@ -259,7 +271,10 @@ def replay(
                 feature_sink.append((iid[k], d, y, x))
             model.learn_one(x, y)
             states[licence[k]].on_inspection(
-                d, critical=int(crit[k]), serious=int(ser[k]), minor=int(minor[k]),
+                d,
+                critical=int(crit[k]),
+                serious=int(ser[k]),
+                minor=int(minor[k]),
                 failed=results[k].lower().startswith("fail"),
             )
         i = j
@@ -276,8 +291,11 @@ def days_earlier_metric(days: np.ndarray, critical: np.ndarray, scores: np.ndarr
     n = len(days)
     if n == 0:
         return {
-            "n_inspections": 0, "n_critical": 0, "mean_days_earlier": float("nan"),
-            "first_half_share_actual": float("nan"), "first_half_share_model": float("nan"),
+            "n_inspections": 0,
+            "n_critical": 0,
+            "mean_days_earlier": float("nan"),
+            "first_half_share_actual": float("nan"),
+            "first_half_share_model": float("nan"),
         }
     actual_order = np.argsort(days, kind="stable")
     days, critical, scores = days[actual_order], critical[actual_order], scores[actual_order]
@@ -317,8 +335,9 @@ def evaluate(
 ) -> tuple[pd.DataFrame, dict]:
     """Replay and compute the metric over ``[score_from, score_to]`` (helper for second windows)."""
     scored = replay(data_dir, score_from, score_to, model_factory, progress, data, **kw)
-    return scored, days_earlier_metric(scored["day"].to_numpy(), scored["critical"].to_numpy(),
-                                       scored["score"].to_numpy())
+    return scored, days_earlier_metric(
+        scored["day"].to_numpy(), scored["critical"].to_numpy(), scored["score"].to_numpy()
+    )
 
 
 def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
