@@ -195,7 +195,7 @@ class EntityHistory:
         return _HISTORY_SLOTS(self)
 
     def __setstate__(self, state):
-        for s, v in zip(self.__slots__, state):
+        for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
 
     # -- events -------------------------------------------------------------------------------

@@ -154,10 +154,10 @@ class SensorAnomaly:
     def __setstate__(self, state):
         slots = self.__slots__
         if len(state) < len(slots):  # state slots only: the default configuration
-            for s, v in zip(slots, _DEFAULT_CONFIG):
+            for s, v in zip(slots, _DEFAULT_CONFIG, strict=False):  # the configuration slots only
                 object.__setattr__(self, s, v)
             slots = slots[_N_CONFIG:]
-        for s, v in zip(slots, state):
+        for s, v in zip(slots, state, strict=True):
             if type(v) is tuple:
                 a = array(v[0])
                 a.frombytes(v[1])

@@ -315,7 +315,10 @@ class Settings(BaseSettings):
     )
     citylink_city_properties: dict[str, str] = Field(
         {},
-        description='Further client properties for the city\'s cluster, e.g. {"ssl.truststore.location": "..."} (written as <city alias>.<key> = <value>)',
+        description=(
+            "Further client properties for the city's cluster, e.g. "
+            '{"ssl.truststore.location": "..."} (written as <city alias>.<key> = <value>)'
+        ),
     )
 
     # --- Fault injection -----------------------------------------------------------------------

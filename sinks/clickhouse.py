@@ -74,7 +74,7 @@ def _lock_directory(path: str) -> None:
     path = os.path.realpath(path)
     if path in _LOCKS:
         return
-    f = open(os.path.join(path, ".riskwatch.lock"), "a+")
+    f = open(os.path.join(path, ".riskwatch.lock"), "a+")  # noqa: SIM115 - held open: the lock lives as long as the process
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

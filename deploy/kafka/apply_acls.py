@@ -113,7 +113,7 @@ def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
     if missing:
         raise SystemExit(f"apply_acls: set the password variable(s) {', '.join(missing)} (see .env.example)")
     admin = None
-    for attempt in range(60):  # the broker may still be starting
+    for _attempt in range(60):  # the broker may still be starting
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap,

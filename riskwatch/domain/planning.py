@@ -232,7 +232,7 @@ class SpotCheckPlanner:
                 raise _Ref(
                     ("rosters", dept), f"unknown department code {dept!r}; known: {', '.join(catalog.departments)}"
                 )
-        for n, item in enumerate(catalog.items_list):
+        for item in catalog.items_list:
             if not config.rosters.get(item.lead):
                 raise _Ref(
                     ("rosters",), f"item {item.id} ({item.code}): lead department {item.lead!r} has no inspector roster"

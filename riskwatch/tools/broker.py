@@ -210,15 +210,15 @@ class Broker:
             if r.returncode != 0:
                 raise BrokerError(f"formatting KRaft storage failed:\n{r.stdout}{r.stderr}")
         if not pid:
-            logf = open(self.log_file, "ab")
-            proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(props)),
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.data_dir,
-            )
+            with open(self.log_file, "ab") as logf:  # the broker writes to its own descriptor
+                proc = subprocess.Popen(
+                    self._java("kafka.Kafka", str(props)),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.data_dir,
+                )
             self.pid_file.write_text(str(proc.pid))
             pid = proc.pid
             log(

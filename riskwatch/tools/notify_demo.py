@@ -144,7 +144,8 @@ class DemoNotify:
             c.close()
 
     def delivered(self) -> dict[str, Counter]:
-        """department → channel → notifications received (one per alert in a webhook payload, one per robot/email message)."""
+        """department → channel → notifications received (one per alert in a webhook payload, one per
+        robot/email message)."""
         out: dict[str, Counter] = defaultdict(Counter)
         for r in self.sink.ok("/"):
             parts = r.path.strip("/").split("/")

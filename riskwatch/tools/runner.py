@@ -6,6 +6,7 @@ polls a condition with a deadline and says what to check when it expires.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -155,15 +156,16 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         loglevel = os.environ.get("RISKWATCH_WORKER_LOGLEVEL", "warn")  # e.g. info when debugging a test
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "riskwatch.cli.main", "worker", "--loglevel", loglevel],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with contextlib.ExitStack() as stack:  # the worker writes to its own descriptor of the log
+            log = stack.enter_context(open(self.log_path, "ab")) if self.log_path else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "riskwatch.cli.main", "worker", "--loglevel", loglevel],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -193,7 +195,7 @@ class WorkerProcess:
             raise QueryFailed(engine_error_line(msg)) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
-        return [dict(zip(body["columns"], row)) for row in body["rows"]]
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
     def stop(self, timeout: float = 60.0) -> int | None:
         self._stopping = True
@@ -213,10 +215,8 @@ class WorkerProcess:
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
         os.kill(self.proc.pid, signal.SIGUSR1)  # mode: threads and tasks (async generators truncated)
         os.kill(self.proc.pid, signal.SIGUSR2)  # riskwatch: each task's await chain to the innermost frame
-        try:
+        with contextlib.suppress(WaitTimeout):
             wait_for(lambda: self.log_path.stat().st_size > size, 10, "the worker to log its stacks")
-        except WaitTimeout:
-            pass
 
     def kill9(self) -> None:
         self._stopping = True

@@ -98,16 +98,16 @@ class LocalService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         if not pid:
-            logf = open(self.log_file, "ab")
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.data_dir,
-                env=self.env(),
-            )
+            with open(self.log_file, "ab") as logf:  # the service writes to its own descriptor
+                proc = subprocess.Popen(
+                    self.command(),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.data_dir,
+                    env=self.env(),
+                )
             self.pid_file.write_text(str(proc.pid))
             self._proc = proc
             pid = proc.pid

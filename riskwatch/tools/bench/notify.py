@@ -18,6 +18,7 @@ in simulated time (``lifecycle_clock=event``). Then it waits until every notific
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -136,10 +137,8 @@ def run(
         for t in topics:
             for r in read_all(s, t):
                 n_events += 1
-                try:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     events[orjson.loads(r.value)["event_id"]] = r.timestamp
-                except (ValueError, KeyError, TypeError):
-                    pass
         ev_lat, al_lat, worker_lat = [], [], []
         for req in notify.sink.ok("/hook/"):
             if req.path == "/hook/_ops":

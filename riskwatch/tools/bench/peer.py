@@ -61,10 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         if not seen["messages"]:
             seen["t0"], seen["c0"] = time.perf_counter(), time.process_time()
         seen["messages"] += 1
-        if value.get("kind") == "sensor_batch":
-            readings = value["readings"]
-        else:
-            readings = (value,)
+        readings = value["readings"] if value.get("kind") == "sensor_batch" else (value,)
         alerts = []
         for r in readings:
             k = f"{r['device_id']}:{r['channel']}"

@@ -25,7 +25,8 @@ def thread_groups(before: dict[str, float], after: dict[str, float], main_tid: i
     """Cores per group over ``seconds``: the event loop (the main thread), the other Python threads
     (aiokafka's consumer thread, the ClickHouse writer's), and ClickHouse's native threads.
 
-    >>> thread_groups({"python:1": 1.0, "python:2": 0.5}, {"python:1": 2.0, "python:2": 1.0, "MergeMutate:3": 0.5}, 1, 2.0)
+    >>> before = {"python:1": 1.0, "python:2": 0.5}
+    >>> thread_groups(before, {"python:1": 2.0, "python:2": 1.0, "MergeMutate:3": 0.5}, 1, 2.0)
     {'event_loop': 0.5, 'python_threads': 0.25, 'native_threads': 0.25}
     """
     g = {"event_loop": 0.0, "python_threads": 0.0, "native_threads": 0.0}

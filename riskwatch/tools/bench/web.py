@@ -185,12 +185,13 @@ def run(settings: Settings, alerts: int, history: int, requests: int, out: Path)
         worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
         store = UserStore(s.workbench_dir / "users.json")
         pw = store.add("amr", dept="amr", name="张三")[1]
-        web = subprocess.Popen(
-            [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
-            env=env,
-            stdout=open(tmp / "web.log", "ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(tmp / "web.log", "ab") as web_log:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+                env=env,
+                stdout=web_log,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{s.workbench_port}"
         wait_for(lambda: _up(url), 60, "the workbench")
         c = httpx.Client(base_url=url, timeout=60)

@@ -133,7 +133,7 @@ def replay(
 
     # licence facts per inspection id
     lic = lic.drop_duplicates("Inspection_ID", keep="last").set_index("Inspection_ID")
-    lic_start = dict(zip(lic.index, _days(lic["License_Start"]) if "License_Start" in lic else []))
+    lic_start = dict(zip(lic.index, _days(lic["License_Start"]) if "License_Start" in lic else [], strict=False))
     flag_cols = [c for c in LICENCE_FLAGS if c in lic.columns]
     flag_vals = lic[flag_cols].fillna(0).to_numpy(dtype=bool) if flag_cols else None
     lic_pos = {iid: k for k, iid in enumerate(lic.index)}
@@ -142,7 +142,7 @@ def replay(
 
     # weather: day -> max temperature
     wday = _days(weather["date"])
-    tmax = dict(zip(wday, pd.to_numeric(weather["temperatureMax"], errors="coerce")))
+    tmax = dict(zip(wday, pd.to_numeric(weather["temperatureMax"], errors="coerce"), strict=True))
 
     # complaints grouped by creation day
     cday = _days(comp["Creation_Date"])
@@ -237,9 +237,9 @@ def replay(
                 if ls is not None and math.isnan(ls):
                     ls = None
                 if flag_vals is not None:
-                    flags = tuple(c for c, v in zip(flag_cols, flag_vals[p]) if v)
+                    flags = tuple(c for c, v in zip(flag_cols, flag_vals[p], strict=True) if v)
                 if attr_vals is not None:
-                    for c, v in zip(attr_cols, attr_vals[p]):
+                    for c, v in zip(attr_cols, attr_vals[p], strict=True):
                         if v:
                             attrs[c.lower()] = v
             st.on_licence(
@@ -265,7 +265,7 @@ def replay(
                 out_crit.append(bool(crit[k] > 0))
                 out_score.append(model.predict_proba_one(x))
         # 3: outcomes of the day are learned after all of the day's scores
-        for k, x in zip(range(i, j), xs):
+        for k, x in zip(range(i, j), xs, strict=True):
             y = bool(crit[k] > 0)
             if feature_sink is not None:
                 feature_sink.append((iid[k], d, y, x))
@@ -349,7 +349,7 @@ def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
     with out.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["Inspection_ID", "score"])
-        for a, s in zip(scored["Inspection_ID"].tolist(), scored["score"].tolist()):
+        for a, s in zip(scored["Inspection_ID"].tolist(), scored["score"].tolist(), strict=True):
             w.writerow([a, f"{s:.6f}"])
     metrics["runtime_s"] = round(time.monotonic() - t0, 2)
     metrics["out"] = str(out)

@@ -214,9 +214,8 @@ def best_threshold(files: Sequence[ScoredFile], cost: dict[str, float] = STANDAR
                 raw += sweep[idx] - old
                 window_best[w] = sweep[idx]
         # a threshold can only sit between distinct score values
-        if pos + 1 == len(order) or s_sorted[pos + 1] != s_sorted[pos]:
-            if raw > best_raw:
-                best_raw, best_thr = raw, float(s_sorted[pos])
+        if (pos + 1 == len(order) or s_sorted[pos + 1] != s_sorted[pos]) and raw > best_raw:
+            best_raw, best_thr = raw, float(s_sorted[pos])
     return {
         "raw": best_raw,
         "null": null,
@@ -258,7 +257,7 @@ def detect_frame(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         det = DeviceAnomaly(channels=cols)
         mat = df[cols].to_numpy(dtype=float)
         for i in range(n):
-            s, a = det.update({c: float(v) for c, v in zip(cols, mat[i])}, float(t[i]))
+            s, a = det.update({c: float(v) for c, v in zip(cols, mat[i], strict=True)}, float(t[i]))
             scores[i] = s
             alerts[i] = a
     return scores, alerts

@@ -201,7 +201,8 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                     s,
                     s + (ramp + hold + rec) * f,
                     f"sensor.{spec['channel']}",
-                    f"{e.name}{'冷冻库' if tmpl == 'freezer_temp' else '冷藏库'}压缩机故障,库温数小时内持续上升并超过{spec['limit']}℃",
+                    f"{e.name}{'冷冻库' if tmpl == 'freezer_temp' else '冷藏库'}压缩机故障,"
+                    f"库温数小时内持续上升并超过{spec['limit']}℃",
                     device_id=d.device_id,
                     template=tmpl,
                     channel=spec["channel"],

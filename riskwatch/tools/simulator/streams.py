@@ -63,15 +63,17 @@ class GatewayBatcher:
     ``k`` readings, or fewer once the oldest has waited ``hold_s`` simulated seconds.
 
     >>> g = GatewayBatcher(2, 600)
-    >>> r = lambda i: orjson.dumps({"schema_version": 1, "event_id": f"e{i}", "entity_id": "E1", "occurred_at": "2026-11-27T08:00:00+08:00",
-    ...     "source": "iot-gw-01", "device_id": "d1", "channel": "storage_temp", "unit": "C", "value": 20.5})
+    >>> r = lambda i: orjson.dumps({"schema_version": 1, "event_id": f"e{i}", "entity_id": "E1",
+    ...     "occurred_at": "2026-11-27T08:00:00+08:00", "source": "iot-gw-01", "device_id": "d1",
+    ...     "channel": "storage_temp", "unit": "C", "value": 20.5})
     >>> list(g.add(0.0, b"E1", r(1)))
     []
     >>> [(topic, key, value)] = g.add(1.0, b"E1", r(2))
     >>> topic, key, len(orjson.loads(value)["readings"])
     ('events.sensor', b'E1', 2)
-    >>> orjson.loads(value)["readings"][0]
-    {'event_id': 'e1', 'occurred_at': '2026-11-27T08:00:00+08:00', 'device_id': 'd1', 'channel': 'storage_temp', 'unit': 'C', 'value': 20.5}
+    >>> orjson.loads(value)["readings"][0]  # doctest: +NORMALIZE_WHITESPACE
+    {'event_id': 'e1', 'occurred_at': '2026-11-27T08:00:00+08:00', 'device_id': 'd1',
+     'channel': 'storage_temp', 'unit': 'C', 'value': 20.5}
     """
 
     def __init__(self, k: int, hold_s: float):
@@ -271,7 +273,7 @@ def fake_id_number(rng: random.Random) -> str:
     """An 18-digit resident ID number of the county (411121) with a valid check digit. Fake."""
     birth = datetime(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55))
     body = f"411121{birth:%Y%m%d}{rng.randrange(1000):03d}"
-    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_W)) % 11]
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_W, strict=True)) % 11]
     return body + check
 
 
@@ -629,7 +631,7 @@ class Simulator:
             vals = v[idx].astype(np.int64).tolist() if is_int else v[idx].tolist()
             offs = g.offset[idx].tolist()
             tmpl, keys, eid, dumps, append = g.tmpl_bytes, g.keys, self._eid, orjson.dumps, batch.append
-            for i, val, off in zip(idx.tolist(), vals, offs):
+            for i, val, off in zip(idx.tolist(), vals, offs, strict=True):
                 tsb = ts_cache.get(off)
                 if tsb is None:
                     tsb = ts_cache[off] = self._iso(t + off).encode()
