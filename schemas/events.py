@@ -16,6 +16,7 @@ kind, department) are checked against the catalog passed as validation context::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, NotRequired
@@ -70,7 +71,7 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 ShortText = Annotated[str, Field(max_length=200)]
 
 
-def _catalog_code(kind: str):
+def _catalog_code(kind: str) -> Callable[[str, ValidationInfo], str]:
     """Validator factory: the value must be a code in the catalog given as validation context."""
 
     def check(v: str, info: ValidationInfo) -> str:
