@@ -93,7 +93,7 @@ class FusionConfig(BaseModel):
     """``riskwatch/data/fusion.yaml``, validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    levels: dict[Literal["blue", "yellow", "orange", "red"], _Level]
+    levels: dict[str, _Level]  # exactly blue, yellow, orange and red (checked below)
     alert_min_level: Literal["blue", "yellow", "orange", "red"] = "orange"
     emit_min_delta: float = Field(5.0, ge=0)
     sensor_model_alerts: bool = False
@@ -148,7 +148,7 @@ class RiskScore:
     score: float
     level: str  # "" below blue
     previous: str
-    raw: list = field(default_factory=list)  # (contribution, signal, value), largest first
+    raw: list[tuple[float, str, float]] = field(default_factory=list)  # (contribution, signal, value), largest first
     cfg: FusionConfig | None = None
 
     @property
@@ -161,9 +161,10 @@ class RiskScore:
         return _explain(self.raw, self.cfg)
 
 
-def _explain(raw: list, cfg: FusionConfig) -> list[Contribution]:
+def _explain(raw: list[tuple[float, str, float]], cfg: FusionConfig | None) -> list[Contribution]:
+    label = cfg.label if cfg is not None else str
     return [
-        Contribution(signal=sig, value=round(v, 4), detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
+        Contribution(signal=sig, value=round(v, 4), detail=f"{label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
         for c, sig, v in raw
     ]
 
@@ -231,7 +232,9 @@ class EntityRisk:
         score, raw = self._score(t, cfg, item_id, top)
         return score, _explain(raw, cfg)
 
-    def _score(self, t: float, cfg: FusionConfig, item_id: int | None, top: int = 3) -> tuple[float, list]:
+    def _score(
+        self, t: float, cfg: FusionConfig, item_id: int | None, top: int = 3
+    ) -> tuple[float, list[tuple[float, str, float]]]:
         keep = 1.0
         contribs = []
         for sig in list(self.signals):

@@ -27,6 +27,7 @@ import datetime as _dt
 import math
 import operator
 from collections.abc import Mapping
+from typing import SupportsFloat, cast
 
 from river import linear_model, optim, preprocessing
 
@@ -285,7 +286,7 @@ class EntityHistory:
         """Features for an inspection at time ``t`` (days), merged with caller ``context``."""
         t = to_days(t)
         first = self.n_insp == 0
-        f: dict[str, float] = {
+        f: dict[str, object] = {
             "first_record": 1.0 if first else 0.0,
             "past_critical": 1.0 if self.last_crit > 0 else 0.0,
             "past_serious": 1.0 if self.last_serious > 0 else 0.0,
@@ -451,7 +452,7 @@ class InspectionOutcomeModel:
                     g, val = k.split("=", 1)
                     cat[g] = val
             elif v is not None:
-                v = float(v)
+                v = float(cast("SupportsFloat", v))  # numbers of any kind (numpy's too)
                 if not math.isnan(v):
                     num[k] = v
         return num, cat

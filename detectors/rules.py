@@ -149,10 +149,13 @@ class RuleSet(BaseModel):
         if r.codes:
             code = r.codes.get(str(int(value))) if value == value and abs(value) < 1e9 else None
             return Hit(rule, code.level, code.title, value) if code else None
+        level = r.level
+        if level is None:  # not reached: SensorRule requires a level when it has no codes
+            return None
         if (r.max is not None and value > r.max) or (r.min is not None and value < r.min):
-            return Hit(rule, r.level, r.title, value, r.confirm, r.within_minutes * 60)
+            return Hit(rule, level, r.title, value, r.confirm, r.within_minutes * 60)
         if r.max_rise is not None and baseline is not None and value - baseline > r.max_rise:
-            return Hit(rule, r.level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
+            return Hit(rule, level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
         return None
 
     def on_video(self, cls: str, confidence: float) -> Hit | None:
