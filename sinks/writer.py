@@ -80,7 +80,7 @@ class RetryInfo:
     what: str  # e.g. "insert into events_sensor (2000 rows)"
     attempt: int  # attempts made so far
     wait: float  # seconds until the next attempt
-    error: BaseException
+    error: BaseException | None  # None if tenacity recorded no outcome
     message: str  # the logged line
 
 

@@ -186,7 +186,7 @@ def sample_rows(now: datetime, days: float = 1.0, scale: float = 0.1, seed: int 
     rows["alerts"] = alerts
     rows["alert_history"] = history
     rows["risk_scores"] = scores
-    for table, r in event_rows(feedback + inspections).items():
+    for table, r in event_rows([*feedback, *inspections]).items():
         rows.setdefault(table, []).extend(r)
     return rows
 

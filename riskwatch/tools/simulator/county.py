@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from riskwatch.settings import DATA_DIR
 
+_T = TypeVar("_T")
 CST = timezone(timedelta(hours=8))  # county local time, Asia/Shanghai has no DST
 DEFAULT_CONFIG_PATH = DATA_DIR / "simulator.yaml"
 
@@ -44,50 +46,68 @@ def load_sim_data(path: Path | str | None = None) -> dict:
     return copy.deepcopy(_load_yaml(str(path or DEFAULT_CONFIG_PATH)))
 
 
-@dataclass
+@dataclass(init=False)
 class SimConfig:
     """Everything that determines the generated sequence (same config + seed → same bytes).
 
     ``start`` defaults to ``now − days``; ``now`` (the wall clock the run must never pass)
-    defaults to the real clock. Pass both for a reproducible sequence.
+    defaults to the real clock. Pass both for a reproducible sequence. The constructor resolves
+    the defaults, so ``start``, ``now`` and ``data`` are always set afterwards.
     """
 
-    seed: int = 7
-    days: float = 3.0
-    scale: float = 1.0
-    bad_rate: float = 0.002
-    sample_minutes: float = 5.0
-    start: datetime | None = None
-    now: datetime | None = None
-    max_message_bytes: int = 65536
+    seed: int
+    days: float
+    scale: float
+    bad_rate: float
+    sample_minutes: float
+    start: datetime
+    now: datetime
+    max_message_bytes: int
     # > 1: sensor readings go out as gateway batches (kind sensor_batch) of this many readings of one
     # entity, or fewer when the oldest reading waited gateway_hold_minutes (simulated) or at the end
-    gateway_batch: int = 0
-    gateway_hold_minutes: float = 30.0
-    data: dict | None = None  # parsed simulator.yaml; None = the bundled defaults
-    data_path: Path | str | None = None
+    gateway_batch: int
+    gateway_hold_minutes: float
+    data: dict[str, Any]  # parsed simulator.yaml
+    data_path: Path | str | None
 
-    def __post_init__(self) -> None:
-        if self.data is None:
-            self.data = load_sim_data(self.data_path)
-        if self.days <= 0:
+    def __init__(
+        self,
+        seed: int = 7,
+        days: float = 3.0,
+        scale: float = 1.0,
+        bad_rate: float = 0.002,
+        sample_minutes: float = 5.0,
+        start: datetime | None = None,
+        now: datetime | None = None,
+        max_message_bytes: int = 65536,
+        gateway_batch: int = 0,
+        gateway_hold_minutes: float = 30.0,
+        data: dict[str, Any] | None = None,  # None = the bundled defaults (or data_path)
+        data_path: Path | str | None = None,
+    ) -> None:
+        if days <= 0:
             raise ValueError("days must be > 0")
-        if self.scale <= 0:
+        if scale <= 0:
             raise ValueError("scale must be > 0")
-        if not 0 <= self.bad_rate < 1:
+        if not 0 <= bad_rate < 1:
             raise ValueError("bad_rate must be in [0, 1)")
-        if self.sample_minutes <= 0:
+        if sample_minutes <= 0:
             raise ValueError("sample_minutes must be > 0")
-        now = self.now or datetime.now(CST)
+        self.seed, self.days, self.scale, self.bad_rate = seed, days, scale, bad_rate
+        self.sample_minutes, self.max_message_bytes = sample_minutes, max_message_bytes
+        self.gateway_batch, self.gateway_hold_minutes = gateway_batch, gateway_hold_minutes
+        self.data = load_sim_data(data_path) if data is None else data
+        self.data_path = data_path
+        now = now or datetime.now(CST)
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         self.now = now.astimezone(CST)
-        if self.start is None:
+        if start is None:
             # whole seconds keep timestamps tidy; still differs run to run (pass start to pin it)
-            self.start = (self.now - timedelta(days=self.days)).replace(microsecond=0)
-        elif self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=CST)
-        self.start = self.start.astimezone(CST)
+            start = (self.now - timedelta(days=days)).replace(microsecond=0)
+        elif start.tzinfo is None:
+            start = start.replace(tzinfo=CST)
+        self.start = start.astimezone(CST)
 
     @property
     def end(self) -> datetime:
@@ -383,8 +403,8 @@ SE_NAME_TEMPLATES: dict[str, list[tuple[str, float]]] = {
 COUNTY_HOSPITALS = ("舞阳县人民医院", "舞阳县中医院", "舞阳县妇幼保健院")
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, float]] | dict) -> str:
-    items = list(weighted.items()) if isinstance(weighted, dict) else weighted
+def _pick(rng: random.Random, weighted: Sequence[tuple[_T, float]] | Mapping[_T, float]) -> _T:
+    items = list(weighted.items()) if isinstance(weighted, Mapping) else weighted
     total = sum(w for _, w in items)
     x = rng.random() * total
     for v, w in items:
@@ -476,7 +496,7 @@ def build_county(cfg: SimConfig) -> County:
                     town = next(t for t in towns if t["name"] == seat)
                     base = COUNTY_HOSPITALS[i - len(towns)]
             else:
-                town = _pick(rng, [(t, w) for t, w in weights])  # type: ignore[arg-type]
+                town = _pick(rng, weights)
                 if kind == "special_equipment":
                     profile = _pick(rng, {k: v["weight"] for k, v in data["devices"]["special_equipment"].items()})
                     tmpl = _pick(rng, SE_NAME_TEMPLATES[profile])

@@ -422,7 +422,7 @@ class Simulator:
                 g.src = (src, np.array([pos[d] for d in g.device_ids], dtype=np.int64))
                 g.every, g.phase, g.offset = src.every, src.phase[g.src[1]], src.offset[g.src[1]] + 2
         for inc in self.incidents:
-            if inc.template:
+            if inc.template and inc.device_id is not None:
                 g = by_tmpl[inc.template]
                 g.incidents.append((g.device_ids.index(inc.device_id), inc))
         self.n_streams = sum(g.n for g in self.groups)
@@ -432,10 +432,10 @@ class Simulator:
         self.cams: list[tuple[int, str]] = [(i, c) for i, e in enumerate(self.entities) for c in e.cameras]
         self.cam_ent = np.array([c[0] for c in self.cams], dtype=np.int64)
         self.video_rates = {k: float(v) for k, v in data["video"]["per_camera_per_day"].items()}
-        self.by_kind: dict[str, np.ndarray] = {}
+        by_kind: dict[str, list[int]] = {}
         for i, e in enumerate(self.entities):
-            self.by_kind.setdefault(e.kind, []).append(i)  # type: ignore[arg-type]
-        self.by_kind = {k: np.array(v, dtype=np.int64) for k, v in self.by_kind.items()}
+            by_kind.setdefault(e.kind, []).append(i)
+        self.by_kind: dict[str, np.ndarray] = {k: np.array(v, dtype=np.int64) for k, v in by_kind.items()}
         kitchen = self.profiles["kitchen"][:24]
         self.kitchen_norm = self.profiles["kitchen"] / kitchen.mean()
         night = 1.0 - self.profiles["kitchen"] / self.profiles["kitchen"].max()
