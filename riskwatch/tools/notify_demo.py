@@ -163,7 +163,7 @@ class DemoNotify:
         ends = self._ends()
         decided = {d: ends[d] - self.start_offsets.get(d, 0) for d in ends}
         total = sum(decided.values())
-        last = [None]
+        last: list[int | None] = [None]
 
         def done() -> bool:
             for svc in self.services:  # like compose's restart: unless-stopped (crash-only: nothing is lost)

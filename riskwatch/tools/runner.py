@@ -121,7 +121,7 @@ class WorkerProcess:
     settings: Settings
     log_path: Path | None = None
     supervise: bool = True
-    proc: subprocess.Popen | None = field(default=None, init=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
     _stopping: bool = field(default=False, init=False)
 
@@ -140,7 +140,7 @@ class WorkerProcess:
             threading.Thread(target=self._supervisor, args=(self.proc,), daemon=True, name="worker-supervisor").start()
         return self
 
-    def _supervisor(self, proc: subprocess.Popen) -> None:
+    def _supervisor(self, proc: subprocess.Popen[bytes]) -> None:
         while True:
             code = proc.wait()
             if self._stopping or proc is not self.proc or code != CRASH_ONLY_EXIT:
@@ -167,10 +167,21 @@ class WorkerProcess:
                 start_new_session=True,
             )
 
+    @property
+    def pid(self) -> int:
+        """The worker's process id (once started)."""
+        return self._started().pid
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise RuntimeError("the worker has not been started")
+        return self.proc
+
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
+        proc = self._started()
+        if proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path and self.log_path.exists() else ""
-            raise SystemExit(f"worker exited with code {self.proc.returncode} during start-up:\n{tail}")
+            raise SystemExit(f"worker exited with code {proc.returncode} during start-up:\n{tail}")
         return identify_worker(self.settings) and self.query("SELECT 1") is not None
 
     def query(self, sql: str) -> list[dict] | None:
@@ -210,13 +221,14 @@ class WorkerProcess:
 
     def dump_stacks(self) -> None:
         """Ask a live worker to log the stack of every thread and asyncio task (mode's SIGUSR1)."""
-        if self.proc is None or self.proc.poll() is not None or self.log_path is None:
+        log_path = self.log_path
+        if self.proc is None or self.proc.poll() is not None or log_path is None:
             return
-        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        size = log_path.stat().st_size if log_path.exists() else 0
         os.kill(self.proc.pid, signal.SIGUSR1)  # mode: threads and tasks (async generators truncated)
         os.kill(self.proc.pid, signal.SIGUSR2)  # riskwatch: each task's await chain to the innermost frame
         with contextlib.suppress(WaitTimeout):
-            wait_for(lambda: self.log_path.stat().st_size > size, 10, "the worker to log its stacks")
+            wait_for(lambda: log_path.stat().st_size > size, 10, "the worker to log its stacks")
 
     def kill9(self) -> None:
         self._stopping = True

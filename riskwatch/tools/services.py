@@ -155,8 +155,9 @@ class LocalService:
 
 def _binary(*names: str) -> str:
     for n in names:
-        if shutil.which(n):
-            return shutil.which(n)
+        path = shutil.which(n)
+        if path:
+            return path
     raise ServiceError(
         f"{names[0]} is not installed: `apt-get install "
         f"{'prometheus-alertmanager' if 'alertmanager' in names[0] else 'prometheus'}` "

@@ -77,7 +77,8 @@ def _one_run(county, decoded, evidence: bool) -> dict:
 def run(events: int = 100_000, entities: int = 1_000, rounds: int = 3, seed: int = 7) -> dict:
     print(f"generating {events:,} simulated events for ~{entities:,} entities ...", file=sys.stderr)
     county, decoded = _decode(B._events(events, entities, seed))
-    on, off = [], []
+    on: list[dict[str, float]] = []
+    off: list[dict[str, float]] = []
     for r in range(rounds):
         for evidence, acc in ((False, off), (True, on)) if r % 2 == 0 else ((True, on), (False, off)):
             res = _one_run(county, decoded, evidence)

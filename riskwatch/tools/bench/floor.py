@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         broker_commit_every=a.batch_max,
         logging_config=None,
     )
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    src = app.topic(*a.topic, **raw)
+    src = app.topic(*a.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0}
 
     @app.agent(src)

@@ -57,7 +57,7 @@ def run(
         with Progress(transient=False) as progress:
             B._produce(s, warm, progress)
         wait_for(lambda: consumer_lag(s, topics) == 0, 600, "the worker to consume the warm-up events", interval=0.25)
-        pid = worker.proc.pid
+        pid = worker.pid
         cpu0, threads0, m0, t0 = B._cpu_seconds(pid), thread_cpu(pid), B._batch_metrics(s), time.perf_counter()
         with Progress(transient=False) as progress:
             B._produce(s, paced, progress, rate=rate)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     src = app.topic(a.topic, value_deserializer="json", key_deserializer="bytes")
     dst = app.topic(a.alerts, value_serializer="json", key_serializer="bytes")
-    seen = {"readings": 0, "messages": 0}
+    seen: dict[str, float] = {"readings": 0, "messages": 0}
 
     def detect(value: dict, state) -> list[dict]:
         if not seen["messages"]:

@@ -105,7 +105,7 @@ async def _raw_consume(settings: Settings, n: int) -> float:
     )
     await c.start()
     got = 0
-    t0 = None
+    t0: float | None = None
     try:
         while got < n:
             batch = await c.getmany(timeout_ms=1000, max_records=5000)
@@ -113,6 +113,8 @@ async def _raw_consume(settings: Settings, n: int) -> float:
                 if t0 is None and recs:
                     t0 = time.perf_counter()
                 got += len(recs)
+        if t0 is None:  # nothing to read (n <= 0)
+            return 0.0
         return got / (time.perf_counter() - t0)
     finally:
         await c.stop()
@@ -173,7 +175,7 @@ def _state_sizes(evs) -> tuple[float, float]:
 
     from riskwatch.domain.county import load_county
     from schemas.events import DeadLetter
-    from streams.ingest import Decoder
+    from streams.ingest import Batch, Decoder
     from streams.processor import Processor
     from streams.state import EntityState
 
@@ -182,7 +184,7 @@ def _state_sizes(evs) -> tuple[float, float]:
     states: dict[bytes, EntityState] = {}
     for i, (topic, key, value) in enumerate(evs[:200_000]):
         ev = dec.decode(topic, 0, i, key, value)
-        if not isinstance(ev, DeadLetter):
+        if not isinstance(ev, DeadLetter | Batch):  # single readings only (no gateway batches here)
             proc.process(ev, states.setdefault(key, EntityState()), (topic, 0, i))
     sensors = [len(pickle.dumps(d, protocol=5)) for st in states.values() for d in st.sensors.values()]
     per_entity = [len(st.dumps()) for st in states.values()]
@@ -378,21 +380,21 @@ def _worker_phase(
         now = time.perf_counter()
         if lag is not None and 0 < lag < n_messages and not first:  # (all consumed at once: from start-up on)
             first.append(now)
-            cpu0.append(sum(_cpu_seconds(w.proc.pid) for w in procs))
+            cpu0.append(sum(_cpu_seconds(w.pid) for w in procs))
             host0.append(_host_busy())
-            threads0.append(thread_cpu(procs[0].proc.pid))
+            threads0.append(thread_cpu(procs[0].pid))
         if now - last_print[0] > 5:
             print(f"  {log}: {lag:,} messages left", file=sys.stderr)
             last_print[0] = now
         return lag == 0
 
-    spy = _py_spy(procs[0].proc.pid, profile, profile_out) if profile else None
+    spy = _py_spy(procs[0].pid, profile, profile_out) if profile and profile_out else None
     t_ready = time.perf_counter()
     wait_for(done, timeout=3600, what=f"the worker(s) to consume the benchmark messages ({log})", interval=0.25)
     if spy is not None:
         spy.wait(profile + 30)
     t_end = time.perf_counter()
-    cpu_end = sum(_cpu_seconds(w.proc.pid) for w in procs)
+    cpu_end = sum(_cpu_seconds(w.pid) for w in procs)
     t_begin = first[0] if first else t_ready
     secs = max(t_end - t_begin, 1e-6)
     r = {
@@ -408,11 +410,11 @@ def _worker_phase(
         # where the (first) worker's CPU went: its event loop, its other Python threads (aiokafka's
         # consumer, the ClickHouse writer's serialization) and the embedded ClickHouse engine's own
         # threads (inserts and merges; a ClickHouse server does this work on its own machine)
-        groups = thread_groups(threads0[0], thread_cpu(procs[0].proc.pid), procs[0].proc.pid, 1.0)
+        groups = thread_groups(threads0[0], thread_cpu(procs[0].pid), procs[0].pid, 1.0)
         share = n_readings / len(procs)  # the first worker's share of the readings, roughly
         for g, cpu in groups.items():
             r[f"worker_cpu_us_per_reading_{g}"] = round(cpu / share * 1e6, 1)
-    r["rss_mb"] = round(max(_rss_mb(w.proc.pid) for w in procs), 1)
+    r["rss_mb"] = round(max(_rss_mb(w.pid) for w in procs), 1)
     return r, procs
 
 
@@ -463,7 +465,7 @@ def profile_top(path: Path, n: int = 20) -> list[tuple[str, float, float]]:
         own[frames[-1]] = own.get(frames[-1], 0) + c
         for f in set(frames):
             incl[f] = incl.get(f, 0) + c
-    top = sorted(own, key=own.get, reverse=True)[:n]
+    top = sorted(own, key=lambda f: own[f], reverse=True)[:n]
     return [(f, own[f] / max(total, 1), incl[f] / max(total, 1)) for f in top]
 
 
@@ -673,13 +675,13 @@ def run(
             if profile and prof.exists():
                 r["profile"] = str(prof)
                 print(f"  where the worker's time went ({m}, py-spy, {prof}): own% / inclusive%", file=sys.stderr)
-                for f, o, i in profile_top(prof, 15):
-                    print(f"    {100 * o:5.1f} {100 * i:5.1f}  {f}", file=sys.stderr)
+                for frame, o, i in profile_top(prof, 15):
+                    print(f"    {100 * o:5.1f} {100 * i:5.1f}  {frame}", file=sys.stderr)
             r.update(_batch_metrics(s))
             if m in floors:
-                f = floors[m]
-                r["faust_floor_messages_eps"] = f["faust_floor_eps"]
-                r["faust_floor_cpu_us_per_reading"] = round(f["cpu_us_per_event"] * len(msgs[m]) / n_readings, 1)
+                fl = floors[m]
+                r["faust_floor_messages_eps"] = fl["faust_floor_eps"]
+                r["faust_floor_cpu_us_per_reading"] = round(fl["cpu_us_per_event"] * len(msgs[m]) / n_readings, 1)
                 if "worker_cpu_us_per_reading" in r and r["seconds"] >= MIN_CPU_SECONDS:
                     # (a phase of a second or two is mostly start-up: its CPU window misses the first batches)
                     r["own_cpu_us_per_reading"] = round(
@@ -718,7 +720,7 @@ def run(
             bpid = Broker(base).pid()
             b0 = _cpu_seconds(bpid) if bpid else None
             r2, procs = _worker_phase(s2, n_readings, len(msgs[m]), tmp, "two-workers", workers=2)
-            if b0 is not None and r2["seconds"] > 0.01:
+            if bpid and b0 is not None and r2["seconds"] > 0.01:
                 r2["broker_cores"] = round((_cpu_seconds(bpid) - b0) / r2["seconds"], 2)
             for w in procs:
                 w.stop()
@@ -845,7 +847,7 @@ def _latency_phase(s: Settings, worker: WorkerProcess, later: list, readings_eps
     rate = max(100.0, readings_eps / 2)
     n_lat = int(min(len(later), rate * 20))
     mix = with_probes(later[:n_lat], run_id)
-    cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.proc.pid), time.perf_counter(), _host_busy()
+    cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.pid), time.perf_counter(), _host_busy()
     lag0 = _histogram(s, "riskwatch_event_loop_lag_seconds")
     with Progress(transient=False) as progress:
         _produce(s, mix, progress, rate=rate)
@@ -855,9 +857,7 @@ def _latency_phase(s: Settings, worker: WorkerProcess, later: list, readings_eps
     result["latency_phase_drain_s"] = round(time.perf_counter() - t_sent, 2)
     # the load generator and the broker share the machine's cores with the worker in this phase
     wall_l = time.perf_counter() - t_l0
-    result["latency_phase_worker_cpu_us_per_event"] = round(
-        (_cpu_seconds(worker.proc.pid) - cpu_l0) / len(mix) * 1e6, 1
-    )
+    result["latency_phase_worker_cpu_us_per_event"] = round((_cpu_seconds(worker.pid) - cpu_l0) / len(mix) * 1e6, 1)
     result["latency_phase_host_busy_cores"] = round((_host_busy() - host_l0) / wall_l, 2)
     result.update(_loop_lag(lag0, _histogram(s, "riskwatch_event_loop_lag_seconds")))
     lat = _probe_latencies(s, run_id)

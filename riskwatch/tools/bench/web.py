@@ -45,7 +45,9 @@ def seed(url: str, alerts: int, history: int, seed: int = 7) -> None:
     migrate(client, "riskwatch")
     now = datetime.now(UTC)
     per = max(1, history // max(1, alerts))
-    batch, hist, t0 = [], [], time.monotonic()
+    batch: list[tuple[object, ...]] = []
+    hist: list[tuple[object, ...]] = []
+    t0 = time.monotonic()
 
     def flush(final: bool = False) -> None:
         if batch:
@@ -197,16 +199,17 @@ def run(settings: Settings, alerts: int, history: int, requests: int, out: Path)
         c = httpx.Client(base_url=url, timeout=60)
         import re
 
-        tok = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+        m = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)
+        assert m is not None, "the login page has no CSRF token"
+        tok = m.group(1)
         r = c.post("/login", data={"username": "amr", "password": pw, "csrf_token": tok})
         assert r.status_code == 303, f"login failed: {r.status_code}"
-        ids = [
-            r["alert_id"]
-            for r in worker.query(
-                "SELECT alert_id FROM riskwatch.alerts FINAL WHERE has(departments, 'amr') "
-                "ORDER BY cityHash64(alert_id) LIMIT 1000"
-            )
-        ]
+        rows = worker.query(
+            "SELECT alert_id FROM riskwatch.alerts FINAL WHERE has(departments, 'amr') "
+            "ORDER BY cityHash64(alert_id) LIMIT 1000"
+        )
+        assert rows is not None, "the worker does not answer /query"
+        ids = [r["alert_id"] for r in rows]
         result: dict = {
             "alerts": alerts,
             "history_rows": history,

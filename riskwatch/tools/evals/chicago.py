@@ -31,8 +31,9 @@ import datetime as dt
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,10 +43,18 @@ from detectors.inspection import LICENCE_FLAGS, ComplaintGrid, EntityHistory, In
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 
+class OutcomeModel(Protocol):
+    """What the evaluation needs of a model (``InspectionOutcomeModel`` or a stand-in)."""
+
+    def predict_proba_one(self, x: Mapping[str, object]) -> float: ...
+
+    def learn_one(self, x: Mapping[str, object], y: bool) -> None: ...
+
+
 def _days(series: pd.Series) -> np.ndarray:
     """ISO date strings -> float days since epoch (NaN for missing)."""
     d = pd.to_datetime(series, errors="coerce")
-    out = (d.values.astype("datetime64[D]") - _EPOCH).astype("float64")
+    out = (d.to_numpy().astype("datetime64[D]") - _EPOCH).astype("float64")
     out[pd.isna(d).to_numpy()] = np.nan
     return out
 
@@ -105,7 +114,7 @@ def replay(
     data_dir: Path,
     score_from: str,
     score_to: str | None = None,
-    model_factory: Callable[[], object] | None = None,
+    model_factory: Callable[[], OutcomeModel] | None = None,
     progress: bool = True,
     data: dict[str, pd.DataFrame] | None = None,
     use_inspector: bool = True,
@@ -180,8 +189,8 @@ def replay(
     names = _norm_name(ins["DBA_Name"]) if "DBA_Name" in ins else None
 
     def temp_3d(d: float) -> float:
-        vals = [tmax.get(d - k) for k in (1.0, 2.0, 3.0)]
-        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        got = [tmax.get(d - k) for k in (1.0, 2.0, 3.0)]
+        vals = [v for v in got if v is not None and not math.isnan(v)]
         return float(np.mean(vals)) if vals else float("nan")
 
     out_id: list = []
@@ -227,7 +236,7 @@ def replay(
                         if cd > d - 90.0:
                             st.on_complaint(cd)
             p = lic_pos.get(iid[k])
-            flags = ()
+            flags: tuple[str, ...] = ()
             ls = None
             attrs = {"name": names[k]} if names is not None else {}
             if zips is not None and zips[k]:
@@ -250,7 +259,7 @@ def replay(
                 flags=flags,
                 attrs=attrs,
             )
-            ctx = {
+            ctx: dict[str, object] = {
                 "temp_max_3d": (t3 - 60.0) / 20.0,
                 "area_complaints_30d": math.log1p(grid.count(lat[k], lon[k], d, 30.0)),
                 "area_complaints_90d": math.log1p(grid.count(lat[k], lon[k], d, 90.0)),
@@ -328,7 +337,7 @@ def evaluate(
     data_dir: Path,
     score_from: str,
     score_to: str | None = None,
-    model_factory: Callable[[], object] | None = None,
+    model_factory: Callable[[], OutcomeModel] | None = None,
     progress: bool = True,
     data: dict[str, pd.DataFrame] | None = None,
     **kw,

@@ -97,7 +97,7 @@ def window_indices(timestamps: pd.Series, windows: Sequence[Sequence[str]]) -> l
 
 def sweep_file(
     name: str,
-    scores: Sequence[float],
+    scores: Sequence[float] | np.ndarray,
     windows: Sequence[tuple[int, int]],
     cost: dict[str, float] = STANDARD,
     probation_percent: float = PROBATION_PERCENT,
@@ -111,8 +111,8 @@ def sweep_file(
     wins = sorted(windows)
     k = 0
     cur = None  # (index, left, right)
-    prev_right = None
-    prev_width = None
+    prev_right: int | None = None
+    prev_width: float | None = None
     for i in range(n):
         if cur is None and k < len(wins) and i == wins[k][0]:
             cur = (k, wins[k][0], wins[k][1])
@@ -123,7 +123,7 @@ def sweep_file(
             sweep[i] = scaled_sigmoid(pos) * cost["tpWeight"] / max_tp
             win[i] = cur[0]
         else:
-            if prev_right is None:
+            if prev_right is None or prev_width is None:
                 pos_past = 3.0
             else:
                 pos_past = abs(prev_right - i) / float(prev_width - 1) if prev_width > 1 else 3.0
@@ -246,18 +246,18 @@ def detect_frame(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     scores = np.zeros(n)
     alerts = np.zeros(n, dtype=np.int8)
     if len(cols) == 1:
-        det = SensorAnomaly()
+        sensor = SensorAnomaly()
         xs = df[cols[0]].to_numpy(dtype=float)
-        update = det.update
+        update = sensor.update
         for i in range(n):
             s, a = update(float(xs[i]), float(t[i]))
             scores[i] = s
             alerts[i] = a
     elif cols:
-        det = DeviceAnomaly(channels=cols)
+        device = DeviceAnomaly(channels=cols)
         mat = df[cols].to_numpy(dtype=float)
         for i in range(n):
-            s, a = det.update({c: float(v) for c, v in zip(cols, mat[i], strict=True)}, float(t[i]))
+            s, a = device.update({c: float(v) for c, v in zip(cols, mat[i], strict=True)}, float(t[i]))
             scores[i] = s
             alerts[i] = a
     return scores, alerts

@@ -37,7 +37,7 @@ from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
 from schemas.events import DeadLetter
-from streams.ingest import Decoder
+from streams.ingest import Batch, Decoder
 from streams.processor import Processor
 from streams.state import EntityState
 
@@ -68,7 +68,7 @@ def run(
     first_rev: dict[str, dict] = {}
     n_rev = 0
     n_events = 0
-    rejected = Counter()
+    rejected: Counter[str] = Counter()
     max_state = 0
     t0 = time.perf_counter()
     offsets: Counter = Counter()
@@ -79,6 +79,7 @@ def run(
         if isinstance(ev, DeadLetter):
             rejected[ev.error[:60]] += 1
             continue
+        assert not isinstance(ev, Batch), "the simulator sends single readings here (gateway_batch=0)"
         now[0] = ev.occurred_at.timestamp()
         st = states.get(ev.entity_id)
         if st is None:
