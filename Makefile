@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install broker prereqs clean
+.PHONY: demo test check fmt install broker prereqs clean
 
 prereqs:
 	@PYTHON=$(PYTHON) deploy/prereqs.sh
@@ -24,8 +24,18 @@ broker: install
 demo: broker
 	$(BIN)/riskwatch demo
 
-test: broker
+test: check broker
 	$(BIN)/python -m pytest -q
+
+# Lint, format and type checks (configured in pyproject.toml); `make test` runs them first.
+check: install
+	@$(BIN)/ruff check . || { echo "ruff check failed: run \`make fmt\` (fixes most), then fix the rest by hand"; exit 1; }
+	@$(BIN)/ruff format --check . || { echo "ruff format failed: run \`make fmt\`"; exit 1; }
+	@$(BIN)/mypy || { echo "mypy failed: fix the types above (run \`$(BIN)/mypy\` to re-check)"; exit 1; }
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	-$(BIN)/riskwatch kafka stop

@@ -59,7 +59,7 @@ class _Level(BaseModel):
     exit: float = Field(ge=0, le=100)
 
     @model_validator(mode="after")
-    def _order(self) -> "_Level":
+    def _order(self) -> _Level:
         if self.exit > self.enter:
             raise ValueError(f"exit ({self.exit}) must not be above enter ({self.enter})")
         return self
@@ -94,7 +94,7 @@ class FusionConfig(BaseModel):
     """``riskwatch/data/fusion.yaml``, validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    levels: dict[Literal["blue", "yellow", "orange", "red"], _Level]
+    levels: dict[str, _Level]  # exactly blue, yellow, orange and red (checked below)
     alert_min_level: Literal["blue", "yellow", "orange", "red"] = "orange"
     emit_min_delta: float = Field(5.0, ge=0)
     sensor_model_alerts: bool = False
@@ -106,7 +106,7 @@ class FusionConfig(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "FusionConfig":
+    def _check(self) -> FusionConfig:
         if set(self.levels) != {"blue", "yellow", "orange", "red"}:
             raise ValueError("levels needs blue, yellow, orange and red")
         enters = [self.levels[x].enter for x in LEVELS[1:]]
@@ -149,7 +149,7 @@ class RiskScore:
     score: float
     level: str  # "" below blue
     previous: str
-    raw: list = field(default_factory=list)  # (contribution, signal, value), largest first
+    raw: list[tuple[float, str, float]] = field(default_factory=list)  # (contribution, signal, value), largest first
     cfg: FusionConfig | None = None
 
     @property
@@ -162,9 +162,12 @@ class RiskScore:
         return _explain(self.raw, self.cfg)
 
 
-def _explain(raw: list, cfg: FusionConfig) -> list[Contribution]:
-    return [Contribution(signal=sig, value=round(v, 4), detail=f"{cfg.label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
-            for c, sig, v in raw]
+def _explain(raw: list[tuple[float, str, float]], cfg: FusionConfig | None) -> list[Contribution]:
+    label = cfg.label if cfg is not None else str
+    return [
+        Contribution(signal=sig, value=round(v, 4), detail=f"{label(sig)}({sig})强度{v:.2f},贡献{100 * c:.0f}分")
+        for c, sig, v in raw
+    ]
 
 
 class EntityRisk:
@@ -223,12 +226,16 @@ class EntityRisk:
         v = self._decayed(cur[0], cur[1], t, spec.half_life_hours)
         return 1.0 - math.exp(-v / spec.scale) if spec.mode == "sum" else v
 
-    def score_one(self, t: float, cfg: FusionConfig, item_id: int | None = None, top: int = 3) -> tuple[float, list[Contribution]]:
+    def score_one(
+        self, t: float, cfg: FusionConfig, item_id: int | None = None, top: int = 3
+    ) -> tuple[float, list[Contribution]]:
         """Risk score 0–100 at ``t`` and the ``top`` contributions (no level change)."""
         score, raw = self._score(t, cfg, item_id, top)
         return score, _explain(raw, cfg)
 
-    def _score(self, t: float, cfg: FusionConfig, item_id: int | None, top: int = 3) -> tuple[float, list]:
+    def _score(
+        self, t: float, cfg: FusionConfig, item_id: int | None, top: int = 3
+    ) -> tuple[float, list[tuple[float, str, float]]]:
         keep = 1.0
         contribs = []
         for sig in list(self.signals):

@@ -27,6 +27,7 @@ import datetime as _dt
 import math
 import operator
 from collections.abc import Mapping
+from typing import SupportsFloat, cast
 
 from river import linear_model, optim, preprocessing
 
@@ -67,7 +68,7 @@ def to_days(t: float | int | _dt.date | _dt.datetime) -> float:
     """
     if isinstance(t, _dt.datetime):
         if t.tzinfo is not None:
-            t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            t = t.astimezone(_dt.UTC).replace(tzinfo=None)
         return (t - _dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
     if isinstance(t, _dt.date):
         return float((t - _EPOCH).days)
@@ -195,7 +196,7 @@ class EntityHistory:
         return _HISTORY_SLOTS(self)
 
     def __setstate__(self, state):
-        for s, v in zip(self.__slots__, state):
+        for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
 
     # -- events -------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ class EntityHistory:
         """Features for an inspection at time ``t`` (days), merged with caller ``context``."""
         t = to_days(t)
         first = self.n_insp == 0
-        f: dict[str, float] = {
+        f: dict[str, object] = {
             "first_record": 1.0 if first else 0.0,
             "past_critical": 1.0 if self.last_crit > 0 else 0.0,
             "past_serious": 1.0 if self.last_serious > 0 else 0.0,
@@ -427,9 +428,7 @@ class InspectionOutcomeModel:
         model=None,
     ) -> None:
         self.scaler = preprocessing.StandardScaler()
-        self.model = model if model is not None else linear_model.LogisticRegression(
-            optimizer=optim.SGD(lr), l2=l2
-        )
+        self.model = model if model is not None else linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
         self.onehot_groups = tuple(onehot)
         self.te_prior_n = te_prior_n
         self.te_decay = te_decay
@@ -453,7 +452,7 @@ class InspectionOutcomeModel:
                     g, val = k.split("=", 1)
                     cat[g] = val
             elif v is not None:
-                v = float(v)
+                v = float(cast("SupportsFloat", v))  # numbers of any kind (numpy's too)
                 if not math.isnan(v):
                     num[k] = v
         return num, cat

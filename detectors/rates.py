@@ -95,8 +95,7 @@ def nb_tail(k: int, alpha: float, beta: float, w: float) -> float:
     q = w / (beta + w)  # "failure" probability of the NB
     p = 1.0 - q
     # pmf(j) = Γ(j+α)/(Γ(α) j!) p^α q^j; sum the upper tail directly (no 1 - (1 - ε) cancellation)
-    logpmf = (math.lgamma(k + alpha) - math.lgamma(alpha) - math.lgamma(k + 1.0)
-              + alpha * math.log(p) + k * math.log(q))
+    logpmf = math.lgamma(k + alpha) - math.lgamma(alpha) - math.lgamma(k + 1.0) + alpha * math.log(p) + k * math.log(q)
     term = math.exp(logpmf)
     total = term
     j = k
@@ -123,10 +122,11 @@ class RateConfig:
     l_max: float = 6.0
     min_count: int = 2  # one event is not a surge (and a rule may already have alerted on it)
 
-    def with_prior(self, rate: float, days: float | None = None) -> "RateConfig":
+    def with_prior(self, rate: float, days: float | None = None) -> RateConfig:
         """The same settings with a peer prior (e.g. from :meth:`PeerRates.prior`)."""
-        return RateConfig(rate, self.prior_days if days is None else days, self.window, self.half_life, self.l_max,
-                          self.min_count)
+        return RateConfig(
+            rate, self.prior_days if days is None else days, self.window, self.half_life, self.l_max, self.min_count
+        )
 
 
 class RateSurprise:
@@ -216,8 +216,9 @@ class PeerRates:
     True
     """
 
-    def __init__(self, half_life: float = 30.0, window: float = 1.0, prior_days: float = 30.0,
-                 default_rate: float = 0.01) -> None:
+    def __init__(
+        self, half_life: float = 30.0, window: float = 1.0, prior_days: float = 30.0, default_rate: float = 0.01
+    ) -> None:
         self.half_life = half_life
         self.window = window
         self.prior_days = prior_days
@@ -227,8 +228,9 @@ class PeerRates:
 
     def _cfg(self, g: list) -> RateConfig:
         rate = self._rate(g) * max(g[0], 1)
-        return RateConfig(prior_rate=rate, prior_days=self.prior_days, window=self.window, half_life=self.half_life,
-                          min_count=1)
+        return RateConfig(
+            prior_rate=rate, prior_days=self.prior_days, window=self.window, half_life=self.half_life, min_count=1
+        )
 
     def _rate(self, g: list) -> float:
         # shrink towards the default rate with prior_days entity-days of pseudo-exposure
@@ -265,5 +267,5 @@ class PeerRates:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def loads(raw: bytes | None, **kw) -> "PeerRates":
+    def loads(raw: bytes | None, **kw) -> PeerRates:
         return pickle.loads(raw) if raw else PeerRates(**kw)

@@ -26,7 +26,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
 LevelName = Literal["blue", "yellow", "orange", "red"]
 
 
@@ -44,8 +43,12 @@ class SensorRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     title: str = Field(min_length=1)
     confirm: int = Field(1, ge=1, le=20, description="Breaching readings of one device needed to open a case")
-    max_rise: float | None = Field(None, gt=0, description="Also a breach: this far above the device's own learned baseline "
-                                   "(a freezer at -18 ℃ warming to -8 ℃ never crosses a chiller's 8 ℃ limit)")
+    max_rise: float | None = Field(
+        None,
+        gt=0,
+        description="Also a breach: this far above the device's own learned baseline "
+        "(a freezer at -18 ℃ warming to -8 ℃ never crosses a chiller's 8 ℃ limit)",
+    )
     rise_title: str = ""
     within_minutes: float = Field(60.0, gt=0, description="... within this many minutes")
     min: float | None = None
@@ -54,7 +57,7 @@ class SensorRule(BaseModel):
     codes: dict[str, CodeRule] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _shape(self) -> "SensorRule":
+    def _shape(self) -> SensorRule:
         if self.codes:
             return self
         if self.level is None or (self.min is None and self.max is None):
@@ -92,7 +95,9 @@ class UnlicensedInjury(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     entity_kinds: tuple[str, ...] = ("special_equipment",)
     complaint_categories: tuple[str, ...] = ("equipment_safety",)
-    keywords: tuple[str, ...] = Field(min_length=1, description="Words in the complaint text that mean someone was hurt")
+    keywords: tuple[str, ...] = Field(
+        min_length=1, description="Words in the complaint text that mean someone was hurt"
+    )
     title: str = Field(min_length=1)
 
 
@@ -100,8 +105,12 @@ class SuspectedCrime(BaseModel):
     """What makes an alert a suspected crime to transfer (行刑衔接); where it goes: routing.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    violation_codes: dict[str, str] = Field(default_factory=dict, description="Inspection violation code → Chinese offence")
-    complaint_categories: dict[str, str] = Field(default_factory=dict, description="Complaint category → Chinese offence")
+    violation_codes: dict[str, str] = Field(
+        default_factory=dict, description="Inspection violation code → Chinese offence"
+    )
+    complaint_categories: dict[str, str] = Field(
+        default_factory=dict, description="Complaint category → Chinese offence"
+    )
     food_poisoning_cluster: PoisoningCluster | None = None
     unlicensed_equipment_injury: UnlicensedInjury | None = None
 
@@ -112,7 +121,9 @@ class SuspectedCrime(BaseModel):
             if v.code in self.violation_codes:
                 out.append((f"violation:{v.code}", f"{self.violation_codes[v.code]}(违法代码 {v.code})"))
             elif getattr(v, "suspected_crime", False):
-                out.append(("violation:suspected_crime", f"检查人员标记涉嫌犯罪:{v.description or v.code}(违法代码 {v.code})"))
+                out.append(
+                    ("violation:suspected_crime", f"检查人员标记涉嫌犯罪:{v.description or v.code}(违法代码 {v.code})")
+                )
         return out
 
 
@@ -130,7 +141,7 @@ class RuleSet(BaseModel):
         return self.evidence.get(channel) or self.evidence.get("default") or _DEFAULT_WINDOW
 
     # --- evaluation --------------------------------------------------------------------------
-    def on_sensor(self, channel: str, value: float, baseline: float | None = None) -> "Hit | None":
+    def on_sensor(self, channel: str, value: float, baseline: float | None = None) -> Hit | None:
         r = self.sensor.get(channel)
         if r is None:
             return None
@@ -138,23 +149,26 @@ class RuleSet(BaseModel):
         if r.codes:
             code = r.codes.get(str(int(value))) if value == value and abs(value) < 1e9 else None
             return Hit(rule, code.level, code.title, value) if code else None
+        level = r.level
+        if level is None:  # not reached: SensorRule requires a level when it has no codes
+            return None
         if (r.max is not None and value > r.max) or (r.min is not None and value < r.min):
-            return Hit(rule, r.level, r.title, value, r.confirm, r.within_minutes * 60)
+            return Hit(rule, level, r.title, value, r.confirm, r.within_minutes * 60)
         if r.max_rise is not None and baseline is not None and value - baseline > r.max_rise:
-            return Hit(rule, r.level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
+            return Hit(rule, level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
         return None
 
-    def on_video(self, cls: str, confidence: float) -> "Hit | None":
+    def on_video(self, cls: str, confidence: float) -> Hit | None:
         r = self.video.get(cls)
         if r is None or confidence < r.min_confidence:
             return None
         return Hit(f"rule.video.{cls}", r.level, r.title, confidence, r.confirm, r.within_minutes * 60)
 
-    def on_complaint(self, category: str) -> "Hit | None":
+    def on_complaint(self, category: str) -> Hit | None:
         r = self.complaint.get(category)
         return Hit(f"rule.complaint.{category}", r.level, r.title, 1.0) if r else None
 
-    def on_inspection(self, outcome: str, worst: str | None) -> "Hit | None":
+    def on_inspection(self, outcome: str, worst: str | None) -> Hit | None:
         rules = self.inspection
         if worst == "critical" and "critical" in rules:
             r = rules["critical"]

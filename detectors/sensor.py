@@ -87,14 +87,57 @@ class SensorAnomaly:
 
     __slots__ = (
         # config
-        "warmup", "warmup_time", "warmup_max", "alpha_fast", "alpha_slow", "alpha_scale", "alpha_season", "alpha_lik",
-        "alpha_avg", "clip", "z0", "l0", "mean_floor", "std_floor", "spatial_tol", "range_clip",
-        "w_re", "re_win", "re_bins", "re_max", "re_T", "threshold", "suppress", "damp",
-        "bins", "season_gain",
+        "warmup",
+        "warmup_time",
+        "warmup_max",
+        "alpha_fast",
+        "alpha_slow",
+        "alpha_scale",
+        "alpha_season",
+        "alpha_lik",
+        "alpha_avg",
+        "clip",
+        "z0",
+        "l0",
+        "mean_floor",
+        "std_floor",
+        "spatial_tol",
+        "range_clip",
+        "w_re",
+        "re_win",
+        "re_bins",
+        "re_max",
+        "re_T",
+        "threshold",
+        "suppress",
+        "damp",
+        "bins",
+        "season_gain",
         # state
-        "n", "fast", "slow", "dev_fast", "dev_slow", "err_ns", "err_s", "dev_s",
-        "s_mean", "s_cnt", "lm", "lv", "avg", "lo", "hi",
-        "re_buf", "re_pos", "re_hist", "re_hyp", "re_cnt", "re_cur", "re_new", "since_alert", "t_first",
+        "n",
+        "fast",
+        "slow",
+        "dev_fast",
+        "dev_slow",
+        "err_ns",
+        "err_s",
+        "dev_s",
+        "s_mean",
+        "s_cnt",
+        "lm",
+        "lv",
+        "avg",
+        "lo",
+        "hi",
+        "re_buf",
+        "re_pos",
+        "re_hist",
+        "re_hyp",
+        "re_cnt",
+        "re_cur",
+        "re_new",
+        "since_alert",
+        "t_first",
     )
 
     # Compact, fast pickling (the state is written to a Faust changelog after every batch): one
@@ -111,10 +154,10 @@ class SensorAnomaly:
     def __setstate__(self, state):
         slots = self.__slots__
         if len(state) < len(slots):  # state slots only: the default configuration
-            for s, v in zip(slots, _DEFAULT_CONFIG):
+            for s, v in zip(slots, _DEFAULT_CONFIG, strict=False):  # the configuration slots only
                 object.__setattr__(self, s, v)
             slots = slots[_N_CONFIG:]
-        for s, v in zip(slots, state):
+        for s, v in zip(slots, state, strict=True):
             if type(v) is tuple:
                 a = array(v[0])
                 a.frombytes(v[1])
@@ -287,7 +330,7 @@ class SensorAnomaly:
             self.re_cur = nh
         else:  # replace the least supported one
             j = min(range(nh), key=self.re_cnt.__getitem__)
-            self.re_hyp[j * nb:(j + 1) * nb] = array("B", h)
+            self.re_hyp[j * nb : (j + 1) * nb] = array("B", h)
             self.re_cnt[j] = 1
             self.re_cur = j
         return True
@@ -436,7 +479,7 @@ class SensorAnomaly:
             self.since_alert = 0
         return (s * self.damp if suppressed else s), alert
 
+
 _GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
 _N_CONFIG = SensorAnomaly.__slots__.index("n")  # the configuration slots come first
 _DEFAULT_CONFIG = _GET_SLOTS(SensorAnomaly())[:_N_CONFIG]
-

@@ -16,11 +16,10 @@ kind, department) are checked against the catalog passed as validation context::
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Annotated, ClassVar, Literal, NotRequired
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -33,11 +32,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 from schemas.vocabulary import AlertStatus, Level  # defined there with their labels; re-exported here
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
 _EARLIEST_TS = EARLIEST.timestamp()
 
@@ -73,7 +73,7 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 ShortText = Annotated[str, Field(max_length=200)]
 
 
-def _catalog_code(kind: str):
+def _catalog_code(kind: str) -> Callable[[str, ValidationInfo], str]:
     """Validator factory: the value must be a code in the catalog given as validation context."""
 
     def check(v: str, info: ValidationInfo) -> str:
@@ -146,7 +146,6 @@ class SensorReading(Event):
     unit: str = Field(max_length=16)
 
 
-
 MAX_BATCH_READINGS = 500
 
 
@@ -181,8 +180,9 @@ class SensorBatch(BaseModel):
     kind: Literal["sensor_batch"] = Field(description="Marks a gateway batch (a single reading has no `kind`)")
     entity_id: Id = Field(description="Supervised entity (名录库 id) of every reading; the Kafka message key")
     gateway_id: ShortText = Field(min_length=1, description="Uploading gateway, the readings' `source`")
-    readings: list[BatchReading] = Field(min_length=1, max_length=MAX_BATCH_READINGS,
-                                         description="The readings, each with its own event_id (≤ 500)")
+    readings: list[BatchReading] = Field(
+        min_length=1, max_length=MAX_BATCH_READINGS, description="The readings, each with its own event_id (≤ 500)"
+    )
 
     def events(self) -> tuple[list[SensorReading], dict[int, str]]:
         """The readings as :class:`SensorReading` events (already validated: no second validation),
@@ -204,10 +204,21 @@ class SensorBatch(BaseModel):
                 bad[i] = f"1 validation error\n  occurred_at: Value error, {why} (got {r['occurred_at']!r})"
                 continue
             ev = new(SensorReading)
-            setattr_(ev, "__dict__", {"schema_version": 1, "event_id": r["event_id"], "entity_id": eid,
-                                      "occurred_at": at, "source": r.get("source") or gw,
-                                      "device_id": r["device_id"], "channel": r["channel"], "value": r["value"],
-                                      "unit": r["unit"]})
+            setattr_(
+                ev,
+                "__dict__",
+                {
+                    "schema_version": 1,
+                    "event_id": r["event_id"],
+                    "entity_id": eid,
+                    "occurred_at": at,
+                    "source": r.get("source") or gw,
+                    "device_id": r["device_id"],
+                    "channel": r["channel"],
+                    "value": r["value"],
+                    "unit": r["unit"],
+                },
+            )
             setattr_(ev, "__pydantic_fields_set__", _READING_FIELDS)
             setattr_(ev, "__pydantic_extra__", None)
             setattr_(ev, "__pydantic_private__", None)
@@ -283,8 +294,11 @@ class Violation(BaseModel):
     code: str = Field(min_length=1, max_length=32)
     severity: Severity
     description: str = Field("", max_length=500)
-    suspected_crime: bool = Field(False, description="The inspector marks the finding as a suspected crime (涉嫌犯罪): "
-                                  "the alert is transferred to the police (行刑衔接)")
+    suspected_crime: bool = Field(
+        False,
+        description="The inspector marks the finding as a suspected crime (涉嫌犯罪): "
+        "the alert is transferred to the police (行刑衔接)",
+    )
 
 
 class InspectionOutcome(StrEnum):
@@ -350,12 +364,22 @@ class DisposalFeedback(Event):
     status: FeedbackStatus
     comment: str = Field("", max_length=2000)
     result: str = Field("", max_length=2000, description="Disposal result when status=disposed")
-    user: str = Field("", max_length=64, description="Person who gave the feedback (the workbench fills it); "
-                                                   "alert_history records <department>/<user> as the actor")
-    attachment_sha256: str = Field("", pattern=r"^([0-9a-f]{64})?$",
-                                   description="SHA-256 of an attached file (content-addressed store of the workbench)")
-    assign_to: list[str] = Field(default_factory=list, max_length=20,
-                                 description="status=reassign: department codes the task-force office makes responsible")
+    user: str = Field(
+        "",
+        max_length=64,
+        description="Person who gave the feedback (the workbench fills it); "
+        "alert_history records <department>/<user> as the actor",
+    )
+    attachment_sha256: str = Field(
+        "",
+        pattern=r"^([0-9a-f]{64})?$",
+        description="SHA-256 of an attached file (content-addressed store of the workbench)",
+    )
+    assign_to: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="status=reassign: department codes the task-force office makes responsible",
+    )
 
     _dept = field_validator("department")(_catalog_code("department"))
 
@@ -366,7 +390,7 @@ class DisposalFeedback(Event):
         return [check(d, info) for d in v]
 
     @model_validator(mode="after")
-    def _reassign(self) -> "DisposalFeedback":
+    def _reassign(self) -> DisposalFeedback:
         if self.status == FeedbackStatus.reassign:
             if not self.assign_to:
                 raise ValueError("status=reassign needs assign_to (the responsible department codes)")
@@ -461,7 +485,9 @@ class Alert(BaseModel):
     entity_name: str = ""
     entity_kind: str = ""
     township: str = ""
-    item_id: int | None = Field(None, description="None when no item covers the entity kind (task-force office decides)")
+    item_id: int | None = Field(
+        None, description="None when no item covers the entity kind (task-force office decides)"
+    )
     item_name: str = ""
     rule: str = Field(description="Detector or rule code that raised it")
     level: Level
@@ -478,14 +504,19 @@ class Alert(BaseModel):
     updated_at: datetime
     source_event_id: str = Field(description="The event that caused this revision (or 'timer' for deadlines)")
     notification: NotificationKind | None = Field(
-        None, description="Why this revision was sent to departments (None: a state update for alerts.all only)")
-    recipients: list[str] = Field(default_factory=list, description="Departments whose alerts.<dept> topic carries this revision")
+        None, description="Why this revision was sent to departments (None: a state update for alerts.all only)"
+    )
+    recipients: list[str] = Field(
+        default_factory=list, description="Departments whose alerts.<dept> topic carries this revision"
+    )
     ack_due: datetime | None = Field(None, description="Acknowledgement (签收) deadline while open")
     dispose_due: datetime | None = Field(None, description="Disposal (处置) deadline while open")
     flapping: bool = Field(False, description="Held as flapping: notifications paused until stable")
     evidence_hash: str = Field("", description="SHA-256 of the alert's latest evidence bundle (table evidence)")
     transfer: str = Field("", description="Case transfer (案件移送) state: '' | transferred | accepted | returned")
-    url: str = Field("", description="The alert's page in the workbench (RISKWATCH_WEB_PUBLIC_URL), for notifications to link to")
+    url: str = Field(
+        "", description="The alert's page in the workbench (RISKWATCH_WEB_PUBLIC_URL), for notifications to link to"
+    )
     topic: ClassVar[str] = "alerts.all"
 
 
@@ -498,13 +529,17 @@ class AlertTransition(BaseModel):
     seq: int = Field(ge=1, description="Position in this alert's history (1, 2, ...)")
     entity_id: str
     at: datetime
-    kind: str = Field(description="status | level | feedback | receivers | reminder | flapping | silence | notify | "
-                      "evidence | transfer")
+    kind: str = Field(
+        description="status | level | feedback | receivers | reminder | flapping | silence | notify | "
+        "evidence | transfer"
+    )
     from_status: str = ""
     to_status: str
     actor: str = Field(description="Department code, 'detector', 'system', 'router' or a user")
     comment: str = ""
-    prev_hash: str = Field("", description="Hash of the previous row of this alert's chain (seq 1: the evidence bundle hash)")
+    prev_hash: str = Field(
+        "", description="Hash of the previous row of this alert's chain (seq 1: the evidence bundle hash)"
+    )
     hash: str = Field("", description="SHA-256(prev_hash ‖ RFC 8785 JSON of the row): schemas/audit.py")
     topic: ClassVar[str] = "alerts.events"
 
@@ -528,11 +563,15 @@ class SilenceSpec(BaseModel):
     topic: ClassVar[str] = "control.silences"
 
     @model_validator(mode="after")
-    def _window(self) -> "SilenceSpec":
+    def _window(self) -> SilenceSpec:
         if self.ends_at <= self.starts_at:
-            raise ValueError(f"ends_at ({self.ends_at.isoformat()}) must be after starts_at ({self.starts_at.isoformat()})")
+            raise ValueError(
+                f"ends_at ({self.ends_at.isoformat()}) must be after starts_at ({self.starts_at.isoformat()})"
+            )
         if self.entity_id is None and self.item_id is None and self.rule is None:
-            raise ValueError("a silence needs at least one matcher (entity_id, item_id or rule): silencing everything is refused")
+            raise ValueError(
+                "a silence needs at least one matcher (entity_id, item_id or rule): silencing everything is refused"
+            )
         return self
 
 
@@ -546,12 +585,15 @@ class DeadLetter(BaseModel):
     key: str | None = Field(description="Original key, UTF-8 with replacement, or None")
     payload_b64: str = Field(description="Original message bytes, base64")
     error: str = Field(description="Why it was refused: which field of which message was wrong")
-    index: int | None = Field(None, description="In a gateway batch: the position of the refused reading "
-                                               "(`readings[index]`; the payload is the whole batch)")
+    index: int | None = Field(
+        None,
+        description="In a gateway batch: the position of the refused reading "
+        "(`readings[index]`; the payload is the whole batch)",
+    )
     received_at: datetime
 
 
 EVENT_MODELS: dict[str, type[Event]] = {
-    m.topic: m for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback,
-                         InspectionTask)
+    m.topic: m
+    for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback, InspectionTask)
 }

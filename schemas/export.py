@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from schemas.events import EVENT_MODELS, Alert, AlertTransition, DeadLetter, InspectionPlan, SensorBatch, SilenceSpec
 
 OUT_DIR = Path(__file__).parent / "json"
 
 
-def all_schemas() -> dict[str, dict]:
+def all_schemas() -> dict[str, dict[str, Any]]:
     out = {f"{topic}.schema.json": model.model_json_schema() for topic, model in EVENT_MODELS.items()}
     out["events.sensor.batch.schema.json"] = SensorBatch.model_json_schema()  # a gateway's batch, also on events.sensor
     out["alerts.schema.json"] = Alert.model_json_schema()

@@ -74,7 +74,7 @@ def _lock_directory(path: str) -> None:
     path = os.path.realpath(path)
     if path in _LOCKS:
         return
-    f = open(os.path.join(path, ".riskwatch.lock"), "a+")
+    f = open(os.path.join(path, ".riskwatch.lock"), "a+")  # noqa: SIM115 - held open: the lock lives as long as the process
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -84,7 +84,8 @@ def _lock_directory(path: str) -> None:
         raise RuntimeError(
             f"the embedded ClickHouse directory {path} is in use by {owner} (chDB allows one process per "
             "directory). Query it through that process (`riskwatch query` asks the running worker), stop it, "
-            "or point RISKWATCH_CLICKHOUSE_URL at another directory or a ClickHouse server.") from None
+            "or point RISKWATCH_CLICKHOUSE_URL at another directory or a ClickHouse server."
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()}")

@@ -263,8 +263,8 @@ ALTER TABLE {{db}}.alerts
     ADD COLUMN IF NOT EXISTS dispose_due Nullable({TZ}) COMMENT 'Disposal (处置) deadline while open; overdue = dispose_due < now() AND status IN open statuses',
     ADD COLUMN IF NOT EXISTS flapping Bool DEFAULT false COMMENT 'Held as flapping (notifications paused until stable)'
 """,
-    f"""
-ALTER TABLE {{db}}.alert_history
+    """
+ALTER TABLE {db}.alert_history
     ADD COLUMN IF NOT EXISTS seq UInt32 COMMENT 'Position in the alert''s history (alerts.events seq)',
     ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'status' COMMENT 'status | level | feedback | receivers | reminder | flapping | silence',
     ADD COLUMN IF NOT EXISTS entity_id String DEFAULT '',
@@ -311,13 +311,13 @@ COMMENT 'Planned (joint) inspections from inspection.plans; a replan with more t
 )
 
 V4 = (
-    f"""
-ALTER TABLE {{db}}.alert_history
+    """
+ALTER TABLE {db}.alert_history
     ADD COLUMN IF NOT EXISTS prev_hash String DEFAULT '' COMMENT 'Audit chain: hash of the previous row of this alert (seq 1: its evidence bundle hash)',
     ADD COLUMN IF NOT EXISTS hash String DEFAULT '' COMMENT 'Audit chain: SHA-256(prev_hash || RFC 8785 JSON of the row); riskwatch audit verify recomputes it'
 """,
-    f"""
-ALTER TABLE {{db}}.alerts
+    """
+ALTER TABLE {db}.alerts
     ADD COLUMN IF NOT EXISTS evidence_hash String DEFAULT '' COMMENT 'SHA-256 of the alert''s latest evidence bundle (table evidence)',
     ADD COLUMN IF NOT EXISTS transfer LowCardinality(String) DEFAULT '' COMMENT 'Case transfer (案件移送) state: empty | transferred | accepted | returned'
 """,

@@ -60,11 +60,11 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, item_id, department, township, level, item_name)
 COMMENT 'Alerts opened (revision 1) per hour x item x department x township x level; sum(alerts). Filled by agg_alerts_opened_hourly_mv.'
 """,
-    f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.agg_alerts_opened_hourly_mv TO {{db}}.agg_alerts_opened_hourly AS
+    """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.agg_alerts_opened_hourly_mv TO {db}.agg_alerts_opened_hourly AS
 SELECT toStartOfHour(first_seen) AS hour, ifNull(item_id, 0) AS item_id, item_name,
        department, township, level, toUInt64(1) AS alerts
-FROM {{db}}.alerts
+FROM {db}.alerts
 ARRAY JOIN departments AS department
 WHERE revision = 1
 """,

@@ -56,9 +56,11 @@ from sinks.rows import COLUMNS, event_rows
 
 log = logging.getLogger(__name__)
 
-RETRIES = PCounter("riskwatch_clickhouse_retries_total",
-                   "Failed ClickHouse attempts retried with back-off (rows wait, Kafka offsets are not committed)",
-                   ["operation"])
+RETRIES = PCounter(
+    "riskwatch_clickhouse_retries_total",
+    "Failed ClickHouse attempts retried with back-off (rows wait, Kafka offsets are not committed)",
+    ["operation"],
+)
 
 
 # One insert carries up to this many rows (a commit's rows of one table go in one insert). An
@@ -78,7 +80,7 @@ class RetryInfo:
     what: str  # e.g. "insert into events_sensor (2000 rows)"
     attempt: int  # attempts made so far
     wait: float  # seconds until the next attempt
-    error: BaseException
+    error: BaseException | None  # None if tenacity recorded no outcome
     message: str  # the logged line
 
 
@@ -144,8 +146,11 @@ class ClickHouseWriter:
         self._wake = threading.Event()  # a read arrived or the writer is closing: interrupts a back-off
         self.fault_down_file = getattr(settings, "fault_clickhouse_down_file", None)
         if self.fault_down_file is not None:
-            log.warning("fault injection enabled: every ClickHouse insert fails while %s exists "
-                        "(setting fault_clickhouse_down_file; drills and tests only)", self.fault_down_file)
+            log.warning(
+                "fault injection enabled: every ClickHouse insert fails while %s exists "
+                "(setting fault_clickhouse_down_file; drills and tests only)",
+                self.fault_down_file,
+            )
 
     # --- life cycle ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -186,7 +191,7 @@ class ClickHouseWriter:
     async def aclose(self, timeout: float | None = None) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
 
-    def __enter__(self) -> "ClickHouseWriter":
+    def __enter__(self) -> ClickHouseWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -265,7 +270,9 @@ class ClickHouseWriter:
         """Run a read-only query (gate + ``readonly=1``) on the writer thread; ``(columns, rows)``."""
         return self._submit_read(sql, params, limit).result()
 
-    async def aquery(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+    async def aquery(
+        self, sql: str, params: dict | None = None, *, limit: int | None = None
+    ) -> tuple[list[str], list[tuple]]:
         return await asyncio.wrap_future(self._submit_read(sql, params, limit))
 
     def _submit_read(self, sql: str, params: dict | None, limit: int | None) -> Future:
@@ -338,8 +345,10 @@ class ClickHouseWriter:
     def _insert(self, table: str, rows: list) -> None:
         f = self.fault_down_file
         if f is not None and os.path.exists(f):
-            raise OperationalError(f"simulated outage: fault-injection file {f} exists (fault_clickhouse_down_file); "
-                                   "remove it to let inserts through")
+            raise OperationalError(
+                f"simulated outage: fault-injection file {f} exists (fault_clickhouse_down_file); "
+                "remove it to let inserts through"
+            )
         self._write_client().insert(
             table, rows, column_names=COLUMNS[table], database=self.database, settings=self.insert_settings
         )
@@ -378,11 +387,22 @@ class ClickHouseWriter:
         where = redact_url(self.url)
         detail = str(err).strip().splitlines()[0][:300] if err and str(err).strip() else type(err).__name__
         if isinstance(err, OperationalError):
-            msg = f"ClickHouse unreachable at {where}: {what} failed ({detail}); retry {state.attempt_number} in {wait:.1f}s — check that the server is up and reachable, and its disk"
+            msg = (
+                f"ClickHouse unreachable at {where}: {what} failed ({detail}); retry {state.attempt_number} in "
+                f"{wait:.1f}s — check that the server is up and reachable, and its disk"
+            )
         elif isinstance(err, ProgrammingError) and "chdb" in str(err).lower():
-            msg = f"chDB engine at {where} cannot be opened ({detail}); retry {state.attempt_number} in {wait:.1f}s — only one engine directory per process: is another component of this process using a different chdb:// path?"
+            msg = (
+                f"chDB engine at {where} cannot be opened ({detail}); retry {state.attempt_number} in {wait:.1f}s — "
+                "only one engine directory per process: is another component of this process using a different "
+                "chdb:// path?"
+            )
         else:
-            msg = f"ClickHouse at {where} refused {what} ({type(err).__name__}: {detail}); retry {state.attempt_number} in {wait:.1f}s — if it repeats: is the disk full, did migrations run, do sinks/rows.py and the table agree?"
+            msg = (
+                f"ClickHouse at {where} refused {what} ({type(err).__name__}: {detail}); retry {state.attempt_number} "
+                f"in {wait:.1f}s — if it repeats: is the disk full, did migrations run, do sinks/rows.py and the "
+                "table agree?"
+            )
         self.retries += 1
         RETRIES.labels("connect" if what == "connect" else "insert").inc()
         log.warning(msg)

@@ -22,7 +22,18 @@ from pathlib import Path
 
 import yaml
 
-OPERATIONS = {"all", "read", "write", "create", "delete", "alter", "describe", "describe_configs", "alter_configs", "idempotent_write"}
+OPERATIONS = {
+    "all",
+    "read",
+    "write",
+    "create",
+    "delete",
+    "alter",
+    "describe",
+    "describe_configs",
+    "alter_configs",
+    "idempotent_write",
+}
 RESOURCES = {"topic", "group", "cluster", "transactional_id"}
 PATTERNS = {"literal", "prefixed"}
 
@@ -44,7 +55,9 @@ class Plan:
     departments: dict[str, str]  # department code -> user
 
     def allowed(self, user: str, operation: str, resource: str = "topic") -> list[Binding]:
-        return [b for b in self.bindings if b.user == user and b.resource == resource and b.operation in (operation, "all")]
+        return [
+            b for b in self.bindings if b.user == user and b.resource == resource and b.operation in (operation, "all")
+        ]
 
 
 def _bindings(user: str, allow: list[dict], fmt: dict[str, str]) -> list[Binding]:
@@ -52,7 +65,9 @@ def _bindings(user: str, allow: list[dict], fmt: dict[str, str]) -> list[Binding
     for n, a in enumerate(allow):
         res, pat = a["resource"], a.get("pattern", "literal")
         if res not in RESOURCES or pat not in PATTERNS:
-            raise ValueError(f"user {user} rule {n}: resource must be one of {sorted(RESOURCES)}, pattern one of {sorted(PATTERNS)}")
+            raise ValueError(
+                f"user {user} rule {n}: resource must be one of {sorted(RESOURCES)}, pattern one of {sorted(PATTERNS)}"
+            )
         for op in a["operations"]:
             if op not in OPERATIONS:
                 raise ValueError(f"user {user} rule {n}: unknown operation {op!r}; known: {sorted(OPERATIONS)}")
@@ -79,20 +94,35 @@ def plan(path: str | Path) -> Plan:
 
 
 def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
-    from kafka import KafkaAdminClient
     from kafka.admin import (
-        ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
-        ResourcePatternFilter, ResourceType, ScramMechanism, UserScramCredentialUpsertion,
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
     )  # fmt: skip
+
+    from kafka import KafkaAdminClient
 
     missing = [env for env in p.passwords.values() if not os.environ.get(env)]
     if missing:
         raise SystemExit(f"apply_acls: set the password variable(s) {', '.join(missing)} (see .env.example)")
     admin = None
-    for attempt in range(60):  # the broker may still be starting
+    for _attempt in range(60):  # the broker may still be starting
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riskwatch-acls", security_protocol="SASL_PLAINTEXT",
-                                     sasl_mechanism="PLAIN", sasl_plain_username="admin", sasl_plain_password=admin_password)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="riskwatch-acls",
+                security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="PLAIN",
+                sasl_plain_username="admin",
+                sasl_plain_password=admin_password,
+            )
             break
         except Exception as e:  # noqa: BLE001
             print(f"apply_acls: waiting for Kafka at {bootstrap} ({e})", file=sys.stderr)
@@ -100,7 +130,9 @@ def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
     if admin is None:
         raise SystemExit(f"apply_acls: cannot reach Kafka at {bootstrap}")
     mech = ScramMechanism.SCRAM_SHA_512 if p.mechanism == "SCRAM-SHA-512" else ScramMechanism.SCRAM_SHA_256
-    admin.alter_user_scram_credentials([UserScramCredentialUpsertion(u, mech, os.environ[env]) for u, env in p.passwords.items()])
+    admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(u, mech, os.environ[env]) for u, env in p.passwords.items()]
+    )
     print(f"apply_acls: {len(p.passwords)} SCRAM users upserted")
 
     def acl(b: Binding) -> ACL:
@@ -109,20 +141,46 @@ def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
 
     def key(a) -> tuple:  # kafka-python's ACL has no value equality
         r = a.resource_pattern
-        return (a.principal, a.host, int(a.operation), int(a.permission_type), int(r.resource_type), r.resource_name, int(r.pattern_type))
+        return (
+            a.principal,
+            a.host,
+            int(a.operation),
+            int(a.permission_type),
+            int(r.resource_type),
+            r.resource_name,
+            int(r.pattern_type),
+        )
 
     wanted = {key(a): a for a in map(acl, p.bindings)}
     admin.create_acls(list(wanted.values()))
     stale = []
     for user in p.passwords:
-        flt = ACLFilter(f"User:{user}", None, ACLOperation.ANY, ACLPermissionType.ANY,
-                        ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+        flt = ACLFilter(
+            f"User:{user}",
+            None,
+            ACLOperation.ANY,
+            ACLPermissionType.ANY,
+            ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+        )
         current, _err = admin.describe_acls(flt)
         stale += [a for a in current if key(a) not in wanted]
     if stale:
-        admin.delete_acls([ACLFilter(a.principal, a.host, a.operation, a.permission_type,
-                                     ResourcePatternFilter(a.resource_pattern.resource_type, a.resource_pattern.resource_name,
-                                                           a.resource_pattern.pattern_type)) for a in stale])
+        admin.delete_acls(
+            [
+                ACLFilter(
+                    a.principal,
+                    a.host,
+                    a.operation,
+                    a.permission_type,
+                    ResourcePatternFilter(
+                        a.resource_pattern.resource_type,
+                        a.resource_pattern.resource_name,
+                        a.resource_pattern.pattern_type,
+                    ),
+                )
+                for a in stale
+            ]
+        )
     print(f"apply_acls: {len(wanted)} ACLs in place, {len(stale)} stale removed")
     admin.close()
 

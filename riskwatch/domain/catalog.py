@@ -75,7 +75,7 @@ class Catalog(BaseModel):
     items_list: tuple[Item, ...] = Field(alias="items", min_length=1)
 
     @model_validator(mode="after")
-    def _check_references(self) -> "Catalog":
+    def _check_references(self) -> Catalog:
         depts = [d.code for d in self.departments_list]
         _no_dupes(depts, "departments", "code")
         _no_dupes([k.code for k in self.entity_kinds_list], "entity_kinds", "code")
@@ -86,13 +86,19 @@ class Catalog(BaseModel):
             raise _RefError(("taskforce_office",), f"unknown department code {self.taskforce_office!r}")
         for n, item in enumerate(self.items_list):
             if item.lead not in known:
-                raise _RefError(("items", n, "lead"), f"unknown department code {item.lead!r}; known: {', '.join(depts)}")
+                raise _RefError(
+                    ("items", n, "lead"), f"unknown department code {item.lead!r}; known: {', '.join(depts)}"
+                )
             for m, c in enumerate(item.cooperating):
                 if c not in known:
-                    raise _RefError(("items", n, "cooperating", m), f"unknown department code {c!r}; known: {', '.join(depts)}")
+                    raise _RefError(
+                        ("items", n, "cooperating", m), f"unknown department code {c!r}; known: {', '.join(depts)}"
+                    )
             for m, o in enumerate(item.objects):
                 if o not in kinds:
-                    raise _RefError(("items", n, "objects", m), f"unknown entity kind {o!r}; known: {', '.join(sorted(kinds))}")
+                    raise _RefError(
+                        ("items", n, "objects", m), f"unknown entity kind {o!r}; known: {', '.join(sorted(kinds))}"
+                    )
         return self
 
     # --- lookups ---------------------------------------------------------------------------------

@@ -38,8 +38,13 @@ class County:
     spot_checks: SpotCheckPlanner
 
 
-def load_county(data_dir: Path | str | None = None, *, catalog_path: Path | str | None = None,
-                rules_path: Path | str | None = None, lifecycle_path: Path | str | None = None) -> County:
+def load_county(
+    data_dir: Path | str | None = None,
+    *,
+    catalog_path: Path | str | None = None,
+    rules_path: Path | str | None = None,
+    lifecycle_path: Path | str | None = None,
+) -> County:
     """Load and cross-check the county's data files (``riskwatch/data`` unless told otherwise)."""
     d = Path(data_dir) if data_dir else DATA_DIR
     catalog = load_catalog(catalog_path or d / "catalog.yaml")
@@ -55,5 +60,6 @@ def load_county(data_dir: Path | str | None = None, *, catalog_path: Path | str 
 
 def county_from_settings(settings) -> County:
     """The county as the settings name it (catalog, rules and life-cycle paths may be overridden)."""
-    return load_county(catalog_path=settings.catalog_path, rules_path=settings.rules_path,
-                       lifecycle_path=settings.lifecycle_path)
+    return load_county(
+        catalog_path=settings.catalog_path, rules_path=settings.rules_path, lifecycle_path=settings.lifecycle_path
+    )

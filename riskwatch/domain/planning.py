@@ -30,10 +30,11 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -68,7 +69,7 @@ class SpotCheckConfig(_M):
     rosters: dict[str, tuple[InspectorEntry, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _shape(self) -> "SpotCheckConfig":
+    def _shape(self) -> SpotCheckConfig:
         for t in self.default_tier_mix:
             if t not in self.tiers:
                 raise ValueError(f"default_tier_mix: unknown tier {t!r}; known: {', '.join(self.tiers)}")
@@ -152,12 +153,16 @@ class SpotCheck:
     def as_tasks(self, due: float | datetime) -> list[InspectionTask]:
         """One task per inspecting department, ready for :func:`merge_tasks`."""
         depts = dict.fromkeys(i.department for i in self.inspectors)
-        return [InspectionTask(f"{self.check_id}:{d}", self.entity_id, d, due, self.item_id, "spot_check", self.check_id)
-                for d in depts]
+        return [
+            InspectionTask(f"{self.check_id}:{d}", self.entity_id, d, due, self.item_id, "spot_check", self.check_id)
+            for d in depts
+        ]
 
 
 # --- joint inspections ------------------------------------------------------------------------------
-def merge_tasks(tasks: Iterable[InspectionTask], window: float | timedelta, catalog: Catalog | None = None) -> list[JointInspection]:
+def merge_tasks(
+    tasks: Iterable[InspectionTask], window: float | timedelta, catalog: Catalog | None = None
+) -> list[JointInspection]:
     """Merge each entity's tasks whose due times fall within ``window`` of the cluster's first task.
 
     When two or more departments take part, the lead is the lead department of the tasks' item
@@ -204,8 +209,15 @@ def _joint(entity_id: str, tasks: list[InspectionTask], catalog: Catalog) -> Joi
     depts = [lead, *dict.fromkeys(t.department for t in tasks if t.department != lead)]
     items = tuple(dict.fromkeys(t.item_id for t in tasks if t.item_id is not None))
     digest = hashlib.blake2b("|".join(sorted(t.task_id for t in tasks)).encode(), digest_size=6).hexdigest()
-    return JointInspection(inspection_id=f"JI-{digest}", entity_id=entity_id, lead=lead, departments=tuple(depts),
-                           item_ids=items, due=_ts(tasks[0].due), tasks=tuple(tasks))
+    return JointInspection(
+        inspection_id=f"JI-{digest}",
+        entity_id=entity_id,
+        lead=lead,
+        departments=tuple(depts),
+        item_ids=items,
+        due=_ts(tasks[0].due),
+        tasks=tuple(tasks),
+    )
 
 
 # --- 双随机、一公开 -----------------------------------------------------------------------------------
@@ -217,13 +229,20 @@ class SpotCheckPlanner:
         self.catalog = catalog
         for dept in config.rosters:
             if dept not in catalog.departments:
-                raise _Ref(("rosters", dept), f"unknown department code {dept!r}; known: {', '.join(catalog.departments)}")
-        for n, item in enumerate(catalog.items_list):
+                raise _Ref(
+                    ("rosters", dept), f"unknown department code {dept!r}; known: {', '.join(catalog.departments)}"
+                )
+        for item in catalog.items_list:
             if not config.rosters.get(item.lead):
-                raise _Ref(("rosters",), f"item {item.id} ({item.code}): lead department {item.lead!r} has no inspector roster")
+                raise _Ref(
+                    ("rosters",), f"item {item.id} ({item.code}): lead department {item.lead!r} has no inspector roster"
+                )
             if not self._partners(item):
-                raise _Ref(("rosters",), f"item {item.id} ({item.code}): none of the cooperating departments "
-                                         f"{', '.join(item.cooperating)} has an inspector roster")
+                raise _Ref(
+                    ("rosters",),
+                    f"item {item.id} ({item.code}): none of the cooperating departments "
+                    f"{', '.join(item.cooperating)} has an inspector roster",
+                )
 
     def _partners(self, item) -> list[str]:
         return [d for d in item.cooperating if d != item.lead and self.config.rosters.get(d)]
@@ -249,7 +268,9 @@ class SpotCheckPlanner:
             if e.kind not in self.catalog.entity_kinds:
                 raise ValueError(f"entity {e.entity_id}: unknown entity kind {e.kind!r}")
             if e.tier not in self.config.tiers:
-                raise ValueError(f"entity {e.entity_id}: unknown credit tier {e.tier!r}; known: {', '.join(self.config.tiers)}")
+                raise ValueError(
+                    f"entity {e.entity_id}: unknown credit tier {e.tier!r}; known: {', '.join(self.config.tiers)}"
+                )
         rng = random.Random(f"{seed}-{month}")
         out: list[SpotCheck] = []
         for item in sorted(self.catalog.items_list, key=lambda i: i.id):
@@ -266,10 +287,21 @@ class SpotCheckPlanner:
                 for e in chosen:
                     first = rng.choice(lead_roster)
                     second = rng.choice(self._roster(rng.choice(partners)))
-                    out.append(SpotCheck(check_id=f"SC{month.replace('-', '')}-{item.id:02d}-{len(out) + 1:05d}",
-                                         month=month, item_id=item.id, entity_id=e.entity_id, kind=e.kind,
-                                         township=e.township, tier=tier_code, rate=tier.rate, lead=item.lead,
-                                         inspectors=(first, second), entity_name=e.name))
+                    out.append(
+                        SpotCheck(
+                            check_id=f"SC{month.replace('-', '')}-{item.id:02d}-{len(out) + 1:05d}",
+                            month=month,
+                            item_id=item.id,
+                            entity_id=e.entity_id,
+                            kind=e.kind,
+                            township=e.township,
+                            tier=tier_code,
+                            rate=tier.rate,
+                            lead=item.lead,
+                            inspectors=(first, second),
+                            entity_name=e.name,
+                        )
+                    )
         return out
 
     def summary(self, entities: Sequence[SpotEntity], checks: Sequence[SpotCheck]) -> list[dict]:
@@ -280,22 +312,58 @@ class SpotCheckPlanner:
             pop = Counter(e.tier for e in entities if e.kind in item.objects)
             for t, tier in self.config.tiers.items():
                 n, k = pop.get(t, 0), drawn.get((item.id, t), 0)
-                rows.append({"item_id": item.id, "item_code": item.code, "item_name": item.name, "tier": t,
-                             "population": n, "drawn": k, "rate": tier.rate, "share": k / n if n else 0.0})
+                rows.append(
+                    {
+                        "item_id": item.id,
+                        "item_code": item.code,
+                        "item_name": item.name,
+                        "tier": t,
+                        "population": n,
+                        "drawn": k,
+                        "rate": tier.rate,
+                        "share": k / n if n else 0.0,
+                    }
+                )
         return rows
 
 
-def draw_spot_checks(entities: Sequence[SpotEntity], month: str, seed: int | str,
-                     planner: SpotCheckPlanner | None = None, catalog: Catalog | None = None) -> list[SpotCheck]:
+def draw_spot_checks(
+    entities: Sequence[SpotEntity],
+    month: str,
+    seed: int | str,
+    planner: SpotCheckPlanner | None = None,
+    catalog: Catalog | None = None,
+) -> list[SpotCheck]:
     """Draw the month's 双随机 spot checks (same entities, month and seed → the same list)."""
     planner = planner or load_spot_checks(catalog=catalog)
     return planner.draw(entities, month, seed)
 
 
 # --- CSV --------------------------------------------------------------------------------------------
-CSV_HEADERS = ["抽查编号", "月份", "事项ID", "事项代码", "事项名称", "主体ID", "主体名称", "主体类型代码", "主体类型",
-               "乡镇", "信用等级", "抽查比例", "牵头单位代码", "牵头单位", "检查人员1代码", "检查人员1", "检查人员1单位代码",
-               "检查人员1单位", "检查人员2代码", "检查人员2", "检查人员2单位代码", "检查人员2单位"]
+CSV_HEADERS = [
+    "抽查编号",
+    "月份",
+    "事项ID",
+    "事项代码",
+    "事项名称",
+    "主体ID",
+    "主体名称",
+    "主体类型代码",
+    "主体类型",
+    "乡镇",
+    "信用等级",
+    "抽查比例",
+    "牵头单位代码",
+    "牵头单位",
+    "检查人员1代码",
+    "检查人员1",
+    "检查人员1单位代码",
+    "检查人员1单位",
+    "检查人员2代码",
+    "检查人员2",
+    "检查人员2单位代码",
+    "检查人员2单位",
+]
 
 
 def spot_checks_csv(checks: Sequence[SpotCheck], catalog: Catalog) -> str:
@@ -306,10 +374,32 @@ def spot_checks_csv(checks: Sequence[SpotCheck], catalog: Catalog) -> str:
     for c in checks:
         item = catalog.items[c.item_id]
         a, b = c.inspectors
-        w.writerow([c.check_id, c.month, c.item_id, item.code, item.name, c.entity_id, c.entity_name, c.kind,
-                    catalog.entity_kinds[c.kind].name, c.township, c.tier, f"{c.rate:.0%}", c.lead,
-                    catalog.dept_name(c.lead), a.code, a.name, a.department, catalog.dept_name(a.department),
-                    b.code, b.name, b.department, catalog.dept_name(b.department)])
+        w.writerow(
+            [
+                c.check_id,
+                c.month,
+                c.item_id,
+                item.code,
+                item.name,
+                c.entity_id,
+                c.entity_name,
+                c.kind,
+                catalog.entity_kinds[c.kind].name,
+                c.township,
+                c.tier,
+                f"{c.rate:.0%}",
+                c.lead,
+                catalog.dept_name(c.lead),
+                a.code,
+                a.name,
+                a.department,
+                catalog.dept_name(a.department),
+                b.code,
+                b.name,
+                b.department,
+                catalog.dept_name(b.department),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -330,8 +420,10 @@ def read_entities_csv(path: Path | str, planner: SpotCheckPlanner) -> list[SpotE
         r = csv.DictReader(f)
         missing = {"entity_id", "kind", "township", "tier"} - set(r.fieldnames or ())
         if missing:
-            raise PlanningError(f"{path.name}: missing column(s) {', '.join(sorted(missing))}; "
-                                "expected entity_id,kind,township,tier[,name]")
+            raise PlanningError(
+                f"{path.name}: missing column(s) {', '.join(sorted(missing))}; "
+                "expected entity_id,kind,township,tier[,name]"
+            )
         for row in r:
             line = r.line_num
             eid, kind = (row["entity_id"] or "").strip(), (row["kind"] or "").strip()
@@ -339,13 +431,24 @@ def read_entities_csv(path: Path | str, planner: SpotCheckPlanner) -> list[SpotE
             if not eid:
                 raise PlanningError(f"{path.name} line {line}: empty entity_id")
             if kind not in planner.catalog.entity_kinds:
-                raise PlanningError(f"{path.name} line {line} (kind): unknown entity kind {kind!r}; "
-                                    f"known: {', '.join(planner.catalog.entity_kinds)}")
+                raise PlanningError(
+                    f"{path.name} line {line} (kind): unknown entity kind {kind!r}; "
+                    f"known: {', '.join(planner.catalog.entity_kinds)}"
+                )
             if tier and tier not in planner.config.tiers:
-                raise PlanningError(f"{path.name} line {line} (tier): unknown credit tier {tier!r}; "
-                                    f"known: {', '.join(planner.config.tiers)}")
-            out.append(SpotEntity(eid, kind, (row["township"] or "").strip(), tier or planner.tier_for(eid),
-                                  (row.get("name") or "").strip()))
+                raise PlanningError(
+                    f"{path.name} line {line} (tier): unknown credit tier {tier!r}; "
+                    f"known: {', '.join(planner.config.tiers)}"
+                )
+            out.append(
+                SpotEntity(
+                    eid,
+                    kind,
+                    (row["township"] or "").strip(),
+                    tier or planner.tier_for(eid),
+                    (row.get("name") or "").strip(),
+                )
+            )
     return out
 
 
@@ -368,8 +471,10 @@ def load_spot_checks(path: Path | str | None = None, catalog: Catalog | None = N
     try:
         config = SpotCheckConfig.model_validate(raw)
     except ValidationError as e:
-        raise PlanningError("invalid spot-check file:\n  " + "\n  ".join(
-            f"{where(tuple(err['loc']))}: {err['msg']}" for err in e.errors())) from None
+        raise PlanningError(
+            "invalid spot-check file:\n  "
+            + "\n  ".join(f"{where(tuple(err['loc']))}: {err['msg']}" for err in e.errors())
+        ) from None
     try:
         return SpotCheckPlanner(config, catalog)
     except _Ref as e:

@@ -67,14 +67,28 @@ class Broker:
         if marker.exists():
             return self.libs
         if not shutil.which("mvn"):
-            raise BrokerError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
+            raise BrokerError(
+                "Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (`sudo deploy/prereqs.sh install`; "
+                "list: deploy/debian-packages.txt)"
+            )
         self.libs.mkdir(parents=True, exist_ok=True)
         log(f"fetching Apache Kafka {kafka_version()} broker jars from Maven Central into {self.libs} (once) ...")
-        cmd = ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"]
+        cmd = [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs}",
+            "-DincludeScope=runtime",
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise BrokerError(f"mvn failed ({r.returncode}); check network access to Maven Central.\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+            raise BrokerError(
+                f"mvn failed ({r.returncode}); check network access to Maven "
+                f"Central.\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+            )
         marker.write_text(kafka_version())
         log(f"fetched {len(list(self.libs.glob('*.jar')))} jars")
         return self.libs
@@ -92,8 +106,11 @@ class Broker:
         from kafka import KafkaAdminClient
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.settings.kafka_port}",
-                                     request_timeout_ms=int(timeout * 1000), client_id="riskwatch-status")
+            admin = KafkaAdminClient(
+                bootstrap_servers=f"127.0.0.1:{self.settings.kafka_port}",
+                request_timeout_ms=int(timeout * 1000),
+                client_id="riskwatch-status",
+            )
             admin.list_topics()
             admin.close()
             return True
@@ -109,46 +126,58 @@ class Broker:
         if self.pid_file.exists():
             return f"stale: pid file {self.pid_file} names a process that is gone; `riskwatch kafka start` cleans it"
         if self.port_open():
-            return f"port {self.settings.kafka_port} is open but not by our broker (another Kafka?); set RISKWATCH_KAFKA_PORT"
+            return (
+                f"port {self.settings.kafka_port} is open but not by our broker (another Kafka?); set "
+                "RISKWATCH_KAFKA_PORT"
+            )
         return "stopped"
 
     # -- start/stop -----------------------------------------------------------------------------
     def _properties(self) -> Path:
         s, d = self.settings, self.data_dir
         p = d / "server.properties"
-        p.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={d / 'logs'}",
-            # Topics are created by riskwatch at start-up with explicit partitions; a typo must
-            # not silently create a 1-partition topic.
-            "auto.create.topics.enable=false",
-            "num.partitions=4",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=168",
-            "message.max.bytes=1048588",
-            "",
-        ]))
+        p.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={d / 'logs'}",
+                    # Topics are created by riskwatch at start-up with explicit partitions; a typo must
+                    # not silently create a 1-partition topic.
+                    "auto.create.topics.enable=false",
+                    "num.partitions=4",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=8",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=168",
+                    "message.max.bytes=1048588",
+                    "",
+                ]
+            )
+        )
         return p
 
     def _java(self, *args: str, log4j: bool = True) -> list[str]:
         java = shutil.which("java")
         if not java:
-            raise BrokerError("java is not on PATH: install Java 17+ (`sudo deploy/prereqs.sh install`; list: deploy/debian-packages.txt)")
-        opts = [f"-Dlog4j.configuration=file:{REPO / 'kafka' / 'log4j.properties'}",
-                f"-Dlog4j2.configurationFile={REPO / 'kafka' / 'log4j2.properties'}"]
+            raise BrokerError(
+                "java is not on PATH: install Java 17+ (`sudo deploy/prereqs.sh install`; list: "
+                "deploy/debian-packages.txt)"
+            )
+        opts = [
+            f"-Dlog4j.configuration=file:{REPO / 'kafka' / 'log4j.properties'}",
+            f"-Dlog4j2.configurationFile={REPO / 'kafka' / 'log4j2.properties'}",
+        ]
         return [java, "-Xms256m", "-Xmx1g", *opts, "-cp", f"{self.libs}/*", *args]
 
     def start(self, timeout: float = 90.0, log=print) -> str:
@@ -159,28 +188,43 @@ class Broker:
             log(f"stale pid file {self.pid_file} (process gone): cleaning it")
             self.pid_file.unlink()
         if not pid and self.port_open():
-            raise BrokerError(f"port {self.settings.kafka_port} is in use by a process this checkout did not start; stop it, "
-                              "set RISKWATCH_KAFKA_PORT, or, for a broker started from another checkout, set "
-                              "RISKWATCH_KAFKA_DATA_DIR to its var/kafka")
+            raise BrokerError(
+                f"port {self.settings.kafka_port} is in use by a process this checkout did not start; stop it, "
+                "set RISKWATCH_KAFKA_PORT, or, for a broker started from another checkout, set "
+                "RISKWATCH_KAFKA_DATA_DIR to its var/kafka"
+            )
         self.fetch(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._properties()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster = str(uuid.uuid4())
             import base64
+
             # `--cluster-id=` form: a base64 id may start with "-", which argparse would take for an option
             cluster = base64.urlsafe_b64encode(uuid.UUID(cluster).bytes).decode().rstrip("=")
-            r = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)),
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)),
+                capture_output=True,
+                text=True,
+            )
             if r.returncode != 0:
                 raise BrokerError(f"formatting KRaft storage failed:\n{r.stdout}{r.stderr}")
         if not pid:
-            logf = open(self.log_file, "ab")
-            proc = subprocess.Popen(self._java("kafka.Kafka", str(props)), stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.data_dir)
+            with open(self.log_file, "ab") as logf:  # the broker writes to its own descriptor
+                proc = subprocess.Popen(
+                    self._java("kafka.Kafka", str(props)),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.data_dir,
+                )
             self.pid_file.write_text(str(proc.pid))
             pid = proc.pid
-            log(f"starting Kafka {kafka_version()} (pid {pid}) on 127.0.0.1:{self.settings.kafka_port}; log: {self.log_file}")
+            log(
+                f"starting Kafka {kafka_version()} (pid {pid}) on 127.0.0.1:{self.settings.kafka_port}; log: "
+                f"{self.log_file}"
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid() is None:

@@ -6,14 +6,15 @@ polls a condition with a deadline and says what to check when it expires.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import orjson
 
@@ -36,7 +37,9 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
         except Exception as e:  # noqa: BLE001
             last_exc = e
         time.sleep(interval)
-    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise WaitTimeout(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -72,23 +75,31 @@ def identify_worker(settings: Settings, timeout: float = 5.0) -> bool:
         with urllib.request.urlopen(f"http://{where}/identity", timeout=timeout) as r:
             raw = r.read(65536)
     except urllib.error.HTTPError as e:
-        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker "
-                           f"(GET /identity: HTTP {e.code} {e.reason})") from None
+        raise WebPortTaken(
+            f"port {where} is answered by a program that is not a riskwatch worker "
+            f"(GET /identity: HTTP {e.code} {e.reason})"
+        ) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
     try:
         ident = orjson.loads(raw)
         service = ident.get("service")
     except (orjson.JSONDecodeError, AttributeError):
-        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker "
-                           "(GET /identity did not return riskwatch's JSON)") from None
+        raise WebPortTaken(
+            f"port {where} is answered by a program that is not a riskwatch worker "
+            "(GET /identity did not return riskwatch's JSON)"
+        ) from None
     mine = settings.worker_identity()
     if service != mine["service"]:
-        raise WebPortTaken(f"port {where} is answered by a program that is not a riskwatch worker (service {service!r})")
+        raise WebPortTaken(
+            f"port {where} is answered by a program that is not a riskwatch worker (service {service!r})"
+        )
     theirs = {k: ident.get(k) for k in ("app_id", "data")}
     if theirs != {k: mine[k] for k in ("app_id", "data")}:
-        raise WebPortTaken(f"port {where} is answered by another riskwatch worker (app id {theirs['app_id']}, data "
-                           f"{theirs['data']}), not this configuration's (app id {mine['app_id']}, data {mine['data']})")
+        raise WebPortTaken(
+            f"port {where} is answered by another riskwatch worker (app id {theirs['app_id']}, data "
+            f"{theirs['data']}), not this configuration's (app id {mine['app_id']}, data {mine['data']})"
+        )
     return True
 
 
@@ -110,43 +121,67 @@ class WorkerProcess:
     settings: Settings
     log_path: Path | None = None
     supervise: bool = True
-    proc: subprocess.Popen | None = field(default=None, init=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     restarts: int = field(default=0, init=False)
     _stopping: bool = field(default=False, init=False)
 
-    def start(self, timeout: float = 120.0) -> "WorkerProcess":
+    def start(self, timeout: float = 120.0) -> WorkerProcess:
         self._stopping = False
         self._spawn()
-        wait_for(self._ready, timeout, f"the worker on port {self.settings.web_port} to answer /identity and /query"
-                 + (f"; see {self.log_path}" if self.log_path else ""))
+        wait_for(
+            self._ready,
+            timeout,
+            f"the worker on port {self.settings.web_port} to answer /identity and /query"
+            + (f"; see {self.log_path}" if self.log_path else ""),
+        )
         if self.supervise:
             import threading
 
             threading.Thread(target=self._supervisor, args=(self.proc,), daemon=True, name="worker-supervisor").start()
         return self
 
-    def _supervisor(self, proc: subprocess.Popen) -> None:
+    def _supervisor(self, proc: subprocess.Popen[bytes]) -> None:
         while True:
             code = proc.wait()
             if self._stopping or proc is not self.proc or code != CRASH_ONLY_EXIT:
                 return
             self.restarts += 1
-            print(f"riskwatch: worker exited with code {code} (crash-only: a batch is redelivered); restarting it"
-                  + (f" — see {self.log_path}" if self.log_path else ""), file=sys.stderr)
+            print(
+                f"riskwatch: worker exited with code {code} (crash-only: a batch is redelivered); restarting it"
+                + (f" — see {self.log_path}" if self.log_path else ""),
+                file=sys.stderr,
+            )
             self._spawn()
             proc = self.proc
 
     def _spawn(self) -> None:
         env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         loglevel = os.environ.get("RISKWATCH_WORKER_LOGLEVEL", "warn")  # e.g. info when debugging a test
-        self.proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "worker", "--loglevel", loglevel], env=env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with contextlib.ExitStack() as stack:  # the worker writes to its own descriptor of the log
+            log = stack.enter_context(open(self.log_path, "ab")) if self.log_path else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "riskwatch.cli.main", "worker", "--loglevel", loglevel],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id (once started)."""
+        return self._started().pid
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise RuntimeError("the worker has not been started")
+        return self.proc
 
     def _ready(self) -> bool:
-        if self.proc.poll() is not None:
+        proc = self._started()
+        if proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path and self.log_path.exists() else ""
-            raise SystemExit(f"worker exited with code {self.proc.returncode} during start-up:\n{tail}")
+            raise SystemExit(f"worker exited with code {proc.returncode} during start-up:\n{tail}")
         return identify_worker(self.settings) and self.query("SELECT 1") is not None
 
     def query(self, sql: str) -> list[dict] | None:
@@ -154,8 +189,9 @@ class WorkerProcess:
         import urllib.error
         import urllib.request
 
-        req = urllib.request.Request(f"http://{self.settings.web_host}:{self.settings.web_port}/query",
-                                     data=sql.encode(), method="POST")
+        req = urllib.request.Request(
+            f"http://{self.settings.web_host}:{self.settings.web_port}/query", data=sql.encode(), method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 body = orjson.loads(r.read())
@@ -170,7 +206,7 @@ class WorkerProcess:
             raise QueryFailed(engine_error_line(msg)) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
-        return [dict(zip(body["columns"], row)) for row in body["rows"]]
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
     def stop(self, timeout: float = 60.0) -> int | None:
         self._stopping = True
@@ -185,15 +221,14 @@ class WorkerProcess:
 
     def dump_stacks(self) -> None:
         """Ask a live worker to log the stack of every thread and asyncio task (mode's SIGUSR1)."""
-        if self.proc is None or self.proc.poll() is not None or self.log_path is None:
+        log_path = self.log_path
+        if self.proc is None or self.proc.poll() is not None or log_path is None:
             return
-        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        size = log_path.stat().st_size if log_path.exists() else 0
         os.kill(self.proc.pid, signal.SIGUSR1)  # mode: threads and tasks (async generators truncated)
         os.kill(self.proc.pid, signal.SIGUSR2)  # riskwatch: each task's await chain to the innermost frame
-        try:
-            wait_for(lambda: self.log_path.stat().st_size > size, 10, "the worker to log its stacks")
-        except WaitTimeout:
-            pass
+        with contextlib.suppress(WaitTimeout):
+            wait_for(lambda: log_path.stat().st_size > size, 10, "the worker to log its stacks")
 
     def kill9(self) -> None:
         self._stopping = True
@@ -204,8 +239,9 @@ class WorkerProcess:
 
 def consumer_lag(settings: Settings, topics: list[str]) -> int | None:
     """Messages not yet committed by the worker's consumer group on ``topics`` (None: no group yet)."""
-    from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.structs import TopicPartition
+
+    from kafka import KafkaAdminClient, KafkaConsumer
 
     admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-lag")
     try:
@@ -240,15 +276,19 @@ def group_assignment(settings: Settings) -> dict[str, int]:
     for m in g.get("members", []):
         a = m.get("member_assignment") or {}
         parts = a.get("assigned_partitions", []) if isinstance(a, dict) else []
-        out[m.get("member_id", "?")] = sum(len(p.get("partitions", ())) for p in parts
-                                           if p.get("topic", "").startswith(settings.topic_prefix + "events."))
+        out[m.get("member_id", "?")] = sum(
+            len(p.get("partitions", ()))
+            for p in parts
+            if p.get("topic", "").startswith(settings.topic_prefix + "events.")
+        )
     return out
 
 
 def read_all(settings: Settings, topic: str) -> list:
     """Every record currently in ``topic`` (full name), from the beginning of each partition."""
-    from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
+
+    from kafka import KafkaConsumer
 
     c = KafkaConsumer(**settings.kafka_kwargs(), enable_auto_commit=False)
     try:

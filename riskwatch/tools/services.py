@@ -98,9 +98,16 @@ class LocalService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         if not pid:
-            logf = open(self.log_file, "ab")
-            proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.data_dir, env=self.env())
+            with open(self.log_file, "ab") as logf:  # the service writes to its own descriptor
+                proc = subprocess.Popen(
+                    self.command(),
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.data_dir,
+                    env=self.env(),
+                )
             self.pid_file.write_text(str(proc.pid))
             self._proc = proc
             pid = proc.pid
@@ -113,7 +120,9 @@ class LocalService:
             if self.healthy():
                 return f"{self.name}: running (pid {pid}) on {self.url}"
             time.sleep(0.1)
-        raise ServiceError(f"{self.name} did not answer {self.url}{self.health_path} within {timeout:.0f}s; see {self.log_file}")
+        raise ServiceError(
+            f"{self.name} did not answer {self.url}{self.health_path} within {timeout:.0f}s; see {self.log_file}"
+        )
 
     def reload(self) -> None:
         pid = self.pid()
@@ -146,15 +155,21 @@ class LocalService:
 
 def _binary(*names: str) -> str:
     for n in names:
-        if shutil.which(n):
-            return shutil.which(n)
-    raise ServiceError(f"{names[0]} is not installed: `apt-get install {'prometheus-alertmanager' if 'alertmanager' in names[0] else 'prometheus'}` "
-                       "(Debian packages; .ci/run installs them)")
+        path = shutil.which(n)
+        if path:
+            return path
+    raise ServiceError(
+        f"{names[0]} is not installed: `apt-get install "
+        f"{'prometheus-alertmanager' if 'alertmanager' in names[0] else 'prometheus'}` "
+        "(Debian packages; .ci/run installs them)"
+    )
 
 
 class Alertmanager(LocalService):
     def __init__(self, settings: Settings, robot_url: str | None = None):
-        super().__init__("alertmanager", settings.alertmanager_data_dir.resolve(), settings.alertmanager_port, "/-/ready")
+        super().__init__(
+            "alertmanager", settings.alertmanager_data_dir.resolve(), settings.alertmanager_port, "/-/ready"
+        )
         self.settings = settings
         self.robot_url = robot_url or f"http://127.0.0.1:{settings.robot_port}"
 
@@ -166,9 +181,15 @@ class Alertmanager(LocalService):
         write_alertmanager_config(self.settings, self.data_dir, self.robot_url)
 
     def command(self) -> list[str]:
-        return [_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={self.config_path}",
-                f"--storage.path={self.data_dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=", "--data.retention=170h", "--log.level=info"]
+        return [
+            _binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.data_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            "--data.retention=170h",
+            "--log.level=info",
+        ]
 
 
 def write_alertmanager_config(settings: Settings, out_dir: Path, robot_url: str) -> Path:
@@ -183,8 +204,12 @@ def write_alertmanager_config(settings: Settings, out_dir: Path, robot_url: str)
 
 class Prometheus(LocalService):
     def __init__(self, settings: Settings, worker_ports: list[int] | None = None, rules: Path | None = None):
-        super().__init__("prometheus", (settings.alertmanager_data_dir.parent / "prometheus").resolve(),
-                         settings.prometheus_port, "/-/ready")
+        super().__init__(
+            "prometheus",
+            (settings.alertmanager_data_dir.parent / "prometheus").resolve(),
+            settings.prometheus_port,
+            "/-/ready",
+        )
         self.settings = settings
         self.worker_ports = worker_ports or [settings.web_port]
         self.rules = rules or RULES
@@ -194,21 +219,44 @@ class Prometheus(LocalService):
         return self.data_dir / "prometheus.yml"
 
     def prepare(self) -> None:
-        write_prometheus_config(self.settings, self.config_path, [f"127.0.0.1:{p}" for p in self.worker_ports],
-                                [f"127.0.0.1:{self.settings.notify_port}"], [f"127.0.0.1:{self.settings.robot_port}"],
-                                f"127.0.0.1:{self.settings.alertmanager_port}", self.rules)
+        write_prometheus_config(
+            self.settings,
+            self.config_path,
+            [f"127.0.0.1:{p}" for p in self.worker_ports],
+            [f"127.0.0.1:{self.settings.notify_port}"],
+            [f"127.0.0.1:{self.settings.robot_port}"],
+            f"127.0.0.1:{self.settings.alertmanager_port}",
+            self.rules,
+        )
 
     def command(self) -> list[str]:
-        return [_binary("prometheus"), f"--config.file={self.config_path}", f"--storage.tsdb.path={self.data_dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle", "--log.level=warn"]
+        return [
+            _binary("prometheus"),
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.data_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ]
 
 
-def write_prometheus_config(settings: Settings, path: Path, workers: list[str], bridges: list[str], robots: list[str],
-                            alertmanager: str, rules: Path | str) -> Path:
+def write_prometheus_config(
+    settings: Settings,
+    path: Path,
+    workers: list[str],
+    bridges: list[str],
+    robots: list[str],
+    alertmanager: str,
+    rules: Path | str,
+) -> Path:
     """prometheus.yml: scrape every worker, the bridge and the robot adapter; rules; one Alertmanager."""
     iv = f"{settings.prometheus_scrape_seconds:g}s"
     cfg = {
-        "global": {"scrape_interval": iv, "evaluation_interval": iv, "scrape_timeout": f"{min(settings.prometheus_scrape_seconds, 10):g}s"},
+        "global": {
+            "scrape_interval": iv,
+            "evaluation_interval": iv,
+            "scrape_timeout": f"{min(settings.prometheus_scrape_seconds, 10):g}s",
+        },
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
         "scrape_configs": [
@@ -218,7 +266,9 @@ def write_prometheus_config(settings: Settings, path: Path, workers: list[str], 
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Generated by riskwatch (riskwatch/tools/services.py); do not edit.\n" + yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(
+        "# Generated by riskwatch (riskwatch/tools/services.py); do not edit.\n" + yaml.safe_dump(cfg, sort_keys=False)
+    )
     return path
 
 

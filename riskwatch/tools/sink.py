@@ -44,7 +44,7 @@ class ReceiverSink:
     _limits: dict = field(default_factory=dict)  # path -> remaining rate-limit answers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> "ReceiverSink":
+    def start(self) -> ReceiverSink:
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -73,7 +73,9 @@ class ReceiverSink:
                 self.wfile.write(data)
 
         class Server(ThreadingHTTPServer):
-            request_queue_size = 1024  # Alertmanager flushes hundreds of groups at once (the default 5 drops SYNs: 1 s retries)
+            request_queue_size = (
+                1024  # Alertmanager flushes hundreds of groups at once (the default 5 drops SYNs: 1 s retries)
+            )
             daemon_threads = True
 
         self.server = Server(("127.0.0.1", self.port), H)
@@ -103,7 +105,9 @@ class ReceiverSink:
                 return 200, {"errcode": code, "errmsg": "api freq out of limit"}
         if path.startswith("/dingtalk"):
             ts, sign = query.get("timestamp", ""), query.get("sign", "")
-            mac = hmac.new(self.dingtalk_secret.encode(), f"{ts}\n{self.dingtalk_secret}".encode(), hashlib.sha256).digest()
+            mac = hmac.new(
+                self.dingtalk_secret.encode(), f"{ts}\n{self.dingtalk_secret}".encode(), hashlib.sha256
+            ).digest()
             # the sign arrives URL-encoded in the query string; parse_qsl decoded it once
             if not ts or sign != base64.b64encode(mac).decode() or abs(time.time() * 1000 - int(ts)) > 3600_000:
                 return 200, {"errcode": 310000, "errmsg": "sign not match"}
@@ -116,8 +120,11 @@ class ReceiverSink:
 
     def ok(self, prefix: str) -> list[Request]:
         with self.lock:
-            return [r for r in self.requests if r.path.startswith(prefix) and r.status == 200
-                    and r.answer.get("errcode", 0) == 0]
+            return [
+                r
+                for r in self.requests
+                if r.path.startswith(prefix) and r.status == 200 and r.answer.get("errcode", 0) == 0
+            ]
 
     def hook_alerts(self, dept: str) -> list[dict]:
         """Every alert Alertmanager delivered (HTTP 200) to a department's generic webhook."""
@@ -130,7 +137,7 @@ class SmtpSink:
     messages: list = field(default_factory=list)
     on_message: object = None
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         from aiosmtpd.controller import Controller
 
         outer = self

@@ -95,9 +95,15 @@ class WebServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not pid:
             env = {**os.environ, **settings_env(self.settings)}
-            logf = open(self.log_file, "ab")
-            proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "web", "run"], env=env, stdout=logf,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            with open(self.log_file, "ab") as logf:  # the workbench writes to its own descriptor
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+                    env=env,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             self.pid_file.write_text(str(proc.pid))
             pid = proc.pid
             log(f"starting the workbench (pid {pid}) at {self.url}; log: {self.log_file}")

@@ -64,29 +64,44 @@ def _one_run(county, decoded, evidence: bool) -> dict:
         states[k].dumps()
     cpu = time.process_time() - t0
     sizes = [len(st.dumps()) for st in states.values()]
-    return {"us_per_event": cpu / len(decoded) * 1e6, "alerts": alerts, "bundles": bundles, "history_rows": rows,
-            "state_bytes_median": statistics.median(sizes), "state_bytes_mean": statistics.fmean(sizes)}
+    return {
+        "us_per_event": cpu / len(decoded) * 1e6,
+        "alerts": alerts,
+        "bundles": bundles,
+        "history_rows": rows,
+        "state_bytes_median": statistics.median(sizes),
+        "state_bytes_mean": statistics.fmean(sizes),
+    }
 
 
 def run(events: int = 100_000, entities: int = 1_000, rounds: int = 3, seed: int = 7) -> dict:
     print(f"generating {events:,} simulated events for ~{entities:,} entities ...", file=sys.stderr)
     county, decoded = _decode(B._events(events, entities, seed))
-    on, off = [], []
+    on: list[dict[str, float]] = []
+    off: list[dict[str, float]] = []
     for r in range(rounds):
         for evidence, acc in ((False, off), (True, on)) if r % 2 == 0 else ((True, on), (False, off)):
             res = _one_run(county, decoded, evidence)
             acc.append(res)
-            print(f"round {r + 1}/{rounds} audit_chain={'on ' if evidence else 'off'}: {res['us_per_event']:.1f} µs/event",
-                  file=sys.stderr)
+            print(
+                f"round {r + 1}/{rounds} audit_chain={'on ' if evidence else 'off'}: {res['us_per_event']:.1f} "
+                "µs/event",
+                file=sys.stderr,
+            )
     med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
     result = {
-        "events": len(decoded), "rounds": rounds,
+        "events": len(decoded),
+        "rounds": rounds,
         "us_per_event_without": round(med(off, "us_per_event"), 1),
         "us_per_event_with": round(med(on, "us_per_event"), 1),
         "ratio_with_over_without": round(med(on, "us_per_event") / med(off, "us_per_event"), 3),
-        "alerts": on[0]["alerts"], "evidence_bundles": on[0]["bundles"], "chained_history_rows": on[0]["history_rows"],
-        "state_bytes_median_without": off[0]["state_bytes_median"], "state_bytes_median_with": on[0]["state_bytes_median"],
-        "state_bytes_mean_without": round(off[0]["state_bytes_mean"]), "state_bytes_mean_with": round(on[0]["state_bytes_mean"]),
+        "alerts": on[0]["alerts"],
+        "evidence_bundles": on[0]["bundles"],
+        "chained_history_rows": on[0]["history_rows"],
+        "state_bytes_median_without": off[0]["state_bytes_median"],
+        "state_bytes_median_with": on[0]["state_bytes_median"],
+        "state_bytes_mean_without": round(off[0]["state_bytes_mean"]),
+        "state_bytes_mean_with": round(on[0]["state_bytes_mean"]),
     }
     print(json.dumps(result, indent=2))
     return result

@@ -39,12 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     if not a.stock:
         faust_fastpath.install()
     datadir = tempfile.mkdtemp(prefix="riskwatch-floor-")  # Faust's default is <app id>-data in the working directory
-    app = faust.App(f"riskwatch-floor-{uuid.uuid4().hex[:8]}", broker=f"kafka://{a.bootstrap}", store="memory://",
-                    datadir=datadir,
-                    web_enabled=False, consumer_auto_offset_reset="earliest", broker_commit_every=a.batch_max,
-                    logging_config=None)
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    src = app.topic(*a.topic, **raw)
+    app = faust.App(
+        f"riskwatch-floor-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{a.bootstrap}",
+        store="memory://",
+        datadir=datadir,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=a.batch_max,
+        logging_config=None,
+    )
+    src = app.topic(*a.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0}
 
     @app.agent(src)
@@ -56,8 +61,16 @@ def main(argv: list[str] | None = None) -> None:
             if seen["n"] >= a.events:
                 secs, cpu = time.perf_counter() - seen["t0"], time.process_time() - seen["c0"]
                 n = seen["n"] - seen["first"]
-                print(json.dumps({"faust_floor_eps": round(n / secs), "cpu_us_per_event": round(cpu / n * 1e6, 1),
-                                  "events": seen["n"]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "faust_floor_eps": round(n / secs),
+                            "cpu_us_per_event": round(cpu / n * 1e6, 1),
+                            "events": seen["n"],
+                        }
+                    ),
+                    flush=True,
+                )
                 sys.stderr.flush()
                 shutil.rmtree(datadir, ignore_errors=True)
                 os._exit(0)

@@ -13,7 +13,7 @@ import random
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sinks import migrations
 from sinks.clickhouse import INSERT_SETTINGS, make_client
@@ -28,16 +28,33 @@ def main(argv: list[str] | None = None) -> None:
     client = make_client(f"chdb://{tempfile.mkdtemp(prefix='riskwatch-inserts-')}")
     migrations.migrate(client, "riskwatch")
     rnd = random.Random(7)
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
     channels = ["cold_chain_temp", "boiler_pressure", "storage_humidity"]
-    rows = [(str(uuid.UUID(int=rnd.getrandbits(128))), f"E{rnd.randrange(10_000):06d}", t0 + timedelta(seconds=i),
-             "iot", 1, f"d{i % 3}", rnd.choice(channels), rnd.random() * 10, "C") for i in range(a.rows)]
+    rows = [
+        (
+            str(uuid.UUID(int=rnd.getrandbits(128))),
+            f"E{rnd.randrange(10_000):06d}",
+            t0 + timedelta(seconds=i),
+            "iot",
+            1,
+            f"d{i % 3}",
+            rnd.choice(channels),
+            rnd.random() * 10,
+            "C",
+        )
+        for i in range(a.rows)
+    ]
 
     def insert(chunk: int) -> float:
         c = time.process_time()
         for k in range(0, len(rows), chunk):
-            client.insert("events_sensor", rows[k:k + chunk], column_names=COLUMNS["events_sensor"],
-                          database="riskwatch", settings=INSERT_SETTINGS)
+            client.insert(
+                "events_sensor",
+                rows[k : k + chunk],
+                column_names=COLUMNS["events_sensor"],
+                database="riskwatch",
+                settings=INSERT_SETTINGS,
+            )
         return (time.process_time() - c) / len(rows) * 1e6
 
     insert(len(rows))  # warm-up: the first insert creates the table's first part

@@ -18,6 +18,7 @@ in simulated time (``lifecycle_clock=event``). Then it waits until every notific
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -64,16 +65,33 @@ def percentiles(xs: list[float]) -> dict:
     return {"n": len(s), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": round(s[-1], 3)}
 
 
-def run(settings: Settings, rate: float = 1000.0, seconds: float = 60.0, scale: float = 0.5, seed: int = 7,
-        out: Path = Path("var/bench/notify.json")) -> dict:
+def run(
+    settings: Settings,
+    rate: float = 1000.0,
+    seconds: float = 60.0,
+    scale: float = 0.5,
+    seed: int = 7,
+    out: Path = Path("var/bench/notify.json"),
+) -> dict:
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="riskwatch-bench-notify-"))
     am = _port()
-    s = settings.model_copy(update=dict(
-        topic_prefix=f"bn{run_id}.", app_id=f"riskwatch-bn-{run_id}", web_port=_port(),
-        clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state", lifecycle_clock="event",
-        lifecycle_tick_seconds=2.0, alertmanager_port=am, alertmanager_url=f"http://127.0.0.1:{am}",
-        alertmanager_data_dir=tmp / "am", robot_port=_port(), notify_port=_port()))
+    s = settings.model_copy(
+        update=dict(
+            topic_prefix=f"bn{run_id}.",
+            app_id=f"riskwatch-bn-{run_id}",
+            web_port=_port(),
+            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
+            state_dir=tmp / "state",
+            lifecycle_clock="event",
+            lifecycle_tick_seconds=2.0,
+            alertmanager_port=am,
+            alertmanager_url=f"http://127.0.0.1:{am}",
+            alertmanager_data_dir=tmp / "am",
+            robot_port=_port(),
+            notify_port=_port(),
+        )
+    )
     catalog = load_catalog(s.catalog_path)
     T.ensure_topics(s, catalog)
     worker = WorkerProcess(s, log_path=tmp / "worker.log").start()
@@ -83,24 +101,44 @@ def run(settings: Settings, rate: float = 1000.0, seconds: float = 60.0, scale: 
         console.print(f"simulating {seconds:.0f}s at {rate:.0f} events/s (seed {seed}, scale {scale}); logs in {tmp}")
         env = {**os.environ, **settings_env(s)}
         t0 = time.monotonic()
-        sim = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "simulate", "--duration", str(seconds),
-                              "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
-                              "--sample-minutes", "15", "--days", "3"], env=env, capture_output=True, text=True)
+        sim = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "riskwatch.cli.main",
+                "simulate",
+                "--duration",
+                str(seconds),
+                "--seed",
+                str(seed),
+                "--scale",
+                str(scale),
+                "--rate",
+                str(rate),
+                "--sample-minutes",
+                "15",
+                "--days",
+                "3",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if sim.returncode != 0:
             raise SystemExit(f"riskwatch notify bench: the simulator failed ({sim.returncode}): {sim.stderr[-500:]}")
         sim_s = time.monotonic() - t0
         topics = [s.topic(t) for t in T.INPUT_TOPICS]
-        wait_for(lambda: consumer_lag(s, topics) == 0, max(300.0, seconds * 5), "the worker to consume every event", 2.0)
+        wait_for(
+            lambda: consumer_lag(s, topics) == 0, max(300.0, seconds * 5), "the worker to consume every event", 2.0
+        )
         delivered, decided = notify.summary()
         events: dict[str, int] = {}
         n_events = 0
         for t in topics:
             for r in read_all(s, t):
                 n_events += 1
-                try:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
                     events[orjson.loads(r.value)["event_id"]] = r.timestamp
-                except (ValueError, KeyError, TypeError):
-                    pass
         ev_lat, al_lat, worker_lat = [], [], []
         for req in notify.sink.ok("/hook/"):
             if req.path == "/hook/_ops":
@@ -115,9 +153,14 @@ def run(settings: Settings, rate: float = 1000.0, seconds: float = 60.0, scale: 
                     if "published_at_ms" in ann:
                         worker_lat.append((int(ann["published_at_ms"]) - ts) / 1000)
         result = {
-            "rate_target": rate, "events": n_events, "events_per_s": round(n_events / sim_s, 1), "seconds": round(sim_s, 1),
-            "decided": decided, "delivered": delivered,
-            "event_to_receiver_s": percentiles(ev_lat), "alert_to_receiver_s": percentiles(al_lat),
+            "rate_target": rate,
+            "events": n_events,
+            "events_per_s": round(n_events / sim_s, 1),
+            "seconds": round(sim_s, 1),
+            "decided": decided,
+            "delivered": delivered,
+            "event_to_receiver_s": percentiles(ev_lat),
+            "alert_to_receiver_s": percentiles(al_lat),
             "event_to_alert_s": percentiles(worker_lat),
             "note": "2-core machine shared with other work: absolute timings are noisy",
         }

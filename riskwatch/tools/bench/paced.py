@@ -20,22 +20,30 @@ from pathlib import Path
 
 from rich.progress import Progress
 
+from riskwatch.domain.catalog import load_catalog
+from riskwatch.settings import Settings
 from riskwatch.tools.bench import pipeline as B
 from riskwatch.tools.bench.threads import thread_cpu, thread_groups
-from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
-from riskwatch.settings import Settings
 from streams import topics as T
 
 WARM_EVENTS = 20_000
 
 
-def run(base: Settings, rate: float, seconds: float, entities: int = 10_000, probes: bool = False, seed: int = 7) -> dict:
+def run(
+    base: Settings, rate: float, seconds: float, entities: int = 10_000, probes: bool = False, seed: int = 7
+) -> dict:
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="riskwatch-paced-"))
-    s = base.model_copy(update=dict(topic_prefix=f"paced{run_id}.", app_id=f"riskwatch-paced-{run_id}",
-                                    clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state",
-                                    web_port=base.web_port + 9))
+    s = base.model_copy(
+        update=dict(
+            topic_prefix=f"paced{run_id}.",
+            app_id=f"riskwatch-paced-{run_id}",
+            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
+            state_dir=tmp / "state",
+            web_port=base.web_port + 9,
+        )
+    )
     T.ensure_topics(s, load_catalog(s.catalog_path))
     n = int(rate * seconds)
     print(f"generating {WARM_EVENTS + n:,} simulated events for ~{entities:,} entities ...", file=sys.stderr)
@@ -49,16 +57,22 @@ def run(base: Settings, rate: float, seconds: float, entities: int = 10_000, pro
         with Progress(transient=False) as progress:
             B._produce(s, warm, progress)
         wait_for(lambda: consumer_lag(s, topics) == 0, 600, "the worker to consume the warm-up events", interval=0.25)
-        pid = worker.proc.pid
+        pid = worker.pid
         cpu0, threads0, m0, t0 = B._cpu_seconds(pid), thread_cpu(pid), B._batch_metrics(s), time.perf_counter()
         with Progress(transient=False) as progress:
             B._produce(s, paced, progress, rate=rate)
         wait_for(lambda: consumer_lag(s, topics) == 0, 600, "the worker to consume the paced events", interval=0.25)
         wall = time.perf_counter() - t0
         cpu, threads1, m1 = B._cpu_seconds(pid) - cpu0, thread_cpu(pid), B._batch_metrics(s)
-        result = {"rate_eps": rate, "events": len(paced), "probes": probes, "seconds": round(wall, 1),
-                  "worker_cores": round(cpu / wall, 3), "worker_cpu_us_per_event": round(cpu / len(paced) * 1e6, 1),
-                  **{f"cores_{k}": v for k, v in thread_groups(threads0, threads1, pid, wall).items()}}
+        result = {
+            "rate_eps": rate,
+            "events": len(paced),
+            "probes": probes,
+            "seconds": round(wall, 1),
+            "worker_cores": round(cpu / wall, 3),
+            "worker_cpu_us_per_event": round(cpu / len(paced) * 1e6, 1),
+            **{f"cores_{k}": v for k, v in thread_groups(threads0, threads1, pid, wall).items()},
+        }
         dn = m1.get("batches", 0) - m0.get("batches", 0)
         if dn:
             result["batches"] = dn

@@ -45,21 +45,23 @@ def main(argv: list[str] | None = None) -> None:
     from detectors.sensor import SensorAnomaly
 
     dumps = lambda obj: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)  # noqa: E731
-    app = Application(broker_address=a.bootstrap, consumer_group=f"riskwatch-peer-{uuid.uuid4().hex[:8]}",
-                      auto_offset_reset="earliest", state_dir=a.state_dir or f"/tmp/riskwatch-peer-{uuid.uuid4().hex[:8]}",
-                      rocksdb_options=RocksDBOptions(dumps=dumps, loads=pickle.loads), loglevel="WARNING")
+    app = Application(
+        broker_address=a.bootstrap,
+        consumer_group=f"riskwatch-peer-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        state_dir=a.state_dir or f"/tmp/riskwatch-peer-{uuid.uuid4().hex[:8]}",
+        rocksdb_options=RocksDBOptions(dumps=dumps, loads=pickle.loads),
+        loglevel="WARNING",
+    )
     src = app.topic(a.topic, value_deserializer="json", key_deserializer="bytes")
     dst = app.topic(a.alerts, value_serializer="json", key_serializer="bytes")
-    seen = {"readings": 0, "messages": 0}
+    seen: dict[str, float] = {"readings": 0, "messages": 0}
 
     def detect(value: dict, state) -> list[dict]:
         if not seen["messages"]:
             seen["t0"], seen["c0"] = time.perf_counter(), time.process_time()
         seen["messages"] += 1
-        if value.get("kind") == "sensor_batch":
-            readings = value["readings"]
-        else:
-            readings = (value,)
+        readings = value["readings"] if value.get("kind") == "sensor_batch" else (value,)
         alerts = []
         for r in readings:
             k = f"{r['device_id']}:{r['channel']}"
@@ -69,12 +71,23 @@ def main(argv: list[str] | None = None) -> None:
             score, alert = det.update(float(r["value"]), _ts(r["occurred_at"]))
             state.set(k, det)
             if alert:
-                alerts.append({"entity_id": value.get("entity_id"), "stream": k, "score": score, "event_id": r["event_id"]})
+                alerts.append(
+                    {"entity_id": value.get("entity_id"), "stream": k, "score": score, "event_id": r["event_id"]}
+                )
         seen["readings"] += len(readings)
         if seen["readings"] >= a.readings:
             secs, cpu = time.perf_counter() - seen["t0"], time.process_time() - seen["c0"]
-            print(json.dumps({"peer_readings_eps": round(seen["readings"] / secs), "peer_messages_eps": round(seen["messages"] / secs),
-                              "cpu_us_per_reading": round(cpu / seen["readings"] * 1e6, 1), "readings": seen["readings"]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "peer_readings_eps": round(seen["readings"] / secs),
+                        "peer_messages_eps": round(seen["messages"] / secs),
+                        "cpu_us_per_reading": round(cpu / seen["readings"] * 1e6, 1),
+                        "readings": seen["readings"],
+                    }
+                ),
+                flush=True,
+            )
             app.stop()
         return alerts
 

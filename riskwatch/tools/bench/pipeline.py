@@ -36,16 +36,16 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 from rich.progress import Progress
 
 from riskwatch.domain.catalog import load_catalog
+from riskwatch.settings import Settings
 from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
-from riskwatch.settings import Settings
 from riskwatch.tools.simulator import SimConfig, generate
 from streams import topics as T
 
@@ -59,7 +59,7 @@ MIN_CPU_SECONDS = 5.0  # a worker phase shorter than this reports no own CPU (us
 
 
 def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     scale = max(entities / BASE_ENTITIES, 0.05)
     # enough simulated days to yield n events (~450k/day at scale 1)
     days = max(0.05, min(30.0, n / (450_000 * scale) * 1.3))
@@ -73,8 +73,7 @@ def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
 def _produce(settings: Settings, evs, progress: Progress, rate: float | None = None) -> dict[str, float]:
     from kafka import KafkaProducer
 
-    p = KafkaProducer(**settings.kafka_kwargs(), linger_ms=20, batch_size=262144,
-                      compression_type="lz4", acks="all")
+    p = KafkaProducer(**settings.kafka_kwargs(), linger_ms=20, batch_size=262144, compression_type="lz4", acks="all")
     task = progress.add_task("producing" if rate is None else f"producing at {rate:,.0f}/s", total=len(evs))
     sent_at: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -95,12 +94,18 @@ def _produce(settings: Settings, evs, progress: Progress, rate: float | None = N
 async def _raw_consume(settings: Settings, n: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
-    c = AIOKafkaConsumer(*(settings.topic(t) for t in T.INPUT_TOPICS), bootstrap_servers=settings.kafka_bootstrap,
-                         group_id=f"{settings.app_id}-raw", auto_offset_reset="earliest", enable_auto_commit=False,
-                         max_poll_records=5000, fetch_max_bytes=52428800)
+    c = AIOKafkaConsumer(
+        *(settings.topic(t) for t in T.INPUT_TOPICS),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_bytes=52428800,
+    )
     await c.start()
     got = 0
-    t0 = None
+    t0: float | None = None
     try:
         while got < n:
             batch = await c.getmany(timeout_ms=1000, max_records=5000)
@@ -108,6 +113,8 @@ async def _raw_consume(settings: Settings, n: int) -> float:
                 if t0 is None and recs:
                     t0 = time.perf_counter()
                 got += len(recs)
+        if t0 is None:  # nothing to read (n <= 0)
+            return 0.0
         return got / (time.perf_counter() - t0)
     finally:
         await c.stop()
@@ -118,7 +125,15 @@ def _faust_floor(settings: Settings, n: int, stock: bool) -> dict:
     ``{"faust_floor_eps": messages/s, "cpu_us_per_event": CPU µs per message}``."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "riskwatch.tools.bench.floor", "--events", str(n), "--bootstrap", settings.kafka_bootstrap]
+    cmd = [
+        sys.executable,
+        "-m",
+        "riskwatch.tools.bench.floor",
+        "--events",
+        str(n),
+        "--bootstrap",
+        settings.kafka_bootstrap,
+    ]
     for t in T.INPUT_TOPICS:
         cmd += ["--topic", settings.topic(t)]
     if stock:
@@ -126,7 +141,7 @@ def _faust_floor(settings: Settings, n: int, stock: bool) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     for line in reversed((out.stdout + "\n" + out.stderr).splitlines()):
         if '"faust_floor_eps"' in line:
-            return json.loads(line[line.index("{"):])
+            return json.loads(line[line.index("{") :])
     raise SystemExit(f"the Faust floor run failed (exit {out.returncode}): {out.stderr[-2000:]}")
 
 
@@ -156,19 +171,20 @@ def _host_busy() -> float:
 
 
 def _state_sizes(evs) -> tuple[float, float]:
+    import pickle
+
     from riskwatch.domain.county import load_county
     from schemas.events import DeadLetter
-    from streams.ingest import Decoder
+    from streams.ingest import Batch, Decoder
     from streams.processor import Processor
     from streams.state import EntityState
-    import pickle
 
     county = load_county()
     dec, proc = Decoder(county.catalog), Processor.from_county(county)
     states: dict[bytes, EntityState] = {}
     for i, (topic, key, value) in enumerate(evs[:200_000]):
         ev = dec.decode(topic, 0, i, key, value)
-        if not isinstance(ev, DeadLetter):
+        if not isinstance(ev, DeadLetter | Batch):  # single readings only (no gateway batches here)
             proc.process(ev, states.setdefault(key, EntityState()), (topic, 0, i))
     sensors = [len(pickle.dumps(d, protocol=5)) for st in states.values() for d in st.sensors.values()]
     per_entity = [len(st.dumps()) for st in states.values()]
@@ -182,9 +198,23 @@ def with_probes(evs: list, run_id: str) -> list:
     for i, (topic, key, value) in enumerate(evs):
         if i % PROBE_EVERY == 0:
             eid = f"P{run_id}{i:07d}"
-            out.append(("events.complaint", eid.encode(), orjson.dumps({
-                "event_id": f"probe-{run_id}-{i}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
-                "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"})))
+            out.append(
+                (
+                    "events.complaint",
+                    eid.encode(),
+                    orjson.dumps(
+                        {
+                            "event_id": f"probe-{run_id}-{i}",
+                            "entity_id": eid,
+                            "occurred_at": datetime.now(UTC).isoformat(),
+                            "source": "bench",
+                            "channel": "12315",
+                            "category": "food_poisoning",
+                            "text": "bench",
+                        }
+                    ),
+                )
+            )
         else:
             out.append((topic, key, value))
     return out
@@ -213,19 +243,33 @@ def _batch_metrics(s: Settings) -> dict:
             m["events"] = m.get("events", 0.0) + x.value
         elif x.name in ("riskwatch_gc_pause_seconds_sum", "riskwatch_gc_pause_seconds_count"):
             m[x.name + x.labels["generation"]] = x.value
-        elif x.name in ("riskwatch_batch_seconds_count", "riskwatch_batch_seconds_sum", "riskwatch_commit_seconds_count",
-                        "riskwatch_commit_seconds_sum", "riskwatch_committed_events_total"):
+        elif x.name in (
+            "riskwatch_batch_seconds_count",
+            "riskwatch_batch_seconds_sum",
+            "riskwatch_commit_seconds_count",
+            "riskwatch_commit_seconds_sum",
+            "riskwatch_committed_events_total",
+        ):
             m[x.name] = x.value
     n = m.get("riskwatch_batch_seconds_count", 0.0)
     c = m.get("riskwatch_commit_seconds_count", 0.0)
     if not n or not c:
         return {}
-    return {"batches": int(n), "batch_events_mean": round(m.get("events", 0.0) / n),
-            "batch_ms_mean": round(1000 * m["riskwatch_batch_seconds_sum"] / n, 1),
-            "commits": int(c), "commit_events_mean": round(m.get("riskwatch_committed_events_total", 0.0) / c),
-            "commit_ms_mean": round(1000 * m["riskwatch_commit_seconds_sum"] / c, 1),
-            "gc_full_collections": int(m.get("riskwatch_gc_pause_seconds_count2", 0)),
-            "gc_full_ms_mean": round(1000 * m.get("riskwatch_gc_pause_seconds_sum2", 0.0) / max(1.0, m.get("riskwatch_gc_pause_seconds_count2", 0.0)), 1)}
+    return {
+        "batches": int(n),
+        "batch_events_mean": round(m.get("events", 0.0) / n),
+        "batch_ms_mean": round(1000 * m["riskwatch_batch_seconds_sum"] / n, 1),
+        "commits": int(c),
+        "commit_events_mean": round(m.get("riskwatch_committed_events_total", 0.0) / c),
+        "commit_ms_mean": round(1000 * m["riskwatch_commit_seconds_sum"] / c, 1),
+        "gc_full_collections": int(m.get("riskwatch_gc_pause_seconds_count2", 0)),
+        "gc_full_ms_mean": round(
+            1000
+            * m.get("riskwatch_gc_pause_seconds_sum2", 0.0)
+            / max(1.0, m.get("riskwatch_gc_pause_seconds_count2", 0.0)),
+            1,
+        ),
+    }
 
 
 def _histogram(s: Settings, name: str) -> dict[float, float]:
@@ -241,9 +285,11 @@ def _loop_lag(before: dict[float, float], after: dict[float, float]) -> dict:
     if not n:
         return {}
     p99 = next(le for le in sorted(d) if d[le] >= 0.99 * n)
-    return {"latency_phase_loop_lag_ms_p99": None if p99 == float("inf") else round(p99 * 1000),
-            "latency_phase_loop_lag_over_100ms": int(n - d.get(0.1, 0.0)),
-            "latency_phase_loop_lag_probes": int(n)}
+    return {
+        "latency_phase_loop_lag_ms_p99": None if p99 == float("inf") else round(p99 * 1000),
+        "latency_phase_loop_lag_over_100ms": int(n - d.get(0.1, 0.0)),
+        "latency_phase_loop_lag_probes": int(n),
+    }
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -279,20 +325,44 @@ def _free_port() -> int:
 
 
 def _settings_for(base: Settings, tmp: Path, run_id: str, tag: str, partitions: int) -> Settings:
-    return base.model_copy(update=dict(topic_prefix=f"bench{run_id}{tag}.", app_id=f"riskwatch-bench-{run_id}{tag}",
-                                       clickhouse_url=f"chdb://{tmp / tag / 'clickhouse'}", state_dir=tmp / tag / "state",
-                                       partitions=partitions, web_port=_free_port()))
+    return base.model_copy(
+        update=dict(
+            topic_prefix=f"bench{run_id}{tag}.",
+            app_id=f"riskwatch-bench-{run_id}{tag}",
+            clickhouse_url=f"chdb://{tmp / tag / 'clickhouse'}",
+            state_dir=tmp / tag / "state",
+            partitions=partitions,
+            web_port=_free_port(),
+        )
+    )
 
 
-def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log: str, workers: int = 1,
-                  profile: float = 0.0, profile_out: Path | None = None) -> tuple[dict, list]:
+def _worker_phase(
+    s: Settings,
+    n_readings: int,
+    n_messages: int,
+    tmp: Path,
+    log: str,
+    workers: int = 1,
+    profile: float = 0.0,
+    profile_out: Path | None = None,
+) -> tuple[dict, list]:
     """Start ``workers`` worker processes on topics already full, wait until they consumed everything:
     readings/s and messages/s (first committed offset → lag zero), CPU per reading, peak RSS.
     ``profile`` > 0: py-spy samples the (first) worker that many seconds (``profile_out``)."""
     procs = []
     for i in range(workers):
-        si = s if i == 0 else s.model_copy(update=dict(web_port=_free_port(), state_dir=Path(f"{s.state_dir}-{i}"),
-                                                          clickhouse_url=f"{s.clickhouse_url}-{i}"))
+        si = (
+            s
+            if i == 0
+            else s.model_copy(
+                update=dict(
+                    web_port=_free_port(),
+                    state_dir=Path(f"{s.state_dir}-{i}"),
+                    clickhouse_url=f"{s.clickhouse_url}-{i}",
+                )
+            )
+        )
         w = WorkerProcess(si, log_path=tmp / f"{log}-{i}.log", supervise=False)
         w._spawn()  # all at once: they share the partitions from the start
         procs.append(w)
@@ -310,25 +380,29 @@ def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log:
         now = time.perf_counter()
         if lag is not None and 0 < lag < n_messages and not first:  # (all consumed at once: from start-up on)
             first.append(now)
-            cpu0.append(sum(_cpu_seconds(w.proc.pid) for w in procs))
+            cpu0.append(sum(_cpu_seconds(w.pid) for w in procs))
             host0.append(_host_busy())
-            threads0.append(thread_cpu(procs[0].proc.pid))
+            threads0.append(thread_cpu(procs[0].pid))
         if now - last_print[0] > 5:
             print(f"  {log}: {lag:,} messages left", file=sys.stderr)
             last_print[0] = now
         return lag == 0
 
-    spy = _py_spy(procs[0].proc.pid, profile, profile_out) if profile else None
+    spy = _py_spy(procs[0].pid, profile, profile_out) if profile and profile_out else None
     t_ready = time.perf_counter()
     wait_for(done, timeout=3600, what=f"the worker(s) to consume the benchmark messages ({log})", interval=0.25)
     if spy is not None:
         spy.wait(profile + 30)
     t_end = time.perf_counter()
-    cpu_end = sum(_cpu_seconds(w.proc.pid) for w in procs)
+    cpu_end = sum(_cpu_seconds(w.pid) for w in procs)
     t_begin = first[0] if first else t_ready
     secs = max(t_end - t_begin, 1e-6)
-    r = {"readings_eps": round(n_readings / secs), "messages_eps": round(n_messages / secs),
-         "readings_eps_incl_startup": round(n_readings / (t_end - t_ready)), "seconds": round(secs, 1)}
+    r = {
+        "readings_eps": round(n_readings / secs),
+        "messages_eps": round(n_messages / secs),
+        "readings_eps_incl_startup": round(n_readings / (t_end - t_ready)),
+        "seconds": round(secs, 1),
+    }
     if cpu0:
         r["worker_cpu_us_per_reading"] = round((cpu_end - cpu0[0]) / n_readings * 1e6, 1)
         r["worker_cpu_share"] = round((cpu_end - cpu0[0]) / secs, 2)
@@ -336,11 +410,11 @@ def _worker_phase(s: Settings, n_readings: int, n_messages: int, tmp: Path, log:
         # where the (first) worker's CPU went: its event loop, its other Python threads (aiokafka's
         # consumer, the ClickHouse writer's serialization) and the embedded ClickHouse engine's own
         # threads (inserts and merges; a ClickHouse server does this work on its own machine)
-        groups = thread_groups(threads0[0], thread_cpu(procs[0].proc.pid), procs[0].proc.pid, 1.0)
+        groups = thread_groups(threads0[0], thread_cpu(procs[0].pid), procs[0].pid, 1.0)
         share = n_readings / len(procs)  # the first worker's share of the readings, roughly
         for g, cpu in groups.items():
             r[f"worker_cpu_us_per_reading_{g}"] = round(cpu / share * 1e6, 1)
-    r["rss_mb"] = round(max(_rss_mb(w.proc.pid) for w in procs), 1)
+    r["rss_mb"] = round(max(_rss_mb(w.pid) for w in procs), 1)
     return r, procs
 
 
@@ -351,9 +425,25 @@ def _py_spy(pid: int, seconds: float, out: Path):
 
     exe = sh.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-                             "--format", "raw", "--nonblocking", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def profile_top(path: Path, n: int = 20) -> list[tuple[str, float, float]]:
@@ -368,12 +458,14 @@ def profile_top(path: Path, n: int = 20) -> list[tuple[str, float, float]]:
             continue
         c = int(count)
         total += c
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 2)[-1] + ")" if " (" in f else f
-                  for f in stack.split(";")]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 2)[-1] + ")" if " (" in f else f
+            for f in stack.split(";")
+        ]
         own[frames[-1]] = own.get(frames[-1], 0) + c
         for f in set(frames):
             incl[f] = incl.get(f, 0) + c
-    top = sorted(own, key=own.get, reverse=True)[:n]
+    top = sorted(own, key=lambda f: own[f], reverse=True)[:n]
     return [(f, own[f] / max(total, 1), incl[f] / max(total, 1)) for f in top]
 
 
@@ -399,7 +491,10 @@ def _ensure_peer_python(log=print) -> str:
     if not py.exists():
         log(f"making the peer's virtual environment {venv} (quixstreams pins an older pydantic than riskwatch) ...")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(Path(__file__).with_name("peer-requirements.txt"))], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "-r", str(Path(__file__).with_name("peer-requirements.txt"))],
+            check=True,
+        )
     return str(py)
 
 
@@ -409,13 +504,26 @@ def _peer(s: Settings, n_sensor: int, tag: str) -> dict:
     import subprocess
 
     py = _ensure_peer_python(lambda m: print(m, file=sys.stderr))
-    cmd = [py, "-m", "riskwatch.tools.bench.peer", "--topic", s.topic("events.sensor"), "--alerts", s.topic(f"peer.alerts.{tag}"),
-           "--readings", str(n_sensor), "--bootstrap", s.kafka_bootstrap, "--state-dir", str(s.state_dir) + "-peer"]
+    cmd = [
+        py,
+        "-m",
+        "riskwatch.tools.bench.peer",
+        "--topic",
+        s.topic("events.sensor"),
+        "--alerts",
+        s.topic(f"peer.alerts.{tag}"),
+        "--readings",
+        str(n_sensor),
+        "--bootstrap",
+        s.kafka_bootstrap,
+        "--state-dir",
+        str(s.state_dir) + "-peer",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     for line in reversed((out.stdout + "\n" + out.stderr).splitlines()):
         if '"peer_readings_eps"' in line:
-            return json.loads(line[line.index("{"):])
+            return json.loads(line[line.index("{") :])
     raise SystemExit(f"the Quix Streams peer failed (exit {out.returncode}): {out.stderr[-2000:]}")
 
 
@@ -423,12 +531,16 @@ def _recovery(s: Settings, worker: WorkerProcess, tmp: Path, run_id: str) -> dic
     """kill -9 the worker (its state is all in the changelog), start a new one; time until an
     alert flows again, split into process start (HTTP up), rebalance + changelog restore (the
     worker's "state recovered" line) and the first alert of a probe complaint sent meanwhile."""
-    from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import TopicPartition
+
+    from kafka import KafkaConsumer, KafkaProducer
 
     log = tmp / "recovery.log"
     consumer = KafkaConsumer(**s.kafka_kwargs(), enable_auto_commit=False)
-    tps = [TopicPartition(s.topic("alerts.taskforce"), p) for p in (consumer.partitions_for_topic(s.topic("alerts.taskforce")) or ())]
+    tps = [
+        TopicPartition(s.topic("alerts.taskforce"), p)
+        for p in (consumer.partitions_for_topic(s.topic("alerts.taskforce")) or ())
+    ]
     consumer.assign(tps)
     consumer.seek_to_end(*tps)
     for tp in tps:
@@ -449,9 +561,21 @@ def _recovery(s: Settings, worker: WorkerProcess, tmp: Path, run_id: str) -> dic
             t_ready = now
         if now - t_kill > sent * 0.5:  # a probe every 0.5 s: an alert-raising complaint on a fresh entity
             eid = f"R{run_id}{sent:05d}"
-            prod.send(s.topic("events.complaint"), key=eid.encode(), value=orjson.dumps({
-                "event_id": f"rprobe-{run_id}-{sent}", "entity_id": eid, "occurred_at": datetime.now(timezone.utc).isoformat(),
-                "source": "bench", "channel": "12315", "category": "food_poisoning", "text": "bench"}))
+            prod.send(
+                s.topic("events.complaint"),
+                key=eid.encode(),
+                value=orjson.dumps(
+                    {
+                        "event_id": f"rprobe-{run_id}-{sent}",
+                        "entity_id": eid,
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                        "source": "bench",
+                        "channel": "12315",
+                        "category": "food_poisoning",
+                        "text": "bench",
+                    }
+                ),
+            )
             prod.flush()
             sent += 1
         for recs in consumer.poll(timeout_ms=200).values():
@@ -463,14 +587,31 @@ def _recovery(s: Settings, worker: WorkerProcess, tmp: Path, run_id: str) -> dic
     if t_alert is None:
         raise SystemExit(f"no alert within 300 s of the restart; see {log}")
     worker.proc = new.proc
-    return {"recovery_s": round(t_alert - t_kill, 1), "recovery_process_start_s": round((t_http or t_alert) - t_kill, 1),
-            "recovery_restore_s": round((t_ready or t_alert) - (t_http or t_kill), 1),
-            "recovery_first_alert_s": round(t_alert - (t_ready or t_http or t_kill), 1)}
+    return {
+        "recovery_s": round(t_alert - t_kill, 1),
+        "recovery_process_start_s": round((t_http or t_alert) - t_kill, 1),
+        "recovery_restore_s": round((t_ready or t_alert) - (t_http or t_kill), 1),
+        "recovery_first_alert_s": round(t_alert - (t_ready or t_http or t_kill), 1),
+    }
 
 
-def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, partitions: int = 4, mode: str = "both",
-        batch: int = 20, peer: bool = True, two_workers: bool = True, recovery: bool = False, floor: bool = True,
-        latency: bool = True, state_sizes: bool = True, profile: float = 0.0) -> dict:
+def run(
+    base: Settings,
+    events: int,
+    entities: int,
+    out: Path,
+    seed: int = 7,
+    partitions: int = 4,
+    mode: str = "both",
+    batch: int = 20,
+    peer: bool = True,
+    two_workers: bool = True,
+    recovery: bool = False,
+    floor: bool = True,
+    latency: bool = True,
+    state_sizes: bool = True,
+    profile: float = 0.0,
+) -> dict:
     """Produce ``events`` simulated events once per mode (single readings; gateway batches of
     ``batch`` readings), then measure on the same topics: raw consume, the Faust floor, the pipeline
     (one worker; optionally two sharing the partitions), the Quix Streams peer, the latency at half
@@ -489,8 +630,15 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     msgs = {"single": evs, "batch": gateway_batches(evs, batch) if "batch" in modes else []}
     n_entities = len({k for _, k, _ in evs})
     n_readings, n_sensor = _count(evs)
-    result: dict = {"events": len(evs), "entities": n_entities, "partitions": partitions, "gateway_batch": batch,
-                    "sensor_readings": n_sensor, "mode": modes[-1], "modes": {}}
+    result: dict = {
+        "events": len(evs),
+        "entities": n_entities,
+        "partitions": partitions,
+        "gateway_batch": batch,
+        "sensor_readings": n_sensor,
+        "mode": modes[-1],
+        "modes": {},
+    }
     for m in modes:
         with Progress(transient=False) as progress:
             print(f"producing {len(msgs[m]):,} messages ({m}) ...", file=sys.stderr)
@@ -502,7 +650,7 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
     floors: dict[str, dict] = {}
     if floor:
         for m in modes:
-            for stock in ((False, True) if m == "single" else (False,)):
+            for stock in (False, True) if m == "single" else (False,):
                 what = "Faust's own delivery loop" if stock else "with streams/faust_fastpath.py"
                 print(f"Faust floor ({m}, {what}): a do-nothing Faust agent ...", file=sys.stderr)
                 f = _faust_floor(S[m], len(msgs[m]), stock)
@@ -510,7 +658,10 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
                     result["faust_floor_stock_eps" if stock else "faust_floor_eps"] = f["faust_floor_eps"]
                 if not stock:
                     floors[m] = f
-                print(f"  {f['faust_floor_eps']:,} messages/s, {f['cpu_us_per_event']} µs CPU per message", file=sys.stderr)
+                print(
+                    f"  {f['faust_floor_eps']:,} messages/s, {f['cpu_us_per_event']} µs CPU per message",
+                    file=sys.stderr,
+                )
 
     keep: WorkerProcess | None = None
     try:
@@ -518,20 +669,24 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
             s = S[m]
             print(f"pipeline ({m}): one worker ...", file=sys.stderr)
             prof = out.parent / f"profile-{m}-{n_entities}.txt"
-            r, (worker,) = _worker_phase(s, n_readings, len(msgs[m]), tmp, f"worker-{m}", profile=profile, profile_out=prof)
+            r, (worker,) = _worker_phase(
+                s, n_readings, len(msgs[m]), tmp, f"worker-{m}", profile=profile, profile_out=prof
+            )
             if profile and prof.exists():
                 r["profile"] = str(prof)
                 print(f"  where the worker's time went ({m}, py-spy, {prof}): own% / inclusive%", file=sys.stderr)
-                for f, o, i in profile_top(prof, 15):
-                    print(f"    {100 * o:5.1f} {100 * i:5.1f}  {f}", file=sys.stderr)
+                for frame, o, i in profile_top(prof, 15):
+                    print(f"    {100 * o:5.1f} {100 * i:5.1f}  {frame}", file=sys.stderr)
             r.update(_batch_metrics(s))
             if m in floors:
-                f = floors[m]
-                r["faust_floor_messages_eps"] = f["faust_floor_eps"]
-                r["faust_floor_cpu_us_per_reading"] = round(f["cpu_us_per_event"] * len(msgs[m]) / n_readings, 1)
+                fl = floors[m]
+                r["faust_floor_messages_eps"] = fl["faust_floor_eps"]
+                r["faust_floor_cpu_us_per_reading"] = round(fl["cpu_us_per_event"] * len(msgs[m]) / n_readings, 1)
                 if "worker_cpu_us_per_reading" in r and r["seconds"] >= MIN_CPU_SECONDS:
                     # (a phase of a second or two is mostly start-up: its CPU window misses the first batches)
-                    r["own_cpu_us_per_reading"] = round(r["worker_cpu_us_per_reading"] - r["faust_floor_cpu_us_per_reading"], 1)
+                    r["own_cpu_us_per_reading"] = round(
+                        r["worker_cpu_us_per_reading"] - r["faust_floor_cpu_us_per_reading"], 1
+                    )
             print(f"  {r['readings_eps']:,} readings/s, {r['messages_eps']:,} messages/s", file=sys.stderr)
             if m == "single" and latency:
                 r.update(_latency_phase(s, worker, later, r["readings_eps"], run_id))
@@ -541,22 +696,31 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
             else:
                 worker.stop()
         if recovery and keep is not None:
-            print("recovery: kill -9 of the worker, then a new one restores the state from the changelog ...", file=sys.stderr)
+            print(
+                "recovery: kill -9 of the worker, then a new one restores the state from the changelog ...",
+                file=sys.stderr,
+            )
             result.update(_recovery(S[modes[-1]], keep, tmp, run_id))
             print(f"  alerts flow again {result['recovery_s']} s after the kill", file=sys.stderr)
             keep.stop()
             keep = None
         if two_workers:
             m = modes[-1]
-            s2 = S[m].model_copy(update=dict(app_id=S[m].app_id + "-two", state_dir=tmp / "two" / "state",
-                                             clickhouse_url=f"chdb://{tmp / 'two' / 'clickhouse'}", web_port=_free_port()))
+            s2 = S[m].model_copy(
+                update=dict(
+                    app_id=S[m].app_id + "-two",
+                    state_dir=tmp / "two" / "state",
+                    clickhouse_url=f"chdb://{tmp / 'two' / 'clickhouse'}",
+                    web_port=_free_port(),
+                )
+            )
             print(f"pipeline ({m}): two workers sharing the partitions ...", file=sys.stderr)
             from riskwatch.tools.broker import Broker
 
             bpid = Broker(base).pid()
             b0 = _cpu_seconds(bpid) if bpid else None
             r2, procs = _worker_phase(s2, n_readings, len(msgs[m]), tmp, "two-workers", workers=2)
-            if b0 is not None and r2["seconds"] > 0.01:
+            if bpid and b0 is not None and r2["seconds"] > 0.01:
                 r2["broker_cores"] = round((_cpu_seconds(bpid) - b0) / r2["seconds"], 2)
             for w in procs:
                 w.stop()
@@ -569,7 +733,9 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
                 print(f"peer ({m}): Quix Streams with riskwatch's SensorAnomaly ...", file=sys.stderr)
                 pr = _peer(S[m], n_sensor, m)
                 result["modes"][m].update(pr)
-                result["modes"][m]["ratio_to_peer"] = round(result["modes"][m]["readings_eps"] / pr["peer_readings_eps"], 2)
+                result["modes"][m]["ratio_to_peer"] = round(
+                    result["modes"][m]["readings_eps"] / pr["peer_readings_eps"], 2
+                )
                 print(f"  {pr['peer_readings_eps']:,} readings/s", file=sys.stderr)
     finally:
         if keep is not None:
@@ -578,17 +744,27 @@ def run(base: Settings, events: int, entities: int, out: Path, seed: int = 7, pa
         for s in S.values():
             T.delete_topics(s, [s.topic_prefix, s.app_id + "-", "riskwatch-floor-", "riskwatch-peer-"])
     main = result["modes"][modes[-1]]
-    result.update(readings_eps=main["readings_eps"], messages_eps=main["messages_eps"],
-                  peer_readings_eps=main.get("peer_readings_eps"), ratio_to_peer=main.get("ratio_to_peer"),
-                  rss_mb=main["rss_mb"],
-                  rss_mb_100k=max(r["rss_mb"] for r in result["modes"].values()) if entities >= 100_000 else None)
+    result.update(
+        readings_eps=main["readings_eps"],
+        messages_eps=main["messages_eps"],
+        peer_readings_eps=main.get("peer_readings_eps"),
+        ratio_to_peer=main.get("ratio_to_peer"),
+        rss_mb=main["rss_mb"],
+        rss_mb_100k=max(r["rss_mb"] for r in result["modes"].values()) if entities >= 100_000 else None,
+    )
     if "single" in result["modes"]:  # today's keys, from the single-message run
         sm = result["modes"]["single"]
         result["pipeline_eps"] = sm["readings_eps"]
         result["ratio"] = round(sm["messages_eps"] / result["raw_consume_eps"], 3)
         if result.get("faust_floor_eps"):
             result["ratio_to_faust_floor"] = round(sm["messages_eps"] / result["faust_floor_eps"], 3)
-        for k in ("worker_cpu_us_per_reading", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_rate_eps"):
+        for k in (
+            "worker_cpu_us_per_reading",
+            "latency_ms_p50",
+            "latency_ms_p95",
+            "latency_ms_p99",
+            "latency_rate_eps",
+        ):
             if k in sm:
                 result[k.replace("_reading", "_event")] = sm[k]
     if state_sizes:
@@ -607,21 +783,60 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"riskwatch bench: {result['events']:,} events, {result['entities']:,} entities, "
-                    f"{result['partitions']} partitions (gateway batches of {result['gateway_batch']})")
-    for c in ("mode", "readings/s", "messages/s", "CPU µs/reading", "own µs/reading", "peer readings/s", "ratio to peer", "RSS MB"):
+    t = Table(
+        title=f"riskwatch bench: {result['events']:,} events, {result['entities']:,} entities, "
+        f"{result['partitions']} partitions (gateway batches of {result['gateway_batch']})"
+    )
+    for c in (
+        "mode",
+        "readings/s",
+        "messages/s",
+        "CPU µs/reading",
+        "own µs/reading",
+        "peer readings/s",
+        "ratio to peer",
+        "RSS MB",
+    ):
         t.add_column(c, justify="right" if c != "mode" else "left")
     fmt = lambda v, f="{:,}": "" if v is None else f.format(v)  # noqa: E731
     for m, r in result["modes"].items():
-        t.add_row(m, fmt(r.get("readings_eps")), fmt(r.get("messages_eps")), fmt(r.get("worker_cpu_us_per_reading")),
-                  fmt(r.get("own_cpu_us_per_reading")), fmt(r.get("peer_readings_eps")), fmt(r.get("ratio_to_peer")), fmt(r.get("rss_mb")))
+        t.add_row(
+            m,
+            fmt(r.get("readings_eps")),
+            fmt(r.get("messages_eps")),
+            fmt(r.get("worker_cpu_us_per_reading")),
+            fmt(r.get("own_cpu_us_per_reading")),
+            fmt(r.get("peer_readings_eps")),
+            fmt(r.get("ratio_to_peer")),
+            fmt(r.get("rss_mb")),
+        )
     if "two_workers" in result:
         r = result["two_workers"]
-        t.add_row(f"two workers ({result['mode']})", fmt(r["readings_eps"]), fmt(r["messages_eps"]), fmt(r.get("worker_cpu_us_per_reading")),
-                  "", "", f"{result['two_workers_ratio']}x one", fmt(r["rss_mb"]))
+        t.add_row(
+            f"two workers ({result['mode']})",
+            fmt(r["readings_eps"]),
+            fmt(r["messages_eps"]),
+            fmt(r.get("worker_cpu_us_per_reading")),
+            "",
+            "",
+            f"{result['two_workers_ratio']}x one",
+            fmt(r["rss_mb"]),
+        )
     Console(stderr=True).print(t)
-    extra = [f"{k} {result[k]}" for k in ("raw_consume_eps", "faust_floor_eps", "faust_floor_stock_eps", "latency_ms_p99",
-                                           "latency_rate_eps", "recovery_s", "recovery_restore_s", "rss_mb_100k") if result.get(k) is not None]
+    extra = [
+        f"{k} {result[k]}"
+        for k in (
+            "raw_consume_eps",
+            "faust_floor_eps",
+            "faust_floor_stock_eps",
+            "latency_ms_p99",
+            "latency_rate_eps",
+            "recovery_s",
+            "recovery_restore_s",
+            "rss_mb_100k",
+        )
+        if result.get(k) is not None
+    ]
     Console(stderr=True).print(", ".join(extra))
 
 
@@ -632,7 +847,7 @@ def _latency_phase(s: Settings, worker: WorkerProcess, later: list, readings_eps
     rate = max(100.0, readings_eps / 2)
     n_lat = int(min(len(later), rate * 20))
     mix = with_probes(later[:n_lat], run_id)
-    cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.proc.pid), time.perf_counter(), _host_busy()
+    cpu_l0, t_l0, host_l0 = _cpu_seconds(worker.pid), time.perf_counter(), _host_busy()
     lag0 = _histogram(s, "riskwatch_event_loop_lag_seconds")
     with Progress(transient=False) as progress:
         _produce(s, mix, progress, rate=rate)
@@ -642,13 +857,17 @@ def _latency_phase(s: Settings, worker: WorkerProcess, later: list, readings_eps
     result["latency_phase_drain_s"] = round(time.perf_counter() - t_sent, 2)
     # the load generator and the broker share the machine's cores with the worker in this phase
     wall_l = time.perf_counter() - t_l0
-    result["latency_phase_worker_cpu_us_per_event"] = round((_cpu_seconds(worker.proc.pid) - cpu_l0) / len(mix) * 1e6, 1)
+    result["latency_phase_worker_cpu_us_per_event"] = round((_cpu_seconds(worker.pid) - cpu_l0) / len(mix) * 1e6, 1)
     result["latency_phase_host_busy_cores"] = round((_host_busy() - host_l0) / wall_l, 2)
     result.update(_loop_lag(lag0, _histogram(s, "riskwatch_event_loop_lag_seconds")))
     lat = _probe_latencies(s, run_id)
-    result.update(latency_rate_eps=round(rate), latency_samples=len(lat),
-                  latency_ms_p50=round(_percentile(lat, 0.50), 1), latency_ms_p95=round(_percentile(lat, 0.95), 1),
-                  latency_ms_p99=round(_percentile(lat, 0.99), 1))
+    result.update(
+        latency_rate_eps=round(rate),
+        latency_samples=len(lat),
+        latency_ms_p50=round(_percentile(lat, 0.50), 1),
+        latency_ms_p95=round(_percentile(lat, 0.95), 1),
+        latency_ms_p99=round(_percentile(lat, 0.99), 1),
+    )
     return result
 
 
@@ -656,8 +875,11 @@ def _probe_latencies(s: Settings, run_id: str) -> list[float]:
     """ms from each probe complaint's Kafka timestamp to its alert's timestamp on alerts.taskforce."""
     from riskwatch.tools.runner import read_all as read
 
-    sent = {orjson.loads(r.value)["event_id"]: r.timestamp for r in read(s, s.topic("events.complaint"))
-            if r.key and r.key.startswith(f"P{run_id}".encode())}
+    sent = {
+        orjson.loads(r.value)["event_id"]: r.timestamp
+        for r in read(s, s.topic("events.complaint"))
+        if r.key and r.key.startswith(f"P{run_id}".encode())
+    }
     lat = []
     for r in read(s, s.topic("alerts.taskforce")):
         a = orjson.loads(r.value)

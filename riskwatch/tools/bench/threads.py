@@ -15,8 +15,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
         except OSError:
             continue  # the thread ended
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        f = stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2 :].split()
         out[f"{name}:{tid}"] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
@@ -25,13 +25,20 @@ def thread_groups(before: dict[str, float], after: dict[str, float], main_tid: i
     """Cores per group over ``seconds``: the event loop (the main thread), the other Python threads
     (aiokafka's consumer thread, the ClickHouse writer's), and ClickHouse's native threads.
 
-    >>> thread_groups({"python:1": 1.0, "python:2": 0.5}, {"python:1": 2.0, "python:2": 1.0, "MergeMutate:3": 0.5}, 1, 2.0)
+    >>> before = {"python:1": 1.0, "python:2": 0.5}
+    >>> thread_groups(before, {"python:1": 2.0, "python:2": 1.0, "MergeMutate:3": 0.5}, 1, 2.0)
     {'event_loop': 0.5, 'python_threads': 0.25, 'native_threads': 0.25}
     """
     g = {"event_loop": 0.0, "python_threads": 0.0, "native_threads": 0.0}
     for key, cpu in after.items():
         name, tid = key.rsplit(":", 1)
         d = cpu - before.get(key, 0.0)
-        group = "event_loop" if int(tid) == main_tid else "python_threads" if name.startswith("python") else "native_threads"
+        group = (
+            "event_loop"
+            if int(tid) == main_tid
+            else "python_threads"
+            if name.startswith("python")
+            else "native_threads"
+        )
         g[group] += d
     return {k: round(v / seconds, 3) for k, v in g.items()}

@@ -34,7 +34,7 @@ def main(n_events: int = 20_000, n_streams: int = 5, batch: int = 100) -> dict:
         events = _stream(n_events, seed=k)
         update = det.update
         for j in range(0, n_events, batch):
-            chunk = events[j:j + batch]
+            chunk = events[j : j + batch]
             t1 = time.perf_counter()
             for x, t in chunk:
                 update(x, t)
@@ -46,11 +46,15 @@ def main(n_events: int = 20_000, n_streams: int = 5, batch: int = 100) -> dict:
         "state_bytes_per_stream_max": max(sizes),
         "state_bytes_per_stream_median": statistics.median(sizes),
     }
-    print(f"SensorAnomaly.update: median {res['median_us_per_event']:.2f} µs/event "
-          f"(p95 of {batch}-event batches {res['p95_us_per_event']:.2f} µs), "
-          f"{n_streams} streams x {n_events} events")
-    print(f"pickled state: {res['state_bytes_per_stream_max']} bytes/stream (max), "
-          f"{res['state_bytes_per_stream_median']:.0f} (median)")
+    print(
+        f"SensorAnomaly.update: median {res['median_us_per_event']:.2f} µs/event "
+        f"(p95 of {batch}-event batches {res['p95_us_per_event']:.2f} µs), "
+        f"{n_streams} streams x {n_events} events"
+    )
+    print(
+        f"pickled state: {res['state_bytes_per_stream_max']} bytes/stream (max), "
+        f"{res['state_bytes_per_stream_median']:.0f} (median)"
+    )
     return res
 
 

@@ -31,8 +31,9 @@ import datetime as dt
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,10 +43,18 @@ from detectors.inspection import LICENCE_FLAGS, ComplaintGrid, EntityHistory, In
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 
+class OutcomeModel(Protocol):
+    """What the evaluation needs of a model (``InspectionOutcomeModel`` or a stand-in)."""
+
+    def predict_proba_one(self, x: Mapping[str, object]) -> float: ...
+
+    def learn_one(self, x: Mapping[str, object], y: bool) -> None: ...
+
+
 def _days(series: pd.Series) -> np.ndarray:
     """ISO date strings -> float days since epoch (NaN for missing)."""
     d = pd.to_datetime(series, errors="coerce")
-    out = (d.values.astype("datetime64[D]") - _EPOCH).astype("float64")
+    out = (d.to_numpy().astype("datetime64[D]") - _EPOCH).astype("float64")
     out[pd.isna(d).to_numpy()] = np.nan
     return out
 
@@ -76,7 +85,14 @@ class _Progress:
 
 
 def _norm_addr(s: pd.Series) -> np.ndarray:
-    return s.astype("string").fillna("").str.upper().str.strip().str.replace(r"\s+", " ", regex=True).to_numpy(dtype=object)
+    return (
+        s.astype("string")
+        .fillna("")
+        .str.upper()
+        .str.strip()
+        .str.replace(r"\s+", " ", regex=True)
+        .to_numpy(dtype=object)
+    )
 
 
 def _norm_name(s: pd.Series) -> np.ndarray:
@@ -98,7 +114,7 @@ def replay(
     data_dir: Path,
     score_from: str,
     score_to: str | None = None,
-    model_factory: Callable[[], object] | None = None,
+    model_factory: Callable[[], OutcomeModel] | None = None,
     progress: bool = True,
     data: dict[str, pd.DataFrame] | None = None,
     use_inspector: bool = True,
@@ -126,7 +142,7 @@ def replay(
 
     # licence facts per inspection id
     lic = lic.drop_duplicates("Inspection_ID", keep="last").set_index("Inspection_ID")
-    lic_start = dict(zip(lic.index, _days(lic["License_Start"]) if "License_Start" in lic else []))
+    lic_start = dict(zip(lic.index, _days(lic["License_Start"]) if "License_Start" in lic else [], strict=False))
     flag_cols = [c for c in LICENCE_FLAGS if c in lic.columns]
     flag_vals = lic[flag_cols].fillna(0).to_numpy(dtype=bool) if flag_cols else None
     lic_pos = {iid: k for k, iid in enumerate(lic.index)}
@@ -135,7 +151,7 @@ def replay(
 
     # weather: day -> max temperature
     wday = _days(weather["date"])
-    tmax = dict(zip(wday, pd.to_numeric(weather["temperatureMax"], errors="coerce")))
+    tmax = dict(zip(wday, pd.to_numeric(weather["temperatureMax"], errors="coerce"), strict=True))
 
     # complaints grouped by creation day
     cday = _days(comp["Creation_Date"])
@@ -173,8 +189,8 @@ def replay(
     names = _norm_name(ins["DBA_Name"]) if "DBA_Name" in ins else None
 
     def temp_3d(d: float) -> float:
-        vals = [tmax.get(d - k) for k in (1.0, 2.0, 3.0)]
-        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        got = [tmax.get(d - k) for k in (1.0, 2.0, 3.0)]
+        vals = [v for v in got if v is not None and not math.isnan(v)]
         return float(np.mean(vals)) if vals else float("nan")
 
     out_id: list = []
@@ -220,7 +236,7 @@ def replay(
                         if cd > d - 90.0:
                             st.on_complaint(cd)
             p = lic_pos.get(iid[k])
-            flags = ()
+            flags: tuple[str, ...] = ()
             ls = None
             attrs = {"name": names[k]} if names is not None else {}
             if zips is not None and zips[k]:
@@ -230,15 +246,20 @@ def replay(
                 if ls is not None and math.isnan(ls):
                     ls = None
                 if flag_vals is not None:
-                    flags = tuple(c for c, v in zip(flag_cols, flag_vals[p]) if v)
+                    flags = tuple(c for c, v in zip(flag_cols, flag_vals[p], strict=True) if v)
                 if attr_vals is not None:
-                    for c, v in zip(attr_cols, attr_vals[p]):
+                    for c, v in zip(attr_cols, attr_vals[p], strict=True):
                         if v:
                             attrs[c.lower()] = v
-            st.on_licence(d, kind=ftype[k] if isinstance(ftype[k], str) else None,
-                          risk=risk[k] if isinstance(risk[k], str) else None,
-                          licence_start=ls, flags=flags, attrs=attrs)
-            ctx = {
+            st.on_licence(
+                d,
+                kind=ftype[k] if isinstance(ftype[k], str) else None,
+                risk=risk[k] if isinstance(risk[k], str) else None,
+                licence_start=ls,
+                flags=flags,
+                attrs=attrs,
+            )
+            ctx: dict[str, object] = {
                 "temp_max_3d": (t3 - 60.0) / 20.0,
                 "area_complaints_30d": math.log1p(grid.count(lat[k], lon[k], d, 30.0)),
                 "area_complaints_90d": math.log1p(grid.count(lat[k], lon[k], d, 90.0)),
@@ -253,13 +274,16 @@ def replay(
                 out_crit.append(bool(crit[k] > 0))
                 out_score.append(model.predict_proba_one(x))
         # 3: outcomes of the day are learned after all of the day's scores
-        for k, x in zip(range(i, j), xs):
+        for k, x in zip(range(i, j), xs, strict=True):
             y = bool(crit[k] > 0)
             if feature_sink is not None:
                 feature_sink.append((iid[k], d, y, x))
             model.learn_one(x, y)
             states[licence[k]].on_inspection(
-                d, critical=int(crit[k]), serious=int(ser[k]), minor=int(minor[k]),
+                d,
+                critical=int(crit[k]),
+                serious=int(ser[k]),
+                minor=int(minor[k]),
                 failed=results[k].lower().startswith("fail"),
             )
         i = j
@@ -276,8 +300,11 @@ def days_earlier_metric(days: np.ndarray, critical: np.ndarray, scores: np.ndarr
     n = len(days)
     if n == 0:
         return {
-            "n_inspections": 0, "n_critical": 0, "mean_days_earlier": float("nan"),
-            "first_half_share_actual": float("nan"), "first_half_share_model": float("nan"),
+            "n_inspections": 0,
+            "n_critical": 0,
+            "mean_days_earlier": float("nan"),
+            "first_half_share_actual": float("nan"),
+            "first_half_share_model": float("nan"),
         }
     actual_order = np.argsort(days, kind="stable")
     days, critical, scores = days[actual_order], critical[actual_order], scores[actual_order]
@@ -310,15 +337,16 @@ def evaluate(
     data_dir: Path,
     score_from: str,
     score_to: str | None = None,
-    model_factory: Callable[[], object] | None = None,
+    model_factory: Callable[[], OutcomeModel] | None = None,
     progress: bool = True,
     data: dict[str, pd.DataFrame] | None = None,
     **kw,
 ) -> tuple[pd.DataFrame, dict]:
     """Replay and compute the metric over ``[score_from, score_to]`` (helper for second windows)."""
     scored = replay(data_dir, score_from, score_to, model_factory, progress, data, **kw)
-    return scored, days_earlier_metric(scored["day"].to_numpy(), scored["critical"].to_numpy(),
-                                       scored["score"].to_numpy())
+    return scored, days_earlier_metric(
+        scored["day"].to_numpy(), scored["critical"].to_numpy(), scored["score"].to_numpy()
+    )
 
 
 def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
@@ -330,7 +358,7 @@ def run_cli(data_dir: Path, score_from: str, out: Path) -> dict:
     with out.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["Inspection_ID", "score"])
-        for a, s in zip(scored["Inspection_ID"].tolist(), scored["score"].tolist()):
+        for a, s in zip(scored["Inspection_ID"].tolist(), scored["score"].tolist(), strict=True):
             w.writerow([a, f"{s:.6f}"])
     metrics["runtime_s"] = round(time.monotonic() - t0, 2)
     metrics["out"] = str(out)

@@ -33,9 +33,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ def window_indices(timestamps: pd.Series, windows: Sequence[Sequence[str]]) -> l
 
 def sweep_file(
     name: str,
-    scores: Sequence[float],
+    scores: Sequence[float] | np.ndarray,
     windows: Sequence[tuple[int, int]],
     cost: dict[str, float] = STANDARD,
     probation_percent: float = PROBATION_PERCENT,
@@ -111,8 +111,8 @@ def sweep_file(
     wins = sorted(windows)
     k = 0
     cur = None  # (index, left, right)
-    prev_right = None
-    prev_width = None
+    prev_right: int | None = None
+    prev_width: float | None = None
     for i in range(n):
         if cur is None and k < len(wins) and i == wins[k][0]:
             cur = (k, wins[k][0], wins[k][1])
@@ -123,7 +123,7 @@ def sweep_file(
             sweep[i] = scaled_sigmoid(pos) * cost["tpWeight"] / max_tp
             win[i] = cur[0]
         else:
-            if prev_right is None:
+            if prev_right is None or prev_width is None:
                 pos_past = 3.0
             else:
                 pos_past = abs(prev_right - i) / float(prev_width - 1) if prev_width > 1 else 3.0
@@ -173,8 +173,13 @@ def normalise(raw: float, null: float, perfect: float) -> float:
 def corpus_score(files: Sequence[ScoredFile], threshold: float, cost: dict[str, float] = STANDARD) -> dict:
     raw = sum(score_at_threshold(f, threshold, cost) for f in files)
     null, perfect = null_score(files, cost), perfect_score(files, cost)
-    return {"raw": raw, "null": null, "perfect": perfect, "score": normalise(raw, null, perfect),
-            "threshold": threshold}
+    return {
+        "raw": raw,
+        "null": null,
+        "perfect": perfect,
+        "score": normalise(raw, null, perfect),
+        "threshold": threshold,
+    }
 
 
 def best_threshold(files: Sequence[ScoredFile], cost: dict[str, float] = STANDARD) -> dict:
@@ -185,8 +190,11 @@ def best_threshold(files: Sequence[ScoredFile], cost: dict[str, float] = STANDAR
     """
     scores = np.concatenate([f.scores for f in files]) if files else np.empty(0)
     sweep = np.concatenate([f.sweep for f in files]) if files else np.empty(0)
-    wid = np.concatenate([np.where(f.window >= 0, f.window + 100000 * j, -1) for j, f in enumerate(files)]) \
-        if files else np.empty(0, dtype=np.int64)
+    wid = (
+        np.concatenate([np.where(f.window >= 0, f.window + 100000 * j, -1) for j, f in enumerate(files)])
+        if files
+        else np.empty(0, dtype=np.int64)
+    )
     order = np.argsort(-scores, kind="stable")
     null, perfect = null_score(files, cost), perfect_score(files, cost)
     best_raw, best_thr = null, 1.1  # threshold above every score: nothing detected
@@ -206,11 +214,15 @@ def best_threshold(files: Sequence[ScoredFile], cost: dict[str, float] = STANDAR
                 raw += sweep[idx] - old
                 window_best[w] = sweep[idx]
         # a threshold can only sit between distinct score values
-        if pos + 1 == len(order) or s_sorted[pos + 1] != s_sorted[pos]:
-            if raw > best_raw:
-                best_raw, best_thr = raw, float(s_sorted[pos])
-    return {"raw": best_raw, "null": null, "perfect": perfect,
-            "score": normalise(best_raw, null, perfect), "threshold": best_thr}
+        if (pos + 1 == len(order) or s_sorted[pos + 1] != s_sorted[pos]) and raw > best_raw:
+            best_raw, best_thr = raw, float(s_sorted[pos])
+    return {
+        "raw": best_raw,
+        "null": null,
+        "perfect": perfect,
+        "score": normalise(best_raw, null, perfect),
+        "threshold": best_thr,
+    }
 
 
 # --------------------------------------------------------------------------- running
@@ -234,18 +246,18 @@ def detect_frame(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     scores = np.zeros(n)
     alerts = np.zeros(n, dtype=np.int8)
     if len(cols) == 1:
-        det = SensorAnomaly()
+        sensor = SensorAnomaly()
         xs = df[cols[0]].to_numpy(dtype=float)
-        update = det.update
+        update = sensor.update
         for i in range(n):
             s, a = update(float(xs[i]), float(t[i]))
             scores[i] = s
             alerts[i] = a
     elif cols:
-        det = DeviceAnomaly(channels=cols)
+        device = DeviceAnomaly(channels=cols)
         mat = df[cols].to_numpy(dtype=float)
         for i in range(n):
-            s, a = det.update({c: float(v) for c, v in zip(cols, mat[i])}, float(t[i]))
+            s, a = device.update({c: float(v) for c, v in zip(cols, mat[i], strict=True)}, float(t[i]))
             scores[i] = s
             alerts[i] = a
     return scores, alerts
@@ -290,8 +302,12 @@ def run_cli(data_dir: Path, out_dir: Path, labels: Path | None = None) -> dict:
             msg += f", {len(wins)} windows, raw(alert)={score_at_threshold(fa, 0.5):+.3f}"
         _progress(msg)
 
-    result: dict = {"files": len(files), "rows": n_rows, "seconds": round(time.perf_counter() - t0, 2),
-                    "out_dir": str(out_dir)}
+    result: dict = {
+        "files": len(files),
+        "rows": n_rows,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "out_dir": str(out_dir),
+    }
     if windows_by_file is None:
         print(f"Wrote {len(files)} files to {out_dir}; labels not found at {labels}: NAB scoring skipped.")
         result["scoring"] = "skipped"
@@ -299,20 +315,24 @@ def run_cli(data_dir: Path, out_dir: Path, labels: Path | None = None) -> dict:
 
     fixed = corpus_score(scored_alert, 0.5)
     best = best_threshold(scored_score)
-    result.update({
-        "scoring": "nab-standard",
-        "scored_files": len(scored_alert),
-        "windows": sum(f.n_labelled for f in scored_alert),
-        "standard_alert": fixed["score"],
-        "standard_best_threshold": best["score"],
-        "best_threshold": best["threshold"],
-        "raw_alert": fixed["raw"],
-        "raw_best": best["raw"],
-        "null": fixed["null"],
-        "perfect": fixed["perfect"],
-    })
-    print(f"NAB standard profile over {len(scored_alert)} files, {result['windows']} windows "
-          f"(null {fixed['null']:.1f}, perfect {fixed['perfect']:.1f}):")
+    result.update(
+        {
+            "scoring": "nab-standard",
+            "scored_files": len(scored_alert),
+            "windows": sum(f.n_labelled for f in scored_alert),
+            "standard_alert": fixed["score"],
+            "standard_best_threshold": best["score"],
+            "best_threshold": best["threshold"],
+            "raw_alert": fixed["raw"],
+            "raw_best": best["raw"],
+            "null": fixed["null"],
+            "perfect": fixed["perfect"],
+        }
+    )
+    print(
+        f"NAB standard profile over {len(scored_alert)} files, {result['windows']} windows "
+        f"(null {fixed['null']:.1f}, perfect {fixed['perfect']:.1f}):"
+    )
     print(f"  fixed production alert : {fixed['score']:.2f}  (raw {fixed['raw']:.3f})")
     print(f"  best threshold {best['threshold']:.6g} on anomaly_score : {best['score']:.2f}  (raw {best['raw']:.3f})")
     return result

@@ -37,7 +37,7 @@ from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
 from schemas.events import DeadLetter
-from streams.ingest import Decoder
+from streams.ingest import Batch, Decoder
 from streams.processor import Processor
 from streams.state import EntityState
 
@@ -53,8 +53,9 @@ def _is_legit(rule: str) -> bool:
     return rule.startswith(LEGIT_BACKGROUND)
 
 
-def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime = START,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+    seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime = START, progress: bool = True
+) -> dict[str, Any]:
     """Simulate, process, match; return the metrics (see :func:`run_cli` for the printout)."""
     cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=0.0, start=start, now=start + timedelta(days=days))
     sim = Simulator(cfg)
@@ -67,7 +68,7 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
     first_rev: dict[str, dict] = {}
     n_rev = 0
     n_events = 0
-    rejected = Counter()
+    rejected: Counter[str] = Counter()
     max_state = 0
     t0 = time.perf_counter()
     offsets: Counter = Counter()
@@ -78,6 +79,7 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
         if isinstance(ev, DeadLetter):
             rejected[ev.error[:60]] += 1
             continue
+        assert not isinstance(ev, Batch), "the simulator sends single readings here (gateway_batch=0)"
         now[0] = ev.occurred_at.timestamp()
         st = states.get(ev.entity_id)
         if st is None:
@@ -89,13 +91,23 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
         for a in out.alerts:
             n_rev += 1
             if a.alert_id not in first_rev:
-                first_rev[a.alert_id] = {"alert_id": a.alert_id, "entity_id": a.entity_id, "rule": a.rule,
-                                         "level": a.level.value, "first_seen": a.first_seen.isoformat(),
-                                         "kind": a.entity_kind, "title": a.title,
-                                         "why": a.explanation[0].signal if a.explanation else ""}
+                first_rev[a.alert_id] = {
+                    "alert_id": a.alert_id,
+                    "entity_id": a.entity_id,
+                    "rule": a.rule,
+                    "level": a.level.value,
+                    "first_seen": a.first_seen.isoformat(),
+                    "kind": a.entity_kind,
+                    "title": a.title,
+                    "why": a.explanation[0].signal if a.explanation else "",
+                }
         if progress and n_events % 200_000 == 0:
-            print(f"  {n_events:,} events, sim {datetime.fromtimestamp(now[0], CST):%m-%d %H:%M}, "
-                  f"{len(first_rev)} alerts, {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"  {n_events:,} events, sim {datetime.fromtimestamp(now[0], CST):%m-%d %H:%M}, "
+                f"{len(first_rev)} alerts, {time.perf_counter() - t0:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     for st in states.values():
         max_state = max(max_state, len(st.dumps()))
     truth = sim.ground_truth()
@@ -114,12 +126,25 @@ def run(seed: int = 7, days: float = DAYS, scale: float = 1.0, start: datetime =
         d = m["detected"].get(r["incident_id"])
         by_type.setdefault(r["type"], []).append(None if d is None else round(d["delay_s"] / 60, 1))
     return {
-        "seed": seed, "days": days, "scale": scale, "start": start.isoformat(),
-        "events": n_events, "alert_revisions": n_rev, "alerts": len(first_rev), "rejected": dict(rejected),
-        "entities": registered, "entity_days": entity_days,
-        "incidents": len(incidents), "detected": len(m["detected"]), "recall": m["recall"],
-        "missed": [{"incident_id": i, "type": r["type"], "entity_id": r["entity_id"]}
-                   for i in m["missed"] for r in incidents if r["incident_id"] == i],
+        "seed": seed,
+        "days": days,
+        "scale": scale,
+        "start": start.isoformat(),
+        "events": n_events,
+        "alert_revisions": n_rev,
+        "alerts": len(first_rev),
+        "rejected": dict(rejected),
+        "entities": registered,
+        "entity_days": entity_days,
+        "incidents": len(incidents),
+        "detected": len(m["detected"]),
+        "recall": m["recall"],
+        "missed": [
+            {"incident_id": i, "type": r["type"], "entity_id": r["entity_id"]}
+            for i in m["missed"]
+            for r in incidents
+            if r["incident_id"] == i
+        ],
         "detect_minutes_by_type": by_type,
         "detected_by_rule": dict(Counter(d["rule"] for d in det)),
         "median_detect_min": round(statistics.median(delays) / 60, 1) if delays else None,
@@ -143,8 +168,10 @@ def run_cli(seed: int) -> dict[str, Any]:
     print(f"recall                      {r['recall']:.1%} ({r['detected']}/{r['incidents']})")
     for m in r["missed"]:
         print(f"  missed                    {m['incident_id']} {m['type']} {m['entity_id']}")
-    print(f"median time to detect       {r['median_detect_min']} min from incident start, "
-          f"{r['median_detect_from_breach_min']} min from first limit breach")
+    print(
+        f"median time to detect       {r['median_detect_min']} min from incident start, "
+        f"{r['median_detect_from_breach_min']} min from first limit breach"
+    )
     for typ, ds in sorted(r["detect_minutes_by_type"].items()):
         print(f"  {typ:27s} {ds} (minutes; None = missed)")
     print(f"detected by                 {r['detected_by_rule']}")

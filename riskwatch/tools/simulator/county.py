@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from riskwatch.settings import DATA_DIR
 
+_T = TypeVar("_T")
 CST = timezone(timedelta(hours=8))  # county local time, Asia/Shanghai has no DST
 DEFAULT_CONFIG_PATH = DATA_DIR / "simulator.yaml"
 
@@ -44,50 +46,68 @@ def load_sim_data(path: Path | str | None = None) -> dict:
     return copy.deepcopy(_load_yaml(str(path or DEFAULT_CONFIG_PATH)))
 
 
-@dataclass
+@dataclass(init=False)
 class SimConfig:
     """Everything that determines the generated sequence (same config + seed → same bytes).
 
     ``start`` defaults to ``now − days``; ``now`` (the wall clock the run must never pass)
-    defaults to the real clock. Pass both for a reproducible sequence.
+    defaults to the real clock. Pass both for a reproducible sequence. The constructor resolves
+    the defaults, so ``start``, ``now`` and ``data`` are always set afterwards.
     """
 
-    seed: int = 7
-    days: float = 3.0
-    scale: float = 1.0
-    bad_rate: float = 0.002
-    sample_minutes: float = 5.0
-    start: datetime | None = None
-    now: datetime | None = None
-    max_message_bytes: int = 65536
+    seed: int
+    days: float
+    scale: float
+    bad_rate: float
+    sample_minutes: float
+    start: datetime
+    now: datetime
+    max_message_bytes: int
     # > 1: sensor readings go out as gateway batches (kind sensor_batch) of this many readings of one
     # entity, or fewer when the oldest reading waited gateway_hold_minutes (simulated) or at the end
-    gateway_batch: int = 0
-    gateway_hold_minutes: float = 30.0
-    data: dict | None = None  # parsed simulator.yaml; None = the bundled defaults
-    data_path: Path | str | None = None
+    gateway_batch: int
+    gateway_hold_minutes: float
+    data: dict[str, Any]  # parsed simulator.yaml
+    data_path: Path | str | None
 
-    def __post_init__(self) -> None:
-        if self.data is None:
-            self.data = load_sim_data(self.data_path)
-        if self.days <= 0:
+    def __init__(
+        self,
+        seed: int = 7,
+        days: float = 3.0,
+        scale: float = 1.0,
+        bad_rate: float = 0.002,
+        sample_minutes: float = 5.0,
+        start: datetime | None = None,
+        now: datetime | None = None,
+        max_message_bytes: int = 65536,
+        gateway_batch: int = 0,
+        gateway_hold_minutes: float = 30.0,
+        data: dict[str, Any] | None = None,  # None = the bundled defaults (or data_path)
+        data_path: Path | str | None = None,
+    ) -> None:
+        if days <= 0:
             raise ValueError("days must be > 0")
-        if self.scale <= 0:
+        if scale <= 0:
             raise ValueError("scale must be > 0")
-        if not 0 <= self.bad_rate < 1:
+        if not 0 <= bad_rate < 1:
             raise ValueError("bad_rate must be in [0, 1)")
-        if self.sample_minutes <= 0:
+        if sample_minutes <= 0:
             raise ValueError("sample_minutes must be > 0")
-        now = self.now or datetime.now(CST)
+        self.seed, self.days, self.scale, self.bad_rate = seed, days, scale, bad_rate
+        self.sample_minutes, self.max_message_bytes = sample_minutes, max_message_bytes
+        self.gateway_batch, self.gateway_hold_minutes = gateway_batch, gateway_hold_minutes
+        self.data = load_sim_data(data_path) if data is None else data
+        self.data_path = data_path
+        now = now or datetime.now(CST)
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         self.now = now.astimezone(CST)
-        if self.start is None:
+        if start is None:
             # whole seconds keep timestamps tidy; still differs run to run (pass start to pin it)
-            self.start = (self.now - timedelta(days=self.days)).replace(microsecond=0)
-        elif self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=CST)
-        self.start = self.start.astimezone(CST)
+            start = (self.now - timedelta(days=days)).replace(microsecond=0)
+        elif start.tzinfo is None:
+            start = start.replace(tzinfo=CST)
+        self.start = start.astimezone(CST)
 
     @property
     def end(self) -> datetime:
@@ -148,54 +168,243 @@ class County:
 
 
 # --- names ---------------------------------------------------------------------------------------
-BRANDS = (
-    "鑫源 恒信 盛达 金丰 宏发 华兴 瑞祥 永兴 康泰 裕丰 嘉禾 福源 利民 益民 天润 润泽 顺发 德润 兴隆 金穗 "
-    "豫丰 汇通 亿达 联众 仁和 济民 惠民 万家 鸿运 昌盛 众诚 金星 恒通 博远 泰和 祥和 佳美 宏达 盛世 长青 "
-    "正阳 舞缘 澧河 沙澧 丰源 绿野 田园 金麦 禾润 中豫 新华 广源 聚鑫 富康 安康 百信 同德 仁济 宝丰 龙腾 "
-    "凯旋 东方 新世纪 金牛 银河 星光 明珠 春晖 瑞丰 大成 鼎盛 合众 嘉和 和顺 乐康 美佳 恒泰 永安 盛源 裕华"
-).split()
-SURNAMES = "王 李 张 刘 陈 杨 赵 黄 周 吴 徐 孙 马 朱 胡 郭 何 高 林 罗 郑 梁 谢 宋 唐 许 韩 冯 邓 曹".split()
-ROADS = "人民路 解放路 建设路 文化路 泰山路 舞泉大道 振兴路 兴华路 朝阳路 光明路 北京路 昆仑路 滨河路 商业街 工业路".split()
-VILLAGE_SYL = "李 王 张 刘 陈 杨 赵 黄 周 吴 东 西 南 北 前 后 大 小 新 老 河 岗 庄 营 寨 楼 桥 湾".split()
-VILLAGE_SUF = "庄 村 营 寨 楼 桥 湾 岗".split()
+BRANDS = [
+    "鑫源",
+    "恒信",
+    "盛达",
+    "金丰",
+    "宏发",
+    "华兴",
+    "瑞祥",
+    "永兴",
+    "康泰",
+    "裕丰",
+    "嘉禾",
+    "福源",
+    "利民",
+    "益民",
+    "天润",
+    "润泽",
+    "顺发",
+    "德润",
+    "兴隆",
+    "金穗",
+    "豫丰",
+    "汇通",
+    "亿达",
+    "联众",
+    "仁和",
+    "济民",
+    "惠民",
+    "万家",
+    "鸿运",
+    "昌盛",
+    "众诚",
+    "金星",
+    "恒通",
+    "博远",
+    "泰和",
+    "祥和",
+    "佳美",
+    "宏达",
+    "盛世",
+    "长青",
+    "正阳",
+    "舞缘",
+    "澧河",
+    "沙澧",
+    "丰源",
+    "绿野",
+    "田园",
+    "金麦",
+    "禾润",
+    "中豫",
+    "新华",
+    "广源",
+    "聚鑫",
+    "富康",
+    "安康",
+    "百信",
+    "同德",
+    "仁济",
+    "宝丰",
+    "龙腾",
+    "凯旋",
+    "东方",
+    "新世纪",
+    "金牛",
+    "银河",
+    "星光",
+    "明珠",
+    "春晖",
+    "瑞丰",
+    "大成",
+    "鼎盛",
+    "合众",
+    "嘉和",
+    "和顺",
+    "乐康",
+    "美佳",
+    "恒泰",
+    "永安",
+    "盛源",
+    "裕华",
+]
+SURNAMES = [
+    "王",
+    "李",
+    "张",
+    "刘",
+    "陈",
+    "杨",
+    "赵",
+    "黄",
+    "周",
+    "吴",
+    "徐",
+    "孙",
+    "马",
+    "朱",
+    "胡",
+    "郭",
+    "何",
+    "高",
+    "林",
+    "罗",
+    "郑",
+    "梁",
+    "谢",
+    "宋",
+    "唐",
+    "许",
+    "韩",
+    "冯",
+    "邓",
+    "曹",
+]
+ROADS = [
+    "人民路",
+    "解放路",
+    "建设路",
+    "文化路",
+    "泰山路",
+    "舞泉大道",
+    "振兴路",
+    "兴华路",
+    "朝阳路",
+    "光明路",
+    "北京路",
+    "昆仑路",
+    "滨河路",
+    "商业街",
+    "工业路",
+]
+VILLAGE_SYL = [
+    "李",
+    "王",
+    "张",
+    "刘",
+    "陈",
+    "杨",
+    "赵",
+    "黄",
+    "周",
+    "吴",
+    "东",
+    "西",
+    "南",
+    "北",
+    "前",
+    "后",
+    "大",
+    "小",
+    "新",
+    "老",
+    "河",
+    "岗",
+    "庄",
+    "营",
+    "寨",
+    "楼",
+    "桥",
+    "湾",
+]
+VILLAGE_SUF = ["庄", "村", "营", "寨", "楼", "桥", "湾", "岗"]
 
 NAME_TEMPLATES: dict[str, list[tuple[str, float]]] = {
     "food_producer": [
-        ("{town}{brand}食品有限公司", 4), ("舞阳县{brand}食品有限公司", 3), ("舞阳县{brand}面业有限公司", 2),
-        ("舞阳县{brand}肉制品有限公司", 2), ("{town}{brand}调味品厂", 1), ("河南{brand}乳业有限公司", 1),
-        ("舞阳县{brand}冷冻食品有限公司", 2), ("{town}{brand}粉条加工厂", 1), ("舞阳县{brand}饮品有限公司", 1),
+        ("{town}{brand}食品有限公司", 4),
+        ("舞阳县{brand}食品有限公司", 3),
+        ("舞阳县{brand}面业有限公司", 2),
+        ("舞阳县{brand}肉制品有限公司", 2),
+        ("{town}{brand}调味品厂", 1),
+        ("河南{brand}乳业有限公司", 1),
+        ("舞阳县{brand}冷冻食品有限公司", 2),
+        ("{town}{brand}粉条加工厂", 1),
+        ("舞阳县{brand}饮品有限公司", 1),
     ],
     "retail_pharmacy": [
-        ("{brand}大药房{town}店", 4), ("舞阳县{brand}药店", 3), ("{brand}医药连锁{town}{n}分店", 2),
-        ("舞阳县{brand}大药房有限公司", 2), ("{town}{surname}氏大药房", 1),
+        ("{brand}大药房{town}店", 4),
+        ("舞阳县{brand}药店", 3),
+        ("{brand}医药连锁{town}{n}分店", 2),
+        ("舞阳县{brand}大药房有限公司", 2),
+        ("{town}{surname}氏大药房", 1),
     ],
     "medical_institution": [
-        ("{town}{brand}诊所", 3), ("{town}{village}村卫生室", 3), ("舞阳县{brand}医院", 1), ("{town}{surname}氏中医诊所", 1),
+        ("{town}{brand}诊所", 3),
+        ("{town}{village}村卫生室", 3),
+        ("舞阳县{brand}医院", 1),
+        ("{town}{surname}氏中医诊所", 1),
     ],
     "produce_market": [("舞阳县{brand}农产品批发市场", 2), ("{town}农贸市场", 3), ("舞阳县{brand}蔬菜批发市场", 1)],
     "industrial_producer": [
-        ("舞阳县{brand}电线电缆有限公司", 2), ("舞阳县{brand}建材有限公司", 2), ("河南{brand}化肥有限公司", 1),
-        ("舞阳县{brand}塑料制品有限公司", 2), ("舞阳县{brand}燃气具销售有限公司", 1), ("{town}{brand}电动车商行", 2),
-        ("河南{brand}盐化有限公司", 1), ("舞阳县{brand}钢结构有限公司", 1),
+        ("舞阳县{brand}电线电缆有限公司", 2),
+        ("舞阳县{brand}建材有限公司", 2),
+        ("河南{brand}化肥有限公司", 1),
+        ("舞阳县{brand}塑料制品有限公司", 2),
+        ("舞阳县{brand}燃气具销售有限公司", 1),
+        ("{town}{brand}电动车商行", 2),
+        ("河南{brand}盐化有限公司", 1),
+        ("舞阳县{brand}钢结构有限公司", 1),
     ],
-    "medical_beauty": [("舞阳{brand}医疗美容诊所", 3), ("舞阳县{brand}医疗美容门诊部", 1), ("{brand}美容医院舞阳分院", 1)],
+    "medical_beauty": [
+        ("舞阳{brand}医疗美容诊所", 3),
+        ("舞阳县{brand}医疗美容门诊部", 1),
+        ("{brand}美容医院舞阳分院", 1),
+    ],
     "catering": [
-        ("{brand}饭店", 3), ("{surname}记烩面馆", 3), ("{brand}酒楼", 2), ("{surname}记胡辣汤", 2), ("{brand}火锅店", 2),
-        ("{town}{brand}快餐店", 2), ("{town}{village}小学食堂", 1), ("{brand}烧烤", 1), ("{surname}家羊肉汤馆", 1),
+        ("{brand}饭店", 3),
+        ("{surname}记烩面馆", 3),
+        ("{brand}酒楼", 2),
+        ("{surname}记胡辣汤", 2),
+        ("{brand}火锅店", 2),
+        ("{town}{brand}快餐店", 2),
+        ("{town}{village}小学食堂", 1),
+        ("{brand}烧烤", 1),
+        ("{surname}家羊肉汤馆", 1),
     ],
-    "new_business": [("舞阳县{brand}网络科技有限公司", 2), ("{brand}社区团购{town}站", 2), ("舞阳县{brand}直播电商有限公司", 1)],
+    "new_business": [
+        ("舞阳县{brand}网络科技有限公司", 2),
+        ("{brand}社区团购{town}站", 2),
+        ("舞阳县{brand}直播电商有限公司", 1),
+    ],
 }
 SE_NAME_TEMPLATES: dict[str, list[tuple[str, float]]] = {
     "property": [("{brand}置业有限公司", 2), ("舞阳县{brand}物业服务有限公司", 3), ("{brand}商贸城", 1)],
-    "factory": [("舞阳县{brand}纸业有限公司", 1), ("舞阳县{brand}热力有限公司", 1), ("河南{brand}食品机械有限公司", 1), ("舞阳县{brand}化工有限公司", 1)],
+    "factory": [
+        ("舞阳县{brand}纸业有限公司", 1),
+        ("舞阳县{brand}热力有限公司", 1),
+        ("河南{brand}食品机械有限公司", 1),
+        ("舞阳县{brand}化工有限公司", 1),
+    ],
     "hotel": [("{brand}大酒店", 2), ("舞阳{brand}宾馆", 1)],
     "gas": [("舞阳县{brand}气体有限公司", 2), ("{brand}加气站", 1), ("舞阳县{brand}液化气站", 1)],
 }
 COUNTY_HOSPITALS = ("舞阳县人民医院", "舞阳县中医院", "舞阳县妇幼保健院")
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, float]] | dict) -> str:
-    items = list(weighted.items()) if isinstance(weighted, dict) else weighted
+def _pick(rng: random.Random, weighted: Sequence[tuple[_T, float]] | Mapping[_T, float]) -> _T:
+    items = list(weighted.items()) if isinstance(weighted, Mapping) else weighted
     total = sum(w for _, w in items)
     x = rng.random() * total
     for v, w in items:
@@ -287,7 +496,7 @@ def build_county(cfg: SimConfig) -> County:
                     town = next(t for t in towns if t["name"] == seat)
                     base = COUNTY_HOSPITALS[i - len(towns)]
             else:
-                town = _pick(rng, [(t, w) for t, w in weights])  # type: ignore[arg-type]
+                town = _pick(rng, weights)
                 if kind == "special_equipment":
                     profile = _pick(rng, {k: v["weight"] for k, v in data["devices"]["special_equipment"].items()})
                     tmpl = _pick(rng, SE_NAME_TEMPLATES[profile])
@@ -295,7 +504,11 @@ def build_county(cfg: SimConfig) -> County:
                     tmpl = _pick(rng, NAME_TEMPLATES[kind])
                 for _ in range(10):  # another brand/surname on a clash, then a number
                     base = tmpl.format(
-                        town=town["name"], brand=rng.choice(BRANDS), surname=rng.choice(SURNAMES), village=_village(rng), n=rng.randint(1, 30)
+                        town=town["name"],
+                        brand=rng.choice(BRANDS),
+                        surname=rng.choice(SURNAMES),
+                        village=_village(rng),
+                        n=rng.randint(1, 30),
                     )
                     if base not in used:
                         break

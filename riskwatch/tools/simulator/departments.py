@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from riskwatch.domain.catalog import Catalog, load_catalog
+from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Lifecycle, load_lifecycle, to_epoch
 from schemas.events import Alert
 
@@ -185,11 +185,22 @@ class DepartmentPlayer:
     {'acknowledged': 2, 'disposed': 1, 'in_progress': 1}
     """
 
-    def __init__(self, seed: int = 7, late_rate: float = 0.15, silent_rate: float = 0.05,
-                 unauthorised_rate: float = 0.02, not_ours_rate: float = 0.05,
-                 lifecycle: Lifecycle | None = None, catalog: Catalog | None = None):
-        for name, v in (("late_rate", late_rate), ("silent_rate", silent_rate),
-                        ("unauthorised_rate", unauthorised_rate), ("not_ours_rate", not_ours_rate)):
+    def __init__(
+        self,
+        seed: int = 7,
+        late_rate: float = 0.15,
+        silent_rate: float = 0.05,
+        unauthorised_rate: float = 0.02,
+        not_ours_rate: float = 0.05,
+        lifecycle: Lifecycle | None = None,
+        catalog: Catalog | None = None,
+    ):
+        for name, v in (
+            ("late_rate", late_rate),
+            ("silent_rate", silent_rate),
+            ("unauthorised_rate", unauthorised_rate),
+            ("not_ours_rate", not_ours_rate),
+        ):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if late_rate + silent_rate > 1.0:
@@ -345,19 +356,31 @@ class DepartmentPlayer:
             st.departments.append(dept)
             # the same draws whatever the rates, so changing a rate changes behaviours, not timings
             u, f_on, f_late, f_prog, f_disp, u_help, txt = (rng.random() for _ in range(7))
-            behaviour: Behaviour = ("silent" if u < self.silent_rate else
-                                    "late" if u < self.silent_rate + self.late_rate else "on_time")
+            behaviour: Behaviour = (
+                "silent" if u < self.silent_rate else "late" if u < self.silent_rate + self.late_rate else "on_time"
+            )
             role: Role = "lead" if dept == lead else "cooperating"
             answer = "" if behaviour == "silent" else "not_ours" if dept == not_ours else "acknowledged"
-            plan = Plan(alert_id=a.alert_id, entity_id=a.entity_id, department=dept, role=role, behaviour=behaviour,
-                        answer=answer, level=level, item_id=a.item_id, anchor=iso(anchor), ack_deadline=iso(ack_due),
-                        dispose_deadline=iso(anchor + D), round=st.round)
+            plan = Plan(
+                alert_id=a.alert_id,
+                entity_id=a.entity_id,
+                department=dept,
+                role=role,
+                behaviour=behaviour,
+                answer=answer,
+                level=level,
+                item_id=a.item_id,
+                anchor=iso(anchor),
+                ack_deadline=iso(ack_due),
+                dispose_deadline=iso(anchor + D),
+                round=st.round,
+            )
             self._plans.append(plan)
             if behaviour == "silent":
                 continue
             t_ack = anchor + A * (0.05 + 0.80 * f_on if behaviour == "on_time" else 1.1 + 1.4 * f_late)
             t_prog = t_ack + D * (0.02 + 0.08 * f_prog)
-            ack_text = (ACK_COMMENTS if behaviour == "on_time" else LATE_ACK_COMMENTS)
+            ack_text = ACK_COMMENTS if behaviour == "on_time" else LATE_ACK_COMMENTS
             if answer == "not_ours":
                 self._add(st, plan, t_ack, 0, "not_ours", _pick(NOT_OURS_COMMENTS, txt), "", first=True)
             elif role == "lead":
@@ -367,7 +390,9 @@ class DepartmentPlayer:
                     t_disp = t_prog + (anchor + 0.97 * D - t_prog) * (0.2 + 0.7 * f_disp)
                 else:
                     t_disp = t_prog + D * (0.1 + 0.5 * f_disp)
-                self._add(st, plan, t_disp, 2, "disposed", _pick(DISPOSED_COMMENTS, txt), _pick(DISPOSED_RESULTS, f_disp))
+                self._add(
+                    st, plan, t_disp, 2, "disposed", _pick(DISPOSED_COMMENTS, txt), _pick(DISPOSED_RESULTS, f_disp)
+                )
             else:
                 self._add(st, plan, t_ack, 0, "acknowledged", _pick(ack_text, txt), "", first=True)
                 if u_help < 0.4:
@@ -378,20 +403,49 @@ class DepartmentPlayer:
             outsiders = [x for x in self.catalog.departments if x not in a.departments and x != self.taskforce]
             if outsiders:
                 dept = outsiders[int(pick_out * len(outsiders))]
-                plan = Plan(alert_id=a.alert_id, entity_id=a.entity_id, department=dept, role="outsider",
-                            behaviour="on_time", answer="acknowledged", level=level, item_id=a.item_id,
-                            anchor=iso(anchor), ack_deadline=iso(ack_due), dispose_deadline=iso(anchor + D),
-                            round=st.round)
+                plan = Plan(
+                    alert_id=a.alert_id,
+                    entity_id=a.entity_id,
+                    department=dept,
+                    role="outsider",
+                    behaviour="on_time",
+                    answer="acknowledged",
+                    level=level,
+                    item_id=a.item_id,
+                    anchor=iso(anchor),
+                    ack_deadline=iso(ack_due),
+                    dispose_deadline=iso(anchor + D),
+                    round=st.round,
+                )
                 self._plans.append(plan)
-                self._add(st, plan, anchor + A * (0.05 + 0.8 * f_out), 0, "acknowledged",
-                          _pick(ACK_COMMENTS, f_out), "", first=True)
+                self._add(
+                    st,
+                    plan,
+                    anchor + A * (0.05 + 0.8 * f_out),
+                    0,
+                    "acknowledged",
+                    _pick(ACK_COMMENTS, f_out),
+                    "",
+                    first=True,
+                )
 
-    def _add(self, st: _AlertState, plan: Plan, t: float, step: int, status: str, comment: str, result: str,
-             first: bool = False) -> None:
+    def _add(
+        self,
+        st: _AlertState,
+        plan: Plan,
+        t: float,
+        step: int,
+        status: str,
+        comment: str,
+        result: str,
+        first: bool = False,
+    ) -> None:
         ts = int(round(t))
         outsider = plan.role == "outsider"
-        h = hashlib.blake2b(f"{self.seed}|{plan.alert_id}|{plan.round}|{plan.department}|{step}|{status}|{outsider}".encode(),
-                            digest_size=10).hexdigest()
+        h = hashlib.blake2b(
+            f"{self.seed}|{plan.alert_id}|{plan.round}|{plan.department}|{step}|{status}|{outsider}".encode(),
+            digest_size=10,
+        ).hexdigest()
         event_id = ("fbx-" if outsider else "fb-") + h
         payload = {
             "schema_version": 1,

@@ -25,9 +25,10 @@ in ``[start, end + grace]``; alerts matching no incident are false alerts.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from riskwatch.tools.simulator.county import CST, County, Entity, SimConfig
 from riskwatch.tools.simulator.words import DISHES, DRUGS, FOODS, PROCEDURES, SYMPTOMS
@@ -129,7 +130,13 @@ SURGE_THEMES = {
     "retail_pharmacy": [("counterfeit_drug", 0.5), ("drug_sales", 0.5)],
     "medical_beauty": [("medical_beauty_injury", 0.7), ("pricing", 0.3)],
 }
-SURGE_KIND_WEIGHTS = {"catering": 0.6, "food_producer": 0.1, "produce_market": 0.1, "retail_pharmacy": 0.1, "medical_beauty": 0.1}
+SURGE_KIND_WEIGHTS = {
+    "catering": 0.6,
+    "food_producer": 0.1,
+    "produce_market": 0.1,
+    "retail_pharmacy": 0.1,
+    "medical_beauty": 0.1,
+}
 
 
 def _pick(rng: random.Random, items: list[tuple[Any, float]]) -> Any:
@@ -188,10 +195,23 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 ramp, hold, rec = rng.uniform(3, 8) * 3600, rng.uniform(1, 4) * 3600, rng.uniform(1, 2) * 3600
                 s, f = window(ramp + hold + rec)
                 inc = Incident(
-                    "", typ, e, s, s + (ramp + hold + rec) * f, f"sensor.{spec['channel']}",
-                    f"{e.name}{'冷冻库' if tmpl == 'freezer_temp' else '冷藏库'}压缩机故障,库温数小时内持续上升并超过{spec['limit']}℃",
-                    device_id=d.device_id, template=tmpl, channel=spec["channel"], limit=spec["limit"],
-                    target=spec["limit"] + rng.uniform(2.5, 8.0), ramp_s=ramp * f, hold_s=hold * f, recover_s=rec * f, power=1.8,
+                    "",
+                    typ,
+                    e,
+                    s,
+                    s + (ramp + hold + rec) * f,
+                    f"sensor.{spec['channel']}",
+                    f"{e.name}{'冷冻库' if tmpl == 'freezer_temp' else '冷藏库'}压缩机故障,"
+                    f"库温数小时内持续上升并超过{spec['limit']}℃",
+                    device_id=d.device_id,
+                    template=tmpl,
+                    channel=spec["channel"],
+                    limit=spec["limit"],
+                    target=spec["limit"] + rng.uniform(2.5, 8.0),
+                    ramp_s=ramp * f,
+                    hold_s=hold * f,
+                    recover_s=rec * f,
+                    power=1.8,
                 )
             elif typ == "boiler_overpressure":
                 cands = free(devices_with(("special_equipment",), ("boiler_pressure",)))
@@ -202,10 +222,22 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 ramp, hold, rec = rng.uniform(20, 60) * 60, rng.uniform(15, 45) * 60, rng.uniform(10, 20) * 60
                 s, f = window(ramp + hold + rec)
                 inc = Incident(
-                    "", typ, e, s, s + (ramp + hold + rec) * f, "sensor.boiler_pressure",
+                    "",
+                    typ,
+                    e,
+                    s,
+                    s + (ramp + hold + rec) * f,
+                    "sensor.boiler_pressure",
                     f"{e.name}锅炉压力超过额定工作压力{spec['limit']}MPa",
-                    device_id=d.device_id, template=tmpl, channel=spec["channel"], limit=spec["limit"],
-                    target=spec["limit"] * rng.uniform(1.06, 1.15), ramp_s=ramp * f, hold_s=hold * f, recover_s=rec * f, power=1.3,
+                    device_id=d.device_id,
+                    template=tmpl,
+                    channel=spec["channel"],
+                    limit=spec["limit"],
+                    target=spec["limit"] * rng.uniform(1.06, 1.15),
+                    ramp_s=ramp * f,
+                    hold_s=hold * f,
+                    recover_s=rec * f,
+                    power=1.3,
                 )
             elif typ == "pharmacy_humidity_excursion":
                 cands = free(devices_with(("retail_pharmacy",), ("drug_humidity",)))
@@ -216,10 +248,22 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 ramp, hold, rec = rng.uniform(2, 5) * 3600, rng.uniform(4, 12) * 3600, rng.uniform(1, 3) * 3600
                 s, f = window(ramp + hold + rec)
                 inc = Incident(
-                    "", typ, e, s, s + (ramp + hold + rec) * f, "sensor.storage_humidity",
+                    "",
+                    typ,
+                    e,
+                    s,
+                    s + (ramp + hold + rec) * f,
+                    "sensor.storage_humidity",
                     f"{e.name}药品储存区除湿设备故障,相对湿度超过{spec['limit']}%",
-                    device_id=d.device_id, template=tmpl, channel=spec["channel"], limit=spec["limit"],
-                    target=spec["limit"] + rng.uniform(6, 15), ramp_s=ramp * f, hold_s=hold * f, recover_s=rec * f, power=1.2,
+                    device_id=d.device_id,
+                    template=tmpl,
+                    channel=spec["channel"],
+                    limit=spec["limit"],
+                    target=spec["limit"] + rng.uniform(6, 15),
+                    ramp_s=ramp * f,
+                    hold_s=hold * f,
+                    recover_s=rec * f,
+                    power=1.2,
                 )
             elif typ == "elevator_fault_burst":
                 cands = free(devices_with(("special_equipment",), ("elevator_fault",)))
@@ -230,13 +274,28 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 s, f = window(dur)
                 main = rng.choice((1, 3, 4))
                 inc = Incident(
-                    "", typ, e, s, s + dur * f, "sensor.elevator_fault",
+                    "",
+                    typ,
+                    e,
+                    s,
+                    s + dur * f,
+                    "sensor.elevator_fault",
                     f"{e.name}电梯{d.device_id.rsplit('-', 1)[-1]}短时间内反复报故障(故障码{main})",
-                    device_id=d.device_id, template=tmpl, channel="elevator_fault",
-                    codes={main: 0.75, 1: 0.1, 4: 0.1, 5: 0.05}, fault_share=rng.uniform(0.5, 0.8), params={"main_fault_code": main},
+                    device_id=d.device_id,
+                    template=tmpl,
+                    channel="elevator_fault",
+                    codes={main: 0.75, 1: 0.1, 4: 0.1, 5: 0.05},
+                    fault_share=rng.uniform(0.5, 0.8),
+                    params={"main_fault_code": main},
                 )
                 if rng.random() < 0.5:  # someone trapped calls the hotline
-                    inc.scheduled.append((float(int(s + rng.uniform(0.1, 0.8) * dur * f)), "complaint", {"category": "equipment_safety", "theme": "trapped"}))
+                    inc.scheduled.append(
+                        (
+                            float(int(s + rng.uniform(0.1, 0.8) * dur * f)),
+                            "complaint",
+                            {"category": "equipment_safety", "theme": "trapped"},
+                        )
+                    )
             elif typ == "complaint_surge":
                 kind = _pick(rng, list(SURGE_KIND_WEIGHTS.items()))
                 cands = free([(e,) for e in county.of_kind(kind)]) or free([(e,) for e in county.of_kind("catering")])
@@ -250,14 +309,27 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 count = rng.randint(8, 20)
                 times = sorted(float(int(s + dur * rng.random() ** 1.5)) for _ in range(count))  # front-loaded
                 inc = Incident(
-                    "", typ, e, times[0], times[-1], "complaint.count",
-                    f"{e.name}一天内被集中投诉{count}次({category})", params={"count": count, "category": category},
+                    "",
+                    typ,
+                    e,
+                    times[0],
+                    times[-1],
+                    "complaint.count",
+                    f"{e.name}一天内被集中投诉{count}次({category})",
+                    params={"count": count, "category": category},
                 )
                 # one story told by many: the same dish/product/drug in every complaint of the surge
-                fixed = {"food": rng.choice(FOODS), "dish": rng.choice(DISHES), "drug": rng.choice(DRUGS),
-                         "proc": rng.choice(PROCEDURES), "symptom": rng.choice(SYMPTOMS)}
+                fixed = {
+                    "food": rng.choice(FOODS),
+                    "dish": rng.choice(DISHES),
+                    "drug": rng.choice(DRUGS),
+                    "proc": rng.choice(PROCEDURES),
+                    "symptom": rng.choice(SYMPTOMS),
+                }
                 inc.params["story"] = fixed
-                inc.scheduled = [(t, "complaint", {"category": category, "theme": "surge", "fixed": fixed}) for t in times]
+                inc.scheduled = [
+                    (t, "complaint", {"category": category, "theme": "surge", "fixed": fixed}) for t in times
+                ]
             elif typ == "rodent_repeat":
                 cands = free([(e,) for e in county.entities if e.kind in ("catering", "food_producer") and e.cameras])
                 if not cands:
@@ -277,11 +349,26 @@ def schedule_incidents(cfg: SimConfig, county: County, channels: dict[str, dict]
                 times.sort()
                 cam = rng.choice(e.cameras)  # mostly the kitchen camera
                 inc = Incident(
-                    "", typ, e, times[0], times[-1], "video.rodent",
-                    f"{e.name}后厨连续多个夜间被AI视频识别到老鼠", device_id=cam, params={"count": count, "camera_id": cam},
+                    "",
+                    typ,
+                    e,
+                    times[0],
+                    times[-1],
+                    "video.rodent",
+                    f"{e.name}后厨连续多个夜间被AI视频识别到老鼠",
+                    device_id=cam,
+                    params={"count": count, "camera_id": cam},
                 )
                 inc.scheduled = [
-                    (t, "video", {"cls": "rodent", "camera_id": cam if rng.random() < 0.8 else rng.choice(e.cameras), "confidence": round(rng.uniform(0.7, 0.96), 3)})
+                    (
+                        t,
+                        "video",
+                        {
+                            "cls": "rodent",
+                            "camera_id": cam if rng.random() < 0.8 else rng.choice(e.cameras),
+                            "confidence": round(rng.uniform(0.7, 0.96), 3),
+                        },
+                    )
                     for t in times
                 ]
             if inc is not None:
@@ -338,8 +425,11 @@ def match_alerts(
     matched_alerts = 0
     for a in alerts:
         t = _ts(a["first_seen"])
-        hits = [r for r in by_entity.get(a["entity_id"], ())
-                if _ts(r["start"]) - lead.total_seconds() <= t <= _ts(r["end"]) + grace.total_seconds()]
+        hits = [
+            r
+            for r in by_entity.get(a["entity_id"], ())
+            if _ts(r["start"]) - lead.total_seconds() <= t <= _ts(r["end"]) + grace.total_seconds()
+        ]
         if not hits:
             false_alerts.append(a)
             continue
@@ -347,8 +437,13 @@ def match_alerts(
         for r in hits:
             cur = detected.get(r["incident_id"])
             if cur is None or t < cur["_t"]:
-                d = {"_t": t, "type": r["type"], "alert_id": a.get("alert_id"), "rule": a.get("rule"),
-                     "delay_s": t - _ts(r["start"])}
+                d = {
+                    "_t": t,
+                    "type": r["type"],
+                    "alert_id": a.get("alert_id"),
+                    "rule": a.get("rule"),
+                    "delay_s": t - _ts(r["start"]),
+                }
                 breach = (r.get("observed") or {}).get("first_breach")
                 if breach:
                     d["delay_from_breach_s"] = t - _ts(breach)

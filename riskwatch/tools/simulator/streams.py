@@ -18,9 +18,10 @@ import hashlib
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import orjson
@@ -28,7 +29,19 @@ import orjson
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.tools.simulator.county import CST, ROADS, County, Entity, SimConfig, build_county
 from riskwatch.tools.simulator.incidents import Incident, schedule_incidents
-from riskwatch.tools.simulator.words import BEAUTY_SYMPTOMS, DEFECTS, DISHES, DRUGS, FOODS, FOREIGN, HOSPITALS, PROCEDURES, PRODUCTS, RX, SYMPTOMS
+from riskwatch.tools.simulator.words import (
+    BEAUTY_SYMPTOMS,
+    DEFECTS,
+    DISHES,
+    DRUGS,
+    FOODS,
+    FOREIGN,
+    HOSPITALS,
+    PROCEDURES,
+    PRODUCTS,
+    RX,
+    SYMPTOMS,
+)
 
 T_REGISTRY = "events.registry"
 T_SENSOR = "events.sensor"
@@ -50,15 +63,17 @@ class GatewayBatcher:
     ``k`` readings, or fewer once the oldest has waited ``hold_s`` simulated seconds.
 
     >>> g = GatewayBatcher(2, 600)
-    >>> r = lambda i: orjson.dumps({"schema_version": 1, "event_id": f"e{i}", "entity_id": "E1", "occurred_at": "2026-11-27T08:00:00+08:00",
-    ...     "source": "iot-gw-01", "device_id": "d1", "channel": "storage_temp", "unit": "C", "value": 20.5})
+    >>> r = lambda i: orjson.dumps({"schema_version": 1, "event_id": f"e{i}", "entity_id": "E1",
+    ...     "occurred_at": "2026-11-27T08:00:00+08:00", "source": "iot-gw-01", "device_id": "d1",
+    ...     "channel": "storage_temp", "unit": "C", "value": 20.5})
     >>> list(g.add(0.0, b"E1", r(1)))
     []
     >>> [(topic, key, value)] = g.add(1.0, b"E1", r(2))
     >>> topic, key, len(orjson.loads(value)["readings"])
     ('events.sensor', b'E1', 2)
-    >>> orjson.loads(value)["readings"][0]
-    {'event_id': 'e1', 'occurred_at': '2026-11-27T08:00:00+08:00', 'device_id': 'd1', 'channel': 'storage_temp', 'unit': 'C', 'value': 20.5}
+    >>> orjson.loads(value)["readings"][0]  # doctest: +NORMALIZE_WHITESPACE
+    {'event_id': 'e1', 'occurred_at': '2026-11-27T08:00:00+08:00', 'device_id': 'd1',
+     'channel': 'storage_temp', 'unit': 'C', 'value': 20.5}
     """
 
     def __init__(self, k: int, hold_s: float):
@@ -92,8 +107,19 @@ class GatewayBatcher:
 
     def _emit(self, key: bytes, entity: str | None = None) -> Message:
         _, gw, readings = self.buf.pop(key)
-        return T_SENSOR, key, orjson.dumps({"schema_version": 1, "kind": "sensor_batch",
-                                            "entity_id": entity or key.decode(), "gateway_id": gw, "readings": readings})
+        return (
+            T_SENSOR,
+            key,
+            orjson.dumps(
+                {
+                    "schema_version": 1,
+                    "kind": "sensor_batch",
+                    "entity_id": entity or key.decode(),
+                    "gateway_id": gw,
+                    "readings": readings,
+                }
+            ),
+        )
 
 
 # --- text material --------------------------------------------------------------------------------
@@ -196,9 +222,43 @@ CHECKLISTS: dict[str, list[str]] = {
     "industrial": ["生产许可证", "出厂检验", "产品标识", "原料台账"],
     "special_equipment": ["使用登记", "定期检验", "作业人员持证", "安全附件", "维保记录", "应急预案"],
 }
-COMPLAINT_SOURCE = {"12315": "12315-platform", "12345": "12345-hotline", "online": "online-portal", "walk_in": "walk-in-desk"}
+COMPLAINT_SOURCE = {
+    "12315": "12315-platform",
+    "12345": "12345-hotline",
+    "online": "online-portal",
+    "walk_in": "walk-in-desk",
+}
 
-PHONE_PREFIX = (130, 131, 132, 133, 135, 136, 137, 138, 139, 150, 151, 152, 155, 157, 158, 159, 166, 177, 180, 182, 183, 185, 186, 187, 188, 189, 198, 199)
+PHONE_PREFIX = (
+    130,
+    131,
+    132,
+    133,
+    135,
+    136,
+    137,
+    138,
+    139,
+    150,
+    151,
+    152,
+    155,
+    157,
+    158,
+    159,
+    166,
+    177,
+    180,
+    182,
+    183,
+    185,
+    186,
+    187,
+    188,
+    189,
+    198,
+    199,
+)
 _ID_W = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
@@ -213,7 +273,7 @@ def fake_id_number(rng: random.Random) -> str:
     """An 18-digit resident ID number of the county (411121) with a valid check digit. Fake."""
     birth = datetime(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55))
     body = f"411121{birth:%Y%m%d}{rng.randrange(1000):03d}"
-    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_W)) % 11]
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_W, strict=True)) % 11]
     return body + check
 
 
@@ -231,7 +291,15 @@ def _pick(rng: random.Random, weighted: dict) -> Any:
 class _Group:
     """All streams of one channel template, vectorised."""
 
-    def __init__(self, tmpl: str, spec: dict, rows: list[tuple[int, Entity, str]], np_rng: np.random.Generator, step_s: float, profiles: dict):
+    def __init__(
+        self,
+        tmpl: str,
+        spec: dict,
+        rows: list[tuple[int, Entity, str]],
+        np_rng: np.random.Generator,
+        step_s: float,
+        profiles: dict,
+    ):
         self.tmpl, self.spec = tmpl, spec
         self.kind = "derived" if spec.get("derived") else spec.get("kind", "gauge")
         n = self.n = len(rows)
@@ -266,13 +334,22 @@ class _Group:
         self.current = np.zeros(n)  # this step's values (read by derived groups)
         # byte templates: everything but event_id, occurred_at and value
         gw = [f"iot-gw-{(r[0] % 23) + 1:02d}" for r in rows]
+
         def lit(x: str) -> bytes:  # a literal part of a %-template
             return x.encode().replace(b"%", b"%%")
 
         self.tmpl_bytes = [
-            b'{"schema_version":1,"event_id":"%s","entity_id":"' + lit(self.entity_ids[i]) + b'","occurred_at":"%s","source":"'
-            + lit(gw[i]) + b'","device_id":"' + lit(self.device_ids[i]) + b'","channel":"'
-            + lit(self.channel) + b'","unit":"' + lit(self.unit) + b'","value":%s}'
+            b'{"schema_version":1,"event_id":"%s","entity_id":"'
+            + lit(self.entity_ids[i])
+            + b'","occurred_at":"%s","source":"'
+            + lit(gw[i])
+            + b'","device_id":"'
+            + lit(self.device_ids[i])
+            + b'","channel":"'
+            + lit(self.channel)
+            + b'","unit":"'
+            + lit(self.unit)
+            + b'","value":%s}'
             for i in range(n)
         ]
 
@@ -315,7 +392,9 @@ class Simulator:
             ((t, k, what, params, inc) for k, inc in enumerate(self.incidents) for (t, what, params) in inc.scheduled),
             key=lambda r: (r[0], r[1]),
         )
-        self._pending_reg = sorted((e.registered_at.timestamp(), e.entity_id) for e in self.entities if e.registered_at is not None)
+        self._pending_reg = sorted(
+            (e.registered_at.timestamp(), e.entity_id) for e in self.entities if e.registered_at is not None
+        )
         # running stats (what was actually yielded)
         self.per_topic: Counter[str] = Counter()
         self.bad: list[dict] = []
@@ -332,7 +411,9 @@ class Simulator:
                     rows.setdefault(tmpl, []).append((i, e, d.device_id))
         # derived groups after their sources; template order from the data file otherwise
         order = sorted(rows, key=lambda t: (bool(self.channels[t].get("derived")), list(self.channels).index(t)))
-        self.groups: list[_Group] = [_Group(t, self.channels[t], rows[t], self.np_rng, self.step_s, self.profiles) for t in order]
+        self.groups: list[_Group] = [
+            _Group(t, self.channels[t], rows[t], self.np_rng, self.step_s, self.profiles) for t in order
+        ]
         by_tmpl = {g.tmpl: g for g in self.groups}
         for g in self.groups:
             if g.kind == "derived":  # boiler_temp from the same device's boiler_pressure
@@ -341,7 +422,7 @@ class Simulator:
                 g.src = (src, np.array([pos[d] for d in g.device_ids], dtype=np.int64))
                 g.every, g.phase, g.offset = src.every, src.phase[g.src[1]], src.offset[g.src[1]] + 2
         for inc in self.incidents:
-            if inc.template:
+            if inc.template and inc.device_id is not None:
                 g = by_tmpl[inc.template]
                 g.incidents.append((g.device_ids.index(inc.device_id), inc))
         self.n_streams = sum(g.n for g in self.groups)
@@ -351,10 +432,10 @@ class Simulator:
         self.cams: list[tuple[int, str]] = [(i, c) for i, e in enumerate(self.entities) for c in e.cameras]
         self.cam_ent = np.array([c[0] for c in self.cams], dtype=np.int64)
         self.video_rates = {k: float(v) for k, v in data["video"]["per_camera_per_day"].items()}
-        self.by_kind: dict[str, np.ndarray] = {}
+        by_kind: dict[str, list[int]] = {}
         for i, e in enumerate(self.entities):
-            self.by_kind.setdefault(e.kind, []).append(i)  # type: ignore[arg-type]
-        self.by_kind = {k: np.array(v, dtype=np.int64) for k, v in self.by_kind.items()}
+            by_kind.setdefault(e.kind, []).append(i)
+        self.by_kind: dict[str, np.ndarray] = {k: np.array(v, dtype=np.int64) for k, v in by_kind.items()}
         kitchen = self.profiles["kitchen"][:24]
         self.kitchen_norm = self.profiles["kitchen"] / kitchen.mean()
         night = 1.0 - self.profiles["kitchen"] / self.profiles["kitchen"].max()
@@ -375,7 +456,13 @@ class Simulator:
 
     def _event(self, batch: list, t: float, topic: str, entity_id: str, source: str, body: dict) -> None:
         t = float(int(t))  # whole seconds, like the devices and systems that send them
-        d = {"schema_version": 1, "event_id": self._eid(), "entity_id": entity_id, "occurred_at": self._iso(t), "source": source}
+        d = {
+            "schema_version": 1,
+            "event_id": self._eid(),
+            "entity_id": entity_id,
+            "occurred_at": self._iso(t),
+            "source": source,
+        }
         d.update(body)
         batch.append((t, len(batch), topic, entity_id.encode(), orjson.dumps(d)))
 
@@ -415,7 +502,14 @@ class Simulator:
         batch: list = []
         for e in self.entities:
             if e.registered_at is None:
-                self._event(batch, self.t0, T_REGISTRY, e.entity_id, "registry-sync", {"action": "registered", **e.registry_payload()})
+                self._event(
+                    batch,
+                    self.t0,
+                    T_REGISTRY,
+                    e.entity_id,
+                    "registry-sync",
+                    {"action": "registered", **e.registry_payload()},
+                )
         yield from batch
         step = 0
         t = self.t0
@@ -465,13 +559,15 @@ class Simulator:
                 else:
                     self.active[i] = False
                     self.closed.add(e.entity_id)
-                self._event(batch, ts, T_REGISTRY, e.entity_id, "registry-sync", {"action": action, **e.registry_payload()})
+                self._event(
+                    batch, ts, T_REGISTRY, e.entity_id, "registry-sync", {"action": action, **e.registry_payload()}
+                )
 
     # --- sensors ----------------------------------------------------------------------------------
     def _sensors(self, step: int, t: float, batch: list) -> None:
         rng = self.np_rng
         nz = self.cfg.data["nuisance"]
-        hour = (datetime.fromtimestamp(t, CST).hour + datetime.fromtimestamp(t, CST).minute / 60.0)
+        hour = datetime.fromtimestamp(t, CST).hour + datetime.fromtimestamp(t, CST).minute / 60.0
         days = (t - self.t0) / 86400
         step_days = self.step_s / 86400
         ts_cache: dict[int, bytes] = {}
@@ -535,7 +631,7 @@ class Simulator:
             vals = v[idx].astype(np.int64).tolist() if is_int else v[idx].tolist()
             offs = g.offset[idx].tolist()
             tmpl, keys, eid, dumps, append = g.tmpl_bytes, g.keys, self._eid, orjson.dumps, batch.append
-            for i, val, off in zip(idx.tolist(), vals, offs):
+            for i, val, off in zip(idx.tolist(), vals, offs, strict=True):
                 tsb = ts_cache.get(off)
                 if tsb is None:
                     tsb = ts_cache[off] = self._iso(t + off).encode()
@@ -585,7 +681,14 @@ class Simulator:
     def _video_event(self, batch: list, ts: float, e: Entity, cam: str, cls: str, conf: float) -> None:
         day = datetime.fromtimestamp(ts, CST)
         ref = f"s3://riskwatch-video/{cam}/{day:%Y%m%d}/{day:%H%M%S}-{cls}.jpg"
-        self._event(batch, ts, T_VIDEO, e.entity_id, "video-ai", {"camera_id": cam, "cls": cls, "confidence": conf, "evidence_ref": ref})
+        self._event(
+            batch,
+            ts,
+            T_VIDEO,
+            e.entity_id,
+            "video-ai",
+            {"camera_id": cam, "cls": cls, "confidence": conf, "evidence_ref": ref},
+        )
 
     # --- complaints -------------------------------------------------------------------------------
     def _complaints(self, t: float, batch: list) -> None:
@@ -610,7 +713,9 @@ class Simulator:
         for _ in range(k):
             self._complaint(batch, t + rng.random() * self.step_s, None, _pick(rng, c["categories"]["unknown"]))
 
-    def _complaint_text(self, rng: random.Random, e: Entity | None, category: str, ts: float, theme: str = "", fixed: dict | None = None) -> str:
+    def _complaint_text(
+        self, rng: random.Random, e: Entity | None, category: str, ts: float, theme: str = "", fixed: dict | None = None
+    ) -> str:
         if e is None:
             town = rng.choice(self.county.townships)["name"]
             name = f"{town}{rng.choice(UNKNOWN_PLACES)}"
@@ -619,11 +724,22 @@ class Simulator:
         day = datetime.fromtimestamp(ts, CST) - timedelta(days=rng.choice((0, 0, 1, 2)))
         pool = TRAPPED if theme == "trapped" else TEXTS.get(category, TEXTS["other"])
         slots = dict(
-            name=name, date=f"{day.month}月{day.day}日", food=rng.choice(FOODS), dish=rng.choice(DISHES),
-            foreign=rng.choice(FOREIGN), drug=rng.choice(DRUGS), rx=rng.choice(RX), product=rng.choice(PRODUCTS),
-            defect=rng.choice(DEFECTS), proc=rng.choice(PROCEDURES), bsym=rng.choice(BEAUTY_SYMPTOMS),
-            symptom=rng.choice(SYMPTOMS), hospital=rng.choice(HOSPITALS), n=rng.randint(2, 6),
-            p1=rng.randint(5, 80), p2=rng.randint(81, 600),
+            name=name,
+            date=f"{day.month}月{day.day}日",
+            food=rng.choice(FOODS),
+            dish=rng.choice(DISHES),
+            foreign=rng.choice(FOREIGN),
+            drug=rng.choice(DRUGS),
+            rx=rng.choice(RX),
+            product=rng.choice(PRODUCTS),
+            defect=rng.choice(DEFECTS),
+            proc=rng.choice(PROCEDURES),
+            bsym=rng.choice(BEAUTY_SYMPTOMS),
+            symptom=rng.choice(SYMPTOMS),
+            hospital=rng.choice(HOSPITALS),
+            n=rng.randint(2, 6),
+            p1=rng.randint(5, 80),
+            p2=rng.randint(81, 600),
         )
         slots.update(fixed or {})
         text = rng.choice(pool).format(**slots)
@@ -636,7 +752,9 @@ class Simulator:
             text += f"本人身份证号{fake_id_number(rng)}。"
         return text
 
-    def _complaint(self, batch: list, ts: float, e: Entity | None, category: str, theme: str = "", fixed: dict | None = None) -> None:
+    def _complaint(
+        self, batch: list, ts: float, e: Entity | None, category: str, theme: str = "", fixed: dict | None = None
+    ) -> None:
         rng = self.rng
         ch = _pick(rng, self.cfg.data["complaints"]["channels"])
         body = {
@@ -668,7 +786,15 @@ class Simulator:
                 e = self.entities[int(live[rng.randrange(len(live))])]
                 self._inspection(batch, t + rng.random() * self.step_s, e, rng)
 
-    def _inspection(self, batch: list, ts: float, e: Entity, rng: random.Random, outcome: str | None = None, depts: list[str] | None = None) -> None:
+    def _inspection(
+        self,
+        batch: list,
+        ts: float,
+        e: Entity,
+        rng: random.Random,
+        outcome: str | None = None,
+        depts: list[str] | None = None,
+    ) -> None:
         ins = self.cfg.data["inspections"]
         item = rng.choice(self.catalog.items_for_kind(e.kind))
         departments = [item.lead]
@@ -729,9 +855,23 @@ class Simulator:
 
     # --- malformed messages ------------------------------------------------------------------------
     BAD_SORTS = (
-        "not_json", "truncated_json", "invalid_utf8", "empty", "json_array", "wrong_type", "missing_field",
-        "extra_field", "bad_enum", "out_of_range", "non_finite", "unknown_entity_kind", "unknown_department",
-        "ts_1970", "ts_2099", "oversized", "duplicate_event_id",
+        "not_json",
+        "truncated_json",
+        "invalid_utf8",
+        "empty",
+        "json_array",
+        "wrong_type",
+        "missing_field",
+        "extra_field",
+        "bad_enum",
+        "out_of_range",
+        "non_finite",
+        "unknown_entity_kind",
+        "unknown_department",
+        "ts_1970",
+        "ts_2099",
+        "oversized",
+        "duplicate_event_id",
     )
 
     def _bad_message(self, topic: str, key: bytes, value: bytes) -> Message:
@@ -750,7 +890,13 @@ class Simulator:
             d["event_id"] = eid
         out: bytes
         if sort == "not_json":
-            out = rng.choice((b"<html><body>502 Bad Gateway</body></html>", b"entity=" + key + b";value=3.2;ok", b"\x00\x01\x02\x03 binary frame"))
+            out = rng.choice(
+                (
+                    b"<html><body>502 Bad Gateway</body></html>",
+                    b"entity=" + key + b";value=3.2;ok",
+                    b"\x00\x01\x02\x03 binary frame",
+                )
+            )
         elif sort == "truncated_json":
             raw = orjson.dumps(d)
             out = raw[: len(raw) // 2]
@@ -775,13 +921,23 @@ class Simulator:
             d["debug_raw_frame"] = "0xDEADBEEF"
             out = orjson.dumps(d)
         elif sort == "bad_enum":
-            enum = {T_SENSOR: ("channel", "co2_ppm"), T_VIDEO: ("cls", "dog"), T_COMPLAINT: ("category", "noise"),
-                    T_INSPECTION: ("outcome", "ok"), T_REGISTRY: ("action", "deleted")}[topic]
+            enum = {
+                T_SENSOR: ("channel", "co2_ppm"),
+                T_VIDEO: ("cls", "dog"),
+                T_COMPLAINT: ("category", "noise"),
+                T_INSPECTION: ("outcome", "ok"),
+                T_REGISTRY: ("action", "deleted"),
+            }[topic]
             d[enum[0]] = enum[1]
             out = orjson.dumps(d)
         elif sort == "out_of_range":
-            rngs = {T_SENSOR: ("value", 5e7), T_VIDEO: ("confidence", 1.7), T_REGISTRY: ("lat", 133.4),
-                    T_INSPECTION: ("item_id", 0), T_COMPLAINT: ("text", "太差了" * 800)}
+            rngs = {
+                T_SENSOR: ("value", 5e7),
+                T_VIDEO: ("confidence", 1.7),
+                T_REGISTRY: ("lat", 133.4),
+                T_INSPECTION: ("item_id", 0),
+                T_COMPLAINT: ("text", "太差了" * 800),
+            }
             f, v = rngs[topic]
             d[f] = v
             out = orjson.dumps(d)
@@ -802,10 +958,17 @@ class Simulator:
             out = orjson.dumps(d)
         else:  # duplicate_event_id: an at-least-once re-send of an earlier valid event
             out = value
-        self.bad.append({
-            "record": "bad_message", "seq": self.sent, "sort": sort, "topic": topic, "key": key.decode("utf-8", "replace"),
-            "bytes": len(out), "event_id": d.get("event_id") if isinstance(d, dict) else None,
-        })
+        self.bad.append(
+            {
+                "record": "bad_message",
+                "seq": self.sent,
+                "sort": sort,
+                "topic": topic,
+                "key": key.decode("utf-8", "replace"),
+                "bytes": len(out),
+                "event_id": d.get("event_id") if isinstance(d, dict) else None,
+            }
+        )
         return topic, key, out
 
     # --- ground truth -----------------------------------------------------------------------------
