@@ -32,7 +32,7 @@ INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0}
 
 # Analysts' and the workbench's reads (sinks.query runs them after its gate): ``readonly=1`` makes the
 # engine refuse writes, DDL and any SETTINGS in the statement; the limits keep one read from starving
-# the worker (rows, bytes, memory, time), and every one throws: a truncated answer would look complete.
+# the worker (rows, bytes, memory, time, threads), and every one throws: a truncated answer would look complete.
 # deploy/clickhouse/users.d/riskwatch.xml gives the server's ``analyst`` profile the same values.
 READ_SETTINGS: dict[str, Any] = {
     "readonly": 1,
@@ -42,6 +42,7 @@ READ_SETTINGS: dict[str, Any] = {
     "max_result_bytes": 200_000_000,
     "result_overflow_mode": "throw",
     "max_memory_usage": 2_000_000_000,
+    "max_threads": 1,  # one core: on the worker's host a read must leave the other cores to the inserts
 }
 
 
