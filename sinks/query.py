@@ -239,8 +239,11 @@ class Gated:
     kind: str
 
 
-def gate(client: Any, sql: str) -> Gated:
-    """Ask the engine behind ``client`` to parse ``sql``; :class:`Gated` if it is one allowed read, else QueryRefused."""
+def gate(client: Any, sql: str, params: dict | None = None) -> Gated:
+    """Ask the engine behind ``client`` to parse ``sql``; :class:`Gated` if it is one allowed read, else QueryRefused.
+
+    ``params`` are values for server-side ``{name:Type}`` placeholders (they stay values: never SQL).
+    """
     if not sql or not sql.strip():
         raise QueryRefused(f"empty query. {_HOW}")
     if "\x00" in sql:
@@ -253,7 +256,7 @@ def gate(client: Any, sql: str) -> Gated:
         raise QueryRefused(f"ClickHouse cannot parse it: {engine_error_line(msg, 300)}. {_HOW}") from None
     try:
         # no settings here: the chdb interface appends them to the text as a SETTINGS clause (a Set node)
-        lines = [r[0] for r in client.query(f"EXPLAIN AST {canonical}").result_rows]
+        lines = [r[0] for r in client.query(f"EXPLAIN AST {canonical}", parameters=params or None).result_rows]
     except Exception as e:  # noqa: BLE001
         raise QueryRefused(f"it is not a read (ClickHouse has no parse tree to show for it: {engine_error_line(e, 200)}). "
                            f"{_HOW}") from None
@@ -294,7 +297,8 @@ def engine_error_line(err: BaseException | str, limit: int = 400) -> str:
     return f"{head}: {msg}" + (f" Hint: {hint}" if hint else "")
 
 
-def execute_readonly(client: Any, statement: str, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+def execute_readonly(client: Any, statement: str, *, limit: int | None = None,
+                     params: dict | None = None) -> tuple[list[str], list[tuple]]:
     """Run an already gated ``statement`` with :data:`READ_SETTINGS`; ``(columns, rows)``.
 
     With ``limit``, at most that many rows are returned (the engine stops early, overflow mode break).
@@ -302,7 +306,7 @@ def execute_readonly(client: Any, statement: str, *, limit: int | None = None) -
     settings = dict(READ_SETTINGS)
     if limit is not None:
         settings.update(max_result_rows=limit, result_overflow_mode="break")
-    result = client.query(statement, settings=settings)
+    result = client.query(statement, parameters=params or None, settings=settings)
     rows = result.result_rows
     if limit is not None:
         rows = rows[:limit]
@@ -310,13 +314,18 @@ def execute_readonly(client: Any, statement: str, *, limit: int | None = None) -
 
 
 def run_read_query(client: Any, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
-    """The whole gate: bind ``params`` client-side (clickhouse-connect's quoting), :func:`gate`, then
-    :func:`execute_readonly` of the engine's canonical statement."""
+    """The whole gate: ``params`` bound by clickhouse-connect (``%(name)s`` quoted client-side,
+    ``{name:Type}`` sent as server-side values), :func:`gate`, then :func:`execute_readonly` of the
+    engine's canonical statement."""
+    server_params = None
     if params:
-        from clickhouse_connect.driver.binding import finalize_query
+        from clickhouse_connect.driver.binding import bind_query
 
-        sql = finalize_query(sql, params)
-    return execute_readonly(client, gate(client, sql).statement, limit=limit)
+        bound, server = bind_query(sql, params)
+        if isinstance(bound, str):
+            sql, server_params = bound, (params if server else None)
+    g = gate(client, sql, server_params)
+    return execute_readonly(client, g.statement, limit=limit, params=server_params)
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> str:
