@@ -136,11 +136,19 @@ WRITES = st.sampled_from([
 ])
 
 
+SAFE_TABLES = st.sampled_from(["default.t", "t", "system.one", "`default`.`t`", "\"default\".\"t\"", "numbers(3)",
+                               "zeros(2)", "generateSeries(1, 3)", "values('a Int8', 1, 2)", "(SELECT 1 AS a)"])
+SAFE_EXPRS = st.one_of(STRINGS, IDENTS.filter(lambda i: i in ("x", "_x1")), st.sampled_from(["1", "NULL", "[1, 2]", "now()"]))
+
+
 @st.composite
 def statements(draw, out: Path) -> str:
+    """A statement; about a third are built from harmless pieces only (both sides of the gate get exercised)."""
     c = lambda: draw(COMMENTS)  # noqa: E731
-    table = draw(TABLES)
-    cols = ", ".join(f"{draw(EXPRS)}{draw(st.sampled_from(['', ' AS ' + draw(IDENTS)]))}" for _ in range(draw(st.integers(1, 3))))
+    harmless = draw(st.integers(0, 2)) == 0
+    table = draw(SAFE_TABLES if harmless else TABLES)
+    exprs = SAFE_EXPRS if harmless else EXPRS
+    cols = ", ".join(f"{draw(exprs)}{draw(st.sampled_from(['', ' AS ' + draw(IDENTS)]))}" for _ in range(draw(st.integers(1, 3))))
     head = draw(st.sampled_from(["SELECT", "select", "WITH 1 AS x SELECT", "SELECT DISTINCT", "EXPLAIN SELECT",
                                  "EXPLAIN PIPELINE SELECT", "EXPLAIN SYNTAX SELECT", "(SELECT"]))
     read = f"{head}{c()} {cols}{c()} FROM{c()} {table}"
@@ -151,6 +159,8 @@ def statements(draw, out: Path) -> str:
     other_reads = st.sampled_from(["SHOW TABLES", "SHOW DATABASES", "SHOW CREATE TABLE t", "DESCRIBE TABLE t", "DESC t",
                                    "EXISTS TABLE t", "SHOW COLUMNS FROM t", "DESCRIBE file('/etc/passwd')",
                                    "DESCRIBE url('http://127.0.0.1:9/x')", "SHOW GRANTS", "SHOW PROCESSLIST"])
+    if harmless:
+        return f"{c()}{read}{c()}" + draw(st.sampled_from(["", ";", " ;", ";\n", "--x", "/* end */", "# tail"]))
     base = draw(st.one_of(st.just(read), other_reads, WRITES))
     tail = draw(st.sampled_from(["", "", ";", " ;", ";\n", "; ", f";{c()}{draw(WRITES)}", f"\n;{draw(WRITES)};",
                                  f";{c()}SELECT 1", " FORMAT CSV", " FORMAT TSV", " SETTINGS readonly = 0",
@@ -186,7 +196,7 @@ def test_whatever_the_gate_passes_is_one_read_without_outside_access(engine, pas
 
     prop()
     print(f"gate: {passed_count}")  # the generator reaches both sides of the gate
-    assert passed_count["passed"] >= 10 and passed_count["refused"] >= 50, passed_count
+    assert passed_count["passed"] >= 20 and passed_count["refused"] >= 50, passed_count
 
 
 BAD = [
