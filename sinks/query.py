@@ -253,7 +253,7 @@ def gate(client: Any, sql: str, params: dict | None = None) -> Gated:
                                  settings={"readonly": 1}).result_rows[0][0]
     except Exception as e:  # noqa: BLE001 - the parser's own message, one line
         msg = re.sub(r"\s*:?\s*In scope SELECT formatQuerySingleLine.*?(?=\(SYNTAX_ERROR\)|$)", " ", str(e), flags=re.S)
-        raise QueryRefused(f"ClickHouse cannot parse it: {engine_error_line(msg, 300)}. {_HOW}") from None
+        raise QueryRefused(f"ClickHouse cannot parse it: {engine_error_line(msg, 300).rstrip('. ')}. {_HOW}") from None
     try:
         # no settings here: the chdb interface appends them to the text as a SETTINGS clause (a Set node)
         lines = [r[0] for r in client.query(f"EXPLAIN AST {canonical}", parameters=params or None).result_rows]
