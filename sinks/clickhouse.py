@@ -30,10 +30,20 @@ from clickhouse_connect.driver.client import Client
 # returns only once the part is written. The writer acks Kafka only after that.
 INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0}
 
-# Analysts' queries: ``readonly=1`` makes the engine itself refuse writes, DDL, SET of
-# ``readonly`` and table functions such as file()/url() (checked with chDB). A time limit keeps a
-# runaway query from holding the single ClickHouse thread (inserts queue behind it) for long.
-READ_SETTINGS: dict[str, Any] = {"readonly": 1, "max_execution_time": 30}
+# Analysts' and the workbench's reads (sinks.query runs them after its gate): ``readonly=1`` makes the
+# engine refuse writes, DDL and any SETTINGS in the statement; the limits keep one read from starving
+# the worker (rows, bytes, memory, time, threads), and every one throws: a truncated answer would look complete.
+# deploy/clickhouse/users.d/riskwatch.xml gives the server's ``analyst`` profile the same values.
+READ_SETTINGS: dict[str, Any] = {
+    "readonly": 1,
+    "max_execution_time": 30,
+    "timeout_overflow_mode": "throw",
+    "max_result_rows": 500_000,
+    "max_result_bytes": 200_000_000,
+    "result_overflow_mode": "throw",
+    "max_memory_usage": 2_000_000_000,
+    "max_threads": 1,  # one core: on the worker's host a read must leave the other cores to the inserts
+}
 
 
 def redact_url(url: str) -> str:

@@ -1,8 +1,8 @@
 """``ClickHouseWriter``: batched, retried, never-dropping inserts on ONE dedicated thread.
 
-Every blocking clickhouse-connect call (connect, migrate, insert, query) runs on a single
+Every blocking clickhouse-connect call for writes (connect, migrate, insert) runs on a single
 ``ThreadPoolExecutor(max_workers=1)`` thread, so the asyncio loop of a Faust agent never blocks
-and a chDB engine directory is driven from one place in the one process that owns it.
+and a chDB engine directory is written from one place in the one process that owns it.
 
 Rows handed to :meth:`ClickHouseWriter.submit` / :meth:`write` are buffered per table and flushed
 when ``batch_rows`` rows are pending or the oldest pending row is ``batch_seconds`` old. The
@@ -22,8 +22,11 @@ only :meth:`close` with a timeout gives up, failing the pending futures with
 insert that succeeded but whose acknowledgement was lost is re-sent; the ReplacingMergeTree keys
 make that duplicate vanish under ``FINAL``.
 
-Read-only queries (:meth:`query`, :meth:`aquery`: the worker's ``/query``) share the thread but
-are answered during a retry's back-off too, so analysts can still read while inserts are failing.
+Read-only queries (:meth:`query`, :meth:`aquery`: the worker's ``/query``) run on a thread and a
+client of their own, through the gate of :mod:`sinks.query` (one read, ``readonly=1``, limits on
+rows, bytes, memory and time), one at a time, at most ``MAX_WAITING_READS`` waiting: a heavy read
+never queues an insert behind it, inserts never hold a read up, and reads keep working while
+inserts are failing (``python -m riskwatch.tools.bench.query`` measures the insert latency).
 
 Fault injection for drills and tests: with ``settings.fault_clickhouse_down_file`` set, every
 insert attempt made while that file exists fails with ``OperationalError`` (before touching
@@ -39,7 +42,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +69,13 @@ RETRIES = PCounter(
 # insert's fixed cost dominates small ones: 28,000 sensor rows cost 2.9 µs of CPU per row in one
 # insert and 13.2 µs per row in inserts of 2,000 (chDB; `python -m riskwatch.tools.bench.inserts`).
 INSERT_MAX_ROWS = 200_000
+
+# Reads beyond one running and this many waiting are refused at once (ReadsBusy) instead of queueing.
+MAX_WAITING_READS = 8
+
+
+class ReadsBusy(RuntimeError):
+    """Too many reads are running or waiting; try again shortly."""
 
 
 class WriterClosed(RuntimeError):
@@ -142,8 +151,9 @@ class ClickHouseWriter:
         self._timer: threading.Thread | None = None
         self.rows_written = 0
         self.retries = 0
-        self._reads: deque = deque()  # (Future, sql, params, limit): answered in order, also during back-off
-        self._wake = threading.Event()  # a read arrived or the writer is closing: interrupts a back-off
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-read")
+        self._read_slots = threading.BoundedSemaphore(1 + MAX_WAITING_READS)
+        self._wake = threading.Event()  # the writer is closing: interrupts a back-off
         self.fault_down_file = getattr(settings, "fault_clickhouse_down_file", None)
         if self.fault_down_file is not None:
             log.warning(
@@ -183,6 +193,7 @@ class ClickHouseWriter:
                 break
         self._abort.set()
         self._wake.set()
+        self._read_executor.shutdown(wait=True, cancel_futures=True)
         self._executor.submit(self._close_clients)
         self._executor.shutdown(wait=True)
         if self._timer is not None:
@@ -267,7 +278,7 @@ class ClickHouseWriter:
 
     # --- reads -----------------------------------------------------------------------------------
     def query(self, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
-        """Run a read-only query (gate + ``readonly=1``) on the writer thread; ``(columns, rows)``."""
+        """Run a read-only query (:func:`sinks.query.run_read_query`) on the read thread; ``(columns, rows)``."""
         return self._submit_read(sql, params, limit).result()
 
     async def aquery(
@@ -276,11 +287,11 @@ class ClickHouseWriter:
         return await asyncio.wrap_future(self._submit_read(sql, params, limit))
 
     def _submit_read(self, sql: str, params: dict | None, limit: int | None) -> Future:
-        """Queue a read for the writer thread: run in turn, or at once if an insert is backing off."""
-        fut: Future = Future()
-        self._reads.append((fut, sql, params, limit))
-        self._wake.set()
-        self._executor.submit(self._run_reads)
+        """Queue a read for the read thread (ReadsBusy at once if too many are waiting)."""
+        if not self._read_slots.acquire(blocking=False):
+            raise ReadsBusy(f"{1 + MAX_WAITING_READS} reads are already running or waiting; try again in a few seconds")
+        fut = self._read_executor.submit(self._query, sql, params, limit)
+        fut.add_done_callback(lambda _: self._read_slots.release())
         return fut
 
     # --- internals (writer thread) -----------------------------------------------------------------
@@ -294,24 +305,12 @@ class ClickHouseWriter:
             self._client = client
         return self._client
 
-    def _query(self, sql: str, params: dict | None, limit: int | None) -> tuple[list[str], list[tuple]]:
+    def _query(self, sql: str, params: dict | None, limit: int | None) -> tuple[list[str], list[tuple]]:  # read thread
         if self._read_client is None:
-            self._write_client()  # the schema exists before the first read
-            self._read_client = self._factory()  # own handle/session: read settings never touch writes
+            if self._client is None:  # the schema exists before the first read (connect + migrate, writer thread)
+                self._executor.submit(self._write_client).result()
+            self._read_client = self._factory()  # own handle: its reads and settings never touch the writes
         return run_read_query(self._read_client, sql, params, limit=limit)
-
-    def _run_reads(self) -> None:  # writer thread
-        while True:
-            try:
-                fut, sql, params, limit = self._reads.popleft()
-            except IndexError:
-                return
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(self._query(sql, params, limit))
-            except BaseException as e:  # noqa: BLE001 — the reader gets the error
-                fut.set_exception(e)
 
     def _close_clients(self) -> None:
         for c in (self._read_client, self._client):
@@ -369,10 +368,9 @@ class ClickHouseWriter:
         return result
 
     def _sleep(self, seconds: float) -> None:
-        """Back off for ``seconds``, answering reads that arrive meanwhile (the thread is idle)."""
+        """Back off for ``seconds`` (interrupted when the writer is closed)."""
         deadline = time.monotonic() + seconds
         while True:
-            self._run_reads()
             if self._abort.is_set():
                 raise WriterClosed("ClickHouseWriter closed while retrying; rows not inserted")
             remaining = deadline - time.monotonic()

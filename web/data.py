@@ -1,10 +1,11 @@
 """Reads for the workbench: ClickHouse through the same gate as ``riskwatch query``.
 
 * Embedded engine (``chdb://``, the default): the worker owns the directory, so every read goes
-  to the worker's read-only ``/query`` endpoint (the same ``check_read_only`` + ``readonly=1`` as
-  the CLI). Parameters are bound client-side by clickhouse-connect's own quoting
+  to the worker's ``/query`` endpoint with the worker's query token (:mod:`sinks.query_token`);
+  the worker runs it through the gate of :mod:`sinks.query` (the engine's parse tree decides).
+  Parameters are bound client-side by clickhouse-connect's own quoting
   (:func:`clickhouse_connect.driver.binding.finalize_query`): values never reach SQL unquoted.
-* ClickHouse server (``http(s)://``): a clickhouse-connect client and
+* ClickHouse server (``http(s)://``): a clickhouse-connect client and the same gate,
   :func:`sinks.query.run_read_query`, in a thread.
 
 Either way a failure raises :class:`StoreDown` with a Chinese message the pages show.
@@ -22,7 +23,7 @@ import orjson
 from clickhouse_connect.driver.binding import finalize_query
 
 from riskwatch.settings import Settings
-from sinks.query import check_read_only
+from sinks.query_token import auth_headers
 
 
 class StoreDown(RuntimeError):
@@ -46,7 +47,7 @@ class Reader:
 
     async def rows(self, sql: str, **params: Any) -> list[dict]:
         """Rows as dicts; ``{db}`` in ``sql`` is the riskwatch database, ``%(name)s`` a parameter."""
-        sql = check_read_only(finalize_query(sql.replace("{db}", self.db), params or None))
+        sql = finalize_query(sql.replace("{db}", self.db), params or None)
         if self.embedded:
             return await self._worker(sql)
         return await asyncio.to_thread(self._direct, sql)
@@ -74,7 +75,7 @@ class Reader:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         url = f"http://{self.settings.web_host}:{self.settings.web_port}/query"
         try:
-            async with self._session.post(url, data=sql.encode()) as r:
+            async with self._session.post(url, data=sql.encode(), headers=auth_headers(self.settings)) as r:
                 body = orjson.loads(await r.read())
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as e:
             raise StoreDown(f"数据服务(处理引擎 {url})无响应:{type(e).__name__}。请确认 riskwatch worker 正在运行") from None
@@ -85,12 +86,12 @@ class Reader:
 
     def _direct(self, sql: str) -> list[dict]:
         from sinks.clickhouse import make_client
-        from sinks.query import execute_readonly
+        from sinks.query import run_read_query
 
         try:
             if self._client is None:
                 self._client = make_client(self.settings.clickhouse_url)
-            cols, rows = execute_readonly(self._client, sql)
+            cols, rows = run_read_query(self._client, sql)
         except Exception as e:  # noqa: BLE001 — any driver error means the store is unavailable
             self._client = None
             raise StoreDown(f"ClickHouse 无响应:{type(e).__name__}。请稍后重试或联系运维") from None

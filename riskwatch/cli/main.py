@@ -114,12 +114,11 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
     """
     from riskwatch.tools.runner import QueryFailed, WebPortTaken, WorkerProcess, identify_worker
     from sinks.clickhouse import make_client
-    from sinks.query import QueryRefused, check_read_only, engine_error_line, format_table, run_read_query
+    from sinks.query import QueryRefused, engine_error_line, format_table, run_read_query
 
     s = _settings()
     note = ""
     try:
-        check_read_only(sql)
         if s.clickhouse_url.startswith("chdb://"):
             try:
                 ours = identify_worker(s)
@@ -146,7 +145,7 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
             client.close()
         print(format_table(cols, data))
     except QueryRefused as e:
-        raise SystemExit(f"riskwatch query: refused: {e}. Only one read statement (SELECT/WITH/SHOW/DESCRIBE/EXPLAIN) is allowed.")
+        raise SystemExit(f"riskwatch query: refused: {e}")
     except QueryFailed as e:
         raise SystemExit(f"riskwatch query: {e}")
     except SystemExit:
