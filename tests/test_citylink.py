@@ -98,7 +98,7 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
         raise
     yield s, cl
     cl.stop(timeout=5)  # exactly-once MirrorMaker and the bridge resume exactly after a kill anyway
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     y = s.citylink_city_alias
     delete_topics(s, [s.topic_prefix, f"{y}.", *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs"))])

@@ -15,8 +15,8 @@ from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import Complaint, EntityEvent, InspectionResult, SensorReading, VideoDetection
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 CFG = load_fusion(DATA_DIR / "fusion.yaml")

@@ -38,7 +38,7 @@ from riskwatch.tools.webserver import WebError, WebServer
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
-from streams import topics as T
+from streams.runtime import topics as T
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs and CI: wide enough for the tables
 

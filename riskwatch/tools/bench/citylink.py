@@ -81,7 +81,7 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
     from kafka import KafkaAdminClient, KafkaProducer
     from kafka.admin import NewTopic
 
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     def say(m: str) -> None:
         print(m, file=sys.stderr, flush=True)

@@ -25,7 +25,7 @@ from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
-from streams import topics as T
+from streams.runtime import topics as T
 
 WARM_EVENTS = 20_000
 

@@ -1,7 +1,7 @@
 """What the agents and timers of one worker share: the Faust app, its topics and tables, the
 processor, the state cache and the commit pipeline (the app object, apart from the user API).
 
-:func:`streams.app.create_app` builds one :class:`Worker`; each agent module
+:func:`streams.runtime.app.create_app` builds one :class:`Worker`; each agent module
 (``entity_agent``, ``sink_agent``, ``peer_agent``, ``timers``, ``health``, ``pages``) registers
 its agents, timers or pages on it. State is reached only through :meth:`Worker.load` (an entity's
 uncommitted change, else the cached or stored state) and changed only under ``state_lock``.
@@ -21,16 +21,17 @@ from riskwatch.domain.county import County
 from riskwatch.settings import Settings
 from sinks import rows as sink_rows
 from sinks.writer import ClickHouseWriter
-from streams import topics as T
-from streams.bulk import BulkProducer
-from streams.commit import Commit
-from streams.ingest import Decoder
-from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
-from streams.peer_counts import PeerCounts
-from streams.processor import Processor
-from streams.silences import SilenceBoard
-from streams.state import EntityState, StateCache
-from streams.watchdog import Watchdog
+from streams.runtime import topics as T
+from streams.runtime.bulk import BulkProducer
+from streams.runtime.commit import Commit
+from streams.engine.ingest import Decoder
+from streams.runtime.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
+from streams.engine.peer_counts import PeerCounts
+from streams.engine.dispatch import Processor
+from streams.engine.silences import SilenceBoard
+from streams.engine.state import EntityState
+from streams.runtime.store import StateCache
+from streams.runtime.watchdog import Watchdog
 
 BATCH_MAX = 5000
 MAX_PENDING = 100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
@@ -76,7 +77,7 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # RocksDB, per table partition (Faust opens one DB per changelog partition; its defaults are a
 # 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition, and a bloom
 # filter of 3 bits per key). States are read from RocksDB only on a miss of the worker's
-# live-object cache (streams/state.py), one point lookup per entity, so: a small block cache (the
+# live-object cache (streams/engine/state.py), one point lookup per entity, so: a small block cache (the
 # OS page cache holds the SST files anyway), 2 memtables of 8 MB (~4,000 states of ~2 KB; a
 # memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
 # 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a

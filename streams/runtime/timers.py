@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streams.health import crash_only
-from streams.metrics import EVICTED
-from streams.state import EntityState
-from streams.worker import Worker, records
+from streams.runtime.health import crash_only
+from streams.runtime.metrics import EVICTED
+from streams.engine.state import EntityState
+from streams.runtime.worker import Worker, records
 
 log = logging.getLogger("riskwatch.worker")
 

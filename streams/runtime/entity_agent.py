@@ -1,9 +1,9 @@
 """The ``entities`` agent: every input topic (co-partitioned by ``entity_id``), a batch at a time.
 
-Per event: decode at the edge (``streams/ingest.py``; bad input → ``deadletter``), load the
-entity's state, run :class:`streams.processor.Processor`. Per batch: send the alert revisions,
-transitions, plans, notices and dead letters at once (``streams/bulk.py``), then hand the rows,
-the changed states and the events to the commit pipeline (``streams/commit.py``), which stores
+Per event: decode at the edge (``streams/engine/ingest.py``; bad input → ``deadletter``), load the
+entity's state, run :class:`streams.engine.dispatch.Processor`. Per batch: send the alert revisions,
+transitions, plans, notices and dead letters at once (``streams/runtime/bulk.py``), then hand the rows,
+the changed states and the events to the commit pipeline (``streams/runtime/commit.py``), which stores
 them and acknowledges the offsets in the background while the next batches are processed.
 """
 
@@ -16,11 +16,11 @@ import orjson
 
 from schemas.events import Complaint, DeadLetter, EntityEvent, VideoDetection
 from sinks import rows as sink_rows
-from streams.health import crash_only
-from streams.ingest import Batch, Decoder
-from streams.metrics import BATCH_SECONDS, EVENTS_IN
-from streams.state import RECENT_IDS, EntityState
-from streams.worker import BATCH_MAX, Worker, records
+from streams.runtime.health import crash_only
+from streams.engine.ingest import Batch, Decoder
+from streams.runtime.metrics import BATCH_SECONDS, EVENTS_IN
+from streams.engine.state import RECENT_IDS, EntityState
+from streams.runtime.worker import BATCH_MAX, Worker, records
 
 BATCH_WITHIN = 0.05  # a batch waits at most this long to fill (alert latency)
 
@@ -98,7 +98,7 @@ def register(w: Worker) -> None:
         wall = time.monotonic()
         for p, t_ev in batch_time.items():
             w.part_time[p] = (max(t_ev, w.part_time.get(p, (0.0, 0.0))[0]), wall)
-        # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/commit.py)
+        # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/runtime/commit.py)
         w.watchdog.stage("entities", f"send {len(sends)} outputs")
         await w.bulk.send(records(sends))
         w.commit.add(event_rows, {key: (w.partition_of[key], st) for key, st in states.items()}, batch, stream,

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sinks.query import QueryRefused, engine_error_line
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 
 
 def register(w: Worker) -> None:

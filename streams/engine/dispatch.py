@@ -1,7 +1,7 @@
 """The processing step: one validated event + its entity's state → alerts and notices.
 
 This is the user-facing processing API: pure Python, no Kafka, so every rule of the product is
-testable on its own. The Faust app (``streams/app.py``) feeds it events partition by partition.
+testable on its own. The Faust app (``streams/runtime/app.py``) feeds it events partition by partition.
 
 Path of one event: ``events.sensor`` → :meth:`Processor.process` → rules (``detectors/rules.py``)
 and the stream detector (``detectors/sensor.py``) → :class:`~schemas.events.Alert` →
@@ -85,8 +85,8 @@ from schemas.events import (
     TaskSource,
     VideoDetection,
 )
-from streams import evidence as E
-from streams.state import RECENT_IDS, EntityState, OpenAlert
+from streams.engine import evidence as E
+from streams.engine.state import RECENT_IDS, EntityState, OpenAlert
 
 RESOLVE_AFTER_OK = 3  # consecutive in-limit readings that resolve a sensor alert
 TRIM_SLACK_S = 600.0  # evidence readings older than the window are dropped once they are this much older
@@ -122,7 +122,7 @@ class Outcome:
     transitions: list = field(default_factory=list)  # AlertTransition dicts (alerts.events, alert_history)
     plans: list = field(default_factory=list)  # InspectionPlan (inspection.plans, inspection_plans)
     tasks: list = field(default_factory=list)  # alert on-site checks (schemas InspectionTask → events_task rows)
-    evidence: list = field(default_factory=list)  # sealed evidence bundles (streams/evidence.py Draft rows)
+    evidence: list = field(default_factory=list)  # sealed evidence bundles (streams/engine/evidence.py Draft rows)
     at: float = 0.0  # the event's time (unix seconds), computed once per event
 
 
@@ -626,7 +626,7 @@ class Processor:
 
     # --- evidence and case transfers ------------------------------------------------------------
     def _bundle(self, ev: Event, st: EntityState, alert_id: str, hit: Hit, why, crime) -> E.Draft:
-        """The evidence bundle of a new alert (streams/evidence.py): what the entity has on it now."""
+        """The evidence bundle of a new alert (streams/engine/evidence.py): what the entity has on it now."""
         t = ev.occurred_at.timestamp()
         items, after_s, key = [], 0.0, ""
         if isinstance(ev, SensorReading):

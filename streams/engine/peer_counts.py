@@ -1,5 +1,5 @@
 """Peer signals of a worker's entities, summed per (group, hour) until the commit sends them
-to ``peer.signals`` (read by the ``peers`` agent, ``streams/peer_agent.py``)."""
+to ``peer.signals`` (read by the ``peers`` agent, ``streams/runtime/peer_agent.py``)."""
 
 from __future__ import annotations
 
