@@ -46,7 +46,7 @@ def _uninterrupted(events: list[dict]) -> dict[tuple[str, int], float]:
         e = model.model_validate(ev, context={"catalog": cat})
         st = states.setdefault(e.entity_id, EntityState())
         for r in p.process(e, st, ("x", 0, n)).risk:
-            out[(r["entity_id"], int(r["at"].timestamp()))] = r["score"]
+            out[(r.entity_id, int(r.at.timestamp()))] = r.score
     return out
 
 

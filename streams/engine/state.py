@@ -33,11 +33,21 @@ from typing import Any
 
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
+from detectors.rates import RateSurprise
+from detectors.sensor import SensorAnomaly
+from riskwatch.domain.lifecycle import AlertLifecycle, setstate_with_defaults
+from riskwatch.domain.planning import InspectionTask
+from streams.engine.evidence import Draft
 
 RECENT_IDS = 64
 
+Where = tuple[str, int, int]  # (topic, partition, offset) of a message
+# what an entity keeps of a complaint / video detection for later evidence bundles (evidence.py)
+ComplaintRecord = tuple[float, str, str, str, str]  # (time, event_id, channel, category, masked text)
+VideoRecord = tuple[float, str, str, str, float, str]  # (time, event_id, camera, class, confidence, ref)
 
-_last_h: tuple = (None, 0)  # (event_id, its hash): one entry, replaced atomically
+
+_last_h: tuple[str | None, int] = (None, 0)  # (event_id, its hash): one entry, replaced atomically
 
 
 def _h(event_id: str) -> int:
@@ -68,13 +78,12 @@ class OpenAlert:
     hits: int = 1
     ok_streak: int = 0
     score: float = 0.0
-    lc: object = None  # riskwatch.domain.lifecycle.AlertLifecycle: status, deadlines, feedback, history
-    evidence: object = None  # streams.engine.evidence.Draft: the evidence bundle (hash; readings after the trigger)
+    # status, deadlines, feedback, history (keyword-only: a required field in its pickled position)
+    lc: AlertLifecycle = field(kw_only=True)
+    evidence: Draft | None = None  # the evidence bundle (hash; readings after the trigger)
     chain: str = ""  # hash of the alert's last alert_history row (the audit chain's head)
 
-    def __setstate__(self, state) -> None:  # states pickled before a field was added
-        from riskwatch.domain.lifecycle import setstate_with_defaults
-
+    def __setstate__(self, state: Any) -> None:  # states pickled before a field was added
         setstate_with_defaults(self, state)
 
 
@@ -88,45 +97,45 @@ class EntityState:
     last_seen: float = 0.0
     # the last RECENT_IDS event ids as 64-bit hashes (a ring), with where each was first seen
     # packed as offset<<20 | partition<<8 | topic index; plus the highest offset per topic
-    recent: array = field(default_factory=lambda: array("q"))
-    recent_at: array = field(default_factory=lambda: array("q"))
-    topics: list = field(default_factory=list)
-    offsets: dict = field(default_factory=dict)
-    # "<device_id>:<channel>" -> detectors.sensor.SensorAnomaly
-    sensors: dict = field(default_factory=dict)
+    recent: array[int] = field(default_factory=lambda: array("q"))
+    recent_at: array[int] = field(default_factory=lambda: array("q"))
+    topics: list[str] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)
+    # "<device_id>:<channel>" -> the device channel's stream detector
+    sensors: dict[str, SensorAnomaly] = field(default_factory=dict)
     # fingerprint -> OpenAlert (open or recently resolved, until closed)
-    alerts: dict = field(default_factory=dict)
+    alerts: dict[str, OpenAlert] = field(default_factory=dict)
     # fingerprint -> number of episodes so far (makes alert ids of later incidents distinct)
-    episodes: dict = field(default_factory=dict)
+    episodes: dict[str, int] = field(default_factory=dict)
     # inspection history: features for the shared inspection-outcome model
     history: EntityHistory = field(default_factory=EntityHistory)
-    # "complaint" | "video" -> detectors.rates.RateSurprise
-    rates: dict = field(default_factory=dict)
+    # "complaint" | "video" -> its rate-surge detector
+    rates: dict[str, RateSurprise] = field(default_factory=dict)
     # "<rule>:<device>" -> recent hit times of a rule that needs confirmation (bounded by its `confirm`)
-    confirm: dict = field(default_factory=dict)
+    confirm: dict[str, list[float]] = field(default_factory=dict)
     # risk fusion state: decayed signals, warning level, credit peak
     risk: EntityRisk = field(default_factory=EntityRisk)
-    # pending inspection tasks: task_id -> riskwatch.domain.planning.InspectionTask (done by an inspection)
-    tasks: dict = field(default_factory=dict)
+    # pending inspection tasks: task_id -> task (done by an inspection)
+    tasks: dict[str, InspectionTask] = field(default_factory=dict)
     # inspection plans already published (ids, the last few)
-    plans: list = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
     # evidence (streams/engine/evidence.py): "<device_id>:<channel>" -> array('d') [t0, v0, t1, v1, ...]
     # (the last `max_points` readings), and the last few complaints and video detections
-    readings: dict = field(default_factory=dict)
-    complaints: list = field(default_factory=list)
-    videos: list = field(default_factory=list)
+    readings: dict[str, array[float]] = field(default_factory=dict)
+    complaints: list[ComplaintRecord] = field(default_factory=list)
+    videos: list[VideoRecord] = field(default_factory=list)
     licensed: bool = True  # the registry shows a licence number (行刑衔接: unlicensed equipment)
     # audit chain heads not yet anchored: alert_id -> (seq, hash) (streams/runtime/anchors.py)
-    unanchored: dict = field(default_factory=dict)
+    unanchored: dict[str, tuple[int, str]] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
-    _blobs: dict = field(default_factory=dict, repr=False, compare=False)
-    _dirty: set = field(default_factory=set, repr=False, compare=False)
+    _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    _dirty: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def touch_sensor(self, key: str) -> None:
         self._dirty.add(key)
 
-    def seen(self, event_id: str, where: tuple, keep: int = RECENT_IDS, checked: bool = False) -> bool:
+    def seen(self, event_id: str, where: Where, keep: int = RECENT_IDS, checked: bool = False) -> bool:
         """Record an event id; True if it was processed before (redelivery or duplicate).
         The ring keeps the last ``keep`` ids (a gateway batch's readings pass more than
         ``RECENT_IDS``: the ring then holds the whole batch, and shrinks back on later events).
@@ -147,7 +156,7 @@ class EntityState:
             self.offsets[topic] = offset
         return False
 
-    def first_delivery(self, event_id: str, where: tuple | None = None) -> tuple | None:
+    def first_delivery(self, event_id: str, where: Where | None = None) -> Where | None:
         """Where this event id was first processed (from the ring of the last RECENT_IDS ids), else None.
 
         Not inferred from offsets: Faust can skip a message around a rebalance and process later
@@ -162,7 +171,7 @@ class EntityState:
                     return (self.topics[p & 0xFF], (p >> 8) & 0xFFF, p >> 20)
         return None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(zip(_PERSISTED, _get_persisted(self)))
         blobs = self._blobs
         for k, det in self.sensors.items():
@@ -176,11 +185,11 @@ class EntityState:
             state["readings"] = {k: _le_bytes(a) for k, a in self.readings.items()}
         # the inspection history and the fusion state as their plain tuples: pickling an object of
         # a class costs ~3 µs more than its tuple (copyreg's reduce), in every changelog write
-        state["history"] = self.history.__getstate__()
-        state["risk"] = self.risk.__getstate__()
+        state["history"] = self.history.__getstate__()  # type: ignore[no-untyped-call]  # detectors/: not strict
+        state["risk"] = self.risk.__getstate__()  # type: ignore[no-untyped-call]
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: Any) -> None:
         # a state pickled by an older version lacks the newer fields: they start empty
         if isinstance(state, tuple | list):  # dataclass(slots=True) default pickling
             state = dict(zip([f.name for f in fields(self)], state))
@@ -201,11 +210,12 @@ class EntityState:
             if not isinstance(v, array):
                 setattr(self, name, _from_le_bytes(v))
         if self.readings:
-            self.readings = {k: _from_le_bytes(b, "d") for k, b in self.readings.items()}
+            raw: dict[str, Any] = self.readings  # bytes since the windows are pickled raw
+            self.readings = {k: _from_le_bytes(b, "d") for k, b in raw.items()}
         for name, cls in (("history", EntityHistory), ("risk", EntityRisk)):
             v = getattr(self, name)
             if type(v) is tuple:  # pickled as its tuple (objects before)
-                obj = cls.__new__(cls)
+                obj: Any = cls.__new__(cls)
                 obj.__setstate__(v)
                 setattr(self, name, obj)
 
@@ -233,15 +243,15 @@ class _Renamed(pickle.Unpickler):
         return super().find_class(self.MOVED.get(module, module), name)
 
 
-def _le_bytes(a: array) -> bytes:
+def _le_bytes(a: array[Any]) -> bytes:
     if sys.byteorder != "little":
         a = array(a.typecode, a)
         a.byteswap()
     return a.tobytes()
 
 
-def _from_le_bytes(b: bytes, typecode: str = "q") -> array:
-    a = array(typecode)
+def _from_le_bytes(b: bytes, typecode: str = "q") -> array[Any]:
+    a: array[Any] = array(typecode)
     a.frombytes(b)
     if sys.byteorder != "little":
         a.byteswap()

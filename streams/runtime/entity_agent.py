@@ -78,7 +78,7 @@ def register(w: Worker) -> None:
                 w.peer_counts.add(*peer)
             for r in out.risk:
                 event_rows.setdefault("risk_scores", []).append(sink_rows.risk_score_row(
-                    r["entity_id"], r["at"], r["score"], r["level"], r["item_id"], r["top"]))
+                    r.entity_id, r.at, r.score, r.level, r.item_id, r.top))
 
         for event in batch:
             msg = event.message
