@@ -136,7 +136,8 @@ class EntityBatch(Generic[D]):
     """The batch step of the ``entities`` agent, without Faust. One per worker."""
 
     def __init__(self, processor: Processor, decoder: Decoder, dest: Destinations[D], rows: RowBuilders,
-                 load: Callable[[bytes], EntityState], partition_of: dict[bytes, int], peers: PeerCounts | None = None) -> None:
+                 load: Callable[[bytes], EntityState], partition_of: dict[bytes, int],
+                 peers: PeerCounts | None = None) -> None:
         self.processor = processor
         self.decoder = decoder
         self.dest = dest
@@ -159,7 +160,8 @@ class EntityBatch(Generic[D]):
                 for dl in ev.dead:
                     sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
                 counts[(msg.topic, "dead")] += len(ev.dead)
-                keep = RECENT_IDS + len(ev.events)  # the ring keeps this whole batch (replay skips it reading by reading)
+                # the ring keeps this whole batch (a replay skips it reading by reading)
+                keep = RECENT_IDS + len(ev.events)
                 for i, reading in zip(ev.positions, ev.events):
                     handle(out, reading, msg, record.value, keep, i)
             else:

@@ -187,7 +187,8 @@ class Desk:
         grace = lcy.policy.close_grace_minutes * 60
         for fp, oa in list(st.alerts.items()):
             lc = oa.lc
-            if lc.status == "resolved" and not lc.flapping and lc.resolved_at is not None and t >= lc.resolved_at + grace:
+            if (lc.status == "resolved" and not lc.flapping and lc.resolved_at is not None
+                    and t >= lc.resolved_at + grace):
                 rev = lc.revision
                 self.publish(ev.entity_id, ev.event_id, st, out, oa, [], lcy.tick(lc, t, self.cx.silences), rev)
                 if lc.status == "closed":

@@ -71,8 +71,9 @@ def video_item(v: tuple[float, str, str, str, float, str]) -> Item:
 
 def complaint_item(c: tuple[float, str, str, str, str]) -> Item:
     t, event_id, channel, category, text = c
-    return evidence_item(f"complaint:{event_id}", "complaint", {"event_id": event_id, "at_ms": ms(t), "channel": channel,
-                                                                 "category": category, "text_masked": text})
+    return evidence_item(f"complaint:{event_id}", "complaint", {"event_id": event_id, "at_ms": ms(t),
+                                                                 "channel": channel, "category": category,
+                                                                 "text_masked": text})
 
 
 def complaint_record(ev: Complaint) -> tuple[float, str, str, str, str]:
@@ -116,7 +117,8 @@ class Draft:
     after: list[tuple[float, float]] = field(default_factory=list)  # readings after the trigger
 
     @classmethod
-    def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0, key: str = "") -> "Draft":
+    def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0,
+             key: str = "") -> "Draft":
         t = ev.occurred_at.timestamp()
         d = cls(alert_id=alert_id, entity_id=ev.entity_id, rule=rule, trigger=t, items=items,
                 final=after_s <= 0, end=t + after_s, key=key)

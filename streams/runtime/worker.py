@@ -78,7 +78,7 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # RocksDB, per table partition (Faust opens one DB per changelog partition; its defaults are a
 # 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition, and a bloom
 # filter of 3 bits per key). States are read from RocksDB only on a miss of the worker's
-# live-object cache (streams/engine/state.py), one point lookup per entity, so: a small block cache (the
+# live-object cache (streams/runtime/store.py), one point lookup per entity, so: a small block cache (the
 # OS page cache holds the SST files anyway), 2 memtables of 8 MB (~4,000 states of ~2 KB; a
 # memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
 # 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a
