@@ -313,7 +313,7 @@ class Bridge:
         from kafka import KafkaAdminClient, KafkaConsumer
         from kafka.structs import TopicPartition
 
-        from streams.topics import INPUT_TOPICS
+        from streams.runtime.topics import INPUT_TOPICS
 
         s = self.settings
         groups = {self.group: self.topics, s.app_id: [s.topic(t) for t in INPUT_TOPICS]}

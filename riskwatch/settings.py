@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     faust_fastpath: bool = Field(
         True,
         description=(
-            "Deliver fetched messages to streams without Faust's four tasks per message (streams/faust_fastpath.py); "
+            "Deliver fetched messages to streams without Faust's four tasks per message (streams/runtime/faust_fastpath.py); "
             "off only to measure the difference"
         ),
     )

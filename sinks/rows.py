@@ -209,14 +209,14 @@ def transition_row(t: AlertTransition) -> tuple:
 
 
 def evidence_row(d: dict) -> tuple:
-    """The ``evidence`` row of a sealed bundle (``streams.evidence.Draft`` row dict)."""
+    """The ``evidence`` row of a sealed bundle (``streams.engine.evidence.Draft`` row dict)."""
     return (d["alert_id"], d["version"], d["bundle_hash"], d["entity_id"], d["rule"], d["final"],
             _ms_dt(d["trigger_at_ms"]), _ms_dt(d["sealed_at_ms"]), d["supersedes"],
             canonical(d["header"]).decode(), list(d["items"]))
 
 
 def anchor_row(a: dict) -> tuple:
-    """The ``audit_anchors`` row of an anchor record (``streams/anchors.py``)."""
+    """The ``audit_anchors`` row of an anchor record (``streams/runtime/anchors.py``)."""
     leaves = a["leaves"]
     return (a["partition"], _ms_dt(a["anchored_at_ms"]), a["root"], a["size"], [x[0] for x in leaves],
             [x[1] for x in leaves], [x[2] for x in leaves], canonical(a).decode())

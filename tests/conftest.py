@@ -19,7 +19,7 @@ from riskwatch.tools.broker import Broker
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
-from streams import topics as T
+from streams.runtime import topics as T
 
 
 # Workers in tests commit every second (production: every 5 s, and at once after a person's
@@ -134,6 +134,6 @@ def pipeline(broker: Settings, tmp_path: Path):
     yield p
     p.close()
     # its ~30 topics × 4 partitions and Faust's own: a broker holding thousands slows down every later test
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     delete_topics(s, [s.topic_prefix, s.app_id + "-"])

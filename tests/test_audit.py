@@ -15,15 +15,15 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from streams import topics as T
+from streams.runtime import topics as T
 
 from riskwatch.domain.county import load_county
 from riskwatch.tools.runner import settings_env, wait_for
 from schemas.audit import chain_hash, chain_row, merkle_root, verify_anchor, verify_chain
 from schemas.events import DisposalFeedback, EntityEvent, SensorReading
-from streams.anchors import build_anchor
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.runtime.anchors import build_anchor
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 from tests import factories as F
 
 T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -221,7 +221,7 @@ def test_notarisation_request_covers_the_anchor_bytes():
 
 def test_the_sink_recognises_a_transition_whose_hash_does_not_match():
     from schemas.events import AlertTransition
-    from streams.sink_agent import chain_ok
+    from streams.runtime.sink_agent import chain_ok
 
     _, _, rows, _ = _lifecycle()
     r = rows[3]

@@ -8,9 +8,9 @@ import pytest
 
 from riskwatch.domain.catalog import CatalogError, load_catalog
 from riskwatch.settings import DATA_DIR, load_settings
-from streams.processor import Processor
+from streams.engine.dispatch import Processor
 from detectors.rules import load_rules
-from streams.state import EntityState
+from streams.engine.state import EntityState
 from schemas.events import EntityEvent, SensorReading
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_f199ea9704559ddc.txt"

@@ -1,4 +1,4 @@
-"""The commit pipeline's guarantees (streams/commit.py), on fakes of its three outputs.
+"""The commit pipeline's guarantees (streams/runtime/commit.py), on fakes of its three outputs.
 
 Rows before changelog before acknowledgements; nothing acknowledged while ClickHouse is away;
 a commit snapshot never contains a later event's state; back-pressure; coalescing.
@@ -11,7 +11,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from streams.commit import Commit
+from streams.runtime.commit import Commit
 
 TIMEOUT = 5.0
 

@@ -20,7 +20,7 @@ import yaml
 
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
-from streams import topics as T
+from streams.runtime import topics as T
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))

@@ -387,7 +387,7 @@ def test_cli_answers_the_alerts_of_a_real_broker(broker, tmp_path):
     from kafka import KafkaProducer
 
     from riskwatch.tools.runner import read_all, settings_env
-    from streams import topics as T
+    from streams.runtime import topics as T
 
     run = uuid.uuid4().hex[:8]
     s = broker.model_copy(update=dict(topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", partitions=1))

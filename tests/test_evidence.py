@@ -15,8 +15,8 @@ from riskwatch.cli.audit import verify_export, write_export
 from riskwatch.domain.county import load_county
 from schemas.audit import bundle_hash, item_hash, verify_bundle
 from schemas.events import Complaint, EntityEvent, SensorReading, VideoDetection
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 
 T0 = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
 

@@ -113,7 +113,7 @@ def _metric(w, name: str, **labels: str) -> float:
 
 def test_clickhouse_outage_applies_back_pressure_and_loses_nothing(pipeline, tmp_path):
     from riskwatch.tools.runner import consumer_lag
-    from streams import topics as T
+    from streams.runtime import topics as T
 
     p = pipeline
     down = tmp_path / "ch-down"  # fault injection: while it exists every insert fails as if ClickHouse were down

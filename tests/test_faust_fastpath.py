@@ -1,4 +1,4 @@
-"""streams/faust_fastpath.py: the worker keeps the log level it was given."""
+"""streams/runtime/faust_fastpath.py: the worker keeps the log level it was given."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import faust
 import pytest
 from faust.worker import Worker
 
-from streams.faust_fastpath import quiet_worker
+from streams.runtime.faust_fastpath import quiet_worker
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import Complaint, EntityEvent, InspectionResult, SensorReading, VideoDetection
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 CFG = load_fusion(DATA_DIR / "fusion.yaml")
@@ -105,12 +105,12 @@ def test_complaint_surge_raises_model_risk_with_explanation_then_resolves_when_q
     assert a.fingerprint == "E1|7|model.risk" and a.level.value in ("orange", "red")
     assert a.explanation[0].signal == "rate.complaint" and "投诉量激增" in a.explanation[0].detail
     assert a.departments[0] == "health" and "综合风险评分" in a.title
-    assert risks and risks[-1]["level"] == a.level.value and risks[-1]["item_id"] == 7
+    assert risks and risks[-1].level == a.level.value and risks[-1].item_id == 7
     # quiet for three days: the next event finds the risk decayed and the alert resolved
     out = p.process(_ev(VideoDetection, at=T0 + timedelta(days=3), camera_id="c1", cls="no_mask", confidence=0.7), st, ("v", 0, 1))
     res = [x for x in out.alerts if x.rule == "model.risk"]
     assert res and res[0].status.value == "resolved" and res[0].alert_id == a.alert_id
-    assert out.risk and out.risk[0]["score"] < 45
+    assert out.risk and out.risk[0].score < 45
 
 
 def test_rule_alert_is_not_doubled_by_a_risk_alert():
@@ -118,7 +118,7 @@ def test_rule_alert_is_not_doubled_by_a_risk_alert():
     _register(p, st, kind="food_producer")
     out = p.process(_ev(Complaint, channel="12315", category="food_poisoning"), st, ("c", 0, 1))
     assert [a.rule for a in out.alerts] == ["rule.complaint.food_poisoning"]
-    assert out.risk[0]["level"] == "red"
+    assert out.risk[0].level == "red"
 
 
 def test_inspection_model_scores_before_learning():

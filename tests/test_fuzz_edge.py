@@ -18,9 +18,9 @@ from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
 from schemas.events import EVENT_MODELS, DeadLetter
-from streams.ingest import Decoder
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.ingest import Decoder
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 from tests import factories as F
 
 CAT = load_catalog()

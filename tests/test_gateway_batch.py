@@ -9,9 +9,9 @@ import orjson
 
 from riskwatch.domain.county import load_county
 from schemas.events import DeadLetter, SensorReading
-from streams.ingest import Batch, Decoder
-from streams.processor import Processor
-from streams.state import RECENT_IDS, EntityState
+from streams.engine.ingest import Batch, Decoder
+from streams.engine.dispatch import Processor
+from streams.engine.state import RECENT_IDS, EntityState
 from tests import factories as F
 
 COUNTY = load_county()

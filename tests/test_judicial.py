@@ -18,8 +18,8 @@ from riskwatch.domain.routing import RoutingError, load_routing
 from riskwatch.settings import DATA_DIR
 from riskwatch.tools.runner import settings_env, wait_for
 from schemas.events import Complaint, DisposalFeedback, EntityEvent, InspectionResult, Violation
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 from tests import factories as F
 
 T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=10)

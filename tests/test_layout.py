@@ -3,10 +3,13 @@
 Every module's imports (module level and inside functions; doctest lines are strings, not imports)
 are parsed with :mod:`ast`. Layers, lowest first::
 
-    schemas ← detectors ← riskwatch.domain, riskwatch.settings ← streams → sinks
+    schemas ← detectors ← riskwatch.domain, riskwatch.settings ← streams.engine ← streams.runtime → sinks
 
 - ``sinks`` may import only ``schemas`` and ``riskwatch.settings``;
-- ``streams`` may import everything of the product (schemas, detectors, domain, settings, sinks);
+- ``streams.engine`` (the pure engine) may import schemas, detectors, domain and settings — not sinks,
+  not the runtime, and no Kafka or Faust library (``faust``, ``mode``, ``aiokafka``, ``kafka``);
+- ``streams.runtime`` (the Faust runtime) and the rest of ``streams`` (``streams.citylink``) may import
+  everything of the product (the engine, schemas, detectors, domain, settings, sinks);
 - front ends (``riskwatch.cli``, ``web``, ``notify``, ``dashboards``, ``reports``) may import the
   product; product packages never import ``riskwatch.tools``, ``riskwatch.cli`` or a front end;
 - tools (``riskwatch.tools``) may import the product and front ends, never ``riskwatch.cli``;
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP = ("schemas", "detectors", "riskwatch", "streams", "sinks", "dashboards", "reports", "web", "notify")
 FRONT_ENDS = ("riskwatch.cli", "web", "notify", "dashboards", "reports")
 
+STREAMS = ("streams", "streams.engine", "streams.runtime")
 # layer -> the layers it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
@@ -31,17 +35,25 @@ ALLOWED: dict[str, set[str]] = {
     "riskwatch.domain": {"schemas", "detectors", "riskwatch.settings"},
     "riskwatch": {"riskwatch.settings"},  # the package's own __init__
     "sinks": {"schemas", "riskwatch.settings"},
-    "streams": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks"},
-    "front end": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams", "front end"},
-    "riskwatch.tools": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams",
+    "streams.engine": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch"},
+    "streams.runtime": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks",
+                        "streams.engine"},
+    "streams": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks",
+                "streams.engine"},  # streams.citylink: beside the runtime
+    "front end": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
+                  "front end"},
+    "riskwatch.tools": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
                         "front end"},
-    "riskwatch.cli": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", "streams",
+    "riskwatch.cli": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
                       "front end", "riskwatch.tools"},
 }
+# third-party libraries the pure engine must not import (it runs and is tested without Kafka)
+ENGINE_FORBIDDEN = ("faust", "mode", "aiokafka", "kafka")
 
 
 def layer(module: str) -> str:
-    for prefix in ("riskwatch.cli", "riskwatch.tools", "riskwatch.domain", "riskwatch.settings"):
+    for prefix in ("riskwatch.cli", "riskwatch.tools", "riskwatch.domain", "riskwatch.settings", "streams.engine",
+                   "streams.runtime"):
         if module == prefix or module.startswith(prefix + "."):
             return prefix
     top = module.split(".")[0]
@@ -121,6 +133,31 @@ def test_no_upward_import():
     assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
 
 
+@cache
+def third_party(module: str) -> dict[str, int]:
+    """Top-level names of the non-project modules that ``module`` imports -> first line (any level)."""
+    path = modules()[module]
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        else:
+            continue
+        for n in names:
+            found.setdefault(n.split(".")[0], node.lineno)
+    return found
+
+
+def test_the_engine_imports_no_kafka_or_faust_library():
+    engine = [m for m in modules() if layer(m) == "streams.engine"]
+    assert len(engine) > 10  # the walk found the engine
+    bad = [f"{modules()[m].relative_to(ROOT)}:{line} imports {name}"
+           for m in engine for name, line in third_party(m).items() if name in ENGINE_FORBIDDEN]
+    assert not bad, "the engine must not import Kafka or Faust libraries:\n" + "\n".join(bad)
+
+
 def test_no_import_cycle():
     graph = {m: set(imports(m)) for m in modules()}
     cycles, state, stack = [], {}, []
@@ -150,3 +187,10 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     assert [getattr(n, "module", None) for n in seen] == ["riskwatch.cli"]
     assert layer("riskwatch.tools.simulator.streams") == "riskwatch.tools" and layer("web.pages") == "front end"
     assert "riskwatch.tools" not in ALLOWED["streams"] and "riskwatch.cli" not in ALLOWED["riskwatch.tools"]
+    assert layer("streams.engine.handlers.sensor") == "streams.engine" and layer("streams.runtime.app") == "streams.runtime"
+    assert layer("streams.citylink") == "streams" and "streams.runtime" not in ALLOWED["streams.engine"]
+    assert "sinks" not in ALLOWED["streams.engine"]
+    src = "def f():\n    from faust.types import TP\nimport kafka.admin\n"
+    names = {n.split(".")[0] for node in ast.walk(ast.parse(src)) if isinstance(node, (ast.Import, ast.ImportFrom))
+             for n in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])}
+    assert names <= set(ENGINE_FORBIDDEN) and names == {"faust", "kafka"}

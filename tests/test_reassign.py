@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from riskwatch.domain.county import load_county
 from schemas.events import DisposalFeedback, EntityEvent, InspectionTask, SensorReading
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 
 COUNTY = load_county()
 T = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)

@@ -84,7 +84,7 @@ def worker_port(broker, tmp_path_factory):
     p.start_worker()
     yield s, tmp
     p.close()
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     delete_topics(s, [s.topic_prefix, s.app_id + "-"])
 

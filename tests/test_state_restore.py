@@ -18,8 +18,8 @@ from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import wait_for
 from schemas.events import EntityEvent, SensorReading
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 from tests import factories as F
 
 ENTS = ["E-st0", "E-st1", "E-st2"]
@@ -46,7 +46,7 @@ def _uninterrupted(events: list[dict]) -> dict[tuple[str, int], float]:
         e = model.model_validate(ev, context={"catalog": cat})
         st = states.setdefault(e.entity_id, EntityState())
         for r in p.process(e, st, ("x", 0, n)).risk:
-            out[(r["entity_id"], int(r["at"].timestamp()))] = r["score"]
+            out[(r.entity_id, int(r.at.timestamp()))] = r.score
     return out
 
 

@@ -16,7 +16,7 @@ import rocksdict
 
 from riskwatch.settings import Settings
 from riskwatch.tools.runner import read_all, wait_for
-from streams.state import EntityState
+from streams.engine.state import EntityState
 from tests import factories as F
 
 OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key

@@ -25,7 +25,7 @@ def shared(broker, tmp_path_factory):
     import uuid
 
     from tests.conftest import Pipeline, free_port
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     tmp = tmp_path_factory.mktemp("webflow")
     run = uuid.uuid4().hex[:8]

@@ -67,7 +67,7 @@ def kafka_reset() -> None:
 def topics_create() -> None:
     """Create every riskwatch topic that is missing (the worker also does this at start-up)."""
     from riskwatch.domain.catalog import load_catalog
-    from streams.topics import ensure_topics
+    from streams.runtime.topics import ensure_topics
 
     s = _settings()
     created = ensure_topics(s, load_catalog(s.catalog_path))
@@ -78,7 +78,7 @@ def topics_create() -> None:
 def topics_list() -> None:
     """List the topics riskwatch uses."""
     from riskwatch.domain.catalog import load_catalog
-    from streams.topics import all_topics
+    from streams.runtime.topics import all_topics
 
     s = _settings()
     for t in all_topics(s, load_catalog(s.catalog_path)):
@@ -99,7 +99,7 @@ def schemas_export() -> None:
 @app.command()
 def worker(loglevel: str = typer.Option("warn", help="crit|error|warn|info|debug")) -> None:
     """Run a stream worker (start more on other machines to scale out: partitions are the unit)."""
-    from streams.app import run_worker
+    from streams.runtime.app import run_worker
 
     run_worker(_settings(), loglevel=loglevel)
 

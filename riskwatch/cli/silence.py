@@ -72,7 +72,7 @@ def end(silence_id: str = typer.Argument(..., help="The silence to end now")) ->
 def list_() -> None:
     """Every silence on the topic, latest spec per id, with whether it is in force now."""
     from riskwatch.tools.runner import read_all
-    from streams.silences import SilenceBoard
+    from streams.engine.silences import SilenceBoard
 
     s = _settings()
     board = SilenceBoard()

@@ -39,7 +39,7 @@ from riskwatch.domain.catalog import load_catalog
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
 from schemas.vocabulary import OPEN_STATUSES, AlertStatus
-from streams import topics as T
+from streams.runtime import topics as T
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs and CI: wide enough for the tables
 

@@ -107,7 +107,7 @@ class QueryFailed(RuntimeError):
     """The worker answered ``/query`` with an error (one-line message)."""
 
 
-CRASH_ONLY_EXIT = 70  # the worker exits with this code to have a batch redelivered (streams/app.py)
+CRASH_ONLY_EXIT = 70  # the worker exits with this code to have a batch redelivered (streams/runtime/app.py)
 
 
 @dataclass

@@ -26,7 +26,7 @@ BATCH = 5000  # events per commit snapshot (the worker's batch size)
 
 def _decode(evs):
     from schemas.events import DeadLetter
-    from streams.ingest import Decoder
+    from streams.engine.ingest import Decoder
 
     county = load_county()
     dec = Decoder(county.catalog)
@@ -39,8 +39,8 @@ def _decode(evs):
 
 
 def _one_run(county, decoded, evidence: bool) -> dict:
-    from streams.processor import Processor
-    from streams.state import EntityState
+    from streams.engine.dispatch import Processor
+    from streams.engine.state import EntityState
 
     p = Processor.from_county(county, evidence=evidence, clock=lambda: 0.0)
     states: dict[bytes, EntityState] = {}

@@ -4,7 +4,7 @@
 with one agent reading the topics the way riskwatch's entity agent does (raw bytes,
 ``take_events``, a memory-store table app) and acknowledging every batch without work; it prints
 one JSON line ``{"faust_floor_eps": ..., "cpu_us_per_event": ...}`` and exits. ``--stock`` is Faust
-as shipped: its own delivery loop and worker, instead of ``streams/faust_fastpath.py``'s loop and
+as shipped: its own delivery loop and worker, instead of ``streams/runtime/faust_fastpath.py``'s loop and
 ``quiet_worker`` (no start-up spinner, which leaves the root logger at DEBUG). ``riskwatch bench`` runs it as
 a subprocess to separate the framework's share of the per-event cost from riskwatch's own.
 """
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     import faust
     from faust.worker import Worker
 
-    from streams import faust_fastpath
+    from streams.runtime import faust_fastpath
 
     if not a.stock:
         faust_fastpath.install()

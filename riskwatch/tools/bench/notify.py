@@ -38,7 +38,7 @@ from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from riskwatch.tools.notify_demo import DemoNotify
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, read_all, settings_env, wait_for
-from streams import topics as T
+from streams.runtime import topics as T
 
 console = Console(stderr=True)
 
@@ -172,7 +172,7 @@ def run(
         if notify is not None:
             notify.stop()
         worker.stop()
-        from streams.topics import delete_topics
+        from streams.runtime.topics import delete_topics
 
         delete_topics(s, [s.topic_prefix, s.app_id + "-"])
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,7 +25,7 @@ from riskwatch.settings import Settings
 from riskwatch.tools.bench import pipeline as B
 from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
-from streams import topics as T
+from streams.runtime import topics as T
 
 WARM_EVENTS = 20_000
 

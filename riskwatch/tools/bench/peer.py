@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
 
     from quixstreams import Application
-    from quixstreams.state.rocksdb import RocksDBOptions
+    from quixstreams.engine.state.rocksdb import RocksDBOptions
 
     from detectors.sensor import SensorAnomaly
 

@@ -47,7 +47,7 @@ from riskwatch.settings import Settings
 from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.tools.simulator import SimConfig, generate
-from streams import topics as T
+from streams.runtime import topics as T
 
 PROBE_EVERY = 50  # one latency probe (an alert-raising complaint) in this many events
 LATENCY_EVENTS_MAX = 60_000  # the latency phase lasts 20 s at half the pipeline rate (at most this many)
@@ -175,9 +175,9 @@ def _state_sizes(evs) -> tuple[float, float]:
 
     from riskwatch.domain.county import load_county
     from schemas.events import DeadLetter
-    from streams.ingest import Batch, Decoder
-    from streams.processor import Processor
-    from streams.state import EntityState
+    from streams.engine.dispatch import Processor
+    from streams.engine.ingest import Batch, Decoder
+    from streams.engine.state import EntityState
 
     county = load_county()
     dec, proc = Decoder(county.catalog), Processor.from_county(county)
@@ -651,7 +651,7 @@ def run(
     if floor:
         for m in modes:
             for stock in (False, True) if m == "single" else (False,):
-                what = "Faust's own delivery loop" if stock else "with streams/faust_fastpath.py"
+                what = "Faust's own delivery loop" if stock else "with streams/runtime/faust_fastpath.py"
                 print(f"Faust floor ({m}, {what}): a do-nothing Faust agent ...", file=sys.stderr)
                 f = _faust_floor(S[m], len(msgs[m]), stock)
                 if m == modes[0]:

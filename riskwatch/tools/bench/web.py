@@ -146,7 +146,7 @@ def run(settings: Settings, alerts: int, history: int, requests: int, out: Path)
 
     from riskwatch.domain.catalog import load_catalog
     from riskwatch.tools.runner import WorkerProcess, settings_env, wait_for
-    from streams.topics import delete_topics, ensure_topics
+    from streams.runtime.topics import delete_topics, ensure_topics
     from web.users import UserStore
 
     tmp = Path(tempfile.mkdtemp(prefix="rw-webbench-"))

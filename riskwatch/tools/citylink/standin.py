@@ -52,6 +52,6 @@ def run_topic_prefixes(settings: Settings) -> list[str]:
 
 def delete_run_topics(settings: Settings) -> list[str]:
     """Delete what a run's link left on the county broker (best effort); returns the names deleted."""
-    from streams.topics import delete_topics
+    from streams.runtime.topics import delete_topics
 
     return delete_topics(settings, run_topic_prefixes(settings))

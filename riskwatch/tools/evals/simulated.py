@@ -2,8 +2,8 @@
 
 The simulator (``riskwatch.tools.simulator``) generates a county's streams with injected incidents and
 their ground truth. Every message goes through the same code as the pipeline — the edge decoder
-(``streams.ingest.Decoder``) and :class:`streams.processor.Processor` with one
-:class:`streams.state.EntityState` per entity — only Kafka and ClickHouse are left out. The
+(``streams.engine.ingest.Decoder``) and :class:`streams.engine.dispatch.Processor` with one
+:class:`streams.engine.state.EntityState` per entity — only Kafka and ClickHouse are left out. The
 processor's clock is the event time, so ``updated_at`` is simulated time.
 
 Alert revisions are collected; the first revision of each alert id is mapped back to the incidents
@@ -37,9 +37,9 @@ from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
 from schemas.events import DeadLetter
-from streams.ingest import Batch, Decoder
-from streams.processor import Processor
-from streams.state import EntityState
+from streams.engine.dispatch import Processor
+from streams.engine.ingest import Batch, Decoder
+from streams.engine.state import EntityState
 
 START = datetime(2025, 3, 3, 0, 0, tzinfo=CST)  # fixed: same seed → same numbers, any day it runs
 DAYS = 3.0

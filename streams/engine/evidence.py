@@ -35,9 +35,14 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.audit import bundle_hash, bundle_header, canonical, evidence_item
+from schemas.events import Complaint, Contribution, Event, InspectionResult
 from schemas.privacy import mask_pii
+
+Item = dict[str, Any]  # one item of a bundle (schemas.audit.evidence_item)
+Row = dict[str, Any]  # a sealed version's row (the evidence table)
 
 
 def ms(t: float) -> int:
@@ -45,37 +50,38 @@ def ms(t: float) -> int:
 
 
 def readings_item(device: str, channel: str, unit: str, before_min: float, after_min: float,
-                  points: list[tuple[float, float]]) -> dict:
+                  points: list[tuple[float, float]]) -> Item:
     return evidence_item(f"readings:{device}:{channel}", "readings", {
         "device_id": device, "channel": channel, "unit": unit, "before_minutes": before_min,
         "after_minutes": after_min, "points": [[ms(t), v] for t, v in points]})
 
 
-def window_points(buf: array | None, since: float, until: float) -> list[tuple[float, float]]:
+def window_points(buf: array[float] | None, since: float, until: float) -> list[tuple[float, float]]:
     """(time, value) pairs of a flat ``array('d')`` [t0, v0, t1, v1, ...] with since <= t <= until."""
     if not buf:
         return []
     return [(buf[i], buf[i + 1]) for i in range(0, len(buf), 2) if since <= buf[i] <= until]
 
 
-def video_item(v: tuple) -> dict:
+def video_item(v: tuple[float, str, str, str, float, str]) -> Item:
     t, event_id, camera, cls, conf, ref = v
     return evidence_item(f"video:{event_id}", "video", {"event_id": event_id, "at_ms": ms(t), "camera_id": camera,
                                                          "cls": cls, "confidence": conf, "evidence_ref": ref})
 
 
-def complaint_item(c: tuple) -> dict:
+def complaint_item(c: tuple[float, str, str, str, str]) -> Item:
     t, event_id, channel, category, text = c
-    return evidence_item(f"complaint:{event_id}", "complaint", {"event_id": event_id, "at_ms": ms(t), "channel": channel,
-                                                                 "category": category, "text_masked": text})
+    return evidence_item(f"complaint:{event_id}", "complaint", {"event_id": event_id, "at_ms": ms(t),
+                                                                 "channel": channel, "category": category,
+                                                                 "text_masked": text})
 
 
-def complaint_record(ev) -> tuple:
+def complaint_record(ev: Complaint) -> tuple[float, str, str, str, str]:
     """What an entity keeps of a complaint for later bundles (text masked once, here)."""
     return (ev.occurred_at.timestamp(), ev.event_id, str(ev.channel.value), str(ev.category.value), mask_pii(ev.text))
 
 
-def inspection_item(ev) -> dict:
+def inspection_item(ev: InspectionResult) -> Item:
     return evidence_item(f"inspection:{ev.inspection_id}", "inspection", {
         "inspection_id": ev.inspection_id, "event_id": ev.event_id, "at_ms": ms(ev.occurred_at.timestamp()),
         "item_id": ev.item_id, "departments": list(ev.departments), "outcome": ev.outcome.value,
@@ -83,12 +89,12 @@ def inspection_item(ev) -> dict:
                         "suspected_crime": v.suspected_crime} for v in ev.violations]})
 
 
-def explanation_item(rule: str, level: str, title: str, why) -> dict:
+def explanation_item(rule: str, level: str, title: str, why: list[Contribution]) -> Item:
     return evidence_item("explanation", "explanation", {"rule": rule, "level": level, "title": title, "contributions": [
         {"signal": c.signal, "value": c.value, "detail": c.detail} for c in why]})
 
 
-def crime_item(flags: list[tuple[str, str]]) -> dict:
+def crime_item(flags: list[tuple[str, str]]) -> Item:
     return evidence_item("suspected_crime", "suspected_crime", {"flags": [f for f, _ in flags],
                                                                  "reasons": [r for _, r in flags]})
 
@@ -101,27 +107,28 @@ class Draft:
     entity_id: str
     rule: str
     trigger: float
-    items: list  # the items of the latest version (dropped once final: only hashes stay)
+    items: list[Item]  # the items of the latest version (dropped once final: only hashes stay)
     version: int = 1
     final: bool = False
     hash: str = ""
     first_hash: str = ""
     end: float = 0.0  # after-window end (event time)
     key: str = ""  # "<device>:<channel>" collecting readings after the trigger
-    after: list = field(default_factory=list)
+    after: list[tuple[float, float]] = field(default_factory=list)  # readings after the trigger
 
     @classmethod
-    def open(cls, ev, alert_id: str, rule: str, items: list[dict], after_s: float = 0.0, key: str = "") -> "Draft":
+    def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0,
+             key: str = "") -> "Draft":
         t = ev.occurred_at.timestamp()
         d = cls(alert_id=alert_id, entity_id=ev.entity_id, rule=rule, trigger=t, items=items,
                 final=after_s <= 0, end=t + after_s, key=key)
         return d
 
-    def header(self, sealed_at: float, supersedes: str = "") -> dict:
+    def header(self, sealed_at: float, supersedes: str = "") -> dict[str, Any]:
         return bundle_header(self.alert_id, self.version, self.final, self.entity_id, self.rule, ms(self.trigger),
                              ms(sealed_at), self.items, supersedes)
 
-    def seal_first(self) -> dict:
+    def seal_first(self) -> Row:
         h = self.header(self.trigger)
         self.hash = self.first_hash = bundle_hash(h)
         row = self._row(h)
@@ -133,10 +140,10 @@ class Draft:
         if self.trigger < t <= self.end:
             self.after.append((t, v))
 
-    def seal(self, at: float) -> dict:
+    def seal(self, at: float) -> Row:
         """Version 2 with the readings after the trigger (sealed at the window's end, so a replay
         seals the same bytes whenever the clock noticed it)."""
-        items = []
+        items: list[Item] = []
         for it in self.items:
             if it["kind"] == "readings" and it["name"] == f"readings:{self.key}":
                 data = dict(it["data"])
@@ -150,7 +157,7 @@ class Draft:
         self.items, self.after = [], []
         return row
 
-    def _row(self, header: dict) -> dict:
+    def _row(self, header: dict[str, Any]) -> Row:
         return {"alert_id": self.alert_id, "version": self.version, "bundle_hash": self.hash,
                 "entity_id": self.entity_id, "rule": self.rule, "final": self.final, "trigger_at_ms": ms(self.trigger),
                 "sealed_at_ms": header["sealed_at_ms"], "supersedes": header["supersedes"], "header": header,

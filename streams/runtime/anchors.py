@@ -23,8 +23,8 @@ import logging
 
 from schemas.audit import ANCHOR_FORMAT, canonical, merkle_root
 from sinks import rows as sink_rows
-from streams.health import crash_only
-from streams.worker import Worker, records
+from streams.runtime.health import crash_only
+from streams.runtime.worker import Worker, records
 
 log = logging.getLogger("riskwatch.worker")
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sinks import query_token
 from sinks.query import QueryRefused, engine_error_line
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 
 
 def register(w: Worker) -> None:

@@ -13,10 +13,10 @@ import time
 from schemas.audit import chain_hash, chain_row
 from schemas.events import Alert, AlertTransition, DeadLetter
 from sinks import rows as sink_rows
-from streams import topics as T
-from streams.health import crash_only
-from streams.metrics import SINK_SECONDS
-from streams.worker import BATCH_MAX, RAW, Worker
+from streams.runtime import topics as T
+from streams.runtime.health import crash_only
+from streams.runtime.metrics import SINK_SECONDS
+from streams.runtime.worker import BATCH_MAX, RAW, Worker
 
 log = logging.getLogger("riskwatch.worker")
 

@@ -47,7 +47,7 @@ DEADLETTER = "deadletter"
 INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from events.task and alerts
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
-AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/anchors.py); compacted
+AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
 def dept_topic(code: str) -> str:

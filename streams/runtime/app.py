@@ -4,14 +4,14 @@ Offsets are acknowledged only after a batch's outputs are sent, its rows are in 
 its states in the changelog — at-least-once, made idempotent downstream by event ids and alert
 revisions. Read the parts in this order:
 
-* ``streams/worker.py`` — what they share: topics, the entity table, processor, commit pipeline;
-* ``streams/entity_agent.py`` — input events → processor → alerts, rows, state;
-* ``streams/sink_agent.py`` — ``alerts.all``, ``alerts.events``, ``deadletter`` → ClickHouse;
-* ``streams/peer_agent.py`` — township rates through a ``group_by`` repartition;
-* ``streams/timers.py`` — alert deadlines (urging, escalation, closing) and eviction;
-* ``streams/anchors.py`` — audit anchors: Merkle roots over the alert chains' heads per partition;
-* ``streams/health.py`` — crash-only batches, stall watchdog, loop lag, GC, task dump;
-* ``streams/pages.py`` — ``/query`` (read-only SQL) and ``/metrics`` on ``settings.web_port``.
+* ``streams/runtime/worker.py`` — what they share: topics, the entity table, processor, commit pipeline;
+* ``streams/runtime/entity_agent.py`` — input events → processor → alerts, rows, state;
+* ``streams/runtime/sink_agent.py`` — ``alerts.all``, ``alerts.events``, ``deadletter`` → ClickHouse;
+* ``streams/runtime/peer_agent.py`` — township rates through a ``group_by`` repartition;
+* ``streams/runtime/timers.py`` — alert deadlines (urging, escalation, closing) and eviction;
+* ``streams/runtime/anchors.py`` — audit anchors: Merkle roots over the alert chains' heads per partition;
+* ``streams/runtime/health.py`` — crash-only batches, stall watchdog, loop lag, GC, task dump;
+* ``streams/runtime/pages.py`` — ``/query`` (read-only SQL) and ``/metrics`` on ``settings.web_port``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import faust
 from riskwatch.domain.county import County, county_from_settings
 from riskwatch.settings import Settings
 from sinks.writer import ClickHouseWriter
-from streams import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers, topics as T
-from streams.silences import follow as follow_silences
-from streams.worker import Worker
+from streams.runtime import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers, topics as T
+from streams.runtime.silences import follow as follow_silences
+from streams.runtime.worker import Worker
 
 log = logging.getLogger("riskwatch.worker")
 
@@ -58,7 +58,6 @@ def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock
                 log.warning("silences: reading %s failed (%s); retrying in 5 s", topic, e)
                 await asyncio.sleep(5)
 
-    w.app.riskwatch = {"catalog": county.catalog, "writer": w.writer, "entities": w.entities, "worker": w}
     return w.app
 
 

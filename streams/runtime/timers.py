@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
-from streams.health import crash_only
-from streams.metrics import EVICTED
-from streams.state import EntityState
-from streams.worker import Worker, records
+from streams.runtime.health import crash_only
+from streams.runtime.metrics import ALERTS_OUT, EVICTED
+from streams.engine.state import EntityState
+from streams.runtime.worker import Worker, records
 
 log = logging.getLogger("riskwatch.worker")
 
@@ -55,6 +56,7 @@ def register(w: Worker) -> None:
         sends: list[tuple] = []
         rows: dict[str, list] = {}
         changed: dict[bytes, EntityState] = {}
+        alerts_out: Counter = Counter()
         w.processor.silences = w.silences.active()
         owned_now = w.actives()
         for key in list(w.alert_keys):
@@ -64,8 +66,8 @@ def register(w: Worker) -> None:
             st = w.load(key)
             out = w.processor.tick(key.decode(), st, now)
             if out.alerts or out.transitions or out.evidence:
-                w.alert_sends(out, key, sends)
-                w.plan_sends(out, key, sends, rows)
+                w.batch.alert_sends(out, key, sends, alerts_out)
+                w.batch.plan_sends(out, key, sends, rows)
                 changed[key] = st
                 if st.unanchored:
                     w.unanchored_keys.add(key)
@@ -77,6 +79,8 @@ def register(w: Worker) -> None:
         await w.bulk.send(records(sends))
         w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
         w.watchdog.done("alert_deadlines")
+        for (level, kind), n in alerts_out.items():
+            ALERTS_OUT.labels(level, kind).inc(n)
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():

@@ -15,8 +15,8 @@ import sys
 import time
 import traceback
 
-from streams.metrics import GC_PAUSE, LOOP_LAG
-from streams.worker import Worker
+from streams.runtime.metrics import GC_PAUSE, LOOP_LAG
+from streams.runtime.worker import Worker
 
 log = logging.getLogger("riskwatch.worker")
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timezone
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -121,7 +121,7 @@ class Decoder:
         try:
             batch = self.batch_adapter.validate_json(value, context=self.context)
             bad: dict[int, str] = {}
-            readings: list = []
+            readings: list[Any] = []
         except ValidationError as e:
             bad = {}
             for err in e.errors(include_url=False):
@@ -173,7 +173,7 @@ class Decoder:
                 seen.add(ev.event_id)
                 events.append(ev)
                 kept.append(i)
-        dead.sort(key=lambda d: d.index)
+        dead.sort(key=lambda d: d.index or 0)
         return Batch(events, dead, kept)
 
     @staticmethod

@@ -1,7 +1,7 @@
 """What the agents and timers of one worker share: the Faust app, its topics and tables, the
 processor, the state cache and the commit pipeline (the app object, apart from the user API).
 
-:func:`streams.app.create_app` builds one :class:`Worker`; each agent module
+:func:`streams.runtime.app.create_app` builds one :class:`Worker`; each agent module
 (``entity_agent``, ``sink_agent``, ``peer_agent``, ``timers``, ``health``, ``pages``) registers
 its agents, timers or pages on it. State is reached only through :meth:`Worker.load` (an entity's
 uncommitted change, else the cached or stored state) and changed only under ``state_lock``.
@@ -12,25 +12,27 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import faust
-import orjson
 from faust.types import TP
 
 from riskwatch.domain.county import County
 from riskwatch.settings import Settings
 from sinks import rows as sink_rows
+from streams.engine.batch import Destinations, EntityBatch
 from sinks.writer import ClickHouseWriter
-from streams import topics as T
-from streams.bulk import BulkProducer
-from streams.commit import Commit
-from streams.ingest import Decoder
-from streams.metrics import ALERTS_OUT, COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
-from streams.peer_counts import PeerCounts
-from streams.processor import Processor
-from streams.silences import SilenceBoard
-from streams.state import EntityState, StateCache
-from streams.watchdog import Watchdog
+from streams.runtime import topics as T
+from streams.runtime.bulk import BulkProducer
+from streams.runtime.commit import Commit
+from streams.engine.ingest import Decoder
+from streams.runtime.metrics import COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
+from streams.engine.peer_counts import PeerCounts
+from streams.engine.dispatch import Processor
+from streams.engine.silences import SilenceBoard
+from streams.engine.state import EntityState
+from streams.runtime.store import StateCache
+from streams.runtime.watchdog import Watchdog
 
 BATCH_MAX = 5000
 MAX_PENDING = 100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
@@ -76,7 +78,7 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # RocksDB, per table partition (Faust opens one DB per changelog partition; its defaults are a
 # 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition, and a bloom
 # filter of 3 bits per key). States are read from RocksDB only on a miss of the worker's
-# live-object cache (streams/state.py), one point lookup per entity, so: a small block cache (the
+# live-object cache (streams/runtime/store.py), one point lookup per entity, so: a small block cache (the
 # OS page cache holds the SST files anyway), 2 memtables of 8 MB (~4,000 states of ~2 KB; a
 # memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
 # 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a
@@ -114,6 +116,11 @@ class Topics:
             audit_anchors=app.topic(tp(T.AUDIT_ANCHORS), **RAW),
         )
 
+    def destinations(self) -> Destinations[faust.TopicT]:
+        """The entity batch's output topics (``streams/engine/batch.py``)."""
+        return Destinations(self.alerts_all, self.alert_events, self.inspection_plans, self.departments,
+                            self.notices, self.deadletter)
+
 
 @dataclass
 class Worker:
@@ -125,15 +132,15 @@ class Worker:
     topics: Topics
     entities: faust.types.TableT  # entity_id bytes -> pickled EntityState (changelog-backed)
     peers: faust.types.TableT  # group -> PeerRates bytes (reached through a repartition)
-    decoder: Decoder
     processor: Processor
+    batch: EntityBatch  # the engine's batch step, with this worker's topics, rows, state loader
     writer: ClickHouseWriter
     cache: StateCache
     bulk: BulkProducer
     commit: Commit
     watchdog: Watchdog
     commit_watchdog: Watchdog
-    clock: object = time.time
+    clock: Callable[[], float] = time.time
     silences: SilenceBoard = field(default_factory=SilenceBoard)
     # the batch agent and the timers (deadlines, eviction) change entity states; they take turns
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -141,7 +148,7 @@ class Worker:
     unanchored_keys: set[bytes] = field(default_factory=set)  # entities with audit-chain heads not yet anchored
     part_time: dict[int, tuple[float, float]] = field(default_factory=dict)  # partition -> (latest event time, wall time)
     partition_of: dict[bytes, int] = field(default_factory=dict)  # entity key -> input partition it came from
-    peer_counts: object = None
+    peer_counts: PeerCounts | None = None
     # input topics of people's actions (workbench forms): a batch with one is committed at once
     urgent_topics: frozenset = frozenset()
 
@@ -176,12 +183,15 @@ class Worker:
                         observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
         processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url,
                                           evidence=settings.audit_chain)
+        partition_of: dict[bytes, int] = {}
+        batch = EntityBatch(processor, Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
+                            topics.destinations(), sink_rows, load=lambda key: w.load(key), partition_of=partition_of,
+                            peers=peer_counts if settings.township_surges else None)
         w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
-                decoder=Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
-                processor=processor, writer=writer, cache=cache, bulk=bulk, commit=commit,
+                processor=processor, batch=batch, writer=writer, cache=cache, bulk=bulk, commit=commit,
                 watchdog=watchdog, commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
                 clock=clock, peer_counts=peer_counts,
-                urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS))
+                urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS), partition_of=partition_of)
         entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
         cache.partition_for_key = w.partition_of.get  # a miss reads that partition's DB (else scans the others)
         return w
@@ -249,30 +259,6 @@ class Worker:
         return min(active) if active else max(t for t, _ in seen)
 
     # --- outputs --------------------------------------------------------------------------------
-    def alert_sends(self, out, key: bytes, sends: list) -> None:
-        """A processor output's alert revisions (to ``alerts.all`` and each recipient's topic) and
-        transitions (``alerts.events``), appended to a batch's sends."""
-        for a in out.alerts:
-            body = a.model_dump_json().encode()
-            sends.append((self.topics.alerts_all, key, body))
-            for d in a.recipients:
-                sends.append((self.topics.departments[d], key, body))
-            ALERTS_OUT.labels(a.level.value, a.notification or a.status.value).inc()
-        for tr in out.transitions:
-            sends.append((self.topics.alert_events, key, orjson.dumps(tr)))
-
-    def plan_sends(self, out, key: bytes, sends: list, rows: dict) -> None:
-        """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows; alerts' on-site
-        checks: their ``events_task`` rows (a moved one: a new version of its row); sealed
-        evidence bundles: their ``evidence`` rows (stored with the batch, before its offsets)."""
-        for plan in out.plans:
-            sends.append((self.topics.inspection_plans, key, plan.model_dump_json().encode()))
-            rows.setdefault("inspection_plans", []).append(sink_rows.plan_row(plan))
-        for t in out.tasks:
-            rows.setdefault("events_task", []).append(sink_rows.task_row(t))
-        for b in out.evidence:
-            rows.setdefault("evidence", []).append(sink_rows.evidence_row(b))
-
     def note_state(self, key: bytes, st: EntityState) -> None:
         """Keep the timers' key sets current for a changed state (alerts; unanchored chain heads)."""
         (self.alert_keys.add if st.alerts else self.alert_keys.discard)(key)

@@ -2,7 +2,7 @@
 
 Group state is keyed by something other than the input topics' key, so it is reached through a
 ``group_by`` repartition (never through shared memory): the entity agent sums its peer signals
-per (group, hour) in :class:`streams.peer_counts.PeerCounts`, the commit sends them to ``peer.signals``, and one
+per (group, hour) in :class:`streams.engine.peer_counts.PeerCounts`, the commit sends them to ``peer.signals``, and one
 worker owns each group's :class:`detectors.rates.PeerRates`. A township surge (many entities of
 one town at once) becomes a notice to the market regulator and the task-force office.
 """
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import orjson
 
 from detectors.rates import PeerRates
-from streams.worker import Worker
+from streams.runtime.worker import Worker
 
 
 def register(w: Worker) -> None:

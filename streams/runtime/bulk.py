@@ -12,7 +12,7 @@ per topic partition (what a RocksDB store persists). Records of one partition ke
 :func:`table_records` turns ``{key: (partition, value or None)}`` into a raw-serialized Faust
 table's changelog records: the same topic, key, value and partition Faust would write, so its
 recovery reads them as its own; ``None`` is a tombstone (a delete). The local store is written
-only after the broker acknowledged them (``streams.state.StateCache.written``).
+only after the broker acknowledged them (``streams.runtime.store.StateCache.written``).
 """
 
 from __future__ import annotations

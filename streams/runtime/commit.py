@@ -69,7 +69,7 @@ import itertools
 import time
 from typing import Any, Callable
 
-from streams.bulk import YIELD_EVERY, table_records
+from streams.runtime.bulk import YIELD_EVERY, table_records
 
 
 class Commit:

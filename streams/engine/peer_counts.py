@@ -1,5 +1,5 @@
 """Peer signals of a worker's entities, summed per (group, hour) until the commit sends them
-to ``peer.signals`` (read by the ``peers`` agent, ``streams/peer_agent.py``)."""
+to ``peer.signals`` (read by the ``peers`` agent, ``streams/runtime/peer_agent.py``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class PeerCounts:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self._acc: dict[tuple[str, int], list] = {}
+        self._acc: dict[tuple[str, int], list[float]] = {}  # (group, hour) -> [n, entities, latest t]
 
     def add(self, group: str, t: float, n: float, entities: int) -> None:
         acc = self._acc.get((group, int(t // 3600)))
@@ -37,7 +37,7 @@ class PeerCounts:
             if t > acc[2]:
                 acc[2] = t
 
-    def drain(self) -> list[tuple]:
+    def drain(self) -> list[tuple[str, None, bytes, bytes]]:
         out = [(self.topic, None, g.encode(), orjson.dumps({"group": g, "t": t, "n": n, "entities": e}))
                for (g, _), (n, e, t) in sorted(self._acc.items(), key=lambda kv: kv[1][2])]
         self._acc = {}

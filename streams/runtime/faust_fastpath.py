@@ -168,7 +168,7 @@ def install() -> bool:
         return True
     if faust.__version__ not in SUPPORTED:
         log.warning("faust-streaming %s is not one of %s: keeping Faust's own delivery loop (slower); "
-                    "check streams/faust_fastpath.py against the new version before adding it",
+                    "check streams/runtime/faust_fastpath.py against the new version before adding it",
                     faust.__version__, SUPPORTED)
         return False
     _consumer.Consumer._drain_messages = _drain_messages

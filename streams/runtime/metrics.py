@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics, served at ``/metrics`` (see ``streams/pages.py``)."""
+"""The worker's Prometheus metrics, served at ``/metrics`` (see ``streams/runtime/pages.py``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ LOOP_LAG = Histogram("riskwatch_event_loop_lag_seconds",
 
 
 class StateCacheMetrics:
-    """The live-object cache in front of the state store (``streams/state.py``), read at scrape time:
+    """The live-object cache in front of the state store (``streams/runtime/store.py``), read at scrape time:
     nothing is counted per event. The hit ratio says whether ``RISKWATCH_STATE_CACHE_ENTRIES`` fits
     the entities this worker serves; ``thrashing`` 1 means they do not and the cache keeps none."""
 
