@@ -20,16 +20,28 @@ FOLDER_UID = "riskwatch"
 FOLDER_TITLE = "三品一特风险监测"
 
 
-def datasource_body(host: str = "localhost", port: int = 8123, protocol: str = "http", username: str = "default",
-                    password: str = "", database: str = "riskwatch") -> dict[str, Any]:
+def datasource_body(
+    host: str = "localhost",
+    port: int = 8123,
+    protocol: str = "http",
+    username: str = "default",
+    password: str = "",
+    database: str = "riskwatch",
+) -> dict[str, Any]:
     return {
         "name": "riskwatch ClickHouse",
         "uid": DS_UID,
         "type": DS_TYPE,
         "access": "proxy",
         "isDefault": True,
-        "jsonData": {"host": host, "port": port, "protocol": protocol, "secure": False, "username": username,
-                     "defaultDatabase": database},
+        "jsonData": {
+            "host": host,
+            "port": port,
+            "protocol": protocol,
+            "secure": False,
+            "username": username,
+            "defaultDatabase": database,
+        },
         "secureJsonData": {"password": password},
     }
 
@@ -60,14 +72,22 @@ def ensure_folder(api: GrafanaApi) -> str:
     return FOLDER_UID
 
 
-def provision(url: str, token: str, *, datasource: dict[str, Any] | None = None, api: GrafanaApi | None = None) -> dict[str, str]:
+def provision(
+    url: str, token: str, *, datasource: dict[str, Any] | None = None, api: GrafanaApi | None = None
+) -> dict[str, str]:
     """Create/update the datasource and every dashboard; return ``{uid: result}``."""
     api = api or GrafanaApi.from_url(url, credential=token)
     out = {DS_UID: ensure_datasource(api, datasource or datasource_body())}
     folder = ensure_folder(api)
     for uid, make in DASHBOARDS.items():
-        res = api.dashboard.update_dashboard({"dashboard": {**to_dict(make()), "id": None}, "folderUid": folder,
-                                              "overwrite": True, "message": "riskwatch grafana provision"})
+        res = api.dashboard.update_dashboard(
+            {
+                "dashboard": {**to_dict(make()), "id": None},
+                "folderUid": folder,
+                "overwrite": True,
+                "message": "riskwatch grafana provision",
+            }
+        )
         out[uid] = str(res.get("status", "success")) if isinstance(res, dict) else "success"
         log.info("Grafana dashboard %s: %s", uid, out[uid])
     return out

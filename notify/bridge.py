@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import urllib3
@@ -44,26 +44,38 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from notify.text import alert_text
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
 from schemas.privacy import mask_pii
-from notify.text import alert_text
 
 log = logging.getLogger("riskwatch.notify")
 
-POSTED = Counter("riskwatch_notify_posted_total", "Notifications accepted by Alertmanager (first post, not re-sends)",
-                 ["department", "notification"])
+POSTED = Counter(
+    "riskwatch_notify_posted_total",
+    "Notifications accepted by Alertmanager (first post, not re-sends)",
+    ["department", "notification"],
+)
 POST_ERRORS = Counter("riskwatch_notify_post_errors_total", "Failed posts to Alertmanager (retried)", ["reason"])
-DEAD = Counter("riskwatch_notify_deadletter_total", "Messages the bridge could not turn into an alert (sent to the dead-letter topic)")
-LAG = Gauge("riskwatch_notify_lag", "Notification messages on alerts.<dept> not yet accepted by Alertmanager (committed)")
+DEAD = Counter(
+    "riskwatch_notify_deadletter_total",
+    "Messages the bridge could not turn into an alert (sent to the dead-letter topic)",
+)
+LAG = Gauge(
+    "riskwatch_notify_lag", "Notification messages on alerts.<dept> not yet accepted by Alertmanager (committed)"
+)
 HELD = Gauge("riskwatch_notify_held", "Alerts the bridge keeps re-sending to Alertmanager")
 UP_AM = Gauge("riskwatch_notify_alertmanager_up", "1 when the last post to Alertmanager succeeded")
-CONSUMER_LAG = Gauge("riskwatch_consumer_lag", "Messages not yet committed, per consumer group and topic", ["group", "topic"])
+CONSUMER_LAG = Gauge(
+    "riskwatch_consumer_lag", "Messages not yet committed, per consumer group and topic", ["group", "topic"]
+)
 POST_SECONDS = Histogram("riskwatch_notify_post_seconds", "Time of one successful POST /api/v2/alerts")
-KAFKA_TO_AM = Histogram("riskwatch_notify_kafka_to_alertmanager_seconds",
-                        "From the alert message's Kafka timestamp to Alertmanager accepting it",
-                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+KAFKA_TO_AM = Histogram(
+    "riskwatch_notify_kafka_to_alertmanager_seconds",
+    "From the alert message's Kafka timestamp to Alertmanager accepting it",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 
 
 class Unavailable(RuntimeError):
@@ -85,12 +97,19 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
     link = alert.url  # the alert's workbench page (RISKWATCH_WEB_PUBLIC_URL), when the worker knows one
     starts = min(alert.updated_at, now) if alert.updated_at.tzinfo else now
     ann = {
-        "title": alert.title, "summary": alert.message,
+        "title": alert.title,
+        "summary": alert.message,
         "entity": f"{alert.entity_name}({alert.entity_id})" if alert.entity_name else alert.entity_id,
-        "text": alert_text(alert, dname, link), "department_name": dname, "level_zh": alert.level_zh,
-        "item_name": alert.item_name, "status": alert.status.value, "source_event_id": alert.source_event_id,
+        "text": alert_text(alert, dname, link),
+        "department_name": dname,
+        "level_zh": alert.level_zh,
+        "item_name": alert.item_name,
+        "status": alert.status.value,
+        "source_event_id": alert.source_event_id,
         # the parts of ``text`` one by one, so that the robot adapter escapes what is data, not the template
-        "entity_name": alert.entity_name, "entity_id": alert.entity_id, "township": alert.township,
+        "entity_name": alert.entity_name,
+        "entity_id": alert.entity_id,
+        "township": alert.township,
     }
     if alert.ack_due is not None:
         ann["ack_due"] = alert.ack_due.isoformat()
@@ -99,11 +118,18 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
     if link:
         ann["link"] = link
     return {
-        "labels": {"source": "riskwatch", "department": department, "alert_id": alert.alert_id,
-                   "seq": str(alert.revision), "first_seen": alert.first_seen.astimezone(timezone.utc).isoformat(),
-                   "notification": alert.notification or "update",
-                   "item": str(alert.item_id) if alert.item_id is not None else "none", "level": alert.level.value,
-                   "township": alert.township or "unknown", "alertname": f"riskwatch_{alert.notification or 'update'}"},
+        "labels": {
+            "source": "riskwatch",
+            "department": department,
+            "alert_id": alert.alert_id,
+            "seq": str(alert.revision),
+            "first_seen": alert.first_seen.astimezone(UTC).isoformat(),
+            "notification": alert.notification or "update",
+            "item": str(alert.item_id) if alert.item_id is not None else "none",
+            "level": alert.level.value,
+            "township": alert.township or "unknown",
+            "alertname": f"riskwatch_{alert.notification or 'update'}",
+        },
         "annotations": {k: v if k in _UNMASKED else mask_pii(v) for k, v in ann.items() if v},
         "startsAt": starts.isoformat(),
         "generatorURL": link or f"riskwatch://alerts/{alert.alert_id}",
@@ -168,7 +194,9 @@ class Bridge:
             r = self.http.request("POST", url, body=orjson.dumps(alerts), headers={"Content-Type": "application/json"})
         except urllib3.exceptions.HTTPError as e:
             POST_ERRORS.labels("unreachable").inc()
-            raise Unavailable(f"Alertmanager at {self.settings.alertmanager_url} is unreachable ({type(e).__name__})") from None
+            raise Unavailable(
+                f"Alertmanager at {self.settings.alertmanager_url} is unreachable ({type(e).__name__})"
+            ) from None
         if r.status == 200:
             POST_SECONDS.observe(time.perf_counter() - t0)
             UP_AM.set(1)
@@ -185,41 +213,59 @@ class Bridge:
         UP_AM.set(0)
         self.am_down = True
         wait = rs.next_action.sleep if rs.next_action else 0
-        msg = (f"{rs.outcome.exception()}; retrying in {wait:.1f}s (attempt {rs.attempt_number}); nothing is lost "
-               f"— start it with `riskwatch alertmanager start` or check RISKWATCH_ALERTMANAGER_URL")
+        msg = (
+            f"{rs.outcome.exception()}; retrying in {wait:.1f}s (attempt {rs.attempt_number}); nothing is lost "
+            f"— start it with `riskwatch alertmanager start` or check RISKWATCH_ALERTMANAGER_URL"
+        )
         (log.warning if rs.attempt_number in (1, 2, 4, 8) or rs.attempt_number % 20 == 0 else log.debug)(msg)
 
     def post(self, alerts: list[dict]) -> None:
         """Post until accepted (raises :class:`Refused` for invalid alerts, or stops when the bridge stops)."""
-        for attempt in Retrying(retry=retry_if_exception_type(Unavailable), reraise=True,
-                                wait=wait_exponential(multiplier=0.2, min=0.2, max=self.settings.notify_retry_max_seconds),
-                                stop=lambda rs: self.stopping.is_set(), before_sleep=self._before_sleep,
-                                sleep=lambda s: self.stopping.wait(s)):
+        for attempt in Retrying(
+            retry=retry_if_exception_type(Unavailable),
+            reraise=True,
+            wait=wait_exponential(multiplier=0.2, min=0.2, max=self.settings.notify_retry_max_seconds),
+            stop=lambda rs: self.stopping.is_set(),
+            before_sleep=self._before_sleep,
+            sleep=lambda s: self.stopping.wait(s),
+        ):
             with attempt:
                 self._post_once(alerts)
 
     def _with_ends(self, a: dict) -> dict:
-        ends = datetime.now(timezone.utc) + timedelta(seconds=self.settings.notify_hold_seconds)
+        ends = datetime.now(UTC) + timedelta(seconds=self.settings.notify_hold_seconds)
         return {**a, "endsAt": ends.isoformat()}
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self, ready: threading.Event | None = None) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
+        from kafka import KafkaConsumer, KafkaProducer
+
         s = self.settings
-        consumer = KafkaConsumer(**s.kafka_kwargs(), group_id=self.group, client_id="riskwatch-notify",
-                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_interval_ms=24 * 3600 * 1000, max_poll_records=500,
-                                 session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
+        consumer = KafkaConsumer(
+            **s.kafka_kwargs(),
+            group_id=self.group,
+            client_id="riskwatch-notify",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=24 * 3600 * 1000,
+            max_poll_records=500,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
         self._wait_for_topics(consumer)
         consumer.subscribe(self.topics)
         producer = KafkaProducer(**s.kafka_kwargs(), acks="all", linger_ms=5)
         lag_thread = threading.Thread(target=self._lag_loop, daemon=True, name="notify-lag")
         lag_thread.start()
         next_resend = time.monotonic() + s.notify_resend_seconds
-        log.info("riskwatch notify: consuming %d department topics as group %s, posting to %s",
-                 len(self.topics), self.group, s.alertmanager_url)
+        log.info(
+            "riskwatch notify: consuming %d department topics as group %s, posting to %s",
+            len(self.topics),
+            self.group,
+            s.alertmanager_url,
+        )
         try:
             while not self.stopping.is_set():
                 polled = consumer.poll(timeout_ms=200)
@@ -229,9 +275,9 @@ class Bridge:
                 keys: list[tuple[str, int, str]] = []
                 good: list = []
                 records = [r for recs in polled.values() for r in recs]
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 for rec in records:
-                    dept = rec.topic[len(self.prefix):]
+                    dept = rec.topic[len(self.prefix) :]
                     try:
                         alert = Alert.model_validate_json(rec.value)
                         a = am_alert(alert, dept, s, self.catalog, now)
@@ -262,9 +308,14 @@ class Bridge:
                     producer.flush(60)  # dead letters before the commit
                     try:
                         consumer.commit()
-                    except KafkaError as e:  # a rebalance (in progress, or it took the partitions): redelivered, idempotent
-                        log.warning("commit failed (%s); these notifications will be posted again, "
-                                    "Alertmanager sends them once", str(e).splitlines()[0])
+                    except (
+                        KafkaError
+                    ) as e:  # a rebalance (in progress, or it took the partitions): redelivered, idempotent
+                        log.warning(
+                            "commit failed (%s); these notifications will be posted again, "
+                            "Alertmanager sends them once",
+                            str(e).splitlines()[0],
+                        )
                 if time.monotonic() >= next_resend:
                     self._resend()
                     next_resend = time.monotonic() + s.notify_resend_seconds
@@ -282,8 +333,10 @@ class Bridge:
             if not missing:
                 return
             if time.monotonic() > deadline:
-                raise SystemExit(f"riskwatch notify: topics {', '.join(missing[:3])}... do not exist on "
-                                 f"{self.settings.kafka_bootstrap}; start a worker (it creates them) or run `riskwatch topics create`")
+                raise SystemExit(
+                    f"riskwatch notify: topics {', '.join(missing[:3])}... do not exist on "
+                    f"{self.settings.kafka_bootstrap}; start a worker (it creates them) or run `riskwatch topics create`"
+                )
             self.stopping.wait(0.5)
 
     def _resend(self) -> None:
@@ -293,7 +346,7 @@ class Bridge:
         items = list(self.held.values())
         for i in range(0, len(items), 500):
             try:
-                self.post([self._with_ends(h.alert) for h in items[i:i + 500]])
+                self.post([self._with_ends(h.alert) for h in items[i : i + 500]])
             except Refused as e:
                 log.warning("re-send refused: %s", e)
 
@@ -302,17 +355,22 @@ class Bridge:
 
         DEAD.inc()
         log.warning("%s[%d]@%d refused: %s", rec.topic, rec.partition, rec.offset, mask_pii(reason))
-        dl = DeadLetter(topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                        key=rec.key.decode(errors="replace") if rec.key is not None else None,
-                        payload_b64=base64.b64encode(rec.value or b"").decode(), error=mask_pii(f"notify: {reason}"),
-                        received_at=datetime.now(timezone.utc))
+        dl = DeadLetter(
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key.decode(errors="replace") if rec.key is not None else None,
+            payload_b64=base64.b64encode(rec.value or b"").decode(),
+            error=mask_pii(f"notify: {reason}"),
+            received_at=datetime.now(UTC),
+        )
         producer.send(self.settings.topic("deadletter"), value=dl.model_dump_json().encode(), key=rec.key)
 
     # --- lag ------------------------------------------------------------------------------------
     def _lag_loop(self) -> None:
-        from kafka import KafkaAdminClient, KafkaConsumer
         from kafka.structs import TopicPartition
 
+        from kafka import KafkaAdminClient, KafkaConsumer
         from streams.runtime.topics import INPUT_TOPICS
 
         s = self.settings
@@ -330,16 +388,22 @@ class Bridge:
                     per_topic: dict[str, int] = {}
                     for tp, end in ends.items():
                         c = committed.get(tp)
-                        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, end - (c.offset if c is not None and c.offset >= 0 else 0))
+                        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(
+                            0, end - (c.offset if c is not None and c.offset >= 0 else 0)
+                        )
                     for t, n in per_topic.items():
                         CONSUMER_LAG.labels(group, t).set(n)
                     if group == self.group:
                         lag = sum(per_topic.values())
                         LAG.set(lag)
                         if self.watch.stalled(lag, time.monotonic(), self.am_down):
-                            log.error("riskwatch notify: %d notifications wait and nothing was committed for %.0fs while "
-                                      "Alertmanager accepts posts: the Kafka consumer is stuck; exiting (code 70) for a "
-                                      "restart — nothing is lost, they are read again", lag, self.watch.limit)
+                            log.error(
+                                "riskwatch notify: %d notifications wait and nothing was committed for %.0fs while "
+                                "Alertmanager accepts posts: the Kafka consumer is stuck; exiting (code 70) for a "
+                                "restart — nothing is lost, they are read again",
+                                lag,
+                                self.watch.limit,
+                            )
                             logging.shutdown()
                             os._exit(70)
             except Exception as e:  # noqa: BLE001 — a broker away: keep the last values, try again
@@ -359,6 +423,10 @@ def serve(settings: Settings) -> None:
     except (SystemExit, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 — crash-only: exit for a restart; uncommitted notifications are posted again
-        log.error("riskwatch notify: %s: %s; exiting (code 70) for a restart — nothing is lost, "
-                  "notifications not yet committed are posted again", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        log.error(
+            "riskwatch notify: %s: %s; exiting (code 70) for a restart — nothing is lost, "
+            "notifications not yet committed are posted again",
+            type(e).__name__,
+            str(e).splitlines()[0] if str(e) else "",
+        )
         raise SystemExit(70) from None

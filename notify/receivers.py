@@ -24,11 +24,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from riskwatch.domain.catalog import Catalog, _line_for, load_catalog, load_yaml_with_lines
 from riskwatch.settings import DATA_DIR
@@ -69,7 +77,7 @@ class WeChatApp(_M):
     to_tag: str = ""
 
     @model_validator(mode="after")
-    def _someone(self) -> "WeChatApp":
+    def _someone(self) -> WeChatApp:
         if not (self.to_party or self.to_user or self.to_tag):
             raise ValueError("a 企业微信 application message needs to_party, to_user or to_tag")
         return self
@@ -78,7 +86,9 @@ class WeChatApp(_M):
 class Channels(_M):
     """The channels of one department (or of the ops team). Every list may be empty."""
 
-    wecom_robot: list[AnyHttpUrl] = Field(default_factory=list, description="企业微信 group robot webhook URLs (…/webhook/send?key=…)")
+    wecom_robot: list[AnyHttpUrl] = Field(
+        default_factory=list, description="企业微信 group robot webhook URLs (…/webhook/send?key=…)"
+    )
     dingtalk: list[DingTalkRobot] = Field(default_factory=list)
     email: list[str] = Field(default_factory=list)
     webhook: list[AnyHttpUrl] = Field(default_factory=list, description="Generic webhooks: Alertmanager's JSON payload")
@@ -97,8 +107,17 @@ class Channels(_M):
         return not (self.wecom_robot or self.dingtalk or self.email or self.webhook or self.wechat_app)
 
     def channel_names(self) -> list[str]:
-        return [n for n, on in (("wecom_robot", self.wecom_robot), ("dingtalk", self.dingtalk), ("email", self.email),
-                                ("webhook", self.webhook), ("wechat_app", self.wechat_app)) if on]
+        return [
+            n
+            for n, on in (
+                ("wecom_robot", self.wecom_robot),
+                ("dingtalk", self.dingtalk),
+                ("email", self.email),
+                ("webhook", self.webhook),
+                ("wechat_app", self.wechat_app),
+            )
+            if on
+        ]
 
 
 class EmailServer(_M):
@@ -138,14 +157,18 @@ class Receivers(_M):
     departments: dict[str, Channels]
 
     @model_validator(mode="after")
-    def _servers(self) -> "Receivers":
+    def _servers(self) -> Receivers:
         for name, ch in [("ops", self.ops), *self.departments.items()]:
             if ch.email and self.email_server is None:
-                raise _FieldError(("departments", name, "email") if name != "ops" else ("ops", "email"),
-                                  "email addresses need an email_server (smarthost, from) at the top of the file")
+                raise _FieldError(
+                    ("departments", name, "email") if name != "ops" else ("ops", "email"),
+                    "email addresses need an email_server (smarthost, from) at the top of the file",
+                )
             if ch.wechat_app and self.wechat is None:
-                raise _FieldError(("departments", name, "wechat_app") if name != "ops" else ("ops", "wechat_app"),
-                                  "wechat_app needs the county's 企业微信 account (wechat: corp_id, api_secret) at the top of the file")
+                raise _FieldError(
+                    ("departments", name, "wechat_app") if name != "ops" else ("ops", "wechat_app"),
+                    "wechat_app needs the county's 企业微信 account (wechat: corp_id, api_secret) at the top of the file",
+                )
         return self
 
     def for_department(self, code: str) -> Channels:
@@ -164,11 +187,13 @@ def _expand(node, env: Mapping[str, str], path: tuple, missing: list[tuple[tuple
     if isinstance(node, list):
         return [_expand(v, env, (*path, i), missing) for i, v in enumerate(node)]
     if isinstance(node, str):
+
         def sub(m: re.Match) -> str:
             if m.group(1) not in env:
                 missing.append((path, m.group(1)))
                 return ""
             return env[m.group(1)]
+
         return _VAR.sub(sub, node)
     return node
 
@@ -176,18 +201,24 @@ def _expand(node, env: Mapping[str, str], path: tuple, missing: list[tuple[tuple
 def variables(path: Path | str | None = None) -> list[str]:
     """The ``${NAME}`` environment variables a receivers file refers to, in order of appearance."""
     text = Path(path or DEFAULT_RECEIVERS_PATH).read_text(encoding="utf-8")
-    return list(dict.fromkeys(m.group(1) for line in text.splitlines() if not line.lstrip().startswith("#")
-                              for m in _VAR.finditer(line)))
+    return list(
+        dict.fromkeys(
+            m.group(1) for line in text.splitlines() if not line.lstrip().startswith("#") for m in _VAR.finditer(line)
+        )
+    )
 
 
-def load_receivers(path: Path | str | None = None, catalog: Catalog | None = None,
-                   env: Mapping[str, str] | None = None) -> Receivers:
+def load_receivers(
+    path: Path | str | None = None, catalog: Catalog | None = None, env: Mapping[str, str] | None = None
+) -> Receivers:
     """Load, expand ``${VAR}`` and validate a receivers file against the catalog's departments."""
     path = Path(path) if path else DEFAULT_RECEIVERS_PATH
     catalog = catalog or load_catalog()
     env = os.environ if env is None else env
     if not path.exists():
-        raise ReceiversError(f"{path}: no such receivers file; copy riskwatch/data/receivers.yaml and set RISKWATCH_RECEIVERS_PATH")
+        raise ReceiversError(
+            f"{path}: no such receivers file; copy riskwatch/data/receivers.yaml and set RISKWATCH_RECEIVERS_PATH"
+        )
     raw, lines = load_yaml_with_lines(path, ReceiversError)
     if not isinstance(raw, dict):
         raise ReceiversError(f"{path.name} line 1: expected a mapping with a 'departments' key")
@@ -195,12 +226,16 @@ def load_receivers(path: Path | str | None = None, catalog: Catalog | None = Non
     missing: list[tuple[tuple, str]] = []
     raw = _expand(raw, env, (), missing)
     for loc, var in missing:
-        msgs.append(f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc))}): "
-                    f"environment variable {var} is not set (export it or put it in riskwatch.env)")
-    for code in (raw.get("departments") or {}):
+        msgs.append(
+            f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc))}): "
+            f"environment variable {var} is not set (export it or put it in riskwatch.env)"
+        )
+    for code in raw.get("departments") or {}:
         if code not in catalog.departments:
-            msgs.append(f"{path.name} line {_line_for(lines, ('departments', code))} (departments.{code}): "
-                        f"unknown department code {code!r}; known: {', '.join(catalog.departments)}")
+            msgs.append(
+                f"{path.name} line {_line_for(lines, ('departments', code))} (departments.{code}): "
+                f"unknown department code {code!r}; known: {', '.join(catalog.departments)}"
+            )
     if not msgs:
         try:
             return Receivers.model_validate(raw)

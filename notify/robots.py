@@ -79,9 +79,11 @@ _MD = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "\\`*_[](){}<>#!|~&"})
 _MD_LINE_START = re.compile(r"^([ \t]*)([-+=>]|\d+\.(?=\s))", re.MULTILINE)
 # links and bare domains, also glued to Chinese text (where \\b finds no word boundary)
 _URL = re.compile(r"(?i)(?<![a-z0-9+.\-])(?:[a-z][a-z0-9+.\-]*:/+|www\d{0,3}\.)[^\s，。；、）】]*")
-_DOMAIN = re.compile(r"(?i)(?<![a-z0-9\-.])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
-                     r"(?:com|cn|net|org|gov|edu|info|io|co|cc|top|xyz|vip|me|ly|site|online|club|shop|link|app|dev|tk|ru|"
-                     r"hk|tw)(?![a-z0-9\-])")
+_DOMAIN = re.compile(
+    r"(?i)(?<![a-z0-9\-.])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
+    r"(?:com|cn|net|org|gov|edu|info|io|co|cc|top|xyz|vip|me|ly|site|online|club|shop|link|app|dev|tk|ru|"
+    r"hk|tw)(?![a-z0-9\-])"
+)
 _DEFANG = str.maketrans({":": "：", "/": "／", ".": "．"})
 
 
@@ -109,20 +111,30 @@ def _riskwatch_text(ann: dict, lab: dict) -> str:
     from the annotations' parts; a bridge that sends only ``text`` gets that text escaped line by line."""
     link = ann.get("link", "")
     if "title" not in ann or "alert_id" not in lab:
-        return "\n".join(line if link and line == f"链接:{link}" else md_text(line)
-                         for line in ann["text"].splitlines())
+        return "\n".join(
+            line if link and line == f"链接:{link}" else md_text(line) for line in ann["text"].splitlines()
+        )
     township = lab.get("township", "")
     try:
         revision = int(lab.get("seq", "0"))
     except ValueError:
         revision = 0
     return notification_text(
-        kind=lab.get("notification", ""), level=lab.get("level", ""), title=md_text(ann.get("title", "")),
-        entity_name=md_text(ann.get("entity_name", "")), entity_id=md_text(ann.get("entity_id", "")),
-        township=md_text(township if township != "unknown" else ""), status=ann.get("status", ""),
-        ack_due=_when(ann.get("ack_due")), dispose_due=_when(ann.get("dispose_due")), alert_id=md_text(lab["alert_id"]),
-        revision=revision, message=md_text(ann.get("summary", "")),
-        department_name=md_text(ann.get("department_name", "")), link=link)
+        kind=lab.get("notification", ""),
+        level=lab.get("level", ""),
+        title=md_text(ann.get("title", "")),
+        entity_name=md_text(ann.get("entity_name", "")),
+        entity_id=md_text(ann.get("entity_id", "")),
+        township=md_text(township if township != "unknown" else ""),
+        status=ann.get("status", ""),
+        ack_due=_when(ann.get("ack_due")),
+        dispose_due=_when(ann.get("dispose_due")),
+        alert_id=md_text(lab["alert_id"]),
+        revision=revision,
+        message=md_text(ann.get("summary", "")),
+        department_name=md_text(ann.get("department_name", "")),
+        link=link,
+    )
 
 
 def _lines(payload: dict) -> tuple[str, list[str]]:
@@ -178,7 +190,7 @@ class RobotAdapter:
                     except (ValueError, TypeError, AttributeError):
                         errcode = 0 if r.status == 200 else -1
                     status = r.status
-            except (ClientError, asyncio.TimeoutError) as e:
+            except (TimeoutError, ClientError) as e:
                 FAILED.labels(channel, "unreachable").inc()
                 return 503, f"{redact(url)} unreachable ({type(e).__name__})"
             if status == 200 and errcode == 0:
@@ -188,7 +200,9 @@ class RobotAdapter:
                 if pause is None:
                     FAILED.labels(channel, "rate_limited").inc()
                     return 503, f"{redact(url)} still rate-limited after {attempt} back-offs"
-                log.warning("%s robot %s rate-limited (errcode %s); backing off %.1fs", channel, redact(url), errcode, pause)
+                log.warning(
+                    "%s robot %s rate-limited (errcode %s); backing off %.1fs", channel, redact(url), errcode, pause
+                )
                 await asyncio.sleep(pause)
                 continue
             if status >= 500:
@@ -203,8 +217,11 @@ class RobotAdapter:
         ch = self.channels(who)
         robots = (ch.wecom_robot if channel == "wecom" else ch.dingtalk) if ch else []
         if idx >= len(robots):
-            return web.Response(status=404, text=f"no {channel} robot #{idx} for {who} in the receivers file; "
-                                                 "regenerate alertmanager.yml with `riskwatch alertmanager config`")
+            return web.Response(
+                status=404,
+                text=f"no {channel} robot #{idx} for {who} in the receivers file; "
+                "regenerate alertmanager.yml with `riskwatch alertmanager config`",
+            )
         try:
             payload = await request.json()
         except ValueError:

@@ -53,12 +53,30 @@ def fmt_time(t: datetime | None) -> str:
     return t.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if t is not None else ""
 
 
-def notification_text(*, kind: str, level: str, title: str, entity_name: str, entity_id: str, township: str,
-                      status: str, ack_due: datetime | None, dispose_due: datetime | None, alert_id: str,
-                      revision: int, message: str, department_name: str = "", link: str = "") -> str:
+def notification_text(
+    *,
+    kind: str,
+    level: str,
+    title: str,
+    entity_name: str,
+    entity_id: str,
+    township: str,
+    status: str,
+    ack_due: datetime | None,
+    dispose_due: datetime | None,
+    alert_id: str,
+    revision: int,
+    message: str,
+    department_name: str = "",
+    link: str = "",
+) -> str:
     what, which = ask(kind, status)
-    lines = [f"【{zh(Level, level)}预警·{zh(NoticeKind, kind)}】{title}",
-             f"对象:{entity_name or entity_id}" + (f"({entity_id})" if entity_name else "") + (f",{township}" if township else "")]
+    lines = [
+        f"【{zh(Level, level)}预警·{zh(NoticeKind, kind)}】{title}",
+        f"对象:{entity_name or entity_id}"
+        + (f"({entity_id})" if entity_name else "")
+        + (f",{township}" if township else ""),
+    ]
     if which == "ack" and ack_due is not None:
         lines.append(f"签收时限:{fmt_time(ack_due)}")
     elif which == "dispose" and dispose_due is not None:
@@ -74,8 +92,19 @@ def notification_text(*, kind: str, level: str, title: str, entity_name: str, en
 
 def alert_text(alert, department_name: str = "", link: str = "") -> str:
     """:func:`notification_text` of a :class:`schemas.events.Alert` revision."""
-    return notification_text(kind=alert.notification or "", level=alert.level.value, title=alert.title,
-                             entity_name=alert.entity_name, entity_id=alert.entity_id, township=alert.township,
-                             status=alert.status.value, ack_due=alert.ack_due, dispose_due=alert.dispose_due,
-                             alert_id=alert.alert_id, revision=alert.revision, message=alert.message,
-                             department_name=department_name, link=link)
+    return notification_text(
+        kind=alert.notification or "",
+        level=alert.level.value,
+        title=alert.title,
+        entity_name=alert.entity_name,
+        entity_id=alert.entity_id,
+        township=alert.township,
+        status=alert.status.value,
+        ack_due=alert.ack_due,
+        dispose_due=alert.dispose_due,
+        alert_id=alert.alert_id,
+        revision=alert.revision,
+        message=alert.message,
+        department_name=department_name,
+        link=link,
+    )

@@ -105,7 +105,9 @@ def alerts_sql(start: datetime, end: datetime, dept: str | None, database: str =
     return f"SELECT {', '.join(ALERT_COLUMNS)} FROM {database}.alerts FINAL WHERE {where} ORDER BY first_seen, alert_id"
 
 
-def fetch_alerts(query: QueryFn, start: datetime, end: datetime, dept: str | None = None, database: str = "riskwatch") -> list[dict]:
+def fetch_alerts(
+    query: QueryFn, start: datetime, end: datetime, dept: str | None = None, database: str = "riskwatch"
+) -> list[dict]:
     cols, rows = query(alerts_sql(start, end, dept, database))
     out = []
     for r in rows:
@@ -165,8 +167,18 @@ def fmt_rate(r: float | None) -> str:
     return "—" if r is None else f"{r * 100:.1f}%"
 
 
-def summarize(alerts: list[dict], period: str, start: datetime, end: datetime, *, dept: str | None = None,
-              catalog: Any = None, as_of: datetime | None = None, top_n: int = 10, notable_n: int = 30) -> Bulletin:
+def summarize(
+    alerts: list[dict],
+    period: str,
+    start: datetime,
+    end: datetime,
+    *,
+    dept: str | None = None,
+    catalog: Any = None,
+    as_of: datetime | None = None,
+    top_n: int = 10,
+    notable_n: int = 30,
+) -> Bulletin:
     """Aggregate the alerts of the period (see module doc for what is counted)."""
     if catalog is None:
         from riskwatch.domain.catalog import load_catalog
@@ -206,10 +218,18 @@ def summarize(alerts: list[dict], period: str, start: datetime, end: datetime, *
     top = []
     for eid, xs in entities.items():
         worst = max(xs, key=lambda x: (rank.get(x["level"], -1), x["score"]))
-        top.append({"entity_id": eid, "entity_name": worst["entity_name"] or eid, "township": worst["township"],
-                    "alerts": len(xs), "max_score": max(x["score"] for x in xs), "level": worst["level"],
-                    "open": sum(x["status"] not in DONE for x in xs),
-                    "items": "、".join(sorted({x["item_name"] or UNASSIGNED_ITEM for x in xs}))})
+        top.append(
+            {
+                "entity_id": eid,
+                "entity_name": worst["entity_name"] or eid,
+                "township": worst["township"],
+                "alerts": len(xs),
+                "max_score": max(x["score"] for x in xs),
+                "level": worst["level"],
+                "open": sum(x["status"] not in DONE for x in xs),
+                "items": "、".join(sorted({x["item_name"] or UNASSIGNED_ITEM for x in xs})),
+            }
+        )
     top.sort(key=lambda e: (-e["max_score"], -rank.get(e["level"], -1), -e["alerts"], e["entity_id"]))
     notable = [a for a in alerts if a["level"] in ("red", "orange")]
     notable.sort(key=lambda a: (-rank[a["level"]], -a["score"], a["first_seen"]))
@@ -245,7 +265,9 @@ def find_cjk_font(explicit: str | Path | None = None) -> Path | None:
 
         for f in font_manager.findSystemFonts():
             low = f.lower()
-            if low.endswith((".ttf", ".ttc")) and any(k in low for k in ("wqy", "cjk", "hei", "song", "ming", "han", "droidsansfallback")):
+            if low.endswith((".ttf", ".ttc")) and any(
+                k in low for k in ("wqy", "cjk", "hei", "song", "ming", "han", "droidsansfallback")
+            ):
                 cands.append(f)
     except Exception:  # noqa: BLE001 - font discovery is best effort
         pass
@@ -357,7 +379,12 @@ def make_charts(b: Bulletin, font: Path | None) -> dict[str, bytes]:
     return out
 
 
-CHART_TITLES = {"levels": "预警等级分布", "items": "分事项预警数", "departments": "分部门预警及处置", "trend": "每日新增预警"}
+CHART_TITLES = {
+    "levels": "预警等级分布",
+    "items": "分事项预警数",
+    "departments": "分部门预警及处置",
+    "trend": "每日新增预警",
+}
 
 
 # --- tables (shared by HTML and PDF) -----------------------------------------------------------------
@@ -366,7 +393,13 @@ def _count_header() -> list[str]:
 
 
 def _count_cells(r: Row) -> list[str]:
-    return [str(r.total), *[str(r.levels.get(lv, 0)) for lv in LEVELS], str(r.disposed), fmt_rate(r.rate), str(r.overdue)]
+    return [
+        str(r.total),
+        *[str(r.levels.get(lv, 0)) for lv in LEVELS],
+        str(r.disposed),
+        fmt_rate(r.rate),
+        str(r.overdue),
+    ]
 
 
 def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -388,9 +421,11 @@ def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
 def summary_text(b: Bulletin) -> str:
     t = b.total
     lv = "、".join(f"{x.zh}{t.levels.get(x, 0)}条" for x in LEVELS)
-    return (f"本期共产生风险预警{t.total}条（{lv}），涉及监管主体{len({a['entity_id'] for a in b.alerts})}家；"
-            f"已处置{t.disposed}条，处置率{fmt_rate(t.rate)}；截至{b.as_of:%Y年%m月%d日%H时}，"
-            f"超期未处置{len(b.overdue)}条。")
+    return (
+        f"本期共产生风险预警{t.total}条（{lv}），涉及监管主体{len({a['entity_id'] for a in b.alerts})}家；"
+        f"已处置{t.disposed}条，处置率{fmt_rate(t.rate)}；截至{b.as_of:%Y年%m月%d日%H时}，"
+        f"超期未处置{len(b.overdue)}条。"
+    )
 
 
 # --- HTML ------------------------------------------------------------------------------------------
@@ -412,7 +447,10 @@ def _html_table(head: list[str], rows: list[list[str]], left: Sequence[int] = (0
     if not rows:
         return '<p class="muted">无。</p>'
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f'<td{" class=l" if i in left else ""}>{_e(c)}</td>' for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=l' if i in left else ''}>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -435,7 +473,11 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
             f'主体：{_e(a["entity_name"] or a["entity_id"])}（{_e(a["township"])}）　事项：{_e(a["item_name"] or UNASSIGNED_ITEM)}　'
             f'风险分：{a["score"]:.0f}　状态：{_e(zh(AlertStatus, a["status"]))}　首次预警：{a["first_seen"]:%m-%d %H:%M}<br>'
             f'{_e(a["message"])}</div>')  # fmt: skip
-    more = f'<p class="muted">另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。</p>' if b.notable_total > len(b.notable) else ""
+    more = (
+        f'<p class="muted">另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。</p>'
+        if b.notable_total > len(b.notable)
+        else ""
+    )
     limits = "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS)
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{_e(b.title)}</title><style>{_CSS}</style></head>
@@ -468,7 +510,9 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 
 
 # --- PDF -------------------------------------------------------------------------------------------
-def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | None, *, font_name: str | None = None) -> Path:
+def render_pdf(
+    b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | None, *, font_name: str | None = None
+) -> Path:
     """Lay the bulletin out with ReportLab; ``font`` (TrueType) is embedded, else STSong-Light (not embedded).
 
     ``font_name``: an already registered ReportLab font to use instead (tests: ``Helvetica``, no CJK glyphs).
@@ -495,7 +539,9 @@ def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | N
     body = ParagraphStyle("body", fontName=fname, fontSize=10.5, leading=16, wordWrap="CJK")
     small = ParagraphStyle("small", parent=body, fontSize=8, leading=10.5)
     muted = ParagraphStyle("muted", parent=body, fontSize=9, textColor=colors.grey)
-    h1 = ParagraphStyle("h1", parent=body, fontSize=17, leading=24, alignment=TA_CENTER, textColor=colors.HexColor("#b00000"))
+    h1 = ParagraphStyle(
+        "h1", parent=body, fontSize=17, leading=24, alignment=TA_CENTER, textColor=colors.HexColor("#b00000")
+    )
     sub = ParagraphStyle("sub", parent=body, alignment=TA_CENTER, textColor=colors.HexColor("#555555"))
     h2 = ParagraphStyle("h2", parent=body, fontSize=13, leading=20, spaceBefore=10, spaceAfter=4)
     width = A4[0] - 36 * mm
@@ -514,7 +560,10 @@ def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | N
             return P("无。", muted)
         data = [[P(h, small) for h in head]] + [[P(c, small) for c in r] for r in rows]
         # column widths from the longest cell (CJK counts double, capped) so short codes stay on one line
-        need = [max(min(sum(2 if ord(ch) > 0x2E80 else 1 for ch in str(r[i])), 28) for r in [head, *rows]) + 2 for i in range(len(head))]
+        need = [
+            max(min(sum(2 if ord(ch) > 0x2E80 else 1 for ch in str(r[i])), 28) for r in [head, *rows]) + 2
+            for i in range(len(head))
+        ]
         tb = Table(data, repeatRows=1, hAlign="CENTER", colWidths=[width * n / sum(need) for n in need])
         tb.setStyle(TableStyle([
             ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
@@ -537,15 +586,27 @@ def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | N
     if not b.notable:
         story.append(P("本期无红色、橙色预警。", muted))
     for a in b.notable:
-        story.append(P(f"【{zh(Level, a['level'])}预警】{a['title']}", ParagraphStyle("c", parent=body, textColor=colors.HexColor(LEVEL_COLOR[a['level']]))))
-        story.append(P(f"主体：{a['entity_name'] or a['entity_id']}（{a['township']}）　事项：{a['item_name'] or UNASSIGNED_ITEM}　"
-                       f"风险分：{a['score']:.0f}　状态：{zh(AlertStatus, a['status'])}　首次预警：{a['first_seen']:%m-%d %H:%M}", small))
+        story.append(
+            P(
+                f"【{zh(Level, a['level'])}预警】{a['title']}",
+                ParagraphStyle("c", parent=body, textColor=colors.HexColor(LEVEL_COLOR[a["level"]])),
+            )
+        )
+        story.append(
+            P(
+                f"主体：{a['entity_name'] or a['entity_id']}（{a['township']}）　事项：{a['item_name'] or UNASSIGNED_ITEM}　"
+                f"风险分：{a['score']:.0f}　状态：{zh(AlertStatus, a['status'])}　首次预警：{a['first_seen']:%m-%d %H:%M}",
+                small,
+            )
+        )
         story.append(P(a["message"], small))
         story.append(Spacer(1, 4))
     if b.notable_total > len(b.notable):
         story.append(P(f"另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。", muted))
     story.append(Spacer(1, 8))
-    story.append(P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted))
+    story.append(
+        P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted)
+    )
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
@@ -554,16 +615,34 @@ def render_pdf(b: Bulletin, charts: dict[str, bytes], path: Path, font: Path | N
         canvas.restoreState()
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm,
-                            bottomMargin=18 * mm, title=b.title, author="riskwatch", subject=b.subtitle)
+    doc = SimpleDocTemplate(
+        str(path),
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+        title=b.title,
+        author="riskwatch",
+        subject=b.subtitle,
+    )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return path
 
 
 # --- entry points ----------------------------------------------------------------------------------
-def generate(period: str, dept: str | None = None, out: Path | str = "var/bulletins", *, settings: Any = None,
-             query: QueryFn | None = None, until: datetime | date | None = None, as_of: datetime | None = None,
-             font: str | Path | None = None, catalog: Any = None) -> tuple[Path, Path]:
+def generate(
+    period: str,
+    dept: str | None = None,
+    out: Path | str = "var/bulletins",
+    *,
+    settings: Any = None,
+    query: QueryFn | None = None,
+    until: datetime | date | None = None,
+    as_of: datetime | None = None,
+    font: str | Path | None = None,
+    catalog: Any = None,
+) -> tuple[Path, Path]:
     """Write ``<out>/bulletin-<period>[-<dept>]-<end date>.html`` and ``.pdf``; return both paths.
 
     ``query``: ``sql -> (columns, rows)``; default a :class:`sinks.writer.ClickHouseWriter` on
@@ -593,8 +672,11 @@ def generate(period: str, dept: str | None = None, out: Path | str = "var/bullet
     b = summarize(alerts, period, start, end, dept=dept, catalog=catalog, as_of=as_of)
     font_path = find_cjk_font(font)
     if font_path is None:
-        log.warning("no CJK TrueType font found: the PDF uses the non-embedded STSong-Light and the charts lose "
-                    "their Chinese labels: %s.", FONT_HINT)
+        log.warning(
+            "no CJK TrueType font found: the PDF uses the non-embedded STSong-Light and the charts lose "
+            "their Chinese labels: %s.",
+            FONT_HINT,
+        )
     charts = make_charts(b, font_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -605,7 +687,9 @@ def generate(period: str, dept: str | None = None, out: Path | str = "var/bullet
     return html_path, pdf_path
 
 
-app = typer.Typer(help="情况通报: weekly/monthly situation bulletin (HTML + PDF, Chinese) from the alerts in ClickHouse.")
+app = typer.Typer(
+    help="情况通报: weekly/monthly situation bulletin (HTML + PDF, Chinese) from the alerts in ClickHouse."
+)
 
 
 def run_cli(period: str = "week", dept: str | None = None, out: Path | str = "var/bulletins") -> tuple[Path, Path]:
@@ -619,7 +703,9 @@ def _cli(
     dept: str | None = typer.Option(None, "--dept", help="Only alerts pushed to this department code (catalog)"),
     out: Path = typer.Option(Path("var/bulletins"), "--out", help="Output directory"),
     until: str | None = typer.Option(None, "--until", help="End of the period, YYYY-MM-DD (exclusive; default today)"),
-    font: Path | None = typer.Option(None, "--font", help="CJK TrueType font (.ttf/.ttc) to embed; default: found on the system"),
+    font: Path | None = typer.Option(
+        None, "--font", help="CJK TrueType font (.ttf/.ttc) to embed; default: found on the system"
+    ),
 ) -> None:
     """Write the bulletin of the period as HTML and PDF and print both paths."""
     if period not in PERIOD_DAYS:

@@ -457,9 +457,23 @@ class InspectionPlan(BaseModel):
 # --- Produced: alerts and dead letters ------------------------------------------------------------
 # the codes of schemas.vocabulary.NoticeKind (a Literal keeps the exported JSON schema; tests/test_vocabulary.py
 # checks that both list the same codes)
-NotificationKind = Literal["firing", "level_up", "resolved", "urge", "escalate", "flapping", "stable",
-                           "silence_expired", "receiver_added", "released", "not_ours",
-                           "case_transfer", "transfer_urge", "transfer_accepted", "transfer_returned"]
+NotificationKind = Literal[
+    "firing",
+    "level_up",
+    "resolved",
+    "urge",
+    "escalate",
+    "flapping",
+    "stable",
+    "silence_expired",
+    "receiver_added",
+    "released",
+    "not_ours",
+    "case_transfer",
+    "transfer_urge",
+    "transfer_accepted",
+    "transfer_returned",
+]
 
 
 class Contribution(BaseModel):

@@ -75,19 +75,62 @@ _SEP = r"[ \-]"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])")
 _ID = re.compile(_L + r"(?:[1-9][0-9]{16}[0-9Xx]|[1-9][0-9]{14})(?![0-9Xx])(?!\.[0-9])")
-_CARD = re.compile(_L + r"(?:[3-69][0-9]{15,18}"  # one run, or 4-4-4-4(-1..3) with one kind of separator
-                   r"|[3-69][0-9]{3}(" + _SEP + r")[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{1,3})?)" + _R)
-_MOBILE = re.compile(r"(?<![0-9+])(?<![0-9]\.)((?:\+|00)?86" + _SEP + r"?|0)?"  # +86 / 0086 / 86 / trunk 0: kept
-                     r"(1[3-9][0-9])(" + _SEP + r"?)([0-9]{4})\3([0-9]{4})" + _R)
-_LANDLINE = re.compile(_L + r"([(（](?:010|02[0-9]|0[3-9][0-9]{2})[)）]|(?:010|02[0-9]|0[3-9][0-9]{2}))( ?[ \-]? ?)"
-                       r"([1-9][0-9]{2,3}[ \-]?[0-9]{4})" + _R)
+_CARD = re.compile(
+    _L + r"(?:[3-69][0-9]{15,18}"  # one run, or 4-4-4-4(-1..3) with one kind of separator
+    r"|[3-69][0-9]{3}(" + _SEP + r")[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{1,3})?)" + _R
+)
+_MOBILE = re.compile(
+    r"(?<![0-9+])(?<![0-9]\.)((?:\+|00)?86" + _SEP + r"?|0)?"  # +86 / 0086 / 86 / trunk 0: kept
+    r"(1[3-9][0-9])(" + _SEP + r"?)([0-9]{4})\3([0-9]{4})" + _R
+)
+_LANDLINE = re.compile(
+    _L + r"([(（](?:010|02[0-9]|0[3-9][0-9]{2})[)）]|(?:010|02[0-9]|0[3-9][0-9]{2}))( ?[ \-]? ?)"
+    r"([1-9][0-9]{2,3}[ \-]?[0-9]{4})" + _R
+)
 _ANY = re.compile(r"[0-9@]")
 _HEX = re.compile(r"[0-9A-Fa-f\-]+")
 _TOKEN_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
 
 _ID_WORDS = ("身份", "证件", "证号", "ID")
-_PROVINCES = frozenset({11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
-                        50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83})
+_PROVINCES = frozenset(
+    {
+        11,
+        12,
+        13,
+        14,
+        15,
+        21,
+        22,
+        23,
+        31,
+        32,
+        33,
+        34,
+        35,
+        36,
+        37,
+        41,
+        42,
+        43,
+        44,
+        45,
+        46,
+        50,
+        51,
+        52,
+        53,
+        54,
+        61,
+        62,
+        63,
+        64,
+        65,
+        71,
+        81,
+        82,
+        83,
+    }
+)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -135,7 +178,7 @@ def _digits(orig: str, norm: str) -> list[str]:
 
 
 def _mask_id(orig: str, norm: str, m: re.Match) -> str | None:
-    said_id = any(w in m.string[max(0, m.start() - 8):m.start()] for w in _ID_WORDS)
+    said_id = any(w in m.string[max(0, m.start() - 8) : m.start()] for w in _ID_WORDS)
     if not (_is_id(norm) or said_id and _is_id(norm, check=False)):
         return None
     return orig[:4] + "*" * (len(orig) - 8) + orig[-4:]
@@ -167,7 +210,10 @@ def _mask_email(orig: str, norm: str, m: re.Match) -> str:
 
 
 _NUMBER_RULES: tuple[tuple[re.Pattern, Callable[[str, str, re.Match], str | None]], ...] = (
-    (_ID, _mask_id), (_CARD, _mask_card), (_MOBILE, _mask_mobile), (_LANDLINE, _mask_landline),
+    (_ID, _mask_id),
+    (_CARD, _mask_card),
+    (_MOBILE, _mask_mobile),
+    (_LANDLINE, _mask_landline),
 )
 # the number patterns run only around digit groups of 7+ digits (prefixes and area codes in brackets
 # come up to 8 characters before): a search over the whole text per pattern costs ten times more
@@ -202,8 +248,11 @@ def _business_token(norm: str, start: int, end: int) -> bool:
     if a == start and b == end:
         return False
     token = norm[a:b]
-    if (len(token) - token.count("-") >= 16 and _HEX.fullmatch(token) is not None
-            and any(c in "abcdefABCDEF" for c in token)):
+    if (
+        len(token) - token.count("-") >= 16
+        and _HEX.fullmatch(token) is not None
+        and any(c in "abcdefABCDEF" for c in token)
+    ):
         return True
     return len(token) == 18 and all(c in _USCC_CHARS for c in token) and _uscc_check_ok(token)
 

@@ -54,11 +54,32 @@ from functools import cache
 from types import MappingProxyType
 
 __all__ = [
-    "ACTOR_ZH", "ALERT_STATUSES", "COMPLAINT_CATEGORY_ZH", "COMPLAINT_CHANNEL_ZH", "DEADLINE_STAGE_ZH",
-    "DEPARTMENT_ANSWER_ZH", "DONE_STATUSES", "FEEDBACK_ZH", "INSPECTION_OUTCOME_ZH", "LEVELS", "LEVELS_DESC",
-    "NOTICE_KINDS", "OPEN_STATUSES", "REPORT_PERIOD_ZH", "SENSOR_CHANNEL_ZH", "SENSOR_UNIT_ZH", "SEVERITY_ZH",
-    "TRANSITION_KIND_ZH", "USER_ROLE_ZH", "VIDEO_CLASS_ZH",
-    "AlertStatus", "Level", "NoticeKind", "TransferState", "labels", "zh",
+    "ACTOR_ZH",
+    "ALERT_STATUSES",
+    "COMPLAINT_CATEGORY_ZH",
+    "COMPLAINT_CHANNEL_ZH",
+    "DEADLINE_STAGE_ZH",
+    "DEPARTMENT_ANSWER_ZH",
+    "DONE_STATUSES",
+    "FEEDBACK_ZH",
+    "INSPECTION_OUTCOME_ZH",
+    "LEVELS",
+    "LEVELS_DESC",
+    "NOTICE_KINDS",
+    "OPEN_STATUSES",
+    "REPORT_PERIOD_ZH",
+    "SENSOR_CHANNEL_ZH",
+    "SENSOR_UNIT_ZH",
+    "SEVERITY_ZH",
+    "TRANSITION_KIND_ZH",
+    "USER_ROLE_ZH",
+    "VIDEO_CLASS_ZH",
+    "AlertStatus",
+    "Level",
+    "NoticeKind",
+    "TransferState",
+    "labels",
+    "zh",
 ]
 
 
@@ -144,42 +165,85 @@ def _frozen(d: dict[str, str]) -> Mapping[str, str]:
     return MappingProxyType(d)
 
 
-SENSOR_CHANNEL_ZH = _frozen({
-    "cold_chain_temp": "冷链温度", "boiler_pressure": "锅炉压力", "boiler_temp": "锅炉温度",
-    "vessel_pressure": "压力容器压力", "elevator_fault": "电梯故障码", "elevator_door_cycles": "电梯开关门次数",
-    "pump_vibration": "设备振动", "storage_humidity": "药品储存湿度", "storage_temp": "药品储存温度",
-})  # SensorChannel
+SENSOR_CHANNEL_ZH = _frozen(
+    {
+        "cold_chain_temp": "冷链温度",
+        "boiler_pressure": "锅炉压力",
+        "boiler_temp": "锅炉温度",
+        "vessel_pressure": "压力容器压力",
+        "elevator_fault": "电梯故障码",
+        "elevator_door_cycles": "电梯开关门次数",
+        "pump_vibration": "设备振动",
+        "storage_humidity": "药品储存湿度",
+        "storage_temp": "药品储存温度",
+    }
+)  # SensorChannel
 SENSOR_UNIT_ZH = _frozen({"C": "℃", "c": "℃", "MPa": "MPa", "%RH": "%RH", "mm/s": "mm/s"})
 COMPLAINT_CHANNEL_ZH = _frozen({"12315": "12315热线", "12345": "12345热线", "online": "网上投诉", "walk_in": "来访"})
-COMPLAINT_CATEGORY_ZH = _frozen({
-    "food_poisoning": "食物中毒", "food_quality": "食品质量", "hygiene": "卫生状况", "counterfeit_drug": "假劣药品",
-    "drug_sales": "药品销售", "medical_beauty_injury": "医美损害", "product_quality": "产品质量",
-    "equipment_safety": "设备安全", "pricing": "价格", "other": "其他",
-})
-VIDEO_CLASS_ZH = _frozen({
-    "no_mask": "未戴口罩", "no_hat": "未戴帽子", "rodent": "鼠患", "smoking": "吸烟", "fire_exit_blocked": "消防通道堵塞",
-    "phone_use": "违规使用手机", "no_uniform": "未穿工作服",
-})
+COMPLAINT_CATEGORY_ZH = _frozen(
+    {
+        "food_poisoning": "食物中毒",
+        "food_quality": "食品质量",
+        "hygiene": "卫生状况",
+        "counterfeit_drug": "假劣药品",
+        "drug_sales": "药品销售",
+        "medical_beauty_injury": "医美损害",
+        "product_quality": "产品质量",
+        "equipment_safety": "设备安全",
+        "pricing": "价格",
+        "other": "其他",
+    }
+)
+VIDEO_CLASS_ZH = _frozen(
+    {
+        "no_mask": "未戴口罩",
+        "no_hat": "未戴帽子",
+        "rodent": "鼠患",
+        "smoking": "吸烟",
+        "fire_exit_blocked": "消防通道堵塞",
+        "phone_use": "违规使用手机",
+        "no_uniform": "未穿工作服",
+    }
+)
 INSPECTION_OUTCOME_ZH = _frozen({"pass": "合格", "pass_with_conditions": "限期整改", "fail": "不合格"})
 SEVERITY_ZH = _frozen({"minor": "一般", "serious": "严重", "critical": "重大"})
 # A department's answer (FeedbackStatus), as recorded in the audit trail and shown on the alert page.
-FEEDBACK_ZH = _frozen({
-    "acknowledged": "已签收", "in_progress": "处置中", "disposed": "已处置", "not_ours": "非本部门职责",
-    "reassign": "专班改派", "accepted": "已受理", "declined": "不予受理",
-})
+FEEDBACK_ZH = _frozen(
+    {
+        "acknowledged": "已签收",
+        "in_progress": "处置中",
+        "disposed": "已处置",
+        "not_ours": "非本部门职责",
+        "reassign": "专班改派",
+        "accepted": "已受理",
+        "declined": "不予受理",
+    }
+)
 # A receiving department's row on the alert page: its last answer, or released by the office's 改派.
 DEPARTMENT_ANSWER_ZH = _frozen({**FEEDBACK_ZH, "released": "已改派他部门"})
 # Who recorded an audit-trail row when it was not a department or a user (AlertTransition.actor).
-ACTOR_ZH = _frozen({"detector": "监测模型", "system": "系统", "router": "预警路由", "riskwatch": "系统通知",
-                    "timer": "时限检查"})
+ACTOR_ZH = _frozen(
+    {"detector": "监测模型", "system": "系统", "router": "预警路由", "riskwatch": "系统通知", "timer": "时限检查"}
+)
 # What an audit-trail row records (AlertTransition.kind).
-TRANSITION_KIND_ZH = _frozen({
-    "status": "状态", "level": "级别", "feedback": "反馈", "receivers": "接收部门", "reminder": "督促", "flapping": "波动",
-    "silence": "静默", "notify": "通知", "evidence": "证据", "transfer": "移送",
-})
+TRANSITION_KIND_ZH = _frozen(
+    {
+        "status": "状态",
+        "level": "级别",
+        "feedback": "反馈",
+        "receivers": "接收部门",
+        "reminder": "督促",
+        "flapping": "波动",
+        "silence": "静默",
+        "notify": "通知",
+        "evidence": "证据",
+        "transfer": "移送",
+    }
+)
 DEADLINE_STAGE_ZH = _frozen({"ack": "签收", "dispose": "处置"})  # the two deadlines of an open alert
 USER_ROLE_ZH = _frozen({"dept": "部门", "taskforce": "专班办公室", "leader": "县领导(只读)"})  # workbench roles
 REPORT_PERIOD_ZH = _frozen({"week": "周报", "month": "月报"})  # bulletin periods
+
 
 @cache
 def labels(kind: type[_Labelled]) -> Mapping[str, str]:

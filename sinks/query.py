@@ -42,18 +42,33 @@ from typing import Any
 from sinks.clickhouse import READ_SETTINGS
 
 # Table functions a read may use: local generators that touch no file, URL, server or process.
-TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generateseries", "generate_series", "values"})
+TABLE_FUNCTIONS = frozenset(
+    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generateseries", "generate_series", "values"}
+)
 
 # Engines of tables a read may name (system tables are System*; *MergeTree is matched by suffix).
-LOCAL_ENGINES = frozenset({"Memory", "View", "MaterializedView", "Log", "TinyLog", "StripeLog", "Null", "Set",
-                           "Join", "Buffer"})
+LOCAL_ENGINES = frozenset(
+    {"Memory", "View", "MaterializedView", "Log", "TinyLog", "StripeLog", "Null", "Set", "Join", "Buffer"}
+)
 
 # Statement kinds (the root node of EXPLAIN AST) that read.
 SELECTS = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery", "SelectQuery"})
-READS = SELECTS | frozenset({
-    "ShowTables", "ShowColumns", "ShowCreateTableQuery", "ShowCreateViewQuery", "ShowCreateDatabaseQuery",
-    "ShowCreateDictionaryQuery", "DescribeQuery", "Explain", "ExistsTableQuery", "ExistsDatabaseQuery",
-    "ExistsViewQuery", "ExistsDictionaryQuery"})
+READS = SELECTS | frozenset(
+    {
+        "ShowTables",
+        "ShowColumns",
+        "ShowCreateTableQuery",
+        "ShowCreateViewQuery",
+        "ShowCreateDatabaseQuery",
+        "ShowCreateDictionaryQuery",
+        "DescribeQuery",
+        "Explain",
+        "ExistsTableQuery",
+        "ExistsDatabaseQuery",
+        "ExistsViewQuery",
+        "ExistsDictionaryQuery",
+    }
+)
 # Nodes that carry output options: INTO OUTFILE is a Literal child, FORMAT the last Identifier child.
 _WITH_OUTPUT = re.compile(r"^(?:SelectWithUnionQuery|Explain|Show\w*|Describe\w*|Exists\w*|ParallelWithQuery)$")
 _HOW = "Only one read statement (SELECT, WITH … SELECT, SHOW, DESCRIBE, EXPLAIN SELECT) is allowed"
@@ -71,8 +86,8 @@ class Node:
     text: str
     depth: int
     declared: int
-    children: list["Node"] = field(default_factory=list)
-    parent: "Node | None" = None
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +99,21 @@ class EngineFacts:
     user_functions: frozenset[str]
 
     @classmethod
-    def load(cls, client: Any) -> "EngineFacts":
+    def load(cls, client: Any) -> EngineFacts:
         tf = {r[0].lower() for r in client.query("SELECT name FROM system.table_functions").result_rows}
         fn = client.query("SELECT name, origin FROM system.functions").result_rows
-        return cls(frozenset(tf), frozenset(n.lower() for n, _ in fn),
-                   frozenset(n.lower() for n, o in fn if str(o) != "System"))
+        return cls(
+            frozenset(tf),
+            frozenset(n.lower() for n, _ in fn),
+            frozenset(n.lower() for n, o in fn if str(o) != "System"),
+        )
 
     @classmethod
-    def offline(cls) -> "EngineFacts":
+    def offline(cls) -> EngineFacts:
         """A minimal set for doctests (the gate always loads the engine's own lists)."""
-        return cls(frozenset({"file", "url", "remote", "numbers", "format"}), frozenset({"file", "format"}), frozenset())
+        return cls(
+            frozenset({"file", "url", "remote", "numbers", "format"}), frozenset({"file", "format"}), frozenset()
+        )
 
 
 _FACTS: dict[int, EngineFacts] = {}
@@ -125,8 +145,10 @@ def parse_tree(lines: Sequence[str]) -> Node:
         node = Node(body.split(" ", 1)[0], body, depth, int(m.group(1)) if m else 0)
         if depth == 0:
             if root is not None:
-                raise QueryRefused("the statement's parse tree has two roots; names with line breaks are not "
-                                   "accepted: rename the column or alias")
+                raise QueryRefused(
+                    "the statement's parse tree has two roots; names with line breaks are not "
+                    "accepted: rename the column or alias"
+                )
             root = node
         else:
             if depth > len(stack):
@@ -153,7 +175,7 @@ def _walk(node: Node):
 
 
 def _function_name(node: Node) -> str:
-    rest = node.text[len("Function "):]
+    rest = node.text[len("Function ") :]
     return re.sub(r"\s\((?:alias .*|children \d+)\)$", "", rest).split(" (alias ")[0].strip()
 
 
@@ -169,8 +191,9 @@ def decide(lines: Sequence[str], facts: EngineFacts) -> Node:
             raise QueryRefused(f"EXPLAIN is allowed for SELECT only, not for {what}; explain the SELECT part")
     for n in _walk(root):
         if n.kind == "Set":
-            raise QueryRefused("SETTINGS in the statement are not allowed (the read limits are fixed); remove the "
-                               "SETTINGS clause")
+            raise QueryRefused(
+                "SETTINGS in the statement are not allowed (the read limits are fixed); remove the SETTINGS clause"
+            )
         if _WITH_OUTPUT.match(n.kind):
             _check_output_options(n)
         if n.kind == "Function":
@@ -180,8 +203,10 @@ def decide(lines: Sequence[str], facts: EngineFacts) -> Node:
 
 def _check_output_options(node: Node) -> None:
     if any(c.kind == "Literal" for c in node.children):
-        raise QueryRefused("INTO OUTFILE is not allowed (it writes a file on the ClickHouse host); remove it "
-                           "and read the rows from the answer")
+        raise QueryRefused(
+            "INTO OUTFILE is not allowed (it writes a file on the ClickHouse host); remove it "
+            "and read the rows from the answer"
+        )
     last = node.children[-1] if node.children else None
     if last is not None and last.kind == "Identifier" and last.text != "Identifier Native":
         raise QueryRefused("a FORMAT clause is not allowed (the answer's format is fixed); remove it")
@@ -189,8 +214,17 @@ def _check_output_options(node: Node) -> None:
 
 def _statement_name(node: Node) -> str:
     kind = node.kind.removesuffix("Query")
-    return {"Insert": "INSERT", "Alter": "ALTER", "Drop": "DROP/DETACH/TRUNCATE", "Create": "CREATE", "Set": "SET",
-            "System": "SYSTEM", "KillQuery": "KILL", "Optimize": "OPTIMIZE", "Rename": "RENAME"}.get(kind, kind)
+    return {
+        "Insert": "INSERT",
+        "Alter": "ALTER",
+        "Drop": "DROP/DETACH/TRUNCATE",
+        "Create": "CREATE",
+        "Set": "SET",
+        "System": "SYSTEM",
+        "KillQuery": "KILL",
+        "Optimize": "OPTIMIZE",
+        "Rename": "RENAME",
+    }.get(kind, kind)
 
 
 def _check_function(node: Node, facts: EngineFacts) -> None:
@@ -201,20 +235,26 @@ def _check_function(node: Node, facts: EngineFacts) -> None:
         return
     if low in facts.table_functions and (as_table or low not in facts.scalar_functions):
         allowed = ", ".join(sorted({"numbers", "zeros", "generateSeries", "values"}))
-        raise QueryRefused(f"table function {name}() is not allowed (it can reach files, URLs, other servers or "
-                           f"processes); read riskwatch's tables, or use {allowed}")
+        raise QueryRefused(
+            f"table function {name}() is not allowed (it can reach files, URLs, other servers or "
+            f"processes); read riskwatch's tables, or use {allowed}"
+        )
     if low == "file":
         raise QueryRefused("file() is not allowed (it reads a file on the ClickHouse host); read riskwatch's tables")
     if low.startswith("dict"):
-        raise QueryRefused(f"{name}() is not allowed (a dictionary's source can be a file, a URL or a process); "
-                           "join the table instead")
+        raise QueryRefused(
+            f"{name}() is not allowed (a dictionary's source can be a file, a URL or a process); join the table instead"
+        )
     if low in facts.user_functions:
         raise QueryRefused(f"user-defined function {name}() is not allowed here; use built-in functions")
 
 
 def _tables(root: Node) -> set[str]:
-    return {n.text.split(" ", 1)[1].split(" (alias ")[0] for n in _walk(root)
-            if n.kind == "TableIdentifier" and " " in n.text}
+    return {
+        n.text.split(" ", 1)[1].split(" (alias ")[0]
+        for n in _walk(root)
+        if n.kind == "TableIdentifier" and " " in n.text
+    }
 
 
 def _check_engines(client: Any, root: Node) -> None:
@@ -223,12 +263,16 @@ def _check_engines(client: Any, root: Node) -> None:
         return
     rows = client.query(
         "SELECT database, name, engine FROM system.tables WHERE name IN {n:Array(String)} "
-        "OR concat(database, '.', name) IN {n:Array(String)}", parameters={"n": names}).result_rows
+        "OR concat(database, '.', name) IN {n:Array(String)}",
+        parameters={"n": names},
+    ).result_rows
     for db, name, engine in rows:
         if db == "system" or engine.startswith("System") or engine.endswith("MergeTree") or engine in LOCAL_ENGINES:
             continue
-        raise QueryRefused(f"table {db}.{name} has engine {engine}, which reads outside the database "
-                           "(files, URLs, other servers); it cannot be queried here")
+        raise QueryRefused(
+            f"table {db}.{name} has engine {engine}, which reads outside the database "
+            "(files, URLs, other servers); it cannot be queried here"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +293,9 @@ def gate(client: Any, sql: str, params: dict | None = None) -> Gated:
     if "\x00" in sql:
         raise QueryRefused("the statement contains a NUL byte; remove it")
     try:
-        canonical = client.query(f"SELECT formatQuerySingleLine(unhex('{sql.encode().hex()}'))",
-                                 settings={"readonly": 1}).result_rows[0][0]
+        canonical = client.query(
+            f"SELECT formatQuerySingleLine(unhex('{sql.encode().hex()}'))", settings={"readonly": 1}
+        ).result_rows[0][0]
     except Exception as e:  # noqa: BLE001 - the parser's own message, one line
         msg = re.sub(r"\s*:?\s*In scope SELECT formatQuerySingleLine.*?(?=\(SYNTAX_ERROR\)|$)", " ", str(e), flags=re.S)
         raise QueryRefused(f"ClickHouse cannot parse it: {engine_error_line(msg, 300).rstrip('. ')}. {_HOW}") from None
@@ -258,14 +303,17 @@ def gate(client: Any, sql: str, params: dict | None = None) -> Gated:
         # no settings here: the chdb interface appends them to the text as a SETTINGS clause (a Set node)
         lines = [r[0] for r in client.query(f"EXPLAIN AST {canonical}", parameters=params or None).result_rows]
     except Exception as e:  # noqa: BLE001
-        raise QueryRefused(f"it is not a read (ClickHouse has no parse tree to show for it: {engine_error_line(e, 200)}). "
-                           f"{_HOW}") from None
+        raise QueryRefused(
+            f"it is not a read (ClickHouse has no parse tree to show for it: {engine_error_line(e, 200)}). {_HOW}"
+        ) from None
     root = decide(lines, _facts(client))
     _check_engines(client, root)
     return Gated(canonical, root.kind)
 
 
-_CH_ERROR = re.compile(r"Code:\s*(\d+)\.\s*(?:DB::Exception:\s*)?(.*?)(?:\s*\(([A-Z][A-Z0-9_]+)\))?(?:\s*\(version [^)]*\))?\s*$", re.S)
+_CH_ERROR = re.compile(
+    r"Code:\s*(\d+)\.\s*(?:DB::Exception:\s*)?(.*?)(?:\s*\(([A-Z][A-Z0-9_]+)\))?(?:\s*\(version [^)]*\))?\s*$", re.S
+)
 _HINTS = {
     "READONLY": "queries run with readonly=1, so writes and settings changes are refused",
     "UNKNOWN_TABLE": "`riskwatch query 'SHOW TABLES FROM riskwatch'` lists the tables",
@@ -297,8 +345,9 @@ def engine_error_line(err: BaseException | str, limit: int = 400) -> str:
     return f"{head}: {msg}" + (f" Hint: {hint}" if hint else "")
 
 
-def execute_readonly(client: Any, statement: str, *, limit: int | None = None,
-                     params: dict | None = None) -> tuple[list[str], list[tuple]]:
+def execute_readonly(
+    client: Any, statement: str, *, limit: int | None = None, params: dict | None = None
+) -> tuple[list[str], list[tuple]]:
     """Run an already gated ``statement`` with :data:`READ_SETTINGS`; ``(columns, rows)``.
 
     With ``limit``, at most that many rows are returned (the engine stops early, overflow mode break).
@@ -313,7 +362,9 @@ def execute_readonly(client: Any, statement: str, *, limit: int | None = None,
     return list(result.column_names), list(rows)
 
 
-def run_read_query(client: Any, sql: str, params: dict | None = None, *, limit: int | None = None) -> tuple[list[str], list[tuple]]:
+def run_read_query(
+    client: Any, sql: str, params: dict | None = None, *, limit: int | None = None
+) -> tuple[list[str], list[tuple]]:
     """The whole gate: ``params`` bound by clickhouse-connect (``%(name)s`` quoted client-side,
     ``{name:Type}`` sent as server-side values), :func:`gate`, then :func:`execute_readonly` of the
     engine's canonical statement."""

@@ -64,11 +64,13 @@ def authorized(header: str | None, token: str) -> bool:
     """Whether an ``Authorization`` header carries ``token`` (compared in constant time)."""
     if not header or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
+    return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
 
 
-UNAUTHORIZED = ("this port needs the query token: use `riskwatch query`, or send 'Authorization: Bearer <token>' "
-                "with the token from var/query.token (next to the worker's state directory)")
+UNAUTHORIZED = (
+    "this port needs the query token: use `riskwatch query`, or send 'Authorization: Bearer <token>' "
+    "with the token from var/query.token (next to the worker's state directory)"
+)
 
 
 def switch_off_faust_views(app: Any) -> None:
@@ -85,5 +87,8 @@ def switch_off_faust_views(app: Any) -> None:
         except (AttributeError, TypeError):  # an older Faust without the setting
             pass
     web = app.web
-    web.blueprints._enabled = [(prefix, bp) for prefix, bp in web.blueprints._enabled  # noqa: SLF001
-                               if prefix not in ("/table", "/router")]
+    web.blueprints._enabled = [
+        (prefix, bp)
+        for prefix, bp in web.blueprints._enabled  # noqa: SLF001
+        if prefix not in ("/table", "/router")
+    ]

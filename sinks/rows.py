@@ -20,11 +20,9 @@ hashed), the registry's business data, and a dead letter's payload (kept byte-ex
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from schemas.audit import canonical
-
-from schemas.privacy import mask_pii
 from schemas.events import (
     Alert,
     AlertTransition,
@@ -41,8 +39,9 @@ from schemas.events import (
     SensorReading,
     VideoDetection,
 )
+from schemas.privacy import mask_pii
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BASE = ("event_id", "entity_id", "occurred_at", "source", "schema_version")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -65,24 +64,105 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
     "events_task": _BASE + ("task_id", "department", "due", "item_id", "kind", "ref", "note"),
-    "inspection_plans": ("inspection_id", "entity_id", "entity_name", "township", "lead", "departments", "item_ids",
-                         "due", "joint", "task_ids", "sources", "planned_at"),
+    "inspection_plans": (
+        "inspection_id",
+        "entity_id",
+        "entity_name",
+        "township",
+        "lead",
+        "departments",
+        "item_ids",
+        "due",
+        "joint",
+        "task_ids",
+        "sources",
+        "planned_at",
+    ),
     "alerts": (
-        "alert_id", "revision", "fingerprint", "entity_id", "entity_name", "entity_kind", "township",
-        "item_id", "item_name", "rule", "level", "level_zh", "status", "score", "title", "message",
-        "explanation_signals", "explanation_values", "explanation_details", "lead_department",
-        "departments", "first_seen", "last_seen", "updated_at", "source_event_id", "schema_version",
-        "notification", "recipients", "ack_due", "dispose_due", "flapping", "evidence_hash", "transfer",
+        "alert_id",
+        "revision",
+        "fingerprint",
+        "entity_id",
+        "entity_name",
+        "entity_kind",
+        "township",
+        "item_id",
+        "item_name",
+        "rule",
+        "level",
+        "level_zh",
+        "status",
+        "score",
+        "title",
+        "message",
+        "explanation_signals",
+        "explanation_values",
+        "explanation_details",
+        "lead_department",
+        "departments",
+        "first_seen",
+        "last_seen",
+        "updated_at",
+        "source_event_id",
+        "schema_version",
+        "notification",
+        "recipients",
+        "ack_due",
+        "dispose_due",
+        "flapping",
+        "evidence_hash",
+        "transfer",
     ),  # fmt: skip
-    "alert_history": ("alert_id", "at", "from_status", "to_status", "actor", "comment", "seq", "kind", "entity_id",
-                      "prev_hash", "hash"),
-    "evidence": ("alert_id", "version", "bundle_hash", "entity_id", "rule", "final", "trigger_at", "sealed_at",
-                 "supersedes", "header", "items"),
-    "audit_anchors": ("partition", "anchored_at", "root", "size", "leaf_alert_ids", "leaf_seqs", "leaf_hashes", "record"),
+    "alert_history": (
+        "alert_id",
+        "at",
+        "from_status",
+        "to_status",
+        "actor",
+        "comment",
+        "seq",
+        "kind",
+        "entity_id",
+        "prev_hash",
+        "hash",
+    ),
+    "evidence": (
+        "alert_id",
+        "version",
+        "bundle_hash",
+        "entity_id",
+        "rule",
+        "final",
+        "trigger_at",
+        "sealed_at",
+        "supersedes",
+        "header",
+        "items",
+    ),
+    "audit_anchors": (
+        "partition",
+        "anchored_at",
+        "root",
+        "size",
+        "leaf_alert_ids",
+        "leaf_seqs",
+        "leaf_hashes",
+        "record",
+    ),
     "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at"),
     "registry": (
-        "entity_id", "version", "name", "kind", "township", "address", "licence", "lat", "lon",
-        "status", "updated_at", "last_event_id",
+        "entity_id",
+        "version",
+        "name",
+        "kind",
+        "township",
+        "address",
+        "licence",
+        "lat",
+        "lon",
+        "status",
+        "updated_at",
+        "last_event_id",
     ),  # fmt: skip
     "risk_scores": ("entity_id", "at", "score", "level", "item_id", "top_signals", "top_values"),
 }
@@ -107,7 +187,17 @@ def registry_event_row(e: EntityEvent) -> tuple:
 
 
 def sensor_row(e: SensorReading) -> tuple:
-    return (e.event_id, e.entity_id, e.occurred_at, e.source, e.schema_version, e.device_id, e.channel.value, e.value, e.unit)
+    return (
+        e.event_id,
+        e.entity_id,
+        e.occurred_at,
+        e.source,
+        e.schema_version,
+        e.device_id,
+        e.channel.value,
+        e.value,
+        e.unit,
+    )
 
 
 def video_row(e: VideoDetection) -> tuple:
@@ -144,8 +234,20 @@ def task_row(e: InspectionTask) -> tuple:
 
 
 def plan_row(p: InspectionPlan) -> tuple:
-    return (p.inspection_id, p.entity_id, p.entity_name, p.township, p.lead, list(p.departments), list(p.item_ids),
-            p.due, p.joint, list(p.task_ids), list(p.sources), p.planned_at)
+    return (
+        p.inspection_id,
+        p.entity_id,
+        p.entity_name,
+        p.township,
+        p.lead,
+        list(p.departments),
+        list(p.item_ids),
+        p.due,
+        p.joint,
+        list(p.task_ids),
+        list(p.sources),
+        p.planned_at,
+    )
 
 
 _EVENT_ROW = {
@@ -180,7 +282,20 @@ def registry_row(e: EntityEvent) -> tuple:
     """The ``registry`` (current state) row an entity event leads to; version = occurred_at in ms."""
     status = "closed" if e.action == EntityAction.closed else "active"
     version = int(e.occurred_at.timestamp() * 1000)
-    return (e.entity_id, version, e.name, e.kind, e.township, e.address, e.licence, e.lat, e.lon, status, e.occurred_at, e.event_id)
+    return (
+        e.entity_id,
+        version,
+        e.name,
+        e.kind,
+        e.township,
+        e.address,
+        e.licence,
+        e.lat,
+        e.lon,
+        status,
+        e.occurred_at,
+        e.event_id,
+    )
 
 
 def alert_row(a: Alert) -> tuple:
@@ -195,31 +310,81 @@ def alert_row(a: Alert) -> tuple:
     )  # fmt: skip
 
 
-def alert_history_row(alert_id: str, at: datetime, from_status: str | None, to_status: str, actor: str, comment: str = "",
-                      seq: int = 0, kind: str = "status", entity_id: str = "") -> tuple:
-    return (alert_id, at, str(from_status or ""), str(to_status), actor, mask_pii(comment), seq, kind, entity_id,
-            "", "")
+def alert_history_row(
+    alert_id: str,
+    at: datetime,
+    from_status: str | None,
+    to_status: str,
+    actor: str,
+    comment: str = "",
+    seq: int = 0,
+    kind: str = "status",
+    entity_id: str = "",
+) -> tuple:
+    return (
+        alert_id,
+        at,
+        str(from_status or ""),
+        str(to_status),
+        actor,
+        mask_pii(comment),
+        seq,
+        kind,
+        entity_id,
+        "",
+        "",
+    )
 
 
 def transition_row(t: AlertTransition) -> tuple:
     """The ``alert_history`` row of one recorded alert transition (``alerts.events``). A chained
     row (``hash`` set) is stored as hashed: the worker masked its comment before hashing it."""
     comment = t.comment if t.hash else mask_pii(t.comment)
-    return (t.alert_id, t.at, t.from_status, t.to_status, t.actor, comment, t.seq, t.kind, t.entity_id, t.prev_hash, t.hash)
+    return (
+        t.alert_id,
+        t.at,
+        t.from_status,
+        t.to_status,
+        t.actor,
+        comment,
+        t.seq,
+        t.kind,
+        t.entity_id,
+        t.prev_hash,
+        t.hash,
+    )
 
 
 def evidence_row(d: dict) -> tuple:
     """The ``evidence`` row of a sealed bundle (``streams.engine.evidence.Draft`` row dict)."""
-    return (d["alert_id"], d["version"], d["bundle_hash"], d["entity_id"], d["rule"], d["final"],
-            _ms_dt(d["trigger_at_ms"]), _ms_dt(d["sealed_at_ms"]), d["supersedes"],
-            canonical(d["header"]).decode(), list(d["items"]))
+    return (
+        d["alert_id"],
+        d["version"],
+        d["bundle_hash"],
+        d["entity_id"],
+        d["rule"],
+        d["final"],
+        _ms_dt(d["trigger_at_ms"]),
+        _ms_dt(d["sealed_at_ms"]),
+        d["supersedes"],
+        canonical(d["header"]).decode(),
+        list(d["items"]),
+    )
 
 
 def anchor_row(a: dict) -> tuple:
     """The ``audit_anchors`` row of an anchor record (``streams/runtime/anchors.py``)."""
     leaves = a["leaves"]
-    return (a["partition"], _ms_dt(a["anchored_at_ms"]), a["root"], a["size"], [x[0] for x in leaves],
-            [x[1] for x in leaves], [x[2] for x in leaves], canonical(a).decode())
+    return (
+        a["partition"],
+        _ms_dt(a["anchored_at_ms"]),
+        a["root"],
+        a["size"],
+        [x[0] for x in leaves],
+        [x[1] for x in leaves],
+        [x[2] for x in leaves],
+        canonical(a).decode(),
+    )
 
 
 def _ms_dt(ms: int) -> datetime:
@@ -230,5 +395,7 @@ def dead_letter_row(d: DeadLetter) -> tuple:
     return (d.topic, d.partition, d.offset, d.key, d.payload_b64, mask_pii(d.error), d.received_at)
 
 
-def risk_score_row(entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()) -> tuple:
+def risk_score_row(
+    entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()
+) -> tuple:
     return (entity_id, at, score, str(level), item_id, [c.signal for c in top], [c.value for c in top])

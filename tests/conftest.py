@@ -15,12 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from riskwatch.tools.broker import Broker
 from riskwatch.domain.catalog import load_catalog
-from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
 from riskwatch.settings import Settings
+from riskwatch.tools.broker import Broker
+from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wait_for
 from streams.runtime import topics as T
-
 
 # Workers in tests commit every second (production: every 5 s, and at once after a person's
 # action): tests wait for sensor rows in ClickHouse, and the suite stays short.
@@ -104,7 +103,9 @@ class Pipeline:
     def wait_consumed(self, timeout: float = 120.0, topics: list[str] | None = None) -> None:
         names = [self.settings.topic(t) for t in (topics or [*T.INPUT_TOPICS, T.ALERTS_ALL, T.DEADLETTER])]
         try:
-            wait_for(lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5)
+            wait_for(
+                lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5
+            )
         except WaitTimeout:
             for w in self.workers:  # leave every task's stack in the worker logs for the post-mortem
                 w.dump_stacks()
@@ -125,11 +126,18 @@ class Pipeline:
 @pytest.fixture
 def pipeline(broker: Settings, tmp_path: Path):
     run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(update=dict(
-        topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
-        clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}", state_dir=tmp_path / "state", partitions=4,
-        stall_exit_seconds=45.0, commit_stall_exit_seconds=60.0,  # a stuck worker exits (70); the harness restarts it, like compose
-    ))
+    s = broker.model_copy(
+        update=dict(
+            topic_prefix=f"t{run}.",
+            app_id=f"riskwatch-test-{run}",
+            web_port=free_port(),
+            clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}",
+            state_dir=tmp_path / "state",
+            partitions=4,
+            stall_exit_seconds=45.0,
+            commit_stall_exit_seconds=60.0,  # a stuck worker exits (70); the harness restarts it, like compose
+        )
+    )
     p = Pipeline(s, tmp_path)
     yield p
     p.close()

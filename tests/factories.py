@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 _ids = itertools.count()
-BASE = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 
 
 def _base(entity_id: str, at: datetime | None = None, **kw) -> dict:
-    return {"event_id": f"ev-{next(_ids)}-{entity_id}", "entity_id": entity_id,
-            "occurred_at": (at or BASE).isoformat(), "source": "test", **kw}
+    return {
+        "event_id": f"ev-{next(_ids)}-{entity_id}",
+        "entity_id": entity_id,
+        "occurred_at": (at or BASE).isoformat(),
+        "source": "test",
+        **kw,
+    }
 
 
-def registered(entity_id: str, kind: str = "food_producer", name: str = "舞泉镇鑫源食品有限公司", township: str = "舞泉镇", **kw) -> dict:
-    return _base(entity_id, action="registered", name=name, kind=kind, township=township,
-                 address="舞泉镇人民路1号", licence="SC10441102100123", lat=33.44, lon=113.61, **kw)
+def registered(
+    entity_id: str, kind: str = "food_producer", name: str = "舞泉镇鑫源食品有限公司", township: str = "舞泉镇", **kw
+) -> dict:
+    return _base(
+        entity_id,
+        action="registered",
+        name=name,
+        kind=kind,
+        township=township,
+        address="舞泉镇人民路1号",
+        licence="SC10441102100123",
+        lat=33.44,
+        lon=113.61,
+        **kw,
+    )
 
 
-def sensor(entity_id: str, value: float, channel: str = "cold_chain_temp", at: datetime | None = None, device: str = "d1") -> dict:
+def sensor(
+    entity_id: str, value: float, channel: str = "cold_chain_temp", at: datetime | None = None, device: str = "d1"
+) -> dict:
     return _base(entity_id, at, device_id=device, channel=channel, value=value, unit="C")
 
 
@@ -28,21 +47,52 @@ def video(entity_id: str, cls: str = "rodent", confidence: float = 0.93, at: dat
 
 
 def complaint(entity_id: str, category: str = "food_poisoning", at: datetime | None = None) -> dict:
-    return _base(entity_id, at, channel="12315", category=category, text="吃了以后腹泻,电话13812345678",
-                 township="舞泉镇", location="人民路")
+    return _base(
+        entity_id,
+        at,
+        channel="12315",
+        category=category,
+        text="吃了以后腹泻,电话13812345678",
+        township="舞泉镇",
+        location="人民路",
+    )
 
 
 def inspection(entity_id: str, item_id: int = 1, outcome: str = "fail", severity: str = "critical", at=None) -> dict:
-    return _base(entity_id, at, inspection_id=f"insp-{next(_ids)}", item_id=item_id, departments=["amr"],
-                 inspectors=["amr-01", "emergency-02"], checklist={"证照公示": True, "原料台账": False},
-                 violations=[{"code": "V12", "severity": severity, "description": "原料台账缺失"}], outcome=outcome)
+    return _base(
+        entity_id,
+        at,
+        inspection_id=f"insp-{next(_ids)}",
+        item_id=item_id,
+        departments=["amr"],
+        inspectors=["amr-01", "emergency-02"],
+        checklist={"证照公示": True, "原料台账": False},
+        violations=[{"code": "V12", "severity": severity, "description": "原料台账缺失"}],
+        outcome=outcome,
+    )
 
 
 def feedback(entity_id: str, alert_id: str, department: str, status: str = "acknowledged") -> dict:
     return _base(entity_id, alert_id=alert_id, department=department, status=status, comment="已安排人员核查")
 
 
-def task(entity_id: str, department: str = "amr", item_id: int | None = 1, kind: str = "plan",
-         due: datetime | None = None, task_id: str | None = None, at: datetime | None = None) -> dict:
-    return _base(entity_id, at, task_id=task_id or f"task-{next(_ids)}", department=department,
-                 due=(due or BASE + timedelta(days=10)).isoformat(), item_id=item_id, kind=kind, ref="", note="")
+def task(
+    entity_id: str,
+    department: str = "amr",
+    item_id: int | None = 1,
+    kind: str = "plan",
+    due: datetime | None = None,
+    task_id: str | None = None,
+    at: datetime | None = None,
+) -> dict:
+    return _base(
+        entity_id,
+        at,
+        task_id=task_id or f"task-{next(_ids)}",
+        department=department,
+        due=(due or BASE + timedelta(days=10)).isoformat(),
+        item_id=item_id,
+        kind=kind,
+        ref="",
+        note="",
+    )

@@ -10,43 +10,94 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-
-from streams.runtime import topics as T
 
 from riskwatch.domain.county import load_county
 from riskwatch.tools.runner import settings_env, wait_for
 from schemas.audit import chain_hash, chain_row, merkle_root, verify_anchor, verify_chain
 from schemas.events import DisposalFeedback, EntityEvent, SensorReading
-from streams.runtime.anchors import build_anchor
 from streams.engine.dispatch import Processor
 from streams.engine.state import EntityState
+from streams.runtime import topics as T
+from streams.runtime.anchors import build_anchor
 from tests import factories as F
 
-T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 
 
 def _rows(transitions: list[dict]) -> list[dict]:
     """Transitions as audit verify reads them back from alert_history."""
-    return [{**{k: t[k] for k in ("alert_id", "seq", "entity_id", "kind", "from_status", "to_status", "actor", "comment",
-                                  "prev_hash", "hash")}, "at_ms": int(t["at"].timestamp() * 1000)} for t in transitions]
+    return [
+        {
+            **{
+                k: t[k]
+                for k in (
+                    "alert_id",
+                    "seq",
+                    "entity_id",
+                    "kind",
+                    "from_status",
+                    "to_status",
+                    "actor",
+                    "comment",
+                    "prev_hash",
+                    "hash",
+                )
+            },
+            "at_ms": int(t["at"].timestamp() * 1000),
+        }
+        for t in transitions
+    ]
 
 
 def _lifecycle():
     county = load_county()
     p, st = Processor.from_county(county), EntityState()
-    p.process(EntityEvent(event_id="r", entity_id="B1", occurred_at=T0, source="t", action="registered", name="舞阳县热力公司",
-                          kind="special_equipment", township="舞泉镇", licence="TS1"), st, ("r", 0, 0))
-    out = p.process(SensorReading(event_id="s1", entity_id="B1", occurred_at=T0 + timedelta(minutes=1), source="iot",
-                                  device_id="b1", channel="boiler_pressure", value=1.6, unit="MPa"), st, ("s", 0, 1))
+    p.process(
+        EntityEvent(
+            event_id="r",
+            entity_id="B1",
+            occurred_at=T0,
+            source="t",
+            action="registered",
+            name="舞阳县热力公司",
+            kind="special_equipment",
+            township="舞泉镇",
+            licence="TS1",
+        ),
+        st,
+        ("r", 0, 0),
+    )
+    out = p.process(
+        SensorReading(
+            event_id="s1",
+            entity_id="B1",
+            occurred_at=T0 + timedelta(minutes=1),
+            source="iot",
+            device_id="b1",
+            channel="boiler_pressure",
+            value=1.6,
+            unit="MPa",
+        ),
+        st,
+        ("s", 0, 1),
+    )
     trs, bundle = list(out.transitions), out.evidence[0]["bundle_hash"]
     aid = out.alerts[0].alert_id
     for n, (status, minutes) in enumerate((("acknowledged", 20), ("in_progress", 30), ("disposed", 90)), 2):
-        fb = DisposalFeedback(event_id=f"f{n}", entity_id="B1", occurred_at=T0 + timedelta(minutes=minutes), source="t",
-                              alert_id=aid, department="amr", status=status, comment="已处置,联系电话13812345678")
+        fb = DisposalFeedback(
+            event_id=f"f{n}",
+            entity_id="B1",
+            occurred_at=T0 + timedelta(minutes=minutes),
+            source="t",
+            alert_id=aid,
+            department="amr",
+            status=status,
+            comment="已处置,联系电话13812345678",
+        )
         trs += p.process(fb, st, ("f", 0, n)).transitions
     trs += p.tick("B1", st, (T0 + timedelta(hours=5)).timestamp()).transitions
     return aid, bundle, _rows(trs), st
@@ -97,8 +148,9 @@ def test_anchor_root_and_its_heads():
 
 def _cli(p, *args, timeout=180):
     env = {**os.environ, **settings_env(p.settings)}
-    return subprocess.run([sys.executable, "-m", "riskwatch.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _boiler_lifecycle(p, entities, t0):
@@ -109,9 +161,21 @@ def _boiler_lifecycle(p, entities, t0):
     for e in entities:
         p.send("events.sensor", F.sensor(e, 1.6, channel="boiler_pressure", at=t0))
     p.flush()
-    fired = wait_for(lambda: (x := {a["entity_id"]: a["alert_id"] for a in (orjson.loads(v) for _, v in p.read_topic("alerts.amr"))
-                                    if a["notification"] == "firing"}) and len(x) == len(entities) and x,
-                     60, "the firing alerts")
+    fired = wait_for(
+        lambda: (
+            (
+                x := {
+                    a["entity_id"]: a["alert_id"]
+                    for a in (orjson.loads(v) for _, v in p.read_topic("alerts.amr"))
+                    if a["notification"] == "firing"
+                }
+            )
+            and len(x) == len(entities)
+            and x
+        ),
+        60,
+        "the firing alerts",
+    )
     for n, (status, minutes) in enumerate((("acknowledged", 20), ("in_progress", 30), ("disposed", 40))):
         for e in entities:
             fb = F.feedback(e, fired[e], "amr", status)
@@ -148,8 +212,11 @@ def test_lifecycle_verifies_and_direct_changes_to_clickhouse_are_reported(pipeli
     w = p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5, audit_anchor_seconds=2.0)
     ents = ["E-au1", "E-au2", "E-au3"]
     fired = _boiler_lifecycle(p, ents, F.BASE)
-    wait_for(lambda: w.query("SELECT sum(size) AS n FROM riskwatch.audit_anchors FINAL")[0]["n"] >= 3, 60,
-             "anchors covering the chains")
+    wait_for(
+        lambda: w.query("SELECT sum(size) AS n FROM riskwatch.audit_anchors FINAL")[0]["n"] >= 3,
+        60,
+        "anchors covering the chains",
+    )
     anchors = [orjson.loads(v) for _, v in p.read_topic("audit.anchors")]
     assert anchors and {a["format"] for a in anchors} == {"riskwatch.anchor/1"}
     ids = {x[0] for a in anchors for x in a["leaves"]}
@@ -161,8 +228,13 @@ def test_lifecycle_verifies_and_direct_changes_to_clickhouse_are_reported(pipeli
 
     w.stop()
     a, b, c = (fired[e] for e in ents)
-    t = subprocess.run([sys.executable, "-c", TAMPER, p.settings.clickhouse_url, a, b, c], capture_output=True, text=True,
-                       timeout=120, env={**os.environ})
+    t = subprocess.run(
+        [sys.executable, "-c", TAMPER, p.settings.clickhouse_url, a, b, c],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     assert t.returncode == 0, t.stderr
     r = _cli(p, "audit", "verify")  # the worker is stopped: audit verify opens the directory itself
     assert r.returncode == 1, r.stdout + r.stderr
@@ -186,7 +258,10 @@ def test_replay_after_kill9_leaves_the_chains_valid(pipeline):
     for i in range(60):
         for e in ents:
             v = 1.6 if (i // 10) % 2 == 0 else 0.8
-            p.send("events.sensor", F.sensor(e, v, channel="boiler_pressure", at=F.BASE + timedelta(minutes=3 * i), device="b1"))
+            p.send(
+                "events.sensor",
+                F.sensor(e, v, channel="boiler_pressure", at=F.BASE + timedelta(minutes=3 * i), device="b1"),
+            )
         if i == 30:
             p.flush()
             w.kill9()  # mid-stream, no clean shutdown: processed-but-uncommitted batches are replayed
@@ -195,9 +270,18 @@ def test_replay_after_kill9_leaves_the_chains_valid(pipeline):
     p.wait_consumed(timeout=180)
     # and the alert sink has stored every transition (its offsets on alerts.events are committed after the write)
     p.wait_consumed(timeout=120, topics=[T.ALERT_EVENTS])
-    n = wait_for(lambda: (r := w.query("SELECT uniqExact(alert_id) AS n FROM riskwatch.alert_history WHERE hash != ''"))
-                 and r[0]["n"] >= len(ents) and r[0]["n"], 60, "the chains in ClickHouse")
-    forks = w.query("SELECT alert_id, seq, uniqExact(hash) AS n FROM riskwatch.alert_history GROUP BY alert_id, seq HAVING n > 1")
+    n = wait_for(
+        lambda: (
+            (r := w.query("SELECT uniqExact(alert_id) AS n FROM riskwatch.alert_history WHERE hash != ''"))
+            and r[0]["n"] >= len(ents)
+            and r[0]["n"]
+        ),
+        60,
+        "the chains in ClickHouse",
+    )
+    forks = w.query(
+        "SELECT alert_id, seq, uniqExact(hash) AS n FROM riskwatch.alert_history GROUP BY alert_id, seq HAVING n > 1"
+    )
     assert forks == [], forks
     r = _cli(p, "audit", "verify", "--since", (F.BASE - timedelta(days=1)).date().isoformat())
     assert r.returncode == 0, r.stdout + r.stderr
@@ -225,9 +309,18 @@ def test_the_sink_recognises_a_transition_whose_hash_does_not_match():
 
     _, _, rows, _ = _lifecycle()
     r = rows[3]
-    tr = AlertTransition(alert_id=r["alert_id"], seq=r["seq"], entity_id=r["entity_id"],
-                         at=datetime.fromtimestamp(r["at_ms"] / 1000, timezone.utc), kind=r["kind"],
-                         from_status=r["from_status"], to_status=r["to_status"], actor=r["actor"], comment=r["comment"],
-                         prev_hash=r["prev_hash"], hash=r["hash"])
+    tr = AlertTransition(
+        alert_id=r["alert_id"],
+        seq=r["seq"],
+        entity_id=r["entity_id"],
+        at=datetime.fromtimestamp(r["at_ms"] / 1000, UTC),
+        kind=r["kind"],
+        from_status=r["from_status"],
+        to_status=r["to_status"],
+        actor=r["actor"],
+        comment=r["comment"],
+        prev_hash=r["prev_hash"],
+        hash=r["hash"],
+    )
     assert chain_ok(tr)
     assert not chain_ok(tr.model_copy(update={"comment": "改过"}))

@@ -41,7 +41,10 @@ def test_paced_bench_splits_cpu_into_the_event_loop_python_threads_and_native_th
     before = {"python3:100": 10.0, "python3:101": 2.0, "Unknown:102": 1.0}
     after = {"python3:100": 14.0, "python3:101": 3.0, "Unknown:102": 2.0, "MergeMutate:103": 1.0}  # 103 started later
     assert thread_groups(before, after, main_tid=100, seconds=4.0) == {
-        "event_loop": 1.0, "python_threads": 0.25, "native_threads": 0.5}
+        "event_loop": 1.0,
+        "python_threads": 0.25,
+        "native_threads": 0.5,
+    }
 
 
 def test_paced_bench_reads_this_process_threads():
@@ -64,8 +67,8 @@ def test_batch_metrics_and_histograms_are_read_from_the_workers_prometheus_text(
 
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-    from riskwatch.tools.bench import pipeline as bench
     from riskwatch.settings import Settings
+    from riskwatch.tools.bench import pipeline as bench
 
     reg = CollectorRegistry()
     events = Counter("riskwatch_events", "", ["topic", "result"], registry=reg)
@@ -86,8 +89,15 @@ def test_batch_metrics_and_histograms_are_read_from_the_workers_prometheus_text(
 
     s = Settings()
     assert bench._batch_metrics(s) == {
-        "batches": 4, "batch_events_mean": 250, "batch_ms_mean": 50.0, "commits": 1, "commit_events_mean": 1000,
-        "commit_ms_mean": 500.0, "gc_full_collections": 1, "gc_full_ms_mean": 200.0}
+        "batches": 4,
+        "batch_events_mean": 250,
+        "batch_ms_mean": 50.0,
+        "commits": 1,
+        "commit_events_mean": 1000,
+        "commit_ms_mean": 500.0,
+        "gc_full_collections": 1,
+        "gc_full_ms_mean": 200.0,
+    }
     assert bench._histogram(s, "riskwatch_event_loop_lag_seconds") == {0.01: 1.0, 0.1: 2.0, 1.0: 3.0, INF: 3.0}
 
 
@@ -110,14 +120,34 @@ def test_gateway_batches_group_one_entitys_readings_and_keep_other_events():
     from riskwatch.tools.bench.pipeline import _count, gateway_batches
 
     def r(i, e):
-        return ("events.sensor", e.encode(), orjson.dumps({"schema_version": 1, "event_id": f"{e}-{i}", "entity_id": e,
-                                                            "occurred_at": "2026-11-27T08:00:00+08:00", "source": "iot-gw-01",
-                                                            "device_id": "d1", "channel": "storage_temp", "unit": "C", "value": 20.0 + i}))
+        return (
+            "events.sensor",
+            e.encode(),
+            orjson.dumps(
+                {
+                    "schema_version": 1,
+                    "event_id": f"{e}-{i}",
+                    "entity_id": e,
+                    "occurred_at": "2026-11-27T08:00:00+08:00",
+                    "source": "iot-gw-01",
+                    "device_id": "d1",
+                    "channel": "storage_temp",
+                    "unit": "C",
+                    "value": 20.0 + i,
+                }
+            ),
+        )
 
     evs = [r(i, "E1") for i in range(5)] + [("events.complaint", b"E2", b"{}")] + [r(i, "E2") for i in range(3)]
     out = gateway_batches(evs, 2)
-    assert [(t, k) for t, k, _ in out] == [("events.sensor", b"E1"), ("events.sensor", b"E1"), ("events.complaint", b"E2"),
-                                          ("events.sensor", b"E2"), ("events.sensor", b"E1"), ("events.sensor", b"E2")]
+    assert [(t, k) for t, k, _ in out] == [
+        ("events.sensor", b"E1"),
+        ("events.sensor", b"E1"),
+        ("events.complaint", b"E2"),
+        ("events.sensor", b"E2"),
+        ("events.sensor", b"E1"),
+        ("events.sensor", b"E2"),
+    ]
     assert [len(orjson.loads(v)["readings"]) for t, _, v in out if t == "events.sensor"] == [2, 2, 2, 1, 1]
     assert _count(out) == _count(evs) == (9, 8)
 
@@ -126,9 +156,11 @@ def test_profile_top_reads_py_spy_collapsed_stacks(tmp_path):
     from riskwatch.tools.bench.pipeline import profile_top
 
     p = tmp_path / "p.txt"
-    p.write_text("main (a.py:1);work (streams/x.py:5);dumps (state.py:9) 30\n"
-                 "main (a.py:1);work (streams/x.py:5) 10\n"
-                 "main (a.py:1);idle (sel.py:2) 60\n")
+    p.write_text(
+        "main (a.py:1);work (streams/x.py:5);dumps (state.py:9) 30\n"
+        "main (a.py:1);work (streams/x.py:5) 10\n"
+        "main (a.py:1);idle (sel.py:2) 60\n"
+    )
     top = profile_top(p, 2)
     assert top[0] == ("idle (sel.py)", 0.6, 0.6)
     assert top[1] == ("dumps (state.py)", 0.3, 0.3)

@@ -80,8 +80,10 @@ def report(writer, settings, tmp_path_factory):
 
 
 def _count(writer, where: str = "1") -> int:
-    sql = (f"SELECT count() FROM riskwatch.alerts FINAL WHERE first_seen >= toDateTime64('2026-11-24 00:00:00', 3, 'Asia/Shanghai') "
-           f"AND first_seen < toDateTime64('2026-12-01 00:00:00', 3, 'Asia/Shanghai') AND ({where})")
+    sql = (
+        f"SELECT count() FROM riskwatch.alerts FINAL WHERE first_seen >= toDateTime64('2026-11-24 00:00:00', 3, 'Asia/Shanghai') "
+        f"AND first_seen < toDateTime64('2026-12-01 00:00:00', 3, 'Asia/Shanghai') AND ({where})"
+    )
     return writer.query(sql)[1][0][0]
 
 
@@ -93,8 +95,16 @@ def _span(html: str, id_: str) -> str:
 
 def test_html_headings_and_numbers_match_sql(report, writer):
     html, _ = report
-    for h in ("舞阳县“三品一特”综合监管风险预警情况通报", "一、总体情况", "二、分事项预警情况", "三、分部门预警及处置情况",
-              "四、超期未处置预警清单", "五、高风险主体", "六、典型案例（红色、橙色预警）", "2026年11月24日至2026年11月30日"):
+    for h in (
+        "舞阳县“三品一特”综合监管风险预警情况通报",
+        "一、总体情况",
+        "二、分事项预警情况",
+        "三、分部门预警及处置情况",
+        "四、超期未处置预警清单",
+        "五、高风险主体",
+        "六、典型案例（红色、橙色预警）",
+        "2026年11月24日至2026年11月30日",
+    ):
         assert h in html, h  # fmt: skip
     total = _count(writer)
     assert 0 < total < 80  # the alerts before the week are left out
@@ -125,7 +135,9 @@ def test_html_headings_and_numbers_match_sql(report, writer):
 
 
 def test_dept_filter(writer, settings, tmp_path):
-    html_path, pdf_path = B.generate("week", "medinsure", tmp_path, settings=settings, query=writer.query, until=UNTIL, as_of=AS_OF)
+    html_path, pdf_path = B.generate(
+        "week", "medinsure", tmp_path, settings=settings, query=writer.query, until=UNTIL, as_of=AS_OF
+    )
     html = html_path.read_text(encoding="utf-8")
     assert "（县医疗保障局）" in html and html_path.name == "bulletin-week-medinsure-20261130.html"
     assert int(_span(html, "total")) == _count(writer, "has(departments, 'medinsure')")
@@ -140,7 +152,9 @@ def test_month_covers_more(writer, settings, tmp_path):
 
 
 def test_empty_period(writer, settings, tmp_path):
-    html_path, pdf_path = B.generate("week", None, tmp_path, settings=settings, query=writer.query, until=date(2020, 1, 1))
+    html_path, pdf_path = B.generate(
+        "week", None, tmp_path, settings=settings, query=writer.query, until=date(2020, 1, 1)
+    )
     html = html_path.read_text(encoding="utf-8")
     assert _span(html, "total") == "0" and _span(html, "rate") == "—" and "本期无红色、橙色预警" in html
     assert pdf_path.stat().st_size > 1000

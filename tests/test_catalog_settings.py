@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
+from detectors.rules import load_rules
 from riskwatch.domain.catalog import CatalogError, load_catalog
 from riskwatch.settings import DATA_DIR, load_settings
-from streams.engine.dispatch import Processor
-from detectors.rules import load_rules
-from streams.engine.state import EntityState
 from schemas.events import EntityEvent, SensorReading
+from streams.engine.dispatch import Processor
+from streams.engine.state import EntityState
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_f199ea9704559ddc.txt"
 BASE = (DATA_DIR / "catalog.yaml").read_text(encoding="utf-8")
@@ -43,7 +44,9 @@ def test_catalog_matches_the_seed_document():
 
 
 def test_a_ninth_item_needs_no_code_change(tmp_path):
-    text = BASE.replace("  - {code: new_business,", "  - {code: school_canteen,       name: 学校食堂}\n  - {code: new_business,")
+    text = BASE.replace(
+        "  - {code: new_business,", "  - {code: school_canteen,       name: 学校食堂}\n  - {code: new_business,"
+    )
     p = tmp_path / "catalog.yaml"
     p.write_text(text + NINTH, encoding="utf-8")
     cat = load_catalog(p)
@@ -51,22 +54,52 @@ def test_a_ninth_item_needs_no_code_change(tmp_path):
     # and the pipeline routes an alert of the new item to its lead and cooperating departments
     proc = Processor(cat, load_rules(DATA_DIR / "rules.yaml"))
     st = EntityState()
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    t = datetime(2026, 11, 27, tzinfo=timezone.utc)
-    proc.process(EntityEvent(event_id="r", entity_id="S1", occurred_at=t, source="t", action="registered",
-                             name="舞阳县第一中学食堂", kind="school_canteen", township="舞泉镇"), st, ("r", 0, 0))
-    out = proc.process(SensorReading(event_id="s", entity_id="S1", occurred_at=t, source="t", device_id="d",
-                                     channel="storage_temp", value=35.0, unit="C"), st, ("s", 0, 0))
+    t = datetime(2026, 11, 27, tzinfo=UTC)
+    proc.process(
+        EntityEvent(
+            event_id="r",
+            entity_id="S1",
+            occurred_at=t,
+            source="t",
+            action="registered",
+            name="舞阳县第一中学食堂",
+            kind="school_canteen",
+            township="舞泉镇",
+        ),
+        st,
+        ("r", 0, 0),
+    )
+    out = proc.process(
+        SensorReading(
+            event_id="s",
+            entity_id="S1",
+            occurred_at=t,
+            source="t",
+            device_id="d",
+            channel="storage_temp",
+            value=35.0,
+            unit="C",
+        ),
+        st,
+        ("s", 0, 0),
+    )
     assert out.alerts[0].item_id == 9 and out.alerts[0].departments == ["amr", "edu", "health"]
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda t: t.replace("lead: health", "lead: xx"), "line 1"),
-    (lambda t: t.replace("  - id: 8\n", "  - id: 7\n"), "duplicate id 7"),
-    (lambda t: t.replace("    lead: health\n", ""), "(items.6.lead): Field required"),
-    (lambda t: t.replace("cooperating: [emergency, eco]", "cooperating: [emergency, nobody]"), "unknown department code 'nobody'"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda t: t.replace("lead: health", "lead: xx"), "line 1"),
+        (lambda t: t.replace("  - id: 8\n", "  - id: 7\n"), "duplicate id 7"),
+        (lambda t: t.replace("    lead: health\n", ""), "(items.6.lead): Field required"),
+        (
+            lambda t: t.replace("cooperating: [emergency, eco]", "cooperating: [emergency, nobody]"),
+            "unknown department code 'nobody'",
+        ),
+    ],
+)
 def test_catalog_errors_name_the_line(tmp_path, mutate, needle):
     p = tmp_path / "catalog.yaml"
     bad = mutate(BASE)
@@ -98,4 +131,3 @@ def test_every_setting_is_documented():
 
     for name, f in Settings.model_fields.items():
         assert f.description and len(f.description) > 10, name
-

@@ -14,17 +14,28 @@ from collections import defaultdict
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from riskwatch.settings import Settings
 from riskwatch.tools.broker import Broker
-from riskwatch.tools.citylink import (ORIGIN, SRC_OFFSET, CityLink, city_remote_topic, city_settings, delete_run_topics,
-                                      inbound_topic, mask_value, masked_topic, mm2_properties, run_settings)
+from riskwatch.tools.citylink import (
+    ORIGIN,
+    SRC_OFFSET,
+    CityLink,
+    city_remote_topic,
+    city_settings,
+    delete_run_topics,
+    inbound_topic,
+    mask_value,
+    masked_topic,
+    mm2_properties,
+    run_settings,
+)
 from riskwatch.tools.runner import wait_for
-from tests.conftest import free_port
 from tests import factories as F
+from tests.conftest import free_port
 
 MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d(?:[\s\-]?\d){8}(?![0-9A-Za-z])")
 ID18 = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[\dXx](?![0-9A-Za-z])")
@@ -42,8 +53,12 @@ def city(broker: Settings, tmp_path_factory):
 
 
 def _read(bootstrap: str, topic: str, timeout: float = 10.0, committed_only: bool = True) -> list:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      isolation_level="read_committed" if committed_only else "read_uncommitted")
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )
     try:
         tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
         if not tps:
@@ -62,7 +77,9 @@ def _read(bootstrap: str, topic: str, timeout: float = 10.0, committed_only: boo
 
 
 def _count(bootstrap: str, topic: str) -> int:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed")
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
     try:
         tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
         ends, starts = c.end_offsets(tps), c.beginning_offsets(tps)
@@ -74,11 +91,22 @@ def _count(bootstrap: str, topic: str) -> int:
 @pytest.fixture(scope="module")
 def link(broker: Settings, city: Settings, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
-    s = run_settings(broker, city, run, prefix=f"c{run}.", app_id=f"riskwatch-test-{run}",
-                     link_dir=tmp_path_factory.mktemp("citylink"), citylink_offset_flush_ms=1000)
+    s = run_settings(
+        broker,
+        city,
+        run,
+        prefix=f"c{run}.",
+        app_id=f"riskwatch-test-{run}",
+        link_dir=tmp_path_factory.mktemp("citylink"),
+        citylink_offset_flush_ms=1000,
+    )
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    admin.create_topics([NewTopic(s.topic(t), 4, 1, topic_configs={"cleanup.policy": "compact"} if t == "audit.anchors" else {})
-                         for t in [*s.citylink_topics, "events.task"]])
+    admin.create_topics(
+        [
+            NewTopic(s.topic(t), 4, 1, topic_configs={"cleanup.policy": "compact"} if t == "audit.anchors" else {})
+            for t in [*s.citylink_topics, "events.task"]
+        ]
+    )
     admin.close()
     cadmin = KafkaAdminClient(bootstrap_servers=city.kafka_bootstrap)
     cadmin.create_topics([NewTopic(s.citylink_city_task_topic, 3, 1)])  # not the county's 4: the bridge re-keys
@@ -86,8 +114,11 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
     cl = CityLink(s)
     cl.start(log=print)
     try:
-        wait_for(lambda: _topics(city.kafka_bootstrap) >= {city_remote_topic(s, t) for t in s.citylink_topics}, 120,
-                 f"MirrorMaker 2 to create the remote topics on the city; see {cl.log_file('mirrormaker')}")
+        wait_for(
+            lambda: _topics(city.kafka_bootstrap) >= {city_remote_topic(s, t) for t in s.citylink_topics},
+            120,
+            f"MirrorMaker 2 to create the remote topics on the city; see {cl.log_file('mirrormaker')}",
+        )
     except Exception:
         cl.stop()
         raise
@@ -126,8 +157,9 @@ def test_properties_name_the_flows_and_escape_regexes():
 
 
 def test_compose_runs_the_same_release_mirrormaker_with_the_bridge_properties():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
     mm, bridge = compose["mirrormaker"], compose["citylink-bridge"]
@@ -139,11 +171,13 @@ def test_compose_runs_the_same_release_mirrormaker_with_the_bridge_properties():
     assert env["RISKWATCH_KAFKA_SASL_USERNAME"] == "citylink"
     for key in env:
         if key.startswith("RISKWATCH_"):
-            assert key[len("RISKWATCH_"):].lower() in Settings.model_fields, key
+            assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
 
 
 def test_mask_value_masks_every_string_and_redacts_names():
-    v = orjson.dumps({"alert_id": "a1", "comment": PII_TEXT, "nested": [{"t": "13912345678"}], "inspectors": ["张三"], "n": 3})
+    v = orjson.dumps(
+        {"alert_id": "a1", "comment": PII_TEXT, "nested": [{"t": "13912345678"}], "inspectors": ["张三"], "n": 3}
+    )
     out = orjson.loads(mask_value(v, {"inspectors"}))
     assert out["comment"] == "已电话联系投诉人138****5678,身份证4105**********1234,座机0395-*****67"
     assert out["nested"] == [{"t": "139****5678"}] and out["inspectors"] == ["***"] and out["n"] == 3
@@ -155,8 +189,11 @@ def test_topics_arrive_masked_under_mm2_naming(link, city):
     p = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
     sent = {}
     for t in s.citylink_topics:
-        ev = {**F.inspection("ent-9"), "inspectors": ["张三", "李四"], "note": PII_TEXT} if t == "events.inspection" else \
-             {"entity_id": "ent-9", "topic": t, "comment": PII_TEXT}
+        ev = (
+            {**F.inspection("ent-9"), "inspectors": ["张三", "李四"], "note": PII_TEXT}
+            if t == "events.inspection"
+            else {"entity_id": "ent-9", "topic": t, "comment": PII_TEXT}
+        )
         md = p.send(s.topic(t), key=b"ent-9", value=orjson.dumps(ev)).get(30)
         sent[t] = md.partition
     p.close()
@@ -174,7 +211,9 @@ def test_topics_arrive_masked_under_mm2_naming(link, city):
     cfg = KafkaAdminClient(bootstrap_servers=city.kafka_bootstrap)
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    got = cfg.describe_configs([ConfigResource(ConfigResourceType.TOPIC, city_remote_topic(s, "audit.anchors"), ["cleanup.policy"])])
+    got = cfg.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, city_remote_topic(s, "audit.anchors"), ["cleanup.policy"])]
+    )
     cfg.close()
     assert next(iter(got["topic"].values()))["cleanup.policy"]["value"] == "compact"  # anchors stay compacted
 
@@ -189,8 +228,11 @@ def test_city_task_reaches_county_keyed_by_entity(link, city):
     p.flush()
     p.close()
     target = s.topic("events.task")
-    recs = wait_for(lambda: (r := _read(s.kafka_bootstrap, target)) and len(r) >= 13 and r, 90,
-                    f"{len(tasks) + 1} city tasks on the county's {target} (via {inbound_topic(s)})")
+    recs = wait_for(
+        lambda: (r := _read(s.kafka_bootstrap, target)) and len(r) >= 13 and r,
+        90,
+        f"{len(tasks) + 1} city tasks on the county's {target} (via {inbound_topic(s)})",
+    )
     assert len(recs) == 13
     by_id = {}
     for r in recs:
@@ -214,7 +256,11 @@ def test_kill9_mirrormaker_and_bridge_midstream_nothing_missing(link, city):
     def produce():
         t0 = time.monotonic()
         for i in range(n):
-            p.send(src, key=f"a{i % 50}".encode(), value=orjson.dumps({"alert_id": f"a{i % 50}", "seq": i, "message": PII_TEXT}))
+            p.send(
+                src,
+                key=f"a{i % 50}".encode(),
+                value=orjson.dumps({"alert_id": f"a{i % 50}", "seq": i, "message": PII_TEXT}),
+            )
             if i % 40 == 0:
                 time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
         p.flush()
@@ -235,8 +281,12 @@ def test_kill9_mirrormaker_and_bridge_midstream_nothing_missing(link, city):
     wait_for(lambda: _count(s.kafka_bootstrap, copy) >= total, 90, f"the bridge to copy {total} records to {copy}")
     copied = _read(s.kafka_bootstrap, copy, 30)
     # the bridge resumes exactly: every source offset copied once, to the same partition, in order
-    assert [(r.partition, int(dict(r.headers)[SRC_OFFSET])) for r in sorted(copied, key=lambda r: (r.partition, r.offset))] == \
-        [(r.partition, r.offset) for r in sorted(_read(s.kafka_bootstrap, src, 30), key=lambda r: (r.partition, r.offset))]
+    assert [
+        (r.partition, int(dict(r.headers)[SRC_OFFSET])) for r in sorted(copied, key=lambda r: (r.partition, r.offset))
+    ] == [
+        (r.partition, r.offset)
+        for r in sorted(_read(s.kafka_bootstrap, src, 30), key=lambda r: (r.partition, r.offset))
+    ]
     remote = city_remote_topic(s, "alerts.all")
 
     def city_side():
@@ -281,7 +331,9 @@ def test_county_keeps_working_while_city_is_down(link, city):
             p.send(s.topic("alerts.events"), key=b"k", value=orjson.dumps({"alert_id": "down", "seq": i}))
         p.flush(30)
         assert time.monotonic() - t0 < 30  # county producers are not held up by the city
-        wait_for(lambda: _count(s.kafka_bootstrap, copy) >= before + 100, 60, "the bridge to mask while the city is down")
+        wait_for(
+            lambda: _count(s.kafka_bootstrap, copy) >= before + 100, 60, "the bridge to mask while the city is down"
+        )
         p.close()
         time.sleep(3)
         assert cl.pid("mirrormaker") and cl.pid("bridge")  # MirrorMaker waits and retries; nothing crashed
@@ -292,6 +344,10 @@ def test_county_keeps_working_while_city_is_down(link, city):
         print(f"city restarted in {time.monotonic() - t1:.1f}s")
     t2 = time.monotonic()
     remote = city_remote_topic(s, "alerts.events")
-    wait_for(lambda: sum(1 for r in _read(city.kafka_bootstrap, remote) if b'"down"' in r.value) >= 100, 180,
-             "MirrorMaker to deliver what the county produced while the city was down", interval=1)
+    wait_for(
+        lambda: sum(1 for r in _read(city.kafka_bootstrap, remote) if b'"down"' in r.value) >= 100,
+        180,
+        "MirrorMaker to deliver what the county produced while the city was down",
+        interval=1,
+    )
     print(f"delivered {time.monotonic() - t2:.1f}s after the city came back")

@@ -86,9 +86,10 @@ async def wait_until(cond, what: str):
     async def poll():
         while not cond():
             await asyncio.sleep(0.01)
+
     try:
         await asyncio.wait_for(poll(), TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"timed out waiting for {what}")
 
 

@@ -74,7 +74,10 @@ def test_two_worker_replicas_share_one_group():
         e = _env(w)
         assert e["RISKWATCH_WEB_HOST"] == "0.0.0.0"
         assert e["RISKWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
-        assert re.fullmatch(r"http://riskwatch:\$\{CLICKHOUSE_RISKWATCH_PASSWORD:\?[^}]+\}@clickhouse:8123/riskwatch", e["RISKWATCH_CLICKHOUSE_URL"])
+        assert re.fullmatch(
+            r"http://riskwatch:\$\{CLICKHOUSE_RISKWATCH_PASSWORD:\?[^}]+\}@clickhouse:8123/riskwatch",
+            e["RISKWATCH_CLICKHOUSE_URL"],
+        )
         assert e["RISKWATCH_KAFKA_SASL_USERNAME"] == "riskwatch"
     # distinct state volumes
     vols = [tuple(SERVICES[w]["volumes"]) for w in WORKERS]
@@ -90,13 +93,13 @@ def test_every_service_has_a_healthcheck():
 def test_riskwatch_env_vars_are_settings_fields():
     fields = set(Settings.model_fields)
     missing_sasl = [f for f in SASL_FIELDS if f not in fields]
-    assert not missing_sasl, (
-        f"riskwatch/settings.py lacks {missing_sasl}: the compose workers need "
-        + ", ".join(f"RISKWATCH_{f.upper()}" for f in SASL_FIELDS))
+    assert not missing_sasl, f"riskwatch/settings.py lacks {missing_sasl}: the compose workers need " + ", ".join(
+        f"RISKWATCH_{f.upper()}" for f in SASL_FIELDS
+    )
     for name in RISKWATCH_SERVICES:
         for key in _env(name):
             if key.startswith("RISKWATCH_"):
-                assert key[len("RISKWATCH_"):].lower() in fields, f"{name}: {key} is not a riskwatch setting"
+                assert key[len("RISKWATCH_") :].lower() in fields, f"{name}: {key} is not a riskwatch setting"
 
 
 def test_riskwatch_env_values_validate():
@@ -104,7 +107,7 @@ def test_riskwatch_env_values_validate():
     env = _env(WORKERS[0])
     kw = {}
     for key, value in env.items():
-        field = key[len("RISKWATCH_"):].lower()
+        field = key[len("RISKWATCH_") :].lower()
         if field in Settings.model_fields and "${" not in value:
             kw[field] = value
     kw["clickhouse_url"] = "http://riskwatch:x@clickhouse:8123/riskwatch"
@@ -147,7 +150,9 @@ def test_mounted_paths_exist_and_volumes_are_named():
                 if rel in GENERATED_DIRS and not (ROOT / rel).exists():
                     # not generated yet: the generator must write exactly this directory
                     builder = (ROOT / "dashboards/build.py").read_text(encoding="utf-8")
-                    assert rel.split("/")[-1] in builder, f"{name}: {src} is neither present nor written by dashboards/build.py"
+                    assert rel.split("/")[-1] in builder, (
+                        f"{name}: {src} is neither present nor written by dashboards/build.py"
+                    )
                     continue
                 assert (ROOT / rel).exists(), f"{name}: {src} does not exist"
             else:
@@ -183,7 +188,10 @@ def test_each_department_reads_only_its_own_topic():
         reads = PLAN.allowed(user, "read")
         assert [(b.pattern, b.name) for b in reads] == [("literal", T.dept_topic(code))], (user, reads)
         writes = PLAN.allowed(user, "write")
-        assert [(b.pattern, b.name) for b in writes] == [("literal", "events.feedback"), ("literal", "events.task")], (user, writes)
+        assert [(b.pattern, b.name) for b in writes] == [("literal", "events.feedback"), ("literal", "events.task")], (
+            user,
+            writes,
+        )
         assert not [b for b in PLAN.bindings if b.user == user and b.resource in ("cluster", "transactional_id")]
         assert not [b for b in PLAN.bindings if b.user == user and b.operation == "all"]
         groups = PLAN.allowed(user, "read", "group")
@@ -192,7 +200,10 @@ def test_each_department_reads_only_its_own_topic():
 
 def test_worker_user_covers_every_riskwatch_topic_and_its_group():
     def granted(topic: str) -> bool:
-        return any(b.name == topic if b.pattern == "literal" else topic.startswith(b.name) for b in PLAN.allowed("riskwatch", "all"))
+        return any(
+            b.name == topic if b.pattern == "literal" else topic.startswith(b.name)
+            for b in PLAN.allowed("riskwatch", "all")
+        )
 
     s = Settings(_env_file=None)
     for topic in T.all_topics(s, CATALOG):
@@ -201,7 +212,10 @@ def test_worker_user_covers_every_riskwatch_topic_and_its_group():
     groups = PLAN.allowed("riskwatch", "all", "group")
     assert any(_env(WORKERS[0])["RISKWATCH_APP_ID"].startswith(g.name) for g in groups)
     # the simulator writes input topics only
-    assert {b.operation for b in PLAN.bindings if b.user == "simulator" and b.resource == "topic"} == {"write", "describe"}
+    assert {b.operation for b in PLAN.bindings if b.user == "simulator" and b.resource == "topic"} == {
+        "write",
+        "describe",
+    }
 
 
 # --- ClickHouse users --------------------------------------------------------------------------------
@@ -235,16 +249,39 @@ def test_docker_compose_config(tmp_path):
     if cmd is None:
         pytest.skip("no `docker compose` client on this machine (the YAML checks above still ran)")
     env_file = tmp_path / "test.env"
-    lines = [re.sub(r"=\s*$", "=test-secret", ln) for ln in (ROOT / "deploy/.env.example").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        re.sub(r"=\s*$", "=test-secret", ln)
+        for ln in (ROOT / "deploy/.env.example").read_text(encoding="utf-8").splitlines()
+    ]
     env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    r = subprocess.run([*cmd, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), "--profile", "simulator", "config", "-q"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = subprocess.run(
+        [
+            *cmd,
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--env-file",
+            str(env_file),
+            "--profile",
+            "simulator",
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     # a missing secret is refused
     empty = tmp_path / "empty.env"
     empty.write_text("", encoding="utf-8")
-    r = subprocess.run([*cmd, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(empty), "config", "-q"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = subprocess.run(
+        [*cmd, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(empty), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert r.returncode != 0 and "set " in r.stderr
 
 
@@ -257,7 +294,7 @@ def test_web_service_runs_the_workbench_with_a_write_only_kafka_user():
     assert e["RISKWATCH_KAFKA_SASL_USERNAME"] == "workbench"
     for key in e:
         if key.startswith("RISKWATCH_"):
-            assert key[len("RISKWATCH_"):].lower() in Settings.model_fields, key
+            assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
     writes = {b.name for b in PLAN.bindings if b.user == "workbench" and b.resource == "topic"}
     assert writes == {"events.feedback", "events.inspection", "events.registry"}
     assert not PLAN.allowed("workbench", "read")

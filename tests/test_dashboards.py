@@ -9,15 +9,15 @@ sinks.migrations_mv.migrate_views.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from dashboards import build as B
-from riskwatch.tools.sample_data import load_sample
 from dashboards.sqlcheck import expand
+from riskwatch.tools.sample_data import load_sample
 from sinks import migrations, migrations_mv
 from sinks.clickhouse import READ_SETTINGS, make_client
 
@@ -35,7 +35,7 @@ def _base(type_name: str) -> str:
     t = type_name
     for wrapper in ("Nullable(", "LowCardinality("):
         while t.startswith(wrapper):
-            t = t[len(wrapper):-1]
+            t = t[len(wrapper) : -1]
     return t
 
 
@@ -56,7 +56,7 @@ def _panels():
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory):
     url = f"chdb://{tmp_path_factory.mktemp('dash') / 'ch'}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     counts = load_sample(url, now=now)
     print(f"\nsample rows: {counts}")
     c = make_client(url)
@@ -68,23 +68,33 @@ def test_committed_json_is_generated(tmp_path):
     B.build(tmp_path)
     for uid in B.DASHBOARDS:
         committed = (B.JSON_DIR / f"{uid}.json").read_text(encoding="utf-8")
-        assert committed == (tmp_path / f"{uid}.json").read_text(encoding="utf-8"), f"{uid}.json is stale: run `riskwatch grafana build`"
+        assert committed == (tmp_path / f"{uid}.json").read_text(encoding="utf-8"), (
+            f"{uid}.json is stale: run `riskwatch grafana build`"
+        )
 
 
 @pytest.mark.parametrize("uid", list(DASHBOARDS))
 def test_dashboard_schema_valid(uid):
     d = DASHBOARDS[uid]
-    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in jsonschema.Draft7Validator(_schema("dashboard")).iter_errors(d)]
+    errors = [
+        f"{list(e.absolute_path)}: {e.message[:200]}"
+        for e in jsonschema.Draft7Validator(_schema("dashboard")).iter_errors(d)
+    ]
     checked = 0
     for p in d["panels"]:
         f = SCHEMAS / f"{p['type']}.jsonschema.json"
         if not f.exists():
             continue
         sch = _schema(p["type"])
-        for part, value in (("Options", p.get("options", {})), ("FieldConfig", p.get("fieldConfig", {}).get("defaults", {}).get("custom", {}))):
+        for part, value in (
+            ("Options", p.get("options", {})),
+            ("FieldConfig", p.get("fieldConfig", {}).get("defaults", {}).get("custom", {})),
+        ):
             if part in sch["definitions"]:
                 v = jsonschema.Draft7Validator({**sch, "$ref": f"#/definitions/{part}"})
-                errors += [f"{p['title']} {part} {list(e.absolute_path)}: {e.message[:200]}" for e in v.iter_errors(value)]
+                errors += [
+                    f"{p['title']} {part} {list(e.absolute_path)}: {e.message[:200]}" for e in v.iter_errors(value)
+                ]
                 checked += 1
     assert not errors, "\n".join(errors)
     assert checked > 0
@@ -161,17 +171,27 @@ def test_townships_match_simulator():
 
     from riskwatch.domain.catalog import DATA_DIR
 
-    sim = {t["name"]: (t["lat"], t["lon"]) for t in yaml.safe_load((DATA_DIR / "simulator.yaml").read_text(encoding="utf-8"))["county"]["townships"]}
+    sim = {
+        t["name"]: (t["lat"], t["lon"])
+        for t in yaml.safe_load((DATA_DIR / "simulator.yaml").read_text(encoding="utf-8"))["county"]["townships"]
+    }
     ours = {t["name"]: (t["lat"], t["lon"]) for t in B.townships()}
     assert ours == sim and len(ours) == 14
 
 
 def test_sqlcheck_expand():
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    out = expand("SELECT $__timeInterval(x) FROM t WHERE $__timeFilter(x) AND d = '${department}' AND i = $item",
-                 t0, t0 + timedelta(hours=1), {"department": "amr", "item": "3"})
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    out = expand(
+        "SELECT $__timeInterval(x) FROM t WHERE $__timeFilter(x) AND d = '${department}' AND i = $item",
+        t0,
+        t0 + timedelta(hours=1),
+        {"department": "amr", "item": "3"},
+    )
     assert "toStartOfInterval(toDateTime(x), INTERVAL 60 second)" in out
-    assert "x >= toDateTime64('2026-01-01 00:00:00.000', 3, 'UTC') AND x <= toDateTime64('2026-01-01 01:00:00.000', 3, 'UTC')" in out
+    assert (
+        "x >= toDateTime64('2026-01-01 00:00:00.000', 3, 'UTC') AND x <= toDateTime64('2026-01-01 01:00:00.000', 3, 'UTC')"
+        in out
+    )
     assert "d = 'amr' AND i = 3" in out
     with pytest.raises(ValueError):
         expand("SELECT $__unknown", t0, t0)
@@ -228,11 +248,15 @@ def test_provision_is_idempotent_with_fake_grafana():
 
 def test_backfill_views_rebuilds_the_same_aggregates(ch):
     c, _ = ch
-    q = ("SELECT (SELECT sum(alerts) FROM agg_alerts_opened_hourly), (SELECT count() FROM (SELECT hour, kind FROM agg_events_hourly GROUP BY hour, kind)),"
-         " (SELECT sum(complaints) FROM agg_township_hourly), (SELECT sum(video_detections) FROM agg_township_hourly)")
+    q = (
+        "SELECT (SELECT sum(alerts) FROM agg_alerts_opened_hourly), (SELECT count() FROM (SELECT hour, kind FROM agg_events_hourly GROUP BY hour, kind)),"
+        " (SELECT sum(complaints) FROM agg_township_hourly), (SELECT sum(video_detections) FROM agg_township_hourly)"
+    )
     before = c.query(q).result_rows[0]
     migrations_mv.backfill_views(c, "default")
     after = c.query(q).result_rows[0]
     assert after[0] == before[0] and after[1] == before[1] and after[2] <= before[2] and after[3] <= before[3]
-    assert c.query("SELECT sum(events) FROM agg_events_hourly WHERE kind = 'sensor'").result_rows[0][0] == \
-        c.query("SELECT count() FROM events_sensor FINAL").result_rows[0][0]
+    assert (
+        c.query("SELECT sum(events) FROM agg_events_hourly WHERE kind = 'sensor'").result_rows[0][0]
+        == c.query("SELECT count() FROM events_sensor FINAL").result_rows[0][0]
+    )

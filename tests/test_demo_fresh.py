@@ -9,9 +9,15 @@ from riskwatch.tools.demo import DemoError, fresh_start
 
 
 def _settings(tmp_path, **kw) -> Settings:
-    return Settings(_env_file=None, kafka_data_dir=tmp_path / "kafka", clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}",
-                    state_dir=tmp_path / "state", alertmanager_data_dir=tmp_path / "alertmanager",
-                    workbench_dir=tmp_path / "web", **kw)
+    return Settings(
+        _env_file=None,
+        kafka_data_dir=tmp_path / "kafka",
+        clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}",
+        state_dir=tmp_path / "state",
+        alertmanager_data_dir=tmp_path / "alertmanager",
+        workbench_dir=tmp_path / "web",
+        **kw,
+    )
 
 
 def test_fresh_start_deletes_the_local_broker_clickhouse_state_and_alertmanager_data(tmp_path):
@@ -28,7 +34,10 @@ def test_fresh_start_deletes_the_local_broker_clickhouse_state_and_alertmanager_
 
 def test_fresh_start_refuses_a_remote_broker_or_a_clickhouse_server(tmp_path):
     (tmp_path / "state").mkdir()
-    for kw in ({"kafka_bootstrap": "kafka.example:9092"}, {"clickhouse_url": "https://writer:pw@ch.example:8443/riskwatch"}):
+    for kw in (
+        {"kafka_bootstrap": "kafka.example:9092"},
+        {"clickhouse_url": "https://writer:pw@ch.example:8443/riskwatch"},
+    ):
         s = _settings(tmp_path).model_copy(update=kw)
         with pytest.raises(DemoError, match="local data only"):
             fresh_start(s)

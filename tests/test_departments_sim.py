@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -31,16 +31,40 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=CST)
 LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 
 
-def make_alert(alert_id: str, entity_id: str, item_id: int | None, level: str, first_seen: datetime,
-               status: str = "firing", revision: int = 1, last_seen: datetime | None = None,
-               departments: list[str] | None = None) -> dict:
+def make_alert(
+    alert_id: str,
+    entity_id: str,
+    item_id: int | None,
+    level: str,
+    first_seen: datetime,
+    status: str = "firing",
+    revision: int = 1,
+    last_seen: datetime | None = None,
+    departments: list[str] | None = None,
+) -> dict:
     depts = departments or (list(CAT.receivers(item_id)) if item_id else [CAT.taskforce_office])
     last = last_seen or first_seen
-    return {"alert_id": alert_id, "revision": revision, "fingerprint": f"{entity_id}|{item_id or 0}|rule.test",
-            "entity_id": entity_id, "entity_name": "舞泉镇鑫源食品有限公司", "item_id": item_id, "rule": "rule.test",
-            "level": level, "level_zh": LEVEL_ZH[level], "status": status, "score": 80.0, "title": "测试预警",
-            "message": "测试预警", "lead_department": depts[0], "departments": depts, "first_seen": first_seen.isoformat(),
-            "last_seen": last.isoformat(), "updated_at": last.isoformat(), "source_event_id": f"src-{alert_id}-{revision}"}
+    return {
+        "alert_id": alert_id,
+        "revision": revision,
+        "fingerprint": f"{entity_id}|{item_id or 0}|rule.test",
+        "entity_id": entity_id,
+        "entity_name": "舞泉镇鑫源食品有限公司",
+        "item_id": item_id,
+        "rule": "rule.test",
+        "level": level,
+        "level_zh": LEVEL_ZH[level],
+        "status": status,
+        "score": 80.0,
+        "title": "测试预警",
+        "message": "测试预警",
+        "lead_department": depts[0],
+        "departments": depts,
+        "first_seen": first_seen.isoformat(),
+        "last_seen": last.isoformat(),
+        "updated_at": last.isoformat(),
+        "source_event_id": f"src-{alert_id}-{revision}",
+    }
 
 
 def random_alerts(n: int, seed: int = 1) -> list[dict]:
@@ -53,7 +77,9 @@ def random_alerts(n: int, seed: int = 1) -> list[dict]:
         depts = list(CAT.receivers(item)) if item else [CAT.taskforce_office]
         if level == "red" and CAT.taskforce_office not in depts:
             depts.append(CAT.taskforce_office)
-        out.append(make_alert(f"a{i:04d}", f"E{i:06d}", item, level, START + timedelta(minutes=7 * i), departments=depts))
+        out.append(
+            make_alert(f"a{i:04d}", f"E{i:06d}", item, level, START + timedelta(minutes=7 * i), departments=depts)
+        )
     return out
 
 
@@ -173,8 +199,10 @@ def test_late_answers_come_after_the_lifecycle_ack_deadline_and_on_time_ones_bef
     # special equipment (item 8) red: acknowledge within 1 h, not the default 2 h
     assert LC.deadline(8, "red").ack_hours == 1 and LC.deadline(1, "red").ack_hours == 2
     red8 = [x for x in p.truth() if x["item_id"] == 8 and x["level"] == "red"]
-    assert red8 and all(datetime.fromisoformat(x["ack_deadline"]) - datetime.fromisoformat(x["anchor"])
-                        == timedelta(hours=1) for x in red8)
+    assert red8 and all(
+        datetime.fromisoformat(x["ack_deadline"]) - datetime.fromisoformat(x["anchor"]) == timedelta(hours=1)
+        for x in red8
+    )
 
 
 def test_not_ours_only_from_cooperating_departments():
@@ -213,14 +241,20 @@ def _fire(alert: dict):
     """Open the alert in the real life-cycle engine at first_seen; it fires after its pending period.
     Returns the engine state and the firing revision as the pipeline publishes it (with ack_due)."""
     a = Alert.model_validate(alert)
-    st, _ = LC.open(a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments, at=a.first_seen,
-                    title=a.title)
+    st, _ = LC.open(
+        a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments, at=a.first_seen, title=a.title
+    )
     fired = a.first_seen + timedelta(minutes=LC.policy.pending_minutes[a.level.value])
     notes = LC.tick(st, fired)
     assert st.status == "firing" and st.fired_at == fired.timestamp()
-    rev = {**alert, "revision": 2, "last_seen": fired.isoformat(), "updated_at": fired.isoformat(),
-           "ack_due": datetime.fromtimestamp(st.ack_due, CST).isoformat(),
-           "dispose_due": datetime.fromtimestamp(st.dispose_due, CST).isoformat()}
+    rev = {
+        **alert,
+        "revision": 2,
+        "last_seen": fired.isoformat(),
+        "updated_at": fired.isoformat(),
+        "ack_due": datetime.fromtimestamp(st.ack_due, CST).isoformat(),
+        "dispose_due": datetime.fromtimestamp(st.dispose_due, CST).isoformat(),
+    }
     return st, notes, rev
 
 
@@ -305,8 +339,9 @@ def test_resolved_revision_cancels_and_resolved_or_stale_alerts_are_ignored():
     assert 5 <= p.pending <= 7  # amr: ack, in_progress, disposed; emergency and eco: ack (+ maybe in_progress)
     first = p.due(START + timedelta(hours=8))  # orange: acknowledge within 8 h
     assert {fb["department"] for fb in first if fb["status"] == "acknowledged"} == {"amr", "emergency", "eco"}
-    p.on_alert(make_alert("a1", "E1", 1, "orange", START, status="resolved", revision=2,
-                          last_seen=START + timedelta(hours=9)))
+    p.on_alert(
+        make_alert("a1", "E1", 1, "orange", START, status="resolved", revision=2, last_seen=START + timedelta(hours=9))
+    )
     assert p.pending == 0 and p.drain() == []
     assert p.summary()["cancelled"] >= 1
     p.on_alert(a1)  # stale revision 1 again (a replay): ignored
@@ -321,21 +356,44 @@ def test_added_receivers_answer_and_a_refired_alert_starts_a_new_round():
     p = DepartmentPlayer(seed=2, late_rate=0, silent_rate=0, unauthorised_rate=0, not_ours_rate=0)
     t1 = START + timedelta(minutes=30)
     p.on_alert(make_alert("a1", "E1", 1, "orange", START))
-    p.on_alert(make_alert("a1", "E1", 1, "red", START, revision=2, last_seen=t1,
-                          departments=["amr", "emergency", "eco", "taskforce"]))  # red adds the task force
+    p.on_alert(
+        make_alert(
+            "a1", "E1", 1, "red", START, revision=2, last_seen=t1, departments=["amr", "emergency", "eco", "taskforce"]
+        )
+    )  # red adds the task force
     out = p.drain()
     tf = [fb for fb in out if fb["department"] == "taskforce"]
     assert tf and tf[0]["status"] == "acknowledged"
     assert t1 < ts(tf[0]) <= t1 + timedelta(hours=LC.deadline(1, "red").ack_hours)
-    assert Counter(fb["department"] for fb in out if fb["status"] == "acknowledged") == \
-        {"amr": 1, "emergency": 1, "eco": 1, "taskforce": 1}
+    assert Counter(fb["department"] for fb in out if fb["status"] == "acknowledged") == {
+        "amr": 1,
+        "emergency": 1,
+        "eco": 1,
+        "taskforce": 1,
+    }
     t2 = START + timedelta(days=5)
     p.on_alert(make_alert("a1", "E1", 1, "red", START, status="resolved", revision=3, last_seen=t2))
     t3 = t2 + timedelta(hours=1)
-    p.on_alert(make_alert("a1", "E1", 1, "red", START, status="firing", revision=4, last_seen=t3,
-                          departments=["amr", "emergency", "eco", "taskforce"]))
+    p.on_alert(
+        make_alert(
+            "a1",
+            "E1",
+            1,
+            "red",
+            START,
+            status="firing",
+            revision=4,
+            last_seen=t3,
+            departments=["amr", "emergency", "eco", "taskforce"],
+        )
+    )
     again = p.drain()
-    assert {fb["department"] for fb in again if fb["status"] == "acknowledged"} == {"amr", "emergency", "eco", "taskforce"}
+    assert {fb["department"] for fb in again if fb["status"] == "acknowledged"} == {
+        "amr",
+        "emergency",
+        "eco",
+        "taskforce",
+    }
     assert all(ts(fb) > t3 for fb in again)
     assert not {fb["event_id"] for fb in again} & {fb["event_id"] for fb in out}
 
@@ -359,8 +417,10 @@ def test_due_returns_only_what_is_due_in_time_order():
     assert len(early) + len(mid) + len(rest) == total
 
 
-@pytest.mark.parametrize("kw", [dict(late_rate=1.5), dict(silent_rate=-0.1), dict(late_rate=0.7, silent_rate=0.5),
-                                dict(unauthorised_rate=2.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(late_rate=1.5), dict(silent_rate=-0.1), dict(late_rate=0.7, silent_rate=0.5), dict(unauthorised_rate=2.0)],
+)
 def test_rates_are_checked(kw):
     with pytest.raises(ValueError):
         DepartmentPlayer(**kw)
@@ -376,8 +436,22 @@ def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation(
     assert res.exit_code == 0 and "departments" in res.output
     # were the callback to simulate anyway, these options keep it small and away from Kafka and var/
     out, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
-    res = CliRunner().invoke(app, ["--out", str(out), "--truth", str(truth), "--days", "0.01", "--scale", "0.01",
-                                   "--quiet", "departments", "--help"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "--out",
+            str(out),
+            "--truth",
+            str(truth),
+            "--days",
+            "0.01",
+            "--scale",
+            "0.01",
+            "--quiet",
+            "departments",
+            "--help",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "--late-rate" in res.output and "--idle-seconds" in res.output
     assert not out.exists() and not truth.exists()  # the callback returned before simulating
@@ -385,34 +459,65 @@ def test_departments_subcommand_is_listed_and_does_not_run_the_event_simulation(
 
 def test_cli_answers_the_alerts_of_a_real_broker(broker, tmp_path):
     from kafka import KafkaProducer
-
     from riskwatch.tools.runner import read_all, settings_env
     from streams.runtime import topics as T
 
     run = uuid.uuid4().hex[:8]
     s = broker.model_copy(update=dict(topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", partitions=1))
     T.ensure_topics(s, CAT)
-    t0 = datetime.now(timezone.utc).replace(microsecond=0).astimezone(CST) - timedelta(days=20)
+    t0 = datetime.now(UTC).replace(microsecond=0).astimezone(CST) - timedelta(days=20)
     # every firing revision's last_seen (simulated now) is before any feedback is due (>= 3 min after first_seen),
     # until the last alert jumps simulated time 10 days ahead: the output does not depend on poll batches
-    alerts = [make_alert(f"k{i}", f"E{i:06d}", item, level, t0 + timedelta(seconds=i))
-              for i, (item, level) in enumerate([(1, "orange"), (8, "red"), (5, "yellow"), (7, "orange"),
-                                                 (4, "red"), (2, "yellow"), (None, "orange"), (6, "red")])]
+    alerts = [
+        make_alert(f"k{i}", f"E{i:06d}", item, level, t0 + timedelta(seconds=i))
+        for i, (item, level) in enumerate(
+            [
+                (1, "orange"),
+                (8, "red"),
+                (5, "yellow"),
+                (7, "orange"),
+                (4, "red"),
+                (2, "yellow"),
+                (None, "orange"),
+                (6, "red"),
+            ]
+        )
+    ]
     alerts.append(make_alert("gone", "E000100", 1, "red", t0 + timedelta(seconds=10)))
-    alerts.append(make_alert("gone", "E000100", 1, "red", t0 + timedelta(seconds=10), status="resolved", revision=2,
-                             last_seen=t0 + timedelta(seconds=120)))
+    alerts.append(
+        make_alert(
+            "gone",
+            "E000100",
+            1,
+            "red",
+            t0 + timedelta(seconds=10),
+            status="resolved",
+            revision=2,
+            last_seen=t0 + timedelta(seconds=120),
+        )
+    )
     alerts.append(make_alert("jump", "E000200", 3, "orange", t0 + timedelta(days=10)))
     producer = KafkaProducer(**s.kafka_kwargs(), acks="all")
     for a in alerts:
-        producer.send(s.topic(T.ALERTS_ALL), key=a["entity_id"].encode(),
-                      value=Alert.model_validate(a).model_dump_json().encode())
+        producer.send(
+            s.topic(T.ALERTS_ALL), key=a["entity_id"].encode(), value=Alert.model_validate(a).model_dump_json().encode()
+        )
     producer.send(s.topic(T.ALERTS_ALL), key=b"E000300", value=b"{not an alert")
     producer.flush(30)
     producer.close()
 
     rates = dict(seed=11, late_rate=0.3, silent_rate=0.1, unauthorised_rate=0.5, not_ours_rate=0.5)
-    args = [sys.executable, "-m", "riskwatch.cli.main", "simulate", "departments", "--idle-seconds", "3",
-            "--truth", str(tmp_path / "truth.jsonl")]
+    args = [
+        sys.executable,
+        "-m",
+        "riskwatch.cli.main",
+        "simulate",
+        "departments",
+        "--idle-seconds",
+        "3",
+        "--truth",
+        str(tmp_path / "truth.jsonl"),
+    ]
     for k, v in rates.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, **settings_env(s)}

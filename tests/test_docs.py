@@ -76,5 +76,7 @@ def test_walkthrough_links_point_at_what_they_name():
             text = target.read_text(encoding="utf-8").splitlines()[int(line) - 1]
             if not re.search(rf"\b(def|class)\s+{re.escape(name)}\b", text):
                 bad.append(f"{path}#L{line} should show {name}, shows: {text.strip()[:60]}")
-    assert not bad, ("docs/walkthrough.md links that drifted (`python -m riskwatch.tools.walkthrough_anchors` moves them):\n"
-                     + "\n".join(bad))
+    assert not bad, (
+        "docs/walkthrough.md links that drifted (`python -m riskwatch.tools.walkthrough_anchors` moves them):\n"
+        + "\n".join(bad)
+    )

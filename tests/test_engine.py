@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -24,9 +24,15 @@ from streams.engine.ingest import Decoder
 from streams.engine.state import EntityState
 
 COUNTY = load_county()
-T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
-DEST = Destinations("alerts.all", "alerts.events", "inspection.plans",
-                    {d: f"alerts.{d}" for d in COUNTY.catalog.departments}, "notices", "deadletter")
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+DEST = Destinations(
+    "alerts.all",
+    "alerts.events",
+    "inspection.plans",
+    {d: f"alerts.{d}" for d in COUNTY.catalog.departments},
+    "notices",
+    "deadletter",
+)
 
 
 class Engine:
@@ -35,8 +41,14 @@ class Engine:
     def __init__(self) -> None:
         self.states: dict[bytes, EntityState] = {}
         self.partitions: dict[bytes, int] = {}
-        self.batch = EntityBatch(Processor.from_county(COUNTY, clock=lambda: T0.timestamp()),
-                                 Decoder(COUNTY.catalog), DEST, rows, load=self.load, partition_of=self.partitions)
+        self.batch = EntityBatch(
+            Processor.from_county(COUNTY, clock=lambda: T0.timestamp()),
+            Decoder(COUNTY.catalog),
+            DEST,
+            rows,
+            load=self.load,
+            partition_of=self.partitions,
+        )
 
     def load(self, key: bytes) -> EntityState:
         """Like the worker: a state survives only as its pickled bytes."""
@@ -55,18 +67,35 @@ def _json(**kw) -> bytes:
 
 
 def registered(n: int = 0) -> bytes:
-    return _json(event_id=f"reg{n}", occurred_at=T0.isoformat(), action="registered", name="鑫源食品有限公司",
-                 kind="food_producer", township="舞泉镇")
+    return _json(
+        event_id=f"reg{n}",
+        occurred_at=T0.isoformat(),
+        action="registered",
+        name="鑫源食品有限公司",
+        kind="food_producer",
+        township="舞泉镇",
+    )
 
 
 def reading(i: int, value: float) -> bytes:
-    return _json(event_id=f"s{i}", occurred_at=(T0 + timedelta(minutes=i)).isoformat(), device_id="d1",
-                 channel="cold_chain_temp", value=value, unit="C")
+    return _json(
+        event_id=f"s{i}",
+        occurred_at=(T0 + timedelta(minutes=i)).isoformat(),
+        device_id="d1",
+        channel="cold_chain_temp",
+        value=value,
+        unit="C",
+    )
 
 
 def complaint(i: int, category: str = "food_poisoning") -> bytes:
-    return _json(event_id=f"c{i}", occurred_at=(T0 + timedelta(minutes=30 + i)).isoformat(), channel="12345",
-                 category=category, text="吃完腹泻,电话13912345678")
+    return _json(
+        event_id=f"c{i}",
+        occurred_at=(T0 + timedelta(minutes=30 + i)).isoformat(),
+        channel="12345",
+        category=category,
+        text="吃完腹泻,电话13912345678",
+    )
 
 
 def sent(out, topic: str) -> list[dict]:
@@ -75,8 +104,12 @@ def sent(out, topic: str) -> list[dict]:
 
 def test_a_reading_that_confirms_a_breach_publishes_the_alert_to_its_departments_and_stores_rows() -> None:
     e = Engine()
-    out = e.run(("events.registry", 0, registered()), ("events.sensor", 0, reading(1, 9.5)),
-                ("events.sensor", 1, reading(2, 9.6)), ("events.sensor", 2, reading(3, 9.8)))
+    out = e.run(
+        ("events.registry", 0, registered()),
+        ("events.sensor", 0, reading(1, 9.5)),
+        ("events.sensor", 1, reading(2, 9.6)),
+        ("events.sensor", 2, reading(3, 9.8)),
+    )
     assert out.counts == {("events.registry", "ok"): 1, ("events.sensor", "ok"): 3}
     [alert] = sent(out, "alerts.all")
     assert alert["rule"] == "rule.sensor.cold_chain_temp" and alert["notification"] == "firing"
@@ -116,16 +149,23 @@ def test_a_duplicate_event_id_is_refused_and_a_redelivered_message_is_skipped() 
     assert not again.sends and not again.rows
     dup = e.run(("events.sensor", 6, reading(1, 3.0)))  # the same event_id at another offset
     [dl] = [DeadLetter.model_validate(d) for d in sent(dup, "deadletter")]
-    assert "duplicate event_id 's1'" in dl.error and dl.offset == 6 and base64.b64decode(dl.payload_b64) == reading(1, 3.0)
+    assert (
+        "duplicate event_id 's1'" in dl.error and dl.offset == 6 and base64.b64decode(dl.payload_b64) == reading(1, 3.0)
+    )
     assert dup.counts == {("events.sensor", "dead"): 1}
 
 
 def test_a_gateway_batch_sends_each_bad_reading_to_the_dead_letters_with_its_index() -> None:
     good = orjson.loads(reading(1, 3.0))
     bad = {**orjson.loads(reading(2, 3.0)), "value": "hot"}
-    raw = orjson.dumps({"kind": "sensor_batch", "entity_id": "E1", "gateway_id": "gw-1",
-                        "readings": [{k: v for k, v in r.items() if k not in ("entity_id", "source")}
-                                     for r in (good, bad)]})
+    raw = orjson.dumps(
+        {
+            "kind": "sensor_batch",
+            "entity_id": "E1",
+            "gateway_id": "gw-1",
+            "readings": [{k: v for k, v in r.items() if k not in ("entity_id", "source")} for r in (good, bad)],
+        }
+    )
     out = Engine().run(("events.sensor", 9, raw))
     [dl] = [DeadLetter.model_validate(d) for d in sent(out, "deadletter")]
     assert dl.index == 1 and base64.b64decode(dl.payload_b64) == raw
@@ -134,7 +174,9 @@ def test_a_gateway_batch_sends_each_bad_reading_to_the_dead_letters_with_its_ind
 
 @pytest.mark.parametrize("module", ["streams.engine.batch", "streams.engine.dispatch", "streams.engine.silences"])
 def test_the_engine_runs_without_faust_or_kafka_clients(module: str) -> None:
-    code = (f"import sys, {module}; bad = [m for m in ('faust', 'mode', 'aiokafka', 'kafka') if m in sys.modules]; "
-            "sys.exit(', '.join(bad) or None)")
+    code = (
+        f"import sys, {module}; bad = [m for m in ('faust', 'mode', 'aiokafka', 'kafka') if m in sys.modules]; "
+        "sys.exit(', '.join(bad) or None)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr or r.stdout

@@ -43,7 +43,13 @@ def test_run_cli_writes_one_score_per_scored_inspection(small_data, tmp_path, ca
     assert len(got) == len(expected)
     assert sorted(got["Inspection_ID"]) == sorted(expected)
     assert got["score"].between(0.0, 1.0).all()
-    for key in ("mean_days_earlier", "first_half_share_actual", "first_half_share_model", "n_inspections", "n_critical"):
+    for key in (
+        "mean_days_earlier",
+        "first_half_share_actual",
+        "first_half_share_model",
+        "n_inspections",
+        "n_critical",
+    ):
         assert key in res
     assert res["n_inspections"] == len(expected)
     assert "days earlier" in capsys.readouterr().out

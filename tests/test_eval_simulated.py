@@ -19,4 +19,8 @@ def test_small_simulated_run_detects_incidents_and_reports_breakdown():
 def test_background_rule_classification():
     assert _is_legit("rule.inspection") and _is_legit("rule.complaint.food_poisoning")
     assert _is_legit("rule.sensor.elevator_fault")
-    assert not _is_legit("model.risk") and not _is_legit("rule.video.rodent") and not _is_legit("rule.sensor.cold_chain_temp")
+    assert (
+        not _is_legit("model.risk")
+        and not _is_legit("rule.video.rodent")
+        and not _is_legit("rule.sensor.cold_chain_temp")
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from schemas.events import Complaint, EntityEvent, SensorReading, VideoDetection
 from streams.engine.dispatch import Processor
 from streams.engine.state import EntityState
 
-T0 = datetime(2026, 11, 27, 8, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 8, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,34 @@ def county():
 
 
 def _reg(p, st, eid="E1", kind="food_producer", licence="SC1"):
-    p.process(EntityEvent(event_id=f"r-{eid}", entity_id=eid, occurred_at=T0 - timedelta(days=1), source="t",
-                          action="registered", name="舞泉镇鑫源食品有限公司", kind=kind, township="舞泉镇",
-                          licence=licence), st, ("r", 0, 0))
+    p.process(
+        EntityEvent(
+            event_id=f"r-{eid}",
+            entity_id=eid,
+            occurred_at=T0 - timedelta(days=1),
+            source="t",
+            action="registered",
+            name="舞泉镇鑫源食品有限公司",
+            kind=kind,
+            township="舞泉镇",
+            licence=licence,
+        ),
+        st,
+        ("r", 0, 0),
+    )
 
 
 def _reading(n, minutes, v, eid="E1"):
-    return SensorReading(event_id=f"s{n}", entity_id=eid, occurred_at=T0 + timedelta(minutes=minutes), source="iot",
-                         device_id="d1", channel="cold_chain_temp", value=v, unit="C")
+    return SensorReading(
+        event_id=f"s{n}",
+        entity_id=eid,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        source="iot",
+        device_id="d1",
+        channel="cold_chain_temp",
+        value=v,
+        unit="C",
+    )
 
 
 def _cold_chain_alert(county):
@@ -76,7 +96,9 @@ def test_sensor_alert_bundle_holds_the_readings_before_and_after_the_trigger(cou
     v2 = o.evidence[0]
     assert v2["version"] == 2 and v2["final"] and v2["supersedes"] == v1["bundle_hash"]
     pts = next(json.loads(x) for x in v2["items"] if '"readings"' in x)["data"]["points"]
-    assert [t for t, _ in pts][-4:] == [trigger_ms + k * 60_000 for k in (2, 4, 6, 8)]  # the reading at +11 min is not in it
+    assert [t for t, _ in pts][-4:] == [
+        trigger_ms + k * 60_000 for k in (2, 4, 6, 8)
+    ]  # the reading at +11 min is not in it
     assert v2["sealed_at_ms"] == trigger_ms + 10 * 60_000  # sealed at the window's end, whenever it was noticed
     ev_rows = [t for t in o.transitions if t["kind"] == "evidence"]
     assert len(ev_rows) == 1 and v2["bundle_hash"] in ev_rows[0]["comment"]
@@ -95,15 +117,44 @@ def test_video_and_complaint_bundles_hold_refs_and_masked_text(county):
     p, st = Processor.from_county(county), EntityState()
     _reg(p, st, kind="catering")
     for i in (1, 2):
-        out = p.process(VideoDetection(event_id=f"v{i}", entity_id="E1", occurred_at=T0 + timedelta(minutes=i), source="ai",
-                                       camera_id="cam1", cls="rodent", confidence=0.9, evidence_ref=f"oss://clips/{i}.mp4"),
-                        st, ("v", 0, i))
+        out = p.process(
+            VideoDetection(
+                event_id=f"v{i}",
+                entity_id="E1",
+                occurred_at=T0 + timedelta(minutes=i),
+                source="ai",
+                camera_id="cam1",
+                cls="rodent",
+                confidence=0.9,
+                evidence_ref=f"oss://clips/{i}.mp4",
+            ),
+            st,
+            ("v", 0, i),
+        )
     items = [json.loads(x) for x in out.evidence[0]["items"]]
-    assert [i["data"]["evidence_ref"] for i in items if i["kind"] == "video"] == ["oss://clips/1.mp4", "oss://clips/2.mp4"]
-    out = p.process(Complaint(event_id="c1", entity_id="E1", occurred_at=T0 + timedelta(hours=1), source="12315",
-                              channel="12315", category="food_poisoning", text="吃了腹泻,电话13812345678"), st, ("c", 0, 3))
+    assert [i["data"]["evidence_ref"] for i in items if i["kind"] == "video"] == [
+        "oss://clips/1.mp4",
+        "oss://clips/2.mp4",
+    ]
+    out = p.process(
+        Complaint(
+            event_id="c1",
+            entity_id="E1",
+            occurred_at=T0 + timedelta(hours=1),
+            source="12315",
+            channel="12315",
+            category="food_poisoning",
+            text="吃了腹泻,电话13812345678",
+        ),
+        st,
+        ("c", 0, 3),
+    )
     c = next(json.loads(x) for x in out.evidence[0]["items"] if '"complaint"' in x)
-    assert c["data"]["event_id"] == "c1" and "13812345678" not in c["data"]["text_masked"] and "138" in c["data"]["text_masked"]
+    assert (
+        c["data"]["event_id"] == "c1"
+        and "13812345678" not in c["data"]["text_masked"]
+        and "138" in c["data"]["text_masked"]
+    )
 
 
 def test_export_verifies_and_one_changed_reading_fails_naming_the_item(county, tmp_path):
@@ -113,8 +164,12 @@ def test_export_verifies_and_one_changed_reading_fails_naming_the_item(county, t
     d = write_export(tmp_path / "bundle", v1["header"], items, v1["bundle_hash"])
     assert verify_export(d, v1["bundle_hash"]) == []
     # the CLI says so too
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "evidence", "verify", str(d)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "evidence", "verify", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "verified" in r.stdout
 
     f = next(d.glob("items/*readings*.json"))
@@ -123,8 +178,12 @@ def test_export_verifies_and_one_changed_reading_fails_naming_the_item(county, t
     f.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     problems = verify_export(d)
     assert problems and "readings:d1:cold_chain_temp" in problems[0] and "modified" in problems[0]
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "evidence", "verify", str(d)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "evidence", "verify", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "readings:d1:cold_chain_temp" in r.stderr and "Traceback" not in r.stderr
 
     # rewriting the manifest and header to match is caught by the expected bundle hash (the alert's / chain's)
@@ -158,8 +217,15 @@ def test_a_refused_event_does_not_seal_the_bundle(county):
 
     p, st, outs, n = _cold_chain_alert(county)
     aid = outs[-1].alerts[0].alert_id
-    bad = DisposalFeedback(event_id="fb", entity_id="E1", occurred_at=T0 + timedelta(minutes=55), source="t",
-                           alert_id=aid, department="police", status="acknowledged")
+    bad = DisposalFeedback(
+        event_id="fb",
+        entity_id="E1",
+        occurred_at=T0 + timedelta(minutes=55),
+        source="t",
+        alert_id=aid,
+        department="police",
+        status="acknowledged",
+    )
     out = p.process(bad, st, ("f", 0, 1))
     assert out.rejected and not out.evidence and not out.transitions
     assert p.tick("E1", st, (T0 + timedelta(minutes=56)).timestamp()).evidence  # the next tick seals it

@@ -50,16 +50,24 @@ def test_broker_stopped_and_restarted_mid_stream_worker_recovers_by_itself(pipel
     p.flush()
     p.wait_consumed(timeout=240)
     assert p.worker.proc.poll() is None, "the worker died instead of reconnecting"
-    r = wait_for(lambda: (x := p.worker.query("SELECT uniqExact(event_id) AS u, count() AS n FROM riskwatch.events_sensor FINAL"))
-                 and x[0]["u"] == len(sent) and x, 60, "every event in ClickHouse")
+    r = wait_for(
+        lambda: (
+            (x := p.worker.query("SELECT uniqExact(event_id) AS u, count() AS n FROM riskwatch.events_sensor FINAL"))
+            and x[0]["u"] == len(sent)
+            and x
+        ),
+        60,
+        "every event in ClickHouse",
+    )
     assert r[0]["n"] == len(sent)
 
 
 def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(pipeline, tmp_path):
     p = pipeline
     a = p.start_worker()
-    b = p.start_worker(web_port=free_port(), clickhouse_url=f"chdb://{tmp_path / 'clickhouse-b'}",
-                       state_dir=tmp_path / "state-b")
+    b = p.start_worker(
+        web_port=free_port(), clickhouse_url=f"chdb://{tmp_path / 'clickhouse-b'}", state_dir=tmp_path / "state-b"
+    )
     seen: list = []
 
     def settled() -> bool:  # both hold input partitions, and the assignment held for 3 polls
@@ -77,8 +85,16 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
         p.send("events.sensor", F.sensor(e, 35.0, channel="storage_temp"))
     p.flush()
     p.wait_consumed()
-    n_a = wait_for(lambda: (r := a.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")) and r[0]["n"], 30, "worker A rows")
-    n_b = wait_for(lambda: (r := b.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")) and r[0]["n"], 30, "worker B rows")
+    n_a = wait_for(
+        lambda: (r := a.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")) and r[0]["n"],
+        30,
+        "worker A rows",
+    )
+    n_b = wait_for(
+        lambda: (r := b.query("SELECT count() AS n FROM riskwatch.events_registry FINAL")) and r[0]["n"],
+        30,
+        "worker B rows",
+    )
     assert n_a + n_b == len(ents) and n_a > 0 and n_b > 0, (n_a, n_b)  # the load was shared
     before = _alerts_by_entity(p)
     assert all(len(before[e]) == 1 for e in ents)
@@ -90,8 +106,15 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_leaves(p
     p.wait_consumed(timeout=180)
     after = _alerts_by_entity(p)
     assert all(after[e] == before[e] for e in ents), {e: (before[e], after[e]) for e in ents if after[e] != before[e]}
-    n = wait_for(lambda: (r := a.query("SELECT uniqExact(entity_id) AS n FROM riskwatch.events_sensor FINAL WHERE value = 36"))
-                 and r[0]["n"] == len(ents) and r, 60, "worker A to store every entity's second reading")
+    n = wait_for(
+        lambda: (
+            (r := a.query("SELECT uniqExact(entity_id) AS n FROM riskwatch.events_sensor FINAL WHERE value = 36"))
+            and r[0]["n"] == len(ents)
+            and r
+        ),
+        60,
+        "worker A to store every entity's second reading",
+    )
     assert n[0]["n"] == len(ents)
 
 
@@ -139,8 +162,11 @@ def test_clickhouse_outage_applies_back_pressure_and_loses_nothing(pipeline, tmp
     p.send("events.registry", late)
     p.flush()
     # held past the group session timeout (10 s) at ~1 retry/s (sink_retry_max_seconds=1)
-    wait_for(lambda: _metric(w, "riskwatch_clickhouse_retries_total", operation="insert") >= 12, 90,
-             "the worker to keep retrying its inserts")
+    wait_for(
+        lambda: _metric(w, "riskwatch_clickhouse_retries_total", operation="insert") >= 12,
+        90,
+        "the worker to keep retrying its inserts",
+    )
     assert w.proc.poll() is None, "the worker died during the outage"
     log_text = (tmp_path / "worker-0.log").read_text(errors="replace")
     assert "ClickHouse unreachable" in log_text and "simulated outage" in log_text, log_text[-3000:]
@@ -156,14 +182,20 @@ def test_clickhouse_outage_applies_back_pressure_and_loses_nothing(pipeline, tmp
     p.wait_consumed()
     assert w.proc.poll() is None
     assert "is back: insert into" in (tmp_path / "worker-0.log").read_text(errors="replace")
-    stored = wait_for(lambda: (r := w.query(count_sql)[0])["n"] >= len(sent) + len(during) and r, 60,
-                      "every event in ClickHouse")
-    assert stored == {"n": len(sent) + len(during), "u": len(sent) + len(during)}  # each exactly once, even without FINAL
+    stored = wait_for(
+        lambda: (r := w.query(count_sql)[0])["n"] >= len(sent) + len(during) and r, 60, "every event in ClickHouse"
+    )
+    assert stored == {
+        "n": len(sent) + len(during),
+        "u": len(sent) + len(during),
+    }  # each exactly once, even without FINAL
     ids = {r["event_id"] for r in w.query("SELECT event_id FROM riskwatch.events_sensor")}
     assert ids == {ev["event_id"] for ev in sent + during}
     assert w.query("SELECT count() AS n FROM riskwatch.events_registry WHERE entity_id = 'E-o-late'")[0]["n"] == 1
     published = _alerts_by_entity(p)
     assert published.get("E-o0"), "the cold-chain breach raised no alert"
     stored_alerts = w.query("SELECT entity_id, alert_id FROM riskwatch.alerts FINAL")
-    assert {(r["entity_id"], r["alert_id"]) for r in stored_alerts} == {(e, a) for e, ids_ in published.items() for a in ids_}
+    assert {(r["entity_id"], r["alert_id"]) for r in stored_alerts} == {
+        (e, a) for e, ids_ in published.items() for a in ids_
+    }
     assert group_assignment(p.settings) == members

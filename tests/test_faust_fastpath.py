@@ -24,8 +24,9 @@ def restore_root_logger():
 
 
 def _aiokafka_debug_enabled(make_worker) -> bool:
-    app = faust.App("riskwatch-test-quiet", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                    logging_config=None)
+    app = faust.App(
+        "riskwatch-test-quiet", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False, logging_config=None
+    )
     w = make_worker(app)
     w._setup_logging()  # what the worker does first on start: mode's setup, then on_setup_root_logger
     return logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)

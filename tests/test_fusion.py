@@ -3,9 +3,8 @@ explanations, credit tier, model.risk alerts, the inspection-outcome model, boun
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -18,15 +17,15 @@ from schemas.events import Complaint, EntityEvent, InspectionResult, SensorReadi
 from streams.engine.dispatch import Processor
 from streams.engine.state import EntityState
 
-T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 CFG = load_fusion(DATA_DIR / "fusion.yaml")
 
 
 def test_hysteresis_enter_and_exit():
     assert CFG.level_for(71, "") == "orange"
-    assert CFG.level_for(65, "orange") == "orange"   # above orange's exit: stays
-    assert CFG.level_for(59, "orange") == "yellow"   # below exit: one level down
-    assert CFG.level_for(65, "yellow") == "yellow"   # not enough to enter orange again
+    assert CFG.level_for(65, "orange") == "orange"  # above orange's exit: stays
+    assert CFG.level_for(59, "orange") == "yellow"  # below exit: one level down
+    assert CFG.level_for(65, "yellow") == "yellow"  # not enough to enter orange again
     assert CFG.level_for(10, "red") == ""
     assert CFG.level_for(99, "") == "red"
 
@@ -45,8 +44,8 @@ def test_noisy_or_explanation_and_item_weights():
     r = EntityRisk()
     r.learn_one(0.0, "rate.complaint", 0.5, CFG)
     r.learn_one(0.0, "rule.video.smoking", 0.6, CFG)
-    s7, top = r.score_one(0.0, CFG, item_id=7)   # 医疗美容: complaints weigh 1.0
-    s5, _ = r.score_one(0.0, CFG, item_id=5)     # 工业产品: 0.8
+    s7, top = r.score_one(0.0, CFG, item_id=7)  # 医疗美容: complaints weigh 1.0
+    s5, _ = r.score_one(0.0, CFG, item_id=5)  # 工业产品: 0.8
     assert s7 == pytest.approx(100 * (1 - 0.5 * 0.4)) and s5 < s7
     assert [c.signal for c in top] == ["rule.video.smoking", "rate.complaint"]
     assert "投诉量激增" in top[1].detail and "贡献50分" in top[1].detail
@@ -58,7 +57,7 @@ def test_credit_tier_follows_the_decayed_peak():
     r.learn_one(0.0, "rule.x", 0.8, CFG)
     r.update(0.0, CFG)
     assert r.tier(CFG, 0.0) == "C"
-    assert r.tier(CFG, 60 * 86400.0) == "B"      # half-life 90 days: 80 → 50
+    assert r.tier(CFG, 60 * 86400.0) == "B"  # half-life 90 days: 80 → 50
     assert r.tier(CFG, 365 * 86400.0) == "A"
 
 
@@ -87,8 +86,11 @@ def _ev(model, entity="E1", at=T0, **kw):
 
 
 def _register(p, st, entity="E1", kind="catering", at=T0):
-    p.process(_ev(EntityEvent, entity, at=at, action="registered", name="舞泉镇老街烩面馆", kind=kind, township="舞泉镇"),
-              st, ("r", 0, _n[0]))
+    p.process(
+        _ev(EntityEvent, entity, at=at, action="registered", name="舞泉镇老街烩面馆", kind=kind, township="舞泉镇"),
+        st,
+        ("r", 0, _n[0]),
+    )
 
 
 def test_complaint_surge_raises_model_risk_with_explanation_then_resolves_when_quiet():
@@ -96,7 +98,9 @@ def test_complaint_surge_raises_model_risk_with_explanation_then_resolves_when_q
     _register(p, st, kind="medical_beauty")
     alerts, risks = [], []
     for i in range(6):  # six pricing complaints (no rule) within three hours
-        out = p.process(_ev(Complaint, at=T0 + timedelta(minutes=30 * i), channel="12345", category="pricing"), st, ("c", 0, i))
+        out = p.process(
+            _ev(Complaint, at=T0 + timedelta(minutes=30 * i), channel="12345", category="pricing"), st, ("c", 0, i)
+        )
         alerts += out.alerts
         risks += out.risk
     risk_alerts = [a for a in alerts if a.rule == "model.risk"]
@@ -107,7 +111,9 @@ def test_complaint_surge_raises_model_risk_with_explanation_then_resolves_when_q
     assert a.departments[0] == "health" and "综合风险评分" in a.title
     assert risks and risks[-1].level == a.level.value and risks[-1].item_id == 7
     # quiet for three days: the next event finds the risk decayed and the alert resolved
-    out = p.process(_ev(VideoDetection, at=T0 + timedelta(days=3), camera_id="c1", cls="no_mask", confidence=0.7), st, ("v", 0, 1))
+    out = p.process(
+        _ev(VideoDetection, at=T0 + timedelta(days=3), camera_id="c1", cls="no_mask", confidence=0.7), st, ("v", 0, 1)
+    )
     res = [x for x in out.alerts if x.rule == "model.risk"]
     assert res and res[0].status.value == "resolved" and res[0].alert_id == a.alert_id
     assert out.risk and out.risk[0].score < 45
@@ -127,8 +133,15 @@ def test_inspection_model_scores_before_learning():
     ps = []
     for k in range(40):
         bad = k % 2 == 0
-        ev = _ev(InspectionResult, at=T0 + timedelta(days=k), inspection_id=f"I{k}", item_id=2, departments=["amr"],
-                 violations=[{"code": "D1", "severity": "serious"}] if bad else [], outcome="fail" if bad else "pass")
+        ev = _ev(
+            InspectionResult,
+            at=T0 + timedelta(days=k),
+            inspection_id=f"I{k}",
+            item_id=2,
+            departments=["amr"],
+            violations=[{"code": "D1", "severity": "serious"}] if bad else [],
+            outcome="fail" if bad else "pass",
+        )
         n = p.model.n_seen
         out = p.process(ev, st, ("i", 0, k))
         assert p.model.n_seen == n + 1 and out.inspection_p is not None
@@ -153,15 +166,43 @@ def test_processor_state_stays_bounded():
         for h in range(0, 24, 2):
             at = t + timedelta(days=day, hours=h)
             for dev in ("FRZ-1", "CHL-1"):
-                p.process(_ev(SensorReading, at=at, device_id=dev, channel="cold_chain_temp",
-                              value=(12.0 if day % 50 == 7 and h == 10 else 3.0 + (h % 5) * 0.2), unit="C"), st, ("s", 0, next(_OFF)))
-            p.process(_ev(VideoDetection, at=at, camera_id="c1", cls=("no_mask", "smoking", "rodent")[h % 3],
-                          confidence=0.9), st, ("v", 0, next(_OFF)))
+                p.process(
+                    _ev(
+                        SensorReading,
+                        at=at,
+                        device_id=dev,
+                        channel="cold_chain_temp",
+                        value=(12.0 if day % 50 == 7 and h == 10 else 3.0 + (h % 5) * 0.2),
+                        unit="C",
+                    ),
+                    st,
+                    ("s", 0, next(_OFF)),
+                )
+            p.process(
+                _ev(VideoDetection, at=at, camera_id="c1", cls=("no_mask", "smoking", "rodent")[h % 3], confidence=0.9),
+                st,
+                ("v", 0, next(_OFF)),
+            )
         if day % 9 == 0:
-            p.process(_ev(Complaint, at=t + timedelta(days=day, hours=12), channel="12315", category="food_quality"), st, ("c", 0, next(_OFF)))
+            p.process(
+                _ev(Complaint, at=t + timedelta(days=day, hours=12), channel="12315", category="food_quality"),
+                st,
+                ("c", 0, next(_OFF)),
+            )
         if day % 30 == 0:
-            p.process(_ev(InspectionResult, at=t + timedelta(days=day, hours=10), inspection_id=f"I{day}", item_id=1,
-                          departments=["amr"], violations=[], outcome="pass"), st, ("i", 0, next(_OFF)))
+            p.process(
+                _ev(
+                    InspectionResult,
+                    at=t + timedelta(days=day, hours=10),
+                    inspection_id=f"I{day}",
+                    item_id=1,
+                    departments=["amr"],
+                    violations=[],
+                    outcome="pass",
+                ),
+                st,
+                ("i", 0, next(_OFF)),
+            )
         if day % 30 == 29:
             sizes.append(len(st.dumps()))
     assert len(st.recent) <= 64 and len(st.sensors) == 2 and len(st.rates) == 2

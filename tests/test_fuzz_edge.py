@@ -12,14 +12,15 @@ import json
 import time
 
 import orjson
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
+from riskwatch.settings import DATA_DIR
 from schemas.events import EVENT_MODELS, DeadLetter
-from streams.engine.ingest import Decoder
 from streams.engine.dispatch import Processor
+from streams.engine.ingest import Decoder
 from streams.engine.state import EntityState
 from tests import factories as F
 
@@ -113,8 +114,11 @@ def test_feedback_from_a_non_receiver_is_refused_with_reason():
     st_ = EntityState()
     reg = DEC.decode("events.registry", 0, 0, b"E-fb", orjson.dumps(F.registered("E-fb", kind="retail_pharmacy")))
     PROC.process(reg, st_, ("events.registry", 0, 0))
-    alert = PROC.process(DEC.decode("events.complaint", 0, 1, b"E-fb", orjson.dumps(F.complaint("E-fb", "counterfeit_drug"))),
-                         st_, ("events.complaint", 0, 1)).alerts[0]
+    alert = PROC.process(
+        DEC.decode("events.complaint", 0, 1, b"E-fb", orjson.dumps(F.complaint("E-fb", "counterfeit_drug"))),
+        st_,
+        ("events.complaint", 0, 1),
+    ).alerts[0]
     assert alert.departments == ["amr", "medinsure"]
     bad = DEC.decode("events.feedback", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police")))
     out = PROC.process(bad, st_, ("events.feedback", 0, 2))

@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
 from riskwatch.domain.county import load_county
 from schemas.events import DeadLetter, SensorReading
-from streams.engine.ingest import Batch, Decoder
 from streams.engine.dispatch import Processor
+from streams.engine.ingest import Batch, Decoder
 from streams.engine.state import RECENT_IDS, EntityState
 from tests import factories as F
 
 COUNTY = load_county()
 DEC = Decoder(COUNTY.catalog)
-T0 = datetime.now(timezone.utc) - timedelta(hours=2)
+T0 = datetime.now(UTC) - timedelta(hours=2)
 
 
 def reading(i: int, value: float = 3.5, **kw) -> dict:
-    r = {"event_id": f"r{i}", "device_id": "d1", "channel": "cold_chain_temp", "value": value, "unit": "C",
-         "occurred_at": (T0 + timedelta(seconds=60 * i)).isoformat()}
+    r = {
+        "event_id": f"r{i}",
+        "device_id": "d1",
+        "channel": "cold_chain_temp",
+        "value": value,
+        "unit": "C",
+        "occurred_at": (T0 + timedelta(seconds=60 * i)).isoformat(),
+    }
     return {**r, **kw}
 
 
 def batch(readings: list, entity: str = "E1", **kw) -> bytes:
-    return orjson.dumps({"schema_version": 1, "kind": "sensor_batch", "entity_id": entity, "gateway_id": "gw-7",
-                         "readings": readings, **kw})
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "kind": "sensor_batch",
+            "entity_id": entity,
+            "gateway_id": "gw-7",
+            "readings": readings,
+            **kw,
+        }
+    )
 
 
 def test_a_good_batch_decodes_to_its_readings_in_order():
@@ -51,9 +65,19 @@ def test_each_bad_reading_is_a_dead_letter_of_its_own_with_its_index_and_the_bat
 
 
 def test_implausible_reading_times_are_dead_letters_of_their_own_and_naive_times_are_shanghai():
-    rs = [reading(0), reading(1, occurred_at="1999-12-31T23:00:00+08:00"), reading(2, value="hot"),
-          reading(3, occurred_at=(datetime.now(timezone.utc) + timedelta(days=3)).isoformat()),
-          reading(4, occurred_at=(T0 + timedelta(minutes=4)).astimezone(timezone(timedelta(hours=8))).replace(tzinfo=None).isoformat())]
+    rs = [
+        reading(0),
+        reading(1, occurred_at="1999-12-31T23:00:00+08:00"),
+        reading(2, value="hot"),
+        reading(3, occurred_at=(datetime.now(UTC) + timedelta(days=3)).isoformat()),
+        reading(
+            4,
+            occurred_at=(T0 + timedelta(minutes=4))
+            .astimezone(timezone(timedelta(hours=8)))
+            .replace(tzinfo=None)
+            .isoformat(),
+        ),
+    ]
     b = DEC.decode("events.sensor", 0, 8, b"E1", batch(rs))
     assert [r.event_id for r in b.events] == ["r0", "r4"] and b.positions == [0, 4]
     assert [d.index for d in b.dead] == [1, 2, 3]
@@ -63,7 +87,11 @@ def test_implausible_reading_times_are_dead_letters_of_their_own_and_naive_times
     assert b.events[1].occurred_at == T0 + timedelta(minutes=4)  # the same instant, read as Asia/Shanghai
     # all good but the time: the one-call path
     b = DEC.decode("events.sensor", 0, 9, b"E1", batch([reading(0), reading(1, occurred_at="1980-01-01T00:00:00Z")]))
-    assert [r.event_id for r in b.events] == ["r0"] and [d.index for d in b.dead] == [1] and "before 2000" in b.dead[0].error
+    assert (
+        [r.event_id for r in b.events] == ["r0"]
+        and [d.index for d in b.dead] == [1]
+        and "before 2000" in b.dead[0].error
+    )
 
 
 def test_a_bad_envelope_refuses_the_whole_message():
@@ -102,7 +130,9 @@ def test_a_replayed_batch_is_skipped_reading_by_reading_and_a_reused_id_is_a_dup
     out = [p.process(r, st, ("events.sensor", 0, 11), RECENT_IDS + 2) for r in b2.events]
     assert out[0].rejected and "duplicate event_id 'r299'" in out[0].rejected and not out[1].rejected
     # later single events shrink the ring back to RECENT_IDS
-    p.process(SensorReading.model_validate(reading(400) | {"entity_id": "E1", "source": "x"}), st, ("events.sensor", 0, 12))
+    p.process(
+        SensorReading.model_validate(reading(400) | {"entity_id": "E1", "source": "x"}), st, ("events.sensor", 0, 12)
+    )
     assert len(st.recent) == RECENT_IDS
 
 
@@ -111,8 +141,14 @@ def test_batched_and_single_readings_give_the_same_detection():
     s1, s2 = EntityState(), EntityState()
     values = [3.0 + 0.1 * (i % 7) for i in range(60)] + [9.5, 9.6, 9.8]
     rs = [reading(i, v) for i, v in enumerate(values)]
-    singles = [p1.process(SensorReading.model_validate(r | {"entity_id": "E1", "source": "gw-7"}, context=DEC.context),
-                          s1, ("events.sensor", 0, i)) for i, r in enumerate(rs)]
+    singles = [
+        p1.process(
+            SensorReading.model_validate(r | {"entity_id": "E1", "source": "gw-7"}, context=DEC.context),
+            s1,
+            ("events.sensor", 0, i),
+        )
+        for i, r in enumerate(rs)
+    ]
     b = DEC.decode("events.sensor", 0, 0, b"E1", batch(rs))
     batched = [p2.process(r, s2, ("events.sensor", 0, 0), RECENT_IDS + len(b.events)) for r in b.events]
     assert [[a.rule for a in o.alerts] for o in singles] == [[a.rule for a in o.alerts] for o in batched]
@@ -126,7 +162,12 @@ def test_worker_processes_a_batch_sends_its_bad_reading_to_the_dead_letter_topic
     p.send("events.registry", F.registered("E-gw"))
     p.flush()
     p.wait_consumed()
-    rs = [reading(i, 3.2) for i in range(17)] + [reading(17, 11.0), reading(18, "NaN"), reading(19, 11.4), reading(20, 11.8)]
+    rs = [reading(i, 3.2) for i in range(17)] + [
+        reading(17, 11.0),
+        reading(18, "NaN"),
+        reading(19, 11.4),
+        reading(20, 11.8),
+    ]
     raw = batch(rs, entity="E-gw")
     p.send("events.sensor", raw, key="E-gw")
     p.send("events.sensor", raw, key="E-gw")  # the gateway retried: every reading is a duplicate of the first
@@ -138,11 +179,19 @@ def test_worker_processes_a_batch_sends_its_bad_reading_to_the_dead_letter_topic
     dups = [d for d in dead if "duplicate event_id" in d["error"]]
     assert len(dups) == 20 and {d["index"] for d in dups} == set(range(21)) - {18}
     alerts = [orjson.loads(v) for _, v in p.read_topic("alerts.all")]
-    assert [a["rule"] for a in alerts if a["entity_id"] == "E-gw" and a["revision"] == 1] == ["rule.sensor.cold_chain_temp"]
+    assert [a["rule"] for a in alerts if a["entity_id"] == "E-gw" and a["revision"] == 1] == [
+        "rule.sensor.cold_chain_temp"
+    ]
     from riskwatch.tools.runner import wait_for
 
-    wait_for(lambda: (r := p.worker.query("SELECT count() AS n FROM riskwatch.events_sensor FINAL WHERE entity_id = 'E-gw'"))
-             and r[0]["n"] == 20, 60, "the batch's 20 good readings in ClickHouse")
+    wait_for(
+        lambda: (
+            (r := p.worker.query("SELECT count() AS n FROM riskwatch.events_sensor FINAL WHERE entity_id = 'E-gw'"))
+            and r[0]["n"] == 20
+        ),
+        60,
+        "the batch's 20 good readings in ClickHouse",
+    )
 
 
 def test_the_documented_batch_example_is_a_valid_batch():

@@ -12,7 +12,9 @@ from tests import factories as F
 
 
 def _metric(worker, name: str) -> float:
-    with urllib.request.urlopen(f"http://{worker.settings.web_host}:{worker.settings.web_port}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(
+        f"http://{worker.settings.web_host}:{worker.settings.web_port}/metrics", timeout=10
+    ) as r:
         m = re.search(rf"^{name} ([0-9.e+]+)$", r.read().decode(), flags=re.M)
     return float(m.group(1)) if m else 0.0
 
@@ -32,10 +34,15 @@ def test_township_surge_is_detected_through_a_group_by_repartition(pipeline):
     p.send("events.complaint", F.complaint("E-quiet", "hygiene"))
     p.flush()
     p.wait_consumed(topics=["events.complaint", "peer.signals"])
-    notices = wait_for(lambda: [n for _, v in p.read_topic("notices") if (n := orjson.loads(v))["kind"] == "township_surge"],
-                       60, "a township_surge notice")
+    notices = wait_for(
+        lambda: [n for _, v in p.read_topic("notices") if (n := orjson.loads(v))["kind"] == "township_surge"],
+        60,
+        "a township_surge notice",
+    )
     assert {n["township"] for n in notices} == {"文峰乡"}  # the quiet township raised nothing
-    assert notices[0]["departments"] == ["amr", "taskforce"] and notices[0]["score"] >= p.settings.township_surge_threshold
+    assert (
+        notices[0]["departments"] == ["amr", "taskforce"] and notices[0]["score"] >= p.settings.township_surge_threshold
+    )
     # the repartition topic exists: group state is keyed by township, not by entity
     from kafka import KafkaAdminClient
 

@@ -36,24 +36,69 @@ ALLOWED: dict[str, set[str]] = {
     "riskwatch": {"riskwatch.settings"},  # the package's own __init__
     "sinks": {"schemas", "riskwatch.settings"},
     "streams.engine": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch"},
-    "streams.runtime": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks",
-                        "streams.engine"},
-    "streams": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks",
-                "streams.engine"},  # streams.citylink: beside the runtime
-    "front end": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
-                  "front end"},
-    "riskwatch.tools": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
-                        "front end"},
-    "riskwatch.cli": {"schemas", "detectors", "riskwatch.domain", "riskwatch.settings", "riskwatch", "sinks", *STREAMS,
-                      "front end", "riskwatch.tools"},
+    "streams.runtime": {
+        "schemas",
+        "detectors",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "riskwatch",
+        "sinks",
+        "streams.engine",
+    },
+    "streams": {
+        "schemas",
+        "detectors",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "riskwatch",
+        "sinks",
+        "streams.engine",
+    },  # streams.citylink: beside the runtime
+    "front end": {
+        "schemas",
+        "detectors",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "riskwatch",
+        "sinks",
+        *STREAMS,
+        "front end",
+    },
+    "riskwatch.tools": {
+        "schemas",
+        "detectors",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "riskwatch",
+        "sinks",
+        *STREAMS,
+        "front end",
+    },
+    "riskwatch.cli": {
+        "schemas",
+        "detectors",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "riskwatch",
+        "sinks",
+        *STREAMS,
+        "front end",
+        "riskwatch.tools",
+    },
 }
 # third-party libraries the pure engine must not import (it runs and is tested without Kafka)
 ENGINE_FORBIDDEN = ("faust", "mode", "aiokafka", "kafka")
 
 
 def layer(module: str) -> str:
-    for prefix in ("riskwatch.cli", "riskwatch.tools", "riskwatch.domain", "riskwatch.settings", "streams.engine",
-                   "streams.runtime"):
+    for prefix in (
+        "riskwatch.cli",
+        "riskwatch.tools",
+        "riskwatch.domain",
+        "riskwatch.settings",
+        "streams.engine",
+        "streams.runtime",
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return prefix
     top = module.split(".")[0]
@@ -116,8 +161,21 @@ def imports(module: str) -> dict[str, int]:
 
 
 def test_layout_has_the_architecture_folders():
-    for d in ("schemas", "detectors", "riskwatch/domain", "riskwatch/cli", "riskwatch/tools", "riskwatch/data",
-              "streams", "sinks", "dashboards", "reports", "deploy", "docs", "tests"):
+    for d in (
+        "schemas",
+        "detectors",
+        "riskwatch/domain",
+        "riskwatch/cli",
+        "riskwatch/tools",
+        "riskwatch/data",
+        "streams",
+        "sinks",
+        "dashboards",
+        "reports",
+        "deploy",
+        "docs",
+        "tests",
+    ):
         assert (ROOT / d).is_dir(), d
     assert len(modules()) > 50  # the walk found the code
 
@@ -153,8 +211,12 @@ def third_party(module: str) -> dict[str, int]:
 def test_the_engine_imports_no_kafka_or_faust_library():
     engine = [m for m in modules() if layer(m) == "streams.engine"]
     assert len(engine) > 10  # the walk found the engine
-    bad = [f"{modules()[m].relative_to(ROOT)}:{line} imports {name}"
-           for m in engine for name, line in third_party(m).items() if name in ENGINE_FORBIDDEN]
+    bad = [
+        f"{modules()[m].relative_to(ROOT)}:{line} imports {name}"
+        for m in engine
+        for name, line in third_party(m).items()
+        if name in ENGINE_FORBIDDEN
+    ]
     assert not bad, "the engine must not import Kafka or Faust libraries:\n" + "\n".join(bad)
 
 
@@ -167,7 +229,7 @@ def test_no_import_cycle():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycles.append(" → ".join(stack[stack.index(n):] + [n]))
+                cycles.append(" → ".join(stack[stack.index(n) :] + [n]))
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -187,10 +249,17 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     assert [getattr(n, "module", None) for n in seen] == ["riskwatch.cli"]
     assert layer("riskwatch.tools.simulator.streams") == "riskwatch.tools" and layer("web.pages") == "front end"
     assert "riskwatch.tools" not in ALLOWED["streams"] and "riskwatch.cli" not in ALLOWED["riskwatch.tools"]
-    assert layer("streams.engine.handlers.sensor") == "streams.engine" and layer("streams.runtime.app") == "streams.runtime"
+    assert (
+        layer("streams.engine.handlers.sensor") == "streams.engine"
+        and layer("streams.runtime.app") == "streams.runtime"
+    )
     assert layer("streams.citylink") == "streams" and "streams.runtime" not in ALLOWED["streams.engine"]
     assert "sinks" not in ALLOWED["streams.engine"]
     src = "def f():\n    from faust.types import TP\nimport kafka.admin\n"
-    names = {n.split(".")[0] for node in ast.walk(ast.parse(src)) if isinstance(node, (ast.Import, ast.ImportFrom))
-             for n in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])}
+    names = {
+        n.split(".")[0]
+        for node in ast.walk(ast.parse(src))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for n in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])
+    }
     assert names <= set(ENGINE_FORBIDDEN) and names == {"faust", "kafka"}

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import riskwatch.domain.lifecycle as lifecycle_mod
-from riskwatch.settings import DATA_DIR
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.domain.lifecycle import (
     AlertLifecycle,
@@ -18,6 +17,7 @@ from riskwatch.domain.lifecycle import (
     Silence,
     load_lifecycle,
 )
+from riskwatch.settings import DATA_DIR
 from schemas.events import AlertStatus, Level
 
 CAT = load_catalog()
@@ -28,8 +28,19 @@ ITEM1 = ["amr", "emergency", "eco"]  # 食品生产企业: lead + cooperating
 
 
 def _open(level="orange", item=1, depts=ITEM1, at=T0, score=100.0, **kw):
-    return LC.open("A1", "E000001", "rule.sensor.cold_chain_temp", item, level, depts, at=at, score=score,
-                   title="冷链温度超过8℃上限", entity_name="舞泉镇鑫源食品有限公司", **kw)
+    return LC.open(
+        "A1",
+        "E000001",
+        "rule.sensor.cold_chain_temp",
+        item,
+        level,
+        depts,
+        at=at,
+        score=score,
+        title="冷链温度超过8℃上限",
+        entity_name="舞泉镇鑫源食品有限公司",
+        **kw,
+    )
 
 
 def _run(st, start, end, step=M, silences=()):
@@ -69,9 +80,14 @@ def test_full_lifecycle_with_injected_clock() -> None:
     assert LC.tick(st, T0 + 4 * H + 59 * M) == [] and st.status == "resolved"
     assert LC.tick(st, T0 + 5 * H) == [] and st.status == "closed"
     statuses = [(t.from_status, t.to_status, t.actor) for t in st.transitions if t.kind == "status"]
-    assert statuses == [("", "pending", "detector"), ("pending", "firing", "detector"), ("firing", "acknowledged", "amr"),
-                        ("acknowledged", "disposing", "emergency"), ("disposing", "resolved", "amr"),
-                        ("resolved", "closed", "system")]
+    assert statuses == [
+        ("", "pending", "detector"),
+        ("pending", "firing", "detector"),
+        ("firing", "acknowledged", "amr"),
+        ("acknowledged", "disposing", "emergency"),
+        ("disposing", "resolved", "amr"),
+        ("resolved", "closed", "system"),
+    ]
     assert {s.value for s in AlertStatus} == {to for _, to, _ in statuses}
     fb = [t for t in st.transitions if t.kind == "feedback"]
     assert [(t.at - T0, t.actor) for t in fb] == [(1 * H, "amr"), (2 * H, "emergency"), (3 * H, "eco"), (4 * H, "amr")]
@@ -118,8 +134,13 @@ def test_urging_then_escalation_with_exponential_backoff() -> None:
     seen = _run(st, T0, T0 + 40 * H)
     ack = [(t / H, n.kind, n.departments) for t, n in seen if "签收时限" in n.text_zh]
     assert ack[0] == (2.0, "urge", ["emergency", "eco", "taskforce"])  # only those that have not responded
-    assert [(t, k) for t, k, _ in ack[1:]] == [(3.0, "escalate"), (5.0, "escalate"), (9.0, "escalate"),
-                                              (17.0, "escalate"), (33.0, "escalate")]
+    assert [(t, k) for t, k, _ in ack[1:]] == [
+        (3.0, "escalate"),
+        (5.0, "escalate"),
+        (9.0, "escalate"),
+        (17.0, "escalate"),
+        (33.0, "escalate"),
+    ]
     assert all(d == ["taskforce"] for _, _, d in ack[1:])
     assert "县应急管理局(emergency)" in [n for t, n in seen if t == 3 * H][0].text_zh
     assert "第1次" in [n for t, n in seen if t == 3 * H][0].text_zh
@@ -164,7 +185,9 @@ def test_flapping_holds_notifications_until_stable() -> None:
 
 
 def test_silence_suppresses_and_expiry_notice() -> None:
-    sil = [Silence("S1", ends_at=T0 + 3 * H, starts_at=T0 - H, entity_id="E000001", created_by="amr", comment="冷库检修")]
+    sil = [
+        Silence("S1", ends_at=T0 + 3 * H, starts_at=T0 - H, entity_id="E000001", created_by="amr", comment="冷库检修")
+    ]
     st, out = _open("red", silences=sil)
     assert out == [] and st.status == "firing" and st.silence_id == "S1" and st.suppressed == 1
     assert _run(st, T0, T0 + 3 * H - M, silences=sil) == []  # urging at 2 h also held back
@@ -194,10 +217,16 @@ def test_level_up_renotifies_at_once_and_tightens_deadlines() -> None:
     assert [n.kind for n in out] == ["level_up"] and "橙色→红色" in out[0].text_zh and out[0].level == "red"
     assert st.ack_due == T0 + 3 * H  # red ack 2 h from the change
     assert LC.observe(st, T0 + 2 * H, 100.0, level="yellow") == []  # a lower level: recorded, not notified
-    assert st.level == "yellow" and [t.comment[:13] for t in st.transitions if t.kind == "level"] == ["orange→red(橙色", "red→yellow(红色"]
+    assert st.level == "yellow" and [t.comment[:13] for t in st.transitions if t.kind == "level"] == [
+        "orange→red(橙色",
+        "red→yellow(红色",
+    ]
     # the router's new receivers (red → task-force office) are added and told
     out = LC.observe(st, T0 + 3 * H - M, 100.0, level="red", departments=ITEM1 + ["taskforce"])
-    assert [(n.kind, n.departments) for n in out] == [("receiver_added", ["taskforce"]), ("level_up", ITEM1 + ["taskforce"])]
+    assert [(n.kind, n.departments) for n in out] == [
+        ("receiver_added", ["taskforce"]),
+        ("level_up", ITEM1 + ["taskforce"]),
+    ]
 
 
 def test_pending_alert_upgraded_to_red_fires_at_once() -> None:
@@ -209,14 +238,22 @@ def test_pending_alert_upgraded_to_red_fires_at_once() -> None:
 def test_feedback_rules_non_receiver_and_not_ours() -> None:
     st, _ = _open("red")
     res = LC.on_feedback(st, "police", "acknowledged", T0 + M)
-    assert not res.accepted and "police" in res.rejected and "县公安局" in res.rejected and "不是该预警的接收单位" in res.rejected
+    assert (
+        not res.accepted
+        and "police" in res.rejected
+        and "县公安局" in res.rejected
+        and "不是该预警的接收单位" in res.rejected
+    )
     assert LC.on_feedback(st, "nosuch", "acknowledged", T0 + M).rejected
     assert "unknown feedback status" in LC.on_feedback(st, "amr", "done", T0 + M).rejected
     assert not any(t.kind == "feedback" for t in st.transitions)  # refused feedback is not recorded
 
     res = LC.on_feedback(st, "eco", "not_ours", T0 + 10 * M, "无污染物排放问题")
     assert [(n.kind, n.departments) for n in res.notifications] == [("not_ours", ["taskforce"])]
-    assert "市生态环境局舞阳分局反馈非本部门职责" in res.notifications[0].text_zh and "无污染物排放问题" in res.notifications[0].text_zh
+    assert (
+        "市生态环境局舞阳分局反馈非本部门职责" in res.notifications[0].text_zh
+        and "无污染物排放问题" in res.notifications[0].text_zh
+    )
     assert st.responders == ["amr", "emergency"]
     assert "not_ours" in LC.on_feedback(st, "eco", "acknowledged", T0 + 11 * M).rejected
     # the urging at 2 h no longer targets eco
@@ -262,7 +299,9 @@ def test_transitions_are_bounded() -> None:
 def test_policy_validation_names_line_and_field(tmp_path: Path) -> None:
     src = (DATA_DIR / "lifecycle.yaml").read_text(encoding="utf-8")
     bad = tmp_path / "lifecycle.yaml"
-    bad.write_text(src.replace("hysteresis: {enter: 60, exit: 40}", "hysteresis: {enter: 60, exit: 70}"), encoding="utf-8")
+    bad.write_text(
+        src.replace("hysteresis: {enter: 60, exit: 40}", "hysteresis: {enter: 60, exit: 70}"), encoding="utf-8"
+    )
     with pytest.raises(LifecycleError, match=r"line 11 \(hysteresis\).*exit \(70.0\) must be <= enter"):
         load_lifecycle(bad, catalog=CAT)
     bad.write_text(src.replace("  special_equipment:   #", "  nosuch:   #"), encoding="utf-8")
@@ -312,7 +351,10 @@ def test_reassign_when_everyone_refused_takes_the_office_off_and_may_overrule_a_
     assert res.accepted and st.departments == ["emergency"] and st.responders == ["emergency"]
     assert st.transitions[-3].comment == "+emergency -amr,taskforce" and st.transitions[-3].actor == "taskforce"
     # released: amr and the office; amr is told, the office decided it and is not told its own decision
-    assert [(n.kind, n.departments) for n in res.notifications] == [("released", ["amr"]), ("receiver_added", ["emergency"])]
+    assert [(n.kind, n.departments) for n in res.notifications] == [
+        ("released", ["amr"]),
+        ("receiver_added", ["emergency"]),
+    ]
     assert LC.on_feedback(st, "emergency", "acknowledged", T0 + 4 * M).accepted  # its refusal is overruled
     assert st.status == "acknowledged"
 

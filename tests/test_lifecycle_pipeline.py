@@ -45,7 +45,9 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
     # boiler over pressure: red, special equipment (item deadlines: acknowledge within 1 h)
     p.send("events.sensor", F.sensor("E-boil", 1.6, channel="boiler_pressure", at=T0))
     p.flush()
-    firing = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert")
+    firing = wait_for(
+        lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert"
+    )
     a = firing[0]
     aid, receivers = a["alert_id"], a["departments"]
     assert a["level"] == "red" and a["status"] == "firing" and set(a["recipients"]) == set(receivers)
@@ -54,7 +56,9 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
 
     # feedback from a department that is not a receiver → dead letter with the reason
     _feedback(p, aid, "medinsure", "acknowledged", 10)
-    dead = wait_for(lambda: [d for d in _msgs(p, "deadletter") if d["topic"].endswith("events.feedback")], 60, "refused feedback")
+    dead = wait_for(
+        lambda: [d for d in _msgs(p, "deadletter") if d["topic"].endswith("events.feedback")], 60, "refused feedback"
+    )
     assert "medinsure" in dead[0]["error"] and "not a receiver" in dead[0]["error"]
 
     # the lead acknowledges in time; the others do not
@@ -66,13 +70,17 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
     assert not any(x["notification"] == "urge" for x in _msgs(p, "alerts.amr"))
 
     _advance(p, 60 * 6)  # still no answer from them: escalation to the task-force office
-    esc = wait_for(lambda: [x for x in _msgs(p, "alerts.taskforce") if x["notification"] == "escalate"], 60, "an escalation")
+    esc = wait_for(
+        lambda: [x for x in _msgs(p, "alerts.taskforce") if x["notification"] == "escalate"], 60, "an escalation"
+    )
     assert esc[0]["recipients"] == ["taskforce"] and "督办" in esc[0]["message"]
 
     # the lead disposes: resolved (resolve_on_disposed: lead), every receiver is told at once
     _feedback(p, aid, "amr", "in_progress", 60 * 6 + 10)
     _feedback(p, aid, "amr", "disposed", 60 * 7)
-    resolved = wait_for(lambda: [x for x in _msgs(p, "alerts.all") if x["notification"] == "resolved"], 60, "the resolution")
+    resolved = wait_for(
+        lambda: [x for x in _msgs(p, "alerts.all") if x["notification"] == "resolved"], 60, "the resolution"
+    )
     assert resolved[0]["status"] == "resolved" and set(resolved[0]["recipients"]) == set(receivers)
 
     # the audit trail: alerts.events, one seq per transition, and the same in ClickHouse
@@ -84,11 +92,23 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
     assert [e["actor"] for e in events if e["kind"] == "feedback"] == ["amr", "amr", "amr"]
     assert any(e["kind"] == "reminder" for e in events)
     p.wait_consumed()
-    rows = wait_for(lambda: (r := w.query(f"SELECT seq, kind, to_status, actor FROM riskwatch.alert_history FINAL "
-                                          f"WHERE alert_id = '{aid}' ORDER BY seq")) and len(r) == len(events) and r,
-                    60, "the history in ClickHouse")
-    assert [(r["seq"], r["kind"], r["to_status"], r["actor"]) for r in rows] == \
-        [(e["seq"], e["kind"], e["to_status"], e["actor"]) for e in events]
+    rows = wait_for(
+        lambda: (
+            (
+                r := w.query(
+                    f"SELECT seq, kind, to_status, actor FROM riskwatch.alert_history FINAL "
+                    f"WHERE alert_id = '{aid}' ORDER BY seq"
+                )
+            )
+            and len(r) == len(events)
+            and r
+        ),
+        60,
+        "the history in ClickHouse",
+    )
+    assert [(r["seq"], r["kind"], r["to_status"], r["actor"]) for r in rows] == [
+        (e["seq"], e["kind"], e["to_status"], e["actor"]) for e in events
+    ]
     final = w.query(f"SELECT status, notification FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")
     assert final == [{"status": "resolved", "notification": "resolved"}]
 
@@ -107,13 +127,38 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
     p.flush()
     p.wait_consumed()
     env = {**__import__("os").environ, **settings_env(p.settings)}
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "silence", "add", "--entity", "E-maint", "--hours", "2",
-                        "--starts", T0.isoformat(), "--by", "amr", "--comment", "锅炉年检停机", "--id", "S-test"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "riskwatch.cli.main",
+            "silence",
+            "add",
+            "--entity",
+            "E-maint",
+            "--hours",
+            "2",
+            "--starts",
+            T0.isoformat(),
+            "--by",
+            "amr",
+            "--comment",
+            "锅炉年检停机",
+            "--id",
+            "S-test",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     metrics = f"http://{w.settings.web_host}:{w.settings.web_port}/metrics"
-    wait_for(lambda: "riskwatch_silences_known 1.0" in urllib.request.urlopen(metrics, timeout=10).read().decode(),
-             30, "the worker to read the silence")
+    wait_for(
+        lambda: "riskwatch_silences_known 1.0" in urllib.request.urlopen(metrics, timeout=10).read().decode(),
+        30,
+        "the worker to read the silence",
+    )
 
     p.send("events.sensor", F.sensor("E-maint", 1.6, channel="boiler_pressure", at=T0 + timedelta(minutes=5)))
     p.flush()
@@ -123,8 +168,11 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
     assert not [a for a in _msgs(p, "alerts.amr") if a["entity_id"] == "E-maint"]
 
     _advance(p, 60 * 3)  # the silence ended at T0 + 2 h; the alert is still open
-    exp = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "silence_expired"], 60,
-                   "the silence-expired notice")
+    exp = wait_for(
+        lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "silence_expired"],
+        60,
+        "the silence-expired notice",
+    )
     assert "静默期结束" in exp[0]["message"]
     events = [e for e in _msgs(p, "alerts.events") if e["alert_id"] == revs[0]["alert_id"] and e["kind"] == "silence"]
     assert any("S-test" in e["comment"] for e in events) and any("ended" in e["comment"] for e in events)
@@ -140,7 +188,9 @@ def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
     # a spot-check draw for amr and a health plan a few days apart: one visit, led by item 1's lead
     p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"))
     p.send("events.task", F.task("E-joint", "health", None, "plan", due=T0 + timedelta(days=12), task_id="PL-health-9"))
-    p.send("events.task", F.task("E-joint", "edu", None, "plan", due=T0 + timedelta(days=60), task_id="PL-edu-far"))  # outside the window
+    p.send(
+        "events.task", F.task("E-joint", "edu", None, "plan", due=T0 + timedelta(days=60), task_id="PL-edu-far")
+    )  # outside the window
     p.flush()
     p.wait_consumed()
     plans = wait_for(lambda: [orjson.loads(v) for _, v in p.read_topic("inspection.plans")], 60, "a joint inspection")
@@ -148,8 +198,11 @@ def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
     ji = plans[0]
     assert ji["joint"] and ji["lead"] == "amr" and ji["departments"] == ["amr", "health"]
     assert set(ji["task_ids"]) == {"SC-t-1-amr", "PL-health-9"} and ji["item_ids"] == [1]
-    rows = wait_for(lambda: w.query("SELECT inspection_id, lead, departments FROM riskwatch.inspection_plans FINAL"),
-                    60, "the plan in ClickHouse")
+    rows = wait_for(
+        lambda: w.query("SELECT inspection_id, lead, departments FROM riskwatch.inspection_plans FINAL"),
+        60,
+        "the plan in ClickHouse",
+    )
     assert rows == [{"inspection_id": ji["inspection_id"], "lead": "amr", "departments": ["amr", "health"]}]
     stored = w.query("SELECT count() AS n FROM riskwatch.events_task FINAL WHERE entity_id = 'E-joint'")
     assert stored == [{"n": 3}]
@@ -173,7 +226,9 @@ def test_reassign_tells_the_released_lead_and_moves_its_onsite_check(pipeline):
     p.wait_consumed()
     p.send("events.sensor", F.sensor("E-boil", 1.6, channel="boiler_pressure", at=T0))  # red: an on-site check for amr
     p.flush()
-    aid = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert")[0]["alert_id"]
+    aid = wait_for(
+        lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert"
+    )[0]["alert_id"]
 
     def amr_tasks(dept: str) -> list[str]:
         sql = TASKS_SQL.replace("{where}", f"department = '{dept}'").replace("{db}", "riskwatch")
@@ -182,18 +237,28 @@ def test_reassign_tells_the_released_lead_and_moves_its_onsite_check(pipeline):
     assert wait_for(lambda: f"AT-{aid}" in amr_tasks("amr"), 60, "amr's on-site check in ClickHouse")
     _feedback(p, aid, "amr", "not_ours", 10)
     fb = F.feedback("E-boil", aid, "taskforce", "reassign")
-    fb.update(assign_to=["housing"], comment="属城镇集中供热设施,由县住建局牵头", user="王五",
-              occurred_at=(T0 + timedelta(minutes=20)).isoformat())
+    fb.update(
+        assign_to=["housing"],
+        comment="属城镇集中供热设施,由县住建局牵头",
+        user="王五",
+        occurred_at=(T0 + timedelta(minutes=20)).isoformat(),
+    )
     p.send("events.feedback", fb)
     p.flush()
     freed = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "released"], 60, "amr released")
     assert len(freed) == 1 and freed[0]["recipients"] == ["amr"] and "amr" not in freed[0]["departments"]
-    assert "已改由县住建局负责(理由:属城镇集中供热设施" in freed[0]["message"] and "县市场监管局无需继续处置" in freed[0]["message"]
+    assert (
+        "已改由县住建局负责(理由:属城镇集中供热设施" in freed[0]["message"]
+        and "县市场监管局无需继续处置" in freed[0]["message"]
+    )
     added = [a for a in _msgs(p, "alerts.housing") if a["notification"] == "receiver_added"]
     assert added and added[0]["lead_department"] == "housing"
     assert not [a for a in _msgs(p, "alerts.all") if a["notification"] == "released" and a["recipients"] != ["amr"]]
     p.wait_consumed()
-    row = wait_for(lambda: w.query(f"SELECT department, due FROM riskwatch.events_task FINAL WHERE task_id = 'AT-{aid}'"),
-                   60, "the moved task")
+    row = wait_for(
+        lambda: w.query(f"SELECT department, due FROM riskwatch.events_task FINAL WHERE task_id = 'AT-{aid}'"),
+        60,
+        "the moved task",
+    )
     assert [r["department"] for r in row] == ["housing"]  # one row: the new version of the task
     assert f"AT-{aid}" not in amr_tasks("amr") and f"AT-{aid}" in amr_tasks("housing")

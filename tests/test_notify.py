@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,16 +33,33 @@ def _file(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("text, line, words", [
-    ("departments:\n  amr:\n    email: [a@b.cn]\n  nosuch:\n    webhook: [http://x/]\n", 4, "unknown department code 'nosuch'"),
-    ("departments:\n  amr:\n    webhook:\n      - http://ok/\n      - not a url\n", 5, "URL"),
-    ("departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n        secret: ''\n", 5,
-     "signing secret"),
-    ("departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n", 4, "secret"),
-    ("departments:\n  amr:\n    wecom_robot: [\"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${NOPE_KEY}\"]\n", 3,
-     "NOPE_KEY is not set"),
-    ("departments:\n  amr:\n    email: [amr@county.cn]\n", 3, "email_server"),
-])
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        (
+            "departments:\n  amr:\n    email: [a@b.cn]\n  nosuch:\n    webhook: [http://x/]\n",
+            4,
+            "unknown department code 'nosuch'",
+        ),
+        ("departments:\n  amr:\n    webhook:\n      - http://ok/\n      - not a url\n", 5, "URL"),
+        (
+            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n        secret: ''\n",
+            5,
+            "signing secret",
+        ),
+        (
+            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n",
+            4,
+            "secret",
+        ),
+        (
+            'departments:\n  amr:\n    wecom_robot: ["https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${NOPE_KEY}"]\n',
+            3,
+            "NOPE_KEY is not set",
+        ),
+        ("departments:\n  amr:\n    email: [amr@county.cn]\n", 3, "email_server"),
+    ],
+)
 def test_bad_receivers_file_is_refused_naming_the_line(tmp_path, text, line, words):
     with pytest.raises(ReceiversError) as e:
         load_receivers(_file(tmp_path, text), CATALOG, env={})
@@ -71,9 +88,13 @@ def test_generated_alertmanager_config_passes_amtool_and_routes_each_department(
     ops = next(r for r in route["routes"] if r["receiver"] == "ops")
     assert ops["matchers"] == ['source!="riskwatch"']
     # amtool routes a riskwatch notification to its department only, a pipeline alert to ops
-    for labels, want in ((["source=riskwatch", "department=police", "alert_id=a1", "seq=3"], "dept-police"),
-                         (["alertname=RiskwatchWorkerDown", "job=riskwatch-worker"], "ops")):
-        r = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}", *labels], capture_output=True, text=True)
+    for labels, want in (
+        (["source=riskwatch", "department=police", "alert_id=a1", "seq=3"], "dept-police"),
+        (["alertname=RiskwatchWorkerDown", "job=riskwatch-worker"], "ops"),
+    ):
+        r = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={path}", *labels], capture_output=True, text=True
+        )
         assert r.stdout.strip() == want, r.stdout + r.stderr
 
 
@@ -87,25 +108,60 @@ def test_prometheus_rules_check_and_unit_tests():
 
 
 def _alert(**kw) -> Alert:
-    t = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
-    base = dict(alert_id="a1", revision=4, fingerprint="E1|8|r", entity_id="E1", entity_name="鑫源热力", township="北舞渡镇",
-                item_id=8, item_name="特种设备综合监管", rule="rule.sensor.boiler_pressure", level="red", level_zh="红色",
-                status="firing", score=100, title="锅炉超压", message="【督促】…", lead_department="amr",
-                departments=["amr", "police"], first_seen=t, last_seen=t, updated_at=t, source_event_id="ev1",
-                notification="urge", recipients=["police"], ack_due=t + timedelta(hours=1), dispose_due=t + timedelta(hours=12))
+    t = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+    base = dict(
+        alert_id="a1",
+        revision=4,
+        fingerprint="E1|8|r",
+        entity_id="E1",
+        entity_name="鑫源热力",
+        township="北舞渡镇",
+        item_id=8,
+        item_name="特种设备综合监管",
+        rule="rule.sensor.boiler_pressure",
+        level="red",
+        level_zh="红色",
+        status="firing",
+        score=100,
+        title="锅炉超压",
+        message="【督促】…",
+        lead_department="amr",
+        departments=["amr", "police"],
+        first_seen=t,
+        last_seen=t,
+        updated_at=t,
+        source_event_id="ev1",
+        notification="urge",
+        recipients=["police"],
+        ack_due=t + timedelta(hours=1),
+        dispose_due=t + timedelta(hours=12),
+    )
     return Alert(**{**base, **kw})
 
 
 def test_one_revision_becomes_one_alertmanager_alert_with_its_own_labels():
     s = Settings(_env_file=None)
-    now = datetime(2026, 5, 1, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
     a = am_alert(_alert(url="https://wb.county.cn/alerts/a1"), "police", s, CATALOG, now)
-    assert a["labels"] == {"source": "riskwatch", "department": "police", "alert_id": "a1", "seq": "4",
-                           "first_seen": "2026-05-01T02:00:00+00:00", "notification": "urge",
-                           "item": "8", "level": "red", "township": "北舞渡镇", "alertname": "riskwatch_urge"}
+    assert a["labels"] == {
+        "source": "riskwatch",
+        "department": "police",
+        "alert_id": "a1",
+        "seq": "4",
+        "first_seen": "2026-05-01T02:00:00+00:00",
+        "notification": "urge",
+        "item": "8",
+        "level": "red",
+        "township": "北舞渡镇",
+        "alertname": "riskwatch_urge",
+    }
     ann = a["annotations"]
     assert ann["link"] == "https://wb.county.cn/alerts/a1" and ann["ack_due"].startswith("2026-05-01T03:00")
-    assert ann["text"].startswith("【红色预警·督促】锅炉超压") and "要求:请签收" in ann["text"] and "致县公安局" in ann["text"]
+    assert (
+        ann["text"].startswith("【红色预警·督促】锅炉超压")
+        and "要求:请签收" in ann["text"]
+        and "致县公安局" in ann["text"]
+    )
     assert "endsAt" not in a  # set at each post: now + notify_hold_seconds
     b = am_alert(_alert(revision=5, notification="resolved", status="resolved"), "police", s, CATALOG, now)
     assert b["labels"]["seq"] == "5" and "无需处置" in b["annotations"]["text"]  # a new label set: a new message
@@ -120,12 +176,27 @@ def test_robot_adapter_signs_dingtalk_backs_off_rate_limits_and_keeps_secrets_ou
 
     fake = FakeReceivers(free_port()).start()
     base = f"http://127.0.0.1:{fake.port}"
-    doc = {"departments": {"amr": {"wecom_robot": [f"{base}/wecom/amr?key=k-secret"],
-                                   "dingtalk": [{"url": f"{base}/dingtalk/amr?access_token=t-secret", "secret": fake.dingtalk_secret}]},
-                           "police": {"dingtalk": [{"url": f"{base}/dingtalk/police?access_token=t2", "secret": "SECwrong"}]}}}
+    doc = {
+        "departments": {
+            "amr": {
+                "wecom_robot": [f"{base}/wecom/amr?key=k-secret"],
+                "dingtalk": [{"url": f"{base}/dingtalk/amr?access_token=t-secret", "secret": fake.dingtalk_secret}],
+            },
+            "police": {"dingtalk": [{"url": f"{base}/dingtalk/police?access_token=t2", "secret": "SECwrong"}]},
+        }
+    }
     receivers = load_receivers(_file(tmp_path, yaml.safe_dump(doc)), CATALOG, env={})
-    payload = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "riskwatch_firing"},
-                                                               "annotations": {"text": "【红色预警·发布】锅炉超压\n要求:请签收"}}]}
+    payload = {
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "riskwatch_firing"},
+                "annotations": {"text": "【红色预警·发布】锅炉超压\n要求:请签收"},
+            }
+        ],
+    }
     port = free_port()
 
     async def run() -> list[tuple[int, str]]:
@@ -135,7 +206,14 @@ def test_robot_adapter_signs_dingtalk_backs_off_rate_limits_and_keeps_secrets_ou
         out = []
         try:
             async with ClientSession() as c:
-                for path in ("/wecom/amr/0", "/dingtalk/amr/0", "/dingtalk/police/0", "/wecom/amr/0", "/wecom/amr/0", "/wecom/edu/0"):
+                for path in (
+                    "/wecom/amr/0",
+                    "/dingtalk/amr/0",
+                    "/dingtalk/police/0",
+                    "/wecom/amr/0",
+                    "/wecom/amr/0",
+                    "/wecom/edu/0",
+                ):
                     async with c.post(f"http://127.0.0.1:{port}{path}", json=payload) as r:
                         out.append((r.status, await r.text()))
         finally:
@@ -202,10 +280,18 @@ def test_compose_runs_alertmanager_prometheus_bridge_and_robots_with_generated_c
         assert set(variables()) <= set(services[svc]["environment"]), svc
     workers = [n for n, s in services.items() if s.get("command", [])[:2] == ["riskwatch", "worker"]]
     # deploy/prometheus/prometheus.yml is the generator's output for the compose services
-    want = write_prometheus_config(Settings(_env_file=None), tmp_path / "p.yml", [f"{w}:6066" for w in workers],
-                                   ["notify:9096"], ["robots:9095"], "alertmanager:9093", "/etc/prometheus/rules.yml")
-    assert (root / "deploy/prometheus/prometheus.yml").read_text() == want.read_text(), \
+    want = write_prometheus_config(
+        Settings(_env_file=None),
+        tmp_path / "p.yml",
+        [f"{w}:6066" for w in workers],
+        ["notify:9096"],
+        ["robots:9095"],
+        "alertmanager:9093",
+        "/etc/prometheus/rules.yml",
+    )
+    assert (root / "deploy/prometheus/prometheus.yml").read_text() == want.read_text(), (
         "regenerate deploy/prometheus/prometheus.yml (riskwatch/tools/services.py write_prometheus_config)"
+    )
 
 
 def test_bench_percentiles():
@@ -221,12 +307,24 @@ def test_cli_alertmanager_config_checks_with_amtool_and_refuses_a_missing_secret
     import sys
 
     env = {**os.environ, **ENV, "RISKWATCH_ENV_FILE": str(tmp_path / "none.env")}
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am")],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(tmp_path / "am" / "alertmanager.yml") and (tmp_path / "am" / "riskwatch.tmpl").exists()
+    assert (
+        r.stdout.strip() == str(tmp_path / "am" / "alertmanager.yml") and (tmp_path / "am" / "riskwatch.tmpl").exists()
+    )
     env.pop("DINGTALK_AMR_SECRET")
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am2")],
-                       env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "alertmanager", "config", "--out", str(tmp_path / "am2")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "(departments.amr.dingtalk.0.secret): environment variable DINGTALK_AMR_SECRET is not set" in r.stderr

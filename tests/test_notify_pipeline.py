@@ -59,18 +59,45 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     p.flush()
     p.wait_consumed()
     env = {**os.environ, **settings_env(p.settings)}
-    r = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "silence", "add", "--entity", "E-maint", "--hours", "2",
-                        "--starts", T0.isoformat(), "--by", "amr", "--comment", "锅炉年检停机", "--id", "S-test"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "riskwatch.cli.main",
+            "silence",
+            "add",
+            "--entity",
+            "E-maint",
+            "--hours",
+            "2",
+            "--starts",
+            T0.isoformat(),
+            "--by",
+            "amr",
+            "--comment",
+            "锅炉年检停机",
+            "--id",
+            "S-test",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     metrics = f"http://{p.settings.web_host}:{p.settings.web_port}/metrics"
-    wait_for(lambda: "riskwatch_silences_known 1.0" in urllib.request.urlopen(metrics, timeout=10).read().decode(),
-             30, "the worker to read the silence")
+    wait_for(
+        lambda: "riskwatch_silences_known 1.0" in urllib.request.urlopen(metrics, timeout=10).read().decode(),
+        30,
+        "the worker to read the silence",
+    )
 
     p.send("events.sensor", F.sensor("E-boil", 1.6, channel="boiler_pressure", at=T0))
     p.send("events.sensor", F.sensor("E-maint", 1.6, channel="boiler_pressure", at=T0 + timedelta(minutes=5)))
     p.flush()
-    firing = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert")
+    firing = wait_for(
+        lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "firing"], 60, "the firing alert"
+    )
     aid, receivers = firing[0]["alert_id"], firing[0]["departments"]
     assert set(receivers) == {"amr", "emergency", "police", "fire", "urban", "taskforce"}
     _feedback(p, "E-boil", aid, "amr", "acknowledged", 20)
@@ -78,12 +105,17 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     wait_for(lambda: [x for x in _msgs(p, "alerts.police") if x["notification"] == "urge"], 60, "an urge")
     _advance(p, 60 * 6)  # still no answer: escalation to the task-force office; the silence has ended
     wait_for(lambda: [x for x in _msgs(p, "alerts.taskforce") if x["notification"] == "escalate"], 60, "an escalation")
-    wait_for(lambda: [x for x in _msgs(p, "alerts.amr") if x["notification"] == "silence_expired"], 60, "silence_expired")
+    wait_for(
+        lambda: [x for x in _msgs(p, "alerts.amr") if x["notification"] == "silence_expired"], 60, "silence_expired"
+    )
     # urban answers 非本部门; the office makes housing responsible (专班改派): urban is released and told
     _feedback(p, "E-boil", aid, "urban", "not_ours", 60 * 6 + 2)
     fb = F.feedback("E-boil", aid, "taskforce", "reassign")
-    fb.update(assign_to=["housing"], comment="属城镇集中供热设施,由县住建局负责",
-              occurred_at=(T0 + timedelta(minutes=60 * 6 + 3)).isoformat())
+    fb.update(
+        assign_to=["housing"],
+        comment="属城镇集中供热设施,由县住建局负责",
+        occurred_at=(T0 + timedelta(minutes=60 * 6 + 3)).isoformat(),
+    )
     p.send("events.feedback", fb)
     p.flush()
     wait_for(lambda: [x for x in _msgs(p, "alerts.urban") if x["notification"] == "released"], 60, "urban's release")
@@ -116,24 +148,37 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
 
     # amr's other channels: 企业微信 robot (rate-limited once, backed off), 钉钉 robot (signature checked), email
     n = len(decided["amr"])
+
     def counts():
-        return len(stack.fake.ok("/wecom/amr")), len(stack.fake.ok("/dingtalk/amr")), len(stack.smtp.to("amr@county.test"))
+        return (
+            len(stack.fake.ok("/wecom/amr")),
+            len(stack.fake.ok("/dingtalk/amr")),
+            len(stack.smtp.to("amr@county.test")),
+        )
 
     try:
         wait_for(lambda: counts() == (n, n, n), 30, "amr's robots and email")
     except Exception:
-        raise AssertionError(f"wecom, dingtalk, email: {counts()} != {n} each; requests "
-                             f"{[(r.path, r.status, r.answer.get('errcode')) for r in stack.fake.requests if not r.path.startswith('/hook')]}; "
-                             f"see {stack.robots.log_file}, {stack.am.log_file}") from None
+        raise AssertionError(
+            f"wecom, dingtalk, email: {counts()} != {n} each; requests "
+            f"{[(r.path, r.status, r.answer.get('errcode')) for r in stack.fake.requests if not r.path.startswith('/hook')]}; "
+            f"see {stack.robots.log_file}, {stack.am.log_file}"
+        ) from None
     assert sum(1 for r in stack.fake.requests if r.path == "/hook/amr" and r.status == 500) == 3
     assert [r.answer.get("errcode") for r in stack.fake.requests if r.path == "/wecom/amr"].count(45009) == 1
     texts = [r.body["markdown"]["content"] for r in stack.fake.ok("/wecom/amr")]
     first = next(t for t in texts if "发布" in t.splitlines()[0])
     assert first.startswith("【红色预警·发布】") and "舞阳县鑫源热力有限公司" in first and "北舞渡镇" in first
     assert "签收时限" in first and "要求:请签收" in first
-    esc = [a["annotations"]["text"] for a in stack.fake.hook_alerts("taskforce") if a["labels"]["notification"] == "escalate"]
+    esc = [
+        a["annotations"]["text"]
+        for a in stack.fake.hook_alerts("taskforce")
+        if a["labels"]["notification"] == "escalate"
+    ]
     assert "已升级至专班办公室" in esc[0]
-    freed = [a["annotations"]["text"] for a in stack.fake.hook_alerts("urban") if a["labels"]["notification"] == "released"]
+    freed = [
+        a["annotations"]["text"] for a in stack.fake.hook_alerts("urban") if a["labels"]["notification"] == "released"
+    ]
     assert len(freed) == 1 and freed[0].startswith("【红色预警·改派释放】") and "已改由县住建局负责" in freed[0]
     assert "要求:已改由其他部门负责,贵单位无需继续处置" in freed[0] and "时限" not in freed[0]
     mail = stack.smtp.to("amr@county.test")[0]
@@ -160,7 +205,9 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
     stack.start()
     n = 40
     for i in range(n):
-        p.send("events.registry", F.registered(f"E-{i}", kind="special_equipment", name=f"锅炉房{i}号", township="舞泉镇"))
+        p.send(
+            "events.registry", F.registered(f"E-{i}", kind="special_equipment", name=f"锅炉房{i}号", township="舞泉镇")
+        )
     p.flush()
     p.wait_consumed()
     now = F.datetime.now(F.timezone.utc)
@@ -190,8 +237,14 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
     p.flush()
     p.wait_consumed()
     bridge_metrics = f"http://127.0.0.1:{stack.settings.notify_port}/metrics"
-    wait_for(lambda: 'riskwatch_notify_post_errors_total{reason="unreachable"}' in
-             urllib.request.urlopen(bridge_metrics, timeout=5).read().decode(), 30, "the bridge to find Alertmanager away")
+    wait_for(
+        lambda: (
+            'riskwatch_notify_post_errors_total{reason="unreachable"}'
+            in urllib.request.urlopen(bridge_metrics, timeout=5).read().decode()
+        ),
+        30,
+        "the bridge to find Alertmanager away",
+    )
     time.sleep(max(0.0, outage - (time.monotonic() - t_stop)))
     before = sum(len(stack.fake.hook_alerts(d)) for d in p.catalog.departments)
     stack.am.start(log=lambda m: None)
@@ -205,21 +258,32 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
         got = stack.delivered(d)
         assert set(got) == set(decided[d]), d  # a duplicate may only repeat a decided (alert_id, seq, department)
         dups += sum(c - 1 for c in got.values())
-    print(f"\n{total} notifications delivered; kill -9 of the bridge after {at_kill}, Alertmanager away for "
-          f"{outage:.0f}s with {total - before} waiting; {dups} duplicates")
+    print(
+        f"\n{total} notifications delivered; kill -9 of the bridge after {at_kill}, Alertmanager away for "
+        f"{outage:.0f}s with {total - before} waiting; {dups} duplicates"
+    )
 
     # pipeline monitoring: Prometheus scrapes the worker; a stopped worker fires RiskwatchWorkerDown to ops
     from riskwatch.tools.services import RULES, Prometheus
 
     fast = tmp_path / "rules.yml"
     fast.write_text(RULES.read_text().replace("for: 1m", "for: 2s"))
-    stack.prometheus = Prometheus(stack.settings.model_copy(update={"alertmanager_data_dir": tmp_path / "am"}),
-                                  worker_ports=[p.settings.web_port], rules=fast)
+    stack.prometheus = Prometheus(
+        stack.settings.model_copy(update={"alertmanager_data_dir": tmp_path / "am"}),
+        worker_ports=[p.settings.web_port],
+        rules=fast,
+    )
     stack.prometheus.start(log=lambda m: None)
     wait_for(lambda: _prom_query(stack, 'up{job="riskwatch-worker"} == 1'), 30, "Prometheus to scrape the worker")
-    wait_for(lambda: _prom_query(stack, f'riskwatch_consumer_lag{{group="{p.settings.app_id}"}}'), 30,
-             "the workers' consumer lag (exported by the bridge) in Prometheus")
+    wait_for(
+        lambda: _prom_query(stack, f'riskwatch_consumer_lag{{group="{p.settings.app_id}"}}'),
+        30,
+        "the workers' consumer lag (exported by the bridge) in Prometheus",
+    )
     p.worker.kill9()
-    ops = wait_for(lambda: [a for a in stack.fake.hook_alerts("_ops") if a["labels"]["alertname"] == "RiskwatchWorkerDown"],
-                   60, "RiskwatchWorkerDown at the ops receiver")
+    ops = wait_for(
+        lambda: [a for a in stack.fake.hook_alerts("_ops") if a["labels"]["alertname"] == "RiskwatchWorkerDown"],
+        60,
+        "RiskwatchWorkerDown at the ops receiver",
+    )
     assert ops[0]["labels"]["instance"] == f"127.0.0.1:{p.settings.web_port}" and ops[0]["status"] == "firing"

@@ -18,11 +18,36 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
     p = pipeline
     p.start_worker()
     cases = [  # entity, kind, event, expected receiving departments
-        ("E-food", "food_producer", lambda e: [("events.sensor", F.sensor(e, v)) for v in (11.0, 11.5, 11.8)], {"amr", "emergency", "eco"}),
-        ("E-mkt", "produce_market", lambda e: [("events.video", F.video(e, "rodent")), ("events.video", F.video(e, "rodent", 0.88))], {"amr", "commerce", "police", "agri"}),
-        ("E-beauty", "medical_beauty", lambda e: ("events.complaint", F.complaint(e, "medical_beauty_injury")), {"health", "police", "commerce", "amr"}),
-        ("E-boiler", "special_equipment", lambda e: ("events.sensor", F.sensor(e, 1.6, channel="boiler_pressure")), {"amr", "emergency", "police", "fire", "urban", "taskforce"}),  # red: + task force (routing.yaml)
-        ("E-pharm", "retail_pharmacy", lambda e: ("events.inspection", F.inspection(e, item_id=2)), {"amr", "medinsure"}),
+        (
+            "E-food",
+            "food_producer",
+            lambda e: [("events.sensor", F.sensor(e, v)) for v in (11.0, 11.5, 11.8)],
+            {"amr", "emergency", "eco"},
+        ),
+        (
+            "E-mkt",
+            "produce_market",
+            lambda e: [("events.video", F.video(e, "rodent")), ("events.video", F.video(e, "rodent", 0.88))],
+            {"amr", "commerce", "police", "agri"},
+        ),
+        (
+            "E-beauty",
+            "medical_beauty",
+            lambda e: ("events.complaint", F.complaint(e, "medical_beauty_injury")),
+            {"health", "police", "commerce", "amr"},
+        ),
+        (
+            "E-boiler",
+            "special_equipment",
+            lambda e: ("events.sensor", F.sensor(e, 1.6, channel="boiler_pressure")),
+            {"amr", "emergency", "police", "fire", "urban", "taskforce"},
+        ),  # red: + task force (routing.yaml)
+        (
+            "E-pharm",
+            "retail_pharmacy",
+            lambda e: ("events.inspection", F.inspection(e, item_id=2)),
+            {"amr", "medinsure"},
+        ),
     ]
     for ent, kind, make, _ in cases:
         p.send("events.registry", F.registered(ent, kind=kind))
@@ -45,9 +70,15 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
     # a department that is not a receiver sees nothing of it
     assert not any(x["entity_id"] == "E-food" for x in _alerts(p, "alerts.medinsure"))
 
-    rows = wait_for(lambda: (r := p.worker.query(
-        "SELECT entity_id, level, title FROM riskwatch.alerts FINAL ORDER BY entity_id")) and len(r) == len(cases) and r,
-        60, "alerts in ClickHouse")
+    rows = wait_for(
+        lambda: (
+            (r := p.worker.query("SELECT entity_id, level, title FROM riskwatch.alerts FINAL ORDER BY entity_id"))
+            and len(r) == len(cases)
+            and r
+        ),
+        60,
+        "alerts in ClickHouse",
+    )
     assert {r["entity_id"] for r in rows} == {c[0] for c in cases}
     boiler = next(r for r in rows if r["entity_id"] == "E-boiler")
     assert boiler["level"] == "red" and "锅炉压力" in boiler["title"]
@@ -70,30 +101,42 @@ def _malformed(n: int) -> list[tuple[str, bytes | None, bytes, str]]:
         if s == 0:
             v, sort = b"not json at all \xff\xfe", "not-json"
         elif s == 1:
-            ev["value"] = "hot"; v, sort = orjson.dumps(ev), "wrong-type"
+            ev["value"] = "hot"
+            v, sort = orjson.dumps(ev), "wrong-type"
         elif s == 2:
-            del ev["device_id"]; v, sort = orjson.dumps(ev), "missing-field"
+            del ev["device_id"]
+            v, sort = orjson.dumps(ev), "missing-field"
         elif s == 3:
-            r = F.registered("E-bad", kind="spaceship_yard"); r["event_id"] += f"-{i}"
+            r = F.registered("E-bad", kind="spaceship_yard")
+            r["event_id"] += f"-{i}"
             v, sort = orjson.dumps(r), "unknown-kind"
-            sorts.append(("events.registry", b"E-bad", v, sort)); continue
+            sorts.append(("events.registry", b"E-bad", v, sort))
+            continue
         elif s == 4:
-            fb = F.feedback("E-bad", "a1", "ministry_of_magic"); v, sort = orjson.dumps(fb), "unknown-dept"
-            sorts.append(("events.feedback", b"E-bad", v, sort)); continue
+            fb = F.feedback("E-bad", "a1", "ministry_of_magic")
+            v, sort = orjson.dumps(fb), "unknown-dept"
+            sorts.append(("events.feedback", b"E-bad", v, sort))
+            continue
         elif s == 5:
-            ev["occurred_at"] = "1970-01-01T00:00:00"; v, sort = orjson.dumps(ev), "absurd-past"
+            ev["occurred_at"] = "1970-01-01T00:00:00"
+            v, sort = orjson.dumps(ev), "absurd-past"
         elif s == 6:
-            ev["occurred_at"] = "2199-01-01T00:00:00+08:00"; v, sort = orjson.dumps(ev), "absurd-future"
+            ev["occurred_at"] = "2199-01-01T00:00:00+08:00"
+            v, sort = orjson.dumps(ev), "absurd-future"
         elif s == 7:
-            ev["unit"] = "x" * 100_000; v, sort = orjson.dumps(ev), "oversized"
+            ev["unit"] = "x" * 100_000
+            v, sort = orjson.dumps(ev), "oversized"
         elif s == 8:
             v, sort = b"[" * 5000 + b"]" * 5000, "deeply-nested"
         elif s == 9:
-            ev["value"] = float("nan"); v, sort = orjson.dumps(ev).replace(b"null", b"NaN"), "nan"
+            ev["value"] = float("nan")
+            v, sort = orjson.dumps(ev).replace(b"null", b"NaN"), "nan"
         elif s == 10:
-            ev["event_id"] = good["event_id"]; v, sort = orjson.dumps(ev), "duplicated-event_id"
+            ev["event_id"] = good["event_id"]
+            v, sort = orjson.dumps(ev), "duplicated-event_id"
         else:
-            ev["occurred_at"] = "yesterday"; v, sort = orjson.dumps(ev), "unparseable-time"
+            ev["occurred_at"] = "yesterday"
+            v, sort = orjson.dumps(ev), "unparseable-time"
         sorts.append(("events.sensor", b"E-bad", v, sort))
     return sorts, good
 
@@ -122,17 +165,43 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_pass(pipeline):
     assert len(dead) == len(bad)
     originals = sorted(base64.b64decode(d["payload_b64"]) for d in dead)
     assert originals == sorted(v for _, _, v, _ in bad)
-    assert all(d["error"] and d["offset"] >= 0 and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback")) for d in dead)
+    assert all(
+        d["error"] and d["offset"] >= 0 and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback"))
+        for d in dead
+    )
     reasons = " ".join(d["error"] for d in dead)
-    for needle in ("Invalid JSON", "value", "device_id", "unknown entity kind", "unknown department",
-                   "before 2000", "in the future", "exceeds the limit", "nested deeper", "duplicate event_id"):
+    for needle in (
+        "Invalid JSON",
+        "value",
+        "device_id",
+        "unknown entity kind",
+        "unknown department",
+        "before 2000",
+        "in the future",
+        "exceeds the limit",
+        "nested deeper",
+        "duplicate event_id",
+    ):
         assert needle in reasons, needle
-    n = wait_for(lambda: (r := p.worker.query(
-        "SELECT count() AS n FROM riskwatch.events_sensor FINAL WHERE entity_id = 'E-good'")) and r[0]["n"] == len(goods) and r,
-        60, "good events in ClickHouse")
+    n = wait_for(
+        lambda: (
+            (r := p.worker.query("SELECT count() AS n FROM riskwatch.events_sensor FINAL WHERE entity_id = 'E-good'"))
+            and r[0]["n"] == len(goods)
+            and r
+        ),
+        60,
+        "good events in ClickHouse",
+    )
     assert n[0]["n"] == len(goods)
-    stored_dead = wait_for(lambda: (r := p.worker.query("SELECT count() AS n FROM riskwatch.dead_letters FINAL"))
-                           and r[0]["n"] == len(bad) and r, 60, "dead letters in ClickHouse")
+    stored_dead = wait_for(
+        lambda: (
+            (r := p.worker.query("SELECT count() AS n FROM riskwatch.dead_letters FINAL"))
+            and r[0]["n"] == len(bad)
+            and r
+        ),
+        60,
+        "dead letters in ClickHouse",
+    )
     assert stored_dead[0]["n"] == len(bad)
 
 
@@ -163,7 +232,8 @@ def test_restart_mid_stream_loses_nothing_and_duplicates_no_alert(pipeline):
     # detector state (no fourth alert) nor wrote a second row for an alert
     per_entity = p.worker.query(
         "SELECT entity_id, uniqExact(alert_id) AS n, groupUniqArray(status) AS st, count() AS rows "
-        "FROM riskwatch.alerts FINAL GROUP BY entity_id")
+        "FROM riskwatch.alerts FINAL GROUP BY entity_id"
+    )
     assert {x["entity_id"] for x in per_entity} == set(ents)
     assert all(x["n"] == 3 and x["rows"] == 3 for x in per_entity), per_entity
     # over: a one-reading breach waits out its pending period and closes unnotified when the readings

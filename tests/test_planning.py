@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import riskwatch.domain.planning as planning_mod
+from riskwatch.cli.planning import plan_app
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.domain.planning import (
     CSV_HEADERS,
@@ -28,7 +29,6 @@ from riskwatch.domain.planning import (
     read_entities_csv,
     spot_checks_csv,
 )
-from riskwatch.cli.planning import plan_app
 
 CAT = load_catalog()
 PLANNER = load_spot_checks(catalog=CAT)
@@ -63,13 +63,18 @@ def test_merge_within_window_led_by_item_lead() -> None:
 
 
 def test_lead_joins_even_without_a_task_and_other_leads() -> None:
-    out = merge_tasks([InspectionTask("a", "E5", "police", 0.0, 8), InspectionTask("b", "E5", "fire", 3600.0, 8)],
-                      window=DAY, catalog=CAT)
+    out = merge_tasks(
+        [InspectionTask("a", "E5", "police", 0.0, 8), InspectionTask("b", "E5", "fire", 3600.0, 8)],
+        window=DAY,
+        catalog=CAT,
+    )
     assert len(out) == 1 and out[0].departments == ("amr", "police", "fire") and out[0].lead == "amr"
     mb = merge_tasks([InspectionTask("a", "E6", "amr", 0.0, 7), InspectionTask("b", "E6", "police", 10.0, 7)], DAY, CAT)
     assert mb[0].lead == "health" and mb[0].departments == ("health", "amr", "police")
     # two items on one entity (medical institution: drugs → amr, devices → amr): one visit
-    mi = merge_tasks([InspectionTask("a", "E7", "medinsure", 0.0, 3), InspectionTask("b", "E7", "health", 10.0, 6)], DAY, CAT)
+    mi = merge_tasks(
+        [InspectionTask("a", "E7", "medinsure", 0.0, 3), InspectionTask("b", "E7", "health", 10.0, 6)], DAY, CAT
+    )
     assert mi[0].lead == "amr" and mi[0].item_ids == (3, 6) and mi[0].departments == ("amr", "medinsure", "health")
     # no item (unassigned kind): the earliest task's department leads
     na = merge_tasks([InspectionTask("a", "E8", "police", 5.0), InspectionTask("b", "E8", "amr", 10.0)], DAY, CAT)
@@ -81,8 +86,11 @@ def test_lead_joins_even_without_a_task_and_other_leads() -> None:
 
 def test_merge_accepts_datetimes_and_refuses_unknown_codes() -> None:
     t = datetime(2026, 11, 27, 9, 0)
-    out = merge_tasks([InspectionTask("a", "E1", "amr", t, 2), InspectionTask("b", "E1", "medinsure", t + timedelta(hours=30), 2)],
-                      timedelta(days=2), CAT)
+    out = merge_tasks(
+        [InspectionTask("a", "E1", "amr", t, 2), InspectionTask("b", "E1", "medinsure", t + timedelta(hours=30), 2)],
+        timedelta(days=2),
+        CAT,
+    )
     assert len(out) == 1 and out[0].joint
     with pytest.raises(ValueError, match="unknown department code 'xx'"):
         merge_tasks([InspectionTask("a", "E1", "xx", 0.0)], DAY, CAT)
@@ -106,8 +114,10 @@ def _binom_interval(n: int, p: float, conf: float = 0.999) -> tuple[int, int]:
     """Central binomial interval [lo, hi] holding at least ``conf`` of the mass (exact, via lgamma)."""
     if p >= 1.0:
         return n, n
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
-            for k in range(n + 1)]
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+        for k in range(n + 1)
+    ]
     pmf = [math.exp(x) for x in logs]
     tail = (1 - conf) / 2
     acc, lo = 0.0, 0
@@ -151,8 +161,12 @@ def test_reproducible_with_seed_and_month() -> None:
     ents = _population(300)
     a = draw_spot_checks(ents, "2026-11", seed=42, planner=PLANNER)
     assert a == draw_spot_checks(list(reversed(ents)), "2026-11", seed=42, planner=PLANNER)
-    assert [c.entity_id for c in a] != [c.entity_id for c in draw_spot_checks(ents, "2026-11", seed=43, planner=PLANNER)]
-    assert [c.entity_id for c in a] != [c.entity_id for c in draw_spot_checks(ents, "2026-12", seed=42, planner=PLANNER)]
+    assert [c.entity_id for c in a] != [
+        c.entity_id for c in draw_spot_checks(ents, "2026-11", seed=43, planner=PLANNER)
+    ]
+    assert [c.entity_id for c in a] != [
+        c.entity_id for c in draw_spot_checks(ents, "2026-12", seed=42, planner=PLANNER)
+    ]
 
 
 def test_two_inspectors_from_different_departments() -> None:
@@ -205,11 +219,16 @@ def test_config_validation(tmp_path: Path) -> None:
         load_spot_checks(bad, catalog=CAT)
     cfg = PLANNER.config.model_dump()
     del cfg["rosters"]["health"]
-    with pytest.raises(PlanningError, match="item 6 \\(medical_devices\\): none of the cooperating departments health has an inspector roster"):
+    with pytest.raises(
+        PlanningError,
+        match="item 6 \\(medical_devices\\): none of the cooperating departments health has an inspector roster",
+    ):
         SpotCheckPlanner(SpotCheckConfig.model_validate(cfg), CAT)
     cfg = PLANNER.config.model_dump()
     del cfg["rosters"]["amr"]
-    with pytest.raises(PlanningError, match="item 1 \\(food_producer\\): lead department 'amr' has no inspector roster"):
+    with pytest.raises(
+        PlanningError, match="item 1 \\(food_producer\\): lead department 'amr' has no inspector roster"
+    ):
         SpotCheckPlanner(SpotCheckConfig.model_validate(cfg), CAT)
     bad.write_text(src.replace("A: 0.30, B: 0.50", "A: 0.40, B: 0.50"), encoding="utf-8")
     with pytest.raises(PlanningError, match="default_tier_mix must sum to 1"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.privacy import mask_pii
 from schemas.events import Complaint
+from schemas.privacy import mask_pii
 from sinks.rows import COLUMNS, complaint_row
 
 
@@ -69,16 +69,23 @@ def test_complaint_rows_store_masked_text():
 
 import time  # noqa: E402
 import unicodedata  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from schemas.privacy import _ID_WEIGHTS, _USCC_CHARS, _USCC_WEIGHTS  # noqa: E402
 
 _FULL = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)})
-CJK = st.text(alphabet=st.sampled_from("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说"
-                                        "产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制"
-                                        "，。、：；！？（）【】“” "), min_size=1, max_size=30)
+CJK = st.text(
+    alphabet=st.sampled_from(
+        "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说"
+        "产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制"
+        "，。、：；！？（）【】“” "
+    ),
+    min_size=1,
+    max_size=30,
+)
 SEP = st.sampled_from(["", " ", "-"])
 
 
@@ -95,10 +102,14 @@ def mobiles(draw) -> str:
 @st.composite
 def landlines(draw) -> str:
     area = draw(st.sampled_from(["010", "021", "0571", "0395", "0755", "0371"]))
-    local = draw(st.sampled_from("23456789")) + draw(st.text("0123456789", min_size=6 if len(area) == 4 else 7,
-                                                             max_size=7))
-    s = draw(st.sampled_from([f"{area}-{local}", f"{area}{local}", f"({area}){local}", f"（{area}）{local}",
-                              f"{area} {local}"]))
+    local = draw(st.sampled_from("23456789")) + draw(
+        st.text("0123456789", min_size=6 if len(area) == 4 else 7, max_size=7)
+    )
+    s = draw(
+        st.sampled_from(
+            [f"{area}-{local}", f"{area}{local}", f"({area}){local}", f"（{area}）{local}", f"{area} {local}"]
+        )
+    )
     s = draw(st.sampled_from(["", "座机", "tel", "电话："])) + s
     return s.translate(_FULL) if draw(st.booleans()) else s
 
@@ -124,8 +135,14 @@ def id_numbers(draw) -> str:
 def _luhn_digit(body: str) -> str:
     for d in "0123456789":
         n = body + d
-        if sum((int(c) if i % 2 == 0 else (int(c) * 2 - 9 if int(c) > 4 else int(c) * 2))
-               for i, c in enumerate(reversed(n))) % 10 == 0:
+        if (
+            sum(
+                (int(c) if i % 2 == 0 else (int(c) * 2 - 9 if int(c) > 4 else int(c) * 2))
+                for i, c in enumerate(reversed(n))
+            )
+            % 10
+            == 0
+        ):
             return d
     raise AssertionError
 
@@ -138,12 +155,15 @@ def bank_cards(draw) -> str:
     card = body + _luhn_digit(body)
     if n in (16, 19) and draw(st.booleans()):
         sep = draw(st.sampled_from([" ", "-"]))
-        card = sep.join(card[i:i + 4] for i in range(0, n, 4))
+        card = sep.join(card[i : i + 4] for i in range(0, n, 4))
     return card.translate(_FULL) if draw(st.booleans()) else card
 
 
-EMAILS = st.builds(lambda u, d: f"{u}@{d}", st.from_regex(r"[a-z][a-z0-9._]{1,12}[a-z0-9]", fullmatch=True),
-                   st.sampled_from(["qq.com", "163.com", "county.gov.cn", "example.org", "mail.example.com.cn"]))
+EMAILS = st.builds(
+    lambda u, d: f"{u}@{d}",
+    st.from_regex(r"[a-z][a-z0-9._]{1,12}[a-z0-9]", fullmatch=True),
+    st.sampled_from(["qq.com", "163.com", "county.gov.cn", "example.org", "mail.example.com.cn"]),
+)
 PII = st.one_of(mobiles(), landlines(), id_numbers(), bank_cards(), EMAILS)
 
 
@@ -151,18 +171,31 @@ def _uscc(body17: str) -> str:
     return body17 + _USCC_CHARS[(31 - sum(_USCC_CHARS.index(c) * w for c, w in zip(body17, _USCC_WEIGHTS)) % 31) % 31]
 
 
-USCC = st.builds(lambda p, r, o: _uscc(p + r + o), st.sampled_from(["91", "92", "93", "12", "52"]),
-                 st.sampled_from(["410521", "410102", "330106", "440305"]),
-                 st.text(_USCC_CHARS[:10] + "MAHJK", min_size=9, max_size=9))
+USCC = st.builds(
+    lambda p, r, o: _uscc(p + r + o),
+    st.sampled_from(["91", "92", "93", "12", "52"]),
+    st.sampled_from(["410521", "410102", "330106", "440305"]),
+    st.text(_USCC_CHARS[:10] + "MAHJK", min_size=9, max_size=9),
+)
 KEEP = st.one_of(
     USCC,
     st.builds(lambda n: f"E{n:06d}", st.integers(0, 999_999)),  # entity ids
     st.uuids().map(str),  # event ids
     st.builds(lambda a, r: f"ev-{a}-{r}", st.integers(0, 10**6), st.integers(1, 99)),
     st.binary(min_size=32, max_size=32).map(lambda b: "sha256:" + b.hex()),
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1)).map(
-        lambda t: st.sampled_from([t.isoformat(timespec="seconds"), f"{t:%Y-%m-%d %H:%M}", f"{t:%Y年%m月%d日}",
-                                   f"{t:%Y%m%d}", f"{t:%H:%M:%S}"])).flatmap(lambda s: s),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1))
+    .map(
+        lambda t: st.sampled_from(
+            [
+                t.isoformat(timespec="seconds"),
+                f"{t:%Y-%m-%d %H:%M}",
+                f"{t:%Y年%m月%d日}",
+                f"{t:%Y%m%d}",
+                f"{t:%H:%M:%S}",
+            ]
+        )
+    )
+    .flatmap(lambda s: s),
     st.builds(lambda v, u: f"{v:.2f}{u}", st.floats(0, 9999), st.sampled_from(["MPa", " MPa", "℃", "元", "%", "ppm"])),
     st.builds(lambda n: f"SC{n:014d}", st.integers(0, 10**14 - 1)),  # 食品生产许可证
     st.builds(lambda n: f"12315工单{n}", st.integers(0, 10**8)),
@@ -197,32 +230,44 @@ def test_masks_personal_numbers_and_keeps_business_ids_in_random_chinese_text(pi
     assert mask_pii(out) == out  # idempotent
 
 
-@pytest.mark.parametrize(("raw", "masked"), [
-    ("tel13812345678", "tel138****5678"),
-    ("电话：１３８１２３４５６７８", "电话：１３８****５６７８"),
-    ("手机１３８－１２３４－５６７８", "手机１３８****５６７８"),
-    ("座机0571-87654321", "座机0571-******21"),
-    ("座机057187654321", "座机0571******21"),
-    ("身份证410521900101123", "身份证4105*******1123"),
-    ("卡号6222 0212 3456 7890 128", "卡号6222***********0128"),
-    ("邮箱ｚｈａｎｇｓａｎ＠ｑｑ．ｃｏｍ", "邮箱ｚ***＠ｑｑ．ｃｏｍ"),
-])
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("tel13812345678", "tel138****5678"),
+        ("电话：１３８１２３４５６７８", "电话：１３８****５６７８"),
+        ("手机１３８－１２３４－５６７８", "手机１３８****５６７８"),
+        ("座机0571-87654321", "座机0571-******21"),
+        ("座机057187654321", "座机0571******21"),
+        ("身份证410521900101123", "身份证4105*******1123"),
+        ("卡号6222 0212 3456 7890 128", "卡号6222***********0128"),
+        ("邮箱ｚｈａｎｇｓａｎ＠ｑｑ．ｃｏｍ", "邮箱ｚ***＠ｑｑ．ｃｏｍ"),
+    ],
+)
 def test_new_forms(raw, masked):
     assert mask_pii(raw) == masked
 
 
-@pytest.mark.parametrize("text", [
-    "统一社会信用代码91330100799655058B", "9144030071526726XG", "信用代码913100006073500310",
-    "压力1.35MPa，温度-18.5℃", "时间2026-11-27T08:00:00+08:00", "事件0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b",
-    "证据包 sha256:13812345678901234567abcdef0123456789abcdef0123456789abcdef012345",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "统一社会信用代码91330100799655058B",
+        "9144030071526726XG",
+        "信用代码913100006073500310",
+        "压力1.35MPa，温度-18.5℃",
+        "时间2026-11-27T08:00:00+08:00",
+        "事件0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b",
+        "证据包 sha256:13812345678901234567abcdef0123456789abcdef0123456789abcdef012345",
+    ],
+)
 def test_business_ids_and_measurements_survive(text):
     assert mask_pii(text) == text
 
 
 def test_speed(capsys):
-    text = ("市民反映舞泉镇人民路某超市出售过期牛奶，生产日期2026-11-01，价格12.5元，投诉人张女士电话13812345678，"
-            "要求尽快核查处理，并回电告知结果，谢谢。")  # a typical 100-character comment with one phone
+    text = (
+        "市民反映舞泉镇人民路某超市出售过期牛奶，生产日期2026-11-01，价格12.5元，投诉人张女士电话13812345678，"
+        "要求尽快核查处理，并回电告知结果，谢谢。"
+    )  # a typical 100-character comment with one phone
     assert len(text) >= 70
     plain = "市民反映舞泉镇人民路某超市出售过期牛奶，要求尽快核查处理，并回电告知结果，谢谢。" * 2
     n = 20_000
@@ -233,8 +278,10 @@ def test_speed(capsys):
             mask_pii(t)
         result[name] = (time.perf_counter() - t0) / n * 1e6
     with capsys.disabled():
-        print("\nmask_pii µs/call: " + ", ".join(f"{k} ({len(text if 'phone' in k else plain)} chars) {v:.1f}"
-                                                for k, v in result.items()))
+        print(
+            "\nmask_pii µs/call: "
+            + ", ".join(f"{k} ({len(text if 'phone' in k else plain)} chars) {v:.1f}" for k, v in result.items())
+        )
     assert result["comment with a phone"] < 200  # generous: a shared 2-core machine
 
 
@@ -251,13 +298,34 @@ def _clean(v) -> None:
 def _alert(**kw):
     from schemas.events import Alert
 
-    t = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
-    base = dict(alert_id="a1", revision=2, fingerprint="E000123|3|r", entity_id="E000123", entity_name="鑫源热力" + PLANTED,
-                township="北舞渡镇", item_id=3, item_name="特种设备", rule="boiler_pressure", level="red", level_zh="红色",
-                status="firing", score=90, title="锅炉超压" + PLANTED, message="【非本部门】理由:" + PLANTED,
-                explanation=[{"signal": "s", "value": 1.0, "detail": "投诉:" + PLANTED}], lead_department="amr",
-                departments=["amr"], first_seen=t, last_seen=t, updated_at=t, source_event_id="ev-1",
-                notification="firing", ack_due=t, url="https://wb.county.test/alerts/a1")
+    t = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    base = dict(
+        alert_id="a1",
+        revision=2,
+        fingerprint="E000123|3|r",
+        entity_id="E000123",
+        entity_name="鑫源热力" + PLANTED,
+        township="北舞渡镇",
+        item_id=3,
+        item_name="特种设备",
+        rule="boiler_pressure",
+        level="red",
+        level_zh="红色",
+        status="firing",
+        score=90,
+        title="锅炉超压" + PLANTED,
+        message="【非本部门】理由:" + PLANTED,
+        explanation=[{"signal": "s", "value": 1.0, "detail": "投诉:" + PLANTED}],
+        lead_department="amr",
+        departments=["amr"],
+        first_seen=t,
+        last_seen=t,
+        updated_at=t,
+        source_event_id="ev-1",
+        notification="firing",
+        ack_due=t,
+        url="https://wb.county.test/alerts/a1",
+    )
     return Alert(**{**base, **kw})
 
 
@@ -266,20 +334,63 @@ def test_clickhouse_rows_mask_every_free_text_field():
     from sinks import rows
 
     t = "2026-11-27T08:00:00+08:00"
-    fb = DisposalFeedback(event_id="f1", entity_id="E000123", occurred_at=t, source="amr", alert_id="a1",
-                          department="amr", status="disposed", comment=PLANTED, result=PLANTED)
+    fb = DisposalFeedback(
+        event_id="f1",
+        entity_id="E000123",
+        occurred_at=t,
+        source="amr",
+        alert_id="a1",
+        department="amr",
+        status="disposed",
+        comment=PLANTED,
+        result=PLANTED,
+    )
     insp = InspectionResult.model_validate(
-        {"event_id": "i1", "entity_id": "E000123", "occurred_at": t, "source": "amr", "inspection_id": "I1", "item_id": 3,
-         "departments": ["amr"], "inspectors": ["王五"], "outcome": "fail",
-         "violations": [{"code": "V1", "severity": "serious", "description": PLANTED}]})
-    task = InspectionTask.model_validate({"event_id": "t1", "entity_id": "E000123", "occurred_at": t, "source": "riskwatch",
-                                          "task_id": "T1", "department": "amr", "due": t, "item_id": 3, "kind": "alert",
-                                          "ref": "a1", "note": "预警核查:" + PLANTED})
-    dl = DeadLetter(topic="events.feedback", partition=0, offset=1, key=None, payload_b64="",
-                    error=f"1 validation error: comment (got '{PLANTED}')", received_at=t)
-    produced = [rows.feedback_row(fb), rows.inspection_row(insp), rows.task_row(task), rows.alert_row(_alert()),
-                rows.alert_history_row("a1", datetime.now(timezone.utc), "firing", "acknowledged", "amr", PLANTED),
-                rows.dead_letter_row(dl)]
+        {
+            "event_id": "i1",
+            "entity_id": "E000123",
+            "occurred_at": t,
+            "source": "amr",
+            "inspection_id": "I1",
+            "item_id": 3,
+            "departments": ["amr"],
+            "inspectors": ["王五"],
+            "outcome": "fail",
+            "violations": [{"code": "V1", "severity": "serious", "description": PLANTED}],
+        }
+    )
+    task = InspectionTask.model_validate(
+        {
+            "event_id": "t1",
+            "entity_id": "E000123",
+            "occurred_at": t,
+            "source": "riskwatch",
+            "task_id": "T1",
+            "department": "amr",
+            "due": t,
+            "item_id": 3,
+            "kind": "alert",
+            "ref": "a1",
+            "note": "预警核查:" + PLANTED,
+        }
+    )
+    dl = DeadLetter(
+        topic="events.feedback",
+        partition=0,
+        offset=1,
+        key=None,
+        payload_b64="",
+        error=f"1 validation error: comment (got '{PLANTED}')",
+        received_at=t,
+    )
+    produced = [
+        rows.feedback_row(fb),
+        rows.inspection_row(insp),
+        rows.task_row(task),
+        rows.alert_row(_alert()),
+        rows.alert_history_row("a1", datetime.now(UTC), "firing", "acknowledged", "amr", PLANTED),
+        rows.dead_letter_row(dl),
+    ]
     for row in produced:
         for v in row:
             _clean(v)
@@ -290,7 +401,7 @@ def test_alertmanager_alert_and_email_text_masked():
     from riskwatch.domain.catalog import load_catalog
     from riskwatch.settings import Settings
 
-    a = am_alert(_alert(), "amr", Settings(), load_catalog(), datetime.now(timezone.utc))
+    a = am_alert(_alert(), "amr", Settings(), load_catalog(), datetime.now(UTC))
     for k, v in a["annotations"].items():  # `text` is the e-mail and 企业微信 application body (riskwatch.tmpl)
         _clean(v)
     assert a["annotations"]["link"] == "https://wb.county.test/alerts/a1"
@@ -302,10 +413,13 @@ def test_robot_messages_mask_and_escape_user_text_but_keep_the_template_and_link
     from riskwatch.domain.catalog import load_catalog
     from riskwatch.settings import Settings
 
-    a = am_alert(_alert(), "amr", Settings(), load_catalog(), datetime.now(timezone.utc))
+    a = am_alert(_alert(), "amr", Settings(), load_catalog(), datetime.now(UTC))
     payload = {"alerts": [{"status": "firing", **a}]}
-    for body in (wecom_body(payload)["markdown"]["content"], dingtalk_body(payload)["markdown"]["text"],
-                 dingtalk_body(payload)["markdown"]["title"]):
+    for body in (
+        wecom_body(payload)["markdown"]["content"],
+        dingtalk_body(payload)["markdown"]["text"],
+        dingtalk_body(payload)["markdown"]["title"],
+    ):
         _clean(body)
         assert "](http" not in body and "http://evil" not in body and "evil.cn" not in body
     text = wecom_body(payload)["markdown"]["content"]

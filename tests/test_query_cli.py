@@ -47,8 +47,14 @@ def _serve(status: int, body: bytes, content_type: str = "application/json"):
 def _query(sql: str, port: int, data_dir: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKWATCH_")}
     env.update(RISKWATCH_WEB_PORT=str(port), RISKWATCH_CLICKHOUSE_URL=f"chdb://{data_dir}", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "query", sql], capture_output=True, text=True,
-                          env=env, cwd=data_dir.parent, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "query", sql],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=data_dir.parent,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -79,11 +85,14 @@ def test_another_riskwatch_worker_on_the_port_is_not_used(tmp_path):
     assert seen == ["GET /identity"]
 
 
-@pytest.mark.parametrize("sql, expected", [
-    ("SELECT * FROM file('/etc/passwd')", "refused: table function file() is not allowed"),
-    ("SELECT * FROM riskwatch.no_such_table", "UNKNOWN_"),
-    ("INSERT INTO t VALUES (1)", "refused: INSERT is not a read"),
-])
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("SELECT * FROM file('/etc/passwd')", "refused: table function file() is not allowed"),
+        ("SELECT * FROM riskwatch.no_such_table", "UNKNOWN_"),
+        ("INSERT INTO t VALUES (1)", "refused: INSERT is not a read"),
+    ],
+)
 def test_refusals_and_engine_errors_are_one_line(sql, expected, tmp_path):
     r = _query(sql, free_port(), tmp_path / "clickhouse")  # nothing listens: the engine is opened directly
     assert r.returncode == 1
@@ -97,8 +106,14 @@ def _query_as(settings, sql: str, cwd: Path) -> subprocess.CompletedProcess:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKWATCH_")}
     env.update(settings_env(settings), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "query", sql], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "riskwatch.cli.main", "query", sql],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_this_worker_is_recognised_and_answers(pipeline):

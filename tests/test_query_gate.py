@@ -21,13 +21,16 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sinks.clickhouse import READ_SETTINGS, make_client
 from sinks.query import TABLE_FUNCTIONS, QueryRefused, gate
 
-READ_ROOTS = re.compile(r"^(SelectWithUnionQuery|SelectIntersectExceptQuery|ShowTables|ShowColumns|ShowCreate\w+Query|"
-                        r"DescribeQuery|Explain|Exists\w+Query)\b")
+READ_ROOTS = re.compile(
+    r"^(SelectWithUnionQuery|SelectIntersectExceptQuery|ShowTables|ShowColumns|ShowCreate\w+Query|"
+    r"DescribeQuery|Explain|Exists\w+Query)\b"
+)
 OUTPUT_NODES = re.compile(r"^(SelectWithUnionQuery|Explain|Show\w*|Describe\w*|Exists\w*)\b")
 
 
@@ -47,8 +50,10 @@ def engine(tmp_path_factory):
 
 
 def _state(client) -> tuple:
-    tables = client.query("SELECT database, name FROM system.tables WHERE database NOT IN ('system', "
-                          "'INFORMATION_SCHEMA', 'information_schema') ORDER BY ALL").result_rows
+    tables = client.query(
+        "SELECT database, name FROM system.tables WHERE database NOT IN ('system', "
+        "'INFORMATION_SCHEMA', 'information_schema') ORDER BY ALL"
+    ).result_rows
     return tuple(tables), client.query("SELECT count(), sum(a) FROM default.t").result_rows[0]
 
 
@@ -91,54 +96,202 @@ def _run_and_check_nothing_written(client, out: Path, statement: str, before: tu
 
 # --- the generator: pieces of ClickHouse's lexical grammar ------------------------------------------
 def _outfile(out: Path) -> st.SearchStrategy[str]:
-    return st.sampled_from([
-        f" INTO OUTFILE '{out}/a.csv'", f" INTO OUTFILE '{out}/b' AND STDOUT", f" INTO OUTFILE '{out}/c' TRUNCATE",
-        f"\nINTO/* x */OUTFILE $${out}/d$$", f" INTO -- c\n OUTFILE '{out}/e' FORMAT CSV", f" INTO OUTFILE '{out}/f' APPEND",
-        f" INTO OUTFILE '{out}/g.gz' COMPRESSION 'gzip'", f" into outfile '{out}/h'", f" INTO OUTFILE $x${out}/i$x$",
-        f" INTO #c\nOUTFILE '{out}/j'", f" INTO OUTFILE '{out}/k' FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
-    ])
+    return st.sampled_from(
+        [
+            f" INTO OUTFILE '{out}/a.csv'",
+            f" INTO OUTFILE '{out}/b' AND STDOUT",
+            f" INTO OUTFILE '{out}/c' TRUNCATE",
+            f"\nINTO/* x */OUTFILE $${out}/d$$",
+            f" INTO -- c\n OUTFILE '{out}/e' FORMAT CSV",
+            f" INTO OUTFILE '{out}/f' APPEND",
+            f" INTO OUTFILE '{out}/g.gz' COMPRESSION 'gzip'",
+            f" into outfile '{out}/h'",
+            f" INTO OUTFILE $x${out}/i$x$",
+            f" INTO #c\nOUTFILE '{out}/j'",
+            f" INTO OUTFILE '{out}/k' FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
+        ]
+    )
 
 
-COMMENTS = st.sampled_from(["", " ", "\n", "-- c\n", "--c;DROP TABLE t\n", "# c\n", "#! c\n", "/* c */", "/* a /* nested */ b */",
-                            "/* ; DROP TABLE t; */", "/**/", "\t"])
-STRINGS = st.sampled_from(["'a'", "'it''s'", "'a\\'b'", "'x; DROP TABLE t; --'", "$$a'b$$", "$tag$a;$$b$tag$", "'\\\\'",
-                           "'INTO OUTFILE'", "'/* x */'", "'-- x'", "'\\x41'", "'\\n'", "'中文'", "''", "'`'", "'\"'",
-                           "$$ INTO OUTFILE '/tmp/x' $$", "'file(''/etc/passwd'')'"])
-IDENTS = st.sampled_from(["x", "`file`", "\"url\"", "`a``b`", "\"a\"\"b\"", "`INTO`", "`select`", "_x1", "`中`", "`a;b`",
-                          "\"a--b\"", "`OUTFILE`", "remote", "`s3`"])
-TABLES = st.sampled_from(["default.t", "t", "system.one", "`default`.`t`", "\"default\".\"t\"", "numbers(3)", "zeros(2)",
-                          "generateSeries(1, 3)", "values('a Int8', 1, 2)", "(SELECT 1 AS a)",
-                          "file('/etc/passwd', 'LineAsString')", "FILE('/etc/hostname')", "`file`('/etc/passwd')",
-                          "url('http://127.0.0.1:9/x', CSV, 'a Int')", "remote('127.0.0.1', system.one)",
-                          "remoteSecure('127.0.0.1', system.one)", "cluster('default', system.one)",
-                          "s3('http://127.0.0.1:9/b/x.csv')", "mysql('127.0.0.1:9', 'db', 't', 'u', 'p')",
-                          "postgresql('127.0.0.1:9', 'db', 't', 'u', 'p')", "jdbc('x', 'y')", "odbc('x', 'y', 'z')",
-                          "hdfs('hdfs://127.0.0.1:9/x', CSV, 'a Int')", "executable('id', TSV, 'a String')",
-                          "input('a Int')", "azureBlobStorage('x', 'y', 'z')", "iceberg('x')", "deltaLake('x')",
-                          "hudi('x')", "dictionary('d')", "merge('default', '.*')", "view(SELECT 1)", "loop(numbers(1))",
-                          "sqlite('/tmp/x.db', 't')", "mongodb('x', 'y', 'z', 'u', 'p', 'a Int')", "redis('x', 'k', 'k String')",
-                          "fileCluster('c', 'x')", "urlCluster('c', 'http://x')", "format(CSV, 'a\n1')"])
-EXPRS = st.one_of(STRINGS, IDENTS, st.sampled_from(["1", "-1", "1e3", "0x1F", "NULL", "[1, 2]", "(1, 'a')", "a",
-                                                      "file('/etc/passwd')", "dictGet('d', 'a', 1)", "now()",
-                                                      "(SELECT count() FROM file('/etc/passwd'))", "format('{}', 1)",
-                                                      "getSetting('readonly')", "currentUser()"]))
-WRITES = st.sampled_from([
-    "INSERT INTO t VALUES (2, 'y')", "INSERT INTO t SELECT 3, 'z'", "INSERT INTO FUNCTION file('/tmp/x.csv') SELECT 1",
-    "ALTER TABLE t DELETE WHERE 1", "ALTER TABLE t UPDATE s = 'q' WHERE 1", "DROP TABLE t", "TRUNCATE TABLE t",
-    "CREATE TABLE u (a Int8) ENGINE = Memory", "CREATE TABLE f ENGINE = File(CSV) AS SELECT 1",
-    "CREATE VIEW v AS SELECT * FROM file('/etc/passwd')", "CREATE DICTIONARY d (a UInt64) PRIMARY KEY a "
-    "SOURCE(FILE(path '/etc/passwd' format 'CSV')) LAYOUT(FLAT()) LIFETIME(0)", "SYSTEM FLUSH LOGS",
-    "SYSTEM SHUTDOWN", "KILL QUERY WHERE 1", "OPTIMIZE TABLE t FINAL", "SET readonly = 0", "SET max_result_rows = 0",
-    "GRANT ALL ON *.* TO default", "REVOKE ALL ON *.* FROM default", "RENAME TABLE t TO t2", "DETACH TABLE t",
-    "ATTACH TABLE t", "EXCHANGE TABLES t AND u", "BACKUP TABLE t TO File('b')", "RESTORE TABLE t FROM File('b')",
-    "USE system", "CREATE USER u", "DELETE FROM t WHERE 1", "UNDROP TABLE t", "CHECK TABLE t", "EXPLAIN INSERT INTO t SELECT 1, 'a'",
-    "EXPLAIN AST DROP TABLE t", "SELECT 1 PARALLEL WITH INSERT INTO t VALUES (4, 'w')",
-])
+COMMENTS = st.sampled_from(
+    [
+        "",
+        " ",
+        "\n",
+        "-- c\n",
+        "--c;DROP TABLE t\n",
+        "# c\n",
+        "#! c\n",
+        "/* c */",
+        "/* a /* nested */ b */",
+        "/* ; DROP TABLE t; */",
+        "/**/",
+        "\t",
+    ]
+)
+STRINGS = st.sampled_from(
+    [
+        "'a'",
+        "'it''s'",
+        "'a\\'b'",
+        "'x; DROP TABLE t; --'",
+        "$$a'b$$",
+        "$tag$a;$$b$tag$",
+        "'\\\\'",
+        "'INTO OUTFILE'",
+        "'/* x */'",
+        "'-- x'",
+        "'\\x41'",
+        "'\\n'",
+        "'中文'",
+        "''",
+        "'`'",
+        "'\"'",
+        "$$ INTO OUTFILE '/tmp/x' $$",
+        "'file(''/etc/passwd'')'",
+    ]
+)
+IDENTS = st.sampled_from(
+    [
+        "x",
+        "`file`",
+        '"url"',
+        "`a``b`",
+        '"a""b"',
+        "`INTO`",
+        "`select`",
+        "_x1",
+        "`中`",
+        "`a;b`",
+        '"a--b"',
+        "`OUTFILE`",
+        "remote",
+        "`s3`",
+    ]
+)
+TABLES = st.sampled_from(
+    [
+        "default.t",
+        "t",
+        "system.one",
+        "`default`.`t`",
+        '"default"."t"',
+        "numbers(3)",
+        "zeros(2)",
+        "generateSeries(1, 3)",
+        "values('a Int8', 1, 2)",
+        "(SELECT 1 AS a)",
+        "file('/etc/passwd', 'LineAsString')",
+        "FILE('/etc/hostname')",
+        "`file`('/etc/passwd')",
+        "url('http://127.0.0.1:9/x', CSV, 'a Int')",
+        "remote('127.0.0.1', system.one)",
+        "remoteSecure('127.0.0.1', system.one)",
+        "cluster('default', system.one)",
+        "s3('http://127.0.0.1:9/b/x.csv')",
+        "mysql('127.0.0.1:9', 'db', 't', 'u', 'p')",
+        "postgresql('127.0.0.1:9', 'db', 't', 'u', 'p')",
+        "jdbc('x', 'y')",
+        "odbc('x', 'y', 'z')",
+        "hdfs('hdfs://127.0.0.1:9/x', CSV, 'a Int')",
+        "executable('id', TSV, 'a String')",
+        "input('a Int')",
+        "azureBlobStorage('x', 'y', 'z')",
+        "iceberg('x')",
+        "deltaLake('x')",
+        "hudi('x')",
+        "dictionary('d')",
+        "merge('default', '.*')",
+        "view(SELECT 1)",
+        "loop(numbers(1))",
+        "sqlite('/tmp/x.db', 't')",
+        "mongodb('x', 'y', 'z', 'u', 'p', 'a Int')",
+        "redis('x', 'k', 'k String')",
+        "fileCluster('c', 'x')",
+        "urlCluster('c', 'http://x')",
+        "format(CSV, 'a\n1')",
+    ]
+)
+EXPRS = st.one_of(
+    STRINGS,
+    IDENTS,
+    st.sampled_from(
+        [
+            "1",
+            "-1",
+            "1e3",
+            "0x1F",
+            "NULL",
+            "[1, 2]",
+            "(1, 'a')",
+            "a",
+            "file('/etc/passwd')",
+            "dictGet('d', 'a', 1)",
+            "now()",
+            "(SELECT count() FROM file('/etc/passwd'))",
+            "format('{}', 1)",
+            "getSetting('readonly')",
+            "currentUser()",
+        ]
+    ),
+)
+WRITES = st.sampled_from(
+    [
+        "INSERT INTO t VALUES (2, 'y')",
+        "INSERT INTO t SELECT 3, 'z'",
+        "INSERT INTO FUNCTION file('/tmp/x.csv') SELECT 1",
+        "ALTER TABLE t DELETE WHERE 1",
+        "ALTER TABLE t UPDATE s = 'q' WHERE 1",
+        "DROP TABLE t",
+        "TRUNCATE TABLE t",
+        "CREATE TABLE u (a Int8) ENGINE = Memory",
+        "CREATE TABLE f ENGINE = File(CSV) AS SELECT 1",
+        "CREATE VIEW v AS SELECT * FROM file('/etc/passwd')",
+        "CREATE DICTIONARY d (a UInt64) PRIMARY KEY a "
+        "SOURCE(FILE(path '/etc/passwd' format 'CSV')) LAYOUT(FLAT()) LIFETIME(0)",
+        "SYSTEM FLUSH LOGS",
+        "SYSTEM SHUTDOWN",
+        "KILL QUERY WHERE 1",
+        "OPTIMIZE TABLE t FINAL",
+        "SET readonly = 0",
+        "SET max_result_rows = 0",
+        "GRANT ALL ON *.* TO default",
+        "REVOKE ALL ON *.* FROM default",
+        "RENAME TABLE t TO t2",
+        "DETACH TABLE t",
+        "ATTACH TABLE t",
+        "EXCHANGE TABLES t AND u",
+        "BACKUP TABLE t TO File('b')",
+        "RESTORE TABLE t FROM File('b')",
+        "USE system",
+        "CREATE USER u",
+        "DELETE FROM t WHERE 1",
+        "UNDROP TABLE t",
+        "CHECK TABLE t",
+        "EXPLAIN INSERT INTO t SELECT 1, 'a'",
+        "EXPLAIN AST DROP TABLE t",
+        "SELECT 1 PARALLEL WITH INSERT INTO t VALUES (4, 'w')",
+    ]
+)
 
 
-SAFE_TABLES = st.sampled_from(["default.t", "t", "system.one", "`default`.`t`", "\"default\".\"t\"", "numbers(3)",
-                               "zeros(2)", "generateSeries(1, 3)", "values('a Int8', 1, 2)", "(SELECT 1 AS a)"])
-SAFE_EXPRS = st.one_of(STRINGS, IDENTS.filter(lambda i: i in ("x", "_x1")), st.sampled_from(["1", "NULL", "[1, 2]", "now()"]))
+SAFE_TABLES = st.sampled_from(
+    [
+        "default.t",
+        "t",
+        "system.one",
+        "`default`.`t`",
+        '"default"."t"',
+        "numbers(3)",
+        "zeros(2)",
+        "generateSeries(1, 3)",
+        "values('a Int8', 1, 2)",
+        "(SELECT 1 AS a)",
+    ]
+)
+SAFE_EXPRS = st.one_of(
+    STRINGS, IDENTS.filter(lambda i: i in ("x", "_x1")), st.sampled_from(["1", "NULL", "[1, 2]", "now()"])
+)
 
 
 @st.composite
@@ -148,25 +301,84 @@ def statements(draw, out: Path) -> str:
     harmless = draw(st.integers(0, 2)) == 0
     table = draw(SAFE_TABLES if harmless else TABLES)
     exprs = SAFE_EXPRS if harmless else EXPRS
-    cols = ", ".join(f"{draw(exprs)}{draw(st.sampled_from(['', ' AS ' + draw(IDENTS)]))}" for _ in range(draw(st.integers(1, 3))))
-    head = draw(st.sampled_from(["SELECT", "select", "WITH 1 AS x SELECT", "SELECT DISTINCT", "EXPLAIN SELECT",
-                                 "EXPLAIN PIPELINE SELECT", "EXPLAIN SYNTAX SELECT", "(SELECT"]))
+    cols = ", ".join(
+        f"{draw(exprs)}{draw(st.sampled_from(['', ' AS ' + draw(IDENTS)]))}" for _ in range(draw(st.integers(1, 3)))
+    )
+    head = draw(
+        st.sampled_from(
+            [
+                "SELECT",
+                "select",
+                "WITH 1 AS x SELECT",
+                "SELECT DISTINCT",
+                "EXPLAIN SELECT",
+                "EXPLAIN PIPELINE SELECT",
+                "EXPLAIN SYNTAX SELECT",
+                "(SELECT",
+            ]
+        )
+    )
     read = f"{head}{c()} {cols}{c()} FROM{c()} {table}"
     if head == "(SELECT":
         read += ")"
-    read += draw(st.sampled_from(["", " WHERE 1", f" WHERE {draw(EXPRS)} IN (SELECT 1)", " LIMIT 1",
-                                  f" UNION ALL SELECT {draw(EXPRS)}", " JOIN file('/etc/passwd') USING a", " ORDER BY 1"]))
-    other_reads = st.sampled_from(["SHOW TABLES", "SHOW DATABASES", "SHOW CREATE TABLE t", "DESCRIBE TABLE t", "DESC t",
-                                   "EXISTS TABLE t", "SHOW COLUMNS FROM t", "DESCRIBE file('/etc/passwd')",
-                                   "DESCRIBE url('http://127.0.0.1:9/x')", "SHOW GRANTS", "SHOW PROCESSLIST"])
+    read += draw(
+        st.sampled_from(
+            [
+                "",
+                " WHERE 1",
+                f" WHERE {draw(EXPRS)} IN (SELECT 1)",
+                " LIMIT 1",
+                f" UNION ALL SELECT {draw(EXPRS)}",
+                " JOIN file('/etc/passwd') USING a",
+                " ORDER BY 1",
+            ]
+        )
+    )
+    other_reads = st.sampled_from(
+        [
+            "SHOW TABLES",
+            "SHOW DATABASES",
+            "SHOW CREATE TABLE t",
+            "DESCRIBE TABLE t",
+            "DESC t",
+            "EXISTS TABLE t",
+            "SHOW COLUMNS FROM t",
+            "DESCRIBE file('/etc/passwd')",
+            "DESCRIBE url('http://127.0.0.1:9/x')",
+            "SHOW GRANTS",
+            "SHOW PROCESSLIST",
+        ]
+    )
     if harmless:
         return f"{c()}{read}{c()}" + draw(st.sampled_from(["", ";", " ;", ";\n", "--x", "/* end */", "# tail"]))
     base = draw(st.one_of(st.just(read), other_reads, WRITES))
-    tail = draw(st.sampled_from(["", "", ";", " ;", ";\n", "; ", f";{c()}{draw(WRITES)}", f"\n;{draw(WRITES)};",
-                                 f";{c()}SELECT 1", " FORMAT CSV", " FORMAT TSV", " SETTINGS readonly = 0",
-                                 " SETTINGS max_execution_time = 0", " FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
-                                 " FORMAT CapnProto SETTINGS format_schema = '/etc/passwd:x'", "--x", "/* end */",
-                                 "# tail", draw(_outfile(out)), draw(_outfile(out)) + ";", ";" + draw(_outfile(out))]))
+    tail = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                ";",
+                " ;",
+                ";\n",
+                "; ",
+                f";{c()}{draw(WRITES)}",
+                f"\n;{draw(WRITES)};",
+                f";{c()}SELECT 1",
+                " FORMAT CSV",
+                " FORMAT TSV",
+                " SETTINGS readonly = 0",
+                " SETTINGS max_execution_time = 0",
+                " FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
+                " FORMAT CapnProto SETTINGS format_schema = '/etc/passwd:x'",
+                "--x",
+                "/* end */",
+                "# tail",
+                draw(_outfile(out)),
+                draw(_outfile(out)) + ";",
+                ";" + draw(_outfile(out)),
+            ]
+        )
+    )
     return f"{c()}{base}{c()}{tail}"
 
 
@@ -179,8 +391,12 @@ def test_whatever_the_gate_passes_is_one_read_without_outside_access(engine, pas
     client, out, tf, scalar = engine
     before = _state(client)
 
-    @settings(max_examples=200, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=200,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
     @given(statements(out))
     def prop(sql: str) -> None:
         try:
@@ -264,7 +480,7 @@ BAD = [
     "SELECT 1 FORMAT Protobuf SETTINGS format_schema = '/etc/passwd:x'",
     "SELECT 1 SETTINGS readonly = 0",
     "SELECT 1 SETTINGS max_result_rows = 0",
-    "SELECT 1 AS \"a\nb\"",
+    'SELECT 1 AS "a\nb"',
     "SELECT 1 PARALLEL WITH SELECT 2",
     "SHOW GRANTS",
     "/* only a comment */",
@@ -283,13 +499,31 @@ def test_known_bad_statements_are_refused_and_write_nothing(engine, sql):
     assert list(out.iterdir()) == [] and _state(client) == before
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT 'a;b' AS s;", "-- comment\nSELECT 1", "# c\nSELECT 1", "/* a /* b */ c */ SELECT 1", "WITH 1 AS x SELECT x",
-    "SELECT $$INTO OUTFILE '/tmp/x'$$", "SELECT 1 AS `file`, 'url' AS \"remote\"", "SELECT * FROM numbers(3)",
-    "SELECT * FROM generateSeries(1, 3)", "SELECT * FROM values('a Int8', 1, 2)", "SHOW TABLES", "SHOW DATABASES",
-    "DESCRIBE TABLE t", "SHOW CREATE TABLE t", "EXISTS TABLE t", "EXPLAIN SELECT * FROM t", "EXPLAIN PIPELINE SELECT 1",
-    "SELECT 1 UNION ALL SELECT 2", "SELECT format('{} {}', 1, 2)", "SELECT count() FROM t WHERE s IN (SELECT 'x')",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'a;b' AS s;",
+        "-- comment\nSELECT 1",
+        "# c\nSELECT 1",
+        "/* a /* b */ c */ SELECT 1",
+        "WITH 1 AS x SELECT x",
+        "SELECT $$INTO OUTFILE '/tmp/x'$$",
+        "SELECT 1 AS `file`, 'url' AS \"remote\"",
+        "SELECT * FROM numbers(3)",
+        "SELECT * FROM generateSeries(1, 3)",
+        "SELECT * FROM values('a Int8', 1, 2)",
+        "SHOW TABLES",
+        "SHOW DATABASES",
+        "DESCRIBE TABLE t",
+        "SHOW CREATE TABLE t",
+        "EXISTS TABLE t",
+        "EXPLAIN SELECT * FROM t",
+        "EXPLAIN PIPELINE SELECT 1",
+        "SELECT 1 UNION ALL SELECT 2",
+        "SELECT format('{} {}', 1, 2)",
+        "SELECT count() FROM t WHERE s IN (SELECT 'x')",
+    ],
+)
 def test_reads_pass_and_run(engine, sql):
     client, out, tf, scalar = engine
     g = gate(client, sql)

@@ -13,7 +13,9 @@ from detectors.rates import PeerRates, RateConfig, RateSurprise, nb_tail
 DAY = 86400.0
 
 
-@pytest.mark.parametrize("k,alpha,beta,w", [(1, 0.5, 10.0, 1.0), (3, 2.0, 60.0, 1.0), (10, 30.0, 3.0, 1.0), (2, 0.24, 30.0, 1.0)])
+@pytest.mark.parametrize(
+    "k,alpha,beta,w", [(1, 0.5, 10.0, 1.0), (3, 2.0, 60.0, 1.0), (10, 30.0, 3.0, 1.0), (2, 0.24, 30.0, 1.0)]
+)
 def test_nb_tail_matches_scipy(k, alpha, beta, w):
     from scipy.stats import nbinom
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import riskwatch.domain.routing as routing_mod
-from riskwatch.domain.catalog import load_catalog
 from riskwatch.cli.planning import route_app
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.domain.routing import RoutingError, load_routing
 
 CAT = load_catalog()
@@ -69,7 +69,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_matchers_and_continue(tmp_path: Path) -> None:
-    p = _write(tmp_path, """
+    p = _write(
+        tmp_path,
+        """
 rules:
   - name: town
     description: 吴城镇的橙色及以上预警报应急局
@@ -84,23 +86,43 @@ rules:
     description: 按主体类型
     match: {entity_kind: food_producer}
     add: [health]
-""")
+""",
+    )
     r = load_routing(p, catalog=CAT)
     assert r.route(2, "retail_pharmacy", "red", "吴城镇").departments == ["amr", "medinsure", "emergency"]
     # yellow < orange: the first rule does not match, the catch-all does, then the kind rule
-    assert r.route(1, "food_producer", "yellow", "吴城镇").departments == ["amr", "emergency", "eco", "justice", "health"]
+    assert r.route(1, "food_producer", "yellow", "吴城镇").departments == [
+        "amr",
+        "emergency",
+        "eco",
+        "justice",
+        "health",
+    ]
     assert r.route(2, "retail_pharmacy", "red", "舞泉镇").matched_rules == ["after"]
 
 
-@pytest.mark.parametrize("rule, loc, what", [
-    ("{name: x, description: d, match: {}, add: [nosuch]}", "rules.0.add.0", "unknown department code 'nosuch'"),
-    ("{name: x, description: d, match: {item: 99}, add: [amr]}", "rules.0.match.item.0", "unknown item 99"),
-    ("{name: x, description: d, match: {item: bogus}, add: [amr]}", "rules.0.match.item.0", "unknown item 'bogus'"),
-    ("{name: x, description: d, match: {entity_kind: karaoke}, add: [amr]}", "rules.0.match.entity_kind.0", "unknown entity kind 'karaoke'"),
-    ("{name: x, description: d, match: {level: purple}, add: [amr]}", "rules.0.match.level", "unknown level 'purple'"),
-])
+@pytest.mark.parametrize(
+    "rule, loc, what",
+    [
+        ("{name: x, description: d, match: {}, add: [nosuch]}", "rules.0.add.0", "unknown department code 'nosuch'"),
+        ("{name: x, description: d, match: {item: 99}, add: [amr]}", "rules.0.match.item.0", "unknown item 99"),
+        ("{name: x, description: d, match: {item: bogus}, add: [amr]}", "rules.0.match.item.0", "unknown item 'bogus'"),
+        (
+            "{name: x, description: d, match: {entity_kind: karaoke}, add: [amr]}",
+            "rules.0.match.entity_kind.0",
+            "unknown entity kind 'karaoke'",
+        ),
+        (
+            "{name: x, description: d, match: {level: purple}, add: [amr]}",
+            "rules.0.match.level",
+            "unknown level 'purple'",
+        ),
+    ],
+)
 def test_validation_names_rule_index_and_field(tmp_path: Path, rule: str, loc: str, what: str) -> None:
-    p = _write(tmp_path, f"rules:\n  - {{name: ok, description: d, add: [amr]}}\n  - {rule}\n".replace("rules.0", "rules.1"))
+    p = _write(
+        tmp_path, f"rules:\n  - {{name: ok, description: d, add: [amr]}}\n  - {rule}\n".replace("rules.0", "rules.1")
+    )
     with pytest.raises(RoutingError) as e:
         load_routing(p, catalog=CAT)
     msg = str(e.value)
@@ -109,8 +131,10 @@ def test_validation_names_rule_index_and_field(tmp_path: Path, rule: str, loc: s
 
 
 def test_route_tester_cli() -> None:
-    res = CliRunner().invoke(route_app, ["test", "--item", "8", "--entity-kind", "special_equipment",
-                                         "--level", "red", "--township", "舞泉镇"])
+    res = CliRunner().invoke(
+        route_app,
+        ["test", "--item", "8", "--entity-kind", "special_equipment", "--level", "red", "--township", "舞泉镇"],
+    )
     assert res.exit_code == 0, res.output
     out = res.output
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()[:2] in {f"{n}." for n in range(1, 10)}]
@@ -148,7 +172,9 @@ def test_route_tester_item_with_several_kinds_shows_each(tmp_path) -> None:
 
 def test_route_tester_cli_item_code_and_unassigned_and_errors() -> None:
     r = CliRunner()
-    res = r.invoke(route_app, ["test", "--item", "retail_pharmacy", "--entity-kind", "retail_pharmacy", "--level", "blue"])
+    res = r.invoke(
+        route_app, ["test", "--item", "retail_pharmacy", "--entity-kind", "retail_pharmacy", "--level", "blue"]
+    )
     assert res.exit_code == 0 and "1. amr" in res.output and "2. medinsure" in res.output
     res = r.invoke(route_app, ["test", "--entity-kind", "new_business", "--level", "yellow"])
     assert res.exit_code == 0 and "unassigned_to_taskforce" in res.output and "1. taskforce" in res.output

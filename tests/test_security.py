@@ -31,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _http(settings: Settings, path: str, sql: str | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
     url = f"http://{settings.web_host}:{settings.web_port}{path}"
-    req = urllib.request.Request(url, data=sql.encode() if sql is not None else None, headers=headers or {},
-                                 method="POST" if sql is not None else "GET")
+    req = urllib.request.Request(
+        url,
+        data=sql.encode() if sql is not None else None,
+        headers=headers or {},
+        method="POST" if sql is not None else "GET",
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             code, body = r.status, r.read()
@@ -72,14 +76,22 @@ def test_analyst_profile_has_the_read_limits():
 
 @pytest.fixture(scope="module")
 def worker_port(broker, tmp_path_factory):
-    from tests.conftest import Pipeline, free_port
     import uuid
+
+    from tests.conftest import Pipeline, free_port
 
     tmp = tmp_path_factory.mktemp("security")
     run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(update=dict(topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
-                                      clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state",
-                                      partitions=1))
+    s = broker.model_copy(
+        update=dict(
+            topic_prefix=f"t{run}.",
+            app_id=f"riskwatch-test-{run}",
+            web_port=free_port(),
+            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
+            state_dir=tmp / "state",
+            partitions=1,
+        )
+    )
     p = Pipeline(s, tmp)
     p.start_worker()
     yield s, tmp
@@ -101,19 +113,22 @@ def test_query_without_token_is_401(worker_port):
     assert code == 200 and body["rows"] == [[1]]
 
 
-@pytest.mark.parametrize("sql, expected", [
-    ("SELECT 1 INTO OUTFILE '{out}/a.csv'", "INTO OUTFILE is not allowed"),
-    ("SELECT 1 /* x */ INTO -- y\n OUTFILE '{out}/b.csv' FORMAT CSV", "INTO OUTFILE is not allowed"),
-    ("SELECT 1; SELECT 2 INTO OUTFILE '{out}/c.csv'", "Multi-statements are not allowed"),
-    ("EXPLAIN SELECT 1 INTO OUTFILE '{out}/d.csv'", "INTO OUTFILE is not allowed"),
-    ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "table function file() is not allowed"),
-    ("SELECT file('/etc/hostname')", "file() is not allowed"),
-    ("SELECT * FROM url('http://127.0.0.1:9/x', CSV, 'a Int')", "table function url() is not allowed"),
-    ("SELECT * FROM remote('127.0.0.1', system.one)", "table function remote() is not allowed"),
-    ("INSERT INTO FUNCTION file('{out}/e.csv') SELECT 1", "INSERT is not a read"),
-    ("DROP TABLE riskwatch.alerts", "is not a read"),
-    ("SELECT 1 SETTINGS readonly = 0", "SETTINGS in the statement are not allowed"),
-])
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("SELECT 1 INTO OUTFILE '{out}/a.csv'", "INTO OUTFILE is not allowed"),
+        ("SELECT 1 /* x */ INTO -- y\n OUTFILE '{out}/b.csv' FORMAT CSV", "INTO OUTFILE is not allowed"),
+        ("SELECT 1; SELECT 2 INTO OUTFILE '{out}/c.csv'", "Multi-statements are not allowed"),
+        ("EXPLAIN SELECT 1 INTO OUTFILE '{out}/d.csv'", "INTO OUTFILE is not allowed"),
+        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "table function file() is not allowed"),
+        ("SELECT file('/etc/hostname')", "file() is not allowed"),
+        ("SELECT * FROM url('http://127.0.0.1:9/x', CSV, 'a Int')", "table function url() is not allowed"),
+        ("SELECT * FROM remote('127.0.0.1', system.one)", "table function remote() is not allowed"),
+        ("INSERT INTO FUNCTION file('{out}/e.csv') SELECT 1", "INSERT is not a read"),
+        ("DROP TABLE riskwatch.alerts", "is not a read"),
+        ("SELECT 1 SETTINGS readonly = 0", "SETTINGS in the statement are not allowed"),
+    ],
+)
 def test_token_holder_cannot_write_files_or_reach_out(worker_port, sql, expected):
     s, tmp = worker_port
     out = tmp / "out"

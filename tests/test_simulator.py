@@ -7,7 +7,7 @@ import hashlib
 import re
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -58,8 +58,15 @@ def test_every_kind_and_topic_present(run):
     assert set(sim.county.counts()) == set(CATALOG.entity_kinds)
     channels = {orjson.loads(v)["channel"] for t, _, v in _valid(sim, msgs) if t == "events.sensor"}
     assert channels == {
-        "cold_chain_temp", "boiler_pressure", "boiler_temp", "vessel_pressure", "elevator_fault",
-        "elevator_door_cycles", "pump_vibration", "storage_humidity", "storage_temp",
+        "cold_chain_temp",
+        "boiler_pressure",
+        "boiler_temp",
+        "vessel_pressure",
+        "elevator_fault",
+        "elevator_door_cycles",
+        "pump_vibration",
+        "storage_humidity",
+        "storage_temp",
     }
 
 
@@ -168,13 +175,28 @@ def test_incident_signals_are_in_the_data(run):
             faults = [v for ts, v in series if s <= ts <= e and v != 0]
             assert len(faults) >= 3, r
         elif typ == "complaint_surge":
-            n_in = sum(1 for t, d in valid if t == "events.complaint" and d["entity_id"] == r["entity_id"] and s <= _t(d["occurred_at"]) <= e)
+            n_in = sum(
+                1
+                for t, d in valid
+                if t == "events.complaint" and d["entity_id"] == r["entity_id"] and s <= _t(d["occurred_at"]) <= e
+            )
             assert n_in >= 8 and n_in >= r["count"]
         elif typ == "rodent_repeat":
-            n_in = sum(1 for t, d in valid if t == "events.video" and d["entity_id"] == r["entity_id"] and d["cls"] == "rodent" and s <= _t(d["occurred_at"]) <= e)
+            n_in = sum(
+                1
+                for t, d in valid
+                if t == "events.video"
+                and d["entity_id"] == r["entity_id"]
+                and d["cls"] == "rodent"
+                and s <= _t(d["occurred_at"]) <= e
+            )
             assert n_in >= 5 and n_in >= r["count"]
     # background: no other shop gets a complaint surge
-    per_entity_day = Counter((d["entity_id"], d["occurred_at"][:10]) for t, d in valid if t == "events.complaint" and d["entity_id"] != "unknown")
+    per_entity_day = Counter(
+        (d["entity_id"], d["occurred_at"][:10])
+        for t, d in valid
+        if t == "events.complaint" and d["entity_id"] != "unknown"
+    )
     surge_ids = {r["entity_id"] for r in incs if r["type"] == "complaint_surge"}
     assert all(c <= 3 for (eid, _), c in per_entity_day.items() if eid not in surge_ids)
 
@@ -219,7 +241,7 @@ def test_no_bad_messages_when_rate_zero():
 # --- time -----------------------------------------------------------------------------------------
 def test_timestamps_never_in_the_future(run):
     sim, msgs = run
-    limit = min(NOW, datetime.now(timezone.utc)).timestamp()
+    limit = min(NOW, datetime.now(UTC)).timestamp()
     prev = 0.0
     for topic, key, value in _valid(sim, msgs):
         ts = _t(orjson.loads(value)["occurred_at"])
@@ -230,12 +252,12 @@ def test_timestamps_never_in_the_future(run):
 
 def test_default_start_ends_before_the_wall_clock():
     cfg = SimConfig(scale=0.02, days=0.05, bad_rate=0)
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     assert cfg.end.timestamp() <= now
     last = None
     for _, _, v in generate(cfg):
         last = v
-    assert _t(orjson.loads(last)["occurred_at"]) <= datetime.now(timezone.utc).timestamp()
+    assert _t(orjson.loads(last)["occurred_at"]) <= datetime.now(UTC).timestamp()
 
 
 # --- speed and CLI --------------------------------------------------------------------------------
@@ -255,8 +277,24 @@ def test_cli_out_file_roundtrip(tmp_path):
 
     for name in ("out.tsv", "out.jsonl"):
         out, truth = tmp_path / name, tmp_path / f"{name}.truth.jsonl"
-        res = CliRunner().invoke(app, ["--start", "2026-03-02T00:00:00", "--days", "0.3", "--scale", "0.05",
-                                       "--bad-rate", "0.05", "--out", str(out), "--truth", str(truth), "--quiet"])
+        res = CliRunner().invoke(
+            app,
+            [
+                "--start",
+                "2026-03-02T00:00:00",
+                "--days",
+                "0.3",
+                "--scale",
+                "0.05",
+                "--bad-rate",
+                "0.05",
+                "--out",
+                str(out),
+                "--truth",
+                str(truth),
+                "--quiet",
+            ],
+        )
         assert res.exit_code == 0, res.output
         got = list(read_out(out))
         want = list(generate(SimConfig(seed=7, days=0.3, scale=0.05, bad_rate=0.05, start=START)))

@@ -9,13 +9,13 @@ equal those of an uninterrupted run of the same events through :class:`Processor
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.settings import DATA_DIR
 from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
+from riskwatch.settings import DATA_DIR
 from riskwatch.tools.runner import wait_for
 from schemas.events import EntityEvent, SensorReading
 from streams.engine.dispatch import Processor
@@ -24,7 +24,7 @@ from tests import factories as F
 
 ENTS = ["E-st0", "E-st1", "E-st2"]
 N, KILL_AFTER, ANOMALY = 260, 200, range(232, 236)
-START = (datetime.now(timezone.utc) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+START = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
 
 
 def _reading(e: str, k: int, i: int) -> dict:
@@ -81,8 +81,10 @@ def test_detector_and_risk_state_continue_after_kill9(pipeline):
     anomaly_at = int((START + timedelta(minutes=10 * ANOMALY[0])).timestamp())
     assert {e for e, t in expected if t >= anomaly_at} == set(ENTS), "the direct run must see the anomaly"
 
-    sql = ("SELECT entity_id, toUnixTimestamp(at) AS t, score, top_signals FROM riskwatch.risk_scores FINAL "
-           "ORDER BY entity_id, t")
+    sql = (
+        "SELECT entity_id, toUnixTimestamp(at) AS t, score, top_signals FROM riskwatch.risk_scores FINAL "
+        "ORDER BY entity_id, t"
+    )
     rows = wait_for(lambda: (r := w.query(sql)) and len(r) >= len(expected) and r, 60, "risk scores in ClickHouse")
     got = {(r["entity_id"], int(r["t"])): r for r in rows}
     # no second warm-up: the anomaly right after the restart is seen by every entity's detector

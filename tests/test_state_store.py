@@ -40,8 +40,9 @@ def _local(s: Settings) -> tuple[dict[bytes, bytes], dict[int, int]]:
     states, offsets = {}, {}
     for path in sorted(Path(s.state_dir).glob("faust/*/tables/entities-*.db")):
         part = int(path.name.removesuffix(".db").rsplit("-", 1)[1])
-        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
-                             access_type=rocksdict.AccessType.read_only())
+        db = rocksdict.Rdict(
+            str(path), options=rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only()
+        )
         try:
             for k, v in db.items():
                 if k == OFFSET_KEY:
@@ -76,8 +77,10 @@ def _cache_lookups(w) -> dict[str, float]:
 
     with urllib.request.urlopen(f"http://{w.settings.web_host}:{w.settings.web_port}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return {m[1]: float(m[2]) for m in re.finditer(r'^riskwatch_state_cache_lookups_total\{result="(\w+)"\} (\S+)$',
-                                                    text, flags=re.M)}
+    return {
+        m[1]: float(m[2])
+        for m in re.finditer(r'^riskwatch_state_cache_lookups_total\{result="(\w+)"\} (\S+)$', text, flags=re.M)
+    }
 
 
 def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(pipeline, monkeypatch):
@@ -115,8 +118,11 @@ def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(p
 
     w = p.start_worker()  # same state dir
     # the new member joins once the group dropped the killed one (session timeout), then recovers
-    starts = wait_for(lambda: (x := _recovery_starts(w.log_path, "entities")) and set(x) >= set(persisted) and x,
-                      90, f"Faust's recovery of the entities table; see {w.log_path}")
+    starts = wait_for(
+        lambda: (x := _recovery_starts(w.log_path, "entities")) and set(x) >= set(persisted) and x,
+        90,
+        f"Faust's recovery of the entities table; see {w.log_path}",
+    )
     assert starts == persisted, f"recovery starts at the persisted offsets {persisted}, not at the beginning: {starts}"
     read = sum(last[q] - starts[q] + 1 for q in last)  # Faust re-reads the persisted record itself
     assert read < n_records / 2, (read, n_records)
@@ -132,13 +138,25 @@ def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(p
     # object (a change not committed yet, or the cache)
     lookups = _cache_lookups(w)
     assert len(half) <= lookups["miss"] < len(half) * 14 / 2, lookups
-    r = w.query(f"SELECT count() AS n, uniqExact(event_id) AS u FROM riskwatch.events_sensor FINAL "
-                f"WHERE entity_id IN {tuple(ents)}")[0]
+    r = w.query(
+        f"SELECT count() AS n, uniqExact(event_id) AS u FROM riskwatch.events_sensor FINAL "
+        f"WHERE entity_id IN {tuple(ents)}"
+    )[0]
     assert r["n"] == r["u"] == len(sent)
     # breaches at k = 5, 15, 25 for the half that went on, k = 5 for the others: one alert each, one row
-    per_entity = wait_for(lambda: (x := w.query(
-        "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP BY entity_id"))
-        and len(x) == len(ents) and x, 60, "the alerts of every entity")
+    per_entity = wait_for(
+        lambda: (
+            (
+                x := w.query(
+                    "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP BY entity_id"
+                )
+            )
+            and len(x) == len(ents)
+            and x
+        ),
+        60,
+        "the alerts of every entity",
+    )
     want = {e: 3 if e in half else 1 for e in ents}
     assert {x["entity_id"]: x["n"] for x in per_entity} == want
     assert all(x["rows"] == x["n"] for x in per_entity), per_entity

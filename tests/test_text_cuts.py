@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 from riskwatch.settings import Settings
 from riskwatch.tools import demo
@@ -42,12 +41,15 @@ def test_no_byte_wise_string_cut_in_sql():
 def test_demo_lifecycle_table_cuts_a_long_chinese_comment_by_characters(tmp_path):
     comment = "已会同县市场监管局对该冷库开展现场检查，温控设备已维修，责令整改并复查合格，" * 3  # 111 characters
     settings = Settings(clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}", sink_batch_seconds=0.1, _env_file=None)
-    at = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     with ClickHouseWriter(settings) as w:
-        w.submit("alert_history", [
-            alert_history_row("A-1", at, None, "firing", "riskwatch", "", seq=1, kind="status"),
-            alert_history_row("A-1", at, "firing", "resolved", "amr", comment, seq=2, kind="feedback"),
-        ]).result(timeout=60)
+        w.submit(
+            "alert_history",
+            [
+                alert_history_row("A-1", at, None, "firing", "riskwatch", "", seq=1, kind="status"),
+                alert_history_row("A-1", at, "firing", "resolved", "amr", comment, seq=2, kind="feedback"),
+            ],
+        ).result(timeout=60)
         cols, rows = w.query(demo.LIFECYCLE_SQL)
     shown = rows[-1][cols.index("comment")]
     assert isinstance(shown, str) and shown == comment[:60]

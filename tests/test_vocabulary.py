@@ -21,7 +21,8 @@ from typing import get_args
 
 import pytest
 
-from schemas import events, vocabulary as V
+from schemas import events
+from schemas import vocabulary as V
 from schemas.vocabulary import (
     ALERT_STATUSES,
     DONE_STATUSES,
@@ -45,8 +46,16 @@ ENUMS = (Level, AlertStatus, NoticeKind, TransferState)
 MAPS = {name: getattr(V, name) for name in V.__all__ if name.endswith("_ZH")}
 # the labels whose repetition in a literal means a second vocabulary: those of the alert's codes, channels and
 # events; the plain words of the other maps (状态, 部门, 周报, MPa, ...) also head tables and are caught by name only
-EVENT_MAPS = ("FEEDBACK_ZH", "DEPARTMENT_ANSWER_ZH", "SENSOR_CHANNEL_ZH", "COMPLAINT_CHANNEL_ZH", "COMPLAINT_CATEGORY_ZH",
-              "VIDEO_CLASS_ZH", "INSPECTION_OUTCOME_ZH", "SEVERITY_ZH")
+EVENT_MAPS = (
+    "FEEDBACK_ZH",
+    "DEPARTMENT_ANSWER_ZH",
+    "SENSOR_CHANNEL_ZH",
+    "COMPLAINT_CHANNEL_ZH",
+    "COMPLAINT_CATEGORY_ZH",
+    "VIDEO_CLASS_ZH",
+    "INSPECTION_OUTCOME_ZH",
+    "SEVERITY_ZH",
+)
 LABELS = {m.zh for e in ENUMS for m in e} | {z for n in EVENT_MAPS for z in MAPS[n].values()}
 LEVEL_CODES = {lv.value for lv in Level}
 
@@ -54,7 +63,7 @@ LEVEL_CODES = {lv.value for lv in Level}
 # --- the vocabulary itself -----------------------------------------------------------------------------
 def test_one_label_per_status_and_the_orders():
     assert [s.zh for s in ALERT_STATUSES] == ["待确认", "待签收", "已签收", "处置中", "已解除", "已关闭"]
-    assert [lv.zh for lv in LEVELS] == ["蓝色", "黄色", "橙色", "红色"] and LEVELS_DESC == LEVELS[::-1]
+    assert [lv.zh for lv in LEVELS] == ["蓝色", "黄色", "橙色", "红色"] and LEVELS[::-1] == LEVELS_DESC
     assert [lv.rank for lv in LEVELS] == [0, 1, 2, 3]
     assert set(OPEN_STATUSES) | set(DONE_STATUSES) | {AlertStatus.pending} == set(AlertStatus)
     assert not set(OPEN_STATUSES) & set(DONE_STATUSES)
@@ -100,8 +109,20 @@ def test_everything_is_immutable():
 def test_a_notification_title_reads_the_vocabulary():
     from notify.text import notification_text
 
-    text = notification_text(kind="level_up", level="orange", title="t", entity_name="", entity_id="E1", township="",
-                             status="firing", ack_due=None, dispose_due=None, alert_id="a", revision=2, message="")
+    text = notification_text(
+        kind="level_up",
+        level="orange",
+        title="t",
+        entity_name="",
+        entity_id="E1",
+        township="",
+        status="firing",
+        ack_due=None,
+        dispose_due=None,
+        alert_id="a",
+        revision=2,
+        message="",
+    )
     assert text.startswith(f"【{Level.orange.zh}预警·{NoticeKind.level_up.zh}】t")
 
 
@@ -166,34 +187,36 @@ def second_vocabularies(source: str, name: str = "<string>") -> list[str]:
 
 
 def test_the_guard_finds_label_maps_and_level_orders():
-    src = '''
+    src = """
 LEVEL_ZH = {"blue": "蓝色", "red": "红色"}
 class X:
     STATUS_LABELS = ("a", "b")
 ORDER = ("red", "orange", "yellow", "blue")
 def f(s):
     return {"firing": "预警", "acknowledged": "已签收", "resolved": "已解除"}.get(s, s)
-'''
+"""
     found = second_vocabularies(src)
     assert [f.split(":")[0] for f in found] == ["2", "2", "4", "5", "7"], found
 
 
 def test_the_guard_passes_imports_types_and_prose():
-    src = '''
+    src = """
 from schemas.vocabulary import USER_ROLE_ZH as ROLE_ZH
 from typing import Literal
 LevelName = Literal["blue", "yellow", "orange", "red"]
 STATUS_ZH = labels(AlertStatus)
 TITLE = "【红色预警·督促】 已签收"
 pair = ("红色", "x")
-'''
+"""
     assert second_vocabularies(src) == []
 
 
 def test_no_other_module_defines_a_vocabulary():
     files = product_files()
     assert len(files) > 50 and ROOT / "web" / "deps.py" in files
-    bad = [f"{p.relative_to(ROOT)}:{f}" for p in files for f in second_vocabularies(p.read_text(encoding="utf-8"), str(p))]
+    bad = [
+        f"{p.relative_to(ROOT)}:{f}" for p in files for f in second_vocabularies(p.read_text(encoding="utf-8"), str(p))
+    ]
     assert not bad, "define these in schemas/vocabulary.py and import them:\n" + "\n".join(bad)
 
 

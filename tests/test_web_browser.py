@@ -24,15 +24,23 @@ def shared(broker, tmp_path_factory):
     the shared machine; the flows use different entities, so they do not disturb each other)."""
     import uuid
 
-    from tests.conftest import Pipeline, free_port
     from streams.runtime.topics import delete_topics
+    from tests.conftest import Pipeline, free_port
 
     tmp = tmp_path_factory.mktemp("webflow")
     run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(update=dict(
-        topic_prefix=f"t{run}.", app_id=f"riskwatch-test-{run}", web_port=free_port(),
-        clickhouse_url=f"chdb://{tmp / 'clickhouse'}", state_dir=tmp / "state", partitions=4,
-        stall_exit_seconds=45.0, commit_stall_exit_seconds=60.0))
+    s = broker.model_copy(
+        update=dict(
+            topic_prefix=f"t{run}.",
+            app_id=f"riskwatch-test-{run}",
+            web_port=free_port(),
+            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
+            state_dir=tmp / "state",
+            partitions=4,
+            stall_exit_seconds=45.0,
+            commit_stall_exit_seconds=60.0,
+        )
+    )
     p = Pipeline(s, tmp)
     web = start_web(s, tmp)
     worker = p.start_worker(web_public_url=web.url)
@@ -60,8 +68,14 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     for v in (11.0, 11.5, 11.8):
         p.send("events.sensor", F.sensor("E-food", v))
     p.flush()
-    alert = wait_for(lambda: w.query("SELECT alert_id, departments FROM riskwatch.alerts FINAL "
-                                     "WHERE entity_id = 'E-food' AND item_id = 1 AND status = 'firing'"), 90, "the item-1 alert")[0]
+    alert = wait_for(
+        lambda: w.query(
+            "SELECT alert_id, departments FROM riskwatch.alerts FINAL "
+            "WHERE entity_id = 'E-food' AND item_id = 1 AND status = 'firing'"
+        ),
+        90,
+        "the item-1 alert",
+    )[0]
     aid = alert["alert_id"]
     assert set(alert["departments"]) >= {"amr", "emergency", "eco"} and "police" not in alert["departments"]
     sent = [orjson.loads(v) for _, v in p.read_topic("alerts.amr")]
@@ -90,7 +104,9 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     amr_row = browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="amr"]')
     assert "已签收" in amr_row.text and "张三" in amr_row.text
     screenshot(browser, "alert_acknowledged")
-    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' AND kind = 'feedback'")
+    hist = w.query(
+        f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' AND kind = 'feedback'"
+    )
     assert [h["actor"] for h in hist] == ["amr/张三"] and "已安排执法人员现场核查" in hist[0]["comment"]
     fb = _feedback_msgs(p)
     assert len(fb) == before + 1 and fb[-1]["department"] == "amr" and fb[-1]["user"] == "张三"
@@ -119,7 +135,9 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     # emergency answers 非本部门 (the office sees it to decide); a later 签收 of emergency is refused by the worker
     em = web.client("emergency")
     tok = csrf_of(em.get(f"/alerts/{aid}").text)
-    r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "not_ours", "comment": "不属于本部门监管范围"})
+    r = em.post(
+        f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "not_ours", "comment": "不属于本部门监管范围"}
+    )
     wait_for(lambda: "反馈已由处理引擎确认" in em.get(r.headers["location"]).text, 90, "the not_ours feedback")
     r = em.post(f"/alerts/{aid}/feedback", data={"csrf_token": tok, "action": "acknowledged"})
     wait_for(lambda: "处理引擎未受理本次反馈" in em.get(r.headers["location"]).text, 90, "the worker's refusal shown")
@@ -139,7 +157,9 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     # a county leader reads everything and acts on nothing
     leader = web.client("leader")
     assert leader.get(f"/alerts/{aid}").status_code == 200 and "只读账号" in leader.get(f"/alerts/{aid}").text
-    r = leader.post(f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(leader.get("/inbox").text), "action": "acknowledged"})
+    r = leader.post(
+        f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(leader.get("/inbox").text), "action": "acknowledged"}
+    )
     assert r.status_code == 403
     assert leader.get("/taskforce").status_code == 200 and police.get("/taskforce").status_code == 403
     p.flush()
@@ -158,32 +178,60 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     assert browser.find_elements(By.ID, "confirmed")
     assert "已改派他部门" in browser.find_element(By.CSS_SELECTOR, '#receivers tr[data-dept="emergency"]').text
     assert "专班改派 → 县农业农村局" in browser.find_element(By.ID, "timeline").text
-    headline = browser.find_element(By.CSS_SELECTOR, "p.message").text  # who is responsible now, not emergency's release
+    headline = browser.find_element(
+        By.CSS_SELECTOR, "p.message"
+    ).text  # who is responsible now, not emergency's release
     assert "由县农业农村局负责" in headline and "无需继续处置" not in headline, headline
     screenshot(browser, "alert_reassigned")
-    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
-                   "AND kind IN ('feedback', 'receivers') AND actor LIKE 'taskforce%' ORDER BY seq")
+    hist = w.query(
+        f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
+        "AND kind IN ('feedback', 'receivers') AND actor LIKE 'taskforce%' ORDER BY seq"
+    )
     assert [h["actor"] for h in hist] == ["taskforce/王五"] * 2 and hist[1]["comment"] == "+agri -emergency"
     a = w.query(f"SELECT departments FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")[0]
     assert a["departments"] == ["amr", "eco", "agri"]
-    assert any(m["alert_id"] == aid and m["notification"] == "receiver_added" for m in
-               (orjson.loads(v) for _, v in p.read_topic("alerts.agri")))
+    assert any(
+        m["alert_id"] == aid and m["notification"] == "receiver_added"
+        for m in (orjson.loads(v) for _, v in p.read_topic("alerts.agri"))
+    )
     assert f"/alerts/{aid}" not in web.client("taskforce").get("/taskforce").text  # decided: off the office's list
     # emergency (released) is told on alerts.emergency, with this page's link: it reads it, it no longer acts
-    freed = wait_for(lambda: [m for m in (orjson.loads(v) for _, v in p.read_topic("alerts.emergency"))
-                              if m["alert_id"] == aid and m["notification"] == "released"], 60, "emergency's release")
-    assert len(freed) == 1 and freed[0]["recipients"] == ["emergency"] and "县应急管理局无需继续处置" in freed[0]["message"]
-    page = wait_for(lambda: (r := em.get(f"/alerts/{aid}")).status_code == 200 and "改派释放通知 → 县应急管理局" in r.text and r,
-                    60, "the released department's read-only page")
+    freed = wait_for(
+        lambda: [
+            m
+            for m in (orjson.loads(v) for _, v in p.read_topic("alerts.emergency"))
+            if m["alert_id"] == aid and m["notification"] == "released"
+        ],
+        60,
+        "emergency's release",
+    )
+    assert (
+        len(freed) == 1
+        and freed[0]["recipients"] == ["emergency"]
+        and "县应急管理局无需继续处置" in freed[0]["message"]
+    )
+    page = wait_for(
+        lambda: (r := em.get(f"/alerts/{aid}")).status_code == 200 and "改派释放通知 → 县应急管理局" in r.text and r,
+        60,
+        "the released department's read-only page",
+    )
     assert 'id="released-note"' in page.text and 'id="btn-ack"' not in page.text and 'id="btn-notours"' not in page.text
-    assert em.post(f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(page.text), "action": "acknowledged"}).status_code == 403
+    assert (
+        em.post(
+            f"/alerts/{aid}/feedback", data={"csrf_token": csrf_of(page.text), "action": "acknowledged"}
+        ).status_code
+        == 403
+    )
     # a 改派 sent by a department straight to Kafka is refused by the worker into the dead letters
     forged = F.feedback("E-food", aid, "amr", "reassign")
     forged.update(assign_to=["police"], comment="x")
     p.send("events.feedback", forged)
     p.flush()
-    dl = wait_for(lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, '只有专班办公室') > 0"),
-                  90, "the forged reassign in the dead letters")
+    dl = wait_for(
+        lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, '只有专班办公室') > 0"),
+        90,
+        "the forged reassign in the dead letters",
+    )
     assert "amr" in dl[0]["error"]
     n = len(_feedback_msgs(p))  # with the office's decision and the forged one
 
@@ -192,26 +240,46 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     tok = csrf_of(amr.get("/inbox").text)
     url = f"/alerts/{aid}/feedback"
     assert amr.get("/alerts/NO-SUCH-ALERT").status_code == 404
-    assert amr.post("/alerts/NO-SUCH-ALERT/feedback", data={"csrf_token": tok, "action": "acknowledged"}).status_code == 404
+    assert (
+        amr.post("/alerts/NO-SUCH-ALERT/feedback", data={"csrf_token": tok, "action": "acknowledged"}).status_code
+        == 404
+    )
     assert amr.post(url, data={"csrf_token": tok, "action": "in_progress", "comment": ""}).status_code == 400
     assert amr.post(url, data={"csrf_token": tok, "action": "delete"}).status_code == 400
     big = b"%PDF-" + b"0" * (web.settings.workbench_max_upload_bytes + 1)
-    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", big, "application/pdf")})
+    r = amr.post(
+        url,
+        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        files={"attachment": ("r.pdf", big, "application/pdf")},
+    )
     assert r.status_code == 413 and "附件不能超过" in r.text
-    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.exe", b"MZ..", "application/pdf")})
+    r = amr.post(
+        url,
+        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        files={"attachment": ("r.exe", b"MZ..", "application/pdf")},
+    )
     assert r.status_code == 400 and "只接受" in r.text
-    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "x"}, files={"attachment": ("r.pdf", b"MZ..", "application/pdf")})
+    r = amr.post(
+        url,
+        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        files={"attachment": ("r.pdf", b"MZ..", "application/pdf")},
+    )
     assert r.status_code == 400  # a .pdf that is not a PDF
     p.flush()
     assert len(_feedback_msgs(p)) == n
     # Kafka down: the action is refused with a message, not lost silently (a second app, same worker)
     from tests.conftest import free_port
 
-    dead = start_web(p.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}), p.tmp / "dead",
-                     accounts={"amr": ("dept", "amr", "张三")})
+    dead = start_web(
+        p.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"}),
+        p.tmp / "dead",
+        accounts={"amr": ("dept", "amr", "张三")},
+    )
     try:
         d = dead.client("amr")
-        r = d.post(url, data={"csrf_token": csrf_of(d.get("/inbox").text), "action": "in_progress", "comment": "现场核查中"})
+        r = d.post(
+            url, data={"csrf_token": csrf_of(d.get("/inbox").text), "action": "in_progress", "comment": "现场核查中"}
+        )
         assert r.status_code == 503 and "操作未提交" in r.text and "Kafka" in r.text
     finally:
         dead.stop()
@@ -220,8 +288,11 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     import hashlib
 
     pdf = b"%PDF-1.4 disposal report"
-    r = amr.post(url, data={"csrf_token": tok, "action": "disposed", "result": "已整改,冷库温控恢复"},
-                 files={"attachment": ("report.pdf", pdf, "application/pdf")})
+    r = amr.post(
+        url,
+        data={"csrf_token": tok, "action": "disposed", "result": "已整改,冷库温控恢复"},
+        files={"attachment": ("report.pdf", pdf, "application/pdf")},
+    )
     assert r.status_code == 303
     sha = hashlib.sha256(pdf).hexdigest()
     assert (web.settings.workbench_dir / "attachments" / sha[:2] / f"{sha}.pdf").read_bytes() == pdf
@@ -239,8 +310,10 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
 
 def amr_client_reassign(web, aid: str):
     amr = web.client("amr")
-    return amr.post(f"/alerts/{aid}/reassign", data={"csrf_token": csrf_of(amr.get("/inbox").text),
-                                                    "assign_to": "police", "reason": "x"})
+    return amr.post(
+        f"/alerts/{aid}/reassign",
+        data={"csrf_token": csrf_of(amr.get("/inbox").text), "assign_to": "police", "reason": "x"},
+    )
 
 
 def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tasks(shared):
@@ -258,11 +331,18 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     p.send("events.registry", F.registered("E-new", kind="new_business", name="舞泉镇社区团购自提点"))
     p.flush()
     p.wait_consumed()
-    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"))
+    p.send(
+        "events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr")
+    )
     p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
     p.flush()
-    plan = wait_for(lambda: w.query("SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL "
-                                    "WHERE entity_id = 'E-joint'"), 90, "the joint plan")[0]
+    plan = wait_for(
+        lambda: w.query(
+            "SELECT inspection_id, departments FROM riskwatch.inspection_plans FINAL WHERE entity_id = 'E-joint'"
+        ),
+        90,
+        "the joint plan",
+    )[0]
     assert plan["departments"] == ["amr", "emergency"]
     iid = plan["inspection_id"]
 
@@ -280,17 +360,25 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     screenshot(browser, "inspection_form")
     browser.find_element(By.ID, "btn-result").click()
     wait_text(browser, "#plan-state", "已完成", timeout=90)
-    rows = w.query("SELECT departments, outcome, violation_severities, inspectors FROM riskwatch.events_inspection FINAL "
-                   f"WHERE inspection_id = '{iid}'")
-    assert rows == [{"departments": ["amr", "emergency"], "outcome": "pass_with_conditions",
-                     "violation_severities": ["serious"], "inspectors": ["amr/张三"]}]
+    rows = w.query(
+        "SELECT departments, outcome, violation_severities, inspectors FROM riskwatch.events_inspection FINAL "
+        f"WHERE inspection_id = '{iid}'"
+    )
+    assert rows == [
+        {
+            "departments": ["amr", "emergency"],
+            "outcome": "pass_with_conditions",
+            "violation_severities": ["serious"],
+            "inspectors": ["amr/张三"],
+        }
+    ]
     # the plan's tasks are done in the worker: a new emergency task is not merged with the old amr task
     p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
     p.flush()
     p.wait_consumed()
     assert sum(orjson.loads(v)["entity_id"] == "E-joint" for _, v in p.read_topic("inspection.plans")) == 1
     browser.get(f"{web.url}/tasks")
-    assert "已完成" in browser.find_element(By.CSS_SELECTOR, f'#tasks tr[data-task="SC-w-1-amr"]').text
+    assert "已完成" in browser.find_element(By.CSS_SELECTOR, '#tasks tr[data-task="SC-w-1-amr"]').text
 
     # public: the spot-check result is published (entity, date, departments, outcome) — nothing else
     browser.get(f"{web.url}/public/spot-checks")
@@ -306,8 +394,14 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     Select(row.find_element(By.NAME, "kind")).select_by_value("food_producer")
     screenshot(browser, "taskforce")
     row.find_element(By.TAG_NAME, "button").click()
-    wait_for(lambda: w.query("SELECT kind FROM riskwatch.registry FINAL WHERE entity_id = 'E-new'") == [{"kind": "food_producer"}],
-             90, "the registry update")
+    wait_for(
+        lambda: (
+            w.query("SELECT kind FROM riskwatch.registry FINAL WHERE entity_id = 'E-new'")
+            == [{"kind": "food_producer"}]
+        ),
+        90,
+        "the registry update",
+    )
 
 
 def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared):
@@ -329,9 +423,20 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
         insp["violations"] = [{"code": "D05", "severity": "critical", "description": "销售假药"}]
         p.send("events.inspection", insp)
     p.flush()
-    rows = wait_for(lambda: (r := w.query("SELECT alert_id, entity_id, evidence_hash, departments FROM riskwatch.alerts FINAL "
-                                          "WHERE entity_id IN ('E-drug', 'E-drug2') AND transfer = 'transferred'"))
-                    and len(r) == 2 and r, 90, "the two case transfers")
+    rows = wait_for(
+        lambda: (
+            (
+                r := w.query(
+                    "SELECT alert_id, entity_id, evidence_hash, departments FROM riskwatch.alerts FINAL "
+                    "WHERE entity_id IN ('E-drug', 'E-drug2') AND transfer = 'transferred'"
+                )
+            )
+            and len(r) == 2
+            and r
+        ),
+        90,
+        "the two case transfers",
+    )
     by = {r["entity_id"]: r for r in rows}
     aid, aid2, sha = by["E-drug"]["alert_id"], by["E-drug2"]["alert_id"], by["E-drug"]["evidence_hash"]
     assert sha and "police" not in by["E-drug"]["departments"] and "amr" in by["E-drug2"]["departments"]
@@ -347,7 +452,9 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
     wait_for(lambda: f"/alerts/{aid}" in browser.current_url, 30, "the alert page")
     assert "待受理" in browser.find_element(By.ID, "transfer-state").text
     assert "县公安局" in browser.find_element(By.ID, "transfer-to").text
-    assert sha in browser.find_element(By.ID, "transfer-hash").text and sha in browser.find_element(By.ID, "bundles").text
+    assert (
+        sha in browser.find_element(By.ID, "transfer-hash").text and sha in browser.find_element(By.ID, "bundles").text
+    )
     assert f"riskwatch evidence export {aid}" in browser.find_element(By.ID, "export-cmd").text
     assert not browser.find_elements(By.ID, "btn-ack")  # police is no receiver of the alert itself
     screenshot(browser, "alert_transfer")
@@ -367,19 +474,37 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
     # police accepts in the browser (the page waits for the worker) and declines the other over HTTP
     browser.find_element(By.ID, "accept-comment").send_keys("已立案 舞公刑立字〔2026〕001号")
     browser.find_element(By.ID, "btn-accept").click()
-    r = police.post(f"/alerts/{aid2}/transfer", data={"csrf_token": tok, "action": "declined",
-                                                      "comment": "涉案金额未达立案标准,退回"})
+    r = police.post(
+        f"/alerts/{aid2}/transfer",
+        data={"csrf_token": tok, "action": "declined", "comment": "涉案金额未达立案标准,退回"},
+    )
     assert r.status_code == 303 and "wait=" in r.headers["location"]
     wait_text(browser, "#transfer-state", "已受理", timeout=90)
     assert "李四" in browser.find_element(By.ID, "transfer-answer").text
     assert not browser.find_elements(By.ID, "btn-accept")
     screenshot(browser, "alert_transfer_accepted")
-    hist = wait_for(lambda: (x := w.query(f"SELECT alert_id, to_status, actor FROM riskwatch.alert_history FINAL WHERE "
-                                          f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY alert_id, seq"))
-                    and len(x) == 4 and x, 60, "the answers in alert_history")
-    assert sorted((h["alert_id"], h["to_status"], h["actor"]) for h in hist) == sorted([
-        (aid, "transferred", "router"), (aid, "accepted", "police/李四"),
-        (aid2, "transferred", "router"), (aid2, "declined", "police/李四")])
+    hist = wait_for(
+        lambda: (
+            (
+                x := w.query(
+                    f"SELECT alert_id, to_status, actor FROM riskwatch.alert_history FINAL WHERE "
+                    f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY alert_id, seq"
+                )
+            )
+            and len(x) == 4
+            and x
+        ),
+        60,
+        "the answers in alert_history",
+    )
+    assert sorted((h["alert_id"], h["to_status"], h["actor"]) for h in hist) == sorted(
+        [
+            (aid, "transferred", "router"),
+            (aid, "accepted", "police/李四"),
+            (aid2, "transferred", "router"),
+            (aid2, "declined", "police/李四"),
+        ]
+    )
     page = wait_for(lambda: (t := amr.get(f"/alerts/{aid2}").text) and "已退回" in t and t, 60, "amr sees the return")
     assert "涉案金额未达立案标准" in page
     r = police.post(f"/alerts/{aid}/transfer", data={"csrf_token": tok, "action": "declined", "comment": "x"})

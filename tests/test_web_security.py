@@ -84,7 +84,9 @@ def test_session_cookie_flags_and_logout(web):
     r = login(c, "amr", web.passwords["amr"])
     cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("rw_session=")][0].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie and "max-age=28800" in cookie
-    assert "secure" not in cookie  # plain HTTP on loopback by default; RISKWATCH_WORKBENCH_COOKIE_SECURE=true behind HTTPS
+    assert (
+        "secure" not in cookie
+    )  # plain HTTP on loopback by default; RISKWATCH_WORKBENCH_COOKIE_SECURE=true behind HTTPS
     page = c.get("/login?next=/inbox")
     assert page.status_code == 303  # logged in: the login page sends on
     assert "csrf_token" not in c.get("/public/items/1").text  # public pages carry no session form

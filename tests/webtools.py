@@ -70,8 +70,9 @@ def start_web(settings: Settings, tmp: Path, accounts=ACCOUNTS) -> Web:
     from tests.conftest import free_port
 
     port = free_port()
-    s = settings.model_copy(update=dict(workbench_port=port, workbench_dir=tmp / "web",
-                                        web_public_url=f"http://127.0.0.1:{port}"))
+    s = settings.model_copy(
+        update=dict(workbench_port=port, workbench_dir=tmp / "web", web_public_url=f"http://127.0.0.1:{port}")
+    )
     store = UserStore(s.workbench_dir / "users.json")
     pw = {}
     for u, (role, dept, name) in accounts.items():
@@ -83,8 +84,13 @@ def start_web(settings: Settings, tmp: Path, accounts=ACCOUNTS) -> Web:
 
 def _spawn(s: Settings, log: Path, url: str) -> subprocess.Popen:
     env = {**os.environ, **settings_env(s), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "web", "run"], env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -104,9 +110,19 @@ def chromium(tmp: Path):
 
     o = webdriver.ChromeOptions()
     o.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-              f"--user-data-dir={tmp / 'chromium-profile'}", "--window-size=1360,1000", "--lang=zh-CN"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--window-size=1360,1000",
+        "--lang=zh-CN",
+    ):
         o.add_argument(a)
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
     d.set_page_load_timeout(60)

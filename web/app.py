@@ -52,10 +52,18 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     from riskwatch.domain.lifecycle import load_policy
     from riskwatch.settings import DATA_DIR
 
-    ctx = Ctx(settings=settings, catalog=catalog, users=UserStore(wdir / "users.json"), reader=Reader(settings),
-              producer=Producer(settings, catalog), templates=make_templates(), throttle=throttle or LoginThrottle(path=wdir / "throttle.json"),
-              credit=load_fusion(DATA_DIR / "fusion.yaml").credit, rules=load_rules(settings.rules_path),
-              transfer=load_policy(settings.lifecycle_path).transfer)
+    ctx = Ctx(
+        settings=settings,
+        catalog=catalog,
+        users=UserStore(wdir / "users.json"),
+        reader=Reader(settings),
+        producer=Producer(settings, catalog),
+        templates=make_templates(),
+        throttle=throttle or LoginThrottle(path=wdir / "throttle.json"),
+        credit=load_fusion(DATA_DIR / "fusion.yaml").credit,
+        rules=load_rules(settings.rules_path),
+        transfer=load_policy(settings.lifecycle_path).transfer,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -65,9 +73,14 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     app = FastAPI(title="riskwatch 工作台", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    app.add_middleware(SessionMiddleware, secret_key=session_secret(wdir), session_cookie=SESSION_COOKIE,
-                       max_age=int(settings.workbench_session_hours * 3600), same_site="strict",
-                       https_only=settings.workbench_cookie_secure)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(wdir),
+        session_cookie=SESSION_COOKIE,
+        max_age=int(settings.workbench_session_hours * 3600),
+        same_site="strict",
+        https_only=settings.workbench_cookie_secure,
+    )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     from web.routes import alert, auth, dossier, inbox, public, taskforce, tasks
@@ -84,9 +97,11 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
         t0 = time.perf_counter()
         resp = await call_next(request)
         resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
-        resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         if request.url.path.startswith(("/inbox", "/alerts", "/tasks", "/entities", "/taskforce")):
@@ -105,23 +120,34 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     @app.exception_handler(StoreDown)
     async def _store_down(request: Request, exc: StoreDown):
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return render(request, "error.html", 503, title="数据暂不可用",
-                      message=f"{exc} 页面稍后自动恢复;如持续出现请联系运维。")
+        return render(
+            request, "error.html", 503, title="数据暂不可用", message=f"{exc} 页面稍后自动恢复;如持续出现请联系运维。"
+        )
 
     @app.exception_handler(BusDown)
     async def _bus_down(request: Request, exc: BusDown):
-        return render(request, "error.html", 503, title="操作未提交",
-                      message=f"{exc}。本次操作没有记录,请稍后重新提交。")
+        return render(
+            request, "error.html", 503, title="操作未提交", message=f"{exc}。本次操作没有记录,请稍后重新提交。"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         titles = {404: "页面不存在", 405: "不支持的操作", 413: "文件过大", 400: "请求有误", 403: "无权访问"}
-        return render(request, "error.html", exc.status_code, title=titles.get(exc.status_code, "出错了"),
-                      message=str(exc.detail) if exc.detail and exc.status_code != 404 else "您访问的页面不存在,请从导航重新进入。")
+        return render(
+            request,
+            "error.html",
+            exc.status_code,
+            title=titles.get(exc.status_code, "出错了"),
+            message=str(exc.detail)
+            if exc.detail and exc.status_code != 404
+            else "您访问的页面不存在,请从导航重新进入。",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         fields = ", ".join(".".join(str(x) for x in e["loc"][1:]) for e in exc.errors())
-        return render(request, "error.html", 400, title="请求有误", message=f"表单内容不完整或格式不对({fields}),本次操作未提交。")
+        return render(
+            request, "error.html", 400, title="请求有误", message=f"表单内容不完整或格式不对({fields}),本次操作未提交。"
+        )
 
     return app

@@ -77,8 +77,10 @@ class Reader:
         try:
             async with self._session.post(url, data=sql.encode(), headers=auth_headers(self.settings)) as r:
                 body = orjson.loads(await r.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as e:
-            raise StoreDown(f"数据服务(处理引擎 {url})无响应:{type(e).__name__}。请确认 riskwatch worker 正在运行") from None
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as e:
+            raise StoreDown(
+                f"数据服务(处理引擎 {url})无响应:{type(e).__name__}。请确认 riskwatch worker 正在运行"
+            ) from None
         if "error" in body:
             raise StoreDown(f"查询失败:{body['error']}")
         cols = body["columns"]

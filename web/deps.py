@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,8 +34,8 @@ from schemas.vocabulary import (
     labels,
 )
 from web.data import Reader, ts
-from web.texts import signal_zh
 from web.produce import Producer
+from web.texts import signal_zh
 from web.users import LoginThrottle, User, UserStore
 
 HERE = Path(__file__).parent
@@ -111,7 +111,9 @@ async def check_csrf(request: Request) -> None:
     sent = form.get("csrf_token")
     tok = request.session.get("csrf")
     if not tok or not isinstance(sent, str) or not secrets.compare_digest(sent, tok):
-        raise PageError(403, "表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。")
+        raise PageError(
+            403, "表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。"
+        )
 
 
 # --- template helpers ------------------------------------------------------------------------------
@@ -131,10 +133,10 @@ def countdown(v: Any) -> dict:
         return {"text": "—", "overdue": False}
     if d.tzinfo is None:
         d = d.replace(tzinfo=LOCAL)
-    secs = (d - datetime.now(timezone.utc)).total_seconds()
+    secs = (d - datetime.now(UTC)).total_seconds()
     a = abs(int(secs)) // 60
     days, hours, mins = a // 1440, (a % 1440) // 60, a % 60
-    text = (f"{days}天{hours}小时" if days else f"{hours}小时{mins}分" if hours else f"{mins}分钟")
+    text = f"{days}天{hours}小时" if days else f"{hours}小时{mins}分" if hours else f"{mins}分钟"
     return {"text": ("已超期 " if secs < 0 else "剩余 ") + text, "overdue": secs < 0}
 
 
@@ -143,11 +145,24 @@ def make_templates() -> Jinja2Templates:
     t.env.filters["dt"] = fmt_dt
     t.env.filters["regex_sha"] = lambda s: re.findall(r"附件 sha256:([0-9a-f]{64})", s or "")
     t.env.globals.update(
-        STATUS_ZH=labels(AlertStatus), LEVEL_ZH=labels(Level), TRANSFER_ZH=labels(TransferState),
-        STATUSES=tuple(AlertStatus), LEVELS_DESC=LEVELS_DESC, OPEN=OPEN,
-        FEEDBACK_ZH=DEPARTMENT_ANSWER_ZH, ROLE_ZH=USER_ROLE_ZH, OUTCOME_ZH=INSPECTION_OUTCOME_ZH,
-        SEVERITY_ZH=SEVERITY_ZH, CATEGORY_ZH=COMPLAINT_CATEGORY_ZH, COMPLAINT_CHANNEL_ZH=COMPLAINT_CHANNEL_ZH, ACTOR_ZH=ACTOR_ZH,
-        VIDEO_ZH=VIDEO_CLASS_ZH, TRANSITION_KIND_ZH=TRANSITION_KIND_ZH, countdown=countdown, signal_zh=signal_zh)
+        STATUS_ZH=labels(AlertStatus),
+        LEVEL_ZH=labels(Level),
+        TRANSFER_ZH=labels(TransferState),
+        STATUSES=tuple(AlertStatus),
+        LEVELS_DESC=LEVELS_DESC,
+        OPEN=OPEN,
+        FEEDBACK_ZH=DEPARTMENT_ANSWER_ZH,
+        ROLE_ZH=USER_ROLE_ZH,
+        OUTCOME_ZH=INSPECTION_OUTCOME_ZH,
+        SEVERITY_ZH=SEVERITY_ZH,
+        CATEGORY_ZH=COMPLAINT_CATEGORY_ZH,
+        COMPLAINT_CHANNEL_ZH=COMPLAINT_CHANNEL_ZH,
+        ACTOR_ZH=ACTOR_ZH,
+        VIDEO_ZH=VIDEO_CLASS_ZH,
+        TRANSITION_KIND_ZH=TRANSITION_KIND_ZH,
+        countdown=countdown,
+        signal_zh=signal_zh,
+    )
     t.env.filters["signal_zh"] = signal_zh
     return t
 
@@ -158,6 +173,13 @@ def render(request: Request, name: str, status_code: int = 200, **context):
     context.setdefault("user", user)
     context.setdefault("nav_counts", getattr(request.state, "nav_counts", None))
     return c.templates.TemplateResponse(
-        request, name, {"csrf": "" if context.get("public") else csrf_token(request), "catalog": c.catalog,
-                        "dept_name": lambda code: c.catalog.departments[code].name if code in c.catalog.departments else code,
-                        **context}, status_code=status_code)
+        request,
+        name,
+        {
+            "csrf": "" if context.get("public") else csrf_token(request),
+            "catalog": c.catalog,
+            "dept_name": lambda code: c.catalog.departments[code].name if code in c.catalog.departments else code,
+            **context,
+        },
+        status_code=status_code,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -33,18 +33,23 @@ class Producer:
 
     def build(self, model: type[Event], **fields) -> Event:
         """Validate like the worker's edge: raises pydantic's ValidationError on bad input."""
-        base = {"event_id": f"web-{uuid.uuid4().hex}", "occurred_at": datetime.now(timezone.utc), "source": SOURCE}
+        base = {"event_id": f"web-{uuid.uuid4().hex}", "occurred_at": datetime.now(UTC), "source": SOURCE}
         return model.model_validate({**base, **fields}, context={"catalog": self.catalog})
 
     async def _ensure(self) -> AIOKafkaProducer:
         if self._producer is None:
             kw = self.settings.kafka_kwargs()
             p = AIOKafkaProducer(
-                bootstrap_servers=kw.pop("bootstrap_servers"), acks="all", enable_idempotence=True,
-                request_timeout_ms=int(self.timeout * 1000), client_id="riskwatch-workbench", **kw)
+                bootstrap_servers=kw.pop("bootstrap_servers"),
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=int(self.timeout * 1000),
+                client_id="riskwatch-workbench",
+                **kw,
+            )
             try:
                 await asyncio.wait_for(p.start(), self.timeout)
-            except (KafkaError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, KafkaError, OSError) as e:
                 await p.stop()
                 raise BusDown(f"消息总线(Kafka {self.settings.kafka_bootstrap})无法连接:{type(e).__name__}") from None
             self._producer = p
@@ -57,8 +62,9 @@ class Producer:
         try:
             await asyncio.wait_for(
                 p.send_and_wait(self.settings.topic(event.topic), value=value, key=event.entity_id.encode()),
-                self.timeout)
-        except (KafkaError, OSError, asyncio.TimeoutError) as e:
+                self.timeout,
+            )
+        except (TimeoutError, KafkaError, OSError) as e:
             raise BusDown(f"消息总线(Kafka)未确认写入:{type(e).__name__}") from None
         self.sent.append(event)
         log.info("produced %s %s entity=%s by %s", event.topic, event.event_id, event.entity_id, actor or "?")

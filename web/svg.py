@@ -36,10 +36,19 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks if len(ticks) >= 2 else [first, first + step]
 
 
-def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 640, height: int = 220,
-               marker: datetime | None = None, marker_label: str = "触发", y_label: str = "",
-               bands: list[tuple[float, float, str]] = (), limits: dict[float, str] | None = None,
-               y_range: tuple[float, float] | None = None, step: bool = False) -> Markup:
+def line_chart(
+    series: dict[str, list[tuple[datetime, float]]],
+    *,
+    width: int = 640,
+    height: int = 220,
+    marker: datetime | None = None,
+    marker_label: str = "触发",
+    y_label: str = "",
+    bands: list[tuple[float, float, str]] = (),
+    limits: dict[float, str] | None = None,
+    y_range: tuple[float, float] | None = None,
+    step: bool = False,
+) -> Markup:
     """Polyline per series; x = time, y = value. The legend sits above the plot (it never covers
     data or labels); ``marker``: a vertical line labelled at its top, on the side with room;
     ``bands``: (lo, hi, colour); ``limits``: value → label, dashed horizontal lines (rule limits);
@@ -80,29 +89,41 @@ def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 
     def y(v: float) -> float:
         return top + (1 - (v - vmin) / (vmax - vmin)) * ph
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-           f'role="img" aria-label="{escape(y_label or "图表")}" class="chart">',
-           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafbfc" stroke="#d0d7de"/>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" aria-label="{escape(y_label or "图表")}" class="chart">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafbfc" stroke="#d0d7de"/>',
+    ]
     for lo, hi, colour in bands:
-        out.append(f'<rect x="{left}" y="{y(hi):.1f}" width="{pw}" height="{max(0.0, y(lo) - y(hi)):.1f}" '
-                   f'fill="{escape(colour)}" opacity="0.12"/>')
+        out.append(
+            f'<rect x="{left}" y="{y(hi):.1f}" width="{pw}" height="{max(0.0, y(lo) - y(hi)):.1f}" '
+            f'fill="{escape(colour)}" opacity="0.12"/>'
+        )
     for v in ticks:
-        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" stroke="#eef0f3"/>'
-                   f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{v:g}</text>')
+        out.append(
+            f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" stroke="#eef0f3"/>'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{v:g}</text>'
+        )
     for frac, anchor in ((0, "start"), (0.5, "middle"), (1, "end")):
         t = datetime.fromtimestamp(tmin + frac * (tmax - tmin), tz=pts[0][0].tzinfo)
-        out.append(f'<text x="{x(tmin + frac * (tmax - tmin)):.1f}" y="{height - 8}" font-size="11" '
-                   f'text-anchor="{anchor}" fill="#555">{t.strftime("%m-%d %H:%M")}</text>')
+        out.append(
+            f'<text x="{x(tmin + frac * (tmax - tmin)):.1f}" y="{height - 8}" font-size="11" '
+            f'text-anchor="{anchor}" fill="#555">{t.strftime("%m-%d %H:%M")}</text>'
+        )
     for v, label in sorted(limits.items()):
-        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" stroke="#d68910" '
-                   f'stroke-dasharray="6 3"/><text x="{left + 4}" y="{y(v) - 4:.1f}" font-size="11" '
-                   f'fill="#b9770e">{escape(label)}</text>')
+        out.append(
+            f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" stroke="#d68910" '
+            f'stroke-dasharray="6 3"/><text x="{left + 4}" y="{y(v) - 4:.1f}" font-size="11" '
+            f'fill="#b9770e">{escape(label)}</text>'
+        )
     if marker is not None:
         mx = x(marker.timestamp())
         right_half = mx > left + pw / 2
-        out.append(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + ph}" stroke="#c0392b" stroke-dasharray="4 3"/>'
-                   f'<text x="{mx - 4 if right_half else mx + 4:.1f}" y="{top + 13}" font-size="11" fill="#c0392b" '
-                   f'text-anchor="{"end" if right_half else "start"}">{escape(marker_label)}</text>')
+        out.append(
+            f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + ph}" stroke="#c0392b" stroke-dasharray="4 3"/>'
+            f'<text x="{mx - 4 if right_half else mx + 4:.1f}" y="{top + 13}" font-size="11" fill="#c0392b" '
+            f'text-anchor="{"end" if right_half else "start"}">{escape(marker_label)}</text>'
+        )
     lx = left
     for i, (name, s) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
@@ -118,8 +139,10 @@ def line_chart(series: dict[str, list[tuple[datetime, float]]], *, width: int = 
         if len(s) <= 60:
             out.extend(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.4" fill="{colour}"/>' for t, v in s)
         # legend above the plot: a swatch and the name, left to right
-        out.append(f'<rect x="{lx}" y="8" width="14" height="3" fill="{colour}"/>'
-                   f'<text x="{lx + 18}" y="14" font-size="12" fill="#333">{escape(name)}</text>')
+        out.append(
+            f'<rect x="{lx}" y="8" width="14" height="3" fill="{colour}"/>'
+            f'<text x="{lx + 18}" y="14" font-size="12" fill="#333">{escape(name)}</text>'
+        )
         lx += 30 + 13 * len(name)
     out.append("</svg>")
     return Markup("".join(out))

@@ -41,7 +41,6 @@ from schemas.vocabulary import (
 )
 
 
-
 def _depts(codes: str, cat) -> str:
     names = [cat.departments[c].name if c in cat.departments else c for c in codes.split(",") if c]
     return "、".join(names)

@@ -104,12 +104,24 @@ class UserStore:
         return self.all().get(username)
 
     # --- changes (CLI) ------------------------------------------------------------------------
-    def add(self, username: str, *, dept: str = "", name: str = "", role: str = "dept",
-            password: str | None = None, departments: tuple[str, ...] | None = None) -> tuple[User, str]:
+    def add(
+        self,
+        username: str,
+        *,
+        dept: str = "",
+        name: str = "",
+        role: str = "dept",
+        password: str | None = None,
+        departments: tuple[str, ...] | None = None,
+    ) -> tuple[User, str]:
         """Add an account; returns it and the password (generated when not given)."""
         if role not in ROLES:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-        if not username or not username.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(username) > 32:
+        if (
+            not username
+            or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+            or len(username) > 32
+        ):
             raise UserError(f"user name {username!r}: use 1–32 letters, digits, '-', '_' or '.'")
         if role == "dept":
             if departments is not None and dept not in departments:
@@ -126,8 +138,12 @@ class UserStore:
         with self._locked():
             users = self._read()
             if username in users:
-                raise UserError(f"user {username!r} exists; `riskwatch users disable {username}` first or pick another name")
-            u = User(username=username, name=name or username, role=role, dept=dept, password_hash=_hasher.hash(password))
+                raise UserError(
+                    f"user {username!r} exists; `riskwatch users disable {username}` first or pick another name"
+                )
+            u = User(
+                username=username, name=name or username, role=role, dept=dept, password_hash=_hasher.hash(password)
+            )
             users[username] = u
             self._write(users)
         return u, password
@@ -185,8 +201,9 @@ class LoginThrottle:
     True
     """
 
-    def __init__(self, limit: int = 5, lock: float = 15 * 60, window: float = 15 * 60, clock=None,
-                 path: Path | None = None):
+    def __init__(
+        self, limit: int = 5, lock: float = 15 * 60, window: float = 15 * 60, clock=None, path: Path | None = None
+    ):
         self.limit, self.lock, self.window = limit, lock, window
         self.clock = clock or (time.time if path is not None else time.monotonic)
         self.path = Path(path) if path is not None else None
@@ -212,7 +229,9 @@ class LoginThrottle:
         except (ValueError, AttributeError, TypeError):  # a damaged file: start counting afresh, say so in the log
             import logging
 
-            logging.getLogger("riskwatch.web.auth").warning("login throttle file %s unreadable; counts reset", self.path)
+            logging.getLogger("riskwatch.web.auth").warning(
+                "login throttle file %s unreadable; counts reset", self.path
+            )
             self._fails, self._locked = {}, {}
         self._mtime = mtime
 

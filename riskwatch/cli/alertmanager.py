@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Notification delivery through Prometheus Alertmanager: config from the catalog and the "
-                       "receivers file; a local Alertmanager on loopback.", no_args_is_help=True)
-prometheus_app = typer.Typer(help="A local Prometheus scraping the worker, the bridge and the robot adapter, "
-                                  "with riskwatch's pipeline alert rules (deploy/prometheus/rules.yml).", no_args_is_help=True)
+app = typer.Typer(
+    help="Notification delivery through Prometheus Alertmanager: config from the catalog and the "
+    "receivers file; a local Alertmanager on loopback.",
+    no_args_is_help=True,
+)
+prometheus_app = typer.Typer(
+    help="A local Prometheus scraping the worker, the bridge and the robot adapter, "
+    "with riskwatch's pipeline alert rules (deploy/prometheus/rules.yml).",
+    no_args_is_help=True,
+)
 
 
 def _settings():
@@ -26,9 +31,14 @@ def _fail(cmd: str, e: Exception) -> None:
 
 @app.command("config")
 def config(
-    out: Path = typer.Option(Path("var/alertmanager"), "--out", help="Directory for alertmanager.yml and its templates"),
-    robot_url: Optional[str] = typer.Option(None, "--robot-url", help="Robot adapter base URL as Alertmanager reaches it "
-                                                                      "(default http://127.0.0.1:<RISKWATCH_ROBOT_PORT>)"),
+    out: Path = typer.Option(
+        Path("var/alertmanager"), "--out", help="Directory for alertmanager.yml and its templates"
+    ),
+    robot_url: str | None = typer.Option(
+        None,
+        "--robot-url",
+        help="Robot adapter base URL as Alertmanager reaches it (default http://127.0.0.1:<RISKWATCH_ROBOT_PORT>)",
+    ),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate the result with amtool check-config"),
 ) -> None:
     """Write alertmanager.yml from the catalog and the county's receivers file (RISKWATCH_RECEIVERS_PATH)."""
@@ -47,11 +57,17 @@ def config(
         _fail("alertmanager config", e)
     path = write(catalog, receivers, robot_url or f"http://127.0.0.1:{s.robot_port}", out)
     for code in empty_departments(catalog, receivers):
-        print(f"warning: department {code} has no channel in {s.receivers_path}: its notifications reach nobody", file=sys.stderr)
+        print(
+            f"warning: department {code} has no channel in {s.receivers_path}: its notifications reach nobody",
+            file=sys.stderr,
+        )
     if check:
         amtool = shutil.which("amtool")
         if not amtool:
-            _fail("alertmanager config", "amtool is not installed (Debian package prometheus-alertmanager); or pass --no-check")
+            _fail(
+                "alertmanager config",
+                "amtool is not installed (Debian package prometheus-alertmanager); or pass --no-check",
+            )
         r = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
         if r.returncode != 0:
             _fail("alertmanager config", f"amtool check-config refused {path}:\n{r.stdout}{r.stderr}")
@@ -87,7 +103,11 @@ def status() -> None:
 
 
 @prometheus_app.command("start")
-def prom_start(worker_port: list[int] = typer.Option(None, "--worker-port", help="Worker /metrics ports (default RISKWATCH_WEB_PORT)")) -> None:
+def prom_start(
+    worker_port: list[int] = typer.Option(
+        None, "--worker-port", help="Worker /metrics ports (default RISKWATCH_WEB_PORT)"
+    ),
+) -> None:
     """Start (or reuse) a local Prometheus with the pipeline rules, alerting through the local Alertmanager."""
     from riskwatch.tools.services import Prometheus, ServiceError
 

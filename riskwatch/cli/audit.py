@@ -11,7 +11,6 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,10 +23,12 @@ from schemas.audit import (
     verify_chain,
 )
 
-evidence_app = typer.Typer(help="Evidence bundles (远程取证固证): export an alert's bundle, verify an export.",
-                           no_args_is_help=True)
-audit_app = typer.Typer(help="The tamper-evident audit trail of alert_history: verify chains and anchors.",
-                        no_args_is_help=True)
+evidence_app = typer.Typer(
+    help="Evidence bundles (远程取证固证): export an alert's bundle, verify an export.", no_args_is_help=True
+)
+audit_app = typer.Typer(
+    help="The tamper-evident audit trail of alert_history: verify chains and anchors.", no_args_is_help=True
+)
 
 
 @evidence_app.callback()
@@ -59,8 +60,10 @@ def read_rows(settings, sql: str) -> list[dict]:
     try:
         client = make_client(settings.clickhouse_url)
     except Exception as e:  # noqa: BLE001
-        raise SystemExit(f"riskwatch: cannot open ClickHouse at {settings.clickhouse_url} ({str(e).splitlines()[0]}); "
-                         "start the worker or check RISKWATCH_CLICKHOUSE_URL") from None
+        raise SystemExit(
+            f"riskwatch: cannot open ClickHouse at {settings.clickhouse_url} ({str(e).splitlines()[0]}); "
+            "start the worker or check RISKWATCH_CLICKHOUSE_URL"
+        ) from None
     try:
         cols, data = run_read_query(client, sql)
     finally:
@@ -88,9 +91,16 @@ def write_export(out: Path, header: dict, items: list[dict], bundle_sha: str) ->
         (out / f).write_text(json.dumps(it, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         files.append({"file": f, "name": it["name"], "sha256": item_hash(it)})
     (out / "bundle.json").write_text(json.dumps(header, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    manifest = {"format": BUNDLE_FORMAT, "alert_id": header["alert_id"], "version": header["version"],
-                "final": header["final"], "bundle_sha256": bundle_sha, "hash": "SHA-256",
-                "canonicalization": "RFC 8785 JSON Canonicalization Scheme", "items": files}
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "alert_id": header["alert_id"],
+        "version": header["version"],
+        "final": header["final"],
+        "bundle_sha256": bundle_sha,
+        "hash": "SHA-256",
+        "canonicalization": "RFC 8785 JSON Canonicalization Scheme",
+        "items": files,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return out
 
@@ -126,23 +136,31 @@ def verify_export(d: Path, expect: str | None = None) -> list[str]:
 def evidence_export(
     alert_id: str = typer.Argument(..., help="The alert's id (alerts.alert_id)"),
     out: Path = typer.Option(..., "--out", help="Directory to write the bundle to"),
-    version: Optional[int] = typer.Option(None, "--version", help="Bundle version (default: the latest)"),
+    version: int | None = typer.Option(None, "--version", help="Bundle version (default: the latest)"),
 ) -> None:
     """Write an alert's evidence bundle (JSON + manifest of SHA-256 hashes) and verify it."""
     s = _settings()
-    rows = read_rows(s, f"SELECT version, bundle_hash, header, items FROM {s.clickhouse_database}.evidence FINAL "
-                        f"WHERE alert_id = {_q(alert_id)} ORDER BY version")
+    rows = read_rows(
+        s,
+        f"SELECT version, bundle_hash, header, items FROM {s.clickhouse_database}.evidence FINAL "
+        f"WHERE alert_id = {_q(alert_id)} ORDER BY version",
+    )
     if version is not None:
         rows = [r for r in rows if int(r["version"]) == version]
     if not rows:
-        raise SystemExit(f"riskwatch evidence export: no evidence bundle for alert {alert_id!r}"
-                         + (f" version {version}" if version else "") + "; check the id (SELECT alert_id FROM alerts FINAL)")
+        raise SystemExit(
+            f"riskwatch evidence export: no evidence bundle for alert {alert_id!r}"
+            + (f" version {version}" if version else "")
+            + "; check the id (SELECT alert_id FROM alerts FINAL)"
+        )
     r = rows[-1]
     header = json.loads(r["header"])
     items = [json.loads(x) for x in r["items"]]
     if not items and header["items"]:
-        raise SystemExit(f"riskwatch evidence export: version {r['version']} of {alert_id} is superseded and its items "
-                         "were folded into the next version; export the latest")
+        raise SystemExit(
+            f"riskwatch evidence export: version {r['version']} of {alert_id} is superseded and its items "
+            "were folded into the next version; export the latest"
+        )
     stored = verify_bundle(header, items, r["bundle_hash"])
     if stored:
         raise SystemExit("riskwatch evidence export: the stored bundle does not verify — " + "; ".join(stored))
@@ -151,14 +169,16 @@ def evidence_export(
     if problems:
         raise SystemExit("riskwatch evidence export: the written export does not verify — " + "; ".join(problems))
     typer.echo(f"证据包已导出并校验通过 (exported and verified): {out}")
-    typer.echo(f"  alert {alert_id} version {r['version']}{' final' if header['final'] else ''}: "
-               f"{len(items)} items, bundle sha256 {r['bundle_hash']}")
+    typer.echo(
+        f"  alert {alert_id} version {r['version']}{' final' if header['final'] else ''}: "
+        f"{len(items)} items, bundle sha256 {r['bundle_hash']}"
+    )
 
 
 @evidence_app.command("verify")
 def evidence_verify(
     directory: Path = typer.Argument(..., help="A directory written by `riskwatch evidence export`"),
-    expect: Optional[str] = typer.Option(None, "--expect", help="The bundle hash it must have (from the alert)"),
+    expect: str | None = typer.Option(None, "--expect", help="The bundle hash it must have (from the alert)"),
 ) -> None:
     """Re-check an exported bundle: every item against its hash, the bundle against its hash."""
     problems = verify_export(directory, expect)
@@ -167,15 +187,18 @@ def evidence_verify(
             typer.echo(f"FAIL {p}", err=True)
         raise SystemExit(1)
     m = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    typer.echo(f"证据包校验通过 (verified): alert {m['alert_id']} version {m['version']}, {len(m['items'])} items, "
-               f"bundle sha256 {m['bundle_sha256']}")
+    typer.echo(
+        f"证据包校验通过 (verified): alert {m['alert_id']} version {m['version']}, {len(m['items'])} items, "
+        f"bundle sha256 {m['bundle_sha256']}"
+    )
 
 
 # --- audit ------------------------------------------------------------------------------------------
 @audit_app.command("verify")
 def audit_verify(
-    since: Optional[str] = typer.Option(None, "--since", help="Only alerts with history from this date (YYYY-MM-DD) on, "
-                                                              "and anchors since then"),
+    since: str | None = typer.Option(
+        None, "--since", help="Only alerts with history from this date (YYYY-MM-DD) on, and anchors since then"
+    ),
 ) -> None:
     """Recompute every alert's hash chain and the anchors; report each chain's first broken link."""
     s = _settings()
@@ -186,18 +209,29 @@ def audit_verify(
             datetime.fromisoformat(since)
         except ValueError:
             raise SystemExit(f"riskwatch audit verify: --since {since!r} is not a date; use YYYY-MM-DD") from None
-        cond = (f" AND alert_id IN (SELECT alert_id FROM {db}.alert_history WHERE at >= toDateTime64({_q(since)}, 3, "
-                f"'Asia/Shanghai'))")
+        cond = (
+            f" AND alert_id IN (SELECT alert_id FROM {db}.alert_history WHERE at >= toDateTime64({_q(since)}, 3, "
+            f"'Asia/Shanghai'))"
+        )
     typer.echo("reading alert_history, evidence and audit_anchors …", err=True)
-    hist = read_rows(s, f"SELECT alert_id, seq, entity_id, toUnixTimestamp64Milli(at) AS at_ms, kind, from_status, "
-                        f"to_status, actor, comment, prev_hash, hash FROM {db}.alert_history WHERE 1 = 1{cond} "
-                        f"ORDER BY alert_id, seq")
-    ev = read_rows(s, f"SELECT alert_id, version, bundle_hash, header, items FROM {db}.evidence FINAL"
-                      + (f" WHERE 1 = 1{cond}" if cond else ""))
-    anchors = read_rows(s, f"SELECT partition, toUnixTimestamp64Milli(anchored_at) AS at_ms, root, leaf_alert_ids, "
-                           f"leaf_seqs, leaf_hashes FROM {db}.audit_anchors FINAL"
-                           + (f" WHERE anchored_at >= toDateTime64({_q(since)}, 3, 'Asia/Shanghai')" if since else "")
-                           + " ORDER BY partition, anchored_at")
+    hist = read_rows(
+        s,
+        f"SELECT alert_id, seq, entity_id, toUnixTimestamp64Milli(at) AS at_ms, kind, from_status, "
+        f"to_status, actor, comment, prev_hash, hash FROM {db}.alert_history WHERE 1 = 1{cond} "
+        f"ORDER BY alert_id, seq",
+    )
+    ev = read_rows(
+        s,
+        f"SELECT alert_id, version, bundle_hash, header, items FROM {db}.evidence FINAL"
+        + (f" WHERE 1 = 1{cond}" if cond else ""),
+    )
+    anchors = read_rows(
+        s,
+        f"SELECT partition, toUnixTimestamp64Milli(anchored_at) AS at_ms, root, leaf_alert_ids, "
+        f"leaf_seqs, leaf_hashes FROM {db}.audit_anchors FINAL"
+        + (f" WHERE anchored_at >= toDateTime64({_q(since)}, 3, 'Asia/Shanghai')" if since else "")
+        + " ORDER BY partition, anchored_at",
+    )
     findings = []
     genesis: dict[str, str] = {}
     for r in ev:
@@ -227,17 +261,26 @@ def audit_verify(
             if f is not None:
                 findings.append(tuple(f))
     for a in anchors:
-        rec = {"partition": a["partition"], "anchored_at_ms": a["at_ms"], "root": a["root"],
-               "leaves": list(zip(a["leaf_alert_ids"], a["leaf_seqs"], a["leaf_hashes"]))}
+        rec = {
+            "partition": a["partition"],
+            "anchored_at_ms": a["at_ms"],
+            "root": a["root"],
+            "leaves": list(zip(a["leaf_alert_ids"], a["leaf_seqs"], a["leaf_hashes"])),
+        }
         findings += [tuple(x) for x in verify_anchor(rec, heads)]
     n_rows = sum(len(v) for v in by_alert.values())
-    typer.echo(f"checked {len(by_alert)} alert chains ({n_rows} rows), {len(ev)} evidence bundles, {len(anchors)} anchors"
-               + (f"; {legacy} rows written before the audit chain were skipped" if legacy else ""))
+    typer.echo(
+        f"checked {len(by_alert)} alert chains ({n_rows} rows), {len(ev)} evidence bundles, {len(anchors)} anchors"
+        + (f"; {legacy} rows written before the audit chain were skipped" if legacy else "")
+    )
     if findings:
         for aid, seq, what in findings:
             typer.echo(f"BROKEN alert {aid or '-'} seq {seq}: {what}", err=True)
-        typer.echo(f"审计链校验失败 (audit trail broken): {len(findings)} finding(s); the rows above were changed "
-                   "outside riskwatch — compare with the anchors on audit.anchors and the city's copy", err=True)
+        typer.echo(
+            f"审计链校验失败 (audit trail broken): {len(findings)} finding(s); the rows above were changed "
+            "outside riskwatch — compare with the anchors on audit.anchors and the city's copy",
+            err=True,
+        )
         raise SystemExit(1)
     typer.echo("审计链校验通过 (audit trail intact)")
 
@@ -252,9 +295,11 @@ def timestamp_request(data: bytes) -> bytes:
 
 @audit_app.command("notarise")
 def audit_notarise(
-    tsa: str = typer.Option(..., "--tsa", help="URL of an RFC 3161 time-stamping authority, e.g. https://freetsa.org/tsr"),
+    tsa: str = typer.Option(
+        ..., "--tsa", help="URL of an RFC 3161 time-stamping authority, e.g. https://freetsa.org/tsr"
+    ),
     out: Path = typer.Option(Path("var/notary"), "--out", help="Directory for anchor.json, .tsq and .tsr files"),
-    since: Optional[str] = typer.Option(None, "--since", help="Only anchors from this date (YYYY-MM-DD) on"),
+    since: str | None = typer.Option(None, "--since", help="Only anchors from this date (YYYY-MM-DD) on"),
 ) -> None:
     """Have a time-stamping authority outside the county sign each anchor (RFC 3161).
 
@@ -267,10 +312,13 @@ def audit_notarise(
     from rfc3161_client import PKIStatus, decode_timestamp_response
 
     s = _settings()
-    rows = read_rows(s, f"SELECT partition, toUnixTimestamp64Milli(anchored_at) AS at_ms, record FROM "
-                        f"{s.clickhouse_database}.audit_anchors FINAL"
-                        + (f" WHERE anchored_at >= toDateTime64({_q(since)}, 3, 'Asia/Shanghai')" if since else "")
-                        + " ORDER BY anchored_at")
+    rows = read_rows(
+        s,
+        f"SELECT partition, toUnixTimestamp64Milli(anchored_at) AS at_ms, record FROM "
+        f"{s.clickhouse_database}.audit_anchors FINAL"
+        + (f" WHERE anchored_at >= toDateTime64({_q(since)}, 3, 'Asia/Shanghai')" if since else "")
+        + " ORDER BY anchored_at",
+    )
     out.mkdir(parents=True, exist_ok=True)
     done = 0
     with typer.progressbar(rows, label="anchors") as bar:
@@ -280,24 +328,32 @@ def audit_notarise(
                 continue
             data = r["record"].encode()
             tsq = timestamp_request(data)
-            req = urllib.request.Request(tsa, data=tsq, method="POST",
-                                         headers={"Content-Type": "application/timestamp-query"})
+            req = urllib.request.Request(
+                tsa, data=tsq, method="POST", headers={"Content-Type": "application/timestamp-query"}
+            )
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     tsr = resp.read()
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                raise SystemExit(f"riskwatch audit notarise: the TSA at {tsa} did not answer ({e}); "
-                                 f"{done} anchors notarised so far — check the URL and the network, then rerun") from None
+                raise SystemExit(
+                    f"riskwatch audit notarise: the TSA at {tsa} did not answer ({e}); "
+                    f"{done} anchors notarised so far — check the URL and the network, then rerun"
+                ) from None
             try:
                 res = decode_timestamp_response(tsr)
             except ValueError as e:
-                raise SystemExit(f"riskwatch audit notarise: the TSA at {tsa} sent no RFC 3161 response ({e}); "
-                                 "check the URL") from None
+                raise SystemExit(
+                    f"riskwatch audit notarise: the TSA at {tsa} sent no RFC 3161 response ({e}); check the URL"
+                ) from None
             ok = (PKIStatus.GRANTED.value, PKIStatus.GRANTED_WITH_MODS.value)
-            if int(getattr(res.status, "value", res.status)) not in ok or \
-                    res.tst_info.message_imprint.message != hashlib.sha512(data).digest():
-                raise SystemExit(f"riskwatch audit notarise: the TSA refused anchor {stem.name} or signed other data "
-                                 f"(status {res.status}); check the TSA's policy")
+            if (
+                int(getattr(res.status, "value", res.status)) not in ok
+                or res.tst_info.message_imprint.message != hashlib.sha512(data).digest()
+            ):
+                raise SystemExit(
+                    f"riskwatch audit notarise: the TSA refused anchor {stem.name} or signed other data "
+                    f"(status {res.status}); check the TSA's policy"
+                )
             stem.with_suffix(".json").write_bytes(data)
             stem.with_suffix(".tsq").write_bytes(tsq)
             stem.with_suffix(".tsr").write_bytes(tsr)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Docking with the city platform (市级平台对接): masked county topics out, city tasks in, "
-                       "via Kafka MirrorMaker 2.", no_args_is_help=True)
+app = typer.Typer(
+    help="Docking with the city platform (市级平台对接): masked county topics out, city tasks in, "
+    "via Kafka MirrorMaker 2.",
+    no_args_is_help=True,
+)
 
 
 def _settings():
@@ -27,8 +29,9 @@ def _err(m: str) -> None:
 
 @app.command("config")
 def config(
-    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of <citylink_dir>/mm2.properties; "
-                                                           "'-' prints it"),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write here instead of <citylink_dir>/mm2.properties; '-' prints it"
+    ),
 ) -> None:
     """Write MirrorMaker 2's properties from the settings (RISKWATCH_CITYLINK_*)."""
     from riskwatch.tools.citylink import CityLink, mm2_properties, write_properties
@@ -42,8 +45,9 @@ def config(
 
 @app.command("start")
 def start(
-    bridge_only: bool = typer.Option(False, "--bridge-only",
-                                     help="Only the masking/relay bridge (MirrorMaker runs elsewhere)"),
+    bridge_only: bool = typer.Option(
+        False, "--bridge-only", help="Only the masking/relay bridge (MirrorMaker runs elsewhere)"
+    ),
 ) -> None:
     """Start the masking/relay bridge and MirrorMaker 2 (detached; pid and logs under citylink_dir)."""
     from riskwatch.tools.citylink import CityLink, CityLinkError
@@ -97,5 +101,7 @@ def bench(
     try:
         run(_settings(), rate=rate, seconds=seconds, topic=topic)
     except (BrokerError, CityLinkError, WaitTimeout) as e:
-        raise SystemExit(f"riskwatch city-link bench: {str(e).splitlines()[0]} "
-                         "(logs under var/citylink-bench/; rerun when the machine is quieter)")
+        raise SystemExit(
+            f"riskwatch city-link bench: {str(e).splitlines()[0]} "
+            "(logs under var/citylink-bench/; rerun when the machine is quieter)"
+        )

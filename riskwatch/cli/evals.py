@@ -11,7 +11,9 @@ app = typer.Typer(help="Evaluate the detectors on public benchmarks and on the s
 def nab(
     data: Path = typer.Option(..., "--data", help="Directory laid out like NAB's data/: <category>/<name>.csv"),
     out: Path = typer.Option(..., "--out", help="Output directory for <category>/<name>.csv with anomaly_score, alert"),
-    labels: Path | None = typer.Option(None, "--labels", help="NAB combined_windows.json (default: ../labels next to --data)"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="NAB combined_windows.json (default: ../labels next to --data)"
+    ),
 ) -> None:
     """Score every NAB-style file with the production sensor detector and print the NAB standard score."""
     from riskwatch.tools.evals import nab as nab_eval

@@ -29,7 +29,8 @@ def provision(
     ch_database: str = typer.Option("riskwatch", help="ClickHouse database"),
 ) -> None:
     """Create/update the ClickHouse datasource and every dashboard (by uid, overwrite): idempotent."""
-    from dashboards.provision import datasource_body, provision as run
+    from dashboards.provision import datasource_body
+    from dashboards.provision import provision as run
 
     ds = datasource_body(host=ch_host, port=ch_port, username=ch_user, password=ch_password, database=ch_database)
     for uid, result in run(url, token, datasource=ds).items():

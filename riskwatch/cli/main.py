@@ -10,9 +10,14 @@ import typer
 from riskwatch.cli.evals import app as eval_app
 from riskwatch.settings import Settings, load_settings
 
-app = typer.Typer(help="riskwatch — 三品一特 cross-department risk monitoring and early warning.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
-kafka_app = typer.Typer(help="A local single-node Kafka broker (KRaft) for development, demo and tests.", no_args_is_help=True)
+app = typer.Typer(
+    help="riskwatch — 三品一特 cross-department risk monitoring and early warning.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+kafka_app = typer.Typer(
+    help="A local single-node Kafka broker (KRaft) for development, demo and tests.", no_args_is_help=True
+)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
@@ -127,8 +132,10 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
             if ours:
                 rows = WorkerProcess(s).query(sql)
                 if rows is None:
-                    raise SystemExit(f"riskwatch query: the worker on {s.web_host}:{s.web_port} stopped answering; "
-                                     "check it is running (`riskwatch worker`) and try again")
+                    raise SystemExit(
+                        f"riskwatch query: the worker on {s.web_host}:{s.web_port} stopped answering; "
+                        "check it is running (`riskwatch worker`) and try again"
+                    )
                 print(format_table(list(rows[0]) if rows else [], [list(r.values()) for r in rows]))
                 return
             if note:
@@ -137,8 +144,10 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
             client = make_client(s.clickhouse_url)
         except Exception as e:  # noqa: BLE001 - one line, and what to do
             where = s.data_location()
-            raise SystemExit(f"riskwatch query: cannot open ClickHouse at {where}: {engine_error_line(e)}"
-                             + (f" ({note}; set RISKWATCH_WEB_PORT to the worker's port if one runs)" if note else ""))
+            raise SystemExit(
+                f"riskwatch query: cannot open ClickHouse at {where}: {engine_error_line(e)}"
+                + (f" ({note}; set RISKWATCH_WEB_PORT to the worker's port if one runs)" if note else "")
+            )
         try:
             cols, data = run_read_query(client, sql)
         finally:
@@ -168,8 +177,12 @@ def demo(
     scale: float = typer.Option(0.5, help="Multiplies the number of simulated entities (1.0 ≈ 1,000)"),
     seed: int = typer.Option(7, help="Simulator seed"),
     rate: float = typer.Option(1000.0, help="Events/s sent by the simulator (one worker on 2 cores sustains ~1,200/s)"),
-    fresh: bool = typer.Option(False, "--fresh", help="Start from empty: delete the local broker's data, the embedded "
-                               "ClickHouse, the worker's state and Alertmanager's data left by earlier runs"),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        help="Start from empty: delete the local broker's data, the embedded "
+        "ClickHouse, the worker's state and Alertmanager's data left by earlier runs",
+    ),
 ) -> None:
     """The main job on embedded defaults: broker, worker, simulator, then a summary."""
     from riskwatch.tools.broker import BrokerError
@@ -188,14 +201,29 @@ def bench(
     entities: int = typer.Option(1_000, "--entities", help="Approximate number of entities"),
     out: Path = typer.Option(Path("var/bench/bench.json"), "--out", help="JSON result file"),
     partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topics"),
-    mode: str = typer.Option("both", "--mode", help="single (one reading per message), batch (gateway batches) or both"),
-    gateway_batch: int = typer.Option(20, "--gateway-batch", min=2, max=500, help="Readings per gateway batch in batch mode"),
-    peer: bool = typer.Option(True, "--peer/--no-peer", help="Also run the Quix Streams peer (riskwatch's SensorAnomaly) on the same topics"),
-    two_workers: bool = typer.Option(True, "--two-workers/--no-two-workers", help="Also run two workers sharing the partitions"),
+    mode: str = typer.Option(
+        "both", "--mode", help="single (one reading per message), batch (gateway batches) or both"
+    ),
+    gateway_batch: int = typer.Option(
+        20, "--gateway-batch", min=2, max=500, help="Readings per gateway batch in batch mode"
+    ),
+    peer: bool = typer.Option(
+        True, "--peer/--no-peer", help="Also run the Quix Streams peer (riskwatch's SensorAnomaly) on the same topics"
+    ),
+    two_workers: bool = typer.Option(
+        True, "--two-workers/--no-two-workers", help="Also run two workers sharing the partitions"
+    ),
     recovery: bool = typer.Option(False, "--recovery", help="Also kill -9 the worker and time until alerts flow again"),
     floor: bool = typer.Option(True, "--floor/--no-floor", help="Measure the Faust floor (a do-nothing agent)"),
-    latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure alert latency at half the single-message rate"),
-    profile: float = typer.Option(0.0, "--profile", min=0, help="Sample the one-worker phases with py-spy for this many seconds (var/bench/profile-*.txt)"),
+    latency: bool = typer.Option(
+        True, "--latency/--no-latency", help="Measure alert latency at half the single-message rate"
+    ),
+    profile: float = typer.Option(
+        0.0,
+        "--profile",
+        min=0,
+        help="Sample the one-worker phases with py-spy for this many seconds (var/bench/profile-*.txt)",
+    ),
 ) -> None:
     """Throughput of the full pipeline (single readings and gateway batches) against the raw-consume
     ceiling, the Faust floor and a Quix Streams peer; latency, memory, two workers, recovery."""
@@ -203,8 +231,21 @@ def bench(
 
     if mode not in ("single", "batch", "both"):
         raise typer.BadParameter("--mode must be single, batch or both")
-    run(_settings(), events=events, entities=entities, out=out, partitions=partitions, mode=mode, batch=gateway_batch,
-        peer=peer, two_workers=two_workers, recovery=recovery, floor=floor, latency=latency, profile=profile)
+    run(
+        _settings(),
+        events=events,
+        entities=entities,
+        out=out,
+        partitions=partitions,
+        mode=mode,
+        batch=gateway_batch,
+        peer=peer,
+        two_workers=two_workers,
+        recovery=recovery,
+        floor=floor,
+        latency=latency,
+        profile=profile,
+    )
 
 
 @app.command("bench-paced")
@@ -212,7 +253,9 @@ def bench_paced(
     rate: float = typer.Option(2_000, "--rate", help="Input events per second"),
     seconds: float = typer.Option(15, "--seconds", help="How long to produce at that rate"),
     entities: int = typer.Option(10_000, "--entities", help="Approximate number of entities"),
-    probes: bool = typer.Option(False, "--probes", help="One alert-raising complaint in 50, as the bench's latency phase"),
+    probes: bool = typer.Option(
+        False, "--probes", help="One alert-raising complaint in 50, as the bench's latency phase"
+    ),
 ) -> None:
     """What a steady, paced load costs one worker, per thread (where "half the rate" spends its CPU)."""
     from riskwatch.tools.bench.paced import run
@@ -233,8 +276,8 @@ def bench_evidence(
 
 
 def _mount_optional() -> None:
-    from riskwatch.cli.grafana import app as grafana_app
     from reports.bulletin import app as bulletin_app
+    from riskwatch.cli.grafana import app as grafana_app
 
     app.add_typer(bulletin_app, name="bulletin", help="情况通报: situation bulletins (HTML + PDF).")
     from riskwatch.cli.planning import plan_app, route_app
@@ -252,7 +295,8 @@ def _mount_optional() -> None:
     from riskwatch.cli.notify import app as notify_app
 
     app.add_typer(notify_app, name="notify")
-    from riskwatch.cli.alertmanager import app as alertmanager_app, prometheus_app
+    from riskwatch.cli.alertmanager import app as alertmanager_app
+    from riskwatch.cli.alertmanager import prometheus_app
 
     app.add_typer(alertmanager_app, name="alertmanager")
     app.add_typer(prometheus_app, name="prometheus")

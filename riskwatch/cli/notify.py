@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Notification delivery: the bridge (alerts.<dept> → Alertmanager) and the 企业微信/钉钉 robot adapter.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Notification delivery: the bridge (alerts.<dept> → Alertmanager) and the 企业微信/钉钉 robot adapter.",
+    no_args_is_help=True,
+)
 
 
 def _settings():
@@ -19,8 +21,11 @@ def _settings():
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
@@ -34,8 +39,10 @@ def run(loglevel: str = typer.Option("info", help="error|warning|info|debug")) -
     try:
         serve(s)
     except OSError as e:
-        raise SystemExit(f"riskwatch notify run: cannot serve /metrics on {s.notify_host}:{s.notify_port} ({e}); "
-                         "set RISKWATCH_NOTIFY_PORT")
+        raise SystemExit(
+            f"riskwatch notify run: cannot serve /metrics on {s.notify_host}:{s.notify_port} ({e}); "
+            "set RISKWATCH_NOTIFY_PORT"
+        )
 
 
 @app.command("robots")
@@ -46,7 +53,9 @@ def robots(loglevel: str = typer.Option("info", help="error|warning|info|debug")
     from riskwatch.domain.catalog import load_catalog
 
     _logging(loglevel)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # access lines would carry nothing secret, but are noise
+    logging.getLogger("aiohttp.access").setLevel(
+        logging.WARNING
+    )  # access lines would carry nothing secret, but are noise
     s = _settings()
     try:
         receivers = load_receivers(s.receivers_path, load_catalog(s.catalog_path))
@@ -58,7 +67,8 @@ def robots(loglevel: str = typer.Option("info", help="error|warning|info|debug")
 @app.command("start")
 def start() -> None:
     """Start (or reuse) the bridge and the robot adapter in the background (logs under var/notify/)."""
-    from riskwatch.tools.services import ServiceError, bridge, robots as robots_svc
+    from riskwatch.tools.services import ServiceError, bridge
+    from riskwatch.tools.services import robots as robots_svc
 
     s = _settings()
     try:
@@ -71,7 +81,8 @@ def start() -> None:
 @app.command("stop")
 def stop() -> None:
     """Stop the background bridge and robot adapter."""
-    from riskwatch.tools.services import bridge, robots as robots_svc
+    from riskwatch.tools.services import bridge
+    from riskwatch.tools.services import robots as robots_svc
 
     s = _settings()
     for svc in (bridge(s), robots_svc(s)):
@@ -81,7 +92,8 @@ def stop() -> None:
 @app.command("status")
 def status() -> None:
     """Say whether the bridge and the robot adapter run."""
-    from riskwatch.tools.services import bridge, robots as robots_svc
+    from riskwatch.tools.services import bridge
+    from riskwatch.tools.services import robots as robots_svc
 
     s = _settings()
     for svc in (bridge(s), robots_svc(s)):

@@ -14,14 +14,16 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
-from typing import Optional
 
 import typer
 
-route_app = typer.Typer(help="Alert routing: who receives an alert, and why (data: riskwatch/data/routing.yaml).",
-                        no_args_is_help=True)
-plan_app = typer.Typer(help="Inspection planning: 双随机、一公开 spot checks by credit tier (data: riskwatch/data/spot_checks.yaml).",
-                       no_args_is_help=True)
+route_app = typer.Typer(
+    help="Alert routing: who receives an alert, and why (data: riskwatch/data/routing.yaml).", no_args_is_help=True
+)
+plan_app = typer.Typer(
+    help="Inspection planning: 双随机、一公开 spot checks by credit tier (data: riskwatch/data/spot_checks.yaml).",
+    no_args_is_help=True,
+)
 
 
 @route_app.callback()
@@ -34,7 +36,7 @@ def _plan_group() -> None:
     """Inspection planning (keeps `spot-checks` a subcommand)."""
 
 
-def _catalog(path: Optional[Path]):
+def _catalog(path: Path | None):
     from riskwatch.domain.catalog import CatalogError, load_catalog
 
     try:
@@ -45,16 +47,20 @@ def _catalog(path: Optional[Path]):
 
 @route_app.command("test")
 def route_test(
-    entity_kind: Optional[str] = typer.Option(None, "--entity-kind",
-                                              help="Entity kind code, e.g. special_equipment; default: each kind the item supervises"),
+    entity_kind: str | None = typer.Option(
+        None, "--entity-kind", help="Entity kind code, e.g. special_equipment; default: each kind the item supervises"
+    ),
     level: str = typer.Option(..., "--level", help="blue | yellow | orange | red"),
-    item: Optional[str] = typer.Option(None, "--item", help="Item id or code; default: the entity kind's first item"),
+    item: str | None = typer.Option(None, "--item", help="Item id or code; default: the entity kind's first item"),
     township: str = typer.Option("", "--township", help="Township (乡镇), e.g. 舞泉镇"),
-    routing: Optional[Path] = typer.Option(None, "--routing", help="Routing file (default: bundled routing.yaml)"),
-    catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
-    suspected_crime: Optional[list[str]] = typer.Option(
-        None, "--suspected-crime", help="A suspected-crime flag (rules.yaml suspected_crime), e.g. violation:D05, "
-                                        "complaint:counterfeit_drug, food_poisoning_cluster; repeatable"),
+    routing: Path | None = typer.Option(None, "--routing", help="Routing file (default: bundled routing.yaml)"),
+    catalog_path: Path | None = typer.Option(None, "--catalog", help="Catalog file (default: bundled catalog.yaml)"),
+    suspected_crime: list[str] | None = typer.Option(
+        None,
+        "--suspected-crime",
+        help="A suspected-crime flag (rules.yaml suspected_crime), e.g. violation:D05, "
+        "complaint:counterfeit_drug, food_poisoning_cluster; repeatable",
+    ),
 ) -> None:
     """Print who receives an alert and why (which rule), and with ``--suspected-crime`` the case
     transfer (案件移送), without running anything.
@@ -77,20 +83,30 @@ def route_test(
         elif item in by_code:
             item_id = by_code[item]
         else:
-            raise SystemExit(f"riskwatch route test: unknown item {item!r}; known: "
-                             + ", ".join(f"{i.id}={i.code}" for i in cat.items_list))
+            raise SystemExit(
+                f"riskwatch route test: unknown item {item!r}; known: "
+                + ", ".join(f"{i.id}={i.code}" for i in cat.items_list)
+            )
     if entity_kind is None and item_id is None:
-        raise SystemExit("riskwatch route test: give --item (routes each kind of object it supervises) or --entity-kind; "
-                         "`riskwatch catalog items` lists both")
+        raise SystemExit(
+            "riskwatch route test: give --item (routes each kind of object it supervises) or --entity-kind; "
+            "`riskwatch catalog items` lists both"
+        )
     if entity_kind is not None and entity_kind not in cat.entity_kinds:
-        raise SystemExit(f"riskwatch route test: unknown entity kind {entity_kind!r}; known: {', '.join(cat.entity_kinds)}")
+        raise SystemExit(
+            f"riskwatch route test: unknown entity kind {entity_kind!r}; known: {', '.join(cat.entity_kinds)}"
+        )
     if level not in LEVELS:
         raise SystemExit(f"riskwatch route test: unknown level {level!r}; known: {', '.join(LEVELS)}")
     if entity_kind is not None and item_id is not None and entity_kind not in cat.items[item_id].objects:
-        typer.echo(f"注意 note: 事项{item_id} 的监管对象不含 {entity_kind}(item {item_id} does not cover this kind)", err=True)
+        typer.echo(
+            f"注意 note: 事项{item_id} 的监管对象不含 {entity_kind}(item {item_id} does not cover this kind)", err=True
+        )
     kinds = [entity_kind] if entity_kind is not None else list(cat.items[item_id].objects)
-    typer.echo("预警路由测试 (routing test, nothing is sent)"
-               + (f": 事项{item_id} 的 {len(kinds)} 类监管对象 (each kind the item supervises)" if len(kinds) > 1 else ""))
+    typer.echo(
+        "预警路由测试 (routing test, nothing is sent)"
+        + (f": 事项{item_id} 的 {len(kinds)} 类监管对象 (each kind the item supervises)" if len(kinds) > 1 else "")
+    )
     for n, kind in enumerate(kinds):
         if n:
             typer.echo("")
@@ -109,11 +125,16 @@ def route_test(
         typer.echo(f"案件移送 case transfer (行刑衔接, routing.yaml case_transfer): {ct.description}")
         typer.echo(f"  涉嫌犯罪标记 flags:  {', '.join(suspected_crime)}")
         for n, dept in enumerate(ct.targets(suspected_crime), 1):
-            why = "移送对象 to" if dept in ct.to else "按标记追加 also: " + ", ".join(
-                f for f in suspected_crime if dept in ct.also.get(f, ()))
+            why = (
+                "移送对象 to"
+                if dept in ct.to
+                else "按标记追加 also: " + ", ".join(f for f in suspected_crime if dept in ct.also.get(f, ()))
+            )
             typer.echo(f"  {n}. {dept:<10} {cat.dept_name(dept)} ← {why}")
-        typer.echo("  携带证据包 sha256;受理 accepted / 不予受理 declined(须说明理由,退回牵头单位 "
-                   f"{d.lead} {cat.dept_name(d.lead)})")
+        typer.echo(
+            "  携带证据包 sha256;受理 accepted / 不予受理 declined(须说明理由,退回牵头单位 "
+            f"{d.lead} {cat.dept_name(d.lead)})"
+        )
 
 
 def _width(s: str) -> int:
@@ -134,14 +155,22 @@ def _rjust(s: str, n: int) -> str:
 def plan_spot_checks(
     month: str = typer.Option(..., "--month", help="YYYY-MM"),
     seed: int = typer.Option(0, "--seed", help="Draw seed (publish it with the list: anyone can re-draw)"),
-    entities: Optional[Path] = typer.Option(None, "--entities", help="CSV entity_id,kind,township,tier[,name]; default: the simulated county"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output CSV (default var/plans/spot_checks_<month>.csv)"),
+    entities: Path | None = typer.Option(
+        None, "--entities", help="CSV entity_id,kind,township,tier[,name]; default: the simulated county"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Output CSV (default var/plans/spot_checks_<month>.csv)"),
     scale: float = typer.Option(1.0, "--scale", help="Simulated county size (only without --entities)"),
     sim_seed: int = typer.Option(7, "--sim-seed", help="Simulated county seed (only without --entities)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="Spot-check data file (default: bundled spot_checks.yaml)"),
-    catalog_path: Optional[Path] = typer.Option(None, "--catalog", help="Catalog file"),
-    publish: bool = typer.Option(False, "--publish", help="Also publish every drawn check as inspection tasks on "
-                                 "events.task (the worker stores them and merges joint inspections)"),
+    config: Path | None = typer.Option(
+        None, "--config", help="Spot-check data file (default: bundled spot_checks.yaml)"
+    ),
+    catalog_path: Path | None = typer.Option(None, "--catalog", help="Catalog file"),
+    publish: bool = typer.Option(
+        False,
+        "--publish",
+        help="Also publish every drawn check as inspection tasks on "
+        "events.task (the worker stores them and merges joint inspections)",
+    ),
 ) -> None:
     """Draw the month's 双随机 spot checks per item × credit tier, print a summary and write the CSV."""
     from riskwatch.domain.planning import (
@@ -167,8 +196,10 @@ def plan_spot_checks(
             y, m = map(int, month.split("-"))
             now = datetime(y, m, 1, tzinfo=CST)  # fixed clock: same county for the same month
             county = build_county(SimConfig(seed=sim_seed, scale=scale, now=now, start=now.replace(year=y - 1)))
-            ents = [SpotEntity(e.entity_id, e.kind, e.township, planner.tier_for(e.entity_id), e.name)
-                    for e in county.entities]
+            ents = [
+                SpotEntity(e.entity_id, e.kind, e.township, planner.tier_for(e.entity_id), e.name)
+                for e in county.entities
+            ]
             origin = f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; 信用等级按默认比例确定性分配 tiers assigned deterministically)"
     except PlanningError as e:
         raise SystemExit(f"riskwatch plan spot-checks: {e}")
@@ -176,16 +207,26 @@ def plan_spot_checks(
     rows = planner.summary(ents, checks)
 
     typer.echo(f"双随机抽查 spot checks {month}  seed={seed}  主体来源 entities: {origin}")
-    typer.echo(_ljust("事项 item", 34) + _rjust("等级 tier", 10) + _rjust("总数 population", 18) + _rjust("抽取 drawn", 12)
-               + _rjust("比例 rate", 11) + _rjust("实际 share", 12))
+    typer.echo(
+        _ljust("事项 item", 34)
+        + _rjust("等级 tier", 10)
+        + _rjust("总数 population", 18)
+        + _rjust("抽取 drawn", 12)
+        + _rjust("比例 rate", 11)
+        + _rjust("实际 share", 12)
+    )
     for r in rows:
         label = f"{r['item_id']} {r['item_code']}"
-        typer.echo(f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}")
+        typer.echo(
+            f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}"
+        )
     covered = {k for i in cat.items_list for k in i.objects}
     unassigned = Counter(e.kind for e in ents if e.kind not in covered)
     if unassigned:
-        typer.echo("无对应监管事项(不抽查,专班研判) unassigned kinds: "
-                   + ", ".join(f"{k} {cat.entity_kinds[k].name} {n}" for k, n in sorted(unassigned.items())))
+        typer.echo(
+            "无对应监管事项(不抽查,专班研判) unassigned kinds: "
+            + ", ".join(f"{k} {cat.entity_kinds[k].name} {n}" for k, n in sorted(unassigned.items()))
+        )
     path = write_spot_checks_csv(checks, out or Path("var/plans") / f"spot_checks_{month}.csv", cat)
     typer.echo(f"共抽取 {len(checks)} 项 total drawn; 已写入 written: {path}")
     if publish:
@@ -198,8 +239,8 @@ def _publish_tasks(checks, month: str) -> int:
     import calendar
 
     import orjson
-    from kafka import KafkaProducer
 
+    from kafka import KafkaProducer
     from riskwatch.settings import load_settings
     from schemas.events import InspectionTask
 
@@ -213,12 +254,24 @@ def _publish_tasks(checks, month: str) -> int:
     try:
         for c in checks:
             for t in c.as_tasks(due):
-                ev = InspectionTask(event_id=t.task_id.replace(":", "-"), entity_id=t.entity_id, occurred_at=now,
-                                    source="spot-check-draw", task_id=t.task_id.replace(":", "-"), department=t.department,
-                                    due=due, item_id=t.item_id, kind="spot_check", ref=c.check_id,
-                                    note=f"双随机抽查 {month}:" + "、".join(i.name for i in c.inspectors))
-                producer.send(s.topic(InspectionTask.topic), key=t.entity_id.encode(),
-                              value=orjson.dumps(ev.model_dump(mode="json")))
+                ev = InspectionTask(
+                    event_id=t.task_id.replace(":", "-"),
+                    entity_id=t.entity_id,
+                    occurred_at=now,
+                    source="spot-check-draw",
+                    task_id=t.task_id.replace(":", "-"),
+                    department=t.department,
+                    due=due,
+                    item_id=t.item_id,
+                    kind="spot_check",
+                    ref=c.check_id,
+                    note=f"双随机抽查 {month}:" + "、".join(i.name for i in c.inspectors),
+                )
+                producer.send(
+                    s.topic(InspectionTask.topic),
+                    key=t.entity_id.encode(),
+                    value=orjson.dumps(ev.model_dump(mode="json")),
+                )
                 n += 1
         producer.flush(60)
     finally:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 import typer
@@ -24,7 +25,9 @@ import typer
 from riskwatch.tools.simulator.county import CST, SimConfig
 from riskwatch.tools.simulator.streams import TOPICS, Simulator
 
-app = typer.Typer(help="Simulate the county's event streams (registry, IoT, video, complaints, inspections) with injected incidents.")
+app = typer.Typer(
+    help="Simulate the county's event streams (registry, IoT, video, complaints, inspections) with injected incidents."
+)
 
 KIB = 1024
 
@@ -91,13 +94,18 @@ class KafkaSink:
     def __init__(self, bootstrap: str, topics: list[str], auth: dict | None = None):
         auth = {k: v for k, v in (auth or {}).items() if k != "bootstrap_servers"}
         try:
-            from kafka import KafkaProducer
             from kafka.admin import KafkaAdminClient
             from kafka.errors import KafkaError
+
+            from kafka import KafkaProducer
         except ImportError as e:  # pragma: no cover
-            raise SystemExit(f"riskwatch simulate: kafka-python is not installed ({e}); use --out FILE or --no-kafka") from None
+            raise SystemExit(
+                f"riskwatch simulate: kafka-python is not installed ({e}); use --out FILE or --no-kafka"
+            ) from None
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riskwatch-simulator", request_timeout_ms=10000, **auth)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, client_id="riskwatch-simulator", request_timeout_ms=10000, **auth
+            )
             existing = set(admin.list_topics())
             admin.close()
         except (KafkaError, OSError, ValueError) as e:
@@ -196,23 +204,61 @@ def run_simulation(
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
-    bootstrap: str | None = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"),
-    topic_prefix: str | None = typer.Option(None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"),
+    bootstrap: str | None = typer.Option(
+        None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"
+    ),
+    topic_prefix: str | None = typer.Option(
+        None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: settings sim_seed, 7)"),
     days: float = typer.Option(3.0, "--days", min=0.001, help="Simulated days, starting at now − days"),
-    duration: float | None = typer.Option(None, "--duration", min=0.1, help="Stop after this many real seconds (whichever ends first)"),
-    rate: float | None = typer.Option(None, "--rate", min=1, help="Cap on messages per real second (default: as fast as possible)"),
-    speedup: float | None = typer.Option(None, "--speedup", min=1, help="Simulated seconds per real second (default: as fast as possible)"),
-    scale: float = typer.Option(1.0, "--scale", min=0.001, help="Multiply every entity count (1.0 ≈ a 600k-people county)"),
-    bad_rate: float = typer.Option(0.002, "--bad-rate", min=0.0, max=0.5, help="Share of malformed messages (for the dead-letter topic)"),
-    sample_minutes: float = typer.Option(5.0, "--sample-minutes", min=0.1, help="Sensor sampling interval, simulated minutes"),
-    start: datetime | None = typer.Option(None, "--start", formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"], help="Simulated start (local +08:00); pins the sequence for reproducible runs (default: now − days)"),
-    truth: Path = typer.Option(Path("var/sim/ground_truth.jsonl"), "--truth", help="Ground-truth JSONL: summary, incidents, bad messages"),
-    out: Path | None = typer.Option(None, "--out", help="Write to this file instead of Kafka (*.jsonl: JSON lines; else topic<TAB>key<TAB>value)"),
-    no_kafka: bool = typer.Option(False, "--no-kafka", help="Generate without sending anywhere (measures generation speed)"),
+    duration: float | None = typer.Option(
+        None, "--duration", min=0.1, help="Stop after this many real seconds (whichever ends first)"
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", min=1, help="Cap on messages per real second (default: as fast as possible)"
+    ),
+    speedup: float | None = typer.Option(
+        None, "--speedup", min=1, help="Simulated seconds per real second (default: as fast as possible)"
+    ),
+    scale: float = typer.Option(
+        1.0, "--scale", min=0.001, help="Multiply every entity count (1.0 ≈ a 600k-people county)"
+    ),
+    bad_rate: float = typer.Option(
+        0.002, "--bad-rate", min=0.0, max=0.5, help="Share of malformed messages (for the dead-letter topic)"
+    ),
+    sample_minutes: float = typer.Option(
+        5.0, "--sample-minutes", min=0.1, help="Sensor sampling interval, simulated minutes"
+    ),
+    start: datetime | None = typer.Option(
+        None,
+        "--start",
+        formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        help="Simulated start (local +08:00); pins the sequence for reproducible runs (default: now − days)",
+    ),
+    truth: Path = typer.Option(
+        Path("var/sim/ground_truth.jsonl"), "--truth", help="Ground-truth JSONL: summary, incidents, bad messages"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write to this file instead of Kafka (*.jsonl: JSON lines; else topic<TAB>key<TAB>value)"
+    ),
+    no_kafka: bool = typer.Option(
+        False, "--no-kafka", help="Generate without sending anywhere (measures generation speed)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar"),
-    gateway_batch: int = typer.Option(0, "--gateway-batch", min=0, max=500, help="Send sensor readings as gateway batches of K readings of one entity (kind sensor_batch); 0 = one reading per message"),
-    gateway_hold: float = typer.Option(30.0, "--gateway-hold-minutes", min=0.1, help="With --gateway-batch: a gateway uploads a shorter batch once its oldest reading waited this long (simulated minutes)"),
+    gateway_batch: int = typer.Option(
+        0,
+        "--gateway-batch",
+        min=0,
+        max=500,
+        help="Send sensor readings as gateway batches of K readings of one entity (kind sensor_batch); 0 = one reading per message",
+    ),
+    gateway_hold: float = typer.Option(
+        30.0,
+        "--gateway-hold-minutes",
+        min=0.1,
+        help="With --gateway-batch: a gateway uploads a shorter batch once its oldest reading waited this long (simulated minutes)",
+    ),
 ) -> None:
     """Generate the county's events (as fast as possible by default) and send them to Kafka."""
     if ctx.invoked_subcommand is not None:
@@ -229,13 +275,22 @@ def run(
     seed = settings.sim_seed if seed is None else seed
     console = Console(stderr=True)
     try:
-        cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=bad_rate, sample_minutes=sample_minutes,
-                        start=start.replace(tzinfo=CST) if start else None, gateway_batch=gateway_batch,
-                        gateway_hold_minutes=gateway_hold)
+        cfg = SimConfig(
+            seed=seed,
+            days=days,
+            scale=scale,
+            bad_rate=bad_rate,
+            sample_minutes=sample_minutes,
+            start=start.replace(tzinfo=CST) if start else None,
+            gateway_batch=gateway_batch,
+            gateway_hold_minutes=gateway_hold,
+        )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if cfg.start >= cfg.end:
-        raise typer.BadParameter(f"--start {cfg.start.isoformat()} is not in the past: simulated time must end before now")
+        raise typer.BadParameter(
+            f"--start {cfg.start.isoformat()} is not in the past: simulated time must end before now"
+        )
 
     sim = Simulator(cfg)
     if out is not None:
@@ -254,16 +309,27 @@ def run(
     )
     total_sim = max(1.0, sim.t_end - sim.t0)
     progress = Progress(
-        TextColumn("[bold blue]simulating"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[sent]:>10,} msgs"), TextColumn("{task.fields[rate]:>8,.0f} msg/s"),
-        TextColumn("sim {task.fields[simt]}"), TimeElapsedColumn(),
-        console=console, disable=quiet, transient=False,
+        TextColumn("[bold blue]simulating"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[sent]:>10,} msgs"),
+        TextColumn("{task.fields[rate]:>8,.0f} msg/s"),
+        TextColumn("sim {task.fields[simt]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
     )
     task = progress.add_task("sim", total=total_sim, sent=0, rate=0.0, simt="")
 
     def tick(n: int, secs: float, sim_t: float) -> None:
-        progress.update(task, completed=sim_t - sim.t0, sent=n, rate=n / secs if secs > 0 else 0.0,
-                        simt=datetime.fromtimestamp(sim_t, CST).strftime("%m-%d %H:%M"))
+        progress.update(
+            task,
+            completed=sim_t - sim.t0,
+            sent=n,
+            rate=n / secs if secs > 0 else 0.0,
+            simt=datetime.fromtimestamp(sim_t, CST).strftime("%m-%d %H:%M"),
+        )
 
     interrupted = False
     try:
@@ -315,18 +381,25 @@ def play_departments(
     (feedback dated later would be in the future); the rest stays pending. Returns the player's
     summary plus ``bad_alerts`` / ``send_errors`` / ``sim_now``.
     """
-    from kafka import KafkaConsumer, KafkaProducer
     from kafka.structs import TopicPartition
     from pydantic import ValidationError
 
+    from kafka import KafkaConsumer, KafkaProducer
     from schemas.events import Alert
 
     kw = settings.kafka_kwargs()
     topic_in, topic_out = settings.topic("alerts.all"), settings.topic("events.feedback")
-    consumer = KafkaConsumer(**kw, client_id="riskwatch-departments", group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", allow_auto_create_topics=False)
-    producer = KafkaProducer(**kw, client_id="riskwatch-departments", acks="all", linger_ms=20,
-                             allow_auto_create_topics=False)
+    consumer = KafkaConsumer(
+        **kw,
+        client_id="riskwatch-departments",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        allow_auto_create_topics=False,
+    )
+    producer = KafkaProducer(
+        **kw, client_id="riskwatch-departments", acks="all", linger_ms=20, allow_auto_create_topics=False
+    )
     errors: Counter[str] = Counter()
     bad = 0
     now: datetime | None = None
@@ -334,11 +407,14 @@ def play_departments(
 
     def send(fb: dict) -> None:
         producer.send(topic_out, key=fb["entity_id"].encode(), value=orjson.dumps(fb)).add_errback(
-            lambda e: errors.update([type(e).__name__]))
+            lambda e: errors.update([type(e).__name__])
+        )
 
     def report(final: bool = False) -> None:
         if progress:
-            progress({**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad, "final": final})
+            progress(
+                {**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad, "final": final}
+            )
 
     try:
         parts: set[int] = set()
@@ -346,11 +422,15 @@ def play_departments(
             parts = consumer.partitions_for_topic(topic_in)
             if not parts:
                 if time.monotonic() - last_new >= idle_seconds:
-                    raise SystemExit(f"riskwatch simulate departments: topic {topic_in} does not exist on "
-                                     f"{settings.kafka_bootstrap} (start the worker or `riskwatch topics create`)")
+                    raise SystemExit(
+                        f"riskwatch simulate departments: topic {topic_in} does not exist on "
+                        f"{settings.kafka_bootstrap} (start the worker or `riskwatch topics create`)"
+                    )
                 time.sleep(0.5)
         if not consumer.partitions_for_topic(topic_out):
-            raise SystemExit(f"riskwatch simulate departments: topic {topic_out} does not exist on {settings.kafka_bootstrap}")
+            raise SystemExit(
+                f"riskwatch simulate departments: topic {topic_out} does not exist on {settings.kafka_bootstrap}"
+            )
         tps = [TopicPartition(topic_in, p) for p in sorted(parts)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -386,8 +466,12 @@ def play_departments(
         consumer.close()
         producer.close(timeout=10)
     report(final=True)
-    return {**player.summary(), "sim_now": now.isoformat() if now else None, "bad_alerts": bad,
-            "send_errors": dict(errors)}
+    return {
+        **player.summary(),
+        "sim_now": now.isoformat() if now else None,
+        "bad_alerts": bad,
+        "send_errors": dict(errors),
+    }
 
 
 _STOP = __import__("threading").Event()  # SIGTERM/SIGINT: finish (drain what is due) and report
@@ -396,14 +480,42 @@ _STOP = __import__("threading").Event()  # SIGTERM/SIGINT: finish (drain what is
 @app.command("departments")
 def departments(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: settings sim_seed, 7)"),
-    idle_seconds: float = typer.Option(20.0, "--idle-seconds", min=0.1, help="Stop after this many real seconds without a new alert"),
-    late_rate: float = typer.Option(0.15, "--late-rate", min=0.0, max=1.0, help="Share of receiving departments that answer after the acknowledgement deadline"),
-    silent_rate: float = typer.Option(0.05, "--silent-rate", min=0.0, max=1.0, help="Share of receiving departments that never answer"),
-    unauthorised_rate: float = typer.Option(0.02, "--unauthorised-rate", min=0.0, max=1.0, help="Share of alerts that also get feedback from a department that is not a receiver (→ dead letters)"),
-    not_ours_rate: float = typer.Option(0.05, "--not-ours-rate", min=0.0, max=1.0, help="Share of alerts where one cooperating department answers not_ours"),
-    bootstrap: str | None = typer.Option(None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"),
-    topic_prefix: str | None = typer.Option(None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"),
-    truth: Path | None = typer.Option(None, "--truth", help="Also write the departments' ground truth here (JSONL, one planned response per line)"),
+    idle_seconds: float = typer.Option(
+        20.0, "--idle-seconds", min=0.1, help="Stop after this many real seconds without a new alert"
+    ),
+    late_rate: float = typer.Option(
+        0.15,
+        "--late-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of receiving departments that answer after the acknowledgement deadline",
+    ),
+    silent_rate: float = typer.Option(
+        0.05, "--silent-rate", min=0.0, max=1.0, help="Share of receiving departments that never answer"
+    ),
+    unauthorised_rate: float = typer.Option(
+        0.02,
+        "--unauthorised-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of alerts that also get feedback from a department that is not a receiver (→ dead letters)",
+    ),
+    not_ours_rate: float = typer.Option(
+        0.05,
+        "--not-ours-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of alerts where one cooperating department answers not_ours",
+    ),
+    bootstrap: str | None = typer.Option(
+        None, "--bootstrap", help="Kafka bootstrap servers (default: settings kafka_bootstrap)"
+    ),
+    topic_prefix: str | None = typer.Option(
+        None, "--topic-prefix", help="Topic name prefix (default: settings topic_prefix)"
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Also write the departments' ground truth here (JSONL, one planned response per line)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output"),
 ) -> None:
     """Play the departments: read alerts.all, answer on events.feedback (签收, 处置, 非本部门职责, late or never).
@@ -411,13 +523,13 @@ def departments(
     Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of lifecycle.yaml).
     Prints the counts as one JSON object on stdout at the end.
     """
+    import signal as _signal
+
     from rich.console import Console
     from rich.table import Table
 
     from riskwatch.settings import load_settings
     from riskwatch.tools.simulator.departments import DepartmentPlayer
-
-    import signal as _signal
 
     for _sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(_sig, lambda *_: _STOP.set())
@@ -432,22 +544,31 @@ def departments(
     seed = settings.sim_seed if seed is None else seed
     console = Console(stderr=True)
     try:
-        player = DepartmentPlayer(seed=seed, late_rate=late_rate, silent_rate=silent_rate,
-                                  unauthorised_rate=unauthorised_rate, not_ours_rate=not_ours_rate)
+        player = DepartmentPlayer(
+            seed=seed,
+            late_rate=late_rate,
+            silent_rate=silent_rate,
+            unauthorised_rate=unauthorised_rate,
+            not_ours_rate=not_ours_rate,
+        )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if not quiet:
-        console.print(f"[bold]riskwatch simulate departments[/] seed={seed} {settings.topic('alerts.all')} → "
-                      f"{settings.topic('events.feedback')} on {settings.kafka_bootstrap} "
-                      f"(late {late_rate:.0%}, silent {silent_rate:.0%}, unauthorised {unauthorised_rate:.0%}); "
-                      f"stops after {idle_seconds:g}s without alerts")
+        console.print(
+            f"[bold]riskwatch simulate departments[/] seed={seed} {settings.topic('alerts.all')} → "
+            f"{settings.topic('events.feedback')} on {settings.kafka_bootstrap} "
+            f"(late {late_rate:.0%}, silent {silent_rate:.0%}, unauthorised {unauthorised_rate:.0%}); "
+            f"stops after {idle_seconds:g}s without alerts"
+        )
 
     def tick(s: dict) -> None:
         if quiet or s["final"]:
             return
         fb = ", ".join(f"{k}={v}" for k, v in s["feedback"].items()) or "none yet"
-        console.print(f"departments: {s['alerts']:,} alert revisions read, sim now {s['sim_now'] or '-'}; "
-                      f"feedback sent {s['sent']:,} ({fb}), {s['pending']:,} scheduled")
+        console.print(
+            f"departments: {s['alerts']:,} alert revisions read, sim now {s['sim_now'] or '-'}; "
+            f"feedback sent {s['sent']:,} ({fb}), {s['pending']:,} scheduled"
+        )
 
     try:
         res = play_departments(player, settings, idle_seconds=idle_seconds, progress=tick)

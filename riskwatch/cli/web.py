@@ -42,8 +42,14 @@ def users_add(
         username = f"{base}-{n}"
     password = typer.prompt("password", hide_input=True, confirmation_prompt=True) if prompt else None
     try:
-        u, pw = store.add(username, dept=dept, name=name, role=role, password=password,
-                          departments=tuple(load_catalog(s.catalog_path).departments))
+        u, pw = store.add(
+            username,
+            dept=dept,
+            name=name,
+            role=role,
+            password=password,
+            departments=tuple(load_catalog(s.catalog_path).departments),
+        )
     except UserError as e:
         raise SystemExit(f"riskwatch users add: {e}")
     print(f"added {u.username} ({u.name}, {u.role}{', ' + u.dept if u.dept else ''})")
@@ -56,7 +62,9 @@ def users_list() -> None:
     """List accounts (never passwords)."""
     from sinks.query import format_table
 
-    rows = [(u.username, u.name, u.role, u.dept, "disabled" if u.disabled else "active") for u in _store().all().values()]
+    rows = [
+        (u.username, u.name, u.role, u.dept, "disabled" if u.disabled else "active") for u in _store().all().values()
+    ]
     print(format_table(["user", "name", "role", "dept", "state"], rows))
 
 
@@ -86,9 +94,18 @@ def web_run() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    print(f"riskwatch web at http://{s.workbench_host}:{s.workbench_port} (links in alerts: {s.workbench_url})", file=sys.stderr)
-    uvicorn.run(create_app(s), host=s.workbench_host, port=s.workbench_port, log_level="warning",
-                proxy_headers=False, server_header=False)
+    print(
+        f"riskwatch web at http://{s.workbench_host}:{s.workbench_port} (links in alerts: {s.workbench_url})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(s),
+        host=s.workbench_host,
+        port=s.workbench_port,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 @web_app.command("start")

@@ -30,10 +30,11 @@ Two parts, so per-entity state stays small and picklable:
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -59,7 +60,7 @@ class Hysteresis(_M):
     exit: float = Field(ge=0, le=100)
 
     @model_validator(mode="after")
-    def _order(self) -> "Hysteresis":
+    def _order(self) -> Hysteresis:
         if self.exit > self.enter:
             raise ValueError(f"exit ({self.exit}) must be <= enter ({self.enter})")
         return self
@@ -76,7 +77,7 @@ class Deadline(_M):
     dispose_hours: float = Field(gt=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "Deadline":
+    def _order(self) -> Deadline:
         if self.dispose_hours < self.ack_hours:
             raise ValueError("dispose_hours must be >= ack_hours")
         return self
@@ -110,7 +111,7 @@ class LifecyclePolicy(_M):
     transfer: TransferPolicy = TransferPolicy()
 
     @model_validator(mode="after")
-    def _complete(self) -> "LifecyclePolicy":
+    def _complete(self) -> LifecyclePolicy:
         for name in ("pending_minutes", "deadlines"):
             missing = [lv for lv in LEVELS if lv not in getattr(self, name)]
             if missing:
@@ -141,8 +142,14 @@ class Transition:
     comment: str = ""
 
     def as_dict(self) -> dict:
-        return {"at": _iso(self.at), "kind": self.kind, "from": self.from_status, "to": self.to_status,
-                "actor": self.actor, "comment": self.comment}
+        return {
+            "at": _iso(self.at),
+            "kind": self.kind,
+            "from": self.from_status,
+            "to": self.to_status,
+            "actor": self.actor,
+            "comment": self.comment,
+        }
 
 
 @dataclass(slots=True)
@@ -164,9 +171,16 @@ class Notification:
     status: str = ""
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "alert_id": self.alert_id, "entity_id": self.entity_id,
-                "departments": list(self.departments), "text": self.text_zh, "level": self.level,
-                "status": self.status, "at": _iso(self.at)}
+        return {
+            "kind": self.kind,
+            "alert_id": self.alert_id,
+            "entity_id": self.entity_id,
+            "departments": list(self.departments),
+            "text": self.text_zh,
+            "level": self.level,
+            "status": self.status,
+            "at": _iso(self.at),
+        }
 
 
 @dataclass(slots=True)
@@ -182,7 +196,7 @@ class Silence:
     created_by: str = ""
     comment: str = ""
 
-    def matches(self, st: "AlertLifecycle", now: float) -> bool:
+    def matches(self, st: AlertLifecycle, now: float) -> bool:
         if not (self.starts_at <= now < self.ends_at):
             return False
         if self.entity_id is not None and self.entity_id != st.entity_id:
@@ -270,8 +284,10 @@ class Lifecycle:
         for key, per_level in policy.item_deadlines.items():
             iid = key if isinstance(key, int) else codes.get(key)
             if iid is None or iid not in catalog.items:
-                raise LifecycleError(f"item_deadlines: unknown item {key!r}; known ids {sorted(catalog.items)} "
-                                     f"or codes {', '.join(sorted(codes))}")
+                raise LifecycleError(
+                    f"item_deadlines: unknown item {key!r}; known ids {sorted(catalog.items)} "
+                    f"or codes {', '.join(sorted(codes))}"
+                )
             self._item_deadlines[iid] = dict(per_level)
 
     # --- policy lookups -----------------------------------------------------------------------
@@ -285,10 +301,21 @@ class Lifecycle:
         return minutes * 60.0
 
     # --- entry points -------------------------------------------------------------------------
-    def open(self, alert_id: str, entity_id: str, rule: str, item_id: int | None, level: str,
-             departments: Sequence[str], at: float | datetime, score: float = 100.0, title: str = "",
-             entity_name: str = "", silences: Iterable[Silence] = (),
-             immediate: bool = False) -> tuple[AlertLifecycle, list[Notification]]:
+    def open(
+        self,
+        alert_id: str,
+        entity_id: str,
+        rule: str,
+        item_id: int | None,
+        level: str,
+        departments: Sequence[str],
+        at: float | datetime,
+        score: float = 100.0,
+        title: str = "",
+        entity_name: str = "",
+        silences: Iterable[Silence] = (),
+        immediate: bool = False,
+    ) -> tuple[AlertLifecycle, list[Notification]]:
         """A new episode whose condition just entered (``score >= enter``): pending, or firing at once.
 
         ``immediate`` skips the pending period: for conditions already confirmed by their detector
@@ -300,17 +327,35 @@ class Lifecycle:
             raise ValueError(f"score {score} is below the enter threshold {self.policy.hysteresis.enter}")
         if not departments:
             raise ValueError("an alert needs at least one receiving department")
-        st = AlertLifecycle(alert_id=alert_id, entity_id=entity_id, rule=rule, item_id=item_id, level=level,
-                            departments=list(dict.fromkeys(departments)), title=title, entity_name=entity_name,
-                            score=score, opened_at=at, pending_since=at, immediate=immediate)
+        st = AlertLifecycle(
+            alert_id=alert_id,
+            entity_id=entity_id,
+            rule=rule,
+            item_id=item_id,
+            level=level,
+            departments=list(dict.fromkeys(departments)),
+            title=title,
+            entity_name=entity_name,
+            score=score,
+            opened_at=at,
+            pending_since=at,
+            immediate=immediate,
+        )
         st.responders = list(st.departments)
         self._record(st, at, "status", "", "pending", "detector", f"score {score:g}")
         out: list[Notification] = []
         self._maybe_fire(st, at, out, list(silences))
         return st, out
 
-    def observe(self, st: AlertLifecycle, at: float | datetime, score: float, level: str | None = None,
-                departments: Sequence[str] | None = None, silences: Iterable[Silence] = ()) -> list[Notification]:
+    def observe(
+        self,
+        st: AlertLifecycle,
+        at: float | datetime,
+        score: float,
+        level: str | None = None,
+        departments: Sequence[str] | None = None,
+        silences: Iterable[Silence] = (),
+    ) -> list[Notification]:
         """A new evaluation of the alert's condition (score 0–100, optionally a new level/receivers)."""
         at, silences, out = _ts(at), list(silences), []
         if st.status == "closed":
@@ -337,13 +382,23 @@ class Lifecycle:
             self._set(st, at, "resolved", "detector", f"score {score:g} < {h.exit:g}")
             st.resolved_at = at
             self._flap(st, at, out, silences)
-            self._emit(st, out, at, "resolved", st.departments, f"【预警解除】{self._desc(st)}:监测指标已恢复正常。", silences)
+            self._emit(
+                st, out, at, "resolved", st.departments, f"【预警解除】{self._desc(st)}:监测指标已恢复正常。", silences
+            )
         elif st.status == "resolved" and st.active and not was:
             self._set(st, at, "firing", "detector", f"再次触发(score {score:g} >= {h.enter:g})")
             st.resolved_at = None
             self._start_timers(st, at)
             self._flap(st, at, out, silences)
-            self._emit(st, out, at, "firing", st.departments, f"【{Level(st.level).zh}预警·再次触发】{self._desc(st)}", silences)
+            self._emit(
+                st,
+                out,
+                at,
+                "firing",
+                st.departments,
+                f"【{Level(st.level).zh}预警·再次触发】{self._desc(st)}",
+                silences,
+            )
         self._check_stable(st, at, out, silences)
         return out
 
@@ -365,16 +420,28 @@ class Lifecycle:
         if st.status in OPEN:
             self._reminder(st, now, "ack", out, silences)
             self._reminder(st, now, "dispose", out, silences)
-        elif (st.status == "resolved" and not st.flapping and st.resolved_at is not None
-              and now >= st.resolved_at + self.policy.close_grace_minutes * 60
-              and st.transfer_status != "transferred"):  # a transferred case stays until its receiver answers
+        elif (
+            st.status == "resolved"
+            and not st.flapping
+            and st.resolved_at is not None
+            and now >= st.resolved_at + self.policy.close_grace_minutes * 60
+            and st.transfer_status != "transferred"
+        ):  # a transferred case stays until its receiver answers
             at = st.resolved_at + self.policy.close_grace_minutes * 60
             self._set(st, at, "closed", "system", f"解除后 {self.policy.close_grace_minutes:g} 分钟无复发,关闭")
             st.closed_at = at
         return out
 
-    def on_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "",
-                    silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
+    def on_feedback(
+        self,
+        st: AlertLifecycle,
+        dept: str,
+        status: str,
+        at: float | datetime,
+        comment: str = "",
+        silences: Iterable[Silence] = (),
+        user: str = "",
+    ) -> FeedbackOutcome:
         """A department's feedback (督促反馈). Only receivers of this alert may give feedback.
         The recorded actor is ``dept/user`` when a person is named, else the department."""
         at, silences, res = _ts(at), list(silences), FeedbackOutcome()
@@ -384,8 +451,10 @@ class Lifecycle:
             res.rejected = f"未知反馈状态 {status!r}(unknown feedback status; known: {', '.join(FEEDBACK)})"
             return res
         if dept not in st.departments:
-            res.rejected = (f"部门 {dept}({self._dname(dept)})不是该预警的接收单位,反馈不予受理"
-                            f"(not a receiver of alert {st.alert_id}; receivers: {', '.join(st.departments)})")
+            res.rejected = (
+                f"部门 {dept}({self._dname(dept)})不是该预警的接收单位,反馈不予受理"
+                f"(not a receiver of alert {st.alert_id}; receivers: {', '.join(st.departments)})"
+            )
             return res
         if st.status == "pending":
             res.rejected = f"预警 {st.alert_id} 尚未发出(pending),不接受反馈"
@@ -399,16 +468,26 @@ class Lifecycle:
         self._refresh_silence(st, at, out, silences)
         st.responses[dept] = status
         actor = f"{dept}/{user}" if user else dept
-        self._record(st, at, "feedback", st.status, st.status, actor, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip())
+        self._record(
+            st, at, "feedback", st.status, st.status, actor, f"{status}({FEEDBACK_ZH[status]}) {comment}".strip()
+        )
         if status == "not_ours":
             st.responders.remove(dept)
             if not st.responders:
                 st.responders.append(self.taskforce)
                 if self.taskforce not in st.departments:
                     st.departments.append(self.taskforce)
-            self._emit(st, out, at, "not_ours", [self.taskforce],
-                       f"【待研判】{self._desc(st)}:{self._dname(dept)}反馈非本部门职责"
-                       + (f"(理由:{comment})" if comment else "") + ",请专班办公室研判确定责任部门。", silences)
+            self._emit(
+                st,
+                out,
+                at,
+                "not_ours",
+                [self.taskforce],
+                f"【待研判】{self._desc(st)}:{self._dname(dept)}反馈非本部门职责"
+                + (f"(理由:{comment})" if comment else "")
+                + ",请专班办公室研判确定责任部门。",
+                silences,
+            )
         elif status == "acknowledged":
             if st.status == "firing":
                 self._set(st, at, "acknowledged", actor, comment)
@@ -420,14 +499,29 @@ class Lifecycle:
                 self._set(st, at, "resolved", actor, comment or "部门反馈处置完毕")
                 st.resolved_at = at
                 st.active = False
-                self._emit(st, out, at, "resolved", st.departments,
-                           f"【预警解除】{self._desc(st)}:{self._dname(dept)}反馈处置完毕。", silences)
+                self._emit(
+                    st,
+                    out,
+                    at,
+                    "resolved",
+                    st.departments,
+                    f"【预警解除】{self._desc(st)}:{self._dname(dept)}反馈处置完毕。",
+                    silences,
+                )
             elif st.status in ("firing", "acknowledged"):
                 self._set(st, at, "disposing", actor, comment)
         return res
 
-    def reassign(self, st: AlertLifecycle, by: str, to: Sequence[str], at: float | datetime, reason: str,
-                 silences: Iterable[Silence] = (), user: str = "") -> FeedbackOutcome:
+    def reassign(
+        self,
+        st: AlertLifecycle,
+        by: str,
+        to: Sequence[str],
+        at: float | datetime,
+        reason: str,
+        silences: Iterable[Silence] = (),
+        user: str = "",
+    ) -> FeedbackOutcome:
         """The task-force office decides who is responsible (专班研判改派), typically after a 非本部门.
 
         ``to`` become receivers that must respond, their deadlines starting now; the departments
@@ -452,15 +546,21 @@ class Lifecycle:
         at, silences, res = _ts(at), list(silences), FeedbackOutcome()
         to = list(dict.fromkeys(to))
         if by != self.taskforce:
-            res.rejected = (f"只有专班办公室可以改派责任部门(only the task-force office {self.taskforce!r} may "
-                            f"reassign alert {st.alert_id}; sent by {by!r})")
+            res.rejected = (
+                f"只有专班办公室可以改派责任部门(only the task-force office {self.taskforce!r} may "
+                f"reassign alert {st.alert_id}; sent by {by!r})"
+            )
         elif st.status not in OPEN:
-            res.rejected = (f"预警 {st.alert_id} 当前状态为{zh(AlertStatus, st.status)}({st.status}),"
-                            f"不能改派(only open alerts can be reassigned)")
+            res.rejected = (
+                f"预警 {st.alert_id} 当前状态为{zh(AlertStatus, st.status)}({st.status}),"
+                f"不能改派(only open alerts can be reassigned)"
+            )
         elif not to:
             res.rejected = f"改派须指定责任部门(reassign needs assign_to; alert {st.alert_id})"
         elif unknown := [d for d in to if d not in self.catalog.departments]:
-            res.rejected = f"未知部门 {', '.join(unknown)}(unknown department code; known: {', '.join(self.catalog.departments)})"
+            res.rejected = (
+                f"未知部门 {', '.join(unknown)}(unknown department code; known: {', '.join(self.catalog.departments)})"
+            )
         elif not reason.strip():
             res.rejected = f"改派须说明理由(reassign needs the reason in comment; alert {st.alert_id})"
         elif not (new := [d for d in to if d not in st.responders]):
@@ -470,8 +570,7 @@ class Lifecycle:
         self._refresh_silence(st, at, res.notifications, silences)
         actor = f"{by}/{user}" if user else by
         released = [d for d in st.departments if st.responses.get(d) == "not_ours" and d not in to]
-        if (st.responders == [self.taskforce] and self.taskforce not in to
-                and st.responses.get(self.taskforce) is None):
+        if st.responders == [self.taskforce] and self.taskforce not in to and st.responses.get(self.taskforce) is None:
             st.responders.remove(self.taskforce)  # it only held the alert because every receiver refused it
             released.append(self.taskforce)
         lead_released = st.lead in released
@@ -480,10 +579,24 @@ class Lifecycle:
         for d in new:
             st.responses.pop(d, None)  # assigned back after its own not_ours: it must answer again
         st.responders = [*new, *st.responders] if lead_released else [*st.responders, *new]
-        self._record(st, at, "feedback", st.status, st.status, actor, f"reassign({FEEDBACK_ZH['reassign']}) "
-                     f"→ {','.join(new)}:{reason.strip()}")
-        self._record(st, at, "receivers", st.status, st.status, actor,
-                     " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]))
+        self._record(
+            st,
+            at,
+            "feedback",
+            st.status,
+            st.status,
+            actor,
+            f"reassign({FEEDBACK_ZH['reassign']}) → {','.join(new)}:{reason.strip()}",
+        )
+        self._record(
+            st,
+            at,
+            "receivers",
+            st.status,
+            st.status,
+            actor,
+            " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]),
+        )
         self._start_timers(st, at)  # the new department's 签收/处置 deadlines start now
         d = self.deadline(st.item_id, st.level)
         head = f"【{Level(st.level).zh}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
@@ -491,14 +604,35 @@ class Lifecycle:
         # released first: the alert's latest revision (its headline in the workbench) is then who is
         # responsible now, not the notice meant only for the departments let go
         if told := [x for x in released if x != by]:  # the office decided: it is not told its own decision
-            self._emit(st, res.notifications, at, "released", told,
-                       f"{head}已改由{who},{'、'.join(self._dname(x) for x in told)}无需继续处置。", silences)
-        self._emit(st, res.notifications, at, "receiver_added", new,
-                   f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。", silences)
+            self._emit(
+                st,
+                res.notifications,
+                at,
+                "released",
+                told,
+                f"{head}已改由{who},{'、'.join(self._dname(x) for x in told)}无需继续处置。",
+                silences,
+            )
+        self._emit(
+            st,
+            res.notifications,
+            at,
+            "receiver_added",
+            new,
+            f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
+            silences,
+        )
         return res
 
-    def add_receiver(self, st: AlertLifecycle, dept: str, at: float | datetime, actor: str, comment: str = "",
-                     silences: Iterable[Silence] = ()) -> list[Notification]:
+    def add_receiver(
+        self,
+        st: AlertLifecycle,
+        dept: str,
+        at: float | datetime,
+        actor: str,
+        comment: str = "",
+        silences: Iterable[Silence] = (),
+    ) -> list[Notification]:
         """The task-force office assigns a department (e.g. after a not_ours); it must respond too."""
         at, out = _ts(at), []
         if dept not in self.catalog.departments:
@@ -510,8 +644,9 @@ class Lifecycle:
         """Record a change that is not a status change (e.g. the evidence bundle sealed again)."""
         self._record(st, _ts(at), kind, st.status, st.status, actor, comment)
 
-    def transfer(self, st: AlertLifecycle, to: Sequence[str], at: float | datetime, reasons: str,
-                 evidence_hash: str) -> list[Notification]:
+    def transfer(
+        self, st: AlertLifecycle, to: Sequence[str], at: float | datetime, reasons: str, evidence_hash: str
+    ) -> list[Notification]:
         """Transfer the case (案件移送) to ``to`` (police first): recorded, and told to them now."""
         at, out = _ts(at), []
         new = [d for d in to if d not in st.transfer_to]
@@ -525,50 +660,94 @@ class Lifecycle:
         st.transfer_due = at + self.policy.transfer.accept_hours * 3600
         st.transfer_reminders = 0
         names = "、".join(f"{self._dname(d)}({d})" for d in new)
-        self._record(st, at, "transfer", st.status, "transferred", "router",
-                     f"案件移送 → {','.join(new)}:{reasons};证据包 sha256:{evidence_hash}")
-        out.append(Notification(kind="case_transfer", departments=new, at=at, alert_id=st.alert_id,
-                                entity_id=st.entity_id, level=st.level, status=st.status,
-                                text_zh=f"【涉嫌犯罪案件移送】{self._desc(st)}:{reasons}。移送{names},"
-                                        f"请于{_h(self.policy.transfer.accept_hours)}内反馈是否受理。证据包 sha256:{evidence_hash}"))
+        self._record(
+            st,
+            at,
+            "transfer",
+            st.status,
+            "transferred",
+            "router",
+            f"案件移送 → {','.join(new)}:{reasons};证据包 sha256:{evidence_hash}",
+        )
+        out.append(
+            Notification(
+                kind="case_transfer",
+                departments=new,
+                at=at,
+                alert_id=st.alert_id,
+                entity_id=st.entity_id,
+                level=st.level,
+                status=st.status,
+                text_zh=f"【涉嫌犯罪案件移送】{self._desc(st)}:{reasons}。移送{names},"
+                f"请于{_h(self.policy.transfer.accept_hours)}内反馈是否受理。证据包 sha256:{evidence_hash}",
+            )
+        )
         self._record(st, at, "notify", st.status, st.status, "riskwatch", f"case_transfer → {','.join(new)}")
         return out
 
-    def on_transfer_feedback(self, st: AlertLifecycle, dept: str, status: str, at: float | datetime,
-                             comment: str = "", user: str = "") -> FeedbackOutcome:
+    def on_transfer_feedback(
+        self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "", user: str = ""
+    ) -> FeedbackOutcome:
         """The transfer's receiver accepts (受理) or declines (不予受理, with a reason): a decline
         returns the case to the lead department, told with the reason. The actor recorded is
         ``<dept>/<user>`` when the person is known (the workbench fills ``user``), else ``dept``."""
         at, res = _ts(at), FeedbackOutcome()
         actor = f"{dept}/{user}" if user else dept
         if dept not in st.transfer_to:
-            res.rejected = (f"部门 {dept}({self._dname(dept)})不是该案件的移送对象"
-                            f"(not a case-transfer receiver of alert {st.alert_id}; receivers: {', '.join(st.transfer_to) or 'none'})")
+            res.rejected = (
+                f"部门 {dept}({self._dname(dept)})不是该案件的移送对象"
+                f"(not a case-transfer receiver of alert {st.alert_id}; receivers: {', '.join(st.transfer_to) or 'none'})"
+            )
             return res
         if st.transfer_status not in ("transferred",):
             res.rejected = f"案件 {st.alert_id} 移送状态为 {st.transfer_status or '未移送'},不接受 {status} 反馈"
             return res
         if status == "declined" and not comment.strip():
-            res.rejected = f"不予受理须说明理由(declining a case transfer needs the reason in comment; alert {st.alert_id})"
+            res.rejected = (
+                f"不予受理须说明理由(declining a case transfer needs the reason in comment; alert {st.alert_id})"
+            )
             return res
         st.transfer_due = None
         if status == "accepted":
             st.transfer_status = "accepted"
             self._record(st, at, "transfer", "transferred", "accepted", actor, f"受理 {comment}".strip())
-            res.notifications.append(Notification(
-                kind="transfer_accepted", departments=[st.lead], at=at, alert_id=st.alert_id, entity_id=st.entity_id,
-                level=st.level, status=st.status, text_zh=f"【移送案件已受理】{self._desc(st)}:{self._dname(dept)}已受理。"))
+            res.notifications.append(
+                Notification(
+                    kind="transfer_accepted",
+                    departments=[st.lead],
+                    at=at,
+                    alert_id=st.alert_id,
+                    entity_id=st.entity_id,
+                    level=st.level,
+                    status=st.status,
+                    text_zh=f"【移送案件已受理】{self._desc(st)}:{self._dname(dept)}已受理。",
+                )
+            )
         else:
             self._record(st, at, "transfer", "transferred", "declined", actor, f"不予受理:{comment}")
             st.transfer_status = "returned"
-            self._record(st, at, "transfer", "declined", "returned", "system",
-                         f"退回牵头单位 {st.lead}({self._dname(st.lead)}),理由:{comment}")
-            res.notifications.append(Notification(
-                kind="transfer_returned", departments=[st.lead], at=at, alert_id=st.alert_id, entity_id=st.entity_id,
-                level=st.level, status=st.status,
-                text_zh=f"【移送案件退回】{self._desc(st)}:{self._dname(dept)}不予受理,理由:{comment}。请牵头单位依法继续处理。"))
-        self._record(st, at, "notify", st.status, st.status, "riskwatch",
-                     f"{res.notifications[0].kind} → {st.lead}")
+            self._record(
+                st,
+                at,
+                "transfer",
+                "declined",
+                "returned",
+                "system",
+                f"退回牵头单位 {st.lead}({self._dname(st.lead)}),理由:{comment}",
+            )
+            res.notifications.append(
+                Notification(
+                    kind="transfer_returned",
+                    departments=[st.lead],
+                    at=at,
+                    alert_id=st.alert_id,
+                    entity_id=st.entity_id,
+                    level=st.level,
+                    status=st.status,
+                    text_zh=f"【移送案件退回】{self._desc(st)}:{self._dname(dept)}不予受理,理由:{comment}。请牵头单位依法继续处理。",
+                )
+            )
+        self._record(st, at, "notify", st.status, st.status, "riskwatch", f"{res.notifications[0].kind} → {st.lead}")
         return res
 
     def _transfer_reminder(self, st, now, out) -> None:
@@ -577,10 +756,19 @@ class Lifecycle:
             return
         sent = st.transfer_reminders
         to = list(st.transfer_to) + ([self.taskforce] if sent >= 1 and self.taskforce not in st.transfer_to else [])
-        out.append(Notification(kind="transfer_urge", departments=to, at=due, alert_id=st.alert_id,
-                                entity_id=st.entity_id, level=st.level, status=st.status,
-                                text_zh=f"【移送案件督促·第{sent + 1}次】{self._desc(st)}:移送后"
-                                        f"{_h(self.policy.transfer.accept_hours)}内未反馈是否受理,请尽快反馈。"))
+        out.append(
+            Notification(
+                kind="transfer_urge",
+                departments=to,
+                at=due,
+                alert_id=st.alert_id,
+                entity_id=st.entity_id,
+                level=st.level,
+                status=st.status,
+                text_zh=f"【移送案件督促·第{sent + 1}次】{self._desc(st)}:移送后"
+                f"{_h(self.policy.transfer.accept_hours)}内未反馈是否受理,请尽快反馈。",
+            )
+        )
         st.transfer_reminders = sent + 1
         # recorded at the deadline itself (not the timer's clock): a replay writes the same row
         self._record(st, due, "reminder", st.status, st.status, "system", f"transfer urge #{sent + 1}: {','.join(to)}")
@@ -596,8 +784,15 @@ class Lifecycle:
             st.responders.append(d)
         self._record(st, at, "receivers", st.status, st.status, actor, f"+{','.join(new)} {comment}".strip())
         if st.status in OPEN:
-            self._emit(st, out, at, "receiver_added", new,
-                       f"【{Level(st.level).zh}预警·指派】{self._desc(st)}:请贵单位签收处置。", silences)
+            self._emit(
+                st,
+                out,
+                at,
+                "receiver_added",
+                new,
+                f"【{Level(st.level).zh}预警·指派】{self._desc(st)}:请贵单位签收处置。",
+                silences,
+            )
 
     def _change_level(self, st, level, at, out, silences) -> None:
         if level == st.level:
@@ -605,7 +800,9 @@ class Lifecycle:
         up = LEVELS.index(level) > LEVELS.index(st.level)
         old = st.level
         st.level = level
-        self._record(st, at, "level", st.status, st.status, "detector", f"{old}→{level}({Level(old).zh}→{Level(level).zh})")
+        self._record(
+            st, at, "level", st.status, st.status, "detector", f"{old}→{level}({Level(old).zh}→{Level(level).zh})"
+        )
         if not up or st.status not in OPEN:
             return
         d = self.deadline(st.item_id, level)  # deadlines never get longer, and tighten with the level
@@ -613,8 +810,15 @@ class Lifecycle:
             st.ack_due = min(st.ack_due, at + d.ack_hours * 3600)
         if st.dispose_due is not None and st.dispose_reminders == 0:
             st.dispose_due = min(st.dispose_due, at + d.dispose_hours * 3600)
-        self._emit(st, out, at, "level_up", st.departments,
-                   f"【预警级别上调 {Level(old).zh}→{Level(level).zh}】{self._desc(st)}", silences)
+        self._emit(
+            st,
+            out,
+            at,
+            "level_up",
+            st.departments,
+            f"【预警级别上调 {Level(old).zh}→{Level(level).zh}】{self._desc(st)}",
+            silences,
+        )
 
     def _maybe_fire(self, st, at, out, silences) -> None:
         wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
@@ -624,9 +828,15 @@ class Lifecycle:
         st.fired_at = at
         self._start_timers(st, at)
         d = self.deadline(st.item_id, st.level)
-        self._emit(st, out, at, "firing", st.departments,
-                   f"【{Level(st.level).zh}预警】{self._desc(st)}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
-                   silences)
+        self._emit(
+            st,
+            out,
+            at,
+            "firing",
+            st.departments,
+            f"【{Level(st.level).zh}预警】{self._desc(st)}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
+            silences,
+        )
 
     def _start_timers(self, st, at) -> None:
         d = self.deadline(st.item_id, st.level)
@@ -660,16 +870,29 @@ class Lifecycle:
         what = f"签收时限{_h(d.ack_hours)}" if stage == "ack" else f"处置时限{_h(d.dispose_hours)}"
         names = "、".join(f"{self._dname(x)}({x})" for x in waiting)
         if sent == 0:
-            self._emit(st, out, due, "urge", waiting,
-                       f"【督促】{self._desc(st)}:已超过{what},请尽快反馈。", silences)
+            self._emit(st, out, due, "urge", waiting, f"【督促】{self._desc(st)}:已超过{what},请尽快反馈。", silences)
         else:
-            self._emit(st, out, due, "escalate", [self.taskforce],
-                       f"【升级督办·第{sent}次】{self._desc(st)}:{names}超过{what}仍未反馈,请专班办公室督办。", silences)
+            self._emit(
+                st,
+                out,
+                due,
+                "escalate",
+                [self.taskforce],
+                f"【升级督办·第{sent}次】{self._desc(st)}:{names}超过{what}仍未反馈,请专班办公室督办。",
+                silences,
+            )
         sent += 1
         setattr(st, f"{stage}_reminders", sent)
         setattr(st, f"{stage}_due", max(due, now) + self.reminder_interval(st.level, sent))
-        self._record(st, due, "reminder", st.status, st.status, "system",
-                     f"{stage} {'urge' if sent == 1 else 'escalate'} #{sent}: {','.join(waiting)}")
+        self._record(
+            st,
+            due,
+            "reminder",
+            st.status,
+            st.status,
+            "system",
+            f"{stage} {'urge' if sent == 1 else 'escalate'} #{sent}: {','.join(waiting)}",
+        )
 
     def _flap(self, st, at, out, silences) -> None:
         f = self.policy.flapping
@@ -678,11 +901,26 @@ class Lifecycle:
         st.changes = [t for t in st.changes if t >= horizon]
         if not st.flapping and len(st.changes) > f.max_changes:
             st.flapping = True
-            self._record(st, at, "flapping", st.status, st.status, "system",
-                         f"{len(st.changes)} changes in {f.window_minutes:g} min")
-            self._emit(st, out, at, "flapping", st.departments,
-                       f"【预警抖动】{self._desc(st)}:{f.window_minutes:g}分钟内状态变化{len(st.changes)}次,"
-                       f"暂停通知,稳定{f.stable_minutes:g}分钟后恢复。", silences, force=True)
+            self._record(
+                st,
+                at,
+                "flapping",
+                st.status,
+                st.status,
+                "system",
+                f"{len(st.changes)} changes in {f.window_minutes:g} min",
+            )
+            self._emit(
+                st,
+                out,
+                at,
+                "flapping",
+                st.departments,
+                f"【预警抖动】{self._desc(st)}:{f.window_minutes:g}分钟内状态变化{len(st.changes)}次,"
+                f"暂停通知,稳定{f.stable_minutes:g}分钟后恢复。",
+                silences,
+                force=True,
+            )
 
     def _check_stable(self, st, now, out, silences) -> None:
         if not st.flapping or not st.changes:
@@ -692,15 +930,30 @@ class Lifecycle:
             st.flapping = False
             st.changes = []
             self._record(st, now, "flapping", st.status, st.status, "system", "stable")
-            self._emit(st, out, now, "stable", st.departments,
-                       f"【预警已稳定】{self._desc(st)}:当前状态{AlertStatus(st.status).zh}。", silences, force=True)
+            self._emit(
+                st,
+                out,
+                now,
+                "stable",
+                st.departments,
+                f"【预警已稳定】{self._desc(st)}:当前状态{AlertStatus(st.status).zh}。",
+                silences,
+                force=True,
+            )
 
     def _refresh_silence(self, st, now, out, silences) -> None:
         s = next((s for s in silences if s.matches(st, now)), None)
         if s is not None:
             if st.silence_id != s.silence_id:
-                self._record(st, now, "silence", st.status, st.status, s.created_by or "system",
-                             f"silenced by {s.silence_id} until {_iso(s.ends_at)} {s.comment}".strip())
+                self._record(
+                    st,
+                    now,
+                    "silence",
+                    st.status,
+                    st.status,
+                    s.created_by or "system",
+                    f"silenced by {s.silence_id} until {_iso(s.ends_at)} {s.comment}".strip(),
+                )
             st.silence_id, st.silence_ends = s.silence_id, s.ends_at
             return
         if st.silence_id is None:
@@ -709,8 +962,15 @@ class Lifecycle:
         st.silence_id, st.silence_ends = None, 0.0
         self._record(st, now, "silence", st.status, st.status, "system", f"silence {ended} ended")
         if st.status in OPEN:
-            self._emit(st, out, now, "silence_expired", st.departments,
-                       f"【静默期结束】{self._desc(st)}:预警仍未解除,当前状态{AlertStatus(st.status).zh}。", [])
+            self._emit(
+                st,
+                out,
+                now,
+                "silence_expired",
+                st.departments,
+                f"【静默期结束】{self._desc(st)}:预警仍未解除,当前状态{AlertStatus(st.status).zh}。",
+                [],
+            )
 
     def _emit(self, st, out, at, kind, depts, text, silences, force: bool = False) -> None:
         s = next((s for s in silences if s.matches(st, at)), None)
@@ -721,8 +981,18 @@ class Lifecycle:
         if st.flapping and not force:
             st.suppressed += 1
             return
-        out.append(Notification(kind=kind, departments=list(depts), text_zh=text, at=at, alert_id=st.alert_id,
-                                entity_id=st.entity_id, level=st.level, status=st.status))
+        out.append(
+            Notification(
+                kind=kind,
+                departments=list(depts),
+                text_zh=text,
+                at=at,
+                alert_id=st.alert_id,
+                entity_id=st.entity_id,
+                level=st.level,
+                status=st.status,
+            )
+        )
         self._record(st, at, "notify", st.status, st.status, "riskwatch", f"{kind} → {','.join(depts)}")
 
     def _set(self, st, at, to, actor, comment) -> None:
@@ -763,6 +1033,7 @@ def setstate_with_defaults(obj, state) -> None:
             v = f.default_factory() if f.default_factory is not MISSING else f.default
         object.__setattr__(obj, f.name, v)
 
+
 def to_epoch(t: float | datetime) -> float:
     """Epoch seconds of a time given as epoch seconds or a datetime (naive = Asia/Shanghai)."""
     if isinstance(t, datetime):
@@ -776,7 +1047,7 @@ _ts = to_epoch
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).astimezone(LOCAL_TZ).isoformat()
+    return datetime.fromtimestamp(t, tz=UTC).astimezone(LOCAL_TZ).isoformat()
 
 
 def _level(v) -> str:
@@ -800,7 +1071,9 @@ def load_policy(path: Path | str | None = None) -> LifecyclePolicy:
         msgs = []
         for err in e.errors():
             loc = tuple(err["loc"])
-            msgs.append(f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc)) or '<top>'}): {err['msg']}")
+            msgs.append(
+                f"{path.name} line {_line_for(lines, loc)} ({'.'.join(map(str, loc)) or '<top>'}): {err['msg']}"
+            )
         raise LifecycleError("invalid lifecycle policy:\n  " + "\n  ".join(msgs)) from None
 
 

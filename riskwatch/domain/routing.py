@@ -230,20 +230,30 @@ def _check_refs(config: RoutingConfig, catalog: Catalog) -> None:
                 raise _Ref(("rules", n, "add", m), f"unknown department code {d!r}; known: {', '.join(depts)}")
         for m, ref in enumerate(rule.match.item or ()):
             if (isinstance(ref, int) and ref not in ids) or (isinstance(ref, str) and ref not in codes):
-                raise _Ref(("rules", n, "match", "item", m),
-                           f"unknown item {ref!r}; known ids {sorted(ids)} or codes {', '.join(sorted(codes))}")
+                raise _Ref(
+                    ("rules", n, "match", "item", m),
+                    f"unknown item {ref!r}; known ids {sorted(ids)} or codes {', '.join(sorted(codes))}",
+                )
         for m, k in enumerate(rule.match.entity_kind or ()):
             if k not in kinds:
-                raise _Ref(("rules", n, "match", "entity_kind", m), f"unknown entity kind {k!r}; known: {', '.join(sorted(kinds))}")
+                raise _Ref(
+                    ("rules", n, "match", "entity_kind", m),
+                    f"unknown entity kind {k!r}; known: {', '.join(sorted(kinds))}",
+                )
     ct = config.case_transfer
     for m, d in enumerate(ct.to):
         if d not in catalog.departments:
-            raise _Ref(("case_transfer", "to", m), f"unknown department code {d!r} for case transfers; known: {', '.join(depts)}")
+            raise _Ref(
+                ("case_transfer", "to", m),
+                f"unknown department code {d!r} for case transfers; known: {', '.join(depts)}",
+            )
     for flag, ds in ct.also.items():
         for m, d in enumerate(ds):
             if d not in catalog.departments:
-                raise _Ref(("case_transfer", "also", flag, m),
-                           f"unknown department code {d!r} for case transfers ({flag}); known: {', '.join(depts)}")
+                raise _Ref(
+                    ("case_transfer", "also", flag, m),
+                    f"unknown department code {d!r} for case transfers ({flag}); known: {', '.join(depts)}",
+                )
 
 
 class _Ref(RoutingError):

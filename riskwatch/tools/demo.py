@@ -28,16 +28,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from riskwatch.tools.broker import Broker
-from riskwatch.tools.webserver import WebError, WebServer
 from riskwatch.domain.catalog import load_catalog
-from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.settings import Settings
+from riskwatch.tools.broker import Broker
+from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
+from riskwatch.tools.webserver import WebError, WebServer
 from schemas.vocabulary import OPEN_STATUSES, AlertStatus
 from streams.runtime import topics as T
 
@@ -53,7 +54,8 @@ SUMMARY_SQL = {
                countIf(dispose_due < last_seen AND status IN ({OPEN})) AS overdue
         FROM riskwatch.alerts FINAL GROUP BY status ORDER BY alerts DESC""".format(
         STATUS_ZH=f"transform(status, {[s.value for s in AlertStatus]}, {[s.zh for s in AlertStatus]}, status)",
-        OPEN=", ".join(repr(s.value) for s in OPEN_STATUSES)),
+        OPEN=", ".join(repr(s.value) for s in OPEN_STATUSES),
+    ),
     "通知 notifications sent to departments by kind (alert_history kind='notify')": """
         SELECT splitByString(' → ', comment)[1] AS notification, count() AS messages,
                sum(length(splitByChar(',', splitByString(' → ', comment)[2]))) AS deliveries
@@ -98,10 +100,14 @@ LIFECYCLE_SQL = """
 
 def _count_events(worker) -> int:
     """Input events in ClickHouse (all runs: the embedded store persists)."""
-    return sum(r["n"] for r in worker.query(
-        "SELECT count() AS n FROM riskwatch.events_sensor UNION ALL SELECT count() FROM riskwatch.events_video "
-        "UNION ALL SELECT count() FROM riskwatch.events_complaint UNION ALL SELECT count() FROM riskwatch.events_inspection "
-        "UNION ALL SELECT count() FROM riskwatch.events_registry UNION ALL SELECT count() FROM riskwatch.events_feedback"))
+    return sum(
+        r["n"]
+        for r in worker.query(
+            "SELECT count() AS n FROM riskwatch.events_sensor UNION ALL SELECT count() FROM riskwatch.events_video "
+            "UNION ALL SELECT count() FROM riskwatch.events_complaint UNION ALL SELECT count() FROM riskwatch.events_inspection "
+            "UNION ALL SELECT count() FROM riskwatch.events_registry UNION ALL SELECT count() FROM riskwatch.events_feedback"
+        )
+    )
 
 
 class DemoError(RuntimeError):
@@ -119,8 +125,10 @@ def fresh_start(settings: Settings) -> list[str]:
     from sinks.clickhouse import chdb_path
 
     if not settings.kafka_bootstrap.startswith("127.0.0.1:") or not settings.clickhouse_url.startswith("chdb://"):
-        raise DemoError("--fresh deletes local data only: it needs the local broker (127.0.0.1) and the embedded "
-                        "ClickHouse (chdb://); unset RISKWATCH_KAFKA_BOOTSTRAP and RISKWATCH_CLICKHOUSE_URL or drop --fresh")
+        raise DemoError(
+            "--fresh deletes local data only: it needs the local broker (127.0.0.1) and the embedded "
+            "ClickHouse (chdb://); unset RISKWATCH_KAFKA_BOOTSTRAP and RISKWATCH_CLICKHOUSE_URL or drop --fresh"
+        )
     done = [WebServer(settings).stop()]
     for svc in (bridge(settings), robots(settings), Alertmanager(settings)):
         done.append(svc.stop(timeout=10))
@@ -135,14 +143,23 @@ def fresh_start(settings: Settings) -> list[str]:
     return [line for line in done if "was not running" not in line]
 
 
-def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, seed: int = 7, rate: float = 1000.0,
-             fresh: bool = False) -> int:
+def run_demo(
+    settings: Settings,
+    duration: float = 120.0,
+    scale: float = 0.5,
+    seed: int = 7,
+    rate: float = 1000.0,
+    fresh: bool = False,
+) -> int:
     console.rule("[bold]riskwatch demo[/] — 三品一特跨部门综合监管 风险监测预警")
     if fresh:
         for line in fresh_start(settings):
             console.print(line)
-    console.print(Broker(settings).start(log=console.print) if settings.kafka_bootstrap.startswith("127.0.0.1:") else
-                  f"using Kafka at {settings.kafka_bootstrap}")
+    console.print(
+        Broker(settings).start(log=console.print)
+        if settings.kafka_bootstrap.startswith("127.0.0.1:")
+        else f"using Kafka at {settings.kafka_bootstrap}"
+    )
     catalog = load_catalog(settings.catalog_path)
     T.ensure_topics(settings, catalog)
     Path("var/demo").mkdir(parents=True, exist_ok=True)
@@ -165,23 +182,61 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         except ServiceError as e:
             console.print(f"[yellow]notifications through Alertmanager are off in this run: {e}[/]")
             notify = None
-        console.print(f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
-                      "and its departments answering alerts ...")
+        console.print(
+            f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
+            "and its departments answering alerts ..."
+        )
         n_before = _count_events(worker)
         if n_before:
-            console.print(f"[yellow]this checkout already holds {n_before:,} events from earlier runs: the simulator sends "
-                          "the same events again, and those the worker still remembers go to the dead letters as "
-                          "duplicates; `riskwatch demo --fresh` starts from empty[/]")
+            console.print(
+                f"[yellow]this checkout already holds {n_before:,} events from earlier runs: the simulator sends "
+                "the same events again, and those the worker still remembers go to the dead letters as "
+                "duplicates; `riskwatch demo --fresh` starts from empty[/]"
+            )
         t0 = time.monotonic()
         env = {**__import__("os").environ, **settings_env(settings)}
-        depts = subprocess.Popen([sys.executable, "-m", "riskwatch.cli.main", "simulate", "departments", "--seed", str(seed),
-                                  "--idle-seconds", "86400", "--truth", "var/demo/departments_truth.jsonl", "--quiet"],
-                                 env=env, stdout=subprocess.PIPE, text=True)
-        sim = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "simulate", "--duration", str(duration),
-                              "--seed", str(seed), "--scale", str(scale), "--rate", str(rate),
-                              # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
-                              # (the simulator's incidents start after a 14 h warm-up)
-                              "--sample-minutes", "15", "--days", "3"], env=env)
+        depts = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "riskwatch.cli.main",
+                "simulate",
+                "departments",
+                "--seed",
+                str(seed),
+                "--idle-seconds",
+                "86400",
+                "--truth",
+                "var/demo/departments_truth.jsonl",
+                "--quiet",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        sim = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "riskwatch.cli.main",
+                "simulate",
+                "--duration",
+                str(duration),
+                "--seed",
+                str(seed),
+                "--scale",
+                str(scale),
+                "--rate",
+                str(rate),
+                # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
+                # (the simulator's incidents start after a 14 h warm-up)
+                "--sample-minutes",
+                "15",
+                "--days",
+                "3",
+            ],
+            env=env,
+        )
         if sim.returncode != 0:
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode
@@ -195,32 +250,76 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
                 last[0] = lag
             return lag == 0
 
-        wait_for(caught_up, timeout=max(300.0, duration * 5), what="the worker to consume every simulated event", interval=2.0)
+        wait_for(
+            caught_up,
+            timeout=max(300.0, duration * 5),
+            what="the worker to consume every simulated event",
+            interval=2.0,
+        )
         # the departments answer the last alerts, then stop (SIGTERM: they send what is due and report)
-        wait_for(lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL)]) == 0, timeout=120,
-                 what="the last alerts to be published", interval=1.0)
+        wait_for(
+            lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL)]) == 0,
+            timeout=120,
+            what="the last alerts to be published",
+            interval=1.0,
+        )
         time.sleep(5)  # noqa: the player polls alerts.all every 0.25 s; give it the last ones (demo pacing, not sync)
         depts.terminate()
         out, _ = depts.communicate(timeout=120)
         _print_departments(console, out)
         month = time.strftime("%Y-%m")
-        plan = subprocess.run([sys.executable, "-m", "riskwatch.cli.main", "plan", "spot-checks", "--month", month, "--seed", str(seed),
-                               "--scale", str(scale), "--sim-seed", str(seed), "--publish",
-                               "--out", f"var/demo/spot_checks_{month}.csv"], env=env, capture_output=True, text=True)
-        console.print(plan.stdout.strip().splitlines()[-1] if plan.returncode == 0 else f"[red]spot checks failed: {plan.stderr[-500:]}[/]")
+        plan = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "riskwatch.cli.main",
+                "plan",
+                "spot-checks",
+                "--month",
+                month,
+                "--seed",
+                str(seed),
+                "--scale",
+                str(scale),
+                "--sim-seed",
+                str(seed),
+                "--publish",
+                "--out",
+                f"var/demo/spot_checks_{month}.csv",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        console.print(
+            plan.stdout.strip().splitlines()[-1]
+            if plan.returncode == 0
+            else f"[red]spot checks failed: {plan.stderr[-500:]}[/]"
+        )
         # the simulated incidents have ended and their alerts are resolved by now: one happening
         # now leaves the workbench an open alert with running 签收/处置 deadlines to act on
         console.print(_live_incident(settings, worker))
-        wait_for(caught_up, timeout=max(300.0, duration * 3), what="the worker to consume the feedback and the tasks", interval=2.0)
+        wait_for(
+            caught_up,
+            timeout=max(300.0, duration * 3),
+            what="the worker to consume the feedback and the tasks",
+            interval=2.0,
+        )
         elapsed = time.monotonic() - t0
         # the sink of alerts/dead letters runs a batch behind: wait until its lag is zero too
-        wait_for(lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL), settings.topic(T.DEADLETTER)]) == 0,
-                 timeout=120, what="alerts and dead letters to reach ClickHouse", interval=1.0)
+        wait_for(
+            lambda: consumer_lag(settings, [settings.topic(T.ALERTS_ALL), settings.topic(T.DEADLETTER)]) == 0,
+            timeout=120,
+            what="alerts and dead letters to reach ClickHouse",
+            interval=1.0,
+        )
         n_total = _count_events(worker)
         n_events = n_total - n_before
         console.rule("summary")
-        console.print(f"events stored by this run: {n_events:,} ({n_total:,} in total: the embedded ClickHouse keeps "
-                      f"earlier runs) in {elapsed:.1f}s of simulation + catch-up → {n_events / elapsed:,.0f} events/s end to end")
+        console.print(
+            f"events stored by this run: {n_events:,} ({n_total:,} in total: the embedded ClickHouse keeps "
+            f"earlier runs) in {elapsed:.1f}s of simulation + catch-up → {n_events / elapsed:,.0f} events/s end to end"
+        )
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
         _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
@@ -238,17 +337,21 @@ def run_demo(settings: Settings, duration: float = 120.0, scale: float = 0.5, se
         console.print(f"  riskwatch web stop                    # stop the workbench and the demo's worker ({web.url})")
     console.rule("next")
     console.print(
-        "  riskwatch query \"SELECT level_zh, count() FROM riskwatch.alerts FINAL GROUP BY level_zh\"\n"
+        '  riskwatch query "SELECT level_zh, count() FROM riskwatch.alerts FINAL GROUP BY level_zh"\n'
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
         "  riskwatch alertmanager start && riskwatch notify start   # deliver notifications (receivers: riskwatch/data/receivers.yaml)\n"
-        "  kafka consumer for one department:    see README, 'Who connects, and how'")
+        "  kafka consumer for one department:    see README, 'Who connects, and how'"
+    )
     return 0
 
 
-DEMO_ACCOUNTS = (("amr", "dept", "amr", "市场监管局演示账号"), ("police", "dept", "police", "公安局演示账号"),
-                 ("taskforce", "taskforce", "", "专班办公室演示账号"))
+DEMO_ACCOUNTS = (
+    ("amr", "dept", "amr", "市场监管局演示账号"),
+    ("police", "dept", "police", "公安局演示账号"),
+    ("taskforce", "taskforce", "", "专班办公室演示账号"),
+)
 
 
 def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) -> bool:
@@ -287,24 +390,40 @@ def _live_incident(settings: Settings, worker) -> str:
     """Boiler pressure above its rated limit at one simulated boiler, now (wall time): a red alert
     that nobody has answered yet when the demo ends (the simulated departments have stopped)."""
     import uuid
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import orjson
+
     from kafka import KafkaProducer
 
-    rows = worker.query("SELECT entity_id, device_id FROM riskwatch.events_sensor WHERE channel = 'boiler_pressure' "
-                        "ORDER BY entity_id, device_id LIMIT 1")
+    rows = worker.query(
+        "SELECT entity_id, device_id FROM riskwatch.events_sensor WHERE channel = 'boiler_pressure' "
+        "ORDER BY entity_id, device_id LIMIT 1"
+    )
     if not rows:
         return "no simulated boiler to raise a live alert on"
     entity, device = rows[0]["entity_id"], rows[0]["device_id"]
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     producer = KafkaProducer(**settings.kafka_kwargs(), acks="all")
     try:
         for minutes, value in ((10, 1.22), (5, 1.31), (0, 1.38)):
-            producer.send(settings.topic("events.sensor"), key=entity.encode(), value=orjson.dumps({
-                "schema_version": 1, "event_id": f"demo-live-{uuid.uuid4()}", "entity_id": entity,
-                "occurred_at": (now - timedelta(minutes=minutes)).isoformat(), "source": "demo",
-                "device_id": device, "channel": "boiler_pressure", "unit": "MPa", "value": value}))
+            producer.send(
+                settings.topic("events.sensor"),
+                key=entity.encode(),
+                value=orjson.dumps(
+                    {
+                        "schema_version": 1,
+                        "event_id": f"demo-live-{uuid.uuid4()}",
+                        "entity_id": entity,
+                        "occurred_at": (now - timedelta(minutes=minutes)).isoformat(),
+                        "source": "demo",
+                        "device_id": device,
+                        "channel": "boiler_pressure",
+                        "unit": "MPa",
+                        "value": value,
+                    }
+                ),
+            )
         producer.flush(timeout=30)
     finally:
         producer.close()
@@ -321,7 +440,8 @@ def _print_departments(console, out: str) -> None:
         console.print("simulated departments: (no summary)")
         return
     fb = s.get("feedback", {})
-    console.print(f"simulated departments read {s.get('alerts', 0):,} alert revisions and answered {s.get('sent', 0):,} times "
-                  f"(签收 {fb.get('acknowledged', 0)}, 处置中 {fb.get('in_progress', 0)}, 已处置 {fb.get('disposed', 0)}, "
-                  f"非本部门 {fb.get('not_ours', 0)}; {s.get('late', 0)} late, {s.get('never', 0)} never answered)")
-
+    console.print(
+        f"simulated departments read {s.get('alerts', 0):,} alert revisions and answered {s.get('sent', 0):,} times "
+        f"(签收 {fb.get('acknowledged', 0)}, 处置中 {fb.get('in_progress', 0)}, 已处置 {fb.get('disposed', 0)}, "
+        f"非本部门 {fb.get('not_ours', 0)}; {s.get('late', 0)} late, {s.get('never', 0)} never answered)"
+    )

@@ -191,8 +191,12 @@ class WorkerProcess:
 
         from sinks.query_token import auth_headers
 
-        req = urllib.request.Request(f"http://{self.settings.web_host}:{self.settings.web_port}/query",
-                                     data=sql.encode(), method="POST", headers=auth_headers(self.settings))
+        req = urllib.request.Request(
+            f"http://{self.settings.web_host}:{self.settings.web_port}/query",
+            data=sql.encode(),
+            method="POST",
+            headers=auth_headers(self.settings),
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 body = orjson.loads(r.read())

@@ -31,8 +31,9 @@ Rows are built by the functions of ``sinks/rows.py`` (any object with them, :cla
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -101,8 +102,9 @@ class RowBuilders(Protocol):
 
     def event_row(self, e: Event) -> tuple[str, Row]: ...
     def registry_row(self, e: EntityEvent) -> Row: ...
-    def risk_score_row(self, entity_id: str, at: Any, score: float, level: str, item_id: int | None,
-                       top: list[Contribution]) -> Row: ...
+    def risk_score_row(
+        self, entity_id: str, at: Any, score: float, level: str, item_id: int | None, top: list[Contribution]
+    ) -> Row: ...
     def plan_row(self, p: InspectionPlan) -> Row: ...
     def task_row(self, e: InspectionTask) -> Row: ...
     def evidence_row(self, d: EvidenceRow) -> Row: ...
@@ -135,9 +137,16 @@ class BatchOutput(Generic[D]):
 class EntityBatch(Generic[D]):
     """The batch step of the ``entities`` agent, without Faust. One per worker."""
 
-    def __init__(self, processor: Processor, decoder: Decoder, dest: Destinations[D], rows: RowBuilders,
-                 load: Callable[[bytes], EntityState], partition_of: dict[bytes, int],
-                 peers: PeerCounts | None = None) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        decoder: Decoder,
+        dest: Destinations[D],
+        rows: RowBuilders,
+        load: Callable[[bytes], EntityState],
+        partition_of: dict[bytes, int],
+        peers: PeerCounts | None = None,
+    ) -> None:
         self.processor = processor
         self.decoder = decoder
         self.dest = dest
@@ -168,8 +177,9 @@ class EntityBatch(Generic[D]):
                 handle(out, ev, msg, record.value, RECENT_IDS)
         return out
 
-    def _handle(self, out: BatchOutput[D], ev: Event, msg: MessageLike, value: bytes, keep: int,
-                index: int | None = None) -> None:
+    def _handle(
+        self, out: BatchOutput[D], ev: Event, msg: MessageLike, value: bytes, keep: int, index: int | None = None
+    ) -> None:
         key = ev.entity_id.encode()
         states = out.states
         st = states.get(key)
@@ -203,11 +213,13 @@ class EntityBatch(Generic[D]):
             if peer is not None:
                 self.peers.add(*peer)
         for rk in res.risk:
-            rows.setdefault("risk_scores", []).append(r.risk_score_row(
-                rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top))
+            rows.setdefault("risk_scores", []).append(
+                r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
+            )
 
-    def alert_sends(self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]],
-                    alerts_out: Counter[tuple[str, str]]) -> None:
+    def alert_sends(
+        self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]], alerts_out: Counter[tuple[str, str]]
+    ) -> None:
         """An outcome's alert revisions (to ``alerts.all`` and each recipient's topic) and
         transitions (``alerts.events``), appended to a batch's sends."""
         dest = self.dest
@@ -220,8 +232,9 @@ class EntityBatch(Generic[D]):
         for tr in res.transitions:
             sends.append((dest.alert_events, key, orjson.dumps(tr)))
 
-    def plan_sends(self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]],
-                   rows: dict[str, list[Row]]) -> None:
+    def plan_sends(
+        self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]], rows: dict[str, list[Row]]
+    ) -> None:
         """Joint inspection plans: to ``inspection.plans`` and their ClickHouse rows; alerts' on-site
         checks: their ``events_task`` rows (a moved one: a new version of its row); sealed
         evidence bundles: their ``evidence`` rows (stored with the batch, before its offsets)."""

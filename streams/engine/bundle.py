@@ -22,8 +22,15 @@ from streams.engine import evidence as E
 from streams.engine.state import EntityState
 
 
-def open_bundle(rules: RuleSet, ev: Event, st: EntityState, alert_id: str, hit: Hit, why: list[Contribution],
-                crime: list[tuple[str, str]] | None) -> E.Draft:
+def open_bundle(
+    rules: RuleSet,
+    ev: Event,
+    st: EntityState,
+    alert_id: str,
+    hit: Hit,
+    why: list[Contribution],
+    crime: list[tuple[str, str]] | None,
+) -> E.Draft:
     """The evidence bundle of a new alert: what the entity has on it now."""
     t = ev.occurred_at.timestamp()
     items: list[dict[str, Any]] = []
@@ -32,8 +39,11 @@ def open_bundle(rules: RuleSet, ev: Event, st: EntityState, alert_id: str, hit: 
         w = rules.evidence_window(ev.channel)
         key = f"{ev.device_id}:{ev.channel}"
         pts = E.window_points(st.readings.get(key), t - w.before_minutes * 60, t)
-        items.append(E.readings_item(ev.device_id, ev.channel.value, ev.unit, w.before_minutes, w.after_minutes,
-                                     pts or [(t, ev.value)]))
+        items.append(
+            E.readings_item(
+                ev.device_id, ev.channel.value, ev.unit, w.before_minutes, w.after_minutes, pts or [(t, ev.value)]
+            )
+        )
         after_s = w.after_minutes * 60
     elif isinstance(ev, VideoDetection):
         since = t - (hit.within_s or 0.0)

@@ -25,26 +25,49 @@ from streams.engine.revision import EPOCH, dt
 from streams.engine.state import EntityState, OpenAlert
 
 
-def transition_rows(entity_id: str, st: EntityState, oa: OpenAlert, new: int, chained: bool,
-                    rows: list[TransitionRow]) -> None:
+def transition_rows(
+    entity_id: str, st: EntityState, oa: OpenAlert, new: int, chained: bool, rows: list[TransitionRow]
+) -> None:
     """The ``new`` last transitions of the alert as rows; ``chained``: with the audit chain's hashes
     (the row exactly as alert_history stores it: time in ms, comment masked)."""
     lc = oa.lc
     for i, tr in enumerate(lc.transitions[-new:] if new <= len(lc.transitions) else lc.transitions):
         seq = lc.revision - min(new, len(lc.transitions)) + i + 1
         if not chained:
-            rows.append({
-                "alert_id": lc.alert_id, "seq": seq, "entity_id": entity_id, "at": dt(tr.at), "kind": tr.kind,
-                "from_status": tr.from_status, "to_status": tr.to_status, "actor": tr.actor, "comment": tr.comment})
+            rows.append(
+                {
+                    "alert_id": lc.alert_id,
+                    "seq": seq,
+                    "entity_id": entity_id,
+                    "at": dt(tr.at),
+                    "kind": tr.kind,
+                    "from_status": tr.from_status,
+                    "to_status": tr.to_status,
+                    "actor": tr.actor,
+                    "comment": tr.comment,
+                }
+            )
             continue
         at_ms = int(round(tr.at * 1000))
-        row = chain_row(lc.alert_id, seq, entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor,
-                        mask_pii(tr.comment))
+        row = chain_row(
+            lc.alert_id, seq, entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor, mask_pii(tr.comment)
+        )
         prev = oa.chain or (oa.evidence.first_hash if oa.evidence is not None else "")
         h = chain_hash(prev, row)
         oa.chain = h
         st.unanchored[lc.alert_id] = (seq, h)
-        rows.append({
-            "alert_id": lc.alert_id, "seq": seq, "entity_id": entity_id, "at": EPOCH + timedelta(milliseconds=at_ms),
-            "kind": tr.kind, "from_status": row["from_status"], "to_status": tr.to_status, "actor": tr.actor,
-            "comment": row["comment"], "prev_hash": prev, "hash": h})
+        rows.append(
+            {
+                "alert_id": lc.alert_id,
+                "seq": seq,
+                "entity_id": entity_id,
+                "at": EPOCH + timedelta(milliseconds=at_ms),
+                "kind": tr.kind,
+                "from_status": row["from_status"],
+                "to_status": tr.to_status,
+                "actor": tr.actor,
+                "comment": row["comment"],
+                "prev_hash": prev,
+                "hash": h,
+            }
+        )

@@ -10,8 +10,8 @@ silences in force and two small per-worker caches. One :class:`Context` per ``Pr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from detectors.fusion import FusionConfig
 from detectors.inspection import InspectionOutcomeModel
@@ -49,7 +49,23 @@ class Context:
     windows: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # channel -> (len, before s, trim s)
 
     @classmethod
-    def of(cls, county: County, clock: Clock = time.time, model: InspectionOutcomeModel | None = None,
-           web_url: str = "", evidence: bool = True) -> Context:
-        return cls(county.catalog, county.rules, county.lifecycle, county.router, county.fusion,
-                   county.spot_checks.config, model or InspectionOutcomeModel(), clock, web_url.rstrip("/"), evidence)
+    def of(
+        cls,
+        county: County,
+        clock: Clock = time.time,
+        model: InspectionOutcomeModel | None = None,
+        web_url: str = "",
+        evidence: bool = True,
+    ) -> Context:
+        return cls(
+            county.catalog,
+            county.rules,
+            county.lifecycle,
+            county.router,
+            county.fusion,
+            county.spot_checks.config,
+            model or InspectionOutcomeModel(),
+            clock,
+            web_url.rstrip("/"),
+            evidence,
+        )

@@ -21,7 +21,7 @@ publishes what it changed, so that triple is written once, here (``publish``).
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from detectors.rules import Hit
 from riskwatch.domain.lifecycle import AlertLifecycle, FeedbackOutcome, Notification
@@ -56,8 +56,17 @@ class Desk:
         return d.item_id, tuple(d.departments)
 
     # --- a detector's condition holds, or no longer holds ----------------------------------------
-    def raise_alert(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution],
-                    item_id: int | None = None, score: float | None = None, crime: Crime | None = None) -> OpenAlert:
+    def raise_alert(
+        self,
+        ev: Event,
+        st: EntityState,
+        out: Outcome,
+        hit: Hit,
+        why: list[Contribution],
+        item_id: int | None = None,
+        score: float | None = None,
+        crime: Crime | None = None,
+    ) -> OpenAlert:
         """A detector's condition holds: open an alert (pending or firing), or feed the open one."""
         cx = self.cx
         item_id, depts = self.route(st, item_id, hit.level)
@@ -75,15 +84,31 @@ class Desk:
             if up:
                 oa.title = hit.title
             rev = oa.lc.revision
-            notes = cx.lifecycle.observe(oa.lc, t, max(score, cx.lifecycle.policy.hysteresis.enter),
-                                         level=hit.level if up else None, departments=depts if up else None,
-                                         silences=cx.silences)
+            notes = cx.lifecycle.observe(
+                oa.lc,
+                t,
+                max(score, cx.lifecycle.policy.hysteresis.enter),
+                level=hit.level if up else None,
+                departments=depts if up else None,
+                silences=cx.silences,
+            )
             self.publish(ev.entity_id, ev.event_id, st, out, oa, why, notes, rev)
             return oa
         return self._open(ev, st, out, hit, why, fp, item_id, depts, score, crime)
 
-    def _open(self, ev: Event, st: EntityState, out: Outcome, hit: Hit, why: list[Contribution], fp: str,
-              item_id: int | None, depts: tuple[str, ...], score: float, crime: Crime | None) -> OpenAlert:
+    def _open(
+        self,
+        ev: Event,
+        st: EntityState,
+        out: Outcome,
+        hit: Hit,
+        why: list[Contribution],
+        fp: str,
+        item_id: int | None,
+        depts: tuple[str, ...],
+        score: float,
+        crime: Crime | None,
+    ) -> OpenAlert:
         cx, lc = self.cx, self.cx.lifecycle
         t = ev.occurred_at.timestamp()
         episode = st.episodes.get(fp, 0) + 1
@@ -92,12 +117,35 @@ class Desk:
         # a confirmed rule (several hits), an inspection finding, a complaint or a video detection is a
         # fact: it fires at once; a single reading or a model score waits out the pending period
         immediate = hit.confirm > 1 or not isinstance(ev, SensorReading) and not hit.rule.startswith("model.")
-        lst, notes = lc.open(alert_id, ev.entity_id, hit.rule, item_id, hit.level, depts, at=t,
-                             score=max(score, lc.policy.hysteresis.enter), title=hit.title,
-                             entity_name=st.name or ev.entity_id, silences=cx.silences, immediate=immediate)
-        oa = OpenAlert(alert_id=alert_id, fingerprint=fp, rule=hit.rule, item_id=item_id, level=hit.level,
-                       status=lst.status, revision=0, first_seen=t, last_seen=t, title=hit.title,
-                       departments=depts, score=score, lc=lst)
+        lst, notes = lc.open(
+            alert_id,
+            ev.entity_id,
+            hit.rule,
+            item_id,
+            hit.level,
+            depts,
+            at=t,
+            score=max(score, lc.policy.hysteresis.enter),
+            title=hit.title,
+            entity_name=st.name or ev.entity_id,
+            silences=cx.silences,
+            immediate=immediate,
+        )
+        oa = OpenAlert(
+            alert_id=alert_id,
+            fingerprint=fp,
+            rule=hit.rule,
+            item_id=item_id,
+            level=hit.level,
+            status=lst.status,
+            revision=0,
+            first_seen=t,
+            last_seen=t,
+            title=hit.title,
+            departments=depts,
+            score=score,
+            lc=lst,
+        )
         st.alerts[fp] = oa
         if cx.evidence:
             oa.evidence = open_bundle(cx.rules, ev, st, alert_id, hit, why, crime)
@@ -112,8 +160,17 @@ class Desk:
         notes = self.cx.lifecycle.observe(oa.lc, ev.occurred_at, 0.0, silences=self.cx.silences)
         self.publish(ev.entity_id, ev.event_id, st, out, oa, [], notes, rev)
 
-    def revise(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, title: str, score: float, level: str,
-               why: list[Contribution]) -> None:
+    def revise(
+        self,
+        ev: Event,
+        st: EntityState,
+        out: Outcome,
+        oa: OpenAlert,
+        title: str,
+        score: float,
+        level: str,
+        why: list[Contribution],
+    ) -> None:
         """The open risk alert's score or level moved (always a new revision)."""
         lc = self.cx.lifecycle
         t = ev.occurred_at.timestamp()
@@ -132,24 +189,41 @@ class Desk:
         notes = self.cx.lifecycle.transfer(oa.lc, to, at, reasons, oa.evidence.hash if oa.evidence is not None else "")
         self.publish(entity_id, "router", st, out, oa, [], notes, rev)
 
-    def feedback(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str,
-                 comment: str, user: str) -> None:
+    def feedback(
+        self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str, comment: str, user: str
+    ) -> None:
         """A receiving department's feedback (签收, 处置中, 办结, 非本部门 …)."""
         cx = self.cx
         rev = oa.lc.revision
-        self._answer(ev, st, out, oa, rev, cx.lifecycle.on_feedback(oa.lc, dept, status, ev.occurred_at, comment,
-                                                                      cx.silences, user=user))
+        self._answer(
+            ev,
+            st,
+            out,
+            oa,
+            rev,
+            cx.lifecycle.on_feedback(oa.lc, dept, status, ev.occurred_at, comment, cx.silences, user=user),
+        )
 
-    def transfer_answer(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str,
-                        comment: str, user: str) -> None:
+    def transfer_answer(
+        self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str, comment: str, user: str
+    ) -> None:
         """A case transfer's receiver accepts or declines (行刑衔接)."""
         cx = self.cx
         rev = oa.lc.revision
-        self._answer(ev, st, out, oa, rev, cx.lifecycle.on_transfer_feedback(
-            oa.lc, dept, status, ev.occurred_at, mask_pii(comment) if cx.evidence else comment, user=user))
+        self._answer(
+            ev,
+            st,
+            out,
+            oa,
+            rev,
+            cx.lifecycle.on_transfer_feedback(
+                oa.lc, dept, status, ev.occurred_at, mask_pii(comment) if cx.evidence else comment, user=user
+            ),
+        )
 
-    def reassign(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, by: str, to: list[str],
-                 comment: str, user: str) -> bool:
+    def reassign(
+        self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, by: str, to: list[str], comment: str, user: str
+    ) -> bool:
         """Only the office may (Lifecycle.reassign refuses anyone else: a dead letter with the reason).
         True when the step was accepted."""
         cx = self.cx
@@ -158,8 +232,7 @@ class Desk:
         self._answer(ev, st, out, oa, rev, res)
         return res.rejected is None
 
-    def _answer(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, rev: int,
-                res: FeedbackOutcome) -> None:
+    def _answer(self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, rev: int, res: FeedbackOutcome) -> None:
         if res.rejected:
             out.rejected = res.rejected
             return
@@ -175,8 +248,9 @@ class Desk:
             out.evidence.append(d.seal(d.end))
             rev = oa.lc.revision
             n_items = len(out.evidence[-1]["header"]["items"])
-            self.cx.lifecycle.record(oa.lc, d.end, "evidence", "system",
-                                     texts.evidence_sealed(d.version, d.hash, n_items, d.first_hash))
+            self.cx.lifecycle.record(
+                oa.lc, d.end, "evidence", "system", texts.evidence_sealed(d.version, d.hash, n_items, d.first_hash)
+            )
             self.publish(entity_id, source, st, out, oa, [], [], rev, force=True, at=d.end)
 
     def close_quiet(self, ev: Event, st: EntityState, out: Outcome) -> None:
@@ -187,8 +261,12 @@ class Desk:
         grace = lcy.policy.close_grace_minutes * 60
         for fp, oa in list(st.alerts.items()):
             lc = oa.lc
-            if (lc.status == "resolved" and not lc.flapping and lc.resolved_at is not None
-                    and t >= lc.resolved_at + grace):
+            if (
+                lc.status == "resolved"
+                and not lc.flapping
+                and lc.resolved_at is not None
+                and t >= lc.resolved_at + grace
+            ):
                 rev = lc.revision
                 self.publish(ev.entity_id, ev.event_id, st, out, oa, [], lcy.tick(lc, t, self.cx.silences), rev)
                 if lc.status == "closed":
@@ -204,9 +282,19 @@ class Desk:
                 del st.alerts[fp]
 
     # --- after every step ------------------------------------------------------------------------
-    def publish(self, entity_id: str, source: str, st: EntityState, out: Outcome, oa: OpenAlert,
-                why: list[Contribution], notes: list[Notification], rev_before: int, force: bool = False,
-                at: float | None = None) -> None:
+    def publish(
+        self,
+        entity_id: str,
+        source: str,
+        st: EntityState,
+        out: Outcome,
+        oa: OpenAlert,
+        why: list[Contribution],
+        notes: list[Notification],
+        rev_before: int,
+        force: bool = False,
+        at: float | None = None,
+    ) -> None:
         """After a lifecycle step: record its transitions, and one alert revision per notification
         (sent to the notification's departments) or, without one, a state update for alerts.all."""
         cx = self.cx
@@ -220,7 +308,8 @@ class Desk:
         each: Sequence[Notification | None] = notes or (None,)
         for n in each:
             oa.revision += 1
-            out.alerts.append(alert(cx.catalog, cx.web_url, entity_id, source, st, oa, why, n,
-                                    at if at is not None else cx.clock()))
+            out.alerts.append(
+                alert(cx.catalog, cx.web_url, entity_id, source, st, oa, why, n, at if at is not None else cx.clock())
+            )
             if n is not None and n.kind in ("firing", "level_up"):
                 plans.alert_task(cx, entity_id, st, out, oa, n.at)

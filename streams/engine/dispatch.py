@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from detectors.fusion import FusionConfig, load_fusion
 from detectors.inspection import InspectionOutcomeModel
@@ -87,9 +87,13 @@ Handler = Callable[[Context, Desk, Event, EntityState, Outcome], None]
 
 # the handler of each input kind (a new kind: a module in handlers/ and a line here)
 HANDLERS: dict[type[Event], Handler] = {
-    EntityEvent: registry.handle, SensorReading: sensor.handle, VideoDetection: video.handle,  # type: ignore[dict-item]
-    Complaint: complaint.handle, InspectionResult: inspection.handle,  # type: ignore[dict-item]
-    DisposalFeedback: feedback.handle, InspectionTask: task.handle,  # type: ignore[dict-item]
+    EntityEvent: registry.handle,
+    SensorReading: sensor.handle,
+    VideoDetection: video.handle,  # type: ignore[dict-item]
+    Complaint: complaint.handle,
+    InspectionResult: inspection.handle,  # type: ignore[dict-item]
+    DisposalFeedback: feedback.handle,
+    InspectionTask: task.handle,  # type: ignore[dict-item]
 }
 
 
@@ -98,28 +102,56 @@ class Processor:
 
     __slots__ = ("cx", "desk", "_handlers")
 
-    def __init__(self, catalog: Catalog, rules: RuleSet, clock: Clock = time.time,
-                 fusion: FusionConfig | None = None, model: InspectionOutcomeModel | None = None,
-                 router: Router | None = None, lifecycle: Lifecycle | None = None,
-                 planning: SpotCheckConfig | None = None, web_url: str = "", evidence: bool = True):
+    def __init__(
+        self,
+        catalog: Catalog,
+        rules: RuleSet,
+        clock: Clock = time.time,
+        fusion: FusionConfig | None = None,
+        model: InspectionOutcomeModel | None = None,
+        router: Router | None = None,
+        lifecycle: Lifecycle | None = None,
+        planning: SpotCheckConfig | None = None,
+        web_url: str = "",
+        evidence: bool = True,
+    ):
         self.cx = Context(
-            catalog, rules,
+            catalog,
+            rules,
             lifecycle=lifecycle or load_lifecycle(catalog=catalog),
             router=router or load_routing(catalog=catalog),
             fusion=fusion or load_fusion(DATA_DIR / "fusion.yaml"),
             planning=planning or load_spot_checks(catalog=catalog).config,
             model=model or InspectionOutcomeModel(),
-            clock=clock, web_url=web_url.rstrip("/"), evidence=evidence)
+            clock=clock,
+            web_url=web_url.rstrip("/"),
+            evidence=evidence,
+        )
         self.desk = Desk(self.cx)
         self._handlers = HANDLERS
 
     @classmethod
-    def from_county(cls, county: County, clock: Clock = time.time, model: InspectionOutcomeModel | None = None,
-                    web_url: str = "", evidence: bool = True) -> Processor:
+    def from_county(
+        cls,
+        county: County,
+        clock: Clock = time.time,
+        model: InspectionOutcomeModel | None = None,
+        web_url: str = "",
+        evidence: bool = True,
+    ) -> Processor:
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
-        return cls(county.catalog, county.rules, clock=clock, fusion=county.fusion, model=model,
-                   router=county.router, lifecycle=county.lifecycle, planning=county.spot_checks.config,
-                   web_url=web_url, evidence=evidence)
+        return cls(
+            county.catalog,
+            county.rules,
+            clock=clock,
+            fusion=county.fusion,
+            model=model,
+            router=county.router,
+            lifecycle=county.lifecycle,
+            planning=county.spot_checks.config,
+            web_url=web_url,
+            evidence=evidence,
+        )
 
     # what the runtime and tests reach: the catalog, the silences in force, the shared model
     @property
@@ -157,8 +189,10 @@ class Processor:
                 out.redelivered = True
             else:
                 out.duplicate_of = first
-                out.rejected = (f"duplicate event_id {ev.event_id!r}: first seen at "
-                                f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids")
+                out.rejected = (
+                    f"duplicate event_id {ev.event_id!r}: first seen at "
+                    f"{first[0]}[{first[1]}]@{first[2]}; events must have unique ids"
+                )
             return out
         st.seen(ev.event_id, where, keep, checked=True)
         out.at = t = ev.occurred_at.timestamp()

@@ -49,11 +49,21 @@ def ms(t: float) -> int:
     return int(round(t * 1000))
 
 
-def readings_item(device: str, channel: str, unit: str, before_min: float, after_min: float,
-                  points: list[tuple[float, float]]) -> Item:
-    return evidence_item(f"readings:{device}:{channel}", "readings", {
-        "device_id": device, "channel": channel, "unit": unit, "before_minutes": before_min,
-        "after_minutes": after_min, "points": [[ms(t), v] for t, v in points]})
+def readings_item(
+    device: str, channel: str, unit: str, before_min: float, after_min: float, points: list[tuple[float, float]]
+) -> Item:
+    return evidence_item(
+        f"readings:{device}:{channel}",
+        "readings",
+        {
+            "device_id": device,
+            "channel": channel,
+            "unit": unit,
+            "before_minutes": before_min,
+            "after_minutes": after_min,
+            "points": [[ms(t), v] for t, v in points],
+        },
+    )
 
 
 def window_points(buf: array[float] | None, since: float, until: float) -> list[tuple[float, float]]:
@@ -65,15 +75,27 @@ def window_points(buf: array[float] | None, since: float, until: float) -> list[
 
 def video_item(v: tuple[float, str, str, str, float, str]) -> Item:
     t, event_id, camera, cls, conf, ref = v
-    return evidence_item(f"video:{event_id}", "video", {"event_id": event_id, "at_ms": ms(t), "camera_id": camera,
-                                                         "cls": cls, "confidence": conf, "evidence_ref": ref})
+    return evidence_item(
+        f"video:{event_id}",
+        "video",
+        {
+            "event_id": event_id,
+            "at_ms": ms(t),
+            "camera_id": camera,
+            "cls": cls,
+            "confidence": conf,
+            "evidence_ref": ref,
+        },
+    )
 
 
 def complaint_item(c: tuple[float, str, str, str, str]) -> Item:
     t, event_id, channel, category, text = c
-    return evidence_item(f"complaint:{event_id}", "complaint", {"event_id": event_id, "at_ms": ms(t),
-                                                                 "channel": channel, "category": category,
-                                                                 "text_masked": text})
+    return evidence_item(
+        f"complaint:{event_id}",
+        "complaint",
+        {"event_id": event_id, "at_ms": ms(t), "channel": channel, "category": category, "text_masked": text},
+    )
 
 
 def complaint_record(ev: Complaint) -> tuple[float, str, str, str, str]:
@@ -82,21 +104,46 @@ def complaint_record(ev: Complaint) -> tuple[float, str, str, str, str]:
 
 
 def inspection_item(ev: InspectionResult) -> Item:
-    return evidence_item(f"inspection:{ev.inspection_id}", "inspection", {
-        "inspection_id": ev.inspection_id, "event_id": ev.event_id, "at_ms": ms(ev.occurred_at.timestamp()),
-        "item_id": ev.item_id, "departments": list(ev.departments), "outcome": ev.outcome.value,
-        "violations": [{"code": v.code, "severity": v.severity.value, "description": v.description,
-                        "suspected_crime": v.suspected_crime} for v in ev.violations]})
+    return evidence_item(
+        f"inspection:{ev.inspection_id}",
+        "inspection",
+        {
+            "inspection_id": ev.inspection_id,
+            "event_id": ev.event_id,
+            "at_ms": ms(ev.occurred_at.timestamp()),
+            "item_id": ev.item_id,
+            "departments": list(ev.departments),
+            "outcome": ev.outcome.value,
+            "violations": [
+                {
+                    "code": v.code,
+                    "severity": v.severity.value,
+                    "description": v.description,
+                    "suspected_crime": v.suspected_crime,
+                }
+                for v in ev.violations
+            ],
+        },
+    )
 
 
 def explanation_item(rule: str, level: str, title: str, why: list[Contribution]) -> Item:
-    return evidence_item("explanation", "explanation", {"rule": rule, "level": level, "title": title, "contributions": [
-        {"signal": c.signal, "value": c.value, "detail": c.detail} for c in why]})
+    return evidence_item(
+        "explanation",
+        "explanation",
+        {
+            "rule": rule,
+            "level": level,
+            "title": title,
+            "contributions": [{"signal": c.signal, "value": c.value, "detail": c.detail} for c in why],
+        },
+    )
 
 
 def crime_item(flags: list[tuple[str, str]]) -> Item:
-    return evidence_item("suspected_crime", "suspected_crime", {"flags": [f for f, _ in flags],
-                                                                 "reasons": [r for _, r in flags]})
+    return evidence_item(
+        "suspected_crime", "suspected_crime", {"flags": [f for f, _ in flags], "reasons": [r for _, r in flags]}
+    )
 
 
 @dataclass(slots=True)
@@ -117,16 +164,32 @@ class Draft:
     after: list[tuple[float, float]] = field(default_factory=list)  # readings after the trigger
 
     @classmethod
-    def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0,
-             key: str = "") -> "Draft":
+    def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0, key: str = "") -> Draft:
         t = ev.occurred_at.timestamp()
-        d = cls(alert_id=alert_id, entity_id=ev.entity_id, rule=rule, trigger=t, items=items,
-                final=after_s <= 0, end=t + after_s, key=key)
+        d = cls(
+            alert_id=alert_id,
+            entity_id=ev.entity_id,
+            rule=rule,
+            trigger=t,
+            items=items,
+            final=after_s <= 0,
+            end=t + after_s,
+            key=key,
+        )
         return d
 
     def header(self, sealed_at: float, supersedes: str = "") -> dict[str, Any]:
-        return bundle_header(self.alert_id, self.version, self.final, self.entity_id, self.rule, ms(self.trigger),
-                             ms(sealed_at), self.items, supersedes)
+        return bundle_header(
+            self.alert_id,
+            self.version,
+            self.final,
+            self.entity_id,
+            self.rule,
+            ms(self.trigger),
+            ms(sealed_at),
+            self.items,
+            supersedes,
+        )
 
     def seal_first(self) -> Row:
         h = self.header(self.trigger)
@@ -158,7 +221,16 @@ class Draft:
         return row
 
     def _row(self, header: dict[str, Any]) -> Row:
-        return {"alert_id": self.alert_id, "version": self.version, "bundle_hash": self.hash,
-                "entity_id": self.entity_id, "rule": self.rule, "final": self.final, "trigger_at_ms": ms(self.trigger),
-                "sealed_at_ms": header["sealed_at_ms"], "supersedes": header["supersedes"], "header": header,
-                "items": [canonical(it).decode() for it in self.items]}
+        return {
+            "alert_id": self.alert_id,
+            "version": self.version,
+            "bundle_hash": self.hash,
+            "entity_id": self.entity_id,
+            "rule": self.rule,
+            "final": self.final,
+            "trigger_at_ms": ms(self.trigger),
+            "sealed_at_ms": header["sealed_at_ms"],
+            "supersedes": header["supersedes"],
+            "header": header,
+            "items": [canonical(it).decode() for it in self.items],
+        }

@@ -28,8 +28,7 @@ whole batch message):
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -84,8 +83,9 @@ class Decoder:
         self.batch_topic = topic_prefix + SensorBatch.topic
         self.batch_adapter = TypeAdapter(SensorBatch)
 
-    def decode(self, topic: str, partition: int, offset: int, key: bytes | None,
-               value: bytes | None) -> Event | Batch | DeadLetter:
+    def decode(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Event | Batch | DeadLetter:
         where = f"{topic}[{partition}]@{offset}"
         try:
             adapter = self.adapters.get(topic)
@@ -93,27 +93,44 @@ class Decoder:
                 return self.dead(topic, partition, offset, key, value, f"{where}: not an input topic")
             if value is None:
                 return self.dead(topic, partition, offset, key, value, f"{where}: empty message (tombstone)")
-            if len(value) > self.max_bytes and not (topic == self.batch_topic and len(value) <= BATCH_BYTES_FACTOR * self.max_bytes
-                                                    and BATCH_MARK in value):
-                return self.dead(topic, partition, offset, key, value,
-                                 f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} (RISKWATCH_MAX_MESSAGE_BYTES; "
-                                 f"{BATCH_BYTES_FACTOR}x that for a gateway batch)")
+            if len(value) > self.max_bytes and not (
+                topic == self.batch_topic and len(value) <= BATCH_BYTES_FACTOR * self.max_bytes and BATCH_MARK in value
+            ):
+                return self.dead(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    value,
+                    f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} (RISKWATCH_MAX_MESSAGE_BYTES; "
+                    f"{BATCH_BYTES_FACTOR}x that for a gateway batch)",
+                )
             if (value.count(b"{") + value.count(b"[")) > MAX_DEPTH and _too_deep(value):
-                return self.dead(topic, partition, offset, key, value, f"{where}: JSON nested deeper than {MAX_DEPTH} levels")
+                return self.dead(
+                    topic, partition, offset, key, value, f"{where}: JSON nested deeper than {MAX_DEPTH} levels"
+                )
             if topic == self.batch_topic and BATCH_MARK in value:
                 return self.decode_batch(topic, partition, offset, key, value)
             event = adapter.validate_json(value, context=self.context)
             if key is not None and key != event.entity_id.encode():
-                return self.dead(topic, partition, offset, key, value,
-                                 f"{where}: message key {key[:80]!r} does not match entity_id {event.entity_id!r}; "
-                                 "producers must key by entity_id so an entity's events stay in one partition")
+                return self.dead(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    value,
+                    f"{where}: message key {key[:80]!r} does not match entity_id {event.entity_id!r}; "
+                    "producers must key by entity_id so an entity's events stay in one partition",
+                )
             return event
         except ValidationError as e:
             return self.dead(topic, partition, offset, key, value, f"{where}: {_describe(e)}")
         except Exception as e:  # noqa: BLE001 — the edge never crashes the worker
             return self.dead(topic, partition, offset, key, value, f"{where}: {type(e).__name__}: {e}")
 
-    def decode_batch(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> Batch | DeadLetter:
+    def decode_batch(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes
+    ) -> Batch | DeadLetter:
         """A gateway batch: one validation of the whole message when it is all good (the common
         case); else the envelope alone, then each reading on its own. Readings repeating an
         event_id of an earlier reading of the same batch are refused like any duplicate."""
@@ -142,15 +159,25 @@ class Decoder:
             else:
                 batch = self.batch_adapter.validate_python({**raw, "readings": good}, context=self.context)
         if batch is not None and key is not None and key != batch.entity_id.encode():
-            return self.dead(topic, partition, offset, key, value,
-                             f"{where}: message key {key[:80]!r} does not match entity_id {batch.entity_id!r}; "
-                             "gateways must key by entity_id so an entity's readings stay in one partition")
+            return self.dead(
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                f"{where}: message key {key[:80]!r} does not match entity_id {batch.entity_id!r}; "
+                "gateways must key by entity_id so an entity's readings stay in one partition",
+            )
         dead = []
         for i, why in bad.items():
             r = readings[i]
             eid = r.get("event_id") if isinstance(r, dict) else None
             why = why.replace(" for SensorBatch", "").replace("  readings.0.", "  ")
-            dead.append(self.dead(topic, partition, offset, key, value, f"{where} readings[{i}] (event_id {eid!r}): {why}", index=i))
+            dead.append(
+                self.dead(
+                    topic, partition, offset, key, value, f"{where} readings[{i}] (event_id {eid!r}): {why}", index=i
+                )
+            )
         events: list[SensorReading] = []
         kept: list[int] = []
         if batch is not None:
@@ -159,16 +186,34 @@ class Decoder:
             for j, why in late.items():
                 i = positions[j]
                 r = readings[i] if readings else batch.readings[j]
-                dead.append(self.dead(topic, partition, offset, key, value,
-                                      f"{where} readings[{i}] (event_id {r.get('event_id')!r}): {why}", index=i))
+                dead.append(
+                    self.dead(
+                        topic,
+                        partition,
+                        offset,
+                        key,
+                        value,
+                        f"{where} readings[{i}] (event_id {r.get('event_id')!r}): {why}",
+                        index=i,
+                    )
+                )
             if late:
                 positions = [i for j, i in enumerate(positions) if j not in late]
             seen: set[str] = set()
             for i, ev in zip(positions, good):
                 if ev.event_id in seen:
-                    dead.append(self.dead(topic, partition, offset, key, value,
-                                          f"{where} readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "
-                                          "every reading needs its own id", index=i))
+                    dead.append(
+                        self.dead(
+                            topic,
+                            partition,
+                            offset,
+                            key,
+                            value,
+                            f"{where} readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "
+                            "every reading needs its own id",
+                            index=i,
+                        )
+                    )
                     continue
                 seen.add(ev.event_id)
                 events.append(ev)
@@ -177,14 +222,23 @@ class Decoder:
         return Batch(events, dead, kept)
 
     @staticmethod
-    def dead(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str,
-             index: int | None = None) -> DeadLetter:
+    def dead(
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        index: int | None = None,
+    ) -> DeadLetter:
         return DeadLetter(
-            topic=topic, partition=partition, offset=offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             key=key.decode("utf-8", "replace") if key is not None else None,
             payload_b64=base64.b64encode(value or b"").decode(),
             error=error[:4000],
-            received_at=datetime.now(timezone.utc),
+            received_at=datetime.now(UTC),
             index=index,
         )
 

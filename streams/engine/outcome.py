@@ -37,8 +37,13 @@ class Notice:
     at: datetime
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "entity_id": self.entity_id, "departments": self.departments,
-                "text": self.text, "at": self.at.isoformat()}
+        return {
+            "kind": self.kind,
+            "entity_id": self.entity_id,
+            "departments": self.departments,
+            "text": self.text,
+            "at": self.at.isoformat(),
+        }
 
 
 @dataclass(slots=True)

@@ -38,7 +38,9 @@ class PeerCounts:
                 acc[2] = t
 
     def drain(self) -> list[tuple[str, None, bytes, bytes]]:
-        out = [(self.topic, None, g.encode(), orjson.dumps({"group": g, "t": t, "n": n, "entities": e}))
-               for (g, _), (n, e, t) in sorted(self._acc.items(), key=lambda kv: kv[1][2])]
+        out = [
+            (self.topic, None, g.encode(), orjson.dumps({"group": g, "t": t, "n": n, "entities": e}))
+            for (g, _), (n, e, t) in sorted(self._acc.items(), key=lambda kv: kv[1][2])
+        ]
         self._acc = {}
         return out

@@ -37,9 +37,17 @@ def rate(cx: Context, ev: Event, st: EntityState, signal: str) -> None:
     cfg = cx.rate_cfg.get(key)
     if cfg is None:
         spec = cx.fusion.rates.get(signal)
-        cfg = cx.rate_cfg[key] = RateConfig() if spec is None else RateConfig(
-            prior_rate=spec.per_kind.get(st.kind, spec.default), prior_days=spec.prior_days,
-            window=spec.window_days, half_life=spec.half_life_days, l_max=spec.l_max)
+        cfg = cx.rate_cfg[key] = (
+            RateConfig()
+            if spec is None
+            else RateConfig(
+                prior_rate=spec.per_kind.get(st.kind, spec.default),
+                prior_days=spec.prior_days,
+                window=spec.window_days,
+                half_life=spec.half_life_days,
+                l_max=spec.l_max,
+            )
+        )
     t = ev.occurred_at.timestamp()
     r = st.rates.get(signal)
     if r is None:
@@ -85,13 +93,18 @@ def fuse(cx: Context, desk: Desk, ev: Event, st: EntityState, out: Outcome) -> N
         if oa is not None and oa.status in OPEN:
             desk.revise(ev, st, out, oa, title, rs.score, rs.level, top)
             return
-        covered = any(a.status not in ("resolved", "closed") and not a.rule.startswith("model.")
-                      and LEVELS.index(a.level) + 1 >= rank for a in st.alerts.values())
+        covered = any(
+            a.status not in ("resolved", "closed")
+            and not a.rule.startswith("model.")
+            and LEVELS.index(a.level) + 1 >= rank
+            for a in st.alerts.values()
+        )
         # a new risk alert only when the level goes UP into the alert range (a decaying risk
         # passing through orange after a rule alert resolved is not news)
         if not covered and rank > RISK_LEVELS.index(rs.previous):
-            desk.raise_alert(ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id,
-                             score=rs.score)
+            desk.raise_alert(
+                ev, st, out, Hit("model.risk", rs.level, title, rs.score), top, item_id=item_id, score=rs.score
+            )
     elif oa is not None and oa.status in OPEN:
         oa.score = rs.score
         desk.clear(ev, st, out, oa)

@@ -33,9 +33,16 @@ KNOWN = Gauge("riskwatch_silences_known", "Silences (any state) this worker has 
 
 
 def to_silence(spec: SilenceSpec) -> Silence:
-    return Silence(silence_id=spec.silence_id, ends_at=spec.ends_at.timestamp(), starts_at=spec.starts_at.timestamp(),
-                   entity_id=spec.entity_id, item_id=spec.item_id, rule=spec.rule, created_by=spec.created_by,
-                   comment=spec.comment)
+    return Silence(
+        silence_id=spec.silence_id,
+        ends_at=spec.ends_at.timestamp(),
+        starts_at=spec.starts_at.timestamp(),
+        entity_id=spec.entity_id,
+        item_id=spec.item_id,
+        rule=spec.rule,
+        created_by=spec.created_by,
+        comment=spec.comment,
+    )
 
 
 class SilenceBoard:

@@ -223,7 +223,7 @@ class EntityState:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def loads(raw: bytes | None) -> "EntityState":
+    def loads(raw: bytes | None) -> EntityState:
         if not raw:
             return EntityState()
         try:

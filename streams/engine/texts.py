@@ -14,8 +14,14 @@ from __future__ import annotations
 SENSOR_MODEL_TITLE = "传感器读数异常(模型预警)"
 INSPECTION_CRIME_TITLE = "检查发现涉嫌犯罪线索"
 UNASSIGNED_ITEM = "待专班研判"  # an alert without a supervision item (not yet in the registry)
-STATUS_ZH = {"pending": "待定", "firing": "预警", "acknowledged": "已签收", "disposing": "处置中",
-             "resolved": "已解除", "closed": "已关闭"}
+STATUS_ZH = {
+    "pending": "待定",
+    "firing": "预警",
+    "acknowledged": "已签收",
+    "disposing": "处置中",
+    "resolved": "已解除",
+    "closed": "已关闭",
+}
 
 
 def dual_notification(kind_zh: str, name: str, township: str, items: str) -> str:
@@ -31,8 +37,9 @@ def unassigned(name: str, kind_zh: str) -> str:
 def alert_message(level_zh: str, status: str, name: str, township: str, title: str, lead_name: str | None) -> str:
     """An alert revision's message when no notification speaks for it (a state update)."""
     status_zh = STATUS_ZH.get(status, status)
-    return (f"【{level_zh}{status_zh}】{'' if name.startswith(township) else township}{name}:{title}。"
-            + (f"牵头单位:{lead_name}。" if lead_name is not None else ""))
+    return f"【{level_zh}{status_zh}】{'' if name.startswith(township) else township}{name}:{title}。" + (
+        f"牵头单位:{lead_name}。" if lead_name is not None else ""
+    )
 
 
 def evidence_sealed(version: int, bundle_hash: str, n_items: int, first_hash: str) -> str:
@@ -46,5 +53,7 @@ def risk_title(score: float) -> str:
 
 def unknown_alert(alert_id: str, entity_id: str) -> str:
     """Why feedback for an alert the entity does not have is refused (a dead letter)."""
-    return (f"feedback for unknown or already closed alert {alert_id!r} of entity "
-            f"{entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)")
+    return (
+        f"feedback for unknown or already closed alert {alert_id!r} of entity "
+        f"{entity_id!r}; check the alert_id (alerts FINAL in ClickHouse)"
+    )

@@ -37,8 +37,15 @@ def build_anchor(partition: int, anchored_at_ms: int, leaves: list[tuple[str, in
     ([['a', 1, 'h1'], ['b', 2, 'h2']], 2, 64)
     """
     leaves = sorted((str(a), int(s), str(h)) for a, s, h in leaves)
-    return {"format": ANCHOR_FORMAT, "partition": int(partition), "anchored_at_ms": int(anchored_at_ms),
-            "app_id": app_id, "size": len(leaves), "leaves": [list(x) for x in leaves], "root": merkle_root(leaves)}
+    return {
+        "format": ANCHOR_FORMAT,
+        "partition": int(partition),
+        "anchored_at_ms": int(anchored_at_ms),
+        "app_id": app_id,
+        "size": len(leaves),
+        "leaves": [list(x) for x in leaves],
+        "root": merkle_root(leaves),
+    }
 
 
 def period_of(t: float, period_s: float) -> int:

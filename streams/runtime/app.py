@@ -25,15 +25,17 @@ import faust
 from riskwatch.domain.county import County, county_from_settings
 from riskwatch.settings import Settings
 from sinks.writer import ClickHouseWriter
-from streams.runtime import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers, topics as T
+from streams.runtime import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers
+from streams.runtime import topics as T
 from streams.runtime.silences import follow as follow_silences
 from streams.runtime.worker import Worker
 
 log = logging.getLogger("riskwatch.worker")
 
 
-def create_app(settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time,
-               county: County | None = None) -> faust.App:
+def create_app(
+    settings: Settings, writer: ClickHouseWriter | None = None, clock=time.time, county: County | None = None
+) -> faust.App:
     if settings.faust_fastpath:
         faust_fastpath.install()
     county = county or county_from_settings(settings)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
@@ -59,8 +59,10 @@ class BulkProducer:
                 self._partitions[topic] = parts
                 return parts
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Kafka reports no leader for {topic} partitions {missing} after {timeout:.0f} s; "
-                                   "check the broker (`riskwatch kafka status`, its log)")
+                raise TimeoutError(
+                    f"Kafka reports no leader for {topic} partitions {missing} after {timeout:.0f} s; "
+                    "check the broker (`riskwatch kafka status`, its log)"
+                )
             log.info("waiting for leaders of %s partitions %s", topic, missing)
             await producer.client.force_metadata_update()
             await asyncio.sleep(0.2)
@@ -87,8 +89,10 @@ class BulkProducer:
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[(topic, partition)] = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record for {topic}[{partition}] key {key!r} ({len(value or b'')} bytes) "
-                                     f"exceeds the producer batch size; raise producer_max_batch_size")
+                    raise ValueError(
+                        f"a record for {topic}[{partition}] key {key!r} ({len(value or b'')} bytes) "
+                        f"exceeds the producer batch size; raise producer_max_batch_size"
+                    )
         if producer is None:
             return {}  # nothing to send (most batches have no alerts)
         for (topic, partition), batch in batches.items():
@@ -97,10 +101,12 @@ class BulkProducer:
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
         try:
             metas = await asyncio.wait_for(asyncio.gather(*sent), self.delivery_timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"Kafka did not acknowledge {len(sent)} record batches within {self.delivery_timeout:.0f} s "
-                               f"(topics {sorted({t for t, _ in batches})}); the worker exits and its uncommitted events "
-                               "are redelivered — check the broker if this repeats") from None
+        except TimeoutError:
+            raise TimeoutError(
+                f"Kafka did not acknowledge {len(sent)} record batches within {self.delivery_timeout:.0f} s "
+                f"(topics {sorted({t for t, _ in batches})}); the worker exits and its uncommitted events "
+                "are redelivered — check the broker if this repeats"
+            ) from None
         last: dict[tuple[str, int], int] = {}
         for meta, n in zip(metas, counts):  # a batch's records have consecutive offsets from its base
             k = (meta.topic, meta.partition)

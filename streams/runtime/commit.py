@@ -67,7 +67,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from streams.runtime.bulk import YIELD_EVERY, table_records
 
@@ -83,11 +84,23 @@ class Commit:
     offset); ``forget(key)`` is told of deletions. Default: the table's ``data`` mapping.
     """
 
-    def __init__(self, writer, bulk, table, dumps: Callable[[bytes, Any], bytes], *, watchdog=None,
-                 max_pending: int = 25_000, max_dirty: int = 0, interval: float = 0.0, collect: Callable[[], list] | None = None,
-                 observe: Callable[[float, int], None] | None = None, chunk: int = 256,
-                 written: Callable[[dict, dict], None] | None = None,
-                 forget: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        writer,
+        bulk,
+        table,
+        dumps: Callable[[bytes, Any], bytes],
+        *,
+        watchdog=None,
+        max_pending: int = 25_000,
+        max_dirty: int = 0,
+        interval: float = 0.0,
+        collect: Callable[[], list] | None = None,
+        observe: Callable[[float, int], None] | None = None,
+        chunk: int = 256,
+        written: Callable[[dict, dict], None] | None = None,
+        forget: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
         self.written = written or self._write_data
         self.forget = forget
@@ -141,8 +154,9 @@ class Commit:
             else:
                 data[key] = value
 
-    def add(self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream,
-            count: int | None = None) -> None:
+    def add(
+        self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream, count: int | None = None
+    ) -> None:
         """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge.
         ``count``: how many events the messages carried (a gateway batch is many readings; the
         back-pressure and the commit size count readings, not messages); default one per message."""
@@ -190,7 +204,7 @@ class Commit:
             if early > 0 and not self._urgent.is_set():
                 try:
                     await asyncio.wait_for(self._urgent.wait(), early)  # the commit interval, not a sync sleep
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             self._wake.clear()
             self._urgent.clear()

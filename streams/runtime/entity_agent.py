@@ -42,8 +42,13 @@ async def process_batch(args: tuple[Worker, list, Any]) -> None:
     # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/runtime/commit.py)
     w.watchdog.stage("entities", f"send {len(out.sends)} outputs")
     await w.bulk.send(records(out.sends))
-    w.commit.add(out.rows, {key: (w.partition_of[key], st) for key, st in out.states.items()}, batch, stream,
-                 count=sum(out.counts.values()))
+    w.commit.add(
+        out.rows,
+        {key: (w.partition_of[key], st) for key, st in out.states.items()},
+        batch,
+        stream,
+        count=sum(out.counts.values()),
+    )
     if any(t in w.urgent_topics for t, _ in out.counts):
         w.commit.soon()  # a person waits for this row in the workbench
     for key, st in out.states.items():

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, AsyncIterator, cast
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import faust
 from faust.transport import consumer as _consumer
@@ -167,9 +168,12 @@ def install() -> bool:
     if _installed:
         return True
     if faust.__version__ not in SUPPORTED:
-        log.warning("faust-streaming %s is not one of %s: keeping Faust's own delivery loop (slower); "
-                    "check streams/runtime/faust_fastpath.py against the new version before adding it",
-                    faust.__version__, SUPPORTED)
+        log.warning(
+            "faust-streaming %s is not one of %s: keeping Faust's own delivery loop (slower); "
+            "check streams/runtime/faust_fastpath.py against the new version before adding it",
+            faust.__version__,
+            SUPPORTED,
+        )
         return False
     _consumer.Consumer._drain_messages = _drain_messages
     _installed = True
@@ -196,7 +200,11 @@ def quiet_worker(app: faust.App, **kwargs: Any) -> Any:
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
             # what the spinner's "OK" said; to the real stderr, which Faust may have redirected to its log
-            print(f"{self.app.conf.id}: started, state recovered, consuming (Ctrl-C stops)", file=sys.__stderr__ or sys.stderr, flush=True)
+            print(
+                f"{self.app.conf.id}: started, state recovered, consuming (Ctrl-C stops)",
+                file=sys.__stderr__ or sys.stderr,
+                flush=True,
+            )
 
     kwargs.setdefault("quiet", True)
     return QuietWorker(app, **kwargs)

@@ -52,11 +52,15 @@ def register(w: Worker) -> None:
                     hw = c.highwater(x)
                 except Exception:  # noqa: BLE001
                     hw = "?"
-                rows.append(f"{x.topic}[{x.partition}] read={c._read_offset.get(x)} committed={c._committed_offset.get(x)} "
-                            f"highwater={hw} paused={x in c._paused_partitions} "
-                            f"buffer_full={x in getattr(c, '_buffered_partitions', ())}")
-            return (f"flow_control active={app.flow_control.is_active()} generation={app.consumer_generation_id} "
-                    f"paused={len(c._paused_partitions)} active={len(c._active_partitions or ())}\n  " + "\n  ".join(rows))
+                rows.append(
+                    f"{x.topic}[{x.partition}] read={c._read_offset.get(x)} committed={c._committed_offset.get(x)} "
+                    f"highwater={hw} paused={x in c._paused_partitions} "
+                    f"buffer_full={x in getattr(c, '_buffered_partitions', ())}"
+                )
+            return (
+                f"flow_control active={app.flow_control.is_active()} generation={app.consumer_generation_id} "
+                f"paused={len(c._paused_partitions)} active={len(c._active_partitions or ())}\n  " + "\n  ".join(rows)
+            )
         except Exception as e:  # noqa: BLE001 - diagnosis must never fail the exit
             return f"(diagnosis failed: {e!r})"
 
@@ -71,9 +75,13 @@ def register(w: Worker) -> None:
             hit = w.commit_watchdog.no_progress(*input_backlog())
         if hit is not None:
             agent, stage, secs = hit
-            log.critical("agent %s has been stuck at '%s' for %.0f s: exiting so that the supervisor restarts the "
-                         "worker and the batch is redelivered (nothing is lost; report this with the task dump below)",
-                         agent, stage, secs)
+            log.critical(
+                "agent %s has been stuck at '%s' for %.0f s: exiting so that the supervisor restarts the "
+                "worker and the batch is redelivered (nothing is lost; report this with the task dump below)",
+                agent,
+                stage,
+                secs,
+            )
             log.critical("consumer state: %s", consumer_diagnosis())
             dump_tasks(file=sys.stderr)
             logging.shutdown()
@@ -109,8 +117,12 @@ async def crash_only(agent: str, fn, batch) -> None:
     except asyncio.CancelledError:
         raise
     except BaseException:  # noqa: BLE001
-        log.critical("agent %s failed on a batch of %d events; exiting so that it is redelivered:\n%s",
-                     agent, len(batch) if isinstance(batch, list) else 1, traceback.format_exc())
+        log.critical(
+            "agent %s failed on a batch of %d events; exiting so that it is redelivered:\n%s",
+            agent,
+            len(batch) if isinstance(batch, list) else 1,
+            traceback.format_exc(),
+        )
         logging.shutdown()
         os._exit(70)
 
@@ -158,7 +170,11 @@ def dump_tasks(file=None) -> None:
             if frame is not None:
                 out.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
             nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
-            if nxt is None and type(obj).__name__ in ("async_generator_asend", "async_generator_athrow", "coroutine_wrapper"):
+            if nxt is None and type(obj).__name__ in (
+                "async_generator_asend",
+                "async_generator_athrow",
+                "coroutine_wrapper",
+            ):
                 import gc
 
                 nxt = next((r for r in gc.get_referents(obj) if hasattr(r, "ag_frame") or hasattr(r, "cr_frame")), None)

@@ -43,8 +43,9 @@ def register(w: Worker) -> None:
                 return self.json({"error": f"refused: {e}"}, status=403)
             except Exception as e:  # noqa: BLE001 — report the engine's message to the analyst
                 return self.json({"error": engine_error_line(e)}, status=400)
-            return self.bytes(orjson.dumps({"columns": cols, "rows": rows}, default=str),
-                              content_type="application/json")
+            return self.bytes(
+                orjson.dumps({"columns": cols, "rows": rows}, default=str), content_type="application/json"
+            )
 
         async def get(self, request):
             return await self._run(request, request.query.get("sql", ""))

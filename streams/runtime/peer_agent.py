@@ -9,7 +9,7 @@ one town at once) becomes a notice to the market regulator and the task-force of
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -34,11 +34,20 @@ def register(w: Worker) -> None:
                 if s >= settings.township_surge_threshold:
                     pr.notified_at = sig["t"]
                     town = sig["group"][5:]
-                    await notices.send(key=g, value=orjson.dumps({
-                        "kind": "township_surge", "entity_id": "", "township": town, "score": round(s, 4),
-                        "departments": [catalog.items[1].lead, catalog.taskforce_office],
-                        "text": f"{town}近期投诉和视频违规明显增多(异常度{s:.2f}),请关注辖区内主体。",
-                        "at": datetime.fromtimestamp(sig["t"], tz=timezone.utc).isoformat()}))
+                    await notices.send(
+                        key=g,
+                        value=orjson.dumps(
+                            {
+                                "kind": "township_surge",
+                                "entity_id": "",
+                                "township": town,
+                                "score": round(s, 4),
+                                "departments": [catalog.items[1].lead, catalog.taskforce_office],
+                                "text": f"{town}近期投诉和视频违规明显增多(异常度{s:.2f}),请关注辖区内主体。",
+                                "at": datetime.fromtimestamp(sig["t"], tz=UTC).isoformat(),
+                            }
+                        ),
+                    )
             peers[g] = pr.dumps()
 
     w.app.agent(w.topics.peer_signals, name="peers")(peer_agent)

@@ -17,11 +17,20 @@ async def follow(settings, topic: str, board: SilenceBoard) -> None:
 
     kw = {}
     if settings.kafka_security_protocol != "PLAINTEXT":
-        kw = dict(security_protocol=settings.kafka_security_protocol, sasl_mechanism=settings.kafka_sasl_mechanism,
-                  sasl_plain_username=settings.kafka_sasl_username,
-                  sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest", **kw)
+        kw = dict(
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+        )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kw,
+    )
     await consumer.start()
     try:
         async for r in consumer:

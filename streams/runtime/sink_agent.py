@@ -26,7 +26,9 @@ SINK_WITHIN = 1.0
 def chain_ok(tr: AlertTransition) -> bool:
     """Whether a chained transition's hash is the hash of its content (schemas/audit.py)."""
     at_ms = int(round(tr.at.timestamp() * 1000))
-    row = chain_row(tr.alert_id, tr.seq, tr.entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor, tr.comment)
+    row = chain_row(
+        tr.alert_id, tr.seq, tr.entity_id, at_ms, tr.kind, tr.from_status, tr.to_status, tr.actor, tr.comment
+    )
     return chain_hash(tr.prev_hash, row) == tr.hash
 
 
@@ -50,12 +52,19 @@ def register(w: Worker) -> None:
                 elif msg.topic == tp(T.ALERT_EVENTS):
                     tr = AlertTransition.model_validate_json(event.value)
                     if tr.hash and not chain_ok(tr):  # stored all the same: `riskwatch audit verify` reports it
-                        log.error("alerts.events[%s]@%s: alert %s seq %s does not match its audit-chain hash (forged or "
-                                  "corrupted); run `riskwatch audit verify`", msg.partition, msg.offset, tr.alert_id, tr.seq)
+                        log.error(
+                            "alerts.events[%s]@%s: alert %s seq %s does not match its audit-chain hash (forged or "
+                            "corrupted); run `riskwatch audit verify`",
+                            msg.partition,
+                            msg.offset,
+                            tr.alert_id,
+                            tr.seq,
+                        )
                     by_table.setdefault("alert_history", []).append(sink_rows.transition_row(tr))
                 else:
                     by_table.setdefault("dead_letters", []).append(
-                        sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value)))
+                        sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value))
+                    )
             except Exception as e:  # noqa: BLE001 — our own output; log loudly, never crash
                 log.error("cannot store %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
                 continue

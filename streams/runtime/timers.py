@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections import Counter
 
+from streams.engine.state import EntityState
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import ALERTS_OUT, EVICTED
-from streams.engine.state import EntityState
 from streams.runtime.worker import Worker, records
 
 log = logging.getLogger("riskwatch.worker")
@@ -43,7 +43,7 @@ def register(w: Worker) -> None:
         states; it keeps ``alert_keys`` up to date for the entities it processes."""
         keys = list(w.entities.keys())
         for i in range(0, len(keys), SCAN_CHUNK):
-            for k in keys[i:i + SCAN_CHUNK]:
+            for k in keys[i : i + SCAN_CHUNK]:
                 if w.owned(k, actives) and w.entities.get(k) is not None:
                     st = w.load(k)
                     if st.alerts:
@@ -93,9 +93,14 @@ def register(w: Worker) -> None:
         for i in range(0, len(keys), SCAN_CHUNK):
             async with w.state_lock:
                 actives = w.actives()
-                gone = {key: (w.partition_for_key(key), None) for key in keys[i:i + SCAN_CHUNK]
-                        if w.owned(key, actives) and not w.commit.live(key)[0] and w.entities.get(key) is not None
-                        and now - w.cache.load(key).last_seen > ttl}
+                gone = {
+                    key: (w.partition_for_key(key), None)
+                    for key in keys[i : i + SCAN_CHUNK]
+                    if w.owned(key, actives)
+                    and not w.commit.live(key)[0]
+                    and w.entities.get(key) is not None
+                    and now - w.cache.load(key).last_seen > ttl
+                }
                 if gone:
                     w.commit.add({}, gone, [], None)
                     w.alert_keys.difference_update(gone)

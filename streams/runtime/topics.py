@@ -55,8 +55,17 @@ def dept_topic(code: str) -> str:
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
-    names = [*INPUT_TOPICS, ALERTS_ALL, ALERT_EVENTS, NOTICES, DEADLETTER, PEER_SIGNALS, SILENCES, INSPECTION_PLANS,
-             AUDIT_ANCHORS]
+    names = [
+        *INPUT_TOPICS,
+        ALERTS_ALL,
+        ALERT_EVENTS,
+        NOTICES,
+        DEADLETTER,
+        PEER_SIGNALS,
+        SILENCES,
+        INSPECTION_PLANS,
+        AUDIT_ANCHORS,
+    ]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
     # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the
@@ -71,16 +80,20 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
     Existing topics are kept; an existing input topic with a different partition count is an
     error (state tables would no longer line up with their source partitions).
     """
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    from kafka import KafkaAdminClient
+
     try:
-        admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-admin",
-                                 request_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(
+            **settings.kafka_kwargs(), client_id="riskwatch-admin", request_timeout_ms=int(timeout_s * 1000)
+        )
     except Exception as e:  # noqa: BLE001
-        raise SystemExit(f"riskwatch: cannot reach Kafka at {settings.kafka_bootstrap} ({e}). "
-                         "Start it with `riskwatch kafka start` or set RISKWATCH_KAFKA_BOOTSTRAP.") from None
+        raise SystemExit(
+            f"riskwatch: cannot reach Kafka at {settings.kafka_bootstrap} ({e}). "
+            "Start it with `riskwatch kafka start` or set RISKWATCH_KAFKA_BOOTSTRAP."
+        ) from None
     try:
         wanted = all_topics(settings, catalog)
         existing = set(admin.list_topics())
@@ -89,9 +102,17 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
             try:
                 compact = {settings.topic(SILENCES)}  # the latest spec per silence_id is the truth
                 compacted = compact | {settings.topic(AUDIT_ANCHORS)}  # one record per key (re-sent anchors replace)
-                admin.create_topics([NewTopic(t, 1 if t in compact else settings.partitions, settings.replication,
-                                              topic_configs={"cleanup.policy": "compact"} if t in compacted else {})
-                                     for t in missing])
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            1 if t in compact else settings.partitions,
+                            settings.replication,
+                            topic_configs={"cleanup.policy": "compact"} if t in compacted else {},
+                        )
+                        for t in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # another worker raced us
         inputs = [settings.topic(t) for t in INPUT_TOPICS]
@@ -109,7 +130,9 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
                 raise SystemExit(
                     f"riskwatch: topic {t} has {n} partitions but RISKWATCH_PARTITIONS={settings.partitions}. "
                     "All input topics must match; set RISKWATCH_PARTITIONS accordingly or recreate the topics"
-                    + (" (0: not visible yet — is the broker healthy? `riskwatch kafka status`)" if n == 0 else "") + ".")
+                    + (" (0: not visible yet — is the broker healthy? `riskwatch kafka status`)" if n == 0 else "")
+                    + "."
+                )
         return missing
     finally:
         admin.close()
@@ -124,8 +147,9 @@ def delete_topics(settings: Settings, prefixes: list[str], timeout_s: float = 30
     from kafka import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-admin",
-                                 request_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(
+            **settings.kafka_kwargs(), client_id="riskwatch-admin", request_timeout_ms=int(timeout_s * 1000)
+        )
     except Exception:  # noqa: BLE001
         return []
     try:

@@ -35,7 +35,7 @@ True
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Watchdog:

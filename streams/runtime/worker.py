@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import faust
 from faust.types import TP
@@ -20,22 +20,24 @@ from faust.types import TP
 from riskwatch.domain.county import County
 from riskwatch.settings import Settings
 from sinks import rows as sink_rows
-from streams.engine.batch import Destinations, EntityBatch
 from sinks.writer import ClickHouseWriter
+from streams.engine.batch import Destinations, EntityBatch
+from streams.engine.dispatch import Processor
+from streams.engine.ingest import Decoder
+from streams.engine.peer_counts import PeerCounts
+from streams.engine.silences import SilenceBoard
+from streams.engine.state import EntityState
 from streams.runtime import topics as T
 from streams.runtime.bulk import BulkProducer
 from streams.runtime.commit import Commit
-from streams.engine.ingest import Decoder
 from streams.runtime.metrics import COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
-from streams.engine.peer_counts import PeerCounts
-from streams.engine.dispatch import Processor
-from streams.engine.silences import SilenceBoard
-from streams.engine.state import EntityState
 from streams.runtime.store import StateCache
 from streams.runtime.watchdog import Watchdog
 
 BATCH_MAX = 5000
-MAX_PENDING = 100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
+MAX_PENDING = (
+    100_000  # processed readings waiting for their commit before the entity agent waits (replay bound after a crash)
+)
 MAX_DIRTY = 10_000  # changed entity states (~10 KB each, live until committed) that start a commit before the interval
 IDLE_PARTITION_SECONDS = 5.0  # event clock: a partition silent this long (wall time) is idle
 
@@ -83,8 +85,9 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
 # 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a
 # lookup of a new entity over 4 partitions 11 instead of 26 µs). At most 4 x (2 x 8 + 4) MB = 80 MB.
-ROCKSDB_OPTIONS = dict(write_buffer_size=8 << 20, max_write_buffer_number=2, block_cache_size=4 << 20,
-                       bloom_filter_size=10)
+ROCKSDB_OPTIONS = dict(
+    write_buffer_size=8 << 20, max_write_buffer_number=2, block_cache_size=4 << 20, bloom_filter_size=10
+)
 
 
 @dataclass
@@ -102,7 +105,7 @@ class Topics:
     audit_anchors: faust.TopicT
 
     @classmethod
-    def declare(cls, app: faust.App, settings: Settings, county: County) -> "Topics":
+    def declare(cls, app: faust.App, settings: Settings, county: County) -> Topics:
         tp = settings.topic
         return cls(
             inputs=app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **RAW),
@@ -118,8 +121,9 @@ class Topics:
 
     def destinations(self) -> Destinations[faust.TopicT]:
         """The entity batch's output topics (``streams/engine/batch.py``)."""
-        return Destinations(self.alerts_all, self.alert_events, self.inspection_plans, self.departments,
-                            self.notices, self.deadletter)
+        return Destinations(
+            self.alerts_all, self.alert_events, self.inspection_plans, self.departments, self.notices, self.deadletter
+        )
 
 
 @dataclass
@@ -146,14 +150,16 @@ class Worker:
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     alert_keys: set[bytes] = field(default_factory=set)  # entities with alerts: what the deadline timer visits
     unanchored_keys: set[bytes] = field(default_factory=set)  # entities with audit-chain heads not yet anchored
-    part_time: dict[int, tuple[float, float]] = field(default_factory=dict)  # partition -> (latest event time, wall time)
+    part_time: dict[int, tuple[float, float]] = field(
+        default_factory=dict
+    )  # partition -> (latest event time, wall time)
     partition_of: dict[bytes, int] = field(default_factory=dict)  # entity key -> input partition it came from
     peer_counts: PeerCounts | None = None
     # input topics of people's actions (workbench forms): a batch with one is committed at once
     urgent_topics: frozenset = frozenset()
 
     @classmethod
-    def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> "Worker":
+    def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> Worker:
         (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         app = faust_app(settings)
         topics = Topics.declare(app, settings, county)
@@ -166,8 +172,9 @@ class Worker:
         # owns an input partition also owns, and recovers, the state of its entities.
         entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
         entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
-        cache = StateCache(entities, max_entries=settings.state_cache_entries,
-                           actives=lambda: app.assignor.assigned_actives())
+        cache = StateCache(
+            entities, max_entries=settings.state_cache_entries, actives=lambda: app.assignor.assigned_actives()
+        )
         # the live objects are the truth only for what this worker stored since its partitions were
         # assigned: a rebalance or a changelog recovery drops them, the (recovered) table wins
         STATE_CACHE.cache = cache  # its hits and misses on /metrics
@@ -177,21 +184,53 @@ class Worker:
         watchdog = Watchdog(settings.stall_exit_seconds)
         bulk = BulkProducer(app)  # a batch's outputs and entity-state changelog: one produce per partition
         peer_counts = PeerCounts(settings.topic(T.PEER_SIGNALS))  # township/kind counts, once per commit and hour
-        commit = Commit(writer, bulk, entities, dumps=cache.store, written=cache.written, forget=cache.forget,
-                        watchdog=watchdog, max_pending=MAX_PENDING, max_dirty=MAX_DIRTY,
-                        collect=peer_counts.drain, interval=settings.commit_interval_seconds,
-                        observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)))
-        processor = Processor.from_county(county, clock=clock, web_url=settings.workbench_url,
-                                          evidence=settings.audit_chain)
+        commit = Commit(
+            writer,
+            bulk,
+            entities,
+            dumps=cache.store,
+            written=cache.written,
+            forget=cache.forget,
+            watchdog=watchdog,
+            max_pending=MAX_PENDING,
+            max_dirty=MAX_DIRTY,
+            collect=peer_counts.drain,
+            interval=settings.commit_interval_seconds,
+            observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)),
+        )
+        processor = Processor.from_county(
+            county, clock=clock, web_url=settings.workbench_url, evidence=settings.audit_chain
+        )
         partition_of: dict[bytes, int] = {}
-        batch = EntityBatch(processor, Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
-                            topics.destinations(), sink_rows, load=lambda key: w.load(key), partition_of=partition_of,
-                            peers=peer_counts if settings.township_surges else None)
-        w = cls(settings=settings, county=county, app=app, topics=topics, entities=entities, peers=peers,
-                processor=processor, batch=batch, writer=writer, cache=cache, bulk=bulk, commit=commit,
-                watchdog=watchdog, commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
-                clock=clock, peer_counts=peer_counts,
-                urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS), partition_of=partition_of)
+        batch = EntityBatch(
+            processor,
+            Decoder(county.catalog, settings.max_message_bytes, settings.topic_prefix),
+            topics.destinations(),
+            sink_rows,
+            load=lambda key: w.load(key),
+            partition_of=partition_of,
+            peers=peer_counts if settings.township_surges else None,
+        )
+        w = cls(
+            settings=settings,
+            county=county,
+            app=app,
+            topics=topics,
+            entities=entities,
+            peers=peers,
+            processor=processor,
+            batch=batch,
+            writer=writer,
+            cache=cache,
+            bulk=bulk,
+            commit=commit,
+            watchdog=watchdog,
+            commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
+            clock=clock,
+            peer_counts=peer_counts,
+            urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS),
+            partition_of=partition_of,
+        )
         entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
         cache.partition_for_key = w.partition_of.get  # a miss reads that partition's DB (else scans the others)
         return w
@@ -240,8 +279,10 @@ class Worker:
     def input_tps(self) -> list:
         """This worker's input topic partitions, sorted."""
         prefix = self.settings.topic_prefix + "events."
-        return sorted((x for x in self.app.assignor.assigned_actives() if x.topic.startswith(prefix)),
-                      key=lambda x: (x.topic, x.partition))
+        return sorted(
+            (x for x in self.app.assignor.assigned_actives() if x.topic.startswith(prefix)),
+            key=lambda x: (x.topic, x.partition),
+        )
 
     def lifecycle_now(self) -> float:
         """The deadline clock: the wall clock, or (``event``) the watermark: the event time every

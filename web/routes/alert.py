@@ -36,8 +36,12 @@ SHA = re.compile(r"^[0-9a-f]{64}$")
 STALLED_SECONDS = 60  # the worker has not confirmed an action this long: stop refreshing, say so
 ACTIONS = ("acknowledged", "in_progress", "disposed", "not_ours")
 # attachment types: extension → (leading bytes, media type)
-ALLOWED = {".pdf": (b"%PDF-", "application/pdf"), ".png": (b"\x89PNG\r\n\x1a\n", "image/png"),
-           ".jpg": (b"\xff\xd8\xff", "image/jpeg"), ".jpeg": (b"\xff\xd8\xff", "image/jpeg")}
+ALLOWED = {
+    ".pdf": (b"%PDF-", "application/pdf"),
+    ".png": (b"\x89PNG\r\n\x1a\n", "image/png"),
+    ".jpg": (b"\xff\xd8\xff", "image/jpeg"),
+    ".jpeg": (b"\xff\xd8\xff", "image/jpeg"),
+}
 
 ALERT_SQL = """
 SELECT alert_id, revision, entity_id, entity_name, entity_kind, township, item_id, item_name, rule, level, level_zh,
@@ -99,8 +103,10 @@ def feedback_states(alert: dict, history: list[dict]) -> list[dict]:
                 if tok.startswith("-"):
                     for d in tok[1:].split(","):
                         released[d] = {"status": "released", "actor": h["actor"], "at": h["at"]}
-    rows = [{"dept": d, "lead": d == alert["lead_department"], **last.get(d, {"status": "", "actor": "", "at": None})}
-            for d in alert["departments"]]
+    rows = [
+        {"dept": d, "lead": d == alert["lead_department"], **last.get(d, {"status": "", "actor": "", "at": None})}
+        for d in alert["departments"]
+    ]
     rows += [{"dept": d, "lead": False, **x} for d, x in released.items() if d not in alert["departments"]]
     return rows
 
@@ -123,9 +129,17 @@ def transfer_info(a: dict, history: list[dict]) -> dict | None:
         reason = (answer["comment"] or "").removeprefix("不予受理:")
     elif answer is not None:
         reason = (answer["comment"] or "").removeprefix("受理").strip()
-    return {"state": a["transfer"] or "transferred", "state_zh": zh(TransferState, a["transfer"] or "transferred"),
-            "to": a["transfer_to"], "at": sent["at"] if sent else None, "reasons": reasons, "sha": sha,
-            "answer": answer, "reason": reason, "due": None}
+    return {
+        "state": a["transfer"] or "transferred",
+        "state_zh": zh(TransferState, a["transfer"] or "transferred"),
+        "to": a["transfer_to"],
+        "at": sent["at"] if sent else None,
+        "reasons": reasons,
+        "sha": sha,
+        "answer": answer,
+        "reason": reason,
+        "due": None,
+    }
 
 
 EXPLAIN_SQL = """
@@ -141,11 +155,19 @@ async def explanation(request: Request, a: dict) -> list[dict]:
         row = await ctx(request).reader.one(EXPLAIN_SQL, a=a["alert_id"])
         if row:
             sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
-    out = [{"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
-           for s, v, d in zip(sig, val, det)]
+    out = [
+        {"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
+        for s, v, d in zip(sig, val, det)
+    ]
     if not out:
-        out = [{"signal": a["rule"], "name": signal_zh(a["rule"]), "value": a["score"],
-                "detail": f"触发规则:{a['title']}(风险分 {a['score']:.0f})"}]
+        out = [
+            {
+                "signal": a["rule"],
+                "name": signal_zh(a["rule"]),
+                "value": a["score"],
+                "detail": f"触发规则:{a['title']}(风险分 {a['score']:.0f})",
+            }
+        ]
     return out
 
 
@@ -155,38 +177,54 @@ async def evidence(request: Request, a: dict) -> dict:
     last = ts(a["last_seen"]) or first
     lo, hi = first - timedelta(hours=6), max(last, first) + timedelta(hours=2)
     p = {"e": a["entity_id"], "lo": int(lo.timestamp() * 1000), "hi": int(hi.timestamp() * 1000)}
-    readings = await r.rows("""SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""", **p)
+    readings = await r.rows(
+        """SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""",
+        **p,
+    )
     series: dict[str, list] = {}
     limits: dict[float, str] = {}
     rules = ctx(request).rules
     for x in readings:
         unit = SENSOR_UNIT_ZH.get(x["unit"], x["unit"])
         series.setdefault(f"{SENSOR_CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
-            (ts(x["occurred_at"]), float(x["value"])))
+            (ts(x["occurred_at"]), float(x["value"]))
+        )
         rule = rules.sensor.get(x["channel"]) if rules is not None else None
         if rule is not None and rule.max is not None:
             limits[rule.max] = f"上限 {rule.max:g}{unit}"
         if rule is not None and rule.min is not None:
             limits[rule.min] = f"下限 {rule.min:g}{unit}"
-    videos = await r.rows("""SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
-    complaints = await r.rows("""SELECT occurred_at, channel, category, text FROM {db}.events_complaint
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""", **p)
+    videos = await r.rows(
+        """SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        **p,
+    )
+    complaints = await r.rows(
+        """SELECT occurred_at, channel, category, text FROM {db}.events_complaint
+        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        **p,
+    )
     for c in complaints:
         c["text"] = mask_pii(c["text"])  # stored masked; masked again in case of older rows
-    return {"chart": line_chart(series, marker=first, y_label="触发前后的传感器读数", limits=limits) if series else None,
-            "videos": videos, "complaints": complaints}
+    return {
+        "chart": line_chart(series, marker=first, y_label="触发前后的传感器读数", limits=limits) if series else None,
+        "videos": videos,
+        "complaints": complaints,
+    }
 
 
 @router.get("/alerts/{alert_id}")
-async def alert_page(request: Request, alert_id: str, user: User = Depends(require_user), wait: str = "", since: int = 0):
+async def alert_page(
+    request: Request, alert_id: str, user: User = Depends(require_user), wait: str = "", since: int = 0
+):
     c = ctx(request)
     a = await load_alert(request, user, alert_id)  # 404/403 before anything else
     waiting = refused = None
     if wait and ID.match(wait):
-        w = await c.reader.one(WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since,
-                               topic=c.settings.topic("events.feedback"))
+        w = await c.reader.one(
+            WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since, topic=c.settings.topic("events.feedback")
+        )
         if w and w.get("refused"):
             refused = w["refused"]
         elif not (w and w["revised"] and w["recorded"]):
@@ -197,26 +235,44 @@ async def alert_page(request: Request, alert_id: str, user: User = Depends(requi
     for h in history:
         h["zh"] = describe(h, c.catalog)
     request.state.nav_counts = await nav_counts(request, user)
-    can_act = (user.can_act and user.dept in a["departments"] and a["status"] in OPEN)
+    can_act = user.can_act and user.dept in a["departments"] and a["status"] in OPEN
     can_reassign = user.role == "taskforce" and a["status"] in OPEN
     can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
         transfer["due"] = ts(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
-    return render(request, "alert.html", a=a, history=history, states=feedback_states(a, history),
-                  transfer=transfer, can_answer_transfer=can_answer_transfer, bundles=bundles,
-                  can_reassign=can_reassign, departments=c.catalog.departments,
-                  explanation=await explanation(request, a), ev=await evidence(request, a), waiting=waiting, refused=refused,
-                  can_act=can_act, since=since, max_upload=c.settings.workbench_max_upload_bytes,
-                  stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS)
+    return render(
+        request,
+        "alert.html",
+        a=a,
+        history=history,
+        states=feedback_states(a, history),
+        transfer=transfer,
+        can_answer_transfer=can_answer_transfer,
+        bundles=bundles,
+        can_reassign=can_reassign,
+        departments=c.catalog.departments,
+        explanation=await explanation(request, a),
+        ev=await evidence(request, a),
+        waiting=waiting,
+        refused=refused,
+        can_act=can_act,
+        since=since,
+        max_upload=c.settings.workbench_max_upload_bytes,
+        stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS,
+    )
 
 
 async def limit_body(request: Request) -> None:
     """413 before parsing when the declared body is larger than an attachment may be."""
     n = request.headers.get("content-length")
     if n and n.isdigit() and int(n) > ctx(request).settings.workbench_max_upload_bytes + 64 * 1024:
-        raise PageError(413, "附件过大", f"附件不能超过 {ctx(request).settings.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。")
+        raise PageError(
+            413,
+            "附件过大",
+            f"附件不能超过 {ctx(request).settings.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。",
+        )
 
 
 def store_attachment(request: Request, up: UploadFile) -> str:
@@ -227,7 +283,9 @@ def store_attachment(request: Request, up: UploadFile) -> str:
         raise PageError(400, "文件类型不允许", f"只接受 {', '.join(sorted(ALLOWED))} 格式的附件,本次操作未提交。")
     data = up.file.read(s.workbench_max_upload_bytes + 1)
     if len(data) > s.workbench_max_upload_bytes:
-        raise PageError(413, "附件过大", f"附件不能超过 {s.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。")
+        raise PageError(
+            413, "附件过大", f"附件不能超过 {s.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。"
+        )
     magic, _ = ALLOWED[ext]
     if not data.startswith(magic):
         raise PageError(400, "文件类型不允许", f"文件内容不是 {ext} 格式,本次操作未提交。")
@@ -243,8 +301,15 @@ def store_attachment(request: Request, up: UploadFile) -> str:
 
 
 @router.post("/alerts/{alert_id}/feedback", dependencies=[Depends(limit_body), Depends(check_csrf)])
-async def feedback(request: Request, alert_id: str, user: User = Depends(require_user), action: str = Form(""),
-                   comment: str = Form(""), result: str = Form(""), attachment: UploadFile | None = None):
+async def feedback(
+    request: Request,
+    alert_id: str,
+    user: User = Depends(require_user),
+    action: str = Form(""),
+    comment: str = Form(""),
+    result: str = Form(""),
+    attachment: UploadFile | None = None,
+):
     c = ctx(request)
     if not user.can_act:
         raise PageError(403, "只读账号", "县领导账号只能查看,不能反馈。")
@@ -264,14 +329,29 @@ async def feedback(request: Request, alert_id: str, user: User = Depends(require
         if action != "disposed":
             raise PageError(400, "附件只用于处置结果", "附件只能随“已处置”一起提交,本次操作未提交。")
         sha = store_attachment(request, attachment)
-    return await _produce_feedback(c, user, a, alert_id, "反馈", department=user.dept, status=action, comment=comment,
-                                   result=result if action == "disposed" else "", user=user.name,
-                                   attachment_sha256=sha)
+    return await _produce_feedback(
+        c,
+        user,
+        a,
+        alert_id,
+        "反馈",
+        department=user.dept,
+        status=action,
+        comment=comment,
+        result=result if action == "disposed" else "",
+        user=user.name,
+        attachment_sha256=sha,
+    )
 
 
 @router.post("/alerts/{alert_id}/reassign", dependencies=[Depends(check_csrf)])
-async def reassign(request: Request, alert_id: str, user: User = Depends(require_user),
-                   assign_to: list[str] = Form([]), reason: str = Form("")):
+async def reassign(
+    request: Request,
+    alert_id: str,
+    user: User = Depends(require_user),
+    assign_to: list[str] = Form([]),
+    reason: str = Form(""),
+):
     """The task-force office decides who is responsible (专班研判改派): ``events.feedback`` with
     ``status=reassign``; the worker releases the departments that said 非本部门."""
     c = ctx(request)
@@ -288,13 +368,24 @@ async def reassign(request: Request, alert_id: str, user: User = Depends(require
         raise PageError(400, "部门无效", f"未知部门 {', '.join(x[:20] for x in unknown)},本次操作未提交。")
     if not reason.strip():
         raise PageError(400, "请填写说明", "“研判理由”不能为空,本次操作未提交。")
-    return await _produce_feedback(c, user, a, alert_id, "改派", department=c.catalog.taskforce_office,
-                                   status="reassign", assign_to=assign_to, comment=reason.strip(), user=user.name)
+    return await _produce_feedback(
+        c,
+        user,
+        a,
+        alert_id,
+        "改派",
+        department=c.catalog.taskforce_office,
+        status="reassign",
+        assign_to=assign_to,
+        comment=reason.strip(),
+        user=user.name,
+    )
 
 
 @router.post("/alerts/{alert_id}/transfer", dependencies=[Depends(check_csrf)])
-async def transfer_answer(request: Request, alert_id: str, user: User = Depends(require_user),
-                          action: str = Form(""), comment: str = Form("")):
+async def transfer_answer(
+    request: Request, alert_id: str, user: User = Depends(require_user), action: str = Form(""), comment: str = Form("")
+):
     """The case transfer's receiver answers (行刑衔接): 受理 (``accepted``) or 不予受理 (``declined``,
     reason required; the worker returns the case to the lead department). Only a department the
     case was transferred to; anyone else 403, nothing produced."""
@@ -307,13 +398,17 @@ async def transfer_answer(request: Request, alert_id: str, user: User = Depends(
     if action not in ("accepted", "declined"):
         raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
     if a["transfer"] != "transferred":
-        raise PageError(400, "移送已答复", f"该案件移送状态为“{zh(TransferState, a['transfer'])}”,"
-                                          "不再接受受理或退回。本次操作未提交。")
+        raise PageError(
+            400,
+            "移送已答复",
+            f"该案件移送状态为“{zh(TransferState, a['transfer'])}”,不再接受受理或退回。本次操作未提交。",
+        )
     comment = comment.strip()
     if action == "declined" and not comment:
         raise PageError(400, "请填写说明", "“不予受理的理由”不能为空,本次操作未提交。")
-    return await _produce_feedback(c, user, a, alert_id, "反馈", department=user.dept, status=action, comment=comment,
-                                   user=user.name)
+    return await _produce_feedback(
+        c, user, a, alert_id, "反馈", department=user.dept, status=action, comment=comment, user=user.name
+    )
 
 
 @router.get("/attachments/{sha}")
@@ -321,7 +416,9 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     if not SHA.match(sha):
         raise PageError(404, "附件不存在", "附件编号无效。")
     c = ctx(request)
-    hit = await c.reader.one("SELECT alert_id FROM {db}.alert_history WHERE position(comment, %(s)s) > 0 LIMIT 1", s=sha)
+    hit = await c.reader.one(
+        "SELECT alert_id FROM {db}.alert_history WHERE position(comment, %(s)s) > 0 LIMIT 1", s=sha
+    )
     if hit is None:
         raise PageError(404, "附件不存在", "没有引用该附件的反馈。")
     await load_alert(request, user, hit["alert_id"])  # 403 unless the user may see that alert
@@ -338,9 +435,13 @@ async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **f
     try:
         ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, **fields)
     except ValidationError as e:
-        raise PageError(400, "内容不合规", f"{what}内容未通过校验:" + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次操作未提交。") from None
+        raise PageError(
+            400,
+            "内容不合规",
+            f"{what}内容未通过校验:"
+            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+            + "。本次操作未提交。",
+        ) from None
     since = int(time.time() * 1000)
     await c.producer.send(ev, who.actor)
     return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)
-

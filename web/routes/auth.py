@@ -33,20 +33,29 @@ async def login(request: Request, username: str = Form(""), password: str = Form
     left = c.throttle.locked_for(username, ip)
     if left > 0:
         log.warning("login refused: %s from %s is locked (%.0fs left)", username, ip, left)
-        return render(request, "login.html", 429, next=_safe_next(next),
-                      error=f"连续登录失败次数过多,账号已锁定,请 {int(left // 60) + 1} 分钟后再试。")
+        return render(
+            request,
+            "login.html",
+            429,
+            next=_safe_next(next),
+            error=f"连续登录失败次数过多,账号已锁定,请 {int(left // 60) + 1} 分钟后再试。",
+        )
     user = c.users.verify(username, password)
     if user is None:
         n = c.throttle.failure(username, ip)
         log.warning("login failed: %s from %s (%d)", username, ip, n)
         left = c.throttle.locked_for(username, ip)
-        msg = ("连续 5 次登录失败,账号已锁定 15 分钟。" if left > 0 else
-               f"用户名或密码错误(再错 {c.throttle.limit - n} 次将锁定 15 分钟)。")
+        msg = (
+            "连续 5 次登录失败,账号已锁定 15 分钟。"
+            if left > 0
+            else f"用户名或密码错误(再错 {c.throttle.limit - n} 次将锁定 15 分钟)。"
+        )
         return render(request, "login.html", 429 if left > 0 else 401, next=_safe_next(next), error=msg)
     c.throttle.success(username, ip)
     request.session.clear()  # a fresh session (and CSRF token) at login: no fixation
-    request.session.update(u=user.username, g=user.generation,
-                           exp=time.time() + c.settings.workbench_session_hours * 3600)
+    request.session.update(
+        u=user.username, g=user.generation, exp=time.time() + c.settings.workbench_session_hours * 3600
+    )
     log.info("login: %s (%s) from %s", user.username, user.actor, ip)
     return RedirectResponse(_safe_next(next), status_code=303)
 

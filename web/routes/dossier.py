@@ -23,36 +23,80 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         raise PageError(404, "主体不存在", "主体编号无效。")
     r = c.reader
     reg = await r.one("SELECT * FROM {db}.registry FINAL WHERE entity_id = %(e)s", e=entity_id)
-    alerts = await r.rows("""SELECT alert_id, title, level, level_zh, status, item_name, first_seen, departments
-        FROM {db}.alerts FINAL WHERE entity_id = %(e)s ORDER BY first_seen DESC LIMIT 100""", e=entity_id)
+    alerts = await r.rows(
+        """SELECT alert_id, title, level, level_zh, status, item_name, first_seen, departments
+        FROM {db}.alerts FINAL WHERE entity_id = %(e)s ORDER BY first_seen DESC LIMIT 100""",
+        e=entity_id,
+    )
     if reg is None and not alerts:
         raise PageError(404, "主体不存在", f"名录库中没有主体 {entity_id}。")
     if not user.sees_all:
-        in_scope = reg is not None and any(reg["kind"] in it.objects and (user.dept == it.lead or user.dept in it.cooperating)
-                                           for it in c.catalog.items.values())
+        in_scope = reg is not None and any(
+            reg["kind"] in it.objects and (user.dept == it.lead or user.dept in it.cooperating)
+            for it in c.catalog.items.values()
+        )
         if not (in_scope or any(user.dept in a["departments"] for a in alerts)):
             raise PageError(403, "无权查看", "该主体不在本部门的监管范围内,也没有发送给本部门的预警。")
         alerts = [a for a in alerts if user.dept in a["departments"]]
     cr = c.credit
-    scores = await r.rows("""SELECT toStartOfHour(at) AS t, max(score) AS score FROM {db}.risk_scores
-        WHERE entity_id = %(e)s AND at > now() - INTERVAL 180 DAY GROUP BY t ORDER BY t LIMIT 5000""", e=entity_id)
-    peak = await r.one("""SELECT max(score * pow(0.5, dateDiff('second', at, now()) / 86400 / %(h)s)) AS p
-        FROM {db}.risk_scores WHERE entity_id = %(e)s""", e=entity_id, h=cr.half_life_days)
+    scores = await r.rows(
+        """SELECT toStartOfHour(at) AS t, max(score) AS score FROM {db}.risk_scores
+        WHERE entity_id = %(e)s AND at > now() - INTERVAL 180 DAY GROUP BY t ORDER BY t LIMIT 5000""",
+        e=entity_id,
+    )
+    peak = await r.one(
+        """SELECT max(score * pow(0.5, dateDiff('second', at, now()) / 86400 / %(h)s)) AS p
+        FROM {db}.risk_scores WHERE entity_id = %(e)s""",
+        e=entity_id,
+        h=cr.half_life_days,
+    )
     p = float(peak["p"] or 0) if peak else 0.0
     tier = max((t for t, lo in cr.tiers.items() if p >= lo), key=lambda t: cr.tiers[t], default="A")
-    inspections = await r.rows("""SELECT occurred_at, inspection_id, item_id, departments, outcome, worst_severity,
+    inspections = await r.rows(
+        """SELECT occurred_at, inspection_id, item_id, departments, outcome, worst_severity,
         violation_codes, violation_severities, violation_descriptions FROM {db}.events_inspection FINAL
-        WHERE entity_id = %(e)s ORDER BY occurred_at DESC LIMIT 50""", e=entity_id)
-    complaints = await r.rows("""SELECT occurred_at, channel, category, text FROM {db}.events_complaint FINAL
-        WHERE entity_id = %(e)s ORDER BY occurred_at DESC LIMIT 50""", e=entity_id)
+        WHERE entity_id = %(e)s ORDER BY occurred_at DESC LIMIT 50""",
+        e=entity_id,
+    )
+    complaints = await r.rows(
+        """SELECT occurred_at, channel, category, text FROM {db}.events_complaint FINAL
+        WHERE entity_id = %(e)s ORDER BY occurred_at DESC LIMIT 50""",
+        e=entity_id,
+    )
     for x in complaints:
         x["text"] = mask_pii(x["text"])
-    spot = await r.rows("""SELECT occurred_at, task_id, department, due, item_id, ref FROM {db}.events_task FINAL
-        WHERE entity_id = %(e)s AND kind = 'spot_check' ORDER BY due DESC LIMIT 50""", e=entity_id)
-    chart = line_chart({"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]}, y_label="风险分", width=1100, height=240,
-                       bands=[(85, 100, "#c0392b"), (70, 85, "#e67e22")], y_range=(0, 100), step=True) if scores else None
+    spot = await r.rows(
+        """SELECT occurred_at, task_id, department, due, item_id, ref FROM {db}.events_task FINAL
+        WHERE entity_id = %(e)s AND kind = 'spot_check' ORDER BY due DESC LIMIT 50""",
+        e=entity_id,
+    )
+    chart = (
+        line_chart(
+            {"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]},
+            y_label="风险分",
+            width=1100,
+            height=240,
+            bands=[(85, 100, "#c0392b"), (70, 85, "#e67e22")],
+            y_range=(0, 100),
+            step=True,
+        )
+        if scores
+        else None
+    )
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
     request.state.nav_counts = await nav_counts(request, user)
-    return render(request, "dossier.html", e=reg, entity_id=entity_id, alerts=alerts, chart=chart, tier=tier, peak=p,
-                  inspections=inspections, complaints=complaints, spot=spot, items=items,
-                  kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "")
+    return render(
+        request,
+        "dossier.html",
+        e=reg,
+        entity_id=entity_id,
+        alerts=alerts,
+        chart=chart,
+        tier=tier,
+        peak=p,
+        inspections=inspections,
+        complaints=complaints,
+        spot=spot,
+        items=items,
+        kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
+    )

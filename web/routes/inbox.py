@@ -46,22 +46,34 @@ def scope(user: User, dept: str = "") -> tuple[str, dict]:
 # a department receives an alert it is a receiver of, or a case transferred to it (案件移送)
 # (the audit trail's notify rows "case_transfer → police": ``alerts`` keeps only an alert's latest
 # revision once merged, so the case_transfer revision itself is not a lasting record)
-RECEIVES = ("(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {db}.alert_history "
-            "WHERE kind = 'notify' AND startsWith(comment, 'case_transfer → ') "
-            "AND has(splitByChar(',', splitByString(' → ', comment)[2]), %(dept)s)))")
+RECEIVES = (
+    "(has(departments, %(dept)s) OR alert_id IN (SELECT alert_id FROM {db}.alert_history "
+    "WHERE kind = 'notify' AND startsWith(comment, 'case_transfer → ') "
+    "AND has(splitByChar(',', splitByString(' → ', comment)[2]), %(dept)s)))"
+)
 
 
 async def nav_counts(request: Request, user: User) -> dict:
     where, params = scope(user)
     # 待签收 / 处置超期 count the alerts the department must answer, not cases only transferred to it
     mine = "1" if user.sees_all else "has(departments, %(dept)s)"
-    rows = await ctx(request).reader.cached(10.0, COUNTS_SQL.replace("{where}", where).replace("{mine}", mine), **params)
+    rows = await ctx(request).reader.cached(
+        10.0, COUNTS_SQL.replace("{where}", where).replace("{mine}", mine), **params
+    )
     return rows[0] if rows else {}
 
 
 @router.get("/inbox")
-async def inbox(request: Request, user: User = Depends(require_user), item: str = "", township: str = "",
-                level: str = "", status: str = "open", dept: str = "", transfer: str = ""):
+async def inbox(
+    request: Request,
+    user: User = Depends(require_user),
+    item: str = "",
+    township: str = "",
+    level: str = "",
+    status: str = "open",
+    dept: str = "",
+    transfer: str = "",
+):
     c = ctx(request)
     where, params = scope(user, dept if dept in c.catalog.departments else "")
     conds = [where]
@@ -85,9 +97,21 @@ async def inbox(request: Request, user: User = Depends(require_user), item: str 
         conds.append("transfer != ''")
     rows = await c.reader.rows(INBOX_SQL.replace("{where}", " AND ".join(conds)), limit=LIMIT, **params)
     w0, p0 = scope(user)
-    townships = [r["township"] for r in await c.reader.cached(300.0, 
-        "SELECT DISTINCT township FROM {db}.alerts WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100", **p0)]
+    townships = [
+        r["township"]
+        for r in await c.reader.cached(
+            300.0,
+            "SELECT DISTINCT township FROM {db}.alerts WHERE " + w0 + " AND township != '' ORDER BY township LIMIT 100",
+            **p0,
+        )
+    ]
     request.state.nav_counts = await nav_counts(request, user)
-    return render(request, "inbox.html", alerts=rows, limit=LIMIT, townships=townships, open_statuses=OPEN,
-                  f={"item": item, "township": township, "level": level, "status": status, "dept": dept,
-                     "transfer": transfer})
+    return render(
+        request,
+        "inbox.html",
+        alerts=rows,
+        limit=LIMIT,
+        townships=townships,
+        open_statuses=OPEN,
+        f={"item": item, "township": township, "level": level, "status": status, "dept": dept, "transfer": transfer},
+    )

@@ -11,8 +11,14 @@ from web.data import StoreDown
 from web.deps import PageError, ctx, render
 
 router = APIRouter()
-MANUAL_FIELDS = (("implementing_body", "实施主体"), ("legal_basis", "法律依据"), ("measures", "监管措施"),
-                 ("standards", "监管标准"), ("procedure", "监管流程"), ("complaint_channel", "投诉举报渠道"))
+MANUAL_FIELDS = (
+    ("implementing_body", "实施主体"),
+    ("legal_basis", "法律依据"),
+    ("measures", "监管措施"),
+    ("standards", "监管标准"),
+    ("procedure", "监管流程"),
+    ("complaint_channel", "投诉举报渠道"),
+)
 
 SPOT_SQL = """
 SELECT t.ref AS ref, any(r.name) AS entity_name, any(r.township) AS township, t.item_id AS item_id,

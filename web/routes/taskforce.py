@@ -87,15 +87,29 @@ async def office(request: Request, user: User = Depends(require_taskforce), days
     days = max(1, min(days, 3660))
     kinds = _unassigned_kinds(c.catalog)
     request.state.nav_counts = await nav_counts(request, user)
-    return render(request, "taskforce.html", days=days,
-                  open_rows=await c.reader.rows(OPEN_SQL),
-                  not_ours=await c.reader.rows(NOT_OURS_SQL, days=days),
-                  response=await c.reader.rows(RESPONSE_SQL, days=days),
-                  unassigned=await c.reader.rows(UNASSIGNED_SQL, kinds=kinds) if kinds else [],
-                  unassigned_total=(await c.reader.one("SELECT count() AS n FROM {db}.registry FINAL WHERE status = 'active' "
-                                                       "AND has(%(kinds)s, kind)", kinds=kinds) or {"n": 0})["n"] if kinds else 0,
-                  assignable=[(k, v.name, [it for it in c.catalog.items.values() if k in it.objects])
-                              for k, v in c.catalog.entity_kinds.items() if k not in kinds])
+    return render(
+        request,
+        "taskforce.html",
+        days=days,
+        open_rows=await c.reader.rows(OPEN_SQL),
+        not_ours=await c.reader.rows(NOT_OURS_SQL, days=days),
+        response=await c.reader.rows(RESPONSE_SQL, days=days),
+        unassigned=await c.reader.rows(UNASSIGNED_SQL, kinds=kinds) if kinds else [],
+        unassigned_total=(
+            await c.reader.one(
+                "SELECT count() AS n FROM {db}.registry FINAL WHERE status = 'active' AND has(%(kinds)s, kind)",
+                kinds=kinds,
+            )
+            or {"n": 0}
+        )["n"]
+        if kinds
+        else 0,
+        assignable=[
+            (k, v.name, [it for it in c.catalog.items.values() if k in it.objects])
+            for k, v in c.catalog.entity_kinds.items()
+            if k not in kinds
+        ],
+    )
 
 
 @router.post("/taskforce/entities/{entity_id}/assign", dependencies=[Depends(check_csrf)])
@@ -111,9 +125,19 @@ async def assign(request: Request, entity_id: str, user: User = Depends(require_
     if kind in _unassigned_kinds(c.catalog) or kind not in c.catalog.entity_kinds:
         raise PageError(400, "请选择监管类别", "请选择一个已纳入监管事项的主体类别,本次研判未提交。")
     try:
-        ev = c.producer.build(EntityEvent, entity_id=entity_id, action="updated", name=e["name"], kind=kind,
-                              township=e["township"], address=e["address"], licence=e["licence"],
-                              lat=e["lat"], lon=e["lon"], source=f"workbench:{user.actor}"[:200])
+        ev = c.producer.build(
+            EntityEvent,
+            entity_id=entity_id,
+            action="updated",
+            name=e["name"],
+            kind=kind,
+            township=e["township"],
+            address=e["address"],
+            licence=e["licence"],
+            lat=e["lat"],
+            lon=e["lon"],
+            source=f"workbench:{user.actor}"[:200],
+        )
     except ValidationError as ex:
         raise PageError(400, "内容不合规", "; ".join(x["msg"] for x in ex.errors()) + "。本次研判未提交。") from None
     await c.producer.send(ev, user.actor)

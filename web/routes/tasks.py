@@ -17,7 +17,14 @@ from web.routes.inbox import nav_counts
 from web.users import User
 
 router = APIRouter()
-CHECKLIST = ("证照公示", "原料进货查验台账", "从业人员健康证明", "生产经营环境卫生", "设施设备运行维护", "安全生产责任落实")
+CHECKLIST = (
+    "证照公示",
+    "原料进货查验台账",
+    "从业人员健康证明",
+    "生产经营环境卫生",
+    "设施设备运行维护",
+    "安全生产责任落实",
+)
 
 PLANS_SQL = """
 SELECT p.inspection_id AS inspection_id, p.entity_id AS entity_id, p.entity_name AS entity_name, p.township AS township,
@@ -73,14 +80,20 @@ async def _plan(request: Request, user: User, inspection_id: str) -> dict:
 
 
 @router.get("/tasks/{inspection_id}")
-async def plan_page(request: Request, inspection_id: str, user: User = Depends(require_user), wait: str = "", t: int = 0):
+async def plan_page(
+    request: Request, inspection_id: str, user: User = Depends(require_user), wait: str = "", t: int = 0
+):
     c = ctx(request)
     p = await _plan(request, user, inspection_id)
     waiting = None
     if wait and ID.match(wait):
         got = await c.reader.one("SELECT count() AS n FROM {db}.events_inspection WHERE event_id = %(e)s", e=wait)
-        refused = await c.reader.one("SELECT any(error) AS error FROM {db}.dead_letters WHERE topic = %(t)s "
-                                     "AND position(base64Decode(payload), %(e)s) > 0", e=wait, t=c.settings.topic("events.inspection"))
+        refused = await c.reader.one(
+            "SELECT any(error) AS error FROM {db}.dead_letters WHERE topic = %(t)s "
+            "AND position(base64Decode(payload), %(e)s) > 0",
+            e=wait,
+            t=c.settings.topic("events.inspection"),
+        )
         if refused and refused["error"]:
             raise PageError(400, "检查结果未受理", f"处理引擎未受理本次结果:{refused['error']}")
         if not (got and got["n"]):
@@ -88,9 +101,15 @@ async def plan_page(request: Request, inspection_id: str, user: User = Depends(r
         else:  # stored: read the plan again, it may have changed since the read above
             p = await _plan(request, user, inspection_id)
     request.state.nav_counts = await nav_counts(request, user)
-    return render(request, "plan.html", p=p, checklist=CHECKLIST, waiting=waiting,
-                  stalled=bool(waiting) and time.time() - t > STALLED_SECONDS,
-                  can_enter=user.can_act and user.dept == p["lead"] and not p["done"])
+    return render(
+        request,
+        "plan.html",
+        p=p,
+        checklist=CHECKLIST,
+        waiting=waiting,
+        stalled=bool(waiting) and time.time() - t > STALLED_SECONDS,
+        can_enter=user.can_act and user.dept == p["lead"] and not p["done"],
+    )
 
 
 @router.post("/tasks/{inspection_id}/result", dependencies=[Depends(check_csrf)])
@@ -98,23 +117,40 @@ async def enter_result(request: Request, inspection_id: str, user: User = Depend
     c = ctx(request)
     p = await _plan(request, user, inspection_id)
     if not user.can_act or user.dept != p["lead"]:
-        raise PageError(403, "只有牵头部门可以录入", f"该检查由{c.catalog.departments[p['lead']].name}牵头,只有牵头部门录入结果。")
+        raise PageError(
+            403, "只有牵头部门可以录入", f"该检查由{c.catalog.departments[p['lead']].name}牵头,只有牵头部门录入结果。"
+        )
     if p["done"]:
         raise PageError(400, "已录入", "该检查的结果已经录入。")
     form = await request.form()
     outcome = str(form.get("outcome", ""))
-    checklist = {k: form.get(f"check_{i}") == "yes" for i, k in enumerate(CHECKLIST) if form.get(f"check_{i}") in ("yes", "no")}
+    checklist = {
+        k: form.get(f"check_{i}") == "yes" for i, k in enumerate(CHECKLIST) if form.get(f"check_{i}") in ("yes", "no")
+    }
     violations = []
     for i in range(3):
         code, sev, desc = (str(form.get(f"v{i}_{k}", "")).strip() for k in ("code", "severity", "description"))
         if code or desc:
             violations.append({"code": code or f"V{i + 1}", "severity": sev, "description": desc})
     try:
-        ev = c.producer.build(InspectionResult, entity_id=p["entity_id"], inspection_id=inspection_id,
-                              item_id=(p["item_ids"] or [0])[0], departments=list(p["departments"]),
-                              inspectors=[user.actor], checklist=checklist, violations=violations, outcome=outcome)
+        ev = c.producer.build(
+            InspectionResult,
+            entity_id=p["entity_id"],
+            inspection_id=inspection_id,
+            item_id=(p["item_ids"] or [0])[0],
+            departments=list(p["departments"]),
+            inspectors=[user.actor],
+            checklist=checklist,
+            violations=violations,
+            outcome=outcome,
+        )
     except ValidationError as e:
-        raise PageError(400, "检查结果不完整", "请检查:" + "; ".join(
-            f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()) + "。本次结果未提交。") from None
+        raise PageError(
+            400,
+            "检查结果不完整",
+            "请检查:"
+            + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+            + "。本次结果未提交。",
+        ) from None
     await c.producer.send(ev, user.actor)
     return RedirectResponse(f"/tasks/{inspection_id}?wait={ev.event_id}&t={int(time.time())}", status_code=303)

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from riskwatch.settings import Settings
 from sinks.clickhouse import READ_SETTINGS
@@ -33,9 +33,21 @@ HEAVY = "SELECT sum(cityHash64(number)) FROM numbers({n})"
 
 
 def _rows(n: int, rnd: random.Random) -> list[tuple]:
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    return [(str(uuid.UUID(int=rnd.getrandbits(128))), f"E{rnd.randrange(10_000):06d}", t0 + timedelta(seconds=i),
-             "iot", 1, f"d{i % 3}", "boiler_pressure", rnd.random() * 10, "MPa") for i in range(n)]
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    return [
+        (
+            str(uuid.UUID(int=rnd.getrandbits(128))),
+            f"E{rnd.randrange(10_000):06d}",
+            t0 + timedelta(seconds=i),
+            "iot",
+            1,
+            f"d{i % 3}",
+            "boiler_pressure",
+            rnd.random() * 10,
+            "MPa",
+        )
+        for i in range(n)
+    ]
 
 
 def _inserts(writer: ClickHouseWriter, seconds: float, rows: int, rnd: random.Random) -> list[float]:
@@ -97,10 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     base = statistics.median(idle)
     print(f"heavy read: {heavy} takes {read_s:.2f} s alone; inserts of {a.rows} rows, {a.seconds:.0f} s per phase")
     print(f"{'phase':<34}{'inserts':>8}{'reads':>7}{'median ms':>11}{'p95 ms':>9}{'median/idle':>13}")
-    for label, lat, n in (("idle", idle, 0), ("reads on their own thread (now)", reads, n_reads),
-                          ("reads on the insert thread (before)", shared, n_shared)):
-        print(f"{label:<34}{len(lat):>8}{n:>7}{_p(lat, 0.5):>11.1f}{_p(lat, 0.95):>9.1f}"
-              f"{statistics.median(lat) / base:>13.2f}")
+    for label, lat, n in (
+        ("idle", idle, 0),
+        ("reads on their own thread (now)", reads, n_reads),
+        ("reads on the insert thread (before)", shared, n_shared),
+    ):
+        print(
+            f"{label:<34}{len(lat):>8}{n:>7}{_p(lat, 0.5):>11.1f}{_p(lat, 0.95):>9.1f}"
+            f"{statistics.median(lat) / base:>13.2f}"
+        )
 
 
 if __name__ == "__main__":

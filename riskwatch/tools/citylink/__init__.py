@@ -31,6 +31,20 @@ from riskwatch.tools.citylink.service import CityLink, CityLinkError
 from riskwatch.tools.citylink.standin import city_settings, delete_run_topics, run_settings, run_topic_prefixes
 from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, city_remote_topic, inbound_topic, masked_topic
 
-__all__ = ["Bridge", "CityLink", "CityLinkError", "ORIGIN", "SRC_OFFSET", "city_remote_topic", "city_settings",
-           "delete_run_topics", "inbound_topic", "mask_value", "masked_topic", "mm2_properties", "run_settings",
-           "run_topic_prefixes", "write_properties"]
+__all__ = [
+    "Bridge",
+    "CityLink",
+    "CityLinkError",
+    "ORIGIN",
+    "SRC_OFFSET",
+    "city_remote_topic",
+    "city_settings",
+    "delete_run_topics",
+    "inbound_topic",
+    "mask_value",
+    "masked_topic",
+    "mm2_properties",
+    "run_settings",
+    "run_topic_prefixes",
+    "write_properties",
+]

@@ -96,8 +96,9 @@ class Bridge:
                     cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, src, ["cleanup.policy"])])
                     policy = _cleanup_policy(cfg) or "delete"
                     try:
-                        admin.create_topics([NewTopic(dst, parts, self.s.replication,
-                                                      topic_configs={"cleanup.policy": policy})])
+                        admin.create_topics(
+                            [NewTopic(dst, parts, self.s.replication, topic_configs={"cleanup.policy": policy})]
+                        )
                         log.info("created %s (%d partitions, cleanup.policy=%s)", dst, parts, policy)
                     except TopicAlreadyExistsError:
                         pass
@@ -112,11 +113,18 @@ class Bridge:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         stop = stop or threading.Event()
-        producer = KafkaProducer(**self.s.kafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=5,
-                                 client_id="riskwatch-citylink")
-        consumer = KafkaConsumer(**self.s.kafka_kwargs(), group_id=self.group, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", max_poll_records=2000, fetch_max_wait_ms=100,
-                                 client_id="riskwatch-citylink")
+        producer = KafkaProducer(
+            **self.s.kafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=5, client_id="riskwatch-citylink"
+        )
+        consumer = KafkaConsumer(
+            **self.s.kafka_kwargs(),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=2000,
+            fetch_max_wait_ms=100,
+            client_id="riskwatch-citylink",
+        )
         from kafka.structs import OffsetAndMetadata
 
         pending: dict = {}  # flushed but not yet committed positions
@@ -147,21 +155,33 @@ class Bridge:
                 for tp, recs in batch.items():
                     for r in recs:
                         if tp.topic == self._inbound:
-                            producer.send(self._events_task, value=r.value, key=task_key(r.value),
-                                          headers=[(ORIGIN, self.s.citylink_city_alias.encode())])
+                            producer.send(
+                                self._events_task,
+                                value=r.value,
+                                key=task_key(r.value),
+                                headers=[(ORIGIN, self.s.citylink_city_alias.encode())],
+                            )
                             self.stats.relayed += 1
                         else:
-                            producer.send(self._out[tp.topic], value=mask_value(r.value, self.redact), key=r.key,
-                                          partition=tp.partition, timestamp_ms=r.timestamp,
-                                          headers=[(SRC_OFFSET, str(r.offset).encode())])
+                            producer.send(
+                                self._out[tp.topic],
+                                value=mask_value(r.value, self.redact),
+                                key=r.key,
+                                partition=tp.partition,
+                                timestamp_ms=r.timestamp,
+                                headers=[(SRC_OFFSET, str(r.offset).encode())],
+                            )
                             self.stats.masked += 1
                     commits[tp] = recs[-1].offset + 1
                 producer.flush()  # raises if the county broker refused: the process exits, a restart resumes exactly
                 pending.update(commits)
                 if time.monotonic() - last_log >= self.log_every:
                     last_log = time.monotonic()
-                    log.info("city-link bridge: %d records masked out, %d city tasks relayed in",
-                             self.stats.masked, self.stats.relayed)
+                    log.info(
+                        "city-link bridge: %d records masked out, %d city tasks relayed in",
+                        self.stats.masked,
+                        self.stats.relayed,
+                    )
             if pending:
                 consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in pending.items()})
         finally:
@@ -203,8 +223,9 @@ class Bridge:
 
         if not tps:
             return {}
-        reader = KafkaConsumer(**self.s.kafka_kwargs(), enable_auto_commit=False, group_id=None,
-                               client_id="riskwatch-citylink-resume")
+        reader = KafkaConsumer(
+            **self.s.kafka_kwargs(), enable_auto_commit=False, group_id=None, client_id="riskwatch-citylink-resume"
+        )
         try:
             copies = {TopicPartition(self._out[tp.topic], tp.partition): tp for tp in tps}
             ends = reader.end_offsets(list(copies))
@@ -220,12 +241,15 @@ class Bridge:
                 while not recs and time.monotonic() < deadline:
                     recs = reader.poll(timeout_ms=1000).get(ctp, [])
                 if not recs:
-                    raise RuntimeError(f"cannot read the last record of {ctp.topic}[{ctp.partition}]; "
-                                       "is the county broker healthy?")
+                    raise RuntimeError(
+                        f"cannot read the last record of {ctp.topic}[{ctp.partition}]; is the county broker healthy?"
+                    )
                 hdr = dict(recs[-1].headers or ()).get(SRC_OFFSET)
                 if hdr is None:
-                    raise RuntimeError(f"{ctp.topic}[{ctp.partition}] has a record without {SRC_OFFSET}: "
-                                       "only the city-link bridge may write masked.* topics")
+                    raise RuntimeError(
+                        f"{ctp.topic}[{ctp.partition}] has a record without {SRC_OFFSET}: "
+                        "only the city-link bridge may write masked.* topics"
+                    )
                 out[tp] = int(hdr) + 1
             return out
         finally:
@@ -251,9 +275,11 @@ def run_forever(settings: Settings, stop: threading.Event, say: Callable[[str], 
             Bridge(settings).run(stop)
         except Exception as e:  # noqa: BLE001  # one line, no traceback; a fresh Bridge resumes exactly
             backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
-            say(f"riskwatch city-link bridge: {type(e).__name__}: {e}. "
+            say(
+                f"riskwatch city-link bridge: {type(e).__name__}: {e}. "
                 "Is the county broker up (`riskwatch kafka status`)? "
-                f"Retrying in {backoff:.0f}s; nothing is lost (it resumes after the last copied record).")
+                f"Retrying in {backoff:.0f}s; nothing is lost (it resumes after the last copied record)."
+            )
             stop.wait(backoff)
 
 

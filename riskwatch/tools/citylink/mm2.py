@@ -29,12 +29,18 @@ def _regex(topic: str) -> str:
 def _sasl(alias: str, protocol: str, mechanism: str, user: str, password: str) -> list[str]:
     if protocol == "PLAINTEXT":
         return []
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
-              else "org.apache.kafka.common.security.scram.ScramLoginModule")
+    module = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+        if mechanism == "PLAIN"
+        else "org.apache.kafka.common.security.scram.ScramLoginModule"
+    )
     pw = password.replace("\\", "\\\\").replace('"', '\\"')  # JAAS quoting ...
     pw = pw.replace("\\", "\\\\")  # ... inside a .properties value, where a backslash is an escape too
-    return [f"{alias}.security.protocol = {protocol}", f"{alias}.sasl.mechanism = {mechanism}",
-            f'{alias}.sasl.jaas.config = {module} required username="{user}" password="{pw}";']
+    return [
+        f"{alias}.security.protocol = {protocol}",
+        f"{alias}.sasl.mechanism = {mechanism}",
+        f'{alias}.sasl.jaas.config = {module} required username="{user}" password="{pw}";',
+    ]
 
 
 def mm2_properties(settings: Settings) -> str:
@@ -52,10 +58,20 @@ def mm2_properties(settings: Settings) -> str:
         f"{c}.bootstrap.servers = {s.kafka_bootstrap}",
         f"{y}.bootstrap.servers = {s.citylink_city_bootstrap}",
     ]
-    lines += _sasl(c, s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                   s.kafka_sasl_password.get_secret_value())
-    lines += _sasl(y, s.citylink_city_security_protocol, s.citylink_city_sasl_mechanism, s.citylink_city_sasl_username,
-                   s.citylink_city_sasl_password.get_secret_value())
+    lines += _sasl(
+        c,
+        s.kafka_security_protocol,
+        s.kafka_sasl_mechanism,
+        s.kafka_sasl_username,
+        s.kafka_sasl_password.get_secret_value(),
+    )
+    lines += _sasl(
+        y,
+        s.citylink_city_security_protocol,
+        s.citylink_city_sasl_mechanism,
+        s.citylink_city_sasl_username,
+        s.citylink_city_sasl_password.get_secret_value(),
+    )
     lines += [f"{y}.{k} = {v}" for k, v in sorted(s.citylink_city_properties.items())]
     lines += [
         "",
@@ -83,12 +99,19 @@ def mm2_properties(settings: Settings) -> str:
         "# Positions of the source connector, committed to mm2-offsets.<source>.internal on the target:",
         "# a restart resumes from there; a kill -9 replays at most this interval (exact copies).",
         f"offset.flush.interval.ms = {s.citylink_offset_flush_ms}",
-        *(["# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
-           "# transaction on the target; readers on the city must use isolation.level=read_committed",
-           f"{y}.exactly.once.source.support = enabled", f"{c}.exactly.once.source.support = enabled",
-           "# one transaction per interval, not per poll: a commit per small poll batch cannot keep up at 1,000/s",
-           "transaction.boundary = interval", f"transaction.boundary.interval.ms = {s.citylink_offset_flush_ms}"]
-          if s.citylink_exactly_once else []),
+        *(
+            [
+                "# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
+                "# transaction on the target; readers on the city must use isolation.level=read_committed",
+                f"{y}.exactly.once.source.support = enabled",
+                f"{c}.exactly.once.source.support = enabled",
+                "# one transaction per interval, not per poll: a commit per small poll batch cannot keep up at 1,000/s",
+                "transaction.boundary = interval",
+                f"transaction.boundary.interval.ms = {s.citylink_offset_flush_ms}",
+            ]
+            if s.citylink_exactly_once
+            else []
+        ),
         "tasks.max = 1",
         f"replication.factor = {rf}",
         f"checkpoints.topic.replication.factor = {rf}",

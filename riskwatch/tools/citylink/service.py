@@ -75,16 +75,31 @@ class CityLink:
         if marker.exists():
             return self.libs
         if not shutil.which("mvn"):
-            raise CityLinkError("Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ "
-                                "(see README prerequisites)")
+            raise CityLinkError(
+                "Maven (mvn) is not on PATH: install Maven 3.8+ and Java 17+ (see README prerequisites)"
+            )
         self.libs.mkdir(parents=True, exist_ok=True)
         log(f"fetching MirrorMaker 2 (connect-mirror {kafka_version()}) from Maven Central into {self.libs} (once) ...")
-        r = subprocess.run(["mvn", "-B", "-q", "-f", str(POM), f"-Dkafka.version={kafka_version()}",
-                            "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(POM),
+                f"-Dkafka.version={kafka_version()}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.libs}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
-            raise CityLinkError(f"mvn failed ({r.returncode}); check network access to Maven Central. "
-                                f"{r.stdout[-1500:]}{r.stderr[-1500:]}")
+            raise CityLinkError(
+                f"mvn failed ({r.returncode}); check network access to Maven Central. "
+                f"{r.stdout[-1500:]}{r.stderr[-1500:]}"
+            )
         marker.write_text(kafka_version())
         log(f"fetched {len(list(self.libs.glob('*.jar')))} jars")
         return self.libs
@@ -98,8 +113,15 @@ class CityLink:
 
     def _spawn(self, what: str, cmd: list[str], env: dict | None = None) -> int:
         logf = open(self.log_file(what), "ab")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.dir, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.dir,
+            env=env,
+        )
         self._pid_file(what).write_text(str(proc.pid))
         return proc.pid
 
@@ -108,8 +130,16 @@ class CityLink:
         if not java:
             raise CityLinkError("java is not on PATH: install Java 17+ (see README prerequisites)")
         log4j = REPO / "kafka" / "log4j-mirrormaker.properties"
-        return [java, "-Xms128m", "-Xmx512m", f"-Dlog4j.configuration=file:{log4j}",
-                "-cp", f"{self.libs}/*", MAIN_CLASS, str(self.properties_file)]
+        return [
+            java,
+            "-Xms128m",
+            "-Xmx512m",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            f"{self.libs}/*",
+            MAIN_CLASS,
+            str(self.properties_file),
+        ]
 
     def _bridge_cmd(self) -> tuple[list[str], dict]:
         from riskwatch.tools.runner import settings_env
@@ -173,19 +203,23 @@ class CityLink:
             if pid:
                 lines.append(f"{what}: running (pid {pid}); log {self.log_file(what)}")
             elif self._pid_file(what).exists():
-                lines.append(f"{what}: exited (stale pid file); see {self.log_file(what)}; "
-                             "`riskwatch city-link start` restarts it")
+                lines.append(
+                    f"{what}: exited (stale pid file); see {self.log_file(what)}; "
+                    "`riskwatch city-link start` restarts it"
+                )
             else:
                 lines.append(f"{what}: stopped")
         county = _record_counts(s.kafka_kwargs(), [masked_topic(s, t) for t in s.citylink_topics] + [inbound_topic(s)])
         city_kw = {"bootstrap_servers": s.citylink_city_bootstrap, **_city_client_kwargs(s)}
-        city = _record_counts(city_kw,
-                              [city_remote_topic(s, t) for t in s.citylink_topics] + [s.citylink_city_task_topic])
+        city = _record_counts(
+            city_kw, [city_remote_topic(s, t) for t in s.citylink_topics] + [s.citylink_city_task_topic]
+        )
         if county is None:
             lines.append(f"county cluster {s.kafka_bootstrap}: unreachable")
         if city is None:
-            lines.append(f"city cluster {s.citylink_city_bootstrap}: unreachable "
-                         "(the county keeps working; MirrorMaker retries)")
+            lines.append(
+                f"city cluster {s.citylink_city_bootstrap}: unreachable (the county keeps working; MirrorMaker retries)"
+            )
         for t in s.citylink_topics:
             a = (county or {}).get(masked_topic(s, t))
             b = (city or {}).get(city_remote_topic(s, t))
@@ -204,10 +238,12 @@ def _city_client_kwargs(settings: Settings) -> dict:
     """kafka-python connection arguments for the city's cluster."""
     if settings.citylink_city_security_protocol == "PLAINTEXT":
         return {}
-    return dict(security_protocol=settings.citylink_city_security_protocol,
-                sasl_mechanism=settings.citylink_city_sasl_mechanism,
-                sasl_plain_username=settings.citylink_city_sasl_username,
-                sasl_plain_password=settings.citylink_city_sasl_password.get_secret_value())
+    return dict(
+        security_protocol=settings.citylink_city_security_protocol,
+        sasl_mechanism=settings.citylink_city_sasl_mechanism,
+        sasl_plain_username=settings.citylink_city_sasl_username,
+        sasl_plain_password=settings.citylink_city_sasl_password.get_secret_value(),
+    )
 
 
 def _record_counts(kw: dict, topics: list[str]) -> dict[str, int] | None:
@@ -216,8 +252,14 @@ def _record_counts(kw: dict, topics: list[str]) -> dict[str, int] | None:
     from kafka import KafkaConsumer, TopicPartition
 
     try:
-        c = KafkaConsumer(**kw, group_id=None, enable_auto_commit=False, request_timeout_ms=6000,
-                          bootstrap_timeout_ms=5000, client_id="riskwatch-citylink-status")
+        c = KafkaConsumer(
+            **kw,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=6000,
+            bootstrap_timeout_ms=5000,
+            client_id="riskwatch-citylink-status",
+        )
     except Exception:  # noqa: BLE001
         return None
     try:

@@ -27,27 +27,46 @@ from riskwatch.settings import Settings
 def city_settings(settings: Settings, port: int, controller_port: int, data_dir: Path) -> Settings:
     """Settings of a local broker standing in for the city's cluster (tests, bench, drills): the
     county's broker code on other loopback ports and its own data directory."""
-    return settings.model_copy(update=dict(kafka_bootstrap=f"127.0.0.1:{port}", kafka_port=port,
-                                           kafka_controller_port=controller_port, kafka_data_dir=data_dir))
+    return settings.model_copy(
+        update=dict(
+            kafka_bootstrap=f"127.0.0.1:{port}",
+            kafka_port=port,
+            kafka_controller_port=controller_port,
+            kafka_data_dir=data_dir,
+        )
+    )
 
 
-def run_settings(settings: Settings, city: Settings, run_id: str, prefix: str, app_id: str, link_dir: Path,
-                 **update) -> Settings:
+def run_settings(
+    settings: Settings, city: Settings, run_id: str, prefix: str, app_id: str, link_dir: Path, **update
+) -> Settings:
     """The county's settings for one run's link to ``city``: its own topic prefix, app id, directory and
     aliases, so that MirrorMaker's group (``<city alias>-mm2``) and internal topics on the shared county
     broker never meet another run's; the city's task topic is ``<prefix>events.task``."""
-    return settings.model_copy(update=dict(
-        citylink_city_alias=f"city{run_id}", citylink_county_alias=f"county{run_id}", topic_prefix=prefix,
-        app_id=app_id, citylink_city_bootstrap=city.kafka_bootstrap, citylink_dir=link_dir,
-        citylink_city_task_topic=f"{prefix}events.task", **update))
+    return settings.model_copy(
+        update=dict(
+            citylink_city_alias=f"city{run_id}",
+            citylink_county_alias=f"county{run_id}",
+            topic_prefix=prefix,
+            app_id=app_id,
+            citylink_city_bootstrap=city.kafka_bootstrap,
+            citylink_dir=link_dir,
+            citylink_city_task_topic=f"{prefix}events.task",
+            **update,
+        )
+    )
 
 
 def run_topic_prefixes(settings: Settings) -> list[str]:
     """Prefixes of every topic a run's link leaves on the county broker: its own topics, the city's
     tasks replicated in, the app's internal topics and MirrorMaker's internal topics."""
     y = settings.citylink_city_alias
-    return [settings.topic_prefix, f"{y}.", f"{settings.app_id}-",
-            *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs"))]
+    return [
+        settings.topic_prefix,
+        f"{y}.",
+        f"{settings.app_id}-",
+        *(f"mm2-{t}.{y}." for t in ("offsets", "configs", "status", "offset-syncs")),
+    ]
 
 
 def delete_run_topics(settings: Settings) -> list[str]:

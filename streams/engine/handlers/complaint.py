@@ -38,8 +38,14 @@ def handle(cx: Context, desk: Desk, ev: Complaint, st: EntityState, out: Outcome
     if crime and not hit:
         hit = Hit("rule.crime", "red", crime[0][1], 1.0)
     if hit:
-        oa = desk.raise_alert(ev, st, out, hit, [Contribution(signal=f"complaint.{ev.category}", value=1.0,
-                                                              detail=f"{ev.channel} 渠道投诉")], crime=crime)
+        oa = desk.raise_alert(
+            ev,
+            st,
+            out,
+            hit,
+            [Contribution(signal=f"complaint.{ev.category}", value=1.0, detail=f"{ev.channel} 渠道投诉")],
+            crime=crime,
+        )
         if crime:
             desk.transfer(ev.entity_id, st, out, oa, crime, ev.occurred_at.timestamp())
 
@@ -59,7 +65,13 @@ def crime_flags(cx: Context, ev: Complaint, st: EntityState) -> Crime:
         if n >= pc.complaints:
             flags.append(("food_poisoning_cluster", f"{pc.title}({pc.within_hours:g}小时内{n}起食物中毒投诉)"))
     ui = sc.unlicensed_equipment_injury
-    if (ui is not None and st.registered and not st.licensed and st.kind in ui.entity_kinds
-            and cat in ui.complaint_categories and any(k in ev.text for k in ui.keywords)):
+    if (
+        ui is not None
+        and st.registered
+        and not st.licensed
+        and st.kind in ui.entity_kinds
+        and cat in ui.complaint_categories
+        and any(k in ev.text for k in ui.keywords)
+    ):
         flags.append(("unlicensed_equipment_injury", ui.title))
     return flags

@@ -18,5 +18,5 @@ def confirmed(st: EntityState, key: str, t: float, hit: Hit) -> bool:
     if hit.confirm <= 1:
         return True
     times = [x for x in st.confirm.get(key, ()) if t - x <= hit.within_s] + [t]
-    st.confirm[key] = times[-hit.confirm:]
+    st.confirm[key] = times[-hit.confirm :]
     return len(times) >= hit.confirm

@@ -37,9 +37,19 @@ def handle(cx: Context, desk: Desk, ev: InspectionResult, st: EntityState, out: 
         hit = Hit("rule.inspection", "orange", texts.INSPECTION_CRIME_TITLE, 1.0)
     if hit:
         n = sum(1 for v in ev.violations if v.severity != "minor")
-        oa = desk.raise_alert(ev, st, out, hit, [Contribution(signal="inspection.violations", value=float(n),
-                                                              detail=f"检查 {ev.inspection_id}:{ev.outcome}")],
-                              item_id=ev.item_id, crime=crime)
+        oa = desk.raise_alert(
+            ev,
+            st,
+            out,
+            hit,
+            [
+                Contribution(
+                    signal="inspection.violations", value=float(n), detail=f"检查 {ev.inspection_id}:{ev.outcome}"
+                )
+            ],
+            item_id=ev.item_id,
+            crime=crime,
+        )
         if crime:
             desk.transfer(ev.entity_id, st, out, oa, crime, ev.occurred_at.timestamp())
     elif ev.outcome == "pass":

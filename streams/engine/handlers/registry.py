@@ -35,8 +35,15 @@ def handle(cx: Context, desk: Desk, ev: EntityEvent, st: EntityState, out: Outco
     if items:
         leads = sorted({i.lead for i in items})
         names = "、".join(i.name for i in items)
-        out.notices.append(Notice("dual_notification", ev.entity_id, leads,
-                                  texts.dual_notification(kind_zh, ev.name, ev.township, names), ev.occurred_at))
+        out.notices.append(
+            Notice(
+                "dual_notification",
+                ev.entity_id,
+                leads,
+                texts.dual_notification(kind_zh, ev.name, ev.township, names),
+                ev.occurred_at,
+            )
+        )
     else:
         tf = cx.catalog.taskforce_office
         out.notices.append(Notice("unassigned", ev.entity_id, [tf], texts.unassigned(ev.name, kind_zh), ev.occurred_at))

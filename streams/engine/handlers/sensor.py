@@ -43,8 +43,17 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
     if hit and not confirmed(st, f"{hit.rule}:{ev.device_id}", t, hit):
         pass  # a breach not yet confirmed: neither a case nor a sign of recovery
     elif hit:
-        desk.raise_alert(ev, st, out, hit, [Contribution(signal=f"sensor.{ev.channel}", value=ev.value,
-                                                         detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit}")])
+        desk.raise_alert(
+            ev,
+            st,
+            out,
+            hit,
+            [
+                Contribution(
+                    signal=f"sensor.{ev.channel}", value=ev.value, detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit}"
+                )
+            ],
+        )
     else:
         ok(desk, ev, st, out, f"rule.sensor.{ev.channel}")
     if det is None:
@@ -59,9 +68,19 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
         st.history.on_signal(to_days(t), "sensor")
     if alert and not hit and cx.fusion.sensor_model_alerts:
         level = "yellow" if score >= 0.9 else "blue"
-        desk.raise_alert(ev, st, out, Hit(f"model.sensor.{ev.channel}", level, texts.SENSOR_MODEL_TITLE, score),
-                         [Contribution(signal=f"anomaly.{ev.channel}", value=round(score, 4),
-                                       detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit},偏离该设备历史规律")])
+        desk.raise_alert(
+            ev,
+            st,
+            out,
+            Hit(f"model.sensor.{ev.channel}", level, texts.SENSOR_MODEL_TITLE, score),
+            [
+                Contribution(
+                    signal=f"anomaly.{ev.channel}",
+                    value=round(score, 4),
+                    detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit},偏离该设备历史规律",
+                )
+            ],
+        )
 
 
 def keep_window(cx: Context, ev: SensorReading, st: EntityState, key: str, t: float) -> None:

@@ -26,6 +26,7 @@ from streams.engine.state import EntityState
 def handle(cx: Context, desk: Desk, ev: InspectionTask, st: EntityState, out: Outcome) -> None:
     if ev.task_id in st.tasks:
         return
-    st.tasks[ev.task_id] = Task(ev.task_id, ev.entity_id, ev.department, ev.due.timestamp(), ev.item_id,
-                                ev.kind.value, ev.ref, ev.note)
+    st.tasks[ev.task_id] = Task(
+        ev.task_id, ev.entity_id, ev.department, ev.due.timestamp(), ev.item_id, ev.kind.value, ev.ref, ev.note
+    )
     plans.plan(cx, ev.entity_id, st, out, ev.task_id, ev.occurred_at.timestamp())

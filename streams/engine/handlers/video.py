@@ -26,11 +26,24 @@ from streams.engine.state import EntityState
 
 def handle(cx: Context, desk: Desk, ev: VideoDetection, st: EntityState, out: Outcome) -> None:
     if cx.evidence:
-        st.videos = [*st.videos[-7:], (ev.occurred_at.timestamp(), ev.event_id, ev.camera_id, ev.cls.value,
-                                       ev.confidence, ev.evidence_ref)]
+        st.videos = [
+            *st.videos[-7:],
+            (ev.occurred_at.timestamp(), ev.event_id, ev.camera_id, ev.cls.value, ev.confidence, ev.evidence_ref),
+        ]
     rate(cx, ev, st, "video")
     st.history.on_signal(to_days(ev.occurred_at), "video")
     hit = cx.rules.on_video(ev.cls, ev.confidence)
     if hit and confirmed(st, hit.rule, ev.occurred_at.timestamp(), hit):
-        desk.raise_alert(ev, st, out, hit, [Contribution(signal=f"video.{ev.cls}", value=ev.confidence,
-                                                         detail=f"摄像头 {ev.camera_id},证据 {ev.evidence_ref}")])
+        desk.raise_alert(
+            ev,
+            st,
+            out,
+            hit,
+            [
+                Contribution(
+                    signal=f"video.{ev.cls}",
+                    value=ev.confidence,
+                    detail=f"摄像头 {ev.camera_id},证据 {ev.evidence_ref}",
+                )
+            ],
+        )
