@@ -38,10 +38,8 @@ from schemas.vocabulary import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("schemas", "detectors", "riskwatch", "sinks", "dashboards", "reports", "web", "notify")
-SKIP = (
-    "streams/",  # streams/: pending the engine split merge
-)
+PRODUCT = ("schemas", "detectors", "riskwatch", "streams", "sinks", "dashboards", "reports", "web", "notify")
+SKIP: tuple[str, ...] = ()
 ENUMS = (Level, AlertStatus, NoticeKind, TransferState)
 MAPS = {name: getattr(V, name) for name in V.__all__ if name.endswith("_ZH")}
 # the labels whose repetition in a literal means a second vocabulary: those of the alert's codes, channels and

@@ -44,7 +44,7 @@ def transition_rows(
                     "from_status": tr.from_status,
                     "to_status": tr.to_status,
                     "actor": tr.actor,
-                    "comment": tr.comment,
+                    "comment": mask_pii(tr.comment),
                 }
             )
             continue

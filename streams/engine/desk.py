@@ -27,12 +27,13 @@ from detectors.rules import Hit
 from riskwatch.domain.lifecycle import AlertLifecycle, FeedbackOutcome, Notification
 from schemas.events import Contribution, Event, SensorReading
 from schemas.privacy import mask_pii
+from schemas.vocabulary import LEVELS
 from streams.engine import plans, texts
 from streams.engine.bundle import open_bundle
 from streams.engine.chain import transition_rows
 from streams.engine.context import Context
 from streams.engine.outcome import Outcome
-from streams.engine.revision import LEVELS, alert, level_score
+from streams.engine.revision import alert, level_score
 from streams.engine.state import EntityState, OpenAlert
 
 Crime = list[tuple[str, str]]  # suspected-crime flags: (flag, reason)
@@ -185,7 +186,7 @@ class Desk:
         """A suspected crime: the case goes to the police (and others, routing.yaml case_transfer)."""
         to = self.cx.router.config.case_transfer.targets([f for f, _ in crime])
         rev = oa.lc.revision
-        reasons = ";".join(dict.fromkeys(r for _, r in crime))
+        reasons = mask_pii(";".join(dict.fromkeys(r for _, r in crime)))
         notes = self.cx.lifecycle.transfer(oa.lc, to, at, reasons, oa.evidence.hash if oa.evidence is not None else "")
         self.publish(entity_id, "router", st, out, oa, [], notes, rev)
 
@@ -216,9 +217,7 @@ class Desk:
             out,
             oa,
             rev,
-            cx.lifecycle.on_transfer_feedback(
-                oa.lc, dept, status, ev.occurred_at, mask_pii(comment) if cx.evidence else comment, user=user
-            ),
+            cx.lifecycle.on_transfer_feedback(oa.lc, dept, status, ev.occurred_at, comment, user=user),
         )
 
     def reassign(

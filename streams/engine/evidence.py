@@ -118,7 +118,7 @@ def inspection_item(ev: InspectionResult) -> Item:
                 {
                     "code": v.code,
                     "severity": v.severity.value,
-                    "description": v.description,
+                    "description": mask_pii(v.description),
                     "suspected_crime": v.suspected_crime,
                 }
                 for v in ev.violations

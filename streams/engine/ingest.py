@@ -36,6 +36,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from riskwatch.domain.catalog import Catalog
 from schemas.events import EVENT_MODELS, DeadLetter, Event, SensorBatch, SensorReading
+from schemas.privacy import mask_pii
 
 MAX_DEPTH = 32
 BATCH_MARK = b'"sensor_batch"'  # a gateway batch names its kind; a single reading has no `kind`
@@ -237,7 +238,7 @@ class Decoder:
             offset=offset,
             key=key.decode("utf-8", "replace") if key is not None else None,
             payload_b64=base64.b64encode(value or b"").decode(),
-            error=error[:4000],
+            error=mask_pii(error)[:4000],  # reasons quote the input
             received_at=datetime.now(UTC),
             index=index,
         )

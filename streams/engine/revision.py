@@ -13,10 +13,11 @@ from typing import cast
 from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Notification
 from schemas.events import Alert, AlertStatus, Contribution, Level, NotificationKind
+from schemas.privacy import mask_pii
+from schemas.vocabulary import OPEN_STATUSES
 from streams.engine import texts
 from streams.engine.state import EntityState, OpenAlert
 
-LEVELS = ("blue", "yellow", "orange", "red")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LEVEL_SCORE = {"blue": 40.0, "yellow": 60.0, "orange": 80.0, "red": 95.0}
 
@@ -56,7 +57,7 @@ def alert(
             catalog.dept_name(oa.departments[0]) if oa.departments else None,
         )
     )
-    is_open = oa.status in ("firing", "acknowledged", "disposing")
+    is_open = oa.status in OPEN_STATUSES
     return Alert(
         alert_id=oa.alert_id,
         revision=oa.revision,
@@ -72,8 +73,8 @@ def alert(
         level_zh=level.zh,
         status=AlertStatus(oa.status),
         score=min(100.0, max(0.0, oa.score)),
-        title=oa.title,
-        message=message,
+        title=mask_pii(oa.title),
+        message=mask_pii(message),  # 非本部门 / 改派 / 不予受理 reasons ride in the text
         explanation=why,
         lead_department=oa.departments[0],
         departments=list(oa.departments),

@@ -21,14 +21,14 @@ from detectors.inspection import to_days
 from detectors.rates import RateConfig, RateSurprise
 from detectors.rules import Hit
 from schemas.events import Complaint, Event, InspectionResult, VideoDetection
+from schemas.vocabulary import ALERT_STATUSES, DONE_STATUSES, LEVELS
 from streams.engine import texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome, RiskRecord
-from streams.engine.revision import LEVELS
 from streams.engine.state import EntityState
 
-OPEN = ("pending", "firing", "acknowledged", "disposing")
+OPEN = tuple(s for s in ALERT_STATUSES if s not in DONE_STATUSES)  # not yet resolved, pending included
 
 
 def rate(cx: Context, ev: Event, st: EntityState, signal: str) -> None:

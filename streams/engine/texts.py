@@ -4,24 +4,18 @@
 >>> dual_notification("食品生产企业", "鑫源食品", "舞泉镇", "食品生产")
 '双告知:新登记食品生产企业「鑫源食品」(舞泉镇),纳入食品生产,请落实监管责任。'
 >>> alert_message("橙色", "firing", "鑫源食品", "舞泉镇", "冷链温度超过8℃上限", "市场监管局")
-'【橙色预警】舞泉镇鑫源食品:冷链温度超过8℃上限。牵头单位:市场监管局。'
+'【橙色预警·待签收】舞泉镇鑫源食品:冷链温度超过8℃上限。牵头单位:市场监管局。'
 >>> risk_title(79.6)
 '综合风险评分80分'
 """
 
 from __future__ import annotations
 
+from schemas.vocabulary import AlertStatus, zh
+
 SENSOR_MODEL_TITLE = "传感器读数异常(模型预警)"
 INSPECTION_CRIME_TITLE = "检查发现涉嫌犯罪线索"
 UNASSIGNED_ITEM = "待专班研判"  # an alert without a supervision item (not yet in the registry)
-STATUS_ZH = {
-    "pending": "待定",
-    "firing": "预警",
-    "acknowledged": "已签收",
-    "disposing": "处置中",
-    "resolved": "已解除",
-    "closed": "已关闭",
-}
 
 
 def dual_notification(kind_zh: str, name: str, township: str, items: str) -> str:
@@ -36,9 +30,9 @@ def unassigned(name: str, kind_zh: str) -> str:
 
 def alert_message(level_zh: str, status: str, name: str, township: str, title: str, lead_name: str | None) -> str:
     """An alert revision's message when no notification speaks for it (a state update)."""
-    status_zh = STATUS_ZH.get(status, status)
-    return f"【{level_zh}{status_zh}】{'' if name.startswith(township) else township}{name}:{title}。" + (
-        f"牵头单位:{lead_name}。" if lead_name is not None else ""
+    return (
+        f"【{level_zh}预警·{zh(AlertStatus, status)}】{'' if name.startswith(township) else township}{name}:{title}。"
+        + (f"牵头单位:{lead_name}。" if lead_name is not None else "")
     )
 
 

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 from schemas.events import DisposalFeedback
+from schemas.privacy import mask_pii
 from streams.engine import plans, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
@@ -30,11 +31,14 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
         return
     if ev.status == "reassign":  # the task-force office decides who is responsible (专班研判改派)
         lead = oa.lc.lead
-        if desk.reassign(ev, st, out, oa, ev.department, ev.assign_to, ev.comment, ev.user) and oa.lc.lead != lead:
+        if (
+            desk.reassign(ev, st, out, oa, ev.department, ev.assign_to, mask_pii(ev.comment), ev.user)
+            and oa.lc.lead != lead
+        ):
             plans.move_alert_task(cx, ev.entity_id, st, out, oa, lead, ev.occurred_at.timestamp())
         return
     attached = f"[附件 sha256:{ev.attachment_sha256}]" if ev.attachment_sha256 else ""
-    comment = " ".join(x for x in (ev.comment, ev.result, attached) if x)
+    comment = mask_pii(" ".join(x for x in (ev.comment, ev.result, attached) if x))  # leaves on alerts.* and in history
     status = ev.status.value if hasattr(ev.status, "value") else str(ev.status)
     if status in ("accepted", "declined"):  # a case transfer's receiver answers (行刑衔接)
         desk.transfer_answer(ev, st, out, oa, ev.department, status, comment, ev.user)
