@@ -1,16 +1,47 @@
 """Public pages (no login): the service manual of each item (§二(三)) from the catalog, with blanks
 shown as 待补充, and the published 双随机 results (entity, date, departments, outcome) once the
 inspection result exists. Nothing behind the login appears here: no alerts, scores, complaint
-text, inspectors or personal data."""
+text, inspectors or personal data.
+
+Anonymous traffic cannot load the worker: every public page is rate-limited per client address
+(``workbench_public_rate_per_minute``, 429 beyond) and the spot-check results are read at most
+once per ``workbench_public_cache_seconds`` (60 s) whatever the number of visitors (``web/cache.py``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from dataclasses import dataclass
 
+from fastapi import APIRouter, Depends, Request
+
+from web.cache import Cached
 from web.data import StoreDown
 from web.deps import PageError, ctx, render
+from web.ratelimit import RateLimit
 
-router = APIRouter()
+
+@dataclass(slots=True)
+class PublicLimits:
+    rate: RateLimit
+    spot_checks: Cached
+
+
+def limits(request: Request) -> PublicLimits:
+    st = request.app.state
+    if getattr(st, "public_limits", None) is None:
+        s = ctx(request).settings
+        st.public_limits = PublicLimits(RateLimit(s.workbench_public_rate_per_minute),
+                                        Cached(s.workbench_public_cache_seconds))
+    return st.public_limits
+
+
+async def rate_limited(request: Request) -> None:
+    wait = limits(request).rate.take(request.client.host if request.client else "?")
+    if wait > 0:
+        raise PageError(429, "访问过于频繁", f"请 {int(wait) + 1} 秒后再试。")
+
+
+router = APIRouter(dependencies=[Depends(rate_limited)])
 MANUAL_FIELDS = (("implementing_body", "实施主体"), ("legal_basis", "法律依据"), ("measures", "监管措施"),
                  ("standards", "监管标准"), ("procedure", "监管流程"), ("complaint_channel", "投诉举报渠道"))
 
@@ -44,7 +75,7 @@ async def manual(request: Request, item_id: int):
 @router.get("/public/spot-checks")
 async def spot_checks(request: Request):
     try:
-        rows = await ctx(request).reader.rows(SPOT_SQL)
+        rows = await limits(request).spot_checks.get(lambda: ctx(request).reader.rows(SPOT_SQL))
         down = None
     except StoreDown:
         rows, down = [], "抽查结果暂时无法读取,请稍后再试。"
