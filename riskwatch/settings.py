@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     workbench_login_max_delay_seconds: float = Field(900.0, gt=0, description="Longest wait between login attempts the throttle imposes")
     workbench_public_cache_seconds: float = Field(60.0, ge=0, description="Public pages' data is read at most once this often")
     workbench_public_rate_per_minute: int = Field(120, ge=1, description="Requests per minute one IP may make to the public pages (429 beyond)")
+    workbench_nice: int = Field(10, ge=0, le=19, description="CPU niceness of `riskwatch web run`: when the host's cores are contended the worker's pipeline goes first")
 
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")

@@ -28,8 +28,9 @@ from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from web.data import Reader, StoreDown
 from web.deps import HERE, Ctx, LoginRequired, PageError, make_templates, render
-from web.produce import BusDown, Producer
 from web.limits import BodyLimit
+from web.produce import BusDown, Producer
+from web.ratelimit import PublicRateLimit
 from web.records import Records
 from web.sessions import SessionStore
 from web.sqlite import state_path
@@ -78,11 +79,12 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     app = FastAPI(title="riskwatch 工作台", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    # outermost last: proxy headers (trusted address only) → body limit → Secure cookies → session cookie
+    # outermost last: proxy headers (trusted address only) → body limit → public rate limit → Secure cookies → session
     app.add_middleware(SessionMiddleware, secret_key=session_secret(wdir), session_cookie=SESSION_COOKIE,
                        max_age=int(settings.workbench_session_hours * 3600), same_site="strict",
                        https_only=settings.workbench_cookie_secure)
     app.add_middleware(SecureCookies, always=settings.workbench_cookie_secure)
+    app.add_middleware(PublicRateLimit, per_minute=settings.workbench_public_rate_per_minute)
     app.add_middleware(BodyLimit, form_bytes=settings.workbench_max_form_bytes,
                        upload_bytes=settings.workbench_max_upload_bytes)
     if settings.workbench_trusted_proxy.strip():

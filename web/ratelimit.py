@@ -1,5 +1,8 @@
 """Requests per minute per client address (token bucket), for the anonymous public pages.
 
+:class:`PublicRateLimit` (ASGI middleware) applies it to ``/public…`` before routing: a refused
+request costs a few microseconds and a 150-byte answer, not a rendered page.
+
 Each address has a bucket of ``burst`` tokens refilled at ``per_minute / 60`` per second; a
 request takes one, an empty bucket answers 429 with ``Retry-After``. Buckets live in memory (one
 process is the deployment) and the table is bounded: the fullest (idle) buckets go first.
@@ -15,6 +18,8 @@ process is the deployment) and the table is bounded: the fullest (idle) buckets 
 from __future__ import annotations
 
 import time
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class RateLimit:
@@ -42,3 +47,22 @@ class RateLimit:
             if len(self._buckets) >= self.max_clients:
                 self._buckets.clear()
         self._buckets[client] = (tokens, now)
+
+
+class PublicRateLimit:
+    def __init__(self, app: ASGIApp, per_minute: int, prefix: str = "/public"):
+        self.app, self.limit, self.prefix = app, RateLimit(per_minute), prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            wait = self.limit.take((scope.get("client") or ("?", 0))[0])
+            if wait > 0:
+                secs = int(wait) + 1
+                body = (f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>访问过于频繁</title>'
+                        f"<h1>访问过于频繁</h1><p>请 {secs} 秒后再试。</p></html>").encode()
+                await send({"type": "http.response.start", "status": 429, "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(secs).encode()), (b"x-content-type-options", b"nosniff")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -100,6 +100,10 @@ def web_run() -> None:
     from web.app import create_app
 
     s = load_settings()
+    if s.workbench_nice:  # pages may wait a little under contention; the worker's inserts and lag may not
+        import os
+
+        os.nice(s.workbench_nice)
     # the audit trail (who produced which event) and refusals go to stderr (web.log in the background)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):
