@@ -79,19 +79,15 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     app = FastAPI(title="riskwatch 工作台", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
-    # outermost last: proxy headers (trusted address only) → body limit → public rate limit → Secure cookies → session
+    # body limit → Secure cookies → session cookie; the rate limit and proxy headers go outermost (below)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(wdir), session_cookie=SESSION_COOKIE,
                        max_age=int(settings.workbench_session_hours * 3600), same_site="strict",
                        https_only=settings.workbench_cookie_secure)
     app.add_middleware(SecureCookies, always=settings.workbench_cookie_secure)
-    app.add_middleware(PublicRateLimit, per_minute=settings.workbench_public_rate_per_minute)
+    # inside the security-headers middleware: its 413 raised while the app reads the body is an HTTPException
+    # there (BaseHTTPMiddleware would turn it into a parse error if it came from outside)
     app.add_middleware(BodyLimit, form_bytes=settings.workbench_max_form_bytes,
                        upload_bytes=settings.workbench_max_upload_bytes)
-    if settings.workbench_trusted_proxy.strip():
-        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
-        app.add_middleware(ProxyHeadersMiddleware,
-                           trusted_hosts=[h.strip() for h in settings.workbench_trusted_proxy.split(",") if h.strip()])
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     from web.routes import alert, auth, dossier, inbox, public, taskforce, tasks
@@ -116,6 +112,15 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
         if request.url.path.startswith(("/inbox", "/alerts", "/tasks", "/entities", "/taskforce")):
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
+
+    # outermost last (after the security headers): proxy headers (trusted address only) → public rate limit →
+    # security headers → body limit → Secure cookies → session; a rate-limit refusal costs no routing or page
+    app.add_middleware(PublicRateLimit, per_minute=settings.workbench_public_rate_per_minute)
+    if settings.workbench_trusted_proxy.strip():
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[h.strip() for h in settings.workbench_trusted_proxy.split(",") if h.strip()])
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired):

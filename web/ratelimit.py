@@ -1,7 +1,10 @@
 """Requests per minute per client address (token bucket), for the anonymous public pages.
 
-:class:`PublicRateLimit` (ASGI middleware) applies it to ``/public…`` before routing: a refused
-request costs a few microseconds and a 150-byte answer, not a rendered page.
+:class:`PublicRateLimit` (ASGI middleware, outermost but for the proxy headers) applies it to
+``/public…`` before routing: a refused request is a 150-byte answer, not a rendered page, and
+that answer is held back until the next token is due (at most ``TARPIT`` seconds): a client that
+retries at once is slowed to the allowed rate instead of spinning the workbench's CPU (a sleeping
+coroutine costs nothing).
 
 Each address has a bucket of ``burst`` tokens refilled at ``per_minute / 60`` per second; a
 request takes one, an empty bucket answers 429 with ``Retry-After``. Buckets live in memory (one
@@ -17,6 +20,7 @@ process is the deployment) and the table is bounded: the fullest (idle) buckets 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -49,6 +53,9 @@ class RateLimit:
         self._buckets[client] = (tokens, now)
 
 
+TARPIT = 2.0  # seconds: longest hold of a refused request
+
+
 class PublicRateLimit:
     def __init__(self, app: ASGIApp, per_minute: int, prefix: str = "/public"):
         self.app, self.limit, self.prefix = app, RateLimit(per_minute), prefix
@@ -57,7 +64,8 @@ class PublicRateLimit:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
             wait = self.limit.take((scope.get("client") or ("?", 0))[0])
             if wait > 0:
-                secs = int(wait) + 1
+                await asyncio.sleep(min(wait, TARPIT))
+                secs = max(1, int(wait - min(wait, TARPIT)) + 1)
                 body = (f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>访问过于频繁</title>'
                         f"<h1>访问过于频繁</h1><p>请 {secs} 秒后再试。</p></html>").encode()
                 await send({"type": "http.response.start", "status": 429, "headers": [
