@@ -253,6 +253,45 @@ class Settings(BaseSettings):
     workbench_max_upload_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest attachment accepted (413 beyond)"
     )
+    workbench_max_form_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request body of any other route (forms): 413 beyond, before reading further",
+    )
+    workbench_idle_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A session unused this long ends (server-side; logout and `users disable` end it at once)",
+    )
+    workbench_trusted_proxy: str = Field(
+        "",
+        description="Address(es) of the TLS-terminating reverse proxy, comma-separated: X-Forwarded-For/-Proto are believed only from them; https then marks cookies Secure",
+    )
+    workbench_login_free_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed logins of one account from one IP before each further attempt waits (30 s, doubling)",
+    )
+    workbench_login_ip_free_failures: int = Field(
+        20,
+        ge=1,
+        description="Failed logins from one IP (any accounts) before each further attempt from it waits (30 s, doubling)",
+    )
+    workbench_login_max_delay_seconds: float = Field(
+        900.0, gt=0, description="Longest wait between login attempts the throttle imposes"
+    )
+    workbench_public_cache_seconds: float = Field(
+        60.0, ge=0, description="Public pages' data is read at most once this often"
+    )
+    workbench_public_rate_per_minute: int = Field(
+        120, ge=1, description="Requests per minute one IP may make to the public pages (429 beyond)"
+    )
+    workbench_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of `riskwatch web run`: when the host's cores are contended the worker's pipeline goes first",
+    )
 
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")

@@ -149,9 +149,15 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     # an action the worker has not confirmed: the page waits (refreshing), after a minute it says so and stops
     import time
 
+    from web.records import Records
+    from web.sqlite import state_path
+
+    rec = Records(state_path(web.settings.workbench_dir))  # events emergency submitted (?wait= looks only at its own)
+    rec.submitted("emergency", aid, "web-not-processed", at=time.time())
+    rec.submitted("emergency", aid, "web-not-processed-2", at=time.time() - 61)
     page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000)}").text
     assert 'id="waiting"' in page and 'http-equiv="refresh"' in page
-    page = em.get(f"/alerts/{aid}?wait=web-not-processed&since={int(time.time() * 1000) - 61_000}").text
+    page = em.get(f"/alerts/{aid}?wait=web-not-processed-2&since={int(time.time() * 1000) - 61_000}").text
     assert 'id="stalled"' in page and "不会丢失" in page and 'http-equiv="refresh"' not in page
 
     # a county leader reads everything and acts on nothing
@@ -248,20 +254,20 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     assert amr.post(url, data={"csrf_token": tok, "action": "delete"}).status_code == 400
     big = b"%PDF-" + b"0" * (web.settings.workbench_max_upload_bytes + 1)
     r = amr.post(
-        url,
-        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        f"{url}?csrf_token={tok}",
+        data={"action": "disposed", "result": "x"},
         files={"attachment": ("r.pdf", big, "application/pdf")},
     )
     assert r.status_code == 413 and "附件不能超过" in r.text
     r = amr.post(
-        url,
-        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        f"{url}?csrf_token={tok}",
+        data={"action": "disposed", "result": "x"},
         files={"attachment": ("r.exe", b"MZ..", "application/pdf")},
     )
     assert r.status_code == 400 and "只接受" in r.text
     r = amr.post(
-        url,
-        data={"csrf_token": tok, "action": "disposed", "result": "x"},
+        f"{url}?csrf_token={tok}",
+        data={"action": "disposed", "result": "x"},
         files={"attachment": ("r.pdf", b"MZ..", "application/pdf")},
     )
     assert r.status_code == 400  # a .pdf that is not a PDF
@@ -289,8 +295,8 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
 
     pdf = b"%PDF-1.4 disposal report"
     r = amr.post(
-        url,
-        data={"csrf_token": tok, "action": "disposed", "result": "已整改,冷库温控恢复"},
+        f"{url}?csrf_token={tok}",
+        data={"action": "disposed", "result": "已整改,冷库温控恢复"},
         files={"attachment": ("report.pdf", pdf, "application/pdf")},
     )
     assert r.status_code == 303

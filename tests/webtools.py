@@ -166,3 +166,115 @@ def wait_text(driver, css: str, text: str, timeout: float = 90.0, refresh: bool 
         screenshot(driver, "failed_wait")
         (SCREENSHOTS / "failed_wait.html").write_text(driver.page_source)
         raise
+
+
+# --- a stand-in for the worker's data service: the real engine, two alerts ---------------------------
+STORE_ALERTS = {"A-amr-1": ["amr"], "A-police-1": ["police"]}
+
+
+def serve_store(path: str, port: int) -> None:
+    """Child process: an embedded ClickHouse (the product's migrations) holding one open alert per
+    entry of ``STORE_ALERTS``, answering the worker's ``POST /query`` (read-only, as the worker does)
+    and, for the tests only, ``POST /exec`` (a write, e.g. a dead letter)."""
+    import threading
+    from datetime import datetime, timedelta, timezone
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import orjson
+
+    from schemas.events import Alert, Contribution, Level
+    from sinks.clickhouse import INSERT_SETTINGS, make_client
+    from sinks.migrations import migrate
+    from sinks.query import execute_readonly
+    from sinks.rows import COLUMNS, alert_row
+
+    client = make_client(f"chdb://{path}")
+    migrate(client, "riskwatch")
+    now = datetime.now(timezone.utc)
+    rows = [
+        alert_row(
+            Alert(
+                alert_id=aid,
+                revision=1,
+                fingerprint=f"E-{aid}|1|rule.sensor",
+                entity_id=f"E-{aid}",
+                entity_name="舞泉镇测试企业",
+                entity_kind="food_producer",
+                township="舞泉镇",
+                item_id=1,
+                item_name="食品生产",
+                rule="rule.sensor.cold_chain_temp",
+                level=Level.yellow,
+                level_zh="黄色",
+                status="firing",
+                score=60.0,
+                title="冷链温度超过8℃上限",
+                message="【预警】",
+                explanation=[Contribution(signal="rule.sensor", value=1.0, detail="超限")],
+                lead_department=depts[0],
+                departments=depts,
+                first_seen=now - timedelta(hours=1),
+                last_seen=now,
+                updated_at=now,
+                source_event_id="ev-1",
+                ack_due=now + timedelta(hours=2),
+                dispose_due=now + timedelta(days=1),
+            )
+        )
+        for aid, depts in STORE_ALERTS.items()
+    ]
+    client.insert("alerts", rows, column_names=list(COLUMNS["alerts"]), database="riskwatch", settings=INSERT_SETTINGS)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            sql = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+            try:
+                with lock:
+                    if self.path == "/exec":
+                        client.command(sql)
+                        body = {"ok": True}
+                    else:
+                        with open(f"{path}.queries", "a") as f:
+                            f.write(" ".join(sql.split()) + "\n")
+                        cols, out = execute_readonly(client, sql)
+                        body = {"columns": cols, "rows": out}
+            except Exception as e:  # noqa: BLE001
+                body = {"error": str(e).splitlines()[0]}
+            data = orjson.dumps(body, default=str)
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def start_store(tmp: Path) -> tuple[subprocess.Popen, int]:
+    from riskwatch.tools.runner import wait_for
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from tests.webtools import serve_store; serve_store({str(tmp / 'ch')!r}, {port})"],
+        env=env,
+        stdout=open(tmp / "store.log", "ab"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"store exited: {(tmp / 'store.log').read_text()[-2000:]}")
+        try:
+            return "rows" in httpx.post(f"http://127.0.0.1:{port}/query", content=b"SELECT 1", timeout=2).json()
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 90, "the stand-in data service", interval=0.3)
+    return proc, port

@@ -1,9 +1,11 @@
 """The workbench app: ``create_app(settings)`` → a FastAPI app (served by uvicorn).
 
 Routers per area (``web/routes``): auth, inbox, alert, tasks, dossier, taskforce, public.
-Sessions: Starlette's SessionMiddleware (itsdangerous-signed cookie, HttpOnly, SameSite=Strict,
-Secure when ``workbench_cookie_secure``), holding only the user name, the account's generation
-(disabling an account ends its sessions), an expiry and the CSRF token.
+Sessions are kept on the server (``web/sessions.py``, in the state file ``web/sqlite.py``): the
+cookie (Starlette's SessionMiddleware: itsdangerous-signed, HttpOnly, SameSite=Strict, Secure over
+https or when ``workbench_cookie_secure``) carries only a random session id. Every request body is
+limited before it is read (``web/limits.py``); ``X-Forwarded-*`` is believed only from
+``workbench_trusted_proxy`` (``web/transport.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from web.data import Reader, StoreDown
 from web.deps import HERE, Ctx, LoginRequired, PageError, make_templates, render
+from web.limits import BodyLimit
 from web.produce import BusDown, Producer
+from web.ratelimit import PublicRateLimit
+from web.records import Records
+from web.sessions import SessionStore
+from web.sqlite import state_path
+from web.transport import SecureCookies
 from web.users import LoginThrottle, UserStore
 
 log = logging.getLogger("riskwatch.web")
@@ -52,6 +60,16 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     from riskwatch.domain.lifecycle import load_policy
     from riskwatch.settings import DATA_DIR
 
+    state = state_path(wdir)
+    throttle = throttle or LoginThrottle(
+        state,
+        free=settings.workbench_login_free_failures,
+        ip_free=settings.workbench_login_ip_free_failures,
+        cap=settings.workbench_login_max_delay_seconds,
+    )
+    sessions = SessionStore(
+        state, idle=settings.workbench_idle_minutes * 60, lifetime=settings.workbench_session_hours * 3600
+    )
     ctx = Ctx(
         settings=settings,
         catalog=catalog,
@@ -59,10 +77,12 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
         reader=Reader(settings),
         producer=Producer(settings, catalog),
         templates=make_templates(),
-        throttle=throttle or LoginThrottle(path=wdir / "throttle.json"),
+        throttle=throttle,
         credit=load_fusion(DATA_DIR / "fusion.yaml").credit,
         rules=load_rules(settings.rules_path),
         transfer=load_policy(settings.lifecycle_path).transfer,
+        sessions=sessions,
+        records=Records(state),
     )
 
     @asynccontextmanager
@@ -73,6 +93,7 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     app = FastAPI(title="riskwatch 工作台", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
+    # body limit → Secure cookies → session cookie; the rate limit and proxy headers go outermost (below)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(wdir),
@@ -80,6 +101,12 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
         max_age=int(settings.workbench_session_hours * 3600),
         same_site="strict",
         https_only=settings.workbench_cookie_secure,
+    )
+    app.add_middleware(SecureCookies, always=settings.workbench_cookie_secure)
+    # inside the security-headers middleware: its 413 raised while the app reads the body is an HTTPException
+    # there (BaseHTTPMiddleware would turn it into a parse error if it came from outside)
+    app.add_middleware(
+        BodyLimit, form_bytes=settings.workbench_max_form_bytes, upload_bytes=settings.workbench_max_upload_bytes
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -108,6 +135,17 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
+    # outermost last (after the security headers): proxy headers (trusted address only) → public rate limit →
+    # security headers → body limit → Secure cookies → session; a rate-limit refusal costs no routing or page
+    app.add_middleware(PublicRateLimit, per_minute=settings.workbench_public_rate_per_minute)
+    if settings.workbench_trusted_proxy.strip():
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[h.strip() for h in settings.workbench_trusted_proxy.split(",") if h.strip()],
+        )
+
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired):
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -132,7 +170,14 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        titles = {404: "页面不存在", 405: "不支持的操作", 413: "文件过大", 400: "请求有误", 403: "无权访问"}
+        titles = {
+            404: "页面不存在",
+            405: "不支持的操作",
+            413: "内容过大",
+            400: "请求有误",
+            403: "无权访问",
+            429: "访问过于频繁",
+        }
         return render(
             request,
             "error.html",

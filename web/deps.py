@@ -35,6 +35,8 @@ from schemas.vocabulary import (
 )
 from web.data import Reader, ts
 from web.produce import Producer
+from web.records import Records
+from web.sessions import Session, SessionStore
 from web.texts import signal_zh
 from web.users import LoginThrottle, User, UserStore
 
@@ -56,6 +58,8 @@ class Ctx:
     credit: Any = None  # fusion credit config (half_life_days, tiers)
     rules: Any = None  # threshold rules (limits drawn on the evidence chart)
     transfer: Any = None  # case-transfer policy (lifecycle.yaml transfer: accept_hours)
+    sessions: SessionStore | None = None  # server-side sessions (web/sessions.py)
+    records: Records | None = None  # who submitted which event, which alert an attachment belongs to
 
 
 class PageError(Exception):
@@ -74,15 +78,28 @@ def ctx(request: Request) -> Ctx:
     return request.app.state.ctx
 
 
+def session_of(request: Request) -> tuple[Session | None, User | None]:
+    """This request's server-side session and its user (both None when not logged in), read once per request.
+    A session whose account was disabled or changed since is deleted; a stale cookie is cleared."""
+    cached = getattr(request.state, "session", None)
+    if cached is not None:
+        return cached
+    c = ctx(request)
+    sess = c.sessions.get(request.session.get("sid", "")) if c.sessions is not None else None
+    u = c.users.get(sess.username) if sess is not None else None
+    if sess is not None and (u is None or u.disabled or u.generation != sess.generation):
+        c.sessions.revoke(sess.sid)
+        sess = None
+    if sess is None:
+        u = None
+        if "sid" in request.session:
+            request.session.clear()
+    request.state.session = (sess, u)
+    return sess, u
+
+
 def current_user(request: Request) -> User | None:
-    s = request.session
-    if not s.get("u"):
-        return None
-    u = ctx(request).users.get(s["u"])
-    if u is None or u.disabled or u.generation != s.get("g") or time.time() > s.get("exp", 0):
-        request.session.clear()
-        return None
-    return u
+    return session_of(request)[1]
 
 
 def require_user(request: Request) -> User:
@@ -99,21 +116,30 @@ def require_taskforce(user: User = Depends(require_user)) -> User:
 
 
 def csrf_token(request: Request) -> str:
+    """The session's CSRF token (server-side once logged in; in the signed cookie for the login form)."""
+    sess, _ = session_of(request)
+    if sess is not None:
+        return sess.csrf
     tok = request.session.get("csrf")
     if not tok:
         tok = request.session["csrf"] = secrets.token_urlsafe(32)
     return tok
 
 
+def csrf_ok(request: Request, sent: object) -> bool:
+    sess, _ = session_of(request)
+    tok = sess.csrf if sess is not None else request.session.get("csrf")
+    return bool(tok) and isinstance(sent, str) and secrets.compare_digest(sent, tok)
+
+
+CSRF_REFUSED = ("表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。")
+
+
 async def check_csrf(request: Request) -> None:
-    """Synchronizer token: the form's ``csrf_token`` must equal the one in the signed session."""
+    """Synchronizer token: the form's ``csrf_token`` must equal the session's."""
     form = await request.form()
-    sent = form.get("csrf_token")
-    tok = request.session.get("csrf")
-    if not tok or not isinstance(sent, str) or not secrets.compare_digest(sent, tok):
-        raise PageError(
-            403, "表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。"
-        )
+    if not csrf_ok(request, form.get("csrf_token")):
+        raise PageError(403, *CSRF_REFUSED)
 
 
 # --- template helpers ------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from web.throttle import LoginThrottle  # noqa: F401  (re-exported: web.deps imports it from here)
+
 ROLES = ("dept", "taskforce", "leader")
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
 _DUMMY = _hasher.hash("riskwatch-dummy")  # verify against this for unknown users: same time as a real check
@@ -40,7 +42,7 @@ class User:
     password_hash: str
     disabled: bool = False
     created_at: float = field(default_factory=time.time)
-    generation: int = 1  # bumped on disable / password change: older sessions stop working
+    generation: int = 1  # bumped on disable / password change: a second guard besides deleting the sessions
 
     @property
     def actor(self) -> str:
@@ -157,6 +159,7 @@ class UserStore:
             u.disabled = disabled
             u.generation += 1
             self._write(users)
+        self.end_sessions(username)
         return u
 
     def reset_password(self, username: str) -> str:
@@ -170,7 +173,15 @@ class UserStore:
             u.password_hash, u.disabled = _hasher.hash(password), False
             u.generation += 1
             self._write(users)
+        self.end_sessions(username)
         return password
+
+    def end_sessions(self, username: str) -> int:
+        """Delete the account's server-side sessions (``web/sessions.py``, same directory): at once."""
+        from web.sessions import SessionStore
+        from web.sqlite import state_path
+
+        return SessionStore(state_path(self.path.parent), idle=0, lifetime=0).revoke_user(username)
 
     # --- login --------------------------------------------------------------------------------
     def verify(self, username: str, password: str) -> User | None:
@@ -182,103 +193,3 @@ class UserStore:
         if u is None or u.disabled:
             return None
         return u
-
-
-class LoginThrottle:
-    """After ``limit`` failures within ``window`` seconds the account is locked for ``lock`` seconds
-    for that IP; after ``4 × limit`` failures from any IPs (distributed guessing) for everyone.
-
-    With ``path`` (the app uses ``var/web/throttle.json``, next to users.json) the counts and locks
-    are kept in a small JSON file, rewritten atomically under a lock at every failure or success:
-    a restart does not unlock an account, and app processes sharing the directory share the counts.
-    Times are wall-clock seconds then (a monotonic clock does not survive a restart).
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "throttle.json"
-    >>> t = LoginThrottle(path=p)
-    >>> for _ in range(5): _ = t.failure("amr", "10.0.0.1")
-    >>> LoginThrottle(path=p).locked_for("amr", "10.0.0.1") > 890    # a new process still sees the lock
-    True
-    """
-
-    def __init__(
-        self, limit: int = 5, lock: float = 15 * 60, window: float = 15 * 60, clock=None, path: Path | None = None
-    ):
-        self.limit, self.lock, self.window = limit, lock, window
-        self.clock = clock or (time.time if path is not None else time.monotonic)
-        self.path = Path(path) if path is not None else None
-        self._fails: dict[tuple[str, str], list[float]] = {}
-        self._locked: dict[str, float] = {}
-        self._mtime: int | None = None
-
-    # --- file ---------------------------------------------------------------------------------
-    def _sync(self) -> None:
-        """Re-read the file if another process (or a previous run) changed it."""
-        if self.path is None:
-            return
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return
-        if mtime == self._mtime:
-            return
-        try:
-            raw = json.loads(self.path.read_text("utf-8"))
-            self._fails = {tuple(k.split("\t", 1)): [float(x) for x in v] for k, v in raw.get("fails", {}).items()}
-            self._locked = {k: float(v) for k, v in raw.get("locked", {}).items()}
-        except (ValueError, AttributeError, TypeError):  # a damaged file: start counting afresh, say so in the log
-            import logging
-
-            logging.getLogger("riskwatch.web.auth").warning(
-                "login throttle file %s unreadable; counts reset", self.path
-            )
-            self._fails, self._locked = {}, {}
-        self._mtime = mtime
-
-    @contextmanager
-    def _update(self):
-        if self.path is None:
-            yield
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._mtime = None
-            self._sync()
-            yield
-            now = self.clock()
-            fails = {"\t".join(k): v for k, v in self._fails.items() if v and now - v[-1] < self.window}
-            locked = {k: v for k, v in self._locked.items() if v > now}
-            tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"fails": fails, "locked": locked}, f, ensure_ascii=False)
-            os.replace(tmp, self.path)
-            self._mtime = self.path.stat().st_mtime_ns
-
-    # --- checks -------------------------------------------------------------------------------
-    def locked_for(self, username: str, ip: str) -> float:
-        """Seconds the account is still locked (0: not locked)."""
-        self._sync()
-        until = max(self._locked.get(username, 0.0), self._locked.get(f"{username}@{ip}", 0.0))
-        return max(0.0, until - self.clock())
-
-    def failure(self, username: str, ip: str) -> int:
-        with self._update():
-            now = self.clock()
-            for key in ((username, ip), (username, "*")):
-                fails = [t for t in self._fails.get(key, []) if now - t < self.window] + [now]
-                self._fails[key] = fails
-                if len(fails) >= (self.limit if key[1] != "*" else 4 * self.limit):
-                    lock_key = username if key[1] == "*" else f"{username}@{ip}"
-                    self._locked[lock_key] = now + self.lock
-                    if key[1] != "*":
-                        self._fails[key] = []
-            return len(self._fails.get((username, ip), []))
-
-    def success(self, username: str, ip: str) -> None:
-        self._sync()
-        if (username, ip) not in self._fails:
-            return
-        with self._update():
-            self._fails.pop((username, ip), None)

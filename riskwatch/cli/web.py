@@ -1,4 +1,4 @@
-"""`riskwatch users add|list|disable` and `riskwatch web start|stop|status|run|bench`."""
+"""`riskwatch users add|list|disable|unlock` and `riskwatch web start|stop|status|run|bench`."""
 
 from __future__ import annotations
 
@@ -70,14 +70,34 @@ def users_list() -> None:
 
 @users_app.command("disable")
 def users_disable(username: str = typer.Argument(...)) -> None:
-    """Disable an account; its open sessions end at their next request."""
+    """Disable an account; its sessions are deleted at once (the next request is logged out)."""
     from web.users import UserError
 
+    store = _store()
     try:
-        _store().set_disabled(username, True)
+        store.set_disabled(username, True)  # deletes the account's server-side sessions too
     except UserError as e:
         raise SystemExit(f"riskwatch users disable: {e}")
-    print(f"disabled {username}")
+    print(f"disabled {username}; its sessions have ended")
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: str = typer.Argument(..., help="Account whose failed logins to forget"),
+    ip: str = typer.Option("", "--ip", help="Also forget this address's failures (all accounts)"),
+) -> None:
+    """The office (专班办公室) unlocks an account: forget its failed logins from every address."""
+    from web.sqlite import state_path
+    from web.throttle import LoginThrottle
+
+    store = _store()
+    if store.get(username) is None:
+        raise SystemExit(f"riskwatch users unlock: no user {username!r}; `riskwatch users list` shows them")
+    t = LoginThrottle(state_path(store.path.parent))
+    n = t.unlock(username)
+    if ip:
+        n += t.unlock_ip(ip)
+    print(f"unlocked {username} ({n} throttle entr{'y' if n == 1 else 'ies'} cleared)")
 
 
 @web_app.command("run")
@@ -90,6 +110,10 @@ def web_run() -> None:
     from web.app import create_app
 
     s = load_settings()
+    if s.workbench_nice:  # pages may wait a little under contention; the worker's inserts and lag may not
+        import os
+
+        os.nice(s.workbench_nice)
     # the audit trail (who produced which event) and refusals go to stderr (web.log in the background)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka", "uvicorn.access"):

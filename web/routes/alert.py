@@ -4,7 +4,12 @@ for a case transfer's receiver (案件移送, e.g. 县公安局) also 受理 / �
 
 After an action the page waits for the worker: it shows "已提交,等待处理引擎确认" (refreshing
 itself every 2 s, no script) until the alert revision caused by the feedback event is in
-ClickHouse, or says why the worker refused it (the dead letter's reason).
+ClickHouse, or says why the worker refused it (the dead letter's reason). ``?wait=<event>`` looks
+only at events this user submitted on this alert (``web/records.py``); any other id is ignored.
+
+Uploads: login (the cookie), the CSRF token (in the upload form's action URL) and the alert's
+access are checked before any of the body is parsed; the body limit (``web/limits.py``) stops
+the parser at the limit. An attachment is served to whoever may see an alert it was uploaded to.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
 from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
 from web.data import ts
-from web.deps import OPEN, PageError, check_csrf, ctx, render, require_user
+from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
 from web.texts import describe, signal_zh
@@ -221,7 +227,9 @@ async def alert_page(
     c = ctx(request)
     a = await load_alert(request, user, alert_id)  # 404/403 before anything else
     waiting = refused = None
-    if wait and ID.match(wait):
+    submitted = c.records.submission(user.username, alert_id, wait) if wait and ID.match(wait) else None
+    if submitted is not None:  # only this user's own event: never another department's dead letters
+        since = int(submitted * 1000)
         w = await c.reader.one(
             WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since, topic=c.settings.topic("events.feedback")
         )
@@ -264,17 +272,6 @@ async def alert_page(
     )
 
 
-async def limit_body(request: Request) -> None:
-    """413 before parsing when the declared body is larger than an attachment may be."""
-    n = request.headers.get("content-length")
-    if n and n.isdigit() and int(n) > ctx(request).settings.workbench_max_upload_bytes + 64 * 1024:
-        raise PageError(
-            413,
-            "附件过大",
-            f"附件不能超过 {ctx(request).settings.workbench_max_upload_bytes // (1024 * 1024)} MB,本次操作未提交。",
-        )
-
-
 def store_attachment(request: Request, up: UploadFile) -> str:
     """Content-addressed: ``<workbench_dir>/attachments/<sha[:2]>/<sha><ext>``; returns the SHA-256."""
     s = ctx(request).settings
@@ -300,22 +297,35 @@ def store_attachment(request: Request, up: UploadFile) -> str:
     return sha
 
 
-@router.post("/alerts/{alert_id}/feedback", dependencies=[Depends(limit_body), Depends(check_csrf)])
-async def feedback(
-    request: Request,
-    alert_id: str,
-    user: User = Depends(require_user),
-    action: str = Form(""),
-    comment: str = Form(""),
-    result: str = Form(""),
-    attachment: UploadFile | None = None,
-):
+@router.post("/alerts/{alert_id}/feedback")
+async def feedback(request: Request, alert_id: str, user: User = Depends(require_user)):
+    """No body parameters: FastAPI would parse the body (files to disk) before any dependency. The
+    checks run first; the form is parsed only for a receiving department with a valid token."""
     c = ctx(request)
+    upload = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+    if upload:  # the upload form carries its CSRF token in the action URL: checked before reading the body
+        if not csrf_ok(request, request.query_params.get("csrf_token")):
+            raise PageError(403, *CSRF_REFUSED)
+    else:
+        await check_csrf(request)  # a small form (64 KiB at most, web/limits.py)
     if not user.can_act:
         raise PageError(403, "只读账号", "县领导账号只能查看,不能反馈。")
     a = await load_alert(request, user, alert_id)
     if user.dept not in a["departments"]:
         raise PageError(403, "无权反馈", "本部门不是该预警的接收单位,不能反馈。")
+    form = await request.form(max_files=1 if upload else 0, max_fields=16, max_part_size=64 * 1024)
+    try:
+        return await _feedback(request, c, user, a, alert_id, form)
+    finally:
+        await form.close()
+
+
+async def _feedback(request: Request, c, user: User, a: dict, alert_id: str, form) -> RedirectResponse:
+    action, comment, result = (
+        str(form.get(k) or "") if not isinstance(form.get(k), UploadFile) else ""
+        for k in ("action", "comment", "result")
+    )
+    attachment = form.get("attachment")
     if action not in ACTIONS:
         raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
     if a["status"] not in OPEN:
@@ -325,7 +335,7 @@ async def feedback(
         need = {"in_progress": "处置进展说明", "disposed": "处置结果", "not_ours": "非本部门的理由"}[action]
         raise PageError(400, "请填写说明", f"“{need}”不能为空,本次操作未提交。")
     sha = ""
-    if attachment is not None and attachment.filename:
+    if isinstance(attachment, UploadFile) and attachment.filename:
         if action != "disposed":
             raise PageError(400, "附件只用于处置结果", "附件只能随“已处置”一起提交,本次操作未提交。")
         sha = store_attachment(request, attachment)
@@ -416,12 +426,18 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     if not SHA.match(sha):
         raise PageError(404, "附件不存在", "附件编号无效。")
     c = ctx(request)
-    hit = await c.reader.one(
-        "SELECT alert_id FROM {db}.alert_history WHERE position(comment, %(s)s) > 0 LIMIT 1", s=sha
-    )
-    if hit is None:
-        raise PageError(404, "附件不存在", "没有引用该附件的反馈。")
-    await load_alert(request, user, hit["alert_id"])  # 403 unless the user may see that alert
+    alerts = c.records.alerts_of(sha)  # the alerts it was uploaded to, recorded at upload
+    if not alerts:
+        raise PageError(404, "附件不存在", "没有上传到任何预警的该附件。")
+    refusal = None
+    for alert_id in alerts:
+        try:
+            await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
+            break
+        except PageError as e:
+            refusal = e
+    else:
+        raise refusal
     for ext, (_, media) in ALLOWED.items():
         p = Path(c.settings.workbench_dir) / "attachments" / sha[:2] / f"{sha}{ext}"
         if p.exists():
@@ -444,4 +460,7 @@ async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **f
         ) from None
     since = int(time.time() * 1000)
     await c.producer.send(ev, who.actor)
+    c.records.submitted(who.username, alert_id, ev.event_id, at=since / 1000)
+    if fields.get("attachment_sha256"):
+        c.records.attached(fields["attachment_sha256"], alert_id, who.username)
     return RedirectResponse(f"/alerts/{alert_id}?wait={ev.event_id}&since={since}", status_code=303)

@@ -1,12 +1,20 @@
 """Public pages (no login): the service manual of each item (§二(三)) from the catalog, with blanks
 shown as 待补充, and the published 双随机 results (entity, date, departments, outcome) once the
 inspection result exists. Nothing behind the login appears here: no alerts, scores, complaint
-text, inspectors or personal data."""
+text, inspectors or personal data.
+
+Anonymous traffic cannot load the worker: every public page is rate-limited per client address
+(``workbench_public_rate_per_minute``, a small 429 before routing: ``web/ratelimit.py``) and the
+spot-check page is read and rendered at most once per ``workbench_public_cache_seconds`` (60 s)
+whatever the number of visitors (``web/cache.py``).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
+from web.cache import Cached
 from web.data import StoreDown
 from web.deps import PageError, ctx, render
 
@@ -49,9 +57,28 @@ async def manual(request: Request, item_id: int):
 
 @router.get("/public/spot-checks")
 async def spot_checks(request: Request):
-    try:
+    """The page is the same for every visitor: rendered once per cache period, from one read."""
+    st = request.app.state
+    if getattr(st, "spot_checks", None) is None:
+        st.spot_checks = Cached(ctx(request).settings.workbench_public_cache_seconds)
+    cache: Cached = st.spot_checks
+    reads = cache.reads
+
+    async def read_and_render() -> bytes:
         rows = await ctx(request).reader.rows(SPOT_SQL)
-        down = None
-    except StoreDown:
-        rows, down = [], "抽查结果暂时无法读取,请稍后再试。"
-    return render(request, "public_spot_checks.html", public=True, user=None, rows=rows, down=down)
+        return render(request, "public_spot_checks.html", public=True, user=None, rows=rows, down=None).body
+
+    try:
+        body = await cache.get(read_and_render)
+    except StoreDown:  # kept a few seconds (web/cache.py): a store that is down is not asked per visitor
+        return render(
+            request,
+            "public_spot_checks.html",
+            public=True,
+            user=None,
+            rows=[],
+            down="抽查结果暂时无法读取,请稍后再试。",
+        )
+    return HTMLResponse(
+        body, headers={"Cache-Status": f"riskwatch-workbench; {'fwd=miss' if cache.reads != reads else 'hit'}"}
+    )
