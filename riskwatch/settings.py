@@ -155,11 +155,11 @@ class Settings(BaseSettings):
         ),
     )
     audit_anchor_seconds: float = Field(
-        86400.0,
+        3600.0,
         gt=0,
         description=(
             "How often each worker publishes a Merkle root over its partitions' new audit-chain heads to "
-            "audit.anchors (and ClickHouse audit_anchors)"
+            "audit.anchors (and ClickHouse audit_anchors); it also anchors on shutdown"
         ),
     )
     township_surges: bool = Field(

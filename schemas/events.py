@@ -531,6 +531,12 @@ class Alert(BaseModel):
     url: str = Field(
         "", description="The alert's page in the workbench (RISKWATCH_WEB_PUBLIC_URL), for notifications to link to"
     )
+    chain_seq: int = Field(
+        0, ge=0, description="Head of the alert's audit chain at this revision: the last alert_history seq (0: none)"
+    )
+    chain_hash: str = Field(
+        "", description="Hash of that alert_history row (schemas/audit.py); `riskwatch audit verify` checks it"
+    )
     topic: ClassVar[str] = "alerts.all"
 
 

@@ -373,6 +373,14 @@ ALTER TABLE {db}.dead_letters
 """,
 )
 
+V6_CHAIN_HEADS = (
+    """
+ALTER TABLE {db}.alerts
+    ADD COLUMN IF NOT EXISTS chain_seq UInt32 DEFAULT 0 COMMENT 'Audit chain head at this revision: the alert''s last alert_history seq (0: none)',
+    ADD COLUMN IF NOT EXISTS chain_hash String DEFAULT '' COMMENT 'Hash of that alert_history row; riskwatch audit verify compares the history with it'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -383,6 +391,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "dead letters: a gateway batch's bad readings as indexes and reasons, keyed so none collapse",
         V5_DEAD_LETTERS,
     ),
+    Migration(6, "alert revisions carry their audit chain head (chain_seq, chain_hash)", V6_CHAIN_HEADS),
 )
 
 _SCHEMA_MIGRATIONS = f"""

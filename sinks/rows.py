@@ -112,6 +112,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "flapping",
         "evidence_hash",
         "transfer",
+        "chain_seq",
+        "chain_hash",
     ),  # fmt: skip
     "alert_history": (
         "alert_id",
@@ -307,6 +309,7 @@ def alert_row(a: Alert) -> tuple:
         a.lead_department,
         list(a.departments), a.first_seen, a.last_seen, a.updated_at, a.source_event_id, a.schema_version,
         a.notification or "", list(a.recipients), a.ack_due, a.dispose_due, a.flapping, a.evidence_hash, a.transfer,
+        a.chain_seq, a.chain_hash,
     )  # fmt: skip
 
 

@@ -14,14 +14,8 @@ from pathlib import Path
 
 import typer
 
-from schemas.audit import (
-    BUNDLE_FORMAT,
-    bundle_hash,
-    item_hash,
-    verify_anchor,
-    verify_bundle,
-    verify_chain,
-)
+from riskwatch.tools.audit_verify import read_rows
+from schemas.audit import BUNDLE_FORMAT, bundle_hash, item_hash, verify_bundle
 
 evidence_app = typer.Typer(
     help="Evidence bundles (远程取证固证): export an alert's bundle, verify an export.", no_args_is_help=True
@@ -45,30 +39,6 @@ def _settings():
     from riskwatch.settings import load_settings
 
     return load_settings()
-
-
-def read_rows(settings, sql: str) -> list[dict]:
-    """Rows as dicts: through the running worker (embedded chDB), else directly."""
-    from riskwatch.tools.runner import WorkerProcess
-    from sinks.clickhouse import make_client
-    from sinks.query import run_read_query
-
-    if settings.clickhouse_url.startswith("chdb://"):
-        rows = WorkerProcess(settings).query(sql)
-        if rows is not None:
-            return rows
-    try:
-        client = make_client(settings.clickhouse_url)
-    except Exception as e:  # noqa: BLE001
-        raise SystemExit(
-            f"riskwatch: cannot open ClickHouse at {settings.clickhouse_url} ({str(e).splitlines()[0]}); "
-            "start the worker or check RISKWATCH_CLICKHOUSE_URL"
-        ) from None
-    try:
-        cols, data = run_read_query(client, sql)
-    finally:
-        client.close()
-    return [dict(zip(cols, r)) for r in data]
 
 
 def _q(s: str) -> str:
@@ -199,90 +169,57 @@ def audit_verify(
     since: str | None = typer.Option(
         None, "--since", help="Only alerts with history from this date (YYYY-MM-DD) on, and anchors since then"
     ),
+    kafka: bool = typer.Option(
+        True, "--kafka/--no-kafka", help="Read audit.anchors and alerts.all from Kafka (off: ClickHouse alone)"
+    ),
+    city: bool | None = typer.Option(
+        None, "--city/--no-city", help="Read the city's copy of audit.anchors (default: where city-link runs)"
+    ),
+    notary: Path = typer.Option(
+        Path("var/notary"), "--notary", help="RFC 3161 time stamps of `riskwatch audit notarise` (checked if present)"
+    ),
+    tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="PEM root certificate of the TSA: check signatures"),
 ) -> None:
-    """Recompute every alert's hash chain and the anchors; report each chain's first broken link."""
-    s = _settings()
-    db = s.clickhouse_database
-    cond = ""
+    """Check every alert's hash chain against its revisions' chain heads and every copy of the anchors
+    (Kafka, the city, ClickHouse, RFC 3161); one line per finding, exit 1 on any."""
+    from rich.progress import track
+
+    from riskwatch.tools.audit_verify import verify
+
     if since:
         try:
             datetime.fromisoformat(since)
         except ValueError:
             raise SystemExit(f"riskwatch audit verify: --since {since!r} is not a date; use YYYY-MM-DD") from None
-        cond = (
-            f" AND alert_id IN (SELECT alert_id FROM {db}.alert_history WHERE at >= toDateTime64({_q(since)}, 3, "
-            f"'Asia/Shanghai'))"
-        )
-    typer.echo("reading alert_history, evidence and audit_anchors …", err=True)
-    hist = read_rows(
-        s,
-        f"SELECT alert_id, seq, entity_id, toUnixTimestamp64Milli(at) AS at_ms, kind, from_status, "
-        f"to_status, actor, comment, prev_hash, hash FROM {db}.alert_history WHERE 1 = 1{cond} "
-        f"ORDER BY alert_id, seq",
+    typer.echo("reading alerts, alert_history, evidence and the anchors …", err=True)
+    rep = verify(
+        _settings(),
+        since,
+        kafka=kafka,
+        city=city,
+        notary=notary,
+        tsa_ca=tsa_ca,
+        progress=lambda xs: track(list(xs), description="chains", transient=True, console=_stderr()),
     )
-    ev = read_rows(
-        s,
-        f"SELECT alert_id, version, bundle_hash, header, items FROM {db}.evidence FINAL"
-        + (f" WHERE 1 = 1{cond}" if cond else ""),
-    )
-    anchors = read_rows(
-        s,
-        f"SELECT partition, toUnixTimestamp64Milli(anchored_at) AS at_ms, root, leaf_alert_ids, "
-        f"leaf_seqs, leaf_hashes FROM {db}.audit_anchors FINAL"
-        + (f" WHERE anchored_at >= toDateTime64({_q(since)}, 3, 'Asia/Shanghai')" if since else "")
-        + " ORDER BY partition, anchored_at",
-    )
-    findings = []
-    genesis: dict[str, str] = {}
-    for r in ev:
-        header = json.loads(r["header"])
-        items = [json.loads(x) for x in r["items"]]
-        if items or not header["items"]:
-            bad = verify_bundle(header, items, r["bundle_hash"])
-        else:  # a superseded version keeps only its header
-            bad = [] if bundle_hash(header) == r["bundle_hash"] else ["bundle header modified"]
-        for b in bad:
-            findings.append((r["alert_id"], 0, f"evidence bundle v{r['version']}: {b}"))
-        if int(r["version"]) == 1:
-            genesis[r["alert_id"]] = r["bundle_hash"]
-    by_alert: dict[str, list] = {}
-    legacy = 0
-    heads: dict[tuple[str, int], set[str]] = {}
-    for r in hist:
-        if not r["hash"]:
-            legacy += 1
-            continue
-        r["seq"], r["at_ms"] = int(r["seq"]), int(r["at_ms"])
-        by_alert.setdefault(r["alert_id"], []).append(r)
-        heads.setdefault((r["alert_id"], r["seq"]), set()).add(r["hash"])
-    with typer.progressbar(sorted(by_alert.items()), label="chains", file=None) as bar:
-        for aid, rows in bar:
-            f = verify_chain(aid, rows, genesis.get(aid))
-            if f is not None:
-                findings.append(tuple(f))
-    for a in anchors:
-        rec = {
-            "partition": a["partition"],
-            "anchored_at_ms": a["at_ms"],
-            "root": a["root"],
-            "leaves": list(zip(a["leaf_alert_ids"], a["leaf_seqs"], a["leaf_hashes"])),
-        }
-        findings += [tuple(x) for x in verify_anchor(rec, heads)]
-    n_rows = sum(len(v) for v in by_alert.values())
-    typer.echo(
-        f"checked {len(by_alert)} alert chains ({n_rows} rows), {len(ev)} evidence bundles, {len(anchors)} anchors"
-        + (f"; {legacy} rows written before the audit chain were skipped" if legacy else "")
-    )
-    if findings:
-        for aid, seq, what in findings:
+    typer.echo(rep.summary())
+    for n in rep.notes:
+        typer.echo(f"note: {n}", err=True)
+    if rep.findings:
+        for aid, seq, what in rep.findings:
             typer.echo(f"BROKEN alert {aid or '-'} seq {seq}: {what}", err=True)
         typer.echo(
-            f"审计链校验失败 (audit trail broken): {len(findings)} finding(s); the rows above were changed "
-            "outside riskwatch — compare with the anchors on audit.anchors and the city's copy",
+            f"审计链校验失败 (audit trail broken): {len(rep.findings)} finding(s); the rows above were changed "
+            "outside riskwatch",
             err=True,
         )
         raise SystemExit(1)
     typer.echo("审计链校验通过 (audit trail intact)")
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 # --- notarisation (RFC 3161) ------------------------------------------------------------------------

@@ -90,4 +90,7 @@ def alert(
         evidence_hash=oa.evidence.hash if oa.evidence is not None else "",
         transfer=lc.transfer_status,
         url=f"{web_url}/alerts/{oa.alert_id}" if web_url else "",
+        # the chain head this revision vouches for (chain.transition_rows numbers the last row lc.revision)
+        chain_seq=lc.revision if oa.chain else 0,
+        chain_hash=oa.chain,
     )

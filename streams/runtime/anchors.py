@@ -1,4 +1,5 @@
-"""Audit anchors: every ``audit_anchor_seconds``, a Merkle root over the new audit-chain heads.
+"""Audit anchors: every ``audit_anchor_seconds`` (default hourly) and on shutdown, a Merkle root
+over the new audit-chain heads.
 
 Every alert's ``alert_history`` rows form a hash chain (``schemas/audit.py``); the head of each
 chain (its last ``(seq, hash)``) is kept in the entity's state as *unanchored* until an anchor
@@ -12,6 +13,13 @@ partitions are the unit of scale-out: whichever worker owns a partition anchors 
 ``riskwatch audit verify`` checks each anchor on its own (root recomputed, every anchored head
 present in ``alert_history`` with that hash), so a chain cut short after it was anchored is caught.
 
+A clean shutdown (SIGTERM, SIGINT) anchors what is still unanchored before the producer's last
+flush, so a demo stopped after ten minutes leaves anchors behind; a kill -9 leaves the heads in the
+entity state, and the next worker anchors them at its first period boundary. Only the worker's
+principal may write ``audit.anchors`` (``deploy/kafka/acls.yaml``); ``riskwatch audit verify``
+reads it back (and the city's mirrored copy), so rewriting ClickHouse ``audit_anchors`` is not
+enough to hide a rewritten chain.
+
 Crash safety as everywhere: the anchor is sent first, then the cleared heads go to the commit
 pipeline with the anchor's row. A crash in between re-anchors the same heads later (a head in two
 anchors is harmless); nothing is left unanchored.
@@ -19,6 +27,7 @@ anchors is harmless); nothing is left unanchored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from schemas.audit import ANCHOR_FORMAT, canonical, merkle_root
@@ -76,18 +85,34 @@ def register(w: Worker) -> None:
         async with w.state_lock:
             await crash_only("audit_anchors", anchor_once, None)
 
-    async def anchor_once(_) -> None:
+    async def on_shutdown(app, **_kw) -> None:
+        """Before the producer's last flush: anchor every head still waiting (a worker that is stopping
+        may no longer know its assignment; a head anchored by two workers is harmless)."""
+        if not settings.audit_chain or not w.unanchored_keys:
+            return
+        try:
+            async with w.state_lock:
+                await anchor_once(None, owned_only=False)
+            await asyncio.wait_for(w.commit.drained(), 15.0)
+        except Exception as e:  # noqa: BLE001 - the heads stay in the state; the next worker anchors them
+            log.warning("audit anchors at shutdown: %s; the next start anchors the heads", e)
+
+    w.app.on_before_shutdown.connect(on_shutdown)
+
+    async def anchor_once(_, owned_only: bool = True) -> None:
         actives = w.actives()
         by_part: dict[int, list] = {}
         changed: dict[bytes, tuple] = {}
         for key in list(w.unanchored_keys):
             w.unanchored_keys.discard(key)
-            if not w.owned(key, actives):
+            if owned_only and not w.owned(key, actives):
                 continue
             st = w.load(key)
             if not st.unanchored:
                 continue
             p = w.partition_for_key(key)
+            if p is None:
+                continue
             by_part.setdefault(p, []).extend((aid, seq, h) for aid, (seq, h) in st.unanchored.items())
             st.unanchored = {}
             changed[key] = (p, st)
