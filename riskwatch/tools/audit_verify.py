@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -125,7 +125,7 @@ def latest_heads(rows: Iterable[Mapping[str, Any]], source: str) -> dict[str, He
     return out
 
 
-def head_findings(heads: Mapping[str, Head], chains: Mapping[str, list[Mapping[str, Any]]]) -> list[Finding]:
+def head_findings(heads: Mapping[str, Head], chains: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Finding]:
     """Each chain against the head its latest revision names: the newest rows missing, the head row
     rewritten (and the chain recomputed), or rows past the head that no revision vouches for."""
     out: list[Finding] = []
