@@ -178,8 +178,8 @@ FORGE = textwrap.dedent("""
 """)
 
 
-def _cli(p, *args, timeout=240):
-    env = {**os.environ, **settings_env(p.settings)}
+def _cli(p, *args, timeout=240, env=None):
+    env = {**os.environ, **settings_env(p.settings), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "riskwatch.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -223,6 +223,24 @@ def test_deletions_and_a_recomputed_chain_are_found(pipeline):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "intact" in r.stdout and "3 alert chains" in r.stdout and "from audit.anchors on Kafka" in r.stdout
 
+    # the city's copy (here a topic of the same broker under the name MirrorMaker 2 gives it on the city)
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from riskwatch.tools.citylink.topics import city_remote_topic
+
+    city_topic = city_remote_topic(p.settings, "audit.anchors")
+    admin = KafkaAdminClient(**p.settings.kafka_kwargs())
+    admin.create_topics([NewTopic(city_topic, 1, 1)])
+    admin.close()
+    for k, v in p.read_topic("audit.anchors"):
+        p.producer.send(city_topic, key=k, value=v)
+    p.flush()
+    city = {"RISKWATCH_CITYLINK_CITY_BOOTSTRAP": p.settings.kafka_bootstrap}
+    r = _cli(p, "audit", "verify", "--city", env=city)
+    assert r.returncode == 0 and f"{len(anchors)} from the city's copy of audit.anchors" in r.stdout, (
+        r.stdout + r.stderr
+    )
+
     a, b, c = (fired[e] for e in ents)
     t = subprocess.run(
         [sys.executable, "-c", FORGE, p.settings.clickhouse_url, a, b, c],
@@ -250,3 +268,8 @@ def test_deletions_and_a_recomputed_chain_are_found(pipeline):
     lines = [x for x in r.stderr.splitlines() if x.startswith("BROKEN")]
     assert any(f"alert {a} " in x for x in lines) and any(f"alert {b} " in x for x in lines), lines
     assert not any(c in x or "disagrees" in x for x in lines), lines
+
+    # the city's copy alone (Kafka off) also shows the recomputed chain
+    r = _cli(p, "audit", "verify", "--no-kafka", "--city", env=city)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("BROKEN")]
+    assert any(f"alert {c} " in x and "the city's copy" in x and "another hash" in x for x in lines), lines
