@@ -502,8 +502,9 @@ LIMIT 15""",
         10,
     )
     overdue_cols = ", ".join(
-        f"round(100 * countIf(level = '{lv}' AND first_seen + toIntervalHour({h}) < now64(3)) / greatest(countIf(level = '{lv}'), 1), 1) AS `{zh}超期%`"
-        for (lv, zh, _), h in zip(LEVELS, DEADLINE_HOURS.values())
+        f"round(100 * countIf(level = '{lv}' AND first_seen + toIntervalHour({DEADLINE_HOURS[lv]}) < now64(3))"
+        f" / greatest(countIf(level = '{lv}'), 1), 1) AS `{zh}超期%`"
+        for lv, zh, _ in LEVELS
     )
     L.add(
         gauge_panel(

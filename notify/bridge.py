@@ -300,7 +300,7 @@ class Bridge:
                         break  # not posted: not committed; redelivered on restart
                     until = time.monotonic() + s.notify_hold_seconds
                     wall = time.time()
-                    for a, k, rec in zip(batch, keys, good):
+                    for a, k, rec in zip(batch, keys, good, strict=False):  # batch is [] when refused
                         self.held[k] = _Held(a, until)
                         POSTED.labels(k[2], a["labels"]["notification"]).inc()
                         KAFKA_TO_AM.observe(max(0.0, wall - rec.timestamp / 1000))

@@ -111,7 +111,7 @@ def fetch_alerts(
     cols, rows = query(alerts_sql(start, end, dept, database))
     out = []
     for r in rows:
-        a = dict(zip(cols, r))
+        a = dict(zip(cols, r, strict=True))
         for k in ("first_seen", "updated_at"):
             v = a[k]
             a[k] = v.replace(tzinfo=CST) if v.tzinfo is None else v.astimezone(CST)

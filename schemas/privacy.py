@@ -141,13 +141,13 @@ def _valid_date(y: int, m: int, d: int) -> bool:
 
 
 def _id_check_ok(s: str) -> bool:
-    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS))
+    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS, strict=False))
     return "10X98765432"[total % 11] == s[17].upper()
 
 
 def _uscc_check_ok(s: str) -> bool:
     """GB 32100 check character of a 统一社会信用代码 (here: one written in digits only)."""
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(s[:17], _USCC_WEIGHTS))
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(s[:17], _USCC_WEIGHTS, strict=False))
     return _USCC_CHARS[(31 - total % 31) % 31] == s[17]
 
 
@@ -174,7 +174,7 @@ def _luhn_ok(digits: str) -> bool:
 
 def _digits(orig: str, norm: str) -> list[str]:
     """The original characters of ``orig`` whose NFKC form (``norm``) is a digit or X."""
-    return [o for o, n in zip(orig, norm) if n.isdigit() or n in "Xx"]
+    return [o for o, n in zip(orig, norm, strict=False) if n.isdigit() or n in "Xx"]
 
 
 def _mask_id(orig: str, norm: str, m: re.Match) -> str | None:

@@ -138,12 +138,12 @@ def test_panel_sql_runs(ch, uid, title):
             assert res.result_rows, f"{uid} / {title}: no rows on the sample data"
         if p["type"] == "timeseries":
             assert _base(types[0]).startswith("DateTime"), types
-            assert len(types) > 1 and all(_numeric(x) for x in types[1:]), list(zip(names, types))
+            assert len(types) > 1 and all(_numeric(x) for x in types[1:]), list(zip(names, types, strict=True))
         elif p["type"] in ("stat", "gauge"):
-            assert types and all(_numeric(x) for x in types), list(zip(names, types))
+            assert types and all(_numeric(x) for x in types), list(zip(names, types, strict=True))
         elif p["type"] == "geomap":
             assert {"latitude", "longitude"} <= set(names)
-            assert any(_numeric(x) for n, x in zip(names, types) if n not in ("latitude", "longitude"))
+            assert any(_numeric(x) for n, x in zip(names, types, strict=True) if n not in ("latitude", "longitude"))
             assert len(res.result_rows) == len(B.townships())
         elif p["type"] == "barchart":
             assert p["options"]["xField"] in names

@@ -288,7 +288,7 @@ def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_en
     (which carries the engine's ack_due); the engine urges exactly the late and silent ones."""
     fired = {a["alert_id"]: _fire(a) for a in random_alerts(250, seed=7)}
     p = DepartmentPlayer(seed=8, unauthorised_rate=0.1)
-    for aid, (_, _, rev) in fired.items():
+    for _, _, rev in fired.values():
         p.on_alert({**rev, "status": "pending", "revision": 1, "ack_due": None, "dispose_due": None})  # ignored
         p.on_alert(rev)
     assert p.summary()["ignored_revisions"] == len(fired)
@@ -300,7 +300,7 @@ def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_en
     for x in p.truth():
         plans[x["alert_id"]].append(x)
     seen = Counter()
-    for aid, (st, notes, rev) in fired.items():
+    for aid, (st, notes, _rev) in fired.items():
         assert all(datetime.fromisoformat(x["ack_deadline"]).timestamp() == st.ack_due for x in plans[aid])
         assert all(datetime.fromisoformat(x["anchor"]).timestamp() == st.fired_at for x in plans[aid])
         notes, rejected = _replay(st, list(notes), fbs[aid], START + timedelta(days=60))

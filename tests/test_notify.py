@@ -251,9 +251,8 @@ def test_robot_adapter_answers_503_while_a_robot_stays_rate_limited(tmp_path):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
-            async with ClientSession() as c:
-                async with c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json={"alerts": []}) as r:
-                    return r.status
+            async with ClientSession() as c, c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json={"alerts": []}) as r:
+                return r.status
         finally:
             await runner.cleanup()
 

@@ -49,11 +49,11 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
             {"amr", "medinsure"},
         ),
     ]
-    for ent, kind, make, _ in cases:
+    for ent, kind, _make, _ in cases:
         p.send("events.registry", F.registered(ent, kind=kind))
     p.flush()
     p.wait_consumed()  # registration first: an event of an unregistered entity goes to the task force
-    for ent, kind, make, _ in cases:
+    for ent, _kind, make, _ in cases:
         made = make(ent)
         for topic, ev in made if isinstance(made, list) else [made]:  # the cold-chain rule needs a confirming reading
             p.send(topic, ev)

@@ -95,7 +95,7 @@ def test_label_maps_cover_their_enums():
 
 
 def test_everything_is_immutable():
-    for name, m in MAPS.items():
+    for _name, m in MAPS.items():
         with pytest.raises(TypeError):
             m["x"] = "y"  # type: ignore[index]
     for t in (LEVELS, LEVELS_DESC, ALERT_STATUSES, OPEN_STATUSES, DONE_STATUSES, V.NOTICE_KINDS):

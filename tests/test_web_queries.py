@@ -114,7 +114,7 @@ def client(tmp_path_factory):
 
 def _q(client, sql: str, **params) -> list[dict]:
     cols, rows = run_read_query(client, finalize_query(sql.replace("{db}", "riskwatch"), params or None))
-    return [dict(zip(cols, r)) for r in rows]
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def test_response_times_per_department(client):

@@ -84,7 +84,7 @@ class Reader:
         if "error" in body:
             raise StoreDown(f"查询失败:{body['error']}")
         cols = body["columns"]
-        return [dict(zip(cols, row)) for row in body["rows"]]
+        return [dict(zip(cols, row, strict=True)) for row in body["rows"]]
 
     def _direct(self, sql: str) -> list[dict]:
         from sinks.clickhouse import make_client
@@ -97,7 +97,7 @@ class Reader:
         except Exception as e:  # noqa: BLE001 — any driver error means the store is unavailable
             self._client = None
             raise StoreDown(f"ClickHouse 无响应:{type(e).__name__}。请稍后重试或联系运维") from None
-        return [dict(zip(cols, r)) for r in rows]
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def ts(v: Any) -> datetime | None:

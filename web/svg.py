@@ -130,10 +130,7 @@ def line_chart(
         s = sorted((t.timestamp(), v) for t, v in s if t is not None and v is not None)
         if not s:
             continue
-        if step:
-            s_pts = [p for i, (t, v) in enumerate(s) for p in ([(t, s[i - 1][1])] if i else []) + [(t, v)]]
-        else:
-            s_pts = s
+        s_pts = _steps(s) if step else s
         path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s_pts)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
         if len(s) <= 60:
@@ -146,3 +143,8 @@ def line_chart(
         lx += 30 + 13 * len(name)
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _steps(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A step line through ``pts``: each value holds until the next point's time."""
+    return [p for i, (t, v) in enumerate(pts) for p in ([(t, pts[i - 1][1])] if i else []) + [(t, v)]]

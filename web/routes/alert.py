@@ -163,7 +163,7 @@ async def explanation(request: Request, a: dict) -> list[dict]:
             sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
     out = [
         {"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
-        for s, v, d in zip(sig, val, det)
+        for s, v, d in zip(sig, val, det, strict=False)  # stored arrays, shown as far as they go
     ]
     if not out:
         out = [
