@@ -335,7 +335,8 @@ class Bridge:
             if time.monotonic() > deadline:
                 raise SystemExit(
                     f"riskwatch notify: topics {', '.join(missing[:3])}... do not exist on "
-                    f"{self.settings.kafka_bootstrap}; start a worker (it creates them) or run `riskwatch topics create`"
+                    f"{self.settings.kafka_bootstrap}; start a worker (it creates them) "
+                    "or run `riskwatch topics create`"
                 )
             self.stopping.wait(0.5)
 

@@ -200,7 +200,10 @@ def plan_spot_checks(
                 SpotEntity(e.entity_id, e.kind, e.township, planner.tier_for(e.entity_id), e.name)
                 for e in county.entities
             ]
-            origin = f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; 信用等级按默认比例确定性分配 tiers assigned deterministically)"
+            origin = (
+                f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
+                "信用等级按默认比例确定性分配 tiers assigned deterministically)"
+            )
     except PlanningError as e:
         raise SystemExit(f"riskwatch plan spot-checks: {e}") from None
     checks = planner.draw(ents, month, seed)

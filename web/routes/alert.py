@@ -71,9 +71,11 @@ FROM {db}.alert_history FINAL WHERE alert_id = %(a)s ORDER BY at, seq LIMIT 500"
 
 WAIT_SQL = """
 SELECT (SELECT count() FROM {db}.alerts WHERE alert_id = %(a)s AND source_event_id = %(e)s) AS revised,
-       (SELECT count() FROM {db}.alert_history WHERE alert_id = %(a)s AND kind IN ('feedback', 'transfer') AND actor = %(actor)s
+       (SELECT count() FROM {db}.alert_history
+        WHERE alert_id = %(a)s AND kind IN ('feedback', 'transfer') AND actor = %(actor)s
         AND at >= fromUnixTimestamp64Milli(%(since)s) - INTERVAL 1 SECOND) AS recorded,
-       (SELECT any(error) FROM {db}.dead_letters WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
+       (SELECT any(error) FROM {db}.dead_letters
+        WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
 
 
 async def load_alert(request: Request, user: User, alert_id: str) -> dict:
@@ -185,7 +187,9 @@ async def evidence(request: Request, a: dict) -> dict:
     p = {"e": a["entity_id"], "lo": int(lo.timestamp() * 1000), "hi": int(hi.timestamp() * 1000)}
     readings = await r.rows(
         """SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at LIMIT 2000""",
         **p,
     )
     series: dict[str, list] = {}
@@ -203,12 +207,16 @@ async def evidence(request: Request, a: dict) -> dict:
             limits[rule.min] = f"下限 {rule.min:g}{unit}"
     videos = await r.rows(
         """SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at DESC LIMIT 20""",
         **p,
     )
     complaints = await r.rows(
         """SELECT occurred_at, channel, category, text FROM {db}.events_complaint
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at DESC LIMIT 20""",
         **p,
     )
     for c in complaints:
