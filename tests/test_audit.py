@@ -195,13 +195,15 @@ TAMPER = textwrap.dedent("""
     ch = make_client(url)
     ch.command(f"ALTER TABLE riskwatch.alert_history UPDATE comment = '已处置完毕' WHERE alert_id = '{a}' AND seq = 4",
                settings={"mutations_sync": 2})
-    ch.command(f"ALTER TABLE riskwatch.alert_history DELETE WHERE alert_id = '{b}' AND seq = 3", settings={"mutations_sync": 2})
+    ch.command(f"ALTER TABLE riskwatch.alert_history DELETE WHERE alert_id = '{b}' AND seq = 3",
+               settings={"mutations_sync": 2})
     r = ch.query(f"SELECT hash, entity_id, toUnixTimestamp64Milli(at) FROM riskwatch.alert_history FINAL "
                  f"WHERE alert_id = '{c}' AND seq = 4").result_rows[0]
     row = chain_row(c, 5, r[1], r[2], "feedback", "acknowledged", "acknowledged", "amr", "已处置(补记)")
     h = chain_hash(r[0], row)
     ch.command(f"INSERT INTO riskwatch.alert_history (alert_id, at, from_status, to_status, actor, comment, seq, kind, "
-               f"entity_id, prev_hash, hash) VALUES ('{c}', fromUnixTimestamp64Milli({r[2]}), 'acknowledged', 'acknowledged', "
+               f"entity_id, prev_hash, hash) VALUES ('{c}', fromUnixTimestamp64Milli({r[2]}), 'acknowledged', "
+               f"'acknowledged', "
                f"'amr', '已处置(补记)', 5, 'feedback', '{r[1]}', '{r[0]}', '{h}')")
     ch.close()
 """)

@@ -43,7 +43,8 @@ def _file(tmp_path: Path, text: str) -> Path:
         ),
         ("departments:\n  amr:\n    webhook:\n      - http://ok/\n      - not a url\n", 5, "URL"),
         (
-            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n        secret: ''\n",
+            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n "
+            "       secret: ''\n",
             5,
             "signing secret",
         ),

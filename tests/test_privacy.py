@@ -64,8 +64,16 @@ def test_idempotent_and_empty():
 
 
 def test_complaint_rows_store_masked_text():
-    c = Complaint(event_id="c1", entity_id="unknown", occurred_at="2026-11-20T09:00:00", source="12315", channel="12315",
-                  category="food_poisoning", text="孩子吃了后呕吐，我的电话13812345678", location="舞泉镇人民路，店主电话0395-7654321")  # fmt: skip
+    c = Complaint(
+        event_id="c1",
+        entity_id="unknown",
+        occurred_at="2026-11-20T09:00:00",
+        source="12315",
+        channel="12315",
+        category="food_poisoning",
+        text="孩子吃了后呕吐，我的电话13812345678",
+        location="舞泉镇人民路，店主电话0395-7654321",
+    )
     row = dict(zip(COLUMNS["events_complaint"], complaint_row(c), strict=True))
     assert row["text"] == "孩子吃了后呕吐，我的电话138****5678"
     assert row["location"] == "舞泉镇人民路，店主电话0395-*****21"

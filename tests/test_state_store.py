@@ -148,7 +148,8 @@ def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(p
         lambda: (
             (
                 x := w.query(
-                    "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP BY entity_id"
+                    "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP "
+                    "BY entity_id"
                 )
             )
             and len(x) == len(ents)

@@ -494,7 +494,8 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
             (
                 x := w.query(
                     f"SELECT alert_id, to_status, actor FROM riskwatch.alert_history FINAL WHERE "
-                    f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY alert_id, seq"
+                    f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY "
+                    f"alert_id, seq"
                 )
             )
             and len(x) == 4

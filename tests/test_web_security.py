@@ -355,7 +355,8 @@ def test_attachment_is_authorised_by_the_alert_it_was_uploaded_to(web, store):
     _exec(
         store,
         "INSERT INTO riskwatch.alert_history (alert_id, at, from_status, to_status, actor, comment, seq, kind) "
-        f"VALUES ('A-police-1', now64(3), 'firing', 'disposing', 'police/李四', '处置中(见 附件 sha256:{sha})', 1, 'feedback')",
+        f"VALUES ('A-police-1', now64(3), 'firing', 'disposing', 'police/李四', '处置中(见 附件 sha256:{sha})', 1, "
+        f"'feedback')",
     )
     assert police.get(f"/attachments/{sha}").status_code == 403
     assert client(web, "10.0.9.3", "taskforce").get(f"/attachments/{sha}").content == pdf  # the office sees every alert
