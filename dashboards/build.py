@@ -163,7 +163,7 @@ def stat_panel(
     return p
 
 
-def _level_mappings() -> list[dm.ValueMap]:
+def _level_mappings() -> list[dm.ValueMapping]:
     return [
         dm.ValueMap(
             options={

@@ -545,9 +545,10 @@ def render_pdf(
     if font_name:
         fname = font_name
     elif font is not None:
-        fname = _reportlab_font(font)
-        if fname is None:
+        registered = _reportlab_font(font)
+        if registered is None:
             raise ValueError(f"{font}: not a TrueType font with Chinese glyphs")
+        fname = registered
     else:
         from reportlab.pdfbase import pdfmetrics
         from reportlab.pdfbase.cidfonts import UnicodeCIDFont

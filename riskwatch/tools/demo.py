@@ -79,7 +79,7 @@ SUMMARY_SQL = {
 }
 
 
-def _show(title: str, rows: list[dict]) -> None:
+def _show(title: str, rows: list[dict] | None) -> None:
     t = Table(title=title, show_lines=False)
     if not rows:
         console.print(f"[bold]{title}[/]: (none)")
@@ -246,7 +246,7 @@ def run_demo(
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode
         topics = [settings.topic(t) for t in T.INPUT_TOPICS]
-        last = [None]
+        last: list[int | None] = [None]
 
         def caught_up() -> bool:
             lag = consumer_lag(settings, topics)
@@ -374,7 +374,7 @@ def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) 
             pw = store.reset_password(username)
         rows.append((username, name, pw))
     web.dir.mkdir(parents=True, exist_ok=True)
-    web.worker_pid_file.write_text(str(worker.proc.pid))
+    web.worker_pid_file.write_text(str(worker.pid))
     try:
         console.print(web.start(log=console.print))
     except WebError as e:

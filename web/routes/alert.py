@@ -29,7 +29,7 @@ from starlette.datastructures import UploadFile
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
 from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
-from web.data import ts
+from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
@@ -181,7 +181,7 @@ async def explanation(request: Request, a: dict) -> list[dict]:
 
 async def evidence(request: Request, a: dict) -> dict:
     r = ctx(request).reader
-    first = ts(a["first_seen"])
+    first = when(a["first_seen"])
     last = ts(a["last_seen"]) or first
     lo, hi = first - timedelta(hours=6), max(last, first) + timedelta(hours=2)
     p = {"e": a["entity_id"], "lo": int(lo.timestamp() * 1000), "hi": int(hi.timestamp() * 1000)}
@@ -257,7 +257,7 @@ async def alert_page(
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
-        transfer["due"] = ts(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
+        transfer["due"] = when(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
     return render(
         request,
         "alert.html",
@@ -437,7 +437,7 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     alerts = c.records.alerts_of(sha)  # the alerts it was uploaded to, recorded at upload
     if not alerts:
         raise PageError(404, "附件不存在", "没有上传到任何预警的该附件。")
-    refusal = None
+    refusal: PageError | None = None
     for alert_id in alerts:
         try:
             await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
@@ -445,6 +445,7 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
         except PageError as e:
             refusal = e
     else:
+        assert refusal is not None  # alerts is not empty: each one refused
         raise refusal
     for ext, (_, media) in ALLOWED.items():
         p = Path(c.settings.workbench_dir) / "attachments" / sha[:2] / f"{sha}{ext}"
