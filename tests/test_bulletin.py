@@ -16,7 +16,8 @@ import pytest
 from reports import bulletin as B
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
-from schemas.events import Alert, AlertStatus, Contribution, Level
+from schemas.events import Alert, Contribution
+from schemas.vocabulary import AlertStatus, Level
 from sinks.rows import alert_row
 from sinks.writer import ClickHouseWriter
 

@@ -244,9 +244,10 @@ def _fire(alert: dict):
     st, _ = LC.open(
         a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments, at=a.first_seen, title=a.title
     )
-    fired = a.first_seen + timedelta(minutes=LC.policy.pending_minutes[a.level.value])
+    fired = a.first_seen + timedelta(minutes=LC.pending_minutes(a.level.value))
     notes = LC.tick(st, fired)
     assert st.status == "firing" and st.fired_at == fired.timestamp()
+    assert st.ack_due is not None and st.dispose_due is not None
     rev = {
         **alert,
         "revision": 2,

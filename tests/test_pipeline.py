@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import orjson
 
@@ -91,10 +92,10 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
     assert {n["entity_id"] for n in notices if n["kind"] == "dual_notification"} == {c[0] for c in cases}
 
 
-def _malformed(n: int) -> list[tuple[str, bytes | None, bytes, str]]:
+def _malformed(n: int) -> tuple[list[tuple[str, bytes | None, bytes, str]], dict[str, Any]]:
     """(topic, key, value, sort) — many sorts of bad input."""
     good = F.sensor("E-bad", 3.0)
-    sorts = []
+    sorts: list[tuple[str, bytes | None, bytes, str]] = []
     for i in range(n):
         s = i % 12
         ev = dict(F.sensor("E-bad", 3.0))

@@ -29,9 +29,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wuyan
 
 
 def _cfg(**kw) -> SimConfig:
-    base = dict(seed=7, days=1.5, scale=0.3, bad_rate=0.01, start=START, now=NOW)
-    base.update(kw)
-    return SimConfig(**base)
+    return SimConfig(**{"seed": 7, "days": 1.5, "scale": 0.3, "bad_rate": 0.01, "start": START, "now": NOW, **kw})
 
 
 @pytest.fixture(scope="module")

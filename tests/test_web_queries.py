@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from clickhouse_connect.driver.binding import finalize_query
 
-from schemas.events import Alert, Level
+from schemas.events import Alert
+from schemas.vocabulary import Level
 from sinks.clickhouse import INSERT_SETTINGS, make_client
 from sinks.migrations import migrate
 from sinks.query import run_read_query

@@ -184,7 +184,8 @@ def serve_store(path: str, port: int) -> None:
 
     import orjson
 
-    from schemas.events import Alert, Contribution, Level
+    from schemas.events import Alert, Contribution
+    from schemas.vocabulary import Level
     from sinks.clickhouse import INSERT_SETTINGS, make_client
     from sinks.migrations import migrate
     from sinks.query import execute_readonly

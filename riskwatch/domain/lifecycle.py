@@ -296,6 +296,10 @@ class Lifecycle:
     def deadline(self, item_id: int | None, level: str) -> Deadline:
         return self._item_deadlines.get(item_id, {}).get(level) or self._deadlines[level]
 
+    def pending_minutes(self, level: str) -> float:
+        """How long an alert of ``level`` stays pending before it fires (unless it is immediate)."""
+        return self._pending_minutes[level]
+
     def reminder_interval(self, level: str, sent: int) -> float:
         """Seconds until the next reminder after ``sent`` (>= 1) reminders."""
         r = self.policy.reminders
