@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -214,7 +214,7 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
         )
     p.flush()
     p.wait_consumed()
-    now = F.datetime.now(F.timezone.utc)
+    now = datetime.now(UTC)
     for i in range(n // 4):
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()
