@@ -163,7 +163,7 @@ def stat_panel(
     return p
 
 
-def _level_mappings() -> list[dm.ValueMap]:
+def _level_mappings() -> list[dm.ValueMapping]:
     return [
         dm.ValueMap(
             options={
@@ -364,7 +364,8 @@ def overview() -> db.Dashboard:
     d = _dashboard(
         "riskwatch-overview",
         "县级总览 · 三品一特风险监测",
-        "Wall screen: open alerts by level, township risk map, live alert stream, items, top entities, overdue disposal.",
+        "Wall screen: open alerts by level, township risk map, live alert stream, items, top entities, "
+        "overdue disposal.",
         "10s",
         "now-24h",
         ["wall"],
@@ -440,7 +441,8 @@ ORDER BY risk DESC"""  # unmatched townships get 0 (join_use_nulls = 0; a readon
         .datasource(DS)
         .with_target(CH(geo_sql))
         .description(
-            "Risk = sum of open alerts weighted red 4, orange 3, yellow 2, blue 1. Township positions are APPROXIMATE (riskwatch/data/townships.csv)."
+            "Risk = sum of open alerts weighted red 4, orange 3, yellow 2, blue 1. "
+            "Township positions are APPROXIMATE (riskwatch/data/townships.csv)."
         )
         .view(geomap.MapViewConfig().id("coords").lat(33).lon(114).zoom(10).all_layers(True))
         .controls(
@@ -502,14 +504,17 @@ LIMIT 15""",
         10,
     )
     overdue_cols = ", ".join(
-        f"round(100 * countIf(level = '{lv}' AND first_seen + toIntervalHour({h}) < now64(3)) / greatest(countIf(level = '{lv}'), 1), 1) AS `{zh}超期%`"
-        for (lv, zh, _), h in zip(LEVELS, DEADLINE_HOURS.values())
+        f"round(100 * countIf(level = '{lv}' AND first_seen + toIntervalHour({DEADLINE_HOURS[lv]}) < now64(3))"
+        f" / greatest(countIf(level = '{lv}'), 1), 1) AS `{zh}超期%`"
+        for lv, zh, _ in LEVELS
     )
     L.add(
         gauge_panel(
             "超期处置占比(按级别)",
             f"SELECT {overdue_cols} FROM alerts FINAL WHERE {OPEN}",
-            description="Share of open alerts past the approximate deadline (red 24 h, orange 72 h, yellow 7 d, blue 15 d)",
+            description=(
+                "Share of open alerts past the approximate deadline (red 24 h, orange 72 h, yellow 7 d, blue 15 d)"
+            ),
             big=True,
         ),
         8,
@@ -692,15 +697,17 @@ def department_dashboard() -> db.Dashboard:
     L.add(
         stat_panel(
             "处置时长中位数",
-            f"SELECT round(ifNull(quantileExact(0.5)({hours}), 0), 1) AS `小时` FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)",
+            f"SELECT round(ifNull(quantileExact(0.5)({hours}), 0), 1) AS `小时` "
+            f"FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)",
             color="blue",
             unit="h",
         ),
         6,
         5,
     )
-    cols = f"""first_seen AS `首次发现`, level_zh AS `级别`, {STATUS} AS `状态`, township AS `乡镇`, entity_name AS `主体`,
-       item_name AS `事项`, title AS `预警`, if(lead_department = '${{department}}', '牵头', '配合') AS `角色`"""
+    cols = f"""first_seen AS `首次发现`, level_zh AS `级别`, {STATUS} AS `状态`, township AS `乡镇`,
+       entity_name AS `主体`, item_name AS `事项`, title AS `预警`,
+       if(lead_department = '${{department}}', '牵头', '配合') AS `角色`"""
     L.add(
         table_panel(
             "超期预警",
@@ -740,7 +747,8 @@ GROUP BY time ORDER BY time""",
         barchart_panel(
             "各事项处置时长中位数(小时)",
             f"""
-SELECT if(item_name = '', '未归口', item_name) AS `事项`, round(quantileExact(0.5)({hours}), 1) AS `中位数`, count() AS `件数`
+SELECT if(item_name = '', '未归口', item_name) AS `事项`, round(quantileExact(0.5)({hours}), 1) AS `中位数`,
+       count() AS `件数`
 FROM alerts FINAL WHERE {W} AND {DONE} AND $__timeFilter(updated_at)
 GROUP BY `事项` ORDER BY `中位数` DESC""",
             x="事项",
@@ -764,7 +772,8 @@ ORDER BY updated_at DESC LIMIT 200""",
         table_panel(
             "处置反馈记录",
             f"""
-SELECT occurred_at AS `时间`, alert_id AS `预警编号`, {FEEDBACK_STATUS} AS `反馈状态`, comment AS `说明`, result AS `处置结果`
+SELECT occurred_at AS `时间`, alert_id AS `预警编号`, {FEEDBACK_STATUS} AS `反馈状态`, comment AS `说明`,
+       result AS `处置结果`
 FROM events_feedback FINAL
 WHERE department = '${{department}}' AND $__timeFilter(occurred_at)
 ORDER BY occurred_at DESC LIMIT 200""",
@@ -778,6 +787,10 @@ ORDER BY occurred_at DESC LIMIT 200""",
 # --- 4. 数据管道健康 ----------------------------------------------------------------------------------
 def _union_events(select: str, where: str) -> str:
     return "\nUNION ALL\n".join(f"SELECT '{k}' AS kind, {select} FROM events_{k} WHERE {where}" for k in EVENT_KINDS)
+
+
+# write latency of every input kind: (ingestion time, seconds since the event occurred)
+LATENCY_COLUMNS = "ingested_at, dateDiff('millisecond', occurred_at, ingested_at) / 1000 AS s"
 
 
 def pipeline_dashboard() -> db.Dashboard:
@@ -812,7 +825,10 @@ def pipeline_dashboard() -> db.Dashboard:
             + ")",
             color="blue",
             unit="s",
-            description="ingested_at − occurred_at: includes device/gateway delay and Kafka backlog (a proxy for end-to-end latency)",
+            description=(
+                "ingested_at − occurred_at: includes device/gateway delay and Kafka backlog "
+                "(a proxy for end-to-end latency)"
+            ),
         ),
         6,
         5,
@@ -862,8 +878,9 @@ GROUP BY time ORDER BY time""",
         timeseries_panel(
             "写入延迟(入库时间−发生时间)",
             f"""
-SELECT $__timeInterval(ingested_at) AS time, round(quantile(0.5)(s), 1) AS `P50`, round(quantile(0.95)(s), 1) AS `P95`, round(max(s), 1) AS `最大`
-FROM ({_union_events("ingested_at, dateDiff('millisecond', occurred_at, ingested_at) / 1000 AS s", "$__timeFilter(ingested_at)")})
+SELECT $__timeInterval(ingested_at) AS time, round(quantile(0.5)(s), 1) AS `P50`, round(quantile(0.95)(s), 1) AS `P95`,
+       round(max(s), 1) AS `最大`
+FROM ({_union_events(LATENCY_COLUMNS, "$__timeFilter(ingested_at)")})
 GROUP BY time ORDER BY time""",
             unit="s",
         ),

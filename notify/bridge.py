@@ -213,11 +213,16 @@ class Bridge:
         UP_AM.set(0)
         self.am_down = True
         wait = rs.next_action.sleep if rs.next_action else 0
+        error = rs.outcome.exception() if rs.outcome else None
         msg = (
-            f"{rs.outcome.exception()}; retrying in {wait:.1f}s (attempt {rs.attempt_number}); nothing is lost "
+            f"{error}; retrying in {wait:.1f}s (attempt {rs.attempt_number}); nothing is lost "
             f"— start it with `riskwatch alertmanager start` or check RISKWATCH_ALERTMANAGER_URL"
         )
         (log.warning if rs.attempt_number in (1, 2, 4, 8) or rs.attempt_number % 20 == 0 else log.debug)(msg)
+
+    def _pause(self, seconds: float) -> None:
+        """The retry's sleep: cut short when the bridge stops."""
+        self.stopping.wait(seconds)
 
     def post(self, alerts: list[dict]) -> None:
         """Post until accepted (raises :class:`Refused` for invalid alerts, or stops when the bridge stops)."""
@@ -227,7 +232,7 @@ class Bridge:
             wait=wait_exponential(multiplier=0.2, min=0.2, max=self.settings.notify_retry_max_seconds),
             stop=lambda rs: self.stopping.is_set(),
             before_sleep=self._before_sleep,
-            sleep=lambda s: self.stopping.wait(s),
+            sleep=self._pause,
         ):
             with attempt:
                 self._post_once(alerts)
@@ -300,7 +305,7 @@ class Bridge:
                         break  # not posted: not committed; redelivered on restart
                     until = time.monotonic() + s.notify_hold_seconds
                     wall = time.time()
-                    for a, k, rec in zip(batch, keys, good):
+                    for a, k, rec in zip(batch, keys, good, strict=False):  # batch is [] when refused
                         self.held[k] = _Held(a, until)
                         POSTED.labels(k[2], a["labels"]["notification"]).inc()
                         KAFKA_TO_AM.observe(max(0.0, wall - rec.timestamp / 1000))
@@ -335,7 +340,8 @@ class Bridge:
             if time.monotonic() > deadline:
                 raise SystemExit(
                     f"riskwatch notify: topics {', '.join(missing[:3])}... do not exist on "
-                    f"{self.settings.kafka_bootstrap}; start a worker (it creates them) or run `riskwatch topics create`"
+                    f"{self.settings.kafka_bootstrap}; start a worker (it creates them) "
+                    "or run `riskwatch topics create`"
                 )
             self.stopping.wait(0.5)
 
@@ -378,7 +384,7 @@ class Bridge:
         admin = consumer = None
         while not self.stopping.is_set():
             try:
-                if admin is None:
+                if admin is None or consumer is None:  # set together (and dropped together on an error)
                     admin = KafkaAdminClient(**s.kafka_kwargs(), client_id="riskwatch-notify-lag")
                     consumer = KafkaConsumer(**s.kafka_kwargs(), client_id="riskwatch-notify-lag")
                 for group, topics in groups.items():

@@ -12,11 +12,12 @@ URL, a missing secret or an unset variable is refused at start-up; the error nam
 >>> r = load_receivers(catalog=load_catalog(), env=env)
 >>> r.for_department("amr").channel_names()
 ['wecom_robot', 'dingtalk', 'email']
->>> load_receivers(catalog=load_catalog(), env={})   # doctest: +ELLIPSIS
+>>> load_receivers(catalog=load_catalog(), env={})   # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
 notify.receivers.ReceiversError: invalid receivers file ...
-  receivers.yaml line 21 (wechat.corp_id): environment variable RISKWATCH_WECHAT_CORP_ID is not set (export it or put it in riskwatch.env)
+  receivers.yaml line 21 (wechat.corp_id): environment variable RISKWATCH_WECHAT_CORP_ID is not set
+  (export it or put it in riskwatch.env)
 ...
 """
 
@@ -167,7 +168,8 @@ class Receivers(_M):
             if ch.wechat_app and self.wechat is None:
                 raise _FieldError(
                     ("departments", name, "wechat_app") if name != "ops" else ("ops", "wechat_app"),
-                    "wechat_app needs the county's 企业微信 account (wechat: corp_id, api_secret) at the top of the file",
+                    "wechat_app needs the county's 企业微信 account (wechat: corp_id, api_secret) "
+                    "at the top of the file",
                 )
         return self
 

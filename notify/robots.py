@@ -47,7 +47,7 @@ from datetime import datetime
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from notify.receivers import Channels, Receivers
+from notify.receivers import Channels, DingTalkRobot, Receivers
 from notify.text import notification_text
 from schemas.privacy import mask_pii
 
@@ -229,7 +229,9 @@ class RobotAdapter:
         if channel == "wecom":
             url, body, secret = str(robots[idx]), wecom_body(payload), ""
         else:
-            url, body, secret = str(robots[idx].url), dingtalk_body(payload), robots[idx].secret.get_secret_value()
+            robot = robots[idx]
+            assert isinstance(robot, DingTalkRobot)  # the dingtalk channel's robots
+            url, body, secret = str(robot.url), dingtalk_body(payload), robot.secret.get_secret_value()
         status, reason = await self._post(channel, url, body, secret)
         if status == 200:
             SENT.labels(channel, who).inc()
@@ -244,7 +246,7 @@ class RobotAdapter:
         app = web.Application()
         app.router.add_post(r"/{channel:wecom|dingtalk}/{who}/{i:\d+}", self.handle)
         app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/-/healthy", lambda r: web.Response(text="ok"))
+        app.router.add_get("/-/healthy", healthy)
 
         async def session(app):
             self.session = ClientSession(timeout=ClientTimeout(total=10))
@@ -257,3 +259,7 @@ class RobotAdapter:
 
 def serve(receivers: Receivers, host: str, port: int) -> None:
     web.run_app(RobotAdapter(receivers).app(), host=host, port=port, print=None, access_log=None)
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="ok")

@@ -14,9 +14,9 @@ the charts as PNG data URIs (one self-contained file to mail); the PDF is laid o
 Chinese glyphs need a CJK TrueType font, found by :func:`find_cjk_font`: by default WenQuanYi
 Micro Hei from the ``paperang-p2-fonts-cjk`` package, a dependency installed with riskwatch itself
 (the Noto Sans CJK packages on PyPI ship CFF outlines, which ReportLab cannot embed). It is embedded
-(subset) in the PDF, so the PDF reads the same on any machine. Without such a font the PDF falls back to ReportLab's built-in ``STSong-Light``
-CID font, which is NOT embedded (a viewer without Adobe's Asian font pack shows blanks) and the
-charts lose their Chinese labels: a warning says how to fix it.
+(subset) in the PDF, so the PDF reads the same on any machine. Without such a font the PDF falls back to
+ReportLab's built-in ``STSong-Light`` CID font, which is NOT embedded (a viewer without Adobe's Asian font
+pack shows blanks) and the charts lose their Chinese labels: a warning says how to fix it.
 
 Data access: embedded ``chdb://`` directories belong to one process; while a worker owns the
 directory, run this from the server mode deployment or stop the worker first.
@@ -52,6 +52,13 @@ DONE = frozenset(DONE_STATUSES)
 DISPOSAL_LIMIT_HOURS = {"red": 24, "orange": 72, "yellow": 168, "blue": 360}
 PERIOD_DAYS = {"week": 7, "month": 30}
 UNASSIGNED_ITEM = "待专班研判"
+SOURCE_NOTE = "数据来源：riskwatch 风险预警平台（ClickHouse alerts 表）；统计口径：本期首次预警的预警，状态截至"
+
+
+def disposal_limits() -> str:
+    """The disposal deadline of each level, as the bulletin states them (红色24小时、…)."""
+    return "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS)
+
 
 PACKAGED_FONT = ("paperang_p2_fonts_cjk", "fonts/wqy-microhei.ttc")  # (package, resource): a riskwatch dependency
 FONT_CANDIDATES = (
@@ -63,7 +70,10 @@ FONT_CANDIDATES = (
     "C:/Windows/Fonts/simhei.ttf",
     "/System/Library/Fonts/STHeiti Medium.ttc",
 )
-FONT_HINT = "reinstall riskwatch (`make install`), which brings the font package paperang-p2-fonts-cjk, or set BULLETIN_FONT to a TrueType CJK font"
+FONT_HINT = (
+    "reinstall riskwatch (`make install`), which brings the font package paperang-p2-fonts-cjk, "
+    "or set BULLETIN_FONT to a TrueType CJK font"
+)
 
 QueryFn = Callable[[str], tuple[Sequence[str], Sequence[Sequence[Any]]]]
 
@@ -111,7 +121,7 @@ def fetch_alerts(
     cols, rows = query(alerts_sql(start, end, dept, database))
     out = []
     for r in rows:
-        a = dict(zip(cols, r))
+        a = dict(zip(cols, r, strict=True))
         for k in ("first_seen", "updated_at"):
             v = a[k]
             a[k] = v.replace(tzinfo=CST) if v.tzinfo is None else v.astimezone(CST)
@@ -250,8 +260,9 @@ def find_cjk_font(explicit: str | Path | None = None) -> Path | None:
 
     Order: ``explicit``, the ``BULLETIN_FONT`` environment variable (deliberately outside the
     ``RISKWATCH_`` settings namespace, whose unknown names are refused), the font shipped by the
-    :data:`PACKAGED_FONT` dependency, the well-known paths of :data:`FONT_CANDIDATES`, then any font fontconfig/matplotlib knows whose
-    name says CJK. Only fonts with TrueType outlines qualify (ReportLab cannot embed CFF/OTF).
+    :data:`PACKAGED_FONT` dependency, the well-known paths of :data:`FONT_CANDIDATES`, then any font
+    fontconfig/matplotlib knows whose name says CJK. Only fonts with TrueType outlines qualify (ReportLab
+    cannot embed CFF/OTF).
     """
     cands: list[str] = [str(explicit)] if explicit else []
     if os.environ.get("BULLETIN_FONT"):
@@ -405,10 +416,13 @@ def _count_cells(r: Row) -> list[str]:
 def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
     dn = b.dept_names
     return {
-        "items": (["监管事项", *_count_header()], [[r.label, *_count_cells(r)] for r in b.by_item] + [["合计", *_count_cells(b.total)]]),
+        "items": (["监管事项", *_count_header()],
+                  [[r.label, *_count_cells(r)] for r in b.by_item] + [["合计", *_count_cells(b.total)]]),
         "depts": (["部门", *_count_header()], [[r.label, *_count_cells(r)] for r in b.by_dept]),
-        "overdue": (["预警编号", "主体", "乡镇", "事项", "等级", "状态", "首次预警", "时限（小时）", "已超（小时）", "牵头部门"],
-                    [[a["alert_id"], a["entity_name"] or a["entity_id"], a["township"], a["item_name"] or UNASSIGNED_ITEM,
+        "overdue": (["预警编号", "主体", "乡镇", "事项", "等级", "状态", "首次预警",
+                     "时限（小时）", "已超（小时）", "牵头部门"],
+                    [[a["alert_id"], a["entity_name"] or a["entity_id"], a["township"],
+                      a["item_name"] or UNASSIGNED_ITEM,
                       zh(Level, a["level"]), zh(AlertStatus, a["status"]),
                       f"{a['first_seen']:%m-%d %H:%M}", str(a["limit_h"]), f"{a['age_h'] - a['limit_h']:.0f}",
                       dn.get(a["lead_department"], a["lead_department"])] for a in b.overdue]),
@@ -430,7 +444,8 @@ def summary_text(b: Bulletin) -> str:
 
 # --- HTML ------------------------------------------------------------------------------------------
 _CSS = """
-body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC","Microsoft YaHei","PingFang SC",sans-serif;max-width:960px;margin:2em auto;color:#222}
+body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC","Microsoft YaHei","PingFang SC",sans-serif;
+max-width:960px;margin:2em auto;color:#222}
 h1{text-align:center;font-size:1.6em;color:#b00}h2{border-left:4px solid #b00;padding-left:.5em;margin-top:1.6em}
 .sub{text-align:center;color:#555}table{border-collapse:collapse;width:100%;font-size:.9em;margin:.6em 0}
 th,td{border:1px solid #999;padding:3px 6px;text-align:center}th{background:#f2f2f2}td.l{text-align:left}
@@ -463,22 +478,25 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
     total = b.total
     kpi = (f'<p class="kpi">预警总数 <span id="total">{total.total}</span> 条；'
            + "；".join(f'{lv.zh} <span id="level-{lv}">{total.levels.get(lv, 0)}</span> 条' for lv in LEVELS)
-           + f'；已处置 <span id="disposed">{total.disposed}</span> 条；处置率 <span id="rate">{fmt_rate(total.rate)}</span>；'
+           + f'；已处置 <span id="disposed">{total.disposed}</span> 条；'
+           f'处置率 <span id="rate">{fmt_rate(total.rate)}</span>；'
            f'超期未处置 <span id="overdue">{len(b.overdue)}</span> 条。</p>')  # fmt: skip
     cases = []
     for a in b.notable:
         cls = a["level"]
         cases.append(
             f'<div class="case"><b class="{cls}">【{zh(Level, cls)}预警】</b> <b>{_e(a["title"])}</b><br>'
-            f'主体：{_e(a["entity_name"] or a["entity_id"])}（{_e(a["township"])}）　事项：{_e(a["item_name"] or UNASSIGNED_ITEM)}　'
-            f'风险分：{a["score"]:.0f}　状态：{_e(zh(AlertStatus, a["status"]))}　首次预警：{a["first_seen"]:%m-%d %H:%M}<br>'
+            f'主体：{_e(a["entity_name"] or a["entity_id"])}（{_e(a["township"])}）　'
+            f'事项：{_e(a["item_name"] or UNASSIGNED_ITEM)}　'
+            f'风险分：{a["score"]:.0f}　状态：{_e(zh(AlertStatus, a["status"]))}　'
+            f'首次预警：{a["first_seen"]:%m-%d %H:%M}<br>'
             f'{_e(a["message"])}</div>')  # fmt: skip
     more = (
         f'<p class="muted">另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。</p>'
         if b.notable_total > len(b.notable)
         else ""
     )
-    limits = "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS)
+    limits = disposal_limits()
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{_e(b.title)}</title><style>{_CSS}</style></head>
 <body>
@@ -504,7 +522,7 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 <h2>六、典型案例（红色、橙色预警）</h2>
 {"".join(cases) or '<p class="muted">本期无红色、橙色预警。</p>'}
 {more}
-<p class="muted">数据来源：riskwatch 风险预警平台（ClickHouse alerts 表）；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。</p>
+<p class="muted">{SOURCE_NOTE}{b.as_of:%Y-%m-%d %H:%M}。</p>
 </body></html>
 """
 
@@ -527,9 +545,10 @@ def render_pdf(
     if font_name:
         fname = font_name
     elif font is not None:
-        fname = _reportlab_font(font)
-        if fname is None:
+        registered = _reportlab_font(font)
+        if registered is None:
             raise ValueError(f"{font}: not a TrueType font with Chinese glyphs")
+        fname = registered
     else:
         from reportlab.pdfbase import pdfmetrics
         from reportlab.pdfbase.cidfonts import UnicodeCIDFont
@@ -579,7 +598,7 @@ def render_pdf(
                         P("三、分部门预警及处置情况", h2), P("一条预警推送牵头部门和配合部门，各部门分别计数。", muted),
                         table(*t["depts"]), img("departments"),
                         P("四、超期未处置预警清单", h2),
-                        P("处置时限（自首次预警起）：" + "、".join(f"{lv.zh}{DISPOSAL_LIMIT_HOURS[lv]}小时" for lv in LEVELS) + "。", muted),
+                        P("处置时限（自首次预警起）：" + disposal_limits() + "。", muted),
                         table(*t["overdue"]),
                         P("五、高风险主体", h2), table(*t["entities"]),
                         P("六、典型案例（红色、橙色预警）", h2)]  # fmt: skip
@@ -594,8 +613,10 @@ def render_pdf(
         )
         story.append(
             P(
-                f"主体：{a['entity_name'] or a['entity_id']}（{a['township']}）　事项：{a['item_name'] or UNASSIGNED_ITEM}　"
-                f"风险分：{a['score']:.0f}　状态：{zh(AlertStatus, a['status'])}　首次预警：{a['first_seen']:%m-%d %H:%M}",
+                f"主体：{a['entity_name'] or a['entity_id']}（{a['township']}）　"
+                f"事项：{a['item_name'] or UNASSIGNED_ITEM}　"
+                f"风险分：{a['score']:.0f}　状态：{zh(AlertStatus, a['status'])}　"
+                f"首次预警：{a['first_seen']:%m-%d %H:%M}",
                 small,
             )
         )

@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     faust_fastpath: bool = Field(
         True,
         description=(
-            "Deliver fetched messages to streams without Faust's four tasks per message (streams/runtime/faust_fastpath.py); "
+            "Deliver fetched messages to streams without Faust's four tasks per message "
+            "(streams/runtime/faust_fastpath.py); "
             "off only to measure the difference"
         ),
     )
@@ -265,7 +266,10 @@ class Settings(BaseSettings):
     )
     workbench_trusted_proxy: str = Field(
         "",
-        description="Address(es) of the TLS-terminating reverse proxy, comma-separated: X-Forwarded-For/-Proto are believed only from them; https then marks cookies Secure",
+        description=(
+            "Address(es) of the TLS-terminating reverse proxy, comma-separated: X-Forwarded-For/-Proto are "
+            "believed only from them; https then marks cookies Secure"
+        ),
     )
     workbench_login_free_failures: int = Field(
         5,
@@ -275,7 +279,9 @@ class Settings(BaseSettings):
     workbench_login_ip_free_failures: int = Field(
         20,
         ge=1,
-        description="Failed logins from one IP (any accounts) before each further attempt from it waits (30 s, doubling)",
+        description=(
+            "Failed logins from one IP (any accounts) before each further attempt from it waits (30 s, doubling)"
+        ),
     )
     workbench_login_max_delay_seconds: float = Field(
         900.0, gt=0, description="Longest wait between login attempts the throttle imposes"
@@ -290,7 +296,9 @@ class Settings(BaseSettings):
         10,
         ge=0,
         le=19,
-        description="CPU niceness of `riskwatch web run`: when the host's cores are contended the worker's pipeline goes first",
+        description=(
+            "CPU niceness of `riskwatch web run`: when the host's cores are contended the worker's pipeline goes first"
+        ),
     )
 
     # --- Simulator -----------------------------------------------------------------------------

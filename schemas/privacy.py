@@ -141,13 +141,13 @@ def _valid_date(y: int, m: int, d: int) -> bool:
 
 
 def _id_check_ok(s: str) -> bool:
-    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS))
+    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS, strict=False))
     return "10X98765432"[total % 11] == s[17].upper()
 
 
 def _uscc_check_ok(s: str) -> bool:
     """GB 32100 check character of a 统一社会信用代码 (here: one written in digits only)."""
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(s[:17], _USCC_WEIGHTS))
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(s[:17], _USCC_WEIGHTS, strict=False))
     return _USCC_CHARS[(31 - total % 31) % 31] == s[17]
 
 
@@ -174,17 +174,17 @@ def _luhn_ok(digits: str) -> bool:
 
 def _digits(orig: str, norm: str) -> list[str]:
     """The original characters of ``orig`` whose NFKC form (``norm``) is a digit or X."""
-    return [o for o, n in zip(orig, norm) if n.isdigit() or n in "Xx"]
+    return [o for o, n in zip(orig, norm, strict=False) if n.isdigit() or n in "Xx"]
 
 
-def _mask_id(orig: str, norm: str, m: re.Match) -> str | None:
+def _mask_id(orig: str, norm: str, m: re.Match[str]) -> str | None:
     said_id = any(w in m.string[max(0, m.start() - 8) : m.start()] for w in _ID_WORDS)
     if not (_is_id(norm) or said_id and _is_id(norm, check=False)):
         return None
     return orig[:4] + "*" * (len(orig) - 8) + orig[-4:]
 
 
-def _mask_card(orig: str, norm: str, m: re.Match) -> str | None:
+def _mask_card(orig: str, norm: str, m: re.Match[str]) -> str | None:
     digits = "".join(c for c in norm if c.isdigit())
     if not _luhn_ok(digits) or (len(digits) == 18 and _uscc_check_ok(digits)):
         return None
@@ -192,24 +192,24 @@ def _mask_card(orig: str, norm: str, m: re.Match) -> str | None:
     return "".join(d[:4]) + "*" * (len(d) - 8) + "".join(d[-4:])
 
 
-def _mask_mobile(orig: str, norm: str, m: re.Match) -> str:
+def _mask_mobile(orig: str, norm: str, m: re.Match[str]) -> str:
     prefix = len(m.group(1) or "")
     d = _digits(orig[prefix:], norm[prefix:])
     return orig[:prefix] + "".join(d[:3]) + "****" + "".join(d[-4:])
 
 
-def _mask_landline(orig: str, norm: str, m: re.Match) -> str:
+def _mask_landline(orig: str, norm: str, m: re.Match[str]) -> str:
     keep = m.end(2) - m.start()
     d = _digits(orig[keep:], norm[keep:])
     return orig[:keep] + "*" * (len(d) - 2) + "".join(d[-2:])
 
 
-def _mask_email(orig: str, norm: str, m: re.Match) -> str:
+def _mask_email(orig: str, norm: str, m: re.Match[str]) -> str:
     at = norm.index("@")
     return orig[0] + "***" + orig[at:]
 
 
-_NUMBER_RULES: tuple[tuple[re.Pattern, Callable[[str, str, re.Match], str | None]], ...] = (
+_NUMBER_RULES: tuple[tuple[re.Pattern[str], Callable[[str, str, re.Match[str]], str | None]], ...] = (
     (_ID, _mask_id),
     (_CARD, _mask_card),
     (_MOBILE, _mask_mobile),
@@ -273,6 +273,7 @@ def mask_pii(text: str) -> str:
         s, e = m.span()
         if any(s < e2 and s2 < e for s2, e2, _ in spans):
             continue
+        out: str | None
         if m.re is _EMAIL:
             out = _mask_email(text[s:e], norm[s:e], m)
         elif _business_token(norm, s, e):
@@ -284,7 +285,8 @@ def mask_pii(text: str) -> str:
     if not spans:
         return text
     spans.sort()
-    parts, pos = [], 0
+    parts: list[str] = []
+    pos = 0
     for s, e, out in spans:
         parts += (text[pos:s], out)
         pos = e

@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Self
 
 __all__ = [
     "ACTOR_ZH",
@@ -88,11 +89,18 @@ class _Labelled(StrEnum):
 
     _zh: str
 
-    def __new__(cls, value: str, label: str) -> _Labelled:
-        member = str.__new__(cls, value)
-        member._value_ = value
-        member._zh = label
-        return member
+    if TYPE_CHECKING:
+        # After the members are built, Enum replaces __new__ with the lookup by code: ``Level("red")``.
+
+        def __new__(cls, value: str) -> Self: ...
+
+    else:
+
+        def __new__(cls, value: str, label: str) -> _Labelled:
+            member = str.__new__(cls, value)
+            member._value_ = value
+            member._zh = label
+            return member
 
     @property
     def zh(self) -> str:

@@ -24,10 +24,11 @@ never on the text:
 
 >>> decide(["SelectWithUnionQuery (children 3)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
 ...         "   ExpressionList (children 1)", "    Literal UInt64_1", " Literal '/tmp/x'", " Identifier Native"],
-...        EngineFacts.offline())
+...        EngineFacts.offline())  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-sinks.query.QueryRefused: INTO OUTFILE is not allowed (it writes a file on the ClickHouse host); remove it and read the rows from the answer
+sinks.query.QueryRefused: INTO OUTFILE is not allowed (it writes a file on the ClickHouse host);
+remove it and read the rows from the answer
 """
 
 from __future__ import annotations
@@ -327,8 +328,10 @@ _HINTS = {
 def engine_error_line(err: BaseException | str, limit: int = 400) -> str:
     """One readable line for a ClickHouse error (no traceback, no stack, whitespace collapsed).
 
-    >>> engine_error_line("Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)")
-    'ClickHouse refused it (READONLY, code 164): default: Cannot execute query in readonly mode. Hint: queries run with readonly=1, so writes and settings changes are refused'
+    >>> print(engine_error_line("Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ClickHouse refused it (READONLY, code 164): default: Cannot execute query in readonly mode.
+    Hint: queries run with readonly=1, so writes and settings changes are refused
     """
     text = str(err).strip() or type(err).__name__
     text = re.sub(r"^[A-Za-z]*(Error|Exception):\s*", "", text)  # "DatabaseError: Code: ..." from the worker

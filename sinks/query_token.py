@@ -15,6 +15,7 @@ the file is trusted: it is readable by the account that runs riskwatch only.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import secrets
@@ -82,10 +83,8 @@ def switch_off_faust_views(app: Any) -> None:
     blueprints are also dropped from it before the server starts.
     """
     for name in ("web_tables_enabled", "web_router_enabled"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # an older Faust without the setting
             setattr(app.conf, name, False)
-        except (AttributeError, TypeError):  # an older Faust without the setting
-            pass
     web = app.web
     web.blueprints._enabled = [
         (prefix, bp)

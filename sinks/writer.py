@@ -42,7 +42,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +236,7 @@ class ClickHouseWriter:
         """Queue rows and wait until they are durably inserted (then ack the Kafka offsets)."""
         return await asyncio.wrap_future(self.submit(table, rows))
 
-    async def write_now(self, batches: dict[str, Sequence[tuple]]) -> int:
+    async def write_now(self, batches: Mapping[str, Sequence[tuple]]) -> int:
         """Insert already-batched rows per table now (no waiting for the size/time bound) and
         return once all are stored. The stream agents batch with ``take_events``; this is their
         path, so an agent batch costs one insert per table, not a wait of ``batch_seconds``."""

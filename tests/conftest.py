@@ -49,9 +49,9 @@ def free_port() -> int:
         port = rng.randrange(20000, _ephemeral_low())
         if port in _HANDED_OUT or port in reserved:
             continue
-        with socket.socket() as s:
+        with socket.socket() as sock:
             try:
-                s.bind(("127.0.0.1", port))
+                sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
         _HANDED_OUT.add(port)

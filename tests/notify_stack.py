@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,7 +17,7 @@ from tests.notify_fakes import FakeReceivers, FakeSmtp
 
 def write_receivers(path: Path, catalog, fake: FakeReceivers, smtp: FakeSmtp) -> Path:
     base = f"http://127.0.0.1:{fake.port}"
-    depts = {}
+    depts: dict[str, dict[str, list[Any]]] = {}  # code -> channel -> addresses (a 钉钉 robot: url and secret)
     for code in catalog.departments:
         depts[code] = {"webhook": [f"{base}/hook/{code}"]}
     depts["amr"].update(

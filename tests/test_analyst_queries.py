@@ -28,7 +28,7 @@ def parse_queries(text: str) -> dict[str, str]:
     """``{name: sql}`` from ``-- name: x`` markers; comments kept, trailing ``;`` removed."""
     parts = re.split(r"^-- name: *(\w+) *$", text, flags=re.M)
     out = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         sql = body.strip().rstrip(";").strip()
         assert name not in out, f"duplicate query name {name}"
         out[name] = sql

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -107,7 +108,7 @@ def test_chain_links_every_row_to_the_last_and_the_first_to_the_evidence():
     aid, bundle, rows, st = _lifecycle()
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) > 8
     assert rows[0]["prev_hash"] == bundle
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:]))
+    assert all(b["prev_hash"] == a["hash"] for a, b in pairwise(rows))
     assert all("13812345678" not in r["comment"] for r in rows)  # hashed as stored: masked
     assert verify_chain(aid, rows, bundle) is None
     assert st.unanchored[aid] == (rows[-1]["seq"], rows[-1]["hash"])  # the head waits for an anchor
@@ -176,7 +177,7 @@ def _boiler_lifecycle(p, entities, t0):
         60,
         "the firing alerts",
     )
-    for n, (status, minutes) in enumerate((("acknowledged", 20), ("in_progress", 30), ("disposed", 40))):
+    for _n, (status, minutes) in enumerate((("acknowledged", 20), ("in_progress", 30), ("disposed", 40))):
         for e in entities:
             fb = F.feedback(e, fired[e], "amr", status)
             fb["occurred_at"] = (t0 + timedelta(minutes=minutes)).isoformat()
@@ -194,13 +195,15 @@ TAMPER = textwrap.dedent("""
     ch = make_client(url)
     ch.command(f"ALTER TABLE riskwatch.alert_history UPDATE comment = '已处置完毕' WHERE alert_id = '{a}' AND seq = 4",
                settings={"mutations_sync": 2})
-    ch.command(f"ALTER TABLE riskwatch.alert_history DELETE WHERE alert_id = '{b}' AND seq = 3", settings={"mutations_sync": 2})
+    ch.command(f"ALTER TABLE riskwatch.alert_history DELETE WHERE alert_id = '{b}' AND seq = 3",
+               settings={"mutations_sync": 2})
     r = ch.query(f"SELECT hash, entity_id, toUnixTimestamp64Milli(at) FROM riskwatch.alert_history FINAL "
                  f"WHERE alert_id = '{c}' AND seq = 4").result_rows[0]
     row = chain_row(c, 5, r[1], r[2], "feedback", "acknowledged", "acknowledged", "amr", "已处置(补记)")
     h = chain_hash(r[0], row)
     ch.command(f"INSERT INTO riskwatch.alert_history (alert_id, at, from_status, to_status, actor, comment, seq, kind, "
-               f"entity_id, prev_hash, hash) VALUES ('{c}', fromUnixTimestamp64Milli({r[2]}), 'acknowledged', 'acknowledged', "
+               f"entity_id, prev_hash, hash) VALUES ('{c}', fromUnixTimestamp64Milli({r[2]}), 'acknowledged', "
+               f"'acknowledged', "
                f"'amr', '已处置(补记)', 5, 'feedback', '{r[1]}', '{r[0]}', '{h}')")
     ch.close()
 """)

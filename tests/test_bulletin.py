@@ -16,7 +16,8 @@ import pytest
 from reports import bulletin as B
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
-from schemas.events import Alert, AlertStatus, Contribution, Level
+from schemas.events import Alert, Contribution
+from schemas.vocabulary import AlertStatus, Level
 from sinks.rows import alert_row
 from sinks.writer import ClickHouseWriter
 
@@ -81,7 +82,8 @@ def report(writer, settings, tmp_path_factory):
 
 def _count(writer, where: str = "1") -> int:
     sql = (
-        f"SELECT count() FROM riskwatch.alerts FINAL WHERE first_seen >= toDateTime64('2026-11-24 00:00:00', 3, 'Asia/Shanghai') "
+        f"SELECT count() FROM riskwatch.alerts FINAL WHERE first_seen >= toDateTime64('2026-11-24 00:00:00', 3, "
+        f"'Asia/Shanghai') "
         f"AND first_seen < toDateTime64('2026-12-01 00:00:00', 3, 'Asia/Shanghai') AND ({where})"
     )
     return writer.query(sql)[1][0][0]
@@ -115,8 +117,11 @@ def test_html_headings_and_numbers_match_sql(report, writer):
     assert int(_span(html, "disposed")) == disposed
     assert _span(html, "rate") == f"{disposed / total * 100:.1f}%"
     # overdue: open and older than the level's limit at AS_OF
-    limit = " OR ".join(f"(level = '{lv}' AND first_seen < toDateTime64('{(AS_OF - timedelta(hours=h)):%Y-%m-%d %H:%M:%S}', 3, 'Asia/Shanghai'))"
-                        for lv, h in B.DISPOSAL_LIMIT_HOURS.items())  # fmt: skip
+    limit = " OR ".join(
+        f"(level = '{lv}' AND first_seen < toDateTime64('{(AS_OF - timedelta(hours=h)):%Y-%m-%d %H:%M:%S}', "
+        "3, 'Asia/Shanghai'))"
+        for lv, h in B.DISPOSAL_LIMIT_HOURS.items()
+    )
     overdue = _count(writer, f"status NOT IN ('resolved', 'closed') AND ({limit})")
     assert int(_span(html, "overdue")) == overdue
     assert html.count("<tr>") > 10

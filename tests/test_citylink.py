@@ -200,7 +200,7 @@ def test_topics_arrive_masked_under_mm2_naming(link, city):
     for t in s.citylink_topics:
         remote = city_remote_topic(s, t)
         assert remote == f"{s.citylink_county_alias}.{s.topic_prefix}masked.{t}"
-        recs = wait_for(lambda: _read(city.kafka_bootstrap, remote), 90, f"{remote} on the city")
+        recs = wait_for(lambda remote=remote: _read(city.kafka_bootstrap, remote), 90, f"{remote} on the city")
         r = recs[0]
         assert r.key == b"ent-9" and r.partition == sent[t]  # MirrorMaker keeps key and partition
         text = r.value.decode()

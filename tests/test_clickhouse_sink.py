@@ -85,31 +85,77 @@ def sample_events(tag: str) -> list:
         context=CTX,
     )
     return [
-        v(EntityEvent, action="registered", name="舞泉镇鑫源食品有限公司", kind="food_producer", township="舞泉镇",
-          address="舞泉镇人民路1号", licence="SC10441102100123", lat=33.44, lon=113.61),
+        v(
+            EntityEvent,
+            action="registered",
+            name="舞泉镇鑫源食品有限公司",
+            kind="food_producer",
+            township="舞泉镇",
+            address="舞泉镇人民路1号",
+            licence="SC10441102100123",
+            lat=33.44,
+            lon=113.61,
+        ),
         v(SensorReading, device_id="cold-7", channel="cold_chain_temp", value=9.5, unit="C"),
         v(VideoDetection, camera_id="cam-3", cls="rodent", confidence=0.93, evidence_ref="oss://clips/1.mp4"),
-        v(Complaint, channel="12315", category="food_quality", township="舞泉镇", location="人民路联华超市,店主电话0395-7654321",
-          text="我是张三,电话13812345678,身份证410521199001011234,在舞泉镇某超市买到过期食品,价格12.5元"),
-        v(InspectionResult, inspection_id=f"insp-{tag}", item_id=1, departments=["amr", "health"], inspectors=["amr-01"],
-          checklist={"证照公示": True, "原料台账": False}, outcome="fail",
-          violations=[{"code": "V12", "severity": "serious", "description": "原料台账缺失"},
-                      {"code": "V03", "severity": "critical", "description": "使用过期原料"}]),
-        v(DisposalFeedback, alert_id="al-1", department="amr", status="disposed", comment="已联系投诉人13912345678",
-          result="责令整改"),
-    ]  # fmt: skip
+        v(
+            Complaint,
+            channel="12315",
+            category="food_quality",
+            township="舞泉镇",
+            location="人民路联华超市,店主电话0395-7654321",
+            text="我是张三,电话13812345678,身份证410521199001011234,在舞泉镇某超市买到过期食品,价格12.5元",
+        ),
+        v(
+            InspectionResult,
+            inspection_id=f"insp-{tag}",
+            item_id=1,
+            departments=["amr", "health"],
+            inspectors=["amr-01"],
+            checklist={"证照公示": True, "原料台账": False},
+            outcome="fail",
+            violations=[
+                {"code": "V12", "severity": "serious", "description": "原料台账缺失"},
+                {"code": "V03", "severity": "critical", "description": "使用过期原料"},
+            ],
+        ),
+        v(
+            DisposalFeedback,
+            alert_id="al-1",
+            department="amr",
+            status="disposed",
+            comment="已联系投诉人13912345678",
+            result="责令整改",
+        ),
+    ]
 
 
 def make_alert(alert_id: str, revision: int, status: str, level: str = "orange") -> Alert:
     return Alert(
-        alert_id=alert_id, revision=revision, fingerprint="ent-a|1|cold_chain", entity_id="ent-a", entity_name="鑫源食品",
-        entity_kind="food_producer", township="舞泉镇", item_id=1, item_name="食品生产", rule="cold_chain_temp_high",
-        level=level, level_zh={"orange": "橙色", "red": "红色"}[level], status=status, score=70 + revision,
-        title="冷链温度超标", message="冷库温度持续高于8℃", departments=["amr", "health"], lead_department="amr",
+        alert_id=alert_id,
+        revision=revision,
+        fingerprint="ent-a|1|cold_chain",
+        entity_id="ent-a",
+        entity_name="鑫源食品",
+        entity_kind="food_producer",
+        township="舞泉镇",
+        item_id=1,
+        item_name="食品生产",
+        rule="cold_chain_temp_high",
+        level=level,
+        level_zh={"orange": "橙色", "red": "红色"}[level],
+        status=status,
+        score=70 + revision,
+        title="冷链温度超标",
+        message="冷库温度持续高于8℃",
+        departments=["amr", "health"],
+        lead_department="amr",
         explanation=[Contribution(signal="sensor.cold_chain_temp", value=0.8, detail="温度9.5℃")],
-        first_seen=T0, last_seen=T0 + timedelta(minutes=revision), updated_at=T0 + timedelta(minutes=revision),
+        first_seen=T0,
+        last_seen=T0 + timedelta(minutes=revision),
+        updated_at=T0 + timedelta(minutes=revision),
         source_event_id=f"ev-{revision}",
-    )  # fmt: skip
+    )
 
 
 # --- client and migrations --------------------------------------------------------------------------
@@ -126,10 +172,14 @@ def test_migrations_are_idempotent(writer, raw):
         (m.version,) for m in MIGRATIONS
     ]
     tables = dict(
-        ((name, (engine, key, comment)) for name, engine, key, comment in raw.query(
-            "SELECT name, engine, sorting_key, comment FROM system.tables WHERE database = {db:String}", parameters={"db": DB}
-        ).result_rows)
-    )  # fmt: skip
+        (
+            (name, (engine, key, comment))
+            for name, engine, key, comment in raw.query(
+                "SELECT name, engine, sorting_key, comment FROM system.tables WHERE database = {db:String}",
+                parameters={"db": DB},
+            ).result_rows
+        )
+    )
     assert set(tables) >= TABLES  # plus the dashboard aggregates of sinks/migrations_mv.py
     assert {t for t in tables if t not in TABLES} == {t for t in tables if t.startswith("agg_")}
     assert tables["alerts"][:2] == ("ReplacingMergeTree", "alert_id")
@@ -146,14 +196,16 @@ def test_each_event_kind_round_trips(writer):
     assert asyncio.run(writer.write_events(events)) == len(events)
     q = lambda sql: writer.query(sql, {"e": "ent-rt"})  # noqa: E731
     cols, rows = q(
-        f"SELECT name, kind, township, licence, lat, occurred_at FROM {DB}.events_registry FINAL WHERE entity_id = {{e:String}}"
+        f"SELECT name, kind, township, licence, lat, occurred_at FROM {DB}.events_registry FINAL WHERE entity_id = "
+        f"{{e:String}}"
     )
     assert rows == [("舞泉镇鑫源食品有限公司", "food_producer", "舞泉镇", "SC10441102100123", 33.44, T0)]
     assert rows[0][-1].utcoffset() == timedelta(hours=8)
     _, rows = q(f"SELECT device_id, channel, value, unit FROM {DB}.events_sensor FINAL WHERE entity_id = {{e:String}}")
     assert rows == [("cold-7", "cold_chain_temp", 9.5, "C")]
     _, rows = q(
-        f"SELECT cls, round(toFloat64(confidence), 2), evidence_ref FROM {DB}.events_video FINAL WHERE entity_id = {{e:String}}"
+        f"SELECT cls, round(toFloat64(confidence), 2), evidence_ref FROM {DB}.events_video FINAL WHERE entity_id = "
+        f"{{e:String}}"
     )
     assert rows == [("rodent", 0.93, "oss://clips/1.mp4")]
     _, rows = q(
@@ -164,7 +216,8 @@ def test_each_event_kind_round_trips(writer):
     assert "13812345678" not in text and "410521199001011234" not in text and "7654321" not in location
     assert "138****5678" in text and "4105**********1234" in text and "价格12.5元" in text
     _, rows = q(
-        f"SELECT item_id, departments, checklist, violation_codes, violation_severities, worst_severity, outcome FROM {DB}.events_inspection FINAL WHERE entity_id = {{e:String}}"
+        f"SELECT item_id, departments, checklist, violation_codes, violation_severities, worst_severity, outcome "
+        f"FROM {DB}.events_inspection FINAL WHERE entity_id = {{e:String}}"
     )
     assert rows == [
         (
@@ -258,7 +311,8 @@ def test_alerts_final_gives_latest_revision(writer):
     for a in revisions:  # out of order, separate inserts (separate parts)
         writer.write_sync("alerts", [R.alert_row(a)])
     _, rows = writer.query(
-        f"SELECT revision, status, level, departments, explanation_signals FROM {DB}.alerts FINAL WHERE alert_id = 'al-final'"
+        f"SELECT revision, status, level, departments, explanation_signals FROM {DB}.alerts FINAL WHERE alert_id = "
+        f"'al-final'"
     )
     assert rows == [(3, "disposing", "red", ["amr", "health"], ["sensor.cold_chain_temp"])]
 
@@ -347,8 +401,21 @@ def test_flaky_client_rows_land_exactly_once(settings, url, raw, after):
     clients: list[Recording] = []
     factory = lambda: clients.append(Recording(make_client(url), fail=3, after=after)) or clients[-1]  # noqa: E731
     retries: list[RetryInfo] = []
-    rows = [R.sensor_row(SensorReading(event_id=f"{tag}-{i}", entity_id=f"ent-{tag}", occurred_at=T0 + timedelta(seconds=i),
-                                       source="t", device_id="d", channel="storage_temp", value=i, unit="C")) for i in range(250)]  # fmt: skip
+    rows = [
+        R.sensor_row(
+            SensorReading(
+                event_id=f"{tag}-{i}",
+                entity_id=f"ent-{tag}",
+                occurred_at=T0 + timedelta(seconds=i),
+                source="t",
+                device_id="d",
+                channel="storage_temp",
+                value=i,
+                unit="C",
+            )
+        )
+        for i in range(250)
+    ]
     w = ClickHouseWriter(
         settings, client_factory=factory, on_retry=retries.append, retry_initial_seconds=0.01, batch_rows=100
     )
@@ -399,8 +466,21 @@ def test_fault_file_fails_inserts_reads_still_answer_then_rows_land_once(setting
     on_retry = lambda info: (retries.append(info), backing_off.set())  # noqa: E731
     s = settings.model_copy(update={"fault_clickhouse_down_file": down})
     w = ClickHouseWriter(s, on_retry=on_retry, retry_initial_seconds=2.0, retry_max_seconds=2.0)
-    rows = [R.sensor_row(SensorReading(event_id=f"fault-{i}", entity_id="ent-fault", occurred_at=T0, source="t",
-                                       device_id="d", channel="storage_temp", value=i, unit="C")) for i in range(20)]  # fmt: skip
+    rows = [
+        R.sensor_row(
+            SensorReading(
+                event_id=f"fault-{i}",
+                entity_id="ent-fault",
+                occurred_at=T0,
+                source="t",
+                device_id="d",
+                channel="storage_temp",
+                value=i,
+                unit="C",
+            )
+        )
+        for i in range(20)
+    ]
     try:
         w.open()  # connecting is not an insert: unaffected
         fut = w.submit("events_sensor", rows)
@@ -421,8 +501,21 @@ def test_fault_file_fails_inserts_reads_still_answer_then_rows_land_once(setting
 def test_batches_flush_by_size_and_by_time(settings, url):
     clients: list[Recording] = []
     factory = lambda: clients.append(Recording(make_client(url))) or clients[-1]  # noqa: E731
-    rows = [R.sensor_row(SensorReading(event_id=f"batch-{i}", entity_id="ent-batch", occurred_at=T0, source="t",
-                                       device_id="d", channel="storage_temp", value=i, unit="C")) for i in range(30)]  # fmt: skip
+    rows = [
+        R.sensor_row(
+            SensorReading(
+                event_id=f"batch-{i}",
+                entity_id="ent-batch",
+                occurred_at=T0,
+                source="t",
+                device_id="d",
+                channel="storage_temp",
+                value=i,
+                unit="C",
+            )
+        )
+        for i in range(30)
+    ]
     w = ClickHouseWriter(settings, client_factory=factory, batch_rows=10, batch_seconds=60)
     try:
         w.open()
@@ -497,9 +590,14 @@ def test_gate_accepts_reads(raw, sql):
 
 @pytest.mark.parametrize(
     "sql",
-    [f"INSERT INTO {DB}.alerts (alert_id) VALUES ('x')", f"DROP TABLE {DB}.alerts", f"ALTER TABLE {DB}.alerts DELETE WHERE 1",
-     f"CREATE TABLE {DB}.x (a Int8) ENGINE = Memory", "SELECT 1 SETTINGS readonly = 0"],
-)  # fmt: skip
+    [
+        f"INSERT INTO {DB}.alerts (alert_id) VALUES ('x')",
+        f"DROP TABLE {DB}.alerts",
+        f"ALTER TABLE {DB}.alerts DELETE WHERE 1",
+        f"CREATE TABLE {DB}.x (a Int8) ENGINE = Memory",
+        "SELECT 1 SETTINGS readonly = 0",
+    ],
+)
 def test_engine_refuses_writes_even_past_the_gate(raw, sql):
     """The second layer: with READ_SETTINGS (readonly=1) the engine itself refuses what the gate would."""
     before = count(raw, "alerts", final=False)

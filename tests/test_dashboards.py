@@ -138,12 +138,12 @@ def test_panel_sql_runs(ch, uid, title):
             assert res.result_rows, f"{uid} / {title}: no rows on the sample data"
         if p["type"] == "timeseries":
             assert _base(types[0]).startswith("DateTime"), types
-            assert len(types) > 1 and all(_numeric(x) for x in types[1:]), list(zip(names, types))
+            assert len(types) > 1 and all(_numeric(x) for x in types[1:]), list(zip(names, types, strict=True))
         elif p["type"] in ("stat", "gauge"):
-            assert types and all(_numeric(x) for x in types), list(zip(names, types))
+            assert types and all(_numeric(x) for x in types), list(zip(names, types, strict=True))
         elif p["type"] == "geomap":
             assert {"latitude", "longitude"} <= set(names)
-            assert any(_numeric(x) for n, x in zip(names, types) if n not in ("latitude", "longitude"))
+            assert any(_numeric(x) for n, x in zip(names, types, strict=True) if n not in ("latitude", "longitude"))
             assert len(res.result_rows) == len(B.townships())
         elif p["type"] == "barchart":
             assert p["options"]["xField"] in names
@@ -189,8 +189,8 @@ def test_sqlcheck_expand():
     )
     assert "toStartOfInterval(toDateTime(x), INTERVAL 60 second)" in out
     assert (
-        "x >= toDateTime64('2026-01-01 00:00:00.000', 3, 'UTC') AND x <= toDateTime64('2026-01-01 01:00:00.000', 3, 'UTC')"
-        in out
+        "x >= toDateTime64('2026-01-01 00:00:00.000', 3, 'UTC') AND x <= toDateTime64('2026-01-01 01:00:00.000', 3, "
+        "'UTC')" in out
     )
     assert "d = 'amr' AND i = 3" in out
     with pytest.raises(ValueError):
@@ -249,7 +249,8 @@ def test_provision_is_idempotent_with_fake_grafana():
 def test_backfill_views_rebuilds_the_same_aggregates(ch):
     c, _ = ch
     q = (
-        "SELECT (SELECT sum(alerts) FROM agg_alerts_opened_hourly), (SELECT count() FROM (SELECT hour, kind FROM agg_events_hourly GROUP BY hour, kind)),"
+        "SELECT (SELECT sum(alerts) FROM agg_alerts_opened_hourly), (SELECT count() FROM (SELECT hour, kind FROM "
+        "agg_events_hourly GROUP BY hour, kind)),"
         " (SELECT sum(complaints) FROM agg_township_hourly), (SELECT sum(video_detections) FROM agg_township_hourly)"
     )
     before = c.query(q).result_rows[0]

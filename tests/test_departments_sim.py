@@ -244,9 +244,10 @@ def _fire(alert: dict):
     st, _ = LC.open(
         a.alert_id, a.entity_id, a.rule, a.item_id, a.level.value, a.departments, at=a.first_seen, title=a.title
     )
-    fired = a.first_seen + timedelta(minutes=LC.policy.pending_minutes[a.level.value])
+    fired = a.first_seen + timedelta(minutes=LC.pending_minutes(a.level.value))
     notes = LC.tick(st, fired)
     assert st.status == "firing" and st.fired_at == fired.timestamp()
+    assert st.ack_due is not None and st.dispose_due is not None
     rev = {
         **alert,
         "revision": 2,
@@ -288,7 +289,7 @@ def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_en
     (which carries the engine's ack_due); the engine urges exactly the late and silent ones."""
     fired = {a["alert_id"]: _fire(a) for a in random_alerts(250, seed=7)}
     p = DepartmentPlayer(seed=8, unauthorised_rate=0.1)
-    for aid, (_, _, rev) in fired.items():
+    for _, _, rev in fired.values():
         p.on_alert({**rev, "status": "pending", "revision": 1, "ack_due": None, "dispose_due": None})  # ignored
         p.on_alert(rev)
     assert p.summary()["ignored_revisions"] == len(fired)
@@ -300,7 +301,7 @@ def test_late_and_silent_departments_get_urged_and_escalated_by_the_lifecycle_en
     for x in p.truth():
         plans[x["alert_id"]].append(x)
     seen = Counter()
-    for aid, (st, notes, rev) in fired.items():
+    for aid, (st, notes, _rev) in fired.items():
         assert all(datetime.fromisoformat(x["ack_deadline"]).timestamp() == st.ack_due for x in plans[aid])
         assert all(datetime.fromisoformat(x["anchor"]).timestamp() == st.fired_at for x in plans[aid])
         notes, rejected = _replay(st, list(notes), fbs[aid], START + timedelta(days=60))

@@ -28,7 +28,7 @@ def test_broker_stopped_and_restarted_mid_stream_worker_recovers_by_itself(pipel
     for e in ents:
         p.send("events.registry", F.registered(e))
     sent = []
-    for k in range(10):
+    for _k in range(10):
         for e in ents:
             ev = F.sensor(e, 3.0)
             sent.append(ev["event_id"])
@@ -42,7 +42,7 @@ def test_broker_stopped_and_restarted_mid_stream_worker_recovers_by_itself(pipel
 
     p.producer.close()
     p.producer = KafkaProducer(bootstrap_servers=p.settings.kafka_bootstrap, acks="all", linger_ms=5)
-    for k in range(10):
+    for _k in range(10):
         for e in ents:
             ev = F.sensor(e, 3.0)
             sent.append(ev["event_id"])

@@ -28,7 +28,7 @@ def test_township_surge_is_detected_through_a_group_by_repartition(pipeline):
     p.send("events.registry", F.registered("E-quiet", kind="catering", township="马村乡"))
     p.flush()
     p.wait_consumed()
-    for k in range(4):  # four hygiene complaints against each of twelve places in one township, at once
+    for _k in range(4):  # four hygiene complaints against each of twelve places in one township, at once
         for e in ents:
             p.send("events.complaint", F.complaint(e, "hygiene"))
     p.send("events.complaint", F.complaint("E-quiet", "hygiene"))

@@ -156,6 +156,7 @@ def imports(module: str) -> dict[str, int]:
         for n in names:
             target = _resolve(n)
             if target and target != module and not module.startswith(target + "."):  # a package's own __init__
+                assert isinstance(node, ast.Import | ast.ImportFrom)  # names come only from imports
                 found.setdefault(target, node.lineno)
     return found
 

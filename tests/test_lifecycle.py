@@ -13,18 +13,25 @@ import riskwatch.domain.lifecycle as lifecycle_mod
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.domain.lifecycle import (
     AlertLifecycle,
+    FeedbackOutcome,
     LifecycleError,
     Silence,
     load_lifecycle,
 )
 from riskwatch.settings import DATA_DIR
-from schemas.events import AlertStatus, Level
+from schemas.vocabulary import AlertStatus, Level
 
 CAT = load_catalog()
 LC = load_lifecycle(catalog=CAT)
 M, H = 60.0, 3600.0
 T0 = 1_800_000_000.0  # an arbitrary epoch second; the engine never reads the wall clock
 ITEM1 = ["amr", "emergency", "eco"]  # 食品生产企业: lead + cooperating
+
+
+def why(res: FeedbackOutcome) -> str:
+    """The reason of a refusal (the test fails if it was accepted)."""
+    assert res.rejected is not None, "accepted"
+    return res.rejected
 
 
 def _open(level="orange", item=1, depts=ITEM1, at=T0, score=100.0, **kw):
@@ -238,14 +245,9 @@ def test_pending_alert_upgraded_to_red_fires_at_once() -> None:
 def test_feedback_rules_non_receiver_and_not_ours() -> None:
     st, _ = _open("red")
     res = LC.on_feedback(st, "police", "acknowledged", T0 + M)
-    assert (
-        not res.accepted
-        and "police" in res.rejected
-        and "县公安局" in res.rejected
-        and "不是该预警的接收单位" in res.rejected
-    )
+    assert not res.accepted and "police" in why(res) and "县公安局" in why(res) and "不是该预警的接收单位" in why(res)
     assert LC.on_feedback(st, "nosuch", "acknowledged", T0 + M).rejected
-    assert "unknown feedback status" in LC.on_feedback(st, "amr", "done", T0 + M).rejected
+    assert "unknown feedback status" in why(LC.on_feedback(st, "amr", "done", T0 + M))
     assert not any(t.kind == "feedback" for t in st.transitions)  # refused feedback is not recorded
 
     res = LC.on_feedback(st, "eco", "not_ours", T0 + 10 * M, "无污染物排放问题")
@@ -255,7 +257,7 @@ def test_feedback_rules_non_receiver_and_not_ours() -> None:
         and "无污染物排放问题" in res.notifications[0].text_zh
     )
     assert st.responders == ["amr", "emergency"]
-    assert "not_ours" in LC.on_feedback(st, "eco", "acknowledged", T0 + 11 * M).rejected
+    assert "not_ours" in why(LC.on_feedback(st, "eco", "acknowledged", T0 + 11 * M))
     # the urging at 2 h no longer targets eco
     urge = [n for _, n in _run(st, T0, T0 + 2 * H) if n.kind == "urge"]
     assert urge[0].departments == ["amr", "emergency"]
@@ -272,7 +274,7 @@ def test_everyone_not_ours_hands_it_to_the_taskforce_which_assigns() -> None:
 
 def test_pending_alert_refuses_feedback() -> None:
     st, _ = _open("blue")
-    assert "pending" in LC.on_feedback(st, "amr", "acknowledged", T0 + M).rejected
+    assert "pending" in why(LC.on_feedback(st, "amr", "acknowledged", T0 + M))
 
 
 def test_state_is_small_and_picklable() -> None:
@@ -336,7 +338,7 @@ def test_taskforce_reassigns_after_not_ours_releasing_the_refusing_lead() -> Non
     assert rows[2][0] == "notify" and "released → amr" in rows[2][2]
     assert rows[3][0] == "notify" and "receiver_added → agri" in rows[3][2]
     # amr is no longer a receiver; agri must answer and is the one urged at its deadline
-    assert "不是该预警的接收单位" in LC.on_feedback(st, "amr", "acknowledged", at + M).rejected
+    assert "不是该预警的接收单位" in why(LC.on_feedback(st, "amr", "acknowledged", at + M))
     urge = [n for _, n in _run(st, at, at + 8 * H, step=30 * M) if n.kind == "urge"]
     assert [n.departments for n in urge] == [["agri", "eco"]]  # eco never answered either
     assert LC.on_feedback(st, "agri", "disposed", at + 9 * H, "已处置").notifications[0].kind == "resolved"
@@ -363,14 +365,14 @@ def test_reassign_refusals() -> None:
     st, _ = _open("orange", immediate=True)
     LC.on_feedback(st, "amr", "not_ours", T0 + M, "x")
     n = len(st.transitions)
-    r = LC.reassign(st, "amr", ["agri"], T0 + 2 * M, "理由").rejected
+    r = why(LC.reassign(st, "amr", ["agri"], T0 + 2 * M, "理由"))
     assert r.startswith("只有专班办公室可以改派") and "'amr'" in r
-    assert "assign_to" in LC.reassign(st, "taskforce", [], T0 + 2 * M, "理由").rejected
-    assert "unknown department" in LC.reassign(st, "taskforce", ["nosuch"], T0 + 2 * M, "理由").rejected
-    assert "理由" in LC.reassign(st, "taskforce", ["agri"], T0 + 2 * M, "  ").rejected
-    assert "已是该预警的责任部门" in LC.reassign(st, "taskforce", ["emergency"], T0 + 2 * M, "理由").rejected
+    assert "assign_to" in why(LC.reassign(st, "taskforce", [], T0 + 2 * M, "理由"))
+    assert "unknown department" in why(LC.reassign(st, "taskforce", ["nosuch"], T0 + 2 * M, "理由"))
+    assert "理由" in why(LC.reassign(st, "taskforce", ["agri"], T0 + 2 * M, "  "))
+    assert "已是该预警的责任部门" in why(LC.reassign(st, "taskforce", ["emergency"], T0 + 2 * M, "理由"))
     assert len(st.transitions) == n  # nothing recorded
     LC.on_feedback(st, "emergency", "disposed", T0 + 3 * M, "done")  # amr refused: emergency and eco remain
     LC.on_feedback(st, "eco", "disposed", T0 + 3 * M, "done")
     assert st.status == "resolved"
-    assert "不能改派" in LC.reassign(st, "taskforce", ["agri"], T0 + 4 * M, "理由").rejected
+    assert "不能改派" in why(LC.reassign(st, "taskforce", ["agri"], T0 + 4 * M, "理由"))

@@ -43,7 +43,8 @@ def _file(tmp_path: Path, text: str) -> Path:
         ),
         ("departments:\n  amr:\n    webhook:\n      - http://ok/\n      - not a url\n", 5, "URL"),
         (
-            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n        secret: ''\n",
+            "departments:\n  amr:\n    dingtalk:\n      - url: https://oapi.dingtalk.com/robot/send?access_token=t\n "
+            "       secret: ''\n",
             5,
             "signing secret",
         ),
@@ -251,9 +252,8 @@ def test_robot_adapter_answers_503_while_a_robot_stays_rate_limited(tmp_path):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
-            async with ClientSession() as c:
-                async with c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json={"alerts": []}) as r:
-                    return r.status
+            async with ClientSession() as c, c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json={"alerts": []}) as r:
+                return r.status
         finally:
             await runner.cleanup()
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -47,8 +47,9 @@ def _msgs(p, topic: str) -> list[dict]:
 
 def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pipeline, stack):
     """Firing, urging, escalation to the task-force office, a 专班改派 (the released department told
-    through its channels) and resolution of an item-8 red alert; a silenced alert is held back and its silence_expired arrives; the amr webhook answers 500
-    three times and the 企业微信 robot is rate-limited once, and still everything arrives once."""
+    through its channels) and resolution of an item-8 red alert; a silenced alert is held back and its
+    silence_expired arrives; the amr webhook answers 500 three times and the 企业微信 robot is rate-limited
+    once, and still everything arrives once."""
     p = pipeline
     p.start_worker(lifecycle_clock="event", lifecycle_tick_seconds=0.5)
     stack.fake.fail("/hook/amr", 3, 500)
@@ -159,9 +160,12 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     try:
         wait_for(lambda: counts() == (n, n, n), 30, "amr's robots and email")
     except Exception:
+        seen = [
+            (r.path, r.status, r.answer.get("errcode")) for r in stack.fake.requests if not r.path.startswith("/hook")
+        ]
         raise AssertionError(
             f"wecom, dingtalk, email: {counts()} != {n} each; requests "
-            f"{[(r.path, r.status, r.answer.get('errcode')) for r in stack.fake.requests if not r.path.startswith('/hook')]}; "
+            f"{seen}; "
             f"see {stack.robots.log_file}, {stack.am.log_file}"
         ) from None
     assert sum(1 for r in stack.fake.requests if r.path == "/hook/amr" and r.status == 500) == 3
@@ -210,7 +214,7 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
         )
     p.flush()
     p.wait_consumed()
-    now = F.datetime.now(F.timezone.utc)
+    now = datetime.now(UTC)
     for i in range(n // 4):
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import orjson
 
@@ -49,11 +50,11 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
             {"amr", "medinsure"},
         ),
     ]
-    for ent, kind, make, _ in cases:
+    for ent, kind, _make, _ in cases:
         p.send("events.registry", F.registered(ent, kind=kind))
     p.flush()
     p.wait_consumed()  # registration first: an event of an unregistered entity goes to the task force
-    for ent, kind, make, _ in cases:
+    for ent, _kind, make, _ in cases:
         made = make(ent)
         for topic, ev in made if isinstance(made, list) else [made]:  # the cold-chain rule needs a confirming reading
             p.send(topic, ev)
@@ -91,10 +92,10 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
     assert {n["entity_id"] for n in notices if n["kind"] == "dual_notification"} == {c[0] for c in cases}
 
 
-def _malformed(n: int) -> list[tuple[str, bytes | None, bytes, str]]:
+def _malformed(n: int) -> tuple[list[tuple[str, bytes | None, bytes, str]], dict[str, Any]]:
     """(topic, key, value, sort) — many sorts of bad input."""
     good = F.sensor("E-bad", 3.0)
-    sorts = []
+    sorts: list[tuple[str, bytes | None, bytes, str]] = []
     for i in range(n):
         s = i % 12
         ev = dict(F.sensor("E-bad", 3.0))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import unicodedata
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.events import Complaint
-from schemas.privacy import mask_pii
+from schemas.privacy import _ID_WEIGHTS, _USCC_CHARS, _USCC_WEIGHTS, mask_pii
 from sinks.rows import COLUMNS, complaint_row
 
 
@@ -58,23 +64,22 @@ def test_idempotent_and_empty():
 
 
 def test_complaint_rows_store_masked_text():
-    c = Complaint(event_id="c1", entity_id="unknown", occurred_at="2026-11-20T09:00:00", source="12315", channel="12315",
-                  category="food_poisoning", text="孩子吃了后呕吐，我的电话13812345678", location="舞泉镇人民路，店主电话0395-7654321")  # fmt: skip
-    row = dict(zip(COLUMNS["events_complaint"], complaint_row(c)))
+    c = Complaint(
+        event_id="c1",
+        entity_id="unknown",
+        occurred_at="2026-11-20T09:00:00",
+        source="12315",
+        channel="12315",
+        category="food_poisoning",
+        text="孩子吃了后呕吐，我的电话13812345678",
+        location="舞泉镇人民路，店主电话0395-7654321",
+    )
+    row = dict(zip(COLUMNS["events_complaint"], complaint_row(c), strict=True))
     assert row["text"] == "孩子吃了后呕吐，我的电话138****5678"
     assert row["location"] == "舞泉镇人民路，店主电话0395-*****21"
 
 
 # --- the one masking function, property-tested: personal numbers in random Chinese text ----------------------
-
-import time  # noqa: E402
-import unicodedata  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st
-
-from schemas.privacy import _ID_WEIGHTS, _USCC_CHARS, _USCC_WEIGHTS  # noqa: E402
 
 _FULL = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)})
 CJK = st.text(
@@ -115,7 +120,7 @@ def landlines(draw) -> str:
 
 
 def _id_check(s17: str) -> str:
-    return "10X98765432"[sum(int(c) * w for c, w in zip(s17, _ID_WEIGHTS)) % 11]
+    return "10X98765432"[sum(int(c) * w for c, w in zip(s17, _ID_WEIGHTS, strict=True)) % 11]
 
 
 @st.composite
@@ -168,7 +173,12 @@ PII = st.one_of(mobiles(), landlines(), id_numbers(), bank_cards(), EMAILS)
 
 
 def _uscc(body17: str) -> str:
-    return body17 + _USCC_CHARS[(31 - sum(_USCC_CHARS.index(c) * w for c, w in zip(body17, _USCC_WEIGHTS)) % 31) % 31]
+    return (
+        body17
+        + _USCC_CHARS[
+            (31 - sum(_USCC_CHARS.index(c) * w for c, w in zip(body17, _USCC_WEIGHTS, strict=True)) % 31) % 31
+        ]
+    )
 
 
 USCC = st.builds(
@@ -402,7 +412,7 @@ def test_alertmanager_alert_and_email_text_masked():
     from riskwatch.settings import Settings
 
     a = am_alert(_alert(), "amr", Settings(), load_catalog(), datetime.now(UTC))
-    for k, v in a["annotations"].items():  # `text` is the e-mail and 企业微信 application body (riskwatch.tmpl)
+    for _k, v in a["annotations"].items():  # `text` is the e-mail and 企业微信 application body (riskwatch.tmpl)
         _clean(v)
     assert a["annotations"]["link"] == "https://wb.county.test/alerts/a1"
 

@@ -82,7 +82,7 @@ def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None
     assert [(t.task_id, t.department) for t in out.tasks] == [(f"AT-{aid}", "amr")]  # the lead's on-site check
     assert p.process(_fb(1, aid, "amr", "not_ours", comment="非本局"), st, ("events.feedback", 0, 1)).rejected is None
     out = p.process(_fb(2, aid, "amr", "reassign", assign_to=["agri"], comment="理由"), st, ("events.feedback", 0, 2))
-    assert out.rejected.startswith("只有专班办公室可以改派") and not out.alerts and not out.transitions
+    assert (out.rejected or "").startswith("只有专班办公室可以改派") and not out.alerts and not out.transitions
     out = p.process(
         _fb(3, aid, "taskforce", "reassign", assign_to=["agri"], comment="属农业农村局职责", user="王五"),
         st,
@@ -104,7 +104,7 @@ def test_processor_applies_the_office_decision_and_refuses_anyone_else() -> None
     ]
     # the lead changed: its on-site check moves to agri (same task id and row key, due by agri's deadline)
     task = st.tasks[f"AT-{aid}"]
-    assert (task.department, task.due) == ("agri", a.dispose_due.timestamp())
+    assert a.dispose_due is not None and (task.department, task.due) == ("agri", a.dispose_due.timestamp())
     [row] = out.tasks
     assert (row.event_id, row.department, row.due, row.kind) == (f"AT-{aid}", "agri", a.dispose_due, "alert")
     assert row.occurred_at == a.first_seen  # the row's key (entity, time the alert fired, task id) is unchanged

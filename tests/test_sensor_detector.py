@@ -3,6 +3,7 @@
 import math
 import pickle
 import random
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,7 +72,7 @@ def test_duplicate_and_out_of_order_timestamps():
     det = SensorAnomaly()
     rng = random.Random(1)
     t = T0
-    for i in range(3000):
+    for _i in range(3000):
         t += rng.choice([300.0, 0.0, -300.0, 300.0, 86400.0])
         s, _ = det.update(20 + rng.gauss(0, 1), t)
         assert _in_unit(s)
@@ -108,7 +109,7 @@ def test_scores_are_not_saturated():
     for i in range(3000):
         det.update(rng.gauss(0, 1), T0 + 60 * i)
     s = [det.score_one(v, T0 + 60 * 3000) for v in (10.0, 100.0, 1e4, 1e8)]
-    assert all(a < b for a, b in zip(s, s[1:])), s
+    assert all(a < b for a, b in pairwise(s)), s
     assert s[-1] < 1.0
 
 

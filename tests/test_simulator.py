@@ -29,9 +29,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wuyan
 
 
 def _cfg(**kw) -> SimConfig:
-    base = dict(seed=7, days=1.5, scale=0.3, bad_rate=0.01, start=START, now=NOW)
-    base.update(kw)
-    return SimConfig(**base)
+    return SimConfig(**{"seed": 7, "days": 1.5, "scale": 0.3, "bad_rate": 0.01, "start": START, "now": NOW, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +96,7 @@ def test_registry_first_and_entities_realistic():
     counts = sim.county.counts()
     assert counts["retail_pharmacy"] == 250 and counts["catering"] == 400 and counts["special_equipment"] == 200
     first = []
-    for topic, key, value in sim.events():
+    for topic, _key, value in sim.events():
         if topic != "events.registry":
             break
         first.append(orjson.loads(value))
@@ -217,7 +215,7 @@ def test_bad_messages_fail_and_are_counted(run):
     assert set(summary["bad_by_sort"]) == set(Simulator.BAD_SORTS)
     bad_seq = {b["seq"] for b in sim.bad}
     earlier_ids = set()
-    for k, (topic, key, value) in enumerate(msgs):
+    for k, (_topic, _key, value) in enumerate(msgs):
         if k not in bad_seq:
             earlier_ids.add(orjson.loads(value)["event_id"])
     for b in sim.bad:
@@ -243,7 +241,7 @@ def test_timestamps_never_in_the_future(run):
     sim, msgs = run
     limit = min(NOW, datetime.now(UTC)).timestamp()
     prev = 0.0
-    for topic, key, value in _valid(sim, msgs):
+    for _topic, _key, value in _valid(sim, msgs):
         ts = _t(orjson.loads(value)["occurred_at"])
         assert ts <= limit
         assert ts >= prev  # time-ordered stream

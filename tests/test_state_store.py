@@ -37,7 +37,8 @@ def _changelog(s: Settings, upto: dict[int, int]) -> tuple[dict[bytes, bytes], d
 
 def _local(s: Settings) -> tuple[dict[bytes, bytes], dict[int, int]]:
     """The RocksDB files of a stopped worker: its states and persisted changelog offset per partition."""
-    states, offsets = {}, {}
+    states: dict[bytes, bytes] = {}
+    offsets: dict[int, int] = {}
     for path in sorted(Path(s.state_dir).glob("faust/*/tables/entities-*.db")):
         part = int(path.name.removesuffix(".db").rsplit("-", 1)[1])
         db = rocksdict.Rdict(
@@ -48,6 +49,7 @@ def _local(s: Settings) -> tuple[dict[bytes, bytes], dict[int, int]]:
                 if k == OFFSET_KEY:
                     offsets[part] = int(v)
                 else:
+                    assert isinstance(k, bytes)  # raw mode: keys and values are bytes
                     states[k] = v
         finally:
             db.close()
@@ -65,7 +67,7 @@ def _recovery_starts(log: Path, table: str) -> dict[int, int]:
             if not m:
                 break
             topic = topic if m[1] == "〃" else m[1]
-            if topic.endswith(f"-{table}-changelog"):
+            if topic is not None and topic.endswith(f"-{table}-changelog"):
                 starts.setdefault(int(m[2]), int(m[3]))
     return starts
 
@@ -148,7 +150,8 @@ def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(p
         lambda: (
             (
                 x := w.query(
-                    "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP BY entity_id"
+                    "SELECT entity_id, uniqExact(alert_id) AS n, count() AS rows FROM riskwatch.alerts FINAL GROUP "
+                    "BY entity_id"
                 )
             )
             and len(x) == len(ents)

@@ -95,13 +95,13 @@ def test_label_maps_cover_their_enums():
 
 
 def test_everything_is_immutable():
-    for name, m in MAPS.items():
+    for _name, m in MAPS.items():
         with pytest.raises(TypeError):
-            m["x"] = "y"  # type: ignore[index]
+            m["x"] = "y"
     for t in (LEVELS, LEVELS_DESC, ALERT_STATUSES, OPEN_STATUSES, DONE_STATUSES, V.NOTICE_KINDS):
         assert isinstance(t, tuple)
     with pytest.raises(AttributeError):
-        Level.red = "x"  # type: ignore[misc]
+        Level.red = "x"
 
 
 def test_a_notification_title_reads_the_vocabulary():

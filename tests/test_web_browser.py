@@ -83,7 +83,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
 
     # amr: inbox → alert page → 签收 with a comment
     browser_login(browser, web, "amr")
-    link = wait_text(browser, "#inbox a.alert-link", "", timeout=30, refresh=True)
+    wait_text(browser, "#inbox a.alert-link", "", timeout=30, refresh=True)
     rows = browser.find_elements(By.CSS_SELECTOR, f'#inbox tr[data-alert-id="{aid}"]')
     assert rows, "the alert is listed in amr's inbox"
     screenshot(browser, "inbox")
@@ -494,7 +494,8 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
             (
                 x := w.query(
                     f"SELECT alert_id, to_status, actor FROM riskwatch.alert_history FINAL WHERE "
-                    f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY alert_id, seq"
+                    f"alert_id IN ('{aid}', '{aid2}') AND kind = 'transfer' AND to_status != 'returned' ORDER BY "
+                    f"alert_id, seq"
                 )
             )
             and len(x) == 4

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from clickhouse_connect.driver.binding import finalize_query
 
-from schemas.events import Alert, Level
+from schemas.events import Alert
+from schemas.vocabulary import Level
 from sinks.clickhouse import INSERT_SETTINGS, make_client
 from sinks.migrations import migrate
 from sinks.query import run_read_query
@@ -114,7 +115,7 @@ def client(tmp_path_factory):
 
 def _q(client, sql: str, **params) -> list[dict]:
     cols, rows = run_read_query(client, finalize_query(sql.replace("{db}", "riskwatch"), params or None))
-    return [dict(zip(cols, r)) for r in rows]
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def test_response_times_per_department(client):

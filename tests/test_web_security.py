@@ -97,7 +97,7 @@ def raw(web, head: str, chunks=(), cookie: str = "") -> tuple[int, int]:
                 got = sock.recv(65536)
                 if got:
                     return int(got.split(b" ", 2)[1]), sent
-            except socket.timeout:
+            except TimeoutError:
                 pass
             try:
                 sock.sendall(chunk)
@@ -257,7 +257,7 @@ def test_failures_from_elsewhere_cannot_lock_a_user_out_and_the_office_unlocks(w
 def test_throttle_delay_doubles_and_is_forgotten():
     now = [0.0]
     t = LoginThrottle(None, clock=lambda: now[0])
-    for n in range(5):
+    for _n in range(5):
         assert t.wait("u", "1.2.3.4") == 0
         t.failure("u", "1.2.3.4")
     waits = []
@@ -355,7 +355,8 @@ def test_attachment_is_authorised_by_the_alert_it_was_uploaded_to(web, store):
     _exec(
         store,
         "INSERT INTO riskwatch.alert_history (alert_id, at, from_status, to_status, actor, comment, seq, kind) "
-        f"VALUES ('A-police-1', now64(3), 'firing', 'disposing', 'police/李四', '处置中(见 附件 sha256:{sha})', 1, 'feedback')",
+        f"VALUES ('A-police-1', now64(3), 'firing', 'disposing', 'police/李四', '处置中(见 附件 sha256:{sha})', 1, "
+        f"'feedback')",
     )
     assert police.get(f"/attachments/{sha}").status_code == 403
     assert client(web, "10.0.9.3", "taskforce").get(f"/attachments/{sha}").content == pdf  # the office sees every alert

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -84,13 +85,14 @@ def start_web(settings: Settings, tmp: Path, accounts=ACCOUNTS) -> Web:
 
 def _spawn(s: Settings, log: Path, url: str) -> subprocess.Popen:
     env = {**os.environ, **settings_env(s), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
-        env=env,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -177,12 +179,13 @@ def serve_store(path: str, port: int) -> None:
     entry of ``STORE_ALERTS``, answering the worker's ``POST /query`` (read-only, as the worker does)
     and, for the tests only, ``POST /exec`` (a write, e.g. a dead letter)."""
     import threading
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import orjson
 
-    from schemas.events import Alert, Contribution, Level
+    from schemas.events import Alert, Contribution
+    from schemas.vocabulary import Level
     from sinks.clickhouse import INSERT_SETTINGS, make_client
     from sinks.migrations import migrate
     from sinks.query import execute_readonly
@@ -190,7 +193,7 @@ def serve_store(path: str, port: int) -> None:
 
     client = make_client(f"chdb://{path}")
     migrate(client, "riskwatch")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
         alert_row(
             Alert(
@@ -260,13 +263,14 @@ def start_store(tmp: Path) -> tuple[subprocess.Popen, int]:
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", f"from tests.webtools import serve_store; serve_store({str(tmp / 'ch')!r}, {port})"],
-        env=env,
-        stdout=open(tmp / "store.log", "ab"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    with open(tmp / "store.log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"from tests.webtools import serve_store; serve_store({str(tmp / 'ch')!r}, {port})"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
     def up() -> bool:
         if proc.poll() is not None:

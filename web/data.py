@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -24,6 +24,9 @@ from clickhouse_connect.driver.binding import finalize_query
 
 from riskwatch.settings import Settings
 from sinks.query_token import auth_headers
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 
 class StoreDown(RuntimeError):
@@ -36,7 +39,7 @@ class Reader:
         self.db = settings.clickhouse_database
         self.embedded = settings.clickhouse_url.startswith("chdb://")
         self._session: aiohttp.ClientSession | None = None
-        self._client = None
+        self._client: Client | None = None  # the embedded store's client (chdb://), opened on first use
         self._cache: dict[tuple, tuple[float, list[dict]]] = {}
 
     async def close(self) -> None:
@@ -84,7 +87,7 @@ class Reader:
         if "error" in body:
             raise StoreDown(f"查询失败:{body['error']}")
         cols = body["columns"]
-        return [dict(zip(cols, row)) for row in body["rows"]]
+        return [dict(zip(cols, row, strict=True)) for row in body["rows"]]
 
     def _direct(self, sql: str) -> list[dict]:
         from sinks.clickhouse import make_client
@@ -97,7 +100,7 @@ class Reader:
         except Exception as e:  # noqa: BLE001 — any driver error means the store is unavailable
             self._client = None
             raise StoreDown(f"ClickHouse 无响应:{type(e).__name__}。请稍后重试或联系运维") from None
-        return [dict(zip(cols, r)) for r in rows]
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def ts(v: Any) -> datetime | None:
@@ -111,3 +114,11 @@ def ts(v: Any) -> datetime | None:
         return datetime.fromisoformat(s)
     except ValueError:
         return None
+
+
+def when(v: Any) -> datetime:
+    """:func:`ts` of a time every row has (an alert's first_seen): a row without it is an error."""
+    t = ts(v)
+    if t is None:
+        raise ValueError(f"not a time: {v!r}")
+    return t

@@ -53,13 +53,13 @@ class Ctx:
     reader: Reader
     producer: Producer
     templates: Jinja2Templates
+    sessions: SessionStore  # server-side sessions (web/sessions.py)
+    records: Records  # who submitted which event, which alert an attachment belongs to
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     started: float = field(default_factory=time.time)
     credit: Any = None  # fusion credit config (half_life_days, tiers)
     rules: Any = None  # threshold rules (limits drawn on the evidence chart)
     transfer: Any = None  # case-transfer policy (lifecycle.yaml transfer: accept_hours)
-    sessions: SessionStore | None = None  # server-side sessions (web/sessions.py)
-    records: Records | None = None  # who submitted which event, which alert an attachment belongs to
 
 
 class PageError(Exception):
@@ -85,7 +85,7 @@ def session_of(request: Request) -> tuple[Session | None, User | None]:
     if cached is not None:
         return cached
     c = ctx(request)
-    sess = c.sessions.get(request.session.get("sid", "")) if c.sessions is not None else None
+    sess = c.sessions.get(request.session.get("sid", ""))
     u = c.users.get(sess.username) if sess is not None else None
     if sess is not None and (u is None or u.disabled or u.generation != sess.generation):
         c.sessions.revoke(sess.sid)
@@ -129,7 +129,7 @@ def csrf_token(request: Request) -> str:
 def csrf_ok(request: Request, sent: object) -> bool:
     sess, _ = session_of(request)
     tok = sess.csrf if sess is not None else request.session.get("csrf")
-    return bool(tok) and isinstance(sent, str) and secrets.compare_digest(sent, tok)
+    return isinstance(tok, str) and bool(tok) and isinstance(sent, str) and secrets.compare_digest(sent, tok)
 
 
 CSRF_REFUSED = ("表单已失效", "表单校验失败(缺少或过期的 CSRF 令牌)。请刷新页面后重新提交;本次操作未提交。")

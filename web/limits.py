@@ -8,9 +8,10 @@ whatever is reading it, so the form parser stops there. Two limits: attachment u
 of form fields) and everything else (``workbench_max_form_bytes``, 64 KiB: the largest form is a
 few KB of text).
 
->>> BodyLimit(None, form_bytes=65536, upload_bytes=1 << 20).limit_for("POST", "/alerts/A1/feedback", "multipart/form-data; b=x")
+>>> lim = BodyLimit(None, form_bytes=65536, upload_bytes=1 << 20)
+>>> lim.limit_for("POST", "/alerts/A1/feedback", "multipart/form-data; b=x")
 1114112
->>> BodyLimit(None, form_bytes=65536, upload_bytes=1 << 20).limit_for("POST", "/login", "multipart/form-data; b=x")
+>>> lim.limit_for("POST", "/login", "multipart/form-data; b=x")
 65536
 """
 

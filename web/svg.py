@@ -10,6 +10,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 
@@ -37,14 +38,14 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def line_chart(
-    series: dict[str, list[tuple[datetime, float]]],
+    series: Mapping[str, Sequence[tuple[datetime | None, float | None]]],
     *,
     width: int = 640,
     height: int = 220,
     marker: datetime | None = None,
     marker_label: str = "触发",
     y_label: str = "",
-    bands: list[tuple[float, float, str]] = (),
+    bands: Sequence[tuple[float, float, str]] = (),
     limits: dict[float, str] | None = None,
     y_range: tuple[float, float] | None = None,
     step: bool = False,
@@ -125,15 +126,12 @@ def line_chart(
             f'text-anchor="{"end" if right_half else "start"}">{escape(marker_label)}</text>'
         )
     lx = left
-    for i, (name, s) in enumerate(series.items()):
+    for i, (name, points) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
-        s = sorted((t.timestamp(), v) for t, v in s if t is not None and v is not None)
+        s = sorted((t.timestamp(), v) for t, v in points if t is not None and v is not None)
         if not s:
             continue
-        if step:
-            s_pts = [p for i, (t, v) in enumerate(s) for p in ([(t, s[i - 1][1])] if i else []) + [(t, v)]]
-        else:
-            s_pts = s
+        s_pts = _steps(s) if step else s
         path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s_pts)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
         if len(s) <= 60:
@@ -146,3 +144,8 @@ def line_chart(
         lx += 30 + 13 * len(name)
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _steps(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A step line through ``pts``: each value holds until the next point's time."""
+    return [p for i, (t, v) in enumerate(pts) for p in ([(t, pts[i - 1][1])] if i else []) + [(t, v)]]

@@ -6,21 +6,24 @@ shown as recorded, never dropped.
 
 >>> from riskwatch.domain.catalog import load_catalog
 >>> cat = load_catalog()
->>> describe({"kind": "notify", "comment": "firing → amr,emergency", "from_status": "firing", "to_status": "firing"}, cat)
+>>> def row(kind, comment, from_status="", to_status=""):  # an alert_history row's coded fields
+...     return {"kind": kind, "comment": comment, "from_status": from_status, "to_status": to_status}
+>>> describe(row("notify", "firing → amr,emergency", "firing", "firing"), cat)
 '发布 → 县市场监管局、县应急管理局'
->>> describe({"kind": "feedback", "comment": "acknowledged(已签收) 已安排核查", "from_status": "firing", "to_status": "firing"}, cat)
+>>> describe(row("feedback", "acknowledged(已签收) 已安排核查", "firing", "firing"), cat)
 '已签收:已安排核查'
->>> describe({"kind": "feedback", "comment": "reassign(专班改派) → agri:属农业农村局职责", "from_status": "", "to_status": ""}, cat)
+>>> describe(row("feedback", "reassign(专班改派) → agri:属农业农村局职责"), cat)
 '专班改派 → 县农业农村局:属农业农村局职责'
->>> describe({"kind": "notify", "comment": "released → amr", "from_status": "firing", "to_status": "firing"}, cat)
+>>> describe(row("notify", "released → amr", "firing", "firing"), cat)
 '改派释放 → 县市场监管局'
->>> describe({"kind": "receivers", "comment": "+agri -amr", "from_status": "", "to_status": ""}, cat)
+>>> describe(row("receivers", "+agri -amr"), cat)
 '增加 县农业农村局;解除 县市场监管局'
->>> describe({"kind": "reminder", "comment": "ack urge #1: amr", "from_status": "", "to_status": ""}, cat)
+>>> describe(row("reminder", "ack urge #1: amr"), cat)
 '超过签收时限,督促(第1次) → 县市场监管局'
->>> describe({"kind": "transfer", "comment": "案件移送 → police,justice:检查发现D05;证据包 sha256:ab12", "from_status": "firing", "to_status": "transferred"}, cat)
+>>> describe(row("transfer", "案件移送 → police,justice:检查发现D05;证据包 sha256:ab12", "firing", "transferred"), cat)
 '案件移送 → 县公安局、县司法局:检查发现D05;证据包 sha256:ab12'
->>> describe({"kind": "transfer", "comment": "退回牵头单位 amr\uff08县市场监管局\uff09\uff0c理由:未达立案标准", "from_status": "declined", "to_status": "returned"}, cat)
+>>> declined = "退回牵头单位 amr\uff08县市场监管局\uff09\uff0c理由:未达立案标准"  # full-width, as typed
+>>> describe(row("transfer", declined, "declined", "returned"), cat)
 '退回牵头单位 县市场监管局,理由:未达立案标准'
 >>> signal_zh("sensor.cold_chain_temp"), signal_zh("complaint.hygiene"), signal_zh("x.y")
 ('冷链温度', '投诉:卫生状况', 'x.y')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -25,7 +26,7 @@ def _settings():
     return load_settings()
 
 
-def _fail(cmd: str, e: Exception) -> None:
+def _fail(cmd: str, e: Exception | str) -> NoReturn:
     raise SystemExit(f"riskwatch {cmd}: {e}")
 
 

@@ -55,7 +55,7 @@ def start(
     try:
         print(CityLink(_settings()).start(log=_err, mirror=not bridge_only))
     except (CityLinkError, OSError) as e:
-        raise SystemExit(f"riskwatch city-link start: {e}")
+        raise SystemExit(f"riskwatch city-link start: {e}") from None
 
 
 @app.command("stop")
@@ -104,4 +104,4 @@ def bench(
         raise SystemExit(
             f"riskwatch city-link bench: {str(e).splitlines()[0]} "
             "(logs under var/citylink-bench/; rerun when the machine is quieter)"
-        )
+        ) from None

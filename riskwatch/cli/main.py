@@ -39,7 +39,7 @@ def kafka_start() -> None:
     try:
         print(Broker(_settings()).start(log=lambda m: print(m, file=sys.stderr)))
     except BrokerError as e:
-        raise SystemExit(f"riskwatch kafka start: {e}")
+        raise SystemExit(f"riskwatch kafka start: {e}") from None
 
 
 @kafka_app.command("stop")
@@ -147,20 +147,20 @@ def query(sql: str = typer.Argument(..., help="One read-only statement (SELECT/W
             raise SystemExit(
                 f"riskwatch query: cannot open ClickHouse at {where}: {engine_error_line(e)}"
                 + (f" ({note}; set RISKWATCH_WEB_PORT to the worker's port if one runs)" if note else "")
-            )
+            ) from None
         try:
             cols, data = run_read_query(client, sql)
         finally:
             client.close()
         print(format_table(cols, data))
     except QueryRefused as e:
-        raise SystemExit(f"riskwatch query: refused: {e}")
+        raise SystemExit(f"riskwatch query: refused: {e}") from None
     except QueryFailed as e:
-        raise SystemExit(f"riskwatch query: {e}")
+        raise SystemExit(f"riskwatch query: {e}") from None
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - ClickHouse's errors as one line, no traceback
-        raise SystemExit(f"riskwatch query: {engine_error_line(e)}")
+        raise SystemExit(f"riskwatch query: {engine_error_line(e)}") from None
 
 
 @app.command("settings")
@@ -191,7 +191,7 @@ def demo(
     try:
         code = run_demo(_settings(), duration=duration, scale=scale, seed=seed, rate=rate, fresh=fresh)
     except (BrokerError, DemoError) as e:
-        raise SystemExit(f"riskwatch demo: {e}")
+        raise SystemExit(f"riskwatch demo: {e}") from None
     raise SystemExit(code)
 
 

@@ -42,7 +42,7 @@ def run(loglevel: str = typer.Option("info", help="error|warning|info|debug")) -
         raise SystemExit(
             f"riskwatch notify run: cannot serve /metrics on {s.notify_host}:{s.notify_port} ({e}); "
             "set RISKWATCH_NOTIFY_PORT"
-        )
+        ) from None
 
 
 @app.command("robots")
@@ -60,7 +60,7 @@ def robots(loglevel: str = typer.Option("info", help="error|warning|info|debug")
     try:
         receivers = load_receivers(s.receivers_path, load_catalog(s.catalog_path))
     except ReceiversError as e:
-        raise SystemExit(f"riskwatch notify robots: {e}")
+        raise SystemExit(f"riskwatch notify robots: {e}") from None
     serve(receivers, s.notify_host, s.robot_port)
 
 
@@ -75,7 +75,7 @@ def start() -> None:
         for svc in (robots_svc(s), bridge(s)):
             print(svc.start(log=lambda m: print(m, file=sys.stderr)))
     except ServiceError as e:
-        raise SystemExit(f"riskwatch notify start: {e}")
+        raise SystemExit(f"riskwatch notify start: {e}") from None
 
 
 @app.command("stop")

@@ -42,7 +42,7 @@ def _catalog(path: Path | None):
     try:
         return load_catalog(path)
     except CatalogError as e:
-        raise SystemExit(str(e))
+        raise SystemExit(str(e)) from None
 
 
 @route_app.command("test")
@@ -74,7 +74,7 @@ def route_test(
     try:
         router = load_routing(routing, catalog=cat)
     except RoutingError as e:
-        raise SystemExit(str(e))
+        raise SystemExit(str(e)) from None
     item_id: int | None = None
     if item is not None:
         by_code = {i.code: i.id for i in cat.items_list}
@@ -200,9 +200,12 @@ def plan_spot_checks(
                 SpotEntity(e.entity_id, e.kind, e.township, planner.tier_for(e.entity_id), e.name)
                 for e in county.entities
             ]
-            origin = f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; 信用等级按默认比例确定性分配 tiers assigned deterministically)"
+            origin = (
+                f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
+                "信用等级按默认比例确定性分配 tiers assigned deterministically)"
+            )
     except PlanningError as e:
-        raise SystemExit(f"riskwatch plan spot-checks: {e}")
+        raise SystemExit(f"riskwatch plan spot-checks: {e}") from None
     checks = planner.draw(ents, month, seed)
     rows = planner.summary(ents, checks)
 

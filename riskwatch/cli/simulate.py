@@ -111,7 +111,8 @@ class KafkaSink:
         except (KafkaError, OSError, ValueError) as e:
             raise SystemExit(
                 f"riskwatch simulate: cannot reach Kafka at {bootstrap} ({type(e).__name__}: {e}).\n"
-                "Start a broker (riskwatch kafka start), set --bootstrap / RISKWATCH_KAFKA_BOOTSTRAP, or use --out FILE / --no-kafka."
+                "Start a broker (riskwatch kafka start), set --bootstrap / RISKWATCH_KAFKA_BOOTSTRAP, "
+                "or use --out FILE / --no-kafka."
             ) from None
         missing = [t for t in topics if t not in existing]
         if missing:
@@ -251,13 +252,15 @@ def run(
         "--gateway-batch",
         min=0,
         max=500,
-        help="Send sensor readings as gateway batches of K readings of one entity (kind sensor_batch); 0 = one reading per message",
+        help="Send sensor readings as gateway batches of K readings of one entity (kind sensor_batch); "
+        "0 = one reading per message",
     ),
     gateway_hold: float = typer.Option(
         30.0,
         "--gateway-hold-minutes",
         min=0.1,
-        help="With --gateway-batch: a gateway uploads a shorter batch once its oldest reading waited this long (simulated minutes)",
+        help="With --gateway-batch: a gateway uploads a shorter batch once its oldest reading waited this long "
+        "(simulated minutes)",
     ),
 ) -> None:
     """Generate the county's events (as fast as possible by default) and send them to Kafka."""
@@ -520,7 +523,8 @@ def departments(
 ) -> None:
     """Play the departments: read alerts.all, answer on events.feedback (签收, 处置, 非本部门职责, late or never).
 
-    Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of lifecycle.yaml).
+    Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of
+    lifecycle.yaml).
     Prints the counts as one JSON object on stdout at the end.
     """
     import signal as _signal

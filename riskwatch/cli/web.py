@@ -51,7 +51,7 @@ def users_add(
             departments=tuple(load_catalog(s.catalog_path).departments),
         )
     except UserError as e:
-        raise SystemExit(f"riskwatch users add: {e}")
+        raise SystemExit(f"riskwatch users add: {e}") from None
     print(f"added {u.username} ({u.name}, {u.role}{', ' + u.dept if u.dept else ''})")
     if password is None:
         print(f"password (shown once): {pw}")
@@ -77,7 +77,7 @@ def users_disable(username: str = typer.Argument(...)) -> None:
     try:
         store.set_disabled(username, True)  # deletes the account's server-side sessions too
     except UserError as e:
-        raise SystemExit(f"riskwatch users disable: {e}")
+        raise SystemExit(f"riskwatch users disable: {e}") from None
     print(f"disabled {username}; its sessions have ended")
 
 
@@ -140,7 +140,7 @@ def web_start() -> None:
     try:
         print(WebServer(load_settings()).start(log=lambda m: print(m, file=sys.stderr)))
     except WebError as e:
-        raise SystemExit(f"riskwatch web start: {e}")
+        raise SystemExit(f"riskwatch web start: {e}") from None
 
 
 @web_app.command("stop")

@@ -203,9 +203,7 @@ class Silence:
             return False
         if self.item_id is not None and self.item_id != st.item_id:
             return False
-        if self.rule is not None and not fnmatch.fnmatchcase(st.rule, self.rule):
-            return False
-        return True
+        return self.rule is None or fnmatch.fnmatchcase(st.rule, self.rule)
 
 
 @dataclass(slots=True)
@@ -280,7 +278,11 @@ class Lifecycle:
         self.catalog = catalog
         self.taskforce = catalog.taskforce_office
         codes = {i.code: i.id for i in catalog.items_list}
-        self._item_deadlines: dict[int, dict[str, Deadline]] = {}
+        # the policy's per-level tables, looked up by an alert's level code
+        self._deadlines: dict[str, Deadline] = {lv: d for lv, d in policy.deadlines.items()}
+        self._pending_minutes: dict[str, float] = {lv: m for lv, m in policy.pending_minutes.items()}
+        self._reminder_minutes: dict[str, float] = {lv: m for lv, m in policy.reminders.base_minutes.items()}
+        self._item_deadlines: dict[int | None, dict[str, Deadline]] = {}
         for key, per_level in policy.item_deadlines.items():
             iid = key if isinstance(key, int) else codes.get(key)
             if iid is None or iid not in catalog.items:
@@ -288,16 +290,20 @@ class Lifecycle:
                     f"item_deadlines: unknown item {key!r}; known ids {sorted(catalog.items)} "
                     f"or codes {', '.join(sorted(codes))}"
                 )
-            self._item_deadlines[iid] = dict(per_level)
+            self._item_deadlines[iid] = {lv: d for lv, d in per_level.items()}
 
     # --- policy lookups -----------------------------------------------------------------------
     def deadline(self, item_id: int | None, level: str) -> Deadline:
-        return self._item_deadlines.get(item_id, {}).get(level) or self.policy.deadlines[level]
+        return self._item_deadlines.get(item_id, {}).get(level) or self._deadlines[level]
+
+    def pending_minutes(self, level: str) -> float:
+        """How long an alert of ``level`` stays pending before it fires (unless it is immediate)."""
+        return self._pending_minutes[level]
 
     def reminder_interval(self, level: str, sent: int) -> float:
         """Seconds until the next reminder after ``sent`` (>= 1) reminders."""
         r = self.policy.reminders
-        minutes = min(r.base_minutes[level] * r.factor ** (sent - 1), r.max_minutes)
+        minutes = min(self._reminder_minutes[level] * r.factor ** (sent - 1), r.max_minutes)
         return minutes * 60.0
 
     # --- entry points -------------------------------------------------------------------------
@@ -357,7 +363,8 @@ class Lifecycle:
         silences: Iterable[Silence] = (),
     ) -> list[Notification]:
         """A new evaluation of the alert's condition (score 0–100, optionally a new level/receivers)."""
-        at, silences, out = _ts(at), list(silences), []
+        at, silences = _ts(at), list(silences)
+        out: list[Notification] = []
         if st.status == "closed":
             return out
         self._refresh_silence(st, at, out, silences)
@@ -404,7 +411,8 @@ class Lifecycle:
 
     def tick(self, st: AlertLifecycle, now: float | datetime, silences: Iterable[Silence] = ()) -> list[Notification]:
         """Due actions at ``now``: firing after the pending period, urging, escalation, stability, closing."""
-        now, silences, out = _ts(now), list(silences), []
+        now, silences = _ts(now), list(silences)
+        out: list[Notification] = []
         if st.status == "closed":
             return out
         self._refresh_silence(st, now, out, silences)
@@ -412,7 +420,7 @@ class Lifecycle:
         # replayed after a crash (later, on another clock) writes the same audit-chain rows.
         if st.status == "pending":
             if st.active:
-                wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
+                wait = 0.0 if st.immediate else self._pending_minutes[st.level] * 60
                 self._maybe_fire(st, min(now, st.pending_since + wait), out, silences)
             return out
         self._check_stable(st, now, out, silences)
@@ -536,10 +544,13 @@ class Lifecycle:
         >>> st, _ = lc.open("a1", "E1", "rule.x", 1, "orange", ["amr", "emergency"], at=0.0, immediate=True)
         >>> _ = lc.on_feedback(st, "amr", "not_ours", 60.0, "不属本局")
         >>> res = lc.reassign(st, "taskforce", ["agri"], 120.0, "属农业农村局职责", user="王五")
-        >>> st.departments, [(n.kind, n.departments) for n in res.notifications], st.transitions[-4].actor
+        >>> notices = [(n.kind, n.departments) for n in res.notifications]
+        >>> st.departments, notices, st.transitions[-4].actor
         (['agri', 'emergency'], [('released', ['amr']), ('receiver_added', ['agri'])], 'taskforce/王五')
-        >>> print(res.notifications[0].text_zh)
-        【橙色预警·专班改派】E1:rule.x(预警编号 a1):经专班办公室研判,已改由县农业农村局负责(理由:属农业农村局职责),县市场监管局无需继续处置。
+        >>> print(res.notifications[0].text_zh.replace(",", ",\\n"))  # one clause a line
+        【橙色预警·专班改派】E1:rule.x(预警编号 a1):经专班办公室研判,
+        已改由县农业农村局负责(理由:属农业农村局职责),
+        县市场监管局无需继续处置。
         >>> lc.reassign(st, "amr", ["police"], 180.0, "x").rejected.split("(")[0]
         '只有专班办公室可以改派责任部门'
         """
@@ -598,7 +609,7 @@ class Lifecycle:
             " ".join([f"+{','.join(new)}", *([f"-{','.join(released)}"] if released else [])]),
         )
         self._start_timers(st, at)  # the new department's 签收/处置 deadlines start now
-        d = self.deadline(st.item_id, st.level)
+        dl = self.deadline(st.item_id, st.level)
         head = f"【{Level(st.level).zh}预警·专班改派】{self._desc(st)}:经专班办公室研判,"
         who = f"{'、'.join(self._dname(x) for x in new)}负责(理由:{reason.strip()})"
         # released first: the alert's latest revision (its headline in the workbench) is then who is
@@ -619,7 +630,7 @@ class Lifecycle:
             at,
             "receiver_added",
             new,
-            f"{head}由{who}。请于{_h(d.ack_hours)}内签收、{_h(d.dispose_hours)}内反馈处置结果。",
+            f"{head}由{who}。请于{_h(dl.ack_hours)}内签收、{_h(dl.dispose_hours)}内反馈处置结果。",
             silences,
         )
         return res
@@ -634,7 +645,8 @@ class Lifecycle:
         silences: Iterable[Silence] = (),
     ) -> list[Notification]:
         """The task-force office assigns a department (e.g. after a not_ours); it must respond too."""
-        at, out = _ts(at), []
+        at = _ts(at)
+        out: list[Notification] = []
         if dept not in self.catalog.departments:
             raise ValueError(f"unknown department code {dept!r}")
         self._add_receivers(st, [dept], at, actor, out, list(silences), comment)
@@ -648,7 +660,8 @@ class Lifecycle:
         self, st: AlertLifecycle, to: Sequence[str], at: float | datetime, reasons: str, evidence_hash: str
     ) -> list[Notification]:
         """Transfer the case (案件移送) to ``to`` (police first): recorded, and told to them now."""
-        at, out = _ts(at), []
+        at = _ts(at)
+        out: list[Notification] = []
         new = [d for d in to if d not in st.transfer_to]
         if not new:
             return out
@@ -686,7 +699,13 @@ class Lifecycle:
         return out
 
     def on_transfer_feedback(
-        self, st: AlertLifecycle, dept: str, status: str, at: float | datetime, comment: str = "", user: str = ""
+        self,
+        st: AlertLifecycle,
+        dept: str,
+        status: str,
+        at: float | datetime,
+        comment: str = "",
+        user: str = "",
     ) -> FeedbackOutcome:
         """The transfer's receiver accepts (受理) or declines (不予受理, with a reason): a decline
         returns the case to the lead department, told with the reason. The actor recorded is
@@ -696,7 +715,8 @@ class Lifecycle:
         if dept not in st.transfer_to:
             res.rejected = (
                 f"部门 {dept}({self._dname(dept)})不是该案件的移送对象"
-                f"(not a case-transfer receiver of alert {st.alert_id}; receivers: {', '.join(st.transfer_to) or 'none'})"
+                f"(not a case-transfer receiver of alert {st.alert_id}; "
+                f"receivers: {', '.join(st.transfer_to) or 'none'})"
             )
             return res
         if st.transfer_status not in ("transferred",):
@@ -821,7 +841,7 @@ class Lifecycle:
         )
 
     def _maybe_fire(self, st, at, out, silences) -> None:
-        wait = 0.0 if st.immediate else self.policy.pending_minutes[st.level] * 60
+        wait = 0.0 if st.immediate else self._pending_minutes[st.level] * 60
         if at < st.pending_since + wait:
             return
         self._set(st, at, "firing", "detector", f"待定期 {wait / 60:g} 分钟已满" if wait else "立即发出")
@@ -1025,12 +1045,14 @@ def setstate_with_defaults(obj, state) -> None:
     if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)):
         state = {**(state[0] or {}), **(state[1] or {})}  # object's default: (dict, slots)
     if not isinstance(state, dict):
-        state = {f.name: v for f, v in zip(fields(obj), state)}
+        state = {f.name: v for f, v in zip(fields(obj), state, strict=False)}  # an older version: fewer fields
     for f in fields(obj):
         if f.name in state:
             v = state[f.name]
+        elif f.default_factory is not MISSING:
+            v = f.default_factory()
         else:
-            v = f.default_factory() if f.default_factory is not MISSING else f.default
+            v = f.default
         object.__setattr__(obj, f.name, v)
 
 

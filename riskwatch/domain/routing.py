@@ -147,9 +147,7 @@ class Router:
             return False
         if m.township is not None and township not in m.township:
             return False
-        if m.entity_kind is not None and entity_kind not in m.entity_kind:
-            return False
-        return True
+        return m.entity_kind is None or entity_kind in m.entity_kind
 
     def route(self, item_id: int | None, entity_kind: str, level: str, township: str = "") -> RouteDecision:
         """Who receives an alert of ``level`` on an entity of ``entity_kind`` under ``item_id``.

@@ -63,10 +63,12 @@ SUMMARY_SQL = {
     "部门反馈 department feedback (alert_history kind='feedback')": """
         SELECT actor AS department, count() AS feedback, countIf(comment LIKE 'acknowledged%') AS acknowledged,
                countIf(comment LIKE 'disposed%') AS disposed, countIf(comment LIKE 'not_ours%') AS not_ours
-        FROM riskwatch.alert_history FINAL WHERE kind = 'feedback' GROUP BY department ORDER BY feedback DESC LIMIT 8""",
+        FROM riskwatch.alert_history FINAL WHERE kind = 'feedback'
+        GROUP BY department ORDER BY feedback DESC LIMIT 8""",
     "联合检查 joint inspections": """
         SELECT count() AS plans, countIf(has(sources, 'alert')) AS with_alert_followup,
-               countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
+               countIf(has(sources, 'spot_check')) AS with_spot_check,
+               round(avg(length(departments)), 2) AS avg_departments
         FROM riskwatch.inspection_plans FINAL""",
     "死信 dead letters by topic (first reason)": """
         SELECT topic, count() AS messages, sum(length(indexes)) AS bad_batch_readings,
@@ -78,7 +80,7 @@ SUMMARY_SQL = {
 }
 
 
-def _show(title: str, rows: list[dict]) -> None:
+def _show(title: str, rows: list[dict] | None) -> None:
     t = Table(title=title, show_lines=False)
     if not rows:
         console.print(f"[bold]{title}[/]: (none)")
@@ -91,7 +93,8 @@ def _show(title: str, rows: list[dict]) -> None:
 
 
 LIFECYCLE_SQL = """
-    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor, substringUTF8(comment, 1, 60) AS comment
+    SELECT seq, formatDateTime(at, '%m-%d %H:%i') AS at, kind, from_status, to_status, actor,
+           substringUTF8(comment, 1, 60) AS comment
     FROM riskwatch.alert_history FINAL
     WHERE alert_id = (SELECT alert_id FROM riskwatch.alert_history FINAL GROUP BY alert_id
                       ORDER BY countIf(kind = 'feedback') > 0 AND countIf(kind = 'reminder') > 0 DESC,
@@ -105,8 +108,10 @@ def _count_events(worker) -> int:
         r["n"]
         for r in worker.query(
             "SELECT count() AS n FROM riskwatch.events_sensor UNION ALL SELECT count() FROM riskwatch.events_video "
-            "UNION ALL SELECT count() FROM riskwatch.events_complaint UNION ALL SELECT count() FROM riskwatch.events_inspection "
-            "UNION ALL SELECT count() FROM riskwatch.events_registry UNION ALL SELECT count() FROM riskwatch.events_feedback"
+            "UNION ALL SELECT count() FROM riskwatch.events_complaint "
+            "UNION ALL SELECT count() FROM riskwatch.events_inspection "
+            "UNION ALL SELECT count() FROM riskwatch.events_registry "
+            "UNION ALL SELECT count() FROM riskwatch.events_feedback"
         )
     )
 
@@ -242,7 +247,7 @@ def run_demo(
             console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
             return sim.returncode
         topics = [settings.topic(t) for t in T.INPUT_TOPICS]
-        last = [None]
+        last: list[int | None] = [None]
 
         def caught_up() -> bool:
             lag = consumer_lag(settings, topics)
@@ -264,7 +269,7 @@ def run_demo(
             what="the last alerts to be published",
             interval=1.0,
         )
-        time.sleep(5)  # noqa: the player polls alerts.all every 0.25 s; give it the last ones (demo pacing, not sync)
+        time.sleep(5)  # the player polls alerts.all every 0.25 s; give it the last ones (demo pacing, not sync)
         depts.terminate()
         out, _ = depts.communicate(timeout=120)
         _print_departments(console, out)
@@ -342,7 +347,8 @@ def run_demo(
         "  riskwatch worker                      # keep the pipeline running (Ctrl-C to stop)\n"
         "  riskwatch eval nab --data ../shared/data/nab/data --out var/nab\n"
         "  riskwatch kafka stop                  # stop the local broker\n"
-        "  riskwatch alertmanager start && riskwatch notify start   # deliver notifications (receivers: riskwatch/data/receivers.yaml)\n"
+        "  riskwatch alertmanager start && riskwatch notify start   # deliver notifications "
+        "(receivers: riskwatch/data/receivers.yaml)\n"
         "  kafka consumer for one department:    see README, 'Who connects, and how'"
     )
     return 0
@@ -369,7 +375,7 @@ def _start_workbench(settings: Settings, web: WebServer, worker: WorkerProcess) 
             pw = store.reset_password(username)
         rows.append((username, name, pw))
     web.dir.mkdir(parents=True, exist_ok=True)
-    web.worker_pid_file.write_text(str(worker.proc.pid))
+    web.worker_pid_file.write_text(str(worker.pid))
     try:
         console.print(web.start(log=console.print))
     except WebError as e:
@@ -428,7 +434,10 @@ def _live_incident(settings: Settings, worker) -> str:
         producer.flush(timeout=30)
     finally:
         producer.close()
-    return f"live incident: boiler {device} of {entity} at 1.38 MPa (rated 1.25) now: a red alert left open for the workbench"
+    return (
+        f"live incident: boiler {device} of {entity} at 1.38 MPa (rated 1.25) now: "
+        "a red alert left open for the workbench"
+    )
 
 
 def _print_departments(console, out: str) -> None:

@@ -21,14 +21,13 @@ from riskwatch.tools.simulator import SimConfig, generate
 from schemas.events import (
     EVENT_MODELS,
     Alert,
-    AlertStatus,
     Contribution,
     DisposalFeedback,
     EntityEvent,
     InspectionResult,
-    Level,
     Violation,
 )
+from schemas.vocabulary import AlertStatus, Level
 from sinks import migrations, migrations_mv
 from sinks.clickhouse import make_client
 from sinks.rows import alert_history_row, alert_row, dead_letter_row, event_rows, registry_row, risk_score_row

@@ -14,8 +14,6 @@ detections, complaints or inspection behind it, as the entity has them now, and 
 
 from __future__ import annotations
 
-from typing import Any
-
 from detectors.rules import Hit, RuleSet
 from schemas.events import Complaint, Contribution, Event, InspectionResult, SensorReading, VideoDetection
 from streams.engine import evidence as E
@@ -33,7 +31,7 @@ def open_bundle(
 ) -> E.Draft:
     """The evidence bundle of a new alert: what the entity has on it now."""
     t = ev.occurred_at.timestamp()
-    items: list[dict[str, Any]] = []
+    items: list[E.Item] = []
     after_s, key = 0.0, ""
     if isinstance(ev, SensorReading):
         w = rules.evidence_window(ev.channel)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from detectors.fusion import FusionConfig, load_fusion
 from detectors.inspection import InspectionOutcomeModel
@@ -84,17 +85,29 @@ from streams.engine.state import RECENT_IDS, EntityState, Where
 __all__ = ["Processor", "Outcome", "Notice", "RiskRecord", "EntityState"]
 
 Handler = Callable[[Context, Desk, Event, EntityState, Outcome], None]
+E = TypeVar("E", bound=Event)
+
+
+def _entry(
+    kind: type[E], handle: Callable[[Context, Desk, E, EntityState, Outcome], None]
+) -> tuple[type[Event], Handler]:
+    """One line of :data:`HANDLERS`, checked: ``handle`` takes events of ``kind``. The table is looked up by
+    ``type(ev)``, so a handler only ever gets its own kind: that makes the narrowing cast safe."""
+    return kind, cast(Handler, handle)
+
 
 # the handler of each input kind (a new kind: a module in handlers/ and a line here)
-HANDLERS: dict[type[Event], Handler] = {
-    EntityEvent: registry.handle,
-    SensorReading: sensor.handle,
-    VideoDetection: video.handle,  # type: ignore[dict-item]
-    Complaint: complaint.handle,
-    InspectionResult: inspection.handle,  # type: ignore[dict-item]
-    DisposalFeedback: feedback.handle,
-    InspectionTask: task.handle,  # type: ignore[dict-item]
-}
+HANDLERS: dict[type[Event], Handler] = dict(
+    [
+        _entry(EntityEvent, registry.handle),
+        _entry(SensorReading, sensor.handle),
+        _entry(VideoDetection, video.handle),
+        _entry(Complaint, complaint.handle),
+        _entry(InspectionResult, inspection.handle),
+        _entry(DisposalFeedback, feedback.handle),
+        _entry(InspectionTask, task.handle),
+    ]
+)
 
 
 class Processor:

@@ -34,14 +34,15 @@ hashing happens when an alert opens or is sealed.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.audit import bundle_hash, bundle_header, canonical, evidence_item
+from schemas.audit import BundleHeader, EvidenceItem, bundle_hash, bundle_header, canonical, evidence_item
 from schemas.events import Complaint, Contribution, Event, InspectionResult
 from schemas.privacy import mask_pii
 
-Item = dict[str, Any]  # one item of a bundle (schemas.audit.evidence_item)
+Item = EvidenceItem  # one item of a bundle (schemas.audit.evidence_item)
 Row = dict[str, Any]  # a sealed version's row (the evidence table)
 
 
@@ -178,7 +179,7 @@ class Draft:
         )
         return d
 
-    def header(self, sealed_at: float, supersedes: str = "") -> dict[str, Any]:
+    def header(self, sealed_at: float, supersedes: str = "") -> BundleHeader:
         return bundle_header(
             self.alert_id,
             self.version,
@@ -208,10 +209,11 @@ class Draft:
         seals the same bytes whenever the clock noticed it)."""
         items: list[Item] = []
         for it in self.items:
-            if it["kind"] == "readings" and it["name"] == f"readings:{self.key}":
-                data = dict(it["data"])
-                data["points"] = data["points"] + [[ms(t), v] for t, v in self.after]
-                it = {**it, "data": data}
+            data = it["data"]
+            if it["kind"] == "readings" and it["name"] == f"readings:{self.key}" and isinstance(data, Mapping):
+                points = data["points"]  # readings_item's [[ms, value], ...]
+                if isinstance(points, list):
+                    it = {**it, "data": {**data, "points": points + [[ms(t), v] for t, v in self.after]}}
             items.append(it)
         self.items, self.version, self.final = items, 2, True
         h = self.header(self.end, supersedes=self.hash)
@@ -220,7 +222,7 @@ class Draft:
         self.items, self.after = [], []
         return row
 
-    def _row(self, header: dict[str, Any]) -> Row:
+    def _row(self, header: BundleHeader) -> Row:
         return {
             "alert_id": self.alert_id,
             "version": self.version,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class BulkProducer:
     async def send(self, records: Iterable[Record]) -> dict[tuple[str, int], int]:
         """Send and wait for the acknowledgements; return {(topic, partition): highest offset written}."""
         producer = None
-        batches: dict[tuple[str, int], object] = {}
+        batches: dict[tuple[str, int], BatchBuilder] = {}
         sent = []
         counts = []  # records per sent batch (its future gives the batch's base offset)
         for n, (topic, partition, key, value) in enumerate(records, 1):
@@ -108,7 +109,7 @@ class BulkProducer:
                 "are redelivered — check the broker if this repeats"
             ) from None
         last: dict[tuple[str, int], int] = {}
-        for meta, n in zip(metas, counts):  # a batch's records have consecutive offsets from its base
+        for meta, n in zip(metas, counts, strict=True):  # a batch's records have consecutive offsets from its base
             k = (meta.topic, meta.partition)
             off = meta.offset + n - 1
             if off > last.get(k, -1):
@@ -116,7 +117,7 @@ class BulkProducer:
         return last
 
 
-def table_records(table, items: Mapping[bytes, tuple[int, bytes | None]]) -> list[Record]:
+def table_records(table, items: Mapping[bytes, tuple[int | None, bytes | None]]) -> list[Record]:
     """The changelog records of ``{key: (partition, value or None)}`` (the table itself is not written)."""
     topic = table.changelog_topic.get_topic_name()
     return [(topic, partition, key, value) for key, (partition, value) in items.items()]

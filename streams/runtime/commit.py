@@ -65,6 +65,7 @@ Why it is safe:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -108,11 +109,11 @@ class Commit:
         self.max_dirty = max_dirty  # changed states that start a commit before the interval (0: no bound)
         self.collect = collect  # more records to send with the changelog (outputs summed per commit)
         self.rows: dict[str, list] = {}
-        self.dirty: dict[bytes, tuple[int, Any]] = {}
+        self.dirty: dict[bytes, tuple[int | None, Any]] = {}
         self.chunk = chunk
-        self._unserialized: dict[bytes, tuple[int, Any]] = {}  # the snapshot's states not serialized yet
+        self._unserialized: dict[bytes, tuple[int | None, Any]] = {}  # the snapshot's states not serialized yet
         self._records: list = []  # the commit in flight's changelog records
-        self._changed: dict[bytes, tuple[int, Any]] = {}  # ... and its states as bytes, for the local store
+        self._changed: dict[bytes, tuple[int | None, Any]] = {}  # ... and its states as bytes, for the local store
         self.held: list[tuple[Any, list]] = []
         self.pending = 0  # events processed and not yet committed (including the commit in flight)
         self.commits = 0
@@ -137,7 +138,7 @@ class Commit:
                 self._serialize({key: snap})
         return (False, None)
 
-    def _serialize(self, states: dict[bytes, tuple[int, Any]]) -> None:
+    def _serialize(self, states: dict[bytes, tuple[int | None, Any]]) -> None:
         changed = {key: (p, None if st is None else self.dumps(key, st)) for key, (p, st) in states.items()}
         if self.forget is not None:
             for key, (_, raw) in changed.items():
@@ -155,7 +156,12 @@ class Commit:
                 data[key] = value
 
     def add(
-        self, rows: dict[str, list], dirty: dict[bytes, tuple[int, Any]], events: list, stream, count: int | None = None
+        self,
+        rows: dict[str, list],
+        dirty: dict[bytes, tuple[int | None, Any]],
+        events: list,
+        stream,
+        count: int | None = None,
     ) -> None:
         """Queue a processed batch: its ClickHouse rows, changed states, and events to acknowledge.
         ``count``: how many events the messages carried (a gateway batch is many readings; the
@@ -202,10 +208,8 @@ class Commit:
             await self._wake.wait()
             early = self.interval - (time.monotonic() - self._last)
             if early > 0 and not self._urgent.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), early)  # the commit interval, not a sync sleep
-                except TimeoutError:
-                    pass
             self._wake.clear()
             self._urgent.clear()
             self._last = time.monotonic()

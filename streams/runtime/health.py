@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Any
 
 from streams.runtime.metrics import GC_PAUSE, LOOP_LAG
 from streams.runtime.worker import Worker
@@ -31,12 +32,13 @@ def register(w: Worker) -> None:
         """(messages of this worker's input partitions the broker has and no commit covers,
         sum of the committed offsets) — what the stall watchdog watches."""
         n = total = 0
+        consumer: Any = app.consumer  # Faust's Consumer: the committed offsets are private, not in ConsumerT
         for x in w.input_tps():
             try:
-                hw = app.consumer.highwater(x)
+                hw = consumer.highwater(x)
             except Exception:  # noqa: BLE001 - not fetched yet
                 continue
-            nxt = app.consumer._committed_offset.get(x) or 0  # Faust keeps the committed *next* offset
+            nxt = consumer._committed_offset.get(x) or 0  # Faust keeps the committed *next* offset
             total += nxt
             if hw is not None and hw > nxt:
                 n += hw - nxt
@@ -44,10 +46,11 @@ def register(w: Worker) -> None:
 
     def consumer_diagnosis() -> str:
         """Faust's view of the input partitions: assigned, paused, buffered-full, offsets."""
-        c = app.consumer
+        c: Any = app.consumer  # Faust's Consumer: offsets and partition sets are private, not in ConsumerT
         try:
             rows = []
             for x in w.input_tps():
+                hw: int | str | None
                 try:
                     hw = c.highwater(x)
                 except Exception:  # noqa: BLE001
@@ -144,16 +147,22 @@ def time_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     if any(getattr(cb, "_riskwatch", False) for cb in gc.callbacks):
         return
-    started = [0.0]
+    gc.callbacks.append(GcPauseTimer())
 
-    def cb(phase, info):
+
+class GcPauseTimer:
+    """A ``gc.callbacks`` entry: each collection's pause on ``riskwatch_gc_pause_seconds``."""
+
+    _riskwatch = True  # marks the callback installed (time_gc is idempotent)
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            started[0] = time.perf_counter()
+            self.started = time.perf_counter()
         else:
-            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
-
-    cb._riskwatch = True
-    gc.callbacks.append(cb)
+            GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - self.started)
 
 
 def dump_tasks(file=None) -> None:
@@ -164,7 +173,8 @@ def dump_tasks(file=None) -> None:
     out = []
     for task in asyncio.all_tasks():
         out.append(f"TASK {task.get_name()}")
-        obj, depth = task.get_coro(), 0
+        obj: Any = task.get_coro()  # then whatever it awaits: coroutines, generators, futures
+        depth = 0
         while obj is not None and depth < 60:
             frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
             if frame is not None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from streams.runtime.store import StateCache
 
 EVENTS_IN = Counter("riskwatch_events_total", "Input events by topic and result", ["topic", "result"])
 ALERTS_OUT = Counter("riskwatch_alert_revisions_total", "Alert revisions published", ["level", "status"])
@@ -36,9 +42,9 @@ class StateCacheMetrics:
     nothing is counted per event. The hit ratio says whether ``RISKWATCH_STATE_CACHE_ENTRIES`` fits
     the entities this worker serves; ``thrashing`` 1 means they do not and the cache keeps none."""
 
-    cache = None  # the worker's StateCache, set when the worker is built
+    cache: StateCache | None = None  # the worker's StateCache, set when the worker is built
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         c = self.cache
         if c is None:
             return

@@ -16,7 +16,7 @@ from sinks import rows as sink_rows
 from streams.runtime import topics as T
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import SINK_SECONDS
-from streams.runtime.worker import BATCH_MAX, RAW, Worker
+from streams.runtime.worker import BATCH_MAX, Worker, raw_topic
 
 log = logging.getLogger("riskwatch.worker")
 
@@ -35,14 +35,14 @@ def chain_ok(tr: AlertTransition) -> bool:
 def register(w: Worker) -> None:
     tp = w.settings.topic
 
-    @w.app.agent(w.app.topic(tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), **RAW), name="alert_sink")
+    @w.app.agent(raw_topic(w.app, tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER)), name="alert_sink")
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=SINK_WITHIN):
             await crash_only("alert_sink", sink_batch, batch)
 
     async def sink_batch(batch) -> None:
         w.watchdog.stage("alert_sink", "process")
-        by_table: dict[str, list] = {}
+        by_table: dict[str, list[tuple]] = {}
         for event in batch:
             msg = event.message
             try:

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 from faust.types import TP
@@ -75,7 +76,10 @@ def faust_app(settings: Settings) -> faust.App:
     return app
 
 
-RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """A topic of raw bytes, keys and values (contracts are checked by the decoder, not by Faust)."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
 
 # RocksDB, per table partition (Faust opens one DB per changelog partition; its defaults are a
 # 2 GB block cache and 3 x 64 MB memtables each, i.e. up to ~2.2 GB per partition, and a bloom
@@ -85,7 +89,7 @@ RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_seriali
 # memtable fills up before it is flushed, so this is resident memory: 16-32 MB per partition at
 # 16 MB bought only ~2 µs per get) and 10 bits per key (~1 % false positives instead of ~20 %: a
 # lookup of a new entity over 4 partitions 11 instead of 26 µs). At most 4 x (2 x 8 + 4) MB = 80 MB.
-ROCKSDB_OPTIONS = dict(
+ROCKSDB_OPTIONS: dict[str, int] = dict(
     write_buffer_size=8 << 20, max_write_buffer_number=2, block_cache_size=4 << 20, bloom_filter_size=10
 )
 
@@ -108,15 +112,15 @@ class Topics:
     def declare(cls, app: faust.App, settings: Settings, county: County) -> Topics:
         tp = settings.topic
         return cls(
-            inputs=app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **RAW),
-            alerts_all=app.topic(tp(T.ALERTS_ALL), **RAW),
-            alert_events=app.topic(tp(T.ALERT_EVENTS), **RAW),
-            inspection_plans=app.topic(tp(T.INSPECTION_PLANS), **RAW),
-            departments={d: app.topic(tp(T.dept_topic(d)), **RAW) for d in county.catalog.departments},
-            notices=app.topic(tp(T.NOTICES), **RAW),
-            deadletter=app.topic(tp(T.DEADLETTER), **RAW),
-            peer_signals=app.topic(tp(T.PEER_SIGNALS), **RAW),
-            audit_anchors=app.topic(tp(T.AUDIT_ANCHORS), **RAW),
+            inputs=raw_topic(app, *(tp(t) for t in T.INPUT_TOPICS)),
+            alerts_all=raw_topic(app, tp(T.ALERTS_ALL)),
+            alert_events=raw_topic(app, tp(T.ALERT_EVENTS)),
+            inspection_plans=raw_topic(app, tp(T.INSPECTION_PLANS)),
+            departments={d: raw_topic(app, tp(T.dept_topic(d))) for d in county.catalog.departments},
+            notices=raw_topic(app, tp(T.NOTICES)),
+            deadletter=raw_topic(app, tp(T.DEADLETTER)),
+            peer_signals=raw_topic(app, tp(T.PEER_SIGNALS)),
+            audit_anchors=raw_topic(app, tp(T.AUDIT_ANCHORS)),
         )
 
     def destinations(self) -> Destinations[faust.TopicT]:
@@ -164,14 +168,15 @@ class Worker:
         app = faust_app(settings)
         topics = Topics.declare(app, settings, county)
         # group state (township, entity kind): reached through a repartition, never shared
-        rocks = dict(options=dict(ROCKSDB_OPTIONS)) if settings.state_store == "rocksdb" else {}
-        peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
-        peers.key_serializer = peers.value_serializer = "raw"
+        # (a table of key_type/value_type bytes stores them raw: Faust picks the "raw" serializer for bytes)
+        options = dict(ROCKSDB_OPTIONS) if settings.state_store == "rocksdb" else None
+        peers = app.Table("peers", partitions=settings.partitions, key_type=bytes, value_type=bytes, options=options)
         # Keyed like the input topics (entity_id bytes). An entity's state is written to the changelog
         # partition its events came from (whatever partitioner the producers used), so the worker that
         # owns an input partition also owns, and recovers, the state of its entities.
-        entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
-        entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
+        entities = app.Table(  # pickled EntityState bytes
+            "entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, options=options
+        )
         cache = StateCache(
             entities, max_entries=settings.state_cache_entries, actives=lambda: app.assignor.assigned_actives()
         )
@@ -196,7 +201,7 @@ class Worker:
             max_dirty=MAX_DIRTY,
             collect=peer_counts.drain,
             interval=settings.commit_interval_seconds,
-            observe=lambda secs, n: (COMMIT_SECONDS.observe(secs), COMMIT_EVENTS.inc(n)),
+            observe=observe_commit,
         )
         processor = Processor.from_county(
             county, clock=clock, web_url=settings.workbench_url, evidence=settings.audit_chain
@@ -231,7 +236,9 @@ class Worker:
             urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS),
             partition_of=partition_of,
         )
-        entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
+        # batches hold many events, so there is no "current event" to take the partition from; Faust has
+        # no hook for this, the table's method is replaced on the instance
+        entities.partition_for_key = w.partition_for_key  # type: ignore[method-assign]
         cache.partition_for_key = w.partition_of.get  # a miss reads that partition's DB (else scans the others)
         return w
 
@@ -241,7 +248,7 @@ class Worker:
         p = self.partition_of.get(key)
         if p is not None:
             return p
-        store = self.entities.data
+        store: Any = self.entities.data  # Faust's store; its key index and DBs are private (untyped) parts
         kp = getattr(store, "_key_partition", None)
         if kp is not None:  # memory store
             return kp.get(key)
@@ -305,6 +312,12 @@ class Worker:
         (self.alert_keys.add if st.alerts else self.alert_keys.discard)(key)
         if st.unanchored:
             self.unanchored_keys.add(key)
+
+
+def observe_commit(seconds: float, events: int) -> None:
+    """A finished commit on /metrics: how long it took and how many input events it committed."""
+    COMMIT_SECONDS.observe(seconds)
+    COMMIT_EVENTS.inc(events)
 
 
 def records(sends: list[tuple]) -> list[tuple]:

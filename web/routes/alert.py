@@ -29,7 +29,7 @@ from starlette.datastructures import UploadFile
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
 from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
-from web.data import ts
+from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
@@ -71,9 +71,11 @@ FROM {db}.alert_history FINAL WHERE alert_id = %(a)s ORDER BY at, seq LIMIT 500"
 
 WAIT_SQL = """
 SELECT (SELECT count() FROM {db}.alerts WHERE alert_id = %(a)s AND source_event_id = %(e)s) AS revised,
-       (SELECT count() FROM {db}.alert_history WHERE alert_id = %(a)s AND kind IN ('feedback', 'transfer') AND actor = %(actor)s
+       (SELECT count() FROM {db}.alert_history
+        WHERE alert_id = %(a)s AND kind IN ('feedback', 'transfer') AND actor = %(actor)s
         AND at >= fromUnixTimestamp64Milli(%(since)s) - INTERVAL 1 SECOND) AS recorded,
-       (SELECT any(error) FROM {db}.dead_letters WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
+       (SELECT any(error) FROM {db}.dead_letters
+        WHERE topic = %(topic)s AND position(base64Decode(payload), %(e)s) > 0) AS refused"""
 
 
 async def load_alert(request: Request, user: User, alert_id: str) -> dict:
@@ -163,7 +165,7 @@ async def explanation(request: Request, a: dict) -> list[dict]:
             sig, val, det = row["explanation_signals"], row["explanation_values"], row["explanation_details"]
     out = [
         {"signal": s, "name": signal_zh(s), "value": v, "detail": re.sub(r"(读数 -?[\d.]+)C\b", r"\1℃", d)}
-        for s, v, d in zip(sig, val, det)
+        for s, v, d in zip(sig, val, det, strict=False)  # stored arrays, shown as far as they go
     ]
     if not out:
         out = [
@@ -179,13 +181,15 @@ async def explanation(request: Request, a: dict) -> list[dict]:
 
 async def evidence(request: Request, a: dict) -> dict:
     r = ctx(request).reader
-    first = ts(a["first_seen"])
+    first = when(a["first_seen"])
     last = ts(a["last_seen"]) or first
     lo, hi = first - timedelta(hours=6), max(last, first) + timedelta(hours=2)
     p = {"e": a["entity_id"], "lo": int(lo.timestamp() * 1000), "hi": int(hi.timestamp() * 1000)}
     readings = await r.rows(
         """SELECT channel, unit, occurred_at, value FROM {db}.events_sensor
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at LIMIT 2000""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at LIMIT 2000""",
         **p,
     )
     series: dict[str, list] = {}
@@ -203,12 +207,16 @@ async def evidence(request: Request, a: dict) -> dict:
             limits[rule.min] = f"下限 {rule.min:g}{unit}"
     videos = await r.rows(
         """SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 1 DAY AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at DESC LIMIT 20""",
         **p,
     )
     complaints = await r.rows(
         """SELECT occurred_at, channel, category, text FROM {db}.events_complaint
-        WHERE entity_id = %(e)s AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s) ORDER BY occurred_at DESC LIMIT 20""",
+        WHERE entity_id = %(e)s
+          AND occurred_at BETWEEN fromUnixTimestamp64Milli(%(lo)s) - INTERVAL 7 DAY AND fromUnixTimestamp64Milli(%(hi)s)
+        ORDER BY occurred_at DESC LIMIT 20""",
         **p,
     )
     for c in complaints:
@@ -249,7 +257,7 @@ async def alert_page(
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
-        transfer["due"] = ts(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
+        transfer["due"] = when(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
     return render(
         request,
         "alert.html",
@@ -429,7 +437,7 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     alerts = c.records.alerts_of(sha)  # the alerts it was uploaded to, recorded at upload
     if not alerts:
         raise PageError(404, "附件不存在", "没有上传到任何预警的该附件。")
-    refusal = None
+    refusal: PageError | None = None
     for alert_id in alerts:
         try:
             await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
@@ -437,6 +445,7 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
         except PageError as e:
             refusal = e
     else:
+        assert refusal is not None  # alerts is not empty: each one refused
         raise refusal
     for ext, (_, media) in ALLOWED.items():
         p = Path(c.settings.workbench_dir) / "attachments" / sha[:2] / f"{sha}{ext}"

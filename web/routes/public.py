@@ -30,8 +30,10 @@ MANUAL_FIELDS = (
 
 SPOT_SQL = """
 SELECT t.ref AS ref, any(r.name) AS entity_name, any(r.township) AS township, t.item_id AS item_id,
-       min(i.occurred_at) AS inspected_at, groupUniqArray(t.department) AS departments, argMin(i.outcome, i.occurred_at) AS outcome
-FROM (SELECT entity_id, item_id, department, ref, occurred_at FROM {db}.events_task FINAL WHERE kind = 'spot_check') AS t
+       min(i.occurred_at) AS inspected_at, groupUniqArray(t.department) AS departments,
+       argMin(i.outcome, i.occurred_at) AS outcome
+FROM (SELECT entity_id, item_id, department, ref, occurred_at FROM {db}.events_task FINAL
+      WHERE kind = 'spot_check') AS t
 INNER JOIN (SELECT entity_id, item_id, occurred_at, outcome FROM {db}.events_inspection FINAL) AS i
     ON i.entity_id = t.entity_id AND i.item_id = t.item_id
 LEFT JOIN (SELECT entity_id, name, township FROM {db}.registry FINAL) AS r ON r.entity_id = t.entity_id

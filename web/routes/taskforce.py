@@ -34,15 +34,18 @@ WITH fired AS (
     SELECT alert_id, min(at) AS t0 FROM {db}.alert_history FINAL
     WHERE kind = 'status' AND to_status = 'firing' AND at >= now() - toIntervalDay(%(days)s) GROUP BY alert_id),
 receivers AS (
-    SELECT alert_id, dept FROM {db}.alerts FINAL ARRAY JOIN departments AS dept WHERE alert_id IN (SELECT alert_id FROM fired)),
+    SELECT alert_id, dept FROM {db}.alerts FINAL ARRAY JOIN departments AS dept
+    WHERE alert_id IN (SELECT alert_id FROM fired)),
 due AS (
-    SELECT alert_id, min(ack_due) AS first_ack_due FROM {db}.alerts WHERE ack_due IS NOT NULL AND alert_id IN (SELECT alert_id FROM fired)
+    SELECT alert_id, min(ack_due) AS first_ack_due FROM {db}.alerts
+    WHERE ack_due IS NOT NULL AND alert_id IN (SELECT alert_id FROM fired)
     GROUP BY alert_id),
 fb AS (
     SELECT alert_id, splitByChar('/', actor)[1] AS dept,
            minIf(at, comment LIKE 'acknowledged%%' OR comment LIKE 'in_progress%%' OR comment LIKE 'disposed%%') AS ack,
            minIf(at, comment LIKE 'disposed%%') AS disp
-    FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND alert_id IN (SELECT alert_id FROM fired) GROUP BY alert_id, dept)
+    FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND alert_id IN (SELECT alert_id FROM fired)
+    GROUP BY alert_id, dept)
 SELECT r.dept AS dept, count() AS alerts,
        countIf(fb.ack > f.t0) AS acked,
        round(quantileIf(0.5)(dateDiff('second', f.t0, fb.ack) / 60, fb.ack > f.t0), 1) AS ack_p50_min,
@@ -50,7 +53,9 @@ SELECT r.dept AS dept, count() AS alerts,
        countIf(fb.disp > f.t0) AS disposed,
        round(quantileIf(0.5)(dateDiff('second', f.t0, fb.disp) / 3600, fb.disp > f.t0), 2) AS disp_p50_h,
        round(quantileIf(0.9)(dateDiff('second', f.t0, fb.disp) / 3600, fb.disp > f.t0), 2) AS disp_p90_h,
-       round(countIf(d.first_ack_due IS NOT NULL AND ((fb.ack > f.t0 AND fb.ack > d.first_ack_due) OR (NOT fb.ack > f.t0 AND now() > d.first_ack_due)))
+       round(countIf(d.first_ack_due IS NOT NULL
+                     AND ((fb.ack > f.t0 AND fb.ack > d.first_ack_due)
+                          OR (NOT fb.ack > f.t0 AND now() > d.first_ack_due)))
              / count(), 3) AS overdue_rate
 FROM receivers AS r
 INNER JOIN fired AS f ON f.alert_id = r.alert_id
@@ -64,11 +69,13 @@ NOT_OURS_SQL = """
 SELECT a.alert_id AS alert_id, a.title AS title, a.entity_name AS entity_name, a.level AS level, a.level_zh AS level_zh,
        a.status AS status, a.departments AS departments, h.depts AS refused_by, h.reasons AS reasons, h.refused_at AS at
 FROM (SELECT alert_id, groupUniqArrayIf(splitByChar('/', actor)[1], comment LIKE 'not_ours%%') AS depts,
-             groupArrayIf(comment, comment LIKE 'not_ours%%') AS reasons, maxIf(at, comment LIKE 'not_ours%%') AS refused_at,
+             groupArrayIf(comment, comment LIKE 'not_ours%%') AS reasons,
+             maxIf(at, comment LIKE 'not_ours%%') AS refused_at,
              maxIf(at, comment LIKE 'reassign%%') AS decided
       FROM {db}.alert_history FINAL WHERE kind = 'feedback' AND (comment LIKE 'not_ours%%' OR comment LIKE 'reassign%%')
       GROUP BY alert_id HAVING refused_at > decided) AS h
-INNER JOIN (SELECT * FROM {db}.alerts FINAL WHERE status IN ('firing', 'acknowledged', 'disposing')) AS a ON a.alert_id = h.alert_id
+INNER JOIN (SELECT * FROM {db}.alerts FINAL WHERE status IN ('firing', 'acknowledged', 'disposing')) AS a
+    ON a.alert_id = h.alert_id
 ORDER BY h.refused_at DESC LIMIT 100"""
 
 UNASSIGNED_SQL = """

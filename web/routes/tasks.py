@@ -40,13 +40,15 @@ ORDER BY done, p.due
 LIMIT 300"""
 
 TASKS_SQL = """
-SELECT t.task_id AS task_id, t.entity_id AS entity_id, r.name AS entity_name, r.township AS township, t.department AS department,
+SELECT t.task_id AS task_id, t.entity_id AS entity_id, r.name AS entity_name, r.township AS township,
+       t.department AS department,
        t.due AS due, t.item_id AS item_id, t.kind AS kind, t.ref AS ref, t.note AS note,
        i.done_at >= t.occurred_at AS done
 FROM (SELECT * FROM {db}.events_task FINAL WHERE {where}) AS t
 LEFT JOIN (SELECT entity_id, name, township FROM {db}.registry FINAL) AS r ON r.entity_id = t.entity_id
-LEFT JOIN (SELECT entity_id, arrayJoin(departments) AS department, max(occurred_at) AS done_at FROM {db}.events_inspection FINAL
-           GROUP BY entity_id, department) AS i ON i.entity_id = t.entity_id AND i.department = t.department
+LEFT JOIN (SELECT entity_id, arrayJoin(departments) AS department, max(occurred_at) AS done_at
+           FROM {db}.events_inspection FINAL GROUP BY entity_id, department) AS i
+    ON i.entity_id = t.entity_id AND i.department = t.department
 ORDER BY done, t.due
 LIMIT 300"""
 

@@ -158,12 +158,13 @@ def _web(s: Settings, env: dict, log: Path) -> subprocess.Popen:
     from riskwatch.tools.bench.web import _up
     from riskwatch.tools.runner import settings_env, wait_for
 
-    p = subprocess.Popen(
-        [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
-        env={**env, **settings_env(s)},
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )
+    with open(log, "ab") as out:  # the child writes to its own copy of the file descriptor
+        p = subprocess.Popen(
+            [sys.executable, "-m", "riskwatch.cli.main", "web", "run"],
+            env={**env, **settings_env(s)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_for(lambda: _up(f"http://127.0.0.1:{s.workbench_port}"), 60, "the workbench")
     return p
 

@@ -33,7 +33,8 @@ STATUSES = ("firing", "acknowledged", "disposing", "resolved", "closed")
 def seed(url: str, alerts: int, history: int, seed: int = 7) -> None:
     """Child process: migrate and fill the ClickHouse at ``url``."""
     from riskwatch.domain.catalog import load_catalog
-    from schemas.events import Alert, Contribution, Level
+    from schemas.events import Alert, Contribution
+    from schemas.vocabulary import Level
     from sinks.clickhouse import INSERT_SETTINGS, make_client
     from sinks.migrations import migrate
     from sinks.rows import COLUMNS, alert_history_row, alert_row

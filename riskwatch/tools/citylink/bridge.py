@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from riskwatch.settings import Settings
 from riskwatch.tools.citylink.masking import mask_value, task_key
@@ -237,7 +238,7 @@ class Bridge:
                 reader.assign([ctp])
                 reader.seek(ctp, ends[ctp] - 1)
                 deadline = time.monotonic() + 30
-                recs = []
+                recs: list[Any] = []  # kafka-python's ConsumerRecords (untyped)
                 while not recs and time.monotonic() < deadline:
                     recs = reader.poll(timeout_ms=1000).get(ctp, [])
                 if not recs:

@@ -101,7 +101,8 @@ def mm2_properties(settings: Settings) -> str:
         f"offset.flush.interval.ms = {s.citylink_offset_flush_ms}",
         *(
             [
-                "# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are written in one",
+                "# exactly once (KIP-618, dedicated mode since Kafka 3.5): records and source positions are "
+                "written in one",
                 "# transaction on the target; readers on the city must use isolation.level=read_committed",
                 f"{y}.exactly.once.source.support = enabled",
                 f"{c}.exactly.once.source.support = enabled",

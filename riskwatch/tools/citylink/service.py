@@ -112,16 +112,16 @@ class CityLink:
         return live_pid(self._pid_file(what))
 
     def _spawn(self, what: str, cmd: list[str], env: dict | None = None) -> int:
-        logf = open(self.log_file(what), "ab")
-        proc = subprocess.Popen(
-            cmd,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.dir,
-            env=env,
-        )
+        with open(self.log_file(what), "ab") as logf:  # the child writes to its own copy of the descriptor
+            proc = subprocess.Popen(
+                cmd,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.dir,
+                env=env,
+            )
         self._pid_file(what).write_text(str(proc.pid))
         return proc.pid
 
