@@ -19,8 +19,9 @@ hashed), the registry's business data, and a dead letter's payload (kept byte-ex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from schemas.audit import canonical
 from schemas.events import (
@@ -252,7 +253,7 @@ def plan_row(p: InspectionPlan) -> tuple:
     )
 
 
-_EVENT_ROW = {
+_EVENT_ROW: dict[type[Event], Callable[[Any], tuple[Any, ...]]] = {
     EntityEvent: registry_event_row,
     SensorReading: sensor_row,
     VideoDetection: video_row,

@@ -12,9 +12,9 @@ from typing import cast
 
 from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Notification
-from schemas.events import Alert, AlertStatus, Contribution, Level, NotificationKind
+from schemas.events import Alert, Contribution, NotificationKind
 from schemas.privacy import mask_pii
-from schemas.vocabulary import OPEN_STATUSES
+from schemas.vocabulary import OPEN_STATUSES, AlertStatus, Level
 from streams.engine import texts
 from streams.engine.state import EntityState, OpenAlert
 

@@ -85,7 +85,7 @@ def register(w: Worker) -> None:
         async with w.state_lock:
             await crash_only("audit_anchors", anchor_once, None)
 
-    async def on_shutdown(app, **_kw) -> None:
+    async def on_shutdown(*_a, **_kw) -> None:  # Faust passes the app and the signal
         """Before the producer's last flush: anchor every head still waiting (a worker that is stopping
         may no longer know its assignment; a head anchored by two workers is harmless)."""
         if not settings.audit_chain or not w.unanchored_keys:
