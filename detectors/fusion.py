@@ -192,6 +192,26 @@ class EntityRisk:
     def __setstate__(self, s):
         self.signals, self.level, self.peak, self.peak_t, self.emitted = s
 
+    def to_data(self) -> list:
+        """Data-only state (the entity-state changelog): ``[signals, level, peak, peak_t, emitted]``."""
+        return [self.signals, self.level, self.peak, self.peak_t, self.emitted]
+
+    @classmethod
+    def from_data(cls, data: list) -> EntityRisk:
+        """
+        >>> r = EntityRisk(); r.signals["complaint"] = [0.5, 10.0]
+        >>> EntityRisk.from_data(r.to_data()).signals
+        {'complaint': [0.5, 10.0]}
+        """
+        if type(data) is not list or len(data) != 5 or type(data[0]) is not dict or type(data[1]) is not str:
+            raise ValueError("fusion state: not [signals, level, peak, peak_t, emitted]")
+        for v in data[0].values():
+            if type(v) is not list or len(v) != 2 or not all(type(x) in (int, float) for x in v):
+                raise ValueError("fusion state: a signal is not [value, t]")
+        r = cls.__new__(cls)
+        r.signals, r.level, r.peak, r.peak_t, r.emitted = data
+        return r
+
     @staticmethod
     def _decayed(v: float, t0: float, t: float, half_life_h: float) -> float:
         dt = t - t0

@@ -152,6 +152,24 @@ class RateSurprise:
     def __setstate__(self, s):
         self.t, self.recent, self.base, self.expo = s
 
+    def to_data(self) -> list:
+        """Data-only state (the entity-state changelog): ``[t, recent, base, expo]``."""
+        return [self.t, self.recent, self.base, self.expo]
+
+    @classmethod
+    def from_data(cls, data: list) -> RateSurprise:
+        """
+        >>> RateSurprise.from_data(RateSurprise(5.0).to_data()).t
+        5.0
+        """
+        if type(data) is not list or len(data) != 4 or not all(type(x) in (int, float) for x in data[1:]):
+            raise ValueError("rate detector state: not [t, recent, base, expo]")
+        if data[0] is not None and type(data[0]) not in (int, float):
+            raise ValueError("rate detector state: t is not a number")
+        r = cls.__new__(cls)
+        r.t, r.recent, r.base, r.expo = data
+        return r
+
     def _advance(self, t: float, cfg: RateConfig) -> None:
         if self.t is None:
             self.t = t

@@ -83,6 +83,12 @@ class SensorAnomaly:
     (0.0, 1.0)
     >>> len(pickle.dumps(det)) <= 2048
     True
+    >>> again = SensorAnomaly.from_data(det.to_data())   # the changelog's data-only state
+    >>> again.score_one(40.0, t0 + 300 * 2000) == det.score_one(40.0, t0 + 300 * 2000)
+    True
+    >>> SensorAnomaly.from_data(["not", "a", "state"])
+    Traceback (most recent call last):
+    ValueError: sensor detector state: not a list of its slots
     """
 
     __slots__ = (
@@ -163,6 +169,49 @@ class SensorAnomaly:
                 a.frombytes(v[1])
                 v = a
             object.__setattr__(self, s, v)
+
+    # Data-only state for the changelog (streams/engine/state.py packs it with msgpack): the same
+    # flat list as the pickled tuple, arrays as [typecode, bytes]. ``from_data`` builds a detector
+    # from such a list and checks its shape, so a corrupt record fails here, not in ``update``.
+    def to_data(self) -> list:
+        v = _GET_SLOTS(self)
+        state = [[x.typecode, x.tobytes()] if type(x) is array else x for x in v[_N_CONFIG:]]
+        if v[:_N_CONFIG] != _DEFAULT_CONFIG:
+            return list(v[:_N_CONFIG]) + state
+        return state
+
+    @classmethod
+    def from_data(cls, data: list) -> SensorAnomaly:
+        """The detector of :meth:`to_data`'s list; ValueError if it is not one."""
+        if type(data) is not list or len(data) not in (_N_STATE, len(cls.__slots__)):
+            raise ValueError("sensor detector state: not a list of its slots")
+        det = cls.__new__(cls)
+        slots: tuple[str, ...] = cls.__slots__
+        if len(data) == _N_STATE:  # the default configuration
+            for s, v in zip(slots, _DEFAULT_CONFIG, strict=False):
+                object.__setattr__(det, s, v)
+            slots = slots[_N_CONFIG:]
+        for s, v in zip(slots, data, strict=True):
+            if type(v) is list:
+                tc = _ARRAYS.get(s)
+                if tc is None or len(v) != 2 or v[0] != tc or type(v[1]) is not bytes:
+                    raise ValueError(f"sensor detector state: {s} is not an array of {tc!r}")
+                a = array(tc)
+                a.frombytes(v[1])
+                v = a
+            elif type(v) not in (int, float, bool) or s in _ARRAYS:
+                raise ValueError(f"sensor detector state: {s} = {type(v).__name__}")
+            object.__setattr__(det, s, v)
+        if not (
+            len(det.s_mean) == len(det.s_cnt) == det.bins
+            and len(det.re_buf) == det.re_win
+            and len(det.re_hist) == det.re_bins
+            and len(det.re_hyp) == det.re_bins * len(det.re_cnt)
+            and 0 <= det.re_pos < det.re_win
+            and -1 <= det.re_cur < len(det.re_cnt)
+        ):
+            raise ValueError("sensor detector state: array lengths do not match its configuration")
+        return det
 
     def __init__(
         self,
@@ -483,3 +532,7 @@ class SensorAnomaly:
 _GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
 _N_CONFIG = SensorAnomaly.__slots__.index("n")  # the configuration slots come first
 _DEFAULT_CONFIG = _GET_SLOTS(SensorAnomaly())[:_N_CONFIG]
+_N_STATE = len(SensorAnomaly.__slots__) - _N_CONFIG
+_ARRAYS = {
+    s: v.typecode for s, v in zip(SensorAnomaly.__slots__, _GET_SLOTS(SensorAnomaly()), strict=True) if type(v) is array
+}

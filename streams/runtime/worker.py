@@ -134,7 +134,7 @@ class Worker:
     county: County
     app: faust.App
     topics: Topics
-    entities: faust.types.TableT  # entity_id bytes -> pickled EntityState (changelog-backed)
+    entities: faust.types.TableT  # entity_id bytes -> EntityState.dumps() bytes (data only; changelog-backed)
     peers: faust.types.TableT  # group -> PeerRates bytes (reached through a repartition)
     processor: Processor
     batch: EntityBatch  # the engine's batch step, with this worker's topics, rows, state loader
@@ -171,7 +171,7 @@ class Worker:
         # partition its events came from (whatever partitioner the producers used), so the worker that
         # owns an input partition also owns, and recovers, the state of its entities.
         entities = app.Table("entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, **rocks)
-        entities.key_serializer = entities.value_serializer = "raw"  # pickled EntityState bytes
+        entities.key_serializer = entities.value_serializer = "raw"  # EntityState.dumps(): b"RW" v1 + msgpack
         cache = StateCache(
             entities, max_entries=settings.state_cache_entries, actives=lambda: app.assignor.assigned_actives()
         )
