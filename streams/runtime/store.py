@@ -56,9 +56,8 @@ class StateCache:
         (False, 'A')
         >>> c.forget(b"A"); c.load(b"A").name           # deleted: a fresh state
         ''
-        >>> Table.data[b"X"] = b"RW\x07..."; c.load(b"X").name, c.unreadable   # a newer format: skipped, logged
+        >>> Table.data[b"X"] = b"RW\\x07..."; c.load(b"X").name, c.unreadable   # a newer format: skipped, logged
         ('', 1)
-    ''
         >>> for k in (b"C", b"D", b"E"): _ = c.store(k, EntityState())
         >>> len(c._objs), c._dropped                   # more than 1 dropped: thrashing, keeps none
         (0, 2)
