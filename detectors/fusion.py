@@ -206,7 +206,7 @@ class EntityRisk:
         if type(data) is not list or len(data) != 5 or type(data[0]) is not dict or type(data[1]) is not str:
             raise ValueError("fusion state: not [signals, level, peak, peak_t, emitted]")
         for v in data[0].values():
-            if type(v) is not list or len(v) != 2 or not all(type(x) in (int, float) for x in v):
+            if type(v) is not list or len(v) != 2 or not _NUM.issuperset((type(v[0]), type(v[1]))):
                 raise ValueError("fusion state: a signal is not [value, t]")
         r = cls.__new__(cls)
         r.signals, r.level, r.peak, r.peak_t, r.emitted = data
@@ -299,3 +299,6 @@ def load_fusion(path: Path | str) -> FusionConfig:
     except ValidationError as e:
         lines = [f"  {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
         raise ValueError(f"invalid fusion file {path}:\n" + "\n".join(lines)) from None
+
+
+_NUM = frozenset((int, float))  # EntityRisk.from_data: a signal's value and time

@@ -183,32 +183,35 @@ class SensorAnomaly:
     @classmethod
     def from_data(cls, data: list) -> SensorAnomaly:
         """The detector of :meth:`to_data`'s list; ValueError if it is not one."""
-        if type(data) is not list or len(data) not in (_N_STATE, len(cls.__slots__)):
+        if type(data) is not list or (len(data) != _N_STATE and len(data) != len(_SLOTS)):
             raise ValueError("sensor detector state: not a list of its slots")
-        det = cls.__new__(cls)
-        slots: tuple[str, ...] = cls.__slots__
         if len(data) == _N_STATE:  # the default configuration
-            for s, v in zip(slots, _DEFAULT_CONFIG, strict=False):
-                object.__setattr__(det, s, v)
-            slots = slots[_N_CONFIG:]
-        for s, v in zip(slots, data, strict=True):
-            if type(v) is list:
-                tc = _ARRAYS.get(s)
-                if tc is None or len(v) != 2 or v[0] != tc or type(v[1]) is not bytes:
-                    raise ValueError(f"sensor detector state: {s} is not an array of {tc!r}")
-                a = array(tc)
-                a.frombytes(v[1])
-                v = a
-            elif type(v) not in (int, float, bool) or s in _ARRAYS:
-                raise ValueError(f"sensor detector state: {s} = {type(v).__name__}")
-            object.__setattr__(det, s, v)
-        if not (
-            len(det.s_mean) == len(det.s_cnt) == det.bins
-            and len(det.re_buf) == det.re_win
-            and len(det.re_hist) == det.re_bins
-            and len(det.re_hyp) == det.re_bins * len(det.re_cnt)
-            and 0 <= det.re_pos < det.re_win
-            and -1 <= det.re_cur < len(det.re_cnt)
+            values = [*_DEFAULT_CONFIG, *data]
+        else:
+            values = list(data)
+        if not _PLAIN.issuperset(map(type, values)):
+            raise ValueError("sensor detector state: a slot is not a number or an array")
+        for i, tc in _ARRAY_AT:
+            v = values[i]
+            if type(v) is not list or len(v) != 2 or v[0] != tc or type(v[1]) is not bytes:
+                raise ValueError(f"sensor detector state: {_SLOTS[i]} is not an array of {tc!r}")
+            a = array(tc)
+            a.frombytes(v[1])
+            values[i] = a
+        det = cls.__new__(cls)
+        for set_slot, v in zip(_SETTERS, values, strict=True):
+            set_slot(det, v)
+        if (
+            type(det.re_pos) is not int
+            or type(det.re_cur) is not int
+            or not (
+                len(det.s_mean) == len(det.s_cnt) == det.bins
+                and len(det.re_buf) == det.re_win
+                and len(det.re_hist) == det.re_bins
+                and len(det.re_hyp) == det.re_bins * len(det.re_cnt)
+                and 0 <= det.re_pos < det.re_win
+                and -1 <= det.re_cur < len(det.re_cnt)
+            )
         ):
             raise ValueError("sensor detector state: array lengths do not match its configuration")
         return det
@@ -532,7 +535,9 @@ class SensorAnomaly:
 _GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
 _N_CONFIG = SensorAnomaly.__slots__.index("n")  # the configuration slots come first
 _DEFAULT_CONFIG = _GET_SLOTS(SensorAnomaly())[:_N_CONFIG]
-_N_STATE = len(SensorAnomaly.__slots__) - _N_CONFIG
-_ARRAYS = {
-    s: v.typecode for s, v in zip(SensorAnomaly.__slots__, _GET_SLOTS(SensorAnomaly()), strict=True) if type(v) is array
-}
+# from_data: the slots, where the arrays are (with their typecodes), the slots' setters, the plain types
+_SLOTS: tuple[str, ...] = SensorAnomaly.__slots__
+_N_STATE = len(_SLOTS) - _N_CONFIG
+_ARRAY_AT = tuple((i, v.typecode) for i, v in enumerate(_GET_SLOTS(SensorAnomaly())) if type(v) is array)
+_SETTERS = tuple(getattr(SensorAnomaly, s).__set__ for s in _SLOTS)
+_PLAIN = frozenset((int, float, bool, list))

@@ -218,3 +218,27 @@ def test_migrated_state_is_written_back_in_the_new_format():
     new = cache.store(b"E", st)  # the next commit of the entity
     cache.written({b"E": (0, new)}, {})
     assert table.data[b"E"].startswith(HEADER)
+
+
+def test_only_the_worker_principal_may_write_the_changelogs():
+    import importlib.util
+    import sys
+
+    import yaml
+
+    root = Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location("apply_acls", root / "deploy/kafka/apply_acls.py")
+    acls = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, acls)  # dataclasses look their module up
+    spec.loader.exec_module(sys.modules[spec.name])
+    acls = sys.modules[spec.name]
+    plan = acls.plan(root / "deploy/kafka/acls.yaml")
+    block = yaml.safe_load((root / "deploy/kafka/acls.yaml").read_text())["changelogs"]
+    assert "riskwatch-entities-changelog" in block["topics"]
+
+    def matches(b, topic):
+        return b.resource == "topic" and (b.name == topic if b.pattern == "literal" else topic.startswith(b.name))
+
+    for topic in block["topics"]:
+        writers = {b.user for b in plan.bindings if matches(b, topic) and b.operation in ("write", "all")}
+        assert writers == {block["writer"]}, (topic, writers)
