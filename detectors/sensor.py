@@ -185,10 +185,7 @@ class SensorAnomaly:
         """The detector of :meth:`to_data`'s list; ValueError if it is not one."""
         if type(data) is not list or (len(data) != _N_STATE and len(data) != len(_SLOTS)):
             raise ValueError("sensor detector state: not a list of its slots")
-        if len(data) == _N_STATE:  # the default configuration
-            values = [*_DEFAULT_CONFIG, *data]
-        else:
-            values = list(data)
+        values = [*_DEFAULT_CONFIG, *data] if len(data) == _N_STATE else list(data)  # _N_STATE: default config
         if not _PLAIN.issuperset(map(type, values)):
             raise ValueError("sensor detector state: a slot is not a number or an array")
         for i, tc in _ARRAY_AT:

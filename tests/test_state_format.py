@@ -242,3 +242,24 @@ def test_only_the_worker_principal_may_write_the_changelogs():
     for topic in block["topics"]:
         writers = {b.user for b in plan.bindings if matches(b, topic) and b.operation in ("write", "all")}
         assert writers == {block["writer"]}, (topic, writers)
+
+
+def test_peer_rates_on_their_changelog_are_data_and_old_pickles_migrate(tmp_path):
+    from detectors.rates import PeerRates
+
+    pr = PeerRates()
+    pr.learn_one("town:x", 0.0, entities=40)
+    for h in range(30):
+        pr.learn_one("town:x", h * 3600.0, n=2)
+    pr.notified_at = 7.0
+    old = pickle.dumps(pr, protocol=5)  # what the old PeerRates.dumps wrote
+    for raw in (old, pr.dumps()):
+        back = PeerRates.loads(raw)
+        assert back.prior("town:x") == pr.prior("town:x") and back.notified_at == 7.0
+        assert back.score_one("town:x", 31 * 3600.0) == pr.score_one("town:x", 31 * 3600.0)
+    assert pr.dumps().startswith(b"RW\x01")
+    marker = tmp_path / "pwned"
+    for raw in (pickle.dumps(_System(marker)), b"RW\x01\xc1", b"RW\x09", b"junk"):
+        with pytest.raises(ValueError):
+            PeerRates.loads(raw)
+    assert not marker.exists()
