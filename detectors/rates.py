@@ -307,7 +307,7 @@ class PeerRates:
         conf = [d.get(k) for k in ("half_life", "window", "prior_days", "default_rate")]
         if not all(type(x) in (int, float) for x in conf):
             raise ValueError("peer rates: configuration is not numbers")
-        pr = cls(*conf)
+        pr = cls(*(float(x) for x in conf))  # type: ignore[arg-type]  # numbers, checked above
         groups = {}
         for k, g in d["groups"].items():
             if type(g) is not list or len(g) != 5 or not all(type(x) in (int, float) for x in g[:4]):
@@ -316,7 +316,7 @@ class PeerRates:
         pr.groups = groups
         notified = d.get("notified_at", 0.0)
         if notified:
-            pr.notified_at = float(notified)
+            pr.notified_at = float(notified)  # type: ignore[attr-defined]  # set by the peers agent
         return pr
 
     def dumps(self) -> bytes:

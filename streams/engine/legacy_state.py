@@ -35,7 +35,7 @@ import io
 import pickle
 import sys
 from array import array
-from dataclasses import fields
+from collections.abc import Mapping
 from typing import Any
 
 PICKLE_PROTOCOLS = frozenset(range(2, 6))  # a pickle of protocol >= 2 starts with b"\x80" and this byte
@@ -119,33 +119,18 @@ def _unpickle(raw: bytes) -> Any:
         raise LegacyStateError(f"malformed pickle: {type(e).__name__}: {e}") from None
 
 
-def load_pickled(raw: bytes) -> dict[str, Any]:
-    """The data of a pickled :class:`~streams.engine.state.EntityState` (the dict that ``from_data`` reads)."""
+def load_pickled(raw: bytes, names: Mapping[str, tuple[str, ...]] = {}) -> dict[str, Any]:  # noqa: B006 - read only
+    """The data of a pickled :class:`~streams.engine.state.EntityState` (the dict that ``from_data`` reads).
+    ``names``: class name -> its dataclass field names in order (a slotted dataclass pickles its
+    fields as a list; the state module passes them, this module imports none of the classes)."""
     rec = _unpickle(raw)
     if not isinstance(rec, _Record) or rec.kind != "EntityState":
         raise LegacyStateError(f"not an entity state: {type(rec).__name__}")
-    return _entity(rec)
+    return _entity(rec, names)
 
 
 # --- records -> data -----------------------------------------------------------------------------
-def _field_names(kind: str) -> tuple[str, ...]:
-    from riskwatch.domain.lifecycle import AlertLifecycle, Transition
-    from riskwatch.domain.planning import InspectionTask
-    from streams.engine.evidence import Draft
-    from streams.engine.state import EntityState, OpenAlert
-
-    cls = {
-        "EntityState": EntityState,
-        "OpenAlert": OpenAlert,
-        "AlertLifecycle": AlertLifecycle,
-        "Transition": Transition,
-        "InspectionTask": InspectionTask,
-        "Draft": Draft,
-    }[kind]
-    return tuple(f.name for f in fields(cls))
-
-
-def _fields(rec: Any, kind: str) -> dict[str, Any]:
+def _fields(rec: Any, kind: str, names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
     """A dataclass record's fields: pickled as a dict, as (None, slots dict), or as the list of field values."""
     if not isinstance(rec, _Record) or rec.kind != kind:
         raise LegacyStateError(f"expected a {kind}, found {type(rec).__name__}")
@@ -153,7 +138,9 @@ def _fields(rec: Any, kind: str) -> dict[str, Any]:
     if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)):
         state = {**(state[0] or {}), **(state[1] or {})}
     if isinstance(state, list | tuple):
-        state = dict(zip(_field_names(kind), state, strict=False))
+        if kind not in names:
+            raise LegacyStateError(f"{kind}: pickled as a list, field names unknown")
+        state = dict(zip(names[kind], state, strict=False))
     if not isinstance(state, dict):
         raise LegacyStateError(f"{kind}: unexpected pickled state {type(state).__name__}")
     return state
@@ -197,8 +184,8 @@ def _plain(v: Any) -> Any:
 _SPECIAL = frozenset({"sensors", "recent", "recent_at", "readings", "history", "risk", "rates", "tasks", "alerts"})
 
 
-def _entity(rec: _Record) -> dict[str, Any]:
-    d = _fields(rec, "EntityState")
+def _entity(rec: _Record, names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    d = _fields(rec, "EntityState", names)
     d = {k: v if k in _SPECIAL else _plain(v) for k, v in d.items()}
     sensors = {}
     for k, v in (d.get("sensors") or {}).items():
@@ -214,26 +201,24 @@ def _entity(rec: _Record) -> dict[str, Any]:
         if name in d:
             d[name] = _slots(d[name], "EntityHistory" if name == "history" else "EntityRisk")
     d["rates"] = {k: _slots(v, "RateSurprise") for k, v in (d.get("rates") or {}).items()}
-    d["tasks"] = {k: _task(v) for k, v in (d.get("tasks") or {}).items()}
-    d["alerts"] = {k: _alert(v) for k, v in (d.get("alerts") or {}).items()}
+    d["tasks"] = {k: _task(v, names) for k, v in (d.get("tasks") or {}).items()}
+    d["alerts"] = {k: _alert(v, names) for k, v in (d.get("alerts") or {}).items()}
     return d
 
 
-def _task(rec: Any) -> list[Any]:
-    t = _plain(_fields(rec, "InspectionTask"))
-    names = _field_names("InspectionTask")
-    return [t.get(n, "" if n in ("source", "ref", "note") else None) for n in names]
+def _task(rec: Any, names: Mapping[str, tuple[str, ...]]) -> list[Any]:
+    t = _plain(_fields(rec, "InspectionTask", names))
+    return [t.get(n, "" if n in ("source", "ref", "note") else None) for n in names["InspectionTask"]]
 
 
-def _alert(rec: Any) -> dict[str, Any]:
-    a = _fields(rec, "OpenAlert")
+def _alert(rec: Any, names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    a = _fields(rec, "OpenAlert", names)
     a = {k: v if k in ("lc", "evidence") else _plain(v) for k, v in a.items()}
-    lc = _fields(a.get("lc"), "AlertLifecycle")
+    lc = _fields(a.get("lc"), "AlertLifecycle", names)
     lc = {k: v if k == "transitions" else _plain(v) for k, v in lc.items()}
-    names = _field_names("Transition")
-    transitions = (_plain(_fields(x, "Transition")) for x in lc.get("transitions") or ())
-    lc["transitions"] = [[t.get(n, "") for n in names] for t in transitions]
+    transitions = (_plain(_fields(x, "Transition", names)) for x in lc.get("transitions") or ())
+    lc["transitions"] = [[t.get(n, "") for n in names["Transition"]] for t in transitions]
     a["lc"] = lc
     if a.get("evidence") is not None:
-        a["evidence"] = _plain(_fields(a["evidence"], "Draft"))
+        a["evidence"] = _plain(_fields(a["evidence"], "Draft", names))
     return a

@@ -35,7 +35,7 @@ from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 from detectors.rates import RateSurprise
 from detectors.sensor import SensorAnomaly
-from riskwatch.domain.lifecycle import AlertLifecycle, setstate_with_defaults
+from riskwatch.domain.lifecycle import AlertLifecycle, Transition, setstate_with_defaults
 from riskwatch.domain.planning import InspectionTask
 from streams.engine.evidence import Draft
 from streams.engine.legacy_state import LegacyStateError, is_pickle, load_pickled
@@ -316,7 +316,7 @@ class EntityState:
                 raise StateFormatError(f"malformed entity state ({type(e).__name__}: {e})") from None
         if is_pickle(raw):
             try:
-                return EntityState.from_data(load_pickled(raw))
+                return EntityState.from_data(load_pickled(raw, _LEGACY_NAMES))
             except LegacyStateError as e:
                 raise StateFormatError(f"pickled entity state not read: {e}") from None
             except Exception as e:
@@ -356,5 +356,10 @@ def _from_le_bytes(b: bytes, typecode: str = "q") -> array[Any]:
 
 
 _ALERT_FIELDS = frozenset(f.name for f in fields(OpenAlert))
+# field names, in order, of the dataclasses a pickled state may hold (pickled as lists of values)
+_LEGACY_NAMES = {
+    c.__name__: tuple(f.name for f in fields(c))
+    for c in (EntityState, OpenAlert, AlertLifecycle, Transition, InspectionTask, Draft)
+}
 # the slots __setstate__ copies (all fields: the caches start empty)
 _SLOTS = tuple(f.name for f in fields(EntityState))
