@@ -192,6 +192,26 @@ class EntityRisk:
     def __setstate__(self, s):
         self.signals, self.level, self.peak, self.peak_t, self.emitted = s
 
+    def to_data(self) -> list:
+        """Data-only state (the entity-state changelog): ``[signals, level, peak, peak_t, emitted]``."""
+        return [self.signals, self.level, self.peak, self.peak_t, self.emitted]
+
+    @classmethod
+    def from_data(cls, data: list) -> EntityRisk:
+        """
+        >>> r = EntityRisk(); r.signals["complaint"] = [0.5, 10.0]
+        >>> EntityRisk.from_data(r.to_data()).signals
+        {'complaint': [0.5, 10.0]}
+        """
+        if type(data) is not list or len(data) != 5 or type(data[0]) is not dict or type(data[1]) is not str:
+            raise ValueError("fusion state: not [signals, level, peak, peak_t, emitted]")
+        for v in data[0].values():
+            if type(v) is not list or len(v) != 2 or not _NUM.issuperset((type(v[0]), type(v[1]))):
+                raise ValueError("fusion state: a signal is not [value, t]")
+        r = cls.__new__(cls)
+        r.signals, r.level, r.peak, r.peak_t, r.emitted = data
+        return r
+
     @staticmethod
     def _decayed(v: float, t0: float, t: float, half_life_h: float) -> float:
         dt = t - t0
@@ -279,3 +299,6 @@ def load_fusion(path: Path | str) -> FusionConfig:
     except ValidationError as e:
         lines = [f"  {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
         raise ValueError(f"invalid fusion file {path}:\n" + "\n".join(lines)) from None
+
+
+_NUM = frozenset((int, float))  # EntityRisk.from_data: a signal's value and time

@@ -199,6 +199,34 @@ class EntityHistory:
         for s, v in zip(self.__slots__, state, strict=True):
             setattr(self, s, v)
 
+    def to_data(self) -> list:
+        """Data-only state (the entity-state changelog): the slots as one flat list."""
+        v = list(_HISTORY_SLOTS(self))
+        v[3] = list(v[3])  # flags
+        return v
+
+    @classmethod
+    def from_data(cls, data: list) -> EntityHistory:
+        """
+        >>> h = EntityHistory(); h.on_licence(0.0, kind="Restaurant", flags=("tavern",))
+        >>> EntityHistory.from_data(h.to_data()).flags
+        ('tavern',)
+        """
+        if type(data) is not list or len(data) != len(cls.__slots__):
+            raise ValueError("inspection history: not a list of its slots")
+        kind, _, _, flags, attrs = data[:5]
+        signals = data[-1]
+        if type(kind) is not str or type(flags) is not list or type(attrs) is not dict or type(signals) is not dict:
+            raise ValueError("inspection history: wrong types")
+        for v in signals.values():
+            if type(v) is not list or len(v) != 3:
+                raise ValueError("inspection history: a signal is not [last_t, short, long]")
+        h = cls.__new__(cls)
+        for s, v in zip(cls.__slots__, data, strict=True):
+            setattr(h, s, v)
+        h.flags = tuple(flags)
+        return h
+
     # -- events -------------------------------------------------------------------------------
     def on_licence(
         self,

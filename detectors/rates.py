@@ -69,9 +69,12 @@ True
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from dataclasses import dataclass
+
+import msgpack
 
 __all__ = ["RateConfig", "RateSurprise", "PeerRates", "nb_tail"]
 
@@ -152,6 +155,24 @@ class RateSurprise:
     def __setstate__(self, s):
         self.t, self.recent, self.base, self.expo = s
 
+    def to_data(self) -> list:
+        """Data-only state (the entity-state changelog): ``[t, recent, base, expo]``."""
+        return [self.t, self.recent, self.base, self.expo]
+
+    @classmethod
+    def from_data(cls, data: list) -> RateSurprise:
+        """
+        >>> RateSurprise.from_data(RateSurprise(5.0).to_data()).t
+        5.0
+        """
+        if type(data) is not list or len(data) != 4 or not all(type(x) in (int, float) for x in data[1:]):
+            raise ValueError("rate detector state: not [t, recent, base, expo]")
+        if data[0] is not None and type(data[0]) not in (int, float):
+            raise ValueError("rate detector state: t is not a number")
+        r = cls.__new__(cls)
+        r.t, r.recent, r.base, r.expo = data
+        return r
+
     def _advance(self, t: float, cfg: RateConfig) -> None:
         if self.t is None:
             self.t = t
@@ -214,6 +235,9 @@ class PeerRates:
     True
     >>> PeerRates.loads(pr.dumps()).prior("kind:catering") == pr.prior("kind:catering")
     True
+    >>> import os; PeerRates.loads(pickle.dumps(os.getcwd))   # the peers changelog runs no code
+    Traceback (most recent call last):
+    ValueError: refused: posix.getcwd is not a peer-rates class
     """
 
     def __init__(
@@ -263,9 +287,69 @@ class PeerRates:
         g = self.groups.get(group)
         return g[4].score_one(t, self._cfg(g)) if g else 0.0
 
+    # --- the peers table's changelog: data only, like the entity state (streams/engine/state.py) ---
+    def to_data(self) -> dict:
+        """Plain data: the configuration, ``notified_at`` and per group ``[entities, last_t, count,
+        entity_days, surge detector's data]``."""
+        return {
+            "half_life": self.half_life,
+            "window": self.window,
+            "prior_days": self.prior_days,
+            "default_rate": self.default_rate,
+            "notified_at": getattr(self, "notified_at", 0.0),
+            "groups": {k: [g[0], g[1], g[2], g[3], g[4].to_data()] for k, g in self.groups.items()},
+        }
+
+    @classmethod
+    def from_data(cls, d: dict) -> PeerRates:
+        if type(d) is not dict or type(d.get("groups")) is not dict:
+            raise ValueError("peer rates: not a dict with groups")
+        conf = [d.get(k) for k in ("half_life", "window", "prior_days", "default_rate")]
+        if not all(type(x) in (int, float) for x in conf):
+            raise ValueError("peer rates: configuration is not numbers")
+        pr = cls(*(float(x) for x in conf))  # type: ignore[arg-type]  # numbers, checked above
+        groups = {}
+        for k, g in d["groups"].items():
+            if type(g) is not list or len(g) != 5 or not all(type(x) in (int, float) for x in g[:4]):
+                raise ValueError(f"peer rates: group {k!r} is not [entities, last_t, count, entity_days, surge]")
+            groups[k] = [*g[:4], RateSurprise.from_data(g[4])]
+        pr.groups = groups
+        notified = d.get("notified_at", 0.0)
+        if notified:
+            pr.notified_at = float(notified)  # type: ignore[attr-defined]  # set by the peers agent
+        return pr
+
     def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return _HEADER + msgpack.packb(self.to_data())
 
     @staticmethod
     def loads(raw: bytes | None, **kw) -> PeerRates:
-        return pickle.loads(raw) if raw else PeerRates(**kw)
+        """The group state of :meth:`dumps`' bytes (or of an older version's pickle, read by an unpickler
+        that allows only these two classes); ValueError if the bytes are neither."""
+        if not raw:
+            return PeerRates(**kw)
+        try:
+            if raw[:3] == _HEADER:
+                return PeerRates.from_data(msgpack.unpackb(raw[3:]))
+            if raw[:1] == b"\x80":  # pickled by an older version: read once, written as data next time
+                old = _PeerUnpickler(io.BytesIO(raw)).load()
+                if type(old) is not PeerRates:
+                    raise ValueError(f"not peer rates: {type(old).__name__}")
+                return PeerRates.from_data(old.to_data())
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - malformed bytes of any kind: one error
+            raise ValueError(f"peer rates not read: {type(e).__name__}: {e}") from None
+        raise ValueError(f"peer rates not read: unknown format {bytes(raw[:3])!r}")
+
+
+_HEADER = b"RW\x01"  # format version 1 (the entity state's header, streams/engine/state.py)
+
+
+class _PeerUnpickler(pickle.Unpickler):
+    """Reads a PeerRates pickled by an older version: only this module's two classes, nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if module == __name__ and name in ("PeerRates", "RateSurprise"):
+            return globals()[name]
+        raise ValueError(f"refused: {module}.{name} is not a peer-rates class")

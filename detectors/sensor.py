@@ -83,6 +83,12 @@ class SensorAnomaly:
     (0.0, 1.0)
     >>> len(pickle.dumps(det)) <= 2048
     True
+    >>> again = SensorAnomaly.from_data(det.to_data())   # the changelog's data-only state
+    >>> again.score_one(40.0, t0 + 300 * 2000) == det.score_one(40.0, t0 + 300 * 2000)
+    True
+    >>> SensorAnomaly.from_data(["not", "a", "state"])
+    Traceback (most recent call last):
+    ValueError: sensor detector state: not a list of its slots
     """
 
     __slots__ = (
@@ -163,6 +169,49 @@ class SensorAnomaly:
                 a.frombytes(v[1])
                 v = a
             object.__setattr__(self, s, v)
+
+    # Data-only state for the changelog (streams/engine/state.py packs it with msgpack): the same
+    # flat list as the pickled tuple, arrays as [typecode, bytes]. ``from_data`` builds a detector
+    # from such a list and checks its shape, so a corrupt record fails here, not in ``update``.
+    def to_data(self) -> list:
+        v = _GET_SLOTS(self)
+        state = [[x.typecode, x.tobytes()] if type(x) is array else x for x in v[_N_CONFIG:]]
+        if v[:_N_CONFIG] != _DEFAULT_CONFIG:
+            return list(v[:_N_CONFIG]) + state
+        return state
+
+    @classmethod
+    def from_data(cls, data: list) -> SensorAnomaly:
+        """The detector of :meth:`to_data`'s list; ValueError if it is not one."""
+        if type(data) is not list or (len(data) != _N_STATE and len(data) != len(_SLOTS)):
+            raise ValueError("sensor detector state: not a list of its slots")
+        values = [*_DEFAULT_CONFIG, *data] if len(data) == _N_STATE else list(data)  # _N_STATE: default config
+        if not _PLAIN.issuperset(map(type, values)):
+            raise ValueError("sensor detector state: a slot is not a number or an array")
+        for i, tc in _ARRAY_AT:
+            v = values[i]
+            if type(v) is not list or len(v) != 2 or v[0] != tc or type(v[1]) is not bytes:
+                raise ValueError(f"sensor detector state: {_SLOTS[i]} is not an array of {tc!r}")
+            a = array(tc)
+            a.frombytes(v[1])
+            values[i] = a
+        det = cls.__new__(cls)
+        for set_slot, v in zip(_SETTERS, values, strict=True):
+            set_slot(det, v)
+        if (
+            type(det.re_pos) is not int
+            or type(det.re_cur) is not int
+            or not (
+                len(det.s_mean) == len(det.s_cnt) == det.bins
+                and len(det.re_buf) == det.re_win
+                and len(det.re_hist) == det.re_bins
+                and len(det.re_hyp) == det.re_bins * len(det.re_cnt)
+                and 0 <= det.re_pos < det.re_win
+                and -1 <= det.re_cur < len(det.re_cnt)
+            )
+        ):
+            raise ValueError("sensor detector state: array lengths do not match its configuration")
+        return det
 
     def __init__(
         self,
@@ -483,3 +532,9 @@ class SensorAnomaly:
 _GET_SLOTS = operator.attrgetter(*SensorAnomaly.__slots__)
 _N_CONFIG = SensorAnomaly.__slots__.index("n")  # the configuration slots come first
 _DEFAULT_CONFIG = _GET_SLOTS(SensorAnomaly())[:_N_CONFIG]
+# from_data: the slots, where the arrays are (with their typecodes), the slots' setters, the plain types
+_SLOTS: tuple[str, ...] = SensorAnomaly.__slots__
+_N_STATE = len(_SLOTS) - _N_CONFIG
+_ARRAY_AT = tuple((i, v.typecode) for i, v in enumerate(_GET_SLOTS(SensorAnomaly())) if type(v) is array)
+_SETTERS = tuple(getattr(SensorAnomaly, s).__set__ for s in _SLOTS)
+_PLAIN = frozenset((int, float, bool, list))

@@ -275,6 +275,18 @@ def bench_evidence(
     run(events=events, entities=entities, rounds=rounds)
 
 
+@app.command("bench-state")
+def bench_state(
+    days: float = typer.Option(1.0, "--days", help="Simulated days of the county before measuring"),
+    scale: float = typer.Option(1.0, "--scale", help="Simulator scale (entities)"),
+    rounds: int = typer.Option(5, "--rounds", help="Rounds, the formats alternating"),
+) -> None:
+    """µs per entity-state write and read: the changelog's data format against the old pickle."""
+    from riskwatch.tools.bench.state import run
+
+    run(days=days, scale=scale, rounds=rounds)
+
+
 def _mount_optional() -> None:
     from reports.bulletin import app as bulletin_app
     from riskwatch.cli.grafana import app as grafana_app

@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -140,6 +141,16 @@ class Transition:
     to_status: str
     actor: str
     comment: str = ""
+
+    def to_data(self) -> list:
+        """Data-only form (entity state on the changelog): the fields as one list."""
+        return [self.at, self.kind, self.from_status, self.to_status, self.actor, self.comment]
+
+    @classmethod
+    def from_data(cls, data: list) -> Transition:
+        if type(data) is not list or len(data) != 6 or type(data[0]) not in (int, float):
+            raise ValueError("transition: not [at, kind, from, to, actor, comment]")
+        return cls(*data)
 
     def as_dict(self) -> dict:
         return {
@@ -260,6 +271,36 @@ class AlertLifecycle:
     def __setstate__(self, state) -> None:
         setstate_with_defaults(self, state)
 
+    def to_data(self) -> dict:
+        """Data-only form (entity state on the changelog): field name -> value, transitions as lists.
+
+        >>> lc = AlertLifecycle("a1", "E1", "rule.x", None, "yellow", ["amr"])
+        >>> lc.transitions.append(Transition(1.0, "status", "pending", "firing", "engine"))
+        >>> AlertLifecycle.from_data(lc.to_data()) == lc
+        True
+        """
+        d = {name: getattr(self, name) for name in _LC_FIELDS}
+        d["transitions"] = [t.to_data() for t in self.transitions]
+        return d
+
+    @classmethod
+    def from_data(cls, data: dict) -> AlertLifecycle:
+        """The lifecycle of :meth:`to_data`'s dict (fields it lacks take their defaults; unknown keys are
+        ignored); ValueError if it is not one."""
+        if type(data) is not dict:
+            raise ValueError("alert lifecycle: not a dict")
+        known = {k: v for k, v in data.items() if k in _LC_FIELDS}
+        for name in _LC_LISTS:
+            if name in known and type(known[name]) is not list:
+                raise ValueError(f"alert lifecycle: {name} is not a list")
+        if "responses" in known and type(known["responses"]) is not dict:
+            raise ValueError("alert lifecycle: responses is not a dict")
+        known["transitions"] = [Transition.from_data(t) for t in known.get("transitions", ())]
+        try:
+            return cls(**known)
+        except TypeError as e:  # a required field missing
+            raise ValueError(f"alert lifecycle: {e}") from e
+
     @property
     def lead(self) -> str:
         return self.departments[0]
@@ -267,6 +308,10 @@ class AlertLifecycle:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
+
+
+_LC_FIELDS = frozenset(f.name for f in dataclass_fields(AlertLifecycle))
+_LC_LISTS = ("departments", "transitions", "responders", "changes", "transfer_to")
 
 
 # --- the engine -------------------------------------------------------------------------------------

@@ -102,6 +102,22 @@ class InspectionTask:
     ref: str = ""  # alert id, plan id or spot-check id
     note: str = ""
 
+    def to_data(self) -> list:
+        """Data-only form (entity state on the changelog): the fields as one list, ``due`` in epoch seconds.
+
+        >>> t = InspectionTask("t1", "E9", "fire", due=86400.0, item_id=8)
+        >>> InspectionTask.from_data(t.to_data()) == t
+        True
+        """
+        due = _ts(self.due) if isinstance(self.due, datetime) else self.due
+        return [self.task_id, self.entity_id, self.department, due, self.item_id, self.source, self.ref, self.note]
+
+    @classmethod
+    def from_data(cls, data: list) -> InspectionTask:
+        if type(data) is not list or len(data) != 8 or type(data[3]) not in (int, float):
+            raise ValueError("inspection task: not [task_id, entity_id, department, due, item_id, source, ref, note]")
+        return cls(*data)
+
 
 @dataclass(frozen=True, slots=True)
 class JointInspection:

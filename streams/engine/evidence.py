@@ -164,6 +164,37 @@ class Draft:
     key: str = ""  # "<device>:<channel>" collecting readings after the trigger
     after: list[tuple[float, float]] = field(default_factory=list)  # readings after the trigger
 
+    def to_data(self) -> dict[str, Any]:
+        """Data-only form (entity state on the changelog): field name -> value."""
+        return {
+            "alert_id": self.alert_id,
+            "entity_id": self.entity_id,
+            "rule": self.rule,
+            "trigger": self.trigger,
+            "items": self.items,
+            "version": self.version,
+            "final": self.final,
+            "hash": self.hash,
+            "first_hash": self.first_hash,
+            "end": self.end,
+            "key": self.key,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Draft:
+        """The draft of :meth:`to_data`'s dict; ValueError if it is not one."""
+        if type(data) is not dict or type(data.get("items")) is not list or type(data.get("after", [])) is not list:
+            raise ValueError("evidence draft: not a dict with a list of items")
+        if not all(type(i) is dict for i in data["items"]):
+            raise ValueError("evidence draft: an item is not a dict")
+        known = {k: v for k, v in data.items() if k in _DRAFT_FIELDS}
+        known["after"] = [(float(t), float(v)) for t, v in known.get("after", ())]
+        try:
+            return cls(**known)
+        except TypeError as e:
+            raise ValueError(f"evidence draft: {e}") from e
+
     @classmethod
     def open(cls, ev: Event, alert_id: str, rule: str, items: list[Item], after_s: float = 0.0, key: str = "") -> Draft:
         t = ev.occurred_at.timestamp()
@@ -236,3 +267,6 @@ class Draft:
             "header": header,
             "items": [canonical(it).decode() for it in self.items],
         }
+
+
+_DRAFT_FIELDS = frozenset(Draft.__dataclass_fields__)

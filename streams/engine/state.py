@@ -23,23 +23,32 @@ True
 from __future__ import annotations
 
 import hashlib
-import io
-import operator
-import pickle
 import sys
 from array import array
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
+
+import msgpack
 
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 from detectors.rates import RateSurprise
 from detectors.sensor import SensorAnomaly
-from riskwatch.domain.lifecycle import AlertLifecycle, setstate_with_defaults
+from riskwatch.domain.lifecycle import AlertLifecycle, Transition, setstate_with_defaults
 from riskwatch.domain.planning import InspectionTask
 from streams.engine.evidence import Draft
+from streams.engine.legacy_state import LegacyStateError, is_pickle, load_pickled
 
 RECENT_IDS = 64
+
+# The changelog / local-store format: b"RW", a version byte, then msgpack of EntityState.to_data()
+# (maps, arrays, numbers incl. NaN/inf, strings, bytes). A pickle starts b"\x80<protocol>": never b"RW".
+MAGIC = b"RW"
+VERSION = 1
+HEADER = MAGIC + bytes([VERSION])
+_PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_UNPACK = partial(msgpack.unpackb, raw=False, use_list=True, strict_map_key=True)
 
 Where = tuple[str, int, int]  # (topic, partition, offset) of a message
 # what an entity keeps of a complaint / video detection for later evidence bundles (evidence.py)
@@ -85,6 +94,23 @@ class OpenAlert:
 
     def __setstate__(self, state: Any) -> None:  # states pickled before a field was added
         setstate_with_defaults(self, state)
+
+    def to_data(self) -> dict[str, Any]:
+        d = {name: getattr(self, name) for name in _ALERT_FIELDS}
+        d["lc"] = self.lc.to_data()
+        d["evidence"] = None if self.evidence is None else self.evidence.to_data()
+        return d
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> OpenAlert:
+        if type(d) is not dict:
+            raise ValueError("open alert: not a dict")
+        known = {k: v for k, v in d.items() if k in _ALERT_FIELDS}
+        known["departments"] = tuple(_t(d.get("departments", []), list))
+        known["lc"] = AlertLifecycle.from_data(_t(d.get("lc"), dict))
+        ev = d.get("evidence")
+        known["evidence"] = None if ev is None else Draft.from_data(ev)
+        return cls(**known)
 
 
 @dataclass(slots=True)
@@ -171,76 +197,147 @@ class EntityState:
                     return (self.topics[p & 0xFF], (p >> 8) & 0xFFF, p >> 20)
         return None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(zip(_PERSISTED, _get_persisted(self)))
+    # --- the changelog's data-only format -----------------------------------------------------
+    def to_data(self) -> dict[str, Any]:
+        """The state as plain data (field name -> dicts, lists, numbers, strings, bytes): what
+        :meth:`dumps` packs. Each detector and record gives its own ``to_data()``; the sensor
+        detectors are kept packed (``_blobs``) and re-packed only when changed since the last call."""
         blobs = self._blobs
-        for k, det in self.sensors.items():
+        sensors = self.sensors
+        for k, det in sensors.items():
             if k in self._dirty or k not in blobs:
-                blobs[k] = pickle.dumps(det, protocol=pickle.HIGHEST_PROTOCOL)
+                blobs[k] = _PACK(det.to_data())
         self._dirty.clear()
-        state["sensors"] = {k: blobs[k] for k in self.sensors}
-        # the event-id ring as raw little-endian int64 bytes (an array pickles ~10x slower)
-        state["recent"], state["recent_at"] = _le_bytes(self.recent), _le_bytes(self.recent_at)
-        if self.readings:  # evidence windows: raw float64 bytes too
-            state["readings"] = {k: _le_bytes(a) for k, a in self.readings.items()}
-        # the inspection history and the fusion state as their plain tuples: pickling an object of
-        # a class costs ~3 µs more than its tuple (copyreg's reduce), in every changelog write
-        state["history"] = self.history.__getstate__()  # type: ignore[no-untyped-call]  # detectors/: not strict
-        state["risk"] = self.risk.__getstate__()  # type: ignore[no-untyped-call]
-        return state
+        if len(blobs) != len(sensors):
+            self._blobs = blobs = {k: blobs[k] for k in sensors}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "township": self.township,
+            "registered": self.registered,
+            "closed": self.closed,
+            "last_seen": self.last_seen,
+            # the event-id ring and the evidence windows as raw little-endian int64 / float64 bytes
+            "recent": _le_bytes(self.recent),
+            "recent_at": _le_bytes(self.recent_at),
+            "topics": self.topics,
+            "offsets": self.offsets,
+            "sensors": blobs,
+            "alerts": {k: a.to_data() for k, a in self.alerts.items()} if self.alerts else {},
+            "episodes": self.episodes,
+            "history": self.history.to_data(),
+            "rates": {k: r.to_data() for k, r in self.rates.items()} if self.rates else {},
+            "confirm": self.confirm,
+            "risk": self.risk.to_data(),
+            "tasks": {k: t.to_data() for k, t in self.tasks.items()} if self.tasks else {},
+            "plans": self.plans,
+            "readings": {k: _le_bytes(a) for k, a in self.readings.items()} if self.readings else {},
+            "complaints": self.complaints,
+            "videos": self.videos,
+            "licensed": self.licensed,
+            "unanchored": self.unanchored,
+        }
 
-    def __setstate__(self, state: Any) -> None:
-        # a state pickled by an older version lacks the newer fields: they start empty
-        if isinstance(state, tuple | list):  # dataclass(slots=True) default pickling
-            state = dict(zip([f.name for f in fields(self)], state))
-        sensors = state.get("sensors") or {}
-        if sensors and isinstance(next(iter(sensors.values())), bytes):
-            state = {**state, "sensors": {k: pickle.loads(b) for k, b in sensors.items()}}
-            self._blobs = dict(sensors)
-        else:
-            self._blobs = {}
-        self._dirty = set()
-        for f in _PERSISTED_FIELDS:
-            if f.name in state:
-                setattr(self, f.name, state[f.name])
-            else:
-                setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)
-        for name in ("recent", "recent_at"):  # bytes since the ring is pickled raw; arrays before
-            v = getattr(self, name)
-            if not isinstance(v, array):
-                setattr(self, name, _from_le_bytes(v))
-        if self.readings:
-            raw: dict[str, Any] = self.readings  # bytes since the windows are pickled raw
-            self.readings = {k: _from_le_bytes(b, "d") for k, b in raw.items()}
-        for name, cls in (("history", EntityHistory), ("risk", EntityRisk)):
-            v = getattr(self, name)
-            if type(v) is tuple:  # pickled as its tuple (objects before)
-                obj: Any = cls.__new__(cls)
-                obj.__setstate__(v)
-                setattr(self, name, obj)
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> EntityState:
+        """The state of :meth:`to_data`'s dict: plain data into constructors, shapes checked
+        (ValueError / TypeError otherwise). Fields it lacks (written by an older version) start empty;
+        keys it does not know are ignored."""
+        if type(d) is not dict:
+            raise ValueError("entity state: not a dict")
+        g = d.get
+        st = cls.__new__(cls)
+        st.name, st.kind, st.township = _t(g("name", ""), str), _t(g("kind", ""), str), _t(g("township", ""), str)
+        st.registered, st.closed = _t(g("registered", False), bool), _t(g("closed", False), bool)
+        st.licensed = _t(g("licensed", True), bool)
+        st.last_seen = _num(g("last_seen", 0.0))
+        st.recent = _from_le_bytes(_t(g("recent", b""), bytes))
+        st.recent_at = _from_le_bytes(_t(g("recent_at", b""), bytes))
+        if len(st.recent) != len(st.recent_at):
+            raise ValueError("entity state: event-id ring and positions differ in length")
+        st.topics = _t(g("topics", []), list)
+        st.offsets = _t(g("offsets", {}), dict)
+        st.sensors, st._blobs, st._dirty = {}, {}, set()
+        for k, v in _t(g("sensors", {}), dict).items():
+            if type(v) is bytes:  # packed on its own (the usual case): kept packed until it changes
+                st.sensors[k] = SensorAnomaly.from_data(_UNPACK(v))
+                st._blobs[k] = v
+            else:  # its list (a migrated pickle)
+                st.sensors[k] = SensorAnomaly.from_data(v)
+        st.alerts = {k: OpenAlert.from_data(a) for k, a in _t(g("alerts", {}), dict).items()}
+        st.episodes = _t(g("episodes", {}), dict)
+        h, r = g("history"), g("risk")
+        st.history = EntityHistory() if h is None else EntityHistory.from_data(h)
+        st.risk = EntityRisk() if r is None else EntityRisk.from_data(r)
+        st.rates = {k: RateSurprise.from_data(v) for k, v in _t(g("rates", {}), dict).items()}
+        st.confirm = _t(g("confirm", {}), dict)
+        st.tasks = {k: InspectionTask.from_data(t) for k, t in _t(g("tasks", {}), dict).items()}
+        st.plans = _t(g("plans", []), list)
+        st.readings = {k: _from_le_bytes(_t(b, bytes), "d") for k, b in _t(g("readings", {}), dict).items()}
+        st.complaints = [tuple(c) for c in _t(g("complaints", []), list)]
+        st.videos = [tuple(v) for v in _t(g("videos", []), list)]
+        st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in _t(g("unanchored", {}), dict).items()}
+        return st
+
+    def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
+        return self.to_data()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        other = EntityState.from_data(state)
+        for name in _SLOTS:
+            setattr(self, name, getattr(other, name))
 
     def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state for the changelog and the local store: :data:`HEADER` + msgpack of :meth:`to_data`."""
+        packed: bytes = _PACK(self.to_data())
+        return HEADER + packed
 
     @staticmethod
     def loads(raw: bytes | None) -> EntityState:
+        """The state of :meth:`dumps`' bytes; also reads a state pickled by an older version, as data
+        (``streams/engine/legacy_state.py``: no code runs). :class:`StateFormatError` if it can't be read:
+        an unknown format version, malformed bytes, or a pickle naming anything but state classes.
+
+        >>> EntityState.loads(b"RW\\x09...")
+        Traceback (most recent call last):
+        streams.engine.state.StateFormatError: entity state format 9 is not known here (reads 1): newer riskwatch?
+        """
         if not raw:
             return EntityState()
-        try:
-            st: EntityState = pickle.loads(raw)
-        except (ModuleNotFoundError, AttributeError):  # pickled before the engine had its own package
-            st = _Renamed(io.BytesIO(raw)).load()
-        return st
+        if raw[:2] == MAGIC:
+            version = raw[2] if len(raw) > 2 else -1
+            if version != VERSION:
+                raise StateFormatError(
+                    f"entity state format {version} is not known here (reads {VERSION}): newer riskwatch?"
+                )
+            try:
+                return EntityState.from_data(_UNPACK(memoryview(raw)[len(HEADER) :]))
+            except Exception as e:  # any shape error: the record is not a state this version wrote
+                raise StateFormatError(f"malformed entity state ({type(e).__name__}: {e})") from None
+        if is_pickle(raw):
+            try:
+                return EntityState.from_data(load_pickled(raw, _LEGACY_NAMES))
+            except LegacyStateError as e:
+                raise StateFormatError(f"pickled entity state not read: {e}") from None
+            except Exception as e:
+                raise StateFormatError(f"malformed pickled entity state ({type(e).__name__}: {e})") from None
+        raise StateFormatError(f"not an entity state (starts {bytes(raw[:4])!r})")
 
 
-class _Renamed(pickle.Unpickler):
-    """Reads states pickled when these classes lived in ``streams.state`` / ``streams.evidence``
-    (changelogs and RocksDB stores written before the engine/runtime split); the next store rewrites them."""
+class StateFormatError(ValueError):
+    """Bytes that are not an entity state this version reads; the worker skips them (streams/runtime/store.py)."""
 
-    MOVED = {"streams.state": "streams.engine.state", "streams.evidence": "streams.engine.evidence"}
 
-    def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(self.MOVED.get(module, module), name)
+def _t(v: Any, typ: type) -> Any:
+    if type(v) is not typ:
+        raise ValueError(f"expected {typ.__name__}, found {type(v).__name__}")
+    return v
+
+
+def _num(v: Any) -> float:
+    if type(v) is not float and type(v) is not int:
+        raise ValueError(f"expected a number, found {type(v).__name__}")
+    return float(v)
 
 
 def _le_bytes(a: array[Any]) -> bytes:
@@ -258,7 +355,11 @@ def _from_le_bytes(b: bytes, typecode: str = "q") -> array[Any]:
     return a
 
 
-# the fields that are pickled (``_blobs`` and ``_dirty`` are not), looked up once
-_PERSISTED_FIELDS = tuple(f for f in fields(EntityState) if not f.name.startswith("_"))
-_PERSISTED = tuple(f.name for f in _PERSISTED_FIELDS)
-_get_persisted = operator.attrgetter(*_PERSISTED)
+_ALERT_FIELDS = frozenset(f.name for f in fields(OpenAlert))
+# field names, in order, of the dataclasses a pickled state may hold (pickled as lists of values)
+_LEGACY_NAMES = {
+    c.__name__: tuple(f.name for f in fields(c))
+    for c in (EntityState, OpenAlert, AlertLifecycle, Transition, InspectionTask, Draft)
+}
+# the slots __setstate__ copies (all fields: the caches start empty)
+_SLOTS = tuple(f.name for f in fields(EntityState))

@@ -138,7 +138,7 @@ class Worker:
     county: County
     app: faust.App
     topics: Topics
-    entities: faust.types.TableT  # entity_id bytes -> pickled EntityState (changelog-backed)
+    entities: faust.types.TableT  # entity_id bytes -> EntityState.dumps() bytes (data only; changelog-backed)
     peers: faust.types.TableT  # group -> PeerRates bytes (reached through a repartition)
     processor: Processor
     batch: EntityBatch  # the engine's batch step, with this worker's topics, rows, state loader
@@ -174,7 +174,7 @@ class Worker:
         # Keyed like the input topics (entity_id bytes). An entity's state is written to the changelog
         # partition its events came from (whatever partitioner the producers used), so the worker that
         # owns an input partition also owns, and recovers, the state of its entities.
-        entities = app.Table(  # pickled EntityState bytes
+        entities = app.Table(  # EntityState.dumps(): b"RW" v1 + msgpack
             "entities", partitions=settings.partitions, key_type=bytes, value_type=bytes, options=options
         )
         cache = StateCache(

@@ -171,7 +171,7 @@ def _host_busy() -> float:
 
 
 def _state_sizes(evs) -> tuple[float, float]:
-    import pickle
+    import msgpack
 
     from riskwatch.domain.county import load_county
     from schemas.events import DeadLetter
@@ -186,7 +186,7 @@ def _state_sizes(evs) -> tuple[float, float]:
         ev = dec.decode(topic, 0, i, key, value)
         if not isinstance(ev, DeadLetter | Batch):  # single readings only (no gateway batches here)
             proc.process(ev, states.setdefault(key, EntityState()), (topic, 0, i))
-    sensors = [len(pickle.dumps(d, protocol=5)) for st in states.values() for d in st.sensors.values()]
+    sensors = [len(msgpack.packb(d.to_data())) for st in states.values() for d in st.sensors.values()]
     per_entity = [len(st.dumps()) for st in states.values()]
     return statistics.median(sensors) if sensors else 0.0, statistics.median(per_entity)
 

@@ -185,5 +185,5 @@ def run_cli(seed: int) -> dict[str, Any]:
     print(f"rule alerts on background   {r['legit_background_alerts']} (not counted as false: regulation opens a case)")
     for rule, n in r["legit_by_rule"].items():
         print(f"  {rule:27s} {n}")
-    print(f"largest entity state        {r['max_state_bytes']:,} bytes pickled")
+    print(f"largest entity state        {r['max_state_bytes']:,} bytes (data format: msgpack)")
     return r
