@@ -18,49 +18,49 @@ log = logging.getLogger(__name__)
 class StateCache:
     """Live :class:`EntityState` objects in front of the worker's local state store.
 
-        Unpickling an entity's state for every event costs more than processing it, so the worker
-        keeps the objects it last stored, up to ``max_entries`` (least recently stored dropped first).
-        The cache is the truth for the keys this worker stored since its partitions were last
-        assigned: a hit returns the object without touching the store (RocksDB returns new bytes
-        on every read, so "is it still the same bytes" cannot be asked cheaply). On every rebalance
-        and after a changelog recovery :meth:`clear` drops the objects, so a recovered table wins.
+    Unpickling an entity's state for every event costs more than processing it, so the worker
+    keeps the objects it last stored, up to ``max_entries`` (least recently stored dropped first).
+    The cache is the truth for the keys this worker stored since its partitions were last
+    assigned: a hit returns the object without touching the store (RocksDB returns new bytes
+    on every read, so "is it still the same bytes" cannot be asked cheaply). On every rebalance
+    and after a changelog recovery :meth:`clear` drops the objects, so a recovered table wins.
 
-        Thrash guard: once the cache has dropped more than ``max_entries`` states since it was last
-        cleared, the entities this worker serves do not fit (an LRU of a fraction of them hits that
-        fraction at best, nothing for entities reporting in turn), and each cached state costs ~10 KB
-        of RSS: it then keeps none until the next :meth:`clear` (rebalance). Misses cost a decode.
+    Thrash guard: once the cache has dropped more than ``max_entries`` states since it was last
+    cleared, the entities this worker serves do not fit (an LRU of a fraction of them hits that
+    fraction at best, nothing for entities reporting in turn), and each cached state costs ~10 KB
+    of RSS: it then keeps none until the next :meth:`clear` (rebalance). Misses cost a decode.
 
-        Bytes that are not a state this version reads (an unknown format version, malformed bytes, a
-        pickle naming anything but state classes) do not stop the worker: the entity starts from an empty
-        state, one log line at ERROR names the key, the reason and what to do, and ``unreadable`` counts
-        them. Its next commit replaces the record. Why not stop: one record (from a newer version after a
-        rollback, or written by someone who should not) must not stop a county's monitoring; what is lost
-        is that entity's memory (duplicate ring, detector baselines, open alerts), which the log line says.
+    Bytes that are not a state this version reads (an unknown format version, malformed bytes, a
+    pickle naming anything but state classes) do not stop the worker: the entity starts from an empty
+    state, one log line at ERROR names the key, the reason and what to do, and ``unreadable`` counts
+    them. Its next commit replaces the record. Why not stop: one record (from a newer version after a
+    rollback, or written by someone who should not) must not stop a county's monitoring; what is lost
+    is that entity's memory (duplicate ring, detector baselines, open alerts), which the log line says.
 
-        Writes follow the commit (streams/runtime/commit.py): :meth:`store` serializes a state and keeps
-        its bytes as *unwritten* until :meth:`written` puts them into the local store, which
-        happens only after the broker acknowledged their changelog records. A miss reads the
-        unwritten bytes first, then the store: the local store never runs ahead of the changelog.
+    Writes follow the commit (streams/runtime/commit.py): :meth:`store` serializes a state and keeps
+    its bytes as *unwritten* until :meth:`written` puts them into the local store, which
+    happens only after the broker acknowledged their changelog records. A miss reads the
+    unwritten bytes first, then the store: the local store never runs ahead of the changelog.
 
-        >>> class Table:  # a memory store stand-in
-        ...     data = {}
-        >>> c = StateCache(Table(), max_entries=1)
-        >>> st = EntityState(name="A")
-        >>> raw = c.store(b"A", st)
-        >>> c.load(b"A") is st, c.read(b"A")          # a hit; not in the store before written()
-        (True, None)
-        >>> c.written({b"A": (0, raw)}, {0: 41}); c.read(b"A") == raw
-        True
-        >>> _ = c.store(b"B", EntityState(name="B"))  # bound 1: A's object is dropped
-        >>> a = c.load(b"A"); a is st, a.name           # a miss: decoded from the store
-        (False, 'A')
-        >>> c.forget(b"A"); c.load(b"A").name           # deleted: a fresh state
-        ''
-        >>> Table.data[b"X"] = b"RW\\x07..."; c.load(b"X").name, c.unreadable   # a newer format: skipped, logged
-        ('', 1)
-        >>> for k in (b"C", b"D", b"E"): _ = c.store(k, EntityState())
-        >>> len(c._objs), c._dropped                   # more than 1 dropped: thrashing, keeps none
-        (0, 2)
+    >>> class Table:  # a memory store stand-in
+    ...     data = {}
+    >>> c = StateCache(Table(), max_entries=1)
+    >>> st = EntityState(name="A")
+    >>> raw = c.store(b"A", st)
+    >>> c.load(b"A") is st, c.read(b"A")          # a hit; not in the store before written()
+    (True, None)
+    >>> c.written({b"A": (0, raw)}, {0: 41}); c.read(b"A") == raw
+    True
+    >>> _ = c.store(b"B", EntityState(name="B"))  # bound 1: A's object is dropped
+    >>> a = c.load(b"A"); a is st, a.name           # a miss: decoded from the store
+    (False, 'A')
+    >>> c.forget(b"A"); c.load(b"A").name           # deleted: a fresh state
+    ''
+    >>> Table.data[b"X"] = b"RW\\x07..."; c.load(b"X").name, c.unreadable   # a newer format: skipped, logged
+    ('', 1)
+    >>> for k in (b"C", b"D", b"E"): _ = c.store(k, EntityState())
+    >>> len(c._objs), c._dropped                   # more than 1 dropped: thrashing, keeps none
+    (0, 2)
     """
 
     def __init__(self, table, max_entries: int, partition_for_key=None, actives=None):
