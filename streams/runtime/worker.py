@@ -108,7 +108,7 @@ class Topics:
     def declare(cls, app: faust.App, settings: Settings, county: County) -> Topics:
         tp = settings.topic
         return cls(
-            inputs=app.topic(*(tp(t) for t in T.INPUT_TOPICS), internal=False, **RAW),
+            inputs=app.topic(*(tp(t) for t in T.input_topics(county.catalog)), internal=False, **RAW),
             alerts_all=app.topic(tp(T.ALERTS_ALL), **RAW),
             alert_events=app.topic(tp(T.ALERT_EVENTS), **RAW),
             inspection_plans=app.topic(tp(T.INSPECTION_PLANS), **RAW),
@@ -228,7 +228,7 @@ class Worker:
             commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
             clock=clock,
             peer_counts=peer_counts,
-            urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS),
+            urgent_topics=frozenset(settings.topic(t) for t in T.human_topics(county.catalog)),
             partition_of=partition_of,
         )
         entities.partition_for_key = w.partition_for_key  # batches hold many events: no "current event"
@@ -265,7 +265,7 @@ class Worker:
     # --- partitions -----------------------------------------------------------------------------
     @property
     def first_input(self) -> str:
-        return self.settings.topic(T.INPUT_TOPICS[0])
+        return self.settings.topic(T.SHARED_INPUTS[0])
 
     def actives(self) -> frozenset:
         return frozenset(self.app.assignor.assigned_actives())
