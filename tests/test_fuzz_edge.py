@@ -19,8 +19,8 @@ from detectors.rules import load_rules
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import EVENT_MODELS, DeadLetter
-from streams.engine.identity import kind_of
 from streams.engine.dispatch import Processor
+from streams.engine.identity import kind_of
 from streams.engine.ingest import Decoder
 from streams.engine.state import EntityState
 from tests import factories as F
@@ -121,9 +121,13 @@ def test_feedback_from_a_non_receiver_is_refused_with_reason():
         ("events.complaint", 0, 1),
     ).alerts[0]
     assert alert.departments == ["amr", "medinsure"]
-    bad = DEC.decode("events.feedback.police", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police")))
+    bad = DEC.decode(
+        "events.feedback.police", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police"))
+    )
     out = PROC.process(bad, st_, ("events.feedback.police", 0, 2))
     assert out.rejected and "police" in out.rejected and "not a receiver" in out.rejected
-    good = DEC.decode("events.feedback.medinsure", 0, 3, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "medinsure")))
+    good = DEC.decode(
+        "events.feedback.medinsure", 0, 3, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "medinsure"))
+    )
     out = PROC.process(good, st_, ("events.feedback.medinsure", 0, 3))
     assert not out.rejected and out.alerts[0].status == "acknowledged"

@@ -166,7 +166,9 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_pass(pipeline):
     originals = sorted(base64.b64decode(d["payload_b64"]) for d in dead)
     assert originals == sorted(v for _, _, v, _ in bad)
     assert all(
-        d["error"] and d["offset"] >= 0 and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback.amr"))
+        d["error"]
+        and d["offset"] >= 0
+        and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback.amr"))
         for d in dead
     )
     reasons = " ".join(d["error"] for d in dead)

@@ -339,9 +339,13 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     p.flush()
     p.wait_consumed()
     p.send(
-        "events.task.taskforce", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr")
+        "events.task.taskforce",
+        F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"),
     )
-    p.send("events.task.emergency", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
+    p.send(
+        "events.task.emergency",
+        F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"),
+    )
     p.flush()
     plan = wait_for(
         lambda: w.query(
@@ -380,7 +384,10 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
         }
     ]
     # the plan's tasks are done in the worker: a new emergency task is not merged with the old amr task
-    p.send("events.task.emergency", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
+    p.send(
+        "events.task.emergency",
+        F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"),
+    )
     p.flush()
     p.wait_consumed()
     assert sum(orjson.loads(v)["entity_id"] == "E-joint" for _, v in p.read_topic("inspection.plans")) == 1

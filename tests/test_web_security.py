@@ -99,7 +99,7 @@ def raw(web, head: str, chunks=(), cookie: str = "") -> tuple[int, int]:
                 got = sock.recv(65536)
                 if got:
                     return int(got.split(b" ", 2)[1]), sent
-            except socket.timeout:
+            except TimeoutError:
                 pass
             try:
                 sock.sendall(chunk)

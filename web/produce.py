@@ -1,8 +1,9 @@
 """Writes of the workbench: only the existing input events, validated with the same pydantic
 models (and catalog context) as the worker's edge, produced to Kafka with ``acks=all`` and
 idempotence. A department's event (feedback, inspection result) goes to the topic of the logged-in
-user's department (``events.feedback.<dept>``): the worker takes the department from the topic. An event the broker did not acknowledge raises :class:`BusDown`: the page says the
-action was NOT recorded, nothing is queued silently."""
+user's department (``events.feedback.<dept>``): the worker takes the department from the topic. An
+event the broker did not acknowledge raises :class:`BusDown`: the page says the action was NOT
+recorded, nothing is queued silently."""
 
 from __future__ import annotations
 

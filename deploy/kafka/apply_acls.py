@@ -7,8 +7,8 @@ Connects as the broker's super user ``admin`` over SASL/PLAIN (env KAFKA_BOOTSTR
 kafka:9092, and KAFKA_ADMIN_PASSWORD). Department users and every ``per_department`` rule are
 generated for each department code of the catalog (``departments.catalog``). For every user:
 upsert its SCRAM-SHA-512 credential from the environment variable it names, create its ACLs
-(creating an existing ACL is a no-op), and delete ACLs of that user that are no longer in the file. Users not in the file are
-left alone. Exits non-zero, naming the variable, when a password is missing.
+(creating an existing ACL is a no-op), and delete ACLs of that user that are no longer in the file.
+Users not in the file are left alone. Exits non-zero, naming the variable, when a password is missing.
 
 :func:`plan` is pure (no Kafka) and is what tests/test_compose.py checks.
 """

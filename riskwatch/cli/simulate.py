@@ -302,7 +302,9 @@ def run(
     else:
         from streams.engine.identity import sender_topic
 
-        wire = [t for t in TOPICS if t != T_INSPECTION] + [sender_topic(T_INSPECTION, d) for d in sim.catalog.departments]
+        wire = [t for t in TOPICS if t != T_INSPECTION] + [
+            sender_topic(T_INSPECTION, d) for d in sim.catalog.departments
+        ]
         sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in wire], auth=settings.kafka_kwargs())
         where = f"Kafka {bootstrap} (compression={sink.compression})"
     counts = sim.county.counts()
@@ -529,7 +531,8 @@ def departments(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output"),
 ) -> None:
-    """Play the departments: read alerts.all, answer on events.feedback.<dept> (签收, 处置, 非本部门职责, late or never).
+    """Play the departments: read alerts.all, answer on events.feedback.<dept> (签收, 处置, 非本部门职责, late
+    or never).
 
     Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of lifecycle.yaml).
     Prints the counts as one JSON object on stdout at the end.

@@ -117,20 +117,18 @@ class Senders:
                     f"status {event.status.value!r} (改派) is the task-force office's decision: accepted only on "
                     f"{office_topic}, not from department {sender!r} on {topic}"
                 )
-        elif isinstance(event, InspectionResult):
-            if sender not in event.departments:
-                return (
-                    f"the body names departments {_names(event.departments)} but {topic} is department "
-                    f"{sender!r}'s topic: the sending department must be one of the inspection's departments"
-                )
-        elif isinstance(event, InspectionTask):
-            if event.department != sender and sender not in (self.office, CITY):
-                return (
-                    f"the body names department {event.department!r} but {topic} is department {sender!r}'s topic: "
-                    f"a department plans only its own tasks (the office on "
-                    f"{self.prefix + sender_topic(InspectionTask.topic, self.office)} and the city link on "
-                    f"{self.prefix + sender_topic(InspectionTask.topic, CITY)} assign any department)"
-                )
+        elif isinstance(event, InspectionResult) and sender not in event.departments:
+            return (
+                f"the body names departments {_names(event.departments)} but {topic} is department "
+                f"{sender!r}'s topic: the sending department must be one of the inspection's departments"
+            )
+        elif isinstance(event, InspectionTask) and event.department != sender and sender not in (self.office, CITY):
+            return (
+                f"the body names department {event.department!r} but {topic} is department {sender!r}'s topic: "
+                f"a department plans only its own tasks (the office on "
+                f"{self.prefix + sender_topic(InspectionTask.topic, self.office)} and the city link on "
+                f"{self.prefix + sender_topic(InspectionTask.topic, CITY)} assign any department)"
+            )
         return None
 
 

@@ -36,7 +36,6 @@ of every per-entity state table) lands on the same worker: partitions are the un
 from __future__ import annotations
 
 import logging
-
 from functools import cache
 
 from riskwatch.domain.catalog import Catalog, load_catalog

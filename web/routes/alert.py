@@ -28,8 +28,8 @@ from starlette.datastructures import UploadFile
 
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
-from streams.engine.identity import sender_topic
 from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
+from streams.engine.identity import sender_topic
 from web.data import ts
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.routes.inbox import nav_counts
@@ -452,8 +452,8 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
 
 
 async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **fields) -> RedirectResponse:
-    """Validate an action as the worker's edge would, produce it to ``events.feedback.<the user's department>`` and send the
-    user to the alert page, which waits until the worker has processed it."""
+    """Validate an action as the worker's edge would, produce it to ``events.feedback.<the user's
+    department>`` and send the user to the alert page, which waits until the worker has processed it."""
     try:
         ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, **fields)
     except ValidationError as e:

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 
 from riskwatch.settings import Settings
 from riskwatch.tools.citylink.masking import mask_value, task_key
+from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, inbound_topic, masked_topic
 from schemas.events import InspectionTask
 from streams.engine.identity import CITY, sender_topic
-from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, inbound_topic, masked_topic
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from typing import Any
 from riskwatch.domain.county import load_county
 from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
-from riskwatch.tools.simulator.streams import wire_topic
 from riskwatch.tools.simulator.incidents import match_alerts
+from riskwatch.tools.simulator.streams import wire_topic
 from schemas.events import DeadLetter
 from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder

@@ -1,7 +1,8 @@
 """Event generators: the simulated county's registry, sensor, video, complaint and inspection streams.
 
 ``generate(config)`` yields ``(topic, key, value)``: the base topic name (``events.sensor`` …; the
-CLI adds the prefix, and :func:`wire_topic` names the department's own topic of an inspection result), the entity id as key bytes and the JSON value bytes. Values are valid against
+CLI adds the prefix, and :func:`wire_topic` names the department's own topic of an inspection
+result), the entity id as key bytes and the JSON value bytes. Values are valid against
 ``schemas.events`` except the deliberately malformed messages (``bad_rate``), which are recorded in
 the ground truth. Same config (seed, start, now, days, scale, …) → byte-identical sequence.
 
@@ -19,8 +20,8 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from functools import cache
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ import orjson
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.tools.simulator.county import CST, ROADS, County, Entity, SimConfig, build_county
 from riskwatch.tools.simulator.incidents import Incident, schedule_incidents
-from streams.engine.identity import sender_topic
 from riskwatch.tools.simulator.words import (
     BEAUTY_SYMPTOMS,
     DEFECTS,
@@ -44,6 +44,7 @@ from riskwatch.tools.simulator.words import (
     RX,
     SYMPTOMS,
 )
+from streams.engine.identity import sender_topic
 
 T_REGISTRY = "events.registry"
 T_SENSOR = "events.sensor"
@@ -64,12 +65,15 @@ def wire_topic(topic: str, value: bytes, catalog: Catalog | None = None) -> str:
         dept = orjson.loads(value)["departments"][0]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         dept = None
-    return sender_topic(T_INSPECTION, dept if isinstance(dept, str) and dept in cat.departments else cat.taskforce_office)
+    return sender_topic(
+        T_INSPECTION, dept if isinstance(dept, str) and dept in cat.departments else cat.taskforce_office
+    )
 
 
 @cache
 def _default_catalog() -> Catalog:
     return load_catalog()
+
 
 Message = tuple[str, bytes, bytes]
 
