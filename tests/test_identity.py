@@ -22,6 +22,7 @@ import base64
 import importlib.util
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -317,7 +318,9 @@ def _apply_acls():
     spec = importlib.util.spec_from_file_location("apply_acls", ROOT / "deploy/kafka/apply_acls.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.modules.setdefault(spec.name, mod)  # dataclasses look their module up
+    spec.loader.exec_module(sys.modules[spec.name])
+    mod = sys.modules[spec.name]
     return mod
 
 
