@@ -2,6 +2,7 @@
 
     python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml          # apply (idempotent)
     python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml --plan   # print the bindings only
+    python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml --writers  # topic → who may write it
 
 Connects as the broker's super user ``admin`` over SASL/PLAIN (env KAFKA_BOOTSTRAP, default
 kafka:9092, and KAFKA_ADMIN_PASSWORD). Department users and every ``per_department`` rule are
@@ -107,6 +108,17 @@ def plan(path: str | Path) -> Plan:
     return Plan(doc.get("mechanism", "SCRAM-SHA-512"), passwords, tuple(bindings), depts)
 
 
+def writers(p: Plan) -> dict[str, list[str]]:
+    """Topic name or prefix (``events.*``) → the users that may write it, in file order."""
+    out: dict[str, list[str]] = {}
+    for b in p.bindings:
+        if b.resource == "topic" and b.operation in ("write", "all"):
+            users = out.setdefault(b.name + ("*" if b.pattern == "prefixed" else ""), [])
+            if b.user not in users:
+                users.append(b.user)
+    return out
+
+
 def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
     from kafka.admin import (
         ACL,
@@ -205,6 +217,10 @@ def main(argv: list[str]) -> None:
     if "--plan" in argv:
         for b in p.bindings:
             print(f"User:{b.user}\tALLOW\t{b.operation}\t{b.resource}:{b.pattern}:{b.name}")
+        return
+    if "--writers" in argv:  # which principal writes which topic (docs/security.md)
+        for topic, users in writers(p).items():
+            print(f"{topic}\t{' '.join(users)}")
         return
     pw = os.environ.get("KAFKA_ADMIN_PASSWORD")
     if not pw:

@@ -109,8 +109,8 @@ class Senders:
         if isinstance(event, DisposalFeedback):
             if event.department != sender:
                 return (
-                    f"the body names department {event.department!r} but {topic} is department {sender!r}'s topic: "
-                    "a department answers only for itself (the department comes from the topic)"
+                    f"the body names department {event.department!r} but {topic} is the topic of department "
+                    f"{sender!r}: a department answers only for itself (the department comes from the topic)"
                 )
             if event.status.value in OFFICE_STATUSES and sender != self.office:
                 return (
@@ -119,12 +119,12 @@ class Senders:
                 )
         elif isinstance(event, InspectionResult) and sender not in event.departments:
             return (
-                f"the body names departments {_names(event.departments)} but {topic} is department "
-                f"{sender!r}'s topic: the sending department must be one of the inspection's departments"
+                f"the body names departments {_names(event.departments)} but {topic} is the topic of department "
+                f"{sender!r}: the sending department must be one of the inspection's departments"
             )
         elif isinstance(event, InspectionTask) and event.department != sender and sender not in (self.office, CITY):
             return (
-                f"the body names department {event.department!r} but {topic} is department {sender!r}'s topic: "
+                f"the body names department {event.department!r} but {topic} is the topic of department {sender!r}: "
                 f"a department plans only its own tasks (the office on "
                 f"{self.prefix + sender_topic(InspectionTask.topic, self.office)} and the city link on "
                 f"{self.prefix + sender_topic(InspectionTask.topic, CITY)} assign any department)"
