@@ -890,7 +890,8 @@ GROUP BY time ORDER BY time""",
         table_panel(
             "最新死信",
             """
-SELECT received_at AS `接收时间`, topic AS `主题`, partition AS `分区`, offset AS `偏移`, key AS `键`, error AS `原因`
+SELECT received_at AS `接收时间`, topic AS `主题`, partition AS `分区`, offset AS `偏移`, key AS `键`,
+       arrayStringConcat(indexes, ',') AS `批内坏读数`, error AS `原因`
 FROM dead_letters
 WHERE $__timeFilter(received_at)
 ORDER BY received_at DESC LIMIT 100""",

@@ -92,17 +92,21 @@ GROUP BY item
 ORDER BY median_hours DESC;
 
 -- name: dead_letters_by_topic_and_reason
--- 本周死信按主题与原因统计(原因取错误信息首行的要点)
--- Dead letters this week per topic and reason (first line of the error, numbers stripped).
+-- 本周死信按主题与原因统计(原因取错误信息首行的要点;网关批量消息按每条坏读数的原因计)
+-- Dead letters this week per topic and reason (first line of the error, numbers stripped; a gateway
+-- batch counts each bad reading's reason, without its "readings[i] (event_id …): " prefix).
 SELECT topic,
-       replaceRegexpAll(substringUTF8(splitByChar('\n', error)[1], 1, 120), '[0-9]+', 'N') AS reason,
-       count() AS messages,
+       replaceRegexpAll(substringUTF8(splitByChar('\n',
+           replaceRegexpOne(why, '^readings\\[[0-9]+\\] \\(event_id [^)]*\\): ', ''))[1], 1, 120), '[0-9]+', 'N') AS reason,
+       count() AS refusals,
+       uniqExact(partition, offset) AS messages,
        min(received_at) AS first,
        max(received_at) AS last
 FROM dead_letters FINAL
+ARRAY JOIN if(empty(reasons), [error], reasons) AS why
 WHERE received_at >= now64(3) - INTERVAL 7 DAY
 GROUP BY topic, reason
-ORDER BY messages DESC;
+ORDER BY refusals DESC;
 
 -- name: top_risk_entities
 -- 当前高风险主体 TOP 20(在办预警最高分)

@@ -590,21 +590,55 @@ class SilenceSpec(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A message refused at the edge, with its original bytes and the reason."""
+    """A message refused at the edge, with its original bytes and the reason.
+
+    One dead letter per refused message, always. A gateway batch (``kind: sensor_batch``) with bad
+    readings is one dead letter too: its payload once, every bad reading's position in ``indexes``
+    and its reason in ``reasons`` (parallel lists, ascending positions), and ``error`` saying how many
+    were refused followed by those reasons. This shape keeps the contract "original bytes + why" in
+    one self-contained record: a consumer of the ``deadletter`` topic or of ClickHouse's
+    ``dead_letters`` needs no join to find the bytes of a refusal, replaying a fixed batch is
+    re-sending one payload, and a 256 KiB batch with 100 bad readings is stored once, not 100 times.
+    ``indexes`` is empty for a message refused as a whole (a single reading, a bad envelope).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     topic: str
     partition: int
     offset: int
     key: str | None = Field(description="Original key, UTF-8 with replacement, or None")
-    payload_b64: str = Field(description="Original message bytes, base64")
-    error: str = Field(description="Why it was refused: which field of which message was wrong")
+    payload_b64: str = Field(description="Original message bytes, base64 (a gateway batch: the whole batch, once)")
+    error: str = Field(
+        description="Why it was refused: which field of which message was wrong "
+        "(a gateway batch: how many readings were refused, then each reading's reason on its own line)"
+    )
+    indexes: list[int] = Field(
+        default_factory=list,
+        description="In a gateway batch: the positions of the refused readings (`readings[i]`), ascending; "
+        "empty when the whole message was refused",
+    )
+    reasons: list[str] = Field(
+        default_factory=list, description="In a gateway batch: why each reading of `indexes` was refused (parallel)"
+    )
     index: int | None = Field(
         None,
-        description="In a gateway batch: the position of the refused reading "
-        "(`readings[index]`; the payload is the whole batch)",
+        description="Deprecated (older workers wrote one dead letter per bad reading with its position here); "
+        "read `indexes`",
     )
     received_at: datetime
+
+    @model_validator(mode="after")
+    def _parallel(self) -> DeadLetter:
+        if len(self.indexes) != len(self.reasons):
+            raise ValueError(f"indexes ({len(self.indexes)}) and reasons ({len(self.reasons)}) must be parallel")
+        return self
+
+    def refused(self) -> list[tuple[int | None, str]]:
+        """(position, reason) of each refusal: one per bad reading of a batch, else (None, error);
+        an older per-reading dead letter gives its one position."""
+        if self.indexes:
+            return list(zip(self.indexes, self.reasons, strict=True))
+        return [(self.index, self.error)]
 
 
 EVENT_MODELS: dict[str, type[Event]] = {

@@ -358,11 +358,31 @@ COMMENT 'Periodic Merkle roots over the audit chain heads, one per partition per
 """,
 )
 
+# Gateway batches: one dead letter per message with every bad reading (schemas.events.DeadLetter).
+# The key gains `indexes` (a column added by the same statement, as ClickHouse requires; re-running
+# it with the key already in place is a no-op): a replay of the same verdict still collapses, while
+# two verdicts on one message (older workers' one-row-per-bad-reading letters, or a replay that
+# refused other readings) are both kept: nothing is dropped silently.
+V5_DEAD_LETTERS = (
+    """
+ALTER TABLE {db}.dead_letters
+    ADD COLUMN IF NOT EXISTS indexes Array(UInt32) COMMENT 'Gateway batch: positions of the refused readings (readings[i]), ascending; empty when the whole message was refused',
+    ADD COLUMN IF NOT EXISTS reasons Array(String) COMMENT 'Gateway batch: why each reading of indexes was refused (parallel to indexes)',
+    MODIFY ORDER BY (topic, partition, offset, indexes),
+    MODIFY COMMENT 'Messages refused at the edge, one row per message: a gateway batch''s payload once with every bad reading in indexes and reasons. Keyed by (topic, partition, offset, indexes) so a replay writes no duplicate after FINAL and distinct bad readings never collapse; not partitioned because received_at differs between replays. TTL 90 days: fix and replay within a quarter.'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
     Migration(3, "inspection tasks (events_task) and planned joint inspections (inspection_plans)", V3),
     Migration(4, "evidence bundles, audit chain hashes, anchors, case transfers", V4),
+    Migration(
+        5,
+        "dead letters: a gateway batch's bad readings as indexes and reasons, keyed so none collapse",
+        V5_DEAD_LETTERS,
+    ),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -149,7 +149,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "leaf_hashes",
         "record",
     ),
-    "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at"),
+    "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at", "indexes", "reasons"),
     "registry": (
         "entity_id",
         "version",
@@ -392,7 +392,20 @@ def _ms_dt(ms: int) -> datetime:
 
 
 def dead_letter_row(d: DeadLetter) -> tuple:
-    return (d.topic, d.partition, d.offset, d.key, d.payload_b64, mask_pii(d.error), d.received_at)
+    """One row per refused message: a gateway batch's payload once, its bad readings' indexes and
+    reasons as parallel arrays (an older per-reading dead letter: its one index)."""
+    bad = [(i, r) for i, r in d.refused() if i is not None]
+    return (
+        d.topic,
+        d.partition,
+        d.offset,
+        d.key,
+        d.payload_b64,
+        mask_pii(d.error),
+        d.received_at,
+        [i for i, _ in bad],
+        [mask_pii(r) for _, r in bad],
+    )
 
 
 def risk_score_row(

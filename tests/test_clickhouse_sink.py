@@ -7,6 +7,7 @@ and closes every client it opens (module fixture teardown), so later modules can
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -132,7 +133,7 @@ def test_migrations_are_idempotent(writer, raw):
     assert set(tables) >= TABLES  # plus the dashboard aggregates of sinks/migrations_mv.py
     assert {t for t in tables if t not in TABLES} == {t for t in tables if t.startswith("agg_")}
     assert tables["alerts"][:2] == ("ReplacingMergeTree", "alert_id")
-    assert tables["dead_letters"][1] == "topic, partition, offset"
+    assert tables["dead_letters"][1] == "topic, partition, offset, indexes"
     assert "event_id" in tables["events_sensor"][1]
     assert all(tables[t][2] for t in TABLES)
     ddl = raw.query(f"SHOW CREATE TABLE {DB}.events_sensor").result_rows[0][0]
@@ -207,6 +208,45 @@ def test_replay_writes_no_duplicate_after_final(writer, raw):
         "dead_letters", [R.dead_letter_row(dl.model_copy(update={"received_at": T0 + timedelta(hours=1)}))]
     )
     assert count(raw, "dead_letters", "topic = 'events.sensor' AND offset = 41") == 1
+
+
+def test_dead_letters_keep_every_bad_reading_of_every_batch_after_final_and_optimize(writer, raw):
+    def dl(offset: int, indexes: list[int], payload: bytes, **kw) -> DeadLetter:
+        reasons = [f"readings[{i}] (event_id 'r{i}'): value: must be a finite number" for i in indexes]
+        return DeadLetter(topic="events.sensor", partition=3, offset=offset, key="E-dl", received_at=T0,
+                          payload_b64=base64.b64encode(payload).decode(), error="\n".join(["head", *reasons]),
+                          indexes=indexes, reasons=reasons, **kw)  # fmt: skip
+
+    first, second = dl(7, [1, 4, 9], b'{"batch": 1}'), dl(8, [1, 4, 9], b'{"batch": 2}')  # same indexes
+    legacy = [  # an older worker: one letter per bad reading of offset 9, each with the whole payload
+        DeadLetter(
+            topic="events.sensor",
+            partition=3,
+            offset=9,
+            key="E-dl",
+            payload_b64="eA==",
+            error=f"r{i}",
+            index=i,
+            received_at=T0,
+        )  # fmt: skip
+        for i in (2, 5)
+    ]
+    rows = [R.dead_letter_row(d) for d in (first, second, *legacy)]
+    writer.write_sync("dead_letters", rows)
+    writer.write_sync("dead_letters", rows[:2])  # a replay of the two batches: no duplicate after FINAL
+    where = "topic = 'events.sensor' AND partition = 3"
+    for optimize in (False, True):
+        if optimize:
+            raw.command(f"OPTIMIZE TABLE {DB}.dead_letters FINAL")
+        got = raw.query(
+            f"SELECT offset, indexes, reasons, base64Decode(payload) FROM {DB}.dead_letters FINAL WHERE {where} "
+            "ORDER BY offset, indexes"
+        ).result_rows
+        assert [(o, list(ix)) for o, ix, _, _ in got] == [(7, [1, 4, 9]), (8, [1, 4, 9]), (9, [2]), (9, [5])]
+        assert [p for *_, p in got][:2] == ['{"batch": 1}', '{"batch": 2}']  # each batch's payload, once
+        assert all(len(r) == len(ix) and f"readings[{ix[0]}]" in r[0] for _, ix, r, _ in got[:2])
+        n = raw.query(f"SELECT sum(length(indexes)) FROM {DB}.dead_letters FINAL WHERE {where}").result_rows[0][0]
+        assert n == 8  # every bad reading: 3 + 3 + 1 + 1
 
 
 def test_alerts_final_gives_latest_revision(writer):

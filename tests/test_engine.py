@@ -155,21 +155,37 @@ def test_a_duplicate_event_id_is_refused_and_a_redelivered_message_is_skipped() 
     assert dup.counts == {("events.sensor", "dead"): 1}
 
 
-def test_a_gateway_batch_sends_each_bad_reading_to_the_dead_letters_with_its_index() -> None:
-    good = orjson.loads(reading(1, 3.0))
-    bad = {**orjson.loads(reading(2, 3.0)), "value": "hot"}
-    raw = orjson.dumps(
-        {
-            "kind": "sensor_batch",
-            "entity_id": "E1",
-            "gateway_id": "gw-1",
-            "readings": [{k: v for k, v in r.items() if k not in ("entity_id", "source")} for r in (good, bad)],
-        }
+def test_a_gateway_batch_sends_one_dead_letter_with_its_payload_once_and_every_bad_reading() -> None:
+    def gateway(rs: list[bytes], bad: dict[int, dict[str, object]]) -> bytes:
+        body = [orjson.loads(r) for r in rs]
+        readings = [
+            {k: v for k, v in r.items() if k not in ("entity_id", "source")} | bad.get(i, {})
+            for i, r in enumerate(body)
+        ]
+        return orjson.dumps({"kind": "sensor_batch", "entity_id": "E1", "gateway_id": "gw-1", "readings": readings})
+
+    bad: dict[int, dict[str, object]] = {1: {"value": "hot"}, 3: {"channel": "nope"}, 4: {"value": "NaN"}}
+    raw = gateway([reading(i, 3.0) for i in range(6)], bad)
+    raw_b = gateway([reading(10 + i, 3.0) for i in range(6)], bad)  # the same bad indexes, other content
+    e = Engine()
+    e.run(("events.registry", 0, registered()))
+    out = e.run(("events.sensor", 9, raw), ("events.sensor", 10, raw), ("events.sensor", 11, raw_b))  # 10: a retry
+    dls = [DeadLetter.model_validate(d) for d in sent(out, "deadletter")]
+    assert [(d.offset, d.indexes) for d in dls] == [(9, [1, 3, 4]), (10, [0, 1, 2, 3, 4, 5]), (11, [1, 3, 4])]
+    assert [base64.b64decode(d.payload_b64) for d in dls] == [raw, raw, raw_b]  # each payload once
+    assert all(len(d.reasons) == len(d.indexes) and d.index is None for d in dls)
+    assert "value" in dls[0].reasons[0] and "channel" in dls[0].reasons[1]
+    assert [r.split(":")[0] for r in dls[1].reasons if "duplicate event_id" in r] == [
+        "readings[0] (event_id 's0')",
+        "readings[2] (event_id 's2')",
+        "readings[5] (event_id 's5')",
+    ]  # refused by the processor (the retry), in the same letter as the decoder's refusals
+    assert "readings[1] (event_id 's11')" in dls[2].reasons[0]
+    assert dls[0].error.splitlines()[0] == (
+        "events.sensor[0]@9: 3 of 6 readings of the gateway batch refused (readings[1], readings[3], readings[4]); "
+        "the others were processed"
     )
-    out = Engine().run(("events.sensor", 9, raw))
-    [dl] = [DeadLetter.model_validate(d) for d in sent(out, "deadletter")]
-    assert dl.index == 1 and base64.b64decode(dl.payload_b64) == raw
-    assert out.counts == {("events.sensor", "dead"): 1, ("events.sensor", "ok"): 1}
+    assert out.counts == {("events.sensor", "dead"): 12, ("events.sensor", "ok"): 6}  # counted per reading
 
 
 @pytest.mark.parametrize("module", ["streams.engine.batch", "streams.engine.dispatch", "streams.engine.silences"])

@@ -69,7 +69,8 @@ SUMMARY_SQL = {
                countIf(has(sources, 'spot_check')) AS with_spot_check, round(avg(length(departments)), 2) AS avg_departments
         FROM riskwatch.inspection_plans FINAL""",
     "死信 dead letters by topic (first reason)": """
-        SELECT topic, count() AS messages, any(substringUTF8(error, 1, 90)) AS example_reason
+        SELECT topic, count() AS messages, sum(length(indexes)) AS bad_batch_readings,
+               any(substringUTF8(error, 1, 90)) AS example_reason
         FROM riskwatch.dead_letters FINAL GROUP BY topic ORDER BY messages DESC""",
     "rows per table": """
         SELECT name AS table, total_rows AS rows FROM system.tables

@@ -1,7 +1,9 @@
 """A batch of input messages → what the runtime must send and store: the engine's batch step.
 
 :class:`EntityBatch` decodes each message (``ingest.py``; bad input → a dead letter keeping the
-original bytes and the reason), loads the entity's state once per batch, runs the
+original bytes and the reason; a gateway batch's bad readings, refused by the decoder or the
+processor → one dead letter for the message, its payload once with every bad index and its
+reason), loads the entity's state once per batch, runs the
 :class:`~streams.engine.dispatch.Processor` and collects a :class:`BatchOutput`: the records to send
 (alert revisions to ``alerts.all`` and each recipient department, transitions, plans, notices, dead
 letters), the ClickHouse rows, the changed states, per-topic counts and the latest event time per
@@ -165,21 +167,28 @@ class EntityBatch(Generic[D]):
             if isinstance(ev, DeadLetter):
                 sends.append((deadletter, msg.key, ev.model_dump_json().encode()))
                 counts[(msg.topic, "dead")] += 1
-            elif isinstance(ev, Batch):  # a gateway's batch: each reading on its own, bad ones to the DLQ
-                for dl in ev.dead:
-                    sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
-                counts[(msg.topic, "dead")] += len(ev.dead)
+            elif isinstance(ev, Batch):  # a gateway's batch: each reading on its own, bad ones to ONE dead letter
+                bad = list(ev.bad)
                 # the ring keeps this whole batch (a replay skips it reading by reading)
                 keep = RECENT_IDS + len(ev.events)
-                for i, reading in zip(ev.positions, ev.events):
-                    handle(out, reading, msg, record.value, keep, i)
+                for i, reading in zip(ev.positions, ev.events, strict=True):
+                    why = handle(out, reading, msg, keep)
+                    if why:
+                        bad.append((i, f"readings[{i}] (event_id {reading.event_id!r}): {why}"))
+                if bad:  # the payload once, with every bad index and its reason (decoder's and processor's)
+                    dl = Decoder.dead_batch(msg.topic, msg.partition, msg.offset, msg.key, record.value, bad, ev.total)
+                    sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
+                    counts[(msg.topic, "dead")] += len(bad)  # counted per refused reading, as the "ok" ones
             else:
-                handle(out, ev, msg, record.value, RECENT_IDS)
+                why = handle(out, ev, msg, RECENT_IDS)
+                if why:
+                    dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, record.value, why)
+                    sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
+                    counts[(msg.topic, "dead")] += 1
         return out
 
-    def _handle(
-        self, out: BatchOutput[D], ev: Event, msg: MessageLike, value: bytes, keep: int, index: int | None = None
-    ) -> None:
+    def _handle(self, out: BatchOutput[D], ev: Event, msg: MessageLike, keep: int) -> str | None:
+        """One event through the processor into ``out``; a refusal's reason (the caller dead-letters it)."""
         key = ev.entity_id.encode()
         states = out.states
         st = states.get(key)
@@ -189,13 +198,9 @@ class EntityBatch(Generic[D]):
         res = self.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep)
         if res.redelivered:
             out.counts[(msg.topic, "redelivered")] += 1
-            return
+            return None
         if res.rejected:
-            reason = res.rejected if index is None else f"readings[{index}]: {res.rejected}"
-            dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, value, reason, index=index)
-            out.sends.append((self.dest.deadletter, msg.key, dl.model_dump_json().encode()))
-            out.counts[(msg.topic, "dead")] += 1
-            return
+            return res.rejected
         out.counts[(msg.topic, "ok")] += 1
         if res.at > out.batch_time.get(msg.partition, 0.0):
             out.batch_time[msg.partition] = res.at
@@ -216,6 +221,7 @@ class EntityBatch(Generic[D]):
             rows.setdefault("risk_scores", []).append(
                 r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
             )
+        return None
 
     def alert_sends(
         self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]], alerts_out: Counter[tuple[str, str]]

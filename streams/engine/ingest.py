@@ -12,22 +12,27 @@ they came from.
 True
 
 A gateway batch (``kind: sensor_batch``) on ``events.sensor`` decodes to a :class:`Batch`: its
-valid readings as events, and one dead letter per bad reading (with its index; the payload is the
-whole batch message):
+valid readings as events, and the position and reason of each bad reading. The worker turns those
+(plus the readings its processor refuses) into ONE dead letter per batch message
+(:meth:`Decoder.dead_batch`): the payload once, every bad index and its reason:
 
 >>> raw = (b'{"kind":"sensor_batch","entity_id":"E1","gateway_id":"gw-1","readings":['
 ...        b'{"event_id":"r1","device_id":"d1","channel":"cold_chain_temp","value":3.5,"unit":"C","occurred_at":"2026-11-27T08:00:00"},'
 ...        b'{"event_id":"r2","device_id":"d1","channel":"cold_chain_temp","value":"hot","unit":"C","occurred_at":"2026-11-27T08:05:00"}]}')
 >>> b = d.decode("events.sensor", 0, 43, b"E1", raw)
->>> [(r.event_id, r.source, r.value) for r in b.events], [(x.index, x.offset) for x in b.dead]
-([('r1', 'gw-1', 3.5)], [(1, 43)])
->>> b.dead[0].error.splitlines()[0]
-"events.sensor[0]@43 readings[1] (event_id 'r2'): 1 validation error"
+>>> [(r.event_id, r.source, r.value) for r in b.events], [i for i, _ in b.bad]
+([('r1', 'gw-1', 3.5)], [1])
+>>> b.bad[0][1].splitlines()[0]
+"readings[1] (event_id 'r2'): 1 validation error"
+>>> dl = Decoder.dead_batch("events.sensor", 0, 43, b"E1", raw, b.bad, b.total)
+>>> dl.indexes, dl.error.splitlines()[0]
+([1], 'events.sensor[0]@43: 1 of 2 readings of the gateway batch refused (readings[1]); the others were processed')
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -42,14 +47,17 @@ from streams.engine.identity import Senders
 MAX_DEPTH = 32
 BATCH_MARK = b'"sensor_batch"'  # a gateway batch names its kind; a single reading has no `kind`
 BATCH_BYTES_FACTOR = 4  # a gateway batch (≤ 500 readings of ~140 bytes) may be this many times the message limit
+ERROR_CHARS = 4000  # a dead letter's `error`
+REASONS_CHARS = 200_000  # all reasons of one batch dead letter (with its ≤ 341 KB payload it stays under 1 MiB)
 
 
 class Batch(NamedTuple):
-    """A decoded gateway batch: its valid readings, in order, and a dead letter per bad reading."""
+    """A decoded gateway batch: its valid readings, in order, and where and why each bad one was refused."""
 
     events: list[SensorReading]
-    dead: list[DeadLetter]
+    bad: list[tuple[int, str]]  # (index in ``readings``, why; not yet masked) of each refused reading, ascending
     positions: list[int]  # each event's index in the batch's ``readings``
+    total: int  # readings in the message
 
 
 def _too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -144,7 +152,9 @@ class Decoder:
     ) -> Batch | DeadLetter:
         """A gateway batch: one validation of the whole message when it is all good (the common
         case); else the envelope alone, then each reading on its own. Readings repeating an
-        event_id of an earlier reading of the same batch are refused like any duplicate."""
+        event_id of an earlier reading of the same batch are refused like any duplicate. The bad
+        readings come back as (index, reason) in :class:`Batch`; the batch step adds the readings its
+        processor refuses and sends one dead letter for them all (:meth:`dead_batch`)."""
         where = f"{topic}[{partition}]@{offset}"
         try:
             batch = self.batch_adapter.validate_json(value, context=self.context)
@@ -179,16 +189,12 @@ class Decoder:
                 f"{where}: message key {key[:80]!r} does not match entity_id {batch.entity_id!r}; "
                 "gateways must key by entity_id so an entity's readings stay in one partition",
             )
-        dead = []
+        dead: list[tuple[int, str]] = []
         for i, why in bad.items():
             r = readings[i]
             eid = r.get("event_id") if isinstance(r, dict) else None
             why = why.replace(" for SensorBatch", "").replace("  readings.0.", "  ")
-            dead.append(
-                self.dead(
-                    topic, partition, offset, key, value, f"{where} readings[{i}] (event_id {eid!r}): {why}", index=i
-                )
-            )
+            dead.append((i, f"readings[{i}] (event_id {eid!r}): {why}"))
         events: list[SensorReading] = []
         kept: list[int] = []
         if batch is not None:
@@ -197,40 +203,25 @@ class Decoder:
             for j, why in late.items():
                 i = positions[j]
                 r = readings[i] if readings else batch.readings[j]
-                dead.append(
-                    self.dead(
-                        topic,
-                        partition,
-                        offset,
-                        key,
-                        value,
-                        f"{where} readings[{i}] (event_id {r.get('event_id')!r}): {why}",
-                        index=i,
-                    )
-                )
+                dead.append((i, f"readings[{i}] (event_id {r.get('event_id')!r}): {why}"))
             if late:
                 positions = [i for j, i in enumerate(positions) if j not in late]
             seen: set[str] = set()
             for i, ev in zip(positions, good):
                 if ev.event_id in seen:
                     dead.append(
-                        self.dead(
-                            topic,
-                            partition,
-                            offset,
-                            key,
-                            value,
-                            f"{where} readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "
+                        (
+                            i,
+                            f"readings[{i}] (event_id {ev.event_id!r}): duplicate event_id within the batch; "
                             "every reading needs its own id",
-                            index=i,
                         )
                     )
                     continue
                 seen.add(ev.event_id)
                 events.append(ev)
                 kept.append(i)
-        dead.sort(key=lambda d: d.index or 0)
-        return Batch(events, dead, kept)
+        dead.sort(key=lambda d: d[0])
+        return Batch(events, dead, kept, len(batch.readings) + len(bad) if batch is not None else len(bad))
 
     @staticmethod
     def dead(
@@ -240,17 +231,46 @@ class Decoder:
         key: bytes | None,
         value: bytes | None,
         error: str,
-        index: int | None = None,
+        indexes: Sequence[int] = (),
+        reasons: Sequence[str] = (),
     ) -> DeadLetter:
+        """The dead letter of a message: its bytes and why (masked: reasons quote the input)."""
         return DeadLetter(
             topic=topic,
             partition=partition,
             offset=offset,
             key=key.decode("utf-8", "replace") if key is not None else None,
             payload_b64=base64.b64encode(value or b"").decode(),
-            error=mask_pii(error)[:4000],  # reasons quote the input
+            error=mask_pii(error)[:ERROR_CHARS],
+            indexes=list(indexes),
+            reasons=[mask_pii(r) for r in reasons],
             received_at=datetime.now(UTC),
-            index=index,
+        )
+
+    @staticmethod
+    def dead_batch(
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        bad: Sequence[tuple[int, str]],
+        total: int,
+    ) -> DeadLetter:
+        """The one dead letter of a gateway batch with bad readings: its payload once, each bad
+        reading's index and reason (``bad``: (index, why), from the decoder and the processor), and
+        an ``error`` that says how many were refused, then lists the reasons."""
+        bad = sorted(bad)
+        cap = max(120, min(1000, REASONS_CHARS // max(len(bad), 1)))  # 500 bad readings: 400 characters each
+        masked = [mask_pii(why) for _, why in bad]  # before the cut: no half number escapes the mask
+        reasons = [why if len(why) <= cap else why[: cap - 1] + "…" for why in masked]
+        shown = ", ".join(f"readings[{i}]" for i, _ in bad[:20]) + (", …" if len(bad) > 20 else "")
+        head = (
+            f"{topic}[{partition}]@{offset}: {len(bad)} of {total} readings of the gateway batch refused ({shown}); "
+            "the others were processed"
+        )
+        return Decoder.dead(
+            topic, partition, offset, key, value, "\n".join([head, *reasons]), [i for i, _ in bad], reasons
         )
 
 
