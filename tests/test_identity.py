@@ -111,7 +111,7 @@ def test_the_prefix_is_part_of_the_topic():
     fb = F.feedback("E1", "a1", "amr")
     assert not isinstance(dec.decode("t1.events.feedback.amr", 0, 0, b"E1", orjson.dumps(fb)), DeadLetter)
     out = dec.decode("t1.events.feedback.police", 0, 0, b"E1", orjson.dumps(fb))
-    assert isinstance(out, DeadLetter) and "t1.events.feedback.police is department 'police'" in out.error
+    assert isinstance(out, DeadLetter) and "t1.events.feedback.police is the topic of department 'police'" in out.error
     assert "no longer accepted" in dec.decode("t1.events.feedback", 0, 0, b"E1", orjson.dumps(fb)).error
 
 
