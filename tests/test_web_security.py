@@ -375,7 +375,7 @@ def test_wait_looks_only_at_the_users_own_events(web, store):
     reason = "amr 的反馈未受理:内部理由 " + uuid.uuid4().hex[:8]
     _exec(
         store,
-        "INSERT INTO riskwatch.dead_letters VALUES "
+        "INSERT INTO riskwatch.dead_letters (topic, partition, offset, key, payload, error, received_at) VALUES "
         f"('{web.settings.topic('events.feedback.amr')}', 0, 1, NULL, '{payload}', '{reason}', now64(3))",
     )
     assert reason in amr.get(r.headers["location"]).text  # the user's own refusal is shown
