@@ -176,7 +176,7 @@ def test_kafka_sasl_and_authorizer():
 def test_every_catalog_department_has_a_user_with_a_password_variable():
     assert set(PLAN.departments) == set(CATALOG.departments)
     init = _env("kafka-init")
-    for code, user in PLAN.departments.items():
+    for user in PLAN.departments.values():
         env = PLAN.passwords[user]
         assert init.get(env, "").startswith(f"${{{env}:?"), f"kafka-init lacks {env} for {user}"
     for user, env in PLAN.passwords.items():  # every user of acls.yaml, the sources' included
