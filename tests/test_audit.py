@@ -181,7 +181,7 @@ def _boiler_lifecycle(p, entities, t0):
         for e in entities:
             fb = F.feedback(e, fired[e], "amr", status)
             fb["occurred_at"] = (t0 + timedelta(minutes=minutes)).isoformat()
-            p.send("events.feedback", fb)
+            p.send(f"events.feedback.{fb['department']}", fb)
     p.flush()
     p.wait_consumed()
     return fired

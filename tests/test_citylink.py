@@ -104,7 +104,7 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
     admin.create_topics(
         [
             NewTopic(s.topic(t), 4, 1, topic_configs={"cleanup.policy": "compact"} if t == "audit.anchors" else {})
-            for t in [*s.citylink_topics, "events.task"]
+            for t in [*s.citylink_topics, "events.task.city"]
         ]
     )
     admin.close()
@@ -227,7 +227,7 @@ def test_city_task_reaches_county_keyed_by_entity(link, city):
     p.send(s.citylink_city_task_topic, value=b"\xff not json", partition=0)  # reaches the worker's dead-letter path
     p.flush()
     p.close()
-    target = s.topic("events.task")
+    target = s.topic("events.task.city")
     recs = wait_for(
         lambda: (r := _read(s.kafka_bootstrap, target)) and len(r) >= 13 and r,
         90,

@@ -176,11 +176,11 @@ def test_kafka_sasl_and_authorizer():
 def test_every_catalog_department_has_a_user_with_a_password_variable():
     assert set(PLAN.departments) == set(CATALOG.departments)
     init = _env("kafka-init")
-    for _code, user in PLAN.departments.items():
+    for user in PLAN.departments.values():
         env = PLAN.passwords[user]
         assert init.get(env, "").startswith(f"${{{env}:?"), f"kafka-init lacks {env} for {user}"
-    for user in ("riskwatch", "simulator"):
-        assert PLAN.passwords[user] in init
+    for user, env in PLAN.passwords.items():  # every user of acls.yaml, the sources' included
+        assert init.get(env, "").startswith(f"${{{env}:?"), f"kafka-init lacks {env} for {user}"
 
 
 def test_each_department_reads_only_its_own_topic():
@@ -188,10 +188,11 @@ def test_each_department_reads_only_its_own_topic():
         reads = PLAN.allowed(user, "read")
         assert [(b.pattern, b.name) for b in reads] == [("literal", T.dept_topic(code))], (user, reads)
         writes = PLAN.allowed(user, "write")
-        assert [(b.pattern, b.name) for b in writes] == [("literal", "events.feedback"), ("literal", "events.task")], (
-            user,
-            writes,
-        )
+        assert [(b.pattern, b.name) for b in writes] == [
+            ("literal", f"events.feedback.{code}"),
+            ("literal", f"events.inspection.{code}"),
+            ("literal", f"events.task.{code}"),
+        ], (user, writes)
         assert not [b for b in PLAN.bindings if b.user == user and b.resource in ("cluster", "transactional_id")]
         assert not [b for b in PLAN.bindings if b.user == user and b.operation == "all"]
         groups = PLAN.allowed(user, "read", "group")
@@ -296,6 +297,51 @@ def test_web_service_runs_the_workbench_with_a_write_only_kafka_user():
         if key.startswith("RISKWATCH_"):
             assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
     writes = {b.name for b in PLAN.bindings if b.user == "workbench" and b.resource == "topic"}
-    assert writes == {"events.feedback", "events.inspection", "events.registry"}
+    assert writes == {"events.registry"} | {
+        f"events.{k}.{d}" for k in ("feedback", "inspection") for d in CATALOG.departments
+    }
     assert not PLAN.allowed("workbench", "read")
     assert "8080" in " ".join(web["healthcheck"]["test"])
+
+
+# --- identity from the transport (docs/security.md "Which principal writes which topic") -------------
+def _writers(topic: str) -> set[str]:
+    return {
+        b.user
+        for b in PLAN.bindings
+        if b.resource == "topic"
+        and b.operation in ("write", "all")
+        and (b.name == topic if b.pattern == "literal" else topic.startswith(b.name))
+    }
+
+
+def test_a_departments_topics_are_written_only_by_it_the_workbench_and_the_worker():
+    from streams.engine.identity import SENDER_KINDS, sender_topic, sender_topics
+
+    assert [c for c in PLAN.departments] == list(CATALOG.departments)  # the codes come from the catalog
+    for code, user in PLAN.departments.items():
+        for kind in SENDER_KINDS:
+            topic = sender_topic(kind, code)
+            allowed = {user, "riskwatch"}  # the worker's prefixed events.* (it creates and reads them)
+            if kind != "events.task":
+                allowed.add("workbench")  # people's answers and results, to the logged-in user's department
+            if kind == "events.inspection":
+                allowed.add("simulator")  # demo profile only: it plays each department's inspection app
+            assert _writers(topic) == allowed, (topic, _writers(topic))
+    assert _writers("events.task.city") == {"citylink", "riskwatch"}
+    assert set(sender_topics(CATALOG)) >= {sender_topic(k, c) for k in SENDER_KINDS for c in PLAN.departments}
+    for old in SENDER_KINDS:  # the old shared topics: only the worker (nobody else may write them any more)
+        assert _writers(old) == {"riskwatch"}, old
+
+
+def test_each_source_writes_only_its_own_input_topic():
+    for user, topic in (
+        ("iot", "events.sensor"),
+        ("video", "events.video"),
+        ("hotline", "events.complaint"),
+        ("registry", "events.registry"),
+    ):
+        writes = {b.name for b in PLAN.bindings if b.user == user and b.resource == "topic" and b.operation == "write"}
+        assert writes == {topic}, (user, writes)
+        assert not PLAN.allowed(user, "read")
+        assert not [b for b in PLAN.bindings if b.user == user and b.operation == "all"]

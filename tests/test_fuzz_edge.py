@@ -20,6 +20,7 @@ from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import EVENT_MODELS, DeadLetter
 from streams.engine.dispatch import Processor
+from streams.engine.identity import kind_of
 from streams.engine.ingest import Decoder
 from streams.engine.state import EntityState
 from tests import factories as F
@@ -27,17 +28,17 @@ from tests import factories as F
 CAT = load_catalog()
 DEC = Decoder(CAT)
 PROC = Processor(CAT, load_rules(DATA_DIR / "rules.yaml"))
-TOPICS = sorted(EVENT_MODELS)
-
-VALID = {
+VALID = {  # as produced: a department's events on its own topic (streams/engine/identity.py)
     "events.registry": lambda: F.registered("E-fz"),
     "events.sensor": lambda: F.sensor("E-fz", 3.0),
     "events.video": lambda: F.video("E-fz"),
     "events.complaint": lambda: F.complaint("E-fz"),
-    "events.inspection": lambda: F.inspection("E-fz"),
-    "events.feedback": lambda: F.feedback("E-fz", "abc", "amr"),
-    "events.task": lambda: F.task("E-fz"),
+    "events.inspection.amr": lambda: F.inspection("E-fz"),
+    "events.feedback.amr": lambda: F.feedback("E-fz", "abc", "amr"),
+    "events.task.amr": lambda: F.task("E-fz"),
 }
+TOPICS = sorted(VALID)
+assert {kind_of(t) for t in TOPICS} == set(EVENT_MODELS)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
@@ -120,9 +121,13 @@ def test_feedback_from_a_non_receiver_is_refused_with_reason():
         ("events.complaint", 0, 1),
     ).alerts[0]
     assert alert.departments == ["amr", "medinsure"]
-    bad = DEC.decode("events.feedback", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police")))
-    out = PROC.process(bad, st_, ("events.feedback", 0, 2))
+    bad = DEC.decode(
+        "events.feedback.police", 0, 2, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "police"))
+    )
+    out = PROC.process(bad, st_, ("events.feedback.police", 0, 2))
     assert out.rejected and "police" in out.rejected and "not a receiver" in out.rejected
-    good = DEC.decode("events.feedback", 0, 3, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "medinsure")))
-    out = PROC.process(good, st_, ("events.feedback", 0, 3))
+    good = DEC.decode(
+        "events.feedback.medinsure", 0, 3, b"E-fb", orjson.dumps(F.feedback("E-fb", alert.alert_id, "medinsure"))
+    )
+    out = PROC.process(good, st_, ("events.feedback.medinsure", 0, 3))
     assert not out.rejected and out.alerts[0].status == "acknowledged"

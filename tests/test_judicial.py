@@ -210,7 +210,7 @@ def test_counterfeit_drug_on_the_worker_transfer_decline_and_exported_evidence(p
     p.wait_consumed()
     insp = F.inspection("E-drug", item_id=2)
     insp["violations"] = [{"code": "D05", "severity": "critical", "description": "销售假药"}]
-    p.send("events.inspection", insp)
+    p.send("events.inspection.amr", insp)
     p.flush()
     police = wait_for(
         lambda: [orjson.loads(v) for _, v in p.read_topic("alerts.police")], 60, "the transfer to the police"
@@ -220,7 +220,7 @@ def test_counterfeit_drug_on_the_worker_transfer_decline_and_exported_evidence(p
     aid = a["alert_id"]
     fb = F.feedback("E-drug", aid, "police", "declined")
     fb["comment"] = "涉案金额未达立案标准,退回"
-    p.send("events.feedback", fb)
+    p.send("events.feedback.police", fb)
     p.flush()
     back = wait_for(
         lambda: [

@@ -30,7 +30,7 @@ def _advance(p, minutes: float) -> None:
 def _feedback(p, alert_id: str, dept: str, status: str, minutes: float) -> None:
     fb = F.feedback("E-boil", alert_id, dept, status)
     fb["occurred_at"] = (T0 + timedelta(minutes=minutes)).isoformat()
-    p.send("events.feedback", fb)
+    p.send(f"events.feedback.{fb['department']}", fb)
     p.flush()
 
 
@@ -57,7 +57,9 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
     # feedback from a department that is not a receiver → dead letter with the reason
     _feedback(p, aid, "medinsure", "acknowledged", 10)
     dead = wait_for(
-        lambda: [d for d in _msgs(p, "deadletter") if d["topic"].endswith("events.feedback")], 60, "refused feedback"
+        lambda: [d for d in _msgs(p, "deadletter") if d["topic"].endswith("events.feedback.medinsure")],
+        60,
+        "refused feedback",
     )
     assert "medinsure" in dead[0]["error"] and "not a receiver" in dead[0]["error"]
 
@@ -185,11 +187,18 @@ def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
     p.send("events.registry", F.registered("E-joint", kind="catering", name="舞阳县人民医院职工食堂"))
     p.flush()
     p.wait_consumed()
-    # a spot-check draw for amr and a health plan a few days apart: one visit, led by item 1's lead
-    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"))
-    p.send("events.task", F.task("E-joint", "health", None, "plan", due=T0 + timedelta(days=12), task_id="PL-health-9"))
+    # a spot-check draw for amr (the office's, on its task topic) and a health plan a few days apart:
+    # one visit, led by item 1's lead
     p.send(
-        "events.task", F.task("E-joint", "edu", None, "plan", due=T0 + timedelta(days=60), task_id="PL-edu-far")
+        "events.task.taskforce",
+        F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"),
+    )
+    p.send(
+        "events.task.health",
+        F.task("E-joint", "health", None, "plan", due=T0 + timedelta(days=12), task_id="PL-health-9"),
+    )
+    p.send(
+        "events.task.edu", F.task("E-joint", "edu", None, "plan", due=T0 + timedelta(days=60), task_id="PL-edu-far")
     )  # outside the window
     p.flush()
     p.wait_consumed()
@@ -207,7 +216,10 @@ def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
     stored = w.query("SELECT count() AS n FROM riskwatch.events_task FINAL WHERE entity_id = 'E-joint'")
     assert stored == [{"n": 3}]
     # the same task again (a re-published draw) plans nothing new
-    p.send("events.task", F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"))
+    p.send(
+        "events.task.taskforce",
+        F.task("E-joint", "amr", 1, "spot_check", due=T0 + timedelta(days=10), task_id="SC-t-1-amr"),
+    )
     p.flush()
     p.wait_consumed()
     assert len(p.read_topic("inspection.plans")) == 1
@@ -243,7 +255,7 @@ def test_reassign_tells_the_released_lead_and_moves_its_onsite_check(pipeline):
         user="王五",
         occurred_at=(T0 + timedelta(minutes=20)).isoformat(),
     )
-    p.send("events.feedback", fb)
+    p.send(f"events.feedback.{fb['department']}", fb)
     p.flush()
     freed = wait_for(lambda: [a for a in _msgs(p, "alerts.amr") if a["notification"] == "released"], 60, "amr released")
     assert len(freed) == 1 and freed[0]["recipients"] == ["amr"] and "amr" not in freed[0]["departments"]

@@ -37,7 +37,7 @@ def _advance(p, minutes: float) -> None:
 def _feedback(p, entity: str, alert_id: str, dept: str, status: str, minutes: float) -> None:
     fb = F.feedback(entity, alert_id, dept, status)
     fb["occurred_at"] = (T0 + timedelta(minutes=minutes)).isoformat()
-    p.send("events.feedback", fb)
+    p.send(f"events.feedback.{fb['department']}", fb)
     p.flush()
 
 
@@ -117,7 +117,7 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
         comment="属城镇集中供热设施,由县住建局负责",
         occurred_at=(T0 + timedelta(minutes=60 * 6 + 3)).isoformat(),
     )
-    p.send("events.feedback", fb)
+    p.send(f"events.feedback.{fb['department']}", fb)
     p.flush()
     wait_for(lambda: [x for x in _msgs(p, "alerts.urban") if x["notification"] == "released"], 60, "urban's release")
     _feedback(p, "E-boil", aid, "amr", "in_progress", 60 * 6 + 10)

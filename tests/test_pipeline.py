@@ -46,7 +46,7 @@ def test_each_event_kind_reaches_department_topics_and_clickhouse(pipeline):
         (
             "E-pharm",
             "retail_pharmacy",
-            lambda e: ("events.inspection", F.inspection(e, item_id=2)),
+            lambda e: ("events.inspection.amr", F.inspection(e, item_id=2)),
             {"amr", "medinsure"},
         ),
     ]
@@ -116,7 +116,7 @@ def _malformed(n: int) -> tuple[list[tuple[str, bytes | None, bytes, str]], dict
         elif s == 4:
             fb = F.feedback("E-bad", "a1", "ministry_of_magic")
             v, sort = orjson.dumps(fb), "unknown-dept"
-            sorts.append(("events.feedback", b"E-bad", v, sort))
+            sorts.append(("events.feedback.amr", b"E-bad", v, sort))
             continue
         elif s == 5:
             ev["occurred_at"] = "1970-01-01T00:00:00"
@@ -167,7 +167,9 @@ def test_malformed_messages_go_to_dead_letters_and_good_ones_pass(pipeline):
     originals = sorted(base64.b64decode(d["payload_b64"]) for d in dead)
     assert originals == sorted(v for _, _, v, _ in bad)
     assert all(
-        d["error"] and d["offset"] >= 0 and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback"))
+        d["error"]
+        and d["offset"] >= 0
+        and d["topic"].endswith(("events.sensor", "events.registry", "events.feedback.amr"))
         for d in dead
     )
     reasons = " ".join(d["error"] for d in dead)

@@ -53,7 +53,8 @@ def shared(broker, tmp_path_factory):
 
 
 def _feedback_msgs(p) -> list[dict]:
-    return [orjson.loads(v) for _, v in p.read_topic("events.feedback")]
+    # the workbench writes to the logged-in user's department's topic (events.feedback.<dept>)
+    return [orjson.loads(v) for d in p.catalog.departments for _, v in p.read_topic(f"events.feedback.{d}")]
 
 
 def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(shared):
@@ -228,13 +229,13 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
         ).status_code
         == 403
     )
-    # a 改派 sent by a department straight to Kafka is refused by the worker into the dead letters
+    # a 改派 sent by a department straight to Kafka (on its own topic) is refused by the worker into the dead letters
     forged = F.feedback("E-food", aid, "amr", "reassign")
     forged.update(assign_to=["police"], comment="x")
-    p.send("events.feedback", forged)
+    p.send("events.feedback.amr", forged)
     p.flush()
     dl = wait_for(
-        lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, '只有专班办公室') > 0"),
+        lambda: w.query("SELECT error FROM riskwatch.dead_letters WHERE position(error, 'office''s decision') > 0"),
         90,
         "the forged reassign in the dead letters",
     )
@@ -338,9 +339,13 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
     p.flush()
     p.wait_consumed()
     p.send(
-        "events.task", F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr")
+        "events.task.taskforce",
+        F.task("E-joint", "amr", 1, "spot_check", due=F.BASE + timedelta(days=10), task_id="SC-w-1-amr"),
     )
-    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"))
+    p.send(
+        "events.task.emergency",
+        F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=12), task_id="PL-em-1"),
+    )
     p.flush()
     plan = wait_for(
         lambda: w.query(
@@ -379,7 +384,10 @@ def test_lead_enters_joint_inspection_result_in_browser_and_it_completes_the_tas
         }
     ]
     # the plan's tasks are done in the worker: a new emergency task is not merged with the old amr task
-    p.send("events.task", F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"))
+    p.send(
+        "events.task.emergency",
+        F.task("E-joint", "emergency", 1, "plan", due=F.BASE + timedelta(days=13), task_id="PL-em-2"),
+    )
     p.flush()
     p.wait_consumed()
     assert sum(orjson.loads(v)["entity_id"] == "E-joint" for _, v in p.read_topic("inspection.plans")) == 1
@@ -427,7 +435,7 @@ def test_police_answers_a_case_transfer_in_browser_and_others_are_refused(shared
     for eid, _ in drugs:
         insp = F.inspection(eid, item_id=2)
         insp["violations"] = [{"code": "D05", "severity": "critical", "description": "销售假药"}]
-        p.send("events.inspection", insp)
+        p.send("events.inspection.amr", insp)
     p.flush()
     rows = wait_for(
         lambda: (

@@ -53,11 +53,13 @@ def web(broker, store, tmp_path_factory):
         update=dict(topic_prefix=f"t{uuid.uuid4().hex[:8]}.", web_port=store[1], workbench_trusted_proxy="127.0.0.1")
     )
     admin = KafkaAdminClient(**s.kafka_kwargs())
-    admin.create_topics([NewTopic(s.topic("events.feedback"), 1, 1)])  # the worker would have created it
+    # the worker would have created them: the workbench writes to the user's department's topic
+    feedback = [s.topic(f"events.feedback.{d}") for d in ("amr", "police", "taskforce")]
+    admin.create_topics([NewTopic(t, 1, 1) for t in feedback])
     w = start_web(s, tmp)
     yield w
     w.stop()
-    admin.delete_topics([s.topic("events.feedback")])
+    admin.delete_topics(feedback)
     admin.close()
 
 
@@ -129,7 +131,7 @@ def test_form_posts_without_a_valid_csrf_token_are_refused(web):
     from kafka import KafkaConsumer, TopicPartition
 
     kc = KafkaConsumer(**web.settings.kafka_kwargs())
-    tp = TopicPartition(web.settings.topic("events.feedback"), 0)
+    tp = TopicPartition(web.settings.topic("events.feedback.amr"), 0)
     assert kc.end_offsets([tp])[tp] == 0  # nothing was produced
     kc.close()
 
@@ -374,8 +376,8 @@ def test_wait_looks_only_at_the_users_own_events(web, store):
     reason = "amr 的反馈未受理:内部理由 " + uuid.uuid4().hex[:8]
     _exec(
         store,
-        "INSERT INTO riskwatch.dead_letters VALUES "
-        f"('{web.settings.topic('events.feedback')}', 0, 1, NULL, '{payload}', '{reason}', now64(3))",
+        "INSERT INTO riskwatch.dead_letters (topic, partition, offset, key, payload, error, received_at) VALUES "
+        f"('{web.settings.topic('events.feedback.amr')}', 0, 1, NULL, '{payload}', '{reason}', now64(3))",
     )
     assert reason in amr.get(r.headers["location"]).text  # the user's own refusal is shown
     for who, alert in ((police, "A-police-1"), (amr, "A-amr-1")):  # another user's or an unknown event id: ignored

@@ -1,7 +1,9 @@
 """Writes of the workbench: only the existing input events, validated with the same pydantic
 models (and catalog context) as the worker's edge, produced to Kafka with ``acks=all`` and
-idempotence. An event the broker did not acknowledge raises :class:`BusDown`: the page says the
-action was NOT recorded, nothing is queued silently."""
+idempotence. A department's event (feedback, inspection result) goes to the topic of the logged-in
+user's department (``events.feedback.<dept>``): the worker takes the department from the topic. An
+event the broker did not acknowledge raises :class:`BusDown`: the page says the action was NOT
+recorded, nothing is queued silently."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from aiokafka.errors import KafkaError
 from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
 from schemas.events import Event
+from streams.engine.identity import SENDER_KINDS, topic_for
 
 SOURCE = "workbench"
 log = logging.getLogger("riskwatch.web.audit")
@@ -55,19 +58,23 @@ class Producer:
             self._producer = p
         return self._producer
 
-    async def send(self, event: Event, actor: str = "") -> None:
-        """Produce and wait for the broker's acknowledgement; the audit log names who did it."""
+    async def send(self, event: Event, actor: str = "", dept: str = "") -> None:
+        """Produce and wait for the broker's acknowledgement; the audit log names who did it. A
+        department's event goes to ``dept``'s topic (the logged-in user's department)."""
+        if event.topic in SENDER_KINDS and not dept:
+            raise ValueError(f"{event.topic}: a department's event needs the sending department")
         p = await self._ensure()
         value = event.model_dump_json().encode()
+        topic = self.settings.topic(topic_for(event, dept))
         try:
             await asyncio.wait_for(
-                p.send_and_wait(self.settings.topic(event.topic), value=value, key=event.entity_id.encode()),
+                p.send_and_wait(topic, value=value, key=event.entity_id.encode()),
                 self.timeout,
             )
         except (TimeoutError, KafkaError, OSError) as e:
             raise BusDown(f"消息总线(Kafka)未确认写入:{type(e).__name__}") from None
         self.sent.append(event)
-        log.info("produced %s %s entity=%s by %s", event.topic, event.event_id, event.entity_id, actor or "?")
+        log.info("produced %s %s entity=%s by %s", topic, event.event_id, event.entity_id, actor or "?")
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -2,12 +2,14 @@
 
     python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml          # apply (idempotent)
     python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml --plan   # print the bindings only
+    python deploy/kafka/apply_acls.py deploy/kafka/acls.yaml --writers  # topic → who may write it
 
 Connects as the broker's super user ``admin`` over SASL/PLAIN (env KAFKA_BOOTSTRAP, default
-kafka:9092, and KAFKA_ADMIN_PASSWORD). For every user of the file: upsert its SCRAM-SHA-512
-credential from the environment variable it names, create its ACLs (creating an existing ACL is a
-no-op), and delete ACLs of that user that are no longer in the file. Users not in the file are
-left alone. Exits non-zero, naming the variable, when a password is missing.
+kafka:9092, and KAFKA_ADMIN_PASSWORD). Department users and every ``per_department`` rule are
+generated for each department code of the catalog (``departments.catalog``). For every user:
+upsert its SCRAM-SHA-512 credential from the environment variable it names, create its ACLs
+(creating an existing ACL is a no-op), and delete ACLs of that user that are no longer in the file.
+Users not in the file are left alone. Exits non-zero, naming the variable, when a password is missing.
 
 :func:`plan` is pure (no Kafka) and is what tests/test_compose.py checks.
 """
@@ -75,14 +77,27 @@ def _bindings(user: str, allow: list[dict], fmt: dict[str, str]) -> list[Binding
     return out
 
 
+def department_codes(path: Path, d: dict) -> list[str]:
+    """The department codes: those of the catalog named by ``departments.catalog`` (a path relative
+    to the ACL file), else the list ``departments.codes``."""
+    if d.get("catalog"):
+        cat = yaml.safe_load((path.parent / d["catalog"]).read_text(encoding="utf-8"))
+        return [str(x["code"]) for x in cat["departments"]]
+    return [str(c) for c in d.get("codes", [])]
+
+
 def plan(path: str | Path) -> Plan:
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    path = Path(path)
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    d = doc.get("departments") or {}
+    codes = department_codes(path, d)
     passwords, bindings, depts = {}, [], {}
     for user, spec in (doc.get("users") or {}).items():
         passwords[user] = spec["password_env"]
         bindings += _bindings(user, spec.get("allow", []), {})
-    d = doc.get("departments") or {}
-    for code in d.get("codes", []):
+        for code in codes:  # rules repeated for every department ({code}), e.g. the workbench's writes
+            bindings += _bindings(user, spec.get("per_department", []), {"code": code, "CODE": code.upper()})
+    for code in codes:
         fmt = {"code": code, "CODE": code.upper()}
         user = d["user"].format(**fmt)
         if user in passwords:
@@ -91,6 +106,17 @@ def plan(path: str | Path) -> Plan:
         passwords[user] = d["password_env"].format(**fmt)
         bindings += _bindings(user, d.get("allow", []), fmt)
     return Plan(doc.get("mechanism", "SCRAM-SHA-512"), passwords, tuple(bindings), depts)
+
+
+def writers(p: Plan) -> dict[str, list[str]]:
+    """Topic name or prefix (``events.*``) → the users that may write it, in file order."""
+    out: dict[str, list[str]] = {}
+    for b in p.bindings:
+        if b.resource == "topic" and b.operation in ("write", "all"):
+            users = out.setdefault(b.name + ("*" if b.pattern == "prefixed" else ""), [])
+            if b.user not in users:
+                users.append(b.user)
+    return out
 
 
 def apply(p: Plan, bootstrap: str, admin_password: str) -> None:
@@ -191,6 +217,10 @@ def main(argv: list[str]) -> None:
     if "--plan" in argv:
         for b in p.bindings:
             print(f"User:{b.user}\tALLOW\t{b.operation}\t{b.resource}:{b.pattern}:{b.name}")
+        return
+    if "--writers" in argv:  # which principal writes which topic (docs/security.md)
+        for topic, users in writers(p).items():
+            print(f"{topic}\t{' '.join(users)}")
         return
     pw = os.environ.get("KAFKA_ADMIN_PASSWORD")
     if not pw:

@@ -168,8 +168,9 @@ def plan_spot_checks(
     publish: bool = typer.Option(
         False,
         "--publish",
-        help="Also publish every drawn check as inspection tasks on "
-        "events.task (the worker stores them and merges joint inspections)",
+        help="Also publish every drawn check as inspection tasks on the task-force office's "
+        "events.task.taskforce (run with the office's Kafka credentials, user dept-taskforce; the worker "
+        "stores them and merges joint inspections)",
     ),
 ) -> None:
     """Draw the month's 双随机 spot checks per item × credit tier, print a summary and write the CSV."""
@@ -233,12 +234,13 @@ def plan_spot_checks(
     path = write_spot_checks_csv(checks, out or Path("var/plans") / f"spot_checks_{month}.csv", cat)
     typer.echo(f"共抽取 {len(checks)} 项 total drawn; 已写入 written: {path}")
     if publish:
-        n = _publish_tasks(checks, month)
-        typer.echo(f"已发布 published {n} inspection tasks to events.task")
+        n = _publish_tasks(checks, month, cat.taskforce_office)
+        typer.echo(f"已发布 published {n} inspection tasks to events.task.{cat.taskforce_office}")
 
 
-def _publish_tasks(checks, month: str) -> int:
-    """Each check → one InspectionTask per inspecting department, due at the end of the month."""
+def _publish_tasks(checks, month: str, office: str) -> int:
+    """Each check → one InspectionTask per inspecting department, due at the end of the month, on the
+    task-force office's task topic (the office organises the draw and may assign any department)."""
     import calendar
 
     import orjson
@@ -246,6 +248,7 @@ def _publish_tasks(checks, month: str) -> int:
     from kafka import KafkaProducer
     from riskwatch.settings import load_settings
     from schemas.events import InspectionTask
+    from streams.engine.identity import sender_topic
 
     s = load_settings()
     y, m = map(int, month.split("-"))
@@ -271,7 +274,7 @@ def _publish_tasks(checks, month: str) -> int:
                     note=f"双随机抽查 {month}:" + "、".join(i.name for i in c.inspectors),
                 )
                 producer.send(
-                    s.topic(InspectionTask.topic),
+                    s.topic(sender_topic(InspectionTask.topic, office)),
                     key=t.entity_id.encode(),
                     value=orjson.dumps(ev.model_dump(mode="json")),
                 )

@@ -5,7 +5,7 @@ on the callback, so ``riskwatch simulate --days 1 --duration 120`` runs it. Topi
 here: the worker creates them at start-up (or ``riskwatch topics create``).
 
 ``riskwatch simulate departments`` plays the other side: it reads ``alerts.all`` and answers as the
-receiving departments on ``events.feedback`` (:mod:`riskwatch.tools.simulator.departments`), in
+receiving departments on ``events.feedback.<dept>`` (:mod:`riskwatch.tools.simulator.departments`), in
 simulated time, until no alert has come for ``--idle-seconds``.
 """
 
@@ -23,7 +23,7 @@ import orjson
 import typer
 
 from riskwatch.tools.simulator.county import CST, SimConfig
-from riskwatch.tools.simulator.streams import TOPICS, Simulator
+from riskwatch.tools.simulator.streams import T_INSPECTION, TOPICS, Simulator, wire_topic
 
 app = typer.Typer(
     help="Simulate the county's event streams (registry, IoT, video, complaints, inspections) with injected incidents."
@@ -171,13 +171,14 @@ def run_simulation(
     progress: Callable[[int, float, float], None] | None = None,
 ) -> tuple[int, float]:
     """Send every message; stop after ``duration`` real seconds. Returns (messages, seconds)."""
-    prefixed = {t: f"{topic_prefix}{t}" for t in TOPICS}
+    prefixed = {t: f"{topic_prefix}{t}" for t in TOPICS if t != T_INSPECTION}
     t_real0 = time.perf_counter()
     t_sim0 = sim.t0
     n = 0
     next_tick = 0.0
     for topic, key, value in sim.events():
-        send(prefixed[topic], key, value)
+        # an inspection result goes to its department's own topic (events.inspection.<dept>)
+        send(prefixed.get(topic) or f"{topic_prefix}{wire_topic(topic, value, sim.catalog)}", key, value)
         n += 1
         if n & 255 == 0:
             now = time.perf_counter()
@@ -302,7 +303,12 @@ def run(
     elif no_kafka:
         sink, where = NullSink(), "nowhere (--no-kafka)"
     else:
-        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in TOPICS], auth=settings.kafka_kwargs())
+        from streams.engine.identity import sender_topic
+
+        wire = [t for t in TOPICS if t != T_INSPECTION] + [
+            sender_topic(T_INSPECTION, d) for d in sim.catalog.departments
+        ]
+        sink = KafkaSink(bootstrap, [f"{prefix}{t}" for t in wire], auth=settings.kafka_kwargs())
         where = f"Kafka {bootstrap} (compression={sink.compression})"
     counts = sim.county.counts()
     console.print(
@@ -379,7 +385,7 @@ def play_departments(
     """Consume ``alerts.all`` from the beginning, answer as the departments, stop when idle.
 
     Simulated "now" is the latest ``last_seen`` among the alerts read; feedback due by then is
-    produced to ``events.feedback`` keyed by ``entity_id``. After ``idle_seconds`` real seconds
+    produced to ``events.feedback.<dept>`` keyed by ``entity_id``. After ``idle_seconds`` real seconds
     without an alert message, what is still scheduled up to the wall clock is produced as well
     (feedback dated later would be in the future); the rest stays pending. Returns the player's
     summary plus ``bad_alerts`` / ``send_errors`` / ``sim_now``.
@@ -391,7 +397,14 @@ def play_departments(
     from schemas.events import Alert
 
     kw = settings.kafka_kwargs()
-    topic_in, topic_out = settings.topic("alerts.all"), settings.topic("events.feedback")
+    from schemas.events import DisposalFeedback
+    from streams.engine.identity import sender_topic
+
+    # each department answers on its own topic (events.feedback.<dept>): the worker takes the department from it
+    def topic_of(dept: str) -> str:
+        return settings.topic(sender_topic(DisposalFeedback.topic, dept))
+
+    topic_in, topic_out = settings.topic("alerts.all"), topic_of("taskforce")
     consumer = KafkaConsumer(
         **kw,
         client_id="riskwatch-departments",
@@ -409,7 +422,7 @@ def play_departments(
     last_new = time.monotonic()
 
     def send(fb: dict) -> None:
-        producer.send(topic_out, key=fb["entity_id"].encode(), value=orjson.dumps(fb)).add_errback(
+        producer.send(topic_of(fb["department"]), key=fb["entity_id"].encode(), value=orjson.dumps(fb)).add_errback(
             lambda e: errors.update([type(e).__name__])
         )
 
@@ -521,7 +534,8 @@ def departments(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output"),
 ) -> None:
-    """Play the departments: read alerts.all, answer on events.feedback (签收, 处置, 非本部门职责, late or never).
+    """Play the departments: read alerts.all, answer on events.feedback.<dept> (签收, 处置, 非本部门职责, late
+    or never).
 
     Feedback is dated in simulated time (the alerts' first_seen plus delays drawn against the deadlines of
     lifecycle.yaml).
@@ -560,7 +574,7 @@ def departments(
     if not quiet:
         console.print(
             f"[bold]riskwatch simulate departments[/] seed={seed} {settings.topic('alerts.all')} → "
-            f"{settings.topic('events.feedback')} on {settings.kafka_bootstrap} "
+            f"{settings.topic('events.feedback')}.<dept> on {settings.kafka_bootstrap} "
             f"(late {late_rate:.0%}, silent {silent_rate:.0%}, unauthorised {unauthorised_rate:.0%}); "
             f"stops after {idle_seconds:g}s without alerts"
         )

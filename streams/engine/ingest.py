@@ -42,6 +42,7 @@ from pydantic import TypeAdapter, ValidationError
 from riskwatch.domain.catalog import Catalog
 from schemas.events import EVENT_MODELS, DeadLetter, Event, SensorBatch, SensorReading
 from schemas.privacy import mask_pii
+from streams.engine.identity import Senders
 
 MAX_DEPTH = 32
 BATCH_MARK = b'"sensor_batch"'  # a gateway batch names its kind; a single reading has no `kind`
@@ -89,6 +90,10 @@ class Decoder:
         self.context = {"catalog": catalog}
         self.max_bytes = max_bytes
         self.adapters = {topic_prefix + t: TypeAdapter(m) for t, m in EVENT_MODELS.items()}
+        # a department's topics (events.feedback.<dept> ...): the sender comes from the topic (identity.py)
+        self.senders = Senders(catalog, topic_prefix)
+        for t, route in self.senders.routes.items():
+            self.adapters[t] = self.adapters[topic_prefix + route.kind]
         self.batch_topic = topic_prefix + SensorBatch.topic
         self.batch_adapter = TypeAdapter(SensorBatch)
 
@@ -98,6 +103,8 @@ class Decoder:
         where = f"{topic}[{partition}]@{offset}"
         try:
             adapter = self.adapters.get(topic)
+            if topic in self.senders.legacy:  # the old shared topics: read for one release, then gone
+                return self.dead(topic, partition, offset, key, value, f"{where}: {self.senders.legacy[topic]}")
             if adapter is None:
                 return self.dead(topic, partition, offset, key, value, f"{where}: not an input topic")
             if value is None:
@@ -131,6 +138,9 @@ class Decoder:
                     f"{where}: message key {key[:80]!r} does not match entity_id {event.entity_id!r}; "
                     "producers must key by entity_id so an entity's events stay in one partition",
                 )
+            refused = self.senders.refusal(topic, event)
+            if refused is not None:
+                return self.dead(topic, partition, offset, key, value, f"{where}: {refused}")
             return event
         except ValidationError as e:
             return self.dead(topic, partition, offset, key, value, f"{where}: {_describe(e)}")

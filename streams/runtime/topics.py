@@ -1,9 +1,17 @@
 """Every Kafka topic riskwatch uses, and their creation at start-up.
 
-Input topics (one per event kind, keyed by ``entity_id``)::
+Input topics (keyed by ``entity_id``)::
 
-    events.registry  events.sensor  events.video  events.complaint  events.inspection  events.feedback
-    events.task      (pending inspection tasks: spot-check draws, departments' plans)
+    events.registry  events.sensor  events.video  events.complaint    one per event kind
+    events.feedback.<dept>    a department's answers (督促反馈; the office's 改派 on events.feedback.taskforce)
+    events.inspection.<dept>  a department's inspection results
+    events.task.<dept>        a department's pending inspection tasks (the office's spot-check draws on
+                              events.task.taskforce; the city's tasks on events.task.city)
+    events.feedback  events.inspection  events.task    the old shared topics, read for one release:
+                              every message is a dead letter saying what to change
+
+The department comes from the topic, never from the body (``streams/engine/identity.py``): only that
+department's Kafka principal, and the workbench's, may write its topics (``deploy/kafka/acls.yaml``).
 
 Output topics::
 
@@ -28,18 +36,46 @@ of every per-entity state table) lands on the same worker: partitions are the un
 from __future__ import annotations
 
 import logging
+from functools import cache
 
-from riskwatch.domain.catalog import Catalog
+from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
-from schemas.events import EVENT_MODELS
+from schemas.events import EVENT_MODELS, DisposalFeedback, InspectionResult
+from streams.engine.identity import SENDER_KINDS, sender_topic, sender_topics, senders_of
 
 log = logging.getLogger(__name__)
 
-INPUT_TOPICS: tuple[str, ...] = tuple(EVENT_MODELS)
-# input topics of people's actions (the workbench's forms): their rows are committed at once, not
-# at the interval. Not events.registry: the 名录库 feed is a bulk sync (its rare workbench edits wait
-# for the interval).
-HUMAN_TOPICS: tuple[str, ...] = ("events.feedback", "events.inspection")
+SHARED_INPUTS: tuple[str, ...] = tuple(t for t in EVENT_MODELS if t not in SENDER_KINDS)  # registry, sensor, ...
+LEGACY_INPUTS: tuple[str, ...] = SENDER_KINDS  # the old shared topics: read for one release, all dead letters
+
+
+def input_topics(catalog: Catalog) -> tuple[str, ...]:
+    """Every input topic the entity agent reads (unprefixed), ``events.registry`` first."""
+    return (*SHARED_INPUTS, *sender_topics(catalog), *LEGACY_INPUTS)
+
+
+def human_topics(catalog: Catalog) -> tuple[str, ...]:
+    """Input topics of people's actions (the workbench's forms): their rows are committed at once,
+    not at the interval. Not events.registry: the 名录库 feed is a bulk sync (its rare workbench
+    edits wait for the interval)."""
+    kinds = (DisposalFeedback.topic, InspectionResult.topic)
+    return tuple(sender_topic(k, s) for k in kinds for s in senders_of(k, catalog))
+
+
+@cache
+def _default(name: str) -> tuple[str, ...]:
+    cat = load_catalog()
+    return input_topics(cat) if name == "INPUT_TOPICS" else human_topics(cat)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``INPUT_TOPICS`` / ``HUMAN_TOPICS``: those of the default catalog (tools and tests; the
+    worker uses :func:`input_topics` of its county's catalog)."""
+    if name in ("INPUT_TOPICS", "HUMAN_TOPICS"):
+        return _default(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 ALERTS_ALL = "alerts.all"
 ALERT_EVENTS = "alerts.events"
 NOTICES = "notices"
@@ -56,7 +92,7 @@ def dept_topic(code: str) -> str:
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
     names = [
-        *INPUT_TOPICS,
+        *input_topics(catalog),
         ALERTS_ALL,
         ALERT_EVENTS,
         NOTICES,
@@ -115,7 +151,7 @@ def ensure_topics(settings: Settings, catalog: Catalog, timeout_s: float = 30.0)
                 )
             except TopicAlreadyExistsError:
                 pass  # another worker raced us
-        inputs = [settings.topic(t) for t in INPUT_TOPICS]
+        inputs = [settings.topic(t) for t in input_topics(catalog)]
         import time
 
         deadline = time.monotonic() + timeout_s

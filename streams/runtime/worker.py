@@ -112,7 +112,7 @@ class Topics:
     def declare(cls, app: faust.App, settings: Settings, county: County) -> Topics:
         tp = settings.topic
         return cls(
-            inputs=raw_topic(app, *(tp(t) for t in T.INPUT_TOPICS)),
+            inputs=raw_topic(app, *(tp(t) for t in T.input_topics(county.catalog))),
             alerts_all=raw_topic(app, tp(T.ALERTS_ALL)),
             alert_events=raw_topic(app, tp(T.ALERT_EVENTS)),
             inspection_plans=raw_topic(app, tp(T.INSPECTION_PLANS)),
@@ -233,7 +233,7 @@ class Worker:
             commit_watchdog=Watchdog(settings.commit_stall_exit_seconds),
             clock=clock,
             peer_counts=peer_counts,
-            urgent_topics=frozenset(settings.topic(t) for t in T.HUMAN_TOPICS),
+            urgent_topics=frozenset(settings.topic(t) for t in T.human_topics(county.catalog)),
             partition_of=partition_of,
         )
         # batches hold many events, so there is no "current event" to take the partition from; Faust has
@@ -272,7 +272,7 @@ class Worker:
     # --- partitions -----------------------------------------------------------------------------
     @property
     def first_input(self) -> str:
-        return self.settings.topic(T.INPUT_TOPICS[0])
+        return self.settings.topic(T.SHARED_INPUTS[0])
 
     def actives(self) -> frozenset:
         return frozenset(self.app.assignor.assigned_actives())

@@ -29,6 +29,7 @@ from starlette.datastructures import UploadFile
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
 from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
+from streams.engine.identity import sender_topic
 from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.routes.inbox import nav_counts
@@ -239,7 +240,12 @@ async def alert_page(
     if submitted is not None:  # only this user's own event: never another department's dead letters
         since = int(submitted * 1000)
         w = await c.reader.one(
-            WAIT_SQL, a=alert_id, e=wait, actor=user.actor, since=since, topic=c.settings.topic("events.feedback")
+            WAIT_SQL,
+            a=alert_id,
+            e=wait,
+            actor=user.actor,
+            since=since,
+            topic=c.settings.topic(sender_topic(DisposalFeedback.topic, user.dept)),
         )
         if w and w.get("refused"):
             refused = w["refused"]
@@ -455,8 +461,8 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
 
 
 async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **fields) -> RedirectResponse:
-    """Validate an action as the worker's edge would, produce it to ``events.feedback`` and send the
-    user to the alert page, which waits until the worker has processed it."""
+    """Validate an action as the worker's edge would, produce it to ``events.feedback.<the user's
+    department>`` and send the user to the alert page, which waits until the worker has processed it."""
     try:
         ev = c.producer.build(DisposalFeedback, entity_id=a["entity_id"], alert_id=alert_id, **fields)
     except ValidationError as e:
@@ -468,7 +474,7 @@ async def _produce_feedback(c, who: User, a: dict, alert_id: str, what: str, **f
             + "。本次操作未提交。",
         ) from None
     since = int(time.time() * 1000)
-    await c.producer.send(ev, who.actor)
+    await c.producer.send(ev, who.actor, who.dept)
     c.records.submitted(who.username, alert_id, ev.event_id, at=since / 1000)
     if fields.get("attachment_sha256"):
         c.records.attached(fields["attachment_sha256"], alert_id, who.username)

@@ -1,6 +1,6 @@
 """检查任务: the department's pending tasks and the joint inspection plans that include it; the
 lead department enters the result (checklist, violations with severity, outcome), which produces
-``events.inspection`` and so completes the plan's tasks in the worker, as any inspection does."""
+``events.inspection.<dept>`` and so completes the plan's tasks in the worker, as any inspection does."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from schemas.events import InspectionResult
+from streams.engine.identity import sender_topic
 from web.deps import PageError, check_csrf, ctx, render, require_user
 from web.routes.alert import ID, STALLED_SECONDS
 from web.routes.inbox import nav_counts
@@ -94,7 +95,7 @@ async def plan_page(
             "SELECT any(error) AS error FROM {db}.dead_letters WHERE topic = %(t)s "
             "AND position(base64Decode(payload), %(e)s) > 0",
             e=wait,
-            t=c.settings.topic("events.inspection"),
+            t=c.settings.topic(sender_topic(InspectionResult.topic, user.dept)),
         )
         if refused and refused["error"]:
             raise PageError(400, "检查结果未受理", f"处理引擎未受理本次结果:{refused['error']}")
@@ -154,5 +155,5 @@ async def enter_result(request: Request, inspection_id: str, user: User = Depend
             + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
             + "。本次结果未提交。",
         ) from None
-    await c.producer.send(ev, user.actor)
+    await c.producer.send(ev, user.actor, user.dept)
     return RedirectResponse(f"/tasks/{inspection_id}?wait={ev.event_id}&t={int(time.time())}", status_code=303)

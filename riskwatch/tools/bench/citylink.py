@@ -111,7 +111,7 @@ def run(settings: Settings, rate: int = 1000, seconds: int = 30, topic: str = "a
     stop = threading.Event()
     try:
         admin = KafkaAdminClient(**s.kafka_kwargs())
-        admin.create_topics([NewTopic(s.topic(t), s.partitions, s.replication) for t in (topic, "events.task")])
+        admin.create_topics([NewTopic(s.topic(t), s.partitions, s.replication) for t in (topic, "events.task.city")])
         admin.close()
         say(link.start(log=say))
         remote = city_remote_topic(s, topic)

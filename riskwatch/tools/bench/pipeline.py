@@ -47,6 +47,7 @@ from riskwatch.settings import Settings
 from riskwatch.tools.bench.threads import thread_cpu, thread_groups
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, wait_for
 from riskwatch.tools.simulator import SimConfig, generate
+from riskwatch.tools.simulator.streams import wire_topic
 from streams.runtime import topics as T
 
 PROBE_EVERY = 50  # one latency probe (an alert-raising complaint) in this many events
@@ -64,7 +65,8 @@ def _events(n: int, entities: int, seed: int) -> list[tuple[str, bytes, bytes]]:
     # enough simulated days to yield n events (~450k/day at scale 1)
     days = max(0.05, min(30.0, n / (450_000 * scale) * 1.3))
     cfg = SimConfig(seed=seed, days=days, scale=scale, bad_rate=0.0, start=now - timedelta(days=days + 0.5), now=now)
-    evs = list(itertools.islice(generate(cfg), n))
+    # as produced: an inspection result on its department's own topic (events.inspection.<dept>)
+    evs = [(wire_topic(t, v), k, v) for t, k, v in itertools.islice(generate(cfg), n)]
     if len(evs) < n:
         raise SystemExit(f"simulator produced only {len(evs)} events; raise --entities or lower --events")
     return evs

@@ -18,7 +18,7 @@ Outbound, for each topic ``T`` of ``settings.citylink_topics``::
 Inbound: the city's tasks arrive (MirrorMaker 2, default naming) on ``<city alias>.<city task
 topic>``. MirrorMaker keeps the city's partition numbers, which need not match the county's
 partitioning by ``entity_id`` (the worker's per-entity state lives per partition), so the bridge
-re-keys each task by its ``entity_id`` onto the county's own ``<prefix>events.task``, where the
+re-keys each task by its ``entity_id`` onto the county's own ``<prefix>events.task.city``, where the
 worker consumes it like any other task (a malformed one is dead-lettered there by the worker, with
 its original bytes). Offsets are committed after the producer's flush: a kill -9 may repeat a task
 (same bytes, same ``event_id``), never lose one.
@@ -44,6 +44,8 @@ from typing import Any
 from riskwatch.settings import Settings
 from riskwatch.tools.citylink.masking import mask_value, task_key
 from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, inbound_topic, masked_topic
+from schemas.events import InspectionTask
+from streams.engine.identity import CITY, sender_topic
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class Bridge:
         self._out: dict[str, str] = {}  # source topic -> masked copy topic, once set up
         self._inbound = inbound_topic(settings)
         self._inbound_on = False
-        self._events_task = settings.topic("events.task")
+        self._events_task = settings.topic(sender_topic(InspectionTask.topic, CITY))  # events.task.city
 
     # -- topics ----------------------------------------------------------------------------------
     def _admin(self):

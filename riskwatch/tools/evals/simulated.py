@@ -36,6 +36,7 @@ from riskwatch.domain.county import load_county
 from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
+from riskwatch.tools.simulator.streams import wire_topic
 from schemas.events import DeadLetter
 from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder
@@ -75,7 +76,7 @@ def run(
     for topic, key, value in sim.events():
         off = offsets[topic]
         offsets[topic] += 1
-        ev = decoder.decode(topic, 0, off, key, value)
+        ev = decoder.decode(wire_topic(topic, value, sim.catalog), 0, off, key, value)  # inspections: the dept's topic
         if isinstance(ev, DeadLetter):
             rejected[ev.error[:60]] += 1
             continue

@@ -1,7 +1,8 @@
 """Event generators: the simulated county's registry, sensor, video, complaint and inspection streams.
 
 ``generate(config)`` yields ``(topic, key, value)``: the base topic name (``events.sensor`` …; the
-CLI adds the prefix), the entity id as key bytes and the JSON value bytes. Values are valid against
+CLI adds the prefix, and :func:`wire_topic` names the department's own topic of an inspection
+result), the entity id as key bytes and the JSON value bytes. Values are valid against
 ``schemas.events`` except the deliberately malformed messages (``bad_rate``), which are recorded in
 the ground truth. Same config (seed, start, now, days, scale, …) → byte-identical sequence.
 
@@ -20,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from riskwatch.tools.simulator.words import (
     RX,
     SYMPTOMS,
 )
+from streams.engine.identity import sender_topic
 
 T_REGISTRY = "events.registry"
 T_SENSOR = "events.sensor"
@@ -49,6 +52,28 @@ T_VIDEO = "events.video"
 T_COMPLAINT = "events.complaint"
 T_INSPECTION = "events.inspection"
 TOPICS = (T_REGISTRY, T_SENSOR, T_VIDEO, T_COMPLAINT, T_INSPECTION)
+
+
+def wire_topic(topic: str, value: bytes, catalog: Catalog | None = None) -> str:
+    """The topic a message is produced to (unprefixed): an inspection result goes to the inspecting
+    (lead, first) department's own topic ``events.inspection.<dept>``, as that department's app
+    would send it; a malformed one without a known department to the task-force office's."""
+    if topic != T_INSPECTION:
+        return topic
+    cat = catalog or _default_catalog()
+    try:
+        dept = orjson.loads(value)["departments"][0]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        dept = None
+    return sender_topic(
+        T_INSPECTION, dept if isinstance(dept, str) and dept in cat.departments else cat.taskforce_office
+    )
+
+
+@cache
+def _default_catalog() -> Catalog:
+    return load_catalog()
+
 
 Message = tuple[str, bytes, bytes]
 
