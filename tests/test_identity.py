@@ -211,7 +211,7 @@ def test_the_workbench_writes_to_the_users_departments_topic():
 
     prod = Producer(Settings(_env_file=None, topic_prefix="w."), CAT)
     rec = _Recorder()
-    prod._producer = rec  # type: ignore[assignment]
+    prod._producer = rec
     fb = prod.build(DisposalFeedback, entity_id="E1", alert_id="a1", department="police", status="accepted")
     asyncio.run(prod.send(fb, "police/李四", "police"))
     insp = prod.build(

@@ -17,8 +17,10 @@ valid readings as events, and the position and reason of each bad reading. The w
 (:meth:`Decoder.dead_batch`): the payload once, every bad index and its reason:
 
 >>> raw = (b'{"kind":"sensor_batch","entity_id":"E1","gateway_id":"gw-1","readings":['
-...        b'{"event_id":"r1","device_id":"d1","channel":"cold_chain_temp","value":3.5,"unit":"C","occurred_at":"2026-11-27T08:00:00"},'
-...        b'{"event_id":"r2","device_id":"d1","channel":"cold_chain_temp","value":"hot","unit":"C","occurred_at":"2026-11-27T08:05:00"}]}')
+...        b'{"event_id":"r1","device_id":"d1","channel":"cold_chain_temp","value":3.5,"unit":"C",'
+...        b'"occurred_at":"2026-11-27T08:00:00"},'
+...        b'{"event_id":"r2","device_id":"d1","channel":"cold_chain_temp","value":"hot","unit":"C",'
+...        b'"occurred_at":"2026-11-27T08:05:00"}]}')
 >>> b = d.decode("events.sensor", 0, 43, b"E1", raw)
 >>> [(r.event_id, r.source, r.value) for r in b.events], [i for i, _ in b.bad]
 ([('r1', 'gw-1', 3.5)], [1])
@@ -118,7 +120,8 @@ class Decoder:
                     offset,
                     key,
                     value,
-                    f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} (RISKWATCH_MAX_MESSAGE_BYTES; "
+                    f"{where}: payload of {len(value)} bytes exceeds the limit of {self.max_bytes} "
+                    f"(RISKWATCH_MAX_MESSAGE_BYTES; "
                     f"{BATCH_BYTES_FACTOR}x that for a gateway batch)",
                 )
             if (value.count(b"{") + value.count(b"[")) > MAX_DEPTH and _too_deep(value):
@@ -207,7 +210,7 @@ class Decoder:
             if late:
                 positions = [i for j, i in enumerate(positions) if j not in late]
             seen: set[str] = set()
-            for i, ev in zip(positions, good):
+            for i, ev in zip(positions, good, strict=False):  # one position per good reading (as before: no new raise)
                 if ev.event_id in seen:
                     dead.append(
                         (
