@@ -227,7 +227,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
         and "县应急管理局无需继续处置" in freed[0]["message"]
     )
     page = wait_for(
-        lambda: (r := em.get(f"/alerts/{aid}")).status_code == 200 and "改派释放通知 → 县应急管理局" in r.text and r,
+        lambda: (r := em.get(f"/alerts/{aid}")).status_code == 200 and "改派释放 → 县应急管理局" in r.text and r,
         60,
         "the released department's read-only page",
     )
