@@ -221,7 +221,8 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
     for i in range(n // 4):
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()
-    wait_for(lambda: len(stack.fake.hook_alerts("amr")) == n // 4, 60, "the first wave")
+    # at least: a webhook delivery Alertmanager repeats (allowed below) would step over an exact count
+    wait_for(lambda: len(stack.fake.hook_alerts("amr")) >= n // 4, 60, "the first wave")
     # kill -9 while the bridge holds read but uncommitted notifications: Alertmanager is away, so it
     # has read the second wave and is retrying to post it
     stack.am.stop()
