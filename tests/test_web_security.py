@@ -396,10 +396,20 @@ def test_public_pages_are_cached_and_rate_limited(web, store):
         assert client(web, f"10.0.11.{i}").get("/public/spot-checks").status_code == 200
     assert (store[0] / "ch.queries").read_text().count("events_task FINAL") - before <= 1
     one = client(web, "10.0.12.1")
-    answers = [one.get("/public") for _ in range(35)]  # a burst of 30, then 429 (each held until its token is due)
-    refused = [r for r in answers if r.status_code == 429]
-    assert answers[0].status_code == 200 and refused and "访问过于频繁" in refused[0].text
-    assert 1 <= int(refused[0].headers["retry-after"]) <= 2 and refused[0].elapsed.total_seconds() >= 0.2
+    # a burst of 30, then 429: asked until refused, as the bucket refills 2 per second while the requests
+    # run (35 requests at more than ~70 ms each, on a busy machine, were never refused)
+    answers = []
+    for _ in range(300):
+        answers.append(one.get("/public"))
+        if answers[-1].status_code == 429:
+            break
+    refused = answers[-1]
+    assert answers[0].status_code == 200 and len(answers) > 30
+    assert refused.status_code == 429 and "访问过于频繁" in refused.text
+    assert 1 <= int(refused.headers["retry-after"]) <= 2
+    # held until the next token was due, so a retry at once is served (how long the hold was depends on
+    # how much of a token the bucket held: anything from nothing to half a second)
+    assert one.get("/public").status_code == 200
     assert client(web, "10.0.12.2").get("/public").status_code == 200  # other visitors unaffected
 
 
