@@ -95,9 +95,11 @@ def test_full_lifecycle_with_urging_escalation_and_refused_feedback(pipeline):
     # the audit trail: alerts.events, one seq per transition, and the same in ClickHouse
     # (alerts.events is another topic than alerts.all: its last transition may land a moment later)
     events = wait_for(
-        lambda: (ev := [e for e in _msgs(p, "alerts.events") if e["alert_id"] == aid])
-        and any(e["kind"] == "status" and e["to_status"] == "resolved" for e in ev)
-        and ev,
+        lambda: (
+            (ev := [e for e in _msgs(p, "alerts.events") if e["alert_id"] == aid])
+            and any(e["kind"] == "status" and e["to_status"] == "resolved" for e in ev)
+            and ev
+        ),
         60,
         "the resolution on alerts.events",
     )
@@ -190,8 +192,22 @@ def test_silence_holds_notifications_and_its_expiry_is_announced(pipeline):
         "the silence-expired notice",
     )
     assert "静默期结束" in exp[0]["message"]
-    events = [e for e in _msgs(p, "alerts.events") if e["alert_id"] == revs[0]["alert_id"] and e["kind"] == "silence"]
-    assert any("S-test" in e["comment"] for e in events) and any("ended" in e["comment"] for e in events)
+    events = wait_for(  # alerts.events is written with alerts.amr, a moment apart
+        lambda: (
+            (
+                ev := [
+                    e
+                    for e in _msgs(p, "alerts.events")
+                    if e["alert_id"] == revs[0]["alert_id"] and e["kind"] == "silence"
+                ]
+            )
+            and any("ended" in e["comment"] for e in ev)
+            and ev
+        ),
+        60,
+        "the silence's end on alerts.events",
+    )
+    assert any("S-test" in e["comment"] for e in events)
 
 
 def test_tasks_of_several_departments_become_one_joint_inspection(pipeline):
