@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from riskwatch.tools.broker import Broker
 from riskwatch.tools.citylink import (
     ORIGIN,
     SRC_OFFSET,
+    Bridge,
     CityLink,
     city_remote_topic,
     city_settings,
@@ -33,6 +35,7 @@ from riskwatch.tools.citylink import (
     mm2_properties,
     run_settings,
 )
+from riskwatch.tools.citylink.topics import SRC_OFFSETS, family_kind, source_topics
 from riskwatch.tools.runner import wait_for
 from tests import factories as F
 from tests.conftest import free_port
@@ -40,6 +43,7 @@ from tests.conftest import free_port
 MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d(?:[\s\-]?\d){8}(?![0-9A-Za-z])")
 ID18 = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[\dXx](?![0-9A-Za-z])")
 PII_TEXT = "已电话联系投诉人13812345678,身份证410521199001011234,座机0395-1234567"
+FAMILY_SENDERS = ("amr", "police")  # the departments whose events.inspection.<dept> the run creates
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
     admin.create_topics(
         [
             NewTopic(s.topic(t), 4, 1, topic_configs={"cleanup.policy": "compact"} if t == "audit.anchors" else {})
-            for t in [*s.citylink_topics, "events.task.city"]
+            for t in [*_run_sources(s), "events.task.city"]
         ]
     )
     admin.close()
@@ -125,6 +129,15 @@ def link(broker: Settings, city: Settings, tmp_path_factory):
     yield s, cl
     cl.stop(timeout=5)  # exactly-once MirrorMaker and the bridge resume exactly after a kill anyway
     delete_run_topics(s)
+
+
+def _run_sources(s: Settings) -> list[str]:
+    """The county topics of the run (unprefixed): a family's only for FAMILY_SENDERS (the bridge skips
+    the other departments' topics, which do not exist)."""
+    out = []
+    for t in s.citylink_topics:
+        out += [src.removeprefix(s.topic_prefix) for src in source_topics(s, t, FAMILY_SENDERS)]
+    return out
 
 
 def _topics(bootstrap: str) -> set[str]:
@@ -174,6 +187,33 @@ def test_compose_runs_the_same_release_mirrormaker_with_the_bridge_properties():
             assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
 
 
+def test_inspections_leave_as_one_family_read_by_the_citylink_principal():
+    """Inspection results travel on events.inspection.<dept>: the link reads every department's topic
+    (the catalog's) and the city still gets the one masked.events.inspection; the ACLs let it read them."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("apply_acls", root / "deploy/kafka/apply_acls.py")
+    assert spec and spec.loader
+    acls = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("apply_acls", acls)  # its dataclasses look their module up
+    spec.loader.exec_module(acls)
+    plan = acls.plan(root / "deploy/kafka/acls.yaml")
+
+    s = Settings(topic_prefix="")
+    assert "events.inspection.*" in s.citylink_topics and "events.inspection" not in s.citylink_topics
+    assert masked_topic(s, "events.inspection.*") == "masked.events.inspection"
+    bridge = Bridge(s)
+    sources = [src for t in s.citylink_topics for src in bridge.sources(t)]
+    departments = [d for d in plan.departments]
+    assert {f"events.inspection.{d}" for d in departments} <= set(sources)
+    reads = {b.name for b in plan.bindings if b.user == "citylink" and b.resource == "topic" and b.operation == "read"}
+    assert set(sources) <= reads, set(sources) - reads  # literal grants, one per department
+    assert "events.inspection" not in reads  # the old shared topic is empty: nothing to send
+    assert family_kind("events.inspection.*") == "events.inspection" and family_kind("alerts.all") is None
+
+
 def test_mask_value_masks_every_string_and_redacts_names():
     v = orjson.dumps(
         {"alert_id": "a1", "comment": PII_TEXT, "nested": [{"t": "13912345678"}], "inspectors": ["张三"], "n": 3}
@@ -189,25 +229,28 @@ def test_topics_arrive_masked_under_mm2_naming(link, city):
     p = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
     sent = {}
     for t in s.citylink_topics:
+        family = t == "events.inspection.*"  # a result of the amr department, on its own topic
         ev = (
             {**F.inspection("ent-9"), "inspectors": ["张三", "李四"], "note": PII_TEXT}
-            if t == "events.inspection"
+            if family
             else {"entity_id": "ent-9", "topic": t, "comment": PII_TEXT}
         )
-        md = p.send(s.topic(t), key=b"ent-9", value=orjson.dumps(ev)).get(30)
+        md = p.send(s.topic("events.inspection.amr" if family else t), key=b"ent-9", value=orjson.dumps(ev)).get(30)
         sent[t] = md.partition
     p.close()
     for t in s.citylink_topics:
         remote = city_remote_topic(s, t)
-        assert remote == f"{s.citylink_county_alias}.{s.topic_prefix}masked.{t}"
+        # one copy per entry; a family's (events.inspection.*) is named after its kind: masked.events.inspection
+        assert remote == f"{s.citylink_county_alias}.{s.topic_prefix}masked.{family_kind(t) or t}"
         recs = wait_for(lambda remote=remote: _read(city.kafka_bootstrap, remote), 90, f"{remote} on the city")
         r = recs[0]
         assert r.key == b"ent-9" and r.partition == sent[t]  # MirrorMaker keeps key and partition
         text = r.value.decode()
         assert "138****5678" in text and "4105**********1234" in text
         assert not MOBILE.search(text) and not ID18.search(text), text
-        if t == "events.inspection":
-            assert orjson.loads(r.value)["inspectors"] == ["***", "***"]
+        if t == "events.inspection.*":
+            v = orjson.loads(r.value)
+            assert v["inspectors"] == ["***", "***"] and v["departments"] == ["amr"]
     cfg = KafkaAdminClient(bootstrap_servers=city.kafka_bootstrap)
     from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -245,6 +288,45 @@ def test_city_task_reaches_county_keyed_by_entity(link, city):
         else:
             assert r.value == b"\xff not json" and r.key is None  # unchanged bytes: the worker dead-letters them
     assert by_id == {t["task_id"]: t for t in tasks}
+
+
+def test_family_members_share_one_copy_and_resume_exactly_after_kill9(link, city):
+    """Two departments' results for one entity land in one partition of masked.events.inspection; each
+    record says how far every department's topic was copied there, so a kill -9 repeats and skips nothing."""
+    s, cl = link
+    copy = masked_topic(s, "events.inspection.*")
+    p = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+
+    def send(rnd: int) -> None:
+        for dept in FAMILY_SENDERS:
+            for i in range(5):
+                ev = {**F.inspection("ent-7"), "departments": [dept], "seq": f"{rnd}-{dept}-{i}"}
+                p.send(s.topic(f"events.inspection.{dept}"), key=b"ent-7", value=orjson.dumps(ev))
+        p.flush()
+
+    def seqs() -> list[str]:
+        return [v["seq"] for r in _read(s.kafka_bootstrap, copy) if "seq" in (v := orjson.loads(r.value))]
+
+    send(1)
+    wait_for(lambda: len(seqs()) >= 10, 60, f"the bridge to copy both departments' results to {copy}")
+    assert cl.kill9("bridge")
+    send(2)  # written while the bridge is down: its successor resumes from the copy's last record
+    cl.start(mirror=False)
+    wait_for(lambda: len(seqs()) >= 20, 60, f"the restarted bridge to copy the second round to {copy}")
+    time.sleep(2)
+    got = seqs()
+    assert sorted(got) == sorted(f"{r}-{d}-{i}" for r in (1, 2) for d in FAMILY_SENDERS for i in range(5)), got
+    last = max(
+        (r for r in _read(s.kafka_bootstrap, copy) if r.key == b"ent-7"), key=lambda r: r.offset
+    )  # the entity's partition: its last record holds both departments' positions
+    assert set(orjson.loads(dict(last.headers)[SRC_OFFSETS])) == set(FAMILY_SENDERS)
+    remote = city_remote_topic(s, "events.inspection.*")
+    wait_for(
+        lambda: sum(1 for r in _read(city.kafka_bootstrap, remote) if b'"seq"' in r.value) >= 20,
+        90,
+        f"MirrorMaker to copy both rounds to the city's {remote}",
+    )
+    p.close()
 
 
 def test_kill9_mirrormaker_and_bridge_midstream_nothing_missing(link, city):

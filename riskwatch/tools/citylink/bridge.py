@@ -14,6 +14,13 @@ Outbound, for each topic ``T`` of ``settings.citylink_topics``::
   bridge reads the last record of each copy partition and resumes right after it. The producer is
   idempotent, so retries write no duplicates; a kill -9 at any point repeats nothing and skips
   nothing. (It must be the only writer of the ``masked.*`` topics.)
+* a **family** ``K.*`` (``events.inspection.*``): the topic ``K.<sender>`` of every sender of the catalog
+  (``events.inspection.<dept>``) is masked into the one copy ``<prefix>masked.K``, partition ``p`` to
+  ``p`` (all input topics have the same count, so an entity's results stay in order). Each record of
+  that copy carries ``rw-src-offsets``: the last copied offset of every member written to its partition
+  so far, so the last record alone says where each member resumes (a member never copied there, or a
+  copy last written before the family, i.e. by the old shared topic, resumes at the group's committed
+  position, else at its beginning).
 
 Inbound: the city's tasks arrive (MirrorMaker 2, default naming) on ``<city alias>.<city task
 topic>``. MirrorMaker keeps the city's partition numbers, which need not match the county's
@@ -41,11 +48,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from riskwatch.tools.citylink.masking import mask_value, task_key
-from riskwatch.tools.citylink.topics import ORIGIN, SRC_OFFSET, inbound_topic, masked_topic
+from riskwatch.tools.citylink.topics import (
+    ORIGIN,
+    SRC_OFFSET,
+    SRC_OFFSETS,
+    family_kind,
+    inbound_topic,
+    masked_topic,
+    source_topics,
+)
 from schemas.events import InspectionTask
-from streams.engine.identity import CITY, sender_topic
+from streams.engine.identity import CITY, sender_topic, senders_of
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +73,16 @@ class BridgeStats:
     masked: int = 0
     relayed: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Where a source topic's records go: its masked copy, the copy's partition count, and the sender
+    of a family member (whose offsets travel in ``rw-src-offsets``; None for a plain topic)."""
+
+    topic: str
+    parts: int
+    sender: str | None = None
 
 
 class Bridge:
@@ -68,7 +96,10 @@ class Bridge:
         self.group = f"{settings.app_id}-citylink"
         self.log_every = log_every
         self.stats = BridgeStats()
-        self._out: dict[str, str] = {}  # source topic -> masked copy topic, once set up
+        self._out: dict[str, Copy] = {}  # source topic -> its masked copy, once set up
+        # a family's copy partition -> {sender: last offset copied there}, the rw-src-offsets of its next record
+        self._marks: dict[tuple[str, int], dict[str, int]] = {}
+        self._catalog = load_catalog(settings.catalog_path)
         self._inbound = inbound_topic(settings)
         self._inbound_on = False
         self._events_task = settings.topic(sender_topic(InspectionTask.topic, CITY))  # events.task.city
@@ -79,9 +110,15 @@ class Bridge:
 
         return KafkaAdminClient(**self.s.kafka_kwargs(), client_id="riskwatch-citylink")
 
-    def ensure_copies(self) -> dict[str, str]:
-        """Create the masked copy of every existing source topic (same partitions and cleanup
-        policy); returns {source: copy} for the sources that exist."""
+    def sources(self, name: str) -> dict[str, str | None]:
+        """The county topics of the ``citylink_topics`` entry ``name``: {topic: sender} (see
+        :func:`~riskwatch.tools.citylink.topics.source_topics`), a family's senders from the catalog."""
+        kind = family_kind(name)
+        return source_topics(self.s, name, senders_of(kind, self._catalog) if kind else ())
+
+    def ensure_copies(self) -> dict[str, Copy]:
+        """Create the masked copy of every entry with an existing source topic (partitions and cleanup
+        policy of its first source); returns {source: copy} for the sources that exist."""
         from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
@@ -90,13 +127,14 @@ class Bridge:
             existing = set(admin.list_topics())
             out = {}
             for name in self.s.citylink_topics:
-                src, dst = self.s.topic(name), masked_topic(self.s, name)
-                if src not in existing:
+                dst = masked_topic(self.s, name)
+                srcs = {src: sender for src, sender in self.sources(name).items() if src in existing}
+                if not srcs:
                     continue
+                model = dst if dst in existing else next(iter(srcs))
+                parts = len(admin.describe_topics([model])[0]["partitions"])
                 if dst not in existing:
-                    desc = admin.describe_topics([src])[0]
-                    parts = len(desc["partitions"])
-                    cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, src, ["cleanup.policy"])])
+                    cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, model, ["cleanup.policy"])])
                     policy = _cleanup_policy(cfg) or "delete"
                     try:
                         admin.create_topics(
@@ -105,7 +143,7 @@ class Bridge:
                         log.info("created %s (%d partitions, cleanup.policy=%s)", dst, parts, policy)
                     except TopicAlreadyExistsError:
                         pass
-                out[src] = dst
+                out.update({src: Copy(dst, parts, sender) for src, sender in srcs.items()})
             self._inbound_on = self._inbound in existing
             return out
         finally:
@@ -166,13 +204,15 @@ class Bridge:
                             )
                             self.stats.relayed += 1
                         else:
+                            copy = self._out[tp.topic]
+                            part = tp.partition % copy.parts
                             producer.send(
-                                self._out[tp.topic],
+                                copy.topic,
                                 value=mask_value(r.value, self.redact),
                                 key=r.key,
-                                partition=tp.partition,
+                                partition=part,
                                 timestamp_ms=r.timestamp,
-                                headers=[(SRC_OFFSET, str(r.offset).encode())],
+                                headers=[self._position(copy, part, r.offset)],
                             )
                             self.stats.masked += 1
                     commits[tp] = recs[-1].offset + 1
@@ -190,6 +230,15 @@ class Bridge:
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=10)
+
+    def _position(self, copy: Copy, part: int, offset: int) -> tuple[str, bytes]:
+        """The header saying where the copied record came from: its offset (a plain topic), or the
+        last copied offset of every member of the family written to this copy partition."""
+        if copy.sender is None:
+            return SRC_OFFSET, str(offset).encode()
+        marks = self._marks.setdefault((copy.topic, part), {})
+        marks[copy.sender] = offset
+        return SRC_OFFSETS, orjson.dumps(marks)
 
     def _assign(self, consumer, assigned: set) -> None:
         """Assign new partitions: copies resume after the last copied offset, the inbound topic
@@ -221,7 +270,8 @@ class Bridge:
 
     def _resume_offsets(self, tps: list) -> dict:
         """Source offset to resume from, per source partition: one past the offset recorded in the
-        last record of its masked copy (None where the copy is empty)."""
+        last record of its masked copy (absent where the copy is empty, or for a family member never
+        copied to that partition)."""
         from kafka import KafkaConsumer, TopicPartition
 
         if not tps:
@@ -230,33 +280,59 @@ class Bridge:
             **self.s.kafka_kwargs(), enable_auto_commit=False, group_id=None, client_id="riskwatch-citylink-resume"
         )
         try:
-            copies = {TopicPartition(self._out[tp.topic], tp.partition): tp for tp in tps}
+            copies: dict[TopicPartition, list[TopicPartition]] = {}  # copy partition -> its source partitions
+            for tp in tps:
+                c = self._out[tp.topic]
+                copies.setdefault(TopicPartition(c.topic, tp.partition % c.parts), []).append(tp)
             ends = reader.end_offsets(list(copies))
             starts = reader.beginning_offsets(list(copies))
             out = {}
-            for ctp, tp in copies.items():
-                if ends[ctp] <= starts[ctp]:
-                    continue
-                reader.assign([ctp])
-                reader.seek(ctp, ends[ctp] - 1)
-                deadline = time.monotonic() + 30
-                recs: list[Any] = []  # kafka-python's ConsumerRecords (untyped)
-                while not recs and time.monotonic() < deadline:
-                    recs = reader.poll(timeout_ms=1000).get(ctp, [])
-                if not recs:
-                    raise RuntimeError(
-                        f"cannot read the last record of {ctp.topic}[{ctp.partition}]; is the county broker healthy?"
-                    )
-                hdr = dict(recs[-1].headers or ()).get(SRC_OFFSET)
-                if hdr is None:
-                    raise RuntimeError(
-                        f"{ctp.topic}[{ctp.partition}] has a record without {SRC_OFFSET}: "
-                        "only the city-link bridge may write masked.* topics"
-                    )
-                out[tp] = int(hdr) + 1
+            for ctp, srcs in copies.items():
+                family = self._out[srcs[0].topic].sender is not None
+                marks = self._marks.get((ctp.topic, ctp.partition)) if family else None
+                if marks is None:  # not written by this process yet: its last record says
+                    if ends[ctp] <= starts[ctp]:
+                        continue
+                    headers = _last_headers(reader, ctp, ends[ctp] - 1)
+                    if not family:
+                        if SRC_OFFSET not in headers:
+                            raise RuntimeError(_foreign(ctp, SRC_OFFSET))
+                        out[srcs[0]] = int(headers[SRC_OFFSET]) + 1
+                        continue
+                    if SRC_OFFSETS in headers:
+                        marks = {str(k): int(v) for k, v in orjson.loads(headers[SRC_OFFSETS]).items()}
+                    elif SRC_OFFSET in headers:  # last written from the old shared topic: no member copied yet
+                        marks = {}
+                    else:
+                        raise RuntimeError(_foreign(ctp, SRC_OFFSETS))
+                    self._marks[(ctp.topic, ctp.partition)] = marks
+                for tp in srcs:
+                    sender = self._out[tp.topic].sender
+                    if sender in marks:
+                        out[tp] = marks[sender] + 1
             return out
         finally:
             reader.close()
+
+
+def _last_headers(reader, ctp, offset: int) -> dict[str, bytes]:
+    """The headers of the record at ``offset`` (the last one) of the copy partition ``ctp``."""
+    reader.assign([ctp])
+    reader.seek(ctp, offset)
+    deadline = time.monotonic() + 30
+    recs: list[Any] = []  # kafka-python's ConsumerRecords (untyped)
+    while not recs and time.monotonic() < deadline:
+        recs = reader.poll(timeout_ms=1000).get(ctp, [])
+    if not recs:
+        raise RuntimeError(
+            f"cannot read the last record of {ctp.topic}[{ctp.partition}]; is the county broker healthy?"
+        )
+    return dict(recs[-1].headers or ())
+
+
+def _foreign(ctp, header: str) -> str:
+    where = f"{ctp.topic}[{ctp.partition}]"
+    return f"{where} has a record without {header}: only the city-link bridge may write masked.* topics"
 
 
 def _cleanup_policy(resp) -> str | None:
