@@ -53,6 +53,8 @@ OPEN = f"status IN ({', '.join(repr(s.value) for s in ALERT_STATUSES if s not in
 DONE = f"status IN ({', '.join(repr(s.value) for s in DONE_STATUSES)})"
 OVERDUE = f"{OPEN} AND first_seen + toIntervalHour({DEADLINE}) < now64(3)"
 EVENT_KINDS = ("registry", "sensor", "video", "complaint", "inspection", "feedback")
+# input topics by kind: a department's answers (feedback, inspection results, tasks) come on its own
+# <kind>.<dept> (streams/engine/identity.py), the old shared <kind> only as dead letters
 INPUT_TOPICS = (
     "events.registry",
     "events.sensor",
@@ -60,7 +62,17 @@ INPUT_TOPICS = (
     "events.complaint",
     "events.inspection",
     "events.feedback",
+    "events.task",
 )
+
+
+def _topic_of_kind(kind: str) -> str:
+    """SQL: ``topic`` is the input topic of ``kind`` or one of its per-sender topics, under any prefix.
+
+    >>> _topic_of_kind("events.feedback")
+    "(topic LIKE '%events.feedback' OR topic LIKE '%events.feedback.%')"
+    """
+    return f"(topic LIKE '%{kind}' OR topic LIKE '%{kind}.%')"
 
 
 def _labels_sql(column: str, labels: dict[str, str]) -> str:
@@ -860,7 +872,7 @@ GROUP BY time ORDER BY time""",
         12,
         9,
     )
-    topic_cols = ", ".join(f"countIf(topic LIKE '%{t}') AS `{t}`" for t in INPUT_TOPICS)
+    topic_cols = ", ".join(f"countIf({_topic_of_kind(t)}) AS `{t}`" for t in INPUT_TOPICS)
     L.add(
         timeseries_panel(
             "死信:每分钟(按主题)",
