@@ -115,6 +115,7 @@ class FaultRecord:
     at_s: float  # seconds into the run
     recovered_s: float | None = None  # seconds from the injection until recovered
     note: str = ""
+    error: str = ""  # the fault could not be injected or undone as planned
 
 
 @dataclass(slots=True)
@@ -319,12 +320,13 @@ class Soak:
         self.paused: set[str] = set()  # parts a fault holds down: the watchdog leaves them alone
         self.lag: int | None = None
         self.t0 = time.monotonic()
-        self.worker: WorkerProcess | None = None
+        self.worker: Any = None  # WorkerProcess once started
         self.notify: Any = None
         self.web: Any = None
-        self.depts: subprocess.Popen[str] | None = None
-        self.sim: Simulated | None = None
-        self.fault_thread: threading.Thread | None = None
+        self.depts: Any = None  # subprocess.Popen[str] once started
+        self.sim: Any = None  # Simulated once started
+        self.fault_thread: Any = None  # threading.Thread of the fault being injected
+        self.failpoint = cfg.data_dir.resolve() / "failpoints" / "clickhouse_insert"
         self._dead_since: dict[str, tuple[object, float]] = {}
 
     # --- parts ------------------------------------------------------------------------------------
@@ -424,15 +426,35 @@ class Soak:
                 self.web.stop()
                 self.web.start(log=lambda m: None)
             elif fault == "chdb_insert_failure":
-                fp = Path(self.settings.fault_failpoint_dir) / "clickhouse_insert"
+                fp = self.failpoint
                 tmp = fp.with_suffix(".tmp")
+                before = self.insert_retries()
                 tmp.write_text(str(CHDB_FAILED_INSERTS))
                 tmp.replace(fp)
+                wait_for(lambda: not fp.exists(), self.cfg.fault_interval, "the worker to attempt the failing inserts")
+                wait_for(lambda: (self.insert_retries() or 0) >= (before or 0) + CHDB_FAILED_INSERTS, 30, "retries")
+                rec.note = f"{CHDB_FAILED_INSERTS} inserts failed and were retried by the writer"
         except Exception as e:  # noqa: BLE001 — a fault that could not be injected or undone is a finding
-            rec.note = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-            self.log(f"[red]{fault}: {rec.note}[/]")
+            rec.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            self.log(f"[red]{fault}: {rec.error}[/]")
         finally:
             self.paused.clear()
+
+    def insert_retries(self) -> float | None:
+        """The worker's ``riskwatch_clickhouse_retries_total{kind="insert"}`` (None: no answer)."""
+        import urllib.request
+
+        try:
+            url = f"http://{self.settings.web_host}:{self.settings.web_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("riskwatch_clickhouse_retries_total{") and '"insert"' in line
+        )
 
     def recovered(self, fault: str) -> bool:
         part = {
@@ -443,7 +465,7 @@ class Soak:
             "workbench_restart": "workbench",
             "chdb_insert_failure": "worker",
         }[fault]
-        if fault == "chdb_insert_failure" and (Path(self.settings.fault_failpoint_dir) / "clickhouse_insert").exists():
+        if fault == "chdb_insert_failure" and self.failpoint.exists():
             return False
         if fault == "broker_restart" and not self.part_ok("worker"):
             return False
@@ -515,8 +537,12 @@ class Soak:
                     break
                 self.measure_lag()
                 self.watchdog()
-                pending = current is not None and current.recovered_s is None and not self.fault_thread.is_alive()
-                if pending and self.recovered(current.fault):
+                if (
+                    current is not None
+                    and current.recovered_s is None
+                    and not self.fault_thread.is_alive()
+                    and self.recovered(current.fault)
+                ):
                     current.recovered_s = round(self.elapsed() - current.at_s, 1)  # lag polls can block
                     self.log(f"{current.fault}: recovered in {current.recovered_s:.1f}s")
                 if (
@@ -651,7 +677,7 @@ class Soak:
         h = self.q(f"SELECT count() AS n, uniqExact(alert_id, seq) AS u FROM {db}.alert_history FINAL")[0]
         r.alert_revisions = int(h["u"])
         r.duplicate_alert_revisions = int(h["n"]) - int(h["u"])
-        keys = Counter()
+        keys: Counter[tuple[Any, Any]] = Counter()
         for rec in read_all(self.settings, self.settings.topic(T.ALERTS_ALL)):
             v = json.loads(rec.value)
             keys[(v.get("alert_id"), v.get("revision"))] += 1
@@ -704,8 +730,10 @@ class Soak:
         if r.duplicate_notifications:
             fail.append(f"duplicate notifications at the webhooks: {r.duplicate_notifications}")
         for f in r.faults:
+            if f.error:
+                fail.append(f"{f.fault} at {f.at_s:.0f}s: {f.error}")
             if f.recovered_s is None:
-                fail.append(f"{f.fault} at {f.at_s:.0f}s did not recover{': ' + f.note if f.note else ''}")
+                fail.append(f"{f.fault} at {f.at_s:.0f}s did not recover")
         if len({f.fault for f in r.faults}) < len(FAULTS):
             fail.append(f"only {len({f.fault for f in r.faults})} of {len(FAULTS)} faults were injected")
         for part, ceiling in RSS_CEILING_MB.items():
@@ -722,15 +750,15 @@ class Soak:
 
     # --- shutdown ---------------------------------------------------------------------------------
     def stop(self) -> None:
-        for what in (
-            lambda: self.depts and self.depts.poll() is None and self.depts.kill(),
-            lambda: self.web and self.web.stop(),
-            lambda: self.notify and self.notify.stop(),
-            lambda: self.worker and self.worker.stop(),
-            lambda: self.broker().stop(),
-        ):
+        def depts() -> None:
+            if self.depts is not None and self.depts.poll() is None:
+                self.depts.kill()
+
+        parts = [depts, self.web and self.web.stop, self.notify and self.notify.stop, self.worker and self.worker.stop]
+        for what in [*parts, self.broker().stop]:
             try:
-                what()
+                if what:
+                    what()
             except Exception as e:  # noqa: BLE001 — stop the rest anyway
                 self.console.print(f"[yellow]stopping: {e}[/]")
 
@@ -775,8 +803,8 @@ def report(r: SoakResult, console: Console) -> None:
         row(
             f"故障 {f.fault} @ {f.at_s:.0f}s",
             "recovers",
-            rec + (f" ({f.note})" if f.note else ""),
-            f.recovered_s is not None,
+            rec + (f" ({f.error or f.note})" if f.error or f.note else ""),
+            f.recovered_s is not None and not f.error,
         )
     for part, ceiling in RSS_CEILING_MB.items():
         vals = [s.mb[part] for s in r.rss if part in s.mb]
