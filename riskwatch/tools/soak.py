@@ -326,6 +326,7 @@ class Soak:
         self.depts: Any = None  # subprocess.Popen[str] once started
         self.sim: Any = None  # Simulated once started
         self.fault_thread: Any = None  # threading.Thread of the fault being injected
+        self.pending: list[tuple[FaultRecord, threading.Thread]] = []  # injected, not yet recovered
         self.failpoint = cfg.data_dir.resolve() / "failpoints" / "clickhouse_insert"
         self._dead_since: dict[str, tuple[object, float]] = {}
 
@@ -471,6 +472,14 @@ class Soak:
             return False
         return self.lag is not None and self.lag <= self.cfg.lag_bound and self.part_ok(part)
 
+    def check_recoveries(self) -> None:
+        """Every injected fault is watched until it has recovered (the next fault may come first)."""
+        for rec, thread in list(self.pending):
+            if not thread.is_alive() and self.recovered(rec.fault):
+                rec.recovered_s = round(self.elapsed() - rec.at_s, 1)  # now, not the loop's start: lag polls can block
+                self.log(f"{rec.fault}: recovered in {rec.recovered_s:.1f}s")
+                self.pending.remove((rec, thread))
+
     # --- watchdog: restart what died on its own (compose restart: unless-stopped) -----------------
     def watchdog(self) -> None:
         now = time.monotonic()
@@ -519,7 +528,6 @@ class Soak:
         next_fault, k = interval, 0
         next_rss = 0.0
         next_line = 60.0
-        current: FaultRecord | None = None
         progress = Progress(
             TextColumn("[bold blue]soak"),
             TimeElapsedColumn(),
@@ -531,31 +539,25 @@ class Soak:
         )
         with progress:
             task = progress.add_task("soak", sent=0, lag="?", next="")
-            while not self.sim.done.is_set() or (current and current.recovered_s is None):
+            while not self.sim.done.is_set() or self.pending:
                 now = self.elapsed()
                 if now > cfg.seconds + 2 * interval:
                     break
                 self.measure_lag()
                 self.watchdog()
-                if (
-                    current is not None
-                    and current.recovered_s is None
-                    and not self.fault_thread.is_alive()
-                    and self.recovered(current.fault)
-                ):
-                    current.recovered_s = round(self.elapsed() - current.at_s, 1)  # lag polls can block
-                    self.log(f"{current.fault}: recovered in {current.recovered_s:.1f}s")
+                self.check_recoveries()
                 if (
                     now >= next_fault
                     and now < cfg.seconds - 5
                     and (self.fault_thread is None or not self.fault_thread.is_alive())
                 ):
                     fault = FAULTS[k % len(FAULTS)]
-                    current = FaultRecord(fault, round(now, 1))
-                    self.result.faults.append(current)
+                    rec = FaultRecord(fault, round(now, 1))
+                    self.result.faults.append(rec)
                     self.log(f"fault {k + 1}: {fault}")
-                    self.fault_thread = threading.Thread(target=self.inject, args=(fault, current), daemon=True)
+                    self.fault_thread = threading.Thread(target=self.inject, args=(fault, rec), daemon=True)
                     self.fault_thread.start()
+                    self.pending.append((rec, self.fault_thread))
                     k += 1
                     next_fault += interval
                 if now >= next_rss:
@@ -585,6 +587,7 @@ class Soak:
         def caught_up() -> bool:
             self.watchdog()
             self.measure_lag()
+            self.check_recoveries()
             return self.lag == 0
 
         wait_for(caught_up, max(300.0, self.cfg.seconds), "the worker to consume every event", interval=2.0)
