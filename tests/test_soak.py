@@ -57,3 +57,33 @@ def test_soak_three_minutes_under_every_fault(tmp_path: Path):
     assert sum(res["duplicate_rows"].values()) == res["duplicate_alert_revisions"] == 0
     assert res["duplicate_notifications"] == 0
     assert len(res["rss"]) >= 6 and sum("worker" in s["mb"] for s in res["rss"]) >= len(res["rss"]) - 2
+
+
+def test_insert_failpoint_fails_the_next_inserts_then_the_retry_stores_them(tmp_path: Path):
+    from riskwatch.settings import Settings
+    from sinks.rows import COLUMNS
+    from sinks.writer import ClickHouseWriter
+
+    class Client:
+        def __init__(self) -> None:
+            self.rows: list[tuple] = []
+
+        def insert(self, table, rows, **kw) -> None:
+            self.rows.extend(rows)
+
+        def close(self) -> None:
+            pass
+
+    client = Client()
+    (tmp_path / "clickhouse_insert").write_text("2")
+    off = ClickHouseWriter(Settings(_env_file=None), client_factory=lambda: client, migrate=False)
+    assert off.failpoint_dir is None  # off by default: the file is never read
+    off.close()
+    s = Settings(_env_file=None, fault_failpoint_dir=tmp_path)
+    w = ClickHouseWriter(s, client_factory=lambda: client, migrate=False, retry_initial_seconds=0.01)
+    row = tuple(None for _ in COLUMNS["dead_letters"])
+    try:
+        assert w.write_sync("dead_letters", [row], timeout=30) == 1
+    finally:
+        w.close()
+    assert w.retries == 2 and client.rows == [row] and not (tmp_path / "clickhouse_insert").exists()
