@@ -136,7 +136,9 @@ class SoakResult:
     physical_copies: dict[str, int] = field(default_factory=dict)  # table → rows not yet merged away
     duplicate_rows: dict[str, int] = field(default_factory=dict)  # table → FINAL rows − distinct event_id
     dead_letters: int = 0
-    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
+    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)  # "topic: reason" → messages
+    dead_letter_examples: dict[str, str] = field(default_factory=dict)
+    other_dead_letters: int = 0  # not from the simulator's topics (department answers refused)
     feedback_sent: int = 0
     incidents_injected: int = 0
     incidents_ended: int = 0
@@ -642,14 +644,20 @@ class Soak:
             r.stored[table] = int(row["final"])
             r.physical_copies[table] = int(row["raw"]) - int(row["final"])
             r.duplicate_rows[table] = int(row["final"]) - int(row["ids"])
+        from riskwatch.tools.simulator.streams import TOPICS
+
+        prefix = self.settings.topic_prefix
         dl = self.q(
-            f"SELECT multiIf(error ILIKE '%duplicate%', 'duplicate event_id', error ILIKE '%oversize%' "
-            f"OR error ILIKE '%too large%' OR error ILIKE '%bytes%', 'oversized', 'malformed or invalid') AS reason, "
-            f"count() AS n FROM {db}.dead_letters FINAL WHERE topic LIKE '{self.settings.topic_prefix}events.%' "
-            "GROUP BY reason ORDER BY n DESC"
+            f"SELECT replaceOne(topic, '{prefix}', '') AS t, multiIf(error ILIKE '%duplicate%', 'duplicate event_id', "
+            "error ILIKE '%oversize%' OR error ILIKE '%too large%' OR error ILIKE '%bytes%', 'oversized', "
+            "'malformed or invalid') AS reason, count() AS n, any(substringUTF8(error, 1, 160)) AS example "
+            f"FROM {db}.dead_letters FINAL WHERE startsWith(topic, '{prefix}') GROUP BY t, reason ORDER BY t, n DESC"
         )
-        r.dead_letters_by_reason = {x["reason"]: int(x["n"]) for x in dl}
-        r.dead_letters = sum(r.dead_letters_by_reason.values())
+        r.dead_letters_by_reason = {f"{x['t']}: {x['reason']}": int(x["n"]) for x in dl}
+        r.dead_letter_examples = {f"{x['t']}: {x['reason']}": x["example"] for x in dl}
+        # the simulator's topics: its malformed messages; others (department answers) are reported apart
+        r.dead_letters = sum(int(x["n"]) for x in dl if x["t"] in TOPICS)
+        r.other_dead_letters = sum(int(x["n"]) for x in dl if x["t"] not in TOPICS)
 
     def count_alerts(self) -> None:
         from riskwatch.tools.simulator.incidents import match_alerts
@@ -717,7 +725,10 @@ class Soak:
             if r.stored.get(table) != n:
                 fail.append(f"events in ≠ rows stored: {topic} sent {n:,}, {table} holds {r.stored.get(table, 0):,}")
         if r.dead_letters != r.malformed_sent:
-            fail.append(f"dead letters {r.dead_letters:,} ≠ malformed messages sent {r.malformed_sent:,}")
+            fail.append(
+                f"dead letters {r.dead_letters:,} ≠ malformed messages sent {r.malformed_sent:,} "
+                f"({r.dead_letters_by_reason})"
+            )
         if r.missed_incidents:
             fail.append(
                 f"alerts ≠ ground truth: {len(r.missed_incidents)} of {r.incidents_ended} ended incidents have no "
@@ -777,7 +788,12 @@ def report(r: SoakResult, console: Console) -> None:
     for topic, n in r.sent.items():
         table = topic.replace(".", "_")
         row(f"入库 events in = rows ({table})", f"{n:,}", f"{r.stored.get(table, 0):,}", r.stored.get(table) == n)
-    row("部门反馈 rows (events_feedback)", f"{r.feedback_sent:,} sent", f"{r.stored.get('events_feedback', 0):,}", True)
+    row(
+        "部门反馈 rows (events_feedback)",
+        f"{r.feedback_sent:,} sent",
+        f"{r.stored.get('events_feedback', 0):,} stored, {r.other_dead_letters:,} refused (dead letters)",
+        True,
+    )
     row(
         "死信 dead letters = malformed sent",
         f"{r.malformed_sent:,}",
