@@ -377,6 +377,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    fault_failpoint_dir: Path | None = Field(
+        None,
+        description=(
+            "Drills/soak: failpoints are read from this directory (off when unset); a file clickhouse_insert "
+            "holding N makes the next N ClickHouse insert attempts fail (riskwatch soak writes it)"
+        ),
+    )
+
     @field_validator("kafka_bootstrap", "citylink_city_bootstrap")
     @classmethod
     def _bootstrap(cls, v: str) -> str:
@@ -386,7 +394,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port], got {v!r}")
         return v
 
-    @field_validator("fault_clickhouse_down_file", mode="before")
+    @field_validator("fault_clickhouse_down_file", "fault_failpoint_dir", mode="before")
     @classmethod
     def _unset_path(cls, v):  # RISKWATCH_FAULT_CLICKHOUSE_DOWN_FILE="" or "None" means unset, not "." / "./None"
         return None if isinstance(v, str) and v.strip() in ("", "None") else v

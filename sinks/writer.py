@@ -33,6 +33,9 @@ insert attempt made while that file exists fails with ``OperationalError`` (befo
 ClickHouse), exactly as if the server were unreachable: the normal retry, back-off, logging and
 back-pressure path runs; reads keep working. Remove the file and the next retry stores the rows.
 Retries are counted in the Prometheus counter ``riskwatch_clickhouse_retries_total``.
+With ``settings.fault_failpoint_dir`` set (off by default), a file ``clickhouse_insert`` there holding
+N makes the next N insert attempts raise :class:`InsertFailpoint` inside the engine call's place, as an
+engine error would (``riskwatch soak`` uses it); the same retry path stores the rows afterwards.
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ class ClickHouseWriter:
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-read")
         self._read_slots = threading.BoundedSemaphore(1 + MAX_WAITING_READS)
         self._wake = threading.Event()  # the writer is closing: interrupts a back-off
+        self.failpoint_dir = getattr(settings, "fault_failpoint_dir", None)
         self.fault_down_file = getattr(settings, "fault_clickhouse_down_file", None)
         if self.fault_down_file is not None:
             log.warning(
@@ -342,6 +346,8 @@ class ClickHouseWriter:
             f.set_result(n)
 
     def _insert(self, table: str, rows: list) -> None:
+        if self.failpoint_dir is not None:
+            take_failpoint(os.path.join(self.failpoint_dir, "clickhouse_insert"), f"insert into {table}")
         f = self.fault_down_file
         if f is not None and os.path.exists(f):
             raise OperationalError(
@@ -437,3 +443,36 @@ class ClickHouseWriter:
                     else:
                         next_due = due if next_due is None else min(next_due, due)
                 self._cond.wait(None if next_due is None else next_due - now)
+
+
+class InsertFailpoint(RuntimeError):
+    """An insert failed on purpose (failpoint file; drills and ``riskwatch soak`` only)."""
+
+
+def take_failpoint(path: str, what: str) -> None:
+    """If ``path`` holds N > 0, count it down by one and raise :class:`InsertFailpoint`; else nothing.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "clickhouse_insert"
+    >>> _ = p.write_text("1")
+    >>> take_failpoint(str(p), "insert")
+    Traceback (most recent call last):
+    ...
+    sinks.writer.InsertFailpoint: failpoint ... insert failed on purpose (0 more to fail)
+    >>> take_failpoint(str(p), "insert"), p.exists()
+    (None, False)
+    """
+    try:
+        with open(path) as fh:
+            n = int(fh.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return
+    if n <= 1:
+        os.unlink(path)
+    else:
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write(str(n - 1))
+        os.replace(tmp, path)
+    if n > 0:
+        raise InsertFailpoint(f"failpoint {path}: {what} failed on purpose ({max(0, n - 1)} more to fail)")

@@ -319,6 +319,9 @@ def _mount_optional() -> None:
 
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(audit_app, name="audit")
+    from riskwatch.cli.soak import soak
+
+    app.command("soak")(soak)
     try:
         from riskwatch.cli.simulate import app as sim_app
 
