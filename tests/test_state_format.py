@@ -22,8 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
+from streams.engine.codec import HEADER, StateFormatError
 from streams.engine.legacy_state import LegacyStateError, load_pickled
-from streams.engine.state import HEADER, EntityState, StateFormatError
+from streams.engine.state import EntityState
 from streams.runtime.store import StateCache
 
 LEGACY = json.loads((Path(__file__).parent / "data" / "legacy_states.json").read_text())

@@ -23,13 +23,9 @@ True
 from __future__ import annotations
 
 import hashlib
-import sys
 from array import array
 from dataclasses import dataclass, field, fields
-from functools import partial
 from typing import Any
-
-import msgpack
 
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
@@ -37,18 +33,23 @@ from detectors.rates import RateSurprise
 from detectors.sensor import SensorAnomaly
 from riskwatch.domain.lifecycle import AlertLifecycle, Transition, setstate_with_defaults
 from riskwatch.domain.planning import InspectionTask
+from streams.engine.codec import (
+    HEADER,
+    MAGIC,
+    VERSION,
+    StateFormatError,
+    checked,
+    from_le_bytes,
+    le_bytes,
+    number,
+    pack,
+    unpack,
+)
 from streams.engine.evidence import Draft
 from streams.engine.legacy_state import LegacyStateError, is_pickle, load_pickled
 
 RECENT_IDS = 64
 
-# The changelog / local-store format: b"RW", a version byte, then msgpack of EntityState.to_data()
-# (maps, arrays, numbers incl. NaN/inf, strings, bytes). A pickle starts b"\x80<protocol>": never b"RW".
-MAGIC = b"RW"
-VERSION = 1
-HEADER = MAGIC + bytes([VERSION])
-_PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-_UNPACK = partial(msgpack.unpackb, raw=False, use_list=True, strict_map_key=True)
 
 Where = tuple[str, int, int]  # (topic, partition, offset) of a message
 # what an entity keeps of a complaint / video detection for later evidence bundles (evidence.py)
@@ -106,8 +107,8 @@ class OpenAlert:
         if type(d) is not dict:
             raise ValueError("open alert: not a dict")
         known = {k: v for k, v in d.items() if k in _ALERT_FIELDS}
-        known["departments"] = tuple(_t(d.get("departments", []), list))
-        known["lc"] = AlertLifecycle.from_data(_t(d.get("lc"), dict))
+        known["departments"] = tuple(checked(d.get("departments", []), list))
+        known["lc"] = AlertLifecycle.from_data(checked(d.get("lc"), dict))
         ev = d.get("evidence")
         known["evidence"] = None if ev is None else Draft.from_data(ev)
         return cls(**known)
@@ -206,7 +207,7 @@ class EntityState:
         sensors = self.sensors
         for k, det in sensors.items():
             if k in self._dirty or k not in blobs:
-                blobs[k] = _PACK(det.to_data())
+                blobs[k] = pack(det.to_data())
         self._dirty.clear()
         if len(blobs) != len(sensors):
             self._blobs = blobs = {k: blobs[k] for k in sensors}
@@ -218,8 +219,8 @@ class EntityState:
             "closed": self.closed,
             "last_seen": self.last_seen,
             # the event-id ring and the evidence windows as raw little-endian int64 / float64 bytes
-            "recent": _le_bytes(self.recent),
-            "recent_at": _le_bytes(self.recent_at),
+            "recent": le_bytes(self.recent),
+            "recent_at": le_bytes(self.recent_at),
             "topics": self.topics,
             "offsets": self.offsets,
             "sensors": blobs,
@@ -231,7 +232,7 @@ class EntityState:
             "risk": self.risk.to_data(),
             "tasks": {k: t.to_data() for k, t in self.tasks.items()} if self.tasks else {},
             "plans": self.plans,
-            "readings": {k: _le_bytes(a) for k, a in self.readings.items()} if self.readings else {},
+            "readings": {k: le_bytes(a) for k, a in self.readings.items()} if self.readings else {},
             "complaints": self.complaints,
             "videos": self.videos,
             "licensed": self.licensed,
@@ -247,36 +248,40 @@ class EntityState:
             raise ValueError("entity state: not a dict")
         g = d.get
         st = cls.__new__(cls)
-        st.name, st.kind, st.township = _t(g("name", ""), str), _t(g("kind", ""), str), _t(g("township", ""), str)
-        st.registered, st.closed = _t(g("registered", False), bool), _t(g("closed", False), bool)
-        st.licensed = _t(g("licensed", True), bool)
-        st.last_seen = _num(g("last_seen", 0.0))
-        st.recent = _from_le_bytes(_t(g("recent", b""), bytes))
-        st.recent_at = _from_le_bytes(_t(g("recent_at", b""), bytes))
+        st.name, st.kind, st.township = (
+            checked(g("name", ""), str),
+            checked(g("kind", ""), str),
+            checked(g("township", ""), str),
+        )
+        st.registered, st.closed = checked(g("registered", False), bool), checked(g("closed", False), bool)
+        st.licensed = checked(g("licensed", True), bool)
+        st.last_seen = number(g("last_seen", 0.0))
+        st.recent = from_le_bytes(checked(g("recent", b""), bytes))
+        st.recent_at = from_le_bytes(checked(g("recent_at", b""), bytes))
         if len(st.recent) != len(st.recent_at):
             raise ValueError("entity state: event-id ring and positions differ in length")
-        st.topics = _t(g("topics", []), list)
-        st.offsets = _t(g("offsets", {}), dict)
+        st.topics = checked(g("topics", []), list)
+        st.offsets = checked(g("offsets", {}), dict)
         st.sensors, st._blobs, st._dirty = {}, {}, set()
-        for k, v in _t(g("sensors", {}), dict).items():
+        for k, v in checked(g("sensors", {}), dict).items():
             if type(v) is bytes:  # packed on its own (the usual case): kept packed until it changes
-                st.sensors[k] = SensorAnomaly.from_data(_UNPACK(v))
+                st.sensors[k] = SensorAnomaly.from_data(unpack(v))
                 st._blobs[k] = v
             else:  # its list (a migrated pickle)
                 st.sensors[k] = SensorAnomaly.from_data(v)
-        st.alerts = {k: OpenAlert.from_data(a) for k, a in _t(g("alerts", {}), dict).items()}
-        st.episodes = _t(g("episodes", {}), dict)
+        st.alerts = {k: OpenAlert.from_data(a) for k, a in checked(g("alerts", {}), dict).items()}
+        st.episodes = checked(g("episodes", {}), dict)
         h, r = g("history"), g("risk")
         st.history = EntityHistory() if h is None else EntityHistory.from_data(h)
         st.risk = EntityRisk() if r is None else EntityRisk.from_data(r)
-        st.rates = {k: RateSurprise.from_data(v) for k, v in _t(g("rates", {}), dict).items()}
-        st.confirm = _t(g("confirm", {}), dict)
-        st.tasks = {k: InspectionTask.from_data(t) for k, t in _t(g("tasks", {}), dict).items()}
-        st.plans = _t(g("plans", []), list)
-        st.readings = {k: _from_le_bytes(_t(b, bytes), "d") for k, b in _t(g("readings", {}), dict).items()}
-        st.complaints = [tuple(c) for c in _t(g("complaints", []), list)]
-        st.videos = [tuple(v) for v in _t(g("videos", []), list)]
-        st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in _t(g("unanchored", {}), dict).items()}
+        st.rates = {k: RateSurprise.from_data(v) for k, v in checked(g("rates", {}), dict).items()}
+        st.confirm = checked(g("confirm", {}), dict)
+        st.tasks = {k: InspectionTask.from_data(t) for k, t in checked(g("tasks", {}), dict).items()}
+        st.plans = checked(g("plans", []), list)
+        st.readings = {k: from_le_bytes(checked(b, bytes), "d") for k, b in checked(g("readings", {}), dict).items()}
+        st.complaints = [tuple(c) for c in checked(g("complaints", []), list)]
+        st.videos = [tuple(v) for v in checked(g("videos", []), list)]
+        st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in checked(g("unanchored", {}), dict).items()}
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
@@ -289,7 +294,7 @@ class EntityState:
 
     def dumps(self) -> bytes:
         """The state for the changelog and the local store: :data:`HEADER` + msgpack of :meth:`to_data`."""
-        packed: bytes = _PACK(self.to_data())
+        packed: bytes = pack(self.to_data())
         return HEADER + packed
 
     @staticmethod
@@ -300,7 +305,7 @@ class EntityState:
 
         >>> EntityState.loads(b"RW\\x09...")
         Traceback (most recent call last):
-        streams.engine.state.StateFormatError: entity state format 9 is not known here (reads 1): newer riskwatch?
+        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1): newer riskwatch?
         """
         if not raw:
             return EntityState()
@@ -311,7 +316,7 @@ class EntityState:
                     f"entity state format {version} is not known here (reads {VERSION}): newer riskwatch?"
                 )
             try:
-                return EntityState.from_data(_UNPACK(memoryview(raw)[len(HEADER) :]))
+                return EntityState.from_data(unpack(memoryview(raw)[len(HEADER) :]))
             except Exception as e:  # any shape error: the record is not a state this version wrote
                 raise StateFormatError(f"malformed entity state ({type(e).__name__}: {e})") from None
         if is_pickle(raw):
@@ -322,37 +327,6 @@ class EntityState:
             except Exception as e:
                 raise StateFormatError(f"malformed pickled entity state ({type(e).__name__}: {e})") from None
         raise StateFormatError(f"not an entity state (starts {bytes(raw[:4])!r})")
-
-
-class StateFormatError(ValueError):
-    """Bytes that are not an entity state this version reads; the worker skips them (streams/runtime/store.py)."""
-
-
-def _t(v: Any, typ: type) -> Any:
-    if type(v) is not typ:
-        raise ValueError(f"expected {typ.__name__}, found {type(v).__name__}")
-    return v
-
-
-def _num(v: Any) -> float:
-    if type(v) is not float and type(v) is not int:
-        raise ValueError(f"expected a number, found {type(v).__name__}")
-    return float(v)
-
-
-def _le_bytes(a: array[Any]) -> bytes:
-    if sys.byteorder != "little":
-        a = array(a.typecode, a)
-        a.byteswap()
-    return a.tobytes()
-
-
-def _from_le_bytes(b: bytes, typecode: str = "q") -> array[Any]:
-    a: array[Any] = array(typecode)
-    a.frombytes(b)
-    if sys.byteorder != "little":
-        a.byteswap()
-    return a
 
 
 _ALERT_FIELDS = frozenset(f.name for f in fields(OpenAlert))

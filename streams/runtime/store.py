@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
-from streams.engine.state import EntityState, StateFormatError
+from streams.engine.codec import StateFormatError
+from streams.engine.state import EntityState
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,9 @@ from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
-from streams.engine.state import EntityState, _from_le_bytes, _le_bytes
+from streams.engine.codec import from_le_bytes as _from_le_bytes
+from streams.engine.codec import le_bytes as _le_bytes
+from streams.engine.state import EntityState
 
 REPEAT = 5  # calls per timing
 _PERSISTED = tuple(f.name for f in fields(EntityState) if not f.name.startswith("_"))
