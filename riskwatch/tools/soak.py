@@ -680,7 +680,20 @@ class Soak:
                 f"SELECT alert_id, entity_id, rule, toUnixTimestamp(first_seen) AS ts FROM {db}.alerts FINAL"
             )
         ]
-        m = match_alerts(ended, alerts)
+        # an incident is detected by an alert that opens or fires again inside its window: an alert opened
+        # earlier on the same entity (a pharmacy's humid nights) that fires again for the incident counts
+        firings = alerts + [
+            {
+                "alert_id": h["alert_id"],
+                "entity_id": h["entity_id"],
+                "first_seen": datetime.fromtimestamp(int(h["ts"]), UTC),
+            }
+            for h in self.q(
+                f"SELECT alert_id, entity_id, toUnixTimestamp(at) AS ts FROM {db}.alert_history FINAL "
+                "WHERE to_status = 'firing' AND from_status != 'firing'"
+            )
+        ]
+        m = match_alerts(ended, firings)
         r.incidents_injected, r.incidents_ended = len(truth), len(ended)
         r.incidents_detected = len(m["detected"])
         r.missed_incidents = list(m["missed"])
