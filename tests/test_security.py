@@ -147,3 +147,23 @@ def test_faust_table_and_router_views_are_off(worker_port):
         assert code == 404, path
     code, body = _http(s, "/identity")
     assert code == 200 and set(body) == {"service", "app_id", "data"}
+
+
+def test_riskwatch_creates_private_files(tmp_path):
+    """What a riskwatch command creates is the operator account's only, whatever the login's umask."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "dashboards"
+    old = os.umask(0o022)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "riskwatch.cli.main", "grafana", "build", "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        os.umask(old)
+    made = [out, *out.rglob("*")]
+    assert made and all(p.stat().st_mode & 0o077 == 0 for p in made), [oct(p.stat().st_mode) for p in made]

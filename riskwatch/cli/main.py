@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,13 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(eval_app, name="eval")
+
+
+@app.callback()
+def _private_files() -> None:
+    # Every file and directory riskwatch and the servers it starts create (var/clickhouse with complaints'
+    # texts, var/state, var/kafka, logs) is readable by this account only, whatever the login's umask.
+    os.umask(0o077)
 
 
 def _settings() -> Settings:
