@@ -288,6 +288,9 @@ class Simulated:
             max_request_size=4 * 1024 * 1024,
             allow_auto_create_topics=False,
         )
+        from riskwatch.tools.simulator.streams import wire_topic
+
+        catalog = self.sim.catalog
         t0 = time.monotonic()
         n_bad = 0
         try:
@@ -295,7 +298,8 @@ class Simulated:
                 n = self.sent = self.sent + 1
                 what = "malformed" if len(self.sim.bad) > n_bad else topic  # the generator records it before yielding
                 n_bad = len(self.sim.bad)
-                fut = producer.send(self.settings.topic(topic), key=key, value=value)
+                wire = wire_topic(topic, value, catalog)  # an inspection: its department's own topic
+                fut = producer.send(self.settings.topic(wire), key=key, value=value)
                 fut.add_callback(self._ok(what)).add_errback(self._err(what))
                 if n & 63 == 0:
                     elapsed = time.monotonic() - t0
@@ -656,8 +660,10 @@ class Soak:
         r.dead_letters_by_reason = {f"{x['t']}: {x['reason']}": int(x["n"]) for x in dl}
         r.dead_letter_examples = {f"{x['t']}: {x['reason']}": x["example"] for x in dl}
         # the simulator's topics: its malformed messages; others (department answers) are reported apart
-        r.dead_letters = sum(int(x["n"]) for x in dl if x["t"] in TOPICS)
-        r.other_dead_letters = sum(int(x["n"]) for x in dl if x["t"] not in TOPICS)
+        # an inspection travels on its department's topic (events.inspection.<dept>): the simulator's topic
+        sim_topic = {x["t"]: "events.inspection" if x["t"].startswith("events.inspection.") else x["t"] for x in dl}
+        r.dead_letters = sum(int(x["n"]) for x in dl if sim_topic[x["t"]] in TOPICS)
+        r.other_dead_letters = sum(int(x["n"]) for x in dl if sim_topic[x["t"]] not in TOPICS)
 
     def count_alerts(self) -> None:
         from riskwatch.tools.simulator.incidents import match_alerts
