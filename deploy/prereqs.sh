@@ -10,6 +10,7 @@ while read -r pkg provides _; do
   case "$pkg" in ''|'#'*) continue ;; esac
   case "$provides" in
     py:*) "$PYTHON" -c "import ${provides#py:}" 2>/dev/null || missing+=("$pkg") ;;
+    file:*) [ -e "${provides#file:}" ] || missing+=("$pkg") ;;
     *) command -v "$provides" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done < "$LIST"
