@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal, NotRequired
 from zoneinfo import ZoneInfo
@@ -227,6 +227,38 @@ class SensorBatch(BaseModel):
 
 
 _READING_FIELDS = frozenset(SensorReading.model_fields)
+
+
+# --- 设备台账: the device registry ------------------------------------------------------------------
+class DeviceAction(StrEnum):
+    registered = "registered"
+    updated = "updated"
+    removed = "removed"
+
+
+class DeviceEvent(Event):
+    """A device registered, updated or removed: its channels, unit, ratings and reporting interval.
+
+    Keyed by ``entity_id`` (the device's entity) on ``events.device``, so the worker holding the
+    entity's state holds its devices. ``source`` is who registered it (the transport's identity);
+    ``owner`` is the source (vendor) whose platform sends its readings and who is told of its faults.
+    A rating left empty means the county default of ``rules.yaml`` applies."""
+
+    topic: ClassVar[str] = "events.device"
+    action: DeviceAction
+    device_id: Id
+    channels: list[SensorChannel] = Field(min_length=1, max_length=16, description="Channels it reports")
+    unit: str = Field("", max_length=16, description="Unit of its readings when a reading gives none, e.g. MPa, ℃")
+    rated_pressure_mpa: float | None = Field(None, gt=0, le=100, description="额定/设计压力, MPa (boilers, vessels)")
+    rated_temp_c: float | None = Field(None, gt=-100, le=1000, description="额定温度, ℃ (boilers)")
+    rated_load_kg: float | None = Field(None, gt=0, le=100000, description="额定载重量, kg (elevators)")
+    set_point_min_c: float | None = Field(None, ge=-100, le=100, description="设定温度下限, ℃ (cold stores)")
+    set_point_max_c: float | None = Field(None, ge=-100, le=100, description="设定温度上限, ℃ (cold stores)")
+    medium: str = Field("", max_length=32, description="介质, e.g. 水, 蒸汽, 液氨")
+    interval_s: int = Field(60, ge=1, le=86400, description="Expected reporting interval, seconds")
+    installed_on: date | None = None
+    calibrated_on: date | None = Field(None, description="Last calibration (检定/校准)")
+    owner: ShortText = Field("", description="The source (vendor platform) that sends its readings")
 
 
 # --- AI video -------------------------------------------------------------------------------------
@@ -632,6 +664,11 @@ class DeadLetter(BaseModel):
         "read `indexes`",
     )
     received_at: datetime
+    source: str = Field(
+        "",
+        description="Who sent it, from the transport: the gateway's source name, the MQTT device's login, the "
+        "importing operator's file; empty when the sender is only known as the topic's Kafka principal",
+    )
 
     @model_validator(mode="after")
     def _parallel(self) -> DeadLetter:
@@ -649,5 +686,13 @@ class DeadLetter(BaseModel):
 
 EVENT_MODELS: dict[str, type[Event]] = {
     m.topic: m
-    for m in (EntityEvent, SensorReading, VideoDetection, Complaint, InspectionResult, DisposalFeedback, InspectionTask)
+    for m in (
+        EntityEvent,
+        SensorReading,
+        VideoDetection,
+        Complaint,
+        InspectionResult,
+        DisposalFeedback,
+        InspectionTask,
+    )
 }

@@ -381,6 +381,42 @@ ALTER TABLE {db}.alerts
 """,
 )
 
+V7_DEAD_LETTER_SOURCE = (
+    """
+ALTER TABLE {db}.dead_letters
+    ADD COLUMN IF NOT EXISTS source LowCardinality(String) DEFAULT '' COMMENT 'Who sent it, from the transport (gateway source, MQTT device login, import); empty: the topic''s Kafka principal'
+""",
+)
+
+V8_DEVICES = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.devices
+(
+    device_id String,
+    entity_id String,
+    version UInt64 COMMENT 'occurred_at of the last device event, epoch milliseconds: the latest event wins',
+    action LowCardinality(String) COMMENT 'registered, updated or removed',
+    channels Array(LowCardinality(String)),
+    unit LowCardinality(String) COMMENT 'Unit of its readings when a reading gives none',
+    rated_pressure_mpa Nullable(Float64),
+    rated_temp_c Nullable(Float64),
+    rated_load_kg Nullable(Float64),
+    set_point_min_c Nullable(Float64),
+    set_point_max_c Nullable(Float64),
+    medium String,
+    interval_s UInt32 COMMENT 'Expected reporting interval, seconds',
+    installed_on Nullable(Date),
+    calibrated_on Nullable(Date),
+    owner LowCardinality(String) COMMENT 'Source (vendor) that sends its readings and is told of its faults',
+    source LowCardinality(String) COMMENT 'Who registered it (from the transport)',
+    updated_at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY device_id
+COMMENT 'The device registry (设备台账) from events.device: read with FINAL; action = removed marks a removed device'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -392,6 +428,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         V5_DEAD_LETTERS,
     ),
     Migration(6, "alert revisions carry their audit chain head (chain_seq, chain_hash)", V6_CHAIN_HEADS),
+    Migration(7, "dead letters name their source (from the transport)", V7_DEAD_LETTER_SOURCE),
+    Migration(8, "the device registry (devices)", V8_DEVICES),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -152,7 +152,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "leaf_hashes",
         "record",
     ),
-    "dead_letters": ("topic", "partition", "offset", "key", "payload", "error", "received_at", "indexes", "reasons"),
+    "dead_letters": (
+        "topic",
+        "partition",
+        "offset",
+        "key",
+        "payload",
+        "error",
+        "received_at",
+        "indexes",
+        "reasons",
+        "source",
+    ),
     "registry": (
         "entity_id",
         "version",
@@ -409,6 +420,7 @@ def dead_letter_row(d: DeadLetter) -> tuple:
         d.received_at,
         [i for i, _ in bad],
         [mask_pii(r) for _, r in bad],
+        d.source,
     )
 
 

@@ -10,7 +10,7 @@ are parsed with :mod:`ast`. Layers, lowest first::
   not the runtime, and no Kafka or Faust library (``faust``, ``mode``, ``aiokafka``, ``kafka``);
 - ``streams.runtime`` (the Faust runtime) and the rest of ``streams`` (``streams.citylink``) may import
   everything of the product (the engine, schemas, detectors, domain, settings, sinks);
-- front ends (``riskwatch.cli``, ``web``, ``notify``, ``dashboards``, ``reports``) may import the
+- front ends (``riskwatch.cli``, ``web``, ``edge``, ``notify``, ``dashboards``, ``reports``) may import the
   product; product packages never import ``riskwatch.tools``, ``riskwatch.cli`` or a front end;
 - tools (``riskwatch.tools``) may import the product and front ends, never ``riskwatch.cli``;
 - no import cycle between modules, at any level.
@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP = ("schemas", "detectors", "riskwatch", "streams", "sinks", "dashboards", "reports", "web", "notify")
-FRONT_ENDS = ("riskwatch.cli", "web", "notify", "dashboards", "reports")
+TOP = ("schemas", "detectors", "riskwatch", "streams", "sinks", "dashboards", "reports", "web", "notify", "edge")
+FRONT_ENDS = ("riskwatch.cli", "web", "notify", "dashboards", "reports", "edge")
 
 STREAMS = ("streams", "streams.engine", "streams.runtime")
 # layer -> the layers it may import (besides itself)
@@ -102,7 +102,7 @@ def layer(module: str) -> str:
         if module == prefix or module.startswith(prefix + "."):
             return prefix
     top = module.split(".")[0]
-    if top in ("web", "notify", "dashboards", "reports"):
+    if top in ("web", "notify", "dashboards", "reports", "edge"):
         return "front end"
     return top
 
