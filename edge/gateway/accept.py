@@ -91,7 +91,7 @@ def _array_spans(body: bytes) -> list[bytes]:
     text = body.decode("utf-8")
     dec = json.JSONDecoder()
     i = text.index("[") + 1
-    out = []
+    out: list[bytes] = []
     while True:
         while i < len(text) and text[i] in " \t\r\n,":
             i += 1

@@ -138,7 +138,9 @@ class Mapping:
             try:
                 out["occurred_at"] = datetime.fromtimestamp(secs, UTC).isoformat()
             except (OverflowError, OSError, ValueError):
-                raise MappingError(f"mapping {self.name}: field occurred_at: {t!r} is not a time", "occurred_at")
+                raise MappingError(
+                    f"mapping {self.name}: field occurred_at: {t!r} is not a time", "occurred_at"
+                ) from None
         for field, unit in spec.units.items():
             out.setdefault(field, unit)
         if "event_id" not in out:  # the item's own bytes name it: a re-post of the same item is the same event
@@ -157,8 +159,15 @@ class Mapping:
             ch = spec.channels.get(key)
             if ch is None:
                 continue  # a vendor key the mapping does not name (battery, rssi ...) is not a reading
-            readings.append({**out, "event_id": f"{out['event_id']}:{key}", "channel": ch.channel.value,
-                             "unit": ch.unit, "value": v})
+            readings.append(
+                {
+                    **out,
+                    "event_id": f"{out['event_id']}:{key}",
+                    "channel": ch.channel.value,
+                    "unit": ch.unit,
+                    "value": v,
+                }
+            )
         if not readings:
             known = ", ".join(sorted(spec.channels))
             raise MappingError(f"mapping {self.name}: field values: none of {known} present", "values")

@@ -327,6 +327,9 @@ def _mount_optional() -> None:
 
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(audit_app, name="audit")
+    from riskwatch.cli.gateway import register as register_gateway  # gateway, sources
+
+    register_gateway(app)
     from riskwatch.cli.soak import soak
 
     app.command("soak")(soak)
