@@ -240,7 +240,7 @@ class Acceptor:
                 events.append(ev)
             if errors:
                 out.results.append(ItemResult(i, "refused", errors=errors))
-                out.dead.append(self._dead(src.name, kind, i, items.raw(i), errors))
+                out.dead.append(self.dead(src.name, kind, i, items.raw(i), errors))
                 continue
             out.results.append(ItemResult(i, "accepted", event_ids=[e.event_id for e in events]))
             out.events.extend(events)
@@ -259,7 +259,7 @@ class Acceptor:
         return {**item, "source": source}  # the key names the source, never the body
 
     @staticmethod
-    def _dead(source: str, kind: str, i: int, raw: bytes, errors: list[dict[str, str]]) -> Message:
+    def dead(source: str, kind: str, i: int, raw: bytes, errors: list[dict[str, str]]) -> Message:
         error = f"gateway POST /v1/{kind} from {source}, item [{i}]: " + "; ".join(
             f"{e['loc']}: {e['msg']}" for e in errors
         )

@@ -188,7 +188,7 @@ async def ingest(request: Request, kind: Kind = PathParam(description="Event kin
             )
         out = gw.acceptor.accept(src, kind.value, items)
     except BodyError as e:
-        dead = gw.acceptor._dead(src.name, kind.value, 0, body, [{"loc": "", "msg": str(e)}])
+        dead = gw.acceptor.dead(src.name, kind.value, 0, body, [{"loc": "", "msg": str(e)}])
         try:
             await gw.bus.send_all([dead])
         except BusDown as down:

@@ -98,6 +98,21 @@ def sources_enable(name: str = typer.Argument(...)) -> None:
     print(f"enabled {name}")
 
 
+@sources_app.command("sign")
+def sources_sign(
+    name: str = typer.Argument(...),
+    off: bool = typer.Option(False, "--off", help="Accept unsigned requests again"),
+) -> None:
+    """Require HMAC signatures (X-Timestamp, X-Nonce, X-Signature) from a source, or with --off stop requiring."""
+    from edge.gateway.keys import SourceError
+
+    try:
+        _store().set_signature(name, not off)
+    except SourceError as e:
+        raise _fail("sign", e) from None
+    print(f"{name}: signatures {'optional' if off else 'required'}")
+
+
 @sources_app.command("rotate")
 def sources_rotate(name: str = typer.Argument(...)) -> None:
     """Give a source a new key (printed once); the old key stops working."""

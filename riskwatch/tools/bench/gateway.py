@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -248,6 +249,7 @@ def run(base: Settings, readings: int = 20_000, singles: int = 1_000, probes: in
     finally:
         print(gw.stop(), file=sys.stderr)
         worker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     out = Path("var/bench/gateway.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
