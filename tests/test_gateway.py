@@ -396,3 +396,11 @@ def test_the_same_events_posted_twice_are_stored_once(gw):
         assert r[0]["n"] == r[0]["u"] == 40
     finally:
         p.close()
+
+
+def test_openapi_docs_are_served_for_vendors(gw):
+    assert httpx.get(f"{gw.url}/docs", timeout=10).status_code == 200
+    spec = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+    post = spec["paths"]["/v1/{kind}"]["post"]
+    assert {"202", "207", "400", "401", "413", "429", "503"} <= set(post["responses"])
+    assert "application/x-ndjson" in post["requestBody"]["content"]

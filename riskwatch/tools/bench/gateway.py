@@ -182,7 +182,7 @@ def run(base: Settings, readings: int = 20_000, singles: int = 1_000, probes: in
             time.sleep(0.2)
         wait_for(lambda: consumer_lag(s, topics) == 0, 600, "the worker to consume the probes", interval=0.25)
         time.sleep(2)
-        depts = set()
+        depts: set[str] = set()
         for r in read_all(s, s.topic("alerts.all")):
             a = orjson.loads(r.value)
             if a.get("source_event_id") in posted:
