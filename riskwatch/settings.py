@@ -311,7 +311,9 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=1024, description="Largest request body of POST /v1/{kind} (413 beyond, before parsing)"
     )
     gateway_signature_window_seconds: int = Field(
-        300, ge=10, description="A signed request's X-Timestamp may be this far from now; its nonce is kept as long"
+        300,
+        ge=10,
+        description="A signed request's X-Timestamp may be this far from now; its nonce is remembered twice as long",
     )
     gateway_max_age_hours: float = Field(
         72.0, gt=0, description="Events older than this are refused by the gateway (late data goes through imports)"

@@ -404,3 +404,18 @@ def test_openapi_docs_are_served_for_vendors(gw):
     post = spec["paths"]["/v1/{kind}"]["post"]
     assert {"202", "207", "400", "401", "413", "429", "503"} <= set(post["responses"])
     assert "application/x-ndjson" in post["requestBody"]["content"]
+
+
+def test_source_keys_are_stored_hashed_and_rotation_ends_the_old_key(tmp_path):
+    from edge.gateway.keys import SourceError
+
+    store = SourceStore.at(tmp_path)
+    src, key = store.add("acme", ("sensor",), tz="Asia/Shanghai", mapping="thingsboard_telemetry")
+    assert key.encode() not in (tmp_path / "sources.sqlite").read_bytes()
+    new = store.rotate("acme")
+    store._cache.clear()
+    assert store.verify(key) is None and store.verify(new) == src
+    with pytest.raises(SourceError, match="maps video events"):
+        store.add("cams", ("sensor",), mapping="mingchu_video")
+    with pytest.raises(SourceError, match="exists"):
+        store.add("acme", ("sensor",))

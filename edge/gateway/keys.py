@@ -104,7 +104,9 @@ class SourceStore:
         if mapping:
             from edge.gateway.mapping import load_mapping
 
-            load_mapping(mapping)  # a mapping error names the source file and the field
+            m = load_mapping(mapping)  # a mapping error names the source file and the field
+            if m.spec.kind not in kinds:
+                raise SourceError(f"mapping {mapping} maps {m.spec.kind} events; add {m.spec.kind} to --kinds")
         if rate <= 0:
             raise SourceError("rate must be > 0 events per second")
         if self.get(name) is not None:
