@@ -73,14 +73,20 @@ class RatingLimit(BaseModel):
         """The explanation of a breach: the value, the rating it is judged against, and where the
         rating came from when the device has none."""
         u = self.unit
-        text = f"{self.quantity}{value:g}{u},超过{self.name}{used:g}{u}"
+        text = f"{self.quantity}{_num(value)}{u},超过{self.name}{_num(used)}{u}"
         if self.mode == "ratio" and limit != used:
             text += f"的{limit / used:.0%}"
         elif self.mode == "offset" and limit != used:
             text += f"{limit - used:+g}{u}"
         if rating is None:
-            text += f"(未登记{self.name},按县默认{used:g}{u})"
+            text += f"(未登记{self.name},按县默认{_num(used)}{u})"
         return text
+
+
+def _num(x: float) -> str:
+    """A reading or rating as people write it: 1.05, 1.0, 194.0 (at least one decimal)."""
+    s = f"{x:.6g}"
+    return s if "." in s or "e" in s else s + ".0"
 
 
 class SensorRule(BaseModel):
@@ -201,9 +207,11 @@ class RuleSet(BaseModel):
         >>> rules.on_sensor("boiler_pressure", 1.5, device=rated(1.6)) is None
         True
         >>> h = rules.on_sensor("boiler_pressure", 1.05, device=rated(1.0)); h.level, h.note
-        ('red', '锅炉压力1.05MPa,超过额定工作压力1MPa')
+        ('red', '锅炉压力1.05MPa,超过额定工作压力1.0MPa')
         >>> rules.on_sensor("boiler_pressure", 1.3).note
         '锅炉压力1.3MPa,超过额定工作压力1.25MPa(未登记额定工作压力,按县默认1.25MPa)'
+        >>> h = rules.on_sensor("boiler_pressure", 1.2); h.level, h.note
+        ('orange', '锅炉压力1.2MPa,超过额定工作压力1.25MPa的95%(未登记额定工作压力,按县默认1.25MPa)')
         """
         r = self.sensor.get(channel)
         if r is None:

@@ -121,12 +121,18 @@ def affine(channel: str, unit: str) -> tuple[float, float]:
     return a, b
 
 
+_MAPS: dict[tuple[str, str], tuple[float, float]] = {}  # a plain dict: cheaper to ask than functools.cache
+
+
 def to_canonical(channel: str, value: float, unit: str) -> float:
-    """``value`` in ``unit`` converted to ``channel``'s canonical unit (rounded to 9 significant digits)."""
-    a, b = affine(channel, unit)
+    """``value`` in ``unit`` converted to ``channel``'s canonical unit (rounded to 9 decimals: 41 ℉ is 5.0 ℃)."""
+    ab = _MAPS.get((channel, unit))
+    if ab is None:
+        ab = _MAPS[(channel, unit)] = affine(channel, unit)
+    a, b = ab
     if a == 1.0 and b == 0.0:
         return value
-    return float(f"{a * value + b:.9g}")
+    return round(a * value + b, 9)
 
 
 def known(channel: str, unit: str) -> str | None:
