@@ -78,7 +78,7 @@ ALIASES: dict[str, str] = {
     "次/小时": "",
 }
 
-_UREG = pint.UnitRegistry(cache_folder=None)
+_UREG: pint.UnitRegistry = pint.UnitRegistry(cache_folder=None)
 
 
 class UnitError(ValueError):
