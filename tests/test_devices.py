@@ -13,6 +13,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from riskwatch.domain.county import load_county
 from riskwatch.domain.units import to_canonical
@@ -22,6 +23,7 @@ from streams.engine.dispatch import Processor
 from streams.engine.ingest import Decoder
 from streams.engine.state import EntityState
 from tests.conftest import wait_for
+from tests.webtools import browser_login, chromium, screenshot, start_web, wait_text
 
 COUNTY = load_county()
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -207,9 +209,11 @@ def test_an_older_device_event_arriving_late_does_not_replace_a_newer_one() -> N
 
 
 # --- the real broker and worker -----------------------------------------------------------------------
-def test_devices_through_the_broker_and_the_worker(pipeline) -> None:
+@pytest.mark.timeout(480)
+def test_devices_through_the_broker_and_the_worker(pipeline, tmp_path) -> None:
     p = pipeline
-    p.start_worker()
+    web = start_web(p.settings, tmp_path)
+    p.start_worker(web_public_url=web.url)
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
     def ev(eid: str, n: str, minutes: float = 0, **kw) -> dict:
@@ -269,3 +273,27 @@ def test_devices_through_the_broker_and_the_worker(pipeline) -> None:
         "devices in ClickHouse",
     )
     assert {r["device_id"]: r["rated_pressure_mpa"] for r in stored}["E-d16-B"] == 1.6
+
+    # the dossier (一企一档) lists the device with its rating, interval and last reading
+    try:
+        html = wait_for(
+            lambda: (
+                (t := web.client("taskforce").get("/entities/E-d10").text)
+                and "E-d10-B" in t
+                and "暂无读数" not in t
+                and t
+            ),
+            60,
+            "the device and its last reading on the dossier",
+        )
+        assert "设备台账" in html and "额定压力 1MPa" in html and "60 秒" in html and "iot-gw" in html
+        browser = chromium(tmp_path)
+        try:
+            browser_login(browser, web, "taskforce")
+            browser.get(f"{web.url}/entities/E-d10")
+            wait_text(browser, "#devices", "E-d10-B", timeout=30)
+            screenshot(browser, "dossier_devices")
+        finally:
+            browser.quit()
+    finally:
+        web.stop()
