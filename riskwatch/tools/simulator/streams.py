@@ -548,6 +548,10 @@ class Simulator:
                     "registry-sync",
                     {"action": "registered", **e.registry_payload()},
                 )
+        yield from batch
+        batch = []  # then their devices (设备台账)
+        for e in self.entities:
+            if e.registered_at is None:
                 self._device_events(batch, self.t0, e)
         yield from batch
         step = 0
