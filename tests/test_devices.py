@@ -297,3 +297,30 @@ def test_devices_through_the_broker_and_the_worker(pipeline, tmp_path) -> None:
             browser.quit()
     finally:
         web.stop()
+
+
+def test_an_entity_with_registered_devices_is_never_evicted(pipeline) -> None:
+    """Both entities are silent past the TTL (their events are two days old, the TTL one day): the
+    one without devices is evicted, the one with a device keeps its state (its device event's id is
+    still known: sent again, it is a duplicate)."""
+    from tests import factories as F
+    from tests.test_groups_and_eviction import _metric
+
+    p = pipeline
+    w = p.start_worker(entity_ttl_days=1.0, eviction_interval_seconds=1.0)
+    dev = F.device("E-kept", "E-kept-B", unit="MPa", rated_pressure_mpa=1.0)
+    p.send("events.registry", F.registered("E-gone"))
+    p.send("events.registry", F.registered("E-kept"))
+    p.send("events.device", dev)
+    p.flush()
+    p.wait_consumed()
+    wait_for(lambda: _metric(w, "riskwatch_evicted_entities_total") >= 1, 60, "the entity without devices evicted")
+    import time
+
+    time.sleep(3.0)  # a few more scans
+    assert _metric(w, "riskwatch_evicted_entities_total") == 1
+    p.send("events.device", dev)  # the same event again, at another offset
+    p.flush()
+    p.wait_consumed()
+    dead = [orjson.loads(v) for _, v in p.read_topic("deadletter")]
+    assert len(dead) == 1 and "duplicate event_id" in dead[0]["error"], dead
