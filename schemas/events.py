@@ -694,5 +694,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
         InspectionResult,
         DisposalFeedback,
         InspectionTask,
+        DeviceEvent,
     )
 }

@@ -30,6 +30,7 @@ from schemas.events import (
     Complaint,
     Contribution,
     DeadLetter,
+    DeviceEvent,
     DisposalFeedback,
     EntityAction,
     EntityEvent,
@@ -179,6 +180,27 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "last_event_id",
     ),  # fmt: skip
     "risk_scores": ("entity_id", "at", "score", "level", "item_id", "top_signals", "top_values"),
+    # the device registry (设备台账): one row per device event; read with FINAL (the latest version wins)
+    "devices": (
+        "device_id",
+        "entity_id",
+        "version",
+        "action",
+        "channels",
+        "unit",
+        "rated_pressure_mpa",
+        "rated_temp_c",
+        "rated_load_kg",
+        "set_point_min_c",
+        "set_point_max_c",
+        "medium",
+        "interval_s",
+        "installed_on",
+        "calibrated_on",
+        "owner",
+        "source",
+        "updated_at",
+    ),  # fmt: skip
 }
 
 EVENT_TABLES: dict[type[Event], str] = {
@@ -189,6 +211,7 @@ EVENT_TABLES: dict[type[Event], str] = {
     InspectionResult: "events_inspection",
     DisposalFeedback: "events_feedback",
     InspectionTask: "events_task",
+    DeviceEvent: "devices",  # no event table: the registry's rows are its history (ReplacingMergeTree by version)
 }
 
 
@@ -264,6 +287,30 @@ def plan_row(p: InspectionPlan) -> tuple:
     )
 
 
+def device_row(e: DeviceEvent) -> tuple:
+    """The ``devices`` row of a device event; version = occurred_at in ms (a later event replaces it)."""
+    return (
+        e.device_id,
+        e.entity_id,
+        int(e.occurred_at.timestamp() * 1000),
+        e.action.value,
+        [c.value for c in e.channels],
+        e.unit,
+        e.rated_pressure_mpa,
+        e.rated_temp_c,
+        e.rated_load_kg,
+        e.set_point_min_c,
+        e.set_point_max_c,
+        e.medium,
+        e.interval_s,
+        e.installed_on,
+        e.calibrated_on,
+        e.owner,
+        e.source,
+        e.occurred_at,
+    )
+
+
 _EVENT_ROW: dict[type[Event], Callable[[Any], tuple[Any, ...]]] = {
     EntityEvent: registry_event_row,
     SensorReading: sensor_row,
@@ -272,6 +319,7 @@ _EVENT_ROW: dict[type[Event], Callable[[Any], tuple[Any, ...]]] = {
     InspectionResult: inspection_row,
     DisposalFeedback: feedback_row,
     InspectionTask: task_row,
+    DeviceEvent: device_row,
 }
 
 

@@ -3,6 +3,7 @@
 Input topics (keyed by ``entity_id``)::
 
     events.registry  events.sensor  events.video  events.complaint    one per event kind
+    events.device    the device registry (设备台账): a device registered, updated or removed
     events.feedback.<dept>    a department's answers (督促反馈; the office's 改派 on events.feedback.taskforce)
     events.inspection.<dept>  a department's inspection results
     events.task.<dept>        a department's pending inspection tasks (the office's spot-check draws on

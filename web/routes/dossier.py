@@ -1,5 +1,6 @@
 """一企一档: an entity's registry data, items, credit tier, risk score over time, alerts,
-inspections, complaints (masked) and spot checks."""
+inspections, complaints (masked), spot checks and its devices (设备台账: channels, unit, ratings,
+reporting interval, calibration date, last reading)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from web.deps import PageError, ctx, render, require_user
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
+from web.texts import SENSOR_CHANNEL_ZH
 from web.users import User
 
 router = APIRouter()
@@ -70,6 +72,22 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         WHERE entity_id = %(e)s AND kind = 'spot_check' ORDER BY due DESC LIMIT 50""",
         e=entity_id,
     )
+    devices = await r.rows(
+        """SELECT device_id, channels, unit, rated_pressure_mpa, rated_temp_c, rated_load_kg, set_point_min_c,
+        set_point_max_c, medium, interval_s, installed_on, calibrated_on, owner
+        FROM {db}.devices FINAL WHERE entity_id = %(e)s AND action != 'removed' ORDER BY device_id LIMIT 200""",
+        e=entity_id,
+    )
+    if devices:
+        seen = await r.rows(
+            """SELECT device_id, max(occurred_at) AS last FROM {db}.events_sensor
+            WHERE entity_id = %(e)s GROUP BY device_id""",
+            e=entity_id,
+        )
+        last = {x["device_id"]: x["last"] for x in seen}
+        for d in devices:
+            d["last_seen"] = last.get(d["device_id"])
+            d["channels_zh"] = "、".join(SENSOR_CHANNEL_ZH.get(ch, ch) for ch in d["channels"])
     chart = (
         line_chart(
             {"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]},
@@ -98,5 +116,6 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         complaints=complaints,
         spot=spot,
         items=items,
+        devices=devices,
         kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
     )
