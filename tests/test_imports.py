@@ -17,7 +17,7 @@ from edge.imports.rows import resolve
 from edge.imports.run import MissingColumns, run_import
 from edge.matching import Matcher, RegistryEntry
 from riskwatch.domain.catalog import load_catalog
-from riskwatch.tools.runner import read_all, settings_env
+from riskwatch.tools.runner import read_all, settings_env, wait_for
 from schemas.events import Complaint, DeadLetter, EntityEvent, MatchQueueItem
 from tests.samples import (
     COMPLAINT_HEADERS,
@@ -155,6 +155,11 @@ def kafka(broker, monkeypatch, tmp_path):
     names = [s.topic(t) for t in ("events.registry", "events.complaint", "events.unmatched", "deadletter")]
     admin = KafkaAdminClient(**s.kafka_kwargs())
     admin.create_topics([NewTopic(t, 1, 1) for t in names])
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(**s.kafka_kwargs())
+    wait_for(lambda: all(c.partitions_for_topic(t) for t in names), 30, "the test topics' leaders", interval=0.2)
+    c.close()
     for k, v in settings_env(s).items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
