@@ -25,6 +25,14 @@ from web.routes.matching import require_office
 from web.users import User
 
 router = APIRouter()
+METHOD_ZH = {
+    "credit_code": "统一社会信用代码",
+    "licence": "许可证编号",
+    "name_address": "名称地址相似",
+    "alias": "已确认的名称地址",
+    "office": "人工选择",
+    "township": "未指明单位(归入乡镇)",
+}
 REPORT_NAME = re.compile(r"^[^/\\]{1,200}\.report\.csv$")
 
 
@@ -50,7 +58,9 @@ def _layouts() -> list[tuple[str, str]]:
 @router.get("/taskforce/imports")
 async def page(request: Request, user: User = Depends(require_office)):
     s = ctx(request).settings
-    return render(request, "imports.html", layouts=_layouts(), max_upload=s.workbench_max_upload_bytes, rep=None)
+    return render(
+        request, "imports.html", layouts=_layouts(), max_upload=s.workbench_max_upload_bytes, rep=None, kind=""
+    )
 
 
 async def _send_all(request: Request, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -107,7 +117,16 @@ async def upload(request: Request, user: User = Depends(require_office)):
         raise PageError(400, "文件不符合版式", f"{filename}:{e}(版式:{layout.title}),未导入任何行。") from None
     if sink.records:
         await _send_all(request, sink.records)
-    return render(request, "imports.html", layouts=_layouts(), max_upload=limit, rep=rep, kind_title=layout.title)
+    return render(
+        request,
+        "imports.html",
+        layouts=_layouts(),
+        max_upload=limit,
+        rep=rep,
+        kind=kind,
+        kind_title=layout.title,
+        METHOD_ZH=METHOD_ZH,
+    )
 
 
 @router.get("/taskforce/imports/reports/{name}")
