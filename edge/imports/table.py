@@ -47,7 +47,7 @@ def _table(raw: list[tuple[int, list[Any]]]) -> Table:
         raise TableError("文件为空:没有表头")
     head_no, head = raw[0]
     headers = [str(_cell(h)) for h in head]
-    rows = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for n, r in raw[1:]:
         if len(rows) >= MAX_ROWS:
             raise TableError(f"超过 {MAX_ROWS} 行,请分批导入")
