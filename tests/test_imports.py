@@ -253,3 +253,40 @@ def test_queued_and_resolved_items_are_stored(tmp_path):
     )  # type: ignore[union-attr]  # noqa: E501
     ch.close()
     assert orjson.loads(q.event)["text"].startswith("王记饭店")
+
+
+def test_through_the_worker_reimport_stores_once_and_the_queue_fills(pipeline, tmp_path):
+    """The real worker: the registry imported, the matcher loaded from it through the worker's /query,
+    complaints imported twice — stored once each, matched ones with their method, one in match_queue."""
+    from edge.imports.run import KafkaSender
+    from edge.matching import load_matcher
+
+    p, s = pipeline, pipeline.settings
+    p.start_worker()
+    sender = KafkaSender(s)
+    reg = write_xlsx(tmp_path / "名录库.xlsx", REGISTRY_HEADERS, REGISTRY_ROWS)
+    run_import(reg.read_bytes(), reg.name, "registry", catalog=CAT, matcher=Matcher([]), source=SRC, sender=sender,
+               settings=s)  # fmt: skip
+    q = p.worker.query
+    wait_for(lambda: (q("SELECT count() AS n FROM riskwatch.registry FINAL") or [{}])[0].get("n") == 3, 120, "registry")
+    m = load_matcher(s)
+    assert len(m.entries) == 3
+    comp = write_xlsx(tmp_path / "12345.xlsx", COMPLAINT_HEADERS, COMPLAINT_ROWS)
+    for _ in range(2):
+        rep = run_import(comp.read_bytes(), comp.name, "complaints", catalog=CAT, matcher=m, source=SRC,
+                         sender=sender, settings=s)  # fmt: skip
+        assert (rep.ready, len(rep.queued)) == (3, 1)
+    sender.close()
+    p.wait_consumed(topics=["events.complaint", "events.unmatched"])
+
+    def stored():
+        rows = q("SELECT entity_id, match_method FROM riskwatch.events_complaint FINAL ORDER BY event_id")
+        queue = q("SELECT queue_id, name, status FROM riskwatch.match_queue FINAL")
+        return (rows, queue) if rows and len(rows) >= 3 and queue else None
+
+    rows, queue = wait_for(stored, 120, "complaints and the queue stored")
+    assert sorted((r["entity_id"], r["match_method"]) for r in rows) == sorted(
+        [(FOOD, "name_address"), (DINER, "name_address"), ("township:lianhua", "township")]
+    )
+    assert [(x["name"], x["status"]) for x in queue] == [("王记饭店", "pending")]
+    assert q("SELECT count() AS n FROM riskwatch.events_complaint WHERE entity_id = 'unknown'")[0]["n"] == 0
