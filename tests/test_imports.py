@@ -290,3 +290,42 @@ def test_through_the_worker_reimport_stores_once_and_the_queue_fills(pipeline, t
     )
     assert [(x["name"], x["status"]) for x in queue] == [("王记饭店", "pending")]
     assert q("SELECT count() AS n FROM riskwatch.events_complaint WHERE entity_id = 'unknown'")[0]["n"] == 0
+
+
+def test_inspection_results_are_matched_and_go_to_the_departments_topic(tmp_path):
+    from schemas.events import InspectionResult
+    from tests.samples import INSPECTION_HEADERS, INSPECTION_ROWS
+
+    rows = [list(r) for r in INSPECTION_ROWS] + [list(INSPECTION_ROWS[0]), list(INSPECTION_ROWS[0])]
+    rows[2][0], rows[2][3] = "JC-2026-0003", FOOD[:-1] + ("0" if FOOD[-1] != "0" else "1")
+    rows[3][0], rows[3][8] = "JC-2026-0004", "县烟草局"
+    rec = Recorder()
+    rep = _run(write_xlsx(tmp_path / "检查.xlsx", INSPECTION_HEADERS, rows), "inspections", matcher=registry_matcher(),
+               sender=rec)  # fmt: skip
+    assert [t for t, *_ in rec.sent] == ["events.inspection.amr"] * 2 + ["deadletter"] * 2
+    a, b = (InspectionResult.model_validate_json(v) for _, _, v in rec.sent[:2])
+    assert (a.entity_id, a.match.method.value, a.departments, a.outcome.value) == (  # type: ignore[union-attr]
+        FOOD,
+        "credit_code",
+        ["amr", "emergency"],
+        "fail",
+    )
+    assert a.inspectors == ["张三", "李四"] and (a.violations[0].code, a.violations[0].severity.value) == (
+        "F-07",
+        "serious",
+    )
+    assert (b.entity_id, b.match.method.value, b.violations) == (DINER, "licence", [])  # type: ignore[union-attr]
+    assert b.inspection_id.startswith("imp-")  # a Chinese 检查编号 becomes a stable ASCII id
+    assert [r.row for r in rep.refused] == [4, 5] and "校验位错误" in rep.refused[0].reason
+    assert rep.refused[1].reason == "检查部门「县烟草局」不是目录中的部门"
+
+
+def test_cli_says_when_the_registry_cannot_be_read(broker, monkeypatch, tmp_path):
+    from tests.conftest import free_port
+
+    s = broker.model_copy(update=dict(web_port=free_port(), clickhouse_url=f"chdb://{tmp_path / 'ch'}"))
+    for k, v in settings_env(s).items():
+        monkeypatch.setenv(k, v)
+    p = write_csv(tmp_path / "c.csv", COMPLAINT_HEADERS, COMPLAINT_ROWS)
+    r = _cli("import", "complaints", str(p))
+    assert r.exit_code == 3 and "名录库读取失败" in r.output and "worker" in r.output
