@@ -208,6 +208,45 @@ def test_the_office_sees_the_queued_complaint_and_choosing_re_emits_it(office):
     assert done.resolved_by.endswith("王五") and done.version > item.version
 
 
+def test_the_office_registers_a_new_entity_for_a_queued_complaint(office):
+    from schemas.events import EntityEvent
+
+    w, port, _ = office
+    conv = RowConverter(load_layout("complaints"), load_catalog(), Matcher(REGISTRY), "import:12345:test")
+    row = [
+        "GD20261127020",
+        "2026-11-27 16:00:00",
+        "新开的奶茶店没有健康证",
+        "蜜语奶茶",
+        "文峰乡政府路6号",
+        "卫生状况",
+        "文峰乡",
+    ]
+    q = conv.convert(7, dict(zip(COMPLAINT_HEADERS, row, strict=True)))
+    assert isinstance(q, Queued) and q.item.candidates == []
+    _insert(port, "match_queue", match_queue_row(q.item))
+    c = w.client("taskforce")
+    tok = csrf_of(c.get("/taskforce/matching").text)
+    form = {
+        "csrf_token": tok,
+        "name": "舞阳县蜜语奶茶店",
+        "kind": "catering",
+        "township": "文峰乡",
+        "address": "政府路6号",
+    }
+    r = c.post(f"/taskforce/matching/{q.item.queue_id}/register", data={**form, "credit_code": "91411121MA40000001"})
+    assert r.status_code == 400 and "校验位错误" in r.text
+    r = c.post(f"/taskforce/matching/{q.item.queue_id}/register", data=form)
+    assert r.status_code == 303
+    s = w.settings
+    reg = [EntityEvent.model_validate_json(m.value) for m in read_all(s, s.topic("events.registry"))]
+    new = [e for e in reg if e.name == "舞阳县蜜语奶茶店"]
+    assert len(new) == 1 and new[0].entity_id.startswith("new-") and new[0].action.value == "registered"
+    got = [Complaint.model_validate_json(m.value) for m in read_all(s, s.topic("events.complaint"))]
+    mine = [e for e in got if e.event_id == q.item.queue_id]
+    assert len(mine) == 1 and mine[0].entity_id == new[0].entity_id and mine[0].match.method.value == "office"  # type: ignore[union-attr]
+
+
 def test_the_office_uploads_an_export_and_sees_the_report(office, tmp_path):
     w, _, _ = office
     c = w.client("taskforce")
