@@ -303,8 +303,63 @@ class ComplaintCategory(StrEnum):
     other = "other"
 
 
+# --- Entity matching (edge/matching.py) -----------------------------------------------------------
+class MatchMethod(StrEnum):
+    credit_code = "credit_code"  # 统一社会信用代码, exact (check digit valid)
+    licence = "licence"  # licence number, exact
+    name_address = "name_address"  # fuzzy name + address (+ township) against the registry
+    alias = "alias"  # a name + address the office resolved before (match_aliases)
+    office = "office"  # chosen by the task-force office in the workbench
+    township = "township"  # names no business, only a township: the township's pseudo-entity
+
+
+class Match(BaseModel):
+    """How an imported or posted event found its ``entity_id``, and how sure that is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: MatchMethod
+    confidence: float = Field(ge=0.0, le=1.0, description="1.0 for exact identifiers and office choices")
+
+
+class MatchCandidate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    entity_id: str
+    name: str = ""
+    address: str = ""
+    township: str = ""
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class MatchQueueItem(BaseModel):
+    """An event whose entity could not be matched with confidence (``events.unmatched``, keyed by
+    ``queue_id``), and later its resolution by the office (same ``queue_id``, ``status=resolved``,
+    higher ``version``). ``event`` is the original event's JSON without ``entity_id``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topic: ClassVar[str] = "events.unmatched"
+    schema_version: Literal[1] = 1
+    queue_id: Id = Field(description="The original event's event_id")
+    version: int = Field(ge=0, description="Epoch milliseconds of this record: the latest wins")
+    status: Literal["pending", "resolved"] = "pending"
+    event_topic: str = Field(description="Topic of the original event, e.g. events.complaint")
+    event: str = Field(max_length=20000, description="The original event as JSON, without entity_id")
+    name: str = Field("", max_length=200)
+    address: str = Field("", max_length=300)
+    township: str = Field("", max_length=50)
+    credit_code: str = Field("", max_length=32)
+    licence: str = Field("", max_length=64)
+    alias_key: str = Field("", max_length=600, description="Normalised name|address remembered on resolution")
+    candidates: list[MatchCandidate] = Field(default_factory=list, max_length=10)
+    reason: str = Field("", max_length=500)
+    source: ShortText = ""
+    resolved_entity_id: str = ""
+    resolved_by: str = ""
+    at: datetime
+
+
 class Complaint(Event):
-    """A citizen's complaint; ``entity_id`` is ``unknown`` when the complainant could not name one."""
+    """A citizen's complaint. Its ``entity_id`` is the matched entity (``match`` says how), or the
+    township's pseudo-entity ``township:<slug>`` when it names only a township (edge/matching.py)."""
 
     topic: ClassVar[str] = "events.complaint"
     channel: ComplaintChannel
@@ -312,6 +367,7 @@ class Complaint(Event):
     text: str = Field("", max_length=2000, description="Free text; phone and ID numbers are masked before storage")
     township: str = Field("", max_length=50)
     location: str = Field("", max_length=300)
+    match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
 
 # --- Inspections ----------------------------------------------------------------------------------
@@ -350,6 +406,7 @@ class InspectionResult(Event):
     checklist: dict[str, bool] = Field(default_factory=dict, description="Checklist point → compliant")
     violations: list[Violation] = Field(default_factory=list, max_length=200)
     outcome: InspectionOutcome
+    match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
     @field_validator("departments")
     @classmethod

@@ -417,6 +417,60 @@ COMMENT 'The device registry (设备台账) from events.device: read with FINAL;
 """,
 )
 
+V11_MATCHING = (
+    """
+ALTER TABLE {db}.events_complaint
+    ADD COLUMN IF NOT EXISTS match_method LowCardinality(String) DEFAULT '' COMMENT 'How entity_id was found: credit_code | licence | name_address | alias | office | township; empty: given by the sender',
+    ADD COLUMN IF NOT EXISTS match_confidence Nullable(Float32) COMMENT 'Confidence of the match 0..1'
+""",
+    """
+ALTER TABLE {db}.events_inspection
+    ADD COLUMN IF NOT EXISTS match_method LowCardinality(String) DEFAULT '' COMMENT 'How entity_id was found (see events_complaint)',
+    ADD COLUMN IF NOT EXISTS match_confidence Nullable(Float32) COMMENT 'Confidence of the match 0..1'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.match_queue
+(
+    queue_id String COMMENT 'The queued event''s event_id',
+    version UInt64 COMMENT 'Epoch ms of the record: the resolution replaces the pending row',
+    status LowCardinality(String) COMMENT 'pending | resolved',
+    event_topic LowCardinality(String),
+    event String COMMENT 'The original event as JSON without entity_id (text masked)',
+    name String,
+    address String,
+    township LowCardinality(String),
+    credit_code String,
+    licence String,
+    alias_key String COMMENT 'Normalised name|address',
+    candidate_ids Array(String) COMMENT 'Candidates, parallel arrays, best first',
+    candidate_names Array(String),
+    candidate_addresses Array(String),
+    candidate_scores Array(Float32),
+    reason String,
+    source LowCardinality(String),
+    resolved_entity_id String,
+    resolved_by String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY queue_id
+COMMENT 'Events whose entity was not matched with confidence (events.unmatched), resolved by the office: read with FINAL'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.match_aliases
+(
+    alias_key String COMMENT 'Normalised name|address (edge/matching.py alias_key)',
+    entity_id String,
+    version UInt64 COMMENT 'Epoch ms of the office decision: the latest wins',
+    resolved_by String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY alias_key
+COMMENT 'Name+address the office resolved to an entity: the next identical one matches with method alias (FINAL)'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -430,6 +484,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "alert revisions carry their audit chain head (chain_seq, chain_hash)", V6_CHAIN_HEADS),
     Migration(7, "dead letters name their source (from the transport)", V7_DEAD_LETTER_SOURCE),
     Migration(8, "the device registry (devices)", V8_DEVICES),
+    Migration(11, "entity matching: match columns, match_queue, match_aliases", V11_MATCHING),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -38,6 +38,8 @@ from schemas.events import (
     InspectionPlan,
     InspectionResult,
     InspectionTask,
+    Match,
+    MatchQueueItem,
     SensorReading,
     VideoDetection,
 )
@@ -50,7 +52,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "events_registry": _BASE + ("action", "name", "kind", "township", "address", "licence", "lat", "lon"),
     "events_sensor": _BASE + ("device_id", "channel", "value", "unit"),
     "events_video": _BASE + ("camera_id", "cls", "confidence", "evidence_ref"),
-    "events_complaint": _BASE + ("channel", "category", "text", "township", "location"),
+    "events_complaint": _BASE
+    + ("channel", "category", "text", "township", "location", "match_method", "match_confidence"),
     "events_inspection": _BASE
     + (
         "inspection_id",
@@ -63,6 +66,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "violation_descriptions",
         "worst_severity",
         "outcome",
+        "match_method",
+        "match_confidence",
     ),
     "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
     "events_task": _BASE + ("task_id", "department", "due", "item_id", "kind", "ref", "note"),
@@ -201,6 +206,29 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "source",
         "updated_at",
     ),  # fmt: skip
+    "match_queue": (
+        "queue_id",
+        "version",
+        "status",
+        "event_topic",
+        "event",
+        "name",
+        "address",
+        "township",
+        "credit_code",
+        "licence",
+        "alias_key",
+        "candidate_ids",
+        "candidate_names",
+        "candidate_addresses",
+        "candidate_scores",
+        "reason",
+        "source",
+        "resolved_entity_id",
+        "resolved_by",
+        "at",
+    ),
+    "match_aliases": ("alias_key", "entity_id", "version", "resolved_by", "at"),
 }
 
 EVENT_TABLES: dict[type[Event], str] = {
@@ -241,24 +269,36 @@ def video_row(e: VideoDetection) -> tuple:
     return _base(e) + (e.camera_id, e.cls.value, e.confidence, e.evidence_ref)
 
 
+def _match(m: Match | None) -> tuple:
+    return (m.method.value, m.confidence) if m is not None else ("", None)
+
+
 def complaint_row(e: Complaint) -> tuple:
-    return _base(e) + (e.channel.value, e.category.value, mask_pii(e.text), e.township, mask_pii(e.location))
+    return (
+        _base(e)
+        + (e.channel.value, e.category.value, mask_pii(e.text), e.township, mask_pii(e.location))
+        + _match(e.match)
+    )
 
 
 def inspection_row(e: InspectionResult) -> tuple:
     v = e.violations
     worst = e.worst
-    return _base(e) + (
-        e.inspection_id,
-        e.item_id,
-        list(e.departments),
-        list(e.inspectors),
-        dict(e.checklist),
-        [x.code for x in v],
-        [x.severity.value for x in v],
-        [mask_pii(x.description) for x in v],
-        worst.value if worst else "",
-        e.outcome.value,
+    return (
+        _base(e)
+        + (
+            e.inspection_id,
+            e.item_id,
+            list(e.departments),
+            list(e.inspectors),
+            dict(e.checklist),
+            [x.code for x in v],
+            [x.severity.value for x in v],
+            [mask_pii(x.description) for x in v],
+            worst.value if worst else "",
+            e.outcome.value,
+        )
+        + _match(e.match)
     )
 
 
@@ -470,6 +510,38 @@ def dead_letter_row(d: DeadLetter) -> tuple:
         [mask_pii(r) for _, r in bad],
         d.source,
     )
+
+
+def match_queue_row(q: MatchQueueItem) -> tuple:
+    """A queued (or resolved) event: its text masked like a complaint's, candidates as parallel arrays."""
+    c = q.candidates
+    return (
+        q.queue_id,
+        q.version,
+        q.status,
+        q.event_topic,
+        mask_pii(q.event),
+        q.name,
+        mask_pii(q.address),
+        q.township,
+        q.credit_code,
+        q.licence,
+        q.alias_key,
+        [x.entity_id for x in c],
+        [x.name for x in c],
+        [x.address for x in c],
+        [x.score for x in c],
+        mask_pii(q.reason),
+        q.source,
+        q.resolved_entity_id,
+        q.resolved_by,
+        q.at,
+    )
+
+
+def match_alias_row(q: MatchQueueItem) -> tuple:
+    """The remembered choice of a resolved queue item (``alias_key`` → entity)."""
+    return (q.alias_key, q.resolved_entity_id, q.version, q.resolved_by, q.at)
 
 
 def risk_score_row(

@@ -330,6 +330,8 @@ def _mount_optional() -> None:
     from riskwatch.cli.gateway import register as register_gateway  # gateway, sources
 
     register_gateway(app)
+
+    app.add_typer(__import__("riskwatch.cli.imports", fromlist=["app"]).app, name="import")
     from riskwatch.cli.soak import soak
 
     app.command("soak")(soak)

@@ -84,6 +84,7 @@ DEADLETTER = "deadletter"
 INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from events.task and alerts
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
+UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
@@ -102,6 +103,7 @@ def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
         SILENCES,
         INSPECTION_PLANS,
         AUDIT_ANCHORS,
+        UNMATCHED,
     ]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
