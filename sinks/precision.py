@@ -132,7 +132,7 @@ def _key(r: Mapping[str, Any], by: By) -> tuple[str, str]:
 
 
 def table(rows: Iterable[Mapping[str, Any]], by: By) -> list[Group]:
-    """Alert rows of :data:`ALERT_OUTCOMES_SQL` grouped ``by`` rule, detector, item or department (most alerts first)."""
+    """Rows of :data:`ALERT_OUTCOMES_SQL` grouped ``by`` rule, detector, item or department (most alerts first)."""
     groups: dict[str, Group] = {}
     for r in rows:
         key, label = _key(r, by)

@@ -8,7 +8,8 @@ A department closes an alert with an outcome (``schemas.events.DisposalOutcome``
 >>> reasons = load_reasons()
 >>> sorted(reasons)[:2], reasons["duplicate"].learn, reasons["sensor_fault"].learn
 (['duplicate', 'other'], False, True)
->>> review = load_review(); review.flagged(labelled=6, false=1), review.flagged(labelled=4, false=4), review.flagged(labelled=6, false=2)
+>>> review = load_review()
+>>> review.flagged(labelled=6, false=1), review.flagged(labelled=4, false=4), review.flagged(labelled=6, false=2)
 (False, False, True)
 """
 

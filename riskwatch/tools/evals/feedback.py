@@ -38,7 +38,7 @@ from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder
 from streams.engine.state import EntityState
 
-DAYS = 6.0
+DAYS = 4.0
 LABEL_DELAY = timedelta(hours=1)  # the on-site check's answer after the alert fired
 
 

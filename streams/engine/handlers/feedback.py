@@ -4,7 +4,7 @@ lead (专班研判改派: the alert's on-site check moves with it). Refused feed
 
 已处置 carries the outcome (``DisposalOutcome``): its words lead the recorded comment (audit chain, timeline),
 its columns go to ``events_feedback`` with the event. A 误报 names a reason of
-``riskwatch/data/false_alarm_reasons.yaml`` (an unknown code is refused); a reason that ``learn``\s teaches the
+``riskwatch/data/false_alarm_reasons.yaml`` (an unknown code is refused); a reason with ``learn: true`` teaches the
 model that raised the alert (:func:`learn_false_alarm`): the entity's stream detectors of that device and channel
 raise their alert threshold by ``THRESHOLD_STEP`` (up to ``THRESHOLD_MAX``). An outcome is accepted while the
 alert is in the entity's state (open, or resolved within its close grace); a disposed message without an
