@@ -37,8 +37,8 @@ FROM (SELECT alert_id, rule, item_id, item_name, lead_department, title, entity_
       WHERE first_seen >= now() - toIntervalDay(%(days)s)
         AND alert_id IN (SELECT alert_id FROM {db}.alert_history WHERE kind = 'status' AND to_status = 'firing')) AS a
 LEFT JOIN (SELECT alert_id, argMax(verdict, occurred_at) AS verdict, argMax(false_reason, occurred_at) AS reason
-           FROM {db}.events_feedback FINAL
-           WHERE status = 'disposed' AND verdict NOT IN ('', 'unknown')
+           FROM (SELECT alert_id, verdict, false_reason, occurred_at FROM {db}.events_feedback FINAL
+                 WHERE status = 'disposed' AND verdict NOT IN ('', 'unknown'))
            GROUP BY alert_id) AS o ON o.alert_id = a.alert_id
 ORDER BY a.first_seen DESC LIMIT 100000"""
 

@@ -172,3 +172,50 @@ def test_the_precision_table_and_the_review_flag() -> None:
     assert review.flagged(det["model.sensor"].labelled, det["model.sensor"].false)
     assert [a["alert_id"] for a in det["model.sensor"].false_alerts] == ["a0", "a1", "a2", "a3"]
     assert not review.flagged(by_rule["model.sensor.cold_chain_temp"].labelled, 4)  # 4 < min_labelled
+
+
+# --- the queries on the real engine (embedded chDB) ------------------------------------------------------------
+def test_the_precision_and_outcome_queries_on_chdb(tmp_path) -> None:
+    from clickhouse_connect.driver.binding import finalize_query
+
+    from sinks.clickhouse import INSERT_SETTINGS, make_client
+    from sinks.migrations import migrate
+    from sinks.precision import ALERT_OUTCOMES_SQL, OUTCOMES_OF_ALERT_SQL, OUTCOMES_OF_ENTITY_SQL
+    from sinks.query import run_read_query
+    from sinks.rows import alert_history_row
+    from tests.test_web_queries import T0, _alert
+
+    c = make_client(f"chdb://{tmp_path / 'ch'}")
+    migrate(c, "riskwatch")
+    c.insert("alerts", [_alert(a, "resolved") for a in ("A1", "A2", "A3")], column_names=list(COLUMNS["alerts"]),
+             database="riskwatch", settings=INSERT_SETTINGS)  # fmt: skip
+    h = [alert_history_row(a, T0, "pending", "firing", "detector", seq=1, kind="status") for a in ("A1", "A2", "A3")]
+    c.insert("alert_history", h, column_names=list(COLUMNS["alert_history"]), database="riskwatch",
+             settings=INSERT_SETTINGS)  # fmt: skip
+
+    def feedback(aid: str, outcome: dict | None, minutes: int) -> tuple:
+        d = {**f.feedback(f"E-{aid}", aid, "amr", "disposed"), "outcome": outcome}
+        d["occurred_at"] = (T0 + timedelta(minutes=minutes)).isoformat()
+        return feedback_row(DisposalFeedback.model_validate(d))
+
+    rows = [
+        feedback("A1", {"verdict": "not_confirmed"}, 10),
+        feedback("A1", {"verdict": "confirmed", "measures": ["fine"], "fine_yuan": 800}, 20),  # the latest wins
+        feedback("A2", {"verdict": "false_alarm", "reason": "sensor_fault"}, 10),
+        feedback("A3", None, 10),  # an old message: unknown
+    ]
+    c.insert("events_feedback", rows, column_names=list(COLUMNS["events_feedback"]), database="riskwatch",
+             settings=INSERT_SETTINGS)  # fmt: skip
+
+    def q(sql: str, **p) -> list[dict]:
+        cols, out = run_read_query(c, finalize_query(sql.replace("{db}", "riskwatch"), p))
+        return [dict(zip(cols, r, strict=True)) for r in out]
+
+    got = {r["alert_id"]: (r["verdict"], r["reason"]) for r in q(ALERT_OUTCOMES_SQL, days=30)}
+    assert got == {"A1": ("confirmed", ""), "A2": ("false_alarm", "sensor_fault"), "A3": ("", "")}
+    [g] = table(q(ALERT_OUTCOMES_SQL, days=30), "rule")
+    assert (g.alerts, g.confirmed, g.false, g.unknown) == (3, 1, 1, 1)
+    one = q(OUTCOMES_OF_ALERT_SQL, alert_id="A1")
+    assert [o["verdict"] for o in one] == ["confirmed", "not_confirmed"] and one[0]["fine_yuan"] == 800
+    assert [o["verdict"] for o in q(OUTCOMES_OF_ENTITY_SQL, entity_id="E-A2")] == ["false_alarm"]
+    c.close()
