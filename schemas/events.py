@@ -443,6 +443,62 @@ class FeedbackStatus(StrEnum):
     declined = "declined"  # 不予受理, with the reason in ``comment``: the case returns to the lead department
 
 
+class Verdict(StrEnum):
+    """What the on-site check found (核查结果), given with 已处置."""
+
+    confirmed = "confirmed"  # 属实
+    not_confirmed = "not_confirmed"  # 不属实: the risk was not found on site
+    false_alarm = "false_alarm"  # 误报: the alert itself was wrong (reason code required)
+
+
+class Measure(StrEnum):
+    """A measure taken on a confirmed alert (处置措施)."""
+
+    rectify = "rectify"  # 责令整改 (the order's items and deadlines: the 整改 order)
+    case = "case"  # 立案 (case_number)
+    fine = "fine"  # 罚款 (fine_yuan)
+    suspend = "suspend"  # 停业整顿
+    transfer = "transfer"  # 移送 (transfer_to)
+
+
+class DisposalOutcome(BaseModel):
+    """The outcome of a disposal: the verdict and, when confirmed, the measures taken.
+
+    A false alarm names a reason code of ``riskwatch/data/false_alarm_reasons.yaml`` (checked by the
+    pipeline, which refuses an unknown code to the dead letters)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    verdict: Verdict
+    measures: list[Measure] = Field(default_factory=list, max_length=5, description="verdict=confirmed: measures")
+    rectify_note: str = Field("", max_length=500, description="measure rectify: what the entity must fix (note)")
+    case_number: str = Field("", max_length=64, description="measure case: the case number (立案号)")
+    fine_yuan: float | None = Field(None, gt=0, le=1e9, description="measure fine: the amount in yuan")
+    transfer_to: str = Field("", max_length=100, description="measure transfer: to whom (移送对象)")
+    reason: str = Field(
+        "", pattern=r"^([a-z][a-z0-9_]{0,39})?$", description="verdict=false_alarm: reason code (false_alarm_reasons)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DisposalOutcome:
+        m = set(self.measures)
+        if len(m) != len(self.measures):
+            raise ValueError("measures: each measure once")
+        if self.verdict != Verdict.confirmed and m:
+            raise ValueError(f"measures are only for verdict=confirmed (got verdict={self.verdict})")
+        if (self.verdict == Verdict.false_alarm) != bool(self.reason):
+            raise ValueError("verdict=false_alarm needs a reason code, and only it has one")
+        for code, value, name in (
+            (Measure.case, self.case_number, "case_number"),
+            (Measure.fine, self.fine_yuan, "fine_yuan"),
+            (Measure.transfer, self.transfer_to, "transfer_to"),
+        ):
+            if (code in m) != bool(value):
+                raise ValueError(f"measure {code.value} needs {name}, and {name} needs measure {code.value}")
+        if self.rectify_note and Measure.rectify not in m:
+            raise ValueError("rectify_note needs measure rectify")
+        return self
+
+
 class DisposalFeedback(Event):
     """A department's feedback on an alert it received (督促反馈), or the task-force office's
     decision who handles it (``status=reassign`` with ``assign_to`` and the reason in ``comment``)."""
@@ -469,6 +525,11 @@ class DisposalFeedback(Event):
         max_length=20,
         description="status=reassign: department codes the task-force office makes responsible",
     )
+    outcome: DisposalOutcome | None = Field(
+        None,
+        description="status=disposed: the verdict and measures (required by the workbench and the simulated "
+        "departments; a disposed message without one is accepted as outcome unknown in this release)",
+    )
 
     _dept = field_validator("department")(_catalog_code("department"))
 
@@ -487,6 +548,8 @@ class DisposalFeedback(Event):
                 raise ValueError("status=reassign needs the reason in comment")
         elif self.assign_to:
             raise ValueError(f"assign_to is only for status=reassign (got status={self.status})")
+        if self.outcome is not None and self.status != FeedbackStatus.disposed:
+            raise ValueError(f"outcome is only for status=disposed (got status={self.status})")
         return self
 
 

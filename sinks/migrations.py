@@ -471,6 +471,19 @@ COMMENT 'Name+address the office resolved to an entity: the next identical one m
 """,
 )
 
+V13_OUTCOMES = (
+    """
+ALTER TABLE {db}.events_feedback
+    ADD COLUMN IF NOT EXISTS verdict LowCardinality(String) DEFAULT '' COMMENT 'status=disposed: confirmed | not_confirmed | false_alarm, unknown when the message had no outcome',
+    ADD COLUMN IF NOT EXISTS measures Array(LowCardinality(String)) DEFAULT [] COMMENT 'verdict=confirmed: rectify | case | fine | suspend | transfer',
+    ADD COLUMN IF NOT EXISTS rectify_note String DEFAULT '' COMMENT 'measure rectify: what the entity must fix (masked)',
+    ADD COLUMN IF NOT EXISTS case_number String DEFAULT '' COMMENT 'measure case: the case number',
+    ADD COLUMN IF NOT EXISTS fine_yuan Nullable(Float64) COMMENT 'measure fine: amount in yuan',
+    ADD COLUMN IF NOT EXISTS transfer_to String DEFAULT '' COMMENT 'measure transfer: to whom (masked)',
+    ADD COLUMN IF NOT EXISTS false_reason LowCardinality(String) DEFAULT '' COMMENT 'verdict=false_alarm: reason code (riskwatch/data/false_alarm_reasons.yaml)'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -485,6 +498,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "dead letters name their source (from the transport)", V7_DEAD_LETTER_SOURCE),
     Migration(8, "the device registry (devices)", V8_DEVICES),
     Migration(11, "entity matching: match columns, match_queue, match_aliases", V11_MATCHING),
+    Migration(13, "disposal outcomes on events_feedback: verdict, measures, false-alarm reason", V13_OUTCOMES),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -69,7 +69,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "match_method",
         "match_confidence",
     ),
-    "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
+    "events_feedback": _BASE
+    + (
+        "alert_id",
+        "department",
+        "status",
+        "comment",
+        "result",
+        "verdict",
+        "measures",
+        "rectify_note",
+        "case_number",
+        "fine_yuan",
+        "transfer_to",
+        "false_reason",
+    ),
     "events_task": _BASE + ("task_id", "department", "due", "item_id", "kind", "ref", "note"),
     "inspection_plans": (
         "inspection_id",
@@ -303,7 +317,23 @@ def inspection_row(e: InspectionResult) -> tuple:
 
 
 def feedback_row(e: DisposalFeedback) -> tuple:
-    return _base(e) + (e.alert_id, e.department, e.status.value, mask_pii(e.comment), mask_pii(e.result))
+    o = e.outcome
+    # a disposed message without an outcome: verdict 'unknown' (accepted in this release); other statuses: ''
+    verdict = o.verdict.value if o is not None else ("unknown" if e.status.value == "disposed" else "")
+    return _base(e) + (
+        e.alert_id,
+        e.department,
+        e.status.value,
+        mask_pii(e.comment),
+        mask_pii(e.result),
+        verdict,
+        [m.value for m in o.measures] if o is not None else [],
+        mask_pii(o.rectify_note) if o is not None else "",
+        o.case_number if o is not None else "",
+        o.fine_yuan if o is not None else None,
+        mask_pii(o.transfer_to) if o is not None else "",
+        o.reason if o is not None else "",
+    )
 
 
 def task_row(e: InspectionTask) -> tuple:

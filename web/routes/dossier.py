@@ -7,6 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from schemas.privacy import mask_pii
+from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
+from sinks.precision import OUTCOMES_OF_ENTITY_SQL
 from web.data import ts
 from web.deps import PageError, ctx, render, require_user
 from web.routes.alert import ID
@@ -101,6 +103,9 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         if scores
         else None
     )
+    outcomes: dict[str, dict] = {}  # alert_id → its latest outcome (rows are latest first)
+    for o in await r.rows(OUTCOMES_OF_ENTITY_SQL, entity_id=entity_id):
+        outcomes.setdefault(o["alert_id"], o)
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
     request.state.nav_counts = await nav_counts(request, user)
     return render(
@@ -109,6 +114,10 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         e=reg,
         entity_id=entity_id,
         alerts=alerts,
+        outcomes=outcomes,
+        VERDICT_ZH=VERDICT_ZH,
+        MEASURE_ZH=MEASURE_ZH,
+        REASON_ZH=FALSE_ALARM_REASON_ZH,
         chart=chart,
         tier=tier,
         peak=p,
