@@ -51,6 +51,7 @@ COMPLAINT_ROWS = [
 def write_xlsx(path: Path, headers: list[str], rows: list[list]) -> Path:
     wb = Workbook()
     ws = wb.active
+    assert ws is not None  # a new workbook has one sheet
     ws.title = "导出"
     ws.append(headers)
     for r in rows:

@@ -113,17 +113,17 @@ def test_complaints_are_matched_queued_or_keyed_to_their_township(tmp_path):
     for t, _, v in rec.sent:
         by_topic.setdefault(t, []).append(v)
     cs = [Complaint.model_validate_json(v) for v in by_topic["events.complaint"]]
-    assert [(c.entity_id, c.match.method.value) for c in cs] == [  # type: ignore[union-attr]
+    assert [(c.entity_id, c.match.method.value) for c in cs] == [
         (FOOD, "name_address"),
         (DINER, "name_address"),
         ("township:lianhua", "township"),
     ]
     assert all(c.channel.value == "12345" and c.source == SRC for c in cs)
-    assert 0.85 <= cs[0].match.confidence <= 1  # type: ignore[union-attr]
+    assert 0.85 <= cs[0].match.confidence <= 1
     q = MatchQueueItem.model_validate_json(by_topic["events.unmatched"][0])
     assert q.name == "王记饭店" and q.candidates[0].entity_id == DINER and "低于阈值" in q.reason
     ev = resolve(q, DINER, CAT)
-    assert isinstance(ev, Complaint) and ev.entity_id == DINER and ev.match.method.value == "office"  # type: ignore[union-attr]
+    assert isinstance(ev, Complaint) and ev.entity_id == DINER and ev.match.method.value == "office"
     assert ev.event_id == q.queue_id  # the same event: a second resolution stores no duplicate
     assert all(c.entity_id != "unknown" for c in cs)
 
@@ -250,7 +250,7 @@ def test_queued_and_resolved_items_are_stored(tmp_path):
         .match("王记饭店")
         .match.method.value
         == "alias"
-    )  # type: ignore[union-attr]  # noqa: E501
+    )  # noqa: E501
     ch.close()
     assert orjson.loads(q.event)["text"].startswith("王记饭店")
 
@@ -304,7 +304,7 @@ def test_inspection_results_are_matched_and_go_to_the_departments_topic(tmp_path
                sender=rec)  # fmt: skip
     assert [t for t, *_ in rec.sent] == ["events.inspection.amr"] * 2 + ["deadletter"] * 2
     a, b = (InspectionResult.model_validate_json(v) for _, _, v in rec.sent[:2])
-    assert (a.entity_id, a.match.method.value, a.departments, a.outcome.value) == (  # type: ignore[union-attr]
+    assert (a.entity_id, a.match.method.value, a.departments, a.outcome.value) == (
         FOOD,
         "credit_code",
         ["amr", "emergency"],
@@ -314,7 +314,7 @@ def test_inspection_results_are_matched_and_go_to_the_departments_topic(tmp_path
         "F-07",
         "serious",
     )
-    assert (b.entity_id, b.match.method.value, b.violations) == (DINER, "licence", [])  # type: ignore[union-attr]
+    assert (b.entity_id, b.match.method.value, b.violations) == (DINER, "licence", [])
     assert b.inspection_id.startswith("imp-")  # a Chinese 检查编号 becomes a stable ASCII id
     assert [r.row for r in rep.refused] == [4, 5] and "校验位错误" in rep.refused[0].reason
     assert rep.refused[1].reason == "检查部门「县烟草局」不是目录中的部门"

@@ -97,8 +97,8 @@ def test_from_store_rows():
         [{"entity_id": "E1", "name": "甲食品有限公司", "township": "舞泉镇", "address": "", "licence": "L1"}],
         [{"alias_key": "乙|", "entity_id": "E1"}],
     )
-    assert mm.match("乙").entity_id == "E1"  # type: ignore[union-attr]
-    assert mm.match("", "", "", "L1").entity_id == "E1"  # type: ignore[union-attr]
+    assert mm.match("乙").entity_id == "E1"
+    assert mm.match("", "", "", "L1").entity_id == "E1"
 
 
 # --- the workbench: the office resolves the queue; uploads; departments are refused ----------------------------
@@ -201,7 +201,7 @@ def test_the_office_sees_the_queued_complaint_and_choosing_re_emits_it(office):
     s = w.settings
     msgs = wait_for(lambda: read_all(s, s.topic("events.complaint")), 30, "the re-emitted complaint")
     ev = Complaint.model_validate_json(msgs[0].value)
-    assert (ev.entity_id, ev.event_id, ev.match.method.value) == (S_DINER, item.queue_id, "office")  # type: ignore[union-attr]
+    assert (ev.entity_id, ev.event_id, ev.match.method.value) == (S_DINER, item.queue_id, "office")
     assert ev.text == "王记饭店饭菜不新鲜" and msgs[0].key == S_DINER.encode()
     done = MatchQueueItem.model_validate_json(read_all(s, s.topic("events.unmatched"))[0].value)
     assert (done.status, done.resolved_entity_id, done.alias_key) == ("resolved", S_DINER, "王记饭店|")
@@ -244,7 +244,7 @@ def test_the_office_registers_a_new_entity_for_a_queued_complaint(office):
     assert len(new) == 1 and new[0].entity_id.startswith("new-") and new[0].action.value == "registered"
     got = [Complaint.model_validate_json(m.value) for m in read_all(s, s.topic("events.complaint"))]
     mine = [e for e in got if e.event_id == q.item.queue_id]
-    assert len(mine) == 1 and mine[0].entity_id == new[0].entity_id and mine[0].match.method.value == "office"  # type: ignore[union-attr]
+    assert len(mine) == 1 and mine[0].entity_id == new[0].entity_id and mine[0].match.method.value == "office"
 
 
 def test_the_office_uploads_an_export_and_sees_the_report(office, tmp_path):
