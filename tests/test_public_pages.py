@@ -129,7 +129,7 @@ def store(tmp_path_factory):
     spot = shown[11]  # the spot-checked entity: its name is published (双随机、一公开)
     ms = lambda d: d.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
     c.command(
-        f"INSERT INTO riskwatch.events_task (event_id, entity_id, occurred_at, task_id, department, item_id, kind, ref) "
+        "INSERT INTO riskwatch.events_task (event_id, entity_id, occurred_at, task_id, department, item_id, kind, ref) "
         f"VALUES ('t1', '{spot.entity_id}', '{ms(at - timedelta(days=1))}', 'task-1', 'amr', 1, 'spot_check', 'SC-1')"
     )
     c.command(

@@ -173,6 +173,7 @@ async def monthly(request: Request, month: str = ""):
         raise PageError(404, "月份无效", "请按 年-月 选择月份,例如 2026-12。")
     ym, label = b
     c = ctx(request)
+    nxt = _shift(ym, 1)
 
     async def build() -> bytes:
         counts = await c.reader.rows(MONTH_COUNTS_SQL, ym=ym)
@@ -202,7 +203,7 @@ async def monthly(request: Request, month: str = ""):
             spots=spots,
             down=None,
             prev=_shift(ym, -1),
-            next=None,
+            next=nxt if nxt <= datetime.now(LOCAL).strftime("%Y-%m") else None,
         )
 
     try:
