@@ -264,3 +264,69 @@ def test_crawl_every_public_page_finds_no_unpublished_name_id_or_phone(app, stor
         html = pages[f"/public/items/{i}"]
         assert all(label in html for _, label in MANUAL_ELEMENTS) and "待补充" not in html
         assert "发布日期 2026-12-01" in html and "待县确认" in html
+
+
+def _login(client, username: str, pw: str):
+    from fastapi.testclient import TestClient
+
+    c = TestClient(client.app)
+    tok = _csrf(c.get("/login").text)
+    r = c.post(
+        "/login",
+        data={"username": username, "password": pw, "csrf_token": tok, "next": "/inbox"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    return c
+
+
+def test_office_manual_edit_is_a_dated_version_and_the_public_page_follows_it(app):
+    from web.users import UserStore
+
+    client, pw = app
+    office = _login(client, "office", pw)
+    form = office.get("/taskforce/publish/manuals/7")
+    assert form.status_code == 200 and "12320" in form.text
+    fields = dict(re.findall(r'<textarea name="(\w+)"[^>]*>([^<]*)</textarea>', form.text))
+    assert set(fields) == {k for k, _ in MANUAL_ELEMENTS}
+    import html as _html
+
+    data = {k: _html.unescape(v) for k, v in fields.items()}
+    data["complaint_channel"] += "\n县卫生健康委咨询电话:0395-7212345 <script>alert(1)</script>"
+    data["complaint_channel_confirm"] = ""
+    data |= {"csrf_token": _csrf(form.text), "effective": (NOW - timedelta(days=1)).strftime("%Y-%m-%d")}
+    data["note"] = "补充县卫生健康委咨询电话"
+    assert client.get("/public/items/7").text.count("待县确认") >= 1  # cached before the edit
+    r = office.post("/taskforce/publish/manuals/7", data=data, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/taskforce/publish/manuals/7?saved=1"
+    page = client.get("/public/items/7").text  # the cache was emptied by the publication
+    assert "第 2 版" in page and data["effective"] in page and "补充县卫生健康委咨询电话" in page
+    assert "&lt;script&gt;" in page and "<script>" not in page
+    assert 'href="/public/items/7?version=0"' in page  # the earlier version is listed and still readable
+    assert "第 1 版" in client.get("/public/items/7?version=0").text
+    # a version dated later is saved but not yet shown
+    data["effective"], data["note"] = (NOW + timedelta(days=30)).strftime("%Y-%m-%d"), "下月起施行的修订"
+    data["measures"] = "下月起的新监管措施"
+    assert office.post("/taskforce/publish/manuals/7", data=data, follow_redirects=False).status_code == 303
+    assert "下月起的新监管措施" not in client.get("/public/items/7").text
+    assert client.get("/public/items/7?version=2").status_code == 404
+    assert "待生效" in office.get("/taskforce/publish/manuals/7").text
+    # refused: an empty element, a missing CSRF token, a leader, anonymous
+    bad = data | {"legal_basis": "  "}
+    r = office.post("/taskforce/publish/manuals/7", data=bad, follow_redirects=False)
+    assert r.status_code == 400 and "“设定依据”不能为空" in r.text
+    r = office.post("/taskforce/publish/manuals/7", data=data | {"csrf_token": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+    lpw = UserStore(client.app.state.ctx.settings.workbench_dir / "users.json").add(
+        "leader1", role="leader", dept="", name="县领导"
+    )[1]
+    leader = _login(client, "leader1", lpw)
+    lform = leader.get("/taskforce/publish/manuals/7")
+    r = leader.post("/taskforce/publish/manuals/7", data=data | {"csrf_token": _csrf(lform.text)})
+    assert r.status_code == 403
+    r = client.post("/taskforce/publish/manuals/7", data=data, follow_redirects=False)  # anonymous
+    assert r.status_code == 403 or r.headers["location"] == "/login"
+    # the publication log chains every saved version and case
+    pubs = client.app.state.publications
+    assert [v.version for v in pubs.manual_versions(7)] == [2, 1]
+    assert pubs.verify() >= 2
