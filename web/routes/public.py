@@ -187,7 +187,7 @@ async def monthly(request: Request, month: str = ""):
                 "day": r["updated_at"],
                 "item_id": int(r["item_id"]),
                 "item_name": r["item_name"],
-                "signal": signal_zh(r["rule"]),
+                "signal": signal_zh(r["rule"]).removeprefix("规则:"),
                 "first_seen": r["first_seen"],
             }
             for r in red

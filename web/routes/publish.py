@@ -181,10 +181,10 @@ async def _closed_alert(request: Request, alert_id: str) -> dict:
 @router.get("/taskforce/publish/cases/new")
 async def new_case(request: Request, alert: str = "", user: User = Depends(require_taskforce)):
     a = await _closed_alert(request, alert)
-    signal = signal_zh(a["rule"])
+    signal = signal_zh(a["rule"]).removeprefix("规则:")
     title = f"{a['item_name'] or '综合监管'}:{signal}预警联合处置"
     draft = (
-        f"系统监测发现{a['township']}{ANON}{signal}异常,发出{a['level_zh']}预警,"
+        f"系统监测发现{a['township']}{ANON}出现“{signal}”情况,发出{a['level_zh']}预警,"
         f"推送{a['item_name'] or '相关监管事项'}的牵头和配合部门。"
         "各部门按时签收,联合核查处置,问题已整改到位,预警已解除。"
     )
