@@ -243,7 +243,8 @@ def test_crawl_every_public_page_finds_no_unpublished_name_id_or_phone(app, stor
         seen.add(path)
         r = client.get(path)
         assert r.status_code == 200, path
-        assert "csrf_token" not in r.text and "退出" not in r.text, path
+        assert "csrf_token" not in r.text and "退出" not in r.text and "set-cookie" not in r.headers, path
+        assert "/alerts/" not in r.text and "风险分" not in r.text and "/taskforce" not in r.text, path
         pages[path] = r.text
         for href in re.findall(r'href="(/public[^"#]*)"', r.text):
             if "month=" in href and href.split("month=")[1] not in months:  # the archive goes back for ever
