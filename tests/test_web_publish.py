@@ -9,7 +9,7 @@ flows "a manual edit published" and "a typical case published").
    publishes it; the public 典型案例 page shows it with 某经营主体 and the number masked.
 
 Screenshots: var/screenshots/publish_office, publish_manual_form, publish_manual_public, publish_case_form,
-publish_case_public, public_monthly."""
+publish_case_public, public_monthly, public_policy, public_index."""
 
 from __future__ import annotations
 
@@ -90,6 +90,13 @@ def test_office_edits_a_manual_and_the_public_page_shows_the_new_dated_version(s
     assert "待县确认" in page
     assert "第 1 版 · 发布日期 2026-12-01" in browser.find_element(By.ID, "versions").text
     screenshot(browser, "publish_manual_public")
+    browser.find_element(By.CSS_SELECTOR, 'a[href="/public/items/7/policy"]').click()
+    wait_text(browser, "h1", "政策解读")
+    assert "12320" in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "public_policy")
+    browser.get(web.url + "/public")
+    wait_text(browser, "#items", "特种设备综合监管")
+    screenshot(browser, "public_index")
 
 
 def test_office_publishes_a_typical_case_from_a_resolved_alert_masked(shared):
