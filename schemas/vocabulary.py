@@ -64,6 +64,7 @@ __all__ = [
     "DONE_STATUSES",
     "FEEDBACK_ZH",
     "INSPECTION_OUTCOME_ZH",
+    "ORDER_STATUS_ZH",
     "LEVELS",
     "LEVELS_DESC",
     "NOTICE_KINDS",
@@ -225,6 +226,7 @@ FEEDBACK_ZH = _frozen(
         "reassign": "专班改派",
         "accepted": "已受理",
         "declined": "不予受理",
+        "rectified": "整改完成",
     }
 )
 # A receiving department's row on the alert page: its last answer, or released by the office's 改派.
@@ -246,6 +248,17 @@ TRANSITION_KIND_ZH = _frozen(
         "notify": "通知",
         "evidence": "证据",
         "transfer": "移送",
+        "order": "整改令",
+    }
+)
+# A rectification order's status (streams/engine/orders.py).
+ORDER_STATUS_ZH = _frozen(
+    {
+        "issued": "待整改",
+        "claimed": "已提交整改,待复查",
+        "reopened": "复查不合格,重新整改",
+        "escalated": "复查多次不合格,已上报专班",
+        "closed": "复查合格,已销号",
     }
 )
 DEADLINE_STAGE_ZH = _frozen({"ack": "签收", "dispose": "处置"})  # the two deadlines of an open alert

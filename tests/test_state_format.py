@@ -179,7 +179,7 @@ def test_old_state_without_newer_fields_starts_them_empty():
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        (b"RW\x02" + msgpack.packb({}), "format 2 is not known"),
+        (b"RW\x09" + msgpack.packb({}), "format 9 is not known"),
         (b"RW", "format -1"),
         (HEADER + b"\xc1", "malformed"),
         (HEADER + msgpack.packb([1, 2]), "not a dict"),

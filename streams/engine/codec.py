@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 
 MAGIC = b"RW"
-VERSION = 1
+VERSION = 2  # 2: EntityState.orders (rectification orders); version 1 states still read
 HEADER = MAGIC + bytes([VERSION])
 pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 unpack = partial(msgpack.unpackb, raw=False, use_list=True, strict_map_key=True)

@@ -1,6 +1,7 @@
 """Disposal feedback from the workbench: a department's answer (签收, 处置中, 办结, 非本部门 …),
 a case transfer's receiver answering (受理 / 不予受理), or the office making another department
-lead (专班研判改派: the alert's on-site check moves with it). Refused feedback is a dead letter.
+lead (专班研判改派: the alert's on-site check moves with it), or a rectification order's 整改完成
+(``rectified``, the order id in ``alert_id``). Refused feedback is a dead letter.
 
 >>> from datetime import datetime, timezone
 >>> from riskwatch.domain.county import load_county
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from schemas.events import DisposalFeedback
 from schemas.privacy import mask_pii
-from streams.engine import plans, texts
+from streams.engine import orders, plans, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome
@@ -25,6 +26,20 @@ from streams.engine.state import EntityState
 
 
 def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
+    if ev.status == "rectified":  # 整改完成 of a rectification order: alert_id carries the order id
+        out.rejected = orders.claim(
+            cx,
+            st,
+            out,
+            ev.entity_id,
+            ev.alert_id,
+            ev.department,
+            " ".join(x for x in (ev.comment, ev.result) if x),
+            ev.attachment_sha256,
+            ev.user,
+            ev.occurred_at.timestamp(),
+        )
+        return
     oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
     if oa is None:
         out.rejected = texts.unknown_alert(ev.alert_id, ev.entity_id)
