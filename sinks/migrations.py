@@ -417,6 +417,38 @@ COMMENT 'The device registry (设备台账) from events.device: read with FINAL;
 """,
 )
 
+V14_RECTIFICATION_ORDERS = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.rectification_orders
+(
+    order_id String,
+    version UInt32 COMMENT 'Steps so far (the order''s audit chain seq): the latest version wins',
+    entity_id String,
+    entity_name String,
+    township LowCardinality(String),
+    alert_id String COMMENT 'The alert whose outcome ordered it; empty for an inspection''s own order',
+    source String COMMENT 'The inspection or alert id it came from',
+    department LowCardinality(String) COMMENT 'Responsible (lead) department: does the 复查',
+    item_id UInt16,
+    status LowCardinality(String) COMMENT 'issued, claimed, reopened, escalated or closed',
+    reason String,
+    actions Array(String) COMMENT 'Required actions: code|severity|action per finding',
+    item_due Array({TZ}) COMMENT 'Deadline per finding (from its severity, rectification.yaml)',
+    issued_at {TZ},
+    deadline {TZ} COMMENT 'Current deadline (a failed 复查 sets a new one)',
+    claimed_at Nullable({TZ}) COMMENT '整改完成 reported by the department',
+    evidence_sha256 String COMMENT 'Attachment of the claim (content-addressed store of the workbench)',
+    failed_rechecks UInt8,
+    reminders UInt16 COMMENT '督促 and escalations sent at the deadline',
+    chain_hash String COMMENT 'Hash of the order''s last alert_history row (alert_id = order_id)',
+    updated_at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY order_id
+COMMENT 'Rectification orders (整改令) and their 复查: read with FINAL; history in alert_history (alert_id = order_id)'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -430,6 +462,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "alert revisions carry their audit chain head (chain_seq, chain_hash)", V6_CHAIN_HEADS),
     Migration(7, "dead letters name their source (from the transport)", V7_DEAD_LETTER_SOURCE),
     Migration(8, "the device registry (devices)", V8_DEVICES),
+    Migration(14, "rectification orders (整改令) and their 复查", V14_RECTIFICATION_ORDERS),
 )
 
 _SCHEMA_MIGRATIONS = f"""

@@ -129,6 +129,29 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "prev_hash",
         "hash",
     ),
+    "rectification_orders": (
+        "order_id",
+        "version",
+        "entity_id",
+        "entity_name",
+        "township",
+        "alert_id",
+        "source",
+        "department",
+        "item_id",
+        "status",
+        "reason",
+        "actions",
+        "item_due",
+        "issued_at",
+        "deadline",
+        "claimed_at",
+        "evidence_sha256",
+        "failed_rechecks",
+        "reminders",
+        "chain_hash",
+        "updated_at",
+    ),
     "evidence": (
         "alert_id",
         "version",
@@ -385,6 +408,11 @@ def evidence_row(d: dict) -> tuple:
         canonical(d["header"]).decode(),
         list(d["items"]),
     )
+
+
+def order_row(d: dict) -> tuple:
+    """The ``rectification_orders`` row of an order's step (``streams.engine.orders.order_row`` dict)."""
+    return tuple(d[c] for c in COLUMNS["rectification_orders"])
 
 
 def anchor_row(a: dict) -> tuple:

@@ -154,7 +154,7 @@ def open_order(
         item_id=item_id,
         reason=mask_pii(reason),
         items=its,
-        status="issued",
+        status="",  # _step sets it: the first history row goes "" → issued
         issued_at=at,
         deadline=deadline,
         remind_due=deadline,
