@@ -261,6 +261,9 @@ async def alert_page(
     can_reassign = user.role == "taskforce" and a["status"] in OPEN
     can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
+    from web.routes.tasks import orders_of  # tasks imports this module
+
+    orders = await orders_of(request, "alert_id = %(a)s", a=alert_id)  # 整改令 its outcome ordered
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
         transfer["due"] = when(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
@@ -273,6 +276,7 @@ async def alert_page(
         transfer=transfer,
         can_answer_transfer=can_answer_transfer,
         bundles=bundles,
+        orders=orders,
         can_reassign=can_reassign,
         departments=c.catalog.departments,
         explanation=await explanation(request, a),
@@ -446,6 +450,11 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     refusal: PageError | None = None
     for alert_id in alerts:
         try:
+            if alert_id.startswith("RO-"):  # a 整改完成 attachment: whoever may see the order
+                from web.routes.tasks import load_order
+
+                await load_order(request, user, alert_id)
+                break
             await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
             break
         except PageError as e:

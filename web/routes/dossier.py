@@ -1,5 +1,5 @@
 """一企一档: an entity's registry data, items, credit tier, risk score over time, alerts,
-inspections, complaints (masked) and spot checks."""
+inspections, rectification orders (整改令 and their 复查), complaints (masked) and spot checks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from web.data import ts
 from web.deps import PageError, ctx, render, require_user
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
+from web.routes.tasks import orders_of
 from web.svg import line_chart
 from web.users import User
 
@@ -84,6 +85,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         else None
     )
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
+    orders = await orders_of(request, "entity_id = %(e)s", e=entity_id)  # 整改令, open ones first
     request.state.nav_counts = await nav_counts(request, user)
     return render(
         request,
@@ -97,6 +99,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         inspections=inspections,
         complaints=complaints,
         spot=spot,
+        orders=orders,
         items=items,
         kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
     )
