@@ -54,7 +54,7 @@ from riskwatch.settings import DATA_DIR
 from schemas.audit import chain_hash, chain_row
 from schemas.events import InspectionTask, TaskSource
 from schemas.privacy import mask_pii
-from schemas.vocabulary import ORDER_STATUS_ZH
+from schemas.vocabulary import ORDER_STATUS_ZH, SEVERITY_ZH
 from streams.engine import plans
 from streams.engine.context import Context
 from streams.engine.outcome import Notice, Outcome
@@ -160,7 +160,7 @@ def open_order(
         remind_due=deadline,
     )
     st.orders[oid] = o
-    names = ";".join(f"{i.code}({i.severity}) 限{dt(i.due).date()}" for i in its)
+    names = ";".join(f"{i.code}({SEVERITY_ZH.get(i.severity, i.severity)}) 限{dt(i.due).date()}" for i in its)
     _step(st, out, entity_id, o, at, "issued", "system", f"{o.reason} | {names}")
     return o
 
@@ -229,6 +229,8 @@ def recheck(
     p = policy()
     o.failed += 1
     o.deadline = o.remind_due = at + p.reopen_days * DAY
+    for i in o.items:  # every finding is due again by the new deadline
+        i.due = o.deadline
     o.reminders = 0
     to = "escalated" if o.failed >= p.escalate_after_failures else "reopened"
     _step(

@@ -291,7 +291,7 @@ class EntityState:
         self._dirty.clear()
         if len(blobs) != len(sensors):
             self._blobs = blobs = {k: blobs[k] for k in sensors}
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "township": self.township,
@@ -317,8 +317,10 @@ class EntityState:
             "videos": self.videos,
             "licensed": self.licensed,
             "unanchored": self.unanchored,
-            "orders": {k: o.to_data() for k, o in self.orders.items()} if self.orders else {},
         }
+        if self.orders:  # no key without orders: states that never had one stay byte for byte as they were
+            d["orders"] = {k: o.to_data() for k, o in self.orders.items()}
+        return d
 
     @classmethod
     def from_data(cls, d: dict[str, Any]) -> EntityState:

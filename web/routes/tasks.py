@@ -323,7 +323,7 @@ async def recheck(request: Request, order_id: str, user: User = Depends(require_
     )
 
 
-async def _produce(c, user: User, o: dict, what: str, model: type, **fields) -> RedirectResponse:
+async def _produce(c, who: User, o: dict, what: str, model: type, **fields) -> RedirectResponse:
     try:
         ev = c.producer.build(model, entity_id=o["entity_id"], **fields)
     except ValidationError as e:
@@ -334,8 +334,8 @@ async def _produce(c, user: User, o: dict, what: str, model: type, **fields) -> 
             + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
             + "。本次操作未提交。",
         ) from None
-    await c.producer.send(ev, user.actor, user.dept)
-    c.records.submitted(user.username, o["order_id"], ev.event_id)
+    await c.producer.send(ev, who.actor, who.dept)
+    c.records.submitted(who.username, o["order_id"], ev.event_id)
     if fields.get("attachment_sha256"):
-        c.records.attached(fields["attachment_sha256"], o["order_id"], user.username)
+        c.records.attached(fields["attachment_sha256"], o["order_id"], who.username)
     return RedirectResponse(f"/orders/{o['order_id']}?wait={ev.event_id}&seq={o['version']}", status_code=303)

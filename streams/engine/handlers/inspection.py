@@ -27,13 +27,9 @@ from streams.engine.state import EntityState
 
 
 def handle(cx: Context, desk: Desk, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
-    # the visit happened: the pending tasks of its departments for this entity are done
-    done = set(ev.departments)
-    st.tasks = {k: t for k, t in st.tasks.items() if t.department not in done}
-    learn(cx, ev, st, out)
     t = ev.occurred_at.timestamp()
     if ev.order_id:  # a 复查: refused (a dead letter) when the order is unknown or not the sender's
-        why = orders.recheck(
+        out.rejected = orders.recheck(
             cx,
             st,
             out,
@@ -44,10 +40,15 @@ def handle(cx: Context, desk: Desk, ev: InspectionResult, st: EntityState, out: 
             inspection_id=ev.inspection_id,
             at=t,
         )
-        if why:
-            out.rejected = why
+        if out.rejected:
             return
-    elif ev.violations and ev.outcome in ("pass_with_conditions", "fail"):
+    # the visit happened: the pending tasks of its departments for this entity are done
+    done = set(ev.departments)
+    st.tasks = {k: task for k, task in st.tasks.items() if task.department not in done}
+    learn(cx, ev, st, out)
+    if ev.order_id:
+        return  # a 复查 is the order's step only: its failure escalates the order, it raises no alert of its own
+    if ev.violations and ev.outcome in ("pass_with_conditions", "fail"):
         orders.open_order(
             cx,
             st,
