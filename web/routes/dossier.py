@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from schemas.privacy import mask_pii
 from web.data import ts
 from web.deps import PageError, ctx, render, require_user
+from web.orders import orders_of
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
-from web.routes.tasks import orders_of
 from web.svg import line_chart
 from web.users import User
 
