@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,6 +37,56 @@ class _Rule(BaseModel):
 
 class CodeRule(_Rule):
     pass
+
+
+RatingName = Literal["rated_pressure_mpa", "rated_temp_c", "rated_load_kg", "set_point_max_c"]
+
+
+class Rated(Protocol):
+    """What a limit relative to a rating needs of a device (``streams.engine.state.Device``)."""
+
+    def rating(self, name: str) -> float | None: ...
+
+
+class RatingLimit(BaseModel):
+    """A limit relative to the device's own rating: above ``rating × factor`` (``ratio``) or
+    ``rating + offset`` (``offset``, for set points) the reading breaches at that level (the highest
+    level breached wins). A device registered without the rating takes ``default_rating`` (the
+    county default, as data); without one either, the rule's absolute ``min``/``max`` apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    relative_to: RatingName = Field(description="The device's rating (a DeviceEvent field)")
+    name: str = Field(min_length=1, description="The rating as the explanation names it, e.g. 额定工作压力")
+    quantity: str = Field(min_length=1, description="What is measured, e.g. 锅炉压力")
+    unit: str = Field("", description="Unit shown with values, e.g. MPa, ℃")
+    mode: Literal["ratio", "offset"] = "ratio"
+    levels: dict[LevelName, float] = Field(min_length=1, description="level -> factor (ratio) or offset")
+    default_rating: float | None = Field(None, description="County default for a device without the rating")
+
+    def limits(self, rating: float) -> list[tuple[float, LevelName]]:
+        """(threshold, level), the highest threshold first."""
+        ratio = self.mode == "ratio"
+        out = [(rating * f if ratio else rating + f, lv) for lv, f in self.levels.items()]
+        return sorted(out, reverse=True)
+
+    def note(self, value: float, used: float, limit: float, rating: float | None) -> str:
+        """The explanation of a breach: the value, the rating it is judged against, and where the
+        rating came from when the device has none."""
+        u = self.unit
+        text = f"{self.quantity}{_num(value)}{u},超过{self.name}{_num(used)}{u}"
+        if self.mode == "ratio" and limit != used:
+            text += f"的{limit / used:.0%}"
+        elif self.mode == "offset" and limit != used:
+            text += f"{limit - used:+g}{u}"
+        if rating is None:
+            text += f"(未登记{self.name},按县默认{_num(used)}{u})"
+        return text
+
+
+def _num(x: float) -> str:
+    """A reading or rating as people write it: 1.05, 1.0, 194.0 (at least one decimal)."""
+    s = f"{x:.6g}"
+    return s if "." in s or "e" in s else s + ".0"
 
 
 class SensorRule(BaseModel):
@@ -55,10 +105,13 @@ class SensorRule(BaseModel):
     max: float | None = None
     level: LevelName | None = None
     codes: dict[str, CodeRule] = Field(default_factory=dict)
+    rating: RatingLimit | None = Field(None, description="A limit relative to the device's rating")
 
     @model_validator(mode="after")
     def _shape(self) -> SensorRule:
         if self.codes:
+            return self
+        if self.level is None and self.rating is not None and self.min is None and self.max is None:
             return self
         if self.level is None or (self.min is None and self.max is None):
             raise ValueError("a sensor rule needs `level` and `min` and/or `max`, or `codes`")
@@ -141,7 +194,25 @@ class RuleSet(BaseModel):
         return self.evidence.get(channel) or self.evidence.get("default") or _DEFAULT_WINDOW
 
     # --- evaluation --------------------------------------------------------------------------
-    def on_sensor(self, channel: str, value: float, baseline: float | None = None) -> Hit | None:
+    def on_sensor(
+        self, channel: str, value: float, baseline: float | None = None, device: Rated | None = None
+    ) -> Hit | None:
+        """The rule ``channel``'s reading ``value`` breaks, if any. ``device``: the registered device,
+        whose rating a relative limit uses (else the rule's county default); the hit's ``note``
+        names the rating used.
+
+        >>> from types import SimpleNamespace
+        >>> rules = load_rules(Path(__file__).parents[1] / "riskwatch/data/rules.yaml")
+        >>> rated = lambda v: SimpleNamespace(rating=lambda name: v)
+        >>> rules.on_sensor("boiler_pressure", 1.5, device=rated(1.6)) is None
+        True
+        >>> h = rules.on_sensor("boiler_pressure", 1.05, device=rated(1.0)); h.level, h.note
+        ('red', '锅炉压力1.05MPa,超过额定工作压力1.0MPa')
+        >>> rules.on_sensor("boiler_pressure", 1.3).note
+        '锅炉压力1.3MPa,超过额定工作压力1.25MPa(未登记额定工作压力,按县默认1.25MPa)'
+        >>> h = rules.on_sensor("boiler_pressure", 1.2); h.level, h.note
+        ('orange', '锅炉压力1.2MPa,超过额定工作压力1.25MPa的95%(未登记额定工作压力,按县默认1.25MPa)')
+        """
         r = self.sensor.get(channel)
         if r is None:
             return None
@@ -149,10 +220,28 @@ class RuleSet(BaseModel):
         if r.codes:
             code = r.codes.get(str(int(value))) if value == value and abs(value) < 1e9 else None
             return Hit(rule, code.level, code.title, value) if code else None
+        judged = False  # the rated limit replaced the absolute `max`
+        rl = r.rating
+        if rl is not None:
+            rating = device.rating(rl.relative_to) if device is not None else None
+            used = rating if rating is not None else rl.default_rating
+            if used is not None:
+                judged = True
+                for limit, lv in rl.limits(used):
+                    if value > limit:
+                        return Hit(
+                            rule,
+                            lv,
+                            r.title,
+                            value,
+                            r.confirm,
+                            r.within_minutes * 60,
+                            rl.note(value, used, limit, rating),
+                        )
         level = r.level
-        if level is None:  # not reached: SensorRule requires a level when it has no codes
+        if level is None:  # a rule with only a rated limit, none applicable; or codes (handled above)
             return None
-        if (r.max is not None and value > r.max) or (r.min is not None and value < r.min):
+        if (not judged and r.max is not None and value > r.max) or (r.min is not None and value < r.min):
             return Hit(rule, level, r.title, value, r.confirm, r.within_minutes * 60)
         if r.max_rise is not None and baseline is not None and value - baseline > r.max_rise:
             return Hit(rule, level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
@@ -192,6 +281,7 @@ class Hit:
     value: float
     confirm: int = 1  # hits needed (of this rule, same device/camera class) ...
     within_s: float = 0.0  # ... within this many seconds, before a case opens
+    note: str = ""  # what the limit was (a relative limit names the rating it used)
 
 
 def load_rules(path: Path | str) -> RuleSet:

@@ -39,7 +39,18 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from schemas.vocabulary import DONE_STATUSES, LEVELS_DESC, REPORT_PERIOD_ZH, AlertStatus, Level, zh
+from schemas.vocabulary import (
+    DONE_STATUSES,
+    FALSE_ALARM_REASON_ZH,
+    LEVELS_DESC,
+    MEASURE_ZH,
+    REPORT_PERIOD_ZH,
+    VERDICT_ZH,
+    AlertStatus,
+    Level,
+    zh,
+)
+from sinks.precision import table as precision_table
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +140,24 @@ def fetch_alerts(
     return out
 
 
+def outcomes_sql(start: datetime, end: datetime, database: str = "riskwatch") -> str:
+    """The latest disposal outcome of each alert first seen in ``[start, end)`` (events_feedback, migration 13)."""
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"bad database name {database!r}")
+    return (  # the filter in a subquery: argMax(...) AS verdict would shadow the column in WHERE
+        "SELECT alert_id, argMax(verdict, occurred_at) AS verdict, argMax(false_reason, occurred_at) AS reason, "
+        "argMax(measures, occurred_at) AS measures, argMax(fine_yuan, occurred_at) AS fine_yuan "
+        f"FROM (SELECT * FROM {database}.events_feedback FINAL WHERE status = 'disposed' "
+        f"AND verdict NOT IN ('', 'unknown') AND alert_id IN (SELECT alert_id FROM {database}.alerts FINAL "
+        f"WHERE first_seen >= {_ts(start)} AND first_seen < {_ts(end)})) GROUP BY alert_id"
+    )
+
+
+def fetch_outcomes(query: QueryFn, start: datetime, end: datetime, database: str = "riskwatch") -> dict[str, dict]:
+    cols, rows = query(outcomes_sql(start, end, database))
+    return {r["alert_id"]: r for r in (dict(zip(cols, x, strict=True)) for x in rows)}
+
+
 # --- the numbers -----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -161,6 +190,7 @@ class Bulletin:
     notable: list[dict]
     notable_total: int
     dept_names: dict[str, str]
+    outcomes: dict[str, dict] = field(default_factory=dict)  # alert_id -> its latest disposal outcome
 
     @property
     def title(self) -> str:
@@ -432,6 +462,55 @@ def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
     }  # fmt: skip
 
 
+def outcome_tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """七、处置结果与预警准确率: the outcomes of the period's alerts and precision per detector (sinks/precision.py)."""
+    rows = [
+        {
+            **a,
+            "dept": a["lead_department"],
+            **{k: (b.outcomes.get(a["alert_id"]) or {}).get(k, "") for k in ("verdict", "reason")},
+        }
+        for a in b.alerts
+        if a["status"] != "pending"
+    ]
+    verdicts = Counter(str(r["verdict"] or "unknown") for r in rows)
+    measures = Counter(m for o in b.outcomes.values() for m in (o.get("measures") or []))
+    fines = sum(float(o.get("fine_yuan") or 0) for o in b.outcomes.values())
+    reasons = Counter(str(o.get("reason")) for o in b.outcomes.values() if o.get("verdict") == "false_alarm")
+    summary = [
+        [VERDICT_ZH[v], str(verdicts.get(v, 0))] for v in ("confirmed", "not_confirmed", "false_alarm", "unknown")
+    ]
+    summary += [
+        [MEASURE_ZH[m], str(measures[m]) + (f"（合计 {fines:g} 元）" if m == "fine" and fines else "")]
+        for m in MEASURE_ZH
+        if measures.get(m)
+    ]
+    summary += [[f"误报原因：{FALSE_ALARM_REASON_ZH.get(k, k)}", str(n)] for k, n in reasons.most_common()]
+    prec = []
+    for g in precision_table(rows, "detector"):
+        lo, hi = g.interval
+        prec.append(
+            [
+                g.key,
+                str(g.alerts),
+                str(g.confirmed),
+                str(g.not_confirmed),
+                str(g.false),
+                str(g.unknown),
+                fmt_rate(g.precision),
+                f"{lo * 100:.0f}%–{hi * 100:.0f}%" if g.labelled else "—",
+            ]
+        )
+    head = [
+        "监测模型/规则",
+        "预警",
+        *(VERDICT_ZH[v] for v in ("confirmed", "not_confirmed", "false_alarm", "unknown")),
+        "准确率",
+        "95%区间",
+    ]
+    return {"outcomes": (["核查结果 / 措施", "条数"], summary), "precision": (head, prec)}  # fmt: skip
+
+
 def summary_text(b: Bulletin) -> str:
     t = b.total
     lv = "、".join(f"{x.zh}{t.levels.get(x, 0)}条" for x in LEVELS)
@@ -522,6 +601,11 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 <h2>六、典型案例（红色、橙色预警）</h2>
 {"".join(cases) or '<p class="muted">本期无红色、橙色预警。</p>'}
 {more}
+<h2>七、处置结果与预警准确率</h2>
+<p class="muted">按部门“已处置”时填写的核查结果统计；准确率 = 属实 ÷（属实 + 不属实 + 误报），
+区间为 Wilson 95% 置信区间。</p>
+{_html_table(*outcome_tables(b)["outcomes"])}
+<div id="precision">{_html_table(*outcome_tables(b)["precision"])}</div>
 <p class="muted">{SOURCE_NOTE}{b.as_of:%Y-%m-%d %H:%M}。</p>
 </body></html>
 """
@@ -624,6 +708,8 @@ def render_pdf(
         story.append(Spacer(1, 4))
     if b.notable_total > len(b.notable):
         story.append(P(f"另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。", muted))
+    ot = outcome_tables(b)
+    story += [P("七、处置结果与预警准确率", h2), table(*ot["outcomes"]), Spacer(1, 4), table(*ot["precision"])]
     story.append(Spacer(1, 8))
     story.append(
         P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted)
@@ -687,10 +773,12 @@ def generate(
         query = writer.query
     try:
         alerts = fetch_alerts(query, start, end, dept, settings.clickhouse_database)
+        outcomes = fetch_outcomes(query, start, end, settings.clickhouse_database)
     finally:
         if writer is not None:
             writer.close(timeout=10)
     b = summarize(alerts, period, start, end, dept=dept, catalog=catalog, as_of=as_of)
+    b.outcomes = outcomes
     font_path = find_cjk_font(font)
     if font_path is None:
         log.warning(

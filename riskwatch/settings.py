@@ -301,6 +301,31 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- HTTP ingest gateway (riskwatch gateway; docs/sources.md) --------------------------------
+    gateway_host: str = Field("127.0.0.1", description="Ingest gateway (riskwatch gateway) bind address")
+    gateway_port: int = Field(8090, ge=1, le=65535, description="Ingest gateway HTTP port")
+    gateway_dir: Path = Field(
+        Path("var/gateway"), description="Source keys (SHA-256 hashes) and nonces (SQLite), the gateway's pid and log"
+    )
+    gateway_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body of POST /v1/{kind} (413 beyond, before parsing)"
+    )
+    gateway_signature_window_seconds: int = Field(
+        300,
+        ge=10,
+        description="A signed request's X-Timestamp may be this far from now; its nonce is remembered twice as long",
+    )
+    gateway_max_age_hours: float = Field(
+        72.0, gt=0, description="Events older than this are refused by the gateway (late data goes through imports)"
+    )
+    gateway_kafka_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long the gateway waits for Kafka's acknowledgement before answering 503"
+    )
+    gateway_snapshot_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="Largest video snapshot the gateway fetches as evidence"
+    )
+    gateway_snapshot_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one snapshot fetch")
+
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")
 

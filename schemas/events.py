@@ -303,8 +303,63 @@ class ComplaintCategory(StrEnum):
     other = "other"
 
 
+# --- Entity matching (edge/matching.py) -----------------------------------------------------------
+class MatchMethod(StrEnum):
+    credit_code = "credit_code"  # 统一社会信用代码, exact (check digit valid)
+    licence = "licence"  # licence number, exact
+    name_address = "name_address"  # fuzzy name + address (+ township) against the registry
+    alias = "alias"  # a name + address the office resolved before (match_aliases)
+    office = "office"  # chosen by the task-force office in the workbench
+    township = "township"  # names no business, only a township: the township's pseudo-entity
+
+
+class Match(BaseModel):
+    """How an imported or posted event found its ``entity_id``, and how sure that is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: MatchMethod
+    confidence: float = Field(ge=0.0, le=1.0, description="1.0 for exact identifiers and office choices")
+
+
+class MatchCandidate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    entity_id: str
+    name: str = ""
+    address: str = ""
+    township: str = ""
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class MatchQueueItem(BaseModel):
+    """An event whose entity could not be matched with confidence (``events.unmatched``, keyed by
+    ``queue_id``), and later its resolution by the office (same ``queue_id``, ``status=resolved``,
+    higher ``version``). ``event`` is the original event's JSON without ``entity_id``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topic: ClassVar[str] = "events.unmatched"
+    schema_version: Literal[1] = 1
+    queue_id: Id = Field(description="The original event's event_id")
+    version: int = Field(ge=0, description="Epoch milliseconds of this record: the latest wins")
+    status: Literal["pending", "resolved"] = "pending"
+    event_topic: str = Field(description="Topic of the original event, e.g. events.complaint")
+    event: str = Field(max_length=20000, description="The original event as JSON, without entity_id")
+    name: str = Field("", max_length=200)
+    address: str = Field("", max_length=300)
+    township: str = Field("", max_length=50)
+    credit_code: str = Field("", max_length=32)
+    licence: str = Field("", max_length=64)
+    alias_key: str = Field("", max_length=600, description="Normalised name|address remembered on resolution")
+    candidates: list[MatchCandidate] = Field(default_factory=list, max_length=10)
+    reason: str = Field("", max_length=500)
+    source: ShortText = ""
+    resolved_entity_id: str = ""
+    resolved_by: str = ""
+    at: datetime
+
+
 class Complaint(Event):
-    """A citizen's complaint; ``entity_id`` is ``unknown`` when the complainant could not name one."""
+    """A citizen's complaint. Its ``entity_id`` is the matched entity (``match`` says how), or the
+    township's pseudo-entity ``township:<slug>`` when it names only a township (edge/matching.py)."""
 
     topic: ClassVar[str] = "events.complaint"
     channel: ComplaintChannel
@@ -312,6 +367,7 @@ class Complaint(Event):
     text: str = Field("", max_length=2000, description="Free text; phone and ID numbers are masked before storage")
     township: str = Field("", max_length=50)
     location: str = Field("", max_length=300)
+    match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
 
 # --- Inspections ----------------------------------------------------------------------------------
@@ -355,6 +411,7 @@ class InspectionResult(Event):
         max_length=64,
         description="A 复查 (re-inspection) of this rectification order (RO-…): pass closes it, otherwise it re-opens",
     )
+    match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
     @field_validator("departments")
     @classmethod
@@ -394,6 +451,62 @@ class FeedbackStatus(StrEnum):
     rectified = "rectified"
 
 
+class Verdict(StrEnum):
+    """What the on-site check found (核查结果), given with 已处置."""
+
+    confirmed = "confirmed"  # 属实
+    not_confirmed = "not_confirmed"  # 不属实: the risk was not found on site
+    false_alarm = "false_alarm"  # 误报: the alert itself was wrong (reason code required)
+
+
+class Measure(StrEnum):
+    """A measure taken on a confirmed alert (处置措施)."""
+
+    rectify = "rectify"  # 责令整改 (the order's items and deadlines: the 整改 order)
+    case = "case"  # 立案 (case_number)
+    fine = "fine"  # 罚款 (fine_yuan)
+    suspend = "suspend"  # 停业整顿
+    transfer = "transfer"  # 移送 (transfer_to)
+
+
+class DisposalOutcome(BaseModel):
+    """The outcome of a disposal: the verdict and, when confirmed, the measures taken.
+
+    A false alarm names a reason code of ``riskwatch/data/false_alarm_reasons.yaml`` (checked by the
+    pipeline, which refuses an unknown code to the dead letters)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    verdict: Verdict
+    measures: list[Measure] = Field(default_factory=list, max_length=5, description="verdict=confirmed: measures")
+    rectify_note: str = Field("", max_length=500, description="measure rectify: what the entity must fix (note)")
+    case_number: str = Field("", max_length=64, description="measure case: the case number (立案号)")
+    fine_yuan: float | None = Field(None, gt=0, le=1e9, description="measure fine: the amount in yuan")
+    transfer_to: str = Field("", max_length=100, description="measure transfer: to whom (移送对象)")
+    reason: str = Field(
+        "", pattern=r"^([a-z][a-z0-9_]{0,39})?$", description="verdict=false_alarm: reason code (false_alarm_reasons)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DisposalOutcome:
+        m = set(self.measures)
+        if len(m) != len(self.measures):
+            raise ValueError("measures: each measure once")
+        if self.verdict != Verdict.confirmed and m:
+            raise ValueError(f"measures are only for verdict=confirmed (got verdict={self.verdict})")
+        if (self.verdict == Verdict.false_alarm) != bool(self.reason):
+            raise ValueError("verdict=false_alarm needs a reason code, and only it has one")
+        for code, value, name in (
+            (Measure.case, self.case_number, "case_number"),
+            (Measure.fine, self.fine_yuan, "fine_yuan"),
+            (Measure.transfer, self.transfer_to, "transfer_to"),
+        ):
+            if (code in m) != bool(value):
+                raise ValueError(f"measure {code.value} needs {name}, and {name} needs measure {code.value}")
+        if self.rectify_note and Measure.rectify not in m:
+            raise ValueError("rectify_note needs measure rectify")
+        return self
+
+
 class DisposalFeedback(Event):
     """A department's feedback on an alert it received (督促反馈), or the task-force office's
     decision who handles it (``status=reassign`` with ``assign_to`` and the reason in ``comment``)."""
@@ -420,6 +533,11 @@ class DisposalFeedback(Event):
         max_length=20,
         description="status=reassign: department codes the task-force office makes responsible",
     )
+    outcome: DisposalOutcome | None = Field(
+        None,
+        description="status=disposed: the verdict and measures (required by the workbench and the simulated "
+        "departments; a disposed message without one is accepted as outcome unknown in this release)",
+    )
 
     _dept = field_validator("department")(_catalog_code("department"))
 
@@ -438,6 +556,8 @@ class DisposalFeedback(Event):
                 raise ValueError("status=reassign needs the reason in comment")
         elif self.assign_to:
             raise ValueError(f"assign_to is only for status=reassign (got status={self.status})")
+        if self.outcome is not None and self.status != FeedbackStatus.disposed:
+            raise ValueError(f"outcome is only for status=disposed (got status={self.status})")
         return self
 
 
@@ -703,5 +823,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
         InspectionResult,
         DisposalFeedback,
         InspectionTask,
+        DeviceEvent,
     )
 }

@@ -62,7 +62,10 @@ __all__ = [
     "DEADLINE_STAGE_ZH",
     "DEPARTMENT_ANSWER_ZH",
     "DONE_STATUSES",
+    "FALSE_ALARM_REASON_ZH",
     "FEEDBACK_ZH",
+    "MEASURE_ZH",
+    "VERDICT_ZH",
     "INSPECTION_OUTCOME_ZH",
     "ORDER_STATUS_ZH",
     "LEVELS",
@@ -227,6 +230,19 @@ FEEDBACK_ZH = _frozen(
         "accepted": "已受理",
         "declined": "不予受理",
         "rectified": "整改完成",
+    }
+)
+# The outcome of a disposal (DisposalOutcome): the verdict, the measures, a false alarm's reason
+# (the reason codes the pipeline accepts are riskwatch/data/false_alarm_reasons.yaml; tests check both agree).
+VERDICT_ZH = _frozen({"confirmed": "属实", "not_confirmed": "不属实", "false_alarm": "误报", "unknown": "未反馈结果"})
+MEASURE_ZH = _frozen({"rectify": "责令整改", "case": "立案", "fine": "罚款", "suspend": "停业整顿", "transfer": "移送"})
+FALSE_ALARM_REASON_ZH = _frozen(
+    {
+        "sensor_fault": "设备故障",
+        "wrong_threshold": "阈值不当",
+        "duplicate": "重复预警",
+        "test_maintenance": "测试或维护",
+        "other": "其他",
     }
 )
 # A receiving department's row on the alert page: its last answer, or released by the office's 改派.

@@ -417,6 +417,73 @@ COMMENT 'The device registry (设备台账) from events.device: read with FINAL;
 """,
 )
 
+V11_MATCHING = (
+    """
+ALTER TABLE {db}.events_complaint
+    ADD COLUMN IF NOT EXISTS match_method LowCardinality(String) DEFAULT '' COMMENT 'How entity_id was found: credit_code | licence | name_address | alias | office | township; empty: given by the sender',
+    ADD COLUMN IF NOT EXISTS match_confidence Nullable(Float32) COMMENT 'Confidence of the match 0..1'
+""",
+    """
+ALTER TABLE {db}.events_inspection
+    ADD COLUMN IF NOT EXISTS match_method LowCardinality(String) DEFAULT '' COMMENT 'How entity_id was found (see events_complaint)',
+    ADD COLUMN IF NOT EXISTS match_confidence Nullable(Float32) COMMENT 'Confidence of the match 0..1'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.match_queue
+(
+    queue_id String COMMENT 'The queued event''s event_id',
+    version UInt64 COMMENT 'Epoch ms of the record: the resolution replaces the pending row',
+    status LowCardinality(String) COMMENT 'pending | resolved',
+    event_topic LowCardinality(String),
+    event String COMMENT 'The original event as JSON without entity_id (text masked)',
+    name String,
+    address String,
+    township LowCardinality(String),
+    credit_code String,
+    licence String,
+    alias_key String COMMENT 'Normalised name|address',
+    candidate_ids Array(String) COMMENT 'Candidates, parallel arrays, best first',
+    candidate_names Array(String),
+    candidate_addresses Array(String),
+    candidate_scores Array(Float32),
+    reason String,
+    source LowCardinality(String),
+    resolved_entity_id String,
+    resolved_by String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY queue_id
+COMMENT 'Events whose entity was not matched with confidence (events.unmatched), resolved by the office: read with FINAL'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.match_aliases
+(
+    alias_key String COMMENT 'Normalised name|address (edge/matching.py alias_key)',
+    entity_id String,
+    version UInt64 COMMENT 'Epoch ms of the office decision: the latest wins',
+    resolved_by String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY alias_key
+COMMENT 'Name+address the office resolved to an entity: the next identical one matches with method alias (FINAL)'
+""",
+)
+
+V13_OUTCOMES = (
+    """
+ALTER TABLE {db}.events_feedback
+    ADD COLUMN IF NOT EXISTS verdict LowCardinality(String) DEFAULT '' COMMENT 'status=disposed: confirmed | not_confirmed | false_alarm, unknown when the message had no outcome',
+    ADD COLUMN IF NOT EXISTS measures Array(LowCardinality(String)) DEFAULT [] COMMENT 'verdict=confirmed: rectify | case | fine | suspend | transfer',
+    ADD COLUMN IF NOT EXISTS rectify_note String DEFAULT '' COMMENT 'measure rectify: what the entity must fix (masked)',
+    ADD COLUMN IF NOT EXISTS case_number String DEFAULT '' COMMENT 'measure case: the case number',
+    ADD COLUMN IF NOT EXISTS fine_yuan Nullable(Float64) COMMENT 'measure fine: amount in yuan',
+    ADD COLUMN IF NOT EXISTS transfer_to String DEFAULT '' COMMENT 'measure transfer: to whom (masked)',
+    ADD COLUMN IF NOT EXISTS false_reason LowCardinality(String) DEFAULT '' COMMENT 'verdict=false_alarm: reason code (riskwatch/data/false_alarm_reasons.yaml)'
+""",
+)
+
 V14_RECTIFICATION_ORDERS = (
     f"""
 CREATE TABLE IF NOT EXISTS {{db}}.rectification_orders
@@ -462,6 +529,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "alert revisions carry their audit chain head (chain_seq, chain_hash)", V6_CHAIN_HEADS),
     Migration(7, "dead letters name their source (from the transport)", V7_DEAD_LETTER_SOURCE),
     Migration(8, "the device registry (devices)", V8_DEVICES),
+    Migration(11, "entity matching: match columns, match_queue, match_aliases", V11_MATCHING),
+    Migration(13, "disposal outcomes on events_feedback: verdict, measures, false-alarm reason", V13_OUTCOMES),
     Migration(14, "rectification orders (整改令) and their 复查", V14_RECTIFICATION_ORDERS),
 )
 

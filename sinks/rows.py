@@ -30,6 +30,7 @@ from schemas.events import (
     Complaint,
     Contribution,
     DeadLetter,
+    DeviceEvent,
     DisposalFeedback,
     EntityAction,
     EntityEvent,
@@ -37,6 +38,8 @@ from schemas.events import (
     InspectionPlan,
     InspectionResult,
     InspectionTask,
+    Match,
+    MatchQueueItem,
     SensorReading,
     VideoDetection,
 )
@@ -49,7 +52,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "events_registry": _BASE + ("action", "name", "kind", "township", "address", "licence", "lat", "lon"),
     "events_sensor": _BASE + ("device_id", "channel", "value", "unit"),
     "events_video": _BASE + ("camera_id", "cls", "confidence", "evidence_ref"),
-    "events_complaint": _BASE + ("channel", "category", "text", "township", "location"),
+    "events_complaint": _BASE
+    + ("channel", "category", "text", "township", "location", "match_method", "match_confidence"),
     "events_inspection": _BASE
     + (
         "inspection_id",
@@ -62,8 +66,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "violation_descriptions",
         "worst_severity",
         "outcome",
+        "match_method",
+        "match_confidence",
     ),
-    "events_feedback": _BASE + ("alert_id", "department", "status", "comment", "result"),
+    "events_feedback": _BASE
+    + (
+        "alert_id",
+        "department",
+        "status",
+        "comment",
+        "result",
+        "verdict",
+        "measures",
+        "rectify_note",
+        "case_number",
+        "fine_yuan",
+        "transfer_to",
+        "false_reason",
+    ),
     "events_task": _BASE + ("task_id", "department", "due", "item_id", "kind", "ref", "note"),
     "inspection_plans": (
         "inspection_id",
@@ -202,6 +222,50 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "last_event_id",
     ),  # fmt: skip
     "risk_scores": ("entity_id", "at", "score", "level", "item_id", "top_signals", "top_values"),
+    # the device registry (设备台账): one row per device event; read with FINAL (the latest version wins)
+    "devices": (
+        "device_id",
+        "entity_id",
+        "version",
+        "action",
+        "channels",
+        "unit",
+        "rated_pressure_mpa",
+        "rated_temp_c",
+        "rated_load_kg",
+        "set_point_min_c",
+        "set_point_max_c",
+        "medium",
+        "interval_s",
+        "installed_on",
+        "calibrated_on",
+        "owner",
+        "source",
+        "updated_at",
+    ),  # fmt: skip
+    "match_queue": (
+        "queue_id",
+        "version",
+        "status",
+        "event_topic",
+        "event",
+        "name",
+        "address",
+        "township",
+        "credit_code",
+        "licence",
+        "alias_key",
+        "candidate_ids",
+        "candidate_names",
+        "candidate_addresses",
+        "candidate_scores",
+        "reason",
+        "source",
+        "resolved_entity_id",
+        "resolved_by",
+        "at",
+    ),
+    "match_aliases": ("alias_key", "entity_id", "version", "resolved_by", "at"),
 }
 
 EVENT_TABLES: dict[type[Event], str] = {
@@ -212,6 +276,7 @@ EVENT_TABLES: dict[type[Event], str] = {
     InspectionResult: "events_inspection",
     DisposalFeedback: "events_feedback",
     InspectionTask: "events_task",
+    DeviceEvent: "devices",  # no event table: the registry's rows are its history (ReplacingMergeTree by version)
 }
 
 
@@ -241,29 +306,57 @@ def video_row(e: VideoDetection) -> tuple:
     return _base(e) + (e.camera_id, e.cls.value, e.confidence, e.evidence_ref)
 
 
+def _match(m: Match | None) -> tuple:
+    return (m.method.value, m.confidence) if m is not None else ("", None)
+
+
 def complaint_row(e: Complaint) -> tuple:
-    return _base(e) + (e.channel.value, e.category.value, mask_pii(e.text), e.township, mask_pii(e.location))
+    return (
+        _base(e)
+        + (e.channel.value, e.category.value, mask_pii(e.text), e.township, mask_pii(e.location))
+        + _match(e.match)
+    )
 
 
 def inspection_row(e: InspectionResult) -> tuple:
     v = e.violations
     worst = e.worst
-    return _base(e) + (
-        e.inspection_id,
-        e.item_id,
-        list(e.departments),
-        list(e.inspectors),
-        dict(e.checklist),
-        [x.code for x in v],
-        [x.severity.value for x in v],
-        [mask_pii(x.description) for x in v],
-        worst.value if worst else "",
-        e.outcome.value,
+    return (
+        _base(e)
+        + (
+            e.inspection_id,
+            e.item_id,
+            list(e.departments),
+            list(e.inspectors),
+            dict(e.checklist),
+            [x.code for x in v],
+            [x.severity.value for x in v],
+            [mask_pii(x.description) for x in v],
+            worst.value if worst else "",
+            e.outcome.value,
+        )
+        + _match(e.match)
     )
 
 
 def feedback_row(e: DisposalFeedback) -> tuple:
-    return _base(e) + (e.alert_id, e.department, e.status.value, mask_pii(e.comment), mask_pii(e.result))
+    o = e.outcome
+    # a disposed message without an outcome: verdict 'unknown' (accepted in this release); other statuses: ''
+    verdict = o.verdict.value if o is not None else ("unknown" if e.status.value == "disposed" else "")
+    return _base(e) + (
+        e.alert_id,
+        e.department,
+        e.status.value,
+        mask_pii(e.comment),
+        mask_pii(e.result),
+        verdict,
+        [m.value for m in o.measures] if o is not None else [],
+        mask_pii(o.rectify_note) if o is not None else "",
+        o.case_number if o is not None else "",
+        o.fine_yuan if o is not None else None,
+        mask_pii(o.transfer_to) if o is not None else "",
+        o.reason if o is not None else "",
+    )
 
 
 def task_row(e: InspectionTask) -> tuple:
@@ -287,6 +380,30 @@ def plan_row(p: InspectionPlan) -> tuple:
     )
 
 
+def device_row(e: DeviceEvent) -> tuple:
+    """The ``devices`` row of a device event; version = occurred_at in ms (a later event replaces it)."""
+    return (
+        e.device_id,
+        e.entity_id,
+        int(e.occurred_at.timestamp() * 1000),
+        e.action.value,
+        [c.value for c in e.channels],
+        e.unit,
+        e.rated_pressure_mpa,
+        e.rated_temp_c,
+        e.rated_load_kg,
+        e.set_point_min_c,
+        e.set_point_max_c,
+        e.medium,
+        e.interval_s,
+        e.installed_on,
+        e.calibrated_on,
+        e.owner,
+        e.source,
+        e.occurred_at,
+    )
+
+
 _EVENT_ROW: dict[type[Event], Callable[[Any], tuple[Any, ...]]] = {
     EntityEvent: registry_event_row,
     SensorReading: sensor_row,
@@ -295,6 +412,7 @@ _EVENT_ROW: dict[type[Event], Callable[[Any], tuple[Any, ...]]] = {
     InspectionResult: inspection_row,
     DisposalFeedback: feedback_row,
     InspectionTask: task_row,
+    DeviceEvent: device_row,
 }
 
 
@@ -450,6 +568,38 @@ def dead_letter_row(d: DeadLetter) -> tuple:
         [mask_pii(r) for _, r in bad],
         d.source,
     )
+
+
+def match_queue_row(q: MatchQueueItem) -> tuple:
+    """A queued (or resolved) event: its text masked like a complaint's, candidates as parallel arrays."""
+    c = q.candidates
+    return (
+        q.queue_id,
+        q.version,
+        q.status,
+        q.event_topic,
+        mask_pii(q.event),
+        q.name,
+        mask_pii(q.address),
+        q.township,
+        q.credit_code,
+        q.licence,
+        q.alias_key,
+        [x.entity_id for x in c],
+        [x.name for x in c],
+        [x.address for x in c],
+        [x.score for x in c],
+        mask_pii(q.reason),
+        q.source,
+        q.resolved_entity_id,
+        q.resolved_by,
+        q.at,
+    )
+
+
+def match_alias_row(q: MatchQueueItem) -> tuple:
+    """The remembered choice of a resolved queue item (``alias_key`` → entity)."""
+    return (q.alias_key, q.resolved_entity_id, q.version, q.resolved_by, q.at)
 
 
 def risk_score_row(

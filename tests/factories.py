@@ -42,6 +42,13 @@ def sensor(
     return _base(entity_id, at, device_id=device, channel=channel, value=value, unit="C")
 
 
+def device(
+    entity_id: str, device: str = "d1", channel: str = "boiler_pressure", at: datetime | None = None, **kw
+) -> dict:
+    """A device registration (events.device); ``kw``: its unit, ratings ... (DeviceEvent fields)."""
+    return _base(entity_id, at, action="registered", device_id=device, channels=[channel], **kw)
+
+
 def video(entity_id: str, cls: str = "rodent", confidence: float = 0.93, at: datetime | None = None) -> dict:
     return _base(entity_id, at, camera_id="cam1", cls=cls, confidence=confidence, evidence_ref="oss://clips/1.mp4")
 

@@ -44,6 +44,7 @@ TABLES = {
     "events_task", "inspection_plans", "evidence", "audit_anchors", "devices", "rectification_orders",
 }  # fmt: skip
 CTX = {"catalog": load_catalog()}
+TABLES |= {"match_queue", "match_aliases"}  # migration 11: entity matching (edge/matching.py)
 
 
 @pytest.fixture(scope="module")

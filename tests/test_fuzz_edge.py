@@ -36,6 +36,7 @@ VALID = {  # as produced: a department's events on its own topic (streams/engine
     "events.inspection.amr": lambda: F.inspection("E-fz"),
     "events.feedback.amr": lambda: F.feedback("E-fz", "abc", "amr"),
     "events.task.amr": lambda: F.task("E-fz"),
+    "events.device": lambda: F.device("E-fz", unit="MPa", rated_pressure_mpa=1.0),
 }
 TOPICS = sorted(VALID)
 assert {kind_of(t) for t in TOPICS} == set(EVENT_MODELS)

@@ -264,3 +264,11 @@ def test_peer_rates_on_their_changelog_are_data_and_old_pickles_migrate(tmp_path
         with pytest.raises(ValueError):
             PeerRates.loads(raw)
     assert not marker.exists()
+
+
+def test_a_format_1_state_reads_with_no_devices():
+    """Format 2 added the entity's devices: a state written as format 1 still reads, with none."""
+    raw = b"RW\x01" + msgpack.packb({"name": "x"})
+    st = EntityState.loads(raw)
+    assert st.name == "x" and st.devices == {}
+    assert st.dumps()[:3] == b"RW\x02"

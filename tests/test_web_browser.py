@@ -268,19 +268,19 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     big = b"%PDF-" + b"0" * (web.settings.workbench_max_upload_bytes + 1)
     r = amr.post(
         f"{url}?csrf_token={tok}",
-        data={"action": "disposed", "result": "x"},
+        data={"action": "disposed", "result": "x", "verdict": "not_confirmed"},
         files={"attachment": ("r.pdf", big, "application/pdf")},
     )
     assert r.status_code == 413 and "附件不能超过" in r.text
     r = amr.post(
         f"{url}?csrf_token={tok}",
-        data={"action": "disposed", "result": "x"},
+        data={"action": "disposed", "result": "x", "verdict": "not_confirmed"},
         files={"attachment": ("r.exe", b"MZ..", "application/pdf")},
     )
     assert r.status_code == 400 and "只接受" in r.text
     r = amr.post(
         f"{url}?csrf_token={tok}",
-        data={"action": "disposed", "result": "x"},
+        data={"action": "disposed", "result": "x", "verdict": "not_confirmed"},
         files={"attachment": ("r.pdf", b"MZ..", "application/pdf")},
     )
     assert r.status_code == 400  # a .pdf that is not a PDF
@@ -309,7 +309,7 @@ def test_department_acknowledges_alert_in_browser_and_non_receiver_is_refused(sh
     pdf = b"%PDF-1.4 disposal report"
     r = amr.post(
         f"{url}?csrf_token={tok}",
-        data={"action": "disposed", "result": "已整改,冷库温控恢复"},
+        data={"action": "disposed", "result": "已整改,冷库温控恢复", "verdict": "confirmed", "measures": "rectify"},
         files={"attachment": ("report.pdf", pdf, "application/pdf")},
     )
     assert r.status_code == 303

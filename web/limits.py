@@ -22,7 +22,7 @@ import re
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UPLOAD_PATH = re.compile(r"^/alerts/[^/]+/feedback$")
+UPLOAD_PATH = re.compile(r"^(/alerts/[^/]+/feedback|/taskforce/imports)$")  # attachments, import files
 FIELDS_ALLOWANCE = 64 * 1024  # the form fields sent with an attachment
 
 

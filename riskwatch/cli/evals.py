@@ -39,3 +39,14 @@ def simulated(seed: int = typer.Option(7, "--seed", help="Simulator seed")) -> N
     from riskwatch.tools.evals import simulated as sim_eval
 
     sim_eval.run_cli(seed)
+
+
+@app.command("feedback")
+def feedback(
+    seed: int = typer.Option(7, "--seed", help="Simulator seed"),
+    days: float = typer.Option(4.0, "--days", help="Simulated days (split into two halves)"),
+) -> None:
+    """误报 labels feed the online models: false alarms in the first and second half at equal recall, with a control."""
+    from riskwatch.tools.evals import feedback as fb_eval
+
+    fb_eval.run_cli(seed, days)

@@ -327,6 +327,11 @@ def _mount_optional() -> None:
 
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(audit_app, name="audit")
+    from riskwatch.cli.gateway import register as register_gateway  # gateway, sources
+
+    register_gateway(app)
+
+    app.add_typer(__import__("riskwatch.cli.imports", fromlist=["app"]).app, name="import")
     from riskwatch.cli.soak import soak
 
     app.command("soak")(soak)

@@ -67,6 +67,7 @@ from riskwatch.domain.routing import Router, load_routing
 from riskwatch.settings import DATA_DIR
 from schemas.events import (
     Complaint,
+    DeviceEvent,
     DisposalFeedback,
     EntityEvent,
     Event,
@@ -78,7 +79,7 @@ from schemas.events import (
 from streams.engine import orders
 from streams.engine.context import Clock, Context
 from streams.engine.desk import Desk
-from streams.engine.handlers import complaint, feedback, inspection, registry, sensor, task, video
+from streams.engine.handlers import complaint, device, feedback, inspection, registry, sensor, task, video
 from streams.engine.outcome import Notice, Outcome, RiskRecord
 from streams.engine.risk import fuse
 from streams.engine.state import RECENT_IDS, EntityState, Where
@@ -107,6 +108,7 @@ HANDLERS: dict[type[Event], Handler] = dict(
         _entry(InspectionResult, inspection.handle),
         _entry(DisposalFeedback, feedback.handle),
         _entry(InspectionTask, task.handle),
+        _entry(DeviceEvent, device.handle),
     ]
 )
 

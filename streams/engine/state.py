@@ -36,7 +36,8 @@ from riskwatch.domain.planning import InspectionTask
 from streams.engine.codec import (
     HEADER,
     MAGIC,
-    VERSION,
+    READS,
+    READS_TEXT,
     StateFormatError,
     checked,
     from_le_bytes,
@@ -193,6 +194,46 @@ class Order:
 
 
 @dataclass(slots=True)
+class Device:
+    """A registered device of the entity (设备台账, from ``events.device``): what its readings are
+    judged against — its unit (for readings that give none) and its ratings (``None``: the county
+    default of ``rules.yaml``)."""
+
+    device_id: str
+    channels: tuple[str, ...] = ()
+    unit: str = ""
+    rated_pressure_mpa: float | None = None
+    rated_temp_c: float | None = None
+    rated_load_kg: float | None = None
+    set_point_min_c: float | None = None
+    set_point_max_c: float | None = None
+    medium: str = ""
+    interval_s: int = 60
+    calibrated_on: str = ""  # ISO date or ""
+    owner: str = ""
+    registered_at: float = 0.0  # event time of its latest registry event
+
+    def rating(self, name: str) -> float | None:
+        """A rating by its ``DeviceEvent`` field name (``rated_pressure_mpa`` ...), None when not registered."""
+        v = getattr(self, name, None) if name in _RATINGS else None
+        return v if isinstance(v, float) else None
+
+    def to_data(self) -> list[Any]:
+        return [getattr(self, n) for n in _DEVICE_FIELDS]
+
+    @classmethod
+    def from_data(cls, d: Any) -> Device:
+        if type(d) is not list or len(d) > len(_DEVICE_FIELDS) or not d or type(d[0]) is not str:
+            raise ValueError("device: not a list of its fields")
+        dev = cls(*d)
+        dev.channels = tuple(checked(list(dev.channels), list))
+        return dev
+
+
+_RATINGS = frozenset(("rated_pressure_mpa", "rated_temp_c", "rated_load_kg", "set_point_min_c", "set_point_max_c"))
+
+
+@dataclass(slots=True)
 class EntityState:
     name: str = ""
     kind: str = ""
@@ -234,6 +275,8 @@ class EntityState:
     unanchored: dict[str, tuple[int, str]] = field(default_factory=dict)
     # rectification orders (整改令) until closed: order_id -> order (streams/engine/orders.py)
     orders: dict[str, Order] = field(default_factory=dict)
+    # registered devices (events.device): device_id -> Device; an entity holding any is never evicted
+    devices: dict[str, Device] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
@@ -317,6 +360,7 @@ class EntityState:
             "videos": self.videos,
             "licensed": self.licensed,
             "unanchored": self.unanchored,
+            "devices": {k: v.to_data() for k, v in self.devices.items()} if self.devices else {},
         }
         if self.orders:  # no key without orders: states that never had one stay byte for byte as they were
             d["orders"] = {k: o.to_data() for k, o in self.orders.items()}
@@ -366,6 +410,7 @@ class EntityState:
         st.videos = [tuple(v) for v in checked(g("videos", []), list)]
         st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in checked(g("unanchored", {}), dict).items()}
         st.orders = {k: Order.from_data(o) for k, o in checked(g("orders", {}), dict).items()}
+        st.devices = {k: Device.from_data(v) for k, v in checked(g("devices", {}), dict).items()}
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
@@ -389,15 +434,15 @@ class EntityState:
 
         >>> EntityState.loads(b"RW\\x09...")
         Traceback (most recent call last):
-        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 2): newer riskwatch?
+        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1, 2, 3): newer riskwatch?
         """
         if not raw:
             return EntityState()
         if raw[:2] == MAGIC:
             version = raw[2] if len(raw) > 2 else -1
-            if not 1 <= version <= VERSION:  # older formats lack fields only: they start empty
+            if version not in READS:
                 raise StateFormatError(
-                    f"entity state format {version} is not known here (reads {VERSION}): newer riskwatch?"
+                    f"entity state format {version} is not known here (reads {READS_TEXT}): newer riskwatch?"
                 )
             try:
                 return EntityState.from_data(unpack(memoryview(raw)[len(HEADER) :]))
@@ -415,6 +460,7 @@ class EntityState:
 
 _ALERT_FIELDS = frozenset(f.name for f in fields(OpenAlert))
 _ORDER_FIELDS = frozenset(f.name for f in fields(Order)) - {"items", "history"}
+_DEVICE_FIELDS = tuple(f.name for f in fields(Device))
 # field names, in order, of the dataclasses a pickled state may hold (pickled as lists of values)
 _LEGACY_NAMES = {
     c.__name__: tuple(f.name for f in fields(c))

@@ -1,4 +1,4 @@
-"""The ``alert_sink`` agent: ``alerts.all``, ``alerts.events`` and ``deadletter`` → ClickHouse.
+"""The ``alert_sink`` agent: ``alerts.all``, ``alerts.events``, ``deadletter`` and ``events.unmatched`` → ClickHouse.
 
 Rows for analysts, in larger inserts than the entity agent's (it waits up to ``SINK_WITHIN``).
 The topics are the worker's own output, so a row that does not parse is logged loudly and
@@ -11,7 +11,7 @@ import logging
 import time
 
 from schemas.audit import chain_hash, chain_row
-from schemas.events import Alert, AlertTransition, DeadLetter
+from schemas.events import Alert, AlertTransition, DeadLetter, MatchQueueItem
 from sinks import rows as sink_rows
 from streams.runtime import topics as T
 from streams.runtime.health import crash_only
@@ -35,7 +35,9 @@ def chain_ok(tr: AlertTransition) -> bool:
 def register(w: Worker) -> None:
     tp = w.settings.topic
 
-    @w.app.agent(raw_topic(w.app, tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER)), name="alert_sink")
+    @w.app.agent(
+        raw_topic(w.app, tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), tp(T.UNMATCHED)), name="alert_sink"
+    )
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=SINK_WITHIN):
             await crash_only("alert_sink", sink_batch, batch)
@@ -61,6 +63,11 @@ def register(w: Worker) -> None:
                             tr.seq,
                         )
                     by_table.setdefault("alert_history", []).append(sink_rows.transition_row(tr))
+                elif msg.topic == tp(T.UNMATCHED):  # the matching queue (edge/matching.py) and office choices
+                    q = MatchQueueItem.model_validate_json(event.value)
+                    by_table.setdefault("match_queue", []).append(sink_rows.match_queue_row(q))
+                    if q.status == "resolved" and q.alias_key:
+                        by_table.setdefault("match_aliases", []).append(sink_rows.match_alias_row(q))
                 else:
                     by_table.setdefault("dead_letters", []).append(
                         sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value))

@@ -87,8 +87,8 @@ def register(w: Worker) -> None:
 
     @app.timer(interval=settings.eviction_interval_seconds, on_leader=False)
     async def evict_silent_entities():
-        """Tombstone entities silent for ``entity_ttl_days``, a chunk of keys per hold of the state
-        lock (checking all 100k at once held the event loop for ~10 s)."""
+        """Tombstone entities silent for ``entity_ttl_days`` (never one with registered devices), a
+        chunk of keys per hold of the state lock (checking all 100k at once held the event loop for ~10 s)."""
         ttl = settings.entity_ttl_days * 86400
         now = w.clock()
         keys = list(w.entities.keys())
@@ -102,7 +102,8 @@ def register(w: Worker) -> None:
                     if w.owned(key, actives)
                     and not w.commit.live(key)[0]
                     and w.entities.get(key) is not None
-                    and now - w.cache.load(key).last_seen > ttl
+                    and now - (st := w.cache.load(key)).last_seen > ttl
+                    and not st.devices  # registered devices keep their entity: silence is their fault to flag
                 }
                 if gone:
                     w.commit.add({}, gone, [], None)

@@ -3,6 +3,7 @@
 Input topics (keyed by ``entity_id``)::
 
     events.registry  events.sensor  events.video  events.complaint    one per event kind
+    events.device    the device registry (设备台账): a device registered, updated or removed
     events.feedback.<dept>    a department's answers (督促反馈; the office's 改派 on events.feedback.taskforce)
     events.inspection.<dept>  a department's inspection results
     events.task.<dept>        a department's pending inspection tasks (the office's spot-check draws on
@@ -83,6 +84,7 @@ DEADLETTER = "deadletter"
 INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from events.task and alerts
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
+UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
@@ -101,6 +103,7 @@ def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
         SILENCES,
         INSPECTION_PLANS,
         AUDIT_ANCHORS,
+        UNMATCHED,
     ]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]

@@ -26,9 +26,20 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from schemas.events import DisposalFeedback
+from riskwatch.domain.outcomes import load_reasons
+from schemas.events import DisposalFeedback, DisposalOutcome
 from schemas.privacy import mask_pii
-from schemas.vocabulary import SENSOR_CHANNEL_ZH, SENSOR_UNIT_ZH, AlertStatus, TransferState, zh
+from schemas.vocabulary import (
+    FALSE_ALARM_REASON_ZH,
+    MEASURE_ZH,
+    SENSOR_CHANNEL_ZH,
+    SENSOR_UNIT_ZH,
+    VERDICT_ZH,
+    AlertStatus,
+    TransferState,
+    zh,
+)
+from sinks.precision import OUTCOMES_OF_ALERT_SQL
 from streams.engine.identity import sender_topic
 from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
@@ -263,6 +274,7 @@ async def alert_page(
     can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
     orders = await orders_of(request, "alert_id = %(a)s", a=alert_id)  # 整改令 its outcome ordered
+    outcomes = await c.reader.rows(OUTCOMES_OF_ALERT_SQL, alert_id=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
         transfer["due"] = when(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
@@ -276,6 +288,11 @@ async def alert_page(
         can_answer_transfer=can_answer_transfer,
         bundles=bundles,
         orders=orders,
+        outcomes=outcomes,
+        VERDICT_ZH=VERDICT_ZH,
+        MEASURE_ZH=MEASURE_ZH,
+        REASON_ZH=FALSE_ALARM_REASON_ZH,
+        reasons=list(load_reasons()),
         can_reassign=can_reassign,
         departments=c.catalog.departments,
         explanation=await explanation(request, a),
@@ -330,7 +347,7 @@ async def feedback(request: Request, alert_id: str, user: User = Depends(require
     a = await load_alert(request, user, alert_id)
     if user.dept not in a["departments"]:
         raise PageError(403, "无权反馈", "本部门不是该预警的接收单位,不能反馈。")
-    form = await request.form(max_files=1 if upload else 0, max_fields=16, max_part_size=64 * 1024)
+    form = await request.form(max_files=1 if upload else 0, max_fields=24, max_part_size=64 * 1024)
     try:
         return await _feedback(request, c, user, a, alert_id, form)
     finally:
@@ -351,6 +368,7 @@ async def _feedback(request: Request, c, user: User, a: dict, alert_id: str, for
     if action in ("in_progress", "disposed", "not_ours") and not (comment or result):
         need = {"in_progress": "处置进展说明", "disposed": "处置结果", "not_ours": "非本部门的理由"}[action]
         raise PageError(400, "请填写说明", f"“{need}”不能为空,本次操作未提交。")
+    outcome = outcome_of(form) if action == "disposed" else None
     sha = ""
     if isinstance(attachment, UploadFile) and attachment.filename:
         if action != "disposed":
@@ -368,7 +386,44 @@ async def _feedback(request: Request, c, user: User, a: dict, alert_id: str, for
         result=result if action == "disposed" else "",
         user=user.name,
         attachment_sha256=sha,
+        outcome=outcome,
     )
+
+
+def outcome_of(form) -> DisposalOutcome:
+    """The 已处置 form's outcome: 核查结果 (verdict), the measures with their details, or the 误报 reason.
+    A missing or inconsistent part is refused here, in words, before anything is sent."""
+
+    def text(k: str) -> str:
+        v = form.get(k)
+        return "" if v is None or isinstance(v, UploadFile) else str(v).strip()
+
+    verdict = text("verdict")
+    if verdict not in ("confirmed", "not_confirmed", "false_alarm"):
+        raise PageError(400, "请选择核查结果", "已处置须选择核查结果(属实、不属实或误报),本次操作未提交。")
+    measures = [str(m) for m in form.getlist("measures") if str(m) in MEASURE_ZH] if verdict == "confirmed" else []
+    if verdict == "confirmed" and not measures:
+        raise PageError(400, "请选择处置措施", "核查属实须选择至少一项处置措施,本次操作未提交。")
+    reason = text("reason") if verdict == "false_alarm" else ""
+    if verdict == "false_alarm" and reason not in load_reasons():
+        raise PageError(400, "请选择误报原因", "误报须选择原因,本次操作未提交。")
+    fine = text("fine_yuan") if "fine" in measures else ""
+    try:
+        return DisposalOutcome(
+            verdict=verdict,
+            measures=measures,
+            rectify_note=text("rectify_note") if "rectify" in measures else "",
+            case_number=text("case_number") if "case" in measures else "",
+            fine_yuan=float(fine) if fine else None,
+            transfer_to=text("transfer_to") if "transfer" in measures else "",
+            reason=reason,
+        )
+    except (ValidationError, ValueError):
+        raise PageError(
+            400,
+            "处置措施不完整",
+            "立案须填写案号,罚款须填写金额(元),移送须填写移送对象;本次操作未提交。",
+        ) from None
 
 
 @router.post("/alerts/{alert_id}/reassign", dependencies=[Depends(check_csrf)])

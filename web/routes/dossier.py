@@ -1,17 +1,21 @@
 """一企一档: an entity's registry data, items, credit tier, risk score over time, alerts,
-inspections, rectification orders (整改令 and their 复查), complaints (masked) and spot checks."""
+inspections, rectification orders (整改令 and their 复查), complaints (masked), spot checks and its devices
+(设备台账: channels, unit, ratings, reporting interval, calibration date, last reading)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
 from schemas.privacy import mask_pii
+from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
+from sinks.precision import OUTCOMES_OF_ENTITY_SQL
 from web.data import ts
 from web.deps import PageError, ctx, render, require_user
 from web.orders import orders_of
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
+from web.texts import SENSOR_CHANNEL_ZH
 from web.users import User
 
 router = APIRouter()
@@ -71,6 +75,22 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         WHERE entity_id = %(e)s AND kind = 'spot_check' ORDER BY due DESC LIMIT 50""",
         e=entity_id,
     )
+    devices = await r.rows(
+        """SELECT device_id, channels, unit, rated_pressure_mpa, rated_temp_c, rated_load_kg, set_point_min_c,
+        set_point_max_c, medium, interval_s, installed_on, calibrated_on, owner
+        FROM {db}.devices FINAL WHERE entity_id = %(e)s AND action != 'removed' ORDER BY device_id LIMIT 200""",
+        e=entity_id,
+    )
+    if devices:
+        seen = await r.rows(
+            """SELECT device_id, max(occurred_at) AS last FROM {db}.events_sensor
+            WHERE entity_id = %(e)s GROUP BY device_id""",
+            e=entity_id,
+        )
+        last = {x["device_id"]: x["last"] for x in seen}
+        for d in devices:
+            d["last_seen"] = last.get(d["device_id"])
+            d["channels_zh"] = "、".join(SENSOR_CHANNEL_ZH.get(ch, ch) for ch in d["channels"])
     chart = (
         line_chart(
             {"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]},
@@ -84,6 +104,9 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         if scores
         else None
     )
+    outcomes: dict[str, dict] = {}  # alert_id → its latest outcome (rows are latest first)
+    for o in await r.rows(OUTCOMES_OF_ENTITY_SQL, entity_id=entity_id):
+        outcomes.setdefault(o["alert_id"], o)
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
     orders = await orders_of(request, "entity_id = %(e)s", e=entity_id)  # 整改令, open ones first
     request.state.nav_counts = await nav_counts(request, user)
@@ -93,6 +116,10 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         e=reg,
         entity_id=entity_id,
         alerts=alerts,
+        outcomes=outcomes,
+        VERDICT_ZH=VERDICT_ZH,
+        MEASURE_ZH=MEASURE_ZH,
+        REASON_ZH=FALSE_ALARM_REASON_ZH,
         chart=chart,
         tier=tier,
         peak=p,
@@ -101,5 +128,6 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         spot=spot,
         orders=orders,
         items=items,
+        devices=devices,
         kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
     )

@@ -15,6 +15,10 @@ moment it fired), with delays drawn as fractions of the deadlines of
 The wall clock is never read: the caller says what "now" is (``due(now)``), e.g. the latest
 ``last_seen`` of the alerts it has seen.
 
+A lead department's 已处置 carries the outcome (``DisposalOutcome``): ``oracle(alert)`` when the caller knows the
+ground truth (``riskwatch eval feedback`` does), else :func:`default_outcome` (a rule's alert confirmed with
+责令整改; a model's alert a sensor-fault 误报 one time in three).
+
 Per receiving department (independently, per alert):
 
 * with probability ``silent_rate`` it never responds (the pipeline urges, then escalates);
@@ -48,6 +52,7 @@ import heapq
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -194,6 +199,7 @@ class DepartmentPlayer:
         not_ours_rate: float = 0.05,
         lifecycle: Lifecycle | None = None,
         catalog: Catalog | None = None,
+        oracle: Callable[[Alert], dict[str, Any]] | None = None,
     ):
         for name, v in (
             ("late_rate", late_rate),
@@ -210,6 +216,9 @@ class DepartmentPlayer:
         self.silent_rate = silent_rate
         self.unauthorised_rate = unauthorised_rate
         self.not_ours_rate = not_ours_rate
+        # the outcome a disposing department reports (属实 / 不属实 / 误报): ``oracle(alert)`` when the caller
+        # knows the ground truth (the simulator's incidents), else :func:`default_outcome`
+        self.oracle = oracle
         self.lifecycle = lifecycle or load_lifecycle(catalog=catalog)
         self.catalog = catalog or self.lifecycle.catalog
         self.taskforce = self.catalog.taskforce_office
@@ -390,9 +399,9 @@ class DepartmentPlayer:
                     t_disp = t_prog + (anchor + 0.97 * D - t_prog) * (0.2 + 0.7 * f_disp)
                 else:
                     t_disp = t_prog + D * (0.1 + 0.5 * f_disp)
-                self._add(
-                    st, plan, t_disp, 2, "disposed", _pick(DISPOSED_COMMENTS, txt), _pick(DISPOSED_RESULTS, f_disp)
-                )
+                outcome = self.oracle(a) if self.oracle is not None else default_outcome(a.rule, f_disp)
+                result = FALSE_ALARM_RESULT if outcome["verdict"] == "false_alarm" else _pick(DISPOSED_RESULTS, f_disp)
+                self._add(st, plan, t_disp, 2, "disposed", _pick(DISPOSED_COMMENTS, txt), result, outcome=outcome)
             else:
                 self._add(st, plan, t_ack, 0, "acknowledged", _pick(ack_text, txt), "", first=True)
                 if u_help < 0.4:
@@ -439,6 +448,7 @@ class DepartmentPlayer:
         comment: str,
         result: str,
         first: bool = False,
+        outcome: dict[str, Any] | None = None,
     ) -> None:
         ts = int(round(t))
         outsider = plan.role == "outsider"
@@ -459,6 +469,8 @@ class DepartmentPlayer:
             "comment": comment,
             "result": result,
         }
+        if outcome is not None:
+            payload["outcome"] = outcome
         plan.event_ids.append(event_id)
         self._entries[event_id] = _Entry(ts=ts, alert_id=plan.alert_id, payload=payload, plan=plan, first=first)
         st.pending.add(event_id)
@@ -472,6 +484,21 @@ class DepartmentPlayer:
     def _cancel(self, st: _AlertState) -> None:
         for eid in sorted(st.pending):
             self._drop(st, eid)
+
+
+FALSE_ALARM_RESULT = "经现场核查系设备故障误报,已要求企业校准传感器并加强日常巡检。"
+
+
+def default_outcome(rule: str, u: float) -> dict[str, Any]:
+    """The outcome a department reports without ground truth: a rule's alert (a limit, a regulation) is confirmed
+    and rectification ordered; a model's alert is a sensor-fault false alarm one time in three (``u`` < 1/3).
+
+    >>> default_outcome("rule.sensor.cold_chain_temp", 0.1)["verdict"], default_outcome("model.risk", 0.1)["reason"]
+    ('confirmed', 'sensor_fault')
+    """
+    if rule.startswith("model.") and u < 1 / 3:
+        return {"verdict": "false_alarm", "reason": "sensor_fault"}
+    return {"verdict": "confirmed", "measures": ["rectify"], "rectify_note": "限期整改并报送整改材料"}
 
 
 def _pick(options: tuple[str, ...], u: float) -> str:

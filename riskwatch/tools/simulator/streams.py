@@ -51,7 +51,8 @@ T_SENSOR = "events.sensor"
 T_VIDEO = "events.video"
 T_COMPLAINT = "events.complaint"
 T_INSPECTION = "events.inspection"
-TOPICS = (T_REGISTRY, T_SENSOR, T_VIDEO, T_COMPLAINT, T_INSPECTION)
+T_DEVICE = "events.device"
+TOPICS = (T_REGISTRY, T_SENSOR, T_VIDEO, T_COMPLAINT, T_INSPECTION, T_DEVICE)
 
 
 def wire_topic(topic: str, value: bytes, catalog: Catalog | None = None) -> str:
@@ -324,6 +325,7 @@ class _Group:
         np_rng: np.random.Generator,
         step_s: float,
         profiles: dict,
+        kpa_gateways: tuple[str, ...] = (),
     ):
         self.tmpl, self.spec = tmpl, spec
         self.kind = "derived" if spec.get("derived") else spec.get("kind", "gauge")
@@ -358,7 +360,11 @@ class _Group:
         self.incidents: list[tuple[int, Incident]] = []
         self.current = np.zeros(n)  # this step's values (read by derived groups)
         # byte templates: everything but event_id, occurred_at and value
-        gw = [f"iot-gw-{(r[0] % 23) + 1:02d}" for r in rows]
+        gw = [gateway_of(r[0]) for r in rows]
+        # streams whose vendor sends pressures in kPa (the registry's `kpa_gateways`): value × 1000
+        kpa = set(kpa_gateways) if self.unit == "MPa" else set()
+        self.kpa = {i for i in range(n) if gw[i] in kpa}
+        units = ["kPa" if i in self.kpa else self.unit for i in range(n)]
 
         def lit(x: str) -> bytes:  # a literal part of a %-template
             return x.encode().replace(b"%", b"%%")
@@ -373,10 +379,16 @@ class _Group:
             + b'","channel":"'
             + lit(self.channel)
             + b'","unit":"'
-            + lit(self.unit)
+            + lit(units[i])
             + b'","value":%s}'
             for i in range(n)
         ]
+
+
+def gateway_of(entity_index: int) -> str:
+    """The IoT gateway (vendor platform) that sends an entity's readings: the readings' ``source``
+    and its devices' ``owner``."""
+    return f"iot-gw-{(entity_index % 23) + 1:02d}"
 
 
 def _interp(profile: np.ndarray, hour: float) -> float:
@@ -436,8 +448,9 @@ class Simulator:
                     rows.setdefault(tmpl, []).append((i, e, d.device_id))
         # derived groups after their sources; template order from the data file otherwise
         order = sorted(rows, key=lambda t: (bool(self.channels[t].get("derived")), list(self.channels).index(t)))
+        kpa = tuple(self.cfg.data.get("device_registry", {}).get("kpa_gateways", ()))
         self.groups: list[_Group] = [
-            _Group(t, self.channels[t], rows[t], self.np_rng, self.step_s, self.profiles) for t in order
+            _Group(t, self.channels[t], rows[t], self.np_rng, self.step_s, self.profiles, kpa) for t in order
         ]
         by_tmpl = {g.tmpl: g for g in self.groups}
         for g in self.groups:
@@ -513,7 +526,7 @@ class Simulator:
                 self.sent += 1
                 yield topic, key, value
             last[topic] = (key, value)
-            if bad_rate and brng.random() < bad_rate:
+            if bad_rate and topic != T_DEVICE and brng.random() < bad_rate:
                 msg = self._bad_message(topic, key, value)  # a malformed message stays a message of its own
                 self.sent += 1
                 yield msg
@@ -535,6 +548,11 @@ class Simulator:
                     "registry-sync",
                     {"action": "registered", **e.registry_payload()},
                 )
+        yield from batch
+        batch = []  # then their devices (设备台账)
+        for e in self.entities:
+            if e.registered_at is None:
+                self._device_events(batch, self.t0, e)
         yield from batch
         step = 0
         t = self.t0
@@ -562,6 +580,37 @@ class Simulator:
             self.active[i] = True
             e = self.entities[i]
             self._event(batch, ts, T_REGISTRY, eid, "registry-sync", {"action": "registered", **e.registry_payload()})
+            self._device_events(batch, ts, e)
+
+    def _device_events(self, batch: list, t: float, e: Entity) -> None:
+        """The entity's devices on ``events.device`` (设备台账): channels, unit, interval, ratings (a
+        share without), the gateway that sends their readings as owner. Own ids and an own random
+        stream: the other events' ids and values stay as they were without the registry."""
+        reg = self.cfg.data.get("device_registry")
+        if not reg or not e.devices:
+            return
+        rng = random.Random(f"devices:{self.cfg.seed}:{e.entity_id}")
+        owner = gateway_of(self._ent_index[e.entity_id])
+        kpa = owner in reg.get("kpa_gateways", ())
+        for d in e.devices:
+            specs = [self.channels[c] for c in d.channels]
+            units = {("kPa" if kpa and sp["unit"] == "MPa" else sp["unit"]) for sp in specs}
+            every = min(float(sp.get("every_min", self.cfg.sample_minutes)) for sp in specs)
+            body: dict[str, Any] = {
+                "action": "registered",
+                "device_id": d.device_id,
+                "channels": list(dict.fromkeys(sp["channel"] for sp in specs)),
+                "unit": units.pop() if len(units) == 1 else "",
+                "interval_s": int(every * 60),
+                "owner": owner,
+            }
+            if rng.random() >= reg.get("unrated_share", 0.0):
+                for c in d.channels:
+                    body.update(reg.get("ratings", {}).get(c, {}))
+            t_int = float(int(t))
+            ev = {"schema_version": 1, "event_id": f"dev-{d.device_id}", "entity_id": e.entity_id,
+                  "occurred_at": self._iso(t_int), "source": reg.get("registrar", "registry-sync"), **body}  # fmt: skip
+            batch.append((t_int, len(batch), T_DEVICE, e.entity_id.encode(), orjson.dumps(ev)))
 
     def _registry_churn(self, t: float, batch: list) -> None:
         reg = self.cfg.data["registry"]
@@ -656,6 +705,8 @@ class Simulator:
             vals = v[idx].astype(np.int64).tolist() if is_int else v[idx].tolist()
             offs = g.offset[idx].tolist()
             tmpl, keys, eid, dumps, append = g.tmpl_bytes, g.keys, self._eid, orjson.dumps, batch.append
+            if g.kpa:  # that vendor's gateways send kPa
+                vals = [round(x * 1000.0, 3) if i in g.kpa else x for i, x in zip(idx.tolist(), vals, strict=True)]
             for i, val, off in zip(idx.tolist(), vals, offs, strict=True):
                 tsb = ts_cache.get(off)
                 if tsb is None:

@@ -20,6 +20,7 @@ from array import array
 from detectors.inspection import to_days
 from detectors.rules import Hit
 from detectors.sensor import SensorAnomaly
+from riskwatch.domain.units import UnitError, display, to_canonical
 from schemas.events import Contribution, SensorReading
 from streams.engine import texts
 from streams.engine.context import Context
@@ -33,13 +34,23 @@ TRIM_SLACK_S = 600.0  # evidence readings older than the window are dropped once
 
 
 def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Outcome) -> None:
+    dev = st.devices.get(ev.device_id) if st.devices else None
+    unit = ev.unit or (dev.unit if dev is not None else "")
+    if unit:  # into the channel's canonical unit (a cached affine map); an unknown unit is refused
+        try:
+            value = to_canonical(ev.channel, ev.value, unit)
+        except UnitError as e:
+            out.rejected = str(e)
+            return
+        if value != ev.value:
+            ev = ev.model_copy(update={"value": value, "unit": display(ev.channel)})
     key = f"{ev.device_id}:{ev.channel}"
     det = st.sensors.get(key)
     t = out.at
     if cx.evidence:
         keep_window(cx, ev, st, key, t)
     baseline = det.slow if det is not None and det.warmed_up(t) else None
-    hit = cx.rules.on_sensor(ev.channel, ev.value, baseline)
+    hit = cx.rules.on_sensor(ev.channel, ev.value, baseline, dev)
     if hit and not confirmed(st, f"{hit.rule}:{ev.device_id}", t, hit):
         pass  # a breach not yet confirmed: neither a case nor a sign of recovery
     elif hit:
@@ -50,7 +61,9 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
             hit,
             [
                 Contribution(
-                    signal=f"sensor.{ev.channel}", value=ev.value, detail=f"{ev.device_id} 读数 {ev.value:g}{ev.unit}"
+                    signal=f"sensor.{ev.channel}",
+                    value=ev.value,
+                    detail=f"{ev.device_id} {hit.note}" if hit.note else f"{ev.device_id} 读数 {ev.value:g}{ev.unit}",
                 )
             ],
         )

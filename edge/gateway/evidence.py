@@ -1,0 +1,96 @@
+"""Evidence from video callbacks: fetch a snapshot once, keep it content-addressed.
+
+A 明厨亮灶 platform's image URL expires within days; the alert's evidence must not. The gateway
+fetches the image once (httpx, a timeout, a size limit, only from the hosts the source's mapping
+allows, no redirects), stores it where the workbench keeps attachments
+(``<workbench_dir>/attachments/<sha[:2]>/<sha><ext>``, the layout of ``web/routes/alert.py``) and
+sets the detection's ``evidence_ref`` to ``sha256:<hex>``. A failed fetch does not refuse the
+detection: its ``evidence_ref`` keeps the URL and a warning is logged.
+
+>>> import tempfile
+>>> d = tempfile.mkdtemp()
+>>> sha = store_content(d, b"\\xff\\xd8\\xff\\xe0 a jpeg", ".jpg")
+>>> (Path(d) / "attachments" / sha[:2] / f"{sha}.jpg").exists()
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+log = logging.getLogger("riskwatch.edge.gateway.evidence")
+
+IMAGE_MAGIC = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png"}
+
+
+class EvidenceError(RuntimeError):
+    pass
+
+
+def store_content(workbench_dir: Path | str, data: bytes, ext: str) -> str:
+    """Content-addressed store of the workbench's attachments; returns the SHA-256 (hex)."""
+    sha = hashlib.sha256(data).hexdigest()
+    d = Path(workbench_dir) / "attachments" / sha[:2]
+    d.mkdir(parents=True, exist_ok=True)
+    target = d / f"{sha}{ext}"
+    if not target.exists():
+        tmp = d / f".{sha}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return sha
+
+
+class SnapshotFetcher:
+    """Fetches each URL at most once per process (a re-sent callback reuses the stored hash)."""
+
+    def __init__(self, workbench_dir: Path | str, max_bytes: int, timeout: float, remember: int = 10_000):
+        self.dir, self.max_bytes, self.timeout = Path(workbench_dir), max_bytes, timeout
+        self._done: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+        self._client: httpx.AsyncClient | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def fetch(self, url: str, hosts: tuple[str, ...]) -> str:
+        """``sha256:<hex>`` of the stored image; raises :class:`EvidenceError` saying why not."""
+        if url in self._done:
+            return self._done[url]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise EvidenceError(f"snapshot URL {url!r}: only http(s)")
+        if (parts.hostname or "") not in hosts:
+            raise EvidenceError(f"snapshot host {parts.hostname!r} is not in the source's allowlist {list(hosts)}")
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        try:
+            async with self._client.stream("GET", url) as r:
+                if r.status_code != 200:
+                    raise EvidenceError(f"snapshot {url}: HTTP {r.status_code}")
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise EvidenceError(f"snapshot {url}: {declared} bytes, over {self.max_bytes}")
+                buf = bytearray()
+                async for chunk in r.aiter_bytes():
+                    buf += chunk
+                    if len(buf) > self.max_bytes:
+                        raise EvidenceError(f"snapshot {url}: over {self.max_bytes} bytes")
+        except httpx.HTTPError as e:
+            raise EvidenceError(f"snapshot {url}: {type(e).__name__}: {e}") from None
+        data = bytes(buf)
+        ext = next((x for magic, x in IMAGE_MAGIC.items() if data.startswith(magic)), None)
+        if ext is None:
+            raise EvidenceError(f"snapshot {url}: not a JPEG or PNG image")
+        ref = "sha256:" + store_content(self.dir, data, ext)
+        self._done[url] = ref
+        if len(self._done) > self._remember:
+            self._done.popitem(last=False)
+        return ref

@@ -1,0 +1,291 @@
+"""One row of an export → an event ready to send, an event queued for the office (its entity not
+matched with confidence), or a refusal with the reason in Chinese.
+
+The ``event_id`` is a uuid5 of the layout and the row's identity (工单编号, 检查编号, 统一社会信用代码 +
+更新时间): importing the same file again produces the same events, which the stores deduplicate.
+``source`` is given by the caller (the transport's identity: ``import:<layout>:<operator>``).
+
+    >>> from riskwatch.domain.catalog import load_catalog
+    >>> from edge.imports.layout import load_layout
+    >>> from edge.matching import Matcher
+    >>> conv = RowConverter(load_layout("complaints"), load_catalog(), Matcher([]), "import:12345:op")
+    >>> r = conv.convert(2, {"工单编号": "GD1", "来电时间": "2026-11-27 08:00", "诉求内容": "饭菜有异味",
+    ...                      "被反映单位": "", "问题分类": "食品安全", "所属乡镇": "舞泉镇"})
+    >>> r.event.entity_id, r.event.match.method.value, r.topic
+    ('township:wuquan', 'township', 'events.complaint')
+    >>> conv.convert(3, {"工单编号": "GD2", "来电时间": "昨天", "问题分类": "食品安全"}).reason
+    '来电时间「昨天」不是有效的日期时间'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from edge.imports.layout import Layout
+from edge.matching import BadIdentifier, Candidates, Matcher, check_credit_code
+from riskwatch.domain.catalog import Catalog
+from schemas.events import (
+    LOCAL_TZ,
+    Complaint,
+    EntityEvent,
+    Event,
+    InspectionResult,
+    MatchQueueItem,
+)
+
+NAMESPACE = uuid.UUID("6f1c2a52-3d1e-5b7a-9c41-2a7e0b5d8e10")  # riskwatch imports
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+_SPLIT = re.compile(r"[、,，;；/\s]+")
+_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y年%m月%d日 %H:%M:%S",
+    "%Y年%m月%d日 %H:%M",
+    "%Y年%m月%d日",
+    "%Y%m%d",
+)
+BASE_TOPIC = {"registry": EntityEvent.topic, "complaints": Complaint.topic, "inspections": InspectionResult.topic}
+
+
+class RowError(ValueError):
+    """Why a row is refused (Chinese, shown in the report)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    row: int
+    event: Event
+    topic: str  # unprefixed, e.g. events.complaint, events.inspection.amr
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    row: int
+    item: MatchQueueItem
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    row: int
+    identity: str
+    reason: str
+    cells: Mapping[str, Any]
+
+
+Outcome = Ready | Queued | Refusal
+
+
+def parse_time(header: str, v: Any) -> datetime:
+    """A cell as an aware time (naive = Asia/Shanghai); :class:`RowError` naming the header if not one."""
+    if isinstance(v, datetime):
+        return v if v.tzinfo else v.replace(tzinfo=LOCAL_TZ)
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day, tzinfo=LOCAL_TZ)
+    s = str(v or "").strip()
+    if s:
+        try:
+            d = datetime.fromisoformat(s)
+            return d if d.tzinfo else d.replace(tzinfo=LOCAL_TZ)
+        except ValueError:
+            pass
+        for f in _FORMATS:
+            try:
+                return datetime.strptime(s, f).replace(tzinfo=LOCAL_TZ)
+            except ValueError:
+                continue
+    raise RowError(f"{header}「{s}」不是有效的日期时间")
+
+
+def _reason(e: ValidationError, layout: Layout) -> str:
+    parts = []
+    for err in e.errors():
+        f = str(err["loc"][0]) if err["loc"] else ""
+        parts.append(f"{layout.columns.get(f, f)}: {err['msg']}")
+    return ";".join(parts)
+
+
+class RowConverter:
+    def __init__(self, layout: Layout, catalog: Catalog, matcher: Matcher, source: str):
+        self.layout, self.catalog, self.matcher, self.source = layout, catalog, matcher, source
+        self._depts = {d.name: code for code, d in catalog.departments.items()}
+
+    def _get(self, cells: Mapping[str, Any], field: str) -> Any:
+        h = self.layout.columns.get(field)
+        return cells.get(h, "") if h else ""
+
+    def _text(self, cells: Mapping[str, Any], field: str) -> str:
+        v = self._get(cells, field)
+        return v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime | date) else str(v or "").strip()
+
+    def _code(self, cells: Mapping[str, Any], field: str, default: str | None = None) -> str:
+        raw = self._text(cells, field)
+        if not raw and default is not None:
+            return default
+        mapping = self.layout.values.get(field, {})
+        if raw in mapping:
+            return mapping[raw]
+        known = "、".join(list(mapping)[:12])
+        raise RowError(
+            f"{self.layout.columns[field]}「{raw}」不在映射中(riskwatch/data/imports/{self.layout.kind}.yaml;可用:{known})"
+        )
+
+    def identity(self, cells: Mapping[str, Any]) -> str:
+        def s(v: Any) -> str:
+            return v.isoformat() if isinstance(v, datetime | date) else str(v or "").strip()
+
+        return "|".join(s(cells.get(h, "")) for h in self.layout.identity)
+
+    def event_id(self, identity: str) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{self.layout.name}:{identity}"))
+
+    def convert(self, row: int, cells: Mapping[str, Any]) -> Outcome:
+        ident = self.identity(cells)
+        try:
+            if not ident.replace("|", "").strip():
+                raise RowError(f"缺少标识({'、'.join(self.layout.identity)})")
+            build = {"registry": self._registry, "complaints": self._complaint, "inspections": self._inspection}
+            return build[self.layout.kind](row, cells, ident)
+        except RowError as e:
+            return Refusal(row, ident, str(e), dict(cells))
+        except BadIdentifier as e:
+            return Refusal(row, ident, str(e), dict(cells))
+        except ValidationError as e:
+            return Refusal(row, ident, _reason(e, self.layout), dict(cells))
+
+    # --- per kind ---------------------------------------------------------------------------------
+    def _registry(self, row: int, cells: Mapping[str, Any], ident: str) -> Outcome:
+        code = check_credit_code(self._text(cells, "credit_code"))
+        at = parse_time(self.layout.columns["updated_at"], self._get(cells, "updated_at"))
+        fields: dict[str, Any] = {
+            "action": self._code(cells, "status", default="registered"),
+            "name": self._text(cells, "name"),
+            "kind": self._code(cells, "kind"),
+            "township": self._text(cells, "township"),
+            "address": self._text(cells, "address"),
+            "licence": self._text(cells, "licence"),
+        }
+        for f in ("lat", "lon"):
+            raw = self._text(cells, f)
+            try:
+                fields[f] = float(raw) if raw else None
+            except ValueError:
+                raise RowError(f"{self.layout.columns[f]}「{raw}」不是数字") from None
+        digest = hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        ev = EntityEvent.model_validate(
+            {
+                "event_id": self.event_id(f"{ident}|{digest}"),
+                "entity_id": code,
+                "occurred_at": at,
+                "source": self.source,
+                **fields,
+            },
+            context={"catalog": self.catalog},
+        )
+        return Ready(row, ev, EntityEvent.topic)
+
+    def _complaint(self, row: int, cells: Mapping[str, Any], ident: str) -> Outcome:
+        at = parse_time(self.layout.columns["occurred_at"], self._get(cells, "occurred_at"))
+        fields = {
+            "event_id": self.event_id(ident),
+            "occurred_at": at,
+            "source": self.source,
+            "channel": self.layout.static.get("channel", "12345"),
+            "category": self._code(cells, "category"),
+            "text": self._text(cells, "text"),
+            "township": self._text(cells, "township"),
+            "location": self._text(cells, "address"),
+        }
+        return self._matched(row, cells, Complaint, fields, Complaint.topic)
+
+    def _inspection(self, row: int, cells: Mapping[str, Any], ident: str) -> Outcome:
+        at = parse_time(self.layout.columns["occurred_at"], self._get(cells, "occurred_at"))
+        raw_id = self._text(cells, "inspection_id")
+        depts = []
+        for d in _SPLIT.split(self._text(cells, "department")):
+            if not d:
+                continue
+            code = self.layout.values.get("department", {}).get(d) or self._depts.get(d) or d
+            if code not in self.catalog.departments:
+                raise RowError(f"检查部门「{d}」不是目录中的部门")
+            depts.append(code)
+        if not depts:
+            raise RowError("缺少检查部门")
+        item = self._text(cells, "item_id")
+        if not item.isdigit():
+            raise RowError(f"监管事项编号「{item}」不是数字")
+        violations = []
+        if self._text(cells, "violation"):
+            violations.append(
+                {
+                    "code": self._text(cells, "violation_code") or "import",
+                    "severity": self._code(cells, "severity", default="minor"),
+                    "description": self._text(cells, "violation"),
+                }
+            )
+        fields = {
+            "event_id": self.event_id(ident),
+            "occurred_at": at,
+            "source": self.source,
+            "inspection_id": raw_id if _ID.match(raw_id) else "imp-" + self.event_id(ident)[:18],
+            "item_id": int(item),
+            "departments": depts,
+            "inspectors": [x for x in _SPLIT.split(self._text(cells, "inspectors")) if x],
+            "violations": violations,
+            "outcome": self._code(cells, "outcome"),
+        }
+        return self._matched(row, cells, InspectionResult, fields, f"{InspectionResult.topic}.{depts[0]}")
+
+    def _matched(
+        self, row: int, cells: Mapping[str, Any], model: type[Event], fields: dict[str, Any], topic: str
+    ) -> Outcome:
+        ctx = {"catalog": self.catalog}
+        name, address = self._text(cells, "name"), self._text(cells, "address")
+        township, code, licence = self._text(cells, "township"), self._text(cells, "credit_code"), ""
+        if "licence" in self.layout.columns:
+            licence = self._text(cells, "licence")
+        model.model_validate({**fields, "entity_id": "queued"}, context=ctx)  # refuse bad fields before matching
+        m = self.matcher.match(name, address, code, licence, township)
+        if isinstance(m, Candidates):
+            item = MatchQueueItem(
+                queue_id=fields["event_id"],
+                version=int(datetime.now(LOCAL_TZ).timestamp() * 1000),
+                event_topic=topic,
+                event=orjson.dumps(fields, default=str).decode(),
+                name=name,
+                address=address,
+                township=township,
+                credit_code=code,
+                licence=licence,
+                alias_key=m.alias_key,
+                candidates=list(m.candidates),
+                reason=m.reason,
+                source=self.source,
+                at=datetime.now(LOCAL_TZ),
+            )
+            return Queued(row, item)
+        ev = model.model_validate({**fields, "entity_id": m.entity_id, "match": m.match}, context=ctx)
+        return Ready(row, ev, topic)
+
+
+def resolve(item: MatchQueueItem, entity_id: str, catalog: Catalog) -> Event:
+    """The queued event with the office's chosen entity (``match.method = office``)."""
+    from schemas.events import EVENT_MODELS, Match, MatchMethod
+    from streams.engine.identity import kind_of
+
+    model = EVENT_MODELS[kind_of(item.event_topic)]
+    fields = orjson.loads(item.event)
+    fields.update(entity_id=entity_id, match=Match(method=MatchMethod.office, confidence=1.0))
+    return model.model_validate(fields, context={"catalog": catalog})
