@@ -266,3 +266,25 @@ def test_pipeline_order_recheck_fails_then_passes(pipeline):
     assert any(n["kind"] == "escalate" and "复查不合格" in n["text"] for n in _msgs(p, "notices"))
     tasks = w.query(f"SELECT count() AS n FROM riskwatch.events_task FINAL WHERE kind = 'recheck' AND ref = '{oid}'")
     assert tasks == [{"n": 2}]  # one 复查 task per claim
+
+
+def test_a_confirmed_outcome_with_rectify_opens_the_order_that_holds_the_alert(proc):
+    from schemas.events import DisposalOutcome
+
+    st = _registered(proc)
+    for i, v in enumerate((9.5, 9.6, 9.8)):
+        proc.process(SensorReading.model_validate(F.sensor("E1", v, at=T0 + timedelta(minutes=i))), st, _where("s"))
+    (oa,) = st.alerts.values()
+    for status in ("acknowledged", "disposed"):
+        fb = DisposalFeedback(
+            event_id=f"f{next(_n)}", entity_id="E1", occurred_at=T0 + timedelta(minutes=30), source="web",
+            alert_id=oa.alert_id, department=oa.departments[0], status=status, result="已查实",
+            outcome=DisposalOutcome(verdict="confirmed", measures=["rectify"], rectify_note="更换冷库温控")
+            if status == "disposed" else None,
+        )  # fmt: skip
+        out = proc.process(fb, st, _where("events.feedback.amr"))
+        assert out.rejected is None
+    (o,) = st.orders.values()
+    assert o.alert_id == oa.alert_id and o.items[0].description == "更换冷库温控" and orders.holds(st, oa.alert_id)
+    proc.tick("E1", st, (T0 + timedelta(days=1)).timestamp())
+    assert oa.fingerprint in st.alerts  # resolved, held open by its order

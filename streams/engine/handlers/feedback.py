@@ -25,7 +25,7 @@ True
 from __future__ import annotations
 
 from riskwatch.domain.outcomes import load_reasons
-from schemas.events import DisposalFeedback, DisposalOutcome, Verdict
+from schemas.events import DisposalFeedback, DisposalOutcome, Verdict, Violation
 from schemas.privacy import mask_pii
 from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
 from streams.engine import orders, plans, texts
@@ -80,6 +80,20 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
         desk.transfer_answer(ev, st, out, oa, ev.department, status, comment, ev.user)
     else:
         desk.feedback(ev, st, out, oa, ev.department, status, comment, ev.user)
+        if o is not None and out.rejected is None and o.verdict == Verdict.confirmed and "rectify" in o.measures:
+            # 责令整改: a rectification order; the alert closes only when it closes (orders.py, desk.py)
+            orders.open_order(
+                cx,
+                st,
+                out,
+                entity_id=ev.entity_id,
+                alert_id=oa.alert_id,
+                department=ev.department,
+                items=[Violation(code="rectify", severity="serious", description=mask_pii(o.rectify_note or oa.title))],
+                reason=f"预警处置:属实,责令整改({oa.title})",
+                at=ev.occurred_at.timestamp(),
+                item_id=oa.item_id,
+            )
         if (
             o is not None
             and out.rejected is None
