@@ -1,0 +1,78 @@
+"""The devices the MQTT edge knows: the registry (ClickHouse ``devices`` FINAL, not removed).
+
+Read the way ``riskwatch query`` reads: through the running worker's read-only ``/query`` when it
+owns the embedded chDB directory, else with the sinks' clickhouse-connect client directly (a
+server, or an embedded directory no worker holds). The bridge takes a device's entity, channels,
+default unit and owner from here; the broker's ACL takes the device ids.
+
+>>> d = Device("boiler-7", "E1", ("boiler_pressure",), "MPa", "")
+>>> d.source
+'mqtt:boiler-7'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from riskwatch.settings import Settings
+
+SQL = (
+    "SELECT device_id, entity_id, channels, unit, owner FROM {db}.devices FINAL "
+    "WHERE action != 'removed' ORDER BY device_id"
+)
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be read (ClickHouse down, table missing); callers keep what they had."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    entity_id: str
+    channels: tuple[str, ...]
+    unit: str
+    owner: str
+
+    @property
+    def source(self) -> str:
+        """The readings' ``source``: the vendor that owns the device, else its MQTT login."""
+        return self.owner or f"mqtt:{self.device_id}"
+
+
+def _device(row: dict) -> Device:
+    return Device(
+        device_id=str(row["device_id"]),
+        entity_id=str(row["entity_id"]),
+        channels=tuple(str(c) for c in row["channels"] or ()),
+        unit=str(row["unit"] or ""),
+        owner=str(row["owner"] or ""),
+    )
+
+
+def load_devices(settings: Settings) -> dict[str, Device]:
+    """``{device_id: Device}`` of every registered, not removed device."""
+    sql = SQL.format(db=settings.clickhouse_database)
+    try:
+        if settings.clickhouse_url.startswith("chdb://"):
+            from riskwatch.tools.runner import WebPortTaken, WorkerProcess, identify_worker
+
+            try:
+                ours = identify_worker(settings)
+            except WebPortTaken:
+                ours = False
+            if ours:
+                rows = WorkerProcess(settings).query(sql)
+                if rows is not None:
+                    return {r["device_id"]: _device(r) for r in rows}
+        from sinks.clickhouse import make_client
+
+        client = make_client(settings.clickhouse_url)
+        try:
+            res = client.query(sql)
+            rows = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+        finally:
+            client.close()
+    except Exception as e:  # noqa: BLE001 - one line: the engine's message, whatever the transport
+        raise RegistryUnavailable(f"cannot read the device registry: {type(e).__name__}: {e}"[:500]) from None
+    return {r["device_id"]: _device(r) for r in rows}

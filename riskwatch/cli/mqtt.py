@@ -1,0 +1,159 @@
+"""`riskwatch mqtt start|stop|status|credentials|acl|bridge|bridge-start|bridge-stop|bench`: devices over MQTT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="MQTT devices: the local mosquitto broker, per-device credentials, the ACL and the bridge to Kafka.",
+    no_args_is_help=True,
+)
+
+
+def _settings():
+    from riskwatch.settings import load_settings
+
+    return load_settings()
+
+
+def _registry_ids(s) -> list[str]:
+    from edge.mqtt.registry import RegistryUnavailable, load_devices
+
+    try:
+        return sorted(load_devices(s))
+    except RegistryUnavailable as e:
+        raise SystemExit(f"riskwatch mqtt: {e}") from None
+
+
+@app.command("start")
+def start() -> None:
+    """Start (or reuse) mosquitto on 127.0.0.1 with the generated config; the ACL from the device registry."""
+    from edge.mqtt.broker import Mosquitto
+    from edge.mqtt.registry import RegistryUnavailable, load_devices
+    from riskwatch.tools.services import ServiceError
+
+    s = _settings()
+    m = Mosquitto(s)
+    try:
+        m.write_acl(load_devices(s))
+    except RegistryUnavailable as e:
+        print(f"riskwatch mqtt start: 注意: {e}; ACL 保持不变 (`riskwatch mqtt acl` 稍后重建)", file=sys.stderr)
+    try:
+        print(m.start(log=lambda msg: print(msg, file=sys.stderr)))
+    except ServiceError as e:
+        raise SystemExit(f"riskwatch mqtt start: {e}") from None
+
+
+@app.command("stop")
+def stop() -> None:
+    """Stop mosquitto (it saves its persistent sessions and queued messages first)."""
+    from edge.mqtt.broker import Mosquitto
+
+    print(Mosquitto(_settings()).stop())
+
+
+@app.command("status")
+def status() -> None:
+    """Say whether mosquitto and the background bridge run."""
+    from edge.mqtt.bridge import BridgeService
+    from edge.mqtt.broker import Mosquitto
+
+    s = _settings()
+    print(Mosquitto(s).status())
+    print(BridgeService(s).status())
+
+
+@app.command("credentials")
+def credentials(device_id: str = typer.Argument(..., help="The device's id (its MQTT login)")) -> None:
+    """Create or rotate a device's MQTT password: printed once, stored hashed (mosquitto_passwd)."""
+    from edge.mqtt.broker import Mosquitto, new_device_password
+
+    s = _settings()
+    if device_id == s.mqtt_bridge_user:
+        raise SystemExit("riskwatch mqtt credentials: that login is the bridge's")
+    if device_id not in _registry_ids(s):
+        raise SystemExit(f"riskwatch mqtt credentials: 设备 {device_id} 不在设备台账中(先登记设备,再发放 MQTT 凭据)")
+    m = Mosquitto(s)
+    pw = new_device_password()
+    try:
+        m.set_password(device_id, pw)
+    except ValueError as e:
+        raise SystemExit(f"riskwatch mqtt credentials: {e}") from None
+    m.reload()
+    print(f"设备 {device_id} 的 MQTT 密码(只显示这一次,旧密码已失效):")
+    print(pw)
+    print(f"连接: mqtt://{s.mqtt_host}:{s.mqtt_port}  用户名: {device_id}  主题: devices/{device_id}/telemetry")
+
+
+@app.command("acl")
+def acl() -> None:
+    """Rebuild the ACL from the device registry and reload mosquitto (SIGHUP); removed devices lose their login."""
+    from edge.mqtt.broker import Mosquitto
+
+    s = _settings()
+    ids = _registry_ids(s)
+    m = Mosquitto(s)
+    n = m.write_acl(ids)
+    dropped = m.remove_logins({*ids, s.mqtt_bridge_user})
+    m.reload()
+    print(f"ACL: {n} devices" + (f"; logins removed: {', '.join(dropped)}" if dropped else "") + f" ({m.acl_file})")
+
+
+@app.command("bridge")
+def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")) -> None:
+    """Run the MQTT → Kafka bridge in the foreground (Ctrl-C stops)."""
+    from edge.mqtt.bridge import serve
+
+    logging.basicConfig(
+        level=getattr(logging, loglevel.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    s = _settings()
+    try:
+        serve(s)
+    except OSError as e:
+        raise SystemExit(
+            f"riskwatch mqtt bridge: cannot serve /metrics on 127.0.0.1:{s.mqtt_bridge_port} ({e}); "
+            "set RISKWATCH_MQTT_BRIDGE_PORT"
+        ) from None
+
+
+@app.command("bridge-start")
+def bridge_start() -> None:
+    """Start (or reuse) the bridge in the background (log under the mqtt data directory)."""
+    from edge.mqtt.bridge import BridgeService
+    from riskwatch.tools.services import ServiceError
+
+    try:
+        print(BridgeService(_settings()).start(log=lambda msg: print(msg, file=sys.stderr)))
+    except ServiceError as e:
+        raise SystemExit(f"riskwatch mqtt bridge-start: {e}") from None
+
+
+@app.command("bridge-stop")
+def bridge_stop() -> None:
+    """Stop the background bridge (unacknowledged messages stay on the broker)."""
+    from edge.mqtt.bridge import BridgeService
+
+    print(BridgeService(_settings()).stop())
+
+
+@app.command("bench")
+def bench(
+    devices: int = typer.Option(200, "--devices", help="Simulated devices"),
+    rate: float = typer.Option(2000.0, "--rate", help="MQTT messages/s published"),
+    seconds: float = typer.Option(20.0, "--seconds", help="How long to publish"),
+    faults: bool = typer.Option(True, "--faults/--no-faults", help="kill -9 the bridge, restart mosquitto and Kafka"),
+    out: Path = typer.Option(Path("var/bench/mqtt.json"), "--out", help="JSON result file"),
+) -> None:
+    """MQTT messages/s through the bridge, publish → alert p50/p99, bridge CPU per message, counts
+    in = counts stored across kill -9 of the bridge and restarts of mosquitto and Kafka (own broker)."""
+    from edge.mqtt.bench import run
+
+    run(_settings(), devices=devices, rate=rate, seconds=seconds, faults=faults, out=out)
