@@ -20,9 +20,8 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.mqtt.bridge import BridgeService
-from edge.mqtt.broker import Mosquitto
 from riskwatch.settings import Settings
+from riskwatch.tools.mqtt import BridgeService, Mosquitto
 from tests.conftest import free_port
 
 DEVICES = [

@@ -14,7 +14,8 @@ message from an unknown device, malformed JSON or a channel the device lacks goe
 login) and is acknowledged: it is answered, not lost. The device map is re-read from the registry
 every ``mqtt_registry_refresh_seconds``.
 
-Run: ``riskwatch mqtt bridge`` (foreground) or ``riskwatch mqtt bridge-start`` / ``bridge-stop``.
+Run: ``riskwatch mqtt bridge`` (foreground) or ``riskwatch mqtt bridge-start`` / ``bridge-stop``
+(riskwatch.tools.mqtt runs it as a background process).
 
 >>> batches = list(entity_batches({"E1": [{"event_id": str(i)} for i in range(501)]}, "mqtt:b"))
 >>> [(k, len(orjson.loads(v)["readings"])) for k, v in batches]
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,9 +39,8 @@ import orjson
 
 from edge.mqtt.broker import TELEMETRY_FILTER, bridge_password
 from edge.mqtt.convert import convert
-from edge.mqtt.registry import Device, RegistryUnavailable, load_devices
+from edge.mqtt.registry import Device, RegistryUnavailable, WorkerQuery, load_devices
 from riskwatch.settings import Settings
-from riskwatch.tools.services import LocalService
 from schemas.events import MAX_BATCH_READINGS, DeadLetter
 from streams.runtime import topics as T
 
@@ -131,8 +129,9 @@ def dead_letter(topic: str, device_id: str, raw: bytes, refused: list[tuple[int 
 class Bridge:
     """One bridge process: MQTT session → batches → Kafka → PUBACKs."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, via_worker: WorkerQuery | None = None):
         self.s = settings
+        self.via_worker = via_worker
         self.q: queue.Queue[Incoming] = queue.Queue()
         self.gen = 0
         self.devices: dict[str, Device] = {}
@@ -146,7 +145,7 @@ class Bridge:
     # --- registry ----------------------------------------------------------------------------
     def refresh(self) -> bool:
         try:
-            self.devices = load_devices(self.s)
+            self.devices = load_devices(self.s, self.via_worker)
         except RegistryUnavailable as e:
             log.warning("%s; keeping %d known devices", e, len(self.devices))
             return False
@@ -338,35 +337,16 @@ def serve_metrics(bridge: Bridge, host: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, via_worker: WorkerQuery | None = None) -> None:
     """Run the bridge in the foreground until SIGTERM/SIGINT."""
     import signal
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    bridge = Bridge(settings)
+    bridge = Bridge(settings, via_worker)
     server = serve_metrics(bridge, "127.0.0.1", settings.mqtt_bridge_port)
     try:
         bridge.run(stop)
     finally:
         server.shutdown()
-
-
-class BridgeService(LocalService):
-    """``riskwatch mqtt bridge`` as a background process (pid and log under mqtt_data_dir)."""
-
-    def __init__(self, settings: Settings):
-        super().__init__("mqtt-bridge", settings.mqtt_data_dir.resolve(), settings.mqtt_bridge_port, "/metrics")
-        self.settings = settings
-
-    def env(self) -> dict[str, str]:
-        from riskwatch.tools.runner import settings_env
-
-        return {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "riskwatch.cli.main", "mqtt", "bridge"]
-
-    def reload(self) -> None:
-        pass

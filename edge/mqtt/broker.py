@@ -24,14 +24,17 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from riskwatch.settings import Settings
-from riskwatch.tools.services import LocalService, ServiceError
+
+
+class BrokerError(RuntimeError):
+    """mosquitto or mosquitto_passwd is missing or failed (one line, with what to do)."""
+
 
 TELEMETRY = "devices/{device_id}/telemetry"
 TELEMETRY_FILTER = "devices/+/telemetry"
@@ -46,7 +49,7 @@ def binary(name: str) -> str:
     for d in ("/usr/sbin", "/usr/bin"):
         if os.access(f"{d}/{name}", os.X_OK):
             return f"{d}/{name}"
-    raise ServiceError(f"{name} is not installed: `apt-get install mosquitto` (Debian package)")
+    raise BrokerError(f"{name} is not installed: `apt-get install mosquitto` (Debian package)")
 
 
 def check_login(name: str) -> str:
@@ -67,16 +70,14 @@ def acl_text(bridge_user: str, device_ids: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Mosquitto(LocalService):
-    """mosquitto as a :class:`LocalService` (pid file, log, idempotent start); healthy = its port accepts."""
+class BrokerFiles:
+    """mosquitto's generated files under ``mqtt_data_dir``: config, password file, ACL, bridge secret.
+    (The process itself is run by ``riskwatch.tools.mqtt.Mosquitto``.)"""
 
     def __init__(self, settings: Settings):
-        super().__init__("mosquitto", settings.mqtt_data_dir.resolve(), settings.mqtt_port, "")
         self.settings = settings
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        self.data_dir = settings.mqtt_data_dir.resolve()
+        self.port = settings.mqtt_port
 
     @property
     def config_path(self) -> Path:
@@ -93,16 +94,6 @@ class Mosquitto(LocalService):
     @property
     def bridge_secret(self) -> Path:
         return self.data_dir / "bridge.secret"
-
-    def healthy(self, timeout: float = 2.0) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout):
-                return True
-        except OSError:
-            return False
-
-    def command(self) -> list[str]:
-        return [binary("mosquitto"), "-c", str(self.config_path)]
 
     def prepare(self) -> None:
         """Write the config; create the bridge's password once; keep an existing ACL (else an empty one)."""
@@ -155,7 +146,7 @@ class Mosquitto(LocalService):
             subprocess.run([binary("mosquitto_passwd"), "-U", tmp.name], check=True, capture_output=True, timeout=30)
             hashed = Path(tmp.name).read_text().strip()
         except subprocess.CalledProcessError as e:
-            raise ServiceError(f"mosquitto_passwd failed: {e.stderr.decode(errors='replace').strip()}") from None
+            raise BrokerError(f"mosquitto_passwd failed: {e.stderr.decode(errors='replace').strip()}") from None
         finally:
             Path(tmp.name).unlink(missing_ok=True)
         keep = []
@@ -192,7 +183,7 @@ def bridge_password(settings: Settings) -> str:
     try:
         return path.read_text().strip()
     except OSError:
-        raise ServiceError(
+        raise BrokerError(
             f"no bridge password: set RISKWATCH_MQTT_BRIDGE_PASSWORD or run `riskwatch mqtt start` ({path})"
         ) from None
 

@@ -1,8 +1,8 @@
 """The devices the MQTT edge knows: the registry (ClickHouse ``devices`` FINAL, not removed).
 
 Read the way ``riskwatch query`` reads: through the running worker's read-only ``/query`` when it
-owns the embedded chDB directory, else with the sinks' clickhouse-connect client directly (a
-server, or an embedded directory no worker holds). The bridge takes a device's entity, channels,
+owns the embedded chDB directory (``via_worker``), else with the sinks' clickhouse-connect client
+directly (a server, or an embedded directory no worker holds). The bridge takes a device's entity, channels,
 default unit and owner from here; the broker's ACL takes the device ids.
 
 >>> d = Device("boiler-7", "E1", ("boiler_pressure",), "MPa", "")
@@ -12,9 +12,14 @@ default unit and owner from here; the broker's ACL takes the device ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from riskwatch.settings import Settings
+
+WorkerQuery = Callable[[str], "list[dict] | None"]
+"""Runs read-only SQL through this configuration's running worker; None when no worker owns the data
+(riskwatch.tools.mqtt.worker_query builds one; front ends do not import the tools)."""
 
 SQL = (
     "SELECT device_id, entity_id, channels, unit, owner FROM {db}.devices FINAL "
@@ -50,21 +55,14 @@ def _device(row: dict) -> Device:
     )
 
 
-def load_devices(settings: Settings) -> dict[str, Device]:
+def load_devices(settings: Settings, via_worker: WorkerQuery | None = None) -> dict[str, Device]:
     """``{device_id: Device}`` of every registered, not removed device."""
     sql = SQL.format(db=settings.clickhouse_database)
     try:
-        if settings.clickhouse_url.startswith("chdb://"):
-            from riskwatch.tools.runner import WebPortTaken, WorkerProcess, identify_worker
-
-            try:
-                ours = identify_worker(settings)
-            except WebPortTaken:
-                ours = False
-            if ours:
-                rows = WorkerProcess(settings).query(sql)
-                if rows is not None:
-                    return {r["device_id"]: _device(r) for r in rows}
+        if via_worker is not None and settings.clickhouse_url.startswith("chdb://"):
+            rows = via_worker(sql)
+            if rows is not None:
+                return {r["device_id"]: _device(r) for r in rows}
         from sinks.clickhouse import make_client
 
         client = make_client(settings.clickhouse_url)

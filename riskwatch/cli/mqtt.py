@@ -22,9 +22,10 @@ def _settings():
 
 def _registry_ids(s) -> list[str]:
     from edge.mqtt.registry import RegistryUnavailable, load_devices
+    from riskwatch.tools.mqtt import worker_query
 
     try:
-        return sorted(load_devices(s))
+        return sorted(load_devices(s, worker_query(s)))
     except RegistryUnavailable as e:
         raise SystemExit(f"riskwatch mqtt: {e}") from None
 
@@ -32,26 +33,27 @@ def _registry_ids(s) -> list[str]:
 @app.command("start")
 def start() -> None:
     """Start (or reuse) mosquitto on 127.0.0.1 with the generated config; the ACL from the device registry."""
-    from edge.mqtt.broker import Mosquitto
+    from edge.mqtt.broker import BrokerError
     from edge.mqtt.registry import RegistryUnavailable, load_devices
+    from riskwatch.tools.mqtt import Mosquitto, worker_query
     from riskwatch.tools.services import ServiceError
 
     s = _settings()
     m = Mosquitto(s)
     try:
-        m.write_acl(load_devices(s))
+        m.write_acl(load_devices(s, worker_query(s)))
     except RegistryUnavailable as e:
         print(f"riskwatch mqtt start: 注意: {e}; ACL 保持不变 (`riskwatch mqtt acl` 稍后重建)", file=sys.stderr)
     try:
         print(m.start(log=lambda msg: print(msg, file=sys.stderr)))
-    except ServiceError as e:
+    except (ServiceError, BrokerError) as e:
         raise SystemExit(f"riskwatch mqtt start: {e}") from None
 
 
 @app.command("stop")
 def stop() -> None:
     """Stop mosquitto (it saves its persistent sessions and queued messages first)."""
-    from edge.mqtt.broker import Mosquitto
+    from riskwatch.tools.mqtt import Mosquitto
 
     print(Mosquitto(_settings()).stop())
 
@@ -59,8 +61,7 @@ def stop() -> None:
 @app.command("status")
 def status() -> None:
     """Say whether mosquitto and the background bridge run."""
-    from edge.mqtt.bridge import BridgeService
-    from edge.mqtt.broker import Mosquitto
+    from riskwatch.tools.mqtt import BridgeService, Mosquitto
 
     s = _settings()
     print(Mosquitto(s).status())
@@ -70,7 +71,8 @@ def status() -> None:
 @app.command("credentials")
 def credentials(device_id: str = typer.Argument(..., help="The device's id (its MQTT login)")) -> None:
     """Create or rotate a device's MQTT password: printed once, stored hashed (mosquitto_passwd)."""
-    from edge.mqtt.broker import Mosquitto, new_device_password
+    from edge.mqtt.broker import BrokerError, new_device_password
+    from riskwatch.tools.mqtt import Mosquitto
 
     s = _settings()
     if device_id == s.mqtt_bridge_user:
@@ -81,7 +83,7 @@ def credentials(device_id: str = typer.Argument(..., help="The device's id (its 
     pw = new_device_password()
     try:
         m.set_password(device_id, pw)
-    except ValueError as e:
+    except (ValueError, BrokerError) as e:
         raise SystemExit(f"riskwatch mqtt credentials: {e}") from None
     m.reload()
     print(f"设备 {device_id} 的 MQTT 密码(只显示这一次,旧密码已失效):")
@@ -92,7 +94,7 @@ def credentials(device_id: str = typer.Argument(..., help="The device's id (its 
 @app.command("acl")
 def acl() -> None:
     """Rebuild the ACL from the device registry and reload mosquitto (SIGHUP); removed devices lose their login."""
-    from edge.mqtt.broker import Mosquitto
+    from riskwatch.tools.mqtt import Mosquitto
 
     s = _settings()
     ids = _registry_ids(s)
@@ -107,6 +109,7 @@ def acl() -> None:
 def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")) -> None:
     """Run the MQTT → Kafka bridge in the foreground (Ctrl-C stops)."""
     from edge.mqtt.bridge import serve
+    from riskwatch.tools.mqtt import worker_query
 
     logging.basicConfig(
         level=getattr(logging, loglevel.upper(), logging.INFO),
@@ -116,7 +119,7 @@ def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     s = _settings()
     try:
-        serve(s)
+        serve(s, worker_query(s))
     except OSError as e:
         raise SystemExit(
             f"riskwatch mqtt bridge: cannot serve /metrics on 127.0.0.1:{s.mqtt_bridge_port} ({e}); "
@@ -127,7 +130,7 @@ def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")
 @app.command("bridge-start")
 def bridge_start() -> None:
     """Start (or reuse) the bridge in the background (log under the mqtt data directory)."""
-    from edge.mqtt.bridge import BridgeService
+    from riskwatch.tools.mqtt import BridgeService
     from riskwatch.tools.services import ServiceError
 
     try:
@@ -139,7 +142,7 @@ def bridge_start() -> None:
 @app.command("bridge-stop")
 def bridge_stop() -> None:
     """Stop the background bridge (unacknowledged messages stay on the broker)."""
-    from edge.mqtt.bridge import BridgeService
+    from riskwatch.tools.mqtt import BridgeService
 
     print(BridgeService(_settings()).stop())
 
@@ -154,6 +157,6 @@ def bench(
 ) -> None:
     """MQTT messages/s through the bridge, publish → alert p50/p99, bridge CPU per message, counts
     in = counts stored across kill -9 of the bridge and restarts of mosquitto and Kafka (own broker)."""
-    from edge.mqtt.bench import run
+    from riskwatch.tools.bench.mqtt import run
 
     run(_settings(), devices=devices, rate=rate, seconds=seconds, faults=faults, out=out)
