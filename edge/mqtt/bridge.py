@@ -14,7 +14,7 @@ message from an unknown device, malformed JSON or a channel the device lacks goe
 login) and is acknowledged: it is answered, not lost. The device map is re-read from the registry
 every ``mqtt_registry_refresh_seconds``.
 
-Run: ``riskwatch mqtt bridge`` (foreground) or ``riskwatch mqtt bridge-start`` / ``bridge-stop``
+Run: ``riskwatch mqtt bridge`` (foreground) or ``riskwatch mqtt bridge start|stop|status``
 (riskwatch.tools.mqtt runs it as a background process).
 
 >>> batches = list(entity_batches({"E1": [{"event_id": str(i)} for i in range(501)]}, "mqtt:b"))

@@ -136,23 +136,30 @@ class BrokerFiles:
         return "\n".join(lines) + "\n"
 
     def set_password(self, login: str, password: str) -> None:
-        """Create or replace ``login``'s hash in the password file (hashed by ``mosquitto_passwd -U``;
-        the clear password goes through a 0600 temporary file, never a command line)."""
-        check_login(login)
+        """Create or replace ``login``'s hash in the password file."""
+        self.set_passwords({login: password})
+
+    def set_passwords(self, passwords: dict[str, str]) -> None:
+        """Create or replace these logins' hashes in the password file (hashed by ``mosquitto_passwd -U``;
+        the clear passwords go through a 0600 temporary file, never a command line)."""
+        for login in passwords:
+            check_login(login)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir, prefix=".pw-", delete=False) as tmp:
-            tmp.write(f"{login}:{password}\n")
+            tmp.write("".join(f"{login}:{pw}\n" for login, pw in passwords.items()))
         try:
-            subprocess.run([binary("mosquitto_passwd"), "-U", tmp.name], check=True, capture_output=True, timeout=30)
-            hashed = Path(tmp.name).read_text().strip()
+            subprocess.run([binary("mosquitto_passwd"), "-U", tmp.name], check=True, capture_output=True, timeout=300)
+            hashed = [ln for ln in Path(tmp.name).read_text().splitlines() if ln]
         except subprocess.CalledProcessError as e:
             raise BrokerError(f"mosquitto_passwd failed: {e.stderr.decode(errors='replace').strip()}") from None
         finally:
             Path(tmp.name).unlink(missing_ok=True)
         keep = []
         if self.password_file.exists():
-            keep = [ln for ln in self.password_file.read_text().splitlines() if ln and ln.split(":", 1)[0] != login]
-        self.password_file.write_text("\n".join([*keep, hashed]) + "\n")
+            keep = [
+                ln for ln in self.password_file.read_text().splitlines() if ln and ln.split(":", 1)[0] not in passwords
+            ]
+        self.password_file.write_text("\n".join([*keep, *hashed]) + "\n")
         self.password_file.chmod(0o600)
 
     def remove_logins(self, keep: set[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""`riskwatch mqtt start|stop|status|credentials|acl|bridge|bridge-start|bridge-stop|bench`: devices over MQTT."""
+"""`riskwatch mqtt start|stop|status|credentials|acl|bridge [start|stop|status]|bench`: devices over MQTT."""
 
 from __future__ import annotations
 
@@ -105,9 +105,19 @@ def acl() -> None:
     print(f"ACL: {n} devices" + (f"; logins removed: {', '.join(dropped)}" if dropped else "") + f" ({m.acl_file})")
 
 
-@app.command("bridge")
-def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")) -> None:
-    """Run the MQTT → Kafka bridge in the foreground (Ctrl-C stops)."""
+bridge_app = typer.Typer(
+    help="The MQTT → Kafka bridge: `riskwatch mqtt bridge` runs it in the foreground; start|stop|status in the "
+    "background.",
+    invoke_without_command=True,
+)
+app.add_typer(bridge_app, name="bridge")
+
+
+@bridge_app.callback()
+def bridge(ctx: typer.Context, loglevel: str = typer.Option("info", help="error|warning|info|debug")) -> None:
+    """Run the MQTT → Kafka bridge in the foreground (Ctrl-C stops), or start|stop|status it in the background."""
+    if ctx.invoked_subcommand is not None:
+        return
     from edge.mqtt.bridge import serve
     from riskwatch.tools.mqtt import worker_query
 
@@ -127,24 +137,32 @@ def bridge(loglevel: str = typer.Option("info", help="error|warning|info|debug")
         ) from None
 
 
-@app.command("bridge-start")
+@bridge_app.command("start")
 def bridge_start() -> None:
-    """Start (or reuse) the bridge in the background (log under the mqtt data directory)."""
+    """Start (or reuse) the bridge in the background (pid and log in the mqtt data directory)."""
     from riskwatch.tools.mqtt import BridgeService
     from riskwatch.tools.services import ServiceError
 
     try:
         print(BridgeService(_settings()).start(log=lambda msg: print(msg, file=sys.stderr)))
     except ServiceError as e:
-        raise SystemExit(f"riskwatch mqtt bridge-start: {e}") from None
+        raise SystemExit(f"riskwatch mqtt bridge start: {e}") from None
 
 
-@app.command("bridge-stop")
+@bridge_app.command("stop")
 def bridge_stop() -> None:
     """Stop the background bridge (unacknowledged messages stay on the broker)."""
     from riskwatch.tools.mqtt import BridgeService
 
     print(BridgeService(_settings()).stop())
+
+
+@bridge_app.command("status")
+def bridge_status() -> None:
+    """Say whether the background bridge runs (healthy = subscribed to the broker)."""
+    from riskwatch.tools.mqtt import BridgeService
+
+    print(BridgeService(_settings()).status())
 
 
 @app.command("bench")
