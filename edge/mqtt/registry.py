@@ -55,6 +55,34 @@ def _device(row: dict) -> Device:
     )
 
 
+def _read(url: str, sql: str) -> list[dict]:
+    from sinks.clickhouse import make_client
+
+    client = make_client(url)
+    try:
+        res = client.query(sql)
+        return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+    finally:
+        client.close()
+
+
+def _read_in_child(url: str, sql: str) -> list[dict]:
+    """An embedded directory no worker holds, read by a child process: chDB keeps a directory locked for
+    the life of the process that opened it, and a long-running bridge holding it would keep the worker out."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    p = subprocess.run(
+        [sys.executable, "-m", "edge.mqtt.registry", url, sql], capture_output=True, timeout=120, check=False
+    )
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode(errors="replace").strip().splitlines()[-1:] or "child failed")
+    rows: list[dict] = orjson.loads(p.stdout)
+    return rows
+
+
 def load_devices(settings: Settings, via_worker: WorkerQuery | None = None) -> dict[str, Device]:
     """``{device_id: Device}`` of every registered, not removed device."""
     sql = SQL.format(db=settings.clickhouse_database)
@@ -63,14 +91,18 @@ def load_devices(settings: Settings, via_worker: WorkerQuery | None = None) -> d
             rows = via_worker(sql)
             if rows is not None:
                 return {r["device_id"]: _device(r) for r in rows}
-        from sinks.clickhouse import make_client
-
-        client = make_client(settings.clickhouse_url)
-        try:
-            res = client.query(sql)
-            rows = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
-        finally:
-            client.close()
+        if settings.clickhouse_url.startswith("chdb://"):
+            rows = _read_in_child(settings.clickhouse_url, sql)
+        else:
+            rows = _read(settings.clickhouse_url, sql)
     except Exception as e:  # noqa: BLE001 - one line: the engine's message, whatever the transport
         raise RegistryUnavailable(f"cannot read the device registry: {type(e).__name__}: {e}"[:500]) from None
     return {r["device_id"]: _device(r) for r in rows}
+
+
+if __name__ == "__main__":  # the child of _read_in_child: rows of one query as JSON on stdout
+    import sys
+
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(_read(sys.argv[1], sys.argv[2]), default=str))

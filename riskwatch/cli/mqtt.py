@@ -50,6 +50,24 @@ def start() -> None:
         raise SystemExit(f"riskwatch mqtt start: {e}") from None
 
 
+@app.command("config")
+def config(
+    listen: str = typer.Option("127.0.0.1", "--listen", help="Listener address (0.0.0.0 only inside a container)"),
+    root: bool = typer.Option(False, "--root", help="Write `user root` (a container whose files another uid wrote)"),
+) -> None:
+    """Write mosquitto's files (config, bridge password, ACL from the registry) without starting it (compose)."""
+    from edge.mqtt.broker import BrokerError, BrokerFiles
+
+    s = _settings()
+    files = BrokerFiles(s, listen_host=listen, stay_root=root or None)
+    try:
+        files.prepare()
+    except BrokerError as e:
+        raise SystemExit(f"riskwatch mqtt config: {e}") from None
+    n = files.write_acl(_registry_ids(s))
+    print(f"{files.config_path} (listener {listen}:{s.mqtt_port}), ACL: {n} devices")
+
+
 @app.command("stop")
 def stop() -> None:
     """Stop mosquitto (it saves its persistent sessions and queued messages first)."""
@@ -167,9 +185,10 @@ def bridge_status() -> None:
 
 @app.command("bench")
 def bench(
-    devices: int = typer.Option(200, "--devices", help="Simulated devices"),
-    rate: float = typer.Option(2000.0, "--rate", help="MQTT messages/s published"),
-    seconds: float = typer.Option(20.0, "--seconds", help="How long to publish"),
+    devices: int = typer.Option(50, "--devices", help="Simulated devices (each its own MQTT login)"),
+    burst: int = typer.Option(20_000, "--burst", help="Messages of the throughput phase (as fast as published)"),
+    rate: float = typer.Option(500.0, "--rate", help="MQTT messages/s published in the latency and fault phases"),
+    seconds: float = typer.Option(20.0, "--seconds", help="How long each paced phase publishes"),
     faults: bool = typer.Option(True, "--faults/--no-faults", help="kill -9 the bridge, restart mosquitto and Kafka"),
     out: Path = typer.Option(Path("var/bench/mqtt.json"), "--out", help="JSON result file"),
 ) -> None:
@@ -177,4 +196,4 @@ def bench(
     in = counts stored across kill -9 of the bridge and restarts of mosquitto and Kafka (own broker)."""
     from riskwatch.tools.bench.mqtt import run
 
-    run(_settings(), devices=devices, rate=rate, seconds=seconds, faults=faults, out=out)
+    run(_settings(), devices=devices, rate=rate, seconds=seconds, faults=faults, out=out, burst=burst)

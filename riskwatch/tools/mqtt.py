@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 from edge.mqtt.broker import BrokerFiles, binary
 from edge.mqtt.registry import WorkerQuery
@@ -58,7 +59,14 @@ class BridgeService(LocalService):
     def env(self) -> dict[str, str]:
         from riskwatch.tools.runner import settings_env
 
-        return {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        s = self.settings  # the child runs in mqtt_data_dir: relative paths are made absolute first
+        url = s.clickhouse_url
+        if url.startswith("chdb://"):
+            from sinks.clickhouse import chdb_path
+
+            url = "chdb://" + str(Path(chdb_path(url)).resolve())
+        s = s.model_copy(update=dict(clickhouse_url=url, mqtt_data_dir=s.mqtt_data_dir.resolve()))
+        return {**os.environ, **settings_env(s), "PYTHONUNBUFFERED": "1"}
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "riskwatch.cli.main", "mqtt", "bridge"]  # the foreground bridge
