@@ -127,6 +127,12 @@ def _publish_paced(clients: list, rate: float, seconds: float, tag: str, infos: 
         time.sleep(0.005)
 
 
+def _puback(info) -> bool:
+    """Whether mosquitto acknowledged the message. ``is_published()`` raises for a message published
+    while disconnected, although paho keeps it and resends it on reconnect: read the flag it sets."""
+    return bool(info._published)
+
+
 def _stored(w: WorkerProcess, like: str) -> int:
     rows = w.query(f"SELECT uniqExact(event_id) AS n FROM events_sensor WHERE event_id LIKE '{like}%'")
     return int(rows[0]["n"]) if rows else -1
@@ -265,9 +271,9 @@ def run(
             published = _publish_paced(clients, rate, seconds, "ft", f_infos, fault)
             # a message published while mosquitto was down is resent by the device's client on reconnect
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not all(i.is_published() for i in f_infos):
+            while time.monotonic() < deadline and not all(_puback(i) for i in f_infos):
                 time.sleep(0.5)
-            acked = sum(1 for i in f_infos if i.is_published())
+            acked = sum(1 for i in f_infos if _puback(i))
             try:
                 wait_for(lambda: _stored(worker, "ft-") >= acked, 300, "every acknowledged message stored", 1.0)
             except WaitTimeout as e:
