@@ -245,3 +245,17 @@ def test_kill9_bridge_mid_stream_loses_nothing(stack: Stack):
     stack.wait(lambda: set(ids) <= set(stack.sensor_ids()), timeout=40)
     assert got_at_kill < n  # the kill happened mid-stream
     c.disconnect()
+
+
+def test_doctests():
+    """edge/ and riskwatch/tools are outside pytest's doctest paths: the examples of the MQTT modules run here."""
+    import doctest
+
+    import edge.mqtt.bridge
+    import edge.mqtt.broker
+    import edge.mqtt.convert
+    import edge.mqtt.registry
+    import riskwatch.tools.mqtt
+
+    for mod in (edge.mqtt.bridge, edge.mqtt.broker, edge.mqtt.convert, edge.mqtt.registry, riskwatch.tools.mqtt):
+        assert doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0, mod.__name__
