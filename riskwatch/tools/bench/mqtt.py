@@ -33,7 +33,7 @@ import orjson
 from riskwatch.settings import Settings
 from riskwatch.tools.bench.pipeline import _cpu_seconds, _free_port, _percentile
 from riskwatch.tools.mqtt import BridgeService, Mosquitto
-from riskwatch.tools.runner import WaitTimeout, WorkerProcess, wait_for
+from riskwatch.tools.runner import WorkerProcess, wait_for
 
 PROBES = 40
 BREACH_MPA = 1.6
@@ -134,8 +134,31 @@ def _puback(info) -> bool:
 
 
 def _stored(w: WorkerProcess, like: str) -> int:
-    rows = w.query(f"SELECT uniqExact(event_id) AS n FROM events_sensor WHERE event_id LIKE '{like}%'")
+    db = w.settings.clickhouse_database
+    rows = w.query(f"SELECT uniqExact(event_id) AS n FROM {db}.events_sensor WHERE event_id LIKE '{like}%'")
     return int(rows[0]["n"]) if rows else -1
+
+
+def _wait_stored(worker: WorkerProcess, acked: int, log, timeout: float = 300.0, stall: float = 60.0) -> int:
+    """Wait until every acknowledged message is stored; a worker that makes no progress for ``stall``
+    seconds (seen after a Kafka restart: its consumer group never recovers) is restarted, as a
+    supervisor with a health check would. Returns how many times that was needed."""
+    restarts, last, since = 0, -1, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = _stored(worker, "ft-")
+        if n >= acked:
+            break
+        if n > last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since > stall and restarts < 2:
+            log(f"worker stored nothing new for {stall:.0f} s ({n} of {acked}): restarting it")
+            worker.stop()
+            worker.start()
+            restarts += 1
+            since = time.monotonic()
+        time.sleep(1.0)
+    return restarts
 
 
 def _metric(svc: BridgeService, name: str) -> float:
@@ -274,10 +297,7 @@ def run(
             while time.monotonic() < deadline and not all(_puback(i) for i in f_infos):
                 time.sleep(0.5)
             acked = sum(1 for i in f_infos if _puback(i))
-            try:
-                wait_for(lambda: _stored(worker, "ft-") >= acked, 300, "every acknowledged message stored", 1.0)
-            except WaitTimeout as e:
-                log(f"faults: {e}")
+            bench_restarts = _wait_stored(worker, acked, log)
             time.sleep(3)
             result["faults"] = {
                 "events": events,
@@ -285,6 +305,7 @@ def run(
                 "in_acknowledged_by_mosquitto": acked,
                 "stored_distinct": _stored(worker, "ft-"),
                 "worker_restarts": worker.restarts,
+                "worker_restarted_by_bench_after_a_stall": bench_restarts,
             }
             log(f"faults: {result['faults']}")
     finally:
