@@ -189,7 +189,10 @@ def test_reading_arrives_as_sensor_batch(stack: Stack):
 
 def test_foreign_topic_refused_by_mosquitto(stack: Stack):
     c = _device(stack.s, "dev-a")
-    _publish(c, "devices/dev-b/telemetry", {"event_id": "forged-1", "channel": "cold_chain_temp", "value": 30})
+    codes: dict[int, int] = {}
+    c.on_publish = lambda _c, _u, mid, reason, _p: codes.__setitem__(mid, int(reason.value))
+    info = _publish(c, "devices/dev-b/telemetry", {"event_id": "forged-1", "channel": "cold_chain_temp", "value": 30})
+    assert codes[info.mid] == 135  # MQTT 5 PUBACK: not authorized
     _publish(c, "devices/dev-a/telemetry", {"event_id": "after-forged", "value": 0.5})
     stack.wait(lambda: "after-forged" in stack.sensor_ids())
     assert "forged-1" not in stack.sensor_ids()
