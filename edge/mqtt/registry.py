@@ -78,7 +78,8 @@ def _read_in_child(url: str, sql: str) -> list[dict]:
         [sys.executable, "-m", "edge.mqtt.registry", url, sql], capture_output=True, timeout=120, check=False
     )
     if p.returncode != 0:
-        raise RuntimeError(p.stderr.decode(errors="replace").strip().splitlines()[-1:] or "child failed")
+        lines = p.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"the reading child exited with {p.returncode}")
     rows: list[dict] = orjson.loads(p.stdout)
     return rows
 
