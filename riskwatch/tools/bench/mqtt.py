@@ -7,7 +7,8 @@ each with its MQTT password and ACL entry. Three phases:
 
 1. **throughput**: ``--burst`` messages from all devices as fast as they publish; MQTT messages/s
    through the bridge (first publish → the bridge's last PUBACK, i.e. Kafka acknowledged all) and the
-   bridge's CPU per message (``/proc/<pid>/stat``).
+   bridge's CPU per message (``/proc/<pid>/stat``); then the worker behind it: readings stored per
+   second end to end (first publish → the last reading in ClickHouse) and its CPU per reading.
 2. **latency**: ``--rate`` messages/s for ``--seconds``; every 0.5 s a probe device publishes a
    breaching boiler pressure (1.6 MPa > 1.25): ms from publish to its red alert on ``alerts.taskforce``.
 3. **faults**: ``--rate`` messages/s for ``--seconds`` with a kill -9 of the bridge, a mosquitto restart
@@ -229,6 +230,8 @@ def run(
 
         # 1. throughput
         acked0, cpu0 = _metric(bridge, "riskwatch_mqtt_acked_total"), _cpu_seconds(bridge.pid() or 0)
+        wpid = worker.proc.pid if worker.proc else 0
+        wcpu0 = _cpu_seconds(wpid)
         infos: list = []
         t0 = time.monotonic()
         for n in range(burst):
@@ -245,6 +248,11 @@ def run(
             "messages_per_s": round(burst / el),
             "bridge_cpu_us_per_message": round(cpu / burst * 1e6, 1),
         }
+        # the worker behind it: the same readings, arriving as sensor batches per entity
+        wait_for(lambda: _stored(worker, "tp-") >= burst, 300, "the worker to store the burst", 0.5)
+        wel = time.monotonic() - t0
+        result["throughput"]["worker_readings_per_s"] = round(burst / wel)
+        result["throughput"]["worker_cpu_us_per_reading"] = round((_cpu_seconds(wpid) - wcpu0) / burst * 1e6, 1)
         log(f"throughput: {result['throughput']}")
 
         # 2. latency: paced load with probes
