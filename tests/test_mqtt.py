@@ -160,7 +160,7 @@ def _device(s: Settings, login: str) -> mqtt.Client:
     return c
 
 
-def _publish(c: mqtt.Client, topic: str, body: dict | bytes) -> mqtt.MQTTMessageInfo:
+def _publish(c: mqtt.Client, topic: str, body: dict | list | bytes) -> mqtt.MQTTMessageInfo:
     info = c.publish(topic, body if isinstance(body, bytes) else orjson.dumps(body), qos=1)
     info.wait_for_publish(10)
     return info
@@ -214,7 +214,7 @@ def test_unknown_device_bad_json_bad_channel_dead_letters(stack: Stack):
     _publish(a, "devices/dev-a/telemetry", b"{not json")
     _publish(a, "devices/dev-a/telemetry", {"event_id": "a-temp", "channel": "boiler_temp", "value": 80})
     stack.wait(lambda: len(stack.seen["deadletter"]) >= 3)
-    by_src = {}
+    by_src: dict[str, list[dict]] = {}
     for d in stack.seen["deadletter"]:
         by_src.setdefault(d["source"], []).append(d)
     (ghost,) = by_src["mqtt:dev-ghost"]
