@@ -110,9 +110,9 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    from web.routes import alert, auth, dossier, inbox, public, taskforce, tasks
+    from web.routes import alert, auth, dossier, inbox, public, supervision, taskforce, tasks
 
-    for r in (auth, inbox, alert, tasks, dossier, taskforce, public):
+    for r in (auth, inbox, alert, tasks, dossier, taskforce, supervision, public):
         app.include_router(r.router)
 
     @app.get("/healthz", include_in_schema=False)
