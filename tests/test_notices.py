@@ -166,3 +166,28 @@ def test_rows_round_trip_through_clickhouse(ch):
 
 def test_topics_for_answers_and_deliveries():
     assert T.notice_topic("amr") == "events.notice.amr" and T.NOTICE_DELIVERY == "notices.delivery"
+
+
+def test_the_bulletin_lists_supervision_notes_and_answers(ch):
+    from reports import bulletin as B
+
+    note = N.NoticeAnswer(
+        event_id="s9", entity_id="amr", occurred_at=FRI_16, source="workbench", notice_id="S-9", action="send",
+        comment="请说明预警逾期原因", department="amr", subject="A9", actor="wang",
+    )  # fmt: skip
+    ((row, h1),) = N.deliver(N.supervision_notice(note, "taskforce", RULES), RULES)
+    done, h2 = N.apply(row, "amr", answer(row, "answer", "已完成处置"))
+    ch.insert("notices", [R.notice_row(done)], column_names=R.COLUMNS["notices"], database="riskwatch")
+
+    def query(sql: str):
+        q = ch.query(sql)
+        return q.column_names, q.result_rows
+
+    start, end = FRI_16 - timedelta(days=3), FRI_16 + timedelta(days=4)
+    notes = B.fetch_notes(query, start, end)
+    assert [n["notice_id"] for n in notes] == ["S-9"] and B.fetch_notes(query, start, end, "police") == []
+    b = B.summarize([], "week", start, end)
+    b.notes = notes
+    head, rows = B.tables(b)["notes"]
+    assert rows[0][:3] == ["S-9", "县市场监管局", "A9"] and rows[0][6] == "已答复" and "已完成处置" in rows[0][7]
+    assert "七、检查督导（督导单）" in B.render_html(b, {k: b"" for k in B.CHART_TITLES})
