@@ -127,7 +127,7 @@ async def inbox(
         "inbox.html",
         alerts=rows,
         notices=await notices_of(request, user, NOTICE_OPEN_SQL, limit=20),
-        Z=NOTICE_ZH,
+        Z=notice_words(),
         limit=LIMIT,
         townships=townships,
         open_statuses=OPEN,
@@ -144,7 +144,15 @@ FROM {{db}}.notices FINAL
 WHERE {{where}}
 ORDER BY {NOTICE_OPEN_SQL} DESC, deadline ASC, created_at DESC
 LIMIT %(limit)s"""
-NOTICE_ZH = {"kind": labels(NoticeType), "status": labels(NoticeState)}
+NOTICE_KIND_ZH = labels(NoticeType)
+NOTICE_STATE_ZH = labels(NoticeState)
+
+
+def notice_words() -> dict:
+    """The templates' ``Z.kind`` / ``Z.status`` (schemas.vocabulary's labels)."""
+    return {"kind": NOTICE_KIND_ZH, "status": NOTICE_STATE_ZH}
+
+
 ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 
 
@@ -170,7 +178,7 @@ async def notice_list(request: Request, user: User = Depends(require_user), stat
     conds, params = ["1"], {}
     if status == "open":
         conds.append(NOTICE_OPEN_SQL)
-    elif status in NOTICE_ZH["status"]:
+    elif status in NOTICE_STATE_ZH:
         conds.append("status = %(status)s")
         params["status"] = status
     if user.sees_all and dept in c.catalog.departments:
@@ -178,7 +186,7 @@ async def notice_list(request: Request, user: User = Depends(require_user), stat
         params["dept"] = dept
     rows = await notices_of(request, user, " AND ".join(conds), **params)
     request.state.nav_counts = await nav_counts(request, user)
-    return render(request, "notices.html", notices=rows, f={"status": status, "dept": dept}, Z=NOTICE_ZH)
+    return render(request, "notices.html", notices=rows, f={"status": status, "dept": dept}, Z=notice_words())
 
 
 @router.get("/notices/{notice_id}")
@@ -200,7 +208,7 @@ async def notice_page(request: Request, notice_id: str, user: User = Depends(req
         rows=rows,
         mine=mine,
         history=history,
-        Z=NOTICE_ZH,
+        Z=notice_words(),
         wait=request.query_params.get("wait", ""),
         open_states=NOTICE_OPEN,
     )
@@ -240,9 +248,7 @@ async def notice_answer(
     if action not in ANSWERS:
         raise PageError(400, "操作无效", f"未知操作 {action[:40]!r},本次操作未提交。")
     if mine["status"] not in NOTICE_OPEN:
-        raise PageError(
-            400, "已答复", f"本部门已{NOTICE_ZH['status'].get(mine['status'], mine['status'])},不再接受答复。"
-        )
+        raise PageError(400, "已答复", f"本部门已{NOTICE_STATE_ZH.get(mine['status'], mine['status'])},不再接受答复。")
     comment = comment.strip()
     if action in ("dispute", "answer") and not comment:
         raise PageError(

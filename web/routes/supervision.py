@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from schemas.events import LOCAL_TZ
 from streams.engine.notices import NoticeAction, NoticeAnswer
 from web.deps import PageError, check_csrf, ctx, render, require_taskforce
-from web.routes.inbox import ID_OK, NOTICE_OPEN_SQL, NOTICE_ZH, nav_counts
+from web.routes.inbox import ID_OK, NOTICE_OPEN_SQL, nav_counts, notice_words
 from web.routes.taskforce import RESPONSE_SQL
 from web.users import User
 
@@ -126,7 +126,7 @@ async def supervision(request: Request, user: User = Depends(require_taskforce),
         notice_resp=notice_resp,
         queue=await _rows(request, QUEUE_SQL),
         notes=await _rows(request, NOTES_SQL),
-        Z=NOTICE_ZH,
+        Z=notice_words(),
         subject=request.query_params.get("subject", "")[:64],
         to=request.query_params.get("to", ""),
     )
