@@ -191,3 +191,19 @@ def test_the_bulletin_lists_supervision_notes_and_answers(ch):
     head, rows = B.tables(b)["notes"]
     assert rows[0][:3] == ["S-9", "县市场监管局", "A9"] and rows[0][6] == "已答复" and "已完成处置" in rows[0][7]
     assert "七、检查督导（督导单）" in B.render_html(b, {k: b"" for k in B.CHART_TITLES})
+
+
+def test_the_deadline_timer_finds_open_notices_past_their_next_urging(ch):
+    from streams.runtime.notice_agent import DUE_SQL, due_params
+
+    (row, _), (other, _) = N.deliver(notice(entity_id="E-due"), RULES)
+    done, _ = N.apply(other, "health", answer(other, "confirm"))
+    ch.insert("notices", [R.notice_row(row), R.notice_row(done)], column_names=R.COLUMNS["notices"],
+              database="riskwatch")  # fmt: skip
+
+    def due(at: datetime) -> list[tuple[str, str]]:
+        q = ch.query(DUE_SQL.format(db="riskwatch"), parameters=due_params(at))
+        return [(r["notice_id"], r["department"]) for r in q.named_results() if r["entity_id"] == "E-due"]
+
+    assert due(row.deadline - timedelta(minutes=1)) == []
+    assert due(row.deadline + timedelta(minutes=1)) == [(row.notice_id, "amr")]

@@ -38,6 +38,17 @@ URGE_TICK_SECONDS = 60.0
 URGE_MAX = 500  # notices urged per tick
 
 
+# open notices whose deadline (or next urging) has passed; ``now`` is local time (the columns' zone)
+DUE_SQL = (
+    "SELECT * FROM {db}.notices FINAL WHERE status IN ('delivered', 'urged', 'escalated') "
+    "AND next_urge_at IS NOT NULL AND next_urge_at <= %(now)s ORDER BY next_urge_at LIMIT %(n)s"
+)
+
+
+def due_params(now: datetime) -> dict[str, Any]:
+    return {"now": now.astimezone(LOCAL_TZ).replace(tzinfo=None), "n": URGE_MAX}
+
+
 def answer_topics(w: Worker) -> dict[str, str]:
     """Topic (prefixed) → the department it belongs to."""
     return {w.settings.topic(T.notice_topic(d)): d for d in w.county.catalog.departments}
@@ -112,11 +123,7 @@ def register(w: Worker) -> None:
 
     async def urge_due(_: Any) -> None:
         now = datetime.fromtimestamp(w.clock(), tz=UTC).astimezone(LOCAL_TZ)
-        cols, rows = await w.writer.aquery(
-            f"SELECT * FROM {db}.notices FINAL WHERE status IN ('delivered', 'urged', 'escalated') "
-            "AND next_urge_at IS NOT NULL AND next_urge_at <= %(now)s ORDER BY next_urge_at LIMIT %(n)s",
-            {"now": now.replace(tzinfo=None), "n": URGE_MAX},
-        )
+        cols, rows = await w.writer.aquery(DUE_SQL.format(db=db), due_params(now))
         out = Out()
         for r in rows:
             urged = N.urge(N.row_of(dict(zip(cols, r, strict=True))), now, rules)
