@@ -4,7 +4,9 @@
 delivery, 督促 or escalation of a notice to one department) beside the ``alerts.<dept>`` topics and
 posts each as an alert with the same routing labels as an alert's (``source="riskwatch"``,
 ``department``), so the department's receivers of ``riskwatch/data/receivers.yaml`` get it. Its label
-set is its identity (``notice_id``, ``seq``, ``department``): a redelivered record is notified once.
+set is its identity (``notice_id``, also as ``alert_id``, ``seq``, ``department``): a redelivered record is
+notified once. Its annotations carry ``text`` (what people read; the robots escape it line by line) and
+``notice_title`` (the e-mail subject), not an alert's ``title``/level, so no alert wording applies.
 
 >>> from riskwatch.settings import Settings
 >>> from riskwatch.domain.catalog import load_catalog
@@ -27,8 +29,9 @@ from riskwatch.settings import Settings
 from schemas.privacy import mask_pii
 from schemas.vocabulary import NoticeKind, NoticeType, zh
 
-# the notification of a notice → the alert notification word (schemas.vocabulary.NoticeKind)
-_WORD = {"notice": "发布", "urge": NoticeKind.urge.zh, "escalate": NoticeKind.escalate.zh}
+# the notification of a notice → the alert notification word (schemas.vocabulary.NoticeKind); a first
+# delivery has none: 【双告知】…
+_WORD = {"notice": "", "urge": NoticeKind.urge.zh, "escalate": NoticeKind.escalate.zh}
 
 
 def notice_text(d: dict[str, Any], department_name: str, link: str) -> str:
@@ -36,7 +39,8 @@ def notice_text(d: dict[str, Any], department_name: str, link: str) -> str:
     kind = str(d["kind"])
     verb = "答复" if kind == NoticeType.supervision else "认领(确认收到)或提出异议"
     lines = [
-        f"【{zh(NoticeType, kind)}·{_WORD.get(d['notification'], d['notification'])}】{mask_pii(d['text'])}",
+        f"【{'·'.join(x for x in (zh(NoticeType, kind), _WORD.get(d['notification'], d['notification'])) if x)}】"
+        + mask_pii(str(d["text"])),
         f"时限:{fmt_time(datetime.fromisoformat(d['deadline']))}前在工作台{verb}",
     ]
     if link:
@@ -56,6 +60,7 @@ def am_notice(d: dict[str, Any], settings: Settings, catalog: Catalog) -> dict[s
         "labels": {
             "source": "riskwatch",
             "department": dept,
+            "alert_id": str(d["notice_id"]),  # the notification's identity for consumers keyed by alert_id
             "notice_id": str(d["notice_id"]),
             "seq": str(d["seq"]),
             "notification": what,
@@ -63,7 +68,7 @@ def am_notice(d: dict[str, Any], settings: Settings, catalog: Catalog) -> dict[s
             "alertname": f"riskwatch_{what}",
         },
         "annotations": {
-            "title": text.splitlines()[0],
+            "notice_title": text.splitlines()[0],  # the e-mail subject (notify/riskwatch.tmpl)
             "summary": mask_pii(str(d["text"])),
             "text": text,
             "department_name": dname,
