@@ -188,8 +188,13 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     ]
     assert len(freed) == 1 and freed[0].startswith("【红色预警·改派释放】") and "已改由县住建局负责" in freed[0]
     assert "要求:已改由其他部门负责,贵单位无需继续处置" in freed[0] and "时限" not in freed[0]
-    mail = stack.smtp.to("amr@county.test")[0]
+    mails = stack.smtp.to("amr@county.test")
+    mail = next(m for m in mails if "【双告知】" not in m["Subject"])  # the registrations' 双告知 come first
     assert "预警" in mail["Subject"] and "预警编号" in mail.get_body(("plain", "html")).get_content()
+    notice = next(m for m in mails if m["Subject"].startswith("【双告知】"))
+    assert "通知编号" in notice.get_body(("plain", "html")).get_content() and "认领" in notice["Subject"] + str(
+        notice.get_body(("plain", "html")).get_content()
+    )
     log = stack.robots.log_file.read_text() + stack.bridge.log_file.read_text()
     assert "test-wecom-key" not in log and "test-token" not in log and stack.fake.dingtalk_secret not in log
 
