@@ -156,10 +156,12 @@ def notice_words() -> dict:
 ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 
 
-async def notices_of(request: Request, user: User, where: str = "1", limit: int = LIMIT, **params) -> list[dict]:
+async def notices_of(
+    request: Request, user: User, where: str = "1", params: dict[str, object] | None = None, limit: int = LIMIT
+) -> list[dict]:
     """Notices the user may see (a department: its own; the office/leaders: all), newest need first.
     Empty while the notices table does not exist yet (a workbench in front of an older worker)."""
-    conds = [where]
+    conds, params = [where], dict(params or {})
     if not user.sees_all:
         conds.append("department = %(me)s")
         params["me"] = user.dept
@@ -175,7 +177,8 @@ async def notices_of(request: Request, user: User, where: str = "1", limit: int 
 @router.get("/notices")
 async def notice_list(request: Request, user: User = Depends(require_user), status: str = "open", dept: str = ""):
     c = ctx(request)
-    conds, params = ["1"], {}
+    conds: list[str] = ["1"]
+    params: dict[str, object] = {}
     if status == "open":
         conds.append(NOTICE_OPEN_SQL)
     elif status in NOTICE_STATE_ZH:
@@ -184,7 +187,7 @@ async def notice_list(request: Request, user: User = Depends(require_user), stat
     if user.sees_all and dept in c.catalog.departments:
         conds.append("department = %(dept)s")
         params["dept"] = dept
-    rows = await notices_of(request, user, " AND ".join(conds), **params)
+    rows = await notices_of(request, user, " AND ".join(conds), params)
     request.state.nav_counts = await nav_counts(request, user)
     return render(request, "notices.html", notices=rows, f={"status": status, "dept": dept}, Z=notice_words())
 
