@@ -81,6 +81,8 @@ __all__ = [
     "AlertStatus",
     "Level",
     "NoticeKind",
+    "NoticeState",
+    "NoticeType",
     "TransferState",
     "labels",
     "zh",
@@ -160,6 +162,26 @@ class TransferState(_Labelled):
     transferred = "transferred", "待受理"
     accepted = "accepted", "已受理"
     returned = "returned", "已退回牵头单位"
+
+
+class NoticeType(_Labelled):
+    """What a notice to departments is (``notices.kind``; streams/engine/notices.py). 督导单 are the office's."""
+
+    dual_notification = "dual_notification", "双告知"
+    unassigned = "unassigned", "待研判主体"
+    township_surge = "township_surge", "乡镇异常聚集"
+    supervision = "supervision", "督导单"
+
+
+class NoticeState(_Labelled):
+    """A notice's state for one recipient department (``notices.status``)."""
+
+    delivered = "delivered", "待认领"
+    urged = "urged", "已督促"
+    escalated = "escalated", "已升级督办"
+    confirmed = "confirmed", "已认领"
+    disputed = "disputed", "有异议"
+    answered = "answered", "已答复"
 
 
 # --- orders -----------------------------------------------------------------------------------------
