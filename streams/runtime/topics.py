@@ -90,7 +90,6 @@ INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
-
 NOTICE_DELIVERY = NOTICE_DELIVERY_TOPIC  # notices' notifications (→ riskwatch notify → Alertmanager)
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
