@@ -606,3 +606,25 @@ def risk_score_row(
     entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()
 ) -> tuple:
     return (entity_id, at, score, str(level), item_id, [c.signal for c in top], [c.value for c in top])
+
+
+# --- notices and 督导单 (streams/engine/notices.py; migration 15) -----------------------------------
+COLUMNS["notices"] = (
+    "notice_id", "department", "kind", "entity_id", "township", "text", "subject", "sender", "created_at",
+    "deadline", "status", "answered_at", "answer", "answered_by", "urged", "next_urge_at", "seq", "head",
+    "last_event", "version",
+)  # fmt: skip
+COLUMNS["notice_history"] = (
+    "notice_id", "department", "seq", "entity_id", "at", "kind", "from_status", "to_status", "actor", "comment",
+    "prev_hash", "hash",
+)  # fmt: skip
+
+
+def notice_row(r: Any) -> tuple:
+    """The ``notices`` row of a ``streams.engine.notices.NoticeRow`` (text and answer already masked)."""
+    return tuple(r.seq if c == "version" else getattr(r, c) for c in COLUMNS["notices"])
+
+
+def notice_history_row(h: Any) -> tuple:
+    """The ``notice_history`` row of a ``streams.engine.notices.HistoryRow``."""
+    return tuple(getattr(h, c) for c in COLUMNS["notice_history"])
