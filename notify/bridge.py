@@ -44,11 +44,13 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from notify.notices import am_notice
 from notify.text import alert_text
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
 from schemas.privacy import mask_pii
+from streams.engine.notices import DELIVERY_TOPIC
 
 log = logging.getLogger("riskwatch.notify")
 
@@ -185,6 +187,8 @@ class Bridge:
         self.group = f"{self.settings.app_id}-notify"
         self.prefix = self.settings.topic("alerts.")
         self.topics = [self.settings.topic(f"alerts.{d}") for d in self.catalog.departments]
+        self.notices = self.settings.topic(DELIVERY_TOPIC)  # notices' notifications (notify/notices.py)
+        self.topics.append(self.notices)
 
     # --- Alertmanager --------------------------------------------------------------------------
     def _post_once(self, alerts: list[dict]) -> None:
@@ -284,10 +288,17 @@ class Bridge:
                 for rec in records:
                     dept = rec.topic[len(self.prefix) :]
                     try:
+                        if rec.topic == self.notices:
+                            n = orjson.loads(rec.value)
+                            a = am_notice(n, s, self.catalog)
+                            batch.append(a)
+                            keys.append((n["notice_id"], int(n["seq"]), n["department"]))
+                            good.append(rec)
+                            continue
                         alert = Alert.model_validate_json(rec.value)
                         a = am_alert(alert, dept, s, self.catalog, now)
                         a["annotations"]["published_at_ms"] = str(rec.timestamp)  # Kafka time of the revision (latency)
-                    except (ValidationError, ValueError) as e:
+                    except (ValidationError, ValueError, KeyError) as e:
                         self._dead(producer, rec, f"not a riskwatch alert revision: {e}".splitlines()[0][:500])
                         continue
                     batch.append(a)

@@ -1,6 +1,6 @@
 """一企一档: an entity's registry data, items, credit tier, risk score over time, alerts,
-inspections, complaints (masked), spot checks and its devices (设备台账: channels, unit, ratings,
-reporting interval, calibration date, last reading)."""
+inspections, rectification orders (整改令 and their 复查), complaints (masked), spot checks and its devices
+(设备台账: channels, unit, ratings, reporting interval, calibration date, last reading)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
 from sinks.precision import OUTCOMES_OF_ENTITY_SQL
 from web.data import ts
 from web.deps import PageError, ctx, render, require_user
+from web.orders import orders_of
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
@@ -107,6 +108,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
     for o in await r.rows(OUTCOMES_OF_ENTITY_SQL, entity_id=entity_id):
         outcomes.setdefault(o["alert_id"], o)
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
+    orders = await orders_of(request, "entity_id = %(e)s", e=entity_id)  # 整改令, open ones first
     request.state.nav_counts = await nav_counts(request, user)
     return render(
         request,
@@ -124,6 +126,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         inspections=inspections,
         complaints=complaints,
         spot=spot,
+        orders=orders,
         items=items,
         devices=devices,
         kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
