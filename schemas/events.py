@@ -219,7 +219,8 @@ class SensorBatch(BaseModel):
                     "unit": r["unit"],
                 },
             )
-            setattr_(ev, "__pydantic_fields_set__", _READING_FIELDS)
+            # a set of its own, as pydantic builds it: model_copy() updates it in place (a shared frozenset crashed it)
+            setattr_(ev, "__pydantic_fields_set__", set(_READING_FIELDS))
             setattr_(ev, "__pydantic_extra__", None)
             setattr_(ev, "__pydantic_private__", None)
             out.append(ev)
