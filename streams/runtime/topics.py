@@ -85,6 +85,7 @@ INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
+OFFICE = "office.decisions"  # the task-force office's 研判 and 会商 records (streams/engine/office.py); office ACL only
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
@@ -104,6 +105,7 @@ def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
         INSPECTION_PLANS,
         AUDIT_ANCHORS,
         UNMATCHED,
+        OFFICE,
     ]
     names += [dept_topic(d) for d in catalog.departments]
     out = [settings.topic(n) for n in names]
