@@ -158,6 +158,43 @@ def fetch_outcomes(query: QueryFn, start: datetime, end: datetime, database: str
     return {r["alert_id"]: r for r in (dict(zip(cols, x, strict=True)) for x in rows)}
 
 
+def consultations_sql(start: datetime, end: datetime, database: str = "riskwatch") -> str:
+    """议事会商 held in ``[start, end)``: the latest record of each (table ``consultations``, migration 17)."""
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"bad database name {database!r}")
+    return (
+        "SELECT consultation_id, title, theme, held_at, departments, status, decisions "
+        f"FROM {database}.consultations FINAL WHERE held_at >= {_ts(start)} AND held_at < {_ts(end)} "
+        "ORDER BY seq DESC LIMIT 1 BY consultation_id"
+    )
+
+
+def fetch_consultations(query: QueryFn, start: datetime, end: datetime, database: str = "riskwatch") -> list[dict]:
+    cols, rows = query(consultations_sql(start, end, database))
+    return sorted((dict(zip(cols, x, strict=True)) for x in rows), key=lambda r: r["held_at"])
+
+
+def consultation_table(b: Bulletin) -> tuple[list[str], list[list[str]]]:
+    """八、议事会商: each consultation of the period with its decisions (owner department, deadline)."""
+    import orjson
+
+    rows = []
+    for c in b.consultations:
+        decided = [orjson.loads(d) for d in c["decisions"]]
+        what = "；".join(
+            f"{b.dept_names.get(d['department'], d['department'])}：{d['text']}（{d['due'][:10]}前）" for d in decided
+        )
+        rows.append(
+            [
+                c["title"],
+                f"{c['held_at']:%m-%d %H:%M}",
+                "、".join(b.dept_names.get(x, x) for x in c["departments"]),
+                what or ("待记录纪要" if c["status"] != "concluded" else "—"),
+            ]
+        )
+    return ["议题", "时间", "参会部门", "决定（责任部门、期限）"], rows
+
+
 # --- the numbers -----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -191,6 +228,7 @@ class Bulletin:
     notable_total: int
     dept_names: dict[str, str]
     outcomes: dict[str, dict] = field(default_factory=dict)  # alert_id -> its latest disposal outcome
+    consultations: list[dict] = field(default_factory=list)  # 议事会商 held in the period
 
     @property
     def title(self) -> str:
@@ -606,6 +644,12 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 区间为 Wilson 95% 置信区间。</p>
 {_html_table(*outcome_tables(b)["outcomes"])}
 <div id="precision">{_html_table(*outcome_tables(b)["precision"])}</div>
+<h2>八、议事会商</h2>
+<div id="consultations">{
+        _html_table(*consultation_table(b), left=(0, 2, 3))
+        if b.consultations
+        else '<p class="muted">本期未召开议事会商。</p>'
+    }</div>
 <p class="muted">{SOURCE_NOTE}{b.as_of:%Y-%m-%d %H:%M}。</p>
 </body></html>
 """
@@ -710,6 +754,8 @@ def render_pdf(
         story.append(P(f"另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。", muted))
     ot = outcome_tables(b)
     story += [P("七、处置结果与预警准确率", h2), table(*ot["outcomes"]), Spacer(1, 4), table(*ot["precision"])]
+    story += [P("八、议事会商", h2)]
+    story += [table(*consultation_table(b))] if b.consultations else [P("本期未召开议事会商。", muted)]
     story.append(Spacer(1, 8))
     story.append(
         P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted)
@@ -774,11 +820,13 @@ def generate(
     try:
         alerts = fetch_alerts(query, start, end, dept, settings.clickhouse_database)
         outcomes = fetch_outcomes(query, start, end, settings.clickhouse_database)
+        consultations = fetch_consultations(query, start, end, settings.clickhouse_database)
     finally:
         if writer is not None:
             writer.close(timeout=10)
     b = summarize(alerts, period, start, end, dept=dept, catalog=catalog, as_of=as_of)
     b.outcomes = outcomes
+    b.consultations = consultations
     font_path = find_cjk_font(font)
     if font_path is None:
         log.warning(

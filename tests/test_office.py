@@ -108,3 +108,27 @@ def test_the_office_chain_links_every_record_and_shows_an_edit():
     table, row = O.office_row(c2.model_dump_json().encode())
     assert table == "consultations" and len(row) == len(COLUMNS["consultations"])
     assert isinstance(O.parse(orjson.dumps(orjson.loads(c2.model_dump_json()))), O.Consultation)
+
+
+def test_the_bulletin_has_a_section_of_the_periods_consultations(tmp_path):
+    from datetime import date
+
+    from reports import bulletin as B
+    from riskwatch.settings import Settings
+
+    held = datetime(2026, 11, 25, 15, tzinfo=UTC)
+    decision = O.Decision(text="三日内对充电场所开展安全生产检查", department="emergency", due=held + timedelta(days=3))
+    cols = ["consultation_id", "title", "theme", "held_at", "departments", "status", "decisions"]
+    row = ["C-1", "充电场所消防隐患会商", "", held, ["fire", "emergency"], "concluded", [decision.model_dump_json()]]
+
+    def query(sql: str):
+        if ".consultations" in sql:
+            assert "held_at >=" in sql
+            return cols, [row]
+        return ["alert_id"], []
+
+    html, pdf = B.generate("week", None, tmp_path, settings=Settings(), query=query, until=date(2026, 11, 30))
+    text = html.read_text(encoding="utf-8")
+    assert "八、议事会商" in text and "充电场所消防隐患会商" in text
+    assert "县应急管理局：三日内对充电场所开展安全生产检查（2026-11-28前）" in text
+    assert pdf.stat().st_size > 1000
