@@ -48,6 +48,9 @@ from schemas.audit import chain_hash, chain_row
 from schemas.privacy import mask_pii
 
 OFFICE_TOPIC = "office.decisions"  # the office's own topic: only the office's principal (the workbench) writes it
+# 报市专班: the referrals alone (masked by the city link on the way out: citylink_topics lists it); the city office
+# answers with a task on events.task.city whose ref is the referral id
+CITY_TOPIC = "office.city"
 LOCAL_ITEM_BASE = 100  # a local kind's item id is LOCAL_ITEM_BASE + its position in the file (first version)
 CHAIN_ID = "office"  # the office chain's id in chain_row (where an alert's chain has the alert id)
 FIELDS = ("food", "drug", "industrial", "special_equipment")

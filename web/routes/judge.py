@@ -339,7 +339,9 @@ async def act(
         actor=user.actor[:64],
         at=_now(),
     )
-    await publish(c, rec)
+    sealed = await publish(c, rec)
+    if action == "city":  # the city link takes office.city to the city office (masked like every copy)
+        await send_raw(c.producer, O.CITY_TOPIC, target.encode(), sealed.model_dump_json().encode())
     return RedirectResponse(f"/taskforce/judge?done={jid}", status_code=303)
 
 
