@@ -222,3 +222,70 @@ def test_a_consultation_decision_becomes_a_task_on_the_departments_list(office):
     browser_login(b, web, "fire")
     b.get(f"{web.url}/alerts/{aid}")
     wait_text(b, "#consultation-line", "议事会商", timeout=30, refresh=True)
+
+
+def test_dispatch_reject_and_a_city_referral_answered_through_the_city_link(office):
+    from tests.webtools import csrf_of
+
+    p, w, web, _, _, _ = office
+    for user in ("amr", "leader"):
+        assert web.client(user).get("/taskforce/judge").status_code == 403
+    c = web.client("taskforce")
+    page = c.get("/taskforce/judge")
+    assert page.status_code == 200
+    tok = csrf_of(page.text)
+    p.send("events.registry", F.registered("E-kiosk", kind="new_business", name="舞泉镇某某直播带货点"))
+    p.flush()
+    p.wait_consumed()
+    for v in (11.0, 11.5, 11.8):
+        p.send("events.sensor", F.sensor("E-kiosk", v))
+    p.flush()
+    aid = _alert(w, "E-kiosk")["alert_id"]
+    base = {"csrf_token": tok, "subject": "alert", "subject_id": aid, "entity_id": "E-kiosk"}
+
+    # no reason: refused, nothing recorded
+    r = c.post("/taskforce/judge/act", data={**base, "action": "reject", "reason": ""})
+    assert r.status_code == 400 and "理由" in r.text
+    # 派发 to amr and police: a task each, and the alert's receivers change (改派, in the alert's own chain)
+    why = "直播带货点售卖冷链食品,市场监管牵头"
+    form = {**base, "action": "dispatch", "departments": ["amr", "police"], "due_days": "5", "reason": why}
+    r = c.post("/taskforce/judge/act", data=form)
+    assert r.status_code == 303, r.text
+    tasks = wait_for(
+        lambda: (rows := w.query(f"SELECT department FROM riskwatch.events_task FINAL WHERE ref = '{aid}' "
+                                 "AND startsWith(task_id, 'J-')")) and len(rows) == 2 and rows,
+        90,
+        "the dispatched tasks",
+    )  # fmt: skip
+    assert sorted(t["department"] for t in tasks) == ["amr", "police"]
+    wait_for(
+        lambda: w.query(f"SELECT 1 FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}' AND has(departments, 'amr')"),
+        90,
+        "the alert reassigned to amr",
+    )
+    hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
+                   "AND kind = 'feedback'")  # fmt: skip
+    assert any("专班研判派发" in h["comment"] and h["actor"].startswith("taskforce") for h in hist)
+
+    # 报市专班: the referral leaves on office.city; the city's answer (a task relayed by the city link) closes it
+    r = c.post("/taskforce/judge/act", data={**base, "action": "city", "reason": "跨县经营,请市专班协调管辖"})
+    assert r.status_code == 303
+    jid = r.headers["location"].split("done=")[1]
+    ref = f"R-{jid[2:]}"
+    sent = [orjson.loads(v) for _, v in p.read_topic("office.city")]
+    assert any(m["target"] == ref and m["status"] == "awaiting_city" for m in sent)
+    page = wait_for(lambda: (t := c.get("/taskforce/judge").text) and ref in t and t, 60, "the referral listed")
+    assert "待市专班答复" in page
+    answer = F.task("E-kiosk", department="commerce", item_id=None, task_id=f"city-{ref}")
+    answer.update(ref=ref, note="市专班:由县商务局牵头核查", source="city")
+    p.send("events.task.city", answer)
+    p.flush()
+    wait_for(lambda: "市专班已答复" in c.get("/taskforce/judge").text, 90, "the city's answer on the page")
+
+    # the office chain: every decision a link, in order, none missing
+    links = w.query(
+        "SELECT seq, prev_hash, hash FROM (SELECT seq, prev_hash, hash FROM riskwatch.judgements FINAL "
+        "UNION ALL SELECT seq, prev_hash, hash FROM riskwatch.consultations FINAL) ORDER BY seq"
+    )
+    assert [x["seq"] for x in links] == list(range(1, len(links) + 1))
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(links, links[1:], strict=False))
