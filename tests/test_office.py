@@ -132,3 +132,11 @@ def test_the_bulletin_has_a_section_of_the_periods_consultations(tmp_path):
     assert "八、议事会商" in text and "充电场所消防隐患会商" in text
     assert "县应急管理局：三日内对充电场所开展安全生产检查（2026-11-28前）" in text
     assert pdf.stat().st_size > 1000
+
+
+def test_the_queue_reads_the_disputes_with_their_entity_and_the_bound_from_data():
+    from web.routes.judge import DISPUTES_SQL, load_judging
+
+    assert "a.entity_id AS entity_id" in DISPUTES_SQL
+    j = load_judging()
+    assert j.no_item and j.only_office and j.limit("alerts") == 100 and j.answer_days == 10

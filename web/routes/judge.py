@@ -44,6 +44,11 @@ from web.routes.matching import require_office, send_raw
 from web.routes.taskforce import NOT_OURS_SQL
 from web.users import User
 
+# the office page's 非本部门 query, with the entity (a 派发 needs it)
+DISPUTES_SQL = NOT_OURS_SQL.replace(
+    "SELECT a.alert_id AS alert_id,", "SELECT a.alert_id AS alert_id, a.entity_id AS entity_id,"
+)
+
 router = APIRouter()
 CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 SUBJECT_ZH = {
@@ -182,7 +187,7 @@ async def queue(c: Ctx, judging: Judging) -> dict[str, Any]:
     kinds = _unassigned(c.catalog, judging)
     office = c.catalog.taskforce_office
     judged = await c.reader.rows(JUDGED_SQL)
-    done = {(j["subject"], j["subject_id"]) for j in judged if j["action"] != "city" or j["status"] != "done"}
+    done = {(j["subject"], j["subject_id"]) for j in judged}
     low = await c.reader.rows(
         LOW_SQL,
         no_item=judging.no_item,
@@ -215,7 +220,7 @@ async def queue(c: Ctx, judging: Judging) -> dict[str, Any]:
             if ("entity", e["entity_id"]) not in done
         ],
         "low": [a for a in low if ("alert", a["alert_id"]) not in done],
-        "disputes": [d for d in await c.reader.rows(NOT_OURS_SQL) if ("dispute", d["alert_id"]) not in done],
+        "disputes": [d for d in await c.reader.rows(DISPUTES_SQL) if ("dispute", d["alert_id"]) not in done],
         "notices": [n for n in disputed if ("notice", f"{n['notice_id']}/{n['department']}") not in done],
         "judged": judged,
         "kinds": kinds,
