@@ -214,6 +214,10 @@ def test_a_consultation_decision_becomes_a_task_on_the_departments_list(office):
                     f"WHERE consultation_id = '{cid}' ORDER BY seq")  # fmt: skip
     assert [r["status"] for r in links] == ["convened", "concluded"]
 
+    entity = w.query(f"SELECT entity_id FROM riskwatch.alerts FINAL WHERE alert_id = '{aid}'")[0]["entity_id"]
+    b.get(f"{web.url}/entities/{entity}")  # the dossier: one line per consultation on the entity's alerts
+    wait_text(b, "#consultation-line", "电动自行车充电场所冷链与消防隐患会商", timeout=30, refresh=True)
+
     browser_login(b, web, "emergency")
     b.get(web.url + "/tasks")
     wait_text(b, "main", "三日内对充电场所开展安全生产检查", timeout=60, refresh=True)
