@@ -167,7 +167,7 @@ def with_local_kinds(base: Catalog, kinds: Iterable[LocalKind]) -> Catalog:
                 "name": f"{k.name}监管(专班定性 v{k.version})",
                 "field": k.field,
                 "objects": [k.code],
-                "main_task": f"{k.name}的综合监管(专班办公室研判定性,牵头与配合部门见 kinds_local.yaml)",
+                "main_task": f"{k.name}的综合监管(专班办公室研判定性)",
                 "lead": k.lead,
                 "cooperating": [c for c in k.cooperating if c != k.lead],
                 "level": "县级",
