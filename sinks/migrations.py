@@ -567,6 +567,58 @@ COMMENT 'Every change of a notice or 督导单 for one department, hash-chained 
 """,
 )
 
+V17_OFFICE = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.judgements
+(
+    judgement_id String,
+    version UInt64 COMMENT 'Epoch ms; every version is a link of the office chain (seq): read the latest per id with LIMIT 1 BY',
+    seq UInt64 COMMENT 'Link of the office chain (streams/engine/office.py)',
+    prev_hash String,
+    hash String COMMENT 'SHA-256 over the previous hash and this decision (schemas/audit.py chain_row)',
+    subject LowCardinality(String) COMMENT 'complaint | entity | alert | dispute | notice',
+    subject_id String,
+    entity_id String,
+    action LowCardinality(String) COMMENT 'dispatch 派发 | merge 合并 | reject 驳回 | define 定性 | city 报市专班',
+    departments Array(LowCardinality(String)),
+    target String COMMENT 'merge: alert id; define: kind code; dispatch: task ids; city: referral id',
+    reason String COMMENT 'Why (masked)',
+    status LowCardinality(String) COMMENT 'done | awaiting_city | city_answered',
+    answer String COMMENT 'The city office''s answer (masked)',
+    actor String COMMENT 'taskforce/<user>',
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (judgement_id, seq)
+COMMENT 'The task-force office''s 研判 decisions (topic office.decisions): read with FINAL'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.consultations
+(
+    consultation_id String,
+    version UInt64 COMMENT 'Epoch ms; convened and concluded are two links (seq): the latest per id is LIMIT 1 BY',
+    seq UInt64 COMMENT 'Link of the office chain (streams/engine/office.py)',
+    prev_hash String,
+    hash String,
+    title String,
+    theme String,
+    alert_ids Array(String),
+    entity_ids Array(String),
+    departments Array(LowCardinality(String)) COMMENT 'Invited departments',
+    agenda String,
+    held_at {TZ},
+    status LowCardinality(String) COMMENT 'convened | concluded',
+    minutes String COMMENT 'Minutes (masked)',
+    decisions Array(String) COMMENT 'One JSON object per decision: text, department, due, task_id',
+    actor String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (consultation_id, seq)
+COMMENT 'The task-force office''s 议事会商 (topic office.decisions): read with FINAL'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -586,6 +638,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         15, "notices to departments and 督导单 with their hash-chained history (notices, notice_history)", V15_NOTICES
     ),
+    Migration(17, "the task-force office: judgements (研判) and consultations (议事会商)", V17_OFFICE),
 )
 
 _SCHEMA_MIGRATIONS = f"""

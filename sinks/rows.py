@@ -266,6 +266,44 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "at",
     ),
     "match_aliases": ("alias_key", "entity_id", "version", "resolved_by", "at"),
+    # the office's records (streams/engine/office.py office_row; migration 17)
+    "judgements": (
+        "judgement_id",
+        "version",
+        "seq",
+        "prev_hash",
+        "hash",
+        "subject",
+        "subject_id",
+        "entity_id",
+        "action",
+        "departments",
+        "target",
+        "reason",
+        "status",
+        "answer",
+        "actor",
+        "at",
+    ),  # fmt: skip
+    "consultations": (
+        "consultation_id",
+        "version",
+        "seq",
+        "prev_hash",
+        "hash",
+        "title",
+        "theme",
+        "alert_ids",
+        "entity_ids",
+        "departments",
+        "agenda",
+        "held_at",
+        "status",
+        "minutes",
+        "decisions",
+        "actor",
+        "at",
+    ),  # fmt: skip
 }
 
 EVENT_TABLES: dict[type[Event], str] = {

@@ -282,6 +282,7 @@ async def alert_page(
         request,
         "alert.html",
         a=a,
+        consultations=await __import__("web.routes.consult", fromlist=["of_alert"]).of_alert(c, alert_id),
         history=history,
         states=feedback_states(a, history),
         transfer=transfer,

@@ -114,6 +114,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         request,
         "dossier.html",
         e=reg,
+        consultations=await __import__("web.routes.consult", fromlist=["of_entity"]).of_entity(c, entity_id),
         entity_id=entity_id,
         alerts=alerts,
         outcomes=outcomes,
