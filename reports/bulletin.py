@@ -205,7 +205,7 @@ def fetch_consultations(query: QueryFn, start: datetime, end: datetime, database
 
 
 def consultation_table(b: Bulletin) -> tuple[list[str], list[list[str]]]:
-    """八、议事会商: each consultation of the period with its decisions (owner department, deadline)."""
+    """九、议事会商: each consultation of the period with its decisions (owner department, deadline)."""
     import orjson
 
     rows = []
@@ -686,7 +686,7 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 <h2>八、检查督导（督导单）</h2>
 {_html_table(*t["notes"], left=(3, 7))}
 
-<h2>八、议事会商</h2>
+<h2>九、议事会商</h2>
 <div id="consultations">{
         _html_table(*consultation_table(b), left=(0, 2, 3))
         if b.consultations
@@ -799,7 +799,7 @@ def render_pdf(
 
     story += [P("八、检查督导（督导单）", h2), table(*t["notes"])]
 
-    story += [P("八、议事会商", h2)]
+    story += [P("九、议事会商", h2)]
     story += [table(*consultation_table(b))] if b.consultations else [P("本期未召开议事会商。", muted)]
     story.append(Spacer(1, 8))
     story.append(

@@ -129,7 +129,7 @@ def test_the_bulletin_has_a_section_of_the_periods_consultations(tmp_path):
 
     html, pdf = B.generate("week", None, tmp_path, settings=Settings(), query=query, until=date(2026, 11, 30))
     text = html.read_text(encoding="utf-8")
-    assert "八、议事会商" in text and "充电场所消防隐患会商" in text
+    assert "九、议事会商" in text and "充电场所消防隐患会商" in text
     assert "县应急管理局：三日内对充电场所开展安全生产检查（2026-11-28前）" in text
     assert pdf.stat().st_size > 1000
 
