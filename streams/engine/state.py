@@ -46,6 +46,7 @@ from streams.engine.codec import (
     unpack,
 )
 from streams.engine.evidence import Draft
+from streams.engine.health import DeviceHealth, health_from_data, health_to_data
 from streams.engine.legacy_state import LegacyStateError, is_pickle, load_pickled
 
 RECENT_IDS = 64
@@ -154,6 +155,8 @@ class EntityState:
     licensed: bool = True  # the registry shows a licence number (行刑衔接: unlicensed equipment)
     # audit chain heads not yet anchored: alert_id -> (seq, hash) (streams/runtime/anchors.py)
     unanchored: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # device health (streams/engine/health.py): "<device_id>:<channel>" -> its record
+    health: dict[str, DeviceHealth] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
@@ -237,6 +240,7 @@ class EntityState:
             "videos": self.videos,
             "licensed": self.licensed,
             "unanchored": self.unanchored,
+            "health": health_to_data(self.health) if self.health else {},
         }
 
     @classmethod
@@ -282,6 +286,7 @@ class EntityState:
         st.complaints = [tuple(c) for c in checked(g("complaints", []), list)]
         st.videos = [tuple(v) for v in checked(g("videos", []), list)]
         st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in checked(g("unanchored", {}), dict).items()}
+        st.health = health_from_data(g("health", {}))
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
