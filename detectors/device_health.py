@@ -137,6 +137,7 @@ class HealthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     min_readings: int = Field(5, ge=2)
+    min_interval_s: float = Field(60.0, ge=0)
     gap_window: int = Field(9, ge=1)
     stuck_eps: float = Field(1e-9, ge=0)
     silence: SilenceRisk = SilenceRisk()
@@ -144,6 +145,11 @@ class HealthConfig(BaseModel):
     sources: SourceHealth = SourceHealth()
     defaults: ChannelHealth = ChannelHealth()
     channels: dict[str, ChannelHealth] = Field(default_factory=dict)
+
+    def learnt(self, est: IntervalEstimate) -> float:
+        """A learnt interval, never below ``min_interval_s`` (a burst of re-sent readings is not a rate)."""
+        iv = est.interval(self.min_readings)
+        return max(iv, self.min_interval_s) if iv > 0.0 else 0.0
 
     def channel(self, name: str) -> ChannelHealth:
         return self.channels.get(name, self.defaults)

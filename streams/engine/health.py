@@ -119,6 +119,11 @@ def registered_interval(st: EntityState, device_id: str) -> float:
     return float(getattr(d, "interval_s", 0.0) or 0.0) if d is not None else 0.0
 
 
+def has_devices(st: EntityState) -> bool:
+    """Whether the entity has registered devices (then it is never evicted for silence)."""
+    return bool(getattr(st, "devices", None))
+
+
 def owner_of(st: EntityState, device_id: str, rec: DeviceHealth) -> str:
     """The device's owner source: registered, else the source its readings come from."""
     devices: Any = getattr(st, "devices", None)
@@ -130,7 +135,7 @@ def interval_of(st: EntityState, key: str, cfg: HealthConfig | None = None) -> f
     """Expected reporting interval of ``<device_id>:<channel>``: registered, else learnt (0.0: unknown yet)."""
     cfg = cfg or load_health()
     rec = st.health[key]
-    return registered_interval(st, key.split(":", 1)[0]) or rec.est.interval(cfg.min_readings)
+    return registered_interval(st, key.split(":", 1)[0]) or cfg.learnt(rec.est)
 
 
 # --- a reading ----------------------------------------------------------------------------------
