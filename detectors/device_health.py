@@ -124,12 +124,17 @@ class SourceHealth(BaseModel):
 
 
 class SilenceRisk(BaseModel):
-    """The fused-risk value of a safety-critical channel's silence: ``base + per_interval × (n − 1)``,
-    ``n`` = intervals silent past ``k`` (capped at 1)."""
+    """The fused-risk value of a safety-critical channel's silence, ``h`` hours past the offline
+    threshold: ``min(cap, base + per_hour × h)`` (re-learnt every ``step_minutes``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    base: float = Field(0.5, ge=0, le=1)
-    per_interval: float = Field(0.05, ge=0, le=1)
+    base: float = Field(0.4, ge=0, le=1)
+    per_hour: float = Field(0.05, ge=0, le=1)
+    cap: float = Field(0.8, ge=0, le=1)
+    step_minutes: float = Field(10.0, gt=0)
+
+    def value(self, hours: float) -> float:
+        return min(self.cap, self.base + self.per_hour * max(0.0, hours))
 
 
 class HealthConfig(BaseModel):

@@ -7,7 +7,8 @@ Alerts are entity alerts routed like any other (the entity's lead department), w
 ``device.offline.<channel>``, ``device.stuck.<channel>``, ``device.range.<channel>`` and
 ``device.step.<channel>``; the explanation names the device and its owner source. Offline resolves
 at the device's next reading. Silence on a safety-critical channel raises the fused risk through the
-signal ``silence.<channel>`` (``riskwatch/data/fusion.yaml``), growing while the silence lasts.
+signal ``silence.<channel>`` (``riskwatch/data/fusion.yaml``), growing while the silence lasts
+(``devices.yaml`` ``silence``).
 
 A device's expected interval is its registered ``interval_s`` (:func:`registered_interval`, the
 device registry on the state) when there is one, else learnt from its readings.
@@ -155,13 +156,14 @@ def on_reading(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out:
         if not any("offline" in r.faults for r in st.health.values() if r.channel == rec.channel):
             _clear(desk, ev, st, out, rec, "offline")
     in_order = t >= rec.last_t
-    if out_of_range(v, *ch.range):
+    bad = out_of_range(v, *ch.range)  # not a value of the process: no step from or to it, not remembered
+    if bad:
         _raise(
             cx, desk, ev, st, out, rec, "range", v, f"读数 {v:g}{ev.unit} 超出量程 [{ch.range[0]:g}, {ch.range[1]:g}]"
         )
     elif "range" in rec.faults:
         _clear(desk, ev, st, out, rec, "range")
-    if in_order and rec.est.n and not math.isnan(rec.last_v) and impossible_step(rec.last_v, v, ch.max_step):
+    if in_order and not bad and not math.isnan(rec.last_v) and impossible_step(rec.last_v, v, ch.max_step):
         _raise(
             cx, desk, ev, st, out, rec, "step", v, f"读数由 {rec.last_v:g} 跳变为 {v:g}{ev.unit}(上限 {ch.max_step:g})"
         )
@@ -173,7 +175,7 @@ def on_reading(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out:
             _raise(cx, desk, ev, st, out, rec, "stuck", v, f"读数 {v:g}{ev.unit} 已持续 {same_for / 60:.0f} 分钟未变化")
         elif same_for == 0.0 and "stuck" in rec.faults:
             _clear(desk, ev, st, out, rec, "stuck")
-    if in_order:
+    if in_order and not bad:
         rec.last_v = v
     rec.est.add(t, cfg.gap_window)
 
@@ -200,11 +202,11 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
             silent = (progress - rec.last_t) / 60.0
             _raise(cx, desk, ev, st, out, rec, "offline", silent,
                    f"最后一次读数 {last},已 {silent:.0f} 分钟无数据(应每 {iv / 60:g} 分钟上报)")  # fmt: skip
-        n = int((progress - rec.last_t) / iv - ch.offline_k) + 1
+        past = progress - rec.last_t - ch.offline_k * iv  # seconds silent past the threshold
+        n = int(past / (cfg.silence.step_minutes * 60.0)) + 1
         if ch.safety_critical and n > rec.silent_n:
             rec.silent_n = n
-            value = min(1.0, cfg.silence.base + cfg.silence.per_interval * (n - 1))
-            st.risk.learn_one(progress, f"silence.{rec.channel}", value, cx.fusion)
+            st.risk.learn_one(progress, f"silence.{rec.channel}", cfg.silence.value(past / 3600.0), cx.fusion)
     if ev is not None:
         from streams.engine.risk import fuse  # noqa: PLC0415 (risk imports the state, which imports this)
 
