@@ -43,7 +43,10 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from detectors.device_health import (
     HealthConfig,
@@ -53,6 +56,7 @@ from detectors.device_health import (
     load_health,
     offline,
     out_of_range,
+    skewed,
 )
 from detectors.rules import Hit
 from schemas.events import Contribution, SensorReading
@@ -139,6 +143,33 @@ def interval_of(st: EntityState, key: str, cfg: HealthConfig | None = None) -> f
     return registered_interval(st, key.split(":", 1)[0]) or cfg.learnt(rec.est)
 
 
+# --- per source: counted on /metrics, alarmed by Prometheus (deploy/prometheus/rules.yml) ---------
+@cache
+def _skew_bound() -> float:
+    return load_health().sources.clock_skew_s
+
+
+def clock_skewed(occurred_at: float, record_ts: float | None) -> bool:
+    """Whether an event's time disagrees with its Kafka record timestamp (seconds) beyond the bound."""
+    return bool(record_ts) and skewed(occurred_at, float(record_ts or 0.0), _skew_bound())
+
+
+def source_of(raw: bytes) -> str:
+    """The ``source`` a refused message claims (best effort: its JSON's top-level field), else ``unknown``.
+
+    >>> source_of(b'{"source": "iot-gw-03", "value": "x"}'), source_of(b"not json")
+    ('iot-gw-03', 'unknown')
+    """
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "unknown"
+    src = d.get("source") if type(d) is dict else None
+    if type(src) is not str or not src or len(src) > 64:
+        src = d.get("gateway_id") if type(d) is dict else None
+    return src if type(src) is str and 0 < len(src) <= 64 else "unknown"
+
+
 # --- a reading ----------------------------------------------------------------------------------
 def on_reading(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Outcome) -> None:
     """A reading: offline resolves; range, step and stuck are checked; the interval learns."""
@@ -190,18 +221,21 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
     out.at = progress
     cfg = load_health()
     ev: SensorReading | None = None
+    if st.closed:  # a closed business's devices are expected to fall silent
+        return out
     for key, rec in st.health.items():
         iv = interval_of(st, key, cfg)
         ch = cfg.channel(rec.channel)
         if not offline(rec.last_t, progress, iv, ch.offline_k):
             continue
         device_id = key.split(":", 1)[0]
-        ev = _tick_event(entity_id, device_id, rec, st, progress)
-        if "offline" not in rec.faults:
+        if "offline" not in rec.faults:  # stamped when it went offline: k × interval after its last reading
+            ev = _tick_event(entity_id, device_id, rec, st, min(progress, rec.last_t + ch.offline_k * iv))
             last = datetime.fromtimestamp(rec.last_t, UTC).isoformat(timespec="seconds")
             silent = (progress - rec.last_t) / 60.0
             _raise(cx, desk, ev, st, out, rec, "offline", silent,
                    f"最后一次读数 {last},已 {silent:.0f} 分钟无数据(应每 {iv / 60:g} 分钟上报)")  # fmt: skip
+        ev = _tick_event(entity_id, device_id, rec, st, progress)
         past = progress - rec.last_t - ch.offline_k * iv  # seconds silent past the threshold
         n = int(past / (cfg.silence.step_minutes * 60.0)) + 1
         if ch.safety_critical and n > rec.silent_n:
