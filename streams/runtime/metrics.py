@@ -45,12 +45,12 @@ SOURCE_EVENTS = Counter(
     "riskwatch_source_events_total",
     "Input events per source: ok, dead (refused to the dead-letter topic), skewed (occurred_at off the "
     "Kafka record timestamp by more than devices.yaml sources.clock_skew_s; also counted as ok)",
-    ["source", "result"],
+    ["event_source", "result"],
 )
 SOURCE_LAST_SEEN = Gauge(
     "riskwatch_source_last_seen_timestamp_seconds",
     "Wall time this worker last processed an event from the source",
-    ["source"],
+    ["event_source"],
 )
 MAX_SOURCES = 2000  # label values kept; later sources count as "other" (a flood of made-up names stays bounded)
 _sources: set[str] = set()
