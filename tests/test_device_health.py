@@ -203,3 +203,60 @@ def test_a_broker_restart_raises_no_offline_alarm(pipeline):
     p.flush()
     p.wait_consumed(timeout=240)
     assert _device_alerts(p) == []
+
+
+# --- the alert page: a device-health alert and a process alert on the same entity are linked -------
+def test_related_alerts_query_links_device_and_process_alerts(tmp_path):
+    from clickhouse_connect.driver.binding import finalize_query
+
+    from schemas.events import Alert
+    from schemas.vocabulary import Level
+    from sinks.clickhouse import INSERT_SETTINGS, make_client
+    from sinks.migrations import migrate
+    from sinks.query import run_read_query
+    from sinks.rows import COLUMNS, alert_row
+    from web.routes.alert import RELATED_SQL
+
+    def alert(aid: str, rule: str, entity: str, hours: float) -> tuple:
+        at = T0 + timedelta(hours=hours)
+        return alert_row(
+            Alert(
+                alert_id=aid,
+                revision=1,
+                fingerprint=f"{entity}|1|{rule}",
+                entity_id=entity,
+                rule=rule,
+                level=Level.orange,
+                level_zh="橙色",
+                status="firing",
+                score=70,
+                title=rule,
+                message="m",
+                lead_department="amr",
+                departments=["amr"],
+                first_seen=at,
+                last_seen=at,
+                updated_at=at,
+                source_event_id="e",
+            )  # fmt: skip
+        )
+
+    c = make_client(f"chdb://{tmp_path / 'ch'}")
+    migrate(c, "riskwatch")
+    rows = [
+        alert("D1", "device.offline.cold_chain_temp", "E1", 0),
+        alert("P1", "rule.sensor.cold_chain_temp", "E1", 2),
+        alert("P2", "rule.sensor.cold_chain_temp", "E1", 80),  # days later: not related
+        alert("P3", "rule.sensor.cold_chain_temp", "E2", 1),  # another entity
+    ]
+    c.insert("alerts", rows, column_names=list(COLUMNS["alerts"]), database="riskwatch", settings=INSERT_SETTINGS)
+
+    def rel(aid: str, dev: bool, at_h: float) -> list[str]:
+        lo, hi = T0 + timedelta(hours=at_h - 24), T0 + timedelta(hours=at_h + 24)
+        params = dict(e="E1", a=aid, dev=int(dev), lo=int(lo.timestamp() * 1000), hi=int(hi.timestamp() * 1000))
+        cols, out = run_read_query(c, finalize_query(RELATED_SQL.replace("{db}", "riskwatch"), params))
+        return [dict(zip(cols, r, strict=True))["alert_id"] for r in out]
+
+    assert rel("D1", True, 0) == ["P1"]
+    assert rel("P1", False, 2) == ["D1"]
+    c.close()
