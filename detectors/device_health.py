@@ -33,10 +33,12 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +101,66 @@ class StuckCheck:
         if not abs(v - self.value) <= eps:  # changed (or the first reading: NaN compares false)
             self.since, self.value = t, v
         return t - self.since
+
+
+def _num(v: object) -> float:
+    if type(v) is not float and type(v) is not int:
+        raise ValueError(f"device health: expected a number, found {type(v).__name__}")
+    return float(v)
+
+
+def _typed(v: object, typ: type) -> Any:
+    if type(v) is not typ:
+        raise ValueError(f"device health: expected {typ.__name__}, found {type(v).__name__}")
+    return v
+
+
+class DeviceHealth:
+    """What the engine remembers of one device channel's health (``EntityState.health``): a few numbers.
+
+    >>> rec = DeviceHealth("cold_chain_temp", "iot-gw-01"); rec.est.add(60.0)
+    >>> DeviceHealth.from_data(rec.to_data()).to_data() == rec.to_data()
+    True
+    """
+
+    __slots__ = ("channel", "source", "est", "stuck", "last_v", "faults", "silent_n")
+
+    def __init__(self, channel: str, source: str) -> None:
+        self.channel = channel
+        self.source = source  # who sends its readings (the owner when the registry has none)
+        self.est = IntervalEstimate()  # last reading time, count, recent gaps
+        self.stuck = StuckCheck()
+        self.last_v = math.nan
+        self.faults: list[str] = []  # open fault kinds: offline, stuck, range, step
+        self.silent_n = 0  # steps of silence already learnt into the risk
+
+    @property
+    def last_t(self) -> float:
+        return self.est.last_t
+
+    def to_data(self) -> list[Any]:
+        e, s = self.est, self.stuck
+        return [self.channel, self.source, e.last_t, e.n, e.gaps, s.since, s.value, self.last_v, self.faults,
+                self.silent_n]  # fmt: skip
+
+    @classmethod
+    def from_data(cls, d: Any) -> DeviceHealth:
+        v = _typed(d, list)
+        rec = cls(_typed(v[0], str), _typed(v[1], str))
+        rec.est = IntervalEstimate(_num(v[2]), int(v[3]), [_num(g) for g in _typed(v[4], list)])
+        rec.stuck = StuckCheck(_num(v[5]), _num(v[6]))
+        rec.last_v = _num(v[7])
+        rec.faults = [_typed(f, str) for f in _typed(v[8], list)]
+        rec.silent_n = int(v[9])
+        return rec
+
+
+def health_from_data(d: Any) -> dict[str, DeviceHealth]:
+    return {_typed(k, str): DeviceHealth.from_data(v) for k, v in _typed(d, dict).items()}
+
+
+def health_to_data(h: dict[str, DeviceHealth]) -> dict[str, Any]:
+    return {k: rec.to_data() for k, rec in h.items()}
 
 
 # --- the thresholds, as data ---------------------------------------------------------------------

@@ -44,14 +44,13 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from detectors.device_health import (
+    DeviceHealth,
     HealthConfig,
-    IntervalEstimate,
-    StuckCheck,
     impossible_step,
     load_health,
     offline,
@@ -61,59 +60,14 @@ from detectors.device_health import (
 from detectors.rules import Hit
 from schemas.events import Contribution, SensorReading
 from schemas.vocabulary import SENSOR_CHANNEL_ZH
-from streams.engine.codec import checked, number
-
-if TYPE_CHECKING:  # the state holds these records: the engine's other modules import it, not the reverse
-    from streams.engine.context import Context
-    from streams.engine.desk import Desk
-    from streams.engine.outcome import Outcome
-    from streams.engine.state import EntityState
+from streams.engine.context import Context
+from streams.engine.desk import Desk
+from streams.engine.outcome import Outcome
+from streams.engine.risk import fuse
+from streams.engine.state import EntityState
 
 KINDS_ZH = {"offline": "离线", "stuck": "读数长时间不变", "range": "读数超出量程", "step": "读数突变"}
 OPEN = ("firing", "pending", "acknowledged", "in_progress", "escalated", "transferred")
-
-
-class DeviceHealth:
-    """What the engine remembers of one device channel's health (a few numbers)."""
-
-    __slots__ = ("channel", "source", "est", "stuck", "last_v", "faults", "silent_n")
-
-    def __init__(self, channel: str, source: str) -> None:
-        self.channel = channel
-        self.source = source  # who sends its readings (the owner when the registry has none)
-        self.est = IntervalEstimate()  # last reading time, count, recent gaps
-        self.stuck = StuckCheck()
-        self.last_v = math.nan
-        self.faults: list[str] = []  # open fault kinds: offline, stuck, range, step
-        self.silent_n = 0  # intervals of silence already learnt into the risk
-
-    @property
-    def last_t(self) -> float:
-        return self.est.last_t
-
-    def to_data(self) -> list[Any]:
-        e, s = self.est, self.stuck
-        return [self.channel, self.source, e.last_t, e.n, e.gaps, s.since, s.value, self.last_v, self.faults,
-                self.silent_n]  # fmt: skip
-
-    @classmethod
-    def from_data(cls, d: Any) -> DeviceHealth:
-        v = checked(d, list)
-        rec = cls(checked(v[0], str), checked(v[1], str))
-        rec.est = IntervalEstimate(number(v[2]), int(v[3]), [number(g) for g in checked(v[4], list)])
-        rec.stuck = StuckCheck(number(v[5]), number(v[6]))
-        rec.last_v = number(v[7])
-        rec.faults = [checked(f, str) for f in checked(v[8], list)]
-        rec.silent_n = int(v[9])
-        return rec
-
-
-def health_from_data(d: Any) -> dict[str, DeviceHealth]:
-    return {checked(k, str): DeviceHealth.from_data(v) for k, v in checked(d, dict).items()}
-
-
-def health_to_data(h: dict[str, DeviceHealth]) -> dict[str, Any]:
-    return {k: rec.to_data() for k, rec in h.items()}
 
 
 # --- the device registry (the `devices` helper's EntityState.devices), through one accessor ---------
@@ -215,8 +169,6 @@ def on_reading(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out:
 def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: float) -> Outcome:
     """The entity's devices against ``progress``, the event time its partition has reached: a device
     silent for more than k × its interval goes offline (an alert; risk rises on safety-critical channels)."""
-    from streams.engine.outcome import Outcome  # noqa: PLC0415 (outcome imports the state, which imports this)
-
     out = Outcome()
     out.at = progress
     cfg = load_health()
@@ -242,8 +194,6 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
             rec.silent_n = n
             st.risk.learn_one(progress, f"silence.{rec.channel}", cfg.silence.value(past / 3600.0), cx.fusion)
     if ev is not None:
-        from streams.engine.risk import fuse  # noqa: PLC0415 (risk imports the state, which imports this)
-
         fuse(cx, desk, ev, st, out)
     return out
 

@@ -27,6 +27,7 @@ from array import array
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from detectors.device_health import DeviceHealth, health_from_data, health_to_data
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 from detectors.rates import RateSurprise
@@ -46,7 +47,6 @@ from streams.engine.codec import (
     unpack,
 )
 from streams.engine.evidence import Draft
-from streams.engine.health import DeviceHealth, health_from_data, health_to_data
 from streams.engine.legacy_state import LegacyStateError, is_pickle, load_pickled
 
 RECENT_IDS = 64
@@ -155,7 +155,7 @@ class EntityState:
     licensed: bool = True  # the registry shows a licence number (行刑衔接: unlicensed equipment)
     # audit chain heads not yet anchored: alert_id -> (seq, hash) (streams/runtime/anchors.py)
     unanchored: dict[str, tuple[int, str]] = field(default_factory=dict)
-    # device health (streams/engine/health.py): "<device_id>:<channel>" -> its record
+    # device health (detectors/device_health.py, streams/engine/health.py): "<device_id>:<channel>" -> its record
     health: dict[str, DeviceHealth] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
