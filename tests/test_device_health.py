@@ -260,3 +260,17 @@ def test_related_alerts_query_links_device_and_process_alerts(tmp_path):
     assert rel("D1", True, 0) == ["P1"]
     assert rel("P1", False, 2) == ["D1"]
     c.close()
+
+
+def test_eval_simulated_reports_device_faults_per_kind():
+    from riskwatch.tools.evals.simulated import run
+
+    r = run(seed=3, days=1.5, scale=0.1, progress=False)
+    d = r["device_health"]
+    assert {"offline", "stuck"} <= set(d["by_kind"]), d
+    off = d["by_kind"]["offline"]
+    assert off["detectable"] > 0 and off["recall"] >= 0.9, off
+    done, total = (int(x) for x in off["within_bound"].split("/"))
+    assert done == total, off  # every detected gap within 2 × interval + the commit interval
+    assert d["false_after_kill"] == 0, d
+    assert not any(a.startswith("device.") for a in r["false_by_rule"])  # kept out of the alert metrics

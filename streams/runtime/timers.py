@@ -96,47 +96,62 @@ def register(w: Worker) -> None:
 
     @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
     async def device_offline():
-        async with w.state_lock:
-            await crash_only("device_offline", offline_scan, None)
+        await crash_only("device_offline", offline_scan, None)
 
     async def offline_scan(_: None) -> None:
-        """Every owned entity with devices against its partition's event-time progress."""
-        owned_now = w.actives()
-        by_part: dict[int, list[tuple[bytes, EntityState]]] = {}
-        for key in list(w.health_keys):
-            if not w.owned(key, owned_now):
-                w.health_keys.discard(key)
-                continue
-            st = w.load(key)
-            if not st.health:
-                w.health_keys.discard(key)
-                continue
-            by_part.setdefault(w.partition_for_key(key), []).append((key, st))
+        """Every owned entity with devices against its partition's event-time progress, a chunk of
+        keys per hold of the state lock: first each partition's latest device reading, then the scan."""
+        keys = list(w.health_keys)
+        where: dict[bytes, int] = {}
+        latest: dict[int, float] = {}  # partition -> its devices' latest reading
+        for i in range(0, len(keys), SCAN_CHUNK):
+            async with w.state_lock:
+                actives = w.actives()
+                for key in keys[i : i + SCAN_CHUNK]:
+                    p = w.partition_for_key(key)
+                    st = w.load(key) if p is not None and w.owned(key, actives) else None
+                    if p is None or st is None or not st.health:
+                        w.health_keys.discard(key)
+                        continue
+                    where[key] = p
+                    t = max(rec.last_t for rec in st.health.values())
+                    if t > latest.get(p, 0.0):
+                        latest[p] = t
+            await asyncio.sleep(0)
+        # a partition with nothing processed since this worker took it has no progress to judge by
+        progress = {p: min(w.part_time[p][0], t) for p, t in latest.items() if p in w.part_time}
+        todo = [k for k in keys if where.get(k) in progress]
+        for i in range(0, len(todo), SCAN_CHUNK):
+            async with w.state_lock:
+                await scan_chunk(todo[i : i + SCAN_CHUNK], where, progress)
+            await asyncio.sleep(0)
+
+    async def scan_chunk(keys: list[bytes], where: dict[bytes, int], progress: dict[int, float]) -> None:
         sends: list[tuple] = []
         rows: dict[str, list] = {}
         changed: dict[bytes, EntityState] = {}
         alerts_out: Counter = Counter()
         w.processor.silences = w.silences.active()
         cx, desk, r = w.processor.cx, w.processor.desk, w.batch.rows
-        for p, ents in by_part.items():
-            seen = w.part_time.get(p)
-            if seen is None:  # nothing processed on it since this worker took it: no progress to judge by
+        actives = w.actives()
+        for key in keys:
+            if not w.owned(key, actives):
                 continue
-            progress = min(seen[0], max(rec.last_t for _, st in ents for rec in st.health.values()))
-            for key, st in ents:
-                before = sum(rec.silent_n for rec in st.health.values())
-                out = health.scan(cx, desk, key.decode(), st, progress)
-                if out.alerts or out.risk or sum(rec.silent_n for rec in st.health.values()) != before:
-                    w.batch.alert_sends(out, key, sends, alerts_out)
-                    w.batch.plan_sends(out, key, sends, rows)
-                    for rk in out.risk:
-                        rows.setdefault("risk_scores", []).append(
-                            r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
-                        )
-                    changed[key] = st
-                    w.note_state(key, st)
+            st = w.load(key)
+            before = sum(rec.silent_n for rec in st.health.values())
+            out = health.scan(cx, desk, key.decode(), st, progress[where[key]])
+            if out.alerts or out.risk or sum(rec.silent_n for rec in st.health.values()) != before:
+                w.batch.alert_sends(out, key, sends, alerts_out)
+                w.batch.plan_sends(out, key, sends, rows)
+                for rk in out.risk:
+                    rows.setdefault("risk_scores", []).append(
+                        r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
+                    )
+                changed[key] = st
+                w.note_state(key, st)
         if not changed:
             return
+        # outputs first, state last (as in a batch)
         w.watchdog.stage("device_offline", f"send {len(sends)} outputs")
         await w.bulk.send(records(sends))
         w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
