@@ -173,6 +173,7 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
     out.at = progress
     cfg = load_health()
     ev: SensorReading | None = None
+    moved: SensorReading | None = None  # the risk moved (silence learnt): fused once, at the end
     if st.closed:  # a closed business's devices are expected to fall silent
         return out
     for key, rec in st.health.items():
@@ -187,14 +188,14 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
             silent = (progress - rec.last_t) / 60.0
             _raise(cx, desk, ev, st, out, rec, "offline", silent,
                    f"最后一次读数 {last},已 {silent:.0f} 分钟无数据(应每 {iv / 60:g} 分钟上报)")  # fmt: skip
-        ev = _tick_event(entity_id, device_id, rec, st, progress)
         past = progress - rec.last_t - ch.offline_k * iv  # seconds silent past the threshold
         n = int(past / (cfg.silence.step_minutes * 60.0)) + 1
         if ch.safety_critical and n > rec.silent_n:
             rec.silent_n = n
             st.risk.learn_one(progress, f"silence.{rec.channel}", cfg.silence.value(past / 3600.0), cx.fusion)
-    if ev is not None:
-        fuse(cx, desk, ev, st, out)
+            moved = _tick_event(entity_id, device_id, rec, st, progress)
+    if moved is not None:  # only then: a fusion update at another time would move risk levels by itself
+        fuse(cx, desk, moved, st, out)
     return out
 
 
