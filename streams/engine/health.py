@@ -225,6 +225,10 @@ def _raise(
     hit = Hit(rule, cfg.level(kind, ch.safety_critical), f"{label}传感器{KINDS_ZH[kind]}", value, confirm=2)
     why = [Contribution(signal=rule, value=round(value, 4), detail=f"设备 {ev.device_id}(数据来源 {owner}):{detail}")]
     desk.raise_alert(ev, st, out, hit, why)
+    # the desk learns a rule alert into the fused risk; a device fault is not the process's risk (a
+    # silent safety-critical channel counts, as silence.<channel>), and a signal kept at weight 0
+    # still kept the entity's fusion updating at every reading (measured: spurious model.risk alerts)
+    st.risk.signals.pop(rule, None)
     if kind not in rec.faults:
         rec.faults.append(kind)
 
