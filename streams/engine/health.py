@@ -137,7 +137,7 @@ def on_reading(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out:
     if "offline" in rec.faults:
         rec.faults.remove("offline")
         rec.silent_n = 0
-        st.risk.set_one(t, f"silence.{rec.channel}", 0.0)
+        st.risk.signals.pop(f"silence.{rec.channel}", None)  # gone, not a zero (fusion skips signal-less entities)
         if not any("offline" in r.faults for r in st.health.values() if r.channel == rec.channel):
             _clear(desk, ev, st, out, rec, "offline")
     in_order = t >= rec.last_t
