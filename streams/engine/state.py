@@ -27,6 +27,7 @@ from array import array
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from detectors.device_health import DeviceHealth, health_from_data, health_to_data
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 from detectors.rates import RateSurprise
@@ -277,6 +278,9 @@ class EntityState:
     orders: dict[str, Order] = field(default_factory=dict)
     # registered devices (events.device): device_id -> Device; an entity holding any is never evicted
     devices: dict[str, Device] = field(default_factory=dict)
+
+    # device health (detectors/device_health.py, streams/engine/health.py): "<device_id>:<channel>" -> its record
+    health: dict[str, DeviceHealth] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
@@ -361,6 +365,7 @@ class EntityState:
             "licensed": self.licensed,
             "unanchored": self.unanchored,
             "devices": {k: v.to_data() for k, v in self.devices.items()} if self.devices else {},
+            "health": health_to_data(self.health) if self.health else {},
         }
         if self.orders:  # no key without orders: states that never had one stay byte for byte as they were
             d["orders"] = {k: o.to_data() for k, o in self.orders.items()}
@@ -411,6 +416,8 @@ class EntityState:
         st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in checked(g("unanchored", {}), dict).items()}
         st.orders = {k: Order.from_data(o) for k, o in checked(g("orders", {}), dict).items()}
         st.devices = {k: Device.from_data(v) for k, v in checked(g("devices", {}), dict).items()}
+
+        st.health = health_from_data(g("health", {}))
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data

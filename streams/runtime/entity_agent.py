@@ -16,7 +16,7 @@ from typing import Any
 from streams.engine import office
 from streams.engine.batch import BatchOutput
 from streams.runtime.health import crash_only
-from streams.runtime.metrics import ALERTS_OUT, BATCH_SECONDS, EVENTS_IN
+from streams.runtime.metrics import ALERTS_OUT, BATCH_SECONDS, EVENTS_IN, observe_sources
 from streams.runtime.worker import BATCH_MAX, Worker, records
 
 BATCH_WITHIN = 0.05  # a batch waits at most this long to fill (alert latency)
@@ -66,3 +66,4 @@ def count(out: BatchOutput) -> None:
         EVENTS_IN.labels(topic, result).inc(n)
     for (level, kind), n in out.alerts_out.items():
         ALERTS_OUT.labels(level, kind).inc(n)
+    observe_sources(out.sources)

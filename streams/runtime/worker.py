@@ -154,6 +154,7 @@ class Worker:
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     alert_keys: set[bytes] = field(default_factory=set)  # entities with alerts: what the deadline timer visits
     unanchored_keys: set[bytes] = field(default_factory=set)  # entities with audit-chain heads not yet anchored
+    health_keys: set[bytes] = field(default_factory=set)  # entities with devices: what the offline scan visits
     part_time: dict[int, tuple[float, float]] = field(
         default_factory=dict
     )  # partition -> (latest event time, wall time)
@@ -312,6 +313,8 @@ class Worker:
         (self.alert_keys.add if st.alerts or st.orders else self.alert_keys.discard)(key)
         if st.unanchored:
             self.unanchored_keys.add(key)
+        if st.health:
+            self.health_keys.add(key)
 
 
 def observe_commit(seconds: float, events: int) -> None:

@@ -192,6 +192,40 @@ async def explanation(request: Request, a: dict) -> list[dict]:
     return out
 
 
+# a device-health alert (device.offline/stuck/range/step.<channel>) and a process alert on the same
+# entity at overlapping times are linked (issue 21): a dead or stuck sensor puts the other's readings in doubt
+RELATED_SQL = """
+SELECT alert_id, rule, level, level_zh, status, title, first_seen, last_seen, departments
+FROM {db}.alerts FINAL
+WHERE entity_id = %(e)s AND alert_id != %(a)s AND startsWith(rule, 'device.') != %(dev)s
+  AND first_seen <= fromUnixTimestamp64Milli(%(hi)s) AND last_seen >= fromUnixTimestamp64Milli(%(lo)s)
+ORDER BY first_seen DESC LIMIT 20"""
+RELATED_WINDOW = timedelta(hours=24)
+
+
+async def related(request: Request, user: User, a: dict) -> list[dict]:
+    """同一主体的相关预警: for a device-health alert the entity's other alerts in the same period, for any
+    other alert the entity's device-health alerts — only those this user may open."""
+    dev = a["rule"].startswith("device.")
+    first = when(a["first_seen"])
+    last = ts(a["last_seen"]) or first
+    lo, hi = first - RELATED_WINDOW, max(last, first) + RELATED_WINDOW
+    rows = await ctx(request).reader.rows(
+        RELATED_SQL,
+        e=a["entity_id"],
+        a=a["alert_id"],
+        dev=int(dev),
+        lo=int(lo.timestamp() * 1000),
+        hi=int(hi.timestamp() * 1000),
+    )
+    out = []
+    for r in rows:
+        if user.sees_all or user.dept in r["departments"]:
+            r["device"] = r["rule"].startswith("device.")
+            out.append(r)
+    return out
+
+
 async def evidence(request: Request, a: dict) -> dict:
     r = ctx(request).reader
     first = when(a["first_seen"])
@@ -297,6 +331,7 @@ async def alert_page(
         can_reassign=can_reassign,
         departments=c.catalog.departments,
         explanation=await explanation(request, a),
+        related=await related(request, user, a),
         ev=await evidence(request, a),
         waiting=waiting,
         refused=refused,
