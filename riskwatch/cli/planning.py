@@ -210,8 +210,7 @@ def plan_spot_checks(
                 for e in county.entities
             ]
             origin = (
-                (origin + ";" if origin else "")
-                + f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
+                (origin + ";" if origin else "") + f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
                 "信用等级按默认比例确定性分配 tiers assigned deterministically)"
             )
     except PlanningError as e:

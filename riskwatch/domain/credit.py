@@ -17,7 +17,7 @@ the ``credit`` table, so the engine holds no credit state.
 >>> cfg = load_credit()
 >>> rows = [CreditRow("serious_list", "", date(2026, 3, 1), None, "提供虚假材料", "", "县市场监管局"),
 ...         CreditRow("tier", "C", date(2026, 1, 5), None, "", "", "县市场监管局"),
-...         CreditRow("abnormal_list", "", date(2025, 4, 1), date(2025, 9, 1), "已补报年报", "未按期年报", "县市场监管局")]
+...         CreditRow("abnormal_list", "", date(2025, 4, 1), date(2025, 9, 1), "已补报年报", "未按期年报", "")]
 >>> st = CreditStatus.of(rows)
 >>> st.tier, [x.kind for x in st.active], [x.kind for x in st.history]
 ('C', ['serious_list'], ['serious_list', 'abnormal_list'])
@@ -192,20 +192,34 @@ def reminder_text(status: CreditStatus, cfg: CreditConfig, department: str) -> s
 @dataclass
 class CreditLookup:
     """An entity's :class:`CreditStatus` through ``query`` (SQL → rows), cached ``ttl`` seconds; a
-    failing store gives an empty status (the notification goes out without the reminder, logged by
-    the caller's ``on_error``). For the notify bridge, which reads the store per alert revision."""
+    failing store gives empty statuses for ``retry`` seconds, without querying (the notifications go out
+    without the reminder, reported to ``on_error``). For the notify bridge, which reads the store per revision.
+
+    >>> calls = []
+    >>> def q(sql):
+    ...     calls.append(sql)
+    ...     return [{"kind": "serious_list", "tier": "", "listed_on": "2026-03-01", "removed_on": None,
+    ...              "reason": "x", "listed_reason": "", "authority": ""}]
+    >>> lk = CreditLookup(q)
+    >>> lk.status("E1").listed, lk.status("E1").listed, len(calls), lk.status("E'1").listed
+    (True, True, 1, False)
+    """
 
     query: Callable[[str], list[dict[str, Any]]]
     ttl: float = 300.0
+    retry: float = 60.0
     on_error: Callable[[Exception], None] | None = None
     clock: Callable[[], float] = time.monotonic
-    _cache: dict[str, tuple[float, CreditStatus]] = field(default_factory=dict)
+    _cache: dict[str, tuple[float, CreditStatus]] = field(default_factory=dict)  # id -> (valid until, status)
+    _down_until: float = 0.0
 
     def status(self, entity_id: str) -> CreditStatus:
         now = self.clock()
         hit = self._cache.get(entity_id)
-        if hit is not None and now - hit[0] < self.ttl:
+        if hit is not None and now < hit[0]:
             return hit[1]
+        if now < self._down_until:
+            return CreditStatus()  # the store failed lately: no query (and no wait) per revision
         if not entity_id.replace("_", "").replace("-", "").replace(".", "").replace(":", "").isalnum():
             return CreditStatus()  # ids are [A-Za-z0-9_.:-]; anything else is not quoted into SQL
         sql = ENTITY_SQL.replace("%(e)s", f"'{entity_id}'")
@@ -214,8 +228,9 @@ class CreditLookup:
         except Exception as e:  # noqa: BLE001 — the store is optional for a notification
             if self.on_error is not None:
                 self.on_error(e)
+            self._down_until = now + self.retry
             return CreditStatus()
         if len(self._cache) > 10000:
             self._cache.clear()
-        self._cache[entity_id] = (now, st)
+        self._cache[entity_id] = (now + self.ttl, st)
         return st

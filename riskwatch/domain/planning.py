@@ -378,7 +378,9 @@ def live_entities(rows: Iterable[dict], planner: SpotCheckPlanner) -> tuple[list
         tier = str(r.get("tier") or "").strip().upper()
         if tier not in tiers:
             tier, untiered = planner.config.untiered, untiered + 1
-        out.append(SpotEntity(str(r["entity_id"]), str(r["kind"]), str(r["township"] or ""), tier, str(r["name"] or "")))
+        out.append(
+            SpotEntity(str(r["entity_id"]), str(r["kind"]), str(r["township"] or ""), tier, str(r["name"] or ""))
+        )
     return out, untiered
 
 
@@ -396,7 +398,9 @@ class TierRate:
         return self.drawn / self.population if self.population else 0.0
 
 
-def tier_rates(planner: SpotCheckPlanner, entities: Sequence[SpotEntity], checks: Sequence[SpotCheck]) -> list[TierRate]:
+def tier_rates(
+    planner: SpotCheckPlanner, entities: Sequence[SpotEntity], checks: Sequence[SpotCheck]
+) -> list[TierRate]:
     """Per tier, the draw's achieved rate against the rate of the data (spot_checks.yaml ``tiers``).
 
     >>> p = load_spot_checks()
