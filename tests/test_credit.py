@@ -258,3 +258,19 @@ def test_measures_data_names_catalog_departments_or_marks_outside_bodies():
         for m in lst.measures:
             assert m.department in CAT.departments or not m.department.isascii(), m
             assert m.confirm or m.basis, f"{m}: an unconfirmed measure needs its basis"
+
+
+def test_plan_cli_prints_the_achieved_rate_per_tier_against_the_data(tmp_path):
+    from typer.testing import CliRunner
+
+    from riskwatch.cli.planning import plan_app
+
+    out = tmp_path / "sc.csv"
+    args = ["spot-checks", "--month", "2026-12", "--simulated", "--scale", "0.2", "--out", str(out)]
+    res = CliRunner().invoke(plan_app, args)
+    assert res.exit_code == 0, res.output
+    assert "模拟县" in res.output and "按信用等级汇总" in res.output
+    lines = res.output.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("按信用等级汇总"))) + 2 :][:4]
+    assert [x.split()[0] for x in table] == ["A", "B", "C", "D"]
+    assert [x.split()[3] for x in table] == ["3%", "10%", "30%", "100%"]

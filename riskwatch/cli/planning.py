@@ -232,9 +232,16 @@ def plan_spot_checks(
         typer.echo(
             f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}"
         )
-    typer.echo("按信用等级 per tier (all items):  等级 tier  总数 population  抽取 drawn  数据比例 rate  实际 achieved")
+    typer.echo("按信用等级汇总 per tier, all items (achieved vs the data's rate):")
+    typer.echo(
+        _ljust("等级 tier", 12)
+        + _rjust("总数 population", 18)
+        + _rjust("抽取 drawn", 12)
+        + _rjust("数据比例 rate", 15)
+        + _rjust("实际 achieved", 15)
+    )
     for t in tier_rates(planner, ents, checks):
-        typer.echo(f"  {t.tier:<6}{t.population:>10}{t.drawn:>10}{t.rate:>14.0%}{t.achieved:>14.1%}")
+        typer.echo(f"{t.tier:<12}{t.population:>18}{t.drawn:>12}{t.rate:>15.0%}{t.achieved:>15.1%}")
     covered = {k for i in cat.items_list for k in i.objects}
     unassigned = Counter(e.kind for e in ents if e.kind not in covered)
     if unassigned:
