@@ -270,7 +270,10 @@ class RowConverter:
         if kind is None:
             kind = "tier" if self._text(cells, "tier") else ""
         if not kind:
-            raise RowError("无法确定名单类型:文件没有「名单类型」列,请用 --list tier|abnormal|serious 指定")
+            raise RowError(
+                "无法确定名单类型:请在文件中加「名单类型」列(上传页面),或用命令 riskwatch import credit --list "
+                "tier|abnormal|serious 指定"
+            )
         cols = self.layout.columns
         if kind == "tier":
             tier = self._code(cells, "tier")

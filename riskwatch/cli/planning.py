@@ -5,7 +5,9 @@ Two typer apps; the main CLI mounts them::
     app.add_typer(route_app, name="route")
     app.add_typer(plan_app, name="plan")
 
-Neither needs Kafka, ClickHouse or a running worker.
+Neither needs Kafka. ``plan spot-checks`` draws over the live registry with the official credit tiers
+(ClickHouse, or the worker's /query for the embedded store) and falls back to the simulated county
+when the registry is empty or cannot be read (``--simulated`` asks for it; docs/credit.md).
 """
 
 from __future__ import annotations

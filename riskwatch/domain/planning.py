@@ -8,6 +8,10 @@ Pure functions over plain records; rates, tier mix and inspector rosters are dat
 * :func:`draw_spot_checks` — per supervision item and credit tier, draw entities with the tier's
   monthly rate (reproducible: ``random.Random(f"{seed}-{month}")``) and assign two random
   inspectors from different departments: the item's lead and one of its cooperating departments.
+* :data:`LIVE_ENTITIES_SQL` / :func:`live_entities` — the draw's population: the live registry
+  (``registry FINAL``) with each entity's latest official tier (``credit``, ``riskwatch import credit``);
+  an entity without one takes ``untiered`` (data); :func:`tier_rates` — the achieved rate per tier
+  against the data's rate (docs/credit.md).
 
 >>> from riskwatch.domain.catalog import load_catalog
 >>> cat = load_catalog()
