@@ -19,6 +19,7 @@ COPY notify ./notify
 COPY dashboards ./dashboards
 COPY reports ./reports
 COPY web ./web
+COPY edge ./edge
 COPY deploy ./deploy
 RUN pip install . && useradd --system --home-dir /var/lib/riskwatch --create-home riskwatch \
  && mkdir -p /var/lib/riskwatch/state && chown -R riskwatch /var/lib/riskwatch \

@@ -28,16 +28,18 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from rapidfuzz import fuzz, process
 from stdnum.cn import uscc
 
 from riskwatch.settings import DATA_DIR
-from schemas.events import Match, MatchCandidate, MatchMethod
+from schemas.events import LOCAL_TZ, Match, MatchCandidate, MatchMethod, MatchQueueItem
 
 CONFIG_PATH = DATA_DIR / "imports" / "matching.yaml"
 REGISTRY_SQL = "SELECT entity_id, name, township, address, licence FROM {db}.registry FINAL WHERE status = 'active'"
@@ -249,6 +251,48 @@ class Matcher:
             )
         out.sort(key=lambda c: -c.score)
         return out
+
+
+def queue_item(
+    fields: Mapping[str, Any],
+    topic: str,
+    m: Candidates,
+    subject: Subject,
+    source: str,
+) -> MatchQueueItem:
+    """The matching-queue record of an event whose entity was not matched with confidence: the event
+    (without ``entity_id``), what it named, the candidates and why, keyed by its ``event_id``."""
+    now = datetime.now(LOCAL_TZ)
+    return MatchQueueItem(
+        queue_id=str(fields["event_id"]),
+        version=int(now.timestamp() * 1000),
+        event_topic=topic,
+        event=orjson.dumps(dict(fields), default=str).decode(),
+        name=subject.name,
+        address=subject.address,
+        township=subject.township,
+        credit_code=subject.credit_code,
+        licence=subject.licence,
+        alias_key=m.alias_key,
+        candidates=list(m.candidates),
+        reason=m.reason,
+        source=source,
+        at=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an event names instead of an ``entity_id``: the business as a citizen or a vendor gives it."""
+
+    name: str = ""
+    address: str = ""
+    credit_code: str = ""
+    licence: str = ""
+    township: str = ""
+
+    def match(self, matcher: Matcher) -> Matched | Candidates:
+        return matcher.match(self.name, self.address, self.credit_code, self.licence, self.township)
 
 
 class StoreUnavailable(RuntimeError):

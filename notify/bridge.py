@@ -46,12 +46,14 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from edge.matching import store_rows
+from notify.notices import am_notice
 from notify.text import alert_text
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.domain.credit import CreditLookup, load_credit, reminder_text
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
 from schemas.privacy import mask_pii
+from streams.engine.notices import DELIVERY_TOPIC
 
 log = logging.getLogger("riskwatch.notify")
 
@@ -194,6 +196,8 @@ class Bridge:
         self.topics = [self.settings.topic(f"alerts.{d}") for d in self.catalog.departments]
         self.credit = CreditLookup(partial(store_rows, self.settings), on_error=self._credit_down)
         self.credit_cfg = load_credit()
+        self.notices = self.settings.topic(DELIVERY_TOPIC)  # notices' notifications (notify/notices.py)
+        self.topics.append(self.notices)
 
     def _credit_down(self, e: Exception) -> None:
         log.warning("credit table unreadable (%s): notifications go out without the 联合惩戒 reminder", e)
@@ -300,10 +304,17 @@ class Bridge:
                 for rec in records:
                     dept = rec.topic[len(self.prefix) :]
                     try:
+                        if rec.topic == self.notices:
+                            n = orjson.loads(rec.value)
+                            a = am_notice(n, s, self.catalog)
+                            batch.append(a)
+                            keys.append((n["notice_id"], int(n["seq"]), n["department"]))
+                            good.append(rec)
+                            continue
                         alert = Alert.model_validate_json(rec.value)
                         a = am_alert(alert, dept, s, self.catalog, now, self.reminder(alert, dept))
                         a["annotations"]["published_at_ms"] = str(rec.timestamp)  # Kafka time of the revision (latency)
-                    except (ValidationError, ValueError) as e:
+                    except (ValidationError, ValueError, KeyError) as e:
                         self._dead(producer, rec, f"not a riskwatch alert revision: {e}".splitlines()[0][:500])
                         continue
                     batch.append(a)

@@ -8,7 +8,8 @@ callback, like ``simulate``)::
 Content (all from ``alerts FINAL`` in ClickHouse, alerts first seen in the period): totals by
 level, alerts by supervision item and by receiving department, the disposal rate, the list of
 alerts still open past their disposal time limit (:data:`DISPOSAL_LIMIT_HOURS`), the top-risk
-entities and the notable cases (red and orange alerts), with matplotlib charts. The HTML embeds
+entities and the notable cases (red and orange alerts), with matplotlib charts; then the office's
+supervision notes (督导单) sent in the period with their answers (``notices`` FINAL, kind supervision). The HTML embeds
 the charts as PNG data URIs (one self-contained file to mail); the PDF is laid out by ReportLab.
 
 Chinese glyphs need a CJK TrueType font, found by :func:`find_cjk_font`: by default WenQuanYi
@@ -48,6 +49,7 @@ from schemas.vocabulary import (
     VERDICT_ZH,
     AlertStatus,
     Level,
+    NoticeState,
     zh,
 )
 from sinks.precision import table as precision_table
@@ -158,6 +160,34 @@ def fetch_outcomes(query: QueryFn, start: datetime, end: datetime, database: str
     return {r["alert_id"]: r for r in (dict(zip(cols, x, strict=True)) for x in rows)}
 
 
+NOTE_COLUMNS = ("notice_id", "department", "subject", "text", "created_at", "deadline", "status", "answered_at",
+                "answer", "answered_by", "urged")  # fmt: skip
+
+
+def fetch_notes(
+    query: QueryFn, start: datetime, end: datetime, dept: str | None = None, database: str = "riskwatch"
+) -> list[dict]:
+    """督导单 sent in ``[start, end)`` (to ``dept``) with their answers; none before migration 15."""
+    if not database.replace("_", "").isalnum() or (dept and not dept.replace("_", "").isalnum()):
+        raise ValueError(f"bad database or department name {database!r} {dept!r}")
+    where = f"kind = 'supervision' AND created_at >= {_ts(start)} AND created_at < {_ts(end)}"
+    where += f" AND department = '{dept}'" if dept else ""
+    try:
+        cols, rows = query(
+            f"SELECT {', '.join(NOTE_COLUMNS)} FROM {database}.notices FINAL WHERE {where} ORDER BY created_at"
+        )
+    except Exception as e:  # noqa: BLE001 — an older schema without notices: the bulletin has no 督导单
+        log.info("no supervision notes: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return []
+    out = [dict(zip(cols, r, strict=True)) for r in rows]
+    for n in out:
+        for k in ("created_at", "deadline", "answered_at"):
+            v = n[k]
+            if v is not None:
+                n[k] = v.replace(tzinfo=CST) if v.tzinfo is None else v.astimezone(CST)
+    return out
+
+
 # --- the numbers -----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -191,6 +221,8 @@ class Bulletin:
     notable_total: int
     dept_names: dict[str, str]
     outcomes: dict[str, dict] = field(default_factory=dict)  # alert_id -> its latest disposal outcome
+
+    notes: list[dict] = field(default_factory=list)  # 督导单 of the period (fetch_notes)
 
     @property
     def title(self) -> str:
@@ -459,6 +491,12 @@ def tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
         "entities": (["序号", "主体", "乡镇", "涉及事项", "预警数", "未处置", "最高等级", "最高风险分"],
                      [[str(i), e["entity_name"], e["township"], e["items"], str(e["alerts"]), str(e["open"]),
                        zh(Level, e["level"]), f"{e['max_score']:.0f}"] for i, e in enumerate(b.top_entities, 1)]),
+        "notes": (["督导单", "部门", "事由", "督导内容", "发出", "时限", "状态", "答复", "督促次数"],
+                  [[n["notice_id"], dn.get(n["department"], n["department"]), n["subject"] or "—", n["text"],
+                    f"{n['created_at']:%m-%d %H:%M}", f"{n['deadline']:%m-%d %H:%M}", zh(NoticeState, n["status"]),
+                    (n["answer"] or "—") + (f"（{n['answered_by']} {n['answered_at']:%m-%d %H:%M}）"
+                                            if n["answered_at"] else ""),
+                    str(n["urged"])] for n in b.notes]),
     }  # fmt: skip
 
 
@@ -606,6 +644,9 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 区间为 Wilson 95% 置信区间。</p>
 {_html_table(*outcome_tables(b)["outcomes"])}
 <div id="precision">{_html_table(*outcome_tables(b)["precision"])}</div>
+
+<h2>八、检查督导（督导单）</h2>
+{_html_table(*t["notes"], left=(3, 7))}
 <p class="muted">{SOURCE_NOTE}{b.as_of:%Y-%m-%d %H:%M}。</p>
 </body></html>
 """
@@ -710,6 +751,8 @@ def render_pdf(
         story.append(P(f"另有{b.notable_total - len(b.notable)}条红色、橙色预警未列出。", muted))
     ot = outcome_tables(b)
     story += [P("七、处置结果与预警准确率", h2), table(*ot["outcomes"]), Spacer(1, 4), table(*ot["precision"])]
+
+    story += [P("八、检查督导（督导单）", h2), table(*t["notes"])]
     story.append(Spacer(1, 8))
     story.append(
         P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted)
@@ -774,11 +817,15 @@ def generate(
     try:
         alerts = fetch_alerts(query, start, end, dept, settings.clickhouse_database)
         outcomes = fetch_outcomes(query, start, end, settings.clickhouse_database)
+
+        notes = fetch_notes(query, start, end, dept, settings.clickhouse_database)
     finally:
         if writer is not None:
             writer.close(timeout=10)
     b = summarize(alerts, period, start, end, dept=dept, catalog=catalog, as_of=as_of)
     b.outcomes = outcomes
+
+    b.notes = notes
     font_path = find_cjk_font(font)
     if font_path is None:
         log.warning(

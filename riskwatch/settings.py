@@ -394,6 +394,37 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- MQTT devices (riskwatch mqtt; docs/mqtt.md) ---------------------------------------------
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host the bridge connects to")
+    mqtt_port: int = Field(
+        19883, ge=1, le=65535, description="MQTT broker (mosquitto) port; `mqtt start` binds loopback"
+    )
+    mqtt_data_dir: Path = Field(
+        Path("var/mqtt"), description="mosquitto's generated config, password file, ACL, persistence and logs"
+    )
+    mqtt_bridge_user: str = Field(
+        "riskwatch-bridge", description="The bridge's MQTT login (its own user, not a device)"
+    )
+    mqtt_bridge_password: SecretStr = Field(
+        SecretStr(""),
+        description="The bridge's MQTT password (empty: the one `mqtt start` wrote to <mqtt_data_dir>/bridge.secret)",
+    )
+    mqtt_client_id: str = Field(
+        "riskwatch-bridge", description="Fixed MQTT client id of the bridge: its persistent session on the broker"
+    )
+    mqtt_shared_group: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_-]{0,32}$",
+        description="Several bridges share the telemetry as $share/<group>/devices/+/telemetry (empty: one bridge)",
+    )
+    mqtt_batch_seconds: float = Field(
+        0.2, gt=0, le=1.0, description="The bridge gathers readings per entity this long into one sensor_batch (≤ 1 s)"
+    )
+    mqtt_registry_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often the bridge re-reads the device registry (ClickHouse `devices`)"
+    )
+    mqtt_bridge_port: int = Field(19884, ge=1, le=65535, description="Bridge /metrics port on 127.0.0.1 (health)")
+
     # --- Fault injection -----------------------------------------------------------------------
     fault_clickhouse_down_file: Path | None = Field(
         None,

@@ -439,6 +439,11 @@ class InspectionResult(Event):
     checklist: dict[str, bool] = Field(default_factory=dict, description="Checklist point → compliant")
     violations: list[Violation] = Field(default_factory=list, max_length=200)
     outcome: InspectionOutcome
+    order_id: str = Field(
+        "",
+        max_length=64,
+        description="A 复查 (re-inspection) of this rectification order (RO-…): pass closes it, otherwise it re-opens",
+    )
     match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
     @field_validator("departments")
@@ -474,6 +479,9 @@ class FeedbackStatus(StrEnum):
     # a case transfer's receiver (县公安局) answers (行刑衔接)
     accepted = "accepted"  # 受理 / 立案
     declined = "declined"  # 不予受理, with the reason in ``comment``: the case returns to the lead department
+    # the responsible department reports a rectification order done (整改完成, evidence in
+    # ``attachment_sha256``): ``alert_id`` carries the order id (RO-…); a 复查 task follows
+    rectified = "rectified"
 
 
 class Verdict(StrEnum):
@@ -591,6 +599,7 @@ class TaskSource(StrEnum):
     alert = "alert"
     plan = "plan"
     spot_check = "spot_check"
+    recheck = "recheck"  # 复查 of a rectification order (ref = the order id)
 
 
 class InspectionTask(Event):

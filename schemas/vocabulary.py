@@ -65,8 +65,11 @@ __all__ = [
     "FALSE_ALARM_REASON_ZH",
     "FEEDBACK_ZH",
     "MEASURE_ZH",
+    "MATCH_METHOD_ZH",
+    "QUEUED_EVENT_ZH",
     "VERDICT_ZH",
     "INSPECTION_OUTCOME_ZH",
+    "ORDER_STATUS_ZH",
     "LEVELS",
     "LEVELS_DESC",
     "NOTICE_KINDS",
@@ -81,6 +84,8 @@ __all__ = [
     "AlertStatus",
     "Level",
     "NoticeKind",
+    "NoticeState",
+    "NoticeType",
     "TransferState",
     "labels",
     "zh",
@@ -162,6 +167,26 @@ class TransferState(_Labelled):
     returned = "returned", "已退回牵头单位"
 
 
+class NoticeType(_Labelled):
+    """What a notice to departments is (``notices.kind``; streams/engine/notices.py). 督导单 are the office's."""
+
+    dual_notification = "dual_notification", "双告知"
+    unassigned = "unassigned", "待研判主体"
+    township_surge = "township_surge", "乡镇异常聚集"
+    supervision = "supervision", "督导单"
+
+
+class NoticeState(_Labelled):
+    """A notice's state for one recipient department (``notices.status``)."""
+
+    delivered = "delivered", "待认领"
+    urged = "urged", "已督促"
+    escalated = "escalated", "已升级督办"
+    confirmed = "confirmed", "已认领"
+    disputed = "disputed", "有异议"
+    answered = "answered", "已答复"
+
+
 # --- orders -----------------------------------------------------------------------------------------
 LEVELS: tuple[Level, ...] = tuple(Level)  # least severe first: blue, yellow, orange, red
 LEVELS_DESC: tuple[Level, ...] = LEVELS[::-1]  # most severe first, as lists and reports show them
@@ -228,6 +253,7 @@ FEEDBACK_ZH = _frozen(
         "reassign": "专班改派",
         "accepted": "已受理",
         "declined": "不予受理",
+        "rectified": "整改完成",
     }
 )
 # The outcome of a disposal (DisposalOutcome): the verdict, the measures, a false alarm's reason
@@ -262,11 +288,33 @@ TRANSITION_KIND_ZH = _frozen(
         "notify": "通知",
         "evidence": "证据",
         "transfer": "移送",
+        "order": "整改令",
+    }
+)
+# A rectification order's status (streams/engine/orders.py).
+ORDER_STATUS_ZH = _frozen(
+    {
+        "issued": "待整改",
+        "claimed": "已提交整改,待复查",
+        "reopened": "复查不合格,重新整改",
+        "escalated": "复查多次不合格,已上报专班",
+        "closed": "复查合格,已销号",
     }
 )
 DEADLINE_STAGE_ZH = _frozen({"ack": "签收", "dispose": "处置"})  # the two deadlines of an open alert
 USER_ROLE_ZH = _frozen({"dept": "部门", "taskforce": "专班办公室", "leader": "县领导(只读)"})  # workbench roles
 REPORT_PERIOD_ZH = _frozen({"week": "周报", "month": "月报"})  # bulletin periods
+MATCH_METHOD_ZH = _frozen(  # how an event's entity was found (schemas.events.MatchMethod, edge/matching.py)
+    {
+        "credit_code": "统一社会信用代码",
+        "licence": "许可证编号",
+        "name_address": "名称地址相似",
+        "alias": "已确认的名称地址",
+        "office": "人工选择",
+        "township": "未指明单位(归入乡镇)",
+    }
+)
+QUEUED_EVENT_ZH = _frozen({"events.complaint": "投诉", "events.inspection": "检查结果"})  # matching-queue kinds
 
 
 @cache

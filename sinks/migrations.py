@@ -484,6 +484,89 @@ ALTER TABLE {db}.events_feedback
 """,
 )
 
+V14_RECTIFICATION_ORDERS = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.rectification_orders
+(
+    order_id String,
+    version UInt32 COMMENT 'Steps so far (the order''s audit chain seq): the latest version wins',
+    entity_id String,
+    entity_name String,
+    township LowCardinality(String),
+    alert_id String COMMENT 'The alert whose outcome ordered it; empty for an inspection''s own order',
+    source String COMMENT 'The inspection or alert id it came from',
+    department LowCardinality(String) COMMENT 'Responsible (lead) department: does the 复查',
+    item_id UInt16,
+    status LowCardinality(String) COMMENT 'issued, claimed, reopened, escalated or closed',
+    reason String,
+    actions Array(String) COMMENT 'Required actions: code|severity|action per finding',
+    item_due Array({TZ}) COMMENT 'Deadline per finding (from its severity, rectification.yaml)',
+    issued_at {TZ},
+    deadline {TZ} COMMENT 'Current deadline (a failed 复查 sets a new one)',
+    claimed_at Nullable({TZ}) COMMENT '整改完成 reported by the department',
+    evidence_sha256 String COMMENT 'Attachment of the claim (content-addressed store of the workbench)',
+    failed_rechecks UInt8,
+    reminders UInt16 COMMENT '督促 and escalations sent at the deadline',
+    chain_hash String COMMENT 'Hash of the order''s last alert_history row (alert_id = order_id)',
+    updated_at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY order_id
+COMMENT 'Rectification orders (整改令) and their 复查: read with FINAL; history in alert_history (alert_id = order_id)'
+""",
+)
+
+V15_NOTICES = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.notices
+(
+    notice_id String COMMENT 'N + hash of the notice (a redelivery has the same id); a 督导单: the office\\'s id',
+    department LowCardinality(String) COMMENT 'Recipient department: one row per (notice, department)',
+    kind LowCardinality(String) COMMENT 'dual_notification (双告知), unassigned, township_surge, supervision (督导单)',
+    entity_id String,
+    township String,
+    text String COMMENT 'Masked (schemas.privacy.mask_pii)',
+    subject String COMMENT '督导单: the alert, task or notice id it is about',
+    sender String COMMENT 'system, or the office (user) that sent the 督导单',
+    created_at {TZ},
+    deadline {TZ} COMMENT '认领 / answer by (working hours, riskwatch/data/notices.yaml)',
+    status LowCardinality(String) COMMENT 'delivered, urged, escalated (open); confirmed, disputed, answered',
+    answered_at Nullable({TZ}),
+    answer String COMMENT 'Masked: the dispute\\'s reason or the 督导单\\'s answer',
+    answered_by String,
+    urged UInt16 COMMENT 'How many times it was urged (督促)',
+    next_urge_at Nullable({TZ}),
+    seq UInt32 COMMENT 'Last notice_history seq of (notice, department)',
+    head String COMMENT 'Last notice_history hash (the chain head)',
+    last_event String,
+    version UInt64 COMMENT 'seq: the latest change wins'
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (department, notice_id)
+COMMENT 'Notices to departments and the office\\'s 督导单, one row per recipient: read with FINAL (streams/engine/notices.py)'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.notice_history
+(
+    notice_id String,
+    department LowCardinality(String),
+    seq UInt32,
+    entity_id String,
+    at {TZ},
+    kind LowCardinality(String) COMMENT 'delivered, urged, escalated, confirmed, disputed, answered',
+    from_status LowCardinality(String),
+    to_status LowCardinality(String),
+    actor String COMMENT 'system, or dept/user (the department from the Kafka topic)',
+    comment String COMMENT 'Masked',
+    prev_hash String,
+    hash String COMMENT 'SHA-256 chain per (notice, department), schemas/audit.py with alert_id = notice/dept'
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (notice_id, department, seq, kind)
+COMMENT 'Every change of a notice or 督导单 for one department, hash-chained (audit)'
+""",
+)
+
 V18_CREDIT = (
     f"""
 CREATE TABLE IF NOT EXISTS {{db}}.credit
@@ -525,6 +608,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "the device registry (devices)", V8_DEVICES),
     Migration(11, "entity matching: match columns, match_queue, match_aliases", V11_MATCHING),
     Migration(13, "disposal outcomes on events_feedback: verdict, measures, false-alarm reason", V13_OUTCOMES),
+    Migration(14, "rectification orders (整改令) and their 复查", V14_RECTIFICATION_ORDERS),
+    Migration(
+        15, "notices to departments and 督导单 with their hash-chained history (notices, notice_history)", V15_NOTICES
+    ),
     Migration(18, "official credit tiers and lists (credit), credit repair as removed_on", V18_CREDIT),
 )
 

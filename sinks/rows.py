@@ -150,6 +150,29 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "prev_hash",
         "hash",
     ),
+    "rectification_orders": (
+        "order_id",
+        "version",
+        "entity_id",
+        "entity_name",
+        "township",
+        "alert_id",
+        "source",
+        "department",
+        "item_id",
+        "status",
+        "reason",
+        "actions",
+        "item_due",
+        "issued_at",
+        "deadline",
+        "claimed_at",
+        "evidence_sha256",
+        "failed_rechecks",
+        "reminders",
+        "chain_hash",
+        "updated_at",
+    ),
     "evidence": (
         "alert_id",
         "version",
@@ -549,6 +572,11 @@ def evidence_row(d: dict) -> tuple:
     )
 
 
+def order_row(d: dict) -> tuple:
+    """The ``rectification_orders`` row of an order's step (``streams.engine.orders.order_row`` dict)."""
+    return tuple(d[c] for c in COLUMNS["rectification_orders"])
+
+
 def anchor_row(a: dict) -> tuple:
     """The ``audit_anchors`` row of an anchor record (``streams/runtime/anchors.py``)."""
     leaves = a["leaves"]
@@ -622,3 +650,25 @@ def risk_score_row(
     entity_id: str, at: datetime, score: float, level: str, item_id: int | None, top: Sequence[Contribution] = ()
 ) -> tuple:
     return (entity_id, at, score, str(level), item_id, [c.signal for c in top], [c.value for c in top])
+
+
+# --- notices and 督导单 (streams/engine/notices.py; migration 15) -----------------------------------
+COLUMNS["notices"] = (
+    "notice_id", "department", "kind", "entity_id", "township", "text", "subject", "sender", "created_at",
+    "deadline", "status", "answered_at", "answer", "answered_by", "urged", "next_urge_at", "seq", "head",
+    "last_event", "version",
+)  # fmt: skip
+COLUMNS["notice_history"] = (
+    "notice_id", "department", "seq", "entity_id", "at", "kind", "from_status", "to_status", "actor", "comment",
+    "prev_hash", "hash",
+)  # fmt: skip
+
+
+def notice_row(r: Any) -> tuple:
+    """The ``notices`` row of a ``streams.engine.notices.NoticeRow`` (text and answer already masked)."""
+    return tuple(r.seq if c == "version" else getattr(r, c) for c in COLUMNS["notices"])
+
+
+def notice_history_row(h: Any) -> tuple:
+    """The ``notice_history`` row of a ``streams.engine.notices.HistoryRow``."""
+    return tuple(getattr(h, c) for c in COLUMNS["notice_history"])

@@ -74,14 +74,26 @@ class NotifyStack:
         self.smtp.stop()
 
     # --- what was decided and what arrived ---------------------------------------------------
-    def decided(self, dept: str) -> list[tuple[str, str, str]]:
-        """(alert_id, seq, notification) of every message on alerts.<dept>: what riskwatch decided."""
+    def decided(self, dept: str, notices: bool = True) -> list[tuple[str, str, str]]:
+        """(alert_id, seq, notification) of every message on alerts.<dept>: what riskwatch decided; then
+        (``notices``) its notices' notifications on notices.delivery (双告知 of the test's registrations)."""
         import orjson
 
-        return [
+        out = [
             (a["alert_id"], str(a["revision"]), a["notification"])
             for a in (orjson.loads(v) for _, v in self.p.read_topic(f"alerts.{dept}"))
         ]
+        if notices:
+            out += [
+                (
+                    n["notice_id"],
+                    str(n["seq"]),
+                    "notice" if n["notification"] == "notice" else f"notice_{n['notification']}",
+                )
+                for n in (orjson.loads(v) for _, v in self.p.read_topic("notices.delivery"))
+                if n["department"] == dept
+            ]
+        return out
 
     def delivered(self, dept: str) -> Counter:
         """(alert_id, seq, notification) → how often Alertmanager delivered it to the department's webhook."""

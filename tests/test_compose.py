@@ -192,6 +192,7 @@ def test_each_department_reads_only_its_own_topic():
             ("literal", f"events.feedback.{code}"),
             ("literal", f"events.inspection.{code}"),
             ("literal", f"events.task.{code}"),
+            ("literal", T.notice_topic(code)),  # 认领 / 有异议 / 督导单 answers
         ], (user, writes)
         assert not [b for b in PLAN.bindings if b.user == user and b.resource in ("cluster", "transactional_id")]
         assert not [b for b in PLAN.bindings if b.user == user and b.operation == "all"]
@@ -298,7 +299,7 @@ def test_web_service_runs_the_workbench_with_a_write_only_kafka_user():
             assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
     writes = {b.name for b in PLAN.bindings if b.user == "workbench" and b.resource == "topic"}
     assert writes == {"events.registry"} | {
-        f"events.{k}.{d}" for k in ("feedback", "inspection") for d in CATALOG.departments
+        f"events.{k}.{d}" for k in ("feedback", "inspection", "notice") for d in CATALOG.departments
     }
     assert not PLAN.allowed("workbench", "read")
     assert "8080" in " ".join(web["healthcheck"]["test"])

@@ -188,8 +188,13 @@ def test_item8_red_alert_reaches_exactly_its_departments_through_alertmanager(pi
     ]
     assert len(freed) == 1 and freed[0].startswith("【红色预警·改派释放】") and "已改由县住建局负责" in freed[0]
     assert "要求:已改由其他部门负责,贵单位无需继续处置" in freed[0] and "时限" not in freed[0]
-    mail = stack.smtp.to("amr@county.test")[0]
+    mails = stack.smtp.to("amr@county.test")
+    mail = next(m for m in mails if "【双告知】" not in m["Subject"])  # the registrations' 双告知 come first
     assert "预警" in mail["Subject"] and "预警编号" in mail.get_body(("plain", "html")).get_content()
+    notice = next(m for m in mails if m["Subject"].startswith("【双告知】"))
+    assert "通知编号" in notice.get_body(("plain", "html")).get_content() and "认领" in notice["Subject"] + str(
+        notice.get_body(("plain", "html")).get_content()
+    )
     log = stack.robots.log_file.read_text() + stack.bridge.log_file.read_text()
     assert "test-wecom-key" not in log and "test-token" not in log and stack.fake.dingtalk_secret not in log
 
@@ -222,20 +227,21 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()
     # at least: a webhook delivery Alertmanager repeats (allowed below) would step over an exact count
-    wait_for(lambda: len(stack.fake.hook_alerts("amr")) >= n // 4, 60, "the first wave")
+    # amr also gets the n registrations' 双告知 (notices.delivery): they come before the first wave
+    wait_for(lambda: len(stack.fake.hook_alerts("amr")) >= n + n // 4, 60, "the first wave")
     # kill -9 while the bridge holds read but uncommitted notifications: Alertmanager is away, so it
     # has read the second wave and is retrying to post it
     stack.am.stop()
     for i in range(n // 4, n // 2):
         p.send("events.sensor", F.sensor(f"E-{i}", 1.6, channel="boiler_pressure", at=now))
     p.flush()
-    wait_for(lambda: len(stack.decided("amr")) == n // 2, 60, "the second wave on the department topics")
+    wait_for(lambda: len(stack.decided("amr", notices=False)) == n // 2, 60, "the second wave on the department topics")
     time.sleep(1.0)
     at_kill = sum(len(stack.fake.hook_alerts(d)) for d in p.catalog.departments)
     stack.bridge.stop(kill=True)
     stack.am.start(log=lambda m: None)
     stack.bridge.start(log=lambda m: None)
-    wait_for(lambda: len(stack.fake.hook_alerts("amr")) >= n // 2, 60, "the second wave after the bridge's restart")
+    wait_for(lambda: len(stack.fake.hook_alerts("amr")) >= n + n // 2, 60, "the second wave after the bridge's restart")
 
     outage = float(os.environ.get("RISKWATCH_TEST_AM_OUTAGE_SECONDS", "15"))
     stack.am.stop()
@@ -260,7 +266,8 @@ def test_bridge_kill9_and_alertmanager_outage_lose_nothing_then_worker_down_reac
     depts = list(p.catalog.departments)
     decided = stack.wait_delivered(depts, timeout=120)
     total = sum(len(v) for v in decided.values())
-    assert total == n * 6 and before < total  # six receivers per item-8 alert; some waited for Alertmanager
+    # six receivers per item-8 alert, and a 双告知 to amr per registration; some waited for Alertmanager
+    assert total == n * 6 + n and before < total
     dups = 0
     for d in depts:
         got = stack.delivered(d)

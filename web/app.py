@@ -110,12 +110,23 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    from web.routes import alert, auth, dossier, inbox, precision, public, taskforce, tasks
+    from web.routes import (
+        alert,
+        auth,
+        dossier,
+        imports,
+        inbox,
+        matching,
+        precision,
+        public,
+        supervision,
+        taskforce,
+        tasks,
+    )
 
-    for r in (auth, inbox, alert, tasks, dossier, taskforce, precision, public):
+    for r in (auth, inbox, alert, tasks, dossier, taskforce, precision, supervision, matching, imports, public):
         app.include_router(r.router)
-    app.include_router(__import__("web.routes.matching", fromlist=["router"]).router)
-    app.include_router(__import__("web.routes.imports", fromlist=["router"]).router)
+    app.include_router(__import__("web.routes.publish", fromlist=["router"]).router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():

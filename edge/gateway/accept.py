@@ -10,7 +10,12 @@ without one), validates with the pydantic models of ``schemas/events.py`` and th
   (pydantic's ``loc`` joined, prefixed by the item's index: ``[3].value``);
 - the Kafka messages: sensor readings grouped per entity into ``sensor_batch`` messages (≤ 500
   readings each, ``gateway_id`` = the source), other events one message each, keyed by entity_id;
-- one dead letter per refused item, with that item's original bytes and ``source`` set.
+- one dead letter per refused item, with that item's original bytes and ``source`` set;
+- a complaint that names a business instead of an ``entity_id`` (``subject``: name, address,
+  credit_code, licence) is matched against the registry (:mod:`edge.matching`): matched, it carries
+  its entity and ``match`` (method, confidence); not matched with confidence, it goes to the office's
+  matching queue (``events.unmatched``) and its result says ``queued``. A credit code with a bad check
+  digit refuses the item.
 
 >>> from riskwatch.domain.catalog import load_catalog
 >>> from edge.gateway.keys import Source
@@ -40,6 +45,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edge.gateway.keys import Source
 from edge.gateway.mapping import Mapping, MappingError, load_mapping
+from edge.matching import BadIdentifier, Candidates, Matcher, Subject, alias_key, queue_item
 from riskwatch.domain.catalog import Catalog
 from schemas.events import (
     MAX_BATCH_READINGS,
@@ -138,11 +144,14 @@ class ItemResult:
     status: str  # accepted | refused
     event_ids: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)  # {"loc": "[3].value", "msg": ...}
+    queued: list[str] = field(default_factory=list)  # event ids sent to the office's matching queue
 
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"index": self.index, "status": self.status}
         if self.event_ids:
             d["event_ids"] = self.event_ids
+        if self.queued:
+            d["queued"] = self.queued
         if self.errors:
             d["errors"] = self.errors
         return d
@@ -171,6 +180,7 @@ class Accepted:
     events: list[Event]  # accepted, in order (sensor readings included)
     dead: list[Message]
     snapshots: list[Snapshot]
+    queued: list[Message] = field(default_factory=list)  # to events.unmatched (the office matches them)
 
     @property
     def accepted(self) -> int:
@@ -197,7 +207,9 @@ class Acceptor:
         self.mappings = mappings
         self.adapters = {k: TypeAdapter(m) for k, m in KIND_MODELS.items()}
 
-    def accept(self, src: Source, kind: str, items: Items) -> Accepted:
+    def accept(self, src: Source, kind: str, items: Items, matcher: Matcher | None = None) -> Accepted:
+        """``matcher``: the registry snapshot complaints without an ``entity_id`` are matched against
+        (None: the registry could not be read, and such complaints are queued for the office)."""
         model = KIND_MODELS[kind]
         mapping = self.mappings(src.mapping) if src.mapping else None
         if mapping is not None and mapping.spec.kind != kind:
@@ -209,6 +221,7 @@ class Acceptor:
         for i, item in enumerate(items.values):
             errors: list[dict[str, str]] = []
             events: list[Event] = []
+            queued: list[str] = []
             try:
                 if isinstance(item, _Malformed):
                     raise MappingError(f"malformed JSON: {item.why}")
@@ -221,12 +234,19 @@ class Acceptor:
                 if why is not None:
                     errors.append({"loc": f"[{i}].occurred_at", "msg": why})
                     continue
+                subject = d.pop("subject", None) if kind == "complaint" else None
+                if kind == "complaint" and not d.get("entity_id"):
+                    routed = self._match(d, subject, i, src.name, matcher, errors)
+                    if isinstance(routed, Message):
+                        out.queued.append(routed)
+                        queued.append(str(d.get("event_id")))
+                    if routed is None or isinstance(routed, Message):
+                        continue
+                    d = routed
                 try:
                     ev = model.model_validate(d, context=self.context)
                 except ValidationError as e:
-                    for err in e.errors(include_url=False):
-                        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-                        errors.append({"loc": f"[{i}]{loc}", "msg": err["msg"]})
+                    errors.extend(_errors(i, e))
                     continue
                 if ev.occurred_at < oldest:
                     errors.append(
@@ -242,7 +262,7 @@ class Acceptor:
                 out.results.append(ItemResult(i, "refused", errors=errors))
                 out.dead.append(self.dead(src.name, kind, i, items.raw(i), errors))
                 continue
-            out.results.append(ItemResult(i, "accepted", event_ids=[e.event_id for e in events]))
+            out.results.append(ItemResult(i, "accepted", event_ids=[e.event_id for e in events], queued=queued))
             out.events.extend(events)
             if mapping is not None and kind == "video" and isinstance(item, dict):
                 url = mapping.snapshot_url(item)
@@ -251,6 +271,53 @@ class Acceptor:
                         assert isinstance(ev, VideoDetection)
                         out.snapshots.append(Snapshot(ev, url, tuple(mapping.spec.snapshot_hosts)))
         return out
+
+    def _match(
+        self,
+        d: dict[str, Any],
+        subject: Any,
+        i: int,
+        source: str,
+        matcher: Matcher | None,
+        errors: list[dict[str, str]],
+    ) -> dict[str, Any] | Message | None:
+        """A complaint without an entity: the event with its matched entity, its queue message, or
+        None (refused: ``errors`` says why)."""
+        if not isinstance(subject, dict) or not any(subject.get(k) for k in ("name", "credit_code", "licence")):
+            if not d.get("township"):
+                errors.append(
+                    {
+                        "loc": f"[{i}].entity_id",
+                        "msg": "give entity_id, or subject {name, address, credit_code, "
+                        "licence}, or at least the township",
+                    }  # fmt: skip
+                )
+                return None
+            subject = {}
+        who = Subject(
+            name=str(subject.get("name") or ""),
+            address=str(subject.get("address") or d.get("location") or ""),
+            credit_code=str(subject.get("credit_code") or ""),
+            licence=str(subject.get("licence") or ""),
+            township=str(d.get("township") or ""),
+        )
+        try:  # the other fields first: a bad complaint is refused, not queued
+            Complaint.model_validate({**d, "entity_id": "queued"}, context=self.context)
+        except ValidationError as e:
+            errors.extend(_errors(i, e))
+            return None
+        if matcher is None:
+            m: Any = Candidates((), "名录库暂不可读,由专班办公室人工匹配", alias_key(who.name, who.address))
+        else:
+            try:
+                m = who.match(matcher)
+            except BadIdentifier as e:
+                errors.append({"loc": f"[{i}].subject.credit_code", "msg": str(e)})
+                return None
+        if isinstance(m, Candidates):
+            item = queue_item(d, Complaint.topic, m, who, source)
+            return Message(item.topic, item.queue_id.encode(), item.model_dump_json().encode(), 1)
+        return {**d, "entity_id": m.entity_id, "match": m.match}
 
     @staticmethod
     def _own(item: Any, source: str) -> dict[str, Any]:
@@ -274,6 +341,14 @@ class Acceptor:
             source=source,
         )
         return Message(DEADLETTER, source.encode(), dl.model_dump_json().encode(), 0)
+
+
+def _errors(i: int, e: ValidationError) -> list[dict[str, str]]:
+    """Each validation error of item ``i`` with its field path: ``[3].value``."""
+    return [
+        {"loc": f"[{i}]" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]), "msg": err["msg"]}
+        for err in e.errors(include_url=False)
+    ]
 
 
 def _zone(d: dict[str, Any], zone: ZoneInfo | None, source: str) -> str | None:

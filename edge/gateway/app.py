@@ -16,6 +16,7 @@ Run it with ``riskwatch gateway run`` (or ``start`` in the background); see docs
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -36,6 +37,7 @@ from edge.gateway.bus import Bus, BusDown
 from edge.gateway.evidence import EvidenceError, SnapshotFetcher
 from edge.gateway.keys import Source, SourceStore
 from edge.gateway.limits import EventRate
+from edge.matching import Matcher, StoreUnavailable, load_matcher
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
 from schemas.events import VideoDetection
@@ -51,6 +53,26 @@ class Kind(StrEnum):
     device = "device"
 
 
+class MatcherCache:
+    """The registry snapshot complaints without an ``entity_id`` are matched against: read through
+    the worker's query port (off the event loop), at most every ``ttl`` seconds; while the registry
+    cannot be read, the last snapshot (or none: such complaints are queued for the office)."""
+
+    def __init__(self, settings: Settings, ttl: float = 60.0):
+        self.settings, self.ttl = settings, ttl
+        self._matcher: Matcher | None = None
+        self._at = -1e18
+
+    async def get(self) -> Matcher | None:
+        if time.monotonic() - self._at >= self.ttl:
+            self._at = time.monotonic()
+            try:
+                self._matcher = await asyncio.to_thread(load_matcher, self.settings)
+            except StoreUnavailable as e:
+                log.warning("registry not readable for matching (%s): complaints without entity_id are queued", e)
+        return self._matcher
+
+
 @dataclass
 class Gateway:
     """What the routes share: settings, the source store, the acceptor, the producer, limits."""
@@ -60,6 +82,7 @@ class Gateway:
     acceptor: Acceptor
     bus: Bus
     rate: EventRate
+    matchers: MatcherCache
     fetcher: SnapshotFetcher
 
 
@@ -186,7 +209,8 @@ async def ingest(request: Request, kind: Kind = PathParam(description="Event kin
                 f"source {src.name} is limited to {src.rate:g} events/s",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        out = gw.acceptor.accept(src, kind.value, items)
+        matcher = await gw.matchers.get() if kind is Kind.complaint else None
+        out = gw.acceptor.accept(src, kind.value, items, matcher)
     except BodyError as e:
         dead = gw.acceptor.dead(src.name, kind.value, 0, body, [{"loc": "", "msg": str(e)}])
         try:
@@ -196,7 +220,7 @@ async def ingest(request: Request, kind: Kind = PathParam(description="Event kin
         return _refuse(400, "请求体无法解析", str(e))
     if out.snapshots:
         await _evidence(gw, out, src.name)
-    msgs = messages(kind.value, out.events, src.name) + out.dead
+    msgs = messages(kind.value, out.events, src.name) + out.queued + out.dead
     try:
         await gw.bus.send_all(msgs)
     except BusDown as e:
@@ -209,6 +233,7 @@ async def ingest(request: Request, kind: Kind = PathParam(description="Event kin
             "accepted": out.accepted,
             "refused": out.refused,
             "events": len(out.events),
+            "queued": sum(len(r.queued) for r in out.results),
             "results": [r.as_json() for r in out.results],
         },
         status_code=status,
@@ -224,6 +249,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None, store: Source
         acceptor=Acceptor(cat, max_age=timedelta(hours=settings.gateway_max_age_hours)),
         bus=Bus(settings),
         rate=EventRate(),
+        matchers=MatcherCache(settings),
         fetcher=SnapshotFetcher(
             Path(settings.workbench_dir),
             settings.gateway_snapshot_max_bytes,

@@ -31,7 +31,7 @@ import orjson
 from pydantic import ValidationError
 
 from edge.imports.layout import Layout
-from edge.matching import BadIdentifier, Candidates, Matcher, check_credit_code
+from edge.matching import BadIdentifier, Candidates, Matcher, Subject, check_credit_code, queue_item
 from riskwatch.domain.catalog import Catalog
 from schemas.events import (
     LOCAL_TZ,
@@ -316,23 +316,8 @@ class RowConverter:
         model.model_validate({**fields, "entity_id": "queued"}, context=ctx)  # refuse bad fields before matching
         m = self.matcher.match(name, address, code, licence, township)
         if isinstance(m, Candidates):
-            item = MatchQueueItem(
-                queue_id=fields["event_id"],
-                version=int(datetime.now(LOCAL_TZ).timestamp() * 1000),
-                event_topic=topic,
-                event=orjson.dumps(fields, default=str).decode(),
-                name=name,
-                address=address,
-                township=township,
-                credit_code=code,
-                licence=licence,
-                alias_key=m.alias_key,
-                candidates=list(m.candidates),
-                reason=m.reason,
-                source=self.source,
-                at=datetime.now(LOCAL_TZ),
-            )
-            return Queued(row, item)
+            subject = Subject(name, address, code, licence, township)
+            return Queued(row, queue_item(fields, topic, m, subject, self.source))
         ev = model.model_validate({**fields, "entity_id": m.entity_id, "match": m.match}, context=ctx)
         return Ready(row, ev, topic)
 

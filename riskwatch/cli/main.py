@@ -323,6 +323,7 @@ def _mount_optional() -> None:
     from riskwatch.cli.citylink import app as citylink_app
 
     app.add_typer(citylink_app, name="city-link")
+    app.add_typer(__import__("riskwatch.cli.mqtt", fromlist=["app"]).app, name="mqtt")
     from riskwatch.cli.audit import audit_app, evidence_app
 
     app.add_typer(evidence_app, name="evidence")

@@ -51,7 +51,7 @@ from schemas.events import (
 )
 from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder
-from streams.engine.outcome import EvidenceRow, Outcome
+from streams.engine.outcome import EvidenceRow, OrderRow, Outcome
 from streams.engine.peer_counts import PeerCounts
 from streams.engine.state import RECENT_IDS, EntityState
 
@@ -110,6 +110,7 @@ class RowBuilders(Protocol):
     def plan_row(self, p: InspectionPlan) -> Row: ...
     def task_row(self, e: InspectionTask) -> Row: ...
     def evidence_row(self, d: EvidenceRow) -> Row: ...
+    def order_row(self, d: OrderRow) -> Row: ...
 
 
 @dataclass(slots=True)
@@ -252,6 +253,8 @@ class EntityBatch(Generic[D]):
             rows.setdefault("events_task", []).append(r.task_row(t))
         for b in res.evidence:
             rows.setdefault("evidence", []).append(r.evidence_row(b))
+        for o in res.orders:  # rectification orders: a new version of the row per step
+            rows.setdefault("rectification_orders", []).append(r.order_row(o))
 
 
 def peer_signal(ev: Event, st: EntityState) -> tuple[str, float, float, int] | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from riskwatch.domain.catalog import Catalog
 from schemas.events import DisposalFeedback, Event, FeedbackStatus, InspectionResult, InspectionTask
+from streams.engine.notices import NOTICE_TOPIC
 
 # the event kinds (base topic names) whose sender is a department: one topic per department
 SENDER_KINDS: tuple[str, ...] = (DisposalFeedback.topic, InspectionResult.topic, InspectionTask.topic)
@@ -49,7 +50,7 @@ def sender_topic(kind: str, sender: str) -> str:
 
 def topic_for(event: Event, sender: str) -> str:
     """Where ``sender`` writes ``event`` (unprefixed): its own topic for a sender kind, else the kind's topic."""
-    return sender_topic(event.topic, sender) if event.topic in SENDER_KINDS else event.topic
+    return sender_topic(event.topic, sender) if event.topic in (*SENDER_KINDS, NOTICE_TOPIC) else event.topic
 
 
 def kind_of(topic: str) -> str:

@@ -25,7 +25,17 @@ import faust
 from riskwatch.domain.county import County, county_from_settings
 from riskwatch.settings import Settings
 from sinks.writer import ClickHouseWriter
-from streams.runtime import anchors, entity_agent, faust_fastpath, health, pages, peer_agent, sink_agent, timers
+from streams.runtime import (
+    anchors,
+    entity_agent,
+    faust_fastpath,
+    health,
+    notice_agent,
+    pages,
+    peer_agent,
+    sink_agent,
+    timers,
+)
 from streams.runtime import topics as T
 from streams.runtime.silences import follow as follow_silences
 from streams.runtime.worker import Worker
@@ -40,7 +50,7 @@ def create_app(
         faust_fastpath.install()
     county = county or county_from_settings(settings)
     w = Worker.build(settings, county, writer or ClickHouseWriter(settings), clock=clock)
-    for part in (entity_agent, sink_agent, peer_agent, timers, anchors, health, pages):
+    for part in (entity_agent, sink_agent, peer_agent, timers, anchors, health, pages, notice_agent):
         part.register(w)
 
     @w.app.task

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections import Counter
 
+import orjson
+
 from streams.engine.state import EntityState
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import ALERTS_OUT, EVICTED
@@ -46,7 +48,7 @@ def register(w: Worker) -> None:
             for k in keys[i : i + SCAN_CHUNK]:
                 if w.owned(k, actives) and w.entities.get(k) is not None:
                     st = w.load(k)
-                    if st.alerts:
+                    if st.alerts or st.orders:  # rectification orders have deadlines too
                         w.alert_keys.add(k)
                     if st.unanchored:
                         w.unanchored_keys.add(k)
@@ -65,13 +67,14 @@ def register(w: Worker) -> None:
                 continue
             st = w.load(key)
             out = w.processor.tick(key.decode(), st, now)
-            if out.alerts or out.transitions or out.evidence:
+            if out.alerts or out.transitions or out.evidence or out.orders:
                 w.batch.alert_sends(out, key, sends, alerts_out)
                 w.batch.plan_sends(out, key, sends, rows)
+                sends.extend((w.topics.notices, key, orjson.dumps(n.as_dict())) for n in out.notices)
                 changed[key] = st
                 if st.unanchored:
                     w.unanchored_keys.add(key)
-            if not st.alerts:
+            if not st.alerts and not st.orders:
                 w.alert_keys.discard(key)
         # outputs first, state last (as in a batch): a crash in between repeats the notices
         # with the same revisions, which consumers drop, rather than losing them

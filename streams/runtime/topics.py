@@ -8,6 +8,8 @@ Input topics (keyed by ``entity_id``)::
     events.inspection.<dept>  a department's inspection results
     events.task.<dept>        a department's pending inspection tasks (the office's spot-check draws on
                               events.task.taskforce; the city's tasks on events.task.city)
+    events.notice.<dept>      a department's answers to notices (认领 / 有异议 / 督导单 answers) and, on
+                              events.notice.taskforce, the office's 督导单 (streams/engine/notices.py)
     events.feedback  events.inspection  events.task    the old shared topics, read for one release:
                               every message is a dead letter saying what to change
 
@@ -20,6 +22,7 @@ Output topics::
     alerts.all      every alert revision (the ClickHouse sink and wall screens read this)
     alerts.events   alert state transitions (acknowledged, escalated, resolved, ...)
     notices         双告知 notices, township surges, urging (督促) and escalation notices to departments
+    notices.delivery  one record per notification of a notice (delivery, 督促, escalation): Alertmanager
     peer.signals    complaint/video counts of an entity's kind and township; the ``peers`` agent
                     re-keys them by group (Faust ``group_by``), so group state is never shared
     deadletter      refused input: original bytes, where it came from, and why
@@ -43,6 +46,8 @@ from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import Settings
 from schemas.events import EVENT_MODELS, DisposalFeedback, InspectionResult
 from streams.engine.identity import SENDER_KINDS, sender_topic, sender_topics, senders_of
+from streams.engine.notices import DELIVERY_TOPIC as NOTICE_DELIVERY_TOPIC
+from streams.engine.notices import NOTICE_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +90,17 @@ INSPECTION_PLANS = "inspection.plans"  # planned (joint) inspections merged from
 SILENCES = "control.silences"  # maintenance windows; compacted, read in full by every worker
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
+NOTICE_DELIVERY = NOTICE_DELIVERY_TOPIC  # notices' notifications (→ riskwatch notify → Alertmanager)
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
 def dept_topic(code: str) -> str:
     return f"alerts.{code}"
+
+
+def notice_topic(code: str) -> str:
+    """A department's answers to notices (the office's: also its 督导单)."""
+    return sender_topic(NOTICE_TOPIC, code)
 
 
 def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
@@ -106,6 +117,7 @@ def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
         UNMATCHED,
     ]
     names += [dept_topic(d) for d in catalog.departments]
+    names += [NOTICE_DELIVERY, *(notice_topic(d) for d in catalog.departments)]
     out = [settings.topic(n) for n in names]
     # Faust's group_by repartition topic of the peers agent, created up front: created lazily on the
     # first signal, it would change every worker's subscription mid-run and force a rebalance

@@ -309,7 +309,7 @@ class Worker:
     # --- outputs --------------------------------------------------------------------------------
     def note_state(self, key: bytes, st: EntityState) -> None:
         """Keep the timers' key sets current for a changed state (alerts; unanchored chain heads)."""
-        (self.alert_keys.add if st.alerts else self.alert_keys.discard)(key)
+        (self.alert_keys.add if st.alerts or st.orders else self.alert_keys.discard)(key)
         if st.unanchored:
             self.unanchored_keys.add(key)
 

@@ -44,6 +44,7 @@ from streams.engine.identity import sender_topic
 from web.credit import alert_reminders
 from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
+from web.orders import load_order, orders_of
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
 from web.texts import describe, signal_zh
@@ -273,6 +274,7 @@ async def alert_page(
     can_reassign = user.role == "taskforce" and a["status"] in OPEN
     can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
+    orders = await orders_of(request, "alert_id = %(a)s", a=alert_id)  # 整改令 its outcome ordered
     outcomes = await c.reader.rows(OUTCOMES_OF_ALERT_SQL, alert_id=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
@@ -286,6 +288,7 @@ async def alert_page(
         transfer=transfer,
         can_answer_transfer=can_answer_transfer,
         bundles=bundles,
+        orders=orders,
         outcomes=outcomes,
         VERDICT_ZH=VERDICT_ZH,
         MEASURE_ZH=MEASURE_ZH,
@@ -503,6 +506,9 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     refusal: PageError | None = None
     for alert_id in alerts:
         try:
+            if alert_id.startswith("RO-"):  # a 整改完成 attachment: whoever may see the order
+                await load_order(request, user, alert_id)
+                break
             await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
             break
         except PageError as e:

@@ -19,20 +19,13 @@ from edge.imports.layout import KINDS, load_layout
 from edge.imports.run import MissingColumns, operator_source, run_import
 from edge.imports.table import TableError
 from edge.matching import ALIASES_SQL, REGISTRY_SQL, Matcher
+from schemas.vocabulary import MATCH_METHOD_ZH
 from web.deps import CSRF_REFUSED, PageError, csrf_ok, ctx, render
 from web.produce import BusDown
 from web.routes.matching import require_office
 from web.users import User
 
 router = APIRouter()
-METHOD_ZH = {
-    "credit_code": "统一社会信用代码",
-    "licence": "许可证编号",
-    "name_address": "名称地址相似",
-    "alias": "已确认的名称地址",
-    "office": "人工选择",
-    "township": "未指明单位(归入乡镇)",
-}
 REPORT_NAME = re.compile(r"^[^/\\]{1,200}\.report\.csv$")
 
 
@@ -125,7 +118,7 @@ async def upload(request: Request, user: User = Depends(require_office)):
         rep=rep,
         kind=kind,
         kind_title=layout.title,
-        METHOD_ZH=METHOD_ZH,
+        METHOD_ZH=MATCH_METHOD_ZH,
     )
 
 

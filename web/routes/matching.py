@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from edge.imports.rows import resolve
 from edge.matching import check_credit_code
 from schemas.events import LOCAL_TZ, EntityEvent, MatchQueueItem
+from schemas.vocabulary import QUEUED_EVENT_ZH
 from streams.engine.identity import kind_of
 from web.deps import PageError, check_csrf, ctx, render, require_user
 from web.produce import BusDown, Producer
@@ -35,7 +36,6 @@ SELECT queue_id, version, event_topic, event, name, address, township, credit_co
 FROM {db}.match_queue FINAL WHERE status = 'pending' ORDER BY at DESC LIMIT 200"""
 ONE_SQL = "SELECT * FROM {db}.match_queue FINAL WHERE queue_id = %(q)s"
 ENTITY_SQL = "SELECT entity_id, name, township FROM {db}.registry FINAL WHERE entity_id = %(e)s AND status = 'active'"
-KIND_ZH = {"events.complaint": "投诉", "events.inspection": "检查结果"}
 
 
 def require_office(user: User = Depends(require_user)) -> User:
@@ -86,7 +86,7 @@ async def page(request: Request, user: User = Depends(require_office)):
             zip(r["candidate_ids"], r["candidate_names"], r["candidate_addresses"], r["candidate_scores"], strict=True)
         )
         items.append(
-            {**r, "ev": ev, "kind_zh": KIND_ZH.get(kind_of(r["event_topic"]), r["event_topic"]), "cands": cands}
+            {**r, "ev": ev, "kind_zh": QUEUED_EVENT_ZH.get(kind_of(r["event_topic"]), r["event_topic"]), "cands": cands}
         )
     return render(
         request,

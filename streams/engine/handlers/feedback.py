@@ -1,6 +1,7 @@
 """Disposal feedback from the workbench: a department's answer (签收, 处置中, 办结, 非本部门 …),
 a case transfer's receiver answering (受理 / 不予受理), or the office making another department
-lead (专班研判改派: the alert's on-site check moves with it). Refused feedback is a dead letter.
+lead (专班研判改派: the alert's on-site check moves with it), or a rectification order's 整改完成
+(``rectified``, the order id in ``alert_id``). Refused feedback is a dead letter.
 
 已处置 carries the outcome (``DisposalOutcome``): its words lead the recorded comment (audit chain, timeline),
 its columns go to ``events_feedback`` with the event. A 误报 names a reason of
@@ -24,10 +25,10 @@ True
 from __future__ import annotations
 
 from riskwatch.domain.outcomes import load_reasons
-from schemas.events import DisposalFeedback, DisposalOutcome, Verdict
+from schemas.events import DisposalFeedback, DisposalOutcome, Verdict, Violation
 from schemas.privacy import mask_pii
 from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
-from streams.engine import plans, texts
+from streams.engine import orders, plans, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome
@@ -38,6 +39,20 @@ THRESHOLD_MAX = 0.95  # and never above this (the detector still alerts on a gro
 
 
 def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
+    if ev.status == "rectified":  # 整改完成 of a rectification order: alert_id carries the order id
+        out.rejected = orders.claim(
+            cx,
+            st,
+            out,
+            ev.entity_id,
+            ev.alert_id,
+            ev.department,
+            " ".join(x for x in (ev.comment, ev.result) if x),
+            ev.attachment_sha256,
+            ev.user,
+            ev.occurred_at.timestamp(),
+        )
+        return
     oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
     if oa is None:
         out.rejected = texts.unknown_alert(ev.alert_id, ev.entity_id)
@@ -65,6 +80,20 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
         desk.transfer_answer(ev, st, out, oa, ev.department, status, comment, ev.user)
     else:
         desk.feedback(ev, st, out, oa, ev.department, status, comment, ev.user)
+        if o is not None and out.rejected is None and o.verdict == Verdict.confirmed and "rectify" in o.measures:
+            # 责令整改: a rectification order; the alert closes only when it closes (orders.py, desk.py)
+            orders.open_order(
+                cx,
+                st,
+                out,
+                entity_id=ev.entity_id,
+                alert_id=oa.alert_id,
+                department=ev.department,
+                items=[Violation(code="rectify", severity="serious", description=mask_pii(o.rectify_note or oa.title))],
+                reason=f"预警处置:属实,责令整改({oa.title})",
+                at=ev.occurred_at.timestamp(),
+                item_id=oa.item_id,
+            )
         if (
             o is not None
             and out.rejected is None
