@@ -262,6 +262,39 @@ class DeviceEvent(Event):
     owner: ShortText = Field("", description="The source (vendor platform) that sends its readings")
 
 
+# --- 联合信用监管: official credit tiers and lists ---------------------------------------------------
+class CreditKind(StrEnum):
+    tier = "tier"  # 信用风险分类结果 (A–D)
+    abnormal_list = "abnormal_list"  # 经营异常名录
+    serious_list = "serious_list"  # 严重违法失信名单
+
+
+class CreditRecord(Event):
+    """An official credit record of an entity: its credit-risk tier (信用风险分类, A–D) as determined on
+    ``listed_on``, or a listing in the 经营异常名录 / 严重违法失信名单 from ``listed_on``; ``removed_on`` set
+    (with ``reason`` the 移出原因) ends the listing (信用修复). One listing is ``(entity_id, kind, listed_on)``:
+    a later record of it (a repair) replaces the earlier one in the ``credit`` table."""
+
+    topic: ClassVar[str] = "events.credit"
+    kind: CreditKind
+    tier: Literal["", "A", "B", "C", "D"] = Field("", description="分类等级 (kind tier only)")
+    listed_on: date = Field(description="认定日期 (tier) or 列入日期 (lists)")
+    removed_on: date | None = Field(None, description="移出日期: the listing ended (信用修复)")
+    reason: str = Field("", max_length=300, description="列入原因, or 移出原因 once removed")
+    listed_reason: str = Field("", max_length=300, description="列入原因 kept when the record is a removal")
+    authority: str = Field("", max_length=100, description="认定机关 / 作出决定机关")
+    name: str = Field("", max_length=200, description="主体名称 as the export gives it")
+    match: Match | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> CreditRecord:
+        if (self.kind == CreditKind.tier) != bool(self.tier):
+            raise ValueError("tier is given exactly for kind tier")
+        if self.removed_on is not None and self.removed_on < self.listed_on:
+            raise ValueError("removed_on is before listed_on")
+        return self
+
+
 # --- AI video -------------------------------------------------------------------------------------
 class VideoClass(StrEnum):
     no_mask = "no_mask"
@@ -825,5 +858,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
         DisposalFeedback,
         InspectionTask,
         DeviceEvent,
+        CreditRecord,
     )
 }

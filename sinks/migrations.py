@@ -619,6 +619,32 @@ COMMENT 'The task-force office''s 议事会商 (topic office.decisions): read wi
 """,
 )
 
+V18_CREDIT = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.credit
+(
+    entity_id String,
+    kind LowCardinality(String) COMMENT 'tier (信用风险分类), abnormal_list (经营异常名录) or serious_list (严重违法失信名单)',
+    listed_on Date COMMENT '认定日期 (tier) or 列入日期 (lists)',
+    version UInt64 COMMENT 'removed_on or listed_on in epoch ms: a repair replaces its listing',
+    tier LowCardinality(String) COMMENT 'A–D for kind tier, else empty',
+    removed_on Nullable(Date) COMMENT '移出日期 (信用修复); NULL while listed',
+    reason String COMMENT '列入原因, or 移出原因 once removed (masked)',
+    listed_reason String COMMENT '列入原因 kept on a removal (masked)',
+    authority String COMMENT '认定机关 / 作出决定机关',
+    name String COMMENT '主体名称 as the export gives it',
+    event_id String,
+    occurred_at {TZ},
+    source LowCardinality(String) COMMENT 'import:<layout>:<operator>',
+    match_method LowCardinality(String) COMMENT 'How the row found its entity (edge/matching.py)',
+    ingested_at {TZ} DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (entity_id, kind, listed_on)
+COMMENT 'Official credit records from events.credit (riskwatch import credit): read with FINAL; one row per listing'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -639,6 +665,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         15, "notices to departments and 督导单 with their hash-chained history (notices, notice_history)", V15_NOTICES
     ),
     Migration(17, "the task-force office: judgements (研判) and consultations (议事会商)", V17_OFFICE),
+    Migration(18, "official credit tiers and lists (credit), credit repair as removed_on", V18_CREDIT),
 )
 
 _SCHEMA_MIGRATIONS = f"""

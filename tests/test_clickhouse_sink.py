@@ -46,6 +46,7 @@ TABLES = {
 }  # fmt: skip
 CTX = {"catalog": load_catalog()}
 TABLES |= {"match_queue", "match_aliases"}  # migration 11: entity matching (edge/matching.py)
+TABLES |= {"credit"}  # migration 18: official credit tiers and lists (riskwatch/domain/credit.py)
 
 
 @pytest.fixture(scope="module")

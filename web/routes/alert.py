@@ -41,6 +41,7 @@ from schemas.vocabulary import (
 )
 from sinks.precision import OUTCOMES_OF_ALERT_SQL
 from streams.engine.identity import sender_topic
+from web.credit import alert_reminders
 from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
 from web.orders import load_order, orders_of
@@ -339,6 +340,7 @@ async def alert_page(
         since=since,
         max_upload=c.settings.workbench_max_upload_bytes,
         stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS,
+        credit=await alert_reminders(c.reader, a["entity_id"], a["departments"], c.catalog),
     )
 
 
