@@ -37,6 +37,7 @@ from rich.table import Table
 from riskwatch.domain.catalog import load_catalog
 from riskwatch.settings import Settings
 from riskwatch.tools.broker import Broker
+from riskwatch.tools.demo_office import office_steps
 from riskwatch.tools.runner import WorkerProcess, consumer_lag, settings_env, wait_for
 from riskwatch.tools.webserver import WebError, WebServer
 from schemas.vocabulary import OPEN_STATUSES, AlertStatus
@@ -319,6 +320,7 @@ def run_demo(
             what="alerts and dead letters to reach ClickHouse",
             interval=1.0,
         )
+        office_steps(settings, worker, console, catalog)  # #22/#23: 整改复查, 误报, 准确率, 双告知, 会商, 研判, 信用
         n_total = _count_events(worker)
         n_events = n_total - n_before
         console.rule("summary")

@@ -121,8 +121,8 @@ SELECT verdict, count() AS n FROM {db}.events_feedback FINAL
 WHERE status = 'disposed' AND verdict NOT IN ('', 'unknown') GROUP BY verdict ORDER BY verdict"""
 OPEN_ALERT_SQL = """
 SELECT alert_id, entity_id, lead_department, title, rule FROM {db}.alerts FINAL
-WHERE status IN ('firing', 'acknowledged', 'disposing') AND source_event_id NOT LIKE 'demo-live-%%'
-  AND has(departments, lead_department) {extra}
+WHERE status IN ('firing', 'acknowledged', 'disposing') AND has(departments, lead_department)
+  AND entity_id NOT IN (SELECT entity_id FROM {db}.events_sensor WHERE source = 'demo') {extra}
 ORDER BY rule LIKE 'model.%%' DESC, first_seen LIMIT 1"""
 
 
@@ -143,7 +143,7 @@ def rectification(o: Office) -> dict[str, Any] | None:
     )
     orders = o.q(ORDER_SQL)
     if not orders:  # the departments confirmed nothing with 责令整改: one open alert is confirmed here
-        alerts = o.q(OPEN_ALERT_SQL.replace("{extra}", ""))
+        alerts = o.q(OPEN_ALERT_SQL)
         if not alerts:
             o.line("整改: no rectification order and no open alert to confirm")
             return None
@@ -211,7 +211,7 @@ WHERE f.status = 'disposed' AND f.verdict = 'false_alarm' ORDER BY f.occurred_at
 def false_alarms(o: Office) -> None:
     rows = o.q(FALSE_SQL)
     if not rows:  # nobody labelled one: the lead of an open alert (a model's first) labels it 误报 here
-        alerts = o.q(OPEN_ALERT_SQL.replace("{extra}", ""))
+        alerts = o.q(OPEN_ALERT_SQL)
         if not alerts:
             o.line("误报: none labelled and no open alert to label")
             return
