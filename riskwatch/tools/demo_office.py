@@ -122,7 +122,7 @@ WHERE status = 'disposed' AND verdict NOT IN ('', 'unknown') GROUP BY verdict OR
 OPEN_ALERT_SQL = """
 SELECT alert_id, entity_id, lead_department, title, rule FROM {db}.alerts FINAL
 WHERE status IN ('firing', 'acknowledged', 'disposing') AND has(departments, lead_department)
-  AND entity_id NOT IN (SELECT entity_id FROM {db}.events_sensor WHERE source = 'demo') {extra}
+  AND entity_id NOT IN (SELECT entity_id FROM {db}.events_sensor WHERE source = 'demo')
 ORDER BY rule LIKE 'model.%%' DESC, first_seen LIMIT 1"""
 
 
