@@ -266,12 +266,11 @@ def dual_notices(o: Office) -> None:
         ev = o.event(r["entity_id"], notice_id=r["notice_id"], action=action, comment=comment, actor=ACTOR)
         o.send(f"events.notice.{r['department']}", ev)
         want = "confirmed" if action == "confirm" else "disputed"
-        o.until(
-            f"notice {r['notice_id']} {want}",
-            lambda r=r, want=want: (
-                (o.q(NOTICE_SQL, n=r["notice_id"], d=r["department"]) or [{}])[0].get("status") == want
-            ),
-        )
+
+        def answered(r: dict[str, Any] = r, want: str = want) -> bool:
+            return (o.q(NOTICE_SQL, n=r["notice_id"], d=r["department"]) or [{}])[0].get("status") == want
+
+        o.until(f"notice {r['notice_id']} {want}", answered)
         done.append(
             f"{'认领' if action == 'confirm' else '有异议'} {o.catalog.dept_name(r['department'])} {r['notice_id']}"
         )
@@ -419,7 +418,7 @@ def write_credit_xlsx(rows: list[dict[str, Any]], path: Path) -> Path:
     from openpyxl import Workbook
 
     wb = Workbook()
-    ws = wb.active
+    ws = wb.worksheets[0]
     ws.append(["统一社会信用代码", "主体名称", "分类等级", "认定日期", "认定机关"])
     for n, r in enumerate(rows, 1):
         ws.append([_uscc(n), r["name"], _tier(r["entity_id"]), "2026-11-30", "舞阳县市场监督管理局"])
