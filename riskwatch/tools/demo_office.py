@@ -123,6 +123,7 @@ OPEN_ALERT_SQL = """
 SELECT alert_id, entity_id, lead_department, title, rule FROM {db}.alerts FINAL
 WHERE status IN ('firing', 'acknowledged', 'disposing') AND has(departments, lead_department)
   AND entity_id NOT IN (SELECT entity_id FROM {db}.events_sensor WHERE source = 'demo')
+  AND alert_id NOT IN (SELECT alert_id FROM {db}.events_feedback WHERE status = 'disposed')
 ORDER BY rule LIKE 'model.%%' DESC, first_seen LIMIT 1"""
 
 
@@ -187,9 +188,14 @@ def rectification(o: Office) -> dict[str, Any] | None:
     failed = o.q(ORDER_STATUS_SQL, o=oid)[0]
     claim(2)
     recheck(passed=True)
-    steps = o.q(
-        "SELECT to_status FROM {db}.alert_history WHERE alert_id = %(o)s AND kind = 'order' ORDER BY seq", o=oid
-    )
+
+    def closed_history() -> list[dict[str, Any]] | None:  # the order's row may be stored before its last link
+        rows = o.q(
+            "SELECT to_status FROM {db}.alert_history WHERE alert_id = %(o)s AND kind = 'order' ORDER BY seq", o=oid
+        )
+        return rows if rows and rows[-1]["to_status"] == "closed" else None
+
+    steps = o.until(f"order {oid}'s closing link in its history", closed_history)
     o.line(
         f"整改令 {oid} ({order['entity_name'] or ent}, {o.catalog.dept_name(dept)}"
         + (f", alert {order['alert_id']}" if order["alert_id"] else "")
