@@ -58,11 +58,12 @@ def test_office_steps_through_the_worker(pipeline, tmp_path, monkeypatch):
     print(text)
     assert "did not complete" not in text
     order = next(x for x in lines if x.startswith("整改令 RO-"))
-    assert "issued → claimed → reopened → claimed → closed" in order and "复查不合格 1 次" in order
+    assert order.endswith("issued → claimed → reopened → claimed → closed")
+    assert "整改复查 by the simulated departments: 1 orders claimed, 复查 合格 0, 不合格 1" in text
     assert any(x.startswith("误报 false alarms labelled: 1 (设备故障 1)") for x in lines)
     assert any(x.strip().startswith("rule.sensor") for x in lines)  # a row of the precision table
     notices = next(x for x in lines if x.startswith("双告知"))
-    assert "认领" in notices and "有异议" in notices
+    assert "2 open, 认领 1, 有异议 1, silent 0; now confirmed 1, disputed 1" in notices
     assert any(x.startswith("议事会商 C-") and "decision → task C-" in x for x in lines)
     queue = next(x for x in lines if x.startswith("研判 queue"))
     assert "双告知异议 1" in queue and not queue.startswith("研判 queue: 0")

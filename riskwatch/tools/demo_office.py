@@ -47,6 +47,7 @@ from clickhouse_connect.driver.binding import finalize_query
 from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
 from riskwatch.tools.runner import WaitTimeout, consumer_lag, settings_env, wait_for
+from riskwatch.tools.simulator.departments import FollowUpPlayer, OrderPlay
 from schemas.vocabulary import FALSE_ALARM_REASON_ZH, VERDICT_ZH
 from streams.runtime import topics as T
 
@@ -66,6 +67,7 @@ class Office:
     say: Callable[[str], None] = print
     lines: list[str] = field(default_factory=list)
     timeout: float = 90.0
+    seed: int = 7
     _producer: Any = None
     _n: int = 0
 
@@ -75,18 +77,27 @@ class Office:
         sql = finalize_query(sql.replace("{db}", self.settings.clickhouse_database), params or None)
         return self.worker.query(sql) or []
 
-    def send(self, topic: str, event: dict[str, Any]) -> None:
+    def send(self, topic: str, event: dict[str, Any], flush: bool = True) -> None:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(**self.settings.kafka_kwargs(), acks="all")
+            self._producer = KafkaProducer(**self.settings.kafka_kwargs(), acks="all", linger_ms=20)
         self._producer.send(self.settings.topic(topic), key=str(event["entity_id"]).encode(), value=orjson.dumps(event))
-        self._producer.flush(timeout=30)
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=60)
+
+    def now(self) -> datetime:
+        """Wall time, one second after the previous event's (steps stay in order)."""
+        self._n += 1
+        return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=self._n)
 
     def event(self, entity_id: str, **fields: Any) -> dict[str, Any]:
         """An event's envelope at wall time, one second after the previous one (steps stay in order)."""
-        self._n += 1
-        at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=self._n)
+        at = self.now()
         return {
             "schema_version": 1,
             "event_id": f"demo-office-{uuid.uuid4().hex[:16]}",
@@ -110,11 +121,12 @@ class Office:
 
 
 # --- 1. 整改与复查 ------------------------------------------------------------------------------------
-ORDER_SQL = """
-SELECT order_id, entity_id, entity_name, alert_id, department, item_id, status, failed_rechecks
-FROM {db}.rectification_orders FINAL WHERE status IN ('issued', 'reopened', 'escalated')
-ORDER BY alert_id = '' , issued_at, order_id LIMIT 1"""
-ORDER_STATUS_SQL = "SELECT status, failed_rechecks FROM {db}.rectification_orders FINAL WHERE order_id = %(o)s"
+ORDERS_OPEN_SQL = """
+SELECT order_id, entity_id, department, item_id FROM {db}.rectification_orders FINAL
+WHERE status IN ('issued', 'reopened', 'escalated') ORDER BY order_id"""
+ORDER_ALERT_SQL = """
+SELECT order_id, entity_id, entity_name, alert_id, department FROM {db}.rectification_orders FINAL
+WHERE order_id = %(o)s AND alert_id != ''"""
 ORDERS_SQL = "SELECT status, count() AS n FROM {db}.rectification_orders FINAL GROUP BY status ORDER BY status"
 OUTCOMES_SQL = """
 SELECT verdict, count() AS n FROM {db}.events_feedback FINAL
@@ -136,14 +148,16 @@ def _dispose(o: Office, alert: dict[str, Any], outcome: dict[str, Any], result: 
 
 
 def rectification(o: Office) -> dict[str, Any] | None:
-    """An order of a 责令整改 outcome through claim, failed 复查 (re-opened), claim, passed 复查 (closed)."""
+    """The simulated departments on every open order of the run (:class:`FollowUpPlayer`): 整改完成, then the 复查
+    whose result the ground truth decides; a failed one re-opens the order, the department claims again and the
+    second 复查 passes. Returns the order shown (one that failed first, of an alert when there is one)."""
     counts = {r["verdict"]: r["n"] for r in o.q(OUTCOMES_SQL)}
     o.line(
         "处置结果 outcomes from the simulated departments: "
         + (", ".join(f"{VERDICT_ZH.get(v, v)} {n}" for v, n in counts.items()) or "none")
     )
-    orders = o.q(ORDER_SQL)
-    if not orders:  # the departments confirmed nothing with 责令整改: one open alert is confirmed here
+    rows = o.q(ORDERS_OPEN_SQL)
+    if not rows:  # the departments confirmed nothing with 责令整改: one open alert is confirmed here
         alerts = o.q(OPEN_ALERT_SQL)
         if not alerts:
             o.line("整改: no rectification order and no open alert to confirm")
@@ -151,43 +165,51 @@ def rectification(o: Office) -> dict[str, Any] | None:
         a = alerts[0]
         outcome = {"verdict": "confirmed", "measures": ["rectify"], "rectify_note": "限期整改并报送整改材料"}
         _dispose(o, a, outcome, "经现场核查情况属实,已责令限期整改。")
-        orders = o.until(
-            "the order of the 责令整改 outcome",
-            lambda: o.q(ORDER_SQL.replace("ORDER BY", "AND alert_id != '' ORDER BY")),
-        )
+        rows = o.until("the order of the 责令整改 outcome", lambda: o.q(ORDERS_OPEN_SQL))
         o.line(f"整改: {a['alert_id']} confirmed (属实, 责令整改) by {a['lead_department']} in this step")
-    order = orders[0]
-    oid, dept, ent = order["order_id"], order["department"], order["entity_id"]
+    player = FollowUpPlayer(seed=o.seed)
+    plays = player.orders(rows)
+    by_id = {p.order_id: p for p in plays}
 
-    def status_is(*want: str) -> Callable[[], bool]:
-        return lambda: (o.q(ORDER_STATUS_SQL, o=oid) or [{"status": ""}])[0]["status"] in want
-
-    def claim(n: int) -> None:
-        fb = o.event(ent, alert_id=oid, department=dept, status="rectified", user=ACTOR)
-        o.send(f"events.feedback.{dept}", {**fb, "comment": f"企业已完成整改(第{n}次提交),附整改照片"})
-        o.until(f"order {oid} claimed", status_is("claimed"))
-
-    def recheck(passed: bool) -> None:
-        ev = o.event(
-            ent,
-            inspection_id=f"RC-{uuid.uuid4().hex[:8]}",
-            item_id=order["item_id"] or 1,
-            departments=[dept],
-            inspectors=[],
-            order_id=oid,
-            outcome="pass" if passed else "fail",
-            violations=[]
-            if passed
-            else [{"code": "rectify", "severity": "serious", "description": "整改不到位,问题仍存在"}],
+    def statuses() -> dict[str, str]:
+        got = o.q(
+            "SELECT order_id, status FROM {db}.rectification_orders FINAL WHERE has(%(ids)s, order_id)", ids=list(by_id)
         )
-        o.send(f"events.inspection.{dept}", ev)
-        o.until(f"order {oid} after its 复查", status_is("closed") if passed else status_is("reopened", "escalated"))
+        return {r["order_id"]: r["status"] for r in got}
 
-    claim(1)
-    recheck(passed=False)
-    failed = o.q(ORDER_STATUS_SQL, o=oid)[0]
-    claim(2)
-    recheck(passed=True)
+    def play(
+        batch: list[OrderPlay],
+        what: str,
+        make: Callable[[OrderPlay], tuple[str, dict[str, Any]]],
+        want: tuple[str, ...],
+    ) -> None:
+        for p in batch:
+            topic, ev = make(p)
+            o.send(topic, ev, flush=False)
+        o.flush()
+        ids = {p.order_id for p in batch}
+
+        def there() -> bool:
+            now = {k: v for k, v in statuses().items() if k in ids}
+            return len(now) == len(ids) and all(v in want for v in now.values())
+
+        o.until(what, there)
+
+    def claim(n: int) -> Callable[[OrderPlay], tuple[str, dict[str, Any]]]:
+        return lambda p: (f"events.feedback.{p.department}", player.claim(p, n, o.now()))
+
+    def recheck(p: OrderPlay, passed: bool) -> tuple[str, dict[str, Any]]:
+        return f"events.inspection.{p.department}", player.recheck(p, passed, o.now())
+
+    play(plays, "the orders claimed", claim(1), ("claimed",))
+    play(plays, "the first 复查", lambda p: recheck(p, p.fixed_first), ("closed", "reopened", "escalated"))
+    failed = [p for p in plays if not p.fixed_first]
+    if failed:
+        play(failed, "the second claims", claim(2), ("claimed",))
+        play(failed, "the second 复查", lambda p: recheck(p, True), ("closed",))
+    shown = next((p for p in failed if o.q(ORDER_ALERT_SQL, o=p.order_id)), failed[0] if failed else plays[0])
+    order = o.q(ORDER_ALERT_SQL.replace("AND alert_id != ''", ""), o=shown.order_id)[0]
+    oid = shown.order_id
 
     def closed_history() -> list[dict[str, Any]] | None:  # the order's row may be stored before its last link
         rows = o.q(
@@ -197,10 +219,13 @@ def rectification(o: Office) -> dict[str, Any] | None:
 
     steps = o.until(f"order {oid}'s closing link in its history", closed_history)
     o.line(
-        f"整改令 {oid} ({order['entity_name'] or ent}, {o.catalog.dept_name(dept)}"
+        f"整改复查 by the simulated departments: {len(plays)} orders claimed, 复查 合格 {len(plays) - len(failed)}, "
+        f"不合格 {len(failed)} (re-opened, claimed again, 合格 at the second 复查)"
+    )
+    o.line(
+        f"整改令 {oid} ({order['entity_name'] or order['entity_id']}, {o.catalog.dept_name(order['department'])}"
         + (f", alert {order['alert_id']}" if order["alert_id"] else "")
-        + f"): {' → '.join(s['to_status'] for s in steps)}; "
-        + f"复查不合格 {failed['failed_rechecks']} 次, then 复查合格 and 销号"
+        + f"): {' → '.join(s['to_status'] for s in steps)}"
     )
     o.line("整改令 by status: " + ", ".join(f"{r['status']} {r['n']}" for r in o.q(ORDERS_SQL)))
     return order
@@ -248,43 +273,42 @@ def precision(o: Office, days: int = 3650) -> None:
 # --- 4. 双告知 ---------------------------------------------------------------------------------------
 NOTICES_SQL = """
 SELECT notice_id, department, entity_id, status FROM {db}.notices FINAL
-WHERE kind = 'dual_notification' ORDER BY created_at, notice_id, department"""
-NOTICE_SQL = "SELECT status FROM {db}.notices FINAL WHERE notice_id = %(n)s AND department = %(d)s"
+WHERE kind = 'dual_notification' AND status IN ('delivered', 'urged', 'escalated')
+ORDER BY created_at, notice_id, department"""
+NOTICE_COUNTS_SQL = """
+SELECT status, count() AS n FROM {db}.notices FINAL WHERE kind = 'dual_notification' GROUP BY status"""
 
 
 def dual_notices(o: Office) -> None:
-    """One open 双告知 confirmed by its department, one disputed (it waits in the office's 研判)."""
-    rows = o.q(NOTICES_SQL)
-    if not [r for r in rows if r["status"] in ("delivered", "urged", "escalated")]:
-        # no registration told anyone yet: a new entity registers (its lead departments are told)
+    """The simulated departments answer the open 双告知 (:class:`FollowUpPlayer`): most 认领, a few 有异议 (they wait
+    in the office's 研判), some stay silent (urged)."""
+    if not o.q(NOTICES_SQL):  # no registration told anyone yet: a new entity registers (its lead departments are told)
         eid = f"DEMO-REG-{uuid.uuid4().hex[:6]}"
         o.send(
             "events.registry",
             o.event(eid, action="registered", name="舞泉镇演示新开食品店", kind="food_seller", township="舞泉镇"),
         )
-        rows = o.until("the 双告知 of a new registration", lambda: o.q(NOTICES_SQL))
-    before = Counter(r["status"] for r in rows)
-    open_ = [r for r in rows if r["status"] in ("delivered", "urged", "escalated")]
-    done = []
-    for r, action, comment in zip(
-        open_, ("confirm", "dispute"), ("已认领,纳入日常监管", "该主体经营范围不属本部门监管,请专班研判"), strict=False
-    ):
-        ev = o.event(r["entity_id"], notice_id=r["notice_id"], action=action, comment=comment, actor=ACTOR)
-        o.send(f"events.notice.{r['department']}", ev)
-        want = "confirmed" if action == "confirm" else "disputed"
+        o.until("the 双告知 of a new registration", lambda: o.q(NOTICES_SQL))
+    rows = o.q(NOTICES_SQL)
+    player = FollowUpPlayer(seed=o.seed)
+    answers = player.notices(rows)
+    for r, action in answers:
+        o.send(f"events.notice.{r['department']}", player.notice_answer(r, action, o.now()), flush=False)
+    o.flush()
+    n_confirm = sum(a == "confirm" for _, a in answers)
+    n_dispute = len(answers) - n_confirm
 
-        def answered(r: dict[str, Any] = r, want: str = want) -> bool:
-            return (o.q(NOTICE_SQL, n=r["notice_id"], d=r["department"]) or [{}])[0].get("status") == want
+    def answered() -> dict[str, int] | None:
+        got = {r["status"]: r["n"] for r in o.q(NOTICE_COUNTS_SQL)}
+        return got if got.get("confirmed", 0) >= n_confirm and got.get("disputed", 0) >= n_dispute else None
 
-        o.until(f"notice {r['notice_id']} {want}", answered)
-        done.append(
-            f"{'认领' if action == 'confirm' else '有异议'} {o.catalog.dept_name(r['department'])} {r['notice_id']}"
-        )
+    got = o.until("the notices answered", answered)
+    ex = next((r for r, a in answers if a == "confirm"), None)
     o.line(
-        f"双告知 notices: {sum(before.values())} ("
-        + ", ".join(f"{k} {n}" for k, n in sorted(before.items()))
-        + "); "
-        + "; ".join(done)
+        f"双告知 notices answered by the simulated departments: {len(rows)} open, 认领 {n_confirm}, "
+        f"有异议 {n_dispute}, silent {len(rows) - len(answers)}; now "
+        + ", ".join(f"{k} {n}" for k, n in sorted(got.items()))
+        + (f"; e.g. {ex['notice_id']} 认领 by {o.catalog.dept_name(ex['department'])}" if ex else "")
     )
 
 

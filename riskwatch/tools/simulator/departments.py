@@ -61,7 +61,7 @@ from riskwatch.domain.catalog import Catalog
 from riskwatch.domain.lifecycle import Lifecycle, load_lifecycle, to_epoch
 from schemas.events import Alert
 
-__all__ = ["DepartmentPlayer", "Plan", "CST"]
+__all__ = ["DepartmentPlayer", "FollowUpPlayer", "OrderPlay", "Plan", "CST"]
 
 CST = timezone(timedelta(hours=8))  # county local time (Asia/Shanghai has no DST)
 OPEN_STATUSES = ("firing", "acknowledged", "disposing")
@@ -506,3 +506,147 @@ def _pick(options: tuple[str, ...], u: float) -> str:
 
 
 _ts = to_epoch  # naive datetimes are county time (+08:00), as everywhere in riskwatch
+
+
+# --- after the alert: rectification orders and 双告知 notices ------------------------------------------------------
+CLAIM_COMMENTS = ("企业已完成整改,附整改前后照片。", "已督促企业整改到位,整改报告已上传。", "整改完成,请安排复查。")
+RECHECK_FAILED = "复查发现整改不到位,问题仍然存在。"
+NOTICE_CONFIRM = "已认领,纳入本部门日常监管。"
+NOTICE_DISPUTE = "该主体经营范围不属本部门监管,请专班办公室研判。"
+
+
+def _share(seed: int, keys: list[str], rate: float, at_least_one: bool = True) -> set[str]:
+    """The first ``ceil(rate × n)`` keys (``floor`` unless ``at_least_one``) in a seeded order: an exact share,
+    whatever the order the keys arrive in."""
+    if rate <= 0 or not keys:
+        return set()
+    ranked = sorted(keys, key=lambda k: hashlib.blake2b(f"{seed}|{k}".encode(), digest_size=8).digest())
+    return set(ranked[: (math.ceil if at_least_one else math.floor)(rate * len(ranked))])
+
+
+@dataclass(slots=True)
+class OrderPlay:
+    """Ground truth of one rectification order: whether the entity really fixed it before the first 复查."""
+
+    order_id: str
+    entity_id: str
+    department: str
+    item_id: int
+    fixed_first: bool
+    event_ids: list[str] = field(default_factory=list)
+
+
+class FollowUpPlayer:
+    """The departments after the alert: they claim their rectification orders (整改完成) and re-inspect them (复查),
+    and answer the 双告知 notices (认领, or 有异议). Seeded and pure: it builds the events, the caller sends them.
+
+    Ground truth decides each 复查: ``recheck_fail_rate`` of the orders (an exact share, chosen by the seed) were not
+    really fixed at the first claim, so their first 复查 fails; the department then has the entity fix it, claims
+    again, and the second 复查 passes (at least one order fails when the rate is above 0). Of the notices,
+    ``dispute_rate`` are disputed (at least one: the entity is not the department's), ``silent_rate`` of the others
+    left unanswered (rounded down), the rest confirmed.
+
+    >>> p = FollowUpPlayer(seed=7, recheck_fail_rate=0.5)
+    >>> plays = p.orders([{"order_id": f"RO-{i}", "entity_id": "E1", "department": "amr", "item_id": 1}
+    ...                   for i in range(4)])
+    >>> sum(not x.fixed_first for x in plays)
+    2
+    >>> claim = p.claim(plays[0], 1, datetime(2026, 12, 5, 9, tzinfo=CST))
+    >>> claim["status"], claim["alert_id"], claim["department"]
+    ('rectified', 'RO-0', 'amr')
+    >>> p.recheck(plays[0], passed=False, at=datetime(2026, 12, 5, 10, tzinfo=CST))["outcome"]
+    'fail'
+    >>> answers = p.notices([{"notice_id": f"N{i}", "department": "amr", "entity_id": "E1"} for i in range(20)])
+    >>> Counter(a for _, a in answers), 20 - len(answers)    # 1 disputed (ceil 5 %), 1 silent (floor 10 % of 19)
+    (Counter({'confirm': 18, 'dispute': 1}), 1)
+    """
+
+    def __init__(
+        self, seed: int = 7, recheck_fail_rate: float = 0.3, dispute_rate: float = 0.05, silent_rate: float = 0.1
+    ):
+        for name, v in (("recheck_fail_rate", recheck_fail_rate), ("dispute_rate", dispute_rate)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if dispute_rate + silent_rate > 1.0:
+            raise ValueError(f"dispute_rate + silent_rate must be <= 1, got {dispute_rate} + {silent_rate}")
+        self.seed = seed
+        self.recheck_fail_rate = recheck_fail_rate
+        self.dispute_rate = dispute_rate
+        self.silent_rate = silent_rate
+        self.sent: Counter[str] = Counter()
+
+    def orders(self, rows: list[dict[str, Any]]) -> list[OrderPlay]:
+        """The ground truth of each open order (rows: order_id, entity_id, department, item_id)."""
+        failing = _share(self.seed, [r["order_id"] for r in rows], self.recheck_fail_rate)
+        return [
+            OrderPlay(
+                r["order_id"], r["entity_id"], r["department"], int(r["item_id"] or 1), r["order_id"] not in failing
+            )
+            for r in rows
+        ]
+
+    def _id(self, *parts: object) -> str:
+        return "fu-" + hashlib.blake2b("|".join(map(str, (self.seed, *parts))).encode(), digest_size=10).hexdigest()
+
+    def claim(self, o: OrderPlay, n: int, at: datetime) -> dict[str, Any]:
+        """整改完成 (``DisposalFeedback`` status ``rectified``, the order id as ``alert_id``), the ``n``-th claim."""
+        self.sent["rectified"] += 1
+        eid = self._id(o.order_id, "claim", n)
+        o.event_ids.append(eid)
+        return {
+            "schema_version": 1,
+            "event_id": eid,
+            "entity_id": o.entity_id,
+            "occurred_at": at.isoformat(),
+            "source": o.department,
+            "alert_id": o.order_id,
+            "department": o.department,
+            "status": "rectified",
+            "comment": _pick(CLAIM_COMMENTS, (n - 1) / len(CLAIM_COMMENTS)),
+            "result": "",
+        }
+
+    def recheck(self, o: OrderPlay, passed: bool, at: datetime) -> dict[str, Any]:
+        """The 复查 (``InspectionResult`` with ``order_id``): ``passed`` as the ground truth says."""
+        self.sent["recheck_pass" if passed else "recheck_fail"] += 1
+        eid = self._id(o.order_id, "recheck", passed)
+        o.event_ids.append(eid)
+        return {
+            "schema_version": 1,
+            "event_id": eid,
+            "entity_id": o.entity_id,
+            "occurred_at": at.isoformat(),
+            "source": o.department,
+            "inspection_id": "RC-" + eid[3:15],
+            "item_id": o.item_id,
+            "departments": [o.department],
+            "order_id": o.order_id,
+            "outcome": "pass" if passed else "fail",
+            "violations": [] if passed else [{"code": "rectify", "severity": "serious", "description": RECHECK_FAILED}],
+        }
+
+    def notices(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """(notice row, ``confirm`` | ``dispute``) for each notice answered; the silent ones are left out."""
+        keys = [f"{r['notice_id']}/{r['department']}" for r in rows]
+        disputed = _share(self.seed, keys, self.dispute_rate)
+        silent = _share(self.seed + 1, [k for k in keys if k not in disputed], self.silent_rate, False)
+        out = []
+        for r, k in zip(rows, keys, strict=True):
+            if k in silent:
+                continue
+            out.append((r, "dispute" if k in disputed else "confirm"))
+        return out
+
+    def notice_answer(self, row: dict[str, Any], action: str, at: datetime) -> dict[str, Any]:
+        """The department's ``NoticeAnswer`` (on ``events.notice.<department>``)."""
+        self.sent[f"notice_{action}"] += 1
+        return {
+            "schema_version": 1,
+            "event_id": self._id(row["notice_id"], row["department"], action),
+            "entity_id": row["entity_id"],
+            "occurred_at": at.isoformat(),
+            "source": row["department"],
+            "notice_id": row["notice_id"],
+            "action": action,
+            "comment": NOTICE_DISPUTE if action == "dispute" else NOTICE_CONFIRM,
+        }
