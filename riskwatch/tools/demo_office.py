@@ -517,6 +517,10 @@ def credit(o: Office, month: str | None = None, seed: int = 7, out_dir: Path = P
             f"  {t.tier}  {t.population:>6}{t.drawn:>6}{t.rate:>7.0%}{t.achieved:>8.1%}"
             f"  | {b.population if b else 0:>6}{b.drawn if b else 0:>6}"
         )
+    o.line(
+        f"  (总数 = entity × item pairs; method {planner.config.method}: each item × tier stratum draws "
+        "ceil(rate × n), so small strata come out above the data's rate)"
+    )
 
 
 # --- the demo's call -----------------------------------------------------------------------------------
