@@ -61,6 +61,7 @@ __all__ = [
     "COMPLAINT_CHANNEL_ZH",
     "DEADLINE_STAGE_ZH",
     "DEPARTMENT_ANSWER_ZH",
+    "DEVICE_FAULT_ZH",
     "DONE_STATUSES",
     "FALSE_ALARM_REASON_ZH",
     "FEEDBACK_ZH",
@@ -313,6 +314,9 @@ MATCH_METHOD_ZH = _frozen(  # how an event's entity was found (schemas.events.Ma
         "office": "人工选择",
         "township": "未指明单位(归入乡镇)",
     }
+)
+DEVICE_FAULT_ZH = _frozen(  # device health (detectors/device_health.py): alert rules device.<kind>.<channel>
+    {"offline": "离线", "stuck": "读数长时间不变", "range": "读数超出量程", "step": "读数突变"}
 )
 QUEUED_EVENT_ZH = _frozen({"events.complaint": "投诉", "events.inspection": "检查结果"})  # matching-queue kinds
 
