@@ -2,7 +2,9 @@
 
 * One route per department (``department="<code>"`` and ``source="riskwatch"``) to a receiver
   ``dept-<code>`` with that department's channels; pipeline alerts (Prometheus rules, any alert
-  without ``source="riskwatch"``) to ``ops``.
+  without ``source="riskwatch"``) to ``ops``; a data source's own alarms (``event_source="<name>"``:
+  silent, garbage, clock skew) also to its owner's receiver ``source-<name>`` (``sources:`` in the
+  receivers file), ahead of ``ops`` with ``continue``.
 * riskwatch routes group by every label (``group_by: ['...']``): each notification (its own
   ``alert_id``/``seq``/``department`` label set) is one group and one message. ``send_resolved``
   is off (riskwatch's resolution is a notification of its own), and ``repeat_interval`` (168 h)
@@ -78,6 +80,16 @@ def build(catalog: Catalog, receivers: Receivers, robot_url: str) -> dict:
         )
     routes = [
         {
+            "receiver": f"source-{name}",
+            "matchers": ['source!="riskwatch"', f'event_source="{name}"'],
+            "group_by": ["alertname", "event_source"],
+            "continue": True,
+            **OPS_TIMING,
+        }
+        for name in receivers.sources
+    ]
+    routes += [
+        {
             "receiver": "ops",
             "matchers": ['source!="riskwatch"'],
             "group_by": ["alertname", "job", "instance"],
@@ -85,6 +97,7 @@ def build(catalog: Catalog, receivers: Receivers, robot_url: str) -> dict:
         }
     ]
     rcvs = [{"name": "unrouted"}, _receiver("ops", OPS, receivers.ops, robot_url, True)]
+    rcvs += [_receiver(f"source-{n}", n, ch, robot_url, True) for n, ch in receivers.sources.items()]
     for code in catalog.departments:
         routes.append({"receiver": f"dept-{code}", "matchers": ['source="riskwatch"', f'department="{code}"']})
         rcvs.append(_receiver(f"dept-{code}", code, receivers.for_department(code), robot_url, False))

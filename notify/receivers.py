@@ -156,9 +156,23 @@ class Receivers(_M):
     wechat: WeChatAccount | None = None
     ops: Channels = Field(default_factory=Channels, description="Pipeline alerts (Prometheus rules)")
     departments: dict[str, Channels]
+    sources: dict[str, Channels] = Field(
+        default_factory=dict,
+        description="Data sources' owners (vendors): their source's silence, garbage and clock-skew alarms "
+        "(Prometheus rules, label event_source) reach them as well as ops; email or webhook",
+    )
 
     @model_validator(mode="after")
     def _servers(self) -> Receivers:
+        for name, ch in self.sources.items():
+            if ch.wecom_robot or ch.dingtalk or ch.wechat_app:
+                raise _FieldError(
+                    ("sources", name),
+                    "a source's owner is outside the county: give an email or a webhook (group robots and "
+                    "企业微信 application messages are for the county's departments)",
+                )
+            if ch.email and self.email_server is None:
+                raise _FieldError(("sources", name, "email"), "email addresses need an email_server at the top")
         for name, ch in [("ops", self.ops), *self.departments.items()]:
             if ch.email and self.email_server is None:
                 raise _FieldError(

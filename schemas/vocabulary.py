@@ -61,6 +61,8 @@ __all__ = [
     "COMPLAINT_CHANNEL_ZH",
     "DEADLINE_STAGE_ZH",
     "DEPARTMENT_ANSWER_ZH",
+    "DEVICE_FAULT_ZH",
+    "JUDGE_SUBJECT_ZH",
     "DONE_STATUSES",
     "FALSE_ALARM_REASON_ZH",
     "FEEDBACK_ZH",
@@ -312,6 +314,18 @@ MATCH_METHOD_ZH = _frozen(  # how an event's entity was found (schemas.events.Ma
         "alias": "已确认的名称地址",
         "office": "人工选择",
         "township": "未指明单位(归入乡镇)",
+    }
+)
+DEVICE_FAULT_ZH = _frozen(  # device health (detectors/device_health.py): alert rules device.<kind>.<channel>
+    {"offline": "离线", "stuck": "读数长时间不变", "range": "读数超出量程", "step": "读数突变"}
+)
+JUDGE_SUBJECT_ZH = _frozen(  # what waits in the office's 研判 queue (web/routes/judge.py)
+    {
+        "complaint": "未匹配投诉",
+        "entity": "待定性主体",
+        "alert": "低置信预警",
+        "dispute": "非本部门",
+        "notice": "双告知异议",
     }
 )
 QUEUED_EVENT_ZH = _frozen({"events.complaint": "投诉", "events.inspection": "检查结果"})  # matching-queue kinds

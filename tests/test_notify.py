@@ -88,10 +88,14 @@ def test_generated_alertmanager_config_passes_amtool_and_routes_each_department(
     assert tf["wechat_configs"][0]["to_party"] == "2"
     ops = next(r for r in route["routes"] if r["receiver"] == "ops")
     assert ops["matchers"] == ['source!="riskwatch"']
+    vendor = next(r for r in cfg["receivers"] if r["name"] == "source-iot-gw-07")
+    assert vendor["email_configs"][0]["to"] == "support@iot-vendor.example"
     # amtool routes a riskwatch notification to its department only, a pipeline alert to ops
     for labels, want in (
         (["source=riskwatch", "department=police", "alert_id=a1", "seq=3"], "dept-police"),
         (["alertname=RiskwatchWorkerDown", "job=riskwatch-worker"], "ops"),
+        (["alertname=RiskwatchSourceSilent", "event_source=iot-gw-07"], "source-iot-gw-07,ops"),
+        (["alertname=RiskwatchSourceSilent", "event_source=other-vendor"], "ops"),
     ):
         r = subprocess.run(
             [amtool, "config", "routes", "test", f"--config.file={path}", *labels], capture_output=True, text=True

@@ -36,6 +36,7 @@ import re
 from schemas.vocabulary import (
     COMPLAINT_CATEGORY_ZH,
     DEADLINE_STAGE_ZH,
+    DEVICE_FAULT_ZH,
     FEEDBACK_ZH,
     SENSOR_CHANNEL_ZH,
     VIDEO_CLASS_ZH,
@@ -124,6 +125,11 @@ def signal_zh(code: str) -> str:
         return f"投诉:{COMPLAINT_CATEGORY_ZH.get(tail, tail)}"
     if head == "rate":
         return {"complaint": "投诉频次异常升高", "video": "视频违规频次异常升高"}.get(tail, code)
+    if head == "device":  # device health: device.<fault>.<channel>
+        fault, _, channel = tail.partition(".")
+        return f"设备{DEVICE_FAULT_ZH.get(fault, fault)}:{SENSOR_CHANNEL_ZH.get(channel, channel)}"
+    if head == "silence" and tail in SENSOR_CHANNEL_ZH:
+        return f"{SENSOR_CHANNEL_ZH[tail]}传感器离线无数据"
     if code == "inspection.violations":
         return "检查发现的问题(严重及以上)"
     if code == "inspection.p":

@@ -58,14 +58,13 @@ from detectors.device_health import (
 )
 from detectors.rules import Hit
 from schemas.events import Contribution, SensorReading
-from schemas.vocabulary import SENSOR_CHANNEL_ZH
+from schemas.vocabulary import DEVICE_FAULT_ZH, SENSOR_CHANNEL_ZH
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome
 from streams.engine.risk import fuse
 from streams.engine.state import EntityState
 
-KINDS_ZH = {"offline": "离线", "stuck": "读数长时间不变", "range": "读数超出量程", "step": "读数突变"}
 OPEN = ("firing", "pending", "acknowledged", "in_progress", "escalated", "transferred")
 
 
@@ -223,7 +222,7 @@ def _raise(
     label = SENSOR_CHANNEL_ZH.get(rec.channel, rec.channel)
     owner = owner_of(st, ev.device_id, rec)
     rule = f"device.{kind}.{rec.channel}"
-    hit = Hit(rule, cfg.level(kind, ch.safety_critical), f"{label}传感器{KINDS_ZH[kind]}", value, confirm=2)
+    hit = Hit(rule, cfg.level(kind, ch.safety_critical), f"{label}传感器{DEVICE_FAULT_ZH[kind]}", value, confirm=2)
     why = [Contribution(signal=rule, value=round(value, 4), detail=f"设备 {ev.device_id}(数据来源 {owner}):{detail}")]
     desk.raise_alert(ev, st, out, hit, why)
     # the desk learns a rule alert into the fused risk; a device fault is not the process's risk (a

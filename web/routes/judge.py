@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from riskwatch.domain.catalog import Catalog, load_catalog
 from riskwatch.settings import DATA_DIR
 from schemas.events import LOCAL_TZ, DisposalFeedback, EntityEvent, InspectionTask
+from schemas.vocabulary import JUDGE_SUBJECT_ZH
 from streams.engine import office as O
 from web.deps import Ctx, PageError, check_csrf, ctx, render
 from web.routes.alert import ID
@@ -51,13 +52,6 @@ DISPUTES_SQL = NOT_OURS_SQL.replace(
 
 router = APIRouter()
 CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-SUBJECT_ZH = {
-    "complaint": "未匹配投诉",
-    "entity": "待定性主体",
-    "alert": "低置信预警",
-    "dispute": "非本部门",
-    "notice": "双告知异议",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +235,7 @@ async def page(request: Request, user: User = Depends(require_office)):
         local=list(reversed(local)),
         fields={"food": "食品", "drug": "药品", "industrial": "工业产品", "special_equipment": "特种设备"},
         actions=O.ACTIONS,
-        subject_zh=SUBJECT_ZH,
+        subject_zh=JUDGE_SUBJECT_ZH,
         done=request.query_params.get("done", ""),
     )
 
@@ -276,7 +270,7 @@ async def act(
 ):
     """派发 / 合并 / 驳回 / 报市专班 of one queue item."""
     c = ctx(request)
-    if subject not in SUBJECT_ZH or action not in ("dispatch", "merge", "reject", "city"):
+    if subject not in JUDGE_SUBJECT_ZH or action not in ("dispatch", "merge", "reject", "city"):
         raise PageError(400, "请求有误", "研判对象或决定无效,本次研判未提交。")
     if not subject_id or len(subject_id) > 120 or (entity_id and not ID.match(entity_id)):
         raise PageError(400, "请求有误", "研判对象编号无效,本次研判未提交。")

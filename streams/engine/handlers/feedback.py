@@ -36,6 +36,8 @@ from streams.engine.state import EntityState, OpenAlert
 
 THRESHOLD_STEP = 0.1  # a learnable 误报 raises the device-channel detector's alert threshold by this
 THRESHOLD_MAX = 0.95  # and never above this (the detector still alerts on a gross anomaly)
+DISCOUNT_STEP = 0.7  # a learnable 误报 on a fused-risk alert: the entity's signal kinds that made it count 0.7×
+DISCOUNT_FLOOR = 0.4  # and never below 0.4× (three 误报 in a row; a real breach of a rule still alerts)
 
 
 def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
@@ -100,7 +102,7 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
             and o.verdict == Verdict.false_alarm
             and load_reasons()[o.reason].learn
         ):
-            learn_false_alarm(st, oa)
+            learn_false_alarm(st, oa, cx, ev.occurred_at.timestamp())
 
 
 def outcome_text(o: DisposalOutcome) -> str:
@@ -133,12 +135,18 @@ def outcome_text(o: DisposalOutcome) -> str:
     return head + (";措施:" + "、".join(parts) if parts else "")
 
 
-def learn_false_alarm(st: EntityState, oa: OpenAlert) -> list[str]:
-    """A 误报 on a stream-model alert: the detectors of its device and channel raise their threshold.
+def learn_false_alarm(st: EntityState, oa: OpenAlert, cx: Context | None = None, t: float = 0.0) -> list[str]:
+    """A 误报 on a model's alert: the model that raised it learns. Returns what changed.
 
-    ``model.sensor.<channel>`` alerts name their device in the evidence key (``<device>:<channel>``); without
-    one, every device of the entity on that channel learns. Returns the detector keys that changed.
+    - ``model.sensor.<channel>``: the detectors of its device and channel raise their threshold; the alert
+      names its device in the evidence key (``<device>:<channel>``); without one, every device of the
+      entity on that channel learns;
+    - ``model.risk`` (the fused risk): the signal kinds contributing to the entity's score now (the ones
+      that raised it) count ``DISCOUNT_STEP`` times less for this entity, down to ``DISCOUNT_FLOOR``.
     """
+    if oa.rule == "model.risk" and cx is not None:
+        kinds = st.risk.top_kinds(t or oa.last_seen, cx.fusion, oa.item_id)
+        return [f"risk.{k}" for k in st.risk.discount_kinds(kinds, DISCOUNT_STEP, DISCOUNT_FLOOR)]
     if not oa.rule.startswith("model.sensor."):
         return []
     channel = oa.rule.removeprefix("model.sensor.")
