@@ -48,7 +48,7 @@ from riskwatch.domain.catalog import Catalog
 from riskwatch.settings import Settings
 from riskwatch.tools.runner import WaitTimeout, consumer_lag, settings_env, wait_for
 from riskwatch.tools.simulator.departments import FollowUpPlayer, OrderPlay
-from schemas.vocabulary import FALSE_ALARM_REASON_ZH, VERDICT_ZH
+from schemas.vocabulary import FALSE_ALARM_REASON_ZH, JUDGE_SUBJECT_ZH, VERDICT_ZH
 from streams.runtime import topics as T
 
 __all__ = ["office_steps", "Office"]
@@ -406,14 +406,12 @@ def consultation(o: Office, done: tuple[str, str, bool]) -> None:
 
 
 def judge_queue(o: Office, q: dict[str, Any]) -> dict[str, int]:
-    from web.routes.judge import SUBJECT_ZH
-
     sizes = {
-        SUBJECT_ZH["complaint"]: len(q["unmatched"]),
-        SUBJECT_ZH["entity"]: len(q["entities"]),
-        SUBJECT_ZH["alert"]: len(q["low"]),
-        SUBJECT_ZH["dispute"]: len(q["disputes"]),
-        SUBJECT_ZH["notice"]: len(q["notices"]),
+        JUDGE_SUBJECT_ZH["complaint"]: len(q["unmatched"]),
+        JUDGE_SUBJECT_ZH["entity"]: len(q["entities"]),
+        JUDGE_SUBJECT_ZH["alert"]: len(q["low"]),
+        JUDGE_SUBJECT_ZH["dispute"]: len(q["disputes"]),
+        JUDGE_SUBJECT_ZH["notice"]: len(q["notices"]),
     }
     o.line(f"研判 queue: {sum(sizes.values())} (" + ", ".join(f"{k} {n}" for k, n in sizes.items()) + ")")
     return sizes
