@@ -7,11 +7,15 @@ notices of the registrations) and does the rest as the people would, through the
 produces (``DisposalFeedback``, ``InspectionResult``, ``NoticeAnswer``, the office's records on
 ``office.decisions``), then waits until the worker has stored the result:
 
-1. **整改与复查** — an order opened by a 属实 + 责令整改 outcome: 整改完成 claimed, a 复查 that fails (the order
-   re-opens with a new deadline and goes to the office), a second claim and a 复查 that passes (销号);
-2. **误报** — the 误报 outcomes with their reasons (one is labelled here when the departments labelled none);
+1. **整改与复查** — the simulated departments (:class:`~riskwatch.tools.simulator.departments.FollowUpPlayer`)
+   claim every open order (整改完成); each 复查 follows the ground truth: a seeded share was not really fixed, its
+   复查 fails (the order re-opens with a new deadline and goes to the office), then it is claimed again and passes
+   (销号). Without any order, one open alert is first confirmed with 责令整改 here;
+2. **误报** — the 误报 outcomes with their reasons (one open alert is labelled here when the departments labelled
+   none);
 3. **预警准确率** — the precision table of ``sinks/precision.py`` by detector;
-4. **双告知** — one notice confirmed (认领) by its department, another disputed (it goes to the office's 研判);
+4. **双告知** — the simulated departments answer the open notices: 认领, a seeded share 有异议 (those go to the
+   office's 研判), some silent (urged);
 5. **议事会商** — convened on the order's alert and concluded with a decision that becomes the department's task,
    built with the functions ``web/routes/consult.py`` uses (``streams.engine.office`` records sealed into the
    office chain by ``web.routes.judge.publish``, the task by ``judge._build`` and the workbench's producer);
