@@ -129,10 +129,8 @@ def credentials(
 @app.command("acl")
 def acl() -> None:
     """Rebuild the ACL from the device registry and reload mosquitto (SIGHUP); removed devices lose their login."""
-    from riskwatch.tools.mqtt import Mosquitto
-
     from edge.mqtt.registry import RegistryUnavailable, load_devices
-    from riskwatch.tools.mqtt import worker_query
+    from riskwatch.tools.mqtt import Mosquitto, worker_query
 
     s = _settings()
     try:
