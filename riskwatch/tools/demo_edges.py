@@ -269,16 +269,20 @@ class EdgeRouter:
         for i in range(0, len(self.pending_devices), HTTP_BATCH):
             self._post("amr-tzsb", "device", *self.pending_devices[i : i + HTTP_BATCH])
         self._flush_http(force=True)
-        n_dev, n_ent = len(self.pending_devices), len(self.pending_registry)
+        n_dev = len({d["device_id"] for d in self.pending_devices})
+        n_ent = len({e["entity_id"] for e in self.pending_registry})
         self.log(f"  waiting until the worker has stored the {n_ent} registry entities and {n_dev} devices ...")
-        from riskwatch.tools.runner import wait_for
+        from riskwatch.tools.runner import WaitTimeout, wait_for
 
-        wait_for(
-            lambda: self._stored("devices") >= n_dev and self._stored("registry") >= n_ent,
-            timeout=180,
-            what="the registry and the devices to be stored",
-            interval=1.0,
-        )
+        try:
+            wait_for(
+                lambda: self._stored("devices") >= n_dev and self._stored("registry") >= n_ent,
+                timeout=120,
+                what="the registry and the devices to be stored",
+                interval=1.0,
+            )
+        except WaitTimeout as e:
+            self.log(f"  [yellow]{e}; going on (unknown devices' readings are refused by the bridge)[/]")
         self._mqtt_connect()
         freezers = sorted(
             d["device_id"]
