@@ -120,8 +120,8 @@ class DemoError(RuntimeError):
 def fresh_start(settings: Settings) -> list[str]:
     """``riskwatch demo --fresh``: delete what earlier runs left in this checkout, so that the run
     starts from empty: the local broker's topics and offsets, the embedded ClickHouse, the
-    worker's state and Alertmanager's notification log and silences (the processes using them are
-    stopped first). Only local data: refused for a remote broker or a ClickHouse server."""
+    worker's state and Alertmanager's notification log and silences (the processes using them, and
+    the demo's gateway, mosquitto and MQTT bridge, are stopped first). Only local data: refused for a remote broker or a ClickHouse server."""
     import shutil
 
     from riskwatch.tools.services import Alertmanager, bridge, robots
@@ -132,8 +132,17 @@ def fresh_start(settings: Settings) -> list[str]:
             "--fresh deletes local data only: it needs the local broker (127.0.0.1) and the embedded "
             "ClickHouse (chdb://); unset RISKWATCH_KAFKA_BOOTSTRAP and RISKWATCH_CLICKHOUSE_URL or drop --fresh"
         )
-    done = [WebServer(settings).stop()]
-    for svc in (bridge(settings), robots(settings), Alertmanager(settings)):
+    from riskwatch.tools.gateway_server import GatewayServer
+    from riskwatch.tools.mqtt import BridgeService, Mosquitto
+
+    done = [WebServer(settings).stop(), GatewayServer(settings).stop()]
+    for svc in (
+        bridge(settings),
+        robots(settings),
+        Alertmanager(settings),
+        BridgeService(settings),
+        Mosquitto(settings),
+    ):
         done.append(svc.stop(timeout=10))
     broker = Broker(settings)
     if broker.data_dir.exists():
