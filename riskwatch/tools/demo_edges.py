@@ -219,21 +219,27 @@ class EdgeRouter:
             return self._kafka(topic, key, value, "malformed")
         if self.t_start is None:
             self.t_start = datetime.fromisoformat(ev["occurred_at"])
-        if base == "events.registry":
-            return self._registry(ev)
-        if base == "events.device":
-            return self._device(ev)
+        try:
+            if base == "events.registry":
+                return self._registry(ev)
+            if base == "events.device":
+                return self._device(ev)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return self._kafka(topic, key, value, "malformed")
         if not self.opened:
             self._open()
         if ev.get("entity_id") in self.entities:
             ev["entity_id"] = self.entities[ev["entity_id"]]["code"]
-        if base == "events.sensor":
-            return self._sensor(ev)
-        if base == "events.video":
-            return self._post("mingchu-video", "video", self._mingchu(ev))
-        if base == "events.complaint":
-            return self._complaint(ev)
-        self._kafka(topic, ev["entity_id"].encode(), orjson.dumps(ev), base.split(".")[1])  # inspections
+        try:
+            if base == "events.sensor":
+                return self._sensor(ev)
+            if base == "events.video":
+                return self._post("mingchu-video", "video", self._mingchu(ev))
+            if base == "events.complaint":
+                return self._complaint(ev)
+        except (KeyError, ValueError, TypeError, AttributeError):  # a malformed injection no vendor would send
+            return self._kafka(topic, key, orjson.dumps(ev), "malformed")
+        self._kafka(topic, str(ev["entity_id"]).encode(), orjson.dumps(ev), base.split(".")[1])  # inspections
         self._flush_http(force=False)
 
     def _kafka(self, topic: str, key: bytes, value: bytes, kind: str) -> None:
@@ -242,7 +248,7 @@ class EdgeRouter:
 
     # --- registry and devices -------------------------------------------------------------------------
     def _registry(self, ev: dict[str, Any]) -> None:
-        eid = ev["entity_id"]
+        eid = str(ev["entity_id"])
         if eid not in self.entities:
             self.entities[eid] = {**ev, "code": credit_code(eid)}
         ev = {**ev, "entity_id": self.entities[eid]["code"]}
