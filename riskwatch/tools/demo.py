@@ -121,7 +121,8 @@ def fresh_start(settings: Settings) -> list[str]:
     """``riskwatch demo --fresh``: delete what earlier runs left in this checkout, so that the run
     starts from empty: the local broker's topics and offsets, the embedded ClickHouse, the
     worker's state and Alertmanager's notification log and silences (the processes using them, and
-    the demo's gateway, mosquitto and MQTT bridge, are stopped first). Only local data: refused for a remote broker or a ClickHouse server."""
+    the demo's gateway, mosquitto and MQTT bridge, are stopped first). Only local data: refused for
+    a remote broker or a ClickHouse server."""
     import shutil
 
     from riskwatch.tools.services import Alertmanager, bridge, robots
@@ -598,15 +599,25 @@ def _device_faults(router, worker) -> None:
             f"SELECT formatDateTime(max(occurred_at), '%m-%d %H:%i', 'Asia/Shanghai') AS last "
             f"FROM riskwatch.events_sensor WHERE device_id = '{dev}'"
         )
-        alerts = (
-            worker.query(
-                f"SELECT item_name, level_zh, status FROM riskwatch.alerts FINAL "
-                f"WHERE position(explanation, '{dev}') > 0 OR position(toString(detail), '{dev}') > 0 LIMIT 3"
-            )
-            if False
-            else []
+        alerts = worker.query(
+            "SELECT rule, level_zh, status, formatDateTime(first_seen, '%m-%d %H:%i', 'Asia/Shanghai') AS since, "
+            f"message FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.offline%' AND position(message, '{dev}') > 0 "
+            "ORDER BY first_seen LIMIT 1"
         )
+        a = alerts[0] if alerts else None
         console.print(
             f"dead sensor: {dev} (freezer of {router.owner.get(dev, '?')}) last reported at "
-            f"{last[0]['last'] if last else '?'} (simulated)" + (f"; alerts: {alerts}" if alerts else "")
+            f"{last[0]['last'] if last else '?'} (simulated); "
+            + (
+                f"offline alarm {a['rule']} {a['level_zh']} since {a['since']} ({a['status']}): {a['message']}"
+                if a
+                else "[yellow]no offline alarm for it (device health alarms: docs/devices-health.md)[/]"
+            )
         )
+    _show(
+        "设备健康 device-health alerts (offline, stuck, out of range, impossible steps)",
+        worker.query(
+            "SELECT rule, level_zh AS level, count() AS alerts, countIf(status = 'resolved') AS resolved "
+            "FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.%' GROUP BY rule, level ORDER BY alerts DESC"
+        ),
+    )
