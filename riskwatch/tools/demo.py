@@ -553,20 +553,23 @@ def _edge_summary(router, worker) -> None:
     _show(
         "入库 stored events by source (ClickHouse: who sent them)",
         worker.query(
-            "SELECT 'sensor' AS kind, source, count() AS events FROM riskwatch.events_sensor GROUP BY source "
+            "SELECT * FROM (SELECT 'sensor' AS kind, source, count() AS events FROM riskwatch.events_sensor "
+            "GROUP BY source "
             "UNION ALL SELECT 'video', source, count() FROM riskwatch.events_video GROUP BY source "
             "UNION ALL SELECT 'complaint', source, count() FROM riskwatch.events_complaint GROUP BY source "
             "UNION ALL SELECT 'registry', source, count() FROM riskwatch.events_registry GROUP BY source "
             "UNION ALL SELECT 'inspection', source, count() FROM riskwatch.events_inspection GROUP BY source "
-            "ORDER BY kind, events DESC"
+            ") ORDER BY kind, events DESC"
         ),
     )
     _show(
         "死信 refused, and why (dead letters by source and the first line of the reason)",
         worker.query(
-            "SELECT source, topic, splitByChar('\\n', error)[1] AS reason, count() AS messages, "
+            # the first line of the reason, with item positions and offsets folded: one row per kind of fault
+            "SELECT source, replaceRegexpAll(replaceRegexpAll(splitByChar('\\n', error)[1], '\\\\[\\\\d+\\\\]@\\\\d+', ''), "
+            "'\\\\[\\\\d+\\\\]', '[i]') AS reason, count() AS messages, "
             "sum(length(indexes)) AS batch_readings FROM riskwatch.dead_letters FINAL "
-            "GROUP BY source, topic, reason ORDER BY messages DESC LIMIT 25"
+            "GROUP BY source, reason ORDER BY source, messages DESC LIMIT 40"
         ),
     )
 

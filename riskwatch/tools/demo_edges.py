@@ -14,7 +14,7 @@ sends it the way the county's sources connect (docs/sources.md, docs/mqtt.md, do
   topics; the other vendors' readings come through an IoT platform's telemetry webhook to the gateway
   (mapping ``thingsboard_telemetry``, pressures in kPa);
 - **video**: a 明厨亮灶 platform's alarm callbacks to the gateway (mapping ``mingchu_video``);
-- **complaints**: the 12345 hotline's tickets as 工单 exports (xlsx, one per 6 simulated hours) through
+- **complaints**: the 12345 hotline's tickets as 工单 exports (xlsx, one per 12 simulated hours) through
   the import, matched to the registry by credit code or by name and address; other channels' complaints
   through the gateway;
 - **inspections** stay on the departments' own Kafka topics, and messages that are not even JSON (the
@@ -46,7 +46,7 @@ import orjson
 from riskwatch.settings import Settings
 
 MQTT_VENDORS = ("iot-gw-01", "iot-gw-07")  # iot-gw-07 sends pressures in kPa (simulator.yaml kpa_gateways)
-COMPLAINT_FILE_HOURS = 6  # the 12345 hotline exports its tickets every 6 hours
+COMPLAINT_FILE_HOURS = 12  # the 12345 hotline exports its tickets twice a day
 DEAD_AFTER_HOURS = 20  # simulated hours after the start when the dying sensor stops
 HTTP_BATCH = 400  # readings per webhook request
 HTTP_HOLD_S = 1.0  # real seconds a platform holds readings before it posts them
@@ -176,6 +176,7 @@ class EdgeRouter:
         self.pending_devices: list[dict[str, Any]] = []
         self.owner: dict[str, str] = {}  # device_id -> owner at the start (the ACL's platforms)
         self.complaints: list[dict[str, Any]] = []
+        self.n_complaints = 0
         self.complaint_window: datetime | None = None
         self.http_buf: dict[str, list[Any]] = defaultdict(list)  # source -> items
         self.http_since: dict[str, float] = {}
@@ -475,10 +476,11 @@ class EdgeRouter:
 
         by_code = {e["code"]: e for e in self.entities.values()}
         rows = []
-        for i, ev in enumerate(self.complaints):
+        for ev in self.complaints:
+            self.n_complaints += 1
             e = by_code.get(ev["entity_id"], {})
             at = datetime.fromisoformat(ev["occurred_at"])
-            code = ev["entity_id"] if e and i % 3 else ""  # a third name only the business and its address
+            code = ev["entity_id"] if e and self.n_complaints % 3 else ""  # a third: name and address only
             rows.append(
                 (
                     f"GD{at:%Y%m%d%H%M%S}{ev['event_id'][:4].upper()}",
