@@ -566,8 +566,8 @@ def _edge_summary(router, worker) -> None:
         "死信 refused, and why (dead letters by source and the first line of the reason)",
         worker.query(
             # the first line of the reason, with item positions and offsets folded: one row per kind of fault
-            "SELECT source, replaceRegexpAll(replaceRegexpAll(splitByChar('\\n', error)[1], '\\\\[\\\\d+\\\\]@\\\\d+', ''), "
-            "'\\\\[\\\\d+\\\\]', '[i]') AS reason, count() AS messages, "
+            "SELECT source, replaceRegexpAll(replaceRegexpAll(splitByChar('\\n', error)[1], "
+            "'\\\\[\\\\d+\\\\]@\\\\d+', ''), '\\\\[\\\\d+\\\\]', '[i]') AS reason, count() AS messages, "
             "sum(length(indexes)) AS batch_readings FROM riskwatch.dead_letters FINAL "
             "GROUP BY source, reason ORDER BY source, messages DESC LIMIT 40"
         ),
