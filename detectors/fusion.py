@@ -175,9 +175,14 @@ class EntityRisk:
 
     ``signals``: code → ``[value, t]`` (``value`` already the max / accumulated raw value at ``t``).
     Bounded: signals that decayed below 0.001 are dropped when scored.
+
+    ``discount``: signal kind → a factor in (0, 1] this entity's contributions of that kind are
+    multiplied by, learnt from the departments' 误报 labels (:meth:`discount_kinds`): a contribution is
+    ``min(1, weight × discount × value)``. An entity whose cold store always runs warm stops raising
+    fused-risk alerts on that alone, while every other entity keeps the county's weights.
     """
 
-    __slots__ = ("signals", "level", "peak", "peak_t", "emitted")
+    __slots__ = ("signals", "level", "peak", "peak_t", "emitted", "discount")
 
     def __init__(self) -> None:
         self.signals: dict[str, list[float]] = {}
@@ -185,16 +190,35 @@ class EntityRisk:
         self.peak = 0.0
         self.peak_t = 0.0
         self.emitted = -1.0  # last score written to risk_scores
+        self.discount: dict[str, float] = {}
 
     def __getstate__(self):
-        return (self.signals, self.level, self.peak, self.peak_t, self.emitted)
+        return (self.signals, self.level, self.peak, self.peak_t, self.emitted, self.discount)
 
     def __setstate__(self, s):
-        self.signals, self.level, self.peak, self.peak_t, self.emitted = s
+        self.signals, self.level, self.peak, self.peak_t, self.emitted = s[:5]
+        self.discount = s[5] if len(s) > 5 else {}
+
+    def discount_kinds(self, kinds: list[str], step: float, floor: float) -> dict[str, float]:
+        """A 误报 on this entity's fused-risk alert: each of ``kinds`` counts ``step`` times less, never
+        below ``floor``. Returns the new factors.
+
+        >>> r = EntityRisk(); r.discount_kinds(["sensor_anomaly"], 0.7, 0.4)
+        {'sensor_anomaly': 0.7}
+        >>> r.discount_kinds(["sensor_anomaly"], 0.7, 0.4)["sensor_anomaly"]
+        0.49
+        >>> r.discount_kinds(["sensor_anomaly"], 0.7, 0.4)["sensor_anomaly"]
+        0.4
+        """
+        for k in kinds:
+            self.discount[k] = round(max(floor, self.discount.get(k, 1.0) * step), 4)
+        return {k: self.discount[k] for k in kinds}
 
     def to_data(self) -> list:
-        """Data-only state (the entity-state changelog): ``[signals, level, peak, peak_t, emitted]``."""
-        return [self.signals, self.level, self.peak, self.peak_t, self.emitted]
+        """Data-only state (the entity-state changelog): ``[signals, level, peak, peak_t, emitted]``, and
+        ``discount`` as a sixth element once an entity has learnt one (older states have five)."""
+        base = [self.signals, self.level, self.peak, self.peak_t, self.emitted]
+        return [*base, self.discount] if self.discount else base
 
     @classmethod
     def from_data(cls, data: list) -> EntityRisk:
@@ -203,13 +227,17 @@ class EntityRisk:
         >>> EntityRisk.from_data(r.to_data()).signals
         {'complaint': [0.5, 10.0]}
         """
-        if type(data) is not list or len(data) != 5 or type(data[0]) is not dict or type(data[1]) is not str:
-            raise ValueError("fusion state: not [signals, level, peak, peak_t, emitted]")
+        if type(data) is not list or len(data) not in (5, 6) or type(data[0]) is not dict or type(data[1]) is not str:
+            raise ValueError("fusion state: not [signals, level, peak, peak_t, emitted(, discount)]")
+        discount = data[5] if len(data) == 6 else {}
+        if type(discount) is not dict or not all(type(v) is float and 0.0 < v <= 1.0 for v in discount.values()):
+            raise ValueError("fusion state: discount is not {kind: factor in (0, 1]}")
         for v in data[0].values():
             if type(v) is not list or len(v) != 2 or not _NUM.issuperset((type(v[0]), type(v[1]))):
                 raise ValueError("fusion state: a signal is not [value, t]")
         r = cls.__new__(cls)
-        r.signals, r.level, r.peak, r.peak_t, r.emitted = data
+        r.signals, r.level, r.peak, r.peak_t, r.emitted = data[:5]
+        r.discount = discount
         return r
 
     @staticmethod
@@ -263,12 +291,18 @@ class EntityRisk:
             if v < _PRUNE:
                 del self.signals[sig]
                 continue
-            c = min(1.0, cfg.weight(cfg.kind_of(sig), item_id) * v)
+            kind = cfg.kind_of(sig)
+            c = min(1.0, cfg.weight(kind, item_id) * self.discount.get(kind, 1.0) * v)
             keep *= 1.0 - c
             contribs.append((c, sig, v))
         score = round(100.0 * (1.0 - keep), 2)
         contribs.sort(reverse=True)
         return score, contribs[:top]
+
+    def top_kinds(self, t: float, cfg: FusionConfig, item_id: int | None = None) -> list[str]:
+        """The signal kinds of the top contributions to the score at ``t`` (what a fused alert stood on)."""
+        _, raw = self._score(t, cfg, item_id)
+        return sorted({cfg.kind_of(sig) for c, sig, _ in raw if c > 0.0})
 
     def update(self, t: float, cfg: FusionConfig, item_id: int | None = None) -> RiskScore:
         """Score at ``t``, move the level with hysteresis, update the credit peak."""

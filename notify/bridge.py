@@ -37,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import orjson
 import urllib3
@@ -44,9 +45,11 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from edge.matching import store_rows
 from notify.notices import am_notice
 from notify.text import alert_text
 from riskwatch.domain.catalog import Catalog, load_catalog
+from riskwatch.domain.credit import CreditLookup, load_credit, reminder_text
 from riskwatch.settings import Settings
 from schemas.events import Alert, DeadLetter
 from schemas.privacy import mask_pii
@@ -91,10 +94,13 @@ class Refused(RuntimeError):
 _UNMASKED = frozenset({"link", "source_event_id", "ack_due", "dispose_due", "status", "entity_id"})  # ids, times, URL
 
 
-def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog, now: datetime) -> dict:
+def am_alert(
+    alert: Alert, department: str, settings: Settings, catalog: Catalog, now: datetime, reminder: str = ""
+) -> dict:
     """The Alertmanager alert for one notification revision to one department. Every text annotation
     (title, message, entity, the notification text that e-mail, 企业微信 application messages and the
-    robots show) goes through :func:`schemas.privacy.mask_pii`; the workbench link and ids do not."""
+    robots show) goes through :func:`schemas.privacy.mask_pii`; the workbench link and ids do not.
+    ``reminder``: the department's 联合惩戒 measures for a listed entity (annotation ``credit``, and in ``text``)."""
     dname = catalog.departments[department].name if department in catalog.departments else department
     link = alert.url  # the alert's workbench page (RISKWATCH_WEB_PUBLIC_URL), when the worker knows one
     starts = min(alert.updated_at, now) if alert.updated_at.tzinfo else now
@@ -102,7 +108,8 @@ def am_alert(alert: Alert, department: str, settings: Settings, catalog: Catalog
         "title": alert.title,
         "summary": alert.message,
         "entity": f"{alert.entity_name}({alert.entity_id})" if alert.entity_name else alert.entity_id,
-        "text": alert_text(alert, dname, link),
+        "text": alert_text(alert, dname, link, reminder),
+        "credit": reminder,
         "department_name": dname,
         "level_zh": alert.level_zh,
         "item_name": alert.item_name,
@@ -187,8 +194,17 @@ class Bridge:
         self.group = f"{self.settings.app_id}-notify"
         self.prefix = self.settings.topic("alerts.")
         self.topics = [self.settings.topic(f"alerts.{d}") for d in self.catalog.departments]
+        self.credit = CreditLookup(partial(store_rows, self.settings), on_error=self._credit_down)
+        self.credit_cfg = load_credit()
         self.notices = self.settings.topic(DELIVERY_TOPIC)  # notices' notifications (notify/notices.py)
         self.topics.append(self.notices)
+
+    def _credit_down(self, e: Exception) -> None:
+        log.warning("credit table unreadable (%s): notifications go out without the 联合惩戒 reminder", e)
+
+    def reminder(self, alert: Alert, department: str) -> str:
+        """The department's 联合惩戒 measures if the alert's entity is on a credit list ('' if not)."""
+        return reminder_text(self.credit.status(alert.entity_id), self.credit_cfg, department)
 
     # --- Alertmanager --------------------------------------------------------------------------
     def _post_once(self, alerts: list[dict]) -> None:
@@ -296,7 +312,7 @@ class Bridge:
                             good.append(rec)
                             continue
                         alert = Alert.model_validate_json(rec.value)
-                        a = am_alert(alert, dept, s, self.catalog, now)
+                        a = am_alert(alert, dept, s, self.catalog, now, self.reminder(alert, dept))
                         a["annotations"]["published_at_ms"] = str(rec.timestamp)  # Kafka time of the revision (latency)
                     except (ValidationError, ValueError, KeyError) as e:
                         self._dead(producer, rec, f"not a riskwatch alert revision: {e}".splitlines()[0][:500])

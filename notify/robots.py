@@ -134,6 +134,7 @@ def _riskwatch_text(ann: dict, lab: dict) -> str:
         message=md_text(ann.get("summary", "")),
         department_name=md_text(ann.get("department_name", "")),
         link=link,
+        reminder=md_text(ann.get("credit", "")),
     )
 
 

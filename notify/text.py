@@ -3,7 +3,9 @@
 One function builds it from the alert revision; the bridge puts it in the Alertmanager alert's
 ``text`` annotation, so every channel (robot adapter, email and 企业微信 templates) shows the same
 words. It says: the level's colour word, the title, entity and township, the deadline, what is
-asked (请签收 / 请反馈处置结果 / 已升级至专班办公室 ...) and the link.
+asked (请签收 / 请反馈处置结果 / 已升级至专班办公室 ...), the receiving department's 联合惩戒 measures
+when the entity is on a credit list (``reminder``: :func:`riskwatch.domain.credit.reminder_text`,
+looked up by the bridge) and the link.
 
 >>> from datetime import datetime, timezone
 >>> t = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
@@ -69,6 +71,7 @@ def notification_text(
     message: str,
     department_name: str = "",
     link: str = "",
+    reminder: str = "",
 ) -> str:
     what, which = ask(kind, status)
     lines = [
@@ -84,13 +87,15 @@ def notification_text(
     lines.append(f"要求:{what}")
     if message:
         lines.append(message)
+    if reminder:
+        lines += reminder.splitlines()
     if link:
         lines.append(f"链接:{link}")
     lines.append(f"预警编号 {alert_id} · 第{revision}版" + (f" · 致{department_name}" if department_name else ""))
     return "\n".join(lines)
 
 
-def alert_text(alert, department_name: str = "", link: str = "") -> str:
+def alert_text(alert, department_name: str = "", link: str = "", reminder: str = "") -> str:
     """:func:`notification_text` of a :class:`schemas.events.Alert` revision."""
     return notification_text(
         kind=alert.notification or "",
@@ -107,4 +112,5 @@ def alert_text(alert, department_name: str = "", link: str = "") -> str:
         message=alert.message,
         department_name=department_name,
         link=link,
+        reminder=reminder,
     )

@@ -188,6 +188,43 @@ def fetch_notes(
     return out
 
 
+def consultations_sql(start: datetime, end: datetime, database: str = "riskwatch") -> str:
+    """议事会商 held in ``[start, end)``: the latest record of each (table ``consultations``, migration 17)."""
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"bad database name {database!r}")
+    return (
+        "SELECT consultation_id, title, theme, held_at, departments, status, decisions "
+        f"FROM {database}.consultations FINAL WHERE held_at >= {_ts(start)} AND held_at < {_ts(end)} "
+        "ORDER BY seq DESC LIMIT 1 BY consultation_id"
+    )
+
+
+def fetch_consultations(query: QueryFn, start: datetime, end: datetime, database: str = "riskwatch") -> list[dict]:
+    cols, rows = query(consultations_sql(start, end, database))
+    return sorted((dict(zip(cols, x, strict=True)) for x in rows), key=lambda r: r["held_at"])
+
+
+def consultation_table(b: Bulletin) -> tuple[list[str], list[list[str]]]:
+    """九、议事会商: each consultation of the period with its decisions (owner department, deadline)."""
+    import orjson
+
+    rows = []
+    for c in b.consultations:
+        decided = [orjson.loads(d) for d in c["decisions"]]
+        what = "；".join(
+            f"{b.dept_names.get(d['department'], d['department'])}：{d['text']}（{d['due'][:10]}前）" for d in decided
+        )
+        rows.append(
+            [
+                c["title"],
+                f"{c['held_at']:%m-%d %H:%M}",
+                "、".join(b.dept_names.get(x, x) for x in c["departments"]),
+                what or ("待记录纪要" if c["status"] != "concluded" else "—"),
+            ]
+        )
+    return ["议题", "时间", "参会部门", "决定（责任部门、期限）"], rows
+
+
 # --- the numbers -----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -221,6 +258,7 @@ class Bulletin:
     notable_total: int
     dept_names: dict[str, str]
     outcomes: dict[str, dict] = field(default_factory=dict)  # alert_id -> its latest disposal outcome
+    consultations: list[dict] = field(default_factory=list)  # 议事会商 held in the period
 
     notes: list[dict] = field(default_factory=list)  # 督导单 of the period (fetch_notes)
 
@@ -647,6 +685,13 @@ def render_html(b: Bulletin, charts: dict[str, bytes]) -> str:
 
 <h2>八、检查督导（督导单）</h2>
 {_html_table(*t["notes"], left=(3, 7))}
+
+<h2>九、议事会商</h2>
+<div id="consultations">{
+        _html_table(*consultation_table(b), left=(0, 2, 3))
+        if b.consultations
+        else '<p class="muted">本期未召开议事会商。</p>'
+    }</div>
 <p class="muted">{SOURCE_NOTE}{b.as_of:%Y-%m-%d %H:%M}。</p>
 </body></html>
 """
@@ -753,6 +798,9 @@ def render_pdf(
     story += [P("七、处置结果与预警准确率", h2), table(*ot["outcomes"]), Spacer(1, 4), table(*ot["precision"])]
 
     story += [P("八、检查督导（督导单）", h2), table(*t["notes"])]
+
+    story += [P("九、议事会商", h2)]
+    story += [table(*consultation_table(b))] if b.consultations else [P("本期未召开议事会商。", muted)]
     story.append(Spacer(1, 8))
     story.append(
         P(f"数据来源：riskwatch 风险预警平台；统计口径：本期首次预警的预警，状态截至{b.as_of:%Y-%m-%d %H:%M}。", muted)
@@ -819,6 +867,8 @@ def generate(
         outcomes = fetch_outcomes(query, start, end, settings.clickhouse_database)
 
         notes = fetch_notes(query, start, end, dept, settings.clickhouse_database)
+
+        consultations = fetch_consultations(query, start, end, settings.clickhouse_database)
     finally:
         if writer is not None:
             writer.close(timeout=10)
@@ -826,6 +876,8 @@ def generate(
     b.outcomes = outcomes
 
     b.notes = notes
+
+    b.consultations = consultations
     font_path = find_cjk_font(font)
     if font_path is None:
         log.warning(

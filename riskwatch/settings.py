@@ -344,7 +344,15 @@ class Settings(BaseSettings):
         description="MirrorMaker 2 alias of the city cluster: the county sees <alias>.<topic>",
     )
     citylink_topics: list[str] = Field(
-        ["alerts.all", "alerts.events", "events.inspection.*", "inspection.plans", "events.registry", "audit.anchors"],
+        [
+            "alerts.all",
+            "alerts.events",
+            "events.inspection.*",
+            "inspection.plans",
+            "events.registry",
+            "audit.anchors",
+            "office.city",
+        ],
         description=(
             "County topics sent to the city (without topic_prefix); each leaves as its masked copy "
             "<prefix>masked.<topic>. A family <kind>.* (events.inspection.*) is every department's <kind>.<dept>, "

@@ -219,7 +219,8 @@ class SensorBatch(BaseModel):
                     "unit": r["unit"],
                 },
             )
-            setattr_(ev, "__pydantic_fields_set__", _READING_FIELDS)
+            # a set of its own, as pydantic builds it: model_copy() updates it in place (a shared frozenset crashed it)
+            setattr_(ev, "__pydantic_fields_set__", set(_READING_FIELDS))
             setattr_(ev, "__pydantic_extra__", None)
             setattr_(ev, "__pydantic_private__", None)
             out.append(ev)
@@ -259,6 +260,39 @@ class DeviceEvent(Event):
     installed_on: date | None = None
     calibrated_on: date | None = Field(None, description="Last calibration (检定/校准)")
     owner: ShortText = Field("", description="The source (vendor platform) that sends its readings")
+
+
+# --- 联合信用监管: official credit tiers and lists ---------------------------------------------------
+class CreditKind(StrEnum):
+    tier = "tier"  # 信用风险分类结果 (A–D)
+    abnormal_list = "abnormal_list"  # 经营异常名录
+    serious_list = "serious_list"  # 严重违法失信名单
+
+
+class CreditRecord(Event):
+    """An official credit record of an entity: its credit-risk tier (信用风险分类, A–D) as determined on
+    ``listed_on``, or a listing in the 经营异常名录 / 严重违法失信名单 from ``listed_on``; ``removed_on`` set
+    (with ``reason`` the 移出原因) ends the listing (信用修复). One listing is ``(entity_id, kind, listed_on)``:
+    a later record of it (a repair) replaces the earlier one in the ``credit`` table."""
+
+    topic: ClassVar[str] = "events.credit"
+    kind: CreditKind
+    tier: Literal["", "A", "B", "C", "D"] = Field("", description="分类等级 (kind tier only)")
+    listed_on: date = Field(description="认定日期 (tier) or 列入日期 (lists)")
+    removed_on: date | None = Field(None, description="移出日期: the listing ended (信用修复)")
+    reason: str = Field("", max_length=300, description="列入原因, or 移出原因 once removed")
+    listed_reason: str = Field("", max_length=300, description="列入原因 kept when the record is a removal")
+    authority: str = Field("", max_length=100, description="认定机关 / 作出决定机关")
+    name: str = Field("", max_length=200, description="主体名称 as the export gives it")
+    match: Match | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> CreditRecord:
+        if (self.kind == CreditKind.tier) != bool(self.tier):
+            raise ValueError("tier is given exactly for kind tier")
+        if self.removed_on is not None and self.removed_on < self.listed_on:
+            raise ValueError("removed_on is before listed_on")
+        return self
 
 
 # --- AI video -------------------------------------------------------------------------------------
@@ -406,6 +440,11 @@ class InspectionResult(Event):
     checklist: dict[str, bool] = Field(default_factory=dict, description="Checklist point → compliant")
     violations: list[Violation] = Field(default_factory=list, max_length=200)
     outcome: InspectionOutcome
+    order_id: str = Field(
+        "",
+        max_length=64,
+        description="A 复查 (re-inspection) of this rectification order (RO-…): pass closes it, otherwise it re-opens",
+    )
     match: Match | None = Field(None, description="How entity_id was found (imports, gateway); None: given")
 
     @field_validator("departments")
@@ -441,6 +480,9 @@ class FeedbackStatus(StrEnum):
     # a case transfer's receiver (县公安局) answers (行刑衔接)
     accepted = "accepted"  # 受理 / 立案
     declined = "declined"  # 不予受理, with the reason in ``comment``: the case returns to the lead department
+    # the responsible department reports a rectification order done (整改完成, evidence in
+    # ``attachment_sha256``): ``alert_id`` carries the order id (RO-…); a 复查 task follows
+    rectified = "rectified"
 
 
 class Verdict(StrEnum):
@@ -558,6 +600,7 @@ class TaskSource(StrEnum):
     alert = "alert"
     plan = "plan"
     spot_check = "spot_check"
+    recheck = "recheck"  # 复查 of a rectification order (ref = the order id)
 
 
 class InspectionTask(Event):
@@ -815,5 +858,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
         DisposalFeedback,
         InspectionTask,
         DeviceEvent,
+        CreditRecord,
     )
 }

@@ -69,6 +69,7 @@ __all__ = [
     "QUEUED_EVENT_ZH",
     "VERDICT_ZH",
     "INSPECTION_OUTCOME_ZH",
+    "ORDER_STATUS_ZH",
     "LEVELS",
     "LEVELS_DESC",
     "NOTICE_KINDS",
@@ -252,6 +253,7 @@ FEEDBACK_ZH = _frozen(
         "reassign": "专班改派",
         "accepted": "已受理",
         "declined": "不予受理",
+        "rectified": "整改完成",
     }
 )
 # The outcome of a disposal (DisposalOutcome): the verdict, the measures, a false alarm's reason
@@ -286,6 +288,17 @@ TRANSITION_KIND_ZH = _frozen(
         "notify": "通知",
         "evidence": "证据",
         "transfer": "移送",
+        "order": "整改令",
+    }
+)
+# A rectification order's status (streams/engine/orders.py).
+ORDER_STATUS_ZH = _frozen(
+    {
+        "issued": "待整改",
+        "claimed": "已提交整改,待复查",
+        "reopened": "复查不合格,重新整改",
+        "escalated": "复查多次不合格,已上报专班",
+        "closed": "复查合格,已销号",
     }
 )
 DEADLINE_STAGE_ZH = _frozen({"ack": "签收", "dispose": "处置"})  # the two deadlines of an open alert

@@ -484,6 +484,38 @@ ALTER TABLE {db}.events_feedback
 """,
 )
 
+V14_RECTIFICATION_ORDERS = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.rectification_orders
+(
+    order_id String,
+    version UInt32 COMMENT 'Steps so far (the order''s audit chain seq): the latest version wins',
+    entity_id String,
+    entity_name String,
+    township LowCardinality(String),
+    alert_id String COMMENT 'The alert whose outcome ordered it; empty for an inspection''s own order',
+    source String COMMENT 'The inspection or alert id it came from',
+    department LowCardinality(String) COMMENT 'Responsible (lead) department: does the 复查',
+    item_id UInt16,
+    status LowCardinality(String) COMMENT 'issued, claimed, reopened, escalated or closed',
+    reason String,
+    actions Array(String) COMMENT 'Required actions: code|severity|action per finding',
+    item_due Array({TZ}) COMMENT 'Deadline per finding (from its severity, rectification.yaml)',
+    issued_at {TZ},
+    deadline {TZ} COMMENT 'Current deadline (a failed 复查 sets a new one)',
+    claimed_at Nullable({TZ}) COMMENT '整改完成 reported by the department',
+    evidence_sha256 String COMMENT 'Attachment of the claim (content-addressed store of the workbench)',
+    failed_rechecks UInt8,
+    reminders UInt16 COMMENT '督促 and escalations sent at the deadline',
+    chain_hash String COMMENT 'Hash of the order''s last alert_history row (alert_id = order_id)',
+    updated_at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY order_id
+COMMENT 'Rectification orders (整改令) and their 复查: read with FINAL; history in alert_history (alert_id = order_id)'
+""",
+)
+
 V15_NOTICES = (
     f"""
 CREATE TABLE IF NOT EXISTS {{db}}.notices
@@ -535,6 +567,84 @@ COMMENT 'Every change of a notice or 督导单 for one department, hash-chained 
 """,
 )
 
+V17_OFFICE = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.judgements
+(
+    judgement_id String,
+    version UInt64 COMMENT 'Epoch ms; every version is a link of the office chain (seq): read the latest per id with LIMIT 1 BY',
+    seq UInt64 COMMENT 'Link of the office chain (streams/engine/office.py)',
+    prev_hash String,
+    hash String COMMENT 'SHA-256 over the previous hash and this decision (schemas/audit.py chain_row)',
+    subject LowCardinality(String) COMMENT 'complaint | entity | alert | dispute | notice',
+    subject_id String,
+    entity_id String,
+    action LowCardinality(String) COMMENT 'dispatch 派发 | merge 合并 | reject 驳回 | define 定性 | city 报市专班',
+    departments Array(LowCardinality(String)),
+    target String COMMENT 'merge: alert id; define: kind code; dispatch: task ids; city: referral id',
+    reason String COMMENT 'Why (masked)',
+    status LowCardinality(String) COMMENT 'done | awaiting_city | city_answered',
+    answer String COMMENT 'The city office''s answer (masked)',
+    actor String COMMENT 'taskforce/<user>',
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (judgement_id, seq)
+COMMENT 'The task-force office''s 研判 decisions (topic office.decisions): read with FINAL'
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.consultations
+(
+    consultation_id String,
+    version UInt64 COMMENT 'Epoch ms; convened and concluded are two links (seq): the latest per id is LIMIT 1 BY',
+    seq UInt64 COMMENT 'Link of the office chain (streams/engine/office.py)',
+    prev_hash String,
+    hash String,
+    title String,
+    theme String,
+    alert_ids Array(String),
+    entity_ids Array(String),
+    departments Array(LowCardinality(String)) COMMENT 'Invited departments',
+    agenda String,
+    held_at {TZ},
+    status LowCardinality(String) COMMENT 'convened | concluded',
+    minutes String COMMENT 'Minutes (masked)',
+    decisions Array(String) COMMENT 'One JSON object per decision: text, department, due, task_id',
+    actor String,
+    at {TZ}
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (consultation_id, seq)
+COMMENT 'The task-force office''s 议事会商 (topic office.decisions): read with FINAL'
+""",
+)
+
+V18_CREDIT = (
+    f"""
+CREATE TABLE IF NOT EXISTS {{db}}.credit
+(
+    entity_id String,
+    kind LowCardinality(String) COMMENT 'tier (信用风险分类), abnormal_list (经营异常名录) or serious_list (严重违法失信名单)',
+    listed_on Date COMMENT '认定日期 (tier) or 列入日期 (lists)',
+    version UInt64 COMMENT 'removed_on or listed_on in epoch ms: a repair replaces its listing',
+    tier LowCardinality(String) COMMENT 'A–D for kind tier, else empty',
+    removed_on Nullable(Date) COMMENT '移出日期 (信用修复); NULL while listed',
+    reason String COMMENT '列入原因, or 移出原因 once removed (masked)',
+    listed_reason String COMMENT '列入原因 kept on a removal (masked)',
+    authority String COMMENT '认定机关 / 作出决定机关',
+    name String COMMENT '主体名称 as the export gives it',
+    event_id String,
+    occurred_at {TZ},
+    source LowCardinality(String) COMMENT 'import:<layout>:<operator>',
+    match_method LowCardinality(String) COMMENT 'How the row found its entity (edge/matching.py)',
+    ingested_at {TZ} DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (entity_id, kind, listed_on)
+COMMENT 'Official credit records from events.credit (riskwatch import credit): read with FINAL; one row per listing'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -550,9 +660,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "the device registry (devices)", V8_DEVICES),
     Migration(11, "entity matching: match columns, match_queue, match_aliases", V11_MATCHING),
     Migration(13, "disposal outcomes on events_feedback: verdict, measures, false-alarm reason", V13_OUTCOMES),
+    Migration(14, "rectification orders (整改令) and their 复查", V14_RECTIFICATION_ORDERS),
     Migration(
         15, "notices to departments and 督导单 with their hash-chained history (notices, notice_history)", V15_NOTICES
     ),
+    Migration(17, "the task-force office: judgements (研判) and consultations (议事会商)", V17_OFFICE),
+    Migration(18, "official credit tiers and lists (credit), credit repair as removed_on", V18_CREDIT),
 )
 
 _SCHEMA_MIGRATIONS = f"""

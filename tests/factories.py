@@ -39,7 +39,9 @@ def registered(
 def sensor(
     entity_id: str, value: float, channel: str = "cold_chain_temp", at: datetime | None = None, device: str = "d1"
 ) -> dict:
-    return _base(entity_id, at, device_id=device, channel=channel, value=value, unit="C")
+    from riskwatch.domain.units import display
+
+    return _base(entity_id, at, device_id=device, channel=channel, value=value, unit=display(channel))
 
 
 def device(

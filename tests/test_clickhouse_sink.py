@@ -42,9 +42,11 @@ TABLES = {
     "events_registry", "events_sensor", "events_video", "events_complaint", "events_inspection", "events_feedback",
     "alerts", "alert_history", "dead_letters", "registry", "risk_scores", "schema_migrations",
     "events_task", "inspection_plans", "evidence", "audit_anchors", "devices", "notices", "notice_history",
+    "rectification_orders",
 }  # fmt: skip
 CTX = {"catalog": load_catalog()}
 TABLES |= {"match_queue", "match_aliases"}  # migration 11: entity matching (edge/matching.py)
+TABLES |= {"credit"}  # migration 18: official credit tiers and lists (riskwatch/domain/credit.py)
 
 
 @pytest.fixture(scope="module")

@@ -298,7 +298,7 @@ def test_web_service_runs_the_workbench_with_a_write_only_kafka_user():
         if key.startswith("RISKWATCH_"):
             assert key[len("RISKWATCH_") :].lower() in Settings.model_fields, key
     writes = {b.name for b in PLAN.bindings if b.user == "workbench" and b.resource == "topic"}
-    assert writes == {"events.registry"} | {
+    assert writes == {"events.registry", "office.decisions", "office.city", "events.task.taskforce"} | {
         f"events.{k}.{d}" for k in ("feedback", "inspection", "notice") for d in CATALOG.departments
     }
     assert not PLAN.allowed("workbench", "read")
@@ -324,7 +324,7 @@ def test_a_departments_topics_are_written_only_by_it_the_workbench_and_the_worke
         for kind in SENDER_KINDS:
             topic = sender_topic(kind, code)
             allowed = {user, "riskwatch"}  # the worker's prefixed events.* (it creates and reads them)
-            if kind != "events.task":
+            if kind != "events.task" or code == CATALOG.taskforce_office:  # the office's 派发 and 会商 tasks
                 allowed.add("workbench")  # people's answers and results, to the logged-in user's department
             if kind == "events.inspection":
                 allowed.add("simulator")  # demo profile only: it plays each department's inspection app

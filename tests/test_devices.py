@@ -178,6 +178,19 @@ def test_a_bad_unit_in_a_gateway_batch_refuses_that_reading_only() -> None:
     assert out.counts[("events.sensor", "ok")] == 1
 
 
+def test_kpa_readings_in_a_gateway_batch_are_converted() -> None:
+    """A batch reading is built without pydantic's validation: converting it must not crash the worker
+    (it did: its shared, frozen set of fields could not be updated by model_copy)."""
+    e = Engine()
+    e.run(entity(), device(unit="MPa", rated_pressure_mpa=1.0))
+    readings = [{k: v for k, v in reading(i, 1050.0, "kPa")[1].items() if k not in ("entity_id",)} for i in range(1, 4)]
+    out = e.run(
+        ("events.sensor", {"kind": "sensor_batch", "entity_id": "E1", "gateway_id": "gw-1", "readings": readings})
+    )
+    assert not sent(out, "deadletter") and out.counts[("events.sensor", "ok")] == 3
+    assert any(a["level"] == "red" for a in sent(out, "alerts.all"))
+
+
 def test_a_device_registered_with_a_unit_that_does_not_fit_its_channel_is_refused() -> None:
     out = Engine().run(entity(), device(unit="kg"))
     [dl] = sent(out, "deadletter")

@@ -37,6 +37,7 @@ VALID = {  # as produced: a department's events on its own topic (streams/engine
     "events.feedback.amr": lambda: F.feedback("E-fz", "abc", "amr"),
     "events.task.amr": lambda: F.task("E-fz"),
     "events.device": lambda: F.device("E-fz", unit="MPa", rated_pressure_mpa=1.0),
+    "events.credit": lambda: F._base("E-fz", kind="serious_list", listed_on="2026-03-01", reason="提供虚假材料"),
 }
 TOPICS = sorted(VALID)
 assert {kind_of(t) for t in TOPICS} == set(EVENT_MODELS)

@@ -190,7 +190,7 @@ def test_the_bulletin_lists_supervision_notes_and_answers(ch):
     b.notes = notes
     head, rows = B.tables(b)["notes"]
     assert rows[0][:3] == ["S-9", "县市场监管局", "A9"] and rows[0][6] == "已答复" and "已完成处置" in rows[0][7]
-    assert "七、检查督导（督导单）" in B.render_html(b, {k: b"" for k in B.CHART_TITLES})
+    assert "八、检查督导（督导单）" in B.render_html(b, {k: b"" for k in B.CHART_TITLES})
 
 
 def test_the_deadline_timer_finds_open_notices_past_their_next_urging(ch):

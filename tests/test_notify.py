@@ -103,7 +103,7 @@ def test_prometheus_rules_check_and_unit_tests():
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian prometheus) is required"
     r = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert r.returncode == 0 and "7 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "10 rules found" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([promtool, "test", "rules", "rules_test.yml"], capture_output=True, text=True, cwd=RULES.parent)
     assert r.returncode == 0, r.stdout + r.stderr
 

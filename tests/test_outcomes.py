@@ -107,6 +107,24 @@ def test_a_false_alarm_raises_the_detector_threshold_of_its_device_and_channel()
     assert learn_false_alarm(st, SimpleNamespace(rule="rule.sensor.cold_chain_temp", evidence=None)) == []  # type: ignore[arg-type]
 
 
+def test_a_false_alarm_on_the_fused_risk_discounts_the_signals_that_raised_it() -> None:
+    from riskwatch.domain.county import load_county
+    from streams.engine.context import Context
+
+    cx = Context.of(load_county())
+    st, t = EntityState(), 1_767_225_600.0
+    for i in range(6):
+        st.risk.learn_one(t + i, "anomaly.cold_chain_temp", 0.9, cx.fusion)
+    before, _ = st.risk.score_one(t + 10, cx.fusion)
+    oa = SimpleNamespace(rule="model.risk", item_id=None, last_seen=t + 10)
+    assert learn_false_alarm(st, oa, cx, t + 10) == ["risk.anomaly"]  # type: ignore[arg-type]
+    after, _ = st.risk.score_one(t + 10, cx.fusion)
+    assert after < before and st.risk.discount == {"anomaly": 0.7}
+    again = EntityState.loads(st.dumps())  # learnt for this entity, and kept with its state
+    assert again.risk.discount == {"anomaly": 0.7} and again.risk.score_one(t + 10, cx.fusion)[0] == after
+    assert EntityState().risk.score_one(t, cx.fusion)[0] == 0.0  # other entities keep the county's weights
+
+
 def test_outcome_texts() -> None:
     assert outcome_text(DisposalOutcome(verdict="not_confirmed")) == "【核查结果】不属实"
     o = DisposalOutcome(

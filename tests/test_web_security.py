@@ -423,7 +423,7 @@ def test_public_pages_show_no_private_data_and_set_no_cookie(web):
         html = r.text
         assert not PHONE.search(html) and not ID_NUMBER.search(html), p
         assert "风险分" not in html and "预警编号" not in html and "/alerts/" not in html, p
-    assert "待补充" in c.get("/public/items/1").text
+    assert "待县确认" in c.get("/public/items/1").text and "待补充" not in c.get("/public/items/1").text
     assert c.get("/public/items/99").status_code == 404
     r = c.get("/inbox")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/inbox"

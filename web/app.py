@@ -126,6 +126,10 @@ def create_app(settings: Settings, *, throttle: LoginThrottle | None = None) -> 
 
     for r in (auth, inbox, alert, tasks, dossier, taskforce, precision, supervision, matching, imports, public):
         app.include_router(r.router)
+    app.include_router(__import__("web.routes.publish", fromlist=["router"]).router)
+
+    __import__("web.routes.judge", fromlist=["install"]).install(app, ctx)
+    app.include_router(__import__("web.routes.consult", fromlist=["router"]).router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():

@@ -24,13 +24,13 @@ import yaml
 from riskwatch.settings import DATA_DIR
 
 LAYOUT_DIR = DATA_DIR / "imports"
-KINDS = ("registry", "complaints", "inspections")
+KINDS = ("registry", "complaints", "inspections", "credit")
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
     name: str  # the source's layout name: source = import:<name>:<operator>
-    kind: str  # registry | complaints | inspections
+    kind: str  # registry | complaints | inspections | credit
     title: str
     columns: Mapping[str, str]  # field -> header
     required: tuple[str, ...]  # headers
@@ -45,7 +45,7 @@ class Layout:
 
 @cache
 def load_layout(kind: str, directory: Path = LAYOUT_DIR) -> Layout:
-    """The layout for ``kind`` (registry, complaints, inspections)."""
+    """The layout for ``kind`` (registry, complaints, inspections, credit)."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}; choose one of {', '.join(KINDS)}")
     d = yaml.safe_load((directory / f"{kind}.yaml").read_text(encoding="utf-8"))

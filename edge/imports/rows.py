@@ -36,6 +36,7 @@ from riskwatch.domain.catalog import Catalog
 from schemas.events import (
     LOCAL_TZ,
     Complaint,
+    CreditRecord,
     EntityEvent,
     Event,
     InspectionResult,
@@ -57,7 +58,13 @@ _FORMATS = (
     "%Y年%m月%d日",
     "%Y%m%d",
 )
-BASE_TOPIC = {"registry": EntityEvent.topic, "complaints": Complaint.topic, "inspections": InspectionResult.topic}
+BASE_TOPIC = {
+    "registry": EntityEvent.topic,
+    "complaints": Complaint.topic,
+    "inspections": InspectionResult.topic,
+    "credit": CreditRecord.topic,
+}
+CREDIT_LISTS = {"tier": "tier", "abnormal": "abnormal_list", "serious": "serious_list"}  # --list of the CLI
 
 
 class RowError(ValueError):
@@ -118,8 +125,9 @@ def _reason(e: ValidationError, layout: Layout) -> str:
 
 
 class RowConverter:
-    def __init__(self, layout: Layout, catalog: Catalog, matcher: Matcher, source: str):
+    def __init__(self, layout: Layout, catalog: Catalog, matcher: Matcher, source: str, credit_list: str | None = None):
         self.layout, self.catalog, self.matcher, self.source = layout, catalog, matcher, source
+        self.credit_list = credit_list  # credit: the kind of a file without 名单类型 (tier|abnormal_list|serious_list)
         self._depts = {d.name: code for code, d in catalog.departments.items()}
 
     def _get(self, cells: Mapping[str, Any], field: str) -> Any:
@@ -156,7 +164,12 @@ class RowConverter:
         try:
             if not ident.replace("|", "").strip():
                 raise RowError(f"缺少标识({'、'.join(self.layout.identity)})")
-            build = {"registry": self._registry, "complaints": self._complaint, "inspections": self._inspection}
+            build = {
+                "registry": self._registry,
+                "complaints": self._complaint,
+                "inspections": self._inspection,
+                "credit": self._credit,
+            }
             return build[self.layout.kind](row, cells, ident)
         except RowError as e:
             return Refusal(row, ident, str(e), dict(cells))
@@ -247,6 +260,50 @@ class RowConverter:
             "outcome": self._code(cells, "outcome"),
         }
         return self._matched(row, cells, InspectionResult, fields, f"{InspectionResult.topic}.{depts[0]}")
+
+    def _credit(self, row: int, cells: Mapping[str, Any], ident: str) -> Outcome:
+        code = self._text(cells, "credit_code")
+        if not code:
+            raise RowError("缺少统一社会信用代码")
+        check_credit_code(code)  # a bad check digit is refused here, before any matching
+        kind = self._code(cells, "list_kind") if self._text(cells, "list_kind") else self.credit_list
+        if kind is None:
+            kind = "tier" if self._text(cells, "tier") else ""
+        if not kind:
+            raise RowError(
+                "无法确定名单类型:请在文件中加「名单类型」列(上传页面),或用命令 riskwatch import credit --list "
+                "tier|abnormal|serious 指定"
+            )
+        cols = self.layout.columns
+        if kind == "tier":
+            tier = self._code(cells, "tier")
+            on = parse_time(cols["tier_on"], self._get(cells, "tier_on")).date()
+            authority, reason, listed_reason, removed = self._text(cells, "tier_authority"), "", "", None
+        else:
+            tier = ""
+            on = parse_time(cols["listed_on"], self._get(cells, "listed_on")).date()
+            authority, reason, listed_reason = self._text(cells, "authority"), self._text(cells, "reason"), ""
+            removed = None
+            if self._text(cells, "removed_on"):
+                removed = parse_time(cols["removed_on"], self._get(cells, "removed_on")).date()
+                reason, listed_reason = self._text(cells, "removed_reason"), reason
+                if not reason:
+                    raise RowError("有移出日期但缺少移出原因")
+        last = removed or on
+        fields = {
+            "event_id": self.event_id(f"{kind}|{ident}"),
+            "occurred_at": datetime(last.year, last.month, last.day, tzinfo=LOCAL_TZ),
+            "source": self.source,
+            "kind": kind,
+            "tier": tier,
+            "listed_on": on,
+            "removed_on": removed,
+            "reason": reason,
+            "listed_reason": listed_reason,
+            "authority": authority,
+            "name": self._text(cells, "name"),
+        }
+        return self._matched(row, cells, CreditRecord, fields, CreditRecord.topic)
 
     def _matched(
         self, row: int, cells: Mapping[str, Any], model: type[Event], fields: dict[str, Any], topic: str

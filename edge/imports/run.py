@@ -160,6 +160,7 @@ def run_import(
     report_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     table: Table | None = None,
+    credit_list: str | None = None,
 ) -> ImportReport:
     """Convert every row of ``data`` and (unless ``dry_run``) send it through ``sender``."""
     layout = load_layout(kind)
@@ -167,7 +168,7 @@ def run_import(
     missing = layout.missing(table.headers)
     if missing:
         raise MissingColumns(missing)
-    conv = RowConverter(layout, catalog, matcher, source)
+    conv = RowConverter(layout, catalog, matcher, source, credit_list=credit_list)
     rep = ImportReport(kind=kind, layout=layout.name, file=filename, source=source, dry_run=dry_run)
     if not dry_run and sender is None:
         raise ValueError("a sender is needed unless dry_run")

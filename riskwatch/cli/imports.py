@@ -1,8 +1,9 @@
-"""`riskwatch import registry|complaints|inspections FILE.{xlsx,csv}`: a county export → Kafka.
+"""`riskwatch import registry|complaints|inspections|credit FILE.{xlsx,csv}`: a county export → Kafka.
 
 Column mappings are data (``riskwatch/data/imports/``); ``--dry-run`` shows what would be sent and
 sends nothing; refused and queued rows are listed in a report CSV whose path is printed.
-``source`` is ``import:<layout>:<OS user>``. See docs/imports.md."""
+``source`` is ``import:<layout>:<OS user>``. See docs/imports.md; the credit exports (信用风险分类结果,
+经营异常名录, 严重违法失信名单; ``--list`` when the file has no 名单类型 column): docs/credit.md."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="导入 Excel/CSV 导出文件 (名录库, 12345 工单, 检查结果) → Kafka.", no_args_is_help=True)
+app = typer.Typer(help="导入 Excel/CSV 导出文件 (名录库, 12345 工单, 检查结果, 信用) → Kafka.", no_args_is_help=True)
 REPORT_DIR = Path("var/imports")
 
 
-def _run(kind: str, file: Path, dry_run: bool, report_dir: Path) -> None:
+def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: str | None = None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table as RichTable
@@ -65,6 +66,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path) -> None:
                 report_dir=report_dir,
                 progress=lambda i, n: prog.update(task, completed=i),
                 table=table,
+                credit_list=credit_list,
             )
     finally:
         if sender is not None:
@@ -107,3 +109,22 @@ def _command(kind: str, help_: str):
 app.command("registry")(_command("registry", "互联网+监管 名录库导出 → events.registry"))
 app.command("complaints")(_command("complaints", "12345 工单导出 → events.complaint(匹配主体)"))
 app.command("inspections")(_command("inspections", "监督检查结果导出 → events.inspection.<部门>(匹配主体)"))
+
+
+@app.command("credit")
+def credit(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="导出文件 .xlsx 或 .csv"),
+    list_: str | None = typer.Option(
+        None,
+        "--list",
+        help="文件没有「名单类型」列时:tier(信用风险分类结果)、abnormal(经营异常名录)、serious(严重违法失信名单)",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="只显示将发送的内容,不发送"),
+    report_dir: Path = typer.Option(REPORT_DIR, "--report-dir", help="报告 CSV 的目录"),
+) -> None:
+    """信用风险分类结果 / 经营异常名录 / 严重违法失信名单导出 → events.credit(按信用代码匹配主体)"""
+    from edge.imports.rows import CREDIT_LISTS
+
+    if list_ is not None and list_ not in CREDIT_LISTS:
+        raise typer.BadParameter(f"--list 应为 {'、'.join(CREDIT_LISTS)} 之一", param_hint="--list")
+    _run("credit", file, dry_run, report_dir, CREDIT_LISTS[list_] if list_ else None)

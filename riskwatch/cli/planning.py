@@ -5,7 +5,9 @@ Two typer apps; the main CLI mounts them::
     app.add_typer(route_app, name="route")
     app.add_typer(plan_app, name="plan")
 
-Neither needs Kafka, ClickHouse or a running worker.
+Neither needs Kafka. ``plan spot-checks`` draws over the live registry with the official credit tiers
+(ClickHouse, or the worker's /query for the embedded store) and falls back to the simulated county
+when the registry is empty or cannot be read (``--simulated`` asks for it; docs/credit.md).
 """
 
 from __future__ import annotations
@@ -156,11 +158,15 @@ def plan_spot_checks(
     month: str = typer.Option(..., "--month", help="YYYY-MM"),
     seed: int = typer.Option(0, "--seed", help="Draw seed (publish it with the list: anyone can re-draw)"),
     entities: Path | None = typer.Option(
-        None, "--entities", help="CSV entity_id,kind,township,tier[,name]; default: the simulated county"
+        None,
+        "--entities",
+        help="CSV entity_id,kind,township,tier[,name]; default: the live registry (ClickHouse) with the "
+        "official credit tiers, or the simulated county when the registry is empty",
     ),
+    simulated: bool = typer.Option(False, "--simulated", help="Draw over the simulated county (demo)"),
     out: Path | None = typer.Option(None, "--out", help="Output CSV (default var/plans/spot_checks_<month>.csv)"),
-    scale: float = typer.Option(1.0, "--scale", help="Simulated county size (only without --entities)"),
-    sim_seed: int = typer.Option(7, "--sim-seed", help="Simulated county seed (only without --entities)"),
+    scale: float = typer.Option(1.0, "--scale", help="Simulated county size (simulated county only)"),
+    sim_seed: int = typer.Option(7, "--sim-seed", help="Simulated county seed (simulated county only)"),
     config: Path | None = typer.Option(
         None, "--config", help="Spot-check data file (default: bundled spot_checks.yaml)"
     ),
@@ -180,6 +186,7 @@ def plan_spot_checks(
         SpotEntity,
         load_spot_checks,
         read_entities_csv,
+        tier_rates,
         write_spot_checks_csv,
     )
 
@@ -188,10 +195,13 @@ def plan_spot_checks(
     cat = _catalog(catalog_path)
     try:
         planner = load_spot_checks(config, catalog=cat)
+        ents, origin = [], ""
         if entities is not None:
             ents = read_entities_csv(entities, planner)
             origin = str(entities)
-        else:
+        elif not simulated:
+            ents, origin = _live(planner)
+        if not ents and entities is None:
             from riskwatch.tools.simulator.county import CST, SimConfig, build_county
 
             y, m = map(int, month.split("-"))
@@ -202,7 +212,7 @@ def plan_spot_checks(
                 for e in county.entities
             ]
             origin = (
-                f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
+                (origin + ";" if origin else "") + f"模拟县 simulated county (seed {sim_seed}, scale {scale:g}; "
                 "信用等级按默认比例确定性分配 tiers assigned deterministically)"
             )
     except PlanningError as e:
@@ -224,6 +234,16 @@ def plan_spot_checks(
         typer.echo(
             f"{label:<34}{r['tier']:>10}{r['population']:>18}{r['drawn']:>12}{r['rate']:>11.0%}{r['share']:>12.1%}"
         )
+    typer.echo("按信用等级汇总 per tier, all items (achieved vs the data's rate):")
+    typer.echo(
+        _ljust("等级 tier", 12)
+        + _rjust("总数 population", 18)
+        + _rjust("抽取 drawn", 12)
+        + _rjust("数据比例 rate", 15)
+        + _rjust("实际 achieved", 15)
+    )
+    for t in tier_rates(planner, ents, checks):
+        typer.echo(f"{t.tier:<12}{t.population:>18}{t.drawn:>12}{t.rate:>15.0%}{t.achieved:>15.1%}")
     covered = {k for i in cat.items_list for k in i.objects}
     unassigned = Counter(e.kind for e in ents if e.kind not in covered)
     if unassigned:
@@ -236,6 +256,26 @@ def plan_spot_checks(
     if publish:
         n = _publish_tasks(checks, month, cat.taskforce_office)
         typer.echo(f"已发布 published {n} inspection tasks to events.task.{cat.taskforce_office}")
+
+
+def _live(planner) -> tuple[list, str]:
+    """The live registry's active entities with their latest official tier; ([], why) when the store
+    cannot be read or the registry is empty (the caller falls back to the simulated county)."""
+    from edge.matching import StoreUnavailable, store_rows
+    from riskwatch.domain.planning import LIVE_ENTITIES_SQL, live_entities
+    from riskwatch.settings import load_settings
+
+    try:
+        rows = store_rows(load_settings(), LIVE_ENTITIES_SQL)
+    except StoreUnavailable as e:
+        return [], f"名录库不可读 registry unavailable ({e})"
+    ents, untiered = live_entities(rows, planner)
+    if not ents:
+        return [], "名录库为空 registry empty"
+    return ents, (
+        f"名录库 live registry ({len(ents)} 个主体;{untiered} 个无官方信用等级,按 {planner.config.untiered} 类抽取 "
+        f"untiered → {planner.config.untiered})"
+    )
 
 
 def _publish_tasks(checks, month: str, office: str) -> int:

@@ -16,6 +16,7 @@ start-up. Errors name the file, line and field, e.g.::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -41,16 +42,86 @@ class EntityKind(BaseModel):
     name: str = Field(min_length=1)
 
 
-class ServiceManual(BaseModel):
-    """§二(三): what the county must publish per item. Empty string = still to be completed."""
+MANUAL_ELEMENTS = (
+    ("implementing_body", "实施主体"),
+    ("legal_basis", "设定依据"),
+    ("measures", "监管措施"),
+    ("standards", "规则标准"),
+    ("procedure", "监管程序"),
+    ("complaint_channel", "咨询投诉渠道"),
+)
+"""The six elements of §二(三), in the order the work plan names them: (field, Chinese label)."""
+
+
+class ManualElement(BaseModel):
+    """One element's text, and what the county must still confirm about it (shown as 待县确认)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    implementing_body: str = ""
-    legal_basis: str = ""
-    measures: str = ""
-    standards: str = ""
-    procedure: str = ""
-    complaint_channel: str = ""
+    text: str = ""
+    confirm: str = Field("", description="What the county must confirm; empty: nothing open")
+
+
+class Duty(BaseModel):
+    """A department of 实施主体 and what it does for the item."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dept: str = Code
+    duties: str = Field(min_length=1)
+
+
+class ImplementingBody(BaseModel):
+    """实施主体: the lead department and the cooperating ones, each with its duties."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lead: Duty
+    cooperating: tuple[Duty, ...] = ()
+    confirm: str = ""
+
+
+def _element(v: object) -> object:
+    return {"text": v} if isinstance(v, str) else v
+
+
+class ServiceManual(BaseModel):
+    """§二(三): what the county publishes per item. A plain string is accepted for an element (the
+    catalog's blank placeholders); the content lives in ``riskwatch/data/manuals/<item_id>.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    implementing_body: ImplementingBody | None = None
+    legal_basis: ManualElement = ManualElement()
+    measures: ManualElement = ManualElement()
+    standards: ManualElement = ManualElement()
+    procedure: ManualElement = ManualElement()
+    complaint_channel: ManualElement = ManualElement()
+    policy: str = Field("", description="政策解读: a short plain-Chinese explanation for the public")
+    published: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="Date the data version took effect")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings(cls, raw: object) -> object:
+        if isinstance(raw, dict):
+            return {
+                k: (_element(v) if k in dict(MANUAL_ELEMENTS) and k != "implementing_body" else v)
+                for k, v in raw.items()
+            }
+        return raw
+
+    def body_text(self, dept_name: Callable[[str], str]) -> str:
+        """实施主体 as text: one line per department, lead first."""
+        b = self.implementing_body
+        if b is None:
+            return ""
+        lines = [f"{dept_name(b.lead.dept)}(牵头):{b.lead.duties}"]
+        lines += [f"{dept_name(d.dept)}(配合):{d.duties}" for d in b.cooperating]
+        return "\n".join(lines)
+
+    def elements(self, dept_name: Callable[[str], str]) -> dict[str, ManualElement]:
+        """The six elements as text + confirm marker, keyed by field (实施主体 rendered from its structure)."""
+        b = self.implementing_body
+        out = {"implementing_body": ManualElement(text=self.body_text(dept_name), confirm=b.confirm if b else "")}
+        for key, _ in MANUAL_ELEMENTS[1:]:
+            out[key] = getattr(self, key)
+        return out
 
 
 class Item(BaseModel):
@@ -191,7 +262,7 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     path = Path(path) if path else DATA_DIR / "catalog.yaml"
     raw, lines = load_yaml_with_lines(path, CatalogError)
     try:
-        return Catalog.model_validate(raw)
+        catalog = Catalog.model_validate(raw)
     except ValidationError as e:
         msgs = []
         for err in e.errors():
@@ -204,3 +275,52 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
             dotted = ".".join(str(p) for p in loc) or "<top>"
             msgs.append(f"{path.name} line {_line_for(lines, loc)} ({dotted}): {msg}")
         raise CatalogError("invalid supervision catalog:\n  " + "\n  ".join(msgs)) from None
+    manuals = path.parent / "manuals"
+    return with_manuals(catalog, manuals) if manuals.is_dir() else catalog
+
+
+def load_manual(path: Path, catalog: Catalog) -> tuple[int, ServiceManual]:
+    """One ``manuals/<item_id>.yaml``: validated, and its 实施主体 checked against the item's lead and
+    cooperating departments in the catalog (the manual may not name other ones)."""
+    raw, lines = load_yaml_with_lines(path, CatalogError)
+    if not isinstance(raw, dict) or not isinstance(raw.get("item"), int):
+        raise CatalogError(f"{path.name} line 1: a manual file starts with 'item: <item id>'")
+    item = catalog.items.get(raw["item"])
+    if item is None or path.stem != str(raw["item"]):
+        raise CatalogError(
+            f"{path.name} line {_line_for(lines, ('item',))}: item {raw['item']} is not in the "
+            f"catalog or does not match the file name"
+        )
+    try:
+        manual = ServiceManual.model_validate({k: v for k, v in raw.items() if k != "item"})
+    except ValidationError as e:
+        msgs = [
+            f"{path.name} line {_line_for(lines, tuple(err['loc']))} ({'.'.join(str(p) for p in err['loc'])}): "
+            f"{err['msg']}"
+            for err in e.errors()
+        ]
+        raise CatalogError("invalid service manual:\n  " + "\n  ".join(msgs)) from None
+    b = manual.implementing_body
+    if b is not None and (b.lead.dept != item.lead or {d.dept for d in b.cooperating} != set(item.cooperating)):
+        raise CatalogError(
+            f"{path.name} line {_line_for(lines, ('implementing_body',))}: 实施主体 must name the catalog's lead "
+            f"{item.lead!r} and exactly its cooperating departments {list(item.cooperating)}"
+        )
+    return item.id, manual
+
+
+def with_manuals(catalog: Catalog, directory: Path) -> Catalog:
+    """The catalog with each item's manual replaced by ``directory/<item_id>.yaml`` where that file exists."""
+    found = dict(load_manual(p, catalog) for p in sorted(directory.glob("*.yaml")))
+    if not found:
+        return catalog
+    items = tuple(i.model_copy(update={"manual": found[i.id]}) if i.id in found else i for i in catalog.items_list)
+    # validated anew rather than model_copy'd: the lookups are cached properties of the old instance
+    return Catalog.model_validate(
+        {
+            "departments": catalog.departments_list,
+            "taskforce_office": catalog.taskforce_office,
+            "entity_kinds": catalog.entity_kinds_list,
+            "items": items,
+        }
+    )

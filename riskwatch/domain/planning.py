@@ -8,6 +8,10 @@ Pure functions over plain records; rates, tier mix and inspector rosters are dat
 * :func:`draw_spot_checks` — per supervision item and credit tier, draw entities with the tier's
   monthly rate (reproducible: ``random.Random(f"{seed}-{month}")``) and assign two random
   inspectors from different departments: the item's lead and one of its cooperating departments.
+* :data:`LIVE_ENTITIES_SQL` / :func:`live_entities` — the draw's population: the live registry
+  (``registry FINAL``) with each entity's latest official tier (``credit``, ``riskwatch import credit``);
+  an entity without one takes ``untiered`` (data); :func:`tier_rates` — the achieved rate per tier
+  against the data's rate (docs/credit.md).
 
 >>> from riskwatch.domain.catalog import load_catalog
 >>> cat = load_catalog()
@@ -66,6 +70,7 @@ class SpotCheckConfig(_M):
     alert_task_levels: tuple[str, ...] = ("orange", "red")
     tiers: dict[str, Tier] = Field(min_length=1)
     default_tier_mix: dict[str, float] = Field(default_factory=dict)
+    untiered: str = Field("B", description="Tier of a live-registry entity without an official credit tier")
     rosters: dict[str, tuple[InspectorEntry, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -73,6 +78,8 @@ class SpotCheckConfig(_M):
         for t in self.default_tier_mix:
             if t not in self.tiers:
                 raise ValueError(f"default_tier_mix: unknown tier {t!r}; known: {', '.join(self.tiers)}")
+        if self.untiered not in self.tiers:
+            raise ValueError(f"untiered: unknown tier {self.untiered!r}; known: {', '.join(self.tiers)}")
         if self.default_tier_mix and abs(sum(self.default_tier_mix.values()) - 1.0) > 1e-6:
             raise ValueError(f"default_tier_mix must sum to 1, got {sum(self.default_tier_mix.values()):g}")
         seen: dict[str, str] = {}
@@ -341,6 +348,76 @@ class SpotCheckPlanner:
                     }
                 )
         return rows
+
+
+# --- the live registry ------------------------------------------------------------------------------
+# Active entities of the registry (名录库, FINAL) with their latest official tier (信用风险分类结果 by
+# 认定日期, from the credit table; '' when none: the planner's ``untiered`` applies).
+LIVE_ENTITIES_SQL = """SELECT r.entity_id AS entity_id, r.kind AS kind, r.township AS township, r.name AS name,
+    t.tier AS tier
+FROM (SELECT entity_id, kind, township, name FROM {db}.registry FINAL WHERE status = 'active') AS r
+LEFT JOIN (
+    SELECT entity_id, argMax(tier, listed_on) AS tier FROM {db}.credit FINAL
+    WHERE kind = 'tier' AND removed_on IS NULL GROUP BY entity_id
+) AS t ON r.entity_id = t.entity_id
+ORDER BY entity_id"""
+
+
+def live_entities(rows: Iterable[dict], planner: SpotCheckPlanner) -> tuple[list[SpotEntity], int]:
+    """The draw's entities from :data:`LIVE_ENTITIES_SQL` rows, and how many had no official tier (they
+    take ``untiered``); entities of kinds the catalog does not know are left out (no item covers them).
+
+    >>> p = load_spot_checks()
+    >>> ents, n = live_entities([{"entity_id": "E1", "kind": "catering", "township": "舞泉镇", "name": "x",
+    ...                           "tier": ""}, {"entity_id": "E2", "kind": "catering", "township": "舞泉镇",
+    ...                           "name": "y", "tier": "D"}], p)
+    >>> [(e.entity_id, e.tier) for e in ents], n
+    ([('E1', 'B'), ('E2', 'D')], 1)
+    """
+    out, untiered = [], 0
+    tiers = planner.config.tiers
+    for r in rows:
+        if r["kind"] not in planner.catalog.entity_kinds:
+            continue
+        tier = str(r.get("tier") or "").strip().upper()
+        if tier not in tiers:
+            tier, untiered = planner.config.untiered, untiered + 1
+        out.append(
+            SpotEntity(str(r["entity_id"]), str(r["kind"]), str(r["township"] or ""), tier, str(r["name"] or ""))
+        )
+    return out, untiered
+
+
+@dataclass(frozen=True, slots=True)
+class TierRate:
+    """One tier over all items: entity × item pairs in its strata, drawn, the data's rate, the achieved share."""
+
+    tier: str
+    population: int
+    drawn: int
+    rate: float
+
+    @property
+    def achieved(self) -> float:
+        return self.drawn / self.population if self.population else 0.0
+
+
+def tier_rates(
+    planner: SpotCheckPlanner, entities: Sequence[SpotEntity], checks: Sequence[SpotCheck]
+) -> list[TierRate]:
+    """Per tier, the draw's achieved rate against the rate of the data (spot_checks.yaml ``tiers``).
+
+    >>> p = load_spot_checks()
+    >>> ents = [SpotEntity(f"E{i:03d}", "retail_pharmacy", "舞泉镇", "C") for i in range(10)]
+    >>> [(t.tier, t.population, t.drawn, t.rate) for t in tier_rates(p, ents, p.draw(ents, "2026-12", 1))][2]
+    ('C', 10, 3, 0.3)
+    """
+    rows = planner.summary(entities, checks)
+    out = []
+    for t, tier in planner.config.tiers.items():
+        mine = [r for r in rows if r["tier"] == t]
+        out.append(TierRate(t, sum(r["population"] for r in mine), sum(r["drawn"] for r in mine), tier.rate))
+    return out
 
 
 def draw_spot_checks(

@@ -50,8 +50,9 @@ from schemas.events import (
     VideoDetection,
 )
 from streams.engine.dispatch import Processor
+from streams.engine.health import clock_skewed, source_of
 from streams.engine.ingest import Batch, Decoder
-from streams.engine.outcome import EvidenceRow, Outcome
+from streams.engine.outcome import EvidenceRow, OrderRow, Outcome
 from streams.engine.peer_counts import PeerCounts
 from streams.engine.state import RECENT_IDS, EntityState
 
@@ -110,6 +111,7 @@ class RowBuilders(Protocol):
     def plan_row(self, p: InspectionPlan) -> Row: ...
     def task_row(self, e: InspectionTask) -> Row: ...
     def evidence_row(self, d: EvidenceRow) -> Row: ...
+    def order_row(self, d: OrderRow) -> Row: ...
 
 
 @dataclass(slots=True)
@@ -134,6 +136,7 @@ class BatchOutput(Generic[D]):
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, ok|dead|redelivered) -> n
     batch_time: dict[int, float] = field(default_factory=dict)  # input partition -> latest event time
     alerts_out: Counter[tuple[str, str]] = field(default_factory=Counter)  # (level, notification|status) -> n
+    sources: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, ok|dead|skewed) -> n (health.py)
 
 
 class EntityBatch(Generic[D]):
@@ -167,6 +170,7 @@ class EntityBatch(Generic[D]):
             if isinstance(ev, DeadLetter):
                 sends.append((deadletter, msg.key, ev.model_dump_json().encode()))
                 counts[(msg.topic, "dead")] += 1
+                out.sources[(ev.source or source_of(record.value), "dead")] += 1
             elif isinstance(ev, Batch):  # a gateway's batch: each reading on its own, bad ones to ONE dead letter
                 bad = list(ev.bad)
                 # the ring keeps this whole batch (a replay skips it reading by reading)
@@ -179,12 +183,14 @@ class EntityBatch(Generic[D]):
                     dl = Decoder.dead_batch(msg.topic, msg.partition, msg.offset, msg.key, record.value, bad, ev.total)
                     sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
                     counts[(msg.topic, "dead")] += len(bad)  # counted per refused reading, as the "ok" ones
+                    out.sources[(source_of(record.value), "dead")] += len(bad)
             else:
                 why = handle(out, ev, msg, RECENT_IDS)
                 if why:
                     dl = Decoder.dead(msg.topic, msg.partition, msg.offset, msg.key, record.value, why)
                     sends.append((deadletter, msg.key, dl.model_dump_json().encode()))
                     counts[(msg.topic, "dead")] += 1
+                    out.sources[(ev.source, "dead")] += 1
         return out
 
     def _handle(self, out: BatchOutput[D], ev: Event, msg: MessageLike, keep: int) -> str | None:
@@ -202,6 +208,9 @@ class EntityBatch(Generic[D]):
         if res.rejected:
             return res.rejected
         out.counts[(msg.topic, "ok")] += 1
+        out.sources[(ev.source, "ok")] += 1
+        if clock_skewed(res.at, getattr(msg, "timestamp", None)):  # against the broker's record timestamp
+            out.sources[(ev.source, "skewed")] += 1
         if res.at > out.batch_time.get(msg.partition, 0.0):
             out.batch_time[msg.partition] = res.at
         rows, r = out.rows, self.rows
@@ -252,6 +261,8 @@ class EntityBatch(Generic[D]):
             rows.setdefault("events_task", []).append(r.task_row(t))
         for b in res.evidence:
             rows.setdefault("evidence", []).append(r.evidence_row(b))
+        for o in res.orders:  # rectification orders: a new version of the row per step
+            rows.setdefault("rectification_orders", []).append(r.order_row(o))
 
 
 def peer_signal(ev: Event, st: EntityState) -> tuple[str, float, float, int] | None:

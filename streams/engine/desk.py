@@ -28,7 +28,7 @@ from riskwatch.domain.lifecycle import AlertLifecycle, FeedbackOutcome, Notifica
 from schemas.events import Contribution, Event, SensorReading
 from schemas.privacy import mask_pii
 from schemas.vocabulary import LEVELS
-from streams.engine import plans, texts
+from streams.engine import orders, plans, texts
 from streams.engine.bundle import open_bundle
 from streams.engine.chain import transition_rows
 from streams.engine.context import Context
@@ -262,6 +262,7 @@ class Desk:
             lc = oa.lc
             if (
                 lc.status == "resolved"
+                and not (st.orders and orders.holds(st, oa.alert_id))
                 and not lc.flapping
                 and lc.resolved_at is not None
                 and t >= lc.resolved_at + grace
@@ -274,6 +275,8 @@ class Desk:
     def tick(self, entity_id: str, st: EntityState, out: Outcome, now: float) -> None:
         """Pending alerts fire, overdue ones are urged and escalated, resolved ones close (and leave)."""
         for fp, oa in list(st.alerts.items()):
+            if oa.lc.status == "resolved" and st.orders and orders.holds(st, oa.alert_id):
+                continue  # its outcome ordered rectification: it closes only when its orders close
             rev = oa.lc.revision
             notes = self.cx.lifecycle.tick(oa.lc, now, self.cx.silences)
             self.publish(entity_id, "timer", st, out, oa, [], notes, rev, at=now)

@@ -76,6 +76,7 @@ from schemas.events import (
     SensorReading,
     VideoDetection,
 )
+from streams.engine import orders
 from streams.engine.context import Clock, Context
 from streams.engine.desk import Desk
 from streams.engine.handlers import complaint, device, feedback, inspection, registry, sensor, task, video
@@ -223,6 +224,8 @@ class Processor:
             if cx.evidence:
                 self.desk.seal_due(ev.entity_id, st, out, t, ev.event_id)
             self.desk.close_quiet(ev, st, out)
+        if st.orders and not out.rejected:  # order deadlines on the entity's own event time
+            orders.tick(cx, st, out, ev.entity_id, t)
         return out
 
     def tick(self, entity_id: str, st: EntityState, now: float) -> Outcome:
@@ -233,4 +236,6 @@ class Processor:
         if self.cx.evidence:
             self.desk.seal_due(entity_id, st, out, now, "timer")
         self.desk.tick(entity_id, st, out, now)
+        if st.orders:
+            orders.tick(self.cx, st, out, entity_id, now)
         return out

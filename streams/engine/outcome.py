@@ -22,6 +22,8 @@ from streams.engine.state import Where
 
 # a row of alerts.events / alert_history (an AlertTransition as a dict, with the audit chain's hashes)
 TransitionRow = dict[str, Any]
+# a rectification order's row (streams/engine/orders.py order_row)
+OrderRow = dict[str, Any]
 # a sealed evidence bundle's row (streams/engine/evidence.py Draft._row)
 EvidenceRow = dict[str, Any]
 
@@ -72,4 +74,5 @@ class Outcome:
     plans: list[InspectionPlan] = field(default_factory=list)  # inspection.plans, inspection_plans
     tasks: list[InspectionTask] = field(default_factory=list)  # alert on-site checks (→ events_task rows)
     evidence: list[EvidenceRow] = field(default_factory=list)  # sealed evidence bundles
+    orders: list[OrderRow] = field(default_factory=list)  # rectification_orders rows (a version per step)
     at: float = 0.0  # the event's time (unix seconds), computed once per event

@@ -27,6 +27,7 @@ from array import array
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from detectors.device_health import DeviceHealth, health_from_data, health_to_data
 from detectors.fusion import EntityRisk
 from detectors.inspection import EntityHistory
 from detectors.rates import RateSurprise
@@ -116,6 +117,84 @@ class OpenAlert:
 
 
 @dataclass(slots=True)
+class OrderItem:
+    """One required action of a rectification order (整改事项): from one finding."""
+
+    code: str
+    severity: str
+    description: str
+    action: str
+    due: float  # unix seconds
+
+    def to_data(self) -> list[Any]:
+        return [self.code, self.severity, self.description, self.action, self.due]
+
+    @classmethod
+    def from_data(cls, d: list[Any]) -> OrderItem:
+        code, sev, desc, action, due = checked(d, list)
+        return cls(str(code), str(sev), str(desc), str(action), number(due))
+
+
+@dataclass(slots=True)
+class OrderStep:
+    """One step of an order's life cycle (the full history is in alert_history)."""
+
+    at: float
+    status: str
+    actor: str
+    comment: str
+
+    def to_data(self) -> list[Any]:
+        return [self.at, self.status, self.actor, self.comment]
+
+    @classmethod
+    def from_data(cls, d: list[Any]) -> OrderStep:
+        at, status, actor, comment = checked(d, list)
+        return cls(number(at), str(status), str(actor), str(comment))
+
+
+@dataclass(slots=True)
+class Order:
+    """A rectification order (整改令) of the entity: streams/engine/orders.py runs its life cycle."""
+
+    order_id: str
+    alert_id: str  # the alert whose outcome ordered it ("" for an inspection's own order)
+    source: str  # the inspection or alert id it came from
+    department: str  # responsible (the lead department): gets its 复查 task
+    item_id: int | None
+    reason: str
+    items: list[OrderItem]
+    status: str  # issued | claimed | reopened | escalated | closed (orders.STATUS_ZH)
+    issued_at: float
+    deadline: float
+    remind_due: float  # next 督促 / escalation at the deadline (lifecycle.yaml reminders)
+    reminders: int = 0
+    failed: int = 0  # failed 复查 so far
+    claimed_at: float = 0.0
+    evidence: str = ""  # sha256 of the claim's attachment
+    recheck_task: str = ""  # task id of the pending 复查
+    revision: int = 0  # steps so far (= the audit chain's seq)
+    chain: str = ""  # hash of the order's last alert_history row
+    updated_at: float = 0.0
+    history: list[OrderStep] = field(default_factory=list)
+
+    def to_data(self) -> dict[str, Any]:
+        d = {name: getattr(self, name) for name in _ORDER_FIELDS}
+        d["items"] = [i.to_data() for i in self.items]
+        d["history"] = [h.to_data() for h in self.history]
+        return d
+
+    @classmethod
+    def from_data(cls, d: dict[str, Any]) -> Order:
+        if type(d) is not dict:
+            raise ValueError("order: not a dict")
+        known = {k: v for k, v in d.items() if k in _ORDER_FIELDS}
+        known["items"] = [OrderItem.from_data(i) for i in checked(d.get("items", []), list)]
+        known["history"] = [OrderStep.from_data(h) for h in checked(d.get("history", []), list)]
+        return cls(**known)
+
+
+@dataclass(slots=True)
 class Device:
     """A registered device of the entity (设备台账, from ``events.device``): what its readings are
     judged against — its unit (for readings that give none) and its ratings (``None``: the county
@@ -195,8 +274,13 @@ class EntityState:
     licensed: bool = True  # the registry shows a licence number (行刑衔接: unlicensed equipment)
     # audit chain heads not yet anchored: alert_id -> (seq, hash) (streams/runtime/anchors.py)
     unanchored: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # rectification orders (整改令) until closed: order_id -> order (streams/engine/orders.py)
+    orders: dict[str, Order] = field(default_factory=dict)
     # registered devices (events.device): device_id -> Device; an entity holding any is never evicted
     devices: dict[str, Device] = field(default_factory=dict)
+
+    # device health (detectors/device_health.py, streams/engine/health.py): "<device_id>:<channel>" -> its record
+    health: dict[str, DeviceHealth] = field(default_factory=dict)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
@@ -254,7 +338,7 @@ class EntityState:
         self._dirty.clear()
         if len(blobs) != len(sensors):
             self._blobs = blobs = {k: blobs[k] for k in sensors}
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "township": self.township,
@@ -281,7 +365,11 @@ class EntityState:
             "licensed": self.licensed,
             "unanchored": self.unanchored,
             "devices": {k: v.to_data() for k, v in self.devices.items()} if self.devices else {},
+            "health": health_to_data(self.health) if self.health else {},
         }
+        if self.orders:  # no key without orders: states that never had one stay byte for byte as they were
+            d["orders"] = {k: o.to_data() for k, o in self.orders.items()}
+        return d
 
     @classmethod
     def from_data(cls, d: dict[str, Any]) -> EntityState:
@@ -326,7 +414,10 @@ class EntityState:
         st.complaints = [tuple(c) for c in checked(g("complaints", []), list)]
         st.videos = [tuple(v) for v in checked(g("videos", []), list)]
         st.unanchored = {k: (int(v[0]), str(v[1])) for k, v in checked(g("unanchored", {}), dict).items()}
+        st.orders = {k: Order.from_data(o) for k, o in checked(g("orders", {}), dict).items()}
         st.devices = {k: Device.from_data(v) for k, v in checked(g("devices", {}), dict).items()}
+
+        st.health = health_from_data(g("health", {}))
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
@@ -350,7 +441,7 @@ class EntityState:
 
         >>> EntityState.loads(b"RW\\x09...")
         Traceback (most recent call last):
-        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1, 2): newer riskwatch?
+        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1, 2, 3): newer riskwatch?
         """
         if not raw:
             return EntityState()
@@ -375,6 +466,7 @@ class EntityState:
 
 
 _ALERT_FIELDS = frozenset(f.name for f in fields(OpenAlert))
+_ORDER_FIELDS = frozenset(f.name for f in fields(Order)) - {"items", "history"}
 _DEVICE_FIELDS = tuple(f.name for f in fields(Device))
 # field names, in order, of the dataclasses a pickled state may hold (pickled as lists of values)
 _LEGACY_NAMES = {

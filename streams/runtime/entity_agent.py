@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from streams.engine import office
 from streams.engine.batch import BatchOutput
 from streams.runtime.health import crash_only
-from streams.runtime.metrics import ALERTS_OUT, BATCH_SECONDS, EVENTS_IN
+from streams.runtime.metrics import ALERTS_OUT, BATCH_SECONDS, EVENTS_IN, observe_sources
 from streams.runtime.worker import BATCH_MAX, Worker, records
 
 BATCH_WITHIN = 0.05  # a batch waits at most this long to fill (alert latency)
@@ -35,6 +36,7 @@ async def process_batch(args: tuple[Worker, list, Any]) -> None:
     t0 = time.perf_counter()
     w.watchdog.stage("entities", "process")
     w.processor.silences = w.silences.active()
+    office.watch(w.processor, w.batch.decoder, w.county.catalog, w.settings.catalog_path)  # 定性: kinds at once
     out = w.batch.run(batch)
     wall = time.monotonic()
     for p, t_ev in out.batch_time.items():
@@ -64,3 +66,4 @@ def count(out: BatchOutput) -> None:
         EVENTS_IN.labels(topic, result).inc(n)
     for (level, kind), n in out.alerts_out.items():
         ALERTS_OUT.labels(level, kind).inc(n)
+    observe_sources(out.sources)

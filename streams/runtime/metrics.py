@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
@@ -35,6 +37,36 @@ LOOP_LAG = Histogram(
     "/query waited for work holding the loop (a scan, a GC pause, a saturated core)",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+# per source (vendor, gateway, system: an event's `source`; a dead letter's transport source or the
+# `source` its payload claims): deploy/prometheus/rules.yml alarms a silent source and a source's
+# garbage to that source's owner (streams/engine/health.py counts them per batch)
+SOURCE_EVENTS = Counter(
+    "riskwatch_source_events_total",
+    "Input events per source: ok, dead (refused to the dead-letter topic), skewed (occurred_at off the "
+    "Kafka record timestamp by more than devices.yaml sources.clock_skew_s; also counted as ok)",
+    ["event_source", "result"],
+)
+SOURCE_LAST_SEEN = Gauge(
+    "riskwatch_source_last_seen_timestamp_seconds",
+    "Wall time this worker last processed an event from the source",
+    ["event_source"],
+)
+MAX_SOURCES = 2000  # label values kept; later sources count as "other" (a flood of made-up names stays bounded)
+_sources: set[str] = set()
+
+
+def observe_sources(counts: Tally[tuple[str, str]]) -> None:
+    """A batch's per-source counts on /metrics."""
+    now = time.time()
+    for (source, result), n in counts.items():
+        if source not in _sources:
+            if len(_sources) >= MAX_SOURCES:
+                source = "other"
+            _sources.add(source)
+        SOURCE_EVENTS.labels(source, result).inc(n)
+        if result != "dead":
+            SOURCE_LAST_SEEN.labels(source).set(now)
 
 
 class StateCacheMetrics:

@@ -13,6 +13,7 @@ import time
 from schemas.audit import chain_hash, chain_row
 from schemas.events import Alert, AlertTransition, DeadLetter, MatchQueueItem
 from sinks import rows as sink_rows
+from streams.engine.office import office_row
 from streams.runtime import topics as T
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import SINK_SECONDS
@@ -36,7 +37,8 @@ def register(w: Worker) -> None:
     tp = w.settings.topic
 
     @w.app.agent(
-        raw_topic(w.app, tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), tp(T.UNMATCHED)), name="alert_sink"
+        raw_topic(w.app, tp(T.ALERTS_ALL), tp(T.ALERT_EVENTS), tp(T.DEADLETTER), tp(T.UNMATCHED), tp(T.OFFICE)),
+        name="alert_sink",
     )
     async def alert_sink(stream):
         async for batch in stream.take_events(BATCH_MAX, within=SINK_WITHIN):
@@ -68,6 +70,9 @@ def register(w: Worker) -> None:
                     by_table.setdefault("match_queue", []).append(sink_rows.match_queue_row(q))
                     if q.status == "resolved" and q.alias_key:
                         by_table.setdefault("match_aliases", []).append(sink_rows.match_alias_row(q))
+                elif msg.topic == tp(T.OFFICE):  # the office's 研判 and 会商 records (streams/engine/office.py)
+                    table, row = office_row(event.value)
+                    by_table.setdefault(table, []).append(row)
                 else:
                     by_table.setdefault("dead_letters", []).append(
                         sink_rows.dead_letter_row(DeadLetter.model_validate_json(event.value))

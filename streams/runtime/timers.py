@@ -1,5 +1,14 @@
 """The worker's timers: alert deadlines (pending alerts fire, overdue ones are urged (督促) and
-escalated, resolved ones close) and the eviction of entities silent for ``entity_ttl_days``.
+escalated, resolved ones close), the device offline scan on event time and the eviction of entities
+silent for ``entity_ttl_days``.
+
+The offline scan (``streams/engine/health.py``) judges a device's silence against its PARTITION'S
+event-time progress, never the wall clock: the latest ``occurred_at`` the entity agent processed on
+that partition since this worker took it (``Worker.part_time``), capped at the latest reading of the
+partition's devices (so other topics of the partition running ahead during a catch-up do not count).
+A partition without processed events since the worker took it is not scanned. So a stopped worker,
+a broker restart or a worker killed and catching up moves no device past its deadline: only
+readings processed after the device's last one do.
 
 Both change entity states, so they take the state lock in turns with the entity agent, and
 both visit many keys a chunk at a time (``SCAN_CHUNK``), yielding the event loop in between.
@@ -11,6 +20,9 @@ import asyncio
 import logging
 from collections import Counter
 
+import orjson
+
+from streams.engine import health
 from streams.engine.state import EntityState
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import ALERTS_OUT, EVICTED
@@ -46,10 +58,12 @@ def register(w: Worker) -> None:
             for k in keys[i : i + SCAN_CHUNK]:
                 if w.owned(k, actives) and w.entities.get(k) is not None:
                     st = w.load(k)
-                    if st.alerts:
+                    if st.alerts or st.orders:  # rectification orders have deadlines too
                         w.alert_keys.add(k)
                     if st.unanchored:
                         w.unanchored_keys.add(k)
+                    if st.health:
+                        w.health_keys.add(k)
             await asyncio.sleep(0)
 
     async def deadlines(now: float) -> None:
@@ -65,13 +79,14 @@ def register(w: Worker) -> None:
                 continue
             st = w.load(key)
             out = w.processor.tick(key.decode(), st, now)
-            if out.alerts or out.transitions or out.evidence:
+            if out.alerts or out.transitions or out.evidence or out.orders:
                 w.batch.alert_sends(out, key, sends, alerts_out)
                 w.batch.plan_sends(out, key, sends, rows)
+                sends.extend((w.topics.notices, key, orjson.dumps(n.as_dict())) for n in out.notices)
                 changed[key] = st
                 if st.unanchored:
                     w.unanchored_keys.add(key)
-            if not st.alerts:
+            if not st.alerts and not st.orders:
                 w.alert_keys.discard(key)
         # outputs first, state last (as in a batch): a crash in between repeats the notices
         # with the same revisions, which consumers drop, rather than losing them
@@ -79,6 +94,71 @@ def register(w: Worker) -> None:
         await w.bulk.send(records(sends))
         w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
         w.watchdog.done("alert_deadlines")
+        for (level, kind), n in alerts_out.items():
+            ALERTS_OUT.labels(level, kind).inc(n)
+
+    @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
+    async def device_offline():
+        await crash_only("device_offline", offline_scan, None)
+
+    async def offline_scan(_: None) -> None:
+        """Every owned entity with devices against its partition's event-time progress, a chunk of
+        keys per hold of the state lock: first each partition's latest device reading, then the scan."""
+        keys = list(w.health_keys)
+        where: dict[bytes, int] = {}
+        latest: dict[int, float] = {}  # partition -> its devices' latest reading
+        for i in range(0, len(keys), SCAN_CHUNK):
+            async with w.state_lock:
+                actives = w.actives()
+                for key in keys[i : i + SCAN_CHUNK]:
+                    p = w.partition_for_key(key)
+                    st = w.load(key) if p is not None and w.owned(key, actives) else None
+                    if p is None or st is None or not st.health:
+                        w.health_keys.discard(key)
+                        continue
+                    where[key] = p
+                    t = max(rec.last_t for rec in st.health.values())
+                    if t > latest.get(p, 0.0):
+                        latest[p] = t
+            await asyncio.sleep(0)
+        # a partition with nothing processed since this worker took it has no progress to judge by
+        progress = {p: min(w.part_time[p][0], t) for p, t in latest.items() if p in w.part_time}
+        todo = [k for k in keys if where.get(k) in progress]
+        for i in range(0, len(todo), SCAN_CHUNK):
+            async with w.state_lock:
+                await scan_chunk(todo[i : i + SCAN_CHUNK], where, progress)
+            await asyncio.sleep(0)
+
+    async def scan_chunk(keys: list[bytes], where: dict[bytes, int], progress: dict[int, float]) -> None:
+        sends: list[tuple] = []
+        rows: dict[str, list] = {}
+        changed: dict[bytes, EntityState] = {}
+        alerts_out: Counter = Counter()
+        w.processor.silences = w.silences.active()
+        cx, desk, r = w.processor.cx, w.processor.desk, w.batch.rows
+        actives = w.actives()
+        for key in keys:
+            if not w.owned(key, actives):
+                continue
+            st = w.load(key)
+            before = sum(rec.silent_n for rec in st.health.values())
+            out = health.scan(cx, desk, key.decode(), st, progress[where[key]])
+            if out.alerts or out.risk or sum(rec.silent_n for rec in st.health.values()) != before:
+                w.batch.alert_sends(out, key, sends, alerts_out)
+                w.batch.plan_sends(out, key, sends, rows)
+                for rk in out.risk:
+                    rows.setdefault("risk_scores", []).append(
+                        r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
+                    )
+                changed[key] = st
+                w.note_state(key, st)
+        if not changed:
+            return
+        # outputs first, state last (as in a batch)
+        w.watchdog.stage("device_offline", f"send {len(sends)} outputs")
+        await w.bulk.send(records(sends))
+        w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
+        w.watchdog.done("device_offline")
         for (level, kind), n in alerts_out.items():
             ALERTS_OUT.labels(level, kind).inc(n)
 
@@ -100,7 +180,7 @@ def register(w: Worker) -> None:
                     and not w.commit.live(key)[0]
                     and w.entities.get(key) is not None
                     and now - (st := w.cache.load(key)).last_seen > ttl
-                    and not st.devices  # registered devices keep their entity: silence is their fault to flag
+                    and not health.has_devices(st)  # devices keep their entity: silence is their fault to flag
                 }
                 if gone:
                     w.commit.add({}, gone, [], None)

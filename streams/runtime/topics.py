@@ -91,6 +91,9 @@ SILENCES = "control.silences"  # maintenance windows; compacted, read in full by
 PEER_SIGNALS = "peer.signals"  # complaints/video per entity kind and township, re-keyed by group (group_by)
 UNMATCHED = "events.unmatched"  # events whose entity the edge could not match, and the office's resolutions
 NOTICE_DELIVERY = NOTICE_DELIVERY_TOPIC  # notices' notifications (→ riskwatch notify → Alertmanager)
+
+OFFICE = "office.decisions"  # the task-force office's 研判 and 会商 records (streams/engine/office.py); office ACL only
+OFFICE_CITY = "office.city"  # 报市专班 referrals, sent to the city office through the city link
 AUDIT_ANCHORS = "audit.anchors"  # Merkle roots over audit-chain heads (streams/runtime/anchors.py); compacted
 
 
@@ -115,6 +118,8 @@ def all_topics(settings: Settings, catalog: Catalog) -> list[str]:
         INSPECTION_PLANS,
         AUDIT_ANCHORS,
         UNMATCHED,
+        OFFICE,
+        OFFICE_CITY,
     ]
     names += [dept_topic(d) for d in catalog.departments]
     names += [NOTICE_DELIVERY, *(notice_topic(d) for d in catalog.departments)]

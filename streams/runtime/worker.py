@@ -154,6 +154,7 @@ class Worker:
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     alert_keys: set[bytes] = field(default_factory=set)  # entities with alerts: what the deadline timer visits
     unanchored_keys: set[bytes] = field(default_factory=set)  # entities with audit-chain heads not yet anchored
+    health_keys: set[bytes] = field(default_factory=set)  # entities with devices: what the offline scan visits
     part_time: dict[int, tuple[float, float]] = field(
         default_factory=dict
     )  # partition -> (latest event time, wall time)
@@ -309,9 +310,11 @@ class Worker:
     # --- outputs --------------------------------------------------------------------------------
     def note_state(self, key: bytes, st: EntityState) -> None:
         """Keep the timers' key sets current for a changed state (alerts; unanchored chain heads)."""
-        (self.alert_keys.add if st.alerts else self.alert_keys.discard)(key)
+        (self.alert_keys.add if st.alerts or st.orders else self.alert_keys.discard)(key)
         if st.unanchored:
             self.unanchored_keys.add(key)
+        if st.health:
+            self.health_keys.add(key)
 
 
 def observe_commit(seconds: float, events: int) -> None:

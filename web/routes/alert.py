@@ -41,8 +41,10 @@ from schemas.vocabulary import (
 )
 from sinks.precision import OUTCOMES_OF_ALERT_SQL
 from streams.engine.identity import sender_topic
+from web.credit import alert_reminders
 from web.data import ts, when
 from web.deps import CSRF_REFUSED, OPEN, PageError, check_csrf, csrf_ok, ctx, render, require_user
+from web.orders import load_order, orders_of
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
 from web.texts import describe, signal_zh
@@ -191,6 +193,40 @@ async def explanation(request: Request, a: dict) -> list[dict]:
     return out
 
 
+# a device-health alert (device.offline/stuck/range/step.<channel>) and a process alert on the same
+# entity at overlapping times are linked (issue 21): a dead or stuck sensor puts the other's readings in doubt
+RELATED_SQL = """
+SELECT alert_id, rule, level, level_zh, status, title, first_seen, last_seen, departments
+FROM {db}.alerts FINAL
+WHERE entity_id = %(e)s AND alert_id != %(a)s AND startsWith(rule, 'device.') != %(dev)s
+  AND first_seen <= fromUnixTimestamp64Milli(%(hi)s) AND last_seen >= fromUnixTimestamp64Milli(%(lo)s)
+ORDER BY first_seen DESC LIMIT 20"""
+RELATED_WINDOW = timedelta(hours=24)
+
+
+async def related(request: Request, user: User, a: dict) -> list[dict]:
+    """同一主体的相关预警: for a device-health alert the entity's other alerts in the same period, for any
+    other alert the entity's device-health alerts — only those this user may open."""
+    dev = a["rule"].startswith("device.")
+    first = when(a["first_seen"])
+    last = ts(a["last_seen"]) or first
+    lo, hi = first - RELATED_WINDOW, max(last, first) + RELATED_WINDOW
+    rows = await ctx(request).reader.rows(
+        RELATED_SQL,
+        e=a["entity_id"],
+        a=a["alert_id"],
+        dev=int(dev),
+        lo=int(lo.timestamp() * 1000),
+        hi=int(hi.timestamp() * 1000),
+    )
+    out = []
+    for r in rows:
+        if user.sees_all or user.dept in r["departments"]:
+            r["device"] = r["rule"].startswith("device.")
+            out.append(r)
+    return out
+
+
 async def evidence(request: Request, a: dict) -> dict:
     r = ctx(request).reader
     first = when(a["first_seen"])
@@ -272,6 +308,7 @@ async def alert_page(
     can_reassign = user.role == "taskforce" and a["status"] in OPEN
     can_answer_transfer = user.can_act and user.dept in a["transfer_to"] and a["transfer"] == "transferred"
     bundles = await c.reader.rows(BUNDLES_SQL, a=alert_id)
+    orders = await orders_of(request, "alert_id = %(a)s", a=alert_id)  # 整改令 its outcome ordered
     outcomes = await c.reader.rows(OUTCOMES_OF_ALERT_SQL, alert_id=alert_id)
     transfer = transfer_info(a, history)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
@@ -280,11 +317,13 @@ async def alert_page(
         request,
         "alert.html",
         a=a,
+        consultations=await __import__("web.routes.consult", fromlist=["of_alert"]).of_alert(c, alert_id),
         history=history,
         states=feedback_states(a, history),
         transfer=transfer,
         can_answer_transfer=can_answer_transfer,
         bundles=bundles,
+        orders=orders,
         outcomes=outcomes,
         VERDICT_ZH=VERDICT_ZH,
         MEASURE_ZH=MEASURE_ZH,
@@ -293,6 +332,7 @@ async def alert_page(
         can_reassign=can_reassign,
         departments=c.catalog.departments,
         explanation=await explanation(request, a),
+        related=await related(request, user, a),
         ev=await evidence(request, a),
         waiting=waiting,
         refused=refused,
@@ -300,6 +340,7 @@ async def alert_page(
         since=since,
         max_upload=c.settings.workbench_max_upload_bytes,
         stalled=bool(waiting) and time.time() - since / 1000 > STALLED_SECONDS,
+        credit=await alert_reminders(c.reader, a["entity_id"], a["departments"], c.catalog),
     )
 
 
@@ -501,6 +542,9 @@ async def attachment(request: Request, sha: str, user: User = Depends(require_us
     refusal: PageError | None = None
     for alert_id in alerts:
         try:
+            if alert_id.startswith("RO-"):  # a 整改完成 attachment: whoever may see the order
+                await load_order(request, user, alert_id)
+                break
             await load_alert(request, user, alert_id)  # 403 unless the user may see that alert
             break
         except PageError as e:

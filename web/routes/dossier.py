@@ -1,16 +1,21 @@
-"""一企一档: an entity's registry data, items, credit tier, risk score over time, alerts,
-inspections, complaints (masked), spot checks and its devices (设备台账: channels, unit, ratings,
-reporting interval, calibration date, last reading)."""
+"""一企一档: an entity's registry data, items, its official credit tier (官方信用等级) beside riskwatch's
+own risk tier (系统风险评估), its credit listings with their 联合惩戒 measures and repair history
+(riskwatch/domain/credit.py), risk score over time, alerts, inspections, rectification orders (整改令 and
+their 复查), complaints (masked), spot checks and its devices (设备台账: channels, unit, ratings, reporting
+interval, calibration date, last reading)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from riskwatch.domain.credit import ENTITY_SQL as CREDIT_SQL
+from riskwatch.domain.credit import CreditRow, CreditStatus, load_credit
 from schemas.privacy import mask_pii
 from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
 from sinks.precision import OUTCOMES_OF_ENTITY_SQL
 from web.data import ts
 from web.deps import PageError, ctx, render, require_user
+from web.orders import orders_of
 from web.routes.alert import ID
 from web.routes.inbox import nav_counts
 from web.svg import line_chart
@@ -107,11 +112,14 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
     for o in await r.rows(OUTCOMES_OF_ENTITY_SQL, entity_id=entity_id):
         outcomes.setdefault(o["alert_id"], o)
     items = [it for it in c.catalog.items.values() if reg and reg["kind"] in it.objects]
+    orders = await orders_of(request, "entity_id = %(e)s", e=entity_id)  # 整改令, open ones first
+    credit = CreditStatus.of(CreditRow.from_row(x) for x in await r.rows(CREDIT_SQL, e=entity_id))
     request.state.nav_counts = await nav_counts(request, user)
     return render(
         request,
         "dossier.html",
         e=reg,
+        consultations=await __import__("web.routes.consult", fromlist=["of_entity"]).of_entity(c, entity_id),
         entity_id=entity_id,
         alerts=alerts,
         outcomes=outcomes,
@@ -124,7 +132,10 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         inspections=inspections,
         complaints=complaints,
         spot=spot,
+        orders=orders,
         items=items,
         devices=devices,
+        credit=credit,
+        credit_cfg=load_credit(),
         kind_name=c.catalog.entity_kinds[reg["kind"]].name if reg and reg["kind"] in c.catalog.entity_kinds else "",
     )

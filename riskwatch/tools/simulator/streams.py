@@ -355,6 +355,8 @@ class _Group:
             self.fault_prob = float(spec["fault_prob"])
         self.gap_until = np.zeros(n)
         self.stuck_until = np.zeros(n)
+        self.faults: dict[tuple[int, str], dict] = {}  # (stream, offline|stuck) -> its open device-fault record
+        self.gateways = [f"iot-gw-{(r[0] % 23) + 1:02d}" for r in rows]
         self.last = np.full(n, np.nan)
         self.src: tuple[_Group, np.ndarray] | None = None  # derived: (source group, index per stream)
         self.incidents: list[tuple[int, Incident]] = []
@@ -438,6 +440,10 @@ class Simulator:
         self.sent = 0
         self.sim_time = self.t0
         self._last_by_topic: dict[str, tuple[bytes, bytes]] = {}
+        # device faults (gateway gaps, stuck values, dying sensors) with ground truth; dying sensors
+        # draw from their own generator, so the other streams are the same as without them
+        self.device_faults: list[dict] = []
+        self._fault_rng = np.random.default_rng([cfg.seed, 21])
 
     # --- set-up -----------------------------------------------------------------------------------
     def _build_groups(self) -> None:
@@ -677,11 +683,24 @@ class Simulator:
                 if sstart.any():
                     lo, hi = nz["stuck_minutes"]
                     g.stuck_until[sstart] = t + rng.uniform(lo, hi, int(sstart.sum())) * 60
+                dp = nz.get("dying_per_day", 0.0) * step_days * g.every
+                if dp:  # a dying sensor: silent until the end of the run (never on an incident's stream)
+                    die = (self._fault_rng.random(n) < dp) & (g.gap_until < t) & self.active[g.ent_idx]
+                    for i in np.flatnonzero(die).tolist():
+                        if not any(k == i for k, _ in g.incidents):
+                            g.gap_until[i] = np.inf
+                            self._fault(g, i, "dying", t)
+                for i in np.flatnonzero(gstart).tolist():
+                    if np.isfinite(g.gap_until[i]):
+                        self._fault(g, i, "offline", t)
+                for i in np.flatnonzero(sstart).tolist():
+                    self._fault(g, i, "stuck", t)
             # incidents override nuisance on their own stream
             for i, inc in g.incidents:
                 te = t + float(g.offset[i])
                 if not inc.start <= te <= inc.end:
                     continue
+                self._fault_ends(g, i, te)
                 g.gap_until[i] = g.stuck_until[i] = 0.0
                 if g.kind == "code":
                     if self.rng.random() < inc.fault_share or not inc.observed.get("n_faults"):
@@ -715,6 +734,32 @@ class Simulator:
             for i, inc in g.incidents:
                 if due[i] and inc.start <= t + float(g.offset[i]) <= inc.end:
                     self._observe(inc, t + float(g.offset[i]), float(v[i]), g.kind == "code")
+
+    def _fault(self, g: _Group, i: int, kind: str, t: float) -> None:
+        """Ground truth of a device fault: which device, from when to when (``end`` None: to the run's end)."""
+        until = float(g.stuck_until[i] if kind == "stuck" else g.gap_until[i])
+        rec = {
+            "record": "device_fault",
+            "kind": kind,
+            "entity_id": g.entity_ids[i],
+            "device_id": g.device_ids[i],
+            "channel": g.channel,
+            "source": g.gateways[i],
+            "interval_s": g.every * self.step_s,
+            "start": self._iso(t),
+            "end": self._iso(until) if np.isfinite(until) else None,
+            "_start": t,
+            "_end": until,
+        }
+        self.device_faults.append(rec)
+        g.faults[(i, "stuck" if kind == "stuck" else "offline")] = rec
+
+    def _fault_ends(self, g: _Group, i: int, t: float) -> None:
+        """An incident takes over the stream: its open faults end now."""
+        for kind in ("offline", "stuck"):
+            rec = g.faults.pop((i, kind), None)
+            if rec is not None and rec["_end"] > t:
+                rec["_end"], rec["end"] = t, self._iso(t)
 
     def _observe(self, inc: Incident, t: float, value: float, code: bool) -> None:
         o = inc.observed
@@ -1072,8 +1117,14 @@ class Simulator:
         return [i for i in self.incidents if i.start <= self.sim_time]
 
     def ground_truth(self) -> list[dict[str, Any]]:
-        """Summary, then one record per incident that started before the run stopped, then bad messages."""
-        return [self.summary(), *(i.truth(self.sim_time) for i in self.incidents_started()), *self.bad]
+        """Summary, then one record per incident that started before the run stopped, then bad messages,
+        then the device faults (``record: device_fault``)."""
+        faults = [
+            {k: v for k, v in f.items() if not k.startswith("_")}
+            for f in self.device_faults
+            if f["_start"] <= self.sim_time
+        ]
+        return [self.summary(), *(i.truth(self.sim_time) for i in self.incidents_started()), *self.bad, *faults]
 
     def write_ground_truth(self, path: Path | str) -> Path:
         path = Path(path)

@@ -1,6 +1,7 @@
 """Disposal feedback from the workbench: a department's answer (签收, 处置中, 办结, 非本部门 …),
 a case transfer's receiver answering (受理 / 不予受理), or the office making another department
-lead (专班研判改派: the alert's on-site check moves with it). Refused feedback is a dead letter.
+lead (专班研判改派: the alert's on-site check moves with it), or a rectification order's 整改完成
+(``rectified``, the order id in ``alert_id``). Refused feedback is a dead letter.
 
 已处置 carries the outcome (``DisposalOutcome``): its words lead the recorded comment (audit chain, timeline),
 its columns go to ``events_feedback`` with the event. A 误报 names a reason of
@@ -24,10 +25,10 @@ True
 from __future__ import annotations
 
 from riskwatch.domain.outcomes import load_reasons
-from schemas.events import DisposalFeedback, DisposalOutcome, Verdict
+from schemas.events import DisposalFeedback, DisposalOutcome, Verdict, Violation
 from schemas.privacy import mask_pii
 from schemas.vocabulary import FALSE_ALARM_REASON_ZH, MEASURE_ZH, VERDICT_ZH
-from streams.engine import plans, texts
+from streams.engine import orders, plans, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome
@@ -35,9 +36,25 @@ from streams.engine.state import EntityState, OpenAlert
 
 THRESHOLD_STEP = 0.1  # a learnable 误报 raises the device-channel detector's alert threshold by this
 THRESHOLD_MAX = 0.95  # and never above this (the detector still alerts on a gross anomaly)
+DISCOUNT_STEP = 0.7  # a learnable 误报 on a fused-risk alert: the entity's signal kinds that made it count 0.7×
+DISCOUNT_FLOOR = 0.4  # and never below 0.4× (three 误报 in a row; a real breach of a rule still alerts)
 
 
 def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: Outcome) -> None:
+    if ev.status == "rectified":  # 整改完成 of a rectification order: alert_id carries the order id
+        out.rejected = orders.claim(
+            cx,
+            st,
+            out,
+            ev.entity_id,
+            ev.alert_id,
+            ev.department,
+            " ".join(x for x in (ev.comment, ev.result) if x),
+            ev.attachment_sha256,
+            ev.user,
+            ev.occurred_at.timestamp(),
+        )
+        return
     oa = next((a for a in st.alerts.values() if a.alert_id == ev.alert_id), None)
     if oa is None:
         out.rejected = texts.unknown_alert(ev.alert_id, ev.entity_id)
@@ -65,13 +82,27 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
         desk.transfer_answer(ev, st, out, oa, ev.department, status, comment, ev.user)
     else:
         desk.feedback(ev, st, out, oa, ev.department, status, comment, ev.user)
+        if o is not None and out.rejected is None and o.verdict == Verdict.confirmed and "rectify" in o.measures:
+            # 责令整改: a rectification order; the alert closes only when it closes (orders.py, desk.py)
+            orders.open_order(
+                cx,
+                st,
+                out,
+                entity_id=ev.entity_id,
+                alert_id=oa.alert_id,
+                department=ev.department,
+                items=[Violation(code="rectify", severity="serious", description=mask_pii(o.rectify_note or oa.title))],
+                reason=f"预警处置:属实,责令整改({oa.title})",
+                at=ev.occurred_at.timestamp(),
+                item_id=oa.item_id,
+            )
         if (
             o is not None
             and out.rejected is None
             and o.verdict == Verdict.false_alarm
             and load_reasons()[o.reason].learn
         ):
-            learn_false_alarm(st, oa)
+            learn_false_alarm(st, oa, cx, ev.occurred_at.timestamp())
 
 
 def outcome_text(o: DisposalOutcome) -> str:
@@ -104,12 +135,18 @@ def outcome_text(o: DisposalOutcome) -> str:
     return head + (";措施:" + "、".join(parts) if parts else "")
 
 
-def learn_false_alarm(st: EntityState, oa: OpenAlert) -> list[str]:
-    """A 误报 on a stream-model alert: the detectors of its device and channel raise their threshold.
+def learn_false_alarm(st: EntityState, oa: OpenAlert, cx: Context | None = None, t: float = 0.0) -> list[str]:
+    """A 误报 on a model's alert: the model that raised it learns. Returns what changed.
 
-    ``model.sensor.<channel>`` alerts name their device in the evidence key (``<device>:<channel>``); without
-    one, every device of the entity on that channel learns. Returns the detector keys that changed.
+    - ``model.sensor.<channel>``: the detectors of its device and channel raise their threshold; the alert
+      names its device in the evidence key (``<device>:<channel>``); without one, every device of the
+      entity on that channel learns;
+    - ``model.risk`` (the fused risk): the signal kinds contributing to the entity's score now (the ones
+      that raised it) count ``DISCOUNT_STEP`` times less for this entity, down to ``DISCOUNT_FLOOR``.
     """
+    if oa.rule == "model.risk" and cx is not None:
+        kinds = st.risk.top_kinds(t or oa.last_seen, cx.fusion, oa.item_id)
+        return [f"risk.{k}" for k in st.risk.discount_kinds(kinds, DISCOUNT_STEP, DISCOUNT_FLOOR)]
     if not oa.rule.startswith("model.sensor."):
         return []
     channel = oa.rule.removeprefix("model.sensor.")

@@ -18,7 +18,8 @@ from __future__ import annotations
 from detectors.inspection import to_days
 from detectors.rules import Hit
 from schemas.events import Contribution, InspectionResult
-from streams.engine import texts
+from schemas.vocabulary import INSPECTION_OUTCOME_ZH
+from streams.engine import orders, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.outcome import Outcome
@@ -26,10 +27,41 @@ from streams.engine.state import EntityState
 
 
 def handle(cx: Context, desk: Desk, ev: InspectionResult, st: EntityState, out: Outcome) -> None:
+    t = ev.occurred_at.timestamp()
+    if ev.order_id:  # a 复查: refused (a dead letter) when the order is unknown or not the sender's
+        out.rejected = orders.recheck(
+            cx,
+            st,
+            out,
+            ev.entity_id,
+            ev.order_id,
+            ev.departments,
+            passed=ev.outcome == "pass",
+            inspection_id=ev.inspection_id,
+            at=t,
+        )
+        if out.rejected:
+            return
     # the visit happened: the pending tasks of its departments for this entity are done
     done = set(ev.departments)
-    st.tasks = {k: t for k, t in st.tasks.items() if t.department not in done}
+    st.tasks = {k: task for k, task in st.tasks.items() if task.department not in done}
     learn(cx, ev, st, out)
+    if ev.order_id:
+        return  # a 复查 is the order's step only: its failure escalates the order, it raises no alert of its own
+    if ev.violations and ev.outcome in ("pass_with_conditions", "fail"):
+        orders.open_order(
+            cx,
+            st,
+            out,
+            entity_id=ev.entity_id,
+            alert_id="",
+            department=ev.departments[0],
+            items=ev.violations,
+            reason=f"检查 {ev.inspection_id}:{INSPECTION_OUTCOME_ZH.get(ev.outcome, ev.outcome)}",
+            at=t,
+            item_id=ev.item_id,
+            source=ev.inspection_id,
+        )
     worst = ev.worst
     hit = cx.rules.on_inspection(ev.outcome, worst.value if worst else None)
     crime = cx.rules.suspected_crime.on_violations(ev.violations) if ev.violations else []

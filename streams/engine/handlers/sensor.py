@@ -22,7 +22,7 @@ from detectors.rules import Hit
 from detectors.sensor import SensorAnomaly
 from riskwatch.domain.units import UnitError, display, to_canonical
 from schemas.events import Contribution, SensorReading
-from streams.engine import texts
+from streams.engine import health, texts
 from streams.engine.context import Context
 from streams.engine.desk import Desk
 from streams.engine.handlers.confirm import confirmed
@@ -70,6 +70,8 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
         )
     else:
         ok(desk, ev, st, out, f"rule.sensor.{ev.channel}")
+    if ev.entity_id != "unknown":
+        health.on_reading(cx, desk, ev, st, out)  # offline / stuck / range / step (streams/engine/health.py)
     if det is None:
         det = st.sensors[key] = SensorAnomaly()
     st.touch_sensor(key)
