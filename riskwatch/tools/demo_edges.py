@@ -24,7 +24,7 @@ Two device faults are added for the demo to catch: one freezer sensor of an MQTT
 reporting (a dead sensor) and one boiler reading arrives in ``psig``, a unit riskwatch does not know.
 
 >>> credit_code("E000001")
-'91411121MA0000001Q'
+'91411121MA0000001P'
 >>> from stdnum.cn import uscc
 >>> uscc.is_valid(credit_code("E000317"))
 True
@@ -382,7 +382,9 @@ class EdgeRouter:
             return
         vendor = self.owner.get(dev, "")
         if vendor in self.mqtt:
-            reading = {k: ev[k] for k in ("event_id", "channel", "value", "unit", "occurred_at") if k in ev}
+            reading: dict[str, Any] = {
+                k: ev[k] for k in ("event_id", "channel", "value", "unit", "occurred_at") if k in ev
+            }
             self._publish(vendor, dev, reading)
             if not self.unit_probe_sent and ev.get("channel") == "boiler_pressure" and vendor == MQTT_VENDORS[0]:
                 self.unit_probe_sent = True  # a vendor that writes gauge pressure as "psig"
