@@ -565,37 +565,48 @@ def _edge_summary(router, worker) -> None:
     _show(
         "死信 refused, and why (dead letters by source and the first line of the reason)",
         worker.query(
-            # the first line of the reason, with item positions and offsets folded: one row per kind of fault
-            "SELECT source, replaceRegexpAll(replaceRegexpAll(splitByChar('\\n', error)[1], "
-            "'\\\\[\\\\d+\\\\]@\\\\d+', ''), '\\\\[\\\\d+\\\\]', '[i]') AS reason, count() AS messages, "
-            "sum(length(indexes)) AS batch_readings FROM riskwatch.dead_letters FINAL "
-            "GROUP BY source, reason ORDER BY source, messages DESC LIMIT 40"
+            # the first line of the reason, with item positions, offsets and ids folded: one row per kind of fault
+            "SELECT if(startsWith(source, 'mqtt:'), 'mqtt:<device>', if(source = '', '(worker: Kafka input)', source)) "
+            "AS src, "
+            "uniqExact(source) AS senders, replaceRegexpAll(replaceRegexpAll(replaceRegexpAll("
+            # a gateway batch's dead letter: its first line counts, the second says why
+            "if(position(error, ' of the gateway batch refused') > 0, "
+            "concat('a reading of a batch: ', splitByChar('\\n', error)[2]), splitByChar('\\n', error)[1]), "
+            "'\\\\[\\\\d+\\\\]@\\\\d+', ''), '\\\\[\\\\d+\\\\]', '#'), "
+            "'\\'[^\\' ]*(?:[0-9][^\\' ]*){4,}\\'', '\\'…\\'') AS reason, count() AS messages, "
+            # not FINAL: the gateway's dead letters have no Kafka offset, FINAL would keep one per source
+            "sum(length(indexes)) AS batch_readings FROM riskwatch.dead_letters "
+            "GROUP BY src, reason ORDER BY src, messages DESC LIMIT 40"
         ),
     )
 
 
 def _device_faults(router, worker) -> None:
     """The faults the demo planted: kPa converted, an unknown unit refused, a dead sensor."""
+    from riskwatch.domain.units import to_canonical
+
     console.rule("设备故障 device faults caught")
     rows = worker.query(
-        "SELECT device_id, unit, round(value, 3) AS value, source FROM riskwatch.events_sensor "
-        "WHERE channel = 'boiler_pressure' AND source = 'iot-gw-07' LIMIT 1"
+        "SELECT device_id, unit, value FROM riskwatch.events_sensor "
+        "WHERE channel = 'boiler_pressure' AND source = 'iot-gw-07' ORDER BY occurred_at DESC LIMIT 1"
     )
     if rows:
         r = rows[0]
         console.print(
-            f"wrong unit converted: vendor iot-gw-07 sends boiler pressure in kPa over MQTT; stored reading of "
-            f"{r['device_id']}: {r['value']} {r['unit']}"
+            f"wrong unit converted: vendor iot-gw-07 sends boiler pressure in kPa over MQTT: {r['device_id']} sent "
+            f"{r['value']:g} {r['unit']}, stored as sent and judged as "
+            f"{to_canonical('boiler_pressure', float(r['value']), r['unit']):g} MPa against its limit"
         )
     rows = worker.query(
-        "SELECT source, splitByChar('\\n', error)[1] AS reason FROM riskwatch.dead_letters FINAL "
-        "WHERE position(error, 'psig') > 0 LIMIT 1"
+        "SELECT topic, arrayFirst(x -> position(x, 'psig') > 0, splitByChar('\\n', error)) AS reason "
+        "FROM riskwatch.dead_letters FINAL WHERE position(error, 'psig') > 0 LIMIT 1"
     )
     console.print(
-        f"unknown unit refused: {rows[0]['source']}: {rows[0]['reason']}"
+        f"unknown unit refused ({rows[0]['topic']}): {rows[0]['reason'].strip()}"
         if rows
         else "[red]the 'psig' reading is not among the dead letters[/]"
     )
+    end = router.sim_end.strftime("%Y-%m-%d %H:%M:%S") if router.sim_end else "2100-01-01 00:00:00"
     dev = router.dead_device
     if dev:
         last = worker.query(
@@ -604,15 +615,16 @@ def _device_faults(router, worker) -> None:
         )
         alerts = worker.query(
             "SELECT rule, level_zh, status, formatDateTime(first_seen, '%m-%d %H:%i', 'Asia/Shanghai') AS since, "
-            f"message FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.offline%' AND position(message, '{dev}') > 0 "
+            "title FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.offline%' "
+            f"AND entity_id = '{router.dead_entity}' "
             "ORDER BY first_seen LIMIT 1"
         )
         a = alerts[0] if alerts else None
         console.print(
-            f"dead sensor: {dev} (freezer of {router.owner.get(dev, '?')}) last reported at "
+            f"dead sensor: {dev} (freezer of {router.owner.get(dev, '?')}, reports every 15 min) last reported at "
             f"{last[0]['last'] if last else '?'} (simulated); "
             + (
-                f"offline alarm {a['rule']} {a['level_zh']} since {a['since']} ({a['status']}): {a['message']}"
+                f"offline alarm {a['rule']} ({a['title']}, {a['level_zh']}) at {a['since']}, now {a['status']}"
                 if a
                 else "[yellow]no offline alarm for it (device health alarms: docs/devices-health.md)[/]"
             )
@@ -620,7 +632,13 @@ def _device_faults(router, worker) -> None:
     _show(
         "设备健康 device-health alerts (offline, stuck, out of range, impossible steps)",
         worker.query(
-            "SELECT rule, level_zh AS level, count() AS alerts, countIf(status = 'resolved') AS resolved "
+            "SELECT rule, level_zh AS level, count() AS alerts, countIf(status = 'resolved') AS resolved, "
+            f"countIf(first_seen > toDateTime64('{end}', 3, 'Asia/Shanghai')) AS after_the_simulation "
             "FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.%' GROUP BY rule, level ORDER BY alerts DESC"
         ),
+    )
+    console.print(
+        "  during the simulation: the planted dead sensor and the simulator's gateway gaps and stuck values; "
+        "after_the_simulation: every device stopped when the simulation did, and the live incident's readings "
+        "(now) moved event time on, so those devices are rightly silent too"
     )
