@@ -16,6 +16,8 @@ def _settings(tmp_path, **kw) -> Settings:
         state_dir=tmp_path / "state",
         alertmanager_data_dir=tmp_path / "alertmanager",
         workbench_dir=tmp_path / "web",
+        gateway_dir=tmp_path / "gateway",  # the demo's edges are stopped too: never another checkout's
+        mqtt_data_dir=tmp_path / "mqtt",
         **kw,
     )
 

@@ -33,6 +33,7 @@ without one), validates with the pydantic models of ``schemas/events.py`` and th
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -333,7 +334,9 @@ class Acceptor:
         dl = DeadLetter(
             topic=f"gateway:/v1/{kind}",
             partition=-1,
-            offset=-1,
+            # no Kafka offset: a content hash keeps refused items apart in dead_letters (ORDER BY topic,
+            # partition, offset) while a re-posted item stays one row
+            offset=int.from_bytes(hashlib.sha256(f"{source}|{i}|".encode() + raw).digest()[:7], "big"),
             key=None,
             payload_b64=base64.b64encode(raw).decode(),
             error=mask_pii(error)[:4000],

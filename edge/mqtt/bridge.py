@@ -25,6 +25,7 @@ Run: ``riskwatch mqtt bridge`` (foreground) or ``riskwatch mqtt bridge start|sto
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import queue
 import threading
@@ -112,7 +113,7 @@ def dead_letter(topic: str, device_id: str, raw: bytes, refused: list[tuple[int 
         DeadLetter(
             topic=topic,
             partition=-1,
-            offset=-1,
+            offset=int.from_bytes(hashlib.sha256(topic.encode() + raw).digest()[:7], "big"),  # one row per message
             key=device_id,
             payload_b64=base64.b64encode(raw).decode(),
             error=error,

@@ -182,8 +182,16 @@ def gateway_bench(
     singles: int = typer.Option(1_000, "--singles", help="Single-event requests"),
     probes: int = typer.Option(50, "--probes", help="Breaching boiler readings timed to their alert"),
     kill: bool = typer.Option(True, "--kill/--no-kill", help="Also kill -9 the gateway mid-run and count"),
+    compare: bool = typer.Option(
+        False, "--compare", help="Instead: the worker's readings/s fed edge batches vs one reading per message"
+    ),
 ) -> None:
     """Throughput, CPU per reading and POST→alert latency of the gateway with a worker running."""
+    if compare:
+        from riskwatch.tools.bench.edge_compare import run as run_compare
+
+        run_compare(load_settings(), n=readings)
+        return
     from riskwatch.tools.bench.gateway import run
 
     run(load_settings(), readings=readings, singles=singles, probes=probes, kill=kill)

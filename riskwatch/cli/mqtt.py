@@ -87,15 +87,28 @@ def status() -> None:
 
 
 @app.command("credentials")
-def credentials(device_id: str = typer.Argument(..., help="The device's id (its MQTT login)")) -> None:
-    """Create or rotate a device's MQTT password: printed once, stored hashed (mosquitto_passwd)."""
+def credentials(
+    device_id: str = typer.Argument(..., help="The device's id (its MQTT login), or with --platform the owner's name"),
+    platform: bool = typer.Option(
+        False, "--platform", help="A vendor platform's login: it may publish to the topics of the devices it owns"
+    ),
+) -> None:
+    """Create or rotate a device's (or a vendor platform's) MQTT password: printed once, stored hashed."""
     from edge.mqtt.broker import BrokerError, new_device_password
-    from riskwatch.tools.mqtt import Mosquitto
+    from edge.mqtt.registry import RegistryUnavailable, load_devices
+    from riskwatch.tools.mqtt import Mosquitto, worker_query
 
     s = _settings()
     if device_id == s.mqtt_bridge_user:
         raise SystemExit("riskwatch mqtt credentials: that login is the bridge's")
-    if device_id not in _registry_ids(s):
+    try:
+        devices = load_devices(s, worker_query(s))
+    except RegistryUnavailable as e:
+        raise SystemExit(f"riskwatch mqtt: {e}") from None
+    owned = sorted(d for d, dev in devices.items() if dev.owner == device_id)
+    if platform and not owned:
+        raise SystemExit(f"riskwatch mqtt credentials: 设备台账中没有 owner 为 {device_id} 的设备")
+    if not platform and device_id not in devices:
         raise SystemExit(f"riskwatch mqtt credentials: 设备 {device_id} 不在设备台账中(先登记设备,再发放 MQTT 凭据)")
     m = Mosquitto(s)
     pw = new_device_password()
@@ -103,22 +116,30 @@ def credentials(device_id: str = typer.Argument(..., help="The device's id (its 
         m.set_password(device_id, pw)
     except (ValueError, BrokerError) as e:
         raise SystemExit(f"riskwatch mqtt credentials: {e}") from None
+    if platform:
+        m.write_acl(devices)
     m.reload()
-    print(f"设备 {device_id} 的 MQTT 密码(只显示这一次,旧密码已失效):")
+    who = f"平台 {device_id}({len(owned)} 台设备)" if platform else f"设备 {device_id}"
+    print(f"{who} 的 MQTT 密码(只显示这一次,旧密码已失效):")
     print(pw)
-    print(f"连接: mqtt://{s.mqtt_host}:{s.mqtt_port}  用户名: {device_id}  主题: devices/{device_id}/telemetry")
+    topic = "devices/<device_id>/telemetry(只限本平台的设备)" if platform else f"devices/{device_id}/telemetry"
+    print(f"连接: mqtt://{s.mqtt_host}:{s.mqtt_port}  用户名: {device_id}  主题: {topic}")
 
 
 @app.command("acl")
 def acl() -> None:
     """Rebuild the ACL from the device registry and reload mosquitto (SIGHUP); removed devices lose their login."""
-    from riskwatch.tools.mqtt import Mosquitto
+    from edge.mqtt.registry import RegistryUnavailable, load_devices
+    from riskwatch.tools.mqtt import Mosquitto, worker_query
 
     s = _settings()
-    ids = _registry_ids(s)
+    try:
+        devices = load_devices(s, worker_query(s))
+    except RegistryUnavailable as e:
+        raise SystemExit(f"riskwatch mqtt: {e}") from None
     m = Mosquitto(s)
-    n = m.write_acl(ids)
-    dropped = m.remove_logins({*ids, s.mqtt_bridge_user})
+    n = m.write_acl(devices)  # devices and their owners' platform logins
+    dropped = m.remove_logins({*devices, *(d.owner for d in devices.values() if d.owner), s.mqtt_bridge_user})
     m.reload()
     print(f"ACL: {n} devices" + (f"; logins removed: {', '.join(dropped)}" if dropped else "") + f" ({m.acl_file})")
 

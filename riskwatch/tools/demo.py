@@ -28,7 +28,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import UTC
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -71,10 +72,6 @@ SUMMARY_SQL = {
                countIf(has(sources, 'spot_check')) AS with_spot_check,
                round(avg(length(departments)), 2) AS avg_departments
         FROM riskwatch.inspection_plans FINAL""",
-    "死信 dead letters by topic (first reason)": """
-        SELECT topic, count() AS messages, sum(length(indexes)) AS bad_batch_readings,
-               any(substringUTF8(error, 1, 90)) AS example_reason
-        FROM riskwatch.dead_letters FINAL GROUP BY topic ORDER BY messages DESC""",
     "rows per table": """
         SELECT name AS table, total_rows AS rows FROM system.tables
         WHERE database = 'riskwatch' AND engine NOT IN ('MaterializedView', 'View') ORDER BY name""",
@@ -124,8 +121,9 @@ class DemoError(RuntimeError):
 def fresh_start(settings: Settings) -> list[str]:
     """``riskwatch demo --fresh``: delete what earlier runs left in this checkout, so that the run
     starts from empty: the local broker's topics and offsets, the embedded ClickHouse, the
-    worker's state and Alertmanager's notification log and silences (the processes using them are
-    stopped first). Only local data: refused for a remote broker or a ClickHouse server."""
+    worker's state and Alertmanager's notification log and silences (the processes using them, and
+    the demo's gateway, mosquitto and MQTT bridge, are stopped first). Only local data: refused for
+    a remote broker or a ClickHouse server."""
     import shutil
 
     from riskwatch.tools.services import Alertmanager, bridge, robots
@@ -136,8 +134,17 @@ def fresh_start(settings: Settings) -> list[str]:
             "--fresh deletes local data only: it needs the local broker (127.0.0.1) and the embedded "
             "ClickHouse (chdb://); unset RISKWATCH_KAFKA_BOOTSTRAP and RISKWATCH_CLICKHOUSE_URL or drop --fresh"
         )
-    done = [WebServer(settings).stop()]
-    for svc in (bridge(settings), robots(settings), Alertmanager(settings)):
+    from riskwatch.tools.gateway_server import GatewayServer
+    from riskwatch.tools.mqtt import BridgeService, Mosquitto
+
+    done = [WebServer(settings).stop(), GatewayServer(settings).stop()]
+    for svc in (
+        bridge(settings),
+        robots(settings),
+        Alertmanager(settings),
+        BridgeService(settings),
+        Mosquitto(settings),
+    ):
         done.append(svc.stop(timeout=10))
     broker = Broker(settings)
     if broker.data_dir.exists():
@@ -173,13 +180,18 @@ def run_demo(
     log = Path("var/demo/worker.log")
     console.print(f"starting worker (log: {log}) ...")
     # simulated days pass in minutes: alert deadlines follow the events' time, not the wall clock
-    settings = settings.model_copy(update={"lifecycle_clock": "event", "lifecycle_tick_seconds": 2.0})
+    # simulated days pass in minutes: alert deadlines follow the events' time, not the wall clock; the
+    # simulation starts 3 days back, so the gateway accepts events up to 4 days old (default 72 h)
+    settings = settings.model_copy(
+        update={"lifecycle_clock": "event", "lifecycle_tick_seconds": 2.0, "gateway_max_age_hours": 96.0}
+    )
     web = WebServer(settings)
     web.stop()  # a previous demo's workbench and worker (the embedded ClickHouse allows one process)
     worker = WorkerProcess(settings, log_path=log).start()
     depts = None
     notify = None
     keep = False
+    edges: list = []
     try:
         from riskwatch.tools.notify_demo import DemoNotify
         from riskwatch.tools.services import ServiceError
@@ -189,9 +201,10 @@ def run_demo(
         except ServiceError as e:
             console.print(f"[yellow]notifications through Alertmanager are off in this run: {e}[/]")
             notify = None
+        edges = _start_edges(settings)
         console.print(
-            f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) "
-            "and its departments answering alerts ..."
+            f"worker ready; simulating the county for {duration:.0f}s (seed {seed}, scale {scale}) through the "
+            "edges (imports, HTTP gateway, MQTT, Kafka), and its departments answering alerts ..."
         )
         n_before = _count_events(worker)
         if n_before:
@@ -221,32 +234,7 @@ def run_demo(
             stdout=subprocess.PIPE,
             text=True,
         )
-        sim = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "riskwatch.cli.main",
-                "simulate",
-                "--duration",
-                str(duration),
-                "--seed",
-                str(seed),
-                "--scale",
-                str(scale),
-                "--rate",
-                str(rate),
-                # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
-                # (the simulator's incidents start after a 14 h warm-up)
-                "--sample-minutes",
-                "15",
-                "--days",
-                "3",
-            ],
-            env=env,
-        )
-        if sim.returncode != 0:
-            console.print(f"[red]simulator failed (exit {sim.returncode})[/]")
-            return sim.returncode
+        router = _simulate_through_edges(settings, catalog, worker, duration, seed, scale, rate)
         topics = [settings.topic(t) for t in T.INPUT_TOPICS]
         last: list[int | None] = [None]
 
@@ -286,10 +274,8 @@ def run_demo(
                 month,
                 "--seed",
                 str(seed),
-                "--scale",
-                str(scale),
-                "--sim-seed",
-                str(seed),
+                "--entities",
+                str(_entities_csv(router)),
                 "--publish",
                 "--out",
                 f"var/demo/spot_checks_{month}.csv",
@@ -328,8 +314,10 @@ def run_demo(
             f"events stored by this run: {n_events:,} ({n_total:,} in total: the embedded ClickHouse keeps "
             f"earlier runs) in {elapsed:.1f}s of simulation + catch-up → {n_events / elapsed:,.0f} events/s end to end"
         )
+        _edge_summary(router, worker)
         for title, sql in SUMMARY_SQL.items():
             _show(title, worker.query(sql))
+        _device_faults(router, worker)
         _show("一条预警的全生命周期 one alert's life cycle (alert_history)", worker.query(LIFECYCLE_SQL))
         if notify is not None:
             notify.summary()
@@ -339,6 +327,7 @@ def run_demo(
             notify.stop()
         if depts is not None and depts.poll() is None:
             depts.kill()
+        _stop_edges(edges)
         if not keep:
             worker.stop()
     if keep:
@@ -456,4 +445,202 @@ def _print_departments(console, out: str) -> None:
         f"simulated departments read {s.get('alerts', 0):,} alert revisions and answered {s.get('sent', 0):,} times "
         f"(签收 {fb.get('acknowledged', 0)}, 处置中 {fb.get('in_progress', 0)}, 已处置 {fb.get('disposed', 0)}, "
         f"非本部门 {fb.get('not_ours', 0)}; {s.get('late', 0)} late, {s.get('never', 0)} never answered)"
+    )
+
+
+# --- the edges ----------------------------------------------------------------------------------------
+def _start_edges(settings: Settings) -> list:
+    """mosquitto, the MQTT bridge and the HTTP gateway on their ports from settings (stopped on exit)."""
+    from riskwatch.tools.gateway_server import GatewayServer
+    from riskwatch.tools.mqtt import BridgeService, Mosquitto
+
+    started: list = []
+    for svc in (Mosquitto(settings), BridgeService(settings), GatewayServer(settings)):
+        console.print(f"  {type(svc).__name__}: {svc.start(log=lambda m: None)}")
+        started.append(svc)
+    return started
+
+
+def _stop_edges(started: list) -> None:
+    for svc in reversed(started):
+        try:
+            console.print(f"  {type(svc).__name__}: {svc.stop()}")
+        except Exception as e:  # noqa: BLE001 - clean-up goes on with the next service
+            console.print(f"  [yellow]{type(svc).__name__} did not stop cleanly: {e}[/]")
+
+
+def _simulate_through_edges(settings: Settings, catalog, worker, duration: float, seed: int, scale: float, rate: float):
+    """The county simulator in process, each message sent through its edge (riskwatch/tools/demo_edges.py);
+    paced at ``rate`` messages/s for ``duration`` seconds (time spent importing files does not count)."""
+    from riskwatch.tools.demo_edges import EdgeRouter
+    from riskwatch.tools.simulator.county import SimConfig
+    from riskwatch.tools.simulator.streams import T_INSPECTION, TOPICS, Simulator, wire_topic
+
+    # 15-minute sensor sampling: two minutes of demo cover ~1.5 simulated days
+    # (the simulator's incidents start after a 14 h warm-up)
+    sim = Simulator(SimConfig(seed=seed, days=3, scale=scale, sample_minutes=15))
+    counts = sim.county.counts()
+    console.print(
+        f"  county: {sum(counts.values())} entities, {sim.n_streams} sensor streams, {len(sim.cams)} cameras, "
+        f"{len(sim.incidents)} incidents scheduled"
+    )
+    router = EdgeRouter(settings, catalog, worker.query, console.print)
+    router.create_sources()
+    prefix = settings.topic_prefix
+    prefixed = {t: f"{prefix}{t}" for t in TOPICS if t != T_INSPECTION}
+    t0 = time.perf_counter()
+    n, next_tick = 0, t0 + 15
+    try:
+        for topic, key, value in sim.events():
+            router.send(prefixed.get(topic) or f"{prefix}{wire_topic(topic, value, sim.catalog)}", key, value)
+            n += 1
+            if n & 255:
+                continue
+            now = time.perf_counter()
+            elapsed = now - t0 - router.blocked
+            if elapsed >= duration:
+                break
+            wait = min(n / rate - elapsed, duration - elapsed)
+            if wait > 0:
+                time.sleep(wait)
+            if now >= next_tick:
+                next_tick = now + 15
+                sent = router.counts.sent
+                by_edge = Counter()
+                for (edge, _), c in sent.items():
+                    by_edge[edge] += c
+                console.print(
+                    f"  simulated {datetime.fromtimestamp(sim.sim_time, UTC).astimezone():%m-%d %H:%M}, "
+                    f"{n:,} messages: " + ", ".join(f"{e} {c:,}" for e, c in sorted(by_edge.items()))
+                )
+    finally:
+        router.close()
+    sim.write_ground_truth("var/sim/ground_truth.jsonl")
+    console.print(
+        f"  simulator: {n:,} messages in {time.perf_counter() - t0:.0f}s, simulated until "
+        f"{sim.summary()['sim_reached']}, {len(sim.incidents_started())} incidents started "
+        "(ground truth: var/sim/ground_truth.jsonl)"
+    )
+    return router
+
+
+def _entities_csv(router) -> Path:
+    """The imported registry as the spot-check draw's entity list (entity_id = 统一社会信用代码)."""
+    import csv
+
+    path = Path("var/demo/edges/entities.csv")
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["entity_id", "kind", "township", "tier", "name"])
+        for e in router.entities.values():
+            if e.get("action") != "closed":
+                w.writerow([e["code"], e.get("kind", ""), e.get("township", ""), "", e.get("name", "")])
+    return path
+
+
+def _edge_summary(router, worker) -> None:
+    c = router.counts
+    t = Table(title="入口 what came in through each edge (sent by the demo; refused at once by the edge)")
+    for col in ("edge", "kind", "sent", "refused at the edge", "queued for the office (匹配)"):
+        t.add_column(col, justify="left" if col in ("edge", "kind") else "right")
+    for edge, kind in sorted(c.sent):
+        t.add_row(
+            edge,
+            kind,
+            f"{c.sent[(edge, kind)]:,}",
+            f"{c.refused[(edge, kind)]:,}",
+            f"{c.queued[kind]:,}" if edge != "Kafka" else "",
+        )
+    console.print(t)
+    _show(
+        "入库 stored events by source (ClickHouse: who sent them)",
+        worker.query(
+            "SELECT * FROM (SELECT 'sensor' AS kind, source, count() AS events FROM riskwatch.events_sensor "
+            "GROUP BY source "
+            "UNION ALL SELECT 'video', source, count() FROM riskwatch.events_video GROUP BY source "
+            "UNION ALL SELECT 'complaint', source, count() FROM riskwatch.events_complaint GROUP BY source "
+            "UNION ALL SELECT 'registry', source, count() FROM riskwatch.events_registry GROUP BY source "
+            "UNION ALL SELECT 'inspection', source, count() FROM riskwatch.events_inspection GROUP BY source "
+            ") ORDER BY kind, events DESC"
+        ),
+    )
+    _show(
+        "死信 refused, and why (dead letters by source and the first line of the reason)",
+        worker.query(
+            # the first line of the reason, with item positions, offsets and ids folded: one row per kind of fault
+            "SELECT if(startsWith(source, 'mqtt:'), 'mqtt:<device>', if(source = '', '(worker: Kafka input)', source)) "
+            "AS src, "
+            "uniqExact(source) AS senders, replaceRegexpAll(replaceRegexpAll(replaceRegexpAll("
+            # a gateway batch's dead letter: its first line counts, the second says why
+            "if(position(error, ' of the gateway batch refused') > 0, "
+            "concat('a reading of a batch: ', splitByChar('\\n', error)[2]), splitByChar('\\n', error)[1]), "
+            "'\\\\[\\\\d+\\\\]@\\\\d+', ''), '\\\\[\\\\d+\\\\]', '#'), "
+            "'\\'[^\\' ]*(?:[0-9][^\\' ]*){4,}\\'', '\\'…\\'') AS reason, count() AS messages, "
+            # not FINAL: the gateway's dead letters have no Kafka offset, FINAL would keep one per source
+            "sum(length(indexes)) AS batch_readings FROM riskwatch.dead_letters "
+            "GROUP BY src, reason ORDER BY src, messages DESC LIMIT 40"
+        ),
+    )
+
+
+def _device_faults(router, worker) -> None:
+    """The faults the demo planted: kPa converted, an unknown unit refused, a dead sensor."""
+    from riskwatch.domain.units import to_canonical
+
+    console.rule("设备故障 device faults caught")
+    rows = worker.query(
+        "SELECT device_id, unit, value FROM riskwatch.events_sensor "
+        "WHERE channel = 'boiler_pressure' AND source = 'iot-gw-07' ORDER BY occurred_at DESC LIMIT 1"
+    )
+    if rows:
+        r = rows[0]
+        console.print(
+            f"wrong unit converted: vendor iot-gw-07 sends boiler pressure in kPa over MQTT: {r['device_id']} sent "
+            f"{r['value']:g} {r['unit']}, stored as sent and judged as "
+            f"{to_canonical('boiler_pressure', float(r['value']), r['unit']):g} MPa against its limit"
+        )
+    rows = worker.query(
+        "SELECT topic, arrayFirst(x -> position(x, 'psig') > 0, splitByChar('\\n', error)) AS reason "
+        "FROM riskwatch.dead_letters FINAL WHERE position(error, 'psig') > 0 LIMIT 1"
+    )
+    console.print(
+        f"unknown unit refused ({rows[0]['topic']}): {rows[0]['reason'].strip()}"
+        if rows
+        else "[red]the 'psig' reading is not among the dead letters[/]"
+    )
+    end = router.sim_end.strftime("%Y-%m-%d %H:%M:%S") if router.sim_end else "2100-01-01 00:00:00"
+    dev = router.dead_device
+    if dev:
+        last = worker.query(
+            f"SELECT formatDateTime(max(occurred_at), '%m-%d %H:%i', 'Asia/Shanghai') AS last "
+            f"FROM riskwatch.events_sensor WHERE device_id = '{dev}'"
+        )
+        alerts = worker.query(
+            "SELECT rule, level_zh, status, formatDateTime(first_seen, '%m-%d %H:%i', 'Asia/Shanghai') AS since, "
+            "title FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.offline%' "
+            f"AND entity_id = '{router.dead_entity}' "
+            "ORDER BY first_seen LIMIT 1"
+        )
+        a = alerts[0] if alerts else None
+        console.print(
+            f"dead sensor: {dev} (freezer of {router.owner.get(dev, '?')}, reports every 15 min) last reported at "
+            f"{last[0]['last'] if last else '?'} (simulated); "
+            + (
+                f"offline alarm {a['rule']} ({a['title']}, {a['level_zh']}) at {a['since']}, now {a['status']}"
+                if a
+                else "[yellow]no offline alarm for it (device health alarms: docs/devices-health.md)[/]"
+            )
+        )
+    _show(
+        "设备健康 device-health alerts (offline, stuck, out of range, impossible steps)",
+        worker.query(
+            "SELECT rule, level_zh AS level, count() AS alerts, countIf(status = 'resolved') AS resolved, "
+            f"countIf(first_seen > toDateTime64('{end}', 3, 'Asia/Shanghai')) AS after_the_simulation "
+            "FROM riskwatch.alerts FINAL WHERE rule LIKE 'device.%' GROUP BY rule, level ORDER BY alerts DESC"
+        ),
+    )
+    console.print(
+        "  during the simulation: the planted dead sensor and the simulator's gateway gaps and stuck values; "
+        "after_the_simulation: every device stopped when the simulation did, and the live incident's readings "
+        "(now) moved event time on, so those devices are rightly silent too"
     )

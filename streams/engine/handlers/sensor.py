@@ -43,7 +43,8 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
             out.rejected = str(e)
             return
         if value != ev.value:
-            ev = ev.model_copy(update={"value": value, "unit": display(ev.channel)})
+            # not model_copy(update=...): a gateway batch's readings share one frozen fields-set
+            ev = SensorReading.model_construct(**{**ev.__dict__, "value": value, "unit": display(ev.channel)})
     key = f"{ev.device_id}:{ev.channel}"
     det = st.sensors.get(key)
     t = out.at
