@@ -257,6 +257,11 @@ class DeviceEvent(Event):
     set_point_max_c: float | None = Field(None, ge=-100, le=100, description="设定温度上限, ℃ (cold stores)")
     medium: str = Field("", max_length=32, description="介质, e.g. 水, 蒸汽, 液氨")
     interval_s: int = Field(60, ge=1, le=86400, description="Expected reporting interval, seconds")
+    channel_intervals_s: dict[SensorChannel, Annotated[int, Field(ge=1, le=86400)]] = Field(
+        default_factory=dict,
+        description="Per channel, where its channels report at different paces (an elevator's fault code every "
+        "minute, its door cycles hourly); the others report every interval_s",
+    )
     installed_on: date | None = None
     calibrated_on: date | None = Field(None, description="Last calibration (检定/校准)")
     owner: ShortText = Field("", description="The source (vendor platform) that sends its readings")

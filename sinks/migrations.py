@@ -645,6 +645,13 @@ COMMENT 'Official credit records from events.credit (riskwatch import credit): r
 """,
 )
 
+V19_CHANNEL_INTERVALS = (
+    """
+ALTER TABLE {db}.devices
+    ADD COLUMN IF NOT EXISTS channel_intervals_s Map(LowCardinality(String), UInt32) COMMENT 'Per channel, where a device''s channels report at different paces; the others every interval_s'
+""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: event tables, alerts, history, dead letters, registry, risk scores", V1),
     Migration(2, "alert life cycle: notification, recipients, deadlines, flapping; history seq and kind", V2),
@@ -666,6 +673,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(17, "the task-force office: judgements (研判) and consultations (议事会商)", V17_OFFICE),
     Migration(18, "official credit tiers and lists (credit), credit repair as removed_on", V18_CREDIT),
+    Migration(19, "devices: a reporting interval per channel (channel_intervals_s)", V19_CHANNEL_INTERVALS),
 )
 
 _SCHEMA_MIGRATIONS = f"""

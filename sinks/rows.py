@@ -260,6 +260,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "owner",
         "source",
         "updated_at",
+        "channel_intervals_s",
     ),  # fmt: skip
     "match_queue": (
         "queue_id",
@@ -482,6 +483,7 @@ def device_row(e: DeviceEvent) -> tuple:
         e.owner,
         e.source,
         e.occurred_at,
+        {c.value: v for c, v in e.channel_intervals_s.items()},
     )
 
 

@@ -47,6 +47,7 @@ TABLES = {
 CTX = {"catalog": load_catalog()}
 TABLES |= {"match_queue", "match_aliases"}  # migration 11: entity matching (edge/matching.py)
 TABLES |= {"credit"}  # migration 18: official credit tiers and lists (riskwatch/domain/credit.py)
+TABLES |= {"judgements", "consultations"}  # migration 17: the task-force office (streams/engine/office.py)
 
 
 @pytest.fixture(scope="module")

@@ -68,13 +68,20 @@ def test_offline_after_k_intervals_of_partition_progress_resolves_on_return_and_
     assert st.risk.value("silence.cold_chain_temp", later + 700, proc.cx.fusion) == 0.0
 
 
-def test_registered_interval_wins_over_the_learnt_one(proc, monkeypatch):
+def test_the_expected_interval_is_the_longer_of_the_registered_and_the_learnt(proc):
+    from streams.engine.state import Device
+
     st = _entity(proc)
     for i in range(6):
         _read(proc, st, i, 3.0)
+    assert health.interval_of(st, "d1:cold_chain_temp") == 60.0  # learnt: a reading a minute
+    st.devices["d1"] = Device("d1", ("cold_chain_temp",), interval_s=600)
+    assert health.interval_of(st, "d1:cold_chain_temp") == 600.0  # registered slower: the registration
+    # a channel of its own pace: the registered per-channel interval, never shorter than what is seen
+    st.devices["d1"] = Device("d1", ("cold_chain_temp",), interval_s=30, channel_intervals={"cold_chain_temp": 1800})
+    assert health.interval_of(st, "d1:cold_chain_temp") == 1800.0
+    st.devices["d1"] = Device("d1", ("cold_chain_temp",), interval_s=30)
     assert health.interval_of(st, "d1:cold_chain_temp") == 60.0
-    monkeypatch.setattr(health, "registered_interval", lambda st, device_id: 600.0)
-    assert health.interval_of(st, "d1:cold_chain_temp") == 600.0
 
 
 def test_stuck_range_and_step(proc):

@@ -506,7 +506,7 @@ def _simulate_through_edges(settings: Settings, catalog, worker, duration: float
             if now >= next_tick:
                 next_tick = now + 15
                 sent = router.counts.sent
-                by_edge = Counter()
+                by_edge: Counter[str] = Counter()
                 for (edge, _), c in sent.items():
                     by_edge[edge] += c
                 console.print(

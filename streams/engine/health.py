@@ -69,10 +69,11 @@ OPEN = ("firing", "pending", "acknowledged", "in_progress", "escalated", "transf
 
 
 # --- the device registry (the `devices` helper's EntityState.devices), through one accessor ---------
-def registered_interval(st: EntityState, device_id: str) -> float:
-    """The device's registered reporting interval (``DeviceEvent.interval_s``), 0.0 if none."""
+def registered_interval(st: EntityState, device_id: str, channel: str = "") -> float:
+    """The channel's registered reporting interval (``DeviceEvent.channel_intervals_s``, else the device's
+    ``interval_s``), 0.0 if the device is not registered."""
     d = st.devices.get(device_id)
-    return float(d.interval_s or 0.0) if d is not None else 0.0
+    return float(d.interval(channel) or 0.0) if d is not None else 0.0
 
 
 def has_devices(st: EntityState) -> bool:
@@ -94,7 +95,8 @@ def interval_of(st: EntityState, key: str, cfg: HealthConfig | None = None) -> f
     two readings (the simulated county raised 98 such false alarms in 1.5 days)."""
     cfg = cfg or load_health()
     rec = st.health[key]
-    return max(registered_interval(st, key.split(":", 1)[0]), cfg.learnt(rec.est))
+    device, _, channel = key.partition(":")
+    return max(registered_interval(st, device, channel), cfg.learnt(rec.est))
 
 
 # --- per source: counted on /metrics, alarmed by Prometheus (deploy/prometheus/rules.yml) ---------

@@ -213,6 +213,11 @@ class Device:
     calibrated_on: str = ""  # ISO date or ""
     owner: str = ""
     registered_at: float = 0.0  # event time of its latest registry event
+    channel_intervals: dict[str, int] = field(default_factory=dict)  # channel -> its own interval, seconds
+
+    def interval(self, channel: str) -> int:
+        """The channel's expected reporting interval: its own, else the device's."""
+        return self.channel_intervals.get(channel, self.interval_s)
 
     def rating(self, name: str) -> float | None:
         """A rating by its ``DeviceEvent`` field name (``rated_pressure_mpa`` ...), None when not registered."""
@@ -228,6 +233,7 @@ class Device:
             raise ValueError("device: not a list of its fields")
         dev = cls(*d)
         dev.channels = tuple(checked(list(dev.channels), list))
+        dev.channel_intervals = {str(k): int(v) for k, v in checked(dev.channel_intervals, dict).items()}
         return dev
 
 

@@ -33,6 +33,19 @@ log = logging.getLogger("riskwatch.worker")
 SCAN_CHUNK = 500  # entity states read per step of a full-table scan (~50 ms), then the loop runs others
 
 
+def quorum_time(latest: list[float], quorum: int = 3) -> float:
+    """How far a partition's devices have got: the time by which ``quorum`` entities (fewer on a partition of
+    few: half of them, at least one) have all reported. One entity ahead of the rest — a gateway whose clock
+    runs days fast, a test incident sent at the wall clock's now into a replayed past — must not make every
+    other device of the partition look silent (the demo's live incident raised ~145 offline alarms so).
+
+    >>> quorum_time([100.0, 5000.0, 90.0, 95.0, 99.0, 98.0]), quorum_time([10.0, 20.0]), quorum_time([7.0])
+    (99.0, 20.0, 7.0)
+    """
+    k = max(1, min(quorum, len(latest) // 2))
+    return sorted(latest, reverse=True)[k - 1]
+
+
 def register(w: Worker) -> None:
     app, settings = w.app, w.settings
     owned_then: list[frozenset] = [frozenset()]  # the input partitions at the last deadline check
@@ -106,7 +119,7 @@ def register(w: Worker) -> None:
         keys per hold of the state lock: first each partition's latest device reading, then the scan."""
         keys = list(w.health_keys)
         where: dict[bytes, int] = {}
-        latest: dict[int, float] = {}  # partition -> its devices' latest reading
+        seen: dict[int, list[float]] = {}  # partition -> each entity's latest device reading
         for i in range(0, len(keys), SCAN_CHUNK):
             async with w.state_lock:
                 actives = w.actives()
@@ -117,10 +130,9 @@ def register(w: Worker) -> None:
                         w.health_keys.discard(key)
                         continue
                     where[key] = p
-                    t = max(rec.last_t for rec in st.health.values())
-                    if t > latest.get(p, 0.0):
-                        latest[p] = t
+                    seen.setdefault(p, []).append(max(rec.last_t for rec in st.health.values()))
             await asyncio.sleep(0)
+        latest = {p: quorum_time(ts) for p, ts in seen.items()}
         # a partition with nothing processed since this worker took it has no progress to judge by
         progress = {p: min(w.part_time[p][0], t) for p, t in latest.items() if p in w.part_time}
         todo = [k for k in keys if where.get(k) in progress]

@@ -601,13 +601,15 @@ class Simulator:
         for d in e.devices:
             specs = [self.channels[c] for c in d.channels]
             units = {("kPa" if kpa and sp["unit"] == "MPa" else sp["unit"]) for sp in specs}
-            every = min(float(sp.get("every_min", self.cfg.sample_minutes)) for sp in specs)
+            pace = {sp["channel"]: int(float(sp.get("every_min", self.cfg.sample_minutes)) * 60) for sp in specs}
+            every = min(pace.values()) / 60
             body: dict[str, Any] = {
                 "action": "registered",
                 "device_id": d.device_id,
                 "channels": list(dict.fromkeys(sp["channel"] for sp in specs)),
                 "unit": units.pop() if len(units) == 1 else "",
                 "interval_s": int(every * 60),
+                **({"channel_intervals_s": pace} if len(set(pace.values())) > 1 else {}),
                 "owner": owner,
             }
             if rng.random() >= reg.get("unrated_share", 0.0):

@@ -54,4 +54,5 @@ def handle(cx: Context, desk: Desk, ev: DeviceEvent, st: EntityState, out: Outco
         ev.calibrated_on.isoformat() if ev.calibrated_on else "",
         ev.owner,
         t,
+        {c.value: v for c, v in ev.channel_intervals_s.items()},
     )
