@@ -81,7 +81,7 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
     )
     devices = await r.rows(
         """SELECT device_id, channels, unit, rated_pressure_mpa, rated_temp_c, rated_load_kg, set_point_min_c,
-        set_point_max_c, medium, interval_s, installed_on, calibrated_on, owner
+        set_point_max_c, medium, interval_s, channel_intervals_s, installed_on, calibrated_on, owner
         FROM {db}.devices FINAL WHERE entity_id = %(e)s AND action != 'removed' ORDER BY device_id LIMIT 200""",
         e=entity_id,
     )
@@ -95,6 +95,12 @@ async def dossier(request: Request, entity_id: str, user: User = Depends(require
         for d in devices:
             d["last_seen"] = last.get(d["device_id"])
             d["channels_zh"] = "、".join(SENSOR_CHANNEL_ZH.get(ch, ch) for ch in d["channels"])
+            own = d.get("channel_intervals_s") or {}
+            d["intervals_zh"] = (
+                ";".join(f"{SENSOR_CHANNEL_ZH.get(ch, ch)} {v} 秒" for ch, v in sorted(own.items()))
+                if own
+                else f"{d['interval_s']} 秒"
+            )
     chart = (
         line_chart(
             {"风险分": [(ts(x["t"]), float(x["score"])) for x in scores]},
