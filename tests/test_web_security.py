@@ -342,7 +342,7 @@ def test_attachment_is_authorised_by_the_alert_it_was_uploaded_to(web, store):
     sha = hashlib.sha256(pdf).hexdigest()
     r = amr.post(
         action.replace("&amp;", "&"),
-        data={"action": "disposed", "result": "已整改"},
+        data={"action": "disposed", "result": "已整改", "verdict": "not_confirmed"},
         files={"attachment": ("report.pdf", pdf, "application/pdf")},
     )
     assert r.status_code == 303, r.text[:500]
