@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,8 @@ from typing import Any
 import httpx
 import orjson
 
+from edge.gateway.mapping import load_mapping
+from edge.imports.layout import load_layout
 from riskwatch.settings import Settings
 
 MQTT_VENDORS = ("iot-gw-01", "iot-gw-07")  # iot-gw-07 sends pressures in kPa (simulator.yaml kpa_gateways)
@@ -62,38 +64,21 @@ TB_KEYS = {
     "elevator_door_cycles": ("doorCycles", "cycles/h"),
     "pump_vibration": ("vibration", "mm/s"),
 }
-VIDEO_CLASS = {  # riskwatch class -> the 明厨亮灶 platform's alarm type (mingchu_video.yaml classes)
-    "rodent": "老鼠",
-    "no_mask": "未戴口罩",
-    "no_hat": "未戴厨师帽",
-    "smoking": "吸烟",
-    "phone_use": "玩手机",
-    "no_uniform": "未穿工作服",
-    "fire_exit_blocked": "消防通道堵塞",
-}
-KIND_ZH = {  # catalog entity kind -> 主体类型 of the 名录库 export (registry.yaml values)
-    "food_producer": "食品生产企业",
-    "retail_pharmacy": "零售药店",
-    "medical_institution": "医疗机构",
-    "produce_market": "农贸市场",
-    "industrial_producer": "工业产品生产企业",
-    "medical_beauty": "医疗美容机构",
-    "special_equipment": "特种设备使用单位",
-    "catering": "餐饮服务单位",
-    "new_business": "新业态经营主体",
-}
-CATEGORY_ZH = {  # complaint category -> 问题分类 of the 12345 export (complaints.yaml values)
-    "food_poisoning": "食物中毒",
-    "food_quality": "食品质量",
-    "hygiene": "卫生状况",
-    "counterfeit_drug": "假劣药品",
-    "drug_sales": "药品销售",
-    "medical_beauty_injury": "医美损害",
-    "product_quality": "产品质量",
-    "equipment_safety": "特种设备",
-    "pricing": "价格投诉",
-    "other": "其他",
-}
+
+
+def _spelling(words: Mapping[str, str]) -> dict[str, str]:
+    """code -> the first Chinese word an export or a vendor uses for it (the mapping data read backwards)."""
+    out: dict[str, str] = {}
+    for word, code in words.items():
+        if not word.isascii():
+            out.setdefault(str(code), word)
+    return out
+
+
+# what the county's exports and the 明厨亮灶 platform write, from the very data the edges map them back with
+VIDEO_CLASS = _spelling(load_mapping("mingchu_video").spec.classes)  # riskwatch class -> platform alarm type
+KIND_ZH = _spelling(load_layout("registry").values["kind"])  # entity kind -> 名录库 主体类型
+CATEGORY_ZH = _spelling(load_layout("complaints").values["category"])  # complaint category -> 12345 问题分类
 REGISTRY_HEADERS = (
     "主体名称",
     "统一社会信用代码",

@@ -640,14 +640,16 @@ class Soak:
         r = self.result
         db = self.settings.clickhouse_database
         for topic in sorted({*r.sent, "events.feedback"}):
-            table = topic.replace(".", "_")
+            key = topic.replace(".", "_")
+            # the device registry keeps one row per device (the simulator registers each once), not event rows
+            table, ident = ("devices", "device_id") if topic == "events.device" else (key, "event_id")
             row = self.q(
                 f"SELECT (SELECT count() FROM {db}.{table} FINAL) AS final, (SELECT count() FROM {db}.{table}) AS raw,"
-                f" (SELECT uniqExact(event_id) FROM {db}.{table}) AS ids"
+                f" (SELECT uniqExact({ident}) FROM {db}.{table}) AS ids"
             )[0]
-            r.stored[table] = int(row["final"])
-            r.physical_copies[table] = int(row["raw"]) - int(row["final"])
-            r.duplicate_rows[table] = int(row["final"]) - int(row["ids"])
+            r.stored[key] = int(row["final"])
+            r.physical_copies[key] = int(row["raw"]) - int(row["final"])
+            r.duplicate_rows[key] = int(row["final"]) - int(row["ids"])
         from riskwatch.tools.simulator.streams import TOPICS
 
         prefix = self.settings.topic_prefix
