@@ -50,7 +50,7 @@ from schemas.events import (
     VideoDetection,
 )
 from streams.engine.dispatch import Processor
-from streams.engine.health import clock_skewed, source_of
+from streams.engine.health import clock_skewed, skew_bound, source_of
 from streams.engine.ingest import Batch, Decoder
 from streams.engine.outcome import EvidenceRow, OrderRow, Outcome
 from streams.engine.peer_counts import PeerCounts
@@ -201,15 +201,18 @@ class EntityBatch(Generic[D]):
         if st is None:
             self.partition_of[key] = msg.partition  # before the load: a state store miss reads this partition
             st = states[key] = self.load(key)
-        res = self.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep)
+        record_ts = getattr(msg, "timestamp", None)
+        not_after = float(record_ts) + skew_bound() if record_ts else None
+        res = self.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep, not_after)
         if res.redelivered:
             out.counts[(msg.topic, "redelivered")] += 1
             return None
-        if res.rejected:
+        if res.rejected:  # the event goes to the dead letters; what fell due before it still goes out
+            self._outputs(res, key, out)
             return res.rejected
         out.counts[(msg.topic, "ok")] += 1
         out.sources[(ev.source, "ok")] += 1
-        if clock_skewed(res.at, getattr(msg, "timestamp", None)):  # against the broker's record timestamp
+        if clock_skewed(res.at, record_ts):  # against the broker's record timestamp
             out.sources[(ev.source, "skewed")] += 1
         if res.at > out.batch_time.get(msg.partition, 0.0):
             out.batch_time[msg.partition] = res.at
@@ -218,10 +221,7 @@ class EntityBatch(Generic[D]):
         rows.setdefault(table, []).append(row)
         if isinstance(ev, EntityEvent):  # the registry's current state (名录库), one row per entity after FINAL
             rows.setdefault("registry", []).append(r.registry_row(ev))
-        self.alert_sends(res, key, out.sends, out.alerts_out)
-        self.plan_sends(res, key, out.sends, rows)
-        for n in res.notices:
-            out.sends.append((self.dest.notices, key, orjson.dumps(n.as_dict())))
+        self._outputs(res, key, out)
         if self.peers is not None:
             peer = peer_signal(ev, st)
             if peer is not None:
@@ -231,6 +231,13 @@ class EntityBatch(Generic[D]):
                 r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
             )
         return None
+
+    def _outputs(self, res: Outcome, key: bytes, out: BatchOutput[D]) -> None:
+        """An outcome's alert revisions, transitions, plans and notices, appended to the batch."""
+        self.alert_sends(res, key, out.sends, out.alerts_out)
+        self.plan_sends(res, key, out.sends, out.rows)
+        for n in res.notices:
+            out.sends.append((self.dest.notices, key, orjson.dumps(n.as_dict())))
 
     def alert_sends(
         self, res: Outcome, key: bytes, sends: list[tuple[D, bytes | None, bytes]], alerts_out: Counter[tuple[str, str]]

@@ -101,13 +101,14 @@ def interval_of(st: EntityState, key: str, cfg: HealthConfig | None = None) -> f
 
 # --- per source: counted on /metrics, alarmed by Prometheus (deploy/prometheus/rules.yml) ---------
 @cache
-def _skew_bound() -> float:
+def skew_bound() -> float:
+    """How far (seconds) an event's time may be off its Kafka record timestamp (devices.yaml)."""
     return load_health().sources.clock_skew_s
 
 
 def clock_skewed(occurred_at: float, record_ts: float | None) -> bool:
     """Whether an event's time disagrees with its Kafka record timestamp (seconds) beyond the bound."""
-    return bool(record_ts) and skewed(occurred_at, float(record_ts or 0.0), _skew_bound())
+    return bool(record_ts) and skewed(occurred_at, float(record_ts or 0.0), skew_bound())
 
 
 def source_of(raw: bytes) -> str:
