@@ -2,8 +2,9 @@
 
 A layout names the Chinese header of each field (``columns``), the headers a file must have
 (``required``: a file missing one is refused before any row is read), the Chinese values mapped to
-codes (``values``: 主体类型 → entity kind, 问题分类 → complaint category ...), static fields, and the
-headers whose values identify a row (``identity``: its ``event_id`` is a uuid5 of them)::
+codes (``values``: 主体类型 → entity kind, 问题分类 → complaint category ...), static fields, the unit of a
+bare number in a column (``units``: 额定压力(MPa) → MPa), and the headers whose values identify a row
+(``identity``: its ``event_id`` is a uuid5 of them)::
 
     >>> lay = load_layout("complaints")
     >>> lay.name, lay.columns["ticket"], lay.values["category"]["食物中毒"]
@@ -24,19 +25,20 @@ import yaml
 from riskwatch.settings import DATA_DIR
 
 LAYOUT_DIR = DATA_DIR / "imports"
-KINDS = ("registry", "complaints", "inspections", "credit")
+KINDS = ("registry", "complaints", "inspections", "credit", "devices")
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
     name: str  # the source's layout name: source = import:<name>:<operator>
-    kind: str  # registry | complaints | inspections | credit
+    kind: str  # registry | complaints | inspections | credit | devices
     title: str
     columns: Mapping[str, str]  # field -> header
     required: tuple[str, ...]  # headers
     identity: tuple[str, ...]  # headers
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # field -> {Chinese: code}
     static: Mapping[str, str] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)  # field -> the unit of a bare number (devices' ratings)
 
     def missing(self, headers: Iterable[str]) -> list[str]:
         have = {h.strip() for h in headers if h}
@@ -45,7 +47,7 @@ class Layout:
 
 @cache
 def load_layout(kind: str, directory: Path = LAYOUT_DIR) -> Layout:
-    """The layout for ``kind`` (registry, complaints, inspections, credit)."""
+    """The layout for ``kind`` (registry, complaints, inspections, credit, devices)."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}; choose one of {', '.join(KINDS)}")
     d = yaml.safe_load((directory / f"{kind}.yaml").read_text(encoding="utf-8"))
@@ -58,4 +60,5 @@ def load_layout(kind: str, directory: Path = LAYOUT_DIR) -> Layout:
         identity=tuple(str(h) for h in d["identity"]),
         values={str(f): {str(k): str(v) for k, v in m.items()} for f, m in (d.get("values") or {}).items()},
         static={str(k): str(v) for k, v in (d.get("static") or {}).items()},
+        units={str(k): str(v) for k, v in (d.get("units") or {}).items()},
     )

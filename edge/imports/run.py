@@ -180,8 +180,8 @@ def run_import(
             rep.preview.append(out)
         if isinstance(out, Ready):
             rep.sent[out.topic] += 1
-            if getattr(out.event, "match", None) is not None:
-                rep.matched[out.event.match.method.value] += 1  # type: ignore[attr-defined]
+            if out.match is not None:
+                rep.matched[out.match.method.value] += 1
             if sender is not None and not dry_run:
                 sender.send(out.topic, out.event.entity_id.encode(), out.event.model_dump_json().encode())
         elif isinstance(out, Queued):

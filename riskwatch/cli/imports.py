@@ -77,7 +77,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
             t.add_column(c)
         for o in rep.preview:
             if isinstance(o, Ready):
-                m = getattr(o.event, "match", None)
+                m = o.match
                 how = f"{m.method.value} {m.confidence:.2f}" if m is not None else "—"
                 t.add_row(str(o.row), "发送", o.event.entity_id, how, o.topic)
             elif isinstance(o, Queued):
