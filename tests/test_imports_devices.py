@@ -199,7 +199,8 @@ def test_the_conversion_is_independent_of_the_import_time():
 def test_cli_import_lands_devices_in_the_table_and_on_the_dossier(pipeline, tmp_path, monkeypatch):
     """The registry imported, the worker's registry read back for matching by the CLI (``riskwatch import
     devices``, dry run then for real, twice): five devices in ``devices`` FINAL, the dossier lists them,
-    the queued one in ``match_queue``; the workbench's import page offers the ledger layout."""
+    the queued one in ``match_queue`` and, once the office chooses its entity, in ``devices`` too; the
+    workbench's import page offers the ledger layout and dry-runs an upload."""
     from edge.imports.run import KafkaSender
     from riskwatch.cli.main import app
     from tests.webtools import csrf_of, start_web
@@ -254,6 +255,18 @@ def test_cli_import_lands_devices_in_the_table_and_on_the_dossier(pipeline, tmp_
         files = {"file": (LEDGER.name, LEDGER.read_bytes(), "text/csv")}
         r = c.post(f"/taskforce/imports?csrf_token={csrf_of(page)}", data={"kind": "devices", "dry_run": "1"},
                    files=files)  # fmt: skip
-        assert r.status_code == 200 and "将发送 5 条事件" in r.text and "import:devices:taskforce" in r.text
+        assert r.status_code == 200 and "将发送 5 条事件" in r.text and "import:devices:taskforce" in r.text, r.text[
+            -2500:
+        ]
+        # the office matches the queued 使用单位: the device event is re-emitted with the chosen entity
+        mpage = c.get("/taskforce/matching")
+        assert mpage.status_code == 200 and "舞阳县宏达气体经销部" in mpage.text
+        qid = q("SELECT queue_id FROM riskwatch.match_queue FINAL")[0]["queue_id"]
+        r = c.post(f"/taskforce/matching/{qid}/choose", data={"csrf_token": csrf_of(mpage.text), "entity_id": DINER})
+        assert r.status_code == 303, r.text
+        vessel = wait_for(
+            lambda: q("SELECT entity_id FROM riskwatch.devices FINAL WHERE device_id = 'WY-VSL-0006'"), 60, "resolved"
+        )
+        assert vessel == [{"entity_id": DINER}]
     finally:
         web.stop()
