@@ -119,6 +119,20 @@ def test_the_same_rows_as_xlsx_give_the_same_events_and_reimport_the_same_ids(tm
     assert devices_of(c)["WY-BLR-0001"].rated_pressure_mpa == 1.25
 
 
+def test_headers_with_full_width_brackets_or_degree_signs_are_the_layouts(tmp_path):
+    headers, rows = ledger()
+    wide = [h.replace("(", "（").replace(")", "）").replace("℃", "°C") for h in headers]
+    wide[wide.index("使用单位")] = " 使用单位 "
+    assert "额定压力（MPa）" in wide and "设定温度上限（°C）" in wide
+    a, b = Recorder(), Recorder()
+    _run(LEDGER, sender=a)
+    rep = _run(write_xlsx(tmp_path / "全角.xlsx", wide, rows), sender=b)
+    assert rep.refused == [] and len(devices_of(b)) == 5
+    assert {d: e.model_dump(exclude={"occurred_at"}) for d, e in devices_of(a).items()} == {
+        d: e.model_dump(exclude={"occurred_at"}) for d, e in devices_of(b).items()
+    }
+
+
 def test_bad_rows_are_refused_with_row_numbers_reasons_and_dead_letters(tmp_path):
     headers, rows = ledger()
     col = {h: i for i, h in enumerate(headers)}

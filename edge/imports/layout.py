@@ -11,10 +11,17 @@ bare number in a column (``units``: 额定压力(MPa) → MPa), and the headers 
     ('12345', '工单编号', 'food_poisoning')
     >>> lay.missing(["工单编号", "来电时间"])[:2]
     ['诉求内容', '被反映单位']
+
+A file's header that differs from the layout's only in width or spacing (``额定压力（MPa）``,
+``设定温度上限(°C)``, ``使用单位 `` with a trailing space) is the layout's header (:meth:`Layout.renames`)::
+
+    >>> load_layout("devices").renames(["额定压力（MPa）", "设定温度上限(°C)", "设备编号"])
+    {'额定压力（MPa）': '额定压力(MPa)', '设定温度上限(°C)': '设定温度上限(℃)'}
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -43,6 +50,21 @@ class Layout:
     def missing(self, headers: Iterable[str]) -> list[str]:
         have = {h.strip() for h in headers if h}
         return [h for h in self.required if h not in have]
+
+    def renames(self, headers: Iterable[str]) -> dict[str, str]:
+        """File header → the layout's header, for the headers that match one only after normalising
+        (NFKC: full-width brackets and letters, ℃ = °C; spaces removed)."""
+        ours = {_norm(h): h for h in self.columns.values()}
+        out = {}
+        for h in headers:
+            mine = ours.get(_norm(h))
+            if h and mine is not None and mine != h:
+                out[h] = mine
+        return out
+
+
+def _norm(header: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", header).split())
 
 
 @cache

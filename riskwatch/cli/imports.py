@@ -25,7 +25,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
 
     from edge.imports.layout import load_layout
     from edge.imports.rows import Queued, Ready
-    from edge.imports.run import KafkaSender, MissingColumns, operator_source, run_import
+    from edge.imports.run import KafkaSender, MissingColumns, conform, operator_source, run_import
     from edge.imports.table import TableError, read_table
     from edge.matching import Matcher, StoreUnavailable, load_matcher
     from riskwatch.domain.catalog import load_catalog
@@ -36,7 +36,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
     catalog = load_catalog(settings.catalog_path)
     layout = load_layout(kind)
     try:
-        table = read_table(file)
+        table = conform(read_table(file), layout)
     except (OSError, TableError) as e:
         con.print(f"[red]无法读取 {file}:{e}[/red]")
         raise typer.Exit(2) from None
