@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from edge.imports.layout import load_layout
+from edge.imports.layout import Layout, load_layout
 from edge.imports.rows import BASE_TOPIC, Outcome, Queued, Ready, Refusal, RowConverter
 from edge.imports.table import Table, read_bytes
 from edge.matching import Matcher
@@ -131,6 +131,15 @@ def _dead_letter(r: Refusal, kind: str, source: str, settings: Any) -> DeadLette
     )
 
 
+def conform(table: Table, layout: Layout) -> Table:
+    """The table with its headers spelt as the layout spells them (``额定压力（MPa）`` → ``额定压力(MPa)``)."""
+    names = layout.renames(table.headers)
+    if not names:
+        return table
+    rows = [(n, {names.get(h, h): v for h, v in cells.items()}) for n, cells in table.rows]
+    return Table(headers=[names.get(h, h) for h in table.headers], rows=rows)
+
+
 def write_report(report: ImportReport, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(LOCAL_TZ).strftime("%Y%m%d-%H%M%S")
@@ -164,7 +173,7 @@ def run_import(
 ) -> ImportReport:
     """Convert every row of ``data`` and (unless ``dry_run``) send it through ``sender``."""
     layout = load_layout(kind)
-    table = table or read_bytes(data, filename)
+    table = conform(table or read_bytes(data, filename), layout)
     missing = layout.missing(table.headers)
     if missing:
         raise MissingColumns(missing)
@@ -180,8 +189,8 @@ def run_import(
             rep.preview.append(out)
         if isinstance(out, Ready):
             rep.sent[out.topic] += 1
-            if getattr(out.event, "match", None) is not None:
-                rep.matched[out.event.match.method.value] += 1  # type: ignore[attr-defined]
+            if out.match is not None:
+                rep.matched[out.match.method.value] += 1
             if sender is not None and not dry_run:
                 sender.send(out.topic, out.event.entity_id.encode(), out.event.model_dump_json().encode())
         elif isinstance(out, Queued):

@@ -1,9 +1,10 @@
-"""`riskwatch import registry|complaints|inspections|credit FILE.{xlsx,csv}`: a county export → Kafka.
+"""`riskwatch import registry|complaints|inspections|credit|devices FILE.{xlsx,csv}`: a county export → Kafka.
 
 Column mappings are data (``riskwatch/data/imports/``); ``--dry-run`` shows what would be sent and
 sends nothing; refused and queued rows are listed in a report CSV whose path is printed.
 ``source`` is ``import:<layout>:<OS user>``. See docs/imports.md; the credit exports (信用风险分类结果,
-经营异常名录, 严重违法失信名单; ``--list`` when the file has no 名单类型 column): docs/credit.md."""
+经营异常名录, 严重违法失信名单; ``--list`` when the file has no 名单类型 column): docs/credit.md; the device
+ledger (特种设备/物联网设备台账 → events.device, 使用单位 matched to its entity): docs/imports.md."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="导入 Excel/CSV 导出文件 (名录库, 12345 工单, 检查结果, 信用) → Kafka.", no_args_is_help=True)
+app = typer.Typer(
+    help="导入 Excel/CSV 导出文件 (名录库, 12345 工单, 检查结果, 信用, 设备台账) → Kafka.", no_args_is_help=True
+)
 REPORT_DIR = Path("var/imports")
 
 
@@ -22,7 +25,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
 
     from edge.imports.layout import load_layout
     from edge.imports.rows import Queued, Ready
-    from edge.imports.run import KafkaSender, MissingColumns, operator_source, run_import
+    from edge.imports.run import KafkaSender, MissingColumns, conform, operator_source, run_import
     from edge.imports.table import TableError, read_table
     from edge.matching import Matcher, StoreUnavailable, load_matcher
     from riskwatch.domain.catalog import load_catalog
@@ -33,7 +36,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
     catalog = load_catalog(settings.catalog_path)
     layout = load_layout(kind)
     try:
-        table = read_table(file)
+        table = conform(read_table(file), layout)
     except (OSError, TableError) as e:
         con.print(f"[red]无法读取 {file}:{e}[/red]")
         raise typer.Exit(2) from None
@@ -77,7 +80,7 @@ def _run(kind: str, file: Path, dry_run: bool, report_dir: Path, credit_list: st
             t.add_column(c)
         for o in rep.preview:
             if isinstance(o, Ready):
-                m = getattr(o.event, "match", None)
+                m = o.match
                 how = f"{m.method.value} {m.confidence:.2f}" if m is not None else "—"
                 t.add_row(str(o.row), "发送", o.event.entity_id, how, o.topic)
             elif isinstance(o, Queued):
@@ -109,6 +112,7 @@ def _command(kind: str, help_: str):
 app.command("registry")(_command("registry", "互联网+监管 名录库导出 → events.registry"))
 app.command("complaints")(_command("complaints", "12345 工单导出 → events.complaint(匹配主体)"))
 app.command("inspections")(_command("inspections", "监督检查结果导出 → events.inspection.<部门>(匹配主体)"))
+app.command("devices")(_command("devices", "特种设备 / 物联网设备台账导出 → events.device(按使用单位匹配主体)"))
 
 
 @app.command("credit")
