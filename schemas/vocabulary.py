@@ -328,7 +328,9 @@ JUDGE_SUBJECT_ZH = _frozen(  # what waits in the office's 研判 queue (web/rout
         "notice": "双告知异议",
     }
 )
-QUEUED_EVENT_ZH = _frozen({"events.complaint": "投诉", "events.inspection": "检查结果"})  # matching-queue kinds
+QUEUED_EVENT_ZH = _frozen(  # matching-queue kinds
+    {"events.complaint": "投诉", "events.inspection": "检查结果", "events.device": "设备台账"}
+)
 
 
 @cache

@@ -78,7 +78,8 @@ async def upload(request: Request, user: User = Depends(require_office)):
         dry_run = form.get("dry_run") == "1"
         up = form.get("file")
         if kind not in KINDS:
-            raise PageError(400, "请选择导入类型", "请选择名录库、12345 工单或检查结果,本次导入未执行。")
+            kinds = "、".join(load_layout(k).title for k in KINDS)
+            raise PageError(400, "请选择导入类型", f"请选择导入类型({kinds}),本次导入未执行。")
         if not isinstance(up, UploadFile) or not up.filename:
             raise PageError(400, "请选择文件", "请选择要导入的 .xlsx 或 .csv 文件,本次导入未执行。")
         data = up.file.read(limit + 1)
