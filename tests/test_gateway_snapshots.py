@@ -1,6 +1,6 @@
 """Attacks on the gateway's snapshot fetch (edge/gateway/evidence.py), against real HTTP servers on
 loopback: a redirect out of the allowlist, a redirect inside it (refused too: no redirect is followed),
-a body over the size limit without Content-Length (close-delimited and chunked), a server that does not
+a body over the size limit without Content-Length (close-delimited and chunked), a gzip bomb, a server that does not
 answer and one that drips bytes. Each is refused, nothing is fetched from the host outside the
 allowlist, nothing is stored, and through the gateway app the video event is still accepted with its
 URL as ``evidence_ref`` and the reason in the log. No Kafka: the app's bus is a recorder."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import logging
 import re
@@ -34,6 +35,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"snapshot of a rodent" * 50
 LIMIT = 64 * 1024  # bytes
 TIMEOUT = 0.6  # seconds, the whole fetch
 ALLOWED = ("127.0.0.1",)
+GZIP_BOMB = gzip.compress(JPEG + bytes(64 * 1024 * 1024), compresslevel=6)
 
 
 @dataclass
@@ -102,6 +104,13 @@ def vendor() -> Iterator[Vendor]:
                     chunk = JPEG + b"\0" * 65536
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.write(b"0\r\n\r\n")
+            elif p == "/gzip.jpg":  # 64 MiB of zeros in 64 KiB: httpx would inflate each read before counting
+                body = GZIP_BOMB
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             elif p == "/slow.jpg":  # answers after 5 s
                 time.sleep(5)
                 self.send_response(200)
@@ -137,6 +146,7 @@ ATTACKS = {  # path → what the refusal says
     "/redirect-in.jpg": r"HTTP 302 to host '127\.0\.0\.1': redirects are refused",
     "/big-close.jpg": rf"over {LIMIT} bytes",
     "/big-chunked.jpg": rf"over {LIMIT} bytes",
+    "/gzip.jpg": r"Content-Encoding 'gzip' refused",
     "/slow.jpg": r"ReadTimeout|not complete within",
     "/drip.jpg": rf"not complete within {TIMEOUT:g} s",
 }

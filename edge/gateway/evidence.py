@@ -2,7 +2,8 @@
 
 A 明厨亮灶 platform's image URL expires within days; the alert's evidence must not. The gateway
 fetches the image once (httpx; one deadline for the whole fetch, not per read, so a server that
-drips bytes is cut off; a size limit counted while reading, whatever ``Content-Length`` says; only
+drips bytes is cut off; a size limit counted on the bytes read, whatever ``Content-Length`` says, and no
+``Content-Encoding``: a gzip bomb would inflate before it is counted; only
 from the hosts the source's mapping allows; no redirect is followed, not even to an allowed host,
 so the allowlist is checked on the one URL that is fetched), stores it where the workbench keeps attachments
 (``<workbench_dir>/attachments/<sha[:2]>/<sha><ext>``, the layout of ``web/routes/alert.py``) and
@@ -81,7 +82,7 @@ class SnapshotFetcher:
         buf = bytearray()
         try:
             async with asyncio.timeout(self.timeout):  # the whole fetch: httpx's timeout is per read
-                async with self._client.stream("GET", parts) as r:
+                async with self._client.stream("GET", parts, headers={"Accept-Encoding": "identity"}) as r:
                     if r.is_redirect:
                         where = urlsplit(r.headers.get("location", "")).hostname or "?"
                         raise EvidenceError(
@@ -89,10 +90,15 @@ class SnapshotFetcher:
                         )
                     if r.status_code != 200:
                         raise EvidenceError(f"snapshot {url}: HTTP {r.status_code}")
+                    coding = r.headers.get("content-encoding", "identity").strip().lower()
+                    if coding not in ("", "identity"):  # a gzip bomb inflates a whole read before it is counted
+                        raise EvidenceError(
+                            f"snapshot {url}: Content-Encoding {coding[:40]!r} refused (an image is sent as is)"
+                        )
                     declared = r.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > self.max_bytes:
                         raise EvidenceError(f"snapshot {url}: {declared} bytes, over {self.max_bytes}")
-                    async for chunk in r.aiter_bytes():
+                    async for chunk in r.aiter_raw():
                         buf += chunk
                         if len(buf) > self.max_bytes:
                             raise EvidenceError(f"snapshot {url}: over {self.max_bytes} bytes")
