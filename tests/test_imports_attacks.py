@@ -1,8 +1,8 @@
 """Hostile and broken import files (edge/imports/table.py): zip bombs refused from the zip's declared
 sizes before openpyxl parses anything, a sheet whose <dimension> claims a million rows by 16,384
-columns, damaged .xlsx files, CSVs in GBK (accepted), UTF-16, binary and with an oversized field
-(refused). Every refusal is a TableError with a one-line message saying what to do; the CLI and the
-workbench upload show it without a traceback."""
+columns, damaged .xlsx files (nested XML entities among them), CSVs in GBK (accepted), UTF-16, binary
+and with an oversized field (refused). Every refusal is a TableError with a one-line message saying
+what to do; the CLI and the workbench upload show it without a traceback."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ SHEET = "xl/worksheets/sheet1.xml"
 HEAD = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+)
+
+
+LAUGHS = (  # "billion laughs": 10^9 characters from nine nested entities; expat 2.5 stops the amplification
+    '<?xml version="1.0"?><!DOCTYPE w [<!ENTITY l0 "lololololo">'
+    + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    + ']><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>&l9;</t></is></c></row></sheetData></worksheet>'
 )
 
 
@@ -136,6 +144,7 @@ def test_rows_over_the_cap_are_refused_and_columns_past_the_cap_ignored(tmp_path
         ("no workbook", lambda good: _replace(good, "xl/workbook.xml", lambda f: f.write(b"<broken")), "内容损坏"),
         ("bad sheet XML", lambda good: _replace(good, SHEET, lambda f: f.write(HEAD.encode() + b"<sheetData><row>")),
          "内容损坏"),
+        ("entity expansion", lambda good: _replace(good, SHEET, lambda f: f.write(LAUGHS.encode())), "内容损坏"),
         ("bad cell", lambda good: _replace(good, SHEET, lambda f: f.write(_sheet(
             '<row r="1"><c r="A1" t="n"><v>not a number</v></c></row>').encode())), "内容损坏"),
     ],
