@@ -1,11 +1,15 @@
 """Evidence from video callbacks: fetch a snapshot once, keep it content-addressed.
 
 A 明厨亮灶 platform's image URL expires within days; the alert's evidence must not. The gateway
-fetches the image once (httpx, a timeout, a size limit, only from the hosts the source's mapping
-allows, no redirects), stores it where the workbench keeps attachments
+fetches the image once (httpx; one deadline for the whole fetch, not per read, so a server that
+drips bytes is cut off; a size limit counted on the bytes read, whatever ``Content-Length`` says, and no
+``Content-Encoding``: a gzip bomb would inflate before it is counted; only
+from the hosts the source's mapping allows; no redirect is followed, not even to an allowed host,
+so the allowlist is checked on the one URL that is fetched), stores it where the workbench keeps attachments
 (``<workbench_dir>/attachments/<sha[:2]>/<sha><ext>``, the layout of ``web/routes/alert.py``) and
 sets the detection's ``evidence_ref`` to ``sha256:<hex>``. A failed fetch does not refuse the
-detection: its ``evidence_ref`` keeps the URL and a warning is logged.
+detection: its ``evidence_ref`` keeps the URL and the gateway logs a warning with the event id and
+the reason (``edge.gateway.app._evidence``).
 
 >>> import tempfile
 >>> d = tempfile.mkdtemp()
@@ -16,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -64,25 +69,41 @@ class SnapshotFetcher:
         """``sha256:<hex>`` of the stored image; raises :class:`EvidenceError` saying why not."""
         if url in self._done:
             return self._done[url]
-        parts = urlsplit(url)
+        try:
+            parts = httpx.URL(url)  # the parser that fetches checks the host: no parser differential
+        except httpx.InvalidURL as e:
+            raise EvidenceError(f"snapshot URL {url[:200]!r}: {e}") from None
         if parts.scheme not in ("http", "https"):
             raise EvidenceError(f"snapshot URL {url!r}: only http(s)")
-        if (parts.hostname or "") not in hosts:
-            raise EvidenceError(f"snapshot host {parts.hostname!r} is not in the source's allowlist {list(hosts)}")
+        if parts.host not in hosts:
+            raise EvidenceError(f"snapshot host {parts.host!r} is not in the source's allowlist {list(hosts)}")
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        buf = bytearray()
         try:
-            async with self._client.stream("GET", url) as r:
-                if r.status_code != 200:
-                    raise EvidenceError(f"snapshot {url}: HTTP {r.status_code}")
-                declared = r.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise EvidenceError(f"snapshot {url}: {declared} bytes, over {self.max_bytes}")
-                buf = bytearray()
-                async for chunk in r.aiter_bytes():
-                    buf += chunk
-                    if len(buf) > self.max_bytes:
-                        raise EvidenceError(f"snapshot {url}: over {self.max_bytes} bytes")
+            async with asyncio.timeout(self.timeout):  # the whole fetch: httpx's timeout is per read
+                async with self._client.stream("GET", parts, headers={"Accept-Encoding": "identity"}) as r:
+                    if r.is_redirect:
+                        where = urlsplit(r.headers.get("location", "")).hostname or "?"
+                        raise EvidenceError(
+                            f"snapshot {url}: HTTP {r.status_code} to host {where!r}: redirects are refused"
+                        )
+                    if r.status_code != 200:
+                        raise EvidenceError(f"snapshot {url}: HTTP {r.status_code}")
+                    coding = r.headers.get("content-encoding", "identity").strip().lower()
+                    if coding not in ("", "identity"):  # a gzip bomb inflates a whole read before it is counted
+                        raise EvidenceError(
+                            f"snapshot {url}: Content-Encoding {coding[:40]!r} refused (an image is sent as is)"
+                        )
+                    declared = r.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                        raise EvidenceError(f"snapshot {url}: {declared} bytes, over {self.max_bytes}")
+                    async for chunk in r.aiter_raw():
+                        buf += chunk
+                        if len(buf) > self.max_bytes:
+                            raise EvidenceError(f"snapshot {url}: over {self.max_bytes} bytes")
+        except TimeoutError:
+            raise EvidenceError(f"snapshot {url}: not complete within {self.timeout:g} s") from None
         except httpx.HTTPError as e:
             raise EvidenceError(f"snapshot {url}: {type(e).__name__}: {e}") from None
         data = bytes(buf)
