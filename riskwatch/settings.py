@@ -325,6 +325,11 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, ge=1024, description="Largest video snapshot the gateway fetches as evidence"
     )
     gateway_snapshot_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one snapshot fetch")
+    gateway_snapshot_extra_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts every source may fetch snapshots from besides its mapping's snapshot_hosts (a county's "
+        "own image proxy; the tests' local vendor). Empty by default: the shipped mappings allow no loopback host",
+    )
 
     # --- Simulator -----------------------------------------------------------------------------
     sim_seed: int = Field(7, description="Simulator random seed")

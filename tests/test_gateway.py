@@ -74,6 +74,7 @@ def gw(broker: Settings, tmp_path_factory):
             gateway_port=free_port(),
             gateway_max_body_bytes=64 * 1024,
             gateway_kafka_timeout_seconds=20.0,
+            gateway_snapshot_extra_hosts=["127.0.0.1"],  # the fake vendor below
             workbench_dir=tmp / "web",
         )
     )

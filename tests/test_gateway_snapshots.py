@@ -240,8 +240,8 @@ def _callback(url: str, alarm: str) -> dict:
 
 
 def test_through_the_gateway_every_event_is_kept_and_the_reason_logged(vendor, tmp_path, caplog):
-    """The mingchu_video mapping's allowlist is 127.0.0.1, localhost and the vendor's host: 127.0.0.2
-    is outside it. Every callback is accepted (202); a refused snapshot leaves the URL in
+    """The mingchu_video mapping's allowlist is the vendor's host; the settings add 127.0.0.1 (the local
+    vendor): 127.0.0.2 is outside it. Every callback is accepted (202); a refused snapshot leaves the URL in
     ``evidence_ref`` and a warning naming the event and the reason."""
     s = Settings(
         _env_file=None,
@@ -249,6 +249,7 @@ def test_through_the_gateway_every_event_is_kept_and_the_reason_logged(vendor, t
         workbench_dir=tmp_path / "web",
         gateway_snapshot_max_bytes=LIMIT,
         gateway_snapshot_timeout_seconds=TIMEOUT,
+        gateway_snapshot_extra_hosts=["127.0.0.1"],  # the local vendor; the shipped mapping allows no loopback
     )
     store = SourceStore.at(s.gateway_dir)
     _, key = store.add("mingchu", ("video",), mapping="mingchu_video")

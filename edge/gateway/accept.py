@@ -202,10 +202,12 @@ class Acceptor:
         catalog: Catalog,
         max_age: timedelta = timedelta(hours=72),
         mappings: Callable[[str], Mapping] = load_mapping,
+        extra_hosts: tuple[str, ...] = (),
     ):
         self.context = {"catalog": catalog}
         self.max_age = max_age
         self.mappings = mappings
+        self.extra_hosts = extra_hosts  # snapshot hosts allowed for every source (settings)
         self.adapters = {k: TypeAdapter(m) for k, m in KIND_MODELS.items()}
 
     def accept(self, src: Source, kind: str, items: Items, matcher: Matcher | None = None) -> Accepted:
@@ -270,7 +272,7 @@ class Acceptor:
                 if url:
                     for ev in events:
                         assert isinstance(ev, VideoDetection)
-                        out.snapshots.append(Snapshot(ev, url, tuple(mapping.spec.snapshot_hosts)))
+                        out.snapshots.append(Snapshot(ev, url, (*mapping.spec.snapshot_hosts, *self.extra_hosts)))
         return out
 
     def _match(

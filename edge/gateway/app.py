@@ -246,7 +246,11 @@ def create_app(settings: Settings, catalog: Catalog | None = None, store: Source
     gw = Gateway(
         settings=settings,
         store=store or SourceStore.at(settings.gateway_dir),
-        acceptor=Acceptor(cat, max_age=timedelta(hours=settings.gateway_max_age_hours)),
+        acceptor=Acceptor(
+            cat,
+            max_age=timedelta(hours=settings.gateway_max_age_hours),
+            extra_hosts=tuple(settings.gateway_snapshot_extra_hosts),
+        ),
         bus=Bus(settings),
         rate=EventRate(),
         matchers=MatcherCache(settings),
