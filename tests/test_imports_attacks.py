@@ -155,7 +155,8 @@ def test_a_damaged_xlsx_is_refused_with_one_line(tmp_path, what, make, expect):
 
 # --- CSV encodings ------------------------------------------------------------------------------------
 def _csv_text() -> str:
-    return "\r\n".join(",".join(map(str, r)) for r in [REGISTRY_HEADERS, *REGISTRY_ROWS]) + "\r\n"
+    head: list[object] = [*REGISTRY_HEADERS]
+    return "\r\n".join(",".join(map(str, r)) for r in [head, *REGISTRY_ROWS]) + "\r\n"
 
 
 def test_a_gbk_csv_is_read_like_its_utf8_twin():

@@ -191,34 +191,26 @@ class Desk:
         self.publish(entity_id, "router", st, out, oa, [], notes, rev)
 
     def feedback(
-        self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str, comment: str, user: str
+        self,
+        ev: Event,
+        st: EntityState,
+        out: Outcome,
+        oa: OpenAlert,
+        dept: str,
+        status: str,
+        comment: str,
+        user: str,
+        transfer: bool = False,
     ) -> None:
-        """A receiving department's feedback (签收, 处置中, 办结, 非本部门 …)."""
-        cx = self.cx
-        rev = oa.lc.revision
-        self._answer(
-            ev,
-            st,
-            out,
-            oa,
-            rev,
-            cx.lifecycle.on_feedback(oa.lc, dept, status, ev.occurred_at, comment, cx.silences, user=user),
+        """A receiving department's feedback (签收, 处置中, 办结, 非本部门 …); with ``transfer``, a case
+        transfer's receiver accepting or declining it (行刑衔接)."""
+        lcy, rev, at = self.cx.lifecycle, oa.lc.revision, ev.occurred_at
+        res = (
+            lcy.on_transfer_feedback(oa.lc, dept, status, at, comment, user=user)
+            if transfer
+            else lcy.on_feedback(oa.lc, dept, status, at, comment, self.cx.silences, user=user)
         )
-
-    def transfer_answer(
-        self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, dept: str, status: str, comment: str, user: str
-    ) -> None:
-        """A case transfer's receiver accepts or declines (行刑衔接)."""
-        cx = self.cx
-        rev = oa.lc.revision
-        self._answer(
-            ev,
-            st,
-            out,
-            oa,
-            rev,
-            cx.lifecycle.on_transfer_feedback(oa.lc, dept, status, ev.occurred_at, comment, user=user),
-        )
+        self._answer(ev, st, out, oa, rev, res)
 
     def reassign(
         self, ev: Event, st: EntityState, out: Outcome, oa: OpenAlert, by: str, to: list[str], comment: str, user: str

@@ -131,19 +131,24 @@ class Processor:
         web_url: str = "",
         evidence: bool = True,
     ):
-        self.cx = Context(
-            catalog,
-            rules,
-            lifecycle=lifecycle or load_lifecycle(catalog=catalog),
-            router=router or load_routing(catalog=catalog),
-            fusion=fusion or load_fusion(DATA_DIR / "fusion.yaml"),
-            planning=planning or load_spot_checks(catalog=catalog).config,
-            model=model or InspectionOutcomeModel(),
-            clock=clock,
-            web_url=web_url.rstrip("/"),
-            evidence=evidence,
+        self._bind(
+            Context(
+                catalog,
+                rules,
+                lifecycle=lifecycle or load_lifecycle(catalog=catalog),
+                router=router or load_routing(catalog=catalog),
+                fusion=fusion or load_fusion(DATA_DIR / "fusion.yaml"),
+                planning=planning or load_spot_checks(catalog=catalog).config,
+                model=model or InspectionOutcomeModel(),
+                clock=clock,
+                web_url=web_url.rstrip("/"),
+                evidence=evidence,
+            )
         )
-        self.desk = Desk(self.cx)
+
+    def _bind(self, cx: Context) -> None:
+        self.cx = cx
+        self.desk = Desk(cx)
         self._handlers = HANDLERS
 
     @classmethod
@@ -156,18 +161,9 @@ class Processor:
         evidence: bool = True,
     ) -> Processor:
         """A processor on the county's data as loaded once by :func:`riskwatch.domain.county.load_county`."""
-        return cls(
-            county.catalog,
-            county.rules,
-            clock=clock,
-            fusion=county.fusion,
-            model=model,
-            router=county.router,
-            lifecycle=county.lifecycle,
-            planning=county.spot_checks.config,
-            web_url=web_url,
-            evidence=evidence,
-        )
+        p = cls.__new__(cls)
+        p._bind(Context.of(county, clock, model, web_url, evidence))
+        return p
 
     # what the runtime and tests reach: the catalog, the silences in force, the shared model
     @property

@@ -79,7 +79,7 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
     comment = mask_pii(" ".join(x for x in (said, ev.comment, ev.result, attached) if x))
     status = ev.status.value if hasattr(ev.status, "value") else str(ev.status)
     if status in ("accepted", "declined"):  # a case transfer's receiver answers (行刑衔接)
-        desk.transfer_answer(ev, st, out, oa, ev.department, status, comment, ev.user)
+        desk.feedback(ev, st, out, oa, ev.department, status, comment, ev.user, transfer=True)
     else:
         desk.feedback(ev, st, out, oa, ev.department, status, comment, ev.user)
         if o is not None and out.rejected is None and o.verdict == Verdict.confirmed and "rectify" in o.measures:
