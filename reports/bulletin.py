@@ -567,7 +567,7 @@ def outcome_tables(b: Bulletin) -> dict[str, tuple[list[str], list[list[str]]]]:
         lo, hi = g.interval
         prec.append(
             [
-                g.key,
+                g.label,
                 str(g.alerts),
                 str(g.confirmed),
                 str(g.not_confirmed),

@@ -69,6 +69,7 @@ __all__ = [
     "MEASURE_ZH",
     "MATCH_METHOD_ZH",
     "QUEUED_EVENT_ZH",
+    "DETECTOR_FAMILY_ZH",
     "VERDICT_ZH",
     "INSPECTION_OUTCOME_ZH",
     "ORDER_STATUS_ZH",
@@ -318,6 +319,19 @@ MATCH_METHOD_ZH = _frozen(  # how an event's entity was found (schemas.events.Ma
 )
 DEVICE_FAULT_ZH = _frozen(  # device health (detectors/device_health.py): alert rules device.<kind>.<channel>
     {"offline": "离线", "stuck": "读数长时间不变", "range": "读数超出量程", "step": "读数突变"}
+)
+DETECTOR_FAMILY_ZH = _frozen(  # an alert rule's family (sinks/precision.detector_of): precision tables, bulletin
+    {
+        "rule.sensor": "传感器阈值规则",
+        "model.sensor": "传感器异常模型",
+        "model.risk": "综合风险模型",
+        "rule.video": "视频识别规则",
+        "rule.complaint": "投诉规则",
+        "rule.inspection": "检查结果规则",
+        "rule.rectification": "整改复查规则",
+        "rule.crime": "涉嫌犯罪移送",
+        **{f"device.{k}": f"设备健康:{v}" for k, v in DEVICE_FAULT_ZH.items()},
+    }
 )
 JUDGE_SUBJECT_ZH = _frozen(  # what waits in the office's 研判 queue (web/routes/judge.py)
     {

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.vocabulary import DETECTOR_FAMILY_ZH
+
 Z95 = 1.959963984540054  # the standard normal's 97.5 % point
 By = Literal["rule", "detector", "item", "dept"]
 
@@ -124,7 +126,8 @@ def _key(r: Mapping[str, Any], by: By) -> tuple[str, str]:
     if by == "rule":
         return rule, rule
     if by == "detector":
-        return detector_of(rule), detector_of(rule)
+        fam = detector_of(rule)
+        return fam, DETECTOR_FAMILY_ZH.get(fam, fam)
     if by == "item":
         item = r.get("item_id")
         return ("" if item is None else str(item)), str(r.get("item_name") or "未归口事项")
