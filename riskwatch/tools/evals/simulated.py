@@ -222,6 +222,10 @@ def run(
         "false_per_1000_entity_days": round(1000 * len(false) / entity_days, 3) if entity_days else None,
         "false_by_rule": dict(Counter(a["rule"] for a in false).most_common()),
         "false_risk_by_top_signal": dict(Counter(a["why"] for a in false if a["rule"] == "model.risk").most_common()),
+        "false_list": [{k: a[k] for k in ("entity_id", "kind", "rule", "first_seen", "signals")} for a in false],
+        "silence_list": [
+            {k: a[k] for k in ("entity_id", "kind", "rule", "first_seen", "signals")} for a in unmatched if _silence(a)
+        ],
         "legit_background_alerts": len(legit),
         "legit_by_rule": dict(Counter(a["rule"] for a in legit).most_common()),
         "max_state_bytes": max_state,

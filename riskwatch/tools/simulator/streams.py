@@ -444,6 +444,16 @@ class Simulator:
         # draw from their own generator, so the other streams are the same as without them
         self.device_faults: list[dict] = []
         self._fault_rng = np.random.default_rng([cfg.seed, 21])
+        # gateways whose clock is off for a period (simulator.yaml clock_skew): (source, skew s, from, to)
+        self.skews: list[tuple[str, float, float, float]] = [
+            (
+                str(c["source"]),
+                float(c["skew_minutes"]) * 60.0,
+                self.t0 + float(c["from_hour"]) * 3600.0,
+                self.t0 + (float(c["from_hour"]) + float(c["hours"])) * 3600.0,
+            )
+            for c in data.get("clock_skew") or ()
+        ]
 
     # --- set-up -----------------------------------------------------------------------------------
     def _build_groups(self) -> None:
@@ -512,6 +522,8 @@ class Simulator:
 
     # --- the sequence -----------------------------------------------------------------------------
     def events(self) -> Iterator[Message]:
+        """The messages in send order; after each, ``sim_time`` is its send time (what a producer stamps
+        on the Kafka record): a skewed gateway's readings carry an ``occurred_at`` off it."""
         bad_rate = self.cfg.bad_rate
         brng = self._bad_rng
         last = self._last_by_topic
@@ -726,12 +738,15 @@ class Simulator:
             vals = v[idx].astype(np.int64).tolist() if is_int else v[idx].tolist()
             offs = g.offset[idx].tolist()
             tmpl, keys, eid, dumps, append = g.tmpl_bytes, g.keys, self._eid, orjson.dumps, batch.append
+            skew = {src: dt for src, dt, a, b in self.skews if a <= t < b}
             if g.kpa:  # that vendor's gateways send kPa
                 vals = [round(x * 1000.0, 3) if i in g.kpa else x for i, x in zip(idx.tolist(), vals, strict=True)]
             for i, val, off in zip(idx.tolist(), vals, offs, strict=True):
                 tsb = ts_cache.get(off)
                 if tsb is None:
                     tsb = ts_cache[off] = self._iso(t + off).encode()
+                if skew and g.gateways[i] in skew:  # sent now, stamped by a gateway clock that is off
+                    tsb = self._iso(t + off + skew[g.gateways[i]]).encode()
                 append((t + off, len(batch), T_SENSOR, keys[i], tmpl[i] % (eid().encode(), tsb, dumps(val))))
             for i, inc in g.incidents:
                 if due[i] and inc.start <= t + float(g.offset[i]) <= inc.end:
@@ -1120,13 +1135,36 @@ class Simulator:
 
     def ground_truth(self) -> list[dict[str, Any]]:
         """Summary, then one record per incident that started before the run stopped, then bad messages,
-        then the device faults (``record: device_fault``)."""
+        then the device faults (``record: device_fault``) and the skewed gateway clocks (``record: clock_skew``)."""
         faults = [
             {k: v for k, v in f.items() if not k.startswith("_")}
             for f in self.device_faults
             if f["_start"] <= self.sim_time
         ]
-        return [self.summary(), *(i.truth(self.sim_time) for i in self.incidents_started()), *self.bad, *faults]
+        return [
+            self.summary(),
+            *(i.truth(self.sim_time) for i in self.incidents_started()),
+            *self.bad,
+            *faults,
+            *self.skew_truth(),
+        ]
+
+    def skew_truth(self) -> list[dict[str, Any]]:
+        """The skewed gateway clocks that began before the run stopped: which source, by how much, when
+        (in send time: the readings' record timestamps), and how many of the county's streams it sends."""
+        streams = Counter(gw for g in self.groups for gw in g.gateways)
+        return [
+            {
+                "record": "clock_skew",
+                "source": src,
+                "skew_s": dt,
+                "start": self._iso(a),
+                "end": self._iso(min(b, self.sim_time)),
+                "streams": streams[src],
+            }
+            for src, dt, a, b in self.skews
+            if a <= self.sim_time
+        ]
 
     def write_ground_truth(self, path: Path | str) -> Path:
         path = Path(path)
