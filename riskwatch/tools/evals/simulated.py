@@ -48,17 +48,23 @@ from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
 from riskwatch.tools.simulator.streams import wire_topic
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, SensorReading
 from streams.engine import health
 from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder
 from streams.engine.state import EntityState
+
+
+def ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
 
 START = datetime(2025, 3, 3, 0, 0, tzinfo=CST)  # fixed: same seed → same numbers, any day it runs
 DAYS = 3.0
 GRACE = timedelta(hours=2)
 SCAN_S = 60.0  # the offline scan's period in event time (the worker's timer, at most the lifecycle tick)
 KILL_REPLAY = 900.0  # the kill -9: states go back to a snapshot this much event time earlier, then replay
+SKEW_WINDOW, SKEW_FOR, SKEW_SHARE = 15, 15, 0.1  # RiskwatchSourceClockSkew: rate window, for (minutes), share
 COMMIT_S = 5.0  # the commit interval (settings.commit_interval_seconds) in the detection-delay bound
 
 #: Rules that by regulation open a case from one background event (see the module docstring).
@@ -72,6 +78,19 @@ def _is_legit(rule: str) -> bool:
 def _silence(a: dict) -> bool:
     """A risk alert that a silent safety-critical sensor contributed to (device health: reported there)."""
     return a["rule"] == "model.risk" and any(s.startswith("silence.") for s in a.get("signals", ()))
+
+
+def _labelled_silence(a: dict, truth: list[dict]) -> bool:
+    t = ts(a["first_seen"])
+    channels = {s.removeprefix("silence.") for s in a["signals"] if s.startswith("silence.")}
+    return any(
+        f.get("record") == "device_fault"
+        and f["kind"] in ("offline", "dying")
+        and f["entity_id"] == a["entity_id"]
+        and f["channel"] in channels
+        and ts(f["start"]) <= t <= (ts(f["end"]) + 2 * f["interval_s"] if f["end"] else float("inf"))
+        for f in truth
+    )
 
 
 def run(
@@ -98,6 +117,10 @@ def run(
     snapshot: dict[str, bytes] | None = None
     replay: list[tuple[str, int, Any]] = []
     killed = [0.0]
+    part_time = [0.0]  # the partition's latest occurred_at processed since the worker took it
+    latest: dict[str, tuple[str, float]] = {}  # entity -> (source, its latest device reading)
+    src_ok: Counter[tuple[str, int]] = Counter()  # (source, minute of record time) -> events
+    src_skewed: Counter[tuple[str, int]] = Counter()
     device_firing: list[tuple[str, str, float, float]] = []  # (entity, rule, from, to): a device alert firing
     device_status: dict[str, int] = {}  # a firing device alert -> its entry in device_firing
 
@@ -127,22 +150,41 @@ def run(
                     device_firing[was] = (e, r, t0, a.last_seen.timestamp())
                     device_status.pop(a.alert_id)
 
-    def process(topic: str, off: int, ev: Any) -> None:
+    def progress() -> float:
+        """The partition's event-time progress as the runtime's offline timer takes it (streams/runtime/timers.py):
+        the latest occurred_at processed since the worker took it, capped at its sources' devices' quorum."""
+        by_src: dict[str, list[float]] = {}
+        for src, t_dev in latest.values():
+            by_src.setdefault(src, []).append(t_dev)
+        return min(part_time[0], health.progress_of(by_src)) if part_time[0] and by_src else 0.0
+
+    def process(topic: str, off: int, ev: Any, t_rec: float) -> None:
         nonlocal next_scan
-        t = ev.occurred_at.timestamp()
-        while next_scan <= t:  # the offline scan on the partition's event-time progress
+        while next_scan <= t_rec:  # the worker's offline timer (its clock: the record times here)
+            p = progress()
             now[0] = next_scan
-            for eid, est in states.items():
-                if est.health:
-                    collect(health.scan(proc.cx, proc.desk, eid, est, next_scan).alerts)
+            if p:
+                for eid, est in states.items():
+                    if est.health:
+                        collect(health.scan(proc.cx, proc.desk, eid, est, p).alerts)
             next_scan += SCAN_S
-        now[0] = t
+        now[0] = t_rec
         st = states.get(ev.entity_id)
         if st is None:
             st = states[ev.entity_id] = EntityState()
         out = proc.process(ev, st, (topic, 0, off))
         if out.rejected:
             rejected[out.rejected[:60]] += 1
+        elif not out.redelivered:  # riskwatch_source_events_total{result=ok|skewed}, per minute of record time
+            minute = int(t_rec // 60)
+            src_ok[(ev.source, minute)] += 1
+            if health.clock_skewed(out.at, t_rec):
+                src_skewed[(ev.source, minute)] += 1
+            part_time[0] = max(part_time[0], out.at)
+            if isinstance(ev, SensorReading) and ev.entity_id != "unknown":
+                cur = latest.get(ev.entity_id)
+                if cur is None or out.at > cur[1]:
+                    latest[ev.entity_id] = (ev.source, out.at)
         collect(out.alerts)
 
     for topic, key, value in sim.events():
@@ -153,20 +195,26 @@ def run(
             rejected[ev.error[:60]] += 1
             continue
         assert not isinstance(ev, Batch), "the simulator sends single readings here (gateway_batch=0)"
-        t_ev = ev.occurred_at.timestamp()
-        if snapshot is None and not killed[0] and t_ev >= kill_at - KILL_REPLAY:  # the last commit before the kill
+        t_rec = sim.sim_time  # the record's timestamp: its send time (occurred_at is off it for a skewed clock)
+        if snapshot is None and not killed[0] and t_rec >= kill_at - KILL_REPLAY:  # the last commit before the kill
             snapshot = {eid: st.dumps() for eid, st in states.items()}
             snap_scan = next_scan
-        if snapshot is not None and t_ev >= kill_at:  # kill -9: the changelog's states, then catch up
+        if snapshot is not None and t_rec >= kill_at:  # kill -9: the changelog's states, then catch up
             states.clear()
             states.update({eid: EntityState.loads(b) for eid, b in snapshot.items()})
-            next_scan, snapshot, killed[0] = snap_scan, None, t_ev
+            next_scan, snapshot, killed[0] = snap_scan, None, t_rec
+            part_time[0] = 0.0  # a new worker: no progress until it processed something
+            latest.clear()
+            for eid, st in states.items():
+                if st.health:
+                    last = max(st.health.values(), key=lambda rec: rec.last_t)
+                    latest[eid] = (last.source, last.last_t)
             for args in replay:
                 process(*args)
             replay.clear()
         if snapshot is not None:
-            replay.append((topic, off, ev))
-        process(topic, off, ev)
+            replay.append((topic, off, ev, t_rec))
+        process(topic, off, ev, t_rec)
         n_events += 1
         if progress and n_events % 200_000 == 0:
             print(
@@ -179,12 +227,30 @@ def run(
         max_state = max(max_state, len(st.dumps()))
     truth = sim.ground_truth()
     incidents = [r for r in truth if r.get("record") == "incident"]
-    dev = device_metrics(truth, device_firing, sim.n_streams * days, killed[0], start.timestamp() + days * 86400)
+    end = start.timestamp() + days * 86400
+    dev = device_metrics(truth, device_firing, sim.n_streams * days, killed[0], end)
+    skew = skew_metrics(truth, src_ok, src_skewed, killed[0], sim.n_streams * days)
+    dev["by_kind"]["skew"] = skew.pop("by_kind")
+    dev.update(skew)
+    # what a skewed clock caused besides its own alarm: device alarms and risk alerts on its entities
+    skew_spans = [
+        (r["source"], ts(r["start"]), ts(r["end"]) + GRACE.total_seconds())
+        for r in truth
+        if r.get("record") == "clock_skew" and abs(r["skew_s"]) > health._skew_bound()
+    ]
+    src_of = {eid: src for eid, (src, _) in latest.items()}
+    on_skewed = lambda eid, t: any(src_of.get(eid) == s and a <= t <= b for s, a, b in skew_spans)  # noqa: E731
+    dev["skewed_false_device_alarms"] = sum(1 for e, _, _, t in dev.pop("false_list") if on_skewed(e, t))
     m = match_alerts(truth, [a for a in first_rev.values() if not a["rule"].startswith("device.")], grace=GRACE)
     unmatched = m["false_alerts"]
     legit = [a for a in unmatched if _is_legit(a["rule"])]
-    false = [a for a in unmatched if not _is_legit(a["rule"]) and not _silence(a)]
-    dev["risk_alerts_with_silence"] = sum(1 for a in unmatched if _silence(a))
+    # a risk alert with a silent safety-critical channel among its signals, while a labelled gap or dying
+    # sensor of that entity and channel was silent: the detection of that device fault, not a false alert
+    silent = [a for a in unmatched if _silence(a) and _labelled_silence(a, truth)]
+    false = [a for a in unmatched if not _is_legit(a["rule"]) and a not in silent]
+    dev["risk_alerts_with_silence"] = len(silent)
+    dev["risk_alerts_with_silence_top"] = sum(1 for a in silent if a["why"].startswith("silence."))
+    dev["skewed_false_alerts"] = sum(1 for a in false if on_skewed(a["entity_id"], ts(a["first_seen"])))
     registered = sum(1 for s in states.values() if s.registered)
     entity_days = registered * days
     det = m["detected"].values()
@@ -272,7 +338,19 @@ def run_cli(seed: int) -> dict[str, Any]:
     for rule, n in d["false_by_rule"].items():
         print(f"  {rule:27s} {n}")
     print(f"  during kill -9 + catch-up {d['false_after_kill']} (in the hour after it)")
-    print(f"risk alerts with silence    {d['risk_alerts_with_silence']} (a silent safety-critical sensor contributed)")
+    print(
+        f"risk alerts with silence    {d['risk_alerts_with_silence']} (a labelled silent safety-critical sensor "
+        f"contributed, {d['risk_alerts_with_silence_top']} as the top signal: detections of that fault, not false)"
+    )
+    print(f"clock skew: rule fired      {d['skew_firing']}")
+    print(
+        f"skew false alarms           {d['skew_false_alarms']} = {d['skew_false_per_1000_device_days']} per 1,000 "
+        f"device-days, {d['skew_false_after_kill']} in the hour after the kill -9"
+    )
+    print(
+        f"on skewed sources' entities {d['skewed_false_device_alarms']} false device alarms, "
+        f"{d['skewed_false_alerts']} false alerts (during the skew + {GRACE})"
+    )
     return r
 
 
@@ -281,7 +359,6 @@ def device_metrics(
 ) -> dict[str, Any]:
     """Device-health alerts against the labelled device faults (see the module docstring)."""
     cfg = load_health()
-    ts = lambda x: datetime.fromisoformat(x).timestamp()  # noqa: E731
     faults = [f for f in truth if f.get("record") == "device_fault"]
     check_of = {"offline": "offline", "dying": "offline", "stuck": "stuck"}
     # (entity, channel, check) -> when its alert fired and until when (one alert per entity and channel:
@@ -334,4 +411,61 @@ def device_metrics(
         "false_per_1000_device_days": round(1000 * len(false) / device_days, 3) if device_days else None,
         "false_by_rule": dict(Counter(f"device.{k}.{c}" for _, c, k, _ in false).most_common()),
         "false_after_kill": sum(1 for *_, t in false if killed and killed <= t <= killed + 3600),
+        "false_list": false,
+    }
+
+
+def skew_metrics(
+    truth: list[dict], ok: Counter[tuple[str, int]], skewed: Counter[tuple[str, int]], killed: float, device_days: float
+) -> dict[str, Any]:
+    """Skewed gateway clocks against ``RiskwatchSourceClockSkew`` (deploy/prometheus/rules.yml) emulated on the
+    per-minute counts of ``riskwatch_source_events_total``: more than ``SKEW_SHARE`` of a source's events
+    skewed over ``SKEW_WINDOW`` minutes, held for ``SKEW_FOR`` minutes. A period is detectable when its skew
+    exceeds the bound (devices.yaml ``sources.clock_skew_s``) and it lasts ``SKEW_FOR`` + 5 minutes."""
+    bound = health._skew_bound()
+    periods = [r for r in truth if r.get("record") == "clock_skew"]
+    firing: list[tuple[str, float]] = []  # (source, when the rule fires)
+    for src in sorted({s for s, _ in skewed}):
+        mins = sorted(m for s, m in ok if s == src)
+        held_since: int | None = None
+        fired = False
+        for m in range(mins[0], mins[-1] + 1):
+            n_ok = sum(ok.get((src, x), 0) for x in range(m - SKEW_WINDOW + 1, m + 1))
+            n_sk = sum(skewed.get((src, x), 0) for x in range(m - SKEW_WINDOW + 1, m + 1))
+            if n_ok and n_sk / n_ok > SKEW_SHARE:
+                held_since = m if held_since is None else held_since
+                if not fired and m - held_since >= SKEW_FOR:
+                    firing.append((src, (m + 1) * 60.0))
+                    fired = True
+            else:
+                held_since, fired = None, False
+    matched: set[int] = set()
+    k: dict[str, Any] = {"faults": len(periods), "detectable": 0, "detected": 0, "delays": []}
+    for r in periods:
+        t0, t1 = ts(r["start"]), ts(r["end"])
+        hits = [i for i, (s, t) in enumerate(firing) if s == r["source"] and t0 <= t <= t1 + SKEW_WINDOW * 60]
+        matched.update(hits)
+        if abs(r["skew_s"]) > bound and t1 - t0 >= (SKEW_FOR + 5) * 60:
+            k["detectable"] += 1
+            if hits:
+                k["detected"] += 1
+                k["delays"].append(min(firing[i][1] for i in hits) - t0)
+    false = [f for i, f in enumerate(firing) if i not in matched]
+    ds = k["delays"]
+    return {
+        "by_kind": {
+            "faults": k["faults"],
+            "detectable": k["detectable"],
+            "recall": k["detected"] / k["detectable"] if k["detectable"] else 1.0,
+            "delay_median_min": round(statistics.median(ds) / 60, 1) if ds else None,
+            "delay_max_min": round(max(ds) / 60, 1) if ds else None,
+            "within_bound": f"{sum(d <= (SKEW_FOR + 5) * 60 for d in ds)}/{len(ds)}",
+        },
+        "skew_periods": [
+            {"source": r["source"], "skew_min": r["skew_s"] / 60, "start": r["start"], "end": r["end"]} for r in periods
+        ],
+        "skew_firing": [(s, datetime.fromtimestamp(t, CST).isoformat()) for s, t in firing],
+        "skew_false_alarms": len(false),
+        "skew_false_per_1000_device_days": round(1000 * len(false) / device_days, 3) if device_days else None,
+        "skew_false_after_kill": sum(1 for _, t in false if killed and killed <= t <= killed + 3600),
     }

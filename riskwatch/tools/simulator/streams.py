@@ -689,14 +689,17 @@ class Simulator:
                 u = rng.random((2, n))
                 gp = nz["gap_per_day"] * step_days * g.every
                 sp = nz["stuck_per_day"] * step_days * g.every
+                # durations drawn for every stream (used where a fault starts): how many streams can start one
+                # (a dying sensor cannot) must not shift the generator, or dying sensors would re-draw the county
+                dur = rng.random((2, n))
                 gstart = (u[0] < gp) & (g.gap_until < t)
                 if gstart.any():
                     lo, hi = nz["gap_minutes"]
-                    g.gap_until[gstart] = t + rng.uniform(lo, hi, int(gstart.sum())) * 60
+                    g.gap_until[gstart] = t + (lo + (hi - lo) * dur[0][gstart]) * 60
                 sstart = (u[1] < sp) & (g.stuck_until < t) & ~np.isnan(g.last) & (g.kind != "code")
                 if sstart.any():
                     lo, hi = nz["stuck_minutes"]
-                    g.stuck_until[sstart] = t + rng.uniform(lo, hi, int(sstart.sum())) * 60
+                    g.stuck_until[sstart] = t + (lo + (hi - lo) * dur[1][sstart]) * 60
                 dp = nz.get("dying_per_day", 0.0) * step_days * g.every
                 if dp:  # a dying sensor: silent until the end of the run (never on an incident's stream)
                     die = (self._fault_rng.random(n) < dp) & (g.gap_until < t) & self.active[g.ent_idx]
