@@ -115,7 +115,7 @@ def run(
     next_scan = start.timestamp() + SCAN_S
     kill_at = start.timestamp() + days * 86400 / 2
     snapshot: dict[str, bytes] | None = None
-    replay: list[tuple[str, int, Any]] = []
+    replay: list[tuple[str, int, Any, float]] = []
     killed = [0.0]
     part_time = [0.0]  # the partition's latest occurred_at processed since the worker took it
     latest: dict[str, tuple[str, float]] = {}  # entity -> (source, its latest device reading)
@@ -150,7 +150,7 @@ def run(
                     device_firing[was] = (e, r, t0, a.last_seen.timestamp())
                     device_status.pop(a.alert_id)
 
-    def progress() -> float:
+    def part_progress() -> float:
         """The partition's event-time progress as the runtime's offline timer takes it (streams/runtime/timers.py):
         the latest occurred_at processed since the worker took it, capped at its sources' devices' quorum."""
         by_src: dict[str, list[float]] = {}
@@ -161,7 +161,7 @@ def run(
     def process(topic: str, off: int, ev: Any, t_rec: float) -> None:
         nonlocal next_scan
         while next_scan <= t_rec:  # the worker's offline timer (its clock: the record times here)
-            p = progress()
+            p = part_progress()
             now[0] = next_scan
             if p:
                 for eid, est in states.items():
