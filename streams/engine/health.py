@@ -211,10 +211,12 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
     for key, rec in st.health.items():
         iv = interval_of(st, key, cfg)
         ch = cfg.channel(rec.channel)
-        if rec.est.n != rec.seen_n:  # readings arrived since the last scan
-            rec.seen_n = rec.est.n
-            if iv and progress - rec.last_t > iv:  # ... stamped well behind the progress: its gateway's clock
-                rec.heard_t = progress  # is behind (or others' ahead); the device is alive all the same
+        if rec.est.n != rec.seen_n:  # readings arrived since the last scan, yet none newer than the last one
+            # or all well behind the progress: its gateway's clock is behind (or others' are ahead), and the
+            # device is alive all the same
+            if rec.last_t <= rec.seen_t or (iv and progress - rec.last_t > iv):
+                rec.heard_t = progress
+            rec.seen_n, rec.seen_t = rec.est.n, rec.last_t
         if not offline(rec.alive_t, progress, iv, ch.offline_k):
             continue
         device_id = key.split(":", 1)[0]

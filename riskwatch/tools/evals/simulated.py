@@ -368,6 +368,7 @@ def device_metrics(
         _, check, channel = rule.split(".", 2)
         by_dev.setdefault((entity, channel, check), []).append((t_on, t_off))
     matched: set[tuple[str, str, str, float]] = set()
+    late: list[dict] = []  # detected after the bound: which, for the lead to judge
     by_kind: dict[str, dict[str, Any]] = {}
     for f in faults:
         ch = cfg.channel(f["channel"])
@@ -392,6 +393,8 @@ def device_metrics(
                 k["detected"] += 1
                 k["delays"].append(max(0.0, min(hits) - t0))
                 k["bounds"].append(bound)
+                if k["delays"][-1] > bound:
+                    late.append({**f, "delay_min": round(k["delays"][-1] / 60, 1)})
     out: dict[str, Any] = {}
     for kind, k in sorted(by_kind.items()):
         ds = k["delays"]
@@ -412,6 +415,8 @@ def device_metrics(
         "false_by_rule": dict(Counter(f"device.{k}.{c}" for _, c, k, _ in false).most_common()),
         "false_after_kill": sum(1 for *_, t in false if killed and killed <= t <= killed + 3600),
         "false_list": false,
+        "false_detail": [(e, f"device.{k}.{c}", datetime.fromtimestamp(t, CST).isoformat()) for e, c, k, t in false],
+        "late": late,
     }
 
 
