@@ -7,7 +7,9 @@ result), the entity id as key bytes and the JSON value bytes. Values are valid a
 the ground truth. Same config (seed, start, now, days, scale, …) → byte-identical sequence.
 
 Time advances in steps of ``sample_minutes`` (default 5 min simulated); each step's events are
-sorted by ``occurred_at`` (+08:00). Nothing is later than ``config.end`` (≤ the wall clock).
+sorted by send time, which is ``occurred_at`` (+08:00) but for the readings of a gateway whose clock is
+off for a while (``simulator.yaml`` ``clock_skew``, ground truth ``record: clock_skew``). Nothing is sent
+later than ``config.end`` (≤ the wall clock); only a fast gateway clock stamps a reading later.
 
 The hot loop avoids pydantic: sensor values are computed vectorised per channel template with
 numpy and written into prebuilt byte templates; other events are dicts serialised with orjson.
