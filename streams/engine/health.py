@@ -211,12 +211,14 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
     for key, rec in st.health.items():
         iv = interval_of(st, key, cfg)
         ch = cfg.channel(rec.channel)
-        if rec.est.n != rec.seen_n:  # readings arrived since the last scan, yet none newer than the last one
-            # or all well behind the progress: its gateway's clock is behind (or others' are ahead), and the
-            # device is alive all the same
-            if rec.last_t <= rec.seen_t or (iv and progress - rec.last_t > iv):
+        if rec.est.n != rec.seen_n:  # readings arrived since the last scan, yet none newer than the last one,
+            # or more than an interval behind the progress twice running: its gateway's clock is behind, and
+            # the device is alive all the same (once is a batch that moved the progress past a device's last
+            # readings: a device that then stops is silent)
+            lagging = bool(iv) and progress - rec.last_t > iv
+            if rec.last_t <= rec.seen_t or (lagging and rec.lagging):
                 rec.heard_t = progress
-            rec.seen_n, rec.seen_t = rec.est.n, rec.last_t
+            rec.seen_n, rec.seen_t, rec.lagging = rec.est.n, rec.last_t, lagging
         if not offline(rec.alive_t, progress, iv, ch.offline_k):
             continue
         device_id = key.split(":", 1)[0]
