@@ -123,7 +123,19 @@ class DeviceHealth:
     True
     """
 
-    __slots__ = ("channel", "source", "est", "stuck", "last_v", "faults", "silent_n")
+    __slots__ = (
+        "channel",
+        "source",
+        "est",
+        "stuck",
+        "last_v",
+        "faults",
+        "silent_n",
+        "seen_n",
+        "seen_t",
+        "heard_t",
+        "lagging",
+    )
 
     def __init__(self, channel: str, source: str) -> None:
         self.channel = channel
@@ -133,6 +145,16 @@ class DeviceHealth:
         self.last_v = math.nan
         self.faults: list[str] = []  # open fault kinds: offline, stuck, range, step
         self.silent_n = 0  # steps of silence already learnt into the risk
+        self.seen_n = 0  # readings counted at the last offline scan
+        self.seen_t = 0.0  # the last reading's time at the last offline scan
+        self.lagging = False  # the last scan that found readings found them more than an interval behind
+        self.heard_t = 0.0  # progress of the last scan that found readings stamped well behind it (a clock behind)
+
+    @property
+    def alive_t(self) -> float:
+        """Since when the device counts as heard from: its last reading's time, or the partition progress at
+        which readings stamped earlier than that progress arrived (a gateway clock behind is not silence)."""
+        return max(self.est.last_t, self.heard_t)
 
     @property
     def last_t(self) -> float:
@@ -141,7 +163,7 @@ class DeviceHealth:
     def to_data(self) -> list[Any]:
         e, s = self.est, self.stuck
         return [self.channel, self.source, e.last_t, e.n, e.gaps, s.since, s.value, self.last_v, self.faults,
-                self.silent_n]  # fmt: skip
+                self.silent_n, self.seen_n, self.seen_t, self.heard_t, self.lagging]  # fmt: skip
 
     @classmethod
     def from_data(cls, d: Any) -> DeviceHealth:
@@ -152,6 +174,9 @@ class DeviceHealth:
         rec.last_v = _num(v[7])
         rec.faults = [_typed(f, str) for f in _typed(v[8], list)]
         rec.silent_n = int(v[9])
+        if len(v) > 13:  # states written before the clock-skew fields have none
+            rec.seen_n, rec.seen_t, rec.heard_t = int(v[10]), _num(v[11]), _num(v[12])
+            rec.lagging = bool(v[13])
         return rec
 
 

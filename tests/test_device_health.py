@@ -103,6 +103,30 @@ def test_health_survives_the_state_format(proc):
     assert st2.health["d1:cold_chain_temp"].to_data() == st.health["d1:cold_chain_temp"].to_data()
 
 
+def test_a_gateway_clock_behind_is_not_silence(proc):
+    """Readings that keep arriving stamped 90 min behind the partition's progress (the gateway's clock is
+    behind): the device is heard at each scan, so no offline alarm and no silence risk; once they stop
+    arriving it goes offline k × interval of progress after the last scan that heard it."""
+    st = _entity(proc)
+    for i in range(6):
+        _read(proc, st, i, 3.0 + (i % 2) * 0.2)
+    base = T0.timestamp()
+    for m in range(6, 130):  # the clock jumps back 90 min: older than the last reading, then in order but late
+        _read(proc, st, m - 90, 3.0 + (m % 2) * 0.2)
+        assert health.scan(proc.cx, proc.desk, "E1", st, base + 60 * m + 30).alerts == [], m
+    assert st.risk.value("silence.cold_chain_temp", base + 7200, proc.cx.fusion) == 0.0
+    out = health.scan(proc.cx, proc.desk, "E1", st, base + 60 * 129 + 30 + 91)  # then silent: offline
+    assert _rules(out) == [("device.offline.cold_chain_temp", "firing")]
+
+
+def test_partition_progress_ignores_one_fast_gateway_clock():
+    on_time = {f"gw{k}": [1000.0 + i for i in range(10)] for k in range(4)}
+    assert health.progress_of(on_time) == 1007.0  # per source: the third latest entity
+    assert health.progress_of({**on_time, "fast": [1000.0 + 7200 + i for i in range(10)]}) == 1007.0
+    assert health.progress_of({"only": [100.0, 5000.0, 99.0, 98.0, 97.0, 96.0]}) == 99.0  # one entity ahead
+    assert health.progress_of({}) == 0.0
+
+
 # --- end to end: the real broker and worker ---------------------------------------------------------
 def _send_reading(p, eid: str, device: str, minute: float, v: float = 3.0, partition: int = 0) -> None:
     ev = F.sensor(eid, v, at=T0 + timedelta(minutes=minute), device=device)
@@ -279,3 +303,6 @@ def test_eval_simulated_reports_device_faults_per_kind():
     assert done == total, off  # every detected gap within 2 × interval + the commit interval
     assert d["false_after_kill"] == 0, d
     assert not any(a.startswith("device.") for a in r["false_by_rule"])  # kept out of the alert metrics
+    skew = d["by_kind"]["skew"]  # skewed gateway clocks: RiskwatchSourceClockSkew emulated, per source
+    assert skew["detectable"] >= 2 and skew["recall"] == 1.0 and d["skew_false_alarms"] == 0, d
+    assert d["skewed_false_device_alarms"] == 0 and d["skewed_false_alerts"] == 0, d

@@ -241,11 +241,35 @@ def test_timestamps_never_in_the_future(run):
     sim, msgs = run
     limit = min(NOW, datetime.now(UTC)).timestamp()
     prev = 0.0
+    skewed = {r["source"] for r in sim.skew_truth()}  # their clocks are off for a while: see below
     for _topic, _key, value in _valid(sim, msgs):
-        ts = _t(orjson.loads(value)["occurred_at"])
+        d = orjson.loads(value)
+        if d.get("source") in skewed:
+            continue
+        ts = _t(d["occurred_at"])
         assert ts <= limit
         assert ts >= prev  # time-ordered stream
         prev = ts
+
+
+def test_skewed_gateway_clocks_have_ground_truth():
+    """A skewed gateway's readings are sent on time (``sim_time``: the record timestamp) but stamped off
+    by its skew during its period, and on time outside it; the ground truth names each period."""
+    sim = Simulator(_cfg(scale=0.1, bad_rate=0.0), catalog=CATALOG)
+    off: dict[tuple[str, float], int] = {}
+    for topic, _key, value in sim.events():
+        if topic != "events.sensor":
+            continue
+        d = orjson.loads(value)
+        dt = _t(d["occurred_at"]) - sim.sim_time
+        inside = [(src, s) for src, s, a, b in sim.skews if src == d["source"] and a <= sim.sim_time < b]
+        assert dt == (inside[0][1] if inside else 0.0)
+        if inside:
+            off[inside[0]] = off.get(inside[0], 0) + 1
+    truth = [r for r in sim.ground_truth() if r["record"] == "clock_skew"]
+    assert {(r["source"], r["skew_s"]) for r in truth} == set(off) and len(truth) >= 3
+    assert {(src, s) for src, s, a, _ in sim.skews if a < sim.sim_time} == set(off)
+    assert all(r["streams"] > 0 for r in truth)
 
 
 def test_default_start_ends_before_the_wall_clock():

@@ -99,6 +99,36 @@ def interval_of(st: EntityState, key: str, cfg: HealthConfig | None = None) -> f
     return max(registered_interval(st, device, channel), cfg.learnt(rec.est))
 
 
+# --- a partition's progress --------------------------------------------------------------------
+def quorum_time(latest: list[float], quorum: int = 3) -> float:
+    """The time by which ``quorum`` of ``latest`` (fewer on few: half of them, at least one) have all got.
+
+    >>> quorum_time([100.0, 5000.0, 90.0, 95.0, 99.0, 98.0]), quorum_time([10.0, 20.0]), quorum_time([7.0])
+    (99.0, 20.0, 7.0)
+    """
+    k = max(1, min(quorum, len(latest) // 2))
+    return sorted(latest, reverse=True)[k - 1]
+
+
+def progress_of(latest: dict[str, list[float]], quorum: int = 3) -> float:
+    """How far a partition's devices have got, from each source's entities' latest device readings
+    (``{source: [latest per entity]}``): per source the time by which a quorum of its entities reported,
+    then the time by which ``quorum`` sources (on few sources: a majority, at least one) got there. One
+    entity ahead of the rest (a test incident sent at the wall clock's now into a replayed past) or one
+    gateway whose clock runs fast for all its entities must not make every other device look silent.
+
+    >>> progress_of({"gw1": [100.0, 101.0, 99.0, 98.0], "gw2": [99.0, 100.0], "skewed": [7300.0, 7301.0]})
+    100.0
+    >>> progress_of({"gw1": [100.0, 5000.0, 98.0, 99.0, 97.0, 96.0]})
+    99.0
+    """
+    per_source = sorted((quorum_time(ts, quorum) for ts in latest.values() if ts), reverse=True)
+    if not per_source:
+        return 0.0
+    k = max(1, min(quorum, (len(per_source) + 1) // 2))
+    return per_source[k - 1]
+
+
 # --- per source: counted on /metrics, alarmed by Prometheus (deploy/prometheus/rules.yml) ---------
 @cache
 def skew_bound() -> float:
@@ -182,16 +212,24 @@ def scan(cx: Context, desk: Desk, entity_id: str, st: EntityState, progress: flo
     for key, rec in st.health.items():
         iv = interval_of(st, key, cfg)
         ch = cfg.channel(rec.channel)
-        if not offline(rec.last_t, progress, iv, ch.offline_k):
+        if rec.est.n != rec.seen_n:  # readings arrived since the last scan, yet none newer than the last one,
+            # or more than an interval behind the progress twice running: its gateway's clock is behind, and
+            # the device is alive all the same (once is a batch that moved the progress past a device's last
+            # readings: a device that then stops is silent)
+            lagging = bool(iv) and progress - rec.last_t > iv
+            if rec.last_t <= rec.seen_t or (lagging and rec.lagging):
+                rec.heard_t = progress
+            rec.seen_n, rec.seen_t, rec.lagging = rec.est.n, rec.last_t, lagging
+        if not offline(rec.alive_t, progress, iv, ch.offline_k):
             continue
         device_id = key.split(":", 1)[0]
         if "offline" not in rec.faults:  # stamped when it went offline: k × interval after its last reading
-            ev = _tick_event(entity_id, device_id, rec, st, min(progress, rec.last_t + ch.offline_k * iv))
+            ev = _tick_event(entity_id, device_id, rec, st, min(progress, rec.alive_t + ch.offline_k * iv))
             last = datetime.fromtimestamp(rec.last_t, UTC).isoformat(timespec="seconds")
             silent = (progress - rec.last_t) / 60.0
             _raise(cx, desk, ev, st, out, rec, "offline", silent,
                    f"最后一次读数 {last},已 {silent:.0f} 分钟无数据(应每 {iv / 60:g} 分钟上报)")  # fmt: skip
-        past = progress - rec.last_t - ch.offline_k * iv  # seconds silent past the threshold
+        past = progress - rec.alive_t - ch.offline_k * iv  # seconds silent past the threshold
         n = int(past / (cfg.silence.step_minutes * 60.0)) + 1
         if ch.safety_critical and n > rec.silent_n:
             rec.silent_n = n

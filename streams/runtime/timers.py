@@ -119,7 +119,7 @@ def register(w: Worker) -> None:
         keys per hold of the state lock: first each partition's latest device reading, then the scan."""
         keys = list(w.health_keys)
         where: dict[bytes, int] = {}
-        seen: dict[int, list[float]] = {}  # partition -> each entity's latest device reading
+        seen: dict[int, dict[str, list[float]]] = {}  # partition -> source -> each entity's latest device reading
         for i in range(0, len(keys), SCAN_CHUNK):
             async with w.state_lock:
                 actives = w.actives()
@@ -130,9 +130,10 @@ def register(w: Worker) -> None:
                         w.health_keys.discard(key)
                         continue
                     where[key] = p
-                    seen.setdefault(p, []).append(max(rec.last_t for rec in st.health.values()))
+                    last = max(st.health.values(), key=lambda rec: rec.last_t)
+                    seen.setdefault(p, {}).setdefault(last.source, []).append(last.last_t)
             await asyncio.sleep(0)
-        latest = {p: quorum_time(ts) for p, ts in seen.items()}
+        latest = {p: health.progress_of(ts) for p, ts in seen.items()}  # one fast gateway clock moves nothing
         # a partition with nothing processed since this worker took it has no progress to judge by
         progress = {p: min(w.part_time[p][0], t) for p, t in latest.items() if p in w.part_time}
         todo = [k for k in keys if where.get(k) in progress]

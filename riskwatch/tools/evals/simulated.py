@@ -3,8 +3,10 @@
 The simulator (``riskwatch.tools.simulator``) generates a county's streams with injected incidents and
 their ground truth. Every message goes through the same code as the pipeline — the edge decoder
 (``streams.engine.ingest.Decoder``) and :class:`streams.engine.dispatch.Processor` with one
-:class:`streams.engine.state.EntityState` per entity — only Kafka and ClickHouse are left out. The
-processor's clock is the event time, so ``updated_at`` is simulated time.
+:class:`streams.engine.state.EntityState` per entity — only Kafka and ClickHouse are left out. Each
+message's record timestamp is its send time in the simulation (``Simulator.sim_time``), which is also
+the processor's clock, so ``updated_at`` is simulated time; a skewed gateway's readings carry an
+``occurred_at`` off it.
 
 Alert revisions are collected; the first revision of each alert id is mapped back to the incidents
 with :func:`riskwatch.tools.simulator.incidents.match_alerts`. Reported:
@@ -17,6 +19,9 @@ with :func:`riskwatch.tools.simulator.incidents.match_alerts`. Reported:
     event — a failed inspection, a complaint of a category that always opens a case, an elevator
     fault code reported by the device. The simulator emits these in its normal background; an
     alert on them is the product doing its job, not a false alert;
+  - **device-fault detections**: a ``model.risk`` alert whose strongest signal is ``silence.<channel>``
+    while a labelled gap or dying sensor of that entity and channel is silent (issue 21: a silent
+    safety-critical channel raises the risk on purpose), reported with device health;
   - **false alerts**: everything else (model alerts, fused ``model.risk``, sensor limit breaches
     and AI-video detections outside incidents), per 1,000 entity-days.
 
@@ -24,13 +29,22 @@ Every unmatched alert is also listed by rule so the lead can judge the split.
 
 Device health (``streams/engine/health.py``) is evaluated on its own against the simulator's labelled
 device faults (``record: device_fault``: gateway gaps, stuck values, dying sensors): the offline scan
-runs every ``SCAN_S`` of event time (the whole county is one partition here), and per fault kind it
+runs every ``SCAN_S`` of record time against the partition's progress as the worker's timer takes it
+(the latest ``occurred_at`` processed, capped at :func:`streams.engine.health.progress_of` of the
+entities' latest device readings; the whole county is one partition here), and per fault kind it
 reports recall over the *detectable* faults (a gap of at least 2 × the interval; a stuck value longer
 than its channel allows plus one interval), the detection delay (offline: due within 2 × interval +
 the commit interval of the gap's start) and false alarms per 1,000 device-days. A worker kill -9 with
 catch-up is injected half-way: every state goes back to a snapshot taken ``KILL_REPLAY`` earlier (what
 the changelog held) and the events since are processed again; device alarms in the hour after it that
 match no fault are reported (must be 0). Device-health alerts are left out of the alert metrics above.
+
+Skewed gateway clocks (``record: clock_skew``) are judged per source, as production does: the per-minute
+counts of ``riskwatch_source_events_total{result="ok"|"skewed"}`` (skewed: ``|occurred_at − record
+timestamp|`` beyond ``devices.yaml`` ``sources.clock_skew_s``) go through ``RiskwatchSourceClockSkew``
+emulated (``deploy/prometheus/rules.yml``: more than 10 % skewed over 15 min, for 15 min). Recall is over
+periods beyond the bound lasting 20 min or more; a firing outside every period is a false alarm. Device
+alarms and false alerts on a skewed source's entities during its skew are counted apart (must be 0).
 """
 
 from __future__ import annotations
@@ -48,17 +62,23 @@ from riskwatch.tools.simulator import SimConfig, Simulator
 from riskwatch.tools.simulator.county import CST
 from riskwatch.tools.simulator.incidents import match_alerts
 from riskwatch.tools.simulator.streams import wire_topic
-from schemas.events import DeadLetter
+from schemas.events import DeadLetter, SensorReading
 from streams.engine import health
 from streams.engine.dispatch import Processor
 from streams.engine.ingest import Batch, Decoder
 from streams.engine.state import EntityState
+
+
+def ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
 
 START = datetime(2025, 3, 3, 0, 0, tzinfo=CST)  # fixed: same seed → same numbers, any day it runs
 DAYS = 3.0
 GRACE = timedelta(hours=2)
 SCAN_S = 60.0  # the offline scan's period in event time (the worker's timer, at most the lifecycle tick)
 KILL_REPLAY = 900.0  # the kill -9: states go back to a snapshot this much event time earlier, then replay
+SKEW_WINDOW, SKEW_FOR, SKEW_SHARE = 15, 15, 0.1  # RiskwatchSourceClockSkew: rate window, for (minutes), share
 COMMIT_S = 5.0  # the commit interval (settings.commit_interval_seconds) in the detection-delay bound
 
 #: Rules that by regulation open a case from one background event (see the module docstring).
@@ -72,6 +92,19 @@ def _is_legit(rule: str) -> bool:
 def _silence(a: dict) -> bool:
     """A risk alert that a silent safety-critical sensor contributed to (device health: reported there)."""
     return a["rule"] == "model.risk" and any(s.startswith("silence.") for s in a.get("signals", ()))
+
+
+def _labelled_silence(a: dict, truth: list[dict]) -> bool:
+    t = ts(a["first_seen"])
+    channels = {s.removeprefix("silence.") for s in a["signals"] if s.startswith("silence.")}
+    return any(
+        f.get("record") == "device_fault"
+        and f["kind"] in ("offline", "dying")
+        and f["entity_id"] == a["entity_id"]
+        and f["channel"] in channels
+        and ts(f["start"]) <= t <= (ts(f["end"]) + 2 * f["interval_s"] if f["end"] else float("inf"))
+        for f in truth
+    )
 
 
 def run(
@@ -96,8 +129,12 @@ def run(
     next_scan = start.timestamp() + SCAN_S
     kill_at = start.timestamp() + days * 86400 / 2
     snapshot: dict[str, bytes] | None = None
-    replay: list[tuple[str, int, Any]] = []
+    replay: list[tuple[str, int, Any, float]] = []
     killed = [0.0]
+    part_time = [0.0]  # the partition's latest occurred_at processed since the worker took it
+    latest: dict[str, tuple[str, float]] = {}  # entity -> (source, its latest device reading)
+    src_ok: Counter[tuple[str, int]] = Counter()  # (source, minute of record time) -> events
+    src_skewed: Counter[tuple[str, int]] = Counter()
     device_firing: list[tuple[str, str, float, float]] = []  # (entity, rule, from, to): a device alert firing
     device_status: dict[str, int] = {}  # a firing device alert -> its entry in device_firing
 
@@ -127,22 +164,41 @@ def run(
                     device_firing[was] = (e, r, t0, a.last_seen.timestamp())
                     device_status.pop(a.alert_id)
 
-    def process(topic: str, off: int, ev: Any) -> None:
+    def part_progress() -> float:
+        """The partition's event-time progress as the runtime's offline timer takes it (streams/runtime/timers.py):
+        the latest occurred_at processed since the worker took it, capped at its sources' devices' quorum."""
+        by_src: dict[str, list[float]] = {}
+        for src, t_dev in latest.values():
+            by_src.setdefault(src, []).append(t_dev)
+        return min(part_time[0], health.progress_of(by_src)) if part_time[0] and by_src else 0.0
+
+    def process(topic: str, off: int, ev: Any, t_rec: float) -> None:
         nonlocal next_scan
-        t = ev.occurred_at.timestamp()
-        while next_scan <= t:  # the offline scan on the partition's event-time progress
+        while next_scan <= t_rec:  # the worker's offline timer (its clock: the record times here)
+            p = part_progress()
             now[0] = next_scan
-            for eid, est in states.items():
-                if est.health:
-                    collect(health.scan(proc.cx, proc.desk, eid, est, next_scan).alerts)
+            if p:
+                for eid, est in states.items():
+                    if est.health:
+                        collect(health.scan(proc.cx, proc.desk, eid, est, p).alerts)
             next_scan += SCAN_S
-        now[0] = t
+        now[0] = t_rec
         st = states.get(ev.entity_id)
         if st is None:
             st = states[ev.entity_id] = EntityState()
         out = proc.process(ev, st, (topic, 0, off))
         if out.rejected:
             rejected[out.rejected[:60]] += 1
+        elif not out.redelivered:  # riskwatch_source_events_total{result=ok|skewed}, per minute of record time
+            minute = int(t_rec // 60)
+            src_ok[(ev.source, minute)] += 1
+            if health.clock_skewed(out.at, t_rec):
+                src_skewed[(ev.source, minute)] += 1
+            part_time[0] = max(part_time[0], out.at)
+            if isinstance(ev, SensorReading) and ev.entity_id != "unknown":
+                cur = latest.get(ev.entity_id)
+                if cur is None or out.at > cur[1]:
+                    latest[ev.entity_id] = (ev.source, out.at)
         collect(out.alerts)
 
     for topic, key, value in sim.events():
@@ -153,20 +209,26 @@ def run(
             rejected[ev.error[:60]] += 1
             continue
         assert not isinstance(ev, Batch), "the simulator sends single readings here (gateway_batch=0)"
-        t_ev = ev.occurred_at.timestamp()
-        if snapshot is None and not killed[0] and t_ev >= kill_at - KILL_REPLAY:  # the last commit before the kill
+        t_rec = sim.sim_time  # the record's timestamp: its send time (occurred_at is off it for a skewed clock)
+        if snapshot is None and not killed[0] and t_rec >= kill_at - KILL_REPLAY:  # the last commit before the kill
             snapshot = {eid: st.dumps() for eid, st in states.items()}
             snap_scan = next_scan
-        if snapshot is not None and t_ev >= kill_at:  # kill -9: the changelog's states, then catch up
+        if snapshot is not None and t_rec >= kill_at:  # kill -9: the changelog's states, then catch up
             states.clear()
             states.update({eid: EntityState.loads(b) for eid, b in snapshot.items()})
-            next_scan, snapshot, killed[0] = snap_scan, None, t_ev
+            next_scan, snapshot, killed[0] = snap_scan, None, t_rec
+            part_time[0] = 0.0  # a new worker: no progress until it processed something
+            latest.clear()
+            for eid, st in states.items():
+                if st.health:
+                    last = max(st.health.values(), key=lambda rec: rec.last_t)
+                    latest[eid] = (last.source, last.last_t)
             for args in replay:
                 process(*args)
             replay.clear()
         if snapshot is not None:
-            replay.append((topic, off, ev))
-        process(topic, off, ev)
+            replay.append((topic, off, ev, t_rec))
+        process(topic, off, ev, t_rec)
         n_events += 1
         if progress and n_events % 200_000 == 0:
             print(
@@ -179,12 +241,32 @@ def run(
         max_state = max(max_state, len(st.dumps()))
     truth = sim.ground_truth()
     incidents = [r for r in truth if r.get("record") == "incident"]
-    dev = device_metrics(truth, device_firing, sim.n_streams * days, killed[0], start.timestamp() + days * 86400)
+    end = start.timestamp() + days * 86400
+    dev = device_metrics(truth, device_firing, sim.n_streams * days, killed[0], end)
+    skew = skew_metrics(truth, src_ok, src_skewed, killed[0], sim.n_streams * days)
+    dev["by_kind"]["skew"] = skew.pop("by_kind")
+    dev.update(skew)
+    # what a skewed clock caused besides its own alarm: device alarms and risk alerts on its entities
+    skew_spans = [
+        (r["source"], ts(r["start"]), ts(r["end"]) + GRACE.total_seconds())
+        for r in truth
+        if r.get("record") == "clock_skew" and abs(r["skew_s"]) > health._skew_bound()
+    ]
+    src_of = {eid: src for eid, (src, _) in latest.items()}
+    on_skewed = lambda eid, t: any(src_of.get(eid) == s and a <= t <= b for s, a, b in skew_spans)  # noqa: E731
+    dev["skewed_false_device_alarms"] = sum(1 for e, _, _, t in dev.pop("false_list") if on_skewed(e, t))
     m = match_alerts(truth, [a for a in first_rev.values() if not a["rule"].startswith("device.")], grace=GRACE)
     unmatched = m["false_alerts"]
     legit = [a for a in unmatched if _is_legit(a["rule"])]
-    false = [a for a in unmatched if not _is_legit(a["rule"]) and not _silence(a)]
-    dev["risk_alerts_with_silence"] = sum(1 for a in unmatched if _silence(a))
+    # a risk alert whose strongest signal is the silence of a safety-critical channel while a labelled gap or
+    # dying sensor of that entity and channel was silent: the detection of that device fault, not a false alert;
+    # one with that silence only among its signals stays counted (its strongest signal is the process's)
+    silent = [a for a in unmatched if _silence(a) and _labelled_silence(a, truth)]
+    detected = [a for a in silent if a["why"].startswith("silence.")]
+    false = [a for a in unmatched if not _is_legit(a["rule"]) and a not in detected]
+    dev["risk_alerts_with_silence"] = len(silent)
+    dev["risk_alerts_with_silence_top"] = len(detected)
+    dev["skewed_false_alerts"] = sum(1 for a in false if on_skewed(a["entity_id"], ts(a["first_seen"])))
     registered = sum(1 for s in states.values() if s.registered)
     entity_days = registered * days
     det = m["detected"].values()
@@ -222,6 +304,10 @@ def run(
         "false_per_1000_entity_days": round(1000 * len(false) / entity_days, 3) if entity_days else None,
         "false_by_rule": dict(Counter(a["rule"] for a in false).most_common()),
         "false_risk_by_top_signal": dict(Counter(a["why"] for a in false if a["rule"] == "model.risk").most_common()),
+        "false_list": [{k: a[k] for k in ("entity_id", "kind", "rule", "first_seen", "signals")} for a in false],
+        "silence_list": [
+            {k: a[k] for k in ("entity_id", "kind", "rule", "first_seen", "signals")} for a in unmatched if _silence(a)
+        ],
         "legit_background_alerts": len(legit),
         "legit_by_rule": dict(Counter(a["rule"] for a in legit).most_common()),
         "max_state_bytes": max_state,
@@ -268,7 +354,20 @@ def run_cli(seed: int) -> dict[str, Any]:
     for rule, n in d["false_by_rule"].items():
         print(f"  {rule:27s} {n}")
     print(f"  during kill -9 + catch-up {d['false_after_kill']} (in the hour after it)")
-    print(f"risk alerts with silence    {d['risk_alerts_with_silence']} (a silent safety-critical sensor contributed)")
+    print(
+        f"risk alerts with silence    {d['risk_alerts_with_silence']} (a labelled silent safety-critical sensor "
+        f"contributed; {d['risk_alerts_with_silence_top']} with it as the top signal: detections of that fault, "
+        "not false; the others are counted above)"
+    )
+    print(f"clock skew: rule fired      {d['skew_firing']}")
+    print(
+        f"skew false alarms           {d['skew_false_alarms']} = {d['skew_false_per_1000_device_days']} per 1,000 "
+        f"device-days, {d['skew_false_after_kill']} in the hour after the kill -9"
+    )
+    print(
+        f"on skewed sources' entities {d['skewed_false_device_alarms']} false device alarms, "
+        f"{d['skewed_false_alerts']} false alerts (during the skew + {GRACE})"
+    )
     return r
 
 
@@ -277,7 +376,6 @@ def device_metrics(
 ) -> dict[str, Any]:
     """Device-health alerts against the labelled device faults (see the module docstring)."""
     cfg = load_health()
-    ts = lambda x: datetime.fromisoformat(x).timestamp()  # noqa: E731
     faults = [f for f in truth if f.get("record") == "device_fault"]
     check_of = {"offline": "offline", "dying": "offline", "stuck": "stuck"}
     # (entity, channel, check) -> when its alert fired and until when (one alert per entity and channel:
@@ -287,6 +385,7 @@ def device_metrics(
         _, check, channel = rule.split(".", 2)
         by_dev.setdefault((entity, channel, check), []).append((t_on, t_off))
     matched: set[tuple[str, str, str, float]] = set()
+    late: list[dict] = []  # detected after the bound: which, for the lead to judge
     by_kind: dict[str, dict[str, Any]] = {}
     for f in faults:
         ch = cfg.channel(f["channel"])
@@ -311,6 +410,8 @@ def device_metrics(
                 k["detected"] += 1
                 k["delays"].append(max(0.0, min(hits) - t0))
                 k["bounds"].append(bound)
+                if k["delays"][-1] > bound:
+                    late.append({**f, "delay_min": round(k["delays"][-1] / 60, 1)})
     out: dict[str, Any] = {}
     for kind, k in sorted(by_kind.items()):
         ds = k["delays"]
@@ -330,4 +431,63 @@ def device_metrics(
         "false_per_1000_device_days": round(1000 * len(false) / device_days, 3) if device_days else None,
         "false_by_rule": dict(Counter(f"device.{k}.{c}" for _, c, k, _ in false).most_common()),
         "false_after_kill": sum(1 for *_, t in false if killed and killed <= t <= killed + 3600),
+        "false_list": false,
+        "false_detail": [(e, f"device.{k}.{c}", datetime.fromtimestamp(t, CST).isoformat()) for e, c, k, t in false],
+        "late": late,
+    }
+
+
+def skew_metrics(
+    truth: list[dict], ok: Counter[tuple[str, int]], skewed: Counter[tuple[str, int]], killed: float, device_days: float
+) -> dict[str, Any]:
+    """Skewed gateway clocks against ``RiskwatchSourceClockSkew`` (deploy/prometheus/rules.yml) emulated on the
+    per-minute counts of ``riskwatch_source_events_total``: more than ``SKEW_SHARE`` of a source's events
+    skewed over ``SKEW_WINDOW`` minutes, held for ``SKEW_FOR`` minutes. A period is detectable when its skew
+    exceeds the bound (devices.yaml ``sources.clock_skew_s``) and it lasts ``SKEW_FOR`` + 5 minutes."""
+    bound = health._skew_bound()
+    periods = [r for r in truth if r.get("record") == "clock_skew"]
+    firing: list[tuple[str, float]] = []  # (source, when the rule fires)
+    for src in sorted({s for s, _ in skewed}):
+        mins = sorted(m for s, m in ok if s == src)
+        held_since: int | None = None
+        fired = False
+        for m in range(mins[0], mins[-1] + 1):
+            n_ok = sum(ok.get((src, x), 0) for x in range(m - SKEW_WINDOW + 1, m + 1))
+            n_sk = sum(skewed.get((src, x), 0) for x in range(m - SKEW_WINDOW + 1, m + 1))
+            if n_ok and n_sk / n_ok > SKEW_SHARE:
+                held_since = m if held_since is None else held_since
+                if not fired and m - held_since >= SKEW_FOR:
+                    firing.append((src, (m + 1) * 60.0))
+                    fired = True
+            else:
+                held_since, fired = None, False
+    matched: set[int] = set()
+    k: dict[str, Any] = {"faults": len(periods), "detectable": 0, "detected": 0, "delays": []}
+    for r in periods:
+        t0, t1 = ts(r["start"]), ts(r["end"])
+        hits = [i for i, (s, t) in enumerate(firing) if s == r["source"] and t0 <= t <= t1 + SKEW_WINDOW * 60]
+        matched.update(hits)
+        if abs(r["skew_s"]) > bound and t1 - t0 >= (SKEW_FOR + 5) * 60:
+            k["detectable"] += 1
+            if hits:
+                k["detected"] += 1
+                k["delays"].append(min(firing[i][1] for i in hits) - t0)
+    false = [f for i, f in enumerate(firing) if i not in matched]
+    ds = k["delays"]
+    return {
+        "by_kind": {
+            "faults": k["faults"],
+            "detectable": k["detectable"],
+            "recall": k["detected"] / k["detectable"] if k["detectable"] else 1.0,
+            "delay_median_min": round(statistics.median(ds) / 60, 1) if ds else None,
+            "delay_max_min": round(max(ds) / 60, 1) if ds else None,
+            "within_bound": f"{sum(d <= (SKEW_FOR + 5) * 60 for d in ds)}/{len(ds)}",
+        },
+        "skew_periods": [
+            {"source": r["source"], "skew_min": r["skew_s"] / 60, "start": r["start"], "end": r["end"]} for r in periods
+        ],
+        "skew_firing": [(s, datetime.fromtimestamp(t, CST).isoformat()) for s, t in firing],
+        "skew_false_alarms": len(false),
+        "skew_false_per_1000_device_days": round(1000 * len(false) / device_days, 3) if device_days else None,
+        "skew_false_after_kill": sum(1 for _, t in false if killed and killed <= t <= killed + 3600),
     }

@@ -7,7 +7,9 @@ result), the entity id as key bytes and the JSON value bytes. Values are valid a
 the ground truth. Same config (seed, start, now, days, scale, …) → byte-identical sequence.
 
 Time advances in steps of ``sample_minutes`` (default 5 min simulated); each step's events are
-sorted by ``occurred_at`` (+08:00). Nothing is later than ``config.end`` (≤ the wall clock).
+sorted by send time, which is ``occurred_at`` (+08:00) but for the readings of a gateway whose clock is
+off for a while (``simulator.yaml`` ``clock_skew``, ground truth ``record: clock_skew``). Nothing is sent
+later than ``config.end`` (≤ the wall clock); only a fast gateway clock stamps a reading later.
 
 The hot loop avoids pydantic: sensor values are computed vectorised per channel template with
 numpy and written into prebuilt byte templates; other events are dicts serialised with orjson.
@@ -444,6 +446,16 @@ class Simulator:
         # draw from their own generator, so the other streams are the same as without them
         self.device_faults: list[dict] = []
         self._fault_rng = np.random.default_rng([cfg.seed, 21])
+        # gateways whose clock is off for a period (simulator.yaml clock_skew): (source, skew s, from, to)
+        self.skews: list[tuple[str, float, float, float]] = [
+            (
+                str(c["source"]),
+                float(c["skew_minutes"]) * 60.0,
+                self.t0 + float(c["from_hour"]) * 3600.0,
+                self.t0 + (float(c["from_hour"]) + float(c["hours"])) * 3600.0,
+            )
+            for c in data.get("clock_skew") or ()
+        ]
 
     # --- set-up -----------------------------------------------------------------------------------
     def _build_groups(self) -> None:
@@ -512,6 +524,8 @@ class Simulator:
 
     # --- the sequence -----------------------------------------------------------------------------
     def events(self) -> Iterator[Message]:
+        """The messages in send order; after each, ``sim_time`` is its send time (what a producer stamps
+        on the Kafka record): a skewed gateway's readings carry an ``occurred_at`` off it."""
         bad_rate = self.cfg.bad_rate
         brng = self._bad_rng
         last = self._last_by_topic
@@ -677,14 +691,17 @@ class Simulator:
                 u = rng.random((2, n))
                 gp = nz["gap_per_day"] * step_days * g.every
                 sp = nz["stuck_per_day"] * step_days * g.every
+                # durations drawn for every stream (used where a fault starts): how many streams can start one
+                # (a dying sensor cannot) must not shift the generator, or dying sensors would re-draw the county
+                dur = rng.random((2, n))
                 gstart = (u[0] < gp) & (g.gap_until < t)
                 if gstart.any():
                     lo, hi = nz["gap_minutes"]
-                    g.gap_until[gstart] = t + rng.uniform(lo, hi, int(gstart.sum())) * 60
+                    g.gap_until[gstart] = t + (lo + (hi - lo) * dur[0][gstart]) * 60
                 sstart = (u[1] < sp) & (g.stuck_until < t) & ~np.isnan(g.last) & (g.kind != "code")
                 if sstart.any():
                     lo, hi = nz["stuck_minutes"]
-                    g.stuck_until[sstart] = t + rng.uniform(lo, hi, int(sstart.sum())) * 60
+                    g.stuck_until[sstart] = t + (lo + (hi - lo) * dur[1][sstart]) * 60
                 dp = nz.get("dying_per_day", 0.0) * step_days * g.every
                 if dp:  # a dying sensor: silent until the end of the run (never on an incident's stream)
                     die = (self._fault_rng.random(n) < dp) & (g.gap_until < t) & self.active[g.ent_idx]
@@ -726,12 +743,15 @@ class Simulator:
             vals = v[idx].astype(np.int64).tolist() if is_int else v[idx].tolist()
             offs = g.offset[idx].tolist()
             tmpl, keys, eid, dumps, append = g.tmpl_bytes, g.keys, self._eid, orjson.dumps, batch.append
+            skew = {src: dt for src, dt, a, b in self.skews if a <= t < b}
             if g.kpa:  # that vendor's gateways send kPa
                 vals = [round(x * 1000.0, 3) if i in g.kpa else x for i, x in zip(idx.tolist(), vals, strict=True)]
             for i, val, off in zip(idx.tolist(), vals, offs, strict=True):
                 tsb = ts_cache.get(off)
                 if tsb is None:
                     tsb = ts_cache[off] = self._iso(t + off).encode()
+                if skew and g.gateways[i] in skew:  # sent now, stamped by a gateway clock that is off
+                    tsb = self._iso(t + off + skew[g.gateways[i]]).encode()
                 append((t + off, len(batch), T_SENSOR, keys[i], tmpl[i] % (eid().encode(), tsb, dumps(val))))
             for i, inc in g.incidents:
                 if due[i] and inc.start <= t + float(g.offset[i]) <= inc.end:
@@ -1120,13 +1140,36 @@ class Simulator:
 
     def ground_truth(self) -> list[dict[str, Any]]:
         """Summary, then one record per incident that started before the run stopped, then bad messages,
-        then the device faults (``record: device_fault``)."""
+        then the device faults (``record: device_fault``) and the skewed gateway clocks (``record: clock_skew``)."""
         faults = [
             {k: v for k, v in f.items() if not k.startswith("_")}
             for f in self.device_faults
             if f["_start"] <= self.sim_time
         ]
-        return [self.summary(), *(i.truth(self.sim_time) for i in self.incidents_started()), *self.bad, *faults]
+        return [
+            self.summary(),
+            *(i.truth(self.sim_time) for i in self.incidents_started()),
+            *self.bad,
+            *faults,
+            *self.skew_truth(),
+        ]
+
+    def skew_truth(self) -> list[dict[str, Any]]:
+        """The skewed gateway clocks that began before the run stopped: which source, by how much, when
+        (in send time: the readings' record timestamps), and how many of the county's streams it sends."""
+        streams = Counter(gw for g in self.groups for gw in g.gateways)
+        return [
+            {
+                "record": "clock_skew",
+                "source": src,
+                "skew_s": dt,
+                "start": self._iso(a),
+                "end": self._iso(min(b, self.sim_time)),
+                "streams": streams[src],
+            }
+            for src, dt, a, b in self.skews
+            if a <= self.sim_time
+        ]
 
     def write_ground_truth(self, path: Path | str) -> Path:
         path = Path(path)
