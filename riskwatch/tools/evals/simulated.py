@@ -186,7 +186,7 @@ def run(
         st = states.get(ev.entity_id)
         if st is None:
             st = states[ev.entity_id] = EntityState()
-        out = proc.process(ev, st, (topic, 0, off))
+        out = proc.process(ev, st, (topic, 0, off), not_after=t_rec + health.skew_bound())  # as the worker's batch
         if out.rejected:
             rejected[out.rejected[:60]] += 1
         elif not out.redelivered:  # riskwatch_source_events_total{result=ok|skewed}, per minute of record time
@@ -250,7 +250,7 @@ def run(
     skew_spans = [
         (r["source"], ts(r["start"]), ts(r["end"]) + GRACE.total_seconds())
         for r in truth
-        if r.get("record") == "clock_skew" and abs(r["skew_s"]) > health._skew_bound()
+        if r.get("record") == "clock_skew" and abs(r["skew_s"]) > health.skew_bound()
     ]
     src_of = {eid: src for eid, (src, _) in latest.items()}
     on_skewed = lambda eid, t: any(src_of.get(eid) == s and a <= t <= b for s, a, b in skew_spans)  # noqa: E731
@@ -444,7 +444,7 @@ def skew_metrics(
     per-minute counts of ``riskwatch_source_events_total``: more than ``SKEW_SHARE`` of a source's events
     skewed over ``SKEW_WINDOW`` minutes, held for ``SKEW_FOR`` minutes. A period is detectable when its skew
     exceeds the bound (devices.yaml ``sources.clock_skew_s``) and it lasts ``SKEW_FOR`` + 5 minutes."""
-    bound = health._skew_bound()
+    bound = health.skew_bound()
     periods = [r for r in truth if r.get("record") == "clock_skew"]
     firing: list[tuple[str, float]] = []  # (source, when the rule fires)
     for src in sorted({s for s, _ in skewed}):
