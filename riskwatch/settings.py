@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka ---------------------------------------------------------------------------------
-    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092",
+        description="Kafka bootstrap servers, host:port[,host:port]; unset: the local broker's port (kafka_port)",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT",
         description="PLAINTEXT for the local broker; SASL_PLAINTEXT/SASL_SSL with per-service users in production",
@@ -453,6 +456,13 @@ class Settings(BaseSettings):
             "holding N makes the next N ClickHouse insert attempts fail (riskwatch soak writes it)"
         ),
     )
+
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> Settings:
+        # RISKWATCH_KAFKA_PORT alone moves the local broker: its clients follow it, unless told otherwise
+        if "kafka_bootstrap" not in self.model_fields_set:
+            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+        return self
 
     @field_validator("kafka_bootstrap", "citylink_city_bootstrap")
     @classmethod
