@@ -477,6 +477,9 @@ class FeedbackStatus(StrEnum):
     # the task-force office's decision (专班研判改派), e.g. after a not_ours: ``assign_to`` become
     # receivers, departments that answered not_ours are released; only the office may send it
     reassign = "reassign"
+    # the office merged a clue (an unmatched complaint, a low-confidence alert, a dispute …) into this alert
+    # (专班研判合并): recorded on the alert, its receivers told; the clue and the reason in ``comment``
+    merged = "merged"
     # a receiving department's answers (督促反馈)
     acknowledged = "acknowledged"
     in_progress = "in_progress"
@@ -673,6 +676,7 @@ NotificationKind = Literal[
     "transfer_urge",
     "transfer_accepted",
     "transfer_returned",
+    "merged",
 ]
 
 

@@ -160,6 +160,7 @@ class NoticeKind(_Labelled):
     transfer_urge = "transfer_urge", "移送督促"
     transfer_accepted = "transfer_accepted", "移送已受理"
     transfer_returned = "transfer_returned", "移送退回"
+    merged = "merged", "合并线索"
 
 
 class TransferState(_Labelled):
@@ -254,6 +255,7 @@ FEEDBACK_ZH = _frozen(
         "disposed": "已处置",
         "not_ours": "非本部门职责",
         "reassign": "专班改派",
+        "merged": NoticeKind.merged.zh,  # the office's 合并 (its notification has the same word)
         "accepted": "已受理",
         "declined": "不予受理",
         "rectified": "整改完成",

@@ -3,6 +3,7 @@
 - 研判 定性: an entity of a kind without an item sits in the 研判 queue and its alert goes to the office only; the
   office defines a new kind with its lead (消防) and cooperating departments; the next alert of that kind goes to
   the new lead at once (no restart), and the entity has moved to the kind;
+- 研判 派发 / 合并 / 驳回 / 报市专班 on an alert: a 合并 leaves a row on the target alert's history and page;
 - 议事会商: the office convenes a consultation on that alert (the invitations reach Alertmanager), records the minutes
   and a decision; the decision is a task on the owner department's task list, and the alert page shows the line.
 
@@ -270,6 +271,24 @@ def test_dispatch_reject_and_a_city_referral_answered_through_the_city_link(offi
     hist = w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
                    "AND kind = 'feedback'")  # fmt: skip
     assert any("专班研判派发" in h["comment"] and h["actor"].startswith("taskforce") for h in hist)
+
+    # 合并: an unmatched complaint joins the alert; the alert's own history and page show it, its receivers are told
+    merge = {**base, "action": "merge", "target": aid, "reason": "同一地址的冷链食品投诉"}
+    assert c.post("/taskforce/judge/act", data=merge).status_code == 400  # not into itself
+    r = c.post("/taskforce/judge/act", data={**merge, "subject": "complaint", "subject_id": "Q-merge1"})
+    assert r.status_code == 303, r.text
+    row = wait_for(
+        lambda: w.query(f"SELECT actor, comment FROM riskwatch.alert_history FINAL WHERE alert_id = '{aid}' "
+                        "AND kind = 'feedback' AND startsWith(comment, 'merged')"),
+        90,
+        "the merge row on the target alert",
+    )[0]  # fmt: skip
+    assert row["actor"].startswith("taskforce/") and "未匹配投诉 Q-merge1:同一地址的冷链食品投诉" in row["comment"]
+    for d in ("amr", "police"):  # one revision on each receiver's topic (alerts.<dept>)
+        told = [m for _, v in p.read_topic(f"alerts.{d}") if (m := orjson.loads(v))["alert_id"] == aid]
+        assert [sorted(m["recipients"]) for m in told if m["notification"] == "merged"] == [["amr", "police"]]
+    page = c.get(f"/alerts/{aid}").text
+    assert "合并线索" in page and "Q-merge1" in page
 
     # 报市专班: the referral leaves on office.city; the city's answer (a task relayed by the city link) closes it
     r = c.post("/taskforce/judge/act", data={**base, "action": "city", "reason": "跨县经营,请市专班协调管辖"})

@@ -169,7 +169,7 @@ class Notification:
 
     ``kind``: firing | level_up | resolved | urge | escalate | not_ours | flapping | stable |
     silence_expired | receiver_added | released | case_transfer | transfer_urge | transfer_accepted |
-    transfer_returned.
+    transfer_returned | merged.
     """
 
     kind: str
@@ -678,6 +678,66 @@ class Lifecycle:
             f"{head}由{who}。请于{_h(dl.ack_hours)}内签收、{_h(dl.dispose_hours)}内反馈处置结果。",
             silences,
         )
+        return res
+
+    def merge(
+        self,
+        st: AlertLifecycle,
+        by: str,
+        at: float | datetime,
+        comment: str,
+        silences: Iterable[Silence] = (),
+        user: str = "",
+    ) -> FeedbackOutcome:
+        """The task-force office merges a clue into this alert (专班研判合并): an unmatched complaint, a
+        low-confidence alert, a dispute … joins the case. ``comment`` names the clue (its kind and id) and
+        the reason (masked by the caller). Recorded on the alert (a ``feedback`` row, status unchanged); the
+        departments still responsible are told (``merged``), except the office itself (it decided). A
+        pending alert records the row only (its receivers hear of it when it fires); a closed one refuses.
+        Only ``by`` = the office may do this.
+
+        >>> from riskwatch.domain.catalog import load_catalog
+        >>> lc = load_lifecycle(catalog=load_catalog())
+        >>> st, _ = lc.open("a1", "E1", "rule.x", 1, "orange", ["amr", "emergency"], at=0.0, immediate=True)
+        >>> res = lc.merge(st, "taskforce", 60.0, "专班研判合并:未匹配投诉 Q-1:同一地址", user="王五")
+        >>> [(n.kind, n.departments) for n in res.notifications], st.status, st.transitions[-2].comment
+        ([('merged', ['amr', 'emergency'])], 'firing', 'merged(合并线索) 专班研判合并:未匹配投诉 Q-1:同一地址')
+        >>> res.notifications[0].text_zh.split(":", 2)[2]
+        '经专班办公室研判,新线索并入本预警:未匹配投诉 Q-1:同一地址。请一并核查处置。'
+        >>> lc.merge(st, "amr", 90.0, "x").rejected.split("(")[0]
+        '只有专班办公室可以合并线索'
+        """
+        at, silences, res = _ts(at), list(silences), FeedbackOutcome()
+        comment = comment.strip()
+        if by != self.taskforce:
+            res.rejected = (
+                f"只有专班办公室可以合并线索(only the task-force office {self.taskforce!r} may merge a clue "
+                f"into alert {st.alert_id}; sent by {by!r})"
+            )
+        elif st.status == "closed":
+            res.rejected = (
+                f"预警 {st.alert_id} 已关闭(closed),不能合并线索(a clue merges only into an alert not closed)"
+            )
+        elif not comment:
+            res.rejected = f"合并须写明线索和理由(merged needs the clue and the reason in comment; alert {st.alert_id})"
+        if res.rejected:
+            return res
+        self._refresh_silence(st, at, res.notifications, silences)
+        actor = f"{by}/{user}" if user else by
+        self._record(st, at, "feedback", st.status, st.status, actor, f"merged({FEEDBACK_ZH['merged']}) {comment}")
+        told = [d for d in st.responders if d != by]
+        if told and st.status != "pending":
+            self._emit(
+                st,
+                res.notifications,
+                at,
+                "merged",
+                told,
+                f"【{Level(st.level).zh}预警·{FEEDBACK_ZH['merged']}】{self._desc(st)}:经专班办公室研判,"
+                f"新线索并入本预警:{comment.removeprefix('专班研判合并:')}。"
+                + ("请一并核查处置。" if st.status in OPEN else "请核查是否需要重新处置。"),
+                silences,
+            )
         return res
 
     def add_receiver(

@@ -8,7 +8,7 @@ user's department) may write them (``deploy/kafka/acls.yaml``). The worker takes
 topic and refuses, as a dead letter naming both, a body that speaks for another department:
 
 - feedback: ``department`` must be the sender; decisions reserved to the task-force office
-  (改派 ``reassign``, the office's 研判 outcome) are accepted only on the office's topic;
+  (改派 ``reassign`` and 合并 ``merged``, the office's 研判 outcomes) are accepted only on the office's topic;
 - inspection results: the sender must be one of ``departments`` (a joint inspection lists several);
 - tasks: a department plans its own (``department`` = sender); the office (spot-check draws, 双随机)
   and the city link (``events.task.city``, the city's tasks) may assign any department.
@@ -33,13 +33,14 @@ from dataclasses import dataclass
 
 from riskwatch.domain.catalog import Catalog
 from schemas.events import DisposalFeedback, Event, FeedbackStatus, InspectionResult, InspectionTask
+from schemas.vocabulary import FEEDBACK_ZH
 from streams.engine.notices import NOTICE_TOPIC
 
 # the event kinds (base topic names) whose sender is a department: one topic per department
 SENDER_KINDS: tuple[str, ...] = (DisposalFeedback.topic, InspectionResult.topic, InspectionTask.topic)
 CITY = "city"  # the city platform's tasks to the county, relayed by the city link (not a department)
 # decisions only the task-force office takes (专班研判): accepted only on its own feedback topic
-OFFICE_STATUSES: frozenset[str] = frozenset({FeedbackStatus.reassign.value})
+OFFICE_STATUSES: frozenset[str] = frozenset({FeedbackStatus.reassign.value, FeedbackStatus.merged.value})
 DOC = "docs/events.md"
 
 
@@ -115,7 +116,8 @@ class Senders:
                 )
             if event.status.value in OFFICE_STATUSES and sender != self.office:
                 return (
-                    f"status {event.status.value!r} (改派) is the task-force office's decision: accepted only on "
+                    f"status {event.status.value!r} ({FEEDBACK_ZH[event.status.value]}) is the task-force office's "
+                    f"decision: accepted only on "
                     f"{office_topic}, not from department {sender!r} on {topic}"
                 )
         elif isinstance(event, InspectionResult) and sender not in event.departments:

@@ -12,7 +12,9 @@ it in ``judgements``), sealed into the office's audit chain (who, why; :mod:`str
 - 派发: an ``InspectionTask`` per chosen department on ``events.task.taskforce`` (the office may assign any
   department; the task is then followed by the same 督促 as every task); on an alert also a 改派 (reassign)
   on ``events.feedback.taskforce``, which enters the alert's own history chain;
-- 合并 into an existing alert, 驳回 with a reason: the record;
+- 合并 into an existing alert (not closed): a 合并线索 (``merged``) on ``events.feedback.taskforce`` naming the clue
+  and the reason, which enters the target alert's own history chain and is told to its receivers;
+- 驳回 with a reason: the record;
 - 定性: a new kind with its lead and cooperating departments, a version appended to ``kinds_local.yaml``
   (the worker applies it to the next batch), and the entity's registry update to that kind;
 - 报市专班: a referral (``R-…``) awaiting the city office, whose answer arrives through the city link as a task
@@ -315,11 +317,31 @@ async def act(
         target = ",".join(t.task_id for t in tasks)
     elif action == "merge":
         target = target.strip()
-        if (
-            not ID.match(target)
-            or await c.reader.one("SELECT alert_id FROM {db}.alerts FINAL WHERE alert_id = %(a)s", a=target) is None
-        ):
+        row = (
+            await c.reader.one(
+                "SELECT alert_id, entity_id, status FROM {db}.alerts FINAL WHERE alert_id = %(a)s", a=target
+            )
+            if ID.match(target)
+            else None
+        )
+        if row is None:
             raise PageError(400, "预警不存在", f"没有预警「{target}」可以合并进去,本次研判未提交。")
+        if row["status"] == "closed":
+            raise PageError(400, "预警已关闭", f"预警「{target}」已关闭,不能再合并线索,本次研判未提交。")
+        if subject in ("alert", "dispute") and subject_id == target:
+            raise PageError(400, "请求有误", "不能把预警合并到它自己,本次研判未提交。")
+        # the target alert's own history records the merge, and its receivers are told (专班研判合并)
+        fb = _build(
+            c,
+            DisposalFeedback,
+            entity_id=row["entity_id"],
+            alert_id=target,
+            department=c.catalog.taskforce_office,
+            status="merged",
+            comment=f"专班研判合并:{JUDGE_SUBJECT_ZH[subject]} {subject_id}:{why}"[:2000],
+            user=user.name[:64],
+        )
+        await c.producer.send(fb, user.actor, dept=c.catalog.taskforce_office)
     elif action == "city":
         target, status = f"R-{jid[2:]}", "awaiting_city"
     else:

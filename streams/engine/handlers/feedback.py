@@ -1,6 +1,7 @@
 """Disposal feedback from the workbench: a department's answer (签收, 处置中, 办结, 非本部门 …),
 a case transfer's receiver answering (受理 / 不予受理), or the office making another department
-lead (专班研判改派: the alert's on-site check moves with it), or a rectification order's 整改完成
+lead (专班研判改派: the alert's on-site check moves with it), the office merging a clue into the alert
+(专班研判合并, ``merged``: a row on the alert, its receivers told), or a rectification order's 整改完成
 (``rectified``, the order id in ``alert_id``). Refused feedback is a dead letter.
 
 已处置 carries the outcome (``DisposalOutcome``): its words lead the recorded comment (audit chain, timeline),
@@ -66,6 +67,14 @@ def handle(cx: Context, desk: Desk, ev: DisposalFeedback, st: EntityState, out: 
             and oa.lc.lead != lead
         ):
             plans.move_alert_task(cx, ev.entity_id, st, out, oa, lead, ev.occurred_at.timestamp())
+        return
+    if ev.status == "merged":  # the office merged a clue into this alert (专班研判合并): its receivers hear of it
+        rev = oa.lc.revision
+        res = cx.lifecycle.merge(oa.lc, ev.department, ev.occurred_at, mask_pii(ev.comment), cx.silences, user=ev.user)
+        if res.rejected:
+            out.rejected = res.rejected
+            return
+        desk.publish(ev.entity_id, ev.event_id, st, out, oa, [], res.notifications, rev)
         return
     o = ev.outcome
     if o is not None and o.verdict == Verdict.false_alarm and o.reason not in load_reasons():
