@@ -224,3 +224,19 @@ def test_old_pickled_state_loads_with_new_fields_empty():
     old.__setstate__(raw)
     old = pickle.loads(pickle.dumps(old))
     assert old.name == "x" and old.rates == {} and old.risk.signals == {} and old.history.n_insp == 0
+
+
+def test_no_risk_alert_whose_strongest_signal_is_the_entitys_own_rule_case():
+    """An elevator's fault-code case (the rule's alert, resolved but not yet closed) is worked as that
+    case: the fused risk its own signal drives up raises no second, model.risk alert."""
+    p, st = _proc(), EntityState()
+    _register(p, st, kind="special_equipment")
+    code = dict(device_id="d1", channel="elevator_fault", unit="code")
+    p.process(_ev(SensorReading, at=T0, value=4, **code), st, ("s", 0, 1))
+    oa = next(a for a in st.alerts.values() if a.rule == "rule.sensor.elevator_fault")
+    oa.status = oa.lc.status = "resolved"  # 已处置 by its department; closes after the grace period
+    st.risk.learn_one(T0.timestamp() + 60, "rule.sensor.elevator_fault", 0.9, CFG)
+    out = p.process(_ev(SensorReading, at=T0 + timedelta(minutes=1), value=0, **code), st, ("s", 0, 2))
+    assert out.risk and out.risk[-1].top[0].signal == "rule.sensor.elevator_fault"
+    assert out.risk[-1].level in ("orange", "red")
+    assert not [a for a in out.alerts if a.rule == "model.risk"]

@@ -93,10 +93,17 @@ def fuse(cx: Context, desk: Desk, ev: Event, st: EntityState, out: Outcome) -> N
         if oa is not None and oa.status in OPEN:
             desk.revise(ev, st, out, oa, title, rs.score, rs.level, top)
             return
+        # the entity's own rule alert already says it: an open one at this level or above, or the very
+        # rule that is the risk's strongest signal, still in the state (open or resolved, not yet
+        # closed) — an elevator's fault-code case is worked as that case, not again as a risk alert
+        # (3 of the 4 false risk alerts of `riskwatch eval simulated --seed 7` were exactly this)
+        strongest = top[0].signal if top else ""
         covered = any(
-            a.status not in ("resolved", "closed")
-            and not a.rule.startswith("model.")
-            and LEVELS.index(a.level) + 1 >= rank
+            not a.rule.startswith("model.")
+            and (
+                (a.status not in ("resolved", "closed") and LEVELS.index(a.level) + 1 >= rank)
+                or (a.rule == strongest and a.status != "closed")
+            )
             for a in st.alerts.values()
         )
         # a new risk alert only when the level goes UP into the alert range (a decaying risk
