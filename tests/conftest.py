@@ -123,25 +123,101 @@ class Pipeline:
         self.producer.close()
 
 
-@pytest.fixture
-def pipeline(broker: Settings, tmp_path: Path):
+def isolated_settings(broker: Settings, tmp: Path, **update) -> Settings:
+    """The broker's settings with a run of their own: topic prefix, consumer group, worker port, ClickHouse
+    directory and state directory (``update`` overrides any of them, or adds others)."""
     run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(
-        update=dict(
-            topic_prefix=f"t{run}.",
-            app_id=f"riskwatch-test-{run}",
-            web_port=free_port(),
-            clickhouse_url=f"chdb://{tmp_path / 'clickhouse'}",
-            state_dir=tmp_path / "state",
-            partitions=4,
-            stall_exit_seconds=45.0,
-            commit_stall_exit_seconds=60.0,  # a stuck worker exits (70); the harness restarts it, like compose
-        )
+    base = dict(
+        topic_prefix=f"t{run}.",
+        app_id=f"riskwatch-test-{run}",
+        web_port=free_port(),
+        clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
+        state_dir=tmp / "state",
+        partitions=4,
+        stall_exit_seconds=45.0,
+        commit_stall_exit_seconds=60.0,  # a stuck worker exits (70); the harness restarts it, like compose
     )
-    p = Pipeline(s, tmp_path)
-    yield p
-    p.close()
-    # its ~30 topics × 4 partitions and Faust's own: a broker holding thousands slows down every later test
+    return broker.model_copy(update={**base, **update})
+
+
+def drop_topics(s: Settings) -> None:
+    """Delete a run's ~30 topics × partitions and Faust's own: a broker holding thousands slows down every later
+    test."""
     from streams.runtime.topics import delete_topics
 
     delete_topics(s, [s.topic_prefix, s.app_id + "-"])
+
+
+@pytest.fixture
+def pipeline(broker: Settings, tmp_path: Path):
+    s = isolated_settings(broker, tmp_path)
+    p = Pipeline(s, tmp_path)
+    yield p
+    p.close()
+    drop_topics(s)
+
+
+# --- one web stack for the browser modules ------------------------------------------------------------------
+# A worker, a workbench and a Chromium take 30–60 s to start on the shared machine. The browser modules whose
+# flows use entities, alerts and notices of their own (and assert nothing about the store as a whole) share one
+# stack: ``web_stack``. Their tests are run one after another (``pytest_collection_modifyitems``) and the stack
+# is stopped after the last of them (``pytest_runtest_teardown``), not at the end of the session, so it does
+# not idle beside the rest of the suite. Modules that restart or reconfigure the worker or the app, or count
+# rows of the whole store (test_web_office, test_web_outcomes' precision page), keep stacks of their own.
+
+
+class WebStack:
+    """The shared stack: ``(pipeline, worker, web, browser)`` when unpacked, as the modules' ``shared`` was."""
+
+    def __init__(self, broker: Settings, tmp: Path):
+        from tests.webtools import chromium, start_web
+
+        self.settings = isolated_settings(broker, tmp)
+        self.pipeline = Pipeline(self.settings, tmp)
+        self.web = start_web(self.settings, tmp)
+        self.worker = self.pipeline.start_worker(web_public_url=self.web.url)
+        self.browser = chromium(tmp)
+        self.closed = False
+
+    def __iter__(self):
+        return iter((self.pipeline, self.worker, self.web, self.browser))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.browser.quit()
+        finally:
+            self.web.stop()
+            self.pipeline.close()
+            drop_topics(self.settings)
+
+
+_WEB_STACK: list[WebStack] = []
+
+
+@pytest.fixture(scope="session")
+def web_stack(broker: Settings, tmp_path_factory) -> object:
+    stack = WebStack(broker, tmp_path_factory.mktemp("webstack"))
+    _WEB_STACK.append(stack)
+    yield stack
+    stack.close()
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Run the tests that use ``web_stack`` one after another, where the first of them was."""
+    users = [i for i in items if "web_stack" in getattr(i, "fixturenames", ())]
+    if not users:
+        return
+    first = items.index(users[0])
+    rest = [i for i in items if "web_stack" not in getattr(i, "fixturenames", ())]
+    items[:] = rest[:first] + users + rest[first:]
+
+
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """Stop the shared web stack as soon as no later test uses it."""
+    if not _WEB_STACK or "web_stack" not in getattr(item, "fixturenames", ()):
+        return
+    if nextitem is None or "web_stack" not in getattr(nextitem, "fixturenames", ()):
+        _WEB_STACK[0].close()
