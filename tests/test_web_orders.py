@@ -74,6 +74,8 @@ def test_recheck_fails_and_reopens_then_passes_and_closes(shared):
         browser.find_element(By.ID, "claim-attachment").send_keys(str(photo))
         browser.find_element(By.ID, "btn-claim").click()
         wait_text(browser, "#order-state", "待复查")
+        # the order's row may be stored before its history row: the page waits (no forms) until both are
+        wait_text(browser, "#confirmed", "")
 
     def recheck(outcome: str, comment: str, expect: str) -> None:
         Select(browser.find_element(By.ID, "recheck-outcome")).select_by_value(outcome)
@@ -81,6 +83,7 @@ def test_recheck_fails_and_reopens_then_passes_and_closes(shared):
             browser.find_element(By.ID, "recheck-comment").send_keys(comment)
         browser.find_element(By.ID, "btn-recheck").click()
         wait_text(browser, "#order-state", expect)
+        wait_text(browser, "#confirmed", "")  # as above
 
     claim("已更换冷库压缩机,补全台账")
     screenshot(browser, "orders_claimed")
