@@ -66,12 +66,50 @@ def broker() -> Settings:
     return s
 
 
+_CH_TEMPLATE: list[Path] = []
+
+
+def seed_clickhouse(settings: Settings) -> None:
+    """Give a new embedded ClickHouse directory the product's tables at once: a copy of one migrated in a child
+    process once per session. A worker migrates its directory when it starts (``sinks/writer.py``): ~2–4 s of the
+    shared cores for a fresh one, nothing for a migrated one (the migrations not yet recorded are still applied).
+    A directory that exists already, another database name or a server URL is left alone."""
+    url, db = settings.clickhouse_url, settings.clickhouse_database
+    if not url.startswith("chdb://") or db != "riskwatch":
+        return
+    target = Path(url.removeprefix("chdb://"))
+    if target.exists():
+        return
+    if not _CH_TEMPLATE:
+        import atexit
+        import shutil
+        import subprocess
+        import sys
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="riskwatch-ch-template-"))
+        atexit.register(shutil.rmtree, root, True)
+        code = (
+            "import sys\nfrom sinks.clickhouse import make_client\nfrom sinks.migrations import migrate\n"
+            "migrate(make_client('chdb://' + sys.argv[1]), 'riskwatch')"
+        )
+        repo = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": repo}
+        subprocess.run([sys.executable, "-c", code, str(root / "ch")], check=True, env=env, cwd=repo, timeout=300)
+        _CH_TEMPLATE.append(root / "ch")
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(_CH_TEMPLATE[0], target, symlinks=True)  # its symlinks are relative (data/ → store/)
+
+
 class Pipeline:
     """Topics + one or more worker processes + helpers to produce and observe."""
 
     def __init__(self, settings: Settings, tmp: Path):
         self.settings = settings
         self.tmp = tmp
+        seed_clickhouse(settings)
         self.catalog = load_catalog()
         T.ensure_topics(settings, self.catalog)
         self.workers: list[WorkerProcess] = []
