@@ -12,7 +12,7 @@ import pytest
 
 from riskwatch.tools.runner import wait_for
 from tests import factories as F
-from tests.webtools import browser_login, chromium, csrf_of, screenshot, start_web, wait_text
+from tests.webtools import browser_login, csrf_of, screenshot, wait_text
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -23,35 +23,10 @@ PNG = (
 
 
 @pytest.fixture(scope="module")
-def shared(broker, tmp_path_factory):
-    import uuid
-
-    from streams.runtime.topics import delete_topics
-    from tests.conftest import Pipeline, free_port
-
-    tmp = tmp_path_factory.mktemp("orderflow")
-    run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(
-        update=dict(
-            topic_prefix=f"t{run}.",
-            app_id=f"riskwatch-test-{run}",
-            web_port=free_port(),
-            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
-            state_dir=tmp / "state",
-            partitions=4,
-            stall_exit_seconds=45.0,
-            commit_stall_exit_seconds=60.0,
-        )
-    )
-    p = Pipeline(s, tmp)
-    web = start_web(s, tmp)
-    worker = p.start_worker(web_public_url=web.url)
-    browser = chromium(tmp)
-    yield p, worker, web, browser, tmp
-    browser.quit()
-    web.stop()
-    p.close()
-    delete_topics(s, [s.topic_prefix, s.app_id + "-"])
+def shared(web_stack, tmp_path_factory):
+    """The browser modules' one pipeline, worker, app and browser (``web_stack``, tests/conftest.py): this
+    module's flow uses an entity and an order of its own."""
+    return (*web_stack, tmp_path_factory.mktemp("orderflow"))
 
 
 def test_recheck_fails_and_reopens_then_passes_and_closes(shared):
@@ -99,6 +74,8 @@ def test_recheck_fails_and_reopens_then_passes_and_closes(shared):
         browser.find_element(By.ID, "claim-attachment").send_keys(str(photo))
         browser.find_element(By.ID, "btn-claim").click()
         wait_text(browser, "#order-state", "待复查")
+        # the order's row may be stored before its history row: the page waits (no forms) until both are
+        wait_text(browser, "#confirmed", "")
 
     def recheck(outcome: str, comment: str, expect: str) -> None:
         Select(browser.find_element(By.ID, "recheck-outcome")).select_by_value(outcome)
@@ -106,6 +83,7 @@ def test_recheck_fails_and_reopens_then_passes_and_closes(shared):
             browser.find_element(By.ID, "recheck-comment").send_keys(comment)
         browser.find_element(By.ID, "btn-recheck").click()
         wait_text(browser, "#order-state", expect)
+        wait_text(browser, "#confirmed", "")  # as above
 
     claim("已更换冷库压缩机,补全台账")
     screenshot(browser, "orders_claimed")

@@ -17,41 +17,16 @@ import pytest
 from riskwatch.tools.runner import wait_for
 from streams.engine.notices import notice_id_of
 from tests import factories as F
-from tests.webtools import browser_login, chromium, csrf_of, screenshot, start_web, wait_text
+from tests.webtools import browser_login, csrf_of, screenshot, wait_text
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def shared(broker, tmp_path_factory):
-    import uuid
-
-    from streams.runtime.topics import delete_topics
-    from tests.conftest import Pipeline, free_port
-
-    tmp = tmp_path_factory.mktemp("noticeflow")
-    run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(
-        update=dict(
-            topic_prefix=f"t{run}.",
-            app_id=f"riskwatch-test-{run}",
-            web_port=free_port(),
-            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
-            state_dir=tmp / "state",
-            partitions=4,
-            stall_exit_seconds=45.0,
-            commit_stall_exit_seconds=60.0,
-        )
-    )
-    p = Pipeline(s, tmp)
-    web = start_web(s, tmp)
-    worker = p.start_worker(web_public_url=web.url)
-    browser = chromium(tmp)
-    yield p, worker, web, browser
-    browser.quit()
-    web.stop()
-    p.close()
-    delete_topics(s, [s.topic_prefix, s.app_id + "-"])
+def shared(web_stack):
+    """The browser modules' one pipeline, worker, app and browser (``web_stack``, tests/conftest.py): this
+    module's flows use entities of their own, so they do not disturb each other or the other modules'."""
+    return web_stack
 
 
 def _notice_of(p, entity_id: str) -> dict:

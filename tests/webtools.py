@@ -163,7 +163,8 @@ def wait_text(driver, css: str, text: str, timeout: float = 90.0, refresh: bool 
         return els if any(text in e.text for e in els) else None
 
     try:
-        return wait_for(seen, timeout, f"{text!r} in {css}", interval=1.0)
+        # a refresh is a page load (and the public pages allow 120 a minute): once a second; a look is cheap
+        return wait_for(seen, timeout, f"{text!r} in {css}", interval=1.0 if refresh else 0.25)
     except Exception:
         screenshot(driver, "failed_wait")
         (SCREENSHOTS / "failed_wait.html").write_text(driver.page_source)
