@@ -603,7 +603,8 @@ body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC","Microsoft YaHei","Pin
 max-width:960px;margin:2em auto;color:#222}
 h1{text-align:center;font-size:1.6em;color:#b00}h2{border-left:4px solid #b00;padding-left:.5em;margin-top:1.6em}
 .sub{text-align:center;color:#555}table{border-collapse:collapse;width:100%;font-size:.9em;margin:.6em 0}
-th,td{border:1px solid #999;padding:3px 6px;text-align:center}th{background:#f2f2f2}td.l{text-align:left}
+th,td{border:1px solid #999;padding:3px 6px;text-align:center}th{background:#f2f2f2;white-space:nowrap}
+td{white-space:nowrap}td.l{text-align:left;white-space:normal}
 .kpi span{font-weight:bold;color:#b00}.red{color:#d62728}.orange{color:#ff7f0e}img{max-width:100%}
 .case{border:1px solid #ddd;padding:.5em .8em;margin:.5em 0}.muted{color:#777}
 """
