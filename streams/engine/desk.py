@@ -244,14 +244,14 @@ class Desk:
             )
             self.publish(entity_id, source, st, out, oa, [], [], rev, force=True, at=d.end)
 
-    def tick(self, entity_id: str, st: EntityState, out: Outcome, now: float) -> None:
+    def tick(self, entity_id: str, st: EntityState, out: Outcome, now: float, source: str = "timer") -> None:
         """Pending alerts fire, overdue ones are urged and escalated, resolved ones close (and leave)."""
         for fp, oa in list(st.alerts.items()):
             if oa.lc.status == "resolved" and st.orders and orders.holds(st, oa.alert_id):
                 continue  # its outcome ordered rectification: it closes only when its orders close
             rev = oa.lc.revision
             notes = self.cx.lifecycle.tick(oa.lc, now, self.cx.silences)
-            self.publish(entity_id, "timer", st, out, oa, [], notes, rev, at=now)
+            self.publish(entity_id, source, st, out, oa, [], notes, rev, at=now)
             if oa.lc.status == "closed":
                 del st.alerts[fp]
 

@@ -222,21 +222,23 @@ class Processor:
         # (a timer that ran between two events live and after both on the replay had given the same
         # seq two different rows: 3 in one CI soak run after a kill -9).
         due = t if not_after is None else min(t, not_after)
-        self._advance(ev.entity_id, st, out, due)
+        self._advance(ev.entity_id, st, out, due, "timer")
         if handler is not None:
             handler(cx, self.desk, ev, st, out)
         if not out.rejected and ev.entity_id != "unknown":
             fuse(cx, self.desk, ev, st, out)
         if not out.rejected:  # a refused event goes to the dead letters: it changes no alert
-            self._advance(ev.entity_id, st, out, due)  # and what this event made due at once
+            # and what this event made due at once; its revisions name the event (the workbench waits for a
+            # revision of the person's own event, and one insert keeps only an alert's newest revision)
+            self._advance(ev.entity_id, st, out, due, ev.event_id)
         return out
 
-    def _advance(self, entity_id: str, st: EntityState, out: Outcome, now: float) -> None:
+    def _advance(self, entity_id: str, st: EntityState, out: Outcome, now: float, source: str = "timer") -> None:
         """Time to ``now`` on this entity: bundles sealed, pending alerts fired, reminders, closes, orders."""
         if st.alerts:
             if self.cx.evidence:
-                self.desk.seal_due(entity_id, st, out, now, "timer")
-            self.desk.tick(entity_id, st, out, now)
+                self.desk.seal_due(entity_id, st, out, now, source)
+            self.desk.tick(entity_id, st, out, now, source)
         if st.orders:
             orders.tick(self.cx, st, out, entity_id, now)
 
