@@ -114,8 +114,8 @@ def test_complaint_surge_raises_model_risk_with_explanation_then_resolves_when_q
     out = p.process(
         _ev(VideoDetection, at=T0 + timedelta(days=3), camera_id="c1", cls="no_mask", confidence=0.7), st, ("v", 0, 1)
     )
-    res = [x for x in out.alerts if x.rule == "model.risk"]  # the reminders that fell due first, then resolved
-    assert res and res[-1].status.value == "resolved" and res[-1].alert_id == a.alert_id
+    res = [x for x in out.alerts if x.rule == "model.risk"]
+    assert res and res[0].status.value == "resolved" and res[0].alert_id == a.alert_id
     assert out.risk and out.risk[0].score < 45
 
 

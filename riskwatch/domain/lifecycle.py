@@ -1008,9 +1008,7 @@ class Lifecycle:
             )
         sent += 1
         setattr(st, f"{stage}_reminders", sent)
-        # the next one on a schedule fixed by the deadline, not by when this tick ran: a replay after a
-        # crash ticks at other moments and must write the same rows (a worker that was behind catches up)
-        setattr(st, f"{stage}_due", due + self.reminder_interval(st.level, sent))
+        setattr(st, f"{stage}_due", max(due, now) + self.reminder_interval(st.level, sent))
         self._record(
             st,
             due,

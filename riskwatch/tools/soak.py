@@ -151,6 +151,7 @@ class SoakResult:
     notifications_decided: int = 0
     notifications_delivered: int = 0
     duplicate_notifications: int = 0
+    duplicate_notification_examples: list = field(default_factory=list)  # both deliveries' labels, a few
     max_lag: int = 0
     lag_bound: int = 0
     faults: list[FaultRecord] = field(default_factory=list)
@@ -727,10 +728,14 @@ class Soak:
                 v = json.loads(rec.value)
                 decided.add((dept, str(v.get("alert_id")), str(v.get("revision"))))
         got: Counter[tuple[str, str, str]] = Counter()
+        seen: dict[tuple[str, str, str], list[dict]] = {}
         for dept in self.notify.catalog.departments:
             for a in self.notify.sink.hook_alerts(dept):
                 lab = a.get("labels", {})
-                got[(dept, str(lab.get("alert_id")), str(lab.get("seq")))] += 1
+                k = (dept, str(lab.get("alert_id")), str(lab.get("seq")))
+                got[k] += 1
+                seen.setdefault(k, []).append({**lab, "startsAt": a.get("startsAt", "")})
+        r.duplicate_notification_examples = [seen[k] for k, n in got.items() if n > 1][:5]
         r.notifications_decided = len(decided)
         r.notifications_delivered = len(decided & set(got))
         r.duplicate_notifications = sum(n - 1 for n in got.values())

@@ -50,7 +50,7 @@ from schemas.events import (
     VideoDetection,
 )
 from streams.engine.dispatch import Processor
-from streams.engine.health import clock_skewed, skew_bound, source_of
+from streams.engine.health import clock_skewed, source_of
 from streams.engine.ingest import Batch, Decoder
 from streams.engine.outcome import EvidenceRow, OrderRow, Outcome
 from streams.engine.peer_counts import PeerCounts
@@ -202,13 +202,11 @@ class EntityBatch(Generic[D]):
             self.partition_of[key] = msg.partition  # before the load: a state store miss reads this partition
             st = states[key] = self.load(key)
         record_ts = getattr(msg, "timestamp", None)
-        not_after = float(record_ts) + skew_bound() if record_ts else None
-        res = self.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep, not_after)
+        res = self.processor.process(ev, st, (msg.topic, msg.partition, msg.offset), keep)
         if res.redelivered:
             out.counts[(msg.topic, "redelivered")] += 1
             return None
-        if res.rejected:  # the event goes to the dead letters; what fell due before it still goes out
-            self._outputs(res, key, out)
+        if res.rejected:
             return res.rejected
         out.counts[(msg.topic, "ok")] += 1
         out.sources[(ev.source, "ok")] += 1

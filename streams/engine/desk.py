@@ -244,6 +244,26 @@ class Desk:
             )
             self.publish(entity_id, source, st, out, oa, [], [], rev, force=True, at=d.end)
 
+    def close_quiet(self, ev: Event, st: EntityState, out: Outcome) -> None:
+        """Resolved alerts whose grace period passed by this entity's own event time are closed
+        (and leave the state) here too, not only by the deadline timer."""
+        t = ev.occurred_at.timestamp()
+        lcy = self.cx.lifecycle
+        grace = lcy.policy.close_grace_minutes * 60
+        for fp, oa in list(st.alerts.items()):
+            lc = oa.lc
+            if (
+                lc.status == "resolved"
+                and not (st.orders and orders.holds(st, oa.alert_id))
+                and not lc.flapping
+                and lc.resolved_at is not None
+                and t >= lc.resolved_at + grace
+            ):
+                rev = lc.revision
+                self.publish(ev.entity_id, ev.event_id, st, out, oa, [], lcy.tick(lc, t, self.cx.silences), rev)
+                if lc.status == "closed":
+                    del st.alerts[fp]
+
     def tick(self, entity_id: str, st: EntityState, out: Outcome, now: float, source: str = "timer") -> None:
         """Pending alerts fire, overdue ones are urged and escalated, resolved ones close (and leave)."""
         for fp, oa in list(st.alerts.items()):

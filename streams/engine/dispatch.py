@@ -190,14 +190,10 @@ class Processor:
         self.cx.model = pickle.loads(raw)
 
     # --- entry points ----------------------------------------------------------------------------
-    def process(
-        self, ev: Event, st: EntityState, where: Where, keep: int = RECENT_IDS, not_after: float | None = None
-    ) -> Outcome:
+    def process(self, ev: Event, st: EntityState, where: Where, keep: int = RECENT_IDS) -> Outcome:
         """``keep``: how many recent event ids the entity's ring holds after this one (more than
         ``RECENT_IDS`` for the readings of a gateway batch, so that a replayed batch is skipped
-        reading by reading). ``not_after``: how far this event may move the entity's deadlines (its
-        Kafka record time plus the clock-skew bound): a device whose clock runs hours fast must not
-        fire its entity's reminders early. A refused event still carries what fell due before it."""
+        reading by reading)."""
         out = Outcome()
         first = st.first_delivery(ev.event_id, where)
         if first is not None:
@@ -216,36 +212,26 @@ class Processor:
             st.last_seen = t
         handler = self._handlers.get(type(ev))
         cx = self.cx
-        # What fell due before this event happens before it, whoever gets there first: the deadline
-        # timer (at the partitions' watermark) or this event (at its own time). The rows, recorded at
-        # their due times, then come in the same order on a replay after a crash as they did live
-        # (a timer that ran between two events live and after both on the replay had given the same
-        # seq two different rows: 3 in one CI soak run after a kill -9).
-        due = t if not_after is None else min(t, not_after)
-        self._advance(ev.entity_id, st, out, due, "timer")
         if handler is not None:
             handler(cx, self.desk, ev, st, out)
         if not out.rejected and ev.entity_id != "unknown":
             fuse(cx, self.desk, ev, st, out)
-        if not out.rejected:  # a refused event goes to the dead letters: it changes no alert
-            # and what this event made due at once; its revisions name the event (the workbench waits for a
-            # revision of the person's own event, and one insert keeps only an alert's newest revision)
-            self._advance(ev.entity_id, st, out, due, ev.event_id)
+        if st.alerts and not out.rejected:  # a refused event goes to the dead letters: it changes no alert
+            if cx.evidence:
+                self.desk.seal_due(ev.entity_id, st, out, t, ev.event_id)
+            self.desk.close_quiet(ev, st, out)
+        if st.orders and not out.rejected:  # order deadlines on the entity's own event time
+            orders.tick(cx, st, out, ev.entity_id, t)
         return out
-
-    def _advance(self, entity_id: str, st: EntityState, out: Outcome, now: float, source: str = "timer") -> None:
-        """Time to ``now`` on this entity: bundles sealed, pending alerts fired, reminders, closes, orders."""
-        if st.alerts:
-            if self.cx.evidence:
-                self.desk.seal_due(entity_id, st, out, now, source)
-            self.desk.tick(entity_id, st, out, now, source)
-        if st.orders:
-            orders.tick(self.cx, st, out, entity_id, now)
 
     def tick(self, entity_id: str, st: EntityState, now: float) -> Outcome:
         """Time passing without events: pending alerts fire, overdue ones are urged and escalated,
         resolved ones close after their grace period (closed ones leave the state). The runtime calls
         it for every entity with alerts, from a timer, with its clock (wall or stream time)."""
         out = Outcome()
-        self._advance(entity_id, st, out, now)
+        if self.cx.evidence:
+            self.desk.seal_due(entity_id, st, out, now, "timer")
+        self.desk.tick(entity_id, st, out, now)
+        if st.orders:
+            orders.tick(self.cx, st, out, entity_id, now)
         return out

@@ -186,7 +186,7 @@ def run(
         st = states.get(ev.entity_id)
         if st is None:
             st = states[ev.entity_id] = EntityState()
-        out = proc.process(ev, st, (topic, 0, off), not_after=t_rec + health.skew_bound())  # as the worker's batch
+        out = proc.process(ev, st, (topic, 0, off))
         if out.rejected:
             rejected[out.rejected[:60]] += 1
         elif not out.redelivered:  # riskwatch_source_events_total{result=ok|skewed}, per minute of record time
