@@ -16,25 +16,12 @@ pytestmark = pytest.mark.timeout(420)
 
 @pytest.fixture(scope="module")
 def shared(broker, tmp_path_factory):
-    import uuid
 
     from streams.runtime.topics import delete_topics
-    from tests.conftest import Pipeline, free_port
+    from tests.conftest import Pipeline, isolated_settings
 
     tmp = tmp_path_factory.mktemp("outcomes")
-    run = uuid.uuid4().hex[:8]
-    s = broker.model_copy(
-        update=dict(
-            topic_prefix=f"t{run}.",
-            app_id=f"riskwatch-test-{run}",
-            web_port=free_port(),
-            clickhouse_url=f"chdb://{tmp / 'clickhouse'}",
-            state_dir=tmp / "state",
-            partitions=4,
-            stall_exit_seconds=45.0,
-            commit_stall_exit_seconds=60.0,
-        )
-    )
+    s = isolated_settings(broker, tmp)
     p = Pipeline(s, tmp)
     web = start_web(s, tmp)
     worker = p.start_worker(web_public_url=web.url)

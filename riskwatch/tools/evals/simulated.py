@@ -415,14 +415,7 @@ def device_metrics(
     out: dict[str, Any] = {}
     for kind, k in sorted(by_kind.items()):
         ds = k["delays"]
-        out[kind] = {
-            "faults": k["faults"],
-            "detectable": k["detectable"],
-            "recall": k["detected"] / k["detectable"] if k["detectable"] else 1.0,
-            "delay_median_min": round(statistics.median(ds) / 60, 1) if ds else None,
-            "delay_max_min": round(max(ds) / 60, 1) if ds else None,
-            "within_bound": f"{sum(d <= b for d, b in zip(ds, k['bounds'], strict=True))}/{len(ds)}",
-        }
+        out[kind] = _kind_row(k, sum(d <= b for d, b in zip(ds, k["bounds"], strict=True)))
     false = [(e, c, k, t) for (e, c, k), spans in by_dev.items() for t, _ in spans if (e, c, k, t) not in matched]
     return {
         "device_days": device_days,
@@ -473,16 +466,8 @@ def skew_metrics(
                 k["detected"] += 1
                 k["delays"].append(min(firing[i][1] for i in hits) - t0)
     false = [f for i, f in enumerate(firing) if i not in matched]
-    ds = k["delays"]
     return {
-        "by_kind": {
-            "faults": k["faults"],
-            "detectable": k["detectable"],
-            "recall": k["detected"] / k["detectable"] if k["detectable"] else 1.0,
-            "delay_median_min": round(statistics.median(ds) / 60, 1) if ds else None,
-            "delay_max_min": round(max(ds) / 60, 1) if ds else None,
-            "within_bound": f"{sum(d <= (SKEW_FOR + 5) * 60 for d in ds)}/{len(ds)}",
-        },
+        "by_kind": _kind_row(k, sum(d <= (SKEW_FOR + 5) * 60 for d in k["delays"])),
         "skew_periods": [
             {"source": r["source"], "skew_min": r["skew_s"] / 60, "start": r["start"], "end": r["end"]} for r in periods
         ],
@@ -490,4 +475,17 @@ def skew_metrics(
         "skew_false_alarms": len(false),
         "skew_false_per_1000_device_days": round(1000 * len(false) / device_days, 3) if device_days else None,
         "skew_false_after_kill": sum(1 for _, t in false if killed and killed <= t <= killed + 3600),
+    }
+
+
+def _kind_row(k: dict[str, Any], within: int) -> dict[str, Any]:
+    """One fault kind's row: faults, detectable, recall, delay median/max (min), detections within the bound."""
+    ds = k["delays"]
+    return {
+        "faults": k["faults"],
+        "detectable": k["detectable"],
+        "recall": k["detected"] / k["detectable"] if k["detectable"] else 1.0,
+        "delay_median_min": round(statistics.median(ds) / 60, 1) if ds else None,
+        "delay_max_min": round(max(ds) / 60, 1) if ds else None,
+        "within_bound": f"{within}/{len(ds)}",
     }
