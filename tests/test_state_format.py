@@ -271,4 +271,4 @@ def test_a_format_1_state_reads_with_no_devices():
     raw = b"RW\x01" + msgpack.packb({"name": "x"})
     st = EntityState.loads(raw)
     assert st.name == "x" and st.devices == {}
-    assert st.dumps()[:3] == b"RW\x03"
+    assert st.dumps()[:3] == b"RW\x04"

@@ -26,9 +26,9 @@ import msgpack
 MAGIC = b"RW"
 # the format written; bumped when a field is added that an older version must not drop silently
 # (it would read the new state and write it back without the field). 2: the entity's devices;
-# 3: its rectification orders (整改令).
-VERSION = 3
-READS = frozenset({1, 2, 3})  # formats read: 1 lacks the newer fields, which start empty
+# 3: its rectification orders (整改令); 4: its outbox (a timer's outputs until committed).
+VERSION = 4
+READS = frozenset({1, 2, 3, 4})  # formats read: 1 lacks the newer fields, which start empty
 READS_TEXT = ", ".join(map(str, sorted(READS)))
 HEADER = MAGIC + bytes([VERSION])
 pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack

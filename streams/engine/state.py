@@ -240,6 +240,15 @@ class Device:
 _RATINGS = frozenset(("rated_pressure_mpa", "rated_temp_c", "rated_load_kg", "set_point_min_c", "set_point_max_c"))
 
 
+OutboxRecord = tuple[str, "bytes | None", bytes]  # topic name, key, value: one output record to send
+
+
+def outbox_record(r: Any) -> OutboxRecord:
+    """An outbox record read back from plain data (shape checked)."""
+    topic, key, value = checked(r, list)
+    return (checked(topic, str), None if key is None else checked(key, bytes), checked(value, bytes))
+
+
 @dataclass(slots=True)
 class EntityState:
     name: str = ""
@@ -287,6 +296,9 @@ class EntityState:
 
     # device health (detectors/device_health.py, streams/engine/health.py): "<device_id>:<channel>" -> its record
     health: dict[str, DeviceHealth] = field(default_factory=dict)
+    # a timer's outputs waiting for the commit of this state (streams/runtime/outbox.py), and the entity's
+    # later outputs behind them (its order): sent once the changelog holds them, then dropped from here
+    outbox: list[OutboxRecord] = field(default_factory=list)
     # not persisted: pickled sensor detectors from the last dumps(), and the detectors changed
     # since (the processor marks them) — dumps() re-pickles only those
     _blobs: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
@@ -373,6 +385,8 @@ class EntityState:
             "devices": {k: v.to_data() for k, v in self.devices.items()} if self.devices else {},
             "health": health_to_data(self.health) if self.health else {},
         }
+        if self.outbox:  # usually empty: only between a timer's decision and its commit
+            d["outbox"] = [list(r) for r in self.outbox]
         if self.orders:  # no key without orders: states that never had one stay byte for byte as they were
             d["orders"] = {k: o.to_data() for k, o in self.orders.items()}
         return d
@@ -424,6 +438,7 @@ class EntityState:
         st.devices = {k: Device.from_data(v) for k, v in checked(g("devices", {}), dict).items()}
 
         st.health = health_from_data(g("health", {}))
+        st.outbox = [outbox_record(r) for r in checked(g("outbox", []), list)]
         return st
 
     def __getstate__(self) -> dict[str, Any]:  # an in-process copy (pickle, deepcopy): the same plain data
@@ -445,9 +460,9 @@ class EntityState:
         (``streams/engine/legacy_state.py``: no code runs). :class:`StateFormatError` if it can't be read:
         an unknown format version, malformed bytes, or a pickle naming anything but state classes.
 
-        >>> EntityState.loads(b"RW\\x09...")
+        >>> EntityState.loads(b"RW\\x09...")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1, 2, 3): newer riskwatch?
+        streams.engine.codec.StateFormatError: entity state format 9 is not known here (reads 1, 2, 3, 4)...
         """
         if not raw:
             return EntityState()

@@ -24,7 +24,9 @@ Why it is safe:
   store is written only after the broker acknowledged the changelog, so it is always a prefix of
   the changelog: a restart reads the changelog after its persisted offset and catches up. A
   state ahead of the acknowledged input offsets only marks events whose rows were stored and
-  whose alerts were sent: their redelivery is skipped by the ring.
+  whose alerts were sent: their redelivery is skipped by the ring. A timer's outputs wait in
+  their state's outbox and are sent after the changelog (``streams/runtime/outbox.py``): a timer
+  has no event whose replay would decide them again.
 * **Holding acknowledgements.** The agent takes one reference on each event's message
   (``Message.incref``) before Faust's batch loop drops its own; the commit releases it. Faust's
   rebalance waits until the consumer has no unacknowledged message left (``stream_wait_empty``),
@@ -101,6 +103,7 @@ class Commit:
         chunk: int = 256,
         written: Callable[[dict, dict], None] | None = None,
         forget: Callable[[bytes], None] | None = None,
+        outbox=None,
     ) -> None:
         self.writer, self.bulk, self.table, self.dumps = writer, bulk, table, dumps
         self.written = written or self._write_data
@@ -108,6 +111,7 @@ class Commit:
         self.watchdog, self.max_pending, self.interval, self.observe = watchdog, max_pending, interval, observe
         self.max_dirty = max_dirty  # changed states that start a commit before the interval (0: no bound)
         self.collect = collect  # more records to send with the changelog (outputs summed per commit)
+        self.outbox = outbox  # timers' outputs, sent once their states are durable (streams/runtime/outbox.py)
         self.rows: dict[str, list] = {}
         self.dirty: dict[bytes, tuple[int | None, Any]] = {}
         self.chunk = chunk
@@ -189,6 +193,9 @@ class Commit:
         self._urgent.set()
         self._wake.set()
 
+    def _recovered(self) -> bool:
+        return self.outbox is not None and bool(self.outbox.recovered)
+
     async def wait_room(self) -> None:
         """Back-pressure: return once no more than ``max_pending`` events wait for a commit."""
         while self.pending > self.max_pending:
@@ -197,7 +204,7 @@ class Commit:
 
     async def drained(self) -> None:
         """Return once everything added so far is committed (tests, shutdown)."""
-        while self.rows or self.dirty or self.held or self._queued or self.pending:
+        while self.rows or self.dirty or self.held or self._queued or self.pending or self._recovered():
             self._urgent.set()
             self._progress.clear()
             await self._progress.wait()
@@ -213,7 +220,7 @@ class Commit:
             self._wake.clear()
             self._urgent.clear()
             self._last = time.monotonic()
-            if self.rows or self.dirty or self.held:
+            if self.rows or self.dirty or self.held or self._recovered():
                 await self.commit_once()
 
     async def commit_once(self) -> None:
@@ -222,6 +229,7 @@ class Commit:
         rows, dirty, held, n = self.rows, self.dirty, self.held, self._queued
         self.rows, self.dirty, self.held, self._queued = {}, {}, [], 0
         self._records = self.collect() if self.collect is not None else []
+        marks = self.outbox.marks(dirty) if self.outbox is not None else {}
         self._unserialized = dirty
         # then the states, a chunk at a time; live() serializes a state the agent reaches first
         while self._unserialized:
@@ -241,6 +249,9 @@ class Commit:
             wd and wd.stage("commit", f"local store ({len(changed)} states)")
             topic = self.table.changelog_topic.get_topic_name()
             self.written(changed, {p: off for (t, p), off in sent.items() if t == topic})
+        if marks:  # the outbox records these states hold are durable now: send them
+            wd and wd.stage("commit", f"outbox ({len(marks)} states)")
+            await self.outbox.flush(marks)
         wd and wd.stage("commit", "acknowledge")
         acked = 0
         for stream, events in held:

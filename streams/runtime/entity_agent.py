@@ -42,8 +42,10 @@ async def process_batch(args: tuple[Worker, list, Any]) -> None:
     for p, t_ev in out.batch_time.items():
         w.part_time[p] = (max(t_ev, w.part_time.get(p, (0.0, 0.0))[0]), wall)
     # Outputs now (alert latency); rows, state and offsets by the commit pipeline (streams/runtime/commit.py)
-    w.watchdog.stage("entities", f"send {len(out.sends)} outputs")
-    await w.bulk.send(records(out.sends))
+    assert w.outbox is not None
+    sends = w.outbox.behind(out.sends, out.states)  # an entity's outputs queue behind its timer's (their order)
+    w.watchdog.stage("entities", f"send {len(sends)} outputs")
+    await w.bulk.send(records(sends))
     w.commit.add(
         out.rows,
         {key: (w.partition_of[key], st) for key, st in out.states.items()},

@@ -10,6 +10,10 @@ A partition without processed events since the worker took it is not scanned. So
 a broker restart or a worker killed and catching up moves no device past its deadline: only
 readings processed after the device's last one do.
 
+Neither sends what it decides: its outputs wait in the entity's outbox until the state that decided
+them is committed (``streams/runtime/outbox.py``); a replay after a crash runs the timers at other
+moments, so what they sent before their commit could be decided differently, or not at all.
+
 Both change entity states, so they take the state lock in turns with the entity agent, and
 both visit many keys a chunk at a time (``SCAN_CHUNK``), yielding the event loop in between.
 """
@@ -26,7 +30,8 @@ from streams.engine import health
 from streams.engine.state import EntityState
 from streams.runtime.health import crash_only
 from streams.runtime.metrics import ALERTS_OUT, EVICTED
-from streams.runtime.worker import Worker, records
+from streams.runtime.outbox import hold
+from streams.runtime.worker import Worker
 
 log = logging.getLogger("riskwatch.worker")
 
@@ -49,16 +54,18 @@ def quorum_time(latest: list[float], quorum: int = 3) -> float:
 def register(w: Worker) -> None:
     app, settings = w.app, w.settings
     owned_then: list[frozenset] = [frozenset()]  # the input partitions at the last deadline check
+    outbox = w.outbox
+    assert outbox is not None  # Worker.build makes it
 
     @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
     async def alert_deadlines():
-        now = w.lifecycle_now()
-        if not now:
-            return
         actives = w.actives()
         if actives != owned_then[0]:  # a start or a rebalance: states came from the changelog
             owned_then[0] = actives
             await crash_only("alert_deadlines", find_alert_keys, actives)
+        now = w.lifecycle_now()
+        if not now:
+            return
         async with w.state_lock:
             await crash_only("alert_deadlines", deadlines, now)
 
@@ -77,10 +84,12 @@ def register(w: Worker) -> None:
                         w.unanchored_keys.add(k)
                     if st.health:
                         w.health_keys.add(k)
+                    if st.outbox and not w.commit.live(k)[0]:  # committed, perhaps never sent: send it
+                        outbox.recover(k)
             await asyncio.sleep(0)
 
     async def deadlines(now: float) -> None:
-        sends: list[tuple] = []
+        held = 0
         rows: dict[str, list] = {}
         changed: dict[bytes, EntityState] = {}
         alerts_out: Counter = Counter()
@@ -93,22 +102,19 @@ def register(w: Worker) -> None:
             st = w.load(key)
             out = w.processor.tick(key.decode(), st, now)
             if out.alerts or out.transitions or out.evidence or out.orders:
+                sends: list[tuple] = []
                 w.batch.alert_sends(out, key, sends, alerts_out)
                 w.batch.plan_sends(out, key, sends, rows)
                 sends.extend((w.topics.notices, key, orjson.dumps(n.as_dict())) for n in out.notices)
+                held += hold(st, sends)  # sent once this state is committed (streams/runtime/outbox.py)
                 changed[key] = st
                 if st.unanchored:
                     w.unanchored_keys.add(key)
             if not st.alerts and not st.orders:
                 w.alert_keys.discard(key)
-        # outputs first, state last (as in a batch): a crash in between repeats the notices
-        # with the same revisions, which consumers drop, rather than losing them
-        w.watchdog.stage("alert_deadlines", f"send {len(sends)} outputs")
-        await w.bulk.send(records(sends))
         w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
-        if sends:  # what a timer sent is not redelivered by Kafka: commit its state now, not within 5 s
+        if held:  # its outputs wait for this commit: now, not within the interval (5 s)
             w.commit.soon()
-        w.watchdog.done("alert_deadlines")
         for (level, kind), n in alerts_out.items():
             ALERTS_OUT.labels(level, kind).inc(n)
 
@@ -145,7 +151,7 @@ def register(w: Worker) -> None:
             await asyncio.sleep(0)
 
     async def scan_chunk(keys: list[bytes], where: dict[bytes, int], progress: dict[int, float]) -> None:
-        sends: list[tuple] = []
+        held = 0
         rows: dict[str, list] = {}
         changed: dict[bytes, EntityState] = {}
         alerts_out: Counter = Counter()
@@ -159,8 +165,10 @@ def register(w: Worker) -> None:
             before = sum(rec.silent_n for rec in st.health.values())
             out = health.scan(cx, desk, key.decode(), st, progress[where[key]])
             if out.alerts or out.risk or sum(rec.silent_n for rec in st.health.values()) != before:
+                sends: list[tuple] = []
                 w.batch.alert_sends(out, key, sends, alerts_out)
                 w.batch.plan_sends(out, key, sends, rows)
+                held += hold(st, sends)  # sent once this state is committed (streams/runtime/outbox.py)
                 for rk in out.risk:
                     rows.setdefault("risk_scores", []).append(
                         r.risk_score_row(rk.entity_id, rk.at, rk.score, rk.level, rk.item_id, rk.top)
@@ -169,17 +177,11 @@ def register(w: Worker) -> None:
                 w.note_state(key, st)
         if not changed:
             return
-        # outputs first, state last (as in a batch)
-        w.watchdog.stage("device_offline", f"send {len(sends)} outputs")
-        await w.bulk.send(records(sends))
         w.commit.add(rows, {key: (w.partition_for_key(key), st) for key, st in changed.items()}, [], None)
-        # an offline alarm is the scan's, not an event's: a crash before its state is committed leaves it
-        # sent, and the replay's scan, at other moments, may not raise it again (the 60-min soak: 2 alarms
-        # whose episode was reused) — commit at once, which shrinks that window from the interval (5 s);
-        # only for alarms: committing for every learnt silence step put the 3-minute soak 30k behind
-        if alerts_out:
+        # its outputs wait for this commit: now, not within the interval (5 s); only for outputs:
+        # committing for every learnt silence step put the 3-minute soak 30k behind
+        if held:
             w.commit.soon()
-        w.watchdog.done("device_offline")
         for (level, kind), n in alerts_out.items():
             ALERTS_OUT.labels(level, kind).inc(n)
 
@@ -202,6 +204,7 @@ def register(w: Worker) -> None:
                     and w.entities.get(key) is not None
                     and now - (st := w.cache.load(key)).last_seen > ttl
                     and not health.has_devices(st)  # devices keep their entity: silence is their fault to flag
+                    and not st.outbox
                 }
                 if gone:
                     w.commit.add({}, gone, [], None)

@@ -32,6 +32,7 @@ from streams.runtime import topics as T
 from streams.runtime.bulk import BulkProducer
 from streams.runtime.commit import Commit
 from streams.runtime.metrics import COMMIT_EVENTS, COMMIT_SECONDS, STATE_CACHE
+from streams.runtime.outbox import Outbox
 from streams.runtime.store import StateCache
 from streams.runtime.watchdog import Watchdog
 
@@ -162,6 +163,7 @@ class Worker:
     peer_counts: PeerCounts | None = None
     # input topics of people's actions (workbench forms): a batch with one is committed at once
     urgent_topics: frozenset = frozenset()
+    outbox: Outbox | None = None  # timers' outputs, sent after their states' commit (set by build)
 
     @classmethod
     def build(cls, settings: Settings, county: County, writer: ClickHouseWriter, clock=time.time) -> Worker:
@@ -241,6 +243,14 @@ class Worker:
         # no hook for this, the table's method is replaced on the instance
         entities.partition_for_key = w.partition_for_key  # type: ignore[method-assign]
         cache.partition_for_key = w.partition_of.get  # a miss reads that partition's DB (else scans the others)
+        w.outbox = commit.outbox = Outbox(
+            w.load,
+            w.owned,
+            w.partition_for_key,
+            lambda recs: bulk.send(recs),
+            lambda dirty: commit.add({}, dirty, [], None),
+            commit.soon,
+        )
         return w
 
     # --- state ----------------------------------------------------------------------------------
