@@ -76,6 +76,7 @@ class RatingLimit(BaseModel):
     mode: Literal["ratio", "offset"] = "ratio"
     levels: dict[LevelName, float] = Field(min_length=1, description="level -> factor (ratio) or offset")
     default_rating: float | None = Field(None, description="County default for a device without the rating")
+    title: str = Field("", description="The alert's title for a breach of this limit; else the rule's")
     default_bands: tuple[DefaultBand, ...] = Field(
         (),
         description="County defaults by operating band for a device without the rating, before default_rating: "
@@ -257,8 +258,8 @@ class RuleSet(BaseModel):
         True
         >>> rules.on_sensor("cold_chain_temp", -8.9, typical=(-19.0, 3)) is None   # too few readings to tell
         True
-        >>> rules.on_sensor("cold_chain_temp", -8.9, device=rated(-20.0), typical=(-19.0, 99)).note
-        '冷链温度-8.9℃,超过设定温度上限-20.0℃+2℃'
+        >>> h = rules.on_sensor("cold_chain_temp", -8.9, device=rated(-20.0), typical=(-19.0, 99)); h.title, h.note
+        ('冷链温度超过设定温度上限', '冷链温度-8.9℃,超过设定温度上限-20.0℃+2℃')
         """
         r = self.sensor.get(channel)
         if r is None:
@@ -286,7 +287,7 @@ class RuleSet(BaseModel):
                         return Hit(
                             rule,
                             lv,
-                            band.title or r.title if band is not None else r.title,
+                            (band.title if band is not None else "") or rl.title or r.title,
                             value,
                             r.confirm,
                             r.within_minutes * 60,

@@ -73,3 +73,4 @@ def test_unrated_chiller_keeps_the_absolute_limit() -> None:
 def test_registered_set_point_wins_over_the_band() -> None:
     alerts = _run(_compressor_fault(-24.0, -19.0), set_point_max_c=-22.0)  # -20 ℃ is its own limit
     assert alerts and "设定温度上限-22.0℃" in alerts[0][1].explanation[0].detail
+    assert alerts[0][1].title == "冷链温度超过设定温度上限"
