@@ -74,3 +74,20 @@ def test_registered_set_point_wins_over_the_band() -> None:
     alerts = _run(_compressor_fault(-24.0, -19.0), set_point_max_c=-22.0)  # -20 ℃ is its own limit
     assert alerts and "设定温度上限-22.0℃" in alerts[0][1].explanation[0].detail
     assert alerts[0][1].title == "冷链温度超过设定温度上限"
+
+
+def test_simulator_registers_most_cold_stores_with_a_set_point() -> None:
+    """The simulated ledger, like real ones, gives cold stores their set-point range; `unrated_share` do without."""
+    import orjson
+
+    from riskwatch.tools.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(seed=7, days=0.05, scale=0.5, bad_rate=0.0))
+    devs = [orjson.loads(m[2]) for m in sim.events() if m[0] == "events.device"]
+    freezers = [d for d in devs if "-FRZ" in d["device_id"]]
+    chillers = [d for d in devs if "-CHL" in d["device_id"] or "-VAC" in d["device_id"]]
+    assert freezers and chillers
+    rated = [d for d in freezers if d.get("set_point_max_c") is not None]
+    assert {(d["set_point_min_c"], d["set_point_max_c"]) for d in rated} == {(-21.0, -17.0)}
+    assert 0 < len(freezers) - len(rated) < len(freezers) / 2  # some unrated, as in real ledgers
+    assert {d.get("set_point_max_c") for d in chillers} <= {6.0, None}
