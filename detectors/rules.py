@@ -48,6 +48,20 @@ class Rated(Protocol):
     def rating(self, name: str) -> float | None: ...
 
 
+class DefaultBand(BaseModel):
+    """A county default for a device registered without its rating, chosen by how the device runs:
+    its typical reading (the learned slow mean of its last readings) below ``below``. A freezer
+    without a set point is judged against the frozen-food norm, not the chiller's absolute limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    below: float = Field(description="Applies when the device's typical reading is below this")
+    rating: float = Field(description="The default rating, e.g. -18 ℃ (冷冻食品 ≤ -18 ℃)")
+    levels: dict[LevelName, float] | None = Field(None, description="level -> offset/factor; else the rule's")
+    name: str = Field(min_length=1, description="What the band is, as the explanation names it, e.g. 冷冻库")
+    min_readings: int = Field(12, ge=1, le=10000, description="Readings seen before the band is trusted")
+    title: str = Field("", description="The alert's title for a breach in this band; else the rule's")
+
+
 class RatingLimit(BaseModel):
     """A limit relative to the device's own rating: above ``rating × factor`` (``ratio``) or
     ``rating + offset`` (``offset``, for set points) the reading breaches at that level (the highest
@@ -62,16 +76,28 @@ class RatingLimit(BaseModel):
     mode: Literal["ratio", "offset"] = "ratio"
     levels: dict[LevelName, float] = Field(min_length=1, description="level -> factor (ratio) or offset")
     default_rating: float | None = Field(None, description="County default for a device without the rating")
+    title: str = Field("", description="The alert's title for a breach of this limit; else the rule's")
+    default_bands: tuple[DefaultBand, ...] = Field(
+        (),
+        description="County defaults by operating band for a device without the rating, before default_rating: "
+        "the first band the device's typical reading is below (an unregistered freezer is not a chiller)",
+    )
 
-    def limits(self, rating: float) -> list[tuple[float, LevelName]]:
-        """(threshold, level), the highest threshold first."""
+    def default_for(self, typical: float | None) -> DefaultBand | None:
+        """The band an unrated device operating at ``typical`` falls in (None: not yet known, or none)."""
+        if typical is None:
+            return None
+        return next((b for b in self.default_bands if typical < b.below), None)
+
+    def limits(self, rating: float, levels: dict[LevelName, float] | None = None) -> list[tuple[float, LevelName]]:
+        """(threshold, level), the highest threshold first (``levels``: a band's own, else the rule's)."""
         ratio = self.mode == "ratio"
-        out = [(rating * f if ratio else rating + f, lv) for lv, f in self.levels.items()]
+        out = [(rating * f if ratio else rating + f, lv) for lv, f in (levels or self.levels).items()]
         return sorted(out, reverse=True)
 
-    def note(self, value: float, used: float, limit: float, rating: float | None) -> str:
+    def note(self, value: float, used: float, limit: float, rating: float | None, band: str = "") -> str:
         """The explanation of a breach: the value, the rating it is judged against, and where the
-        rating came from when the device has none."""
+        rating came from when the device has none (``band``: the operating band whose default it is)."""
         u = self.unit
         text = f"{self.quantity}{_num(value)}{u},超过{self.name}{_num(used)}{u}"
         if self.mode == "ratio" and limit != used:
@@ -79,7 +105,7 @@ class RatingLimit(BaseModel):
         elif self.mode == "offset" and limit != used:
             text += f"{limit - used:+g}{u}"
         if rating is None:
-            text += f"(未登记{self.name},按县默认{_num(used)}{u})"
+            text += f"(未登记{self.name},按{band}县默认{_num(used)}{u})"
         return text
 
 
@@ -195,11 +221,17 @@ class RuleSet(BaseModel):
 
     # --- evaluation --------------------------------------------------------------------------
     def on_sensor(
-        self, channel: str, value: float, baseline: float | None = None, device: Rated | None = None
+        self,
+        channel: str,
+        value: float,
+        baseline: float | None = None,
+        device: Rated | None = None,
+        typical: tuple[float, int] | None = None,
     ) -> Hit | None:
         """The rule ``channel``'s reading ``value`` breaks, if any. ``device``: the registered device,
-        whose rating a relative limit uses (else the rule's county default); the hit's ``note``
-        names the rating used.
+        whose rating a relative limit uses (else the county default of the device's operating band,
+        then the rule's county default); the hit's ``note`` names the rating used. ``typical``: the
+        device's typical reading so far and how many readings it is learned from (picks the band).
 
         >>> from types import SimpleNamespace
         >>> rules = load_rules(Path(__file__).parents[1] / "riskwatch/data/rules.yaml")
@@ -212,6 +244,22 @@ class RuleSet(BaseModel):
         '锅炉压力1.3MPa,超过额定工作压力1.25MPa(未登记额定工作压力,按县默认1.25MPa)'
         >>> h = rules.on_sensor("boiler_pressure", 1.2); h.level, h.note
         ('orange', '锅炉压力1.2MPa,超过额定工作压力1.25MPa的95%(未登记额定工作压力,按县默认1.25MPa)')
+
+        A cold store without a set point that runs frozen (typically -19 ℃ over 12 readings) is a freezer:
+        -8.9 ℃ is far above the frozen-food norm though under a chiller's 8 ℃.
+
+        >>> rules.on_sensor("cold_chain_temp", -8.9) is None
+        True
+        >>> h = rules.on_sensor("cold_chain_temp", -8.9, typical=(-19.0, 12)); h.level, h.title
+        ('orange', '冷冻库温度超过-15℃(未登记设定温度)')
+        >>> h.note
+        '冷链温度-8.9℃,超过设定温度上限-18.0℃+3℃(未登记设定温度上限,按冷冻库县默认-18.0℃)'
+        >>> rules.on_sensor("cold_chain_temp", -16.0, typical=(-19.0, 12)) is None
+        True
+        >>> rules.on_sensor("cold_chain_temp", -8.9, typical=(-19.0, 3)) is None   # too few readings to tell
+        True
+        >>> h = rules.on_sensor("cold_chain_temp", -8.9, device=rated(-20.0), typical=(-19.0, 99)); h.title, h.note
+        ('冷链温度超过设定温度上限', '冷链温度-8.9℃,超过设定温度上限-20.0℃+2℃')
         """
         r = self.sensor.get(channel)
         if r is None:
@@ -225,18 +273,25 @@ class RuleSet(BaseModel):
         if rl is not None:
             rating = device.rating(rl.relative_to) if device is not None else None
             used = rating if rating is not None else rl.default_rating
+            band = None
+            if rating is None and typical is not None:
+                band = rl.default_for(typical[0])
+                if band is not None and typical[1] < band.min_readings:
+                    band = None
+                if band is not None:
+                    used = band.rating
             if used is not None:
                 judged = True
-                for limit, lv in rl.limits(used):
+                for limit, lv in rl.limits(used, band.levels if band is not None else None):
                     if value > limit:
                         return Hit(
                             rule,
                             lv,
-                            r.title,
+                            (band.title if band is not None else "") or rl.title or r.title,
                             value,
                             r.confirm,
                             r.within_minutes * 60,
-                            rl.note(value, used, limit, rating),
+                            rl.note(value, used, limit, rating, band.name if band is not None else ""),
                         )
         level = r.level
         if level is None:  # a rule with only a rated limit, none applicable; or codes (handled above)

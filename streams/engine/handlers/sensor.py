@@ -51,7 +51,9 @@ def handle(cx: Context, desk: Desk, ev: SensorReading, st: EntityState, out: Out
     if cx.evidence:
         keep_window(cx, ev, st, key, t)
     baseline = det.slow if det is not None and det.warmed_up(t) else None
-    hit = cx.rules.on_sensor(ev.channel, ev.value, baseline, dev)
+    # the device's typical reading so far: an unrated device's county default follows its operating band
+    typical = (det.slow, det.n) if det is not None and det.n else None
+    hit = cx.rules.on_sensor(ev.channel, ev.value, baseline, dev, typical)
     if hit and not confirmed(st, f"{hit.rule}:{ev.device_id}", t, hit):
         pass  # a breach not yet confirmed: neither a case nor a sign of recovery
     elif hit:
