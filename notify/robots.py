@@ -16,6 +16,11 @@ or answers 5xx — Alertmanager then retries; 400 for a refusal that a retry can
 or signature), which Alertmanager logs and counts as failed. Robot keys, tokens and secrets
 never reach a log line: URLs are logged without their query string.
 
+Each notification reaches a robot's group once: Alertmanager records a notification only after
+its receiver answered, so one in flight when Alertmanager stops is sent again after its restart. The
+adapter remembers what each robot was given (by the notification's labels, for a day) and answers such
+a repeat with 200 without posting it.
+
 What people wrote is data, never markup: the message is built again from the annotations' parts
 (:func:`notify.text.notification_text`), and every part that is data (title, entity, township, the
 message with its 理由 and comments, ops summaries) goes through :func:`md_text` first — masked by
@@ -45,6 +50,7 @@ import urllib.parse
 from datetime import datetime
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from cachetools import TTLCache
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from notify.receivers import Channels, DingTalkRobot, Receivers
@@ -55,6 +61,12 @@ log = logging.getLogger("riskwatch.robots")
 SENT = Counter("riskwatch_robot_messages_total", "Messages accepted by a group robot", ["channel", "department"])
 FAILED = Counter("riskwatch_robot_failures_total", "Robot posts that failed (after back-off)", ["channel", "reason"])
 RATE_LIMITED = Counter("riskwatch_robot_rate_limited_total", "Rate-limit answers from robots (backed off)", ["channel"])
+REPEATED = Counter(
+    "riskwatch_robot_repeats_total", "Notifications Alertmanager delivered again, not posted twice", ["channel"]
+)
+# how long a delivered notification is remembered: Alertmanager re-notifies one that was in flight when it
+# stopped (its log records a notification only after the receiver answered), within notify_hold_seconds
+REMEMBER_SECONDS = 24 * 3600.0
 RATE_LIMIT_CODES = {"wecom": {45009, 45033}, "dingtalk": {130101, 660026}}
 
 
@@ -165,11 +177,25 @@ def dingtalk_body(payload: dict) -> dict:
     return {"msgtype": "markdown", "markdown": {"title": title[:64], "text": md[:5000]}}
 
 
+def notification_key(alert: dict) -> tuple | None:
+    """What identifies one riskwatch notification (notify/bridge.py's labels); None for an ops alert.
+
+    >>> notification_key({"labels": {"source": "riskwatch", "alert_id": "a1", "seq": "3", "notification": "firing"}})
+    ('a1', None, '3', 'firing', None)
+    """
+    lab = alert.get("labels", {})
+    if lab.get("source") != "riskwatch":
+        return None
+    return (lab.get("alert_id"), lab.get("first_seen"), lab.get("seq"), lab.get("notification"), lab.get("department"))
+
+
 class RobotAdapter:
     def __init__(self, receivers: Receivers, backoff: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)):
         self.receivers = receivers
         self.backoff = backoff
         self.session: ClientSession | None = None
+        # (channel, department, robot, notification) already posted: a group reads each notification once
+        self.delivered: TTLCache = TTLCache(maxsize=200_000, ttl=REMEMBER_SECONDS)
 
     def channels(self, who: str) -> Channels | None:
         if who == "_ops":
@@ -227,6 +253,14 @@ class RobotAdapter:
             payload = await request.json()
         except ValueError:
             return web.Response(status=400, text="not JSON")
+        keys = [(channel, who, idx, notification_key(a)) for a in payload.get("alerts", [])]
+        fresh = [
+            a for a, k in zip(payload.get("alerts", []), keys, strict=True) if k[3] is None or k not in self.delivered
+        ]
+        if keys and not fresh:  # Alertmanager's repeat of a notification this robot already posted
+            REPEATED.labels(channel).inc()
+            return web.Response(status=200, text="already delivered")
+        payload = {**payload, "alerts": fresh}
         if channel == "wecom":
             url, body, secret = str(robots[idx]), wecom_body(payload), ""
         else:
@@ -236,6 +270,7 @@ class RobotAdapter:
         status, reason = await self._post(channel, url, body, secret)
         if status == 200:
             SENT.labels(channel, who).inc()
+            self.delivered.update((k, True) for k in keys if k[3] is not None)
         else:
             log.warning("%s robot of %s: %s", channel, who, reason)
         return web.Response(status=status, text=reason)

@@ -241,6 +241,47 @@ def test_robot_adapter_signs_dingtalk_backs_off_rate_limits_and_keeps_secrets_ou
     assert "k-secret" not in logs and "t-secret" not in logs and fake.dingtalk_secret not in logs
 
 
+def test_robot_adapter_posts_a_notification_alertmanager_repeats_once(tmp_path):
+    """Alertmanager sends a notification again after its restart when it stopped while sending it;
+    the group reads it once. A new revision, and an ops alert, still go out."""
+    from aiohttp import ClientSession, web
+
+    from notify.robots import RobotAdapter
+
+    fake = FakeReceivers(free_port()).start()
+    doc = {"departments": {"amr": {"wecom_robot": [f"http://127.0.0.1:{fake.port}/wecom/amr?key=k"]}}}
+    receivers = load_receivers(_file(tmp_path, yaml.safe_dump(doc)), CATALOG, env={})
+    port = free_port()
+
+    def note(seq: str) -> dict:
+        lab = {"source": "riskwatch", "alert_id": "a1", "first_seen": "t0", "seq": seq, "notification": "firing"}
+        return {"alerts": [{"status": "firing", "labels": lab, "annotations": {"text": f"【黄色预警】第{seq}版"}}]}
+
+    ops = {"alerts": [{"status": "firing", "labels": {"alertname": "RiskwatchLag"}, "annotations": {}}]}
+
+    async def run() -> list[str]:
+        runner = web.AppRunner(RobotAdapter(receivers, backoff=(0.05,)).app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        out = []
+        try:
+            async with ClientSession() as c:
+                for body in (note("1"), note("1"), note("2"), ops, ops):
+                    async with c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json=body) as r:
+                        out.append(f"{r.status} {await r.text()}")
+        finally:
+            await runner.cleanup()
+        return out
+
+    try:
+        answers = asyncio.run(run())
+        posted = [r.body["markdown"]["content"] for r in fake.ok("/wecom/amr")]
+    finally:
+        fake.stop()
+    assert answers == ["200 ok", "200 already delivered", "200 ok", "200 ok", "200 ok"]
+    assert len(posted) == 4 and sum("第1版" in p for p in posted) == 1
+
+
 def test_robot_adapter_answers_503_while_a_robot_stays_rate_limited(tmp_path):
     from aiohttp import ClientSession, web
 
