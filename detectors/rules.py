@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -107,6 +108,52 @@ class RatingLimit(BaseModel):
         if rating is None:
             text += f"(未登记{self.name},按{band}县默认{_num(used)}{u})"
         return text
+
+    def limit_in(self, detail: str) -> UsedLimit | None:
+        """The limit a breach was judged against, read back from its explanation (``note``, stored with
+        the alert as the contribution's detail): the rating, the level's factor or offset and where the
+        rating came from are those ``note`` wrote, found by writing each candidate again.
+
+        >>> from pathlib import Path
+        >>> rl = load_rules(Path(__file__).parents[1] / "riskwatch/data/rules.yaml").sensor["boiler_pressure"].rating
+        >>> rl.limit_in("b1 " + rl.note(1.2, 1.25, 1.25 * 0.95, None))
+        UsedLimit(value=1.1875, label='上限 1.1875MPa(县默认额定工作压力95%)')
+        >>> rl.limit_in("b1 读数 1.2MPa") is None
+        True
+        """
+        m = re.search(re.escape(f"超过{self.name}") + r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", detail)
+        if m is None:
+            return None
+        used, tail = float(m[1]), detail[m.start() :]
+        sources: list[tuple[float | None, DefaultBand | None]] = [(used, None), (None, None)]
+        sources += [(None, b) for b in self.default_bands]
+        for rating, band in sources:
+            for limit, _ in self.limits(used, band.levels if band is not None else None):
+                note = self.note(0.0, used, limit, rating, band.name if band is not None else "")
+                if tail == note[note.index("超过") :]:
+                    return UsedLimit(limit, self._label(used, limit, rating, band))
+        return None
+
+    def _label(self, used: float, limit: float, rating: float | None, band: DefaultBand | None) -> str:
+        """The chart's label of a limit: 上限 -15℃(冷冻库默认), 上限 1.76MPa(额定工作压力110%)."""
+        if band is not None:
+            source = f"{band.name}默认"
+        else:
+            source = self.name if rating is not None else f"县默认{self.name}"
+            if self.mode == "ratio" and limit != used and used:
+                source += f"{limit / used:.0%}"
+            elif self.mode == "offset" and limit != used:
+                source += f"{limit - used:+g}{self.unit}"
+        return f"上限 {limit:.6g}{self.unit}({source})"
+
+
+@dataclass(frozen=True, slots=True)
+class UsedLimit:
+    """The limit a rated rule judged a reading against (``RatingLimit.limit_in``): the alert page's
+    evidence chart draws it instead of the rule's absolute ``max``."""
+
+    value: float
+    label: str  # e.g. 上限 -15℃(冷冻库默认)
 
 
 def _num(x: float) -> str:
@@ -301,6 +348,21 @@ class RuleSet(BaseModel):
         if r.max_rise is not None and baseline is not None and value - baseline > r.max_rise:
             return Hit(rule, level, r.rise_title or r.title, value, r.confirm, r.within_minutes * 60)
         return None
+
+    def limit_used(self, channel: str, detail: str) -> UsedLimit | None:
+        """The rated limit (device rating, band or county default) a ``channel`` breach explained by
+        ``detail`` (its contribution's detail, as stored with the alert) was judged against; None for
+        a plain absolute limit, a rise above the baseline or a channel without a rated limit.
+
+        >>> rules = load_rules(Path(__file__).parents[1] / "riskwatch/data/rules.yaml")
+        >>> h = rules.on_sensor("cold_chain_temp", -8.9, typical=(-19.0, 12))
+        >>> rules.limit_used("cold_chain_temp", f"d1 {h.note}")
+        UsedLimit(value=-15.0, label='上限 -15℃(冷冻库默认)')
+        >>> rules.limit_used("cold_chain_temp", "d1 读数 9.5℃") is None
+        True
+        """
+        r = self.sensor.get(channel)
+        return r.rating.limit_in(detail) if r is not None and r.rating is not None else None
 
     def on_video(self, cls: str, confidence: float) -> Hit | None:
         r = self.video.get(cls)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from detectors.rules import RuleSet, UsedLimit
 from riskwatch.domain.outcomes import load_reasons
 from schemas.events import DisposalFeedback, DisposalOutcome
 from schemas.privacy import mask_pii
@@ -227,7 +229,38 @@ async def related(request: Request, user: User, a: dict) -> list[dict]:
     return out
 
 
-async def evidence(request: Request, a: dict) -> dict:
+def used_limit(rules: RuleSet | None, a: dict, explanation: Sequence[dict]) -> tuple[str, UsedLimit] | None:
+    """(channel, limit) when a sensor rule judged the alert's reading against a rated limit (the device's
+    rating, its operating band's or the county default): read back from the rule's contribution, the
+    explanation stored with the alert. The chart draws that limit instead of the rule's absolute one."""
+    if rules is None or not a["rule"].startswith("rule.sensor."):
+        return None
+    channel = a["rule"].removeprefix("rule.sensor.")
+    for c in explanation:
+        if c["signal"] == f"sensor.{channel}":
+            limit = rules.limit_used(channel, c["detail"])
+            if limit is not None:
+                return channel, limit
+    return None
+
+
+def chart_limits(
+    rules: RuleSet | None, channel: str, unit: str, used: tuple[str, UsedLimit] | None
+) -> dict[float, str]:
+    """The dashed lines of one channel: the rated limit actually used for the alert's channel, else the
+    rule's absolute 上限/下限 (a lower limit applies beside a rated one)."""
+    rule = rules.sensor.get(channel) if rules is not None else None
+    out: dict[float, str] = {}
+    if used is not None and used[0] == channel:
+        out[used[1].value] = used[1].label
+    elif rule is not None and rule.max is not None:
+        out[rule.max] = f"上限 {rule.max:g}{unit}"
+    if rule is not None and rule.min is not None:
+        out[rule.min] = f"下限 {rule.min:g}{unit}"
+    return out
+
+
+async def evidence(request: Request, a: dict, explanation: Sequence[dict] = ()) -> dict:
     r = ctx(request).reader
     first = when(a["first_seen"])
     last = ts(a["last_seen"]) or first
@@ -243,16 +276,13 @@ async def evidence(request: Request, a: dict) -> dict:
     series: dict[str, list] = {}
     limits: dict[float, str] = {}
     rules = ctx(request).rules
+    used = used_limit(rules, a, explanation)
     for x in readings:
         unit = SENSOR_UNIT_ZH.get(x["unit"], x["unit"])
         series.setdefault(f"{SENSOR_CHANNEL_ZH.get(x['channel'], x['channel'])}({unit})", []).append(
             (ts(x["occurred_at"]), float(x["value"]))
         )
-        rule = rules.sensor.get(x["channel"]) if rules is not None else None
-        if rule is not None and rule.max is not None:
-            limits[rule.max] = f"上限 {rule.max:g}{unit}"
-        if rule is not None and rule.min is not None:
-            limits[rule.min] = f"下限 {rule.min:g}{unit}"
+        limits.update(chart_limits(rules, x["channel"], unit, used))
     videos = await r.rows(
         """SELECT occurred_at, camera_id, cls, confidence, evidence_ref FROM {db}.events_video
         WHERE entity_id = %(e)s
@@ -311,6 +341,7 @@ async def alert_page(
     orders = await orders_of(request, "alert_id = %(a)s", a=alert_id)  # 整改令 its outcome ordered
     outcomes = await c.reader.rows(OUTCOMES_OF_ALERT_SQL, alert_id=alert_id)
     transfer = transfer_info(a, history)
+    expl = await explanation(request, a)
     if transfer and transfer["at"] and transfer["state"] == "transferred" and c.transfer is not None:
         transfer["due"] = when(transfer["at"]) + timedelta(hours=c.transfer.accept_hours)
     return render(
@@ -331,9 +362,9 @@ async def alert_page(
         reasons=list(load_reasons()),
         can_reassign=can_reassign,
         departments=c.catalog.departments,
-        explanation=await explanation(request, a),
+        explanation=expl,
         related=await related(request, user, a),
-        ev=await evidence(request, a),
+        ev=await evidence(request, a, expl),
         waiting=waiting,
         refused=refused,
         can_act=can_act,
