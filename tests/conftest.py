@@ -22,8 +22,10 @@ from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wai
 from streams.runtime import topics as T
 
 # Workers in tests commit every second (production: every 5 s, and at once after a person's
-# action): tests wait for sensor rows in ClickHouse, and the suite stays short.
+# action): tests wait for sensor rows in ClickHouse, and the suite stays short. Their consumers commit
+# the released offsets every 0.5 s (production: 2.8 s): ``wait_consumed`` waits for those.
 os.environ.setdefault("RISKWATCH_COMMIT_INTERVAL_SECONDS", "1")
+os.environ.setdefault("RISKWATCH_OFFSET_COMMIT_INTERVAL_SECONDS", "0.5")
 
 _HANDED_OUT: set[int] = set()
 
@@ -142,7 +144,7 @@ class Pipeline:
         names = [self.settings.topic(t) for t in (topics or [*T.INPUT_TOPICS, T.ALERTS_ALL, T.DEADLETTER])]
         try:
             wait_for(
-                lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5
+                lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.2
             )
         except WaitTimeout:
             for w in self.workers:  # leave every task's stack in the worker logs for the post-mortem
