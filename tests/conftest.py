@@ -214,7 +214,10 @@ class WebStack:
     def __init__(self, broker: Settings, tmp: Path):
         from tests.webtools import chromium, start_web
 
-        self.settings = isolated_settings(broker, tmp)
+        # public pages are rendered at most every 2 s (production: 60 s): a page one module read is not
+        # waited out by a later one that expects new data on it (caching and its emptying on publication
+        # are checked in web/cache.py's doctest and tests/test_public_pages.py)
+        self.settings = isolated_settings(broker, tmp, workbench_public_cache_seconds=2.0)
         self.pipeline = Pipeline(self.settings, tmp)
         self.web = start_web(self.settings, tmp)
         self.worker = self.pipeline.start_worker(web_public_url=self.web.url)
