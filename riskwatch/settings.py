@@ -107,6 +107,14 @@ class Settings(BaseSettings):
             "alerts do not wait for it, and batches with a person's action (feedback, inspection) commit at once"
         ),
     )
+    offset_commit_interval_seconds: float = Field(
+        2.8,
+        gt=0,
+        description=(
+            "How often the worker's Kafka consumer commits the offsets its commits released (Faust's "
+            "broker_commit_interval); the consumer group's lag falls this much after the rows are stored"
+        ),
+    )
     faust_fastpath: bool = Field(
         True,
         description=(

@@ -22,8 +22,10 @@ from riskwatch.tools.runner import WaitTimeout, WorkerProcess, consumer_lag, wai
 from streams.runtime import topics as T
 
 # Workers in tests commit every second (production: every 5 s, and at once after a person's
-# action): tests wait for sensor rows in ClickHouse, and the suite stays short.
+# action): tests wait for sensor rows in ClickHouse, and the suite stays short. Their consumers commit
+# the released offsets every 0.5 s (production: 2.8 s): ``wait_consumed`` waits for those.
 os.environ.setdefault("RISKWATCH_COMMIT_INTERVAL_SECONDS", "1")
+os.environ.setdefault("RISKWATCH_OFFSET_COMMIT_INTERVAL_SECONDS", "0.5")
 
 _HANDED_OUT: set[int] = set()
 
@@ -142,7 +144,7 @@ class Pipeline:
         names = [self.settings.topic(t) for t in (topics or [*T.INPUT_TOPICS, T.ALERTS_ALL, T.DEADLETTER])]
         try:
             wait_for(
-                lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.5
+                lambda: consumer_lag(self.settings, names) == 0, timeout, f"worker to consume {names}", interval=0.2
             )
         except WaitTimeout:
             for w in self.workers:  # leave every task's stack in the worker logs for the post-mortem
@@ -212,7 +214,10 @@ class WebStack:
     def __init__(self, broker: Settings, tmp: Path):
         from tests.webtools import chromium, start_web
 
-        self.settings = isolated_settings(broker, tmp)
+        # public pages are rendered at most every 2 s (production: 60 s): a page one module read is not
+        # waited out by a later one that expects new data on it (caching and its emptying on publication
+        # are checked in web/cache.py's doctest and tests/test_public_pages.py)
+        self.settings = isolated_settings(broker, tmp, workbench_public_cache_seconds=2.0)
         self.pipeline = Pipeline(self.settings, tmp)
         self.web = start_web(self.settings, tmp)
         self.worker = self.pipeline.start_worker(web_public_url=self.web.url)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -242,28 +243,128 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
+class OpenClients:
+    """Kafka clients kept open between polls of one connection configuration: the lag of a group, and
+    topics read from the beginning.
+
+    A new admin client or consumer per poll costs 0.1–1 s (bootstrap, API versions, the metadata of
+    every topic: the more topics the broker holds, the longer), a query on open ones ~5 ms; tests poll
+    both every fraction of a second. Requests time out after 10 s; any error closes the clients and the
+    next call opens new ones (a restarted or stopped broker: no call blocks longer than a new client's
+    30 s bootstrap would). Calls from several threads take turns (kafka-python's clients are not
+    thread-safe)."""
+
+    REQUEST_TIMEOUT_MS = 10_000
+
+    def __init__(self, kafka_kwargs: dict) -> None:
+        import threading
+
+        self.kafka_kwargs = kafka_kwargs
+        self.lock = threading.Lock()
+        self.admin: Any = None
+        self.consumer: Any = None
+
+    def _open(self, consumer: bool = False) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        kw = dict(self.kafka_kwargs, client_id="riskwatch-lag", request_timeout_ms=self.REQUEST_TIMEOUT_MS)
+        if self.admin is None:
+            self.admin = KafkaAdminClient(**kw)
+        if consumer and self.consumer is None:
+            self.consumer = KafkaConsumer(**kw, enable_auto_commit=False)
+
+    def _partitions(self, topics: list[str]) -> dict[str, list[int]]:
+        """The partitions of those ``topics`` that exist: one metadata request for just them (a consumer's
+        ``partitions_for_topic`` fetches the metadata of every topic whenever it does not know one)."""
+        return {
+            t["name"]: [p["partition_index"] for p in t["partitions"]]
+            for t in self.admin.describe_topics(topics)
+            if t["error_code"] == 0
+        }
+
+    def _ends(self, tps: list) -> dict:
+        """The end offset of each partition (asked of the admin client: kafka-python 3.0's
+        ``KafkaConsumer.end_offsets`` leaves out partitions whose leader its metadata does not know yet)."""
+        from kafka.admin import OffsetSpec
+
+        if not tps:
+            return {}
+        got = self.admin.list_partition_offsets(
+            {tp: OffsetSpec.LATEST for tp in tps}, timeout_ms=self.REQUEST_TIMEOUT_MS
+        )
+        return {tp: o.offset for tp, o in got.items()}
+
+    def lag(self, group: str, topics: list[str]) -> int:
+        """Messages of ``topics`` not yet committed by consumer group ``group``."""
+        from kafka.structs import TopicPartition
+
+        with self.lock:
+            try:
+                self._open()
+                committed = self.admin.list_group_offsets(group).get(group, {})
+                ends = self._ends([TopicPartition(t, p) for t, ps in self._partitions(topics).items() for p in ps])
+            except BaseException:
+                self.close()
+                raise
+        lag = 0
+        for tp, end in ends.items():
+            c = committed.get(tp)
+            lag += end - (c.offset if c is not None and c.offset >= 0 else 0)
+        return lag
+
+    def read(self, topic: str) -> list:
+        """Every record currently in ``topic``, from the beginning of each partition (the consumer is
+        assigned this topic's partitions alone; records fetched for earlier ones are dropped)."""
+        from kafka.structs import TopicPartition
+
+        with self.lock:
+            try:
+                self._open(consumer=True)
+                c = self.consumer
+                tps = [TopicPartition(topic, p) for p in self._partitions([topic]).get(topic, ())]
+                if not tps:
+                    return []
+                c.assign(tps)
+                c.seek_to_beginning(*tps)
+                ends = self._ends(tps)
+                out = []
+                while any(c.position(tp) < ends[tp] for tp in tps):
+                    for recs in c.poll(timeout_ms=1000, max_records=10000).values():
+                        out.extend(recs)
+                return out
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        for client in (self.admin, self.consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self.admin = self.consumer = None
+
+
+_OPEN_CLIENTS: dict[str, OpenClients] = {}
+
+
+def open_clients(settings: Settings) -> OpenClients:
+    """The :class:`OpenClients` of this configuration's broker (made at the first call, closed at exit)."""
+    kw = settings.kafka_kwargs()
+    key = orjson.dumps(kw, option=orjson.OPT_SORT_KEYS).decode()
+    clients = _OPEN_CLIENTS.get(key)
+    if clients is None:
+        import atexit
+
+        clients = OpenClients(kw)
+        if _OPEN_CLIENTS.setdefault(key, clients) is clients:
+            atexit.register(clients.close)
+        clients = _OPEN_CLIENTS[key]
+    return clients
+
+
 def consumer_lag(settings: Settings, topics: list[str]) -> int | None:
     """Messages not yet committed by the worker's consumer group on ``topics`` (None: no group yet)."""
-    from kafka.structs import TopicPartition
-
-    from kafka import KafkaAdminClient, KafkaConsumer
-
-    admin = KafkaAdminClient(**settings.kafka_kwargs(), client_id="riskwatch-lag")
-    try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-    finally:
-        admin.close()
-    consumer = KafkaConsumer(**settings.kafka_kwargs(), client_id="riskwatch-lag")
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(tps)
-    finally:
-        consumer.close()
-    lag = 0
-    for tp, end in ends.items():
-        c = committed.get(tp)
-        lag += end - (c.offset if c is not None and c.offset >= 0 else 0)
-    return lag
+    return open_clients(settings).lag(settings.app_id, topics)
 
 
 def group_assignment(settings: Settings) -> dict[str, int]:
@@ -291,20 +392,4 @@ def group_assignment(settings: Settings) -> dict[str, int]:
 
 def read_all(settings: Settings, topic: str) -> list:
     """Every record currently in ``topic`` (full name), from the beginning of each partition."""
-    from kafka.structs import TopicPartition
-
-    from kafka import KafkaConsumer
-
-    c = KafkaConsumer(**settings.kafka_kwargs(), enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out = []
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            for recs in c.poll(timeout_ms=1000, max_records=10000).values():
-                out.extend(recs)
-        return out
-    finally:
-        c.close()
+    return open_clients(settings).read(topic)

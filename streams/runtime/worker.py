@@ -63,6 +63,7 @@ def faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         broker_commit_every=BATCH_MAX,
+        broker_commit_interval=settings.offset_commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
         # A worker that dies is noticed in ~10 s (not Kafka's default 45 s): its partitions and
         # their state move to the survivors quickly.
