@@ -57,6 +57,13 @@ def register(w: Worker) -> None:
     outbox = w.outbox
     assert outbox is not None  # Worker.build makes it
 
+    async def rescan(*args, **kwargs) -> None:
+        """Any assignment, even of the partitions this worker held before: look at the states anew at
+        the next tick (a revoke and an assign between two ticks leave the owned set as it was)."""
+        owned_then[0] = frozenset()
+
+    app.on_partitions_assigned.connect(rescan)
+
     @app.timer(interval=settings.lifecycle_tick_seconds, on_leader=False)
     async def alert_deadlines():
         actives = w.actives()
