@@ -1,4 +1,4 @@
-"""Valid input events as dicts (JSON-ready), for tests."""
+"""Valid input events as dicts (JSON-ready), and stored alerts as models, for tests."""
 
 from __future__ import annotations
 
@@ -105,3 +105,37 @@ def task(
         ref="",
         note="",
     )
+
+
+def alert(aid: str, now: datetime, **fields):
+    """A firing yellow cold-chain alert of entity ``E-<aid>`` as the worker publishes it; ``fields``
+    override any of the contract's fields."""
+    from schemas.events import Alert, Contribution
+    from schemas.vocabulary import Level
+
+    base = dict(
+        alert_id=aid,
+        revision=1,
+        fingerprint=f"E-{aid}|1|rule.sensor",
+        entity_id=f"E-{aid}",
+        entity_name="舞泉镇测试企业",
+        entity_kind="food_producer",
+        township="舞泉镇",
+        item_id=1,
+        item_name="食品生产",
+        rule="rule.sensor.cold_chain_temp",
+        level=Level.yellow,
+        level_zh="黄色",
+        status="firing",
+        score=60.0,
+        title="冷链温度超过8℃上限",
+        message="【预警】",
+        explanation=[Contribution(signal="rule.sensor", value=1.0, detail="超限")],
+        lead_department="amr",
+        departments=["amr"],
+        first_seen=now - timedelta(hours=1),
+        last_seen=now,
+        updated_at=now,
+        source_event_id="ev-1",
+    )
+    return Alert(**{**base, **fields})

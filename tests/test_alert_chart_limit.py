@@ -19,12 +19,13 @@ from clickhouse_connect.driver.binding import finalize_query
 from detectors.rules import RatingLimit, UsedLimit
 from riskwatch.domain.county import load_county
 from riskwatch.settings import Settings
-from schemas.events import Alert, Contribution, SensorReading
+from schemas.events import Contribution, SensorReading
 from schemas.vocabulary import Level
 from sinks.clickhouse import INSERT_SETTINGS, make_client
 from sinks.migrations import migrate
 from sinks.query import run_read_query
 from sinks.rows import COLUMNS, alert_row, sensor_row
+from tests import factories as F
 from web.routes.alert import chart_limits, used_limit
 
 RULES = load_county().rules
@@ -114,30 +115,18 @@ def test_the_chart_draws_the_limit_used_for_the_alert_channel_only():
 # --- the page --------------------------------------------------------------------------------------
 def _alert(aid: str, channel: str, title: str, value: float, det: str) -> tuple:
     return alert_row(
-        Alert(
-            alert_id=aid,
-            revision=1,
+        F.alert(
+            aid,
+            NOW - timedelta(minutes=10),
             fingerprint=f"E-{aid}|1|rule.sensor.{channel}",
-            entity_id=f"E-{aid}",
-            entity_name="舞泉镇测试企业",
-            entity_kind="food_producer",
-            township="舞泉镇",
-            item_id=1,
-            item_name="食品生产",
             rule=f"rule.sensor.{channel}",
             level=Level.orange,
             level_zh="橙色",
-            status="firing",
             score=70.0,
             title=title,
-            message="【预警】",
             explanation=[Contribution(signal=f"sensor.{channel}", value=value, detail=det)],
-            lead_department="amr",
-            departments=["amr"],
             first_seen=NOW - timedelta(minutes=20),
-            last_seen=NOW - timedelta(minutes=10),
             updated_at=NOW,
-            source_event_id="ev-1",
         )
     )
 

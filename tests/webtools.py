@@ -185,42 +185,22 @@ def serve_store(path: str, port: int) -> None:
 
     import orjson
 
-    from schemas.events import Alert, Contribution
-    from schemas.vocabulary import Level
     from sinks.clickhouse import INSERT_SETTINGS, make_client
     from sinks.migrations import migrate
     from sinks.query import execute_readonly
     from sinks.rows import COLUMNS, alert_row
+    from tests import factories as F
 
     client = make_client(f"chdb://{path}")
     migrate(client, "riskwatch")
     now = datetime.now(UTC)
     rows = [
         alert_row(
-            Alert(
-                alert_id=aid,
-                revision=1,
-                fingerprint=f"E-{aid}|1|rule.sensor",
-                entity_id=f"E-{aid}",
-                entity_name="舞泉镇测试企业",
-                entity_kind="food_producer",
-                township="舞泉镇",
-                item_id=1,
-                item_name="食品生产",
-                rule="rule.sensor.cold_chain_temp",
-                level=Level.yellow,
-                level_zh="黄色",
-                status="firing",
-                score=60.0,
-                title="冷链温度超过8℃上限",
-                message="【预警】",
-                explanation=[Contribution(signal="rule.sensor", value=1.0, detail="超限")],
+            F.alert(
+                aid,
+                now,
                 lead_department=depts[0],
                 departments=depts,
-                first_seen=now - timedelta(hours=1),
-                last_seen=now,
-                updated_at=now,
-                source_event_id="ev-1",
                 ack_due=now + timedelta(hours=2),
                 dispose_due=now + timedelta(days=1),
             )
