@@ -196,3 +196,37 @@ def test_the_engine_runs_without_faust_or_kafka_clients(module: str) -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr or r.stdout
+
+
+def sighting(i: int, hours: float, confidence: float) -> bytes:
+    return _json(
+        event_id=f"v{i}",
+        occurred_at=(T0 - timedelta(days=4) + timedelta(hours=hours)).isoformat(),
+        camera_id="E1-CAM1",
+        cls="rodent",
+        confidence=confidence,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sightings", "opens_at"),
+    [
+        # the soak's INC7-101: one kitchen camera on three nights; the two sure sightings are 49 h apart
+        ([(0.0, 0.949), (23.1, 0.707), (48.9, 0.874), (50.3, 0.729), (51.6, 0.709)], 2),
+        ([(0.0, 0.95)], None),  # once is not enough: a cat, a shadow
+        ([(0.0, 0.95), (96.0, 0.93)], None),  # twice, four days apart: not one infestation
+        ([(0.0, 0.74), (1.0, 0.74), (2.0, 0.74)], None),  # unsure sightings never open a case
+    ],
+)
+def test_rodents_seen_again_on_another_night_open_a_case(sightings, opens_at) -> None:
+    e = Engine()
+    e.run(("events.registry", 0, registered()))
+    opened = [
+        i
+        for i, (h, conf) in enumerate(sightings)
+        if any(
+            a["rule"] == "rule.video.rodent"
+            for a in sent(e.run(("events.video", i, sighting(i, h, conf))), "alerts.all")
+        )
+    ]
+    assert opened[:1] == ([] if opens_at is None else [opens_at])
