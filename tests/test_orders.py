@@ -254,12 +254,19 @@ def test_pipeline_order_recheck_fails_then_passes(pipeline):
         60,
         "the closed order",
     )
-    hist = wait_for(
-        lambda: w.query(
-            f"SELECT seq, to_status, prev_hash, hash FROM riskwatch.alert_history WHERE alert_id = '{oid}' ORDER BY seq"
+    hist = wait_for(  # the history arrives through alerts.events and the sink agent, after the order's row
+        lambda: (
+            (
+                h := w.query(
+                    "SELECT seq, to_status, prev_hash, hash FROM riskwatch.alert_history "
+                    f"WHERE alert_id = '{oid}' ORDER BY seq"
+                )
+            )
+            and h[-1]["to_status"] == "closed"
+            and h
         ),
         60,
-        "the order's history",
+        "the order's history to reach closed",
     )
     assert [h["to_status"] for h in hist][-5:] == ["issued", "claimed", "reopened", "claimed", "closed"]
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(hist, hist[1:], strict=False))

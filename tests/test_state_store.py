@@ -103,7 +103,9 @@ def test_kill9_and_restart_on_the_same_state_dir_reads_only_the_changelog_tail(p
                 ev = F.sensor(e, 35.0 if k % 10 == 5 else 20.0, channel="storage_temp")  # a limit breach now and then
                 sent.append(ev["event_id"])
                 p.send("events.sensor", ev)
-            p.flush()  # several commits: many changelog records per entity
+            p.flush()
+            if k % 3 == 2:  # several commits (each round consumed before the next): many records per entity
+                p.wait_consumed()
 
     readings(range(10), ents)
     p.wait_consumed()
