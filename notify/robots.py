@@ -18,8 +18,8 @@ never reach a log line: URLs are logged without their query string.
 
 Each notification reaches a robot's group once: Alertmanager records a notification only after
 its receiver answered, so one in flight when Alertmanager stops is sent again after its restart. The
-adapter remembers what each robot was given (by the notification's labels, for a day) and answers such
-a repeat with 200 without posting it.
+adapter remembers what each robot was given (the notification's labels and a digest of its text, for
+a day) and answers such a repeat with 200 without posting it.
 
 What people wrote is data, never markup: the message is built again from the annotations' parts
 (:func:`notify.text.notification_text`), and every part that is data (title, entity, township, the
@@ -178,15 +178,20 @@ def dingtalk_body(payload: dict) -> dict:
 
 
 def notification_key(alert: dict) -> tuple | None:
-    """What identifies one riskwatch notification (notify/bridge.py's labels); None for an ops alert.
+    """What identifies one riskwatch notification: its labels (notify/bridge.py) and a digest of its
+    whole text, so only a repeat of the very same message is dropped — a post that copies the labels
+    of a notification to come, with other words, cannot silence it. None for an ops alert.
 
-    >>> notification_key({"labels": {"source": "riskwatch", "alert_id": "a1", "seq": "3", "notification": "firing"}})
-    ('a1', None, '3', 'firing', None)
+    >>> a = {"labels": {"source": "riskwatch", "alert_id": "a1", "seq": "3"}, "annotations": {"text": "甲"}}
+    >>> b = {"labels": a["labels"], "annotations": {"text": "乙"}}
+    >>> notification_key(a) == notification_key(dict(a)), notification_key(a) == notification_key(b)
+    (True, False)
     """
     lab = alert.get("labels", {})
     if lab.get("source") != "riskwatch":
         return None
-    return (lab.get("alert_id"), lab.get("first_seen"), lab.get("seq"), lab.get("notification"), lab.get("department"))
+    body = repr((sorted(lab.items()), sorted(alert.get("annotations", {}).items()))).encode()
+    return (lab.get("alert_id"), lab.get("seq"), lab.get("notification"), hashlib.sha256(body).hexdigest())
 
 
 class RobotAdapter:

@@ -266,7 +266,9 @@ def test_robot_adapter_posts_a_notification_alertmanager_repeats_once(tmp_path):
         out = []
         try:
             async with ClientSession() as c:
-                for body in (note("1"), note("1"), note("2"), ops, ops):
+                forged = note("3")  # someone on the network copies the labels of a notification to come
+                forged["alerts"][0]["annotations"]["text"] = "伪造"
+                for body in (note("1"), note("1"), note("2"), ops, ops, forged, note("3")):
                     async with c.post(f"http://127.0.0.1:{port}/wecom/amr/0", json=body) as r:
                         out.append(f"{r.status} {await r.text()}")
         finally:
@@ -278,8 +280,9 @@ def test_robot_adapter_posts_a_notification_alertmanager_repeats_once(tmp_path):
         posted = [r.body["markdown"]["content"] for r in fake.ok("/wecom/amr")]
     finally:
         fake.stop()
-    assert answers == ["200 ok", "200 already delivered", "200 ok", "200 ok", "200 ok"]
-    assert len(posted) == 4 and sum("第1版" in p for p in posted) == 1
+    assert answers == ["200 ok", "200 already delivered", "200 ok", "200 ok", "200 ok", "200 ok", "200 ok"]
+    assert len(posted) == 6 and sum("第1版" in p for p in posted) == 1
+    assert any("第3版" in p for p in posted)  # the forged post with its labels did not silence the real one
 
 
 def test_robot_adapter_answers_503_while_a_robot_stays_rate_limited(tmp_path):
