@@ -30,7 +30,6 @@ revisions reach the topics in their order.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -116,4 +115,3 @@ class Outbox:
         self.add(cleared)
         await self.send(records)
         self.sent += len(records)
-        await asyncio.sleep(0)
