@@ -149,8 +149,6 @@ def _with_outbox(sends) -> EntityState:
 def test_a_worker_sends_the_outbox_it_recovers_from_the_changelog_once(pipeline):
     """Real broker and worker: a state whose commit reached the changelog but whose outbox was never sent
     (the worker died in between) has it sent by the next worker, once, and stored again without it."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
     from riskwatch.tools.runner import group_assignment, read_all, wait_for
 
     p = pipeline
@@ -158,11 +156,14 @@ def test_a_worker_sends_the_outbox_it_recovers_from_the_changelog_once(pipeline)
     w = p.start_worker()  # creates the changelog topic; then dies as after a commit, before the send
     wait_for(lambda: (g := group_assignment(s)) and all(g.values()), 120, "the worker to hold its partitions")
     w.kill9()
-    out = s.topic("test.outbox")
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    admin.create_topics([NewTopic(out, num_partitions=1, replication_factor=1)])
-    admin.close()
-    st = _with_outbox([(NS(get_topic_name=lambda: out), b"E-ob1", b'{"revision": 7}')])
+    out, forged = s.topic("alerts.amr"), s.topic("events.registry")
+    # the second record is forged: it names an input topic, not one the worker writes
+    st = _with_outbox(
+        [
+            (NS(get_topic_name=lambda: out), b"E-ob1", b'{"revision": 7}'),
+            (NS(get_topic_name=lambda: forged), b"E-ob1", b"{}"),
+        ]
+    )
     changelog = f"{s.app_id}-entities-changelog"
     p.producer.send(changelog, key=b"E-ob1", value=st.dumps(), partition=0)
     p.flush()
@@ -184,3 +185,4 @@ def test_a_worker_sends_the_outbox_it_recovers_from_the_changelog_once(pipeline)
 
     time.sleep(5)  # a few deadline ticks (lifecycle_tick_seconds)
     assert sent() == [b'{"revision": 7}']
+    assert [r.value for r in read_all(s, forged)] == []  # the forged record was not sent

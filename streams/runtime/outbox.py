@@ -30,10 +30,13 @@ revisions reach the topics in their order.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from streams.engine.state import EntityState
+
+log = logging.getLogger("riskwatch.worker")
 
 
 def hold(st: EntityState, sends: list[tuple[Any, bytes | None, bytes]]) -> int:
@@ -48,7 +51,7 @@ class Outbox:
     ``load(key)`` is the worker's state loader (copy-on-write against a commit in flight),
     ``owned(key)`` whether this worker still owns the key's partition, ``partition(key)`` its
     changelog partition, ``send(records)`` the bulk producer, ``add(dirty)`` queues changed states
-    for the next commit, ``soon()`` asks for that commit now."""
+    for the next commit, ``soon()`` asks for that commit now; ``allowed``: the topics a record may name."""
 
     def __init__(
         self,
@@ -58,8 +61,12 @@ class Outbox:
         send: Callable[[list], Any],
         add: Callable[[dict], None],
         soon: Callable[[], None],
+        allowed: frozenset[str] | None = None,
     ) -> None:
         self.load, self.owned, self.partition, self.send, self.add, self.soon = load, owned, partition, send, add, soon
+        # the worker's output topics: a record naming another (a forged changelog record) is never sent
+        self.allowed = allowed
+        self.refused = 0
         self.recovered: set[bytes] = set()  # states read from the changelog with records still in their outbox
         self.sent = 0  # records sent (tests, /metrics)
 
@@ -107,7 +114,12 @@ class Outbox:
             k = min(n, len(st.outbox))
             if not k:
                 continue
-            records.extend((topic, None, rk, value) for topic, rk, value in st.outbox[:k])
+            for topic, rk, value in st.outbox[:k]:
+                if self.allowed is None or topic in self.allowed:
+                    records.append((topic, None, rk, value))
+                else:
+                    self.refused += 1
+                    log.error("outbox of %r names %r, not one of the worker's output topics: not sent", key, topic)
             del st.outbox[:k]
             cleared[key] = (self.partition(key), st)
         if not cleared:

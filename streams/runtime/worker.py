@@ -125,6 +125,11 @@ class Topics:
             audit_anchors=raw_topic(app, tp(T.AUDIT_ANCHORS)),
         )
 
+    def outputs(self) -> list[faust.TopicT]:
+        """Every topic the entity batch and the timers write."""
+        d = self.destinations()
+        return [d.alerts_all, d.alert_events, d.inspection_plans, d.notices, d.deadletter, *d.departments.values()]
+
     def destinations(self) -> Destinations[faust.TopicT]:
         """The entity batch's output topics (``streams/engine/batch.py``)."""
         return Destinations(
@@ -251,6 +256,7 @@ class Worker:
             lambda recs: bulk.send(recs),
             lambda dirty: commit.add({}, dirty, [], None),
             commit.soon,
+            allowed=frozenset(t.get_topic_name() for t in topics.outputs()),
         )
         return w
 
